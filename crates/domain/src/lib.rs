@@ -1,0 +1,18 @@
+//! Atelier's pure model: ids, stages, signals, transcript events, task states and the pipeline
+//! state machine `(state, event) → (state, effects)`. No I/O, no async, no clock: everything here
+//! is a value, so every rule is testable with a table.
+
+pub mod ids;
+pub mod pipeline;
+pub mod signal;
+pub mod slug;
+pub mod stage;
+pub mod task;
+pub mod transcript;
+
+pub use ids::{ProjectId, RunId, TaskId};
+pub use pipeline::{Decision, Effect, Event, Policy, Rejection, RunOutcome, TaskSnapshot, decide};
+pub use signal::{Signal, Verdict};
+pub use stage::Stage;
+pub use task::{BlockReason, DoneReason, RunStatus, TaskState};
+pub use transcript::TranscriptEvent;

@@ -1,0 +1,175 @@
+//! Task workflow states, the reasons a task stops or finishes, and run statuses.
+
+use crate::stage::Stage;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Where a task is in its pipeline. Stored as JSON in the task row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum TaskState {
+    /// An agent of `stage` is queued or running.
+    Running { stage: Stage },
+    /// The agent of `stage` asked a question; its run waits for the answer.
+    NeedsInput { stage: Stage, question: String },
+    /// The plan is written; a human must approve it.
+    PlanGate,
+    /// The pull request is open; a human merges it.
+    AwaitingMerge,
+    /// Stopped by a rule or an agent; `stage` is where `resume` continues.
+    Blocked { stage: Stage, reason: BlockReason },
+    /// Stopped by a user; `stage` is where `resume` continues.
+    Stopped { stage: Stage },
+    Done { reason: DoneReason },
+}
+
+impl TaskState {
+    /// Short machine name (`running`, `plan_gate` …) for lists and filters.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TaskState::Running { .. } => "running",
+            TaskState::NeedsInput { .. } => "needs_input",
+            TaskState::PlanGate => "plan_gate",
+            TaskState::AwaitingMerge => "awaiting_merge",
+            TaskState::Blocked { .. } => "blocked",
+            TaskState::Stopped { .. } => "stopped",
+            TaskState::Done { .. } => "done",
+        }
+    }
+
+    pub fn is_done(&self) -> bool {
+        matches!(self, TaskState::Done { .. })
+    }
+}
+
+impl fmt::Display for TaskState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TaskState::Running { stage } => write!(f, "running {stage}"),
+            TaskState::NeedsInput { stage, question } => {
+                write!(f, "needs input ({stage}): {question}")
+            }
+            TaskState::PlanGate => f.write_str("plan ready: waiting for approval"),
+            TaskState::AwaitingMerge => f.write_str("awaiting merge"),
+            TaskState::Blocked { stage, reason } => write!(f, "blocked at {stage}: {reason}"),
+            TaskState::Stopped { stage } => write!(f, "stopped at {stage}"),
+            TaskState::Done { reason } => write!(f, "done ({reason})"),
+        }
+    }
+}
+
+/// Why a task is blocked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub enum BlockReason {
+    /// A review-round or total-run cap was reached.
+    MaxIterations { detail: String },
+    /// The reviewer said `blocked`.
+    Agent { detail: String },
+    /// The run failed (crash, stall, timeout, unreadable output …).
+    RunFailed { detail: String },
+    /// The agent ended its turn without the signal its stage requires.
+    MissingSignal { detail: String },
+    /// Publishing the pull request failed.
+    Forge { detail: String },
+}
+
+impl BlockReason {
+    pub fn code(&self) -> &'static str {
+        match self {
+            BlockReason::MaxIterations { .. } => "max_iterations",
+            BlockReason::Agent { .. } => "agent_blocked",
+            BlockReason::RunFailed { .. } => "run_failed",
+            BlockReason::MissingSignal { .. } => "missing_signal",
+            BlockReason::Forge { .. } => "forge_error",
+        }
+    }
+
+    pub fn detail(&self) -> &str {
+        match self {
+            BlockReason::MaxIterations { detail }
+            | BlockReason::Agent { detail }
+            | BlockReason::RunFailed { detail }
+            | BlockReason::MissingSignal { detail }
+            | BlockReason::Forge { detail } => detail,
+        }
+    }
+}
+
+impl fmt::Display for BlockReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code(), self.detail())
+    }
+}
+
+/// Why a task is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DoneReason {
+    Merged,
+    NoChanges,
+}
+
+impl fmt::Display for DoneReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DoneReason::Merged => "merged",
+            DoneReason::NoChanges => "no changes to submit",
+        })
+    }
+}
+
+/// Lifecycle of one run (one agent session of one stage).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Waiting for a concurrency slot.
+    Queued,
+    Running,
+    /// Asked a question; resumes in the same session when answered.
+    NeedsInput,
+    Completed,
+    Failed,
+    Stopped,
+    /// The server died while it ran; a replacement run was started.
+    Interrupted,
+}
+
+impl RunStatus {
+    pub const ALL: [RunStatus; 7] = [
+        RunStatus::Queued,
+        RunStatus::Running,
+        RunStatus::NeedsInput,
+        RunStatus::Completed,
+        RunStatus::Failed,
+        RunStatus::Stopped,
+        RunStatus::Interrupted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::NeedsInput => "needs_input",
+            RunStatus::Completed => "completed",
+            RunStatus::Failed => "failed",
+            RunStatus::Stopped => "stopped",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RunStatus> {
+        RunStatus::ALL.into_iter().find(|status| status.as_str() == s)
+    }
+
+    /// A run that can still produce events or signals.
+    pub fn is_live(self) -> bool {
+        matches!(self, RunStatus::Queued | RunStatus::Running | RunStatus::NeedsInput)
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

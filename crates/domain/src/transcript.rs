@@ -1,0 +1,62 @@
+//! Normalized transcript events: what every harness's output is decoded into.
+
+use serde::{Deserialize, Serialize};
+
+/// One normalized event of a run. Stored with a per-run monotonic `seq` and streamed live.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TranscriptEvent {
+    /// The harness session id (announced once per turn by harnesses that have one).
+    Session { id: String },
+    Message {
+        text: String,
+    },
+    Thinking {
+        text: String,
+    },
+    ToolCall {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        name: String,
+        #[serde(default)]
+        input: serde_json::Value,
+    },
+    ToolResult {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        output: String,
+        #[serde(default)]
+        is_error: bool,
+    },
+    CommandOutput {
+        command: String,
+        output: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exit_code: Option<i32>,
+    },
+    FileChange {
+        path: String,
+        kind: String,
+    },
+    Usage {
+        #[serde(default)]
+        input_tokens: u64,
+        #[serde(default)]
+        output_tokens: u64,
+        #[serde(default)]
+        cost_usd: f64,
+    },
+    Error {
+        message: String,
+    },
+    /// End of the agent's turn as the harness reports it. `ok == false` carries the reason.
+    TurnEnd {
+        ok: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// Written by Atelier itself (run started, signal received, run ended …).
+    Status {
+        text: String,
+    },
+}

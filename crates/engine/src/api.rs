@@ -1,0 +1,179 @@
+//! The engine's request and view types: what the HTTP API sends and receives and what the CLI
+//! deserializes. Plain data, serde both ways.
+
+use domain::{ProjectId, RunId, RunStatus, Signal, Stage, TaskId, TaskState, TranscriptEvent};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Harness, model and effort for one role (stage).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RoleConfig {
+    /// `scripted` today; `claude-code`, `codex`, `opencode` next.
+    pub harness: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effort: Option<String>,
+    /// Scripted harness only: the scenario file this role plays.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenario: Option<PathBuf>,
+    /// Wall-clock limit of one run of this stage, in seconds (default: the server's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u64>,
+}
+
+/// Per-project settings. Every field has a sensible default.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProjectSettings {
+    /// Role per stage; a stage without an entry cannot run.
+    pub roles: BTreeMap<Stage, RoleConfig>,
+    /// The git remote branches are pushed to.
+    pub remote: String,
+    /// Files of the repository (relative paths, e.g. `.env`) linked into every worktree.
+    pub env_files: Vec<String>,
+    /// Shell command run in a new worktree (`sh -c`), with `ATELIER_PORT` set.
+    pub setup_hook: Option<String>,
+    pub setup_timeout_secs: u64,
+    /// Agents of this project that may run at once.
+    pub slots: u32,
+    /// Ports reserved per task (`ATELIER_PORT` is the first).
+    pub port_block: u16,
+    pub max_review_rounds: u32,
+    pub max_total_runs: u32,
+}
+
+impl Default for ProjectSettings {
+    fn default() -> Self {
+        ProjectSettings {
+            roles: BTreeMap::new(),
+            remote: "origin".into(),
+            env_files: vec![],
+            setup_hook: None,
+            setup_timeout_secs: 300,
+            slots: 4,
+            port_block: 10,
+            max_review_rounds: 3,
+            max_total_runs: 25,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewProject {
+    pub path: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub settings: Option<ProjectSettings>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProjectView {
+    pub id: ProjectId,
+    pub name: String,
+    pub path: String,
+    pub default_branch: String,
+    pub settings: ProjectSettings,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewTask {
+    /// Project name or id.
+    pub project: String,
+    pub title: String,
+    /// The request, in markdown.
+    pub body: String,
+    #[serde(default)]
+    pub priority: i64,
+    /// Technical owners review the plan; non-technical owners pass the gate automatically.
+    #[serde(default = "yes")]
+    pub technical: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskView {
+    pub id: TaskId,
+    pub project: String,
+    pub title: String,
+    pub key: String,
+    pub branch: String,
+    pub state: TaskState,
+    pub priority: i64,
+    pub technical: bool,
+    pub worktree: Option<String>,
+    pub doc_path: String,
+    pub port: u16,
+    pub review_rounds: u32,
+    pub runs_started: u32,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunView {
+    pub id: RunId,
+    pub stage: Stage,
+    pub status: RunStatus,
+    pub iteration: u32,
+    pub turns: u32,
+    pub session: Option<String>,
+    pub signal: Option<Signal>,
+    pub reason: Option<String>,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PullRequestView {
+    pub url: String,
+    pub branch: String,
+    pub base: String,
+    pub head_sha: String,
+    pub merged: bool,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskDetail {
+    pub task: TaskView,
+    pub runs: Vec<RunView>,
+    pub pull_request: Option<PullRequestView>,
+    /// The task doc's current markdown.
+    pub doc: String,
+}
+
+/// One transcript event of a task's run, as streamed by `task logs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogEntry {
+    pub run: RunId,
+    pub stage: Stage,
+    pub seq: i64,
+    pub event: TranscriptEvent,
+}
+
+/// What `task logs --follow` streams: events, then an end marker once no agent is live.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "item", rename_all = "snake_case")]
+pub enum FollowItem {
+    Event(LogEntry),
+    End { state: TaskState },
+}
+
+/// The body of `POST /api/signal` (the run token travels in the Authorization header).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignalRequest {
+    pub task: TaskId,
+    pub signal: Signal,
+}

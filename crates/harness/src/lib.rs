@@ -1,0 +1,82 @@
+//! Agent adapters behind one `Harness` trait, the process primitives that own agent child
+//! processes (explicit environment, own process group, kill every descendant), and the scripted
+//! harness used by tests, benchmarks and the demo.
+//!
+//! A harness is (a) a command builder and (b) a pure, synchronous decoder from its output lines to
+//! Atelier's transcript events. The engine's run supervisor owns the child and drives both.
+
+pub mod process;
+pub mod scenario;
+pub mod scripted;
+
+use domain::{Stage, TranscriptEvent};
+use std::path::PathBuf;
+
+/// One turn to run: a fresh session or the resumption of `resume_session` with `prompt` as the
+/// follow-up input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TurnRequest {
+    pub stage: Stage,
+    /// How many runs of this stage finished before this one (0 for the first).
+    pub iteration: u32,
+    /// Turn number inside the run (0 for the first, +1 per resumption).
+    pub turn: u32,
+    /// The stage prompt, or the follow-up input when resuming.
+    pub prompt: String,
+    /// The task's worktree; the agent's working directory.
+    pub workdir: PathBuf,
+    /// The complete environment of the agent (the child starts from an empty environment).
+    pub env: Vec<(String, String)>,
+    pub model: Option<String>,
+    pub effort: Option<String>,
+    pub resume_session: Option<String>,
+    /// Harness-specific role settings (e.g. `{"scenario": "/path/plan.json"}` for scripted).
+    pub settings: serde_json::Value,
+}
+
+/// What a harness can do, so stages can check before relying on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Capabilities {
+    pub live_text: bool,
+    pub interrupt: bool,
+    pub resume: bool,
+    pub subagents: bool,
+}
+
+/// How to ask a running agent to stop its turn gracefully.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Interrupt {
+    /// Send this signal to the agent's process group (e.g. `libc::SIGINT`).
+    Signal(i32),
+    /// Write these bytes to the agent's stdin (protocol interrupt).
+    Stdin(Vec<u8>),
+}
+
+/// Turns a harness's output lines into transcript events. Pure and synchronous.
+pub trait Decoder: Send {
+    /// Decodes one stdout line (without its newline) into zero or more events.
+    fn line(&mut self, line: &str) -> Vec<TranscriptEvent>;
+    /// How many lines could not be understood so far.
+    fn unreadable_lines(&self) -> u64;
+}
+
+/// Errors raised before an agent process exists.
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    #[error("harness configuration: {0}")]
+    Config(String),
+    #[error("unknown harness `{0}`: available harnesses are: {1}")]
+    Unknown(String, String),
+}
+
+/// One agent CLI (or the scripted agent).
+pub trait Harness: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn capabilities(&self) -> Capabilities;
+    /// The process to start for this turn.
+    fn command(&self, req: &TurnRequest) -> Result<process::ProcessSpec, HarnessError>;
+    /// A fresh decoder for one process's output.
+    fn decoder(&self) -> Box<dyn Decoder>;
+    /// The graceful interrupt this harness understands.
+    fn interrupt(&self) -> Interrupt;
+}

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod error;
 mod facade;
+pub mod workspace;
 
 pub use error::{EngineError, Result};
 pub use facade::{Engine, EngineConfig};

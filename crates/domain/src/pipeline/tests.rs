@@ -1,0 +1,2 @@
+//! Table-driven tests of every pipeline transition.
+use super::*;

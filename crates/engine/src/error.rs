@@ -33,3 +33,9 @@ impl From<domain::Rejection> for EngineError {
 }
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+impl From<store::StoreError> for EngineError {
+    fn from(err: store::StoreError) -> Self {
+        EngineError::Internal(err.to_string())
+    }
+}

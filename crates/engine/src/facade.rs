@@ -1,11 +1,17 @@
 //! The public entry points of the engine (what the HTTP layer calls).
 
 use crate::api::*;
-use crate::error::Result;
-use domain::{Signal, Stage, TaskId};
+use crate::error::{EngineError, Result};
+use crate::inner::{Inner, StopCause};
+use crate::transition::{after_commit, apply_event, apply_in, not_found};
+use crate::{background, dispatch, logs, outbox, settings, tokens, views, workspace};
+use domain::{Event, RunStatus, Signal, Stage, TaskId, TaskState};
 use futures::stream::BoxStream;
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+use store::{NewProjectRow, NewTaskRow, Store};
 
 /// Server-wide settings of the engine.
 #[derive(Debug, Clone)]
@@ -44,61 +50,333 @@ impl EngineConfig {
 
 /// Cheap to clone; all clones share one engine.
 #[derive(Clone)]
-pub struct Engine {}
+pub struct Engine {
+    inner: Arc<Inner>,
+}
 
-#[allow(unused_variables, clippy::unused_async)]
+/// First port handed to tasks; blocks are laid out every 100 ports from here.
+const PORT_BASE: u32 = 20_000;
+const PORT_STRIDE: u32 = 100;
+
 impl Engine {
     /// Opens the store in `config.data_dir`, recovers runs that were live when the server died,
     /// replays unfinished intents and starts the background loops.
     pub async fn start(config: EngineConfig) -> Result<Engine> {
-        todo!()
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            EngineError::InvalidInput(format!(
+                "cannot create the data directory {}: {e}",
+                config.data_dir.display()
+            ))
+        })?;
+        let store = Store::open_in(&config.data_dir)?;
+        let mut harnesses: BTreeMap<&'static str, Arc<dyn harness::Harness>> = BTreeMap::new();
+        let scripted = harness::scripted::ScriptedHarness::new(config.atelier_bin.clone());
+        harnesses.insert(harness::Harness::name(&scripted), Arc::new(scripted));
+        let forge: Arc<dyn forge::Forge> = Arc::new(forge::LocalForge);
+        let inner = Arc::new(Inner::new(store, config, harnesses, forge));
+        background::recover(&inner)?;
+        tokio::spawn(dispatch::run_dispatcher(Arc::clone(&inner)));
+        tokio::spawn(outbox::run_outbox(Arc::clone(&inner)));
+        tokio::spawn(background::watch_merges(Arc::clone(&inner)));
+        Ok(Engine { inner })
     }
+
     pub async fn add_project(&self, req: NewProject) -> Result<ProjectView> {
-        todo!()
+        let given = Path::new(&req.path);
+        let path = std::fs::canonicalize(given).map_err(|e| {
+            EngineError::InvalidInput(format!("project path {}: {e}", given.display()))
+        })?;
+        let repo = git::Repo::open(&path)
+            .await
+            .map_err(|e| EngineError::InvalidInput(e.to_string()))?;
+        let name = match req.name {
+            Some(name) => name,
+            None => path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        };
+        let valid_name = !name.is_empty()
+            && name.len() <= 64
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            && !name.chars().all(|c| c.is_ascii_digit());
+        if !valid_name {
+            return Err(EngineError::InvalidInput(format!(
+                "project name `{name}` is not valid: use 1-64 letters, digits, `.`, `_` or `-` (not only digits); pass --name"
+            )));
+        }
+        let settings = req.settings.unwrap_or_default();
+        let known: Vec<&str> = self.inner.harnesses.keys().copied().collect();
+        settings::validate(&settings, &known)?;
+        let default_branch = repo
+            .default_branch(&settings.remote)
+            .await
+            .map_err(|e| EngineError::InvalidInput(e.to_string()))?;
+        let settings_json = serde_json::to_string(&settings)
+            .map_err(|e| EngineError::Internal(e.to_string()))?;
+        let path_text = repo.path().display().to_string();
+        let row = self.inner.store.write(|tx| {
+            if tx.project_by_name(&name)?.is_some() {
+                return Err(EngineError::Conflict(format!(
+                    "a project named `{name}` already exists: choose another --name"
+                )));
+            }
+            if let Some(existing) = tx.project_by_path(&path_text)? {
+                return Err(EngineError::Conflict(format!(
+                    "{path_text} is already the project `{}`",
+                    existing.name
+                )));
+            }
+            Ok(tx.insert_project(&NewProjectRow {
+                name: &name,
+                path: &path_text,
+                default_branch: &default_branch,
+                settings_json: &settings_json,
+            })?)
+        })?;
+        views::project(row)
     }
+
     pub async fn list_projects(&self) -> Result<Vec<ProjectView>> {
-        todo!()
+        let rows = self.inner.store.read(|tx| tx.projects())?;
+        rows.into_iter().map(views::project).collect()
     }
+
     pub async fn create_task(&self, req: NewTask) -> Result<TaskView> {
-        todo!()
+        let title = req.title.trim().to_string();
+        if title.is_empty() || title.chars().count() > 200 || title.chars().any(char::is_control) {
+            return Err(EngineError::InvalidInput(
+                "the task title must be 1-200 characters on one line".into(),
+            ));
+        }
+        if req.body.trim().is_empty() {
+            return Err(EngineError::InvalidInput(
+                "the request is empty: describe the change (--body-file FILE or stdin)".into(),
+            ));
+        }
+        let project = self.inner.store.read(|tx| views::find_project(tx, &req.project))?;
+        let settings = settings::parse(&project.settings_json)?;
+        let repo = git::Repo::open(Path::new(&project.path))
+            .await
+            .map_err(|e| EngineError::InvalidInput(e.to_string()))?;
+        let _creating = self.inner.create_lock.lock().await;
+        let (id, port) = self.inner.store.read(|tx| {
+            let id = tx.next_task_id()?;
+            let used = tx.ports_in_use()?;
+            let port = (0u32..)
+                .map(|k| PORT_BASE + k * PORT_STRIDE)
+                .find(|p| !used.contains(&(*p as u16)))
+                .filter(|p| *p + PORT_STRIDE <= u32::from(u16::MAX))
+                .ok_or_else(|| EngineError::Conflict("no free port block is left".into()))?;
+            Ok::<_, EngineError>((id, port as u16))
+        })?;
+        let key = domain::slug::task_key(id, &title);
+        let branch = domain::slug::branch_name(id, &title);
+        let hook_env = vec![
+            ("PATH".to_string(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()),
+            ("HOME".to_string(), std::env::var("HOME").unwrap_or_else(|_| "/".into())),
+            ("LANG".to_string(), "C.UTF-8".to_string()),
+            ("ATELIER_PORT".to_string(), port.to_string()),
+            ("ATELIER_PORT_COUNT".to_string(), settings.port_block.to_string()),
+            ("ATELIER_TASK_ID".to_string(), id.to_string()),
+        ];
+        let ws = workspace::create(workspace::WorkspaceSpec {
+            repo: &repo,
+            remote: &settings.remote,
+            data_dir: &self.inner.config.data_dir,
+            key: &key,
+            branch: &branch,
+            title: &title,
+            body: &req.body,
+            env_files: &settings.env_files,
+            setup_hook: settings.setup_hook.as_deref(),
+            setup_timeout: Duration::from_secs(settings.setup_timeout_secs),
+            hook_env,
+        })
+        .await
+        .map_err(|e| EngineError::InvalidInput(format!("cannot prepare the task's workspace: {e}")))?;
+        let worktree = ws.worktree.display().to_string();
+        let doc_path = ws.doc_path.display().to_string();
+        let inserted = self.inner.store.write(|tx| {
+            let provisional = TaskState::Stopped { stage: Stage::Plan };
+            tx.insert_task(&NewTaskRow {
+                id,
+                project_id: project.id,
+                title: &title,
+                body: &req.body,
+                key: &key,
+                branch: &branch,
+                base: &ws.base,
+                state: &provisional,
+                priority: req.priority,
+                technical: req.technical,
+                worktree: &worktree,
+                doc_path: &doc_path,
+                port,
+            })?;
+            let row = tx.task(id)?.ok_or_else(|| not_found(id))?;
+            let (_, applied) = apply_in(tx, &row, &Event::Created)?;
+            let row = tx.task(id)?.ok_or_else(|| not_found(id))?;
+            Ok::<_, EngineError>((row, applied))
+        });
+        match inserted {
+            Ok((row, applied)) => {
+                after_commit(&self.inner, applied);
+                Ok(views::task(row, project.name))
+            }
+            Err(err) => {
+                // Nothing half-created: the workspace goes with the failed insert.
+                if let Err(cleanup) = workspace::remove(&repo, &ws.worktree, &branch).await {
+                    tracing::error!(error = %cleanup, "cannot roll back a task workspace");
+                }
+                if let Some(dir) = ws.doc_path.parent() {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+                Err(err)
+            }
+        }
     }
+
     /// Tasks, optionally of one project (name or id).
     pub async fn list_tasks(&self, project: Option<String>) -> Result<Vec<TaskView>> {
-        todo!()
+        self.inner.store.read(|tx| {
+            let filter = project.map(|p| views::find_project(tx, &p)).transpose()?;
+            let names: BTreeMap<_, _> = tx.projects()?.into_iter().map(|p| (p.id, p.name)).collect();
+            let rows = tx.tasks(filter.map(|p| p.id))?;
+            Ok(rows
+                .into_iter()
+                .map(|row| {
+                    let name = names.get(&row.project_id).cloned().unwrap_or_default();
+                    views::task(row, name)
+                })
+                .collect())
+        })
     }
+
     pub async fn task(&self, id: TaskId) -> Result<TaskDetail> {
-        todo!()
+        let detail = self.inner.store.read(|tx| views::detail(tx, id))?;
+        Ok(detail)
     }
+
+    async fn act(&self, id: TaskId, event: Event) -> Result<TaskView> {
+        let row = apply_event(&self.inner, id, event).await?;
+        self.view(row)
+    }
+
+    fn view(&self, row: store::TaskRow) -> Result<TaskView> {
+        let name = self
+            .inner
+            .store
+            .read(|tx| tx.project(row.project_id))?
+            .map(|p| p.name)
+            .unwrap_or_default();
+        Ok(views::task(row, name))
+    }
+
     pub async fn approve(&self, id: TaskId) -> Result<TaskView> {
-        todo!()
+        self.act(id, Event::PlanApproved).await
     }
+
     pub async fn answer(&self, id: TaskId, text: String) -> Result<TaskView> {
-        todo!()
+        if text.trim().is_empty() {
+            return Err(EngineError::InvalidInput("the answer is empty".into()));
+        }
+        self.act(id, Event::Answered { text }).await
     }
+
     pub async fn run(&self, id: TaskId, stage: Option<Stage>) -> Result<TaskView> {
-        todo!()
+        self.act(id, Event::RunRequested { stage }).await
     }
+
     pub async fn stop(&self, id: TaskId) -> Result<TaskView> {
-        todo!()
+        self.act(id, Event::StopRequested).await
     }
+
     pub async fn resume(&self, id: TaskId) -> Result<TaskView> {
-        todo!()
+        self.act(id, Event::ResumeRequested).await
     }
+
     /// Merges the task's pull request on the forge (local forge: into the remote default branch).
     pub async fn merge(&self, id: TaskId) -> Result<TaskView> {
-        todo!()
+        let (task, project, pr) = self.inner.store.read(|tx| {
+            let task = tx.task(id)?.ok_or_else(|| not_found(id))?;
+            let project = tx.project(task.project_id)?.ok_or_else(|| not_found(id))?;
+            Ok::<_, EngineError>((task, project, tx.pull_request(id)?))
+        })?;
+        if task.state != TaskState::AwaitingMerge {
+            return Err(EngineError::InvalidState(format!(
+                "task {id} has no open pull request to merge (it is {})",
+                task.state
+            )));
+        }
+        let pr = pr.ok_or_else(|| {
+            EngineError::InvalidState(format!(
+                "the pull request of task {id} is still being opened; try again in a moment"
+            ))
+        })?;
+        self.inner
+            .forge
+            .merge(Path::new(&project.path), &crate::forge_pr(&pr))
+            .await
+            .map_err(|e| EngineError::InvalidState(format!("cannot merge task {id}: {e}")))?;
+        let row = background::mark_merged(&self.inner, id)?;
+        self.view(row)
     }
+
     /// An agent's signal; `run_token` is the bearer token of the run.
     pub async fn signal(&self, run_token: &str, task: TaskId, signal: Signal) -> Result<()> {
-        todo!()
+        signal.validate().map_err(|e| EngineError::InvalidInput(e.to_string()))?;
+        let hash = tokens::hash_token(run_token);
+        let run = self.inner.store.write(|tx| {
+            let run = tx.run_by_token_hash(&hash)?.ok_or_else(|| {
+                EngineError::Unauthorized(
+                    "unknown run token: signals are accepted only from a live agent run".into(),
+                )
+            })?;
+            if run.task_id != task {
+                return Err(EngineError::Unauthorized(format!(
+                    "this run token belongs to another task, not task {task}"
+                )));
+            }
+            if run.status != RunStatus::Running {
+                return Err(EngineError::InvalidState(format!(
+                    "run {} has ended ({}); its signals are no longer accepted",
+                    run.id, run.status
+                )));
+            }
+            if !views::signal_fits(run.stage, &signal) {
+                return Err(EngineError::InvalidInput(format!(
+                    "the {} stage does not take this signal ({})",
+                    run.stage,
+                    views::signal_name(&signal)
+                )));
+            }
+            tx.record_signal(run.id, task, &signal)?;
+            Ok(run)
+        })?;
+        tracing::info!(task = %task, run = %run.id, signal = views::signal_name(&signal), "signal received");
+        Ok(())
     }
+
     /// The task's transcript: the backlog, then (if `follow`) live events without gaps, ending
     /// with `FollowItem::End` once no agent of the task is queued or running.
     pub async fn logs(&self, id: TaskId, follow: bool) -> Result<BoxStream<'static, FollowItem>> {
-        todo!()
+        logs::logs(Arc::clone(&self.inner), id, follow)
     }
-    /// Stops every live run (used on graceful shutdown); runs are recorded as interrupted.
+
+    /// Stops every live run's processes (graceful shutdown). The runs stay recorded as running,
+    /// so the next start restarts them exactly like after a crash.
     pub async fn shutdown(&self) {
-        todo!()
+        self.inner.shutdown.cancel();
+        let runs: Vec<_> = self.inner.live().keys().copied().collect();
+        for run in &runs {
+            self.inner.stop_live(*run, StopCause::Shutdown);
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !self.inner.live().is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stage-transition latencies (agent exit → next agent spawned) in microseconds.
+    pub fn transition_latencies_us(&self) -> Result<Vec<i64>> {
+        Ok(self.inner.store.read(|tx| tx.transition_latencies_us())?)
     }
 }

@@ -3,9 +3,32 @@
 //! run's child process; recovers after a crash; replays unfinished side-effect intents.
 
 pub mod api;
+mod background;
+mod dispatch;
 pub mod error;
 mod facade;
+mod hub;
+mod inner;
+mod logs;
+mod outbox;
+mod prompt;
+mod settings;
+mod supervisor;
+mod tokens;
+mod transition;
+mod views;
 pub mod workspace;
 
 pub use error::{EngineError, Result};
 pub use facade::{Engine, EngineConfig};
+
+/// The forge's view of a stored pull-request record.
+fn forge_pr(row: &store::PullRequestRow) -> forge::PullRequest {
+    forge::PullRequest {
+        url: row.url.clone(),
+        branch: row.branch.clone(),
+        base: row.base.clone(),
+        head_sha: row.head_sha.clone(),
+        remote: row.remote.clone(),
+    }
+}

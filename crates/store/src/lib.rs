@@ -1,1 +1,121 @@
-//! placeholder
+//! Durable state in one SQLite file (WAL): projects, tasks, runs, transcript events (per-run
+//! `seq`), signals, pull-request records and the outbox of side-effect intents.
+//!
+//! Writes go through [`Store::write`], which runs a closure inside one transaction: a state change
+//! and the intents it produces are committed together or not at all. Rows are plain structs; the
+//! JSON columns hold domain values.
+
+mod events;
+mod migrations;
+mod outbox;
+mod projects;
+mod runs;
+mod tasks;
+
+pub use events::StoredEvent;
+pub use outbox::{Intent, NewIntent};
+pub use projects::{NewProjectRow, ProjectRow};
+pub use runs::{NewRunRow, RunRow};
+pub use tasks::{NewTaskRow, PullRequestRow, TaskRow};
+
+use rusqlite::Connection;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Store failures. Messages name the operation and, for open, the file.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the database {path}: {source}")]
+    Open { path: PathBuf, source: rusqlite::Error },
+    #[error("database error: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("stored value is corrupt: {0}")]
+    Corrupt(String),
+    #[error("the database {path} was written by a newer Atelier (schema {found}, this build knows {known})")]
+    TooNew { path: PathBuf, found: i64, known: i64 },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The database. Cheap to share behind an `Arc`; one connection serializes writers.
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+/// An open transaction; every typed operation of the store hangs off it.
+pub struct Tx<'a> {
+    tx: rusqlite::Transaction<'a>,
+}
+
+impl Store {
+    /// Opens (creating if needed) `<dir>/atelier.db` and applies pending migrations.
+    pub fn open_in(dir: &Path) -> Result<Store> {
+        let path = dir.join("atelier.db");
+        let open_err = |source| StoreError::Open { path: path.clone(), source };
+        let mut conn = Connection::open(&path).map_err(open_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(open_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(open_err)?;
+        migrations::apply(&mut conn, &path)?;
+        Ok(Store { conn: Mutex::new(conn) })
+    }
+
+    /// An in-memory store, for tests.
+    pub fn open_memory() -> Result<Store> {
+        let mut conn = Connection::open_in_memory()?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        migrations::apply(&mut conn, Path::new(":memory:"))?;
+        Ok(Store { conn: Mutex::new(conn) })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave a half-applied transaction (it rolls back
+        // on drop), so the connection is still consistent.
+        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs `f` in one transaction; commits when it returns `Ok`, rolls back otherwise.
+    pub fn write<T, E>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(StoreError::from)?;
+        let tx = Tx { tx };
+        let value = f(&tx)?;
+        tx.tx.commit().map_err(StoreError::from)?;
+        Ok(value)
+    }
+
+    /// Runs `f` in a read transaction (a consistent snapshot).
+    pub fn read<T, E>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let mut conn = self.lock();
+        let tx = Tx { tx: conn.transaction().map_err(StoreError::from)? };
+        f(&tx)
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Microseconds since the Unix epoch (for latency measurements).
+pub fn now_us() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{e}: {text}")))
+}

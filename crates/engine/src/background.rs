@@ -1,0 +1,90 @@
+//! Startup recovery and the merge watcher.
+//!
+//! Recovery: runs that were live when the server died are killed (every process still carrying
+//! their mark) and recorded as interrupted; the pipeline rules then queue a replacement in the
+//! same stage — never dropped, never started twice. Pending intents are replayed by the outbox.
+
+use crate::error::{EngineError, Result};
+use crate::inner::Inner;
+use crate::supervisor::{MARK_VAR, finish};
+use crate::transition::{after_commit, apply_in};
+use domain::{Event, RunOutcome, RunStatus};
+use std::sync::Arc;
+
+pub(crate) fn recover(inner: &Inner) -> Result<()> {
+    let (running, queued) = inner.store.read(|tx| {
+        Ok::<_, EngineError>((
+            tx.runs_with_status(RunStatus::Running)?,
+            tx.runs_with_status(RunStatus::Queued)?,
+        ))
+    })?;
+    for run in running.iter().chain(&queued) {
+        let killed = harness::process::kill_marked(MARK_VAR, &run.mark);
+        if killed > 0 {
+            tracing::warn!(run = %run.id, killed, "killed processes left by the previous server");
+        }
+    }
+    for run in running {
+        tracing::info!(run = %run.id, task = %run.task_id, stage = %run.stage, "restarting a run interrupted by a server stop");
+        finish(inner, run.id, RunOutcome::Interrupted, None);
+    }
+    inner.dispatch.notify_one();
+    inner.outbox.notify_one();
+    Ok(())
+}
+
+/// Polls the forge for merged pull requests of tasks awaiting merge.
+pub(crate) async fn watch_merges(inner: Arc<Inner>) {
+    let mut interval = tokio::time::interval(inner.config.merge_poll);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = inner.shutdown.cancelled() => return,
+            _ = interval.tick() => {}
+        }
+        if let Err(err) = check_merges(&inner).await {
+            tracing::warn!(error = %err, "merge check failed");
+        }
+    }
+}
+
+async fn check_merges(inner: &Inner) -> Result<()> {
+    let waiting = inner.store.read(|tx| {
+        let tasks = tx.tasks_in_state("awaiting_merge")?;
+        let mut out = Vec::new();
+        for task in tasks {
+            let project = tx.project(task.project_id)?;
+            if let (Some(pr), Some(project)) = (tx.pull_request(task.id)?, project) {
+                out.push((task.id, project.path, pr));
+            }
+        }
+        Ok::<_, EngineError>(out)
+    })?;
+    for (task, repo, pr) in waiting {
+        let merged = inner
+            .forge
+            .is_merged(std::path::Path::new(&repo), &crate::forge_pr(&pr))
+            .await
+            .map_err(|e| EngineError::Internal(e.to_string()))?;
+        if merged {
+            mark_merged(inner, task)?;
+        }
+    }
+    Ok(())
+}
+
+/// Records the merge and applies it to the task.
+pub(crate) fn mark_merged(inner: &Inner, task: domain::TaskId) -> Result<store::TaskRow> {
+    let (row, applied) = inner.store.write(|tx| {
+        let row = tx.task(task)?.ok_or_else(|| crate::transition::not_found(task))?;
+        if let Some(mut pr) = tx.pull_request(task)? {
+            pr.merged = true;
+            tx.upsert_pull_request(&pr)?;
+        }
+        let (_, applied) = apply_in(tx, &row, &Event::Merged)?;
+        let row = tx.task(task)?.ok_or_else(|| crate::transition::not_found(task))?;
+        Ok::<_, EngineError>((row, applied))
+    })?;
+    after_commit(inner, applied);
+    Ok(row)
+}

@@ -1,0 +1,133 @@
+//! The dispatcher: one task that starts queued runs under the global and per-project caps, in
+//! priority-then-age order, whenever something may have freed a slot or queued a run.
+
+use crate::error::{EngineError, Result};
+use crate::inner::{Inner, LiveRun};
+use crate::supervisor::{self, Turn};
+use crate::{prompt, settings, tokens};
+use domain::{ProjectId, RunOutcome};
+use harness::TurnRequest;
+use std::collections::HashMap;
+use std::sync::Arc;
+use store::RunRow;
+
+/// Runs until shutdown, dispatching on every wake-up.
+pub(crate) async fn run_dispatcher(inner: Arc<Inner>) {
+    loop {
+        tokio::select! {
+            () = inner.shutdown.cancelled() => return,
+            () = inner.dispatch.notified() => {}
+        }
+        if let Err(err) = dispatch_once(&inner).await {
+            tracing::error!(error = %err, "dispatch failed");
+        }
+    }
+}
+
+async fn dispatch_once(inner: &Arc<Inner>) -> Result<()> {
+    let (queued, counts, projects) = inner.store.read(|tx| {
+        let projects = tx
+            .projects()?
+            .into_iter()
+            .map(|p| Ok((p.id, settings::parse(&p.settings_json)?.slots)))
+            .collect::<Result<HashMap<ProjectId, u32>>>()?;
+        Ok::<_, EngineError>((tx.queued_runs()?, tx.running_counts()?, projects))
+    })?;
+    let mut running: HashMap<ProjectId, u32> = counts.into_iter().collect();
+    let mut global: usize = running.values().map(|n| *n as usize).sum();
+    for (run, project) in queued {
+        if global >= inner.config.global_slots {
+            break;
+        }
+        let used = running.entry(project).or_default();
+        if *used >= projects.get(&project).copied().unwrap_or(1) {
+            continue;
+        }
+        if inner.shutdown.is_cancelled() {
+            return Ok(());
+        }
+        match start(inner, &run) {
+            Ok(()) => {
+                *used += 1;
+                global += 1;
+            }
+            Err(reason) => {
+                tracing::warn!(run = %run.id, task = %run.task_id, %reason, "run could not start");
+                supervisor::finish(inner, run.id, RunOutcome::Failed { reason }, None);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Marks the run running (before anything is spawned, so recovery knows), spawns its process
+/// and hands it to a supervising task. An `Err` is the reason the run fails.
+fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<(), String> {
+    let token = tokens::new_token();
+    let (task, project) = inner
+        .store
+        .write(|tx| {
+            let task = tx.task(run.task_id)?.ok_or_else(|| EngineError::Internal("task vanished".into()))?;
+            let project = tx
+                .project(task.project_id)?
+                .ok_or_else(|| EngineError::Internal("project vanished".into()))?;
+            tx.mark_run_started(run.id, &tokens::hash_token(&token))?;
+            Ok::<_, EngineError>((task, project))
+        })
+        .map_err(|e| e.to_string())?;
+    let settings = settings::parse(&project.settings_json).map_err(|e| e.to_string())?;
+    let role = settings::role(&settings, run.stage)?;
+    let harness = inner.harnesses.get(role.harness.as_str()).cloned().ok_or_else(|| {
+        format!("harness `{}` is not available (available: {})", role.harness, inner.harness_names())
+    })?;
+    let worktree = task
+        .worktree
+        .clone()
+        .ok_or_else(|| "the task's worktree has been removed; create a new task".to_string())?;
+    let env = supervisor::agent_env(inner, &task, run, &token, &worktree, settings.port_block);
+    let resuming = run.pending_input.is_some();
+    let request = TurnRequest {
+        stage: run.stage,
+        iteration: run.iteration,
+        turn: run.turns,
+        prompt: match &run.pending_input {
+            Some(input) => input.clone(),
+            None => prompt::render(run.stage, &task),
+        },
+        workdir: worktree.into(),
+        env,
+        model: role.model.clone(),
+        effort: role.effort.clone(),
+        resume_session: if resuming { run.session.clone() } else { None },
+        settings: serde_json::to_value(role).map_err(|e| e.to_string())?,
+    };
+    let spec = harness.command(&request).map_err(|e| e.to_string())?;
+    let process = harness::process::AgentProcess::spawn(&spec)
+        .map_err(|e| format!("cannot start the {} agent ({}): {e}", role.harness, spec.program.display()))?;
+    let spawned_us = store::now_us();
+    inner
+        .store
+        .write(|tx| tx.mark_run_spawned(run.id, spawned_us))
+        .map_err(|e| e.to_string())?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(None);
+    inner.live().insert(run.id, LiveRun { task: task.id, stop: stop_tx });
+    inner.hub.changed(task.id);
+    let timeout = role
+        .timeout_secs
+        .map_or(inner.config.stage_timeout, std::time::Duration::from_secs);
+    let turn = Turn {
+        run: run.id,
+        task: task.id,
+        stage: run.stage,
+        mark: run.mark.clone(),
+        harness,
+        process,
+        stop: stop_rx,
+        timeout,
+    };
+    let inner = Arc::clone(inner);
+    let future: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
+        Box::pin(async move { supervisor::supervise(inner, turn).await });
+    tokio::spawn(future);
+    Ok(())
+}

@@ -1,0 +1,54 @@
+//! Live fan-out of a task's transcript events and state changes to followers. Events are
+//! broadcast only after they are persisted, so a follower that subscribes first and then reads
+//! the backlog misses nothing.
+
+use crate::api::LogEntry;
+use domain::TaskId;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use tokio::sync::broadcast;
+
+const CAPACITY: usize = 8192;
+
+#[derive(Debug, Clone)]
+pub(crate) enum HubItem {
+    Event(LogEntry),
+    /// The task's state or runs changed.
+    Changed,
+}
+
+#[derive(Default)]
+pub(crate) struct Hub {
+    channels: Mutex<HashMap<TaskId, broadcast::Sender<HubItem>>>,
+}
+
+impl Hub {
+    fn sender(&self, task: TaskId) -> broadcast::Sender<HubItem> {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        channels.retain(|_, sender| sender.receiver_count() > 0);
+        channels.entry(task).or_insert_with(|| broadcast::channel(CAPACITY).0).clone()
+    }
+
+    pub fn subscribe(&self, task: TaskId) -> broadcast::Receiver<HubItem> {
+        self.sender(task).subscribe()
+    }
+
+    fn existing(&self, task: TaskId) -> Option<broadcast::Sender<HubItem>> {
+        let channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        channels.get(&task).filter(|s| s.receiver_count() > 0).cloned()
+    }
+
+    pub fn publish(&self, task: TaskId, entries: impl IntoIterator<Item = LogEntry>) {
+        if let Some(sender) = self.existing(task) {
+            for entry in entries {
+                let _ = sender.send(HubItem::Event(entry));
+            }
+        }
+    }
+
+    pub fn changed(&self, task: TaskId) {
+        if let Some(sender) = self.existing(task) {
+            let _ = sender.send(HubItem::Changed);
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! The engine's shared state: store, adapters, live runs, and the wake-ups of the dispatcher
+//! and the outbox worker.
+
+use crate::facade::EngineConfig;
+use crate::hub::Hub;
+use domain::{RunId, TaskId};
+use forge::Forge;
+use harness::Harness;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use store::Store;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Why a live run is being stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StopCause {
+    User,
+    Shutdown,
+}
+
+/// A run whose process is alive, and the handle to stop it.
+pub(crate) struct LiveRun {
+    pub task: TaskId,
+    pub stop: tokio::sync::watch::Sender<Option<StopCause>>,
+}
+
+pub(crate) struct Inner {
+    pub store: Store,
+    pub config: EngineConfig,
+    pub harnesses: BTreeMap<&'static str, Arc<dyn Harness>>,
+    pub forge: Arc<dyn Forge>,
+    pub hub: Hub,
+    live: Mutex<HashMap<RunId, LiveRun>>,
+    /// Wakes the dispatcher: queued runs may be startable.
+    pub dispatch: Notify,
+    /// Wakes the outbox worker: intents may be pending.
+    pub outbox: Notify,
+    /// Serializes task creation (ids and ports are chosen before the insert).
+    pub create_lock: tokio::sync::Mutex<()>,
+    pub shutdown: CancellationToken,
+}
+
+impl Inner {
+    pub fn new(
+        store: Store,
+        config: EngineConfig,
+        harnesses: BTreeMap<&'static str, Arc<dyn Harness>>,
+        forge: Arc<dyn Forge>,
+    ) -> Inner {
+        Inner {
+            store,
+            config,
+            harnesses,
+            forge,
+            hub: Hub::default(),
+            live: Mutex::new(HashMap::new()),
+            dispatch: Notify::new(),
+            outbox: Notify::new(),
+            create_lock: tokio::sync::Mutex::new(()),
+            shutdown: CancellationToken::new(),
+        }
+    }
+
+    pub fn live(&self) -> MutexGuard<'_, HashMap<RunId, LiveRun>> {
+        // Entries are inserted and removed whole; a panic cannot leave one half-written.
+        self.live.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Asks the live run to stop; false when it has no live process.
+    pub fn stop_live(&self, run: RunId, cause: StopCause) -> bool {
+        match self.live().get(&run) {
+            Some(live) => live.stop.send(Some(cause)).is_ok(),
+            None => false,
+        }
+    }
+
+    pub fn harness_names(&self) -> String {
+        self.harnesses.keys().copied().collect::<Vec<_>>().join(", ")
+    }
+}

@@ -1,0 +1,81 @@
+//! Project settings: validation with clear errors, and the values derived from them.
+
+use crate::api::{ProjectSettings, RoleConfig};
+use crate::error::{EngineError, Result};
+use domain::{Policy, Stage};
+use std::path::Path;
+
+/// Largest port block a project may reserve per task (blocks are laid out on a 100-port grid).
+pub(crate) const MAX_PORT_BLOCK: u16 = 100;
+
+pub(crate) fn parse(json: &str) -> Result<ProjectSettings> {
+    serde_json::from_str(json)
+        .map_err(|e| EngineError::Internal(format!("stored project settings are unreadable: {e}")))
+}
+
+pub(crate) fn policy(settings: &ProjectSettings) -> Policy {
+    Policy {
+        max_review_rounds: settings.max_review_rounds,
+        max_total_runs: settings.max_total_runs,
+    }
+}
+
+pub(crate) fn role(settings: &ProjectSettings, stage: Stage) -> Result<&RoleConfig, String> {
+    settings.roles.get(&stage).ok_or_else(|| {
+        format!(
+            "the project has no agent for the {stage} stage: set `roles.{stage}` in its settings \
+             (e.g. `atelier project add PATH --scripted DIR`)"
+        )
+    })
+}
+
+/// Checks settings before they are stored; `harnesses` are the names this build knows.
+pub(crate) fn validate(settings: &ProjectSettings, harnesses: &[&str]) -> Result<()> {
+    let bad = |msg: String| Err(EngineError::InvalidInput(format!("project settings: {msg}")));
+    for (stage, role) in &settings.roles {
+        if !harnesses.contains(&role.harness.as_str()) {
+            return bad(format!(
+                "roles.{stage}.harness `{}` is not available in this build (available: {})",
+                role.harness,
+                harnesses.join(", ")
+            ));
+        }
+        if role.harness == "scripted" {
+            match &role.scenario {
+                None => return bad(format!("roles.{stage} uses the scripted harness but has no `scenario` file")),
+                Some(path) if !path.is_absolute() => {
+                    return bad(format!("roles.{stage}.scenario must be an absolute path, got {}", path.display()));
+                }
+                Some(path) if !path.is_file() => {
+                    return bad(format!("roles.{stage}.scenario {} does not exist", path.display()));
+                }
+                Some(_) => {}
+            }
+        }
+        if role.timeout_secs == Some(0) {
+            return bad(format!("roles.{stage}.timeout_secs must be at least 1"));
+        }
+    }
+    if settings.slots == 0 {
+        return bad("slots must be at least 1".into());
+    }
+    if settings.port_block == 0 || settings.port_block > MAX_PORT_BLOCK {
+        return bad(format!("port_block must be between 1 and {MAX_PORT_BLOCK}"));
+    }
+    if settings.max_review_rounds == 0 || settings.max_total_runs == 0 {
+        return bad("max_review_rounds and max_total_runs must be at least 1".into());
+    }
+    if settings.remote.is_empty() || settings.remote.starts_with('-') {
+        return bad(format!("remote `{}` is not a valid remote name", settings.remote));
+    }
+    for file in &settings.env_files {
+        let path = Path::new(file);
+        let escapes = path.components().any(|c| !matches!(c, std::path::Component::Normal(_)));
+        if file.is_empty() || escapes {
+            return bad(format!(
+                "env file `{file}` must be a relative path inside the repository (no `..`, not absolute)"
+            ));
+        }
+    }
+    Ok(())
+}

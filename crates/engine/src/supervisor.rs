@@ -1,0 +1,346 @@
+//! One supervising task per run turn. It owns the child process outright and `select!`s over
+//! its output lines, its exit, a stop request, the stall window and the stage deadline. Output
+//! is decoded, persisted in batches, then broadcast. When the process is gone (and every process
+//! carrying the run's mark with it), the outcome and the next decision commit in one transaction.
+
+use crate::api::LogEntry;
+use crate::error::EngineError;
+use crate::inner::{Inner, StopCause};
+use crate::transition::{Applied, after_commit, apply_in};
+use domain::{Event, RunId, RunOutcome, Stage, TaskId, TranscriptEvent};
+use harness::Harness;
+use harness::process::{self, AgentProcess};
+use std::sync::Arc;
+use std::time::Duration;
+use store::{RunRow, TaskRow};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::time::Instant;
+
+/// Name of the environment variable that marks every process of a run.
+pub(crate) const MARK_VAR: &str = "ATELIER_RUN_MARK";
+/// Events persisted per transaction at most.
+const BATCH: usize = 2048;
+/// How long to wait for the output pipe to close once the agent and its processes are gone.
+const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+
+pub(crate) struct Turn {
+    pub run: RunId,
+    pub task: TaskId,
+    pub stage: Stage,
+    pub mark: String,
+    pub harness: Arc<dyn Harness>,
+    pub process: AgentProcess,
+    pub stop: tokio::sync::watch::Receiver<Option<StopCause>>,
+    pub timeout: Duration,
+}
+
+/// The complete environment of an agent: what it needs and nothing of the server's.
+pub(crate) fn agent_env(
+    inner: &Inner,
+    task: &TaskRow,
+    run: &RunRow,
+    token: &str,
+    worktree: &str,
+    port_block: u16,
+) -> Vec<(String, String)> {
+    let bin_dir = inner.config.atelier_bin.parent().map(|p| p.display().to_string());
+    let mut path = bin_dir.map(|d| format!("{d}:")).unwrap_or_default();
+    path.push_str("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    let home = inner.config.data_dir.join("homes").join(&task.key);
+    if let Err(err) = std::fs::create_dir_all(&home) {
+        tracing::warn!(error = %err, home = %home.display(), "cannot create the agent's home");
+    }
+    let mut env = vec![
+        ("PATH".to_string(), path),
+        ("HOME".to_string(), home.display().to_string()),
+        ("LANG".to_string(), "C.UTF-8".to_string()),
+        ("ATELIER_URL".to_string(), inner.config.server_url.clone()),
+        ("ATELIER_RUN_TOKEN".to_string(), token.to_string()),
+        ("ATELIER_TASK_ID".to_string(), task.id.to_string()),
+        ("ATELIER_RUN_ID".to_string(), run.id.to_string()),
+        ("ATELIER_STAGE".to_string(), run.stage.to_string()),
+        ("ATELIER_TASK_DOC".to_string(), task.doc_path.clone()),
+        ("ATELIER_WORKTREE".to_string(), worktree.to_string()),
+        ("ATELIER_PORT".to_string(), task.port.to_string()),
+        ("ATELIER_PORT_COUNT".to_string(), port_block.to_string()),
+        (MARK_VAR.to_string(), run.mark.clone()),
+    ];
+    // The operator's git identity, so agents' commits are attributed (not a secret).
+    if let Some(gitconfig) = std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".gitconfig"))
+        && gitconfig.is_file()
+    {
+        env.push(("GIT_CONFIG_GLOBAL".to_string(), gitconfig.display().to_string()));
+    }
+    env
+}
+
+/// Why the loop ended early.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Abort {
+    User,
+    Shutdown,
+    Failed(String),
+}
+
+/// Persists and broadcasts a run's events, assigning per-run sequence numbers.
+struct Transcript {
+    run: RunId,
+    task: TaskId,
+    stage: Stage,
+    next_seq: i64,
+    pending: Vec<(i64, TranscriptEvent)>,
+    turn_end: Option<(bool, Option<String>)>,
+}
+
+impl Transcript {
+    fn push(&mut self, event: TranscriptEvent) {
+        if let TranscriptEvent::TurnEnd { ok, error } = &event {
+            self.turn_end = Some((*ok, error.clone()));
+        }
+        self.pending.push((self.next_seq, event));
+        self.next_seq += 1;
+    }
+
+    fn flush(&mut self, inner: &Inner) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.pending);
+        let result = inner.store.write(|tx| {
+            tx.append_events(self.task, self.run, &batch)?;
+            for (_, event) in &batch {
+                match event {
+                    TranscriptEvent::Session { id } => tx.set_run_session(self.run, id)?,
+                    TranscriptEvent::Usage { input_tokens, output_tokens, cost_usd } => {
+                        tx.add_run_usage(self.run, *input_tokens, *output_tokens, *cost_usd)?;
+                    }
+                    _ => {}
+                }
+            }
+            Ok::<_, store::StoreError>(())
+        });
+        if let Err(err) = result {
+            tracing::error!(run = %self.run, error = %err, "cannot persist transcript events");
+            return;
+        }
+        let (run, stage) = (self.run, self.stage);
+        inner.hub.publish(
+            self.task,
+            batch.into_iter().map(|(seq, event)| LogEntry { run, stage, seq, event }),
+        );
+    }
+}
+
+pub(crate) async fn supervise(inner: Arc<Inner>, mut turn: Turn) {
+    let next_seq = inner.store.read(|tx| tx.last_seq(turn.run)).unwrap_or(0) + 1;
+    let mut transcript = Transcript {
+        run: turn.run,
+        task: turn.task,
+        stage: turn.stage,
+        next_seq,
+        pending: Vec::new(),
+        turn_end: None,
+    };
+    transcript.push(TranscriptEvent::Status {
+        text: format!("{} agent started ({})", turn.stage, turn.harness.name()),
+    });
+    let mut decoder = turn.harness.decoder();
+    let stdout = turn.process.take_stdout();
+    let mut lines = stdout.map(|out| BufReader::new(out).lines());
+    let stall_window = inner.config.stall_window;
+    let mut last_output = Instant::now();
+    // Timers are created once and re-armed lazily: a busy agent costs no timer churn per line.
+    let stall = tokio::time::sleep(stall_window);
+    let deadline = tokio::time::sleep(turn.timeout);
+    let kill = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(stall, deadline, kill);
+    let mut killing = false;
+    let mut abort: Option<Abort> = None;
+    let exit = loop {
+        tokio::select! {
+            biased;
+            status = turn.process.wait() => break status,
+            changed = turn.stop.changed(), if abort.is_none() => {
+                let cause = if changed.is_ok() { *turn.stop.borrow() } else { None };
+                let cause = match cause {
+                    Some(StopCause::User) => Abort::User,
+                    Some(StopCause::Shutdown) | None => Abort::Shutdown,
+                };
+                kill.as_mut().reset(begin_stop(&inner, &turn, cause == Abort::Shutdown));
+                killing = true;
+                abort = Some(cause);
+            }
+            line = next_line(&mut lines) => match line {
+                Some(line) => {
+                    last_output = Instant::now();
+                    for event in decoder.line(&line) {
+                        transcript.push(event);
+                    }
+                    if transcript.pending.len() >= BATCH {
+                        transcript.flush(&inner);
+                    }
+                }
+                None => lines = None,
+            },
+            () = &mut kill, if killing => {
+                process::kill_tree(turn.process.pid());
+                process::kill_marked(MARK_VAR, &turn.mark);
+                killing = false;
+            }
+            () = &mut stall, if abort.is_none() => {
+                let due = last_output + stall_window;
+                if due > Instant::now() {
+                    stall.as_mut().reset(due);
+                } else {
+                    let secs = stall_window.as_secs_f64();
+                    abort = Some(Abort::Failed(format!(
+                        "stalled: the agent emitted nothing for {secs:.1} s (the stall window); it was interrupted and stopped"
+                    )));
+                    kill.as_mut().reset(begin_stop(&inner, &turn, false));
+                    killing = true;
+                }
+            }
+            () = &mut deadline, if abort.is_none() => {
+                let secs = turn.timeout.as_secs_f64();
+                abort = Some(Abort::Failed(format!(
+                    "timed out: the {} stage ran longer than {secs:.0} s", turn.stage
+                )));
+                kill.as_mut().reset(begin_stop(&inner, &turn, false));
+                killing = true;
+            }
+            () = std::future::ready(()), if !transcript.pending.is_empty() => transcript.flush(&inner),
+        }
+    };
+    let exited_us = store::now_us();
+    // No process of a finished run may survive it (tools run in groups of their own).
+    process::kill_marked(MARK_VAR, &turn.mark);
+    drain(&mut lines, decoder.as_mut(), &mut transcript).await;
+    if abort == Some(Abort::Shutdown) {
+        // Left `running` on purpose: startup recovery restarts it like after a crash.
+        transcript.flush(&inner);
+        inner.live().remove(&turn.run);
+        return;
+    }
+    let outcome = match abort {
+        Some(Abort::User) => RunOutcome::Stopped,
+        Some(Abort::Failed(reason)) => RunOutcome::Failed { reason },
+        Some(Abort::Shutdown) | None => {
+            let exit = exit.map_err(|e| e.to_string());
+            judge(&transcript.turn_end, exit, decoder.unreadable_lines(), &turn.process.stderr_tail())
+        }
+    };
+    transcript.push(TranscriptEvent::Status { text: describe(&outcome) });
+    transcript.flush(&inner);
+    inner.live().remove(&turn.run);
+    finish(&inner, turn.run, outcome, Some(exited_us));
+}
+
+async fn next_line(
+    lines: &mut Option<tokio::io::Lines<BufReader<tokio::process::ChildStdout>>>,
+) -> Option<String> {
+    match lines {
+        Some(lines) => lines.next_line().await.ok().flatten(),
+        None => std::future::pending().await,
+    }
+}
+
+/// Reads what is left in the pipe after the agent exited.
+async fn drain(
+    lines: &mut Option<tokio::io::Lines<BufReader<tokio::process::ChildStdout>>>,
+    decoder: &mut dyn harness::Decoder,
+    transcript: &mut Transcript,
+) {
+    let Some(reader) = lines.as_mut() else { return };
+    let limit = Instant::now() + DRAIN_LIMIT;
+    while let Ok(Ok(Some(line))) = tokio::time::timeout_at(limit, reader.next_line()).await {
+        for event in decoder.line(&line) {
+            transcript.push(event);
+        }
+    }
+}
+
+/// Interrupts the agent gracefully; returns when to kill its whole tree.
+fn begin_stop(inner: &Inner, turn: &Turn, immediately: bool) -> Instant {
+    if let Err(err) = turn.process.interrupt(&turn.harness.interrupt()) {
+        tracing::debug!(run = %turn.run, error = %err, "graceful interrupt unavailable");
+    }
+    let grace = if immediately { Duration::ZERO } else { inner.config.stop_grace };
+    Instant::now() + grace
+}
+
+/// How a turn that ran to its end went.
+fn judge(
+    turn_end: &Option<(bool, Option<String>)>,
+    exit: Result<std::process::ExitStatus, String>,
+    unreadable: u64,
+    stderr: &str,
+) -> RunOutcome {
+    let garbage = if unreadable > 0 {
+        format!("; {unreadable} output line(s) were unreadable (see the transcript)")
+    } else {
+        String::new()
+    };
+    let stderr_tail = {
+        let tail: String = stderr.trim().chars().rev().take(300).collect::<Vec<_>>().into_iter().rev().collect();
+        if tail.is_empty() { String::new() } else { format!("; stderr: {tail}") }
+    };
+    match (turn_end, exit) {
+        (Some((true, _)), _) => RunOutcome::Ended { signal: None },
+        (Some((false, error)), _) => RunOutcome::Failed {
+            reason: format!(
+                "the agent ended its turn with an error: {}{garbage}",
+                error.as_deref().unwrap_or("no detail given")
+            ),
+        },
+        (None, Err(err)) => RunOutcome::Failed { reason: format!("lost the agent process: {err}") },
+        (None, Ok(status)) => {
+            use std::os::unix::process::ExitStatusExt;
+            let how = match (status.code(), status.signal()) {
+                (Some(0), _) => "exited without ending its turn".to_string(),
+                (Some(code), _) => format!("crashed (exit code {code}) before ending its turn"),
+                (None, Some(sig)) => format!("was killed by signal {sig} before ending its turn"),
+                (None, None) => "ended abnormally".to_string(),
+            };
+            RunOutcome::Failed { reason: format!("the agent {how}{garbage}{stderr_tail}") }
+        }
+    }
+}
+
+fn describe(outcome: &RunOutcome) -> String {
+    match outcome {
+        RunOutcome::Ended { .. } => "run ended".into(),
+        RunOutcome::Failed { reason } => format!("run failed: {reason}"),
+        RunOutcome::Stopped => "run stopped by a user".into(),
+        RunOutcome::Interrupted => "run interrupted".into(),
+    }
+}
+
+/// Records the run's outcome and applies it to the task, in one transaction; then chains.
+pub(crate) fn finish(inner: &Inner, run: RunId, outcome: RunOutcome, exited_us: Option<i64>) {
+    let result = inner.store.write(|tx| {
+        let row = tx.run(run)?.ok_or_else(|| EngineError::Internal(format!("run {run} vanished")))?;
+        // The signal the agent sent during the run decides where the task goes.
+        let outcome = match outcome {
+            RunOutcome::Ended { .. } => RunOutcome::Ended { signal: row.signal.clone() },
+            other => other,
+        };
+        let reason = match &outcome {
+            RunOutcome::Failed { reason } => Some(reason.as_str()),
+            RunOutcome::Stopped => Some("stopped by a user"),
+            RunOutcome::Interrupted => Some("the server stopped while this run was live"),
+            RunOutcome::Ended { .. } => None,
+        };
+        tx.finish_run(run, outcome.run_status(), reason, exited_us)?;
+        let task = tx.task(row.task_id)?.ok_or_else(|| EngineError::Internal("task vanished".into()))?;
+        let (_, applied) = apply_in(tx, &task, &Event::RunFinished { run, outcome })?;
+        Ok::<Applied, EngineError>(applied)
+    });
+    match result {
+        Ok(mut applied) => {
+            // A slot was freed even when nothing new was queued.
+            applied.merge(Applied { queued: true, ..Applied::default() });
+            after_commit(inner, applied);
+        }
+        Err(err) => tracing::error!(%run, error = %err, "cannot record the end of a run"),
+    }
+}

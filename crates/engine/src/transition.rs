@@ -1,0 +1,119 @@
+//! Applying events to tasks: decide with the pure rules, then write the new state and the rows
+//! of every effect (queued runs, resumed turns, intents) in the caller's transaction. Only after
+//! the commit does [`after_commit`] wake the dispatcher, stop live runs and run intents — so
+//! chaining happens as soon as the state change is durable, with no polling.
+
+use crate::error::{EngineError, Result};
+use crate::inner::{Inner, StopCause};
+use crate::settings;
+use crate::tokens::random_hex;
+use domain::{Decision, Effect, Event, RunId, RunStatus, TaskId};
+use store::{NewIntent, NewRunRow, TaskRow, Tx};
+
+/// What a committed decision still requires from the engine.
+#[derive(Debug, Default)]
+pub(crate) struct Applied {
+    pub task: Option<TaskId>,
+    pub stop: Vec<RunId>,
+    pub queued: bool,
+    pub intents: bool,
+}
+
+impl Applied {
+    pub fn merge(&mut self, other: Applied) {
+        self.task = self.task.or(other.task);
+        self.stop.extend(other.stop);
+        self.queued |= other.queued;
+        self.intents |= other.intents;
+    }
+}
+
+pub(crate) const OPEN_PR: &str = "open_pr";
+pub(crate) const REMOVE_WORKSPACE: &str = "remove_workspace";
+
+/// Decides `event` for `task` and writes the outcome in `tx`.
+pub(crate) fn apply_in(tx: &Tx<'_>, task: &TaskRow, event: &Event) -> Result<(Decision, Applied)> {
+    let project = tx
+        .project(task.project_id)?
+        .ok_or_else(|| EngineError::Internal(format!("project of task {} is missing", task.id)))?;
+    let policy = settings::policy(&settings::parse(&project.settings_json)?);
+    let snapshot = tx.snapshot(task)?;
+    let decision = domain::decide(&snapshot, event, &policy)?;
+    tx.update_task_state(task.id, &decision.state, decision.review_rounds, decision.runs_started)?;
+    let mut applied = Applied { task: Some(task.id), ..Applied::default() };
+    for effect in &decision.effects {
+        match effect {
+            Effect::StartRun { stage } | Effect::RestartRun { stage } => {
+                let iteration = tx.finished_runs_of_stage(task.id, *stage)?;
+                let mark = random_hex(16);
+                tx.insert_run(&NewRunRow { task_id: task.id, stage: *stage, iteration, mark: &mark })?;
+                applied.queued = true;
+            }
+            Effect::ResumeRun { run, input } => {
+                tx.queue_resume(*run, input)?;
+                applied.queued = true;
+            }
+            Effect::StopRun { run } => {
+                let status = tx.run(*run)?.map(|r| r.status);
+                match status {
+                    Some(RunStatus::Running) => applied.stop.push(*run),
+                    Some(RunStatus::Queued | RunStatus::NeedsInput) => {
+                        tx.finish_run(*run, RunStatus::Stopped, Some("stopped by a user"), None)?;
+                    }
+                    _ => {}
+                }
+            }
+            Effect::OpenPullRequest => {
+                let origin = match event {
+                    Event::RunFinished { run, .. } => format!("run-{run}"),
+                    _ => format!("at-{}", store::now_us()),
+                };
+                let key = format!("{OPEN_PR}:task-{}:{origin}", task.id);
+                tx.insert_intent(&NewIntent { task_id: task.id, kind: OPEN_PR, idem_key: &key })?;
+                applied.intents = true;
+            }
+            Effect::RemoveWorkspace => {
+                let key = format!("{REMOVE_WORKSPACE}:task-{}", task.id);
+                tx.insert_intent(&NewIntent {
+                    task_id: task.id,
+                    kind: REMOVE_WORKSPACE,
+                    idem_key: &key,
+                })?;
+                applied.intents = true;
+            }
+        }
+    }
+    Ok((decision, applied))
+}
+
+/// Loads the task, applies `event` and commits; then carries out what the commit requires.
+pub(crate) async fn apply_event(inner: &Inner, id: TaskId, event: Event) -> Result<TaskRow> {
+    let (task, applied) = inner.store.write(|tx| {
+        let task = tx.task(id)?.ok_or_else(|| not_found(id))?;
+        let (_, applied) = apply_in(tx, &task, &event)?;
+        let task = tx.task(id)?.ok_or_else(|| not_found(id))?;
+        Ok::<_, EngineError>((task, applied))
+    })?;
+    after_commit(inner, applied);
+    Ok(task)
+}
+
+pub(crate) fn not_found(id: TaskId) -> EngineError {
+    EngineError::NotFound(format!("no task {id}: list tasks with `atelier task list`"))
+}
+
+/// Acts on a committed decision: never before the commit.
+pub(crate) fn after_commit(inner: &Inner, applied: Applied) {
+    for run in &applied.stop {
+        inner.stop_live(*run, StopCause::User);
+    }
+    if applied.queued {
+        inner.dispatch.notify_one();
+    }
+    if applied.intents {
+        inner.outbox.notify_one();
+    }
+    if let Some(task) = applied.task {
+        inner.hub.changed(task);
+    }
+}

@@ -1,0 +1,114 @@
+//! Rows → API views, project lookup by name or id, and which signals each stage takes.
+
+use crate::api::*;
+use crate::error::{EngineError, Result};
+use crate::settings;
+use domain::{ProjectId, Signal, Stage, TaskId};
+use store::{ProjectRow, PullRequestRow, RunRow, TaskRow, Tx};
+
+pub(crate) fn project(row: ProjectRow) -> Result<ProjectView> {
+    Ok(ProjectView {
+        id: row.id,
+        settings: settings::parse(&row.settings_json)?,
+        name: row.name,
+        path: row.path,
+        default_branch: row.default_branch,
+        created_at: row.created_at,
+    })
+}
+
+pub(crate) fn find_project(tx: &Tx<'_>, name_or_id: &str) -> Result<ProjectRow> {
+    let by_name = tx.project_by_name(name_or_id)?;
+    let found = match (by_name, name_or_id.parse::<i64>()) {
+        (Some(row), _) => Some(row),
+        (None, Ok(id)) => tx.project(ProjectId(id))?,
+        (None, Err(_)) => None,
+    };
+    found.ok_or_else(|| {
+        EngineError::NotFound(format!(
+            "no project `{name_or_id}`: list projects with `atelier project list` or add one with `atelier project add PATH`"
+        ))
+    })
+}
+
+pub(crate) fn task(row: TaskRow, project: String) -> TaskView {
+    TaskView {
+        id: row.id,
+        project,
+        title: row.title,
+        key: row.key,
+        branch: row.branch,
+        state: row.state,
+        priority: row.priority,
+        technical: row.technical,
+        worktree: row.worktree,
+        doc_path: row.doc_path,
+        port: row.port,
+        review_rounds: row.review_rounds,
+        runs_started: row.runs_started,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    }
+}
+
+pub(crate) fn run(row: RunRow) -> RunView {
+    RunView {
+        id: row.id,
+        stage: row.stage,
+        status: row.status,
+        iteration: row.iteration,
+        turns: row.turns,
+        session: row.session,
+        signal: row.signal,
+        reason: row.reason,
+        created_at: row.created_at,
+        started_at: row.started_at,
+        ended_at: row.ended_at,
+        input_tokens: row.input_tokens,
+        output_tokens: row.output_tokens,
+        cost_usd: row.cost_usd,
+    }
+}
+
+fn pull_request(row: PullRequestRow) -> PullRequestView {
+    PullRequestView {
+        url: row.url,
+        branch: row.branch,
+        base: row.base,
+        head_sha: row.head_sha,
+        merged: row.merged,
+        created_at: row.created_at,
+    }
+}
+
+pub(crate) fn detail(tx: &Tx<'_>, id: TaskId) -> Result<TaskDetail> {
+    let row = tx.task(id)?.ok_or_else(|| crate::transition::not_found(id))?;
+    let project = tx.project(row.project_id)?.map(|p| p.name).unwrap_or_default();
+    let doc = std::fs::read_to_string(&row.doc_path).unwrap_or_default();
+    Ok(TaskDetail {
+        runs: tx.runs_of_task(id)?.into_iter().map(run).collect(),
+        pull_request: tx.pull_request(id)?.map(pull_request),
+        task: task(row, project),
+        doc,
+    })
+}
+
+pub(crate) fn signal_name(signal: &Signal) -> &'static str {
+    match signal {
+        Signal::PlanReady => "plan-ready",
+        Signal::Question { .. } => "question",
+        Signal::Verdict { .. } => "verdict",
+        Signal::PrDone { .. } => "pr-done",
+    }
+}
+
+/// Each stage takes its own signal, and any stage may ask a question.
+pub(crate) fn signal_fits(stage: Stage, signal: &Signal) -> bool {
+    matches!(
+        (stage, signal),
+        (_, Signal::Question { .. })
+            | (Stage::Plan, Signal::PlanReady)
+            | (Stage::Review, Signal::Verdict { .. })
+            | (Stage::Pr, Signal::PrDone { .. })
+    )
+}

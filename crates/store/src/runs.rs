@@ -1,0 +1,271 @@
+//! Run rows: one agent session of one stage, its status, token hash, session id, signal and
+//! usage counters; plus the signals table.
+
+use crate::{Result, StoreError, Tx, from_json, now_ms, to_json};
+use domain::{ProjectId, RunId, RunStatus, Signal, Stage, TaskId};
+use rusqlite::{Row, params};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRow {
+    pub id: RunId,
+    pub task_id: TaskId,
+    pub stage: Stage,
+    pub status: RunStatus,
+    pub iteration: u32,
+    pub turns: u32,
+    pub session: Option<String>,
+    /// Unique value put in the run's environment to find all its processes.
+    pub mark: String,
+    /// Follow-up input waiting to be delivered by the next turn.
+    pub pending_input: Option<String>,
+    pub signal: Option<Signal>,
+    pub reason: Option<String>,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub spawned_us: Option<i64>,
+    pub exited_us: Option<i64>,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRunRow<'a> {
+    pub task_id: TaskId,
+    pub stage: Stage,
+    pub iteration: u32,
+    pub mark: &'a str,
+}
+
+const COLUMNS: &str = "id, task_id, stage, status, iteration, turns, session, mark, pending_input, \
+     signal, reason, created_at, started_at, ended_at, spawned_us, exited_us, input_tokens, \
+     output_tokens, cost_usd";
+
+struct Raw {
+    row: RunRow,
+    stage: String,
+    status: String,
+    signal: Option<String>,
+}
+
+fn raw(row: &Row<'_>) -> rusqlite::Result<Raw> {
+    Ok(Raw {
+        stage: row.get(2)?,
+        status: row.get(3)?,
+        signal: row.get(9)?,
+        row: RunRow {
+            id: RunId(row.get(0)?),
+            task_id: TaskId(row.get(1)?),
+            stage: Stage::Plan,
+            status: RunStatus::Queued,
+            iteration: row.get(4)?,
+            turns: row.get(5)?,
+            session: row.get(6)?,
+            mark: row.get(7)?,
+            pending_input: row.get(8)?,
+            signal: None,
+            reason: row.get(10)?,
+            created_at: row.get(11)?,
+            started_at: row.get(12)?,
+            ended_at: row.get(13)?,
+            spawned_us: row.get(14)?,
+            exited_us: row.get(15)?,
+            input_tokens: row.get::<_, i64>(16)? as u64,
+            output_tokens: row.get::<_, i64>(17)? as u64,
+            cost_usd: row.get(18)?,
+        },
+    })
+}
+
+fn finish(raw: Raw) -> Result<RunRow> {
+    let mut row = raw.row;
+    row.stage = raw.stage.parse().map_err(|e| StoreError::Corrupt(format!("{e}")))?;
+    row.status = RunStatus::parse(&raw.status)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown run status {}", raw.status)))?;
+    row.signal = raw.signal.as_deref().map(from_json).transpose()?;
+    Ok(row)
+}
+
+impl Tx<'_> {
+    fn runs_where(&self, clause: &str, params: impl rusqlite::Params) -> Result<Vec<RunRow>> {
+        let sql = format!("SELECT {COLUMNS} FROM runs WHERE {clause}");
+        let mut stmt = self.tx.prepare(&sql)?;
+        let rows = stmt.query_map(params, raw)?;
+        rows.map(|r| finish(r?)).collect()
+    }
+
+    pub fn insert_run(&self, new: &NewRunRow<'_>) -> Result<RunId> {
+        self.tx.execute(
+            "INSERT INTO runs (task_id, stage, status, iteration, mark, created_at)
+             VALUES (?1, ?2, 'queued', ?3, ?4, ?5)",
+            params![new.task_id.0, new.stage.as_str(), new.iteration, new.mark, now_ms()],
+        )?;
+        Ok(RunId(self.tx.last_insert_rowid()))
+    }
+
+    pub fn run(&self, id: RunId) -> Result<Option<RunRow>> {
+        Ok(self.runs_where("id = ?1", [id.0])?.pop())
+    }
+
+    pub fn runs_of_task(&self, task: TaskId) -> Result<Vec<RunRow>> {
+        self.runs_where("task_id = ?1 ORDER BY id", [task.0])
+    }
+
+    /// The run that is queued, running or waiting for input.
+    pub fn live_run(&self, task: TaskId) -> Result<Option<RunRow>> {
+        Ok(self
+            .runs_where(
+                "task_id = ?1 AND status IN ('queued', 'running', 'needs_input') ORDER BY id DESC",
+                [task.0],
+            )?
+            .into_iter()
+            .next())
+    }
+
+    pub fn runs_with_status(&self, status: RunStatus) -> Result<Vec<RunRow>> {
+        self.runs_where("status = ?1 ORDER BY id", [status.as_str()])
+    }
+
+    /// Finished runs of a stage, which is the iteration number of the next one.
+    pub fn finished_runs_of_stage(&self, task: TaskId, stage: Stage) -> Result<u32> {
+        Ok(self.tx.query_row(
+            "SELECT COUNT(*) FROM runs WHERE task_id = ?1 AND stage = ?2
+             AND status IN ('completed', 'failed', 'stopped', 'needs_input')",
+            params![task.0, stage.as_str()],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Queued runs in dispatch order (task priority, then age), with their project.
+    pub fn queued_runs(&self) -> Result<Vec<(RunRow, ProjectId)>> {
+        let sql = format!(
+            "SELECT {}, t.project_id FROM runs r JOIN tasks t ON t.id = r.task_id
+             WHERE r.status = 'queued' ORDER BY t.priority DESC, r.id",
+            COLUMNS.split(", ").map(|c| format!("r.{c}")).collect::<Vec<_>>().join(", ")
+        );
+        let mut stmt = self.tx.prepare(&sql)?;
+        let rows = stmt.query_map([], |row| Ok((raw(row)?, ProjectId(row.get(19)?))))?;
+        rows.map(|r| {
+            let (raw, project) = r?;
+            Ok((finish(raw)?, project))
+        })
+        .collect()
+    }
+
+    /// Running runs per project (for the concurrency caps).
+    pub fn running_counts(&self) -> Result<Vec<(ProjectId, u32)>> {
+        let mut stmt = self.tx.prepare(
+            "SELECT t.project_id, COUNT(*) FROM runs r JOIN tasks t ON t.id = r.task_id
+             WHERE r.status = 'running' GROUP BY t.project_id",
+        )?;
+        let rows = stmt
+            .query_map([], |r| Ok((ProjectId(r.get(0)?), r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    /// The run a token belongs to (by the token's hash).
+    pub fn run_by_token_hash(&self, hash: &str) -> Result<Option<RunRow>> {
+        Ok(self.runs_where("token_hash = ?1", [hash])?.pop())
+    }
+
+    /// Marks a queued run as running with a fresh token (one per turn): one more turn.
+    /// Recorded before the process is spawned, so recovery always knows about it.
+    pub fn mark_run_started(&self, id: RunId, token_hash: &str) -> Result<()> {
+        self.tx.execute(
+            "UPDATE runs SET status = 'running', turns = turns + 1, token_hash = ?3,
+             started_at = COALESCE(started_at, ?2), ended_at = NULL WHERE id = ?1",
+            params![id.0, now_ms(), token_hash],
+        )?;
+        Ok(())
+    }
+
+    /// Records when the process of the current turn was spawned (microseconds).
+    pub fn mark_run_spawned(&self, id: RunId, spawned_us: i64) -> Result<()> {
+        self.tx.execute(
+            "UPDATE runs SET spawned_us = ?2, pending_input = NULL WHERE id = ?1",
+            params![id.0, spawned_us],
+        )?;
+        Ok(())
+    }
+
+    /// Records how a run (or its current turn) ended.
+    pub fn finish_run(
+        &self,
+        id: RunId,
+        status: RunStatus,
+        reason: Option<&str>,
+        exited_us: Option<i64>,
+    ) -> Result<()> {
+        self.tx.execute(
+            "UPDATE runs SET status = ?2, reason = ?3, ended_at = ?4,
+             exited_us = COALESCE(?5, exited_us) WHERE id = ?1",
+            params![id.0, status.as_str(), reason, now_ms(), exited_us],
+        )?;
+        Ok(())
+    }
+
+    /// Queues the next turn of a run waiting for input.
+    pub fn queue_resume(&self, id: RunId, input: &str) -> Result<()> {
+        self.tx.execute(
+            "UPDATE runs SET status = 'queued', pending_input = ?2, ended_at = NULL WHERE id = ?1",
+            params![id.0, input],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_run_session(&self, id: RunId, session: &str) -> Result<()> {
+        self.tx.execute("UPDATE runs SET session = ?2 WHERE id = ?1", params![id.0, session])?;
+        Ok(())
+    }
+
+    pub fn add_run_usage(&self, id: RunId, input: u64, output: u64, cost: f64) -> Result<()> {
+        self.tx.execute(
+            "UPDATE runs SET input_tokens = input_tokens + ?2, output_tokens = output_tokens + ?3,
+             cost_usd = cost_usd + ?4 WHERE id = ?1",
+            params![id.0, input as i64, output as i64, cost],
+        )?;
+        Ok(())
+    }
+
+    /// Stores a signal: in the signals log and as the run's latest signal.
+    pub fn record_signal(&self, run: RunId, task: TaskId, signal: &Signal) -> Result<()> {
+        let body = to_json(signal)?;
+        self.tx.execute(
+            "INSERT INTO signals (run_id, task_id, body, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![run.0, task.0, body, now_ms()],
+        )?;
+        self.tx.execute("UPDATE runs SET signal = ?2 WHERE id = ?1", params![run.0, body])?;
+        Ok(())
+    }
+
+    pub fn signal_count(&self, task: TaskId) -> Result<u32> {
+        Ok(self.tx.query_row(
+            "SELECT COUNT(*) FROM signals WHERE task_id = ?1",
+            [task.0],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Pairs of (previous run's exit, next run's spawn) in microseconds, per task, for the
+    /// stage-transition latency benchmark.
+    pub fn transition_latencies_us(&self) -> Result<Vec<i64>> {
+        let mut stmt = self.tx.prepare(
+            "SELECT task_id, exited_us, spawned_us FROM runs
+             WHERE spawned_us IS NOT NULL ORDER BY task_id, id",
+        )?;
+        let rows: Vec<(i64, Option<i64>, i64)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut latencies = Vec::new();
+        for pair in rows.windows(2) {
+            if let [(task_a, Some(exited), _), (task_b, _, spawned)] = pair
+                && task_a == task_b
+            {
+                latencies.push(spawned - exited);
+            }
+        }
+        Ok(latencies)
+    }
+}

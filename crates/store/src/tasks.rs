@@ -1,0 +1,240 @@
+//! Task rows (workflow state as JSON plus counters) and their pull-request records.
+
+use crate::{Result, StoreError, Tx, from_json, now_ms, to_json};
+use domain::{ProjectId, TaskId, TaskSnapshot, TaskState};
+use rusqlite::{OptionalExtension, Row, params};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskRow {
+    pub id: TaskId,
+    pub project_id: ProjectId,
+    pub title: String,
+    pub body: String,
+    pub key: String,
+    pub branch: String,
+    pub base: String,
+    pub state: TaskState,
+    pub priority: i64,
+    pub technical: bool,
+    pub worktree: Option<String>,
+    pub doc_path: String,
+    pub port: u16,
+    pub review_rounds: u32,
+    pub runs_started: u32,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTaskRow<'a> {
+    pub id: TaskId,
+    pub project_id: ProjectId,
+    pub title: &'a str,
+    pub body: &'a str,
+    pub key: &'a str,
+    pub branch: &'a str,
+    pub base: &'a str,
+    pub state: &'a TaskState,
+    pub priority: i64,
+    pub technical: bool,
+    pub worktree: &'a str,
+    pub doc_path: &'a str,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullRequestRow {
+    pub task_id: TaskId,
+    pub url: String,
+    pub branch: String,
+    pub base: String,
+    pub remote: String,
+    pub head_sha: String,
+    pub merged: bool,
+    pub created_at: i64,
+}
+
+const COLUMNS: &str = "id, project_id, title, body, key, branch, base, state, priority, technical, \
+     worktree, doc_path, port, review_rounds, runs_started, created_at, updated_at";
+
+fn task(row: &Row<'_>) -> rusqlite::Result<(TaskRow, String)> {
+    let state_json: String = row.get(7)?;
+    Ok((
+        TaskRow {
+            id: TaskId(row.get(0)?),
+            project_id: ProjectId(row.get(1)?),
+            title: row.get(2)?,
+            body: row.get(3)?,
+            key: row.get(4)?,
+            branch: row.get(5)?,
+            base: row.get(6)?,
+            state: TaskState::PlanGate,
+            priority: row.get(8)?,
+            technical: row.get(9)?,
+            worktree: row.get(10)?,
+            doc_path: row.get(11)?,
+            port: row.get(12)?,
+            review_rounds: row.get(13)?,
+            runs_started: row.get(14)?,
+            created_at: row.get(15)?,
+            updated_at: row.get(16)?,
+        },
+        state_json,
+    ))
+}
+
+fn finish((mut row, state_json): (TaskRow, String)) -> Result<TaskRow> {
+    row.state = from_json(&state_json)?;
+    Ok(row)
+}
+
+impl Tx<'_> {
+    /// The id the next task will get (task ids name folders, so they are chosen before insert).
+    pub fn next_task_id(&self) -> Result<TaskId> {
+        let max: Option<i64> = self.tx.query_row("SELECT MAX(id) FROM tasks", [], |r| r.get(0))?;
+        Ok(TaskId(max.unwrap_or(0) + 1))
+    }
+
+    pub fn insert_task(&self, new: &NewTaskRow<'_>) -> Result<()> {
+        let now = now_ms();
+        self.tx.execute(
+            &format!(
+                "INSERT INTO tasks ({COLUMNS}, state_name) VALUES \
+                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 0, 0, ?14, ?14, ?15)"
+            ),
+            params![
+                new.id.0,
+                new.project_id.0,
+                new.title,
+                new.body,
+                new.key,
+                new.branch,
+                new.base,
+                to_json(new.state)?,
+                new.priority,
+                new.technical,
+                new.worktree,
+                new.doc_path,
+                new.port,
+                now,
+                new.state.name(),
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn task(&self, id: TaskId) -> Result<Option<TaskRow>> {
+        let sql = format!("SELECT {COLUMNS} FROM tasks WHERE id = ?1");
+        self.tx.query_row(&sql, [id.0], task).optional()?.map(finish).transpose()
+    }
+
+    /// All tasks (of one project when given), newest first.
+    pub fn tasks(&self, project: Option<ProjectId>) -> Result<Vec<TaskRow>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM tasks WHERE (?1 IS NULL OR project_id = ?1) ORDER BY id DESC"
+        );
+        let mut stmt = self.tx.prepare(&sql)?;
+        let rows = stmt.query_map([project.map(|p| p.0)], task)?;
+        rows.map(|row| finish(row?)).collect()
+    }
+
+    /// Tasks in a given state (`TaskState::name`).
+    pub fn tasks_in_state(&self, state_name: &str) -> Result<Vec<TaskRow>> {
+        let sql = format!("SELECT {COLUMNS} FROM tasks WHERE state_name = ?1 ORDER BY id");
+        let mut stmt = self.tx.prepare(&sql)?;
+        let rows = stmt.query_map([state_name], task)?;
+        rows.map(|row| finish(row?)).collect()
+    }
+
+    /// Ports already handed to tasks that are not done.
+    pub fn ports_in_use(&self) -> Result<Vec<u16>> {
+        let mut stmt = self.tx.prepare("SELECT port FROM tasks WHERE state_name != 'done'")?;
+        let rows = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    /// Writes a decision's state and counters.
+    pub fn update_task_state(
+        &self,
+        id: TaskId,
+        state: &TaskState,
+        review_rounds: u32,
+        runs_started: u32,
+    ) -> Result<()> {
+        let changed = self.tx.execute(
+            "UPDATE tasks SET state = ?2, state_name = ?3, review_rounds = ?4, runs_started = ?5,
+             updated_at = ?6 WHERE id = ?1",
+            params![id.0, to_json(state)?, state.name(), review_rounds, runs_started, now_ms()],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::Corrupt(format!("task {id} does not exist")));
+        }
+        Ok(())
+    }
+
+    pub fn clear_worktree(&self, id: TaskId) -> Result<()> {
+        self.tx.execute("UPDATE tasks SET worktree = NULL WHERE id = ?1", [id.0])?;
+        Ok(())
+    }
+
+    /// The snapshot the pipeline rules decide on.
+    pub fn snapshot(&self, task: &TaskRow) -> Result<TaskSnapshot> {
+        Ok(TaskSnapshot {
+            state: task.state.clone(),
+            review_rounds: task.review_rounds,
+            runs_started: task.runs_started,
+            owner_technical: task.technical,
+            live_run: self.live_run(task.id)?.map(|run| run.id),
+        })
+    }
+
+    pub fn upsert_pull_request(&self, pr: &PullRequestRow) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO pull_requests (task_id, url, branch, base, remote, head_sha, merged, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT(task_id) DO UPDATE SET url = ?2, head_sha = ?6, merged = ?7",
+            params![
+                pr.task_id.0,
+                pr.url,
+                pr.branch,
+                pr.base,
+                pr.remote,
+                pr.head_sha,
+                pr.merged,
+                pr.created_at
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn pull_request(&self, task: TaskId) -> Result<Option<PullRequestRow>> {
+        Ok(self
+            .tx
+            .query_row(
+                "SELECT task_id, url, branch, base, remote, head_sha, merged, created_at
+                 FROM pull_requests WHERE task_id = ?1",
+                [task.0],
+                |r| {
+                    Ok(PullRequestRow {
+                        task_id: TaskId(r.get(0)?),
+                        url: r.get(1)?,
+                        branch: r.get(2)?,
+                        base: r.get(3)?,
+                        remote: r.get(4)?,
+                        head_sha: r.get(5)?,
+                        merged: r.get(6)?,
+                        created_at: r.get(7)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    pub fn pull_request_count(&self, task: TaskId) -> Result<u32> {
+        Ok(self.tx.query_row(
+            "SELECT COUNT(*) FROM pull_requests WHERE task_id = ?1",
+            [task.0],
+            |r| r.get(0),
+        )?)
+    }
+}

@@ -76,13 +76,17 @@ async fn check_merges(inner: &Inner) -> Result<()> {
 /// Records the merge and applies it to the task.
 pub(crate) fn mark_merged(inner: &Inner, task: domain::TaskId) -> Result<store::TaskRow> {
     let (row, applied) = inner.store.write(|tx| {
-        let row = tx.task(task)?.ok_or_else(|| crate::transition::not_found(task))?;
+        let row = tx
+            .task(task)?
+            .ok_or_else(|| crate::transition::not_found(task))?;
         if let Some(mut pr) = tx.pull_request(task)? {
             pr.merged = true;
             tx.upsert_pull_request(&pr)?;
         }
         let (_, applied) = apply_in(tx, &row, &Event::Merged)?;
-        let row = tx.task(task)?.ok_or_else(|| crate::transition::not_found(task))?;
+        let row = tx
+            .task(task)?
+            .ok_or_else(|| crate::transition::not_found(task))?;
         Ok::<_, EngineError>((row, applied))
     })?;
     after_commit(inner, applied);

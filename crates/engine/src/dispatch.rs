@@ -67,7 +67,9 @@ fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<(), String> {
     let (task, project) = inner
         .store
         .write(|tx| {
-            let task = tx.task(run.task_id)?.ok_or_else(|| EngineError::Internal("task vanished".into()))?;
+            let task = tx
+                .task(run.task_id)?
+                .ok_or_else(|| EngineError::Internal("task vanished".into()))?;
             let project = tx
                 .project(task.project_id)?
                 .ok_or_else(|| EngineError::Internal("project vanished".into()))?;
@@ -77,9 +79,17 @@ fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let settings = settings::parse(&project.settings_json).map_err(|e| e.to_string())?;
     let role = settings::role(&settings, run.stage)?;
-    let harness = inner.harnesses.get(role.harness.as_str()).cloned().ok_or_else(|| {
-        format!("harness `{}` is not available (available: {})", role.harness, inner.harness_names())
-    })?;
+    let harness = inner
+        .harnesses
+        .get(role.harness.as_str())
+        .cloned()
+        .ok_or_else(|| {
+            format!(
+                "harness `{}` is not available (available: {})",
+                role.harness,
+                inner.harness_names()
+            )
+        })?;
     let worktree = task
         .worktree
         .clone()
@@ -102,15 +112,26 @@ fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<(), String> {
         settings: serde_json::to_value(role).map_err(|e| e.to_string())?,
     };
     let spec = harness.command(&request).map_err(|e| e.to_string())?;
-    let process = harness::process::AgentProcess::spawn(&spec)
-        .map_err(|e| format!("cannot start the {} agent ({}): {e}", role.harness, spec.program.display()))?;
+    let process = harness::process::AgentProcess::spawn(&spec).map_err(|e| {
+        format!(
+            "cannot start the {} agent ({}): {e}",
+            role.harness,
+            spec.program.display()
+        )
+    })?;
     let spawned_us = store::now_us();
     inner
         .store
         .write(|tx| tx.mark_run_spawned(run.id, spawned_us))
         .map_err(|e| e.to_string())?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(None);
-    inner.live().insert(run.id, LiveRun { task: task.id, stop: stop_tx });
+    inner.live().insert(
+        run.id,
+        LiveRun {
+            task: task.id,
+            stop: stop_tx,
+        },
+    );
     inner.hub.changed(task.id);
     let timeout = role
         .timeout_secs

@@ -91,11 +91,16 @@ impl Engine {
             .map_err(|e| EngineError::InvalidInput(e.to_string()))?;
         let name = match req.name {
             Some(name) => name,
-            None => path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            None => path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
         };
         let valid_name = !name.is_empty()
             && name.len() <= 64
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
             && !name.chars().all(|c| c.is_ascii_digit());
         if !valid_name {
             return Err(EngineError::InvalidInput(format!(
@@ -109,8 +114,8 @@ impl Engine {
             .default_branch(&settings.remote)
             .await
             .map_err(|e| EngineError::InvalidInput(e.to_string()))?;
-        let settings_json = serde_json::to_string(&settings)
-            .map_err(|e| EngineError::Internal(e.to_string()))?;
+        let settings_json =
+            serde_json::to_string(&settings).map_err(|e| EngineError::Internal(e.to_string()))?;
         let path_text = repo.path().display().to_string();
         let row = self.inner.store.write(|tx| {
             if tx.project_by_name(&name)?.is_some() {
@@ -151,7 +156,10 @@ impl Engine {
                 "the request is empty: describe the change (--body-file FILE or stdin)".into(),
             ));
         }
-        let project = self.inner.store.read(|tx| views::find_project(tx, &req.project))?;
+        let project = self
+            .inner
+            .store
+            .read(|tx| views::find_project(tx, &req.project))?;
         let settings = settings::parse(&project.settings_json)?;
         let repo = git::Repo::open(Path::new(&project.path))
             .await
@@ -170,11 +178,20 @@ impl Engine {
         let key = domain::slug::task_key(id, &title);
         let branch = domain::slug::branch_name(id, &title);
         let hook_env = vec![
-            ("PATH".to_string(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()),
-            ("HOME".to_string(), std::env::var("HOME").unwrap_or_else(|_| "/".into())),
+            (
+                "PATH".to_string(),
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+            ),
+            (
+                "HOME".to_string(),
+                std::env::var("HOME").unwrap_or_else(|_| "/".into()),
+            ),
             ("LANG".to_string(), "C.UTF-8".to_string()),
             ("ATELIER_PORT".to_string(), port.to_string()),
-            ("ATELIER_PORT_COUNT".to_string(), settings.port_block.to_string()),
+            (
+                "ATELIER_PORT_COUNT".to_string(),
+                settings.port_block.to_string(),
+            ),
             ("ATELIER_TASK_ID".to_string(), id.to_string()),
         ];
         let ws = workspace::create(workspace::WorkspaceSpec {
@@ -191,7 +208,9 @@ impl Engine {
             hook_env,
         })
         .await
-        .map_err(|e| EngineError::InvalidInput(format!("cannot prepare the task's workspace: {e}")))?;
+        .map_err(|e| {
+            EngineError::InvalidInput(format!("cannot prepare the task's workspace: {e}"))
+        })?;
         let worktree = ws.worktree.display().to_string();
         let doc_path = ws.doc_path.display().to_string();
         let inserted = self.inner.store.write(|tx| {
@@ -238,7 +257,8 @@ impl Engine {
     pub async fn list_tasks(&self, project: Option<String>) -> Result<Vec<TaskView>> {
         self.inner.store.read(|tx| {
             let filter = project.map(|p| views::find_project(tx, &p)).transpose()?;
-            let names: BTreeMap<_, _> = tx.projects()?.into_iter().map(|p| (p.id, p.name)).collect();
+            let names: BTreeMap<_, _> =
+                tx.projects()?.into_iter().map(|p| (p.id, p.name)).collect();
             let rows = tx.tasks(filter.map(|p| p.id))?;
             Ok(rows
                 .into_iter()
@@ -322,7 +342,9 @@ impl Engine {
 
     /// An agent's signal; `run_token` is the bearer token of the run.
     pub async fn signal(&self, run_token: &str, task: TaskId, signal: Signal) -> Result<()> {
-        signal.validate().map_err(|e| EngineError::InvalidInput(e.to_string()))?;
+        signal
+            .validate()
+            .map_err(|e| EngineError::InvalidInput(e.to_string()))?;
         let hash = tokens::hash_token(run_token);
         let run = self.inner.store.write(|tx| {
             let run = tx.run_by_token_hash(&hash)?.ok_or_else(|| {

@@ -26,7 +26,10 @@ impl Hub {
     fn sender(&self, task: TaskId) -> broadcast::Sender<HubItem> {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         channels.retain(|_, sender| sender.receiver_count() > 0);
-        channels.entry(task).or_insert_with(|| broadcast::channel(CAPACITY).0).clone()
+        channels
+            .entry(task)
+            .or_insert_with(|| broadcast::channel(CAPACITY).0)
+            .clone()
     }
 
     pub fn subscribe(&self, task: TaskId) -> broadcast::Receiver<HubItem> {
@@ -35,7 +38,10 @@ impl Hub {
 
     fn existing(&self, task: TaskId) -> Option<broadcast::Sender<HubItem>> {
         let channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        channels.get(&task).filter(|s| s.receiver_count() > 0).cloned()
+        channels
+            .get(&task)
+            .filter(|s| s.receiver_count() > 0)
+            .cloned()
     }
 
     pub fn publish(&self, task: TaskId, entries: impl IntoIterator<Item = LogEntry>) {

@@ -3,7 +3,7 @@
 
 use crate::facade::EngineConfig;
 use crate::hub::Hub;
-use domain::{RunId, TaskId};
+use domain::RunId;
 use forge::Forge;
 use harness::Harness;
 use std::collections::{BTreeMap, HashMap};
@@ -21,7 +21,6 @@ pub(crate) enum StopCause {
 
 /// A run whose process is alive, and the handle to stop it.
 pub(crate) struct LiveRun {
-    pub task: TaskId,
     pub stop: tokio::sync::watch::Sender<Option<StopCause>>,
 }
 
@@ -64,7 +63,9 @@ impl Inner {
 
     pub fn live(&self) -> MutexGuard<'_, HashMap<RunId, LiveRun>> {
         // Entries are inserted and removed whole; a panic cannot leave one half-written.
-        self.live.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.live
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Asks the live run to stop; false when it has no live process.
@@ -76,6 +77,10 @@ impl Inner {
     }
 
     pub fn harness_names(&self) -> String {
-        self.harnesses.keys().copied().collect::<Vec<_>>().join(", ")
+        self.harnesses
+            .keys()
+            .copied()
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }

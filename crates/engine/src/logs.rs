@@ -13,8 +13,16 @@ use tokio::sync::{broadcast, mpsc};
 
 const PAGE: u32 = 2000;
 
-pub(crate) fn logs(inner: Arc<Inner>, task: TaskId, follow: bool) -> Result<BoxStream<'static, FollowItem>> {
-    inner.store.read(|tx| tx.task(task)?.ok_or_else(|| crate::transition::not_found(task)).map(|_| ()))?;
+pub(crate) fn logs(
+    inner: Arc<Inner>,
+    task: TaskId,
+    follow: bool,
+) -> Result<BoxStream<'static, FollowItem>> {
+    inner.store.read(|tx| {
+        tx.task(task)?
+            .ok_or_else(|| crate::transition::not_found(task))
+            .map(|_| ())
+    })?;
     let live = inner.hub.subscribe(task);
     let (out, rx) = mpsc::channel(1024);
     tokio::spawn(async move {
@@ -50,7 +58,9 @@ async fn pump(
     loop {
         backlog(inner, task, &mut cursor, out).await?;
         let (idle, state) = inner.store.read(|tx| {
-            let row = tx.task(task)?.ok_or_else(|| crate::transition::not_found(task))?;
+            let row = tx
+                .task(task)?
+                .ok_or_else(|| crate::transition::not_found(task))?;
             let busy = tx
                 .runs_of_task(task)?
                 .iter()
@@ -88,11 +98,18 @@ async fn backlog(
     out: &mpsc::Sender<FollowItem>,
 ) -> Result<()> {
     loop {
-        let page = inner.store.read(|tx| tx.task_events_after(task, *cursor, PAGE))?;
+        let page = inner
+            .store
+            .read(|tx| tx.task_events_after(task, *cursor, PAGE))?;
         let full = page.len() == PAGE as usize;
         for stored in page {
             *cursor = (stored.run, stored.seq);
-            let entry = LogEntry { run: stored.run, stage: stored.stage, seq: stored.seq, event: stored.event };
+            let entry = LogEntry {
+                run: stored.run,
+                stage: stored.stage,
+                seq: stored.seq,
+                event: stored.event,
+            };
             send(out, FollowItem::Event(entry)).await?;
         }
         if !full {

@@ -41,19 +41,27 @@ async fn execute(inner: &Inner, intent: &Intent) {
     let result = match intent.kind.as_str() {
         OPEN_PR => open_pull_request(inner, intent).await,
         REMOVE_WORKSPACE => remove_workspace(inner, intent).await,
-        other => Err(EngineError::Internal(format!("unknown intent kind {other}"))),
+        other => Err(EngineError::Internal(format!(
+            "unknown intent kind {other}"
+        ))),
     };
     if let Err(err) = result {
         tracing::error!(task = %intent.task_id, kind = %intent.kind, error = %err, "intent failed");
-        let _ = inner.store.write(|tx| tx.complete_intent(intent.id, &format!("failed: {err}")));
+        let _ = inner
+            .store
+            .write(|tx| tx.complete_intent(intent.id, &format!("failed: {err}")));
     }
     inner.hub.changed(intent.task_id);
 }
 
 async fn open_pull_request(inner: &Inner, intent: &Intent) -> Result<()> {
     let (task, project, existing) = inner.store.read(|tx| {
-        let task = tx.task(intent.task_id)?.ok_or_else(|| missing(intent.task_id))?;
-        let project = tx.project(task.project_id)?.ok_or_else(|| missing(intent.task_id))?;
+        let task = tx
+            .task(intent.task_id)?
+            .ok_or_else(|| missing(intent.task_id))?;
+        let project = tx
+            .project(task.project_id)?
+            .ok_or_else(|| missing(intent.task_id))?;
         let existing = tx.pull_request(task.id)?;
         Ok::<_, EngineError>((task, project, existing))
     })?;
@@ -108,8 +116,12 @@ async fn open_pull_request(inner: &Inner, intent: &Intent) -> Result<()> {
 
 async fn remove_workspace(inner: &Inner, intent: &Intent) -> Result<()> {
     let (task, project, live) = inner.store.read(|tx| {
-        let task = tx.task(intent.task_id)?.ok_or_else(|| missing(intent.task_id))?;
-        let project = tx.project(task.project_id)?.ok_or_else(|| missing(intent.task_id))?;
+        let task = tx
+            .task(intent.task_id)?
+            .ok_or_else(|| missing(intent.task_id))?;
+        let project = tx
+            .project(task.project_id)?
+            .ok_or_else(|| missing(intent.task_id))?;
         let live = tx.live_run(task.id)?;
         Ok::<_, EngineError>((task, project, live))
     })?;

@@ -31,7 +31,11 @@ pub(crate) fn role(settings: &ProjectSettings, stage: Stage) -> Result<&RoleConf
 
 /// Checks settings before they are stored; `harnesses` are the names this build knows.
 pub(crate) fn validate(settings: &ProjectSettings, harnesses: &[&str]) -> Result<()> {
-    let bad = |msg: String| Err(EngineError::InvalidInput(format!("project settings: {msg}")));
+    let bad = |msg: String| {
+        Err(EngineError::InvalidInput(format!(
+            "project settings: {msg}"
+        )))
+    };
     for (stage, role) in &settings.roles {
         if !harnesses.contains(&role.harness.as_str()) {
             return bad(format!(
@@ -42,12 +46,22 @@ pub(crate) fn validate(settings: &ProjectSettings, harnesses: &[&str]) -> Result
         }
         if role.harness == "scripted" {
             match &role.scenario {
-                None => return bad(format!("roles.{stage} uses the scripted harness but has no `scenario` file")),
+                None => {
+                    return bad(format!(
+                        "roles.{stage} uses the scripted harness but has no `scenario` file"
+                    ));
+                }
                 Some(path) if !path.is_absolute() => {
-                    return bad(format!("roles.{stage}.scenario must be an absolute path, got {}", path.display()));
+                    return bad(format!(
+                        "roles.{stage}.scenario must be an absolute path, got {}",
+                        path.display()
+                    ));
                 }
                 Some(path) if !path.is_file() => {
-                    return bad(format!("roles.{stage}.scenario {} does not exist", path.display()));
+                    return bad(format!(
+                        "roles.{stage}.scenario {} does not exist",
+                        path.display()
+                    ));
                 }
                 Some(_) => {}
             }
@@ -66,11 +80,16 @@ pub(crate) fn validate(settings: &ProjectSettings, harnesses: &[&str]) -> Result
         return bad("max_review_rounds and max_total_runs must be at least 1".into());
     }
     if settings.remote.is_empty() || settings.remote.starts_with('-') {
-        return bad(format!("remote `{}` is not a valid remote name", settings.remote));
+        return bad(format!(
+            "remote `{}` is not a valid remote name",
+            settings.remote
+        ));
     }
     for file in &settings.env_files {
         let path = Path::new(file);
-        let escapes = path.components().any(|c| !matches!(c, std::path::Component::Normal(_)));
+        let escapes = path
+            .components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)));
         if file.is_empty() || escapes {
             return bad(format!(
                 "env file `{file}` must be a relative path inside the repository (no `..`, not absolute)"

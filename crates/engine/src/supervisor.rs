@@ -43,7 +43,11 @@ pub(crate) fn agent_env(
     worktree: &str,
     port_block: u16,
 ) -> Vec<(String, String)> {
-    let bin_dir = inner.config.atelier_bin.parent().map(|p| p.display().to_string());
+    let bin_dir = inner
+        .config
+        .atelier_bin
+        .parent()
+        .map(|p| p.display().to_string());
     let mut path = bin_dir.map(|d| format!("{d}:")).unwrap_or_default();
     path.push_str("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     let home = inner.config.data_dir.join("homes").join(&task.key);
@@ -66,10 +70,14 @@ pub(crate) fn agent_env(
         (MARK_VAR.to_string(), run.mark.clone()),
     ];
     // The operator's git identity, so agents' commits are attributed (not a secret).
-    if let Some(gitconfig) = std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".gitconfig"))
+    if let Some(gitconfig) =
+        std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".gitconfig"))
         && gitconfig.is_file()
     {
-        env.push(("GIT_CONFIG_GLOBAL".to_string(), gitconfig.display().to_string()));
+        env.push((
+            "GIT_CONFIG_GLOBAL".to_string(),
+            gitconfig.display().to_string(),
+        ));
     }
     env
 }
@@ -111,7 +119,11 @@ impl Transcript {
             for (_, event) in &batch {
                 match event {
                     TranscriptEvent::Session { id } => tx.set_run_session(self.run, id)?,
-                    TranscriptEvent::Usage { input_tokens, output_tokens, cost_usd } => {
+                    TranscriptEvent::Usage {
+                        input_tokens,
+                        output_tokens,
+                        cost_usd,
+                    } => {
                         tx.add_run_usage(self.run, *input_tokens, *output_tokens, *cost_usd)?;
                     }
                     _ => {}
@@ -126,7 +138,12 @@ impl Transcript {
         let (run, stage) = (self.run, self.stage);
         inner.hub.publish(
             self.task,
-            batch.into_iter().map(|(seq, event)| LogEntry { run, stage, seq, event }),
+            batch.into_iter().map(|(seq, event)| LogEntry {
+                run,
+                stage,
+                seq,
+                event,
+            }),
         );
     }
 }
@@ -226,10 +243,17 @@ pub(crate) async fn supervise(inner: Arc<Inner>, mut turn: Turn) {
         Some(Abort::Failed(reason)) => RunOutcome::Failed { reason },
         Some(Abort::Shutdown) | None => {
             let exit = exit.map_err(|e| e.to_string());
-            judge(&transcript.turn_end, exit, decoder.unreadable_lines(), &turn.process.stderr_tail())
+            judge(
+                &transcript.turn_end,
+                exit,
+                decoder.unreadable_lines(),
+                &turn.process.stderr_tail(),
+            )
         }
     };
-    transcript.push(TranscriptEvent::Status { text: describe(&outcome) });
+    transcript.push(TranscriptEvent::Status {
+        text: describe(&outcome),
+    });
     transcript.flush(&inner);
     inner.live().remove(&turn.run);
     finish(&inner, turn.run, outcome, Some(exited_us));
@@ -264,7 +288,11 @@ fn begin_stop(inner: &Inner, turn: &Turn, immediately: bool) -> Instant {
     if let Err(err) = turn.process.interrupt(&turn.harness.interrupt()) {
         tracing::debug!(run = %turn.run, error = %err, "graceful interrupt unavailable");
     }
-    let grace = if immediately { Duration::ZERO } else { inner.config.stop_grace };
+    let grace = if immediately {
+        Duration::ZERO
+    } else {
+        inner.config.stop_grace
+    };
     Instant::now() + grace
 }
 
@@ -281,8 +309,20 @@ fn judge(
         String::new()
     };
     let stderr_tail = {
-        let tail: String = stderr.trim().chars().rev().take(300).collect::<Vec<_>>().into_iter().rev().collect();
-        if tail.is_empty() { String::new() } else { format!("; stderr: {tail}") }
+        let tail: String = stderr
+            .trim()
+            .chars()
+            .rev()
+            .take(300)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        if tail.is_empty() {
+            String::new()
+        } else {
+            format!("; stderr: {tail}")
+        }
     };
     match (turn_end, exit) {
         (Some((true, _)), _) => RunOutcome::Ended { signal: None },
@@ -292,7 +332,9 @@ fn judge(
                 error.as_deref().unwrap_or("no detail given")
             ),
         },
-        (None, Err(err)) => RunOutcome::Failed { reason: format!("lost the agent process: {err}") },
+        (None, Err(err)) => RunOutcome::Failed {
+            reason: format!("lost the agent process: {err}"),
+        },
         (None, Ok(status)) => {
             use std::os::unix::process::ExitStatusExt;
             let how = match (status.code(), status.signal()) {
@@ -301,7 +343,9 @@ fn judge(
                 (None, Some(sig)) => format!("was killed by signal {sig} before ending its turn"),
                 (None, None) => "ended abnormally".to_string(),
             };
-            RunOutcome::Failed { reason: format!("the agent {how}{garbage}{stderr_tail}") }
+            RunOutcome::Failed {
+                reason: format!("the agent {how}{garbage}{stderr_tail}"),
+            }
         }
     }
 }
@@ -318,10 +362,14 @@ fn describe(outcome: &RunOutcome) -> String {
 /// Records the run's outcome and applies it to the task, in one transaction; then chains.
 pub(crate) fn finish(inner: &Inner, run: RunId, outcome: RunOutcome, exited_us: Option<i64>) {
     let result = inner.store.write(|tx| {
-        let row = tx.run(run)?.ok_or_else(|| EngineError::Internal(format!("run {run} vanished")))?;
+        let row = tx
+            .run(run)?
+            .ok_or_else(|| EngineError::Internal(format!("run {run} vanished")))?;
         // The signal the agent sent during the run decides where the task goes.
         let outcome = match outcome {
-            RunOutcome::Ended { .. } => RunOutcome::Ended { signal: row.signal.clone() },
+            RunOutcome::Ended { .. } => RunOutcome::Ended {
+                signal: row.signal.clone(),
+            },
             other => other,
         };
         let reason = match &outcome {
@@ -331,14 +379,19 @@ pub(crate) fn finish(inner: &Inner, run: RunId, outcome: RunOutcome, exited_us: 
             RunOutcome::Ended { .. } => None,
         };
         tx.finish_run(run, outcome.run_status(), reason, exited_us)?;
-        let task = tx.task(row.task_id)?.ok_or_else(|| EngineError::Internal("task vanished".into()))?;
+        let task = tx
+            .task(row.task_id)?
+            .ok_or_else(|| EngineError::Internal("task vanished".into()))?;
         let (_, applied) = apply_in(tx, &task, &Event::RunFinished { run, outcome })?;
         Ok::<Applied, EngineError>(applied)
     });
     match result {
         Ok(mut applied) => {
             // A slot was freed even when nothing new was queued.
-            applied.merge(Applied { queued: true, ..Applied::default() });
+            applied.merge(Applied {
+                queued: true,
+                ..Applied::default()
+            });
             after_commit(inner, applied);
         }
         Err(err) => tracing::error!(%run, error = %err, "cannot record the end of a run"),

@@ -39,14 +39,27 @@ pub(crate) fn apply_in(tx: &Tx<'_>, task: &TaskRow, event: &Event) -> Result<(De
     let policy = settings::policy(&settings::parse(&project.settings_json)?);
     let snapshot = tx.snapshot(task)?;
     let decision = domain::decide(&snapshot, event, &policy)?;
-    tx.update_task_state(task.id, &decision.state, decision.review_rounds, decision.runs_started)?;
-    let mut applied = Applied { task: Some(task.id), ..Applied::default() };
+    tx.update_task_state(
+        task.id,
+        &decision.state,
+        decision.review_rounds,
+        decision.runs_started,
+    )?;
+    let mut applied = Applied {
+        task: Some(task.id),
+        ..Applied::default()
+    };
     for effect in &decision.effects {
         match effect {
             Effect::StartRun { stage } | Effect::RestartRun { stage } => {
                 let iteration = tx.finished_runs_of_stage(task.id, *stage)?;
                 let mark = random_hex(16);
-                tx.insert_run(&NewRunRow { task_id: task.id, stage: *stage, iteration, mark: &mark })?;
+                tx.insert_run(&NewRunRow {
+                    task_id: task.id,
+                    stage: *stage,
+                    iteration,
+                    mark: &mark,
+                })?;
                 applied.queued = true;
             }
             Effect::ResumeRun { run, input } => {
@@ -69,7 +82,11 @@ pub(crate) fn apply_in(tx: &Tx<'_>, task: &TaskRow, event: &Event) -> Result<(De
                     _ => format!("at-{}", store::now_us()),
                 };
                 let key = format!("{OPEN_PR}:task-{}:{origin}", task.id);
-                tx.insert_intent(&NewIntent { task_id: task.id, kind: OPEN_PR, idem_key: &key })?;
+                tx.insert_intent(&NewIntent {
+                    task_id: task.id,
+                    kind: OPEN_PR,
+                    idem_key: &key,
+                })?;
                 applied.intents = true;
             }
             Effect::RemoveWorkspace => {

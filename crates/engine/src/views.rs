@@ -82,8 +82,13 @@ fn pull_request(row: PullRequestRow) -> PullRequestView {
 }
 
 pub(crate) fn detail(tx: &Tx<'_>, id: TaskId) -> Result<TaskDetail> {
-    let row = tx.task(id)?.ok_or_else(|| crate::transition::not_found(id))?;
-    let project = tx.project(row.project_id)?.map(|p| p.name).unwrap_or_default();
+    let row = tx
+        .task(id)?
+        .ok_or_else(|| crate::transition::not_found(id))?;
+    let project = tx
+        .project(row.project_id)?
+        .map(|p| p.name)
+        .unwrap_or_default();
     let doc = std::fs::read_to_string(&row.doc_path).unwrap_or_default();
     Ok(TaskDetail {
         runs: tx.runs_of_task(id)?.into_iter().map(run).collect(),

@@ -80,3 +80,7 @@ pub trait Harness: Send + Sync {
     /// The graceful interrupt this harness understands.
     fn interrupt(&self) -> Interrupt;
 }
+
+pub use process::{AgentProcess, ProcessSpec};
+pub use scenario::{RunScript, Scenario, ScenarioError, Step};
+pub use scripted::{AgentArgs, ScriptedDecoder, ScriptedHarness, run_agent};

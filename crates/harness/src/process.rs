@@ -1,8 +1,23 @@
 //! Agent child processes: spawned from an explicit environment in their own process group,
 //! and stopped by killing every descendant (the agent CLIs start tools in groups of their own).
+//!
+//! This is the one module of the crate that talks to libc directly (signals, `waitpid`,
+//! `setsid`), so it is the one module allowed to use `unsafe`; every block says why it is sound.
+//! Process trees are read from `/proc` (Linux only).
 
+#![allow(unsafe_code)]
+
+use crate::Interrupt;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::OsString;
+use std::io;
 use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, ChildStdout};
+use tokio::task::JoinHandle;
 
 /// Everything needed to start an agent process.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,3 +30,391 @@ pub struct ProcessSpec {
     /// Written to stdin, which is then closed; `None` gives `/dev/null`.
     pub stdin: Option<Vec<u8>>,
 }
+
+/// How much of the agent's stderr is kept for error reports.
+const STDERR_TAIL_BYTES: usize = 8 * 1024;
+
+/// How long `wait` lets the stderr reader drain after the agent exited. A background tool that
+/// inherited stderr keeps the pipe open forever, so this cannot wait for EOF unconditionally.
+const STDERR_DRAIN_GRACE: Duration = Duration::from_millis(500);
+
+/// Upper bound of freeze/rescan rounds, so a pathological pid churn cannot loop forever.
+const MAX_FREEZE_ROUNDS: usize = 64;
+
+/// A running agent: its own process group, explicit environment, stderr tail kept in memory.
+#[derive(Debug)]
+pub struct AgentProcess {
+    child: Child,
+    pid: u32,
+    stderr_tail: Arc<Mutex<VecDeque<u8>>>,
+    stderr_task: Option<JoinHandle<()>>,
+}
+
+impl AgentProcess {
+    /// Starts `spec` with `env_clear()` then exactly `spec.env`, in `spec.cwd`, as the leader of a
+    /// new process group, stdout and stderr piped, stdin fed from `spec.stdin` (then closed) or
+    /// `/dev/null`, and killed if dropped. Must be called inside a tokio runtime.
+    pub fn spawn(spec: &ProcessSpec) -> io::Result<AgentProcess> {
+        let mut cmd = tokio::process::Command::new(&spec.program);
+        cmd.args(&spec.args)
+            .env_clear()
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(&spec.cwd)
+            .process_group(0)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(if spec.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot start {} in {}: {e}",
+                    spec.program.display(),
+                    spec.cwd.display()
+                ),
+            )
+        })?;
+        let pid = child
+            .id()
+            .ok_or_else(|| io::Error::other("the agent process exited before it was observed"))?;
+
+        if let (Some(bytes), Some(mut stdin)) = (spec.stdin.clone(), child.stdin.take()) {
+            tokio::spawn(async move {
+                // The agent may exit without reading its input; a broken pipe is not our error.
+                let _ = stdin.write_all(&bytes).await;
+                let _ = stdin.shutdown().await;
+            });
+        }
+
+        let stderr_tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL_BYTES)));
+        let stderr_task = child.stderr.take().map(|mut stderr| {
+            let tail = Arc::clone(&stderr_tail);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                while let Ok(n) = stderr.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    let mut tail = tail.lock().unwrap_or_else(PoisonError::into_inner);
+                    tail.extend(&buf[..n]);
+                    let excess = tail.len().saturating_sub(STDERR_TAIL_BYTES);
+                    tail.drain(..excess);
+                }
+            })
+        });
+
+        Ok(AgentProcess {
+            child,
+            pid,
+            stderr_tail,
+            stderr_task,
+        })
+    }
+
+    /// The agent's pid, which is also its process group id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The agent's stdout (once).
+    pub fn take_stdout(&mut self) -> Option<ChildStdout> {
+        self.child.stdout.take()
+    }
+
+    /// Waits for the agent to exit, then briefly for its stderr to drain so that `stderr_tail`
+    /// is complete. Cancel-safe: calling it again after a cancelled call resumes the wait.
+    pub async fn wait(&mut self) -> io::Result<ExitStatus> {
+        let status = self.child.wait().await?;
+        if let Some(task) = self.stderr_task.as_mut() {
+            // Either the reader finished or a descendant holds stderr open: stop waiting for it
+            // in both cases (the reader keeps running detached and still updates the tail).
+            let _ = tokio::time::timeout(STDERR_DRAIN_GRACE, task).await;
+            self.stderr_task = None;
+        }
+        Ok(status)
+    }
+
+    /// The last 8 KiB of the agent's stderr, decoded lossily.
+    pub fn stderr_tail(&self) -> String {
+        let tail = self
+            .stderr_tail
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (a, b) = tail.as_slices();
+        let mut bytes = Vec::with_capacity(tail.len());
+        bytes.extend_from_slice(a);
+        bytes.extend_from_slice(b);
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    /// Asks the agent to stop its turn: a signal goes to its whole process group. Stdin
+    /// (protocol) interrupts are not supported yet.
+    pub fn interrupt(&self, how: &Interrupt) -> io::Result<()> {
+        match how {
+            Interrupt::Signal(sig) => {
+                let pgid = checked_pid(self.pid)
+                    .ok_or_else(|| io::Error::other(format!("invalid pid {}", self.pid)))?;
+                // SAFETY: kill(2) has no memory-safety preconditions; `pgid` is > 1, so `-pgid`
+                // names exactly the agent's own process group (never ours, never "all").
+                let rc = unsafe { libc::kill(-pgid, *sig) };
+                if rc == 0 {
+                    Ok(())
+                } else {
+                    Err(io::Error::last_os_error())
+                }
+            }
+            Interrupt::Stdin(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "stdin (protocol) interrupts are not supported by the process supervisor yet",
+            )),
+        }
+    }
+}
+
+/// Makes `cmd` start in a new session (`setsid`), detached from the caller's process group and
+/// session, the way the agent CLIs start their background tools.
+pub fn new_session(cmd: &mut std::process::Command) -> &mut std::process::Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec and only calls setsid(2), which is
+    // async-signal-safe; it touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() == -1 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(())
+            }
+        })
+    }
+}
+
+/// One line of `/proc/<pid>/stat`, the fields we use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProcStat {
+    pub pid: u32,
+    pub state: char,
+    pub ppid: u32,
+    pub pgrp: i32,
+    pub session: i32,
+}
+
+impl ProcStat {
+    fn is_dead(&self) -> bool {
+        matches!(self.state, 'Z' | 'X' | 'x')
+    }
+}
+
+/// Reads `/proc/<pid>/stat`; `None` when the process is gone (or unreadable).
+pub(crate) fn read_stat(pid: u32) -> Option<ProcStat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may itself contain spaces or parentheses.
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    let pgrp = fields.next()?.parse().ok()?;
+    let session = fields.next()?.parse().ok()?;
+    Some(ProcStat {
+        pid,
+        state,
+        ppid,
+        pgrp,
+        session,
+    })
+}
+
+/// Whether `pid` exists and is not a zombie.
+pub(crate) fn is_alive(pid: u32) -> bool {
+    read_stat(pid).is_some_and(|s| !s.is_dead())
+}
+
+fn all_pids() -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+fn snapshot() -> Vec<ProcStat> {
+    all_pids().into_iter().filter_map(read_stat).collect()
+}
+
+/// Every live descendant of `root` in `procs` (excluding root).
+fn descendants_in(procs: &[ProcStat], root: u32) -> Vec<u32> {
+    let mut children: HashMap<u32, Vec<&ProcStat>> = HashMap::new();
+    for p in procs {
+        children.entry(p.ppid).or_default().push(p);
+    }
+    let mut out = Vec::new();
+    let mut seen = HashSet::from([root]);
+    let mut queue = VecDeque::from([root]);
+    while let Some(pid) = queue.pop_front() {
+        for child in children.get(&pid).into_iter().flatten() {
+            if seen.insert(child.pid) {
+                queue.push_back(child.pid);
+                if !child.is_dead() {
+                    out.push(child.pid);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Every descendant of `root` (transitively, via `/proc/<pid>/stat` ppid), excluding root.
+/// Zombies are excluded.
+pub fn descendants(root: u32) -> Vec<u32> {
+    if checked_pid(root).is_none() {
+        return Vec::new();
+    }
+    descendants_in(&snapshot(), root)
+}
+
+/// A pid that is safe to signal: not 0 or 1 (which `kill` treats specially or is init), not us,
+/// and representable as `pid_t`.
+fn checked_pid(pid: u32) -> Option<libc::pid_t> {
+    let p = libc::pid_t::try_from(pid).ok()?;
+    (p > 1 && pid != std::process::id()).then_some(p)
+}
+
+/// Sends `sig` to one process; true when it was delivered.
+fn send(pid: u32, sig: i32) -> bool {
+    let Some(p) = checked_pid(pid) else {
+        return false;
+    };
+    // SAFETY: kill(2) has no memory-safety preconditions; `p` is a single positive pid > 1.
+    unsafe { libc::kill(p, sig) == 0 }
+}
+
+/// Freezes (SIGSTOP) everything `scan` reports that is not frozen yet, rescanning until a scan
+/// finds nothing new (a frozen process cannot fork any more). Returns the frozen pids.
+fn freeze(seen: &mut HashSet<u32>, mut scan: impl FnMut() -> Vec<u32>) -> Vec<u32> {
+    let mut frozen = Vec::new();
+    for _ in 0..MAX_FREEZE_ROUNDS {
+        let fresh: Vec<u32> = scan().into_iter().filter(|p| seen.insert(*p)).collect();
+        if fresh.is_empty() {
+            break;
+        }
+        frozen.extend(fresh.into_iter().filter(|&pid| send(pid, libc::SIGSTOP)));
+    }
+    frozen
+}
+
+/// Freezes (SIGSTOP) then SIGKILLs `root` and all its descendants, rescanning until no new
+/// process appears. Returns how many processes were signalled.
+///
+/// `root` must be a child that has not been reaped yet (its pid cannot have been reused). Killed
+/// descendants that became our children (when this process is a child subreaper) are reaped;
+/// `root` itself is left to its owner (tokio).
+pub fn kill_tree(root: u32) -> usize {
+    if checked_pid(root).is_none() {
+        return 0;
+    }
+    let mut seen = HashSet::new();
+    let frozen = freeze(&mut seen, || {
+        let mut pids = vec![root];
+        pids.extend(descendants(root));
+        pids
+    });
+    for &pid in &frozen {
+        send(pid, libc::SIGKILL);
+    }
+    reap_our_zombies(frozen.iter().copied().filter(|&p| p != root).collect());
+    frozen.len()
+}
+
+/// Sends `sig` (e.g. SIGTERM) to `root` and every descendant, without freezing. Returns how many
+/// processes it was delivered to.
+pub fn signal_tree(root: u32, sig: i32) -> usize {
+    if checked_pid(root).is_none() {
+        return 0;
+    }
+    std::iter::once(root)
+        .chain(descendants(root))
+        .filter(|&pid| send(pid, sig))
+        .count()
+}
+
+/// Pids (not zombies) whose `/proc/<pid>/environ` contains exactly `NAME=value` as one entry:
+/// every process of a run, including orphans re-parented after their parent died. Unreadable
+/// entries and this process are skipped.
+pub fn marked_processes(name: &str, value: &str) -> Vec<u32> {
+    let needle = format!("{name}={value}");
+    let me = std::process::id();
+    all_pids()
+        .into_iter()
+        .filter(|&pid| pid != me)
+        .filter(|&pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|&b| b == 0).any(|e| e == needle.as_bytes()))
+        })
+        .filter(|&pid| is_alive(pid))
+        .collect()
+}
+
+/// SIGKILLs every marked process and every descendant of one (a tool may clear its environment),
+/// freezing them first (SIGSTOP) and rescanning until no new one appears or 20 rounds passed.
+/// Returns how many processes were killed. Nothing is reaped here: a marked process may be a
+/// tokio child that its owner still waits for.
+pub fn kill_marked(name: &str, value: &str) -> usize {
+    let mut seen = HashSet::new();
+    let mut killed = 0;
+    for _ in 0..20 {
+        let frozen = freeze(&mut seen, || {
+            let procs = snapshot();
+            let mut pids = marked_processes(name, value);
+            let roots = pids.clone();
+            for root in roots {
+                pids.extend(descendants_in(&procs, root));
+            }
+            pids
+        });
+        if frozen.is_empty() {
+            break;
+        }
+        killed += frozen
+            .into_iter()
+            .filter(|&pid| send(pid, libc::SIGKILL))
+            .count();
+    }
+    killed
+}
+
+/// Reaps the killed `pids` that ended up as zombie children of this process (orphans re-parented
+/// to us when we are a child subreaper). Only specific pids are waited for, never `-1`, because
+/// tokio owns our other children. Bounded: a process stuck in the kernel is left behind.
+fn reap_our_zombies(mut pending: Vec<u32>) {
+    let me = std::process::id();
+    let deadline = Instant::now() + Duration::from_millis(500);
+    while !pending.is_empty() {
+        pending.retain(|&pid| match read_stat(pid) {
+            None => false,
+            Some(stat) if stat.is_dead() => {
+                if stat.ppid == me
+                    && let Some(p) = checked_pid(pid)
+                {
+                    let mut status = 0;
+                    // SAFETY: waitpid(2) on one specific pid with WNOHANG; `status` is a valid,
+                    // writable c_int. ECHILD (not our child after all) is ignored.
+                    unsafe { libc::waitpid(p, &mut status, libc::WNOHANG) };
+                }
+                false
+            }
+            // SIGKILL is delivered but the process has not finished dying yet.
+            Some(_) => true,
+        });
+        if pending.is_empty() || Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,115 @@
+//! The one recipe for running git: `git -C <dir> <args…>` with arguments (never a shell), stdin
+//! closed, no terminal prompts, and the `GIT_*` variables that would redirect git to another
+//! repository removed (Atelier may itself run inside a git hook). Failures carry the command
+//! line and git's stderr.
+
+use std::ffi::{OsStr, OsString};
+use std::path::Path;
+use std::process::Stdio;
+
+use crate::GitError;
+
+/// Variables that point git at a different repository, index or object store than `-C` says.
+const SCRUBBED_ENV: &[&str] = &[
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_COMMON_DIR",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_NAMESPACE",
+    "GIT_PREFIX",
+    "GIT_QUARANTINE_PATH",
+];
+
+/// What one git invocation produced.
+#[derive(Debug)]
+pub(crate) struct Output {
+    pub command: String,
+    pub code: Option<i32>,
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    /// The error describing this (failed) invocation.
+    pub fn into_error(self) -> GitError {
+        GitError::Command {
+            command: self.command,
+            code: self.code,
+            stderr: self.stderr,
+        }
+    }
+
+    /// Stdout when git succeeded, the error otherwise.
+    pub fn ok(self) -> Result<String, GitError> {
+        if self.success {
+            Ok(self.stdout)
+        } else {
+            Err(self.into_error())
+        }
+    }
+}
+
+/// Runs `git -C <dir> <args…>` and returns its output whatever the exit status.
+pub(crate) async fn run<I, S>(dir: &Path, args: I) -> Result<Output, GitError>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let args: Vec<OsString> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+    let command = describe(dir, &args);
+    let mut cmd = tokio::process::Command::new("git");
+    cmd.arg("-C")
+        .arg(dir)
+        .args(&args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    for var in SCRUBBED_ENV {
+        cmd.env_remove(var);
+    }
+    let out = cmd.output().await.map_err(|source| GitError::Spawn {
+        command: command.clone(),
+        source,
+    })?;
+    Ok(Output {
+        command,
+        code: out.status.code(),
+        success: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+/// Runs git and returns its stdout, or the failure as an error.
+pub(crate) async fn run_ok<I, S>(dir: &Path, args: I) -> Result<String, GitError>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    run(dir, args).await?.ok()
+}
+
+fn describe(dir: &Path, args: &[OsString]) -> String {
+    let mut text = format!("git -C {}", dir.display());
+    for arg in args {
+        text.push(' ');
+        text.push_str(&arg.to_string_lossy());
+    }
+    text
+}
+
+/// Rejects names git would parse as options, and names with control characters.
+pub(crate) fn check_name(what: &'static str, value: &str) -> Result<(), GitError> {
+    if value.is_empty() || value.starts_with('-') || value.chars().any(char::is_control) {
+        return Err(GitError::InvalidName {
+            what,
+            value: value.to_string(),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,117 @@
+//! The git crate's error type. Every message says which command or path failed, what git
+//! said, and what the user can do about it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Why a git operation or a hook could not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    /// The path is missing, not a folder, a bare repository, or not inside a git repository.
+    #[error(
+        "{} is not a git work tree ({reason}): run `git init` there or give the repository's folder",
+        path.display()
+    )]
+    NotARepository { path: PathBuf, reason: String },
+
+    /// Neither `<remote>/HEAD` nor a `main`/`master` branch exists.
+    #[error(
+        "cannot tell the default branch of {}: `{remote}/HEAD` is not set and there is no `main` or \
+         `master` branch; run `git remote set-head {remote} --auto` or create a `main` branch",
+        path.display()
+    )]
+    NoDefaultBranch { path: PathBuf, remote: String },
+
+    /// A revision or branch the operation needs does not exist.
+    #[error("`{rev}` does not resolve to a commit in {}: {hint}", path.display())]
+    UnknownRevision {
+        path: PathBuf,
+        rev: String,
+        hint: String,
+    },
+
+    /// A name given to git would be read as an option or is otherwise unusable.
+    #[error(
+        "invalid {what} `{value}`: it must be non-empty, must not start with `-` and must not contain control characters"
+    )]
+    InvalidName { what: &'static str, value: String },
+
+    /// The git program could not be started at all.
+    #[error("could not run `{command}`: {source}; check that git is installed and on PATH")]
+    Spawn {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Git ran and reported failure.
+    #[error("`{command}` failed ({}): {}", exit_label(*code), stderr_label(stderr))]
+    Command {
+        command: String,
+        code: Option<i32>,
+        stderr: String,
+    },
+
+    /// Git printed something we could not interpret.
+    #[error("`{command}` printed unexpected output {output:?}: {expected}")]
+    UnexpectedOutput {
+        command: String,
+        output: String,
+        expected: &'static str,
+    },
+
+    /// The branch cannot be merged into the target without resolving conflicts.
+    #[error(
+        "merging `{head}` into `{remote}/{target}` conflicts in {}: rebase `{head}` onto \
+         `{remote}/{target}`, resolve the conflicts and push again",
+        conflict_list(files)
+    )]
+    MergeConflict {
+        remote: String,
+        head: String,
+        target: String,
+        files: Vec<String>,
+    },
+
+    /// The hook's shell could not be started (missing working directory, no `/bin/sh`, …).
+    #[error("could not start hook `{command}` in {}: {source}; check that the folder exists", cwd.display())]
+    HookSpawn {
+        command: String,
+        cwd: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Waiting on a running hook failed.
+    #[error("lost track of hook `{command}` after {elapsed:?}: {source}")]
+    HookWait {
+        command: String,
+        elapsed: Duration,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn exit_label(code: Option<i32>) -> String {
+    match code {
+        Some(code) => format!("exit code {code}"),
+        None => "killed by a signal".to_string(),
+    }
+}
+
+fn stderr_label(stderr: &str) -> String {
+    let trimmed = stderr.trim();
+    if trimmed.is_empty() {
+        "git printed no error message".to_string()
+    } else {
+        trimmed.to_string()
+    }
+}
+
+fn conflict_list(files: &[String]) -> String {
+    if files.is_empty() {
+        "unknown files".to_string()
+    } else {
+        files.join(", ")
+    }
+}

@@ -1,0 +1,391 @@
+//! [`Repo`]: one git repository's main work tree and the operations Atelier performs on it —
+//! default-branch detection, fetch, worktrees and branches for tasks, push, ancestry checks, and
+//! merging a branch into a remote branch without touching any work tree.
+
+use std::path::{Path, PathBuf};
+
+use crate::GitError;
+use crate::cmd::{self, check_name};
+
+/// A git repository, identified by the canonical path of its main work tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repo {
+    path: PathBuf,
+}
+
+impl Repo {
+    /// Opens the repository containing `path` (the work tree root, a sub-folder, or a linked
+    /// worktree) and resolves it to its main work tree. A missing path, a file, a folder outside
+    /// any repository and a bare repository are all [`GitError::NotARepository`].
+    pub async fn open(path: &Path) -> Result<Repo, GitError> {
+        let not_repo = |reason: String| GitError::NotARepository {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let meta = match tokio::fs::metadata(path).await {
+            Ok(meta) => meta,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                return Err(not_repo("the folder does not exist".to_string()));
+            }
+            Err(err) => return Err(not_repo(format!("cannot read it: {err}"))),
+        };
+        if !meta.is_dir() {
+            return Err(not_repo("it is not a folder".to_string()));
+        }
+        let inside = cmd::run(path, ["rev-parse", "--is-inside-work-tree"]).await?;
+        if !inside.success {
+            let said = inside.stderr.trim();
+            return Err(not_repo(if said.is_empty() {
+                "git finds no repository there".to_string()
+            } else {
+                format!("git says: {said}")
+            }));
+        }
+        if inside.stdout.trim() != "true" {
+            let bare = cmd::run_ok(path, ["rev-parse", "--is-bare-repository"]).await?;
+            return Err(not_repo(if bare.trim() == "true" {
+                "it is a bare repository, which has no work tree".to_string()
+            } else {
+                "it is inside a repository's .git folder".to_string()
+            }));
+        }
+        let main = match main_worktree(path).await? {
+            Some(main) => main,
+            None => PathBuf::from(
+                cmd::run_ok(path, ["rev-parse", "--show-toplevel"])
+                    .await?
+                    .trim_end_matches('\n'),
+            ),
+        };
+        let canonical = tokio::fs::canonicalize(&main).await.map_err(|err| {
+            not_repo(format!(
+                "cannot resolve its work tree {}: {err}",
+                main.display()
+            ))
+        })?;
+        Ok(Repo { path: canonical })
+    }
+
+    /// The canonical path of the main work tree.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The repository's default branch name (e.g. `main`): the branch `refs/remotes/<remote>/HEAD`
+    /// points to; else `main`, else `master` (as a local branch or a `<remote>/…` branch); else
+    /// [`GitError::NoDefaultBranch`].
+    pub async fn default_branch(&self, remote: &str) -> Result<String, GitError> {
+        check_name("remote", remote)?;
+        let head_ref = format!("refs/remotes/{remote}/HEAD");
+        let out = cmd::run(&self.path, ["symbolic-ref", "--quiet", head_ref.as_str()]).await?;
+        if out.success {
+            let prefix = format!("refs/remotes/{remote}/");
+            if let Some(branch) = out.stdout.trim().strip_prefix(&prefix)
+                && !branch.is_empty()
+            {
+                return Ok(branch.to_string());
+            }
+        }
+        for candidate in ["main", "master"] {
+            if self
+                .rev_parse(&format!("refs/heads/{candidate}"))
+                .await?
+                .is_some()
+                || self
+                    .rev_parse(&format!("refs/remotes/{remote}/{candidate}"))
+                    .await?
+                    .is_some()
+            {
+                return Ok(candidate.to_string());
+            }
+        }
+        Err(GitError::NoDefaultBranch {
+            path: self.path.clone(),
+            remote: remote.to_string(),
+        })
+    }
+
+    /// Whether a remote of that name is configured.
+    pub async fn has_remote(&self, remote: &str) -> Result<bool, GitError> {
+        check_name("remote", remote)?;
+        let remotes = cmd::run_ok(&self.path, ["remote"]).await?;
+        Ok(remotes.lines().any(|line| line.trim() == remote))
+    }
+
+    /// `git fetch --prune <remote>`.
+    pub async fn fetch(&self, remote: &str) -> Result<(), GitError> {
+        check_name("remote", remote)?;
+        cmd::run_ok(&self.path, ["fetch", "--quiet", "--prune", remote]).await?;
+        Ok(())
+    }
+
+    /// The object id `rev` names, or `None` when it does not resolve.
+    pub async fn rev_parse(&self, rev: &str) -> Result<Option<String>, GitError> {
+        check_name("revision", rev)?;
+        let out = cmd::run(&self.path, ["rev-parse", "--verify", "--quiet", rev]).await?;
+        if out.success {
+            return Ok(Some(out.stdout.trim().to_string()));
+        }
+        if out.code == Some(1) || out.stderr.trim().is_empty() {
+            return Ok(None);
+        }
+        Err(out.into_error())
+    }
+
+    /// `git worktree add --no-track -b <branch> <dir> <base>`: a new branch cut from `base`,
+    /// checked out in `dir` (give an absolute path; missing parent folders are created). Fails if
+    /// the branch exists or `dir` is a non-empty folder.
+    pub async fn add_worktree(&self, dir: &Path, branch: &str, base: &str) -> Result<(), GitError> {
+        check_name("branch", branch)?;
+        check_name("base revision", base)?;
+        let dir = dir.as_os_str();
+        cmd::run_ok(
+            &self.path,
+            [
+                "worktree".as_ref(),
+                "add".as_ref(),
+                "--quiet".as_ref(),
+                "--no-track".as_ref(),
+                "-b".as_ref(),
+                branch.as_ref(),
+                dir,
+                base.as_ref(),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Removes the linked worktree at `dir` even with local changes (`--force`), then prunes
+    /// stale worktree records. Succeeds when `dir` is already gone.
+    pub async fn remove_worktree(&self, dir: &Path) -> Result<(), GitError> {
+        let exists = tokio::fs::symlink_metadata(dir).await.is_ok();
+        if exists {
+            cmd::run_ok(
+                &self.path,
+                [
+                    "worktree".as_ref(),
+                    "remove".as_ref(),
+                    "--force".as_ref(),
+                    dir.as_os_str(),
+                ],
+            )
+            .await?;
+        }
+        cmd::run_ok(&self.path, ["worktree", "prune"]).await?;
+        Ok(())
+    }
+
+    /// `git branch -D <branch>`; succeeds when the branch does not exist.
+    pub async fn delete_branch(&self, branch: &str) -> Result<(), GitError> {
+        check_name("branch", branch)?;
+        if self
+            .rev_parse(&format!("refs/heads/{branch}"))
+            .await?
+            .is_none()
+        {
+            return Ok(());
+        }
+        cmd::run_ok(&self.path, ["branch", "-D", branch]).await?;
+        Ok(())
+    }
+
+    /// Pushes the local branch to the branch of the same name on `remote` (no force) and returns
+    /// the pushed commit id.
+    pub async fn push(&self, remote: &str, branch: &str) -> Result<String, GitError> {
+        check_name("remote", remote)?;
+        check_name("branch", branch)?;
+        let sha = self.local_branch(branch).await?;
+        let refspec = format!("{sha}:refs/heads/{branch}");
+        cmd::run_ok(&self.path, ["push", "--quiet", remote, refspec.as_str()]).await?;
+        Ok(sha)
+    }
+
+    /// Whether `ancestor` is reachable from `descendant` (a commit is its own ancestor).
+    pub async fn is_ancestor(&self, ancestor: &str, descendant: &str) -> Result<bool, GitError> {
+        check_name("revision", ancestor)?;
+        check_name("revision", descendant)?;
+        let out = cmd::run(
+            &self.path,
+            ["merge-base", "--is-ancestor", ancestor, descendant],
+        )
+        .await?;
+        match out.code {
+            Some(0) => Ok(true),
+            Some(1) => Ok(false),
+            _ => Err(out.into_error()),
+        }
+    }
+
+    /// How many commits `head` has that `base` does not (`git rev-list --count base..head`).
+    pub async fn commits_ahead(&self, base: &str, head: &str) -> Result<u32, GitError> {
+        check_name("revision", base)?;
+        check_name("revision", head)?;
+        let range = format!("{base}..{head}");
+        let command = format!("git -C {} rev-list --count {range}", self.path.display());
+        let out = cmd::run_ok(&self.path, ["rev-list", "--count", range.as_str()]).await?;
+        out.trim().parse().map_err(|_| GitError::UnexpectedOutput {
+            command,
+            output: out.clone(),
+            expected: "a commit count",
+        })
+    }
+
+    /// Merges `head` (a local branch name, or any commit) into `<remote>/<target>` and pushes
+    /// the result to `refs/heads/<target>` on the remote, without touching any work tree.
+    ///
+    /// After a fetch: if `head` is already contained in the target nothing is pushed; if the
+    /// target is an ancestor of `head` the target is fast-forwarded to `head`; otherwise a merge
+    /// commit (`message`, parents target then head) is built with `git merge-tree` and
+    /// `git commit-tree` (which uses the repository's configured identity) and pushed. Conflicts
+    /// are [`GitError::MergeConflict`]. Returns the target's new commit id.
+    pub async fn merge_to_remote(
+        &self,
+        remote: &str,
+        head: &str,
+        target: &str,
+        message: &str,
+    ) -> Result<String, GitError> {
+        check_name("remote", remote)?;
+        check_name("branch", head)?;
+        check_name("target branch", target)?;
+        self.fetch(remote).await?;
+        let target_sha = self
+            .rev_parse(&format!("refs/remotes/{remote}/{target}"))
+            .await?
+            .ok_or_else(|| GitError::UnknownRevision {
+                path: self.path.clone(),
+                rev: format!("{remote}/{target}"),
+                hint: format!("push a `{target}` branch to `{remote}` first"),
+            })?;
+        let head_sha = self.resolve_commit(head).await?;
+        if self.is_ancestor(&head_sha, &target_sha).await? {
+            return Ok(target_sha);
+        }
+        let new_sha = if self.is_ancestor(&target_sha, &head_sha).await? {
+            head_sha
+        } else {
+            let tree = self
+                .merge_tree(remote, head, target, &target_sha, &head_sha)
+                .await?;
+            cmd::run_ok(
+                &self.path,
+                [
+                    "commit-tree",
+                    tree.as_str(),
+                    "-p",
+                    target_sha.as_str(),
+                    "-p",
+                    head_sha.as_str(),
+                    "-m",
+                    message,
+                ],
+            )
+            .await?
+            .trim()
+            .to_string()
+        };
+        let refspec = format!("{new_sha}:refs/heads/{target}");
+        cmd::run_ok(&self.path, ["push", "--quiet", remote, refspec.as_str()]).await?;
+        Ok(new_sha)
+    }
+
+    /// The tree of merging `head_sha` into `target_sha`, or the conflicting files.
+    async fn merge_tree(
+        &self,
+        remote: &str,
+        head: &str,
+        target: &str,
+        target_sha: &str,
+        head_sha: &str,
+    ) -> Result<String, GitError> {
+        let out = cmd::run(
+            &self.path,
+            [
+                "merge-tree",
+                "--write-tree",
+                "--name-only",
+                "--no-messages",
+                target_sha,
+                head_sha,
+            ],
+        )
+        .await?;
+        match out.code {
+            Some(0) => {
+                let tree = out.stdout.lines().next().unwrap_or_default().trim();
+                if tree.is_empty() {
+                    return Err(GitError::UnexpectedOutput {
+                        command: out.command,
+                        output: out.stdout,
+                        expected: "a tree id on the first line",
+                    });
+                }
+                Ok(tree.to_string())
+            }
+            Some(1) => {
+                let mut files: Vec<String> = out
+                    .stdout
+                    .lines()
+                    .skip(1)
+                    .map(str::trim)
+                    .filter(|line| !line.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                files.dedup();
+                Err(GitError::MergeConflict {
+                    remote: remote.to_string(),
+                    head: head.to_string(),
+                    target: target.to_string(),
+                    files,
+                })
+            }
+            _ => Err(out.into_error()),
+        }
+    }
+
+    /// The commit a local branch points to.
+    async fn local_branch(&self, branch: &str) -> Result<String, GitError> {
+        self.rev_parse(&format!("refs/heads/{branch}"))
+            .await?
+            .ok_or_else(|| GitError::UnknownRevision {
+                path: self.path.clone(),
+                rev: branch.to_string(),
+                hint: "there is no local branch of that name; create it or check the name"
+                    .to_string(),
+            })
+    }
+
+    /// A local branch name, else any revision, peeled to a commit id.
+    async fn resolve_commit(&self, rev: &str) -> Result<String, GitError> {
+        if let Some(sha) = self.rev_parse(&format!("refs/heads/{rev}")).await? {
+            return Ok(sha);
+        }
+        self.rev_parse(&format!("{rev}^{{commit}}"))
+            .await?
+            .ok_or_else(|| GitError::UnknownRevision {
+                path: self.path.clone(),
+                rev: rev.to_string(),
+                hint: "it is neither a local branch nor a commit; check the name".to_string(),
+            })
+    }
+}
+
+/// The main work tree recorded by `git worktree list`, or `None` when the main repository is bare.
+async fn main_worktree(path: &Path) -> Result<Option<PathBuf>, GitError> {
+    let list = cmd::run_ok(path, ["worktree", "list", "--porcelain", "-z"]).await?;
+    // Records are NUL-separated attribute lines, ended by an empty attribute; the first record
+    // is the main worktree.
+    let mut main = None;
+    for field in list.split('\0') {
+        if field.is_empty() {
+            break;
+        }
+        if let Some(dir) = field.strip_prefix("worktree ") {
+            main = Some(PathBuf::from(dir));
+        } else if field == "bare" {
+            return Ok(None);
+        }
+    }
+    Ok(main)
+}

@@ -1,0 +1,548 @@
+//! Integration tests for the git wrapper and the hook runner, on real repositories in temp
+//! folders with a local bare repository as `origin` (never the network).
+
+// Helpers outside `#[test]` functions panic on setup failures too.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use git::{GitError, Repo, run_hook};
+
+/// Runs git synchronously for test setup, isolated from the user's global and system config.
+fn git_in(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
+        .env_remove("GIT_INDEX_FILE")
+        .output()
+        .expect("run git");
+    assert!(
+        out.status.success(),
+        "git {args:?} in {} failed: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn init_repo(dir: &Path, branch: &str) {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    git_in(dir, &["init", "--quiet", "-b", branch]);
+    configure(dir);
+}
+
+fn configure(dir: &Path) {
+    git_in(dir, &["config", "user.name", "Atelier Test"]);
+    git_in(dir, &["config", "user.email", "test@atelier.invalid"]);
+    git_in(dir, &["config", "commit.gpgsign", "false"]);
+}
+
+fn commit(dir: &Path, file: &str, content: &str, message: &str) -> String {
+    std::fs::write(dir.join(file), content).expect("write file");
+    git_in(dir, &["add", "--", file]);
+    git_in(dir, &["commit", "--quiet", "-m", message]);
+    git_in(dir, &["rev-parse", "HEAD"])
+}
+
+/// A work repository `work` with one commit on `main`, pushed to the bare `remote.git` as
+/// `origin`, with `origin/HEAD` set.
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    remote: PathBuf,
+    work: PathBuf,
+}
+
+fn fixture() -> Fixture {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().canonicalize().expect("canonical tmp");
+    let remote = root.join("remote.git");
+    let work = root.join("work");
+    git_in(
+        &root,
+        &["init", "--quiet", "--bare", "-b", "main", "remote.git"],
+    );
+    init_repo(&work, "main");
+    commit(&work, "README", "hello\n", "initial");
+    git_in(
+        &work,
+        &[
+            "remote",
+            "add",
+            "origin",
+            remote.to_str().expect("utf-8 path"),
+        ],
+    );
+    git_in(&work, &["push", "--quiet", "origin", "main"]);
+    git_in(&work, &["remote", "set-head", "origin", "--auto"]);
+    Fixture {
+        _tmp: tmp,
+        root,
+        remote,
+        work,
+    }
+}
+
+/// A second clone of the fixture's remote, as another engineer would have.
+fn other_clone(fx: &Fixture) -> PathBuf {
+    let other = fx.root.join("other");
+    git_in(
+        &fx.root,
+        &[
+            "clone",
+            "--quiet",
+            fx.remote.to_str().expect("utf-8 path"),
+            "other",
+        ],
+    );
+    configure(&other);
+    other
+}
+
+fn remote_sha(fx: &Fixture, reference: &str) -> String {
+    git_in(&fx.remote, &["rev-parse", reference])
+}
+
+#[tokio::test]
+async fn open_resolves_the_main_work_tree_from_a_subfolder() {
+    let fx = fixture();
+    let sub = fx.work.join("nested/deeper");
+    std::fs::create_dir_all(&sub).expect("mkdir");
+    let repo = Repo::open(&sub).await.expect("open");
+    assert_eq!(repo.path(), fx.work.as_path());
+
+    let wt = fx.root.join("linked");
+    repo.add_worktree(&wt, "feature", "main")
+        .await
+        .expect("add");
+    let via_linked = Repo::open(&wt).await.expect("open linked worktree");
+    assert_eq!(via_linked.path(), fx.work.as_path());
+}
+
+#[tokio::test]
+async fn open_rejects_missing_plain_file_and_bare_paths() {
+    let fx = fixture();
+    let plain = fx.root.join("plain");
+    std::fs::create_dir_all(&plain).expect("mkdir");
+    let file = fx.root.join("file.txt");
+    std::fs::write(&file, "x").expect("write");
+    let cases = [
+        (fx.root.join("missing"), "does not exist"),
+        (file, "not a folder"),
+        (fx.remote.clone(), "bare repository"),
+    ];
+    for (path, why) in cases {
+        let err = Repo::open(&path).await.expect_err("must fail");
+        assert!(
+            matches!(&err, GitError::NotARepository { path: p, .. } if *p == path),
+            "{err:?}"
+        );
+        let msg = err.to_string();
+        assert!(msg.contains(why), "{msg}");
+        assert!(msg.contains("run `git init` there"), "{msg}");
+    }
+    // A folder outside any repository (temp folders are not inside one).
+    let err = Repo::open(&plain).await.expect_err("plain folder");
+    assert!(matches!(err, GitError::NotARepository { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn default_branch_follows_origin_head() {
+    let fx = fixture();
+    git_in(
+        &fx.work,
+        &["push", "--quiet", "origin", "main:refs/heads/trunk"],
+    );
+    git_in(&fx.remote, &["symbolic-ref", "HEAD", "refs/heads/trunk"]);
+    git_in(&fx.work, &["remote", "set-head", "origin", "--auto"]);
+    let repo = Repo::open(&fx.work).await.expect("open");
+    assert_eq!(
+        repo.default_branch("origin").await.expect("default"),
+        "trunk"
+    );
+}
+
+#[tokio::test]
+async fn default_branch_falls_back_to_main_then_master() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let main_repo = tmp.path().join("with-main");
+    init_repo(&main_repo, "main");
+    commit(&main_repo, "a", "a", "a");
+    let repo = Repo::open(&main_repo).await.expect("open");
+    assert!(!repo.has_remote("origin").await.expect("remotes"));
+    assert_eq!(
+        repo.default_branch("origin").await.expect("default"),
+        "main"
+    );
+
+    let master_repo = tmp.path().join("with-master");
+    init_repo(&master_repo, "master");
+    commit(&master_repo, "a", "a", "a");
+    let repo = Repo::open(&master_repo).await.expect("open");
+    assert_eq!(
+        repo.default_branch("origin").await.expect("default"),
+        "master"
+    );
+
+    let neither = tmp.path().join("with-trunk");
+    init_repo(&neither, "trunk");
+    commit(&neither, "a", "a", "a");
+    let repo = Repo::open(&neither).await.expect("open");
+    let err = repo.default_branch("origin").await.expect_err("no default");
+    assert!(matches!(err, GitError::NoDefaultBranch { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("git remote set-head origin"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn rev_parse_and_remote_queries() {
+    let fx = fixture();
+    let repo = Repo::open(&fx.work).await.expect("open");
+    let head = git_in(&fx.work, &["rev-parse", "HEAD"]);
+    assert_eq!(
+        repo.rev_parse("main").await.expect("rev"),
+        Some(head.clone())
+    );
+    assert_eq!(
+        repo.rev_parse("origin/main").await.expect("rev"),
+        Some(head)
+    );
+    assert_eq!(repo.rev_parse("no-such-branch").await.expect("rev"), None);
+    assert!(repo.has_remote("origin").await.expect("remotes"));
+    assert!(!repo.has_remote("upstream").await.expect("remotes"));
+    repo.fetch("origin").await.expect("fetch");
+    let err = repo.fetch("upstream").await.expect_err("unknown remote");
+    assert!(matches!(err, GitError::Command { .. }), "{err:?}");
+    let err = repo.rev_parse("--all").await.expect_err("option-like");
+    assert!(matches!(err, GitError::InvalidName { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn worktree_add_and_remove_are_clean_and_idempotent() {
+    let fx = fixture();
+    let repo = Repo::open(&fx.work).await.expect("open");
+    let dir = fx.root.join("work-worktrees/1-task");
+    repo.add_worktree(&dir, "atelier/1-task", "origin/main")
+        .await
+        .expect("add");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("README")).expect("read"),
+        "hello\n"
+    );
+    assert_eq!(
+        git_in(&dir, &["symbolic-ref", "HEAD"]),
+        "refs/heads/atelier/1-task"
+    );
+    // The new branch has no upstream: pushes are always explicit.
+    let upstream = Command::new("git")
+        .arg("-C")
+        .arg(&dir)
+        .args(["config", "--get", "branch.atelier/1-task.merge"])
+        .output()
+        .expect("run git");
+    assert_eq!(upstream.status.code(), Some(1), "{upstream:?}");
+
+    let err = repo
+        .add_worktree(&fx.root.join("elsewhere"), "atelier/1-task", "main")
+        .await
+        .expect_err("branch exists");
+    assert!(matches!(err, GitError::Command { .. }), "{err:?}");
+
+    std::fs::write(dir.join("untracked.txt"), "x").expect("write");
+    repo.remove_worktree(&dir).await.expect("remove");
+    assert!(!dir.exists());
+    repo.remove_worktree(&dir).await.expect("remove again");
+    repo.delete_branch("atelier/1-task").await.expect("delete");
+    assert_eq!(
+        repo.rev_parse("refs/heads/atelier/1-task")
+            .await
+            .expect("rev"),
+        None
+    );
+    repo.delete_branch("atelier/1-task")
+        .await
+        .expect("delete again");
+    assert!(!git_in(&fx.work, &["worktree", "list"]).contains("1-task"));
+}
+
+#[tokio::test]
+async fn push_publishes_the_branch_head() {
+    let fx = fixture();
+    let repo = Repo::open(&fx.work).await.expect("open");
+    git_in(&fx.work, &["switch", "--quiet", "-c", "feature"]);
+    let sha = commit(&fx.work, "feature.txt", "f", "feature");
+    assert_eq!(repo.push("origin", "feature").await.expect("push"), sha);
+    assert_eq!(remote_sha(&fx, "refs/heads/feature"), sha);
+    let err = repo.push("origin", "missing").await.expect_err("no branch");
+    assert!(matches!(err, GitError::UnknownRevision { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn ancestry_and_ahead_counts() {
+    let fx = fixture();
+    let repo = Repo::open(&fx.work).await.expect("open");
+    let base = git_in(&fx.work, &["rev-parse", "HEAD"]);
+    git_in(&fx.work, &["switch", "--quiet", "-c", "feature"]);
+    commit(&fx.work, "one", "1", "one");
+    let tip = commit(&fx.work, "two", "2", "two");
+    assert!(repo.is_ancestor(&base, &tip).await.expect("ancestor"));
+    assert!(!repo.is_ancestor(&tip, &base).await.expect("ancestor"));
+    assert!(repo.is_ancestor(&tip, &tip).await.expect("ancestor"));
+    assert_eq!(
+        repo.commits_ahead("origin/main", "feature")
+            .await
+            .expect("ahead"),
+        2
+    );
+    assert_eq!(
+        repo.commits_ahead("feature", "origin/main")
+            .await
+            .expect("ahead"),
+        0
+    );
+    let err = repo
+        .is_ancestor("0000000000000000000000000000000000000001", &tip)
+        .await
+        .expect_err("unknown object");
+    assert!(matches!(err, GitError::Command { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn merge_to_remote_fast_forwards() {
+    let fx = fixture();
+    let repo = Repo::open(&fx.work).await.expect("open");
+    git_in(&fx.work, &["switch", "--quiet", "-c", "feature"]);
+    let tip = commit(&fx.work, "feature.txt", "f", "feature");
+    let merged = repo
+        .merge_to_remote("origin", "feature", "main", "Merge feature")
+        .await
+        .expect("merge");
+    assert_eq!(merged, tip);
+    assert_eq!(remote_sha(&fx, "refs/heads/main"), tip);
+    // Merging again is a no-op.
+    let again = repo
+        .merge_to_remote("origin", "feature", "main", "Merge feature")
+        .await
+        .expect("merge again");
+    assert_eq!(again, tip);
+    assert_eq!(remote_sha(&fx, "refs/heads/main"), tip);
+}
+
+#[tokio::test]
+async fn merge_to_remote_builds_a_merge_commit_without_touching_the_work_tree() {
+    let fx = fixture();
+    let other = other_clone(&fx);
+    let theirs = commit(&other, "other.txt", "o", "other change");
+    git_in(&other, &["push", "--quiet", "origin", "main"]);
+
+    let repo = Repo::open(&fx.work).await.expect("open");
+    git_in(&fx.work, &["switch", "--quiet", "-c", "feature"]);
+    let ours = commit(&fx.work, "feature.txt", "f", "feature");
+    std::fs::write(fx.work.join("README"), "local edit, uncommitted\n").expect("write");
+
+    let merged = repo
+        .merge_to_remote("origin", "feature", "main", "Merge feature (test)")
+        .await
+        .expect("merge");
+    assert_eq!(remote_sha(&fx, "refs/heads/main"), merged);
+    assert_eq!(
+        git_in(&fx.remote, &["rev-list", "--parents", "-n", "1", &merged]),
+        format!("{merged} {theirs} {ours}")
+    );
+    assert_eq!(
+        git_in(&fx.remote, &["log", "-1", "--format=%s", &merged]),
+        "Merge feature (test)"
+    );
+    let files = git_in(&fx.remote, &["ls-tree", "--name-only", &merged]);
+    assert_eq!(
+        files.lines().collect::<Vec<_>>(),
+        ["README", "feature.txt", "other.txt"]
+    );
+    // The work tree and its branch are untouched.
+    assert_eq!(git_in(&fx.work, &["rev-parse", "HEAD"]), ours);
+    assert_eq!(
+        std::fs::read_to_string(fx.work.join("README")).expect("read"),
+        "local edit, uncommitted\n"
+    );
+    assert_eq!(
+        repo.rev_parse("origin/main").await.expect("rev"),
+        Some(merged)
+    );
+}
+
+#[tokio::test]
+async fn merge_to_remote_reports_conflicts_and_pushes_nothing() {
+    let fx = fixture();
+    let other = other_clone(&fx);
+    let theirs = commit(&other, "README", "theirs\n", "their readme");
+    git_in(&other, &["push", "--quiet", "origin", "main"]);
+
+    let repo = Repo::open(&fx.work).await.expect("open");
+    git_in(&fx.work, &["switch", "--quiet", "-c", "feature"]);
+    commit(&fx.work, "README", "ours\n", "our readme");
+    let err = repo
+        .merge_to_remote("origin", "feature", "main", "Merge feature")
+        .await
+        .expect_err("conflict");
+    match &err {
+        GitError::MergeConflict {
+            files,
+            head,
+            target,
+            ..
+        } => {
+            assert_eq!(files, &["README".to_string()]);
+            assert_eq!(head, "feature");
+            assert_eq!(target, "main");
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert!(
+        err.to_string()
+            .contains("rebase `feature` onto `origin/main`"),
+        "{err}"
+    );
+    assert_eq!(remote_sha(&fx, "refs/heads/main"), theirs);
+}
+
+fn path_env() -> Vec<(String, String)> {
+    vec![(
+        "PATH".to_string(),
+        std::env::var("PATH").unwrap_or_default(),
+    )]
+}
+
+#[tokio::test]
+async fn run_hook_captures_output_with_exactly_the_given_env() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut env = path_env();
+    env.push(("ATELIER_PORT".to_string(), "4100".to_string()));
+    let out = run_hook(
+        "echo \"port=$ATELIER_PORT home=[$HOME]\"; echo oops >&2; pwd",
+        tmp.path(),
+        &env,
+        Duration::from_secs(30),
+    )
+    .await
+    .expect("hook");
+    let cwd = tmp.path().canonicalize().expect("canonical");
+    assert_eq!(
+        out,
+        git::HookOutput {
+            success: true,
+            timed_out: false,
+            exit_code: Some(0),
+            output: format!("port=4100 home=[]\noops\n{}\n", cwd.display()),
+        }
+    );
+}
+
+#[tokio::test]
+async fn run_hook_reports_failure() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = run_hook(
+        "echo failing; exit 3",
+        tmp.path(),
+        &path_env(),
+        Duration::from_secs(30),
+    )
+    .await
+    .expect("hook");
+    assert_eq!(
+        out,
+        git::HookOutput {
+            success: false,
+            timed_out: false,
+            exit_code: Some(3),
+            output: "failing\n".to_string(),
+        }
+    );
+}
+
+#[tokio::test]
+async fn run_hook_times_out_fast_and_kills_the_group() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let started = Instant::now();
+    let out = run_hook(
+        "sleep 30",
+        tmp.path(),
+        &path_env(),
+        Duration::from_millis(300),
+    )
+    .await
+    .expect("hook");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(out.timed_out && !out.success, "{out:?}");
+    assert!(out.output.contains("was killed"), "{out:?}");
+
+    // Background children hold the output pipe open. Had only the shell been killed, they
+    // would outlive it and be reported (and killed) as left behind after the drain grace.
+    let started = Instant::now();
+    let out = run_hook(
+        "echo started; (sleep 30; echo late) & sleep 30 & wait",
+        tmp.path(),
+        &path_env(),
+        Duration::from_millis(300),
+    )
+    .await
+    .expect("hook");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(out.timed_out, "{out:?}");
+    assert!(out.output.starts_with("started\n"), "{out:?}");
+    assert!(!out.output.contains("kept running"), "{out:?}");
+    assert!(!out.output.contains("late"), "{out:?}");
+}
+
+#[tokio::test]
+async fn run_hook_kills_processes_left_behind() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let started = Instant::now();
+    let out = run_hook(
+        "sleep 30 & echo done",
+        tmp.path(),
+        &path_env(),
+        Duration::from_secs(60),
+    )
+    .await
+    .expect("hook");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(out.success && !out.timed_out, "{out:?}");
+    assert!(out.output.starts_with("done\n"), "{out:?}");
+    assert!(out.output.contains("kept running"), "{out:?}");
+}
+
+#[tokio::test]
+async fn run_hook_in_a_missing_folder_is_an_error() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let missing = tmp.path().join("missing");
+    let err = run_hook("true", &missing, &path_env(), Duration::from_secs(5))
+        .await
+        .expect_err("missing cwd");
+    assert!(matches!(err, GitError::HookSpawn { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("check that the folder exists"),
+        "{err}"
+    );
+}

@@ -1,0 +1,246 @@
+//! Tests of the process primitives against real processes (`sh`, `sleep`, `setsid`).
+
+use super::*;
+use std::os::unix::process::ExitStatusExt;
+use std::time::{Duration, Instant};
+
+const PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+fn sh(script: &str, env: &[(&str, &str)]) -> ProcessSpec {
+    let mut env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    env.push(("PATH".into(), PATH.into()));
+    ProcessSpec {
+        program: "/bin/sh".into(),
+        args: vec!["-c".into(), script.into()],
+        cwd: "/".into(),
+        env,
+        stdin: None,
+    }
+}
+
+/// Polls `cond` until it holds or `timeout` passes; returns whether it held.
+async fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn read_stdout(p: &mut AgentProcess) -> String {
+    let mut out = String::new();
+    p.take_stdout()
+        .unwrap()
+        .read_to_string(&mut out)
+        .await
+        .unwrap();
+    out
+}
+
+fn comm(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+fn unique_mark() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("test-{}-{nanos}", std::process::id())
+}
+
+#[tokio::test]
+async fn kill_tree_reaches_detached_and_nested_descendants() {
+    let script = "setsid sleep 300 & sh -c 'sleep 300; true' & sleep 300; true";
+    let mut p = AgentProcess::spawn(&sh(script, &[])).unwrap();
+    let root = p.pid();
+    assert_eq!(read_stat(root).unwrap().pgrp, root as i32, "own group");
+
+    let sleeps = |pids: &[u32]| pids.iter().filter(|&&d| comm(d) == "sleep").count();
+    assert!(
+        eventually(Duration::from_secs(10), || sleeps(&descendants(root)) == 3).await,
+        "three sleeps: {:?}",
+        descendants(root)
+    );
+    let before = descendants(root);
+    assert!(before.iter().any(|&d| comm(d) == "sh"), "nested shell");
+    let detached = before
+        .iter()
+        .filter_map(|&d| read_stat(d))
+        .find(|s| s.session == s.pid as i32)
+        .expect("the setsid sleep leads its own session");
+    assert_ne!(detached.pgrp, root as i32);
+
+    assert_eq!(kill_tree(root), before.len() + 1);
+    let status = p.wait().await.unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    assert!(
+        eventually(Duration::from_secs(10), || !before
+            .iter()
+            .any(|&d| is_alive(d)))
+        .await,
+        "survivors: {:?}",
+        before.iter().filter(|&&d| is_alive(d)).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn signal_tree_reaches_every_descendant() {
+    let mut p = AgentProcess::spawn(&sh("sleep 300 & sleep 300; true", &[])).unwrap();
+    let root = p.pid();
+    assert!(eventually(Duration::from_secs(10), || descendants(root).len() == 2).await);
+    let kids = descendants(root);
+    assert_eq!(signal_tree(root, libc::SIGTERM), 3);
+    assert_eq!(p.wait().await.unwrap().signal(), Some(libc::SIGTERM));
+    assert!(
+        eventually(Duration::from_secs(10), || !kids
+            .iter()
+            .any(|&d| is_alive(d)))
+        .await
+    );
+}
+
+#[tokio::test]
+async fn marked_processes_finds_orphans_and_kill_marked_kills_them() {
+    let mark = unique_mark();
+    let script = "sleep 300 >/dev/null 2>&1 </dev/null & echo $!";
+    let mut p = AgentProcess::spawn(&sh(script, &[("ATELIER_RUN_MARK", &mark)])).unwrap();
+    let root = p.pid();
+    let orphan: u32 = read_stdout(&mut p).await.trim().parse().unwrap();
+    assert!(p.wait().await.unwrap().success());
+    assert!(
+        eventually(Duration::from_secs(10), || read_stat(orphan)
+            .is_some_and(|s| s.ppid != root))
+        .await,
+        "the orphan was re-parented"
+    );
+
+    assert_eq!(marked_processes("ATELIER_RUN_MARK", &mark), vec![orphan]);
+    assert_eq!(
+        marked_processes("ATELIER_RUN_MARK", "other"),
+        Vec::<u32>::new()
+    );
+    let prefix = &mark[..mark.len() - 1];
+    assert_eq!(
+        marked_processes("ATELIER_RUN_MARK", prefix),
+        Vec::<u32>::new()
+    );
+
+    assert_eq!(kill_marked("ATELIER_RUN_MARK", &mark), 1);
+    assert!(eventually(Duration::from_secs(10), || !is_alive(orphan)).await);
+    assert_eq!(
+        marked_processes("ATELIER_RUN_MARK", &mark),
+        Vec::<u32>::new()
+    );
+    assert_eq!(kill_marked("ATELIER_RUN_MARK", &mark), 0);
+}
+
+#[tokio::test]
+async fn environment_is_exactly_the_given_one() {
+    let spec = ProcessSpec {
+        program: "/usr/bin/env".into(),
+        args: vec![],
+        cwd: "/".into(),
+        env: vec![
+            ("FOO".into(), "bar baz".into()),
+            ("ATELIER_X".into(), "1".into()),
+        ],
+        stdin: None,
+    };
+    let mut p = AgentProcess::spawn(&spec).unwrap();
+    let out = read_stdout(&mut p).await;
+    assert!(p.wait().await.unwrap().success());
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(lines, vec!["ATELIER_X=1", "FOO=bar baz"]);
+}
+
+#[tokio::test]
+async fn runs_in_cwd_and_feeds_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = sh("pwd; cat", &[]);
+    spec.cwd = dir.path().to_path_buf();
+    spec.stdin = Some(b"the prompt\n".to_vec());
+    let mut p = AgentProcess::spawn(&spec).unwrap();
+    let out = read_stdout(&mut p).await;
+    assert!(p.wait().await.unwrap().success());
+    let cwd = dir.path().canonicalize().unwrap();
+    assert_eq!(out, format!("{}\nthe prompt\n", cwd.display()));
+}
+
+#[tokio::test]
+async fn stdin_is_null_without_input() {
+    let mut p = AgentProcess::spawn(&sh("cat; echo done", &[])).unwrap();
+    assert_eq!(read_stdout(&mut p).await, "done\n");
+    assert!(p.wait().await.unwrap().success());
+}
+
+#[tokio::test]
+async fn stderr_tail_keeps_the_last_8_kib() {
+    let script = "i=0; while [ $i -lt 2000 ]; do echo \"line $i\" >&2; i=$((i+1)); done";
+    let mut p = AgentProcess::spawn(&sh(script, &[])).unwrap();
+    assert!(p.wait().await.unwrap().success());
+    let all: String = (0..2000).map(|i| format!("line {i}\n")).collect();
+    assert_eq!(p.stderr_tail(), all[all.len() - STDERR_TAIL_BYTES..]);
+}
+
+#[tokio::test]
+async fn spawn_failure_names_the_program() {
+    let mut spec = sh("true", &[]);
+    spec.program = "/nonexistent/agent".into();
+    let err = AgentProcess::spawn(&spec).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    assert!(err.to_string().contains("/nonexistent/agent"), "{err}");
+}
+
+#[tokio::test]
+async fn interrupt_with_sigint_ends_sleep() {
+    let mut p = AgentProcess::spawn(&sh("exec sleep 300", &[])).unwrap();
+    p.interrupt(&Interrupt::Signal(libc::SIGINT)).unwrap();
+    assert_eq!(p.wait().await.unwrap().signal(), Some(libc::SIGINT));
+    let err = p.interrupt(&Interrupt::Stdin(b"x".to_vec())).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::Unsupported);
+}
+
+#[tokio::test]
+async fn wait_is_cancel_safe() {
+    let mut p = AgentProcess::spawn(&sh("exec sleep 300", &[])).unwrap();
+    tokio::select! {
+        _ = p.wait() => panic!("sleep 300 ended early"),
+        _ = std::future::ready(()) => {}
+    }
+    p.interrupt(&Interrupt::Signal(libc::SIGTERM)).unwrap();
+    assert_eq!(p.wait().await.unwrap().signal(), Some(libc::SIGTERM));
+}
+
+#[test]
+fn new_session_detaches() {
+    let mut cmd = std::process::Command::new("/bin/sh");
+    cmd.args(["-c", "exec cat /proc/self/stat"]);
+    let out = new_session(&mut cmd).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let rest = &text[text.rfind(')').unwrap() + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let pid: &str = text.split_whitespace().next().unwrap();
+    assert_eq!(fields[3], pid, "session id is its own pid");
+}
+
+#[test]
+fn refuses_dangerous_roots() {
+    assert_eq!(kill_tree(0), 0);
+    assert_eq!(kill_tree(1), 0);
+    assert_eq!(kill_tree(std::process::id()), 0);
+    assert_eq!(signal_tree(0, 0), 0);
+    assert_eq!(descendants(0), Vec::<u32>::new());
+}

@@ -127,10 +127,7 @@ fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<(), String> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(None);
     inner.live().insert(
         run.id,
-        LiveRun {
-            task: task.id,
-            stop: stop_tx,
-        },
+        LiveRun { stop: stop_tx },
     );
     inner.hub.changed(task.id);
     let timeout = role

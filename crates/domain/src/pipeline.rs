@@ -20,7 +20,10 @@ pub struct Policy {
 
 impl Default for Policy {
     fn default() -> Self {
-        Policy { max_review_rounds: 3, max_total_runs: 25 }
+        Policy {
+            max_review_rounds: 3,
+            max_total_runs: 25,
+        }
     }
 }
 
@@ -43,13 +46,22 @@ pub struct TaskSnapshot {
 pub enum Event {
     Created,
     PlanApproved,
-    RunFinished { run: RunId, outcome: RunOutcome },
-    Answered { text: String },
+    RunFinished {
+        run: RunId,
+        outcome: RunOutcome,
+    },
+    Answered {
+        text: String,
+    },
     StopRequested,
     ResumeRequested,
     /// `task run`: start an agent of `stage` (default: where the task stands).
-    RunRequested { stage: Option<Stage> },
-    PullRequestFailed { reason: String },
+    RunRequested {
+        stage: Option<Stage>,
+    },
+    PullRequestFailed {
+        reason: String,
+    },
     Merged,
 }
 
@@ -57,8 +69,12 @@ pub enum Event {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunOutcome {
     /// The turn ended normally; `signal` is the last signal the agent sent during the run.
-    Ended { signal: Option<Signal> },
-    Failed { reason: String },
+    Ended {
+        signal: Option<Signal>,
+    },
+    Failed {
+        reason: String,
+    },
     Stopped,
     /// The server died while the run was live.
     Interrupted,
@@ -68,7 +84,9 @@ impl RunOutcome {
     /// The status the finished run is recorded with.
     pub fn run_status(&self) -> RunStatus {
         match self {
-            RunOutcome::Ended { signal: Some(Signal::Question { .. }) } => RunStatus::NeedsInput,
+            RunOutcome::Ended {
+                signal: Some(Signal::Question { .. }),
+            } => RunStatus::NeedsInput,
             RunOutcome::Ended { .. } => RunStatus::Completed,
             RunOutcome::Failed { .. } => RunStatus::Failed,
             RunOutcome::Stopped => RunStatus::Stopped,
@@ -81,12 +99,21 @@ impl RunOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
     /// Queue a new run of `stage` (counted against the run cap).
-    StartRun { stage: Stage },
+    StartRun {
+        stage: Stage,
+    },
     /// Queue a replacement for a run the server lost in a crash (not counted).
-    RestartRun { stage: Stage },
+    RestartRun {
+        stage: Stage,
+    },
     /// Resume the run's harness session with `input` as the next turn.
-    ResumeRun { run: RunId, input: String },
-    StopRun { run: RunId },
+    ResumeRun {
+        run: RunId,
+        input: String,
+    },
+    StopRun {
+        run: RunId,
+    },
     /// Push the branch and open (or verify) the pull request; idempotent per task.
     OpenPullRequest,
     /// Remove the worktree and the local branch (never while a run is live).
@@ -141,7 +168,10 @@ pub fn decide(snap: &TaskSnapshot, event: &Event, policy: &Policy) -> Result<Dec
         Event::Answered { text } => match (&snap.state, snap.live_run) {
             (TaskState::NeedsInput { stage, .. }, Some(run)) => Ok(Decision {
                 state: TaskState::Running { stage: *stage },
-                effects: vec![Effect::ResumeRun { run, input: text.clone() }],
+                effects: vec![Effect::ResumeRun {
+                    run,
+                    input: text.clone(),
+                }],
                 ..unchanged()
             }),
             (other, _) => Err(Rejection::InvalidState(format!(
@@ -161,21 +191,28 @@ pub fn decide(snap: &TaskSnapshot, event: &Event, policy: &Policy) -> Result<Dec
             ))),
         },
         Event::ResumeRequested => match &snap.state {
+            // A stopped run may still be exiting: one agent at a time per task.
+            _ if snap.live_run.is_some() => Err(conflict(snap)),
             TaskState::Blocked { stage, .. } | TaskState::Stopped { stage } => {
                 // A resume is a human's decision to grant a fresh budget.
-                let fresh = TaskSnapshot { review_rounds: 0, runs_started: 0, ..snap.clone() };
+                let fresh = TaskSnapshot {
+                    review_rounds: 0,
+                    runs_started: 0,
+                    ..snap.clone()
+                };
                 Ok(start(&fresh, *stage, policy))
             }
-            TaskState::Running { .. } | TaskState::NeedsInput { .. } => {
-                Err(conflict(snap))
-            }
+            TaskState::Running { .. } | TaskState::NeedsInput { .. } => Err(conflict(snap)),
             other => Err(Rejection::InvalidState(format!(
                 "only a blocked or stopped task can be resumed (it is {other})"
             ))),
         },
         Event::RunRequested { stage } => {
             if snap.live_run.is_some()
-                || matches!(snap.state, TaskState::Running { .. } | TaskState::NeedsInput { .. })
+                || matches!(
+                    snap.state,
+                    TaskState::Running { .. } | TaskState::NeedsInput { .. }
+                )
             {
                 return Err(conflict(snap));
             }
@@ -194,7 +231,9 @@ pub fn decide(snap: &TaskSnapshot, event: &Event, policy: &Policy) -> Result<Dec
             TaskState::AwaitingMerge => Ok(Decision {
                 state: TaskState::Blocked {
                     stage: Stage::Pr,
-                    reason: BlockReason::Forge { detail: reason.clone() },
+                    reason: BlockReason::Forge {
+                        detail: reason.clone(),
+                    },
                 },
                 ..unchanged()
             }),
@@ -202,7 +241,9 @@ pub fn decide(snap: &TaskSnapshot, event: &Event, policy: &Policy) -> Result<Dec
         },
         Event::Merged => match snap.state {
             TaskState::AwaitingMerge => Ok(Decision {
-                state: TaskState::Done { reason: DoneReason::Merged },
+                state: TaskState::Done {
+                    reason: DoneReason::Merged,
+                },
                 effects: vec![Effect::RemoveWorkspace],
                 ..unchanged()
             }),
@@ -214,7 +255,9 @@ pub fn decide(snap: &TaskSnapshot, event: &Event, policy: &Policy) -> Result<Dec
 }
 
 fn conflict(snap: &TaskSnapshot) -> Rejection {
-    let run = snap.live_run.map_or(String::new(), |run| format!(" (run {run})"));
+    let run = snap
+        .live_run
+        .map_or(String::new(), |run| format!(" (run {run})"));
     Rejection::Conflict(format!(
         "an agent is already running for this task{run}; stop it first or wait for it to finish"
     ))
@@ -252,7 +295,12 @@ fn blocked(snap: &TaskSnapshot, stage: Stage, reason: BlockReason) -> Decision {
     }
 }
 
-fn run_finished(snap: &TaskSnapshot, stage: Stage, outcome: &RunOutcome, policy: &Policy) -> Decision {
+fn run_finished(
+    snap: &TaskSnapshot,
+    stage: Stage,
+    outcome: &RunOutcome,
+    policy: &Policy,
+) -> Decision {
     let signal = match outcome {
         RunOutcome::Interrupted => {
             return Decision {
@@ -271,13 +319,22 @@ fn run_finished(snap: &TaskSnapshot, stage: Stage, outcome: &RunOutcome, policy:
             };
         }
         RunOutcome::Failed { reason } => {
-            return blocked(snap, stage, BlockReason::RunFailed { detail: reason.clone() });
+            return blocked(
+                snap,
+                stage,
+                BlockReason::RunFailed {
+                    detail: reason.clone(),
+                },
+            );
         }
         RunOutcome::Ended { signal } => signal,
     };
     if let Some(Signal::Question { text }) = signal {
         return Decision {
-            state: TaskState::NeedsInput { stage, question: text.clone() },
+            state: TaskState::NeedsInput {
+                stage,
+                question: text.clone(),
+            },
             review_rounds: snap.review_rounds,
             runs_started: snap.runs_started,
             effects: vec![],
@@ -299,18 +356,33 @@ fn run_finished(snap: &TaskSnapshot, stage: Stage, outcome: &RunOutcome, policy:
             },
         ),
         (Stage::Implement, _) => start(snap, Stage::Review, policy),
-        (Stage::Review, Some(Signal::Verdict { verdict: Verdict::Ready, .. })) => {
-            start(snap, Stage::Pr, policy)
-        }
-        (Stage::Review, Some(Signal::Verdict { verdict: Verdict::Blocked, reason })) => blocked(
+        (
+            Stage::Review,
+            Some(Signal::Verdict {
+                verdict: Verdict::Ready,
+                ..
+            }),
+        ) => start(snap, Stage::Pr, policy),
+        (
+            Stage::Review,
+            Some(Signal::Verdict {
+                verdict: Verdict::Blocked,
+                reason,
+            }),
+        ) => blocked(
             snap,
             Stage::Review,
-            BlockReason::Agent { detail: reason.clone().unwrap_or_default() },
+            BlockReason::Agent {
+                detail: reason.clone().unwrap_or_default(),
+            },
         ),
         (Stage::Review, _) => {
             // needs-work, or a review that ended with no verdict.
             let rounds = snap.review_rounds + 1;
-            let counted = TaskSnapshot { review_rounds: rounds, ..snap.clone() };
+            let counted = TaskSnapshot {
+                review_rounds: rounds,
+                ..snap.clone()
+            };
             if rounds >= policy.max_review_rounds {
                 blocked(
                     &counted,
@@ -327,7 +399,9 @@ fn run_finished(snap: &TaskSnapshot, stage: Stage, outcome: &RunOutcome, policy:
             }
         }
         (Stage::Pr, Some(Signal::PrDone { no_changes: true })) => Decision {
-            state: TaskState::Done { reason: DoneReason::NoChanges },
+            state: TaskState::Done {
+                reason: DoneReason::NoChanges,
+            },
             review_rounds: snap.review_rounds,
             runs_started: snap.runs_started,
             effects: vec![Effect::RemoveWorkspace],

@@ -10,7 +10,11 @@ pub fn slugify(title: &str) -> String {
     let mut pending_dash = false;
     for ch in title.chars() {
         if ch.is_ascii_alphanumeric() {
-            if pending_dash && !slug.is_empty() {
+            let dash = pending_dash && !slug.is_empty();
+            if slug.len() + usize::from(dash) + 1 > MAX_SLUG {
+                break;
+            }
+            if dash {
                 slug.push('-');
             }
             pending_dash = false;
@@ -18,12 +22,13 @@ pub fn slugify(title: &str) -> String {
         } else {
             pending_dash = true;
         }
-        if slug.len() >= MAX_SLUG {
-            break;
-        }
     }
     let slug = slug.trim_end_matches('-');
-    if slug.is_empty() { "task".to_string() } else { slug.to_string() }
+    if slug.is_empty() {
+        "task".to_string()
+    } else {
+        slug.to_string()
+    }
 }
 
 /// The key naming a task's folders: `<id>-<slug>`.
@@ -65,7 +70,10 @@ mod tests {
         let slug = slugify(&long);
         assert!(slug.len() <= MAX_SLUG);
         assert!(!slug.ends_with('-'));
-        assert!(slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'));
+        assert!(
+            slug.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        );
     }
 
     #[test]

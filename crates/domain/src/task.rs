@@ -9,18 +9,30 @@ use std::fmt;
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum TaskState {
     /// An agent of `stage` is queued or running.
-    Running { stage: Stage },
+    Running {
+        stage: Stage,
+    },
     /// The agent of `stage` asked a question; its run waits for the answer.
-    NeedsInput { stage: Stage, question: String },
+    NeedsInput {
+        stage: Stage,
+        question: String,
+    },
     /// The plan is written; a human must approve it.
     PlanGate,
     /// The pull request is open; a human merges it.
     AwaitingMerge,
     /// Stopped by a rule or an agent; `stage` is where `resume` continues.
-    Blocked { stage: Stage, reason: BlockReason },
+    Blocked {
+        stage: Stage,
+        reason: BlockReason,
+    },
     /// Stopped by a user; `stage` is where `resume` continues.
-    Stopped { stage: Stage },
-    Done { reason: DoneReason },
+    Stopped {
+        stage: Stage,
+    },
+    Done {
+        reason: DoneReason,
+    },
 }
 
 impl TaskState {
@@ -159,12 +171,17 @@ impl RunStatus {
     }
 
     pub fn parse(s: &str) -> Option<RunStatus> {
-        RunStatus::ALL.into_iter().find(|status| status.as_str() == s)
+        RunStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
     }
 
     /// A run that can still produce events or signals.
     pub fn is_live(self) -> bool {
-        matches!(self, RunStatus::Queued | RunStatus::Running | RunStatus::NeedsInput)
+        matches!(
+            self,
+            RunStatus::Queued | RunStatus::Running | RunStatus::NeedsInput
+        )
     }
 }
 

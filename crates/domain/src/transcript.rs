@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum TranscriptEvent {
     /// The harness session id (announced once per turn by harnesses that have one).
-    Session { id: String },
+    Session {
+        id: String,
+    },
     Message {
         text: String,
     },

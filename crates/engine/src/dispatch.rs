@@ -125,10 +125,7 @@ fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<(), String> {
         .write(|tx| tx.mark_run_spawned(run.id, spawned_us))
         .map_err(|e| e.to_string())?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(None);
-    inner.live().insert(
-        run.id,
-        LiveRun { stop: stop_tx },
-    );
+    inner.live().insert(run.id, LiveRun { stop: stop_tx });
     inner.hub.changed(task.id);
     let timeout = role
         .timeout_secs

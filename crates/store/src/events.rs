@@ -52,7 +52,12 @@ impl Tx<'_> {
              ORDER BY e.run_id, e.seq LIMIT ?4",
         )?;
         let rows = stmt.query_map(params![task.0, after.0.0, after.1, limit], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get(2)?, r.get::<_, String>(3)?))
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get(2)?,
+                r.get::<_, String>(3)?,
+            ))
         })?;
         rows.map(|row| {
             let (run, stage, seq, body) = row?;
@@ -69,8 +74,10 @@ impl Tx<'_> {
     }
 
     pub fn event_count(&self, run: RunId) -> Result<u64> {
-        Ok(self.tx.query_row("SELECT COUNT(*) FROM events WHERE run_id = ?1", [run.0], |r| {
-            r.get::<_, i64>(0)
-        })? as u64)
+        Ok(self.tx.query_row(
+            "SELECT COUNT(*) FROM events WHERE run_id = ?1",
+            [run.0],
+            |r| r.get::<_, i64>(0),
+        )? as u64)
     }
 }

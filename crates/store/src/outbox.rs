@@ -65,7 +65,10 @@ impl Tx<'_> {
     }
 
     pub fn intent_attempted(&self, id: i64) -> Result<()> {
-        self.tx.execute("UPDATE outbox SET attempts = attempts + 1 WHERE id = ?1", [id])?;
+        self.tx.execute(
+            "UPDATE outbox SET attempts = attempts + 1 WHERE id = ?1",
+            [id],
+        )?;
         Ok(())
     }
 

@@ -40,10 +40,17 @@ impl Tx<'_> {
         self.tx.execute(
             "INSERT INTO projects (name, path, default_branch, settings, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![new.name, new.path, new.default_branch, new.settings_json, now_ms()],
+            params![
+                new.name,
+                new.path,
+                new.default_branch,
+                new.settings_json,
+                now_ms()
+            ],
         )?;
         let id = ProjectId(self.tx.last_insert_rowid());
-        self.project(id)?.ok_or_else(|| crate::StoreError::Corrupt("project vanished".into()))
+        self.project(id)?
+            .ok_or_else(|| crate::StoreError::Corrupt("project vanished".into()))
     }
 
     pub fn project(&self, id: ProjectId) -> Result<Option<ProjectRow>> {
@@ -64,7 +71,9 @@ impl Tx<'_> {
     pub fn projects(&self) -> Result<Vec<ProjectRow>> {
         let sql = format!("SELECT {COLUMNS} FROM projects ORDER BY id");
         let mut stmt = self.tx.prepare(&sql)?;
-        let rows = stmt.query_map([], project)?.collect::<rusqlite::Result<_>>()?;
+        let rows = stmt
+            .query_map([], project)?
+            .collect::<rusqlite::Result<_>>()?;
         Ok(rows)
     }
 }

@@ -80,7 +80,10 @@ fn raw(row: &Row<'_>) -> rusqlite::Result<Raw> {
 
 fn finish(raw: Raw) -> Result<RunRow> {
     let mut row = raw.row;
-    row.stage = raw.stage.parse().map_err(|e| StoreError::Corrupt(format!("{e}")))?;
+    row.stage = raw
+        .stage
+        .parse()
+        .map_err(|e| StoreError::Corrupt(format!("{e}")))?;
     row.status = RunStatus::parse(&raw.status)
         .ok_or_else(|| StoreError::Corrupt(format!("unknown run status {}", raw.status)))?;
     row.signal = raw.signal.as_deref().map(from_json).transpose()?;
@@ -99,7 +102,13 @@ impl Tx<'_> {
         self.tx.execute(
             "INSERT INTO runs (task_id, stage, status, iteration, mark, created_at)
              VALUES (?1, ?2, 'queued', ?3, ?4, ?5)",
-            params![new.task_id.0, new.stage.as_str(), new.iteration, new.mark, now_ms()],
+            params![
+                new.task_id.0,
+                new.stage.as_str(),
+                new.iteration,
+                new.mark,
+                now_ms()
+            ],
         )?;
         Ok(RunId(self.tx.last_insert_rowid()))
     }
@@ -142,7 +151,11 @@ impl Tx<'_> {
         let sql = format!(
             "SELECT {}, t.project_id FROM runs r JOIN tasks t ON t.id = r.task_id
              WHERE r.status = 'queued' ORDER BY t.priority DESC, r.id",
-            COLUMNS.split(", ").map(|c| format!("r.{c}")).collect::<Vec<_>>().join(", ")
+            COLUMNS
+                .split(", ")
+                .map(|c| format!("r.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         let mut stmt = self.tx.prepare(&sql)?;
         let rows = stmt.query_map([], |row| Ok((raw(row)?, ProjectId(row.get(19)?))))?;
@@ -216,7 +229,10 @@ impl Tx<'_> {
     }
 
     pub fn set_run_session(&self, id: RunId, session: &str) -> Result<()> {
-        self.tx.execute("UPDATE runs SET session = ?2 WHERE id = ?1", params![id.0, session])?;
+        self.tx.execute(
+            "UPDATE runs SET session = ?2 WHERE id = ?1",
+            params![id.0, session],
+        )?;
         Ok(())
     }
 
@@ -236,7 +252,10 @@ impl Tx<'_> {
             "INSERT INTO signals (run_id, task_id, body, created_at) VALUES (?1, ?2, ?3, ?4)",
             params![run.0, task.0, body, now_ms()],
         )?;
-        self.tx.execute("UPDATE runs SET signal = ?2 WHERE id = ?1", params![run.0, body])?;
+        self.tx.execute(
+            "UPDATE runs SET signal = ?2 WHERE id = ?1",
+            params![run.0, body],
+        )?;
         Ok(())
     }
 

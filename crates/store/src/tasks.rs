@@ -91,7 +91,9 @@ fn finish((mut row, state_json): (TaskRow, String)) -> Result<TaskRow> {
 impl Tx<'_> {
     /// The id the next task will get (task ids name folders, so they are chosen before insert).
     pub fn next_task_id(&self) -> Result<TaskId> {
-        let max: Option<i64> = self.tx.query_row("SELECT MAX(id) FROM tasks", [], |r| r.get(0))?;
+        let max: Option<i64> = self
+            .tx
+            .query_row("SELECT MAX(id) FROM tasks", [], |r| r.get(0))?;
         Ok(TaskId(max.unwrap_or(0) + 1))
     }
 
@@ -125,7 +127,11 @@ impl Tx<'_> {
 
     pub fn task(&self, id: TaskId) -> Result<Option<TaskRow>> {
         let sql = format!("SELECT {COLUMNS} FROM tasks WHERE id = ?1");
-        self.tx.query_row(&sql, [id.0], task).optional()?.map(finish).transpose()
+        self.tx
+            .query_row(&sql, [id.0], task)
+            .optional()?
+            .map(finish)
+            .transpose()
     }
 
     /// All tasks (of one project when given), newest first.
@@ -148,8 +154,12 @@ impl Tx<'_> {
 
     /// Ports already handed to tasks that are not done.
     pub fn ports_in_use(&self) -> Result<Vec<u16>> {
-        let mut stmt = self.tx.prepare("SELECT port FROM tasks WHERE state_name != 'done'")?;
-        let rows = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        let mut stmt = self
+            .tx
+            .prepare("SELECT port FROM tasks WHERE state_name != 'done'")?;
+        let rows = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
         Ok(rows)
     }
 
@@ -164,7 +174,14 @@ impl Tx<'_> {
         let changed = self.tx.execute(
             "UPDATE tasks SET state = ?2, state_name = ?3, review_rounds = ?4, runs_started = ?5,
              updated_at = ?6 WHERE id = ?1",
-            params![id.0, to_json(state)?, state.name(), review_rounds, runs_started, now_ms()],
+            params![
+                id.0,
+                to_json(state)?,
+                state.name(),
+                review_rounds,
+                runs_started,
+                now_ms()
+            ],
         )?;
         if changed == 0 {
             return Err(StoreError::Corrupt(format!("task {id} does not exist")));
@@ -173,7 +190,8 @@ impl Tx<'_> {
     }
 
     pub fn clear_worktree(&self, id: TaskId) -> Result<()> {
-        self.tx.execute("UPDATE tasks SET worktree = NULL WHERE id = ?1", [id.0])?;
+        self.tx
+            .execute("UPDATE tasks SET worktree = NULL WHERE id = ?1", [id.0])?;
         Ok(())
     }
 

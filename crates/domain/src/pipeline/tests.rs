@@ -1,2 +1,1126 @@
-//! Table-driven tests of every pipeline transition.
+//! Table-driven tests of every pipeline transition, then sequences that feed each decision back
+//! as the next snapshot the way the engine does.
+//!
+//! Every case compares the whole `Result<Decision, Rejection>` (state, both counters, the effects
+//! in order, and the rejection message), so a rule that changes anything shows up here.
+
 use super::*;
+
+const RUN: RunId = RunId(7);
+const OTHER_RUN: RunId = RunId(6);
+
+/// A task the rules see for the first time: no counters, no run yet.
+fn new_task() -> TaskSnapshot {
+    TaskSnapshot {
+        // The engine stores a new task as about to run its planner; `Created` ignores the state.
+        state: TaskState::Running { stage: Stage::Plan },
+        review_rounds: 0,
+        runs_started: 0,
+        owner_technical: true,
+        live_run: None,
+    }
+}
+
+/// A task in `state` with no live run.
+fn at(state: TaskState) -> TaskSnapshot {
+    TaskSnapshot {
+        state,
+        runs_started: 1,
+        ..new_task()
+    }
+}
+
+/// A task whose run `RUN` of `stage` is live.
+fn running(stage: Stage) -> TaskSnapshot {
+    TaskSnapshot {
+        state: TaskState::Running { stage },
+        live_run: Some(RUN),
+        ..at(TaskState::PlanGate)
+    }
+}
+
+fn with_counters(snap: TaskSnapshot, review_rounds: u32, runs_started: u32) -> TaskSnapshot {
+    TaskSnapshot {
+        review_rounds,
+        runs_started,
+        ..snap
+    }
+}
+
+fn non_technical(snap: TaskSnapshot) -> TaskSnapshot {
+    TaskSnapshot {
+        owner_technical: false,
+        ..snap
+    }
+}
+
+fn ended(signal: Option<Signal>) -> Event {
+    Event::RunFinished {
+        run: RUN,
+        outcome: RunOutcome::Ended { signal },
+    }
+}
+
+fn finished(outcome: RunOutcome) -> Event {
+    Event::RunFinished { run: RUN, outcome }
+}
+
+fn verdict(verdict: Verdict, reason: Option<&str>) -> Option<Signal> {
+    Some(Signal::Verdict {
+        verdict,
+        reason: reason.map(str::to_string),
+    })
+}
+
+fn decision(
+    state: TaskState,
+    review_rounds: u32,
+    runs_started: u32,
+    effects: Vec<Effect>,
+) -> Result<Decision, Rejection> {
+    Ok(Decision {
+        state,
+        review_rounds,
+        runs_started,
+        effects,
+    })
+}
+
+/// The decision that changes nothing (an event that is ignored, not refused).
+fn unchanged(snap: &TaskSnapshot) -> Result<Decision, Rejection> {
+    decision(
+        snap.state.clone(),
+        snap.review_rounds,
+        snap.runs_started,
+        vec![],
+    )
+}
+
+/// The decision that queues a run of `stage` and nothing else.
+fn starts(stage: Stage, review_rounds: u32, runs_started: u32) -> Result<Decision, Rejection> {
+    decision(
+        TaskState::Running { stage },
+        review_rounds,
+        runs_started,
+        vec![Effect::StartRun { stage }],
+    )
+}
+
+/// The decision that blocks the task at `stage` without any effect.
+fn blocks(
+    stage: Stage,
+    reason: BlockReason,
+    review_rounds: u32,
+    runs_started: u32,
+) -> Result<Decision, Rejection> {
+    decision(
+        blocked_at(stage, reason),
+        review_rounds,
+        runs_started,
+        vec![],
+    )
+}
+
+fn max_iterations(detail: &str) -> BlockReason {
+    BlockReason::MaxIterations {
+        detail: detail.into(),
+    }
+}
+
+fn missing_signal(detail: &str) -> BlockReason {
+    BlockReason::MissingSignal {
+        detail: detail.into(),
+    }
+}
+
+fn forge_error(detail: &str) -> BlockReason {
+    BlockReason::Forge {
+        detail: detail.into(),
+    }
+}
+
+fn run_failed(detail: &str) -> BlockReason {
+    BlockReason::RunFailed {
+        detail: detail.into(),
+    }
+}
+
+fn agent_blocked(detail: &str) -> BlockReason {
+    BlockReason::Agent {
+        detail: detail.into(),
+    }
+}
+
+fn blocked_at(stage: Stage, reason: BlockReason) -> TaskState {
+    TaskState::Blocked { stage, reason }
+}
+
+fn conflict(run: RunId) -> Result<Decision, Rejection> {
+    Err(Rejection::Conflict(format!(
+        "an agent is already running for this task (run {run}); stop it first or wait for it to \
+         finish"
+    )))
+}
+
+fn invalid(msg: &str) -> Result<Decision, Rejection> {
+    Err(Rejection::InvalidState(msg.to_string()))
+}
+
+const PLANNER_MISSING_SIGNAL: &str = "the planner ended without `atelier signal plan-ready`";
+const PR_MISSING_SIGNAL: &str = "the pr stage ended without `atelier signal pr-done`";
+
+struct Case {
+    name: &'static str,
+    snap: TaskSnapshot,
+    event: Event,
+    want: Result<Decision, Rejection>,
+}
+
+fn case(
+    name: &'static str,
+    snap: TaskSnapshot,
+    event: Event,
+    want: Result<Decision, Rejection>,
+) -> Case {
+    Case {
+        name,
+        snap,
+        event,
+        want,
+    }
+}
+
+const ROUND_CAP: &str = "review did not pass after 3 rounds (cap 3)";
+const RUN_CAP: &str = "reached the cap of 25 runs per task";
+
+fn cases() -> Vec<Case> {
+    use Stage::*;
+    let awaiting_merge = at(TaskState::AwaitingMerge);
+    let done = at(TaskState::Done {
+        reason: DoneReason::Merged,
+    });
+    let needs_input = TaskSnapshot {
+        state: TaskState::NeedsInput {
+            stage: Plan,
+            question: "Postgres or SQLite?".into(),
+        },
+        ..running(Plan)
+    };
+    let stopping = TaskSnapshot {
+        state: TaskState::Stopped { stage: Implement },
+        ..running(Implement)
+    };
+    let stopped = at(TaskState::Stopped { stage: Review });
+    let blocked_by_cap = with_counters(at(blocked_at(Implement, max_iterations(ROUND_CAP))), 3, 9);
+
+    vec![
+        // --- creation and the plan stage -----------------------------------------------------
+        case(
+            "created starts the planner",
+            new_task(),
+            Event::Created,
+            starts(Plan, 0, 1),
+        ),
+        case(
+            "plan ready stops at the gate for a technical owner",
+            running(Plan),
+            ended(Some(Signal::PlanReady)),
+            decision(TaskState::PlanGate, 0, 1, vec![]),
+        ),
+        case(
+            "plan ready passes the gate for a non-technical owner",
+            non_technical(running(Plan)),
+            ended(Some(Signal::PlanReady)),
+            starts(Implement, 0, 2),
+        ),
+        case(
+            "planner ending without a signal blocks with missing_signal",
+            running(Plan),
+            ended(None),
+            blocks(Plan, missing_signal(PLANNER_MISSING_SIGNAL), 0, 1),
+        ),
+        case(
+            "planner ending with another stage's signal blocks with missing_signal",
+            running(Plan),
+            ended(verdict(Verdict::Ready, None)),
+            blocks(Plan, missing_signal(PLANNER_MISSING_SIGNAL), 0, 1),
+        ),
+        // --- the plan gate ---------------------------------------------------------------------
+        case(
+            "approving the plan starts the implementer",
+            at(TaskState::PlanGate),
+            Event::PlanApproved,
+            starts(Implement, 0, 2),
+        ),
+        case(
+            "approving while the planner runs is refused",
+            running(Plan),
+            Event::PlanApproved,
+            invalid("the task is not waiting for plan approval (it is running plan)"),
+        ),
+        case(
+            "approving an open pull request is refused",
+            awaiting_merge.clone(),
+            Event::PlanApproved,
+            invalid("the task is not waiting for plan approval (it is awaiting merge)"),
+        ),
+        // --- implement ⇄ review ----------------------------------------------------------------
+        case(
+            "implementer ending its turn starts the reviewer",
+            running(Implement),
+            ended(None),
+            starts(Review, 0, 2),
+        ),
+        case(
+            "review ready starts the pr stage",
+            with_counters(running(Review), 1, 5),
+            ended(verdict(Verdict::Ready, None)),
+            starts(Pr, 1, 6),
+        ),
+        case(
+            "needs-work goes back to implement and counts a review round",
+            with_counters(running(Review), 0, 3),
+            ended(verdict(Verdict::NeedsWork, None)),
+            starts(Implement, 1, 4),
+        ),
+        case(
+            "a review with no verdict counts as needs-work",
+            with_counters(running(Review), 1, 5),
+            ended(None),
+            starts(Implement, 2, 6),
+        ),
+        case(
+            "a blocked verdict blocks the task with the reviewer's reason",
+            with_counters(running(Review), 1, 5),
+            ended(verdict(Verdict::Blocked, Some("needs a staging API key"))),
+            blocks(Review, agent_blocked("needs a staging API key"), 1, 5),
+        ),
+        case(
+            "the third review without ready hits the review-round cap, blocked at implement",
+            with_counters(running(Review), 2, 7),
+            ended(verdict(Verdict::NeedsWork, None)),
+            blocks(Implement, max_iterations(ROUND_CAP), 3, 7),
+        ),
+        case(
+            "a review with no verdict also counts towards the review-round cap",
+            with_counters(running(Review), 2, 7),
+            ended(None),
+            blocks(Implement, max_iterations(ROUND_CAP), 3, 7),
+        ),
+        // --- the total-run cap -----------------------------------------------------------------
+        case(
+            "the 25th run may still start",
+            with_counters(running(Implement), 0, 24),
+            ended(None),
+            starts(Review, 0, 25),
+        ),
+        case(
+            "a 26th run is refused by the total-run cap, blocked where it would have run",
+            with_counters(running(Implement), 0, 25),
+            ended(None),
+            blocks(Review, max_iterations(RUN_CAP), 0, 25),
+        ),
+        case(
+            "approving the plan past the total-run cap blocks at implement",
+            with_counters(at(TaskState::PlanGate), 0, 25),
+            Event::PlanApproved,
+            blocks(Implement, max_iterations(RUN_CAP), 0, 25),
+        ),
+        // --- stop --------------------------------------------------------------------------------
+        case(
+            "a user stop stops the live run",
+            with_counters(running(Implement), 1, 4),
+            Event::StopRequested,
+            decision(
+                TaskState::Stopped { stage: Implement },
+                1,
+                4,
+                vec![Effect::StopRun { run: RUN }],
+            ),
+        ),
+        case(
+            "a user stop while waiting for an answer stops that run",
+            needs_input.clone(),
+            Event::StopRequested,
+            decision(
+                TaskState::Stopped { stage: Plan },
+                0,
+                1,
+                vec![Effect::StopRun { run: RUN }],
+            ),
+        ),
+        case(
+            "stopping a task with no live agent is refused",
+            at(TaskState::PlanGate),
+            Event::StopRequested,
+            invalid("no agent is running for this task (it is plan ready: waiting for approval)"),
+        ),
+        case(
+            "the stopped run finishing as stopped does not chain",
+            stopping.clone(),
+            finished(RunOutcome::Stopped),
+            unchanged(&stopping),
+        ),
+        case(
+            "the stopped run finishing with a signal does not chain either",
+            stopping.clone(),
+            ended(verdict(Verdict::Ready, None)),
+            unchanged(&stopping),
+        ),
+        // --- stale runs ------------------------------------------------------------------------
+        case(
+            "a stale run finishing is ignored",
+            TaskSnapshot {
+                live_run: Some(RUN),
+                ..running(Review)
+            },
+            Event::RunFinished {
+                run: OTHER_RUN,
+                outcome: RunOutcome::Ended {
+                    signal: verdict(Verdict::Ready, None),
+                },
+            },
+            unchanged(&running(Review)),
+        ),
+        case(
+            "a run finishing when none is live is ignored",
+            TaskSnapshot {
+                live_run: None,
+                ..running(Review)
+            },
+            finished(RunOutcome::Failed {
+                reason: "exit 1".into(),
+            }),
+            unchanged(&TaskSnapshot {
+                live_run: None,
+                ..running(Review)
+            }),
+        ),
+        case(
+            "a run finishing after the task is done is ignored",
+            TaskSnapshot {
+                live_run: Some(RUN),
+                ..done.clone()
+            },
+            finished(RunOutcome::Interrupted),
+            unchanged(&done),
+        ),
+        // --- questions -------------------------------------------------------------------------
+        case(
+            "a question pauses the task for input",
+            running(Plan),
+            ended(Some(Signal::Question {
+                text: "Postgres or SQLite?".into(),
+            })),
+            decision(
+                TaskState::NeedsInput {
+                    stage: Plan,
+                    question: "Postgres or SQLite?".into(),
+                },
+                0,
+                1,
+                vec![],
+            ),
+        ),
+        case(
+            "an answer resumes the same run without counting a new one",
+            needs_input.clone(),
+            Event::Answered {
+                text: "SQLite".into(),
+            },
+            decision(
+                TaskState::Running { stage: Plan },
+                0,
+                1,
+                vec![Effect::ResumeRun {
+                    run: RUN,
+                    input: "SQLite".into(),
+                }],
+            ),
+        ),
+        case(
+            "an answer without an open question is refused",
+            running(Plan),
+            Event::Answered {
+                text: "SQLite".into(),
+            },
+            invalid("the task has no open question (it is running plan)"),
+        ),
+        // --- the pr stage and merging ----------------------------------------------------------
+        case(
+            "pr done opens the pull request and awaits the merge",
+            with_counters(running(Pr), 1, 6),
+            ended(Some(Signal::PrDone { no_changes: false })),
+            decision(
+                TaskState::AwaitingMerge,
+                1,
+                6,
+                vec![Effect::OpenPullRequest],
+            ),
+        ),
+        case(
+            "pr done with no changes finishes the task and removes the workspace",
+            with_counters(running(Pr), 0, 4),
+            ended(Some(Signal::PrDone { no_changes: true })),
+            decision(
+                TaskState::Done {
+                    reason: DoneReason::NoChanges,
+                },
+                0,
+                4,
+                vec![Effect::RemoveWorkspace],
+            ),
+        ),
+        case(
+            "pr stage ending without a signal blocks with missing_signal",
+            with_counters(running(Pr), 0, 4),
+            ended(None),
+            blocks(Pr, missing_signal(PR_MISSING_SIGNAL), 0, 4),
+        ),
+        case(
+            "merged finishes the task and removes the workspace",
+            with_counters(awaiting_merge.clone(), 1, 6),
+            Event::Merged,
+            decision(
+                TaskState::Done {
+                    reason: DoneReason::Merged,
+                },
+                1,
+                6,
+                vec![Effect::RemoveWorkspace],
+            ),
+        ),
+        case(
+            "merged without an open pull request is refused",
+            running(Review),
+            Event::Merged,
+            invalid("the task has no open pull request to merge (it is running review)"),
+        ),
+        case(
+            "a failing pull request blocks the task with forge_error",
+            with_counters(awaiting_merge.clone(), 1, 6),
+            Event::PullRequestFailed {
+                reason: "push rejected: remote unreachable".into(),
+            },
+            blocks(Pr, forge_error("push rejected: remote unreachable"), 1, 6),
+        ),
+        case(
+            "a pull request failure reported outside awaiting merge is ignored",
+            running(Pr),
+            Event::PullRequestFailed {
+                reason: "late report".into(),
+            },
+            unchanged(&running(Pr)),
+        ),
+        // --- failures and crashes --------------------------------------------------------------
+        case(
+            "an interrupted run restarts the same stage without counting a run",
+            with_counters(running(Review), 1, 5),
+            finished(RunOutcome::Interrupted),
+            decision(
+                TaskState::Running { stage: Review },
+                1,
+                5,
+                vec![Effect::RestartRun { stage: Review }],
+            ),
+        ),
+        case(
+            "a failed run blocks the task with run_failed",
+            with_counters(running(Implement), 1, 4),
+            finished(RunOutcome::Failed {
+                reason: "stalled for 600 s".into(),
+            }),
+            blocks(Implement, run_failed("stalled for 600 s"), 1, 4),
+        ),
+        case(
+            "a run that stopped on its own stops the task without chaining",
+            with_counters(running(Implement), 1, 4),
+            finished(RunOutcome::Stopped),
+            decision(TaskState::Stopped { stage: Implement }, 1, 4, vec![]),
+        ),
+        // --- resume ----------------------------------------------------------------------------
+        case(
+            "resuming a blocked task grants fresh counters and restarts the saved stage",
+            blocked_by_cap.clone(),
+            Event::ResumeRequested,
+            starts(Implement, 0, 1),
+        ),
+        case(
+            "resuming a task blocked by the total-run cap starts again",
+            with_counters(at(blocked_at(Review, max_iterations(RUN_CAP))), 2, 25),
+            Event::ResumeRequested,
+            starts(Review, 0, 1),
+        ),
+        case(
+            "resuming a stopped task grants fresh counters and restarts the saved stage",
+            with_counters(stopped.clone(), 2, 11),
+            Event::ResumeRequested,
+            starts(Review, 0, 1),
+        ),
+        case(
+            "resuming while an agent runs is a conflict",
+            running(Implement),
+            Event::ResumeRequested,
+            conflict(RUN),
+        ),
+        case(
+            "resuming while an agent waits for an answer is a conflict",
+            needs_input.clone(),
+            Event::ResumeRequested,
+            conflict(RUN),
+        ),
+        case(
+            "resuming a finished task is refused",
+            done.clone(),
+            Event::ResumeRequested,
+            invalid("only a blocked or stopped task can be resumed (it is done (merged))"),
+        ),
+        case(
+            "resuming at the plan gate is refused",
+            at(TaskState::PlanGate),
+            Event::ResumeRequested,
+            invalid(
+                "only a blocked or stopped task can be resumed (it is plan ready: waiting for \
+                 approval)",
+            ),
+        ),
+        // --- task run ----------------------------------------------------------------------------
+        case(
+            "a run requested while an agent runs is a conflict",
+            running(Review),
+            Event::RunRequested {
+                stage: Some(Implement),
+            },
+            conflict(RUN),
+        ),
+        case(
+            "a run requested while a stopped run is still being torn down is a conflict",
+            stopping.clone(),
+            Event::RunRequested { stage: None },
+            conflict(RUN),
+        ),
+        case(
+            "a run requested while waiting for an answer is a conflict",
+            needs_input.clone(),
+            Event::RunRequested { stage: None },
+            conflict(RUN),
+        ),
+        case(
+            "a run requested on a done task is refused",
+            done.clone(),
+            Event::RunRequested { stage: Some(Pr) },
+            invalid("the task is done"),
+        ),
+        case(
+            "a run requested on a stopped task continues at its stage, keeping the counters",
+            with_counters(stopped.clone(), 1, 5),
+            Event::RunRequested { stage: None },
+            starts(Review, 1, 6),
+        ),
+        case(
+            "a run requested on a blocked task continues at its stage",
+            with_counters(at(blocked_at(Pr, forge_error("push rejected"))), 0, 5),
+            Event::RunRequested { stage: None },
+            starts(Pr, 0, 6),
+        ),
+        case(
+            "a run requested at the plan gate re-runs the planner",
+            at(TaskState::PlanGate),
+            Event::RunRequested { stage: None },
+            starts(Plan, 0, 2),
+        ),
+        case(
+            "a run requested while awaiting merge re-runs the pr stage",
+            awaiting_merge.clone(),
+            Event::RunRequested { stage: None },
+            starts(Pr, 0, 2),
+        ),
+        case(
+            "a run requested with an explicit stage runs that stage",
+            at(TaskState::PlanGate),
+            Event::RunRequested {
+                stage: Some(Review),
+            },
+            starts(Review, 0, 2),
+        ),
+        case(
+            "a run requested past the total-run cap blocks instead of starting",
+            with_counters(stopped, 0, 25),
+            Event::RunRequested { stage: None },
+            blocks(Review, max_iterations(RUN_CAP), 0, 25),
+        ),
+    ]
+}
+
+#[test]
+fn every_transition_matches_the_table() {
+    let policy = Policy::default();
+    let mut failures = Vec::new();
+    for Case {
+        name,
+        snap,
+        event,
+        want,
+    } in cases()
+    {
+        let got = decide(&snap, &event, &policy);
+        if got != want {
+            failures.push(format!(
+                "case `{name}`\n  snapshot: {snap:?}\n  event:    {event:?}\n  want:     {want:?}\n  \
+                 got:      {got:?}"
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} case(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn case_names_are_unique() {
+    let mut names: Vec<_> = cases().into_iter().map(|case| case.name).collect();
+    let total = names.len();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), total, "two table cases share a name");
+}
+
+#[test]
+fn default_policy_caps_three_review_rounds_and_twenty_five_runs() {
+    assert_eq!(
+        Policy::default(),
+        Policy {
+            max_review_rounds: 3,
+            max_total_runs: 25
+        }
+    );
+}
+
+#[test]
+fn run_outcomes_map_to_run_statuses() {
+    let table = [
+        (RunOutcome::Ended { signal: None }, RunStatus::Completed),
+        (
+            RunOutcome::Ended {
+                signal: Some(Signal::PlanReady),
+            },
+            RunStatus::Completed,
+        ),
+        (
+            RunOutcome::Ended {
+                signal: Some(Signal::Question { text: "?".into() }),
+            },
+            RunStatus::NeedsInput,
+        ),
+        (
+            RunOutcome::Failed {
+                reason: "exit 1".into(),
+            },
+            RunStatus::Failed,
+        ),
+        (RunOutcome::Stopped, RunStatus::Stopped),
+        (RunOutcome::Interrupted, RunStatus::Interrupted),
+    ];
+    for (outcome, status) in table {
+        assert_eq!(outcome.run_status(), status, "{outcome:?}");
+    }
+}
+
+// --- sequences -------------------------------------------------------------------------------
+
+/// Plays the engine's part: applies each accepted decision to the snapshot and keeps `live_run`
+/// the way the engine records runs (a finished run leaves unless it waits for an answer; a stopped
+/// run stays live until its `RunFinished` arrives; `StartRun`/`RestartRun` make a new run live).
+struct Sim {
+    snap: TaskSnapshot,
+    policy: Policy,
+    next_run: i64,
+    /// Every effect, in order, for whole-value comparison at the end.
+    effects: Vec<Effect>,
+}
+
+impl Sim {
+    fn new(owner_technical: bool, policy: Policy) -> Sim {
+        Sim {
+            snap: TaskSnapshot {
+                owner_technical,
+                ..new_task()
+            },
+            policy,
+            next_run: 1,
+            effects: vec![],
+        }
+    }
+
+    fn send(&mut self, event: Event) -> Result<Decision, Rejection> {
+        let decision = decide(&self.snap, &event, &self.policy)?;
+        if let Event::RunFinished { run, .. } = &event
+            && self.snap.live_run == Some(*run)
+            && !matches!(decision.state, TaskState::NeedsInput { .. })
+        {
+            self.snap.live_run = None;
+        }
+        for effect in &decision.effects {
+            if let Effect::StartRun { .. } | Effect::RestartRun { .. } = effect {
+                self.snap.live_run = Some(RunId(self.next_run));
+                self.next_run += 1;
+            }
+        }
+        self.snap.state = decision.state.clone();
+        self.snap.review_rounds = decision.review_rounds;
+        self.snap.runs_started = decision.runs_started;
+        self.effects.extend(decision.effects.iter().cloned());
+        Ok(decision)
+    }
+
+    /// Sends an event the rules must accept.
+    fn ok(&mut self, event: Event) -> Decision {
+        match self.send(event.clone()) {
+            Ok(decision) => decision,
+            Err(rejection) => panic!("{event:?} was refused in {:?}: {rejection}", self.snap),
+        }
+    }
+
+    /// Ends the live run with `outcome`.
+    fn finish(&mut self, outcome: RunOutcome) -> Decision {
+        let run = self.live();
+        self.ok(Event::RunFinished { run, outcome })
+    }
+
+    fn end(&mut self, signal: Option<Signal>) -> Decision {
+        self.finish(RunOutcome::Ended { signal })
+    }
+
+    fn live(&self) -> RunId {
+        match self.snap.live_run {
+            Some(run) => run,
+            None => panic!("no live run in {:?}", self.snap),
+        }
+    }
+
+    fn state(&self) -> &TaskState {
+        &self.snap.state
+    }
+}
+
+#[test]
+fn technical_happy_path_with_one_review_round() {
+    use Stage::*;
+    let mut sim = Sim::new(true, Policy::default());
+    sim.ok(Event::Created);
+    sim.end(Some(Signal::PlanReady));
+    assert_eq!(sim.state(), &TaskState::PlanGate);
+    assert_eq!(sim.snap.live_run, None, "the gate holds no live run");
+    sim.ok(Event::PlanApproved);
+    sim.end(None);
+    sim.end(verdict(Verdict::NeedsWork, None));
+    sim.end(None);
+    sim.end(verdict(Verdict::Ready, None));
+    sim.end(Some(Signal::PrDone { no_changes: false }));
+    sim.ok(Event::Merged);
+
+    assert_eq!(
+        sim.snap,
+        TaskSnapshot {
+            state: TaskState::Done {
+                reason: DoneReason::Merged
+            },
+            review_rounds: 1,
+            runs_started: 6,
+            owner_technical: true,
+            live_run: None,
+        }
+    );
+    assert_eq!(
+        sim.effects,
+        vec![
+            Effect::StartRun { stage: Plan },
+            Effect::StartRun { stage: Implement },
+            Effect::StartRun { stage: Review },
+            Effect::StartRun { stage: Implement },
+            Effect::StartRun { stage: Review },
+            Effect::StartRun { stage: Pr },
+            Effect::OpenPullRequest,
+            Effect::RemoveWorkspace,
+        ]
+    );
+}
+
+#[test]
+fn non_technical_owner_passes_the_gate_and_can_finish_without_changes() {
+    use Stage::*;
+    let mut sim = Sim::new(false, Policy::default());
+    sim.ok(Event::Created);
+    sim.end(Some(Signal::PlanReady));
+    sim.end(None);
+    sim.end(verdict(Verdict::Ready, None));
+    sim.end(Some(Signal::PrDone { no_changes: true }));
+    assert_eq!(
+        sim.state(),
+        &TaskState::Done {
+            reason: DoneReason::NoChanges
+        }
+    );
+    assert_eq!(
+        sim.effects,
+        vec![
+            Effect::StartRun { stage: Plan },
+            Effect::StartRun { stage: Implement },
+            Effect::StartRun { stage: Review },
+            Effect::StartRun { stage: Pr },
+            Effect::RemoveWorkspace,
+        ]
+    );
+    assert_eq!(
+        sim.send(Event::RunRequested { stage: None }),
+        invalid("the task is done"),
+        "a done task never runs again"
+    );
+}
+
+#[test]
+fn review_loop_blocks_after_three_rounds_and_resume_grants_a_fresh_budget() {
+    use Stage::*;
+    let mut sim = Sim::new(true, Policy::default());
+    sim.ok(Event::Created);
+    sim.end(Some(Signal::PlanReady));
+    sim.ok(Event::PlanApproved);
+    let mut reviews = 0;
+    while let TaskState::Running { stage } = sim.state().clone() {
+        match stage {
+            Implement => sim.end(None),
+            Review => {
+                reviews += 1;
+                // Alternate the two ways a review can fail: both count.
+                let signal = if reviews % 2 == 0 {
+                    None
+                } else {
+                    verdict(Verdict::NeedsWork, None)
+                };
+                sim.end(signal)
+            }
+            other => panic!("unexpected stage {other}"),
+        };
+        assert!(reviews <= 3, "the review loop ran past its cap");
+    }
+    assert_eq!(reviews, 3);
+    assert_eq!(
+        sim.snap,
+        TaskSnapshot {
+            state: blocked_at(Implement, max_iterations(ROUND_CAP)),
+            review_rounds: 3,
+            runs_started: 7,
+            owner_technical: true,
+            live_run: None,
+        }
+    );
+
+    let resumed = sim.ok(Event::ResumeRequested);
+    assert_eq!(
+        resumed,
+        Decision {
+            state: TaskState::Running { stage: Implement },
+            review_rounds: 0,
+            runs_started: 1,
+            effects: vec![Effect::StartRun { stage: Implement }],
+        }
+    );
+    sim.end(None);
+    sim.end(verdict(Verdict::Ready, None));
+    assert_eq!(sim.state(), &TaskState::Running { stage: Pr });
+}
+
+#[test]
+fn total_run_cap_blocks_a_task_that_keeps_going_round() {
+    use Stage::*;
+    let policy = Policy {
+        max_review_rounds: 100,
+        max_total_runs: 4,
+    };
+    let mut sim = Sim::new(false, policy);
+    sim.ok(Event::Created); // run 1
+    sim.end(Some(Signal::PlanReady)); // run 2: implement
+    sim.end(None); // run 3: review
+    sim.end(verdict(Verdict::NeedsWork, None)); // run 4: implement
+    let last = sim.end(None); // a 5th run (review) is over the cap
+    assert_eq!(
+        last,
+        Decision {
+            state: blocked_at(Review, max_iterations("reached the cap of 4 runs per task")),
+            review_rounds: 1,
+            runs_started: 4,
+            effects: vec![],
+        }
+    );
+    assert_eq!(sim.snap.live_run, None);
+}
+
+#[test]
+fn a_stopped_run_never_chains_and_resume_starts_afresh() {
+    use Stage::*;
+    let mut sim = Sim::new(true, Policy::default());
+    sim.ok(Event::Created);
+    sim.end(Some(Signal::PlanReady));
+    sim.ok(Event::PlanApproved);
+    let implementer = sim.live();
+
+    let stop = sim.ok(Event::StopRequested);
+    assert_eq!(stop.effects, vec![Effect::StopRun { run: implementer }]);
+    assert_eq!(sim.state(), &TaskState::Stopped { stage: Implement });
+    assert_eq!(
+        sim.send(Event::RunRequested { stage: None }),
+        conflict(implementer),
+        "the stopped agent is still being torn down"
+    );
+
+    // The killed implementer reports in; nothing chains onward.
+    let after = sim.finish(RunOutcome::Stopped);
+    assert_eq!(after.effects, vec![]);
+    assert_eq!(sim.state(), &TaskState::Stopped { stage: Implement });
+    assert_eq!(sim.snap.live_run, None);
+
+    let resumed = sim.ok(Event::ResumeRequested);
+    assert_eq!(resumed.effects, vec![Effect::StartRun { stage: Implement }]);
+    assert_eq!((resumed.review_rounds, resumed.runs_started), (0, 1));
+    assert_ne!(sim.live(), implementer);
+}
+
+#[test]
+fn a_question_resumes_the_same_run_until_the_plan_is_ready() {
+    use Stage::*;
+    let mut sim = Sim::new(true, Policy::default());
+    sim.ok(Event::Created);
+    let planner = sim.live();
+    sim.end(Some(Signal::Question {
+        text: "Which database?".into(),
+    }));
+    assert_eq!(
+        sim.state(),
+        &TaskState::NeedsInput {
+            stage: Plan,
+            question: "Which database?".into()
+        }
+    );
+    assert_eq!(
+        sim.snap.live_run,
+        Some(planner),
+        "the run waits for its answer"
+    );
+
+    sim.ok(Event::Answered {
+        text: "SQLite".into(),
+    });
+    sim.end(Some(Signal::Question {
+        text: "WAL mode?".into(),
+    }));
+    sim.ok(Event::Answered { text: "yes".into() });
+    assert_eq!(sim.live(), planner, "answers resume the same run");
+    sim.end(Some(Signal::PlanReady));
+
+    assert_eq!(
+        sim.snap,
+        TaskSnapshot {
+            state: TaskState::PlanGate,
+            review_rounds: 0,
+            runs_started: 1,
+            owner_technical: true,
+            live_run: None,
+        }
+    );
+    assert_eq!(
+        sim.effects,
+        vec![
+            Effect::StartRun { stage: Plan },
+            Effect::ResumeRun {
+                run: planner,
+                input: "SQLite".into()
+            },
+            Effect::ResumeRun {
+                run: planner,
+                input: "yes".into()
+            },
+        ]
+    );
+}
+
+#[test]
+fn crash_restarts_are_not_counted_and_old_runs_are_stale() {
+    use Stage::*;
+    let mut sim = Sim::new(true, Policy::default());
+    sim.ok(Event::Created);
+    let first = sim.live();
+    sim.finish(RunOutcome::Interrupted);
+    let second = sim.live();
+    sim.finish(RunOutcome::Interrupted);
+    assert_eq!(sim.snap.runs_started, 1, "restarts after a crash are free");
+    assert_eq!(sim.state(), &TaskState::Running { stage: Plan });
+
+    // A late report from the first, replaced run changes nothing.
+    let before = sim.snap.clone();
+    let late = sim.ok(Event::RunFinished {
+        run: first,
+        outcome: RunOutcome::Ended {
+            signal: Some(Signal::PlanReady),
+        },
+    });
+    assert_eq!(Ok(late), unchanged(&before));
+    assert_eq!(sim.snap, before);
+    assert_ne!(sim.live(), second);
+
+    sim.end(Some(Signal::PlanReady));
+    assert_eq!(
+        sim.effects,
+        vec![
+            Effect::StartRun { stage: Plan },
+            Effect::RestartRun { stage: Plan },
+            Effect::RestartRun { stage: Plan },
+        ]
+    );
+}
+
+#[test]
+fn a_forge_failure_blocks_and_a_run_request_retries_the_pr_stage() {
+    use Stage::*;
+    let mut sim = Sim::new(false, Policy::default());
+    sim.ok(Event::Created);
+    sim.end(Some(Signal::PlanReady));
+    sim.end(None);
+    sim.end(verdict(Verdict::Ready, None));
+    sim.end(Some(Signal::PrDone { no_changes: false }));
+    sim.ok(Event::PullRequestFailed {
+        reason: "remote rejected the push".into(),
+    });
+    assert_eq!(
+        sim.state(),
+        &blocked_at(Pr, forge_error("remote rejected the push"))
+    );
+    sim.ok(Event::RunRequested { stage: None });
+    sim.end(Some(Signal::PrDone { no_changes: false }));
+    sim.ok(Event::Merged);
+    assert_eq!(
+        sim.state(),
+        &TaskState::Done {
+            reason: DoneReason::Merged
+        }
+    );
+    assert_eq!(sim.snap.runs_started, 5);
+}
+
+/// After a stop, the stopped run stays live until its `RunFinished` arrives (the agent gets a
+/// grace period before it is killed): resuming then would start a second agent in the worktree.
+#[test]
+fn resume_while_the_stopped_run_is_still_live_is_a_conflict() {
+    let stopping = TaskSnapshot {
+        state: TaskState::Stopped {
+            stage: Stage::Implement,
+        },
+        ..running(Stage::Implement)
+    };
+    assert_eq!(
+        decide(&stopping, &Event::ResumeRequested, &Policy::default()),
+        conflict(RUN)
+    );
+}

@@ -378,11 +378,14 @@ pub(crate) fn finish(inner: &Inner, run: RunId, outcome: RunOutcome, exited_us: 
             RunOutcome::Interrupted => Some("the server stopped while this run was live"),
             RunOutcome::Ended { .. } => None,
         };
-        tx.finish_run(run, outcome.run_status(), reason, exited_us)?;
+        let status = outcome.run_status();
+        let reason = reason.map(str::to_string);
         let task = tx
             .task(row.task_id)?
             .ok_or_else(|| EngineError::Internal("task vanished".into()))?;
+        // Decide while the run still counts as the task's live run, then record its end.
         let (_, applied) = apply_in(tx, &task, &Event::RunFinished { run, outcome })?;
+        tx.finish_run(run, status, reason.as_deref(), exited_us)?;
         Ok::<Applied, EngineError>(applied)
     });
     match result {

@@ -187,7 +187,7 @@ impl Tx<'_> {
     /// Recorded before the process is spawned, so recovery always knows about it.
     pub fn mark_run_started(&self, id: RunId, token_hash: &str) -> Result<()> {
         self.tx.execute(
-            "UPDATE runs SET status = 'running', turns = turns + 1, token_hash = ?3,
+            "UPDATE runs SET status = 'running', turns = turns + 1, token_hash = ?3, signal = NULL,
              started_at = COALESCE(started_at, ?2), ended_at = NULL WHERE id = ?1",
             params![id.0, now_ms(), token_hash],
         )?;

@@ -1,0 +1,355 @@
+//! Shared setup of the end-to-end tests: a sample repository with a bare remote, scenario files
+//! for the scripted agents, the real `atelier serve` on a free loopback port, and waits on task
+//! state with deadlines.
+
+#![allow(dead_code)]
+
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use testkit::{SampleRepo, ServerProcess, sample_repo, wait_until};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_atelier");
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A temp folder holding a project repository, its remote, scenarios and a server's data dir.
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub repo: SampleRepo,
+    pub scenarios: PathBuf,
+    pub data: PathBuf,
+    pub server: ServerProcess,
+    pub project: String,
+}
+
+/// Scenario files per stage: `plan`, `implement`, `review`, `pr` → a `{"runs": [...]}` value.
+pub type Scenarios<'a> = &'a [(&'a str, Value)];
+
+pub fn write_scenarios(dir: &Path, scenarios: Scenarios<'_>) {
+    std::fs::create_dir_all(dir).unwrap();
+    for stage in ["plan", "implement", "review", "pr"] {
+        let value = scenarios
+            .iter()
+            .find(|(name, _)| *name == stage)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| json!({"runs": [[{"do": "message", "text": format!("{stage}: nothing to do")}]]}));
+        std::fs::write(
+            dir.join(format!("{stage}.json")),
+            serde_json::to_vec_pretty(&value).unwrap(),
+        )
+        .unwrap();
+    }
+}
+
+impl World {
+    /// A repository, scenarios and a server with `server_args`, with the project added.
+    pub async fn start(scenarios: Scenarios<'_>, server_args: &[&str]) -> World {
+        Self::start_with_env(scenarios, server_args, &[]).await
+    }
+
+    pub async fn start_with_env(
+        scenarios: Scenarios<'_>,
+        server_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = sample_repo(dir.path()).unwrap();
+        let scenario_dir = dir.path().join("scenarios");
+        write_scenarios(&scenario_dir, scenarios);
+        let data = dir.path().join("data");
+        let server = ServerProcess::start(Path::new(BIN), &data, server_args, env)
+            .await
+            .unwrap();
+        let mut world = World {
+            dir,
+            repo,
+            scenarios: scenario_dir,
+            data,
+            server,
+            project: String::new(),
+        };
+        world.project = world
+            .add_project(&world.repo.path.clone(), "app", json!({}))
+            .await;
+        world
+    }
+
+    /// Adds a project whose roles all play the world's scenarios; returns its name.
+    pub async fn add_project(&self, path: &Path, name: &str, extra: Value) -> String {
+        let mut settings = json!({"roles": self.roles(&self.scenarios)});
+        if let (Some(s), Some(extra)) = (settings.as_object_mut(), extra.as_object()) {
+            for (k, v) in extra {
+                s.insert(k.clone(), v.clone());
+            }
+        }
+        let (status, body) = self
+            .server
+            .post(
+                "/api/projects",
+                &json!({"path": path, "name": name, "settings": settings}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, 201, "adding project {name}: {body}");
+        name.to_string()
+    }
+
+    pub fn roles(&self, dir: &Path) -> Value {
+        let mut roles = serde_json::Map::new();
+        for stage in ["plan", "implement", "review", "pr"] {
+            roles.insert(
+                stage.into(),
+                json!({"harness": "scripted", "scenario": dir.join(format!("{stage}.json"))}),
+            );
+        }
+        Value::Object(roles)
+    }
+
+    pub async fn restart(&mut self, server_args: &[&str], env: &[(&str, &str)]) {
+        self.server = ServerProcess::start(Path::new(BIN), &self.data, server_args, env)
+            .await
+            .unwrap();
+    }
+
+    /// Creates a task; returns its id.
+    pub async fn new_task(&self, title: &str, technical: bool) -> i64 {
+        self.new_task_in(&self.project, title, technical, 0).await
+    }
+
+    pub async fn new_task_in(
+        &self,
+        project: &str,
+        title: &str,
+        technical: bool,
+        priority: i64,
+    ) -> i64 {
+        let (status, body) = self
+            .server
+            .post(
+                "/api/tasks",
+                &json!({"project": project, "title": title, "body": "Please add a greeting.\n", "technical": technical, "priority": priority}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, 201, "creating task {title}: {body}");
+        body["id"].as_i64().unwrap()
+    }
+
+    pub async fn detail(&self, id: i64) -> Value {
+        self.server.get(&format!("/api/tasks/{id}")).await.unwrap()
+    }
+
+    pub async fn action(&self, id: i64, action: &str, body: Value) -> (u16, Value) {
+        self.server
+            .post(&format!("/api/tasks/{id}/{action}"), &body)
+            .await
+            .unwrap()
+    }
+
+    /// Waits until the task's state name (`running`, `plan_gate` …) is `want`.
+    pub async fn wait_state(&self, id: i64, want: &str) -> Value {
+        self.wait_state_for(id, want, DEADLINE).await
+    }
+
+    pub async fn wait_state_for(&self, id: i64, want: &str, deadline: Duration) -> Value {
+        let server = &self.server;
+        let result = wait_until(
+            &format!("task {id} to be {want}"),
+            deadline,
+            || async move {
+                let detail = server.get(&format!("/api/tasks/{id}")).await.ok()?;
+                (detail["task"]["state"]["state"] == want).then_some(detail)
+            },
+        )
+        .await;
+        match result {
+            Ok(detail) => detail,
+            Err(err) => {
+                let detail = self.detail(id).await;
+                panic!(
+                    "{err}\nlast detail: {detail:#}\nserver logs:\n{}",
+                    self.server.logs()
+                )
+            }
+        }
+    }
+
+    /// Waits until the task has a run of `stage` with status `status`.
+    pub async fn wait_run(&self, id: i64, stage: &str, status: &str) -> Value {
+        let server = &self.server;
+        wait_until(
+            &format!("a {status} {stage} run of task {id}"),
+            DEADLINE,
+            || async move {
+                let detail = server.get(&format!("/api/tasks/{id}")).await.ok()?;
+                detail["runs"]
+                    .as_array()?
+                    .iter()
+                    .find(|r| r["stage"] == stage && r["status"] == status)
+                    .cloned()
+            },
+        )
+        .await
+        .unwrap_or_else(|err| panic!("{err}\nserver logs:\n{}", self.server.logs()))
+    }
+
+    pub fn worktree(&self, detail: &Value) -> PathBuf {
+        PathBuf::from(detail["task"]["worktree"].as_str().unwrap())
+    }
+
+    /// A file that a waiting scenario step is released by.
+    pub fn release_file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("release-{name}"))
+    }
+}
+
+/// A shell command that waits (as an agent would wait on its own work) until `file` exists.
+pub fn wait_for_file(file: &Path) -> Value {
+    json!({"do": "run", "command": format!("while [ ! -e '{}' ]; do sleep 0.02; done", file.display())})
+}
+
+/// `(stage, status)` of each run, in order.
+pub fn run_summary(detail: &Value) -> Vec<(String, String)> {
+    detail["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["stage"].as_str().unwrap().to_string(),
+                r["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+pub fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+/// Pids of processes still carrying a run's mark (zombies excluded).
+pub fn processes_of_run(mark: &str) -> Vec<u32> {
+    harness::process::marked_processes("ATELIER_RUN_MARK", mark)
+}
+
+/// A plan that writes two to-do items and signals plan-ready.
+pub fn plan_scenario() -> Value {
+    json!({"runs": [[
+        {"do": "thinking", "text": "Reading the request."},
+        {"do": "doc_section", "heading": "Overview", "body": "Add greeting and farewell files."},
+        {"do": "doc_section", "heading": "To-Do List", "body": "- [ ] Add greeting.txt\n- [ ] Add farewell.txt\n"},
+        {"do": "signal", "args": ["plan-ready"]}
+    ]]})
+}
+
+/// Implementer: run 0 writes a wrong farewell; run 1 fixes it. Both commit.
+pub fn implement_scenario() -> Value {
+    json!({"runs": [
+        [
+            {"do": "write", "path": "greeting.txt", "content": "hello\n"},
+            {"do": "check", "item": "Add greeting.txt"},
+            {"do": "write", "path": "farewell.txt", "content": "bye?\n"},
+            {"do": "check", "item": "Add farewell.txt"},
+            {"do": "run", "command": "git add -A && git commit -qm 'Add greeting and farewell'"}
+        ],
+        [
+            {"do": "message", "text": "Addressing the review findings first."},
+            {"do": "write", "path": "farewell.txt", "content": "goodbye\n"},
+            {"do": "check", "item": "Add farewell.txt"},
+            {"do": "run", "command": "git add -A && git commit -qm 'Fix farewell'"}
+        ]
+    ]})
+}
+
+/// Reviewer: round 0 unchecks the farewell item and says needs-work; round 1 says ready.
+pub fn review_scenario() -> Value {
+    json!({"runs": [
+        [
+            {"do": "run", "command": "cat farewell.txt"},
+            {"do": "uncheck", "item": "Add farewell.txt"},
+            {"do": "doc_section", "heading": "Review Findings", "body": "- farewell.txt must say goodbye\n"},
+            {"do": "signal", "args": ["verdict", "needs-work", "--reason", "farewell is wrong"]}
+        ],
+        [
+            {"do": "run", "command": "grep -q goodbye farewell.txt"},
+            {"do": "doc_section", "heading": "Review Findings", "body": "None.\n"},
+            {"do": "signal", "args": ["verdict", "ready"]}
+        ]
+    ]})
+}
+
+pub fn pr_scenario() -> Value {
+    json!({"runs": [[
+        {"do": "run", "command": "git status --short"},
+        {"do": "signal", "args": ["pr-done"]}
+    ]]})
+}
+
+pub fn full_pipeline() -> Vec<(&'static str, Value)> {
+    vec![
+        ("plan", plan_scenario()),
+        ("implement", implement_scenario()),
+        ("review", review_scenario()),
+        ("pr", pr_scenario()),
+    ]
+}
+
+impl World {
+    /// Waits until the task's pull-request record exists; returns it.
+    pub async fn wait_until_pr(&self, id: i64) -> Value {
+        let server = &self.server;
+        wait_until(
+            &format!("the pull request of task {id}"),
+            DEADLINE,
+            || async move {
+                let detail = server.get(&format!("/api/tasks/{id}")).await.ok()?;
+                (!detail["pull_request"].is_null()).then(|| detail["pull_request"].clone())
+            },
+        )
+        .await
+        .unwrap()
+    }
+
+    /// The whole transcript of a task (not following): NDJSON items.
+    pub async fn logs(&self, id: i64) -> Vec<Value> {
+        let url = format!("{}/api/tasks/{id}/logs?follow=false", self.server.url());
+        let text = reqwest::Client::new()
+            .get(url)
+            .bearer_auth(self.server.token())
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// A new project on a fresh sample repository (in a sub-folder), playing the scenarios.
+    pub async fn add_project_from_scratch(&self, name: &str, extra: Value) -> String {
+        let dir = self.dir.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let repo = sample_repo(&dir).unwrap();
+        self.add_project(&repo.path, name, extra).await
+    }
+
+    /// The process mark of the task's latest run, read from the store file.
+    pub async fn run_mark(&self, id: i64) -> String {
+        let db = rusqlite::Connection::open(self.data.join("atelier.db")).unwrap();
+        db.query_row(
+            "SELECT mark FROM runs WHERE task_id = ?1 ORDER BY id DESC LIMIT 1",
+            [id],
+            |r| r.get(0),
+        )
+        .unwrap()
+    }
+
+    /// Reads the store file directly (read-only checks of what was recorded).
+    pub fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.data.join("atelier.db")).unwrap()
+    }
+}

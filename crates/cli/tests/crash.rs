@@ -1,0 +1,177 @@
+//! Crash safety: `kill -9` the server during implement, during review, between "review ready"
+//! and the pr stage, and during pr; restart; each task finishes in the right state with no
+//! duplicated push or pull-request record and no run left running.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::*;
+
+/// Scenarios where `stage` waits for a release file at the point the server is killed.
+fn waiting_pipeline(world_dir: &std::path::Path, stage: &str) -> Vec<(&'static str, Value)> {
+    let release = world_dir.join(format!("release-{stage}"));
+    let wait = wait_for_file(&release);
+    let plan = plan_scenario();
+    let implement = if stage == "implement" {
+        json!({"runs": [[
+            {"do": "write", "path": "greeting.txt", "content": "hello\n"},
+            wait,
+            {"do": "check", "item": "Add greeting.txt"},
+            {"do": "check", "item": "Add farewell.txt"},
+            {"do": "write", "path": "farewell.txt", "content": "goodbye\n"},
+            {"do": "run", "command": "git add -A && git commit -qm 'Greeting and farewell'"}
+        ]]})
+    } else {
+        json!({"runs": [[
+            {"do": "write", "path": "greeting.txt", "content": "hello\n"},
+            {"do": "write", "path": "farewell.txt", "content": "goodbye\n"},
+            {"do": "check", "item": "Add greeting.txt"},
+            {"do": "check", "item": "Add farewell.txt"},
+            {"do": "run", "command": "git add -A && git commit -qm 'Greeting and farewell'"}
+        ]]})
+    };
+    let review = if stage == "review" {
+        json!({"runs": [[wait, {"do": "signal", "args": ["verdict", "ready"]}]]})
+    } else {
+        json!({"runs": [[{"do": "signal", "args": ["verdict", "ready"]}]]})
+    };
+    let pr = if stage == "pr" {
+        // Signals first, then is killed before its turn ends: the restarted run signals again.
+        json!({"runs": [[{"do": "signal", "args": ["pr-done"]}, wait]]})
+    } else {
+        pr_scenario()
+    };
+    vec![("plan", plan), ("implement", implement), ("review", review), ("pr", pr)]
+}
+
+/// Runs one task to `stage`, kills the server while the stage's agent waits, restarts it,
+/// releases the agent, and checks the task ends awaiting merge with exactly one PR.
+async fn crash_during(stage: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let scenarios = waiting_pipeline(dir.path(), stage);
+    let mut world = World::start(&scenarios, &[]).await;
+    let release = dir.path().join(format!("release-{stage}"));
+    let id = world.new_task(&format!("Crash during {stage}"), false).await;
+    world.wait_run(id, stage, "running").await;
+    let first_mark = world.run_mark(id).await;
+    // The agent is alive and waiting.
+    assert!(!processes_of_run(&first_mark).is_empty());
+
+    world.server.kill9().await.unwrap();
+    world.restart(&[], &[]).await;
+    // Recovery killed the orphaned agent of the dead server and restarted the stage.
+    testkit::wait_until("the orphaned agent to be gone", DEADLINE, || {
+        let left = processes_of_run(&first_mark);
+        async move { left.is_empty().then_some(()) }
+    })
+    .await
+    .unwrap();
+    let interrupted = world.wait_run(id, stage, "interrupted").await;
+    assert_eq!(interrupted["reason"], "the server stopped while this run was live");
+    world.wait_run(id, stage, "running").await;
+
+    std::fs::write(&release, "go").unwrap();
+    let detail = world.wait_state(id, "awaiting_merge").await;
+    assert_final(&world, id, &detail, stage).await;
+}
+
+async fn assert_final(world: &World, id: i64, detail: &Value, stage: &str) {
+    let runs = run_summary(detail);
+    assert!(
+        runs.iter().all(|(_, status)| status != "running" && status != "queued"),
+        "no run is left running: {runs:?}"
+    );
+    let interrupted: Vec<_> = runs.iter().filter(|(_, s)| s == "interrupted").collect();
+    assert!(interrupted.iter().all(|(s, _)| s == stage), "{runs:?}");
+    let completed: Vec<&str> = runs
+        .iter()
+        .filter(|(_, s)| s == "completed")
+        .map(|(stage, _)| stage.as_str())
+        .collect();
+    assert_eq!(completed, ["plan", "implement", "review", "pr"], "each stage completed once");
+
+    let pr = world.wait_until_pr(id).await;
+    let branch = detail["task"]["branch"].as_str().unwrap();
+    assert_eq!(world.repo.remote_branch_sha(branch).unwrap(), pr["head_sha"].as_str().unwrap());
+    let db = world.db();
+    let prs: i64 = db
+        .query_row("SELECT COUNT(*) FROM pull_requests WHERE task_id = ?1", [id], |r| r.get(0))
+        .unwrap();
+    assert_eq!(prs, 1, "one pull-request record");
+    let opened: Vec<(String, i64)> = db
+        .prepare("SELECT outcome, attempts FROM outbox WHERE task_id = ?1 AND kind = 'open_pr'")
+        .unwrap()
+        .query_map([id], |r| Ok((r.get::<_, Option<String>>(0)?.unwrap_or_default(), r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(opened.len(), 1, "one push-and-open intent: {opened:?}");
+    assert!(opened[0].0.starts_with("opened"), "{opened:?}");
+    assert_eq!(opened[0].1, 1, "pushed once");
+}
+
+#[tokio::test]
+async fn kill9_during_implement_restarts_implement() {
+    crash_during("implement").await;
+}
+
+#[tokio::test]
+async fn kill9_during_review_restarts_review() {
+    crash_during("review").await;
+}
+
+#[tokio::test]
+async fn kill9_during_pr_after_its_signal_opens_one_pull_request() {
+    crash_during("pr").await;
+}
+
+/// With one slot, a higher-priority task takes the slot freed by task A's review, so A's pr run
+/// is committed as queued but not started when the server dies.
+#[tokio::test]
+async fn kill9_between_review_ready_and_the_pr_stage_keeps_the_queued_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let release_review = dir.path().join("release-review");
+    let release_b = dir.path().join("release-b");
+    let scenarios = waiting_pipeline(dir.path(), "review");
+    let mut world = World::start(&scenarios, &["--slots", "1"]).await;
+    // Project B: its planner waits for release-b.
+    let b_scenarios = world.dir.path().join("b-scenarios");
+    write_scenarios(
+        &b_scenarios,
+        &[("plan", json!({"runs": [[wait_for_file(&release_b), {"do": "signal", "args": ["plan-ready"]}]]}))],
+    );
+    let b_dir = world.dir.path().join("b");
+    std::fs::create_dir_all(&b_dir).unwrap();
+    let b_repo = testkit::sample_repo(&b_dir).unwrap();
+    let (status, body) = world
+        .server
+        .post(
+            "/api/projects",
+            &json!({"path": b_repo.path, "name": "b", "settings": {"roles": world.roles(&b_scenarios)}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{body}");
+
+    let a = world.new_task("Task A", false).await;
+    world.wait_run(a, "review", "running").await;
+    let b = world.new_task_in("b", "Task B", true, 10).await;
+    // B waits in the queue while A's reviewer holds the only slot.
+    world.wait_run(b, "plan", "queued").await;
+    std::fs::write(&release_review, "go").unwrap();
+    world.wait_run(b, "plan", "running").await;
+    let queued_pr = world.wait_run(a, "pr", "queued").await;
+    assert_eq!(world.detail(a).await["task"]["state"], json!({"state": "running", "stage": "pr"}));
+
+    world.server.kill9().await.unwrap();
+    world.restart(&["--slots", "1"], &[]).await;
+    std::fs::write(&release_b, "go").unwrap();
+    world.wait_state(b, "plan_gate").await;
+    let detail = world.wait_state(a, "awaiting_merge").await;
+    // The queued pr run survived the crash and ran (it was never started twice).
+    let pr_run = detail["runs"].as_array().unwrap().iter().find(|r| r["stage"] == "pr").unwrap().clone();
+    assert_eq!(pr_run["id"], queued_pr["id"]);
+    assert_eq!(pr_run["status"], "completed");
+    assert_eq!(pr_run["turns"], 1);
+    assert_final(&world, a, &detail, "none").await;
+}

@@ -353,3 +353,12 @@ impl World {
         rusqlite::Connection::open(self.data.join("atelier.db")).unwrap()
     }
 }
+
+impl World {
+    /// A fresh sample repository in `<dir>/<name>`; returns its work tree path.
+    pub fn add_repo(&self, name: &str) -> PathBuf {
+        let dir = self.dir.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        sample_repo(&dir).unwrap().path
+    }
+}

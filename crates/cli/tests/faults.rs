@@ -1,0 +1,246 @@
+//! Faulty agents, bad input and signal security, end to end through the real server.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::*;
+
+/// A project named `name` on its own repository whose planner plays `plan`.
+async fn project_with_plan(world: &World, name: &str, plan: Value) -> String {
+    let scenarios = world.dir.path().join(format!("{name}-scenarios"));
+    write_scenarios(&scenarios, &[("plan", plan)]);
+    let dir = world.dir.path().join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let repo = testkit::sample_repo(&dir).unwrap();
+    let (status, body) = world
+        .server
+        .post(
+            "/api/projects",
+            &json!({"path": repo.path, "name": name, "settings": {"roles": world.roles(&scenarios)}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{body}");
+    name.to_string()
+}
+
+fn block_detail(detail: &Value) -> String {
+    assert_eq!(detail["task"]["state"]["state"], "blocked", "{detail:#}");
+    assert_eq!(detail["task"]["state"]["reason"]["code"], "run_failed", "{detail:#}");
+    detail["task"]["state"]["reason"]["detail"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn crashing_hanging_and_garbage_agents_fail_clearly_while_others_go_on() {
+    let world = World::start(&[("plan", plan_scenario())], &["--stall-secs", "1"]).await;
+    let crash = project_with_plan(
+        &world,
+        "crash",
+        json!({"runs": [[{"do": "message", "text": "about to crash"}, {"do": "crash", "code": 3, "stderr": "segfault in the agent"}]]}),
+    )
+    .await;
+    let hang = project_with_plan(&world, "hang", json!({"runs": [[{"do": "message", "text": "thinking hard"}, {"do": "hang"}]]})).await;
+    let garbage = project_with_plan(
+        &world,
+        "garbage",
+        json!({"runs": [[{"do": "garbage", "lines": 3}, {"do": "crash", "code": 0}]]}),
+    )
+    .await;
+    let crash_task = world.new_task_in(&crash, "Crashes", true, 0).await;
+    let hang_task = world.new_task_in(&hang, "Hangs", true, 0).await;
+    let garbage_task = world.new_task_in(&garbage, "Garbage", true, 0).await;
+    let healthy = world.new_task("Healthy", true).await;
+
+    let reason = block_detail(&world.wait_state(crash_task, "blocked").await);
+    assert!(reason.starts_with("the agent crashed (exit code 3) before ending its turn"), "{reason}");
+    assert!(reason.contains("segfault in the agent"), "{reason}");
+
+    let detail = world.wait_state(hang_task, "blocked").await;
+    let reason = block_detail(&detail);
+    assert!(reason.starts_with("stalled: the agent emitted nothing for 1.0 s"), "{reason}");
+    assert_eq!(detail["runs"][0]["status"], "failed");
+    let mark = world.run_mark(hang_task).await;
+    assert_eq!(processes_of_run(&mark), Vec::<u32>::new());
+
+    let reason = block_detail(&world.wait_state(garbage_task, "blocked").await);
+    assert_eq!(
+        reason,
+        "the agent exited without ending its turn; 3 output line(s) were unreadable (see the transcript)"
+    );
+    let logs = world.logs(garbage_task).await;
+    let unreadable = logs
+        .iter()
+        .filter(|e| e["event"]["type"] == "error"
+            && e["event"]["message"].as_str().unwrap_or("").starts_with("unreadable agent output"))
+        .count();
+    assert_eq!(unreadable, 3);
+
+    // The server kept serving the healthy task.
+    world.wait_state(healthy, "plan_gate").await;
+    // A failed run can be resumed: it runs (and fails) again.
+    let (status, body) = world.action(crash_task, "resume", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let detail = world.wait_state(crash_task, "blocked").await;
+    assert_eq!(run_summary(&detail), pairs(&[("plan", "failed"), ("plan", "failed")]));
+}
+
+#[tokio::test]
+async fn a_stage_timeout_fails_the_run() {
+    let slow = json!({"runs": [[{"do": "burst", "count": 100000, "per_second": 20}]]});
+    let world = World::start(&[("plan", slow)], &["--stage-timeout-secs", "1"]).await;
+    let id = world.new_task("Too slow", true).await;
+    let reason = block_detail(&world.wait_state(id, "blocked").await);
+    assert_eq!(reason, "timed out: the plan stage ran longer than 1 s");
+}
+
+#[tokio::test]
+async fn unsafe_titles_make_safe_names_and_run_nothing() {
+    let world = World::start(&[("plan", plan_scenario())], &[]).await;
+    let titles = [
+        ("$(touch pwned) `touch pwned2`", "touch-pwned-touch-pwned2"),
+        ("\"quotes\" and 'single'", "quotes-and-single"),
+        ("../../etc/passwd", "etc-passwd"),
+        ("a/b\\c; rm -rf ~", "a-b-c-rm-rf"),
+        ("Ünïcødé ☕ title", "n-c-d-title"),
+    ];
+    let worktrees = world.dir.path().join("app-worktrees");
+    for (title, slug) in titles {
+        let id = world.new_task(title, true).await;
+        let detail = world.detail(id).await;
+        assert_eq!(detail["task"]["title"], title);
+        assert_eq!(detail["task"]["branch"], format!("atelier/{id}-{slug}"));
+        let worktree = world.worktree(&detail);
+        assert_eq!(worktree, worktrees.join(format!("{id}-{slug}")));
+        assert!(worktree.is_dir());
+        world.wait_state(id, "plan_gate").await;
+    }
+    let found = std::process::Command::new("find")
+        .args([world.dir.path().to_str().unwrap(), "-name", "pwned*"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&found.stdout), "", "no title was ever run by a shell");
+    assert!(!std::path::Path::new("/etc/passwd-worktrees").exists());
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_clearly_and_leaves_nothing_behind() {
+    let world = World::start(&[("plan", plan_scenario())], &[]).await;
+    let not_git = world.dir.path().join("plain");
+    std::fs::create_dir_all(&not_git).unwrap();
+    let (status, body) = world.server.post("/api/projects", &json!({"path": not_git, "name": "plain"})).await.unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("is not a git work tree"), "{body}");
+    let (status, body) = world
+        .server
+        .post("/api/projects", &json!({"path": world.dir.path().join("missing"), "name": "missing"}))
+        .await
+        .unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("missing"), "{body}");
+    let projects = world.server.get("/api/projects").await.unwrap();
+    assert_eq!(projects.as_array().unwrap().len(), 1, "only the valid project exists: {projects}");
+
+    let (status, body) = world
+        .server
+        .post("/api/tasks", &json!({"project": "nope", "title": "T", "body": "b"}))
+        .await
+        .unwrap();
+    assert_eq!(status, 404, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("no project `nope`"), "{body}");
+    let (status, body) =
+        world.server.post("/api/tasks", &json!({"project": "app", "title": "  ", "body": "b"})).await.unwrap();
+    assert_eq!(status, 400, "{body}");
+    let (status, body) =
+        world.server.post("/api/tasks", &json!({"project": "app", "title": "T", "body": ""})).await.unwrap();
+    assert_eq!(status, 400, "{body}");
+    let tasks = world.server.get("/api/tasks").await.unwrap();
+    assert_eq!(tasks, json!([]), "no task was half-created");
+    assert!(!world.dir.path().join("app-worktrees").exists() || std::fs::read_dir(world.dir.path().join("app-worktrees")).unwrap().next().is_none());
+
+    // A failing setup hook rolls the task back: no task, no worktree, no branch.
+    let (status, body) = world
+        .server
+        .post(
+            "/api/projects",
+            &json!({"path": world.add_repo("hooked"), "name": "hooked", "settings": {"roles": world.roles(&world.scenarios), "setup_hook": "echo preparing; exit 7"}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{body}");
+    let (status, body) =
+        world.server.post("/api/tasks", &json!({"project": "hooked", "title": "Hook fails", "body": "b"})).await.unwrap();
+    assert_eq!(status, 400, "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(error.contains("preparing"), "the hook's output is shown: {error}");
+    assert_eq!(world.server.get("/api/tasks").await.unwrap(), json!([]));
+    let hooked = world.dir.path().join("hooked");
+    assert!(!testkit::git(&hooked.join("app"), &["branch", "--list", "atelier/*"]).unwrap().contains("atelier/"));
+
+    // Unknown routes' ids and bad JSON.
+    let (status, _) = world.action(999, "approve", json!({})).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn signals_need_the_live_runs_own_token_and_agents_get_no_server_secret() {
+    let plan = json!({"runs": [[
+        {"do": "run", "command": "env > agent-env.txt; printf %s \"$ATELIER_RUN_TOKEN\" > run-token.txt"},
+        {"do": "doc_section", "heading": "To-Do List", "body": "- [ ] Something\n"},
+        {"do": "signal", "args": ["verdict", "ready"]},
+        {"do": "signal", "args": ["plan-ready"]}
+    ]]});
+    let world = World::start_with_env(&[("plan", plan)], &[], &[("ATELIER_SECRET_CANARY", "canary-8c1f")]).await;
+    let a = world.new_task("Task A", true).await;
+    let b = world.new_task("Task B", true).await;
+    let detail_a = world.wait_state(a, "plan_gate").await;
+    world.wait_state(b, "plan_gate").await;
+    let worktree = world.worktree(&detail_a);
+
+    // The agent's environment: Atelier's context, nothing of the server's.
+    let env = std::fs::read_to_string(worktree.join("agent-env.txt")).unwrap();
+    assert!(!env.contains("canary-8c1f"), "a server secret leaked: {env}");
+    assert!(!env.contains(world.server.token()), "the API token leaked");
+    for var in ["ATELIER_URL=", "ATELIER_RUN_TOKEN=", "ATELIER_TASK_ID=", "ATELIER_TASK_DOC=", "ATELIER_PORT="] {
+        assert!(env.contains(var), "{var} missing from {env}");
+    }
+    // The planner's wrong-stage signal was refused and changed nothing; plan-ready went through.
+    let logs = world.logs(a).await;
+    assert!(
+        logs.iter().any(|e| e["event"].to_string().contains("does not take this signal")),
+        "{logs:#?}"
+    );
+
+    let token = std::fs::read_to_string(worktree.join("run-token.txt")).unwrap();
+    let signal = |task: i64, token: &str| {
+        let client = world.server.client().with_token(token);
+        async move {
+            client.post("/api/signal", &json!({"task": task, "signal": {"kind": "plan-ready"}})).await.unwrap()
+        }
+    };
+    // The run has ended: its token is refused.
+    let (status, body) = signal(a, &token).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("has ended"), "{body}");
+    // For another task.
+    let (status, body) = signal(b, &token).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("another task"), "{body}");
+    // A wrong token, and the API token used as a run token.
+    let (status, _) = signal(a, "atr_wrong").await;
+    assert_eq!(status, 401);
+    let (status, _) = signal(a, world.server.token()).await;
+    assert_eq!(status, 401);
+    // The run token does not open the API.
+    let (status, _) = world
+        .server
+        .client()
+        .with_token(&token)
+        .request(reqwest::Method::GET, "/api/tasks", None)
+        .await
+        .unwrap();
+    assert_eq!(status, 401);
+    // Nothing changed.
+    let detail = world.detail(a).await;
+    assert_eq!(detail["task"]["state"]["state"], "plan_gate");
+    assert_eq!(run_summary(&detail), pairs(&[("plan", "completed")]));
+}

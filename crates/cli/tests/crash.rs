@@ -2,6 +2,8 @@
 //! and the pr stage, and during pr; restart; each task finishes in the right state with no
 //! duplicated push or pull-request record and no run left running.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
+
 mod support;
 
 use serde_json::{Value, json};
@@ -41,7 +43,12 @@ fn waiting_pipeline(world_dir: &std::path::Path, stage: &str) -> Vec<(&'static s
     } else {
         pr_scenario()
     };
-    vec![("plan", plan), ("implement", implement), ("review", review), ("pr", pr)]
+    vec![
+        ("plan", plan),
+        ("implement", implement),
+        ("review", review),
+        ("pr", pr),
+    ]
 }
 
 /// Runs one task to `stage`, kills the server while the stage's agent waits, restarts it,
@@ -51,7 +58,9 @@ async fn crash_during(stage: &str) {
     let scenarios = waiting_pipeline(dir.path(), stage);
     let mut world = World::start(&scenarios, &[]).await;
     let release = dir.path().join(format!("release-{stage}"));
-    let id = world.new_task(&format!("Crash during {stage}"), false).await;
+    let id = world
+        .new_task(&format!("Crash during {stage}"), false)
+        .await;
     world.wait_run(id, stage, "running").await;
     let first_mark = world.run_mark(id).await;
     // The agent is alive and waiting.
@@ -67,7 +76,10 @@ async fn crash_during(stage: &str) {
     .await
     .unwrap();
     let interrupted = world.wait_run(id, stage, "interrupted").await;
-    assert_eq!(interrupted["reason"], "the server stopped while this run was live");
+    assert_eq!(
+        interrupted["reason"],
+        "the server stopped while this run was live"
+    );
     world.wait_run(id, stage, "running").await;
 
     std::fs::write(&release, "go").unwrap();
@@ -78,7 +90,8 @@ async fn crash_during(stage: &str) {
 async fn assert_final(world: &World, id: i64, detail: &Value, stage: &str) {
     let runs = run_summary(detail);
     assert!(
-        runs.iter().all(|(_, status)| status != "running" && status != "queued"),
+        runs.iter()
+            .all(|(_, status)| status != "running" && status != "queued"),
         "no run is left running: {runs:?}"
     );
     let interrupted: Vec<_> = runs.iter().filter(|(_, s)| s == "interrupted").collect();
@@ -88,20 +101,36 @@ async fn assert_final(world: &World, id: i64, detail: &Value, stage: &str) {
         .filter(|(_, s)| s == "completed")
         .map(|(stage, _)| stage.as_str())
         .collect();
-    assert_eq!(completed, ["plan", "implement", "review", "pr"], "each stage completed once");
+    assert_eq!(
+        completed,
+        ["plan", "implement", "review", "pr"],
+        "each stage completed once"
+    );
 
     let pr = world.wait_until_pr(id).await;
     let branch = detail["task"]["branch"].as_str().unwrap();
-    assert_eq!(world.repo.remote_branch_sha(branch).unwrap(), pr["head_sha"].as_str().unwrap());
+    assert_eq!(
+        world.repo.remote_branch_sha(branch).unwrap(),
+        pr["head_sha"].as_str().unwrap()
+    );
     let db = world.db();
     let prs: i64 = db
-        .query_row("SELECT COUNT(*) FROM pull_requests WHERE task_id = ?1", [id], |r| r.get(0))
+        .query_row(
+            "SELECT COUNT(*) FROM pull_requests WHERE task_id = ?1",
+            [id],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(prs, 1, "one pull-request record");
     let opened: Vec<(String, i64)> = db
         .prepare("SELECT outcome, attempts FROM outbox WHERE task_id = ?1 AND kind = 'open_pr'")
         .unwrap()
-        .query_map([id], |r| Ok((r.get::<_, Option<String>>(0)?.unwrap_or_default(), r.get(1)?)))
+        .query_map([id], |r| {
+            Ok((
+                r.get::<_, Option<String>>(0)?.unwrap_or_default(),
+                r.get(1)?,
+            ))
+        })
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
@@ -138,7 +167,10 @@ async fn kill9_between_review_ready_and_the_pr_stage_keeps_the_queued_run() {
     let b_scenarios = world.dir.path().join("b-scenarios");
     write_scenarios(
         &b_scenarios,
-        &[("plan", json!({"runs": [[wait_for_file(&release_b), {"do": "signal", "args": ["plan-ready"]}]]}))],
+        &[(
+            "plan",
+            json!({"runs": [[wait_for_file(&release_b), {"do": "signal", "args": ["plan-ready"]}]]}),
+        )],
     );
     let b_dir = world.dir.path().join("b");
     std::fs::create_dir_all(&b_dir).unwrap();
@@ -161,7 +193,10 @@ async fn kill9_between_review_ready_and_the_pr_stage_keeps_the_queued_run() {
     std::fs::write(&release_review, "go").unwrap();
     world.wait_run(b, "plan", "running").await;
     let queued_pr = world.wait_run(a, "pr", "queued").await;
-    assert_eq!(world.detail(a).await["task"]["state"], json!({"state": "running", "stage": "pr"}));
+    assert_eq!(
+        world.detail(a).await["task"]["state"],
+        json!({"state": "running", "stage": "pr"})
+    );
 
     world.server.kill9().await.unwrap();
     world.restart(&["--slots", "1"], &[]).await;
@@ -169,7 +204,13 @@ async fn kill9_between_review_ready_and_the_pr_stage_keeps_the_queued_run() {
     world.wait_state(b, "plan_gate").await;
     let detail = world.wait_state(a, "awaiting_merge").await;
     // The queued pr run survived the crash and ran (it was never started twice).
-    let pr_run = detail["runs"].as_array().unwrap().iter().find(|r| r["stage"] == "pr").unwrap().clone();
+    let pr_run = detail["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["stage"] == "pr")
+        .unwrap()
+        .clone();
     assert_eq!(pr_run["id"], queued_pr["id"]);
     assert_eq!(pr_run["status"], "completed");
     assert_eq!(pr_run["turns"], 1);

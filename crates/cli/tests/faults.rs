@@ -1,5 +1,7 @@
 //! Faulty agents, bad input and signal security, end to end through the real server.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
+
 mod support;
 
 use serde_json::{Value, json};
@@ -26,8 +28,14 @@ async fn project_with_plan(world: &World, name: &str, plan: Value) -> String {
 
 fn block_detail(detail: &Value) -> String {
     assert_eq!(detail["task"]["state"]["state"], "blocked", "{detail:#}");
-    assert_eq!(detail["task"]["state"]["reason"]["code"], "run_failed", "{detail:#}");
-    detail["task"]["state"]["reason"]["detail"].as_str().unwrap().to_string()
+    assert_eq!(
+        detail["task"]["state"]["reason"]["code"], "run_failed",
+        "{detail:#}"
+    );
+    detail["task"]["state"]["reason"]["detail"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 #[tokio::test]
@@ -39,7 +47,12 @@ async fn crashing_hanging_and_garbage_agents_fail_clearly_while_others_go_on() {
         json!({"runs": [[{"do": "message", "text": "about to crash"}, {"do": "crash", "code": 3, "stderr": "segfault in the agent"}]]}),
     )
     .await;
-    let hang = project_with_plan(&world, "hang", json!({"runs": [[{"do": "message", "text": "thinking hard"}, {"do": "hang"}]]})).await;
+    let hang = project_with_plan(
+        &world,
+        "hang",
+        json!({"runs": [[{"do": "message", "text": "thinking hard"}, {"do": "hang"}]]}),
+    )
+    .await;
     let garbage = project_with_plan(
         &world,
         "garbage",
@@ -52,12 +65,18 @@ async fn crashing_hanging_and_garbage_agents_fail_clearly_while_others_go_on() {
     let healthy = world.new_task("Healthy", true).await;
 
     let reason = block_detail(&world.wait_state(crash_task, "blocked").await);
-    assert!(reason.starts_with("the agent crashed (exit code 3) before ending its turn"), "{reason}");
+    assert!(
+        reason.starts_with("the agent crashed (exit code 3) before ending its turn"),
+        "{reason}"
+    );
     assert!(reason.contains("segfault in the agent"), "{reason}");
 
     let detail = world.wait_state(hang_task, "blocked").await;
     let reason = block_detail(&detail);
-    assert!(reason.starts_with("stalled: the agent emitted nothing for 1.0 s"), "{reason}");
+    assert!(
+        reason.starts_with("stalled: the agent emitted nothing for 1.0 s"),
+        "{reason}"
+    );
     assert_eq!(detail["runs"][0]["status"], "failed");
     let mark = world.run_mark(hang_task).await;
     assert_eq!(processes_of_run(&mark), Vec::<u32>::new());
@@ -70,8 +89,13 @@ async fn crashing_hanging_and_garbage_agents_fail_clearly_while_others_go_on() {
     let logs = world.logs(garbage_task).await;
     let unreadable = logs
         .iter()
-        .filter(|e| e["event"]["type"] == "error"
-            && e["event"]["message"].as_str().unwrap_or("").starts_with("unreadable agent output"))
+        .filter(|e| {
+            e["event"]["type"] == "error"
+                && e["event"]["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("unreadable agent output")
+        })
         .count();
     assert_eq!(unreadable, 3);
 
@@ -81,7 +105,10 @@ async fn crashing_hanging_and_garbage_agents_fail_clearly_while_others_go_on() {
     let (status, body) = world.action(crash_task, "resume", json!({})).await;
     assert_eq!(status, 200, "{body}");
     let detail = world.wait_state(crash_task, "blocked").await;
-    assert_eq!(run_summary(&detail), pairs(&[("plan", "failed"), ("plan", "failed")]));
+    assert_eq!(
+        run_summary(&detail),
+        pairs(&[("plan", "failed"), ("plan", "failed")])
+    );
 }
 
 #[tokio::test]
@@ -118,7 +145,11 @@ async fn unsafe_titles_make_safe_names_and_run_nothing() {
         .args([world.dir.path().to_str().unwrap(), "-name", "pwned*"])
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&found.stdout), "", "no title was ever run by a shell");
+    assert_eq!(
+        String::from_utf8_lossy(&found.stdout),
+        "",
+        "no title was ever run by a shell"
+    );
     assert!(!std::path::Path::new("/etc/passwd-worktrees").exists());
 }
 
@@ -127,35 +158,82 @@ async fn bad_input_is_refused_clearly_and_leaves_nothing_behind() {
     let world = World::start(&[("plan", plan_scenario())], &[]).await;
     let not_git = world.dir.path().join("plain");
     std::fs::create_dir_all(&not_git).unwrap();
-    let (status, body) = world.server.post("/api/projects", &json!({"path": not_git, "name": "plain"})).await.unwrap();
-    assert_eq!(status, 400, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("is not a git work tree"), "{body}");
     let (status, body) = world
         .server
-        .post("/api/projects", &json!({"path": world.dir.path().join("missing"), "name": "missing"}))
+        .post("/api/projects", &json!({"path": not_git, "name": "plain"}))
         .await
         .unwrap();
     assert_eq!(status, 400, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("missing"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("is not a git work tree"),
+        "{body}"
+    );
+    let (status, body) = world
+        .server
+        .post(
+            "/api/projects",
+            &json!({"path": world.dir.path().join("missing"), "name": "missing"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("missing"),
+        "{body}"
+    );
     let projects = world.server.get("/api/projects").await.unwrap();
-    assert_eq!(projects.as_array().unwrap().len(), 1, "only the valid project exists: {projects}");
+    assert_eq!(
+        projects.as_array().unwrap().len(),
+        1,
+        "only the valid project exists: {projects}"
+    );
 
     let (status, body) = world
         .server
-        .post("/api/tasks", &json!({"project": "nope", "title": "T", "body": "b"}))
+        .post(
+            "/api/tasks",
+            &json!({"project": "nope", "title": "T", "body": "b"}),
+        )
         .await
         .unwrap();
     assert_eq!(status, 404, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("no project `nope`"), "{body}");
-    let (status, body) =
-        world.server.post("/api/tasks", &json!({"project": "app", "title": "  ", "body": "b"})).await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("no project `nope`"),
+        "{body}"
+    );
+    let (status, body) = world
+        .server
+        .post(
+            "/api/tasks",
+            &json!({"project": "app", "title": "  ", "body": "b"}),
+        )
+        .await
+        .unwrap();
     assert_eq!(status, 400, "{body}");
-    let (status, body) =
-        world.server.post("/api/tasks", &json!({"project": "app", "title": "T", "body": ""})).await.unwrap();
+    let (status, body) = world
+        .server
+        .post(
+            "/api/tasks",
+            &json!({"project": "app", "title": "T", "body": ""}),
+        )
+        .await
+        .unwrap();
     assert_eq!(status, 400, "{body}");
     let tasks = world.server.get("/api/tasks").await.unwrap();
     assert_eq!(tasks, json!([]), "no task was half-created");
-    assert!(!world.dir.path().join("app-worktrees").exists() || std::fs::read_dir(world.dir.path().join("app-worktrees")).unwrap().next().is_none());
+    assert!(
+        !world.dir.path().join("app-worktrees").exists()
+            || std::fs::read_dir(world.dir.path().join("app-worktrees"))
+                .unwrap()
+                .next()
+                .is_none()
+    );
 
     // A failing setup hook rolls the task back: no task, no worktree, no branch.
     let (status, body) = world
@@ -167,14 +245,27 @@ async fn bad_input_is_refused_clearly_and_leaves_nothing_behind() {
         .await
         .unwrap();
     assert_eq!(status, 201, "{body}");
-    let (status, body) =
-        world.server.post("/api/tasks", &json!({"project": "hooked", "title": "Hook fails", "body": "b"})).await.unwrap();
+    let (status, body) = world
+        .server
+        .post(
+            "/api/tasks",
+            &json!({"project": "hooked", "title": "Hook fails", "body": "b"}),
+        )
+        .await
+        .unwrap();
     assert_eq!(status, 400, "{body}");
     let error = body["error"].as_str().unwrap();
-    assert!(error.contains("preparing"), "the hook's output is shown: {error}");
+    assert!(
+        error.contains("preparing"),
+        "the hook's output is shown: {error}"
+    );
     assert_eq!(world.server.get("/api/tasks").await.unwrap(), json!([]));
     let hooked = world.dir.path().join("hooked");
-    assert!(!testkit::git(&hooked.join("app"), &["branch", "--list", "atelier/*"]).unwrap().contains("atelier/"));
+    assert!(
+        !testkit::git(&hooked.join("app"), &["branch", "--list", "atelier/*"])
+            .unwrap()
+            .contains("atelier/")
+    );
 
     // Unknown routes' ids and bad JSON.
     let (status, _) = world.action(999, "approve", json!({})).await;
@@ -189,7 +280,12 @@ async fn signals_need_the_live_runs_own_token_and_agents_get_no_server_secret() 
         {"do": "signal", "args": ["verdict", "ready"]},
         {"do": "signal", "args": ["plan-ready"]}
     ]]});
-    let world = World::start_with_env(&[("plan", plan)], &[], &[("ATELIER_SECRET_CANARY", "canary-8c1f")]).await;
+    let world = World::start_with_env(
+        &[("plan", plan)],
+        &[],
+        &[("ATELIER_SECRET_CANARY", "canary-8c1f")],
+    )
+    .await;
     let a = world.new_task("Task A", true).await;
     let b = world.new_task("Task B", true).await;
     let detail_a = world.wait_state(a, "plan_gate").await;
@@ -198,15 +294,25 @@ async fn signals_need_the_live_runs_own_token_and_agents_get_no_server_secret() 
 
     // The agent's environment: Atelier's context, nothing of the server's.
     let env = std::fs::read_to_string(worktree.join("agent-env.txt")).unwrap();
-    assert!(!env.contains("canary-8c1f"), "a server secret leaked: {env}");
+    assert!(
+        !env.contains("canary-8c1f"),
+        "a server secret leaked: {env}"
+    );
     assert!(!env.contains(world.server.token()), "the API token leaked");
-    for var in ["ATELIER_URL=", "ATELIER_RUN_TOKEN=", "ATELIER_TASK_ID=", "ATELIER_TASK_DOC=", "ATELIER_PORT="] {
+    for var in [
+        "ATELIER_URL=",
+        "ATELIER_RUN_TOKEN=",
+        "ATELIER_TASK_ID=",
+        "ATELIER_TASK_DOC=",
+        "ATELIER_PORT=",
+    ] {
         assert!(env.contains(var), "{var} missing from {env}");
     }
     // The planner's wrong-stage signal was refused and changed nothing; plan-ready went through.
     let logs = world.logs(a).await;
     assert!(
-        logs.iter().any(|e| e["event"].to_string().contains("does not take this signal")),
+        logs.iter()
+            .any(|e| e["event"].to_string().contains("does not take this signal")),
         "{logs:#?}"
     );
 
@@ -214,17 +320,29 @@ async fn signals_need_the_live_runs_own_token_and_agents_get_no_server_secret() 
     let signal = |task: i64, token: &str| {
         let client = world.server.client().with_token(token);
         async move {
-            client.post("/api/signal", &json!({"task": task, "signal": {"kind": "plan-ready"}})).await.unwrap()
+            client
+                .post(
+                    "/api/signal",
+                    &json!({"task": task, "signal": {"kind": "plan-ready"}}),
+                )
+                .await
+                .unwrap()
         }
     };
     // The run has ended: its token is refused.
     let (status, body) = signal(a, &token).await;
     assert_eq!(status, 409, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("has ended"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("has ended"),
+        "{body}"
+    );
     // For another task.
     let (status, body) = signal(b, &token).await;
     assert_eq!(status, 401, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("another task"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("another task"),
+        "{body}"
+    );
     // A wrong token, and the API token used as a run token.
     let (status, _) = signal(a, "atr_wrong").await;
     assert_eq!(status, 401);

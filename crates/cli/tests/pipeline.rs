@@ -2,6 +2,8 @@
 //! edit the worktree and signal with the real binary): the happy path with a needs-work round,
 //! caps, questions, stop and conflicts.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
+
 mod support;
 
 use serde_json::json;

@@ -2,7 +2,7 @@
 //! for the scripted agents, the real `atelier serve` on a free loopback port, and waits on task
 //! state with deadlines.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};

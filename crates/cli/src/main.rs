@@ -1,1 +1,145 @@
-fn main() {}
+//! The `atelier` binary: parses the command line and dispatches to one module per command group.
+//! It owns no logic of its own beyond that: the server is `server`, the orchestration `engine`,
+//! and the commands are thin clients of the HTTP API (except `serve`, `demo` and the hidden
+//! `scripted-agent`, which run in-process).
+
+mod client;
+mod commands;
+mod config;
+mod output;
+
+use clap::{Args, Parser, Subcommand};
+use commands::{demo, project, serve, signal, task};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const ABOUT: &str = "Atelier: a self-hosted orchestrator that turns tickets into mergeable pull \
+                     requests with a team of coding agents.";
+
+const EXAMPLES: &str = "\
+Examples:
+  atelier demo                                  # watch a whole task run with simulated agents
+  atelier serve                                 # start the server (prints its URL)
+  atelier project add ~/src/web --name web      # register a git repository
+  atelier task new --project web --title 'Fix login' --body-file request.md
+  atelier task logs 1 --follow                  # watch the agents work
+  atelier task approve 1                        # approve the plan";
+
+#[derive(Parser, Debug)]
+#[command(name = "atelier", version, about = ABOUT, after_help = EXAMPLES)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every command understands.
+#[derive(Args, Debug, Clone)]
+pub struct GlobalArgs {
+    /// URL of the Atelier server [default: the `url` in <data-dir>/server.json]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "ATELIER_URL",
+        value_name = "URL"
+    )]
+    pub url: Option<String>,
+    /// API token of the server [default: the `token` in <data-dir>/server.json]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "ATELIER_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+    /// Where the server keeps its state [default: $XDG_DATA_HOME/atelier or
+    /// ~/.local/share/atelier]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "ATELIER_DATA_DIR",
+        value_name = "DIR"
+    )]
+    pub data_dir: Option<PathBuf>,
+    /// Print machine-readable JSON instead of text
+    #[arg(long, global = true, help_heading = "Global options")]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    Serve(serve::ServeArgs),
+    #[command(subcommand)]
+    Project(project::ProjectCommand),
+    #[command(subcommand)]
+    Task(task::TaskCommand),
+    #[command(subcommand)]
+    Signal(signal::SignalCommand),
+    Demo(demo::DemoArgs),
+    /// Plays one turn of a scenario file (run by the scripted harness, not by people).
+    #[command(hide = true)]
+    ScriptedAgent(ScriptedAgentArgs),
+}
+
+#[derive(Args, Debug)]
+struct ScriptedAgentArgs {
+    #[arg(long)]
+    scenario: PathBuf,
+    #[arg(long)]
+    iteration: u32,
+    #[arg(long)]
+    turn: u32,
+    #[arg(long)]
+    session: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // A small synchronous program: no runtime, no tracing; its exit code is the turn's.
+    if let Command::ScriptedAgent(args) = cli.command {
+        std::process::exit(scripted_agent(args));
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command, cli.global)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: Command, global: GlobalArgs) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(args) => serve::run(args, &global).await,
+        Command::Project(cmd) => project::run(cmd, &global).await,
+        Command::Task(cmd) => task::run(cmd, &global).await,
+        Command::Signal(cmd) => signal::run(cmd, &global).await,
+        Command::Demo(args) => demo::run(args, &global).await,
+        // Handled in `main` before the runtime starts; kept here so the match stays total.
+        Command::ScriptedAgent(args) => std::process::exit(scripted_agent(args)),
+    }
+}
+
+fn scripted_agent(args: ScriptedAgentArgs) -> i32 {
+    harness::scripted::run_agent(harness::scripted::AgentArgs {
+        scenario: args.scenario,
+        iteration: args.iteration,
+        turn: args.turn,
+        session: args.session,
+    })
+}

@@ -1,1 +1,61 @@
-//! placeholder
+//! Atelier's HTTP API: the router table, bearer-token authentication, request extraction with JSON
+//! errors, the mapping of engine errors to statuses, and the server loop with graceful shutdown.
+//!
+//! The handlers only translate between HTTP and `engine::Engine`; they reach it through the
+//! crate-private `Backend` seam so routing, auth and error mapping are tested with a fake.
+
+mod auth;
+mod backend;
+mod error;
+mod extract;
+mod routes;
+#[cfg(test)]
+mod tests;
+
+pub use error::ApiError;
+
+use axum::Router;
+use engine::Engine;
+use std::future::Future;
+use std::time::Duration;
+
+/// How long open connections (e.g. `logs --follow` streams) may keep the server alive after the
+/// shutdown signal before they are dropped.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// The whole HTTP API over `engine`. Admin routes require `Authorization: Bearer <api_token>`.
+pub fn app(engine: Engine, api_token: String) -> Router {
+    routes::router(engine, api_token)
+}
+
+/// Serves `app` on an already-bound `listener` until `shutdown` completes, then lets in-flight
+/// requests finish for a short grace period.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        // The receiver only goes away once `serve` returns; nothing to do then.
+        let _ = stopping_tx.send(());
+    });
+    let grace_over = async move {
+        if stopping_rx.await.is_ok() {
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = server => result,
+        () = grace_over => {
+            tracing::warn!(
+                grace_secs = SHUTDOWN_GRACE.as_secs(),
+                "connections still open after the shutdown grace period; closing them"
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! `atelier project …`: register git repositories with the server and list them.
+
+use crate::GlobalArgs;
+use crate::client::Client;
+use crate::config;
+use crate::output;
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use domain::Stage;
+use engine::api::{NewProject, ProjectSettings, ProjectView, RoleConfig};
+use harness::scenario::Scenario;
+use std::path::{Path, PathBuf};
+
+/// Manage projects (the git repositories agents work on)
+#[derive(Subcommand, Debug)]
+#[command(
+    after_help = "Example:\n  atelier project add ~/src/web --name web\n  atelier project list"
+)]
+pub enum ProjectCommand {
+    Add(AddArgs),
+    List(ListArgs),
+}
+
+const ADD_HELP: &str = "\
+The repository must be a git repository with a default branch and a remote (default `origin`). \
+Without --config or --scripted the project has no roles yet, so no stage can run.
+
+Examples:
+  atelier project add ~/src/web --name web --config web-settings.json
+  atelier project add . --scripted ./scenarios   # simulated agents: plan.json, implement.json, review.json, pr.json";
+
+/// Register a git repository as a project
+#[derive(Args, Debug)]
+#[command(after_help = ADD_HELP)]
+pub struct AddArgs {
+    /// Path to the repository (made absolute before it is sent)
+    path: PathBuf,
+    /// Name used to refer to the project [default: chosen by the server from the path]
+    #[arg(long)]
+    name: Option<String>,
+    /// Use simulated agents: DIR holds plan.json, implement.json, review.json and pr.json
+    #[arg(long, value_name = "DIR")]
+    scripted: Option<PathBuf>,
+    /// Project settings as a JSON file (roles per stage, remote, env files, setup hook, caps)
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+/// List the projects of the server
+#[derive(Args, Debug)]
+#[command(after_help = "Example:\n  atelier project list --json")]
+pub struct ListArgs {}
+
+pub async fn run(command: ProjectCommand, global: &GlobalArgs) -> Result<()> {
+    match command {
+        ProjectCommand::Add(args) => add(args, global).await,
+        ProjectCommand::List(ListArgs {}) => {
+            let client = Client::new(config::resolve_target(global)?)?;
+            let projects: Vec<ProjectView> = client.get("/api/projects").await?;
+            if global.json {
+                output::print_json(&projects)
+            } else {
+                print!("{}", output::projects(&projects));
+                Ok(())
+            }
+        }
+    }
+}
+
+async fn add(args: AddArgs, global: &GlobalArgs) -> Result<()> {
+    // Everything local is checked before the server is contacted.
+    let path = args.path.canonicalize().with_context(|| {
+        format!(
+            "project path {} does not exist: give the path of a git repository",
+            args.path.display()
+        )
+    })?;
+    let mut settings = match &args.config {
+        Some(file) => Some(read_settings(file)?),
+        None => None,
+    };
+    if let Some(dir) = &args.scripted {
+        let roles = scripted_roles(dir)?;
+        settings
+            .get_or_insert_with(ProjectSettings::default)
+            .roles
+            .extend(roles);
+    }
+    let request = NewProject {
+        path: path.display().to_string(),
+        name: args.name,
+        settings,
+    };
+
+    let client = Client::new(config::resolve_target(global)?)?;
+    let project: ProjectView = client
+        .post("/api/projects", &request)
+        .await
+        .with_context(|| format!("cannot add project {}", path.display()))?;
+    if global.json {
+        return output::print_json(&project);
+    }
+    let stages: Vec<&str> = project.settings.roles.keys().map(|s| s.as_str()).collect();
+    println!(
+        "added project {} (id {}) at {}, default branch {}",
+        project.name, project.id, project.path, project.default_branch
+    );
+    if stages.is_empty() {
+        println!(
+            "no roles configured yet: no stage can run until the settings give each stage a role"
+        );
+    } else {
+        println!("roles: {}", stages.join(", "));
+    }
+    Ok(())
+}
+
+fn read_settings(file: &Path) -> Result<ProjectSettings> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read the settings file {}", file.display()))?;
+    serde_json::from_str(&text).with_context(|| {
+        format!(
+            "invalid project settings in {}: see `ProjectSettings` in the docs",
+            file.display()
+        )
+    })
+}
+
+/// A scripted role for every stage, playing `DIR/<stage>.json` (each checked to load).
+pub fn scripted_roles(dir: &Path) -> Result<Vec<(Stage, RoleConfig)>> {
+    let dir = std::path::absolute(dir)
+        .with_context(|| format!("cannot make {} absolute", dir.display()))?;
+    if !dir.is_dir() {
+        bail!(
+            "scenario directory {} does not exist (--scripted DIR)",
+            dir.display()
+        );
+    }
+    Stage::ALL
+        .into_iter()
+        .map(|stage| {
+            let file = dir.join(format!("{stage}.json"));
+            if !file.is_file() {
+                bail!(
+                    "scenario file {} does not exist: --scripted DIR needs plan.json, \
+                     implement.json, review.json and pr.json",
+                    file.display()
+                );
+            }
+            Scenario::load(&file)?;
+            let role = RoleConfig {
+                harness: "scripted".into(),
+                scenario: Some(file),
+                ..RoleConfig::default()
+            };
+            Ok((stage, role))
+        })
+        .collect()
+}

@@ -1,0 +1,201 @@
+//! `atelier serve`: the long-running server. Sets up the data directory and the API token, binds
+//! the listener, starts the engine, publishes `server.json` and serves until SIGINT/SIGTERM.
+
+use crate::GlobalArgs;
+use crate::config::{self, ServerFile};
+use anyhow::{Context, Result};
+use clap::Args;
+use engine::{Engine, EngineConfig};
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+const AFTER_HELP: &str = "\
+Writes <data-dir>/server.json (URL, API token, pid; mode 0600) so the other commands on this \
+machine find the server, and keeps the API token in <data-dir>/api-token across restarts. \
+Logs go to stderr (RUST_LOG=debug for more).
+
+Examples:
+  atelier serve
+  atelier serve --listen 127.0.0.1:9000 --slots 2
+  ATELIER_DATA_DIR=/srv/atelier atelier serve --stall-secs 300";
+
+/// Start the Atelier server (HTTP API and agent orchestrator)
+#[derive(Args, Debug)]
+#[command(after_help = AFTER_HELP)]
+pub struct ServeArgs {
+    /// Address to listen on; anything but a loopback address exposes the server to the network
+    #[arg(
+        long,
+        env = "ATELIER_LISTEN",
+        default_value = "127.0.0.1:7878",
+        value_name = "ADDR"
+    )]
+    listen: String,
+    /// Agents that may run at once, all projects together [default: 8]
+    #[arg(long, env = "ATELIER_SLOTS", value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    slots: Option<u64>,
+    /// Interrupt a run that emits nothing for this many seconds [default: 600]
+    #[arg(long, env = "ATELIER_STALL_SECS", value_name = "S",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    stall_secs: Option<u64>,
+    /// Wall-clock limit of one run in seconds, unless its role sets one [default: 3600]
+    #[arg(long, env = "ATELIER_STAGE_TIMEOUT_SECS", value_name = "S",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    stage_timeout_secs: Option<u64>,
+    /// Time between asking an agent to stop and killing it, in milliseconds [default: 5000]
+    #[arg(long, env = "ATELIER_STOP_GRACE_MS", value_name = "MS")]
+    stop_grace_ms: Option<u64>,
+    /// How often to check the remote for merged branches, in milliseconds [default: 30000]
+    #[arg(long, env = "ATELIER_MERGE_POLL_MS", value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    merge_poll_ms: Option<u64>,
+}
+
+impl ServeArgs {
+    fn apply(&self, config: &mut EngineConfig) -> Result<()> {
+        if let Some(slots) = self.slots {
+            config.global_slots = usize::try_from(slots).context("--slots is too large")?;
+        }
+        if let Some(secs) = self.stall_secs {
+            config.stall_window = Duration::from_secs(secs);
+        }
+        if let Some(secs) = self.stage_timeout_secs {
+            config.stage_timeout = Duration::from_secs(secs);
+        }
+        if let Some(ms) = self.stop_grace_ms {
+            config.stop_grace = Duration::from_millis(ms);
+        }
+        if let Some(ms) = self.merge_poll_ms {
+            config.merge_poll = Duration::from_millis(ms);
+        }
+        Ok(())
+    }
+}
+
+pub async fn run(args: ServeArgs, global: &GlobalArgs) -> Result<()> {
+    init_tracing("info");
+    let data_dir = config::data_dir(global)?;
+    config::create_data_dir(&data_dir)?;
+    let token = config::load_or_create_api_token(&data_dir)?;
+
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {}: is another server running there? choose another address \
+             with --listen",
+                args.listen
+            )
+        })?;
+    let bound = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
+    if !bound.ip().is_loopback() {
+        eprintln!(
+            "warning: listening on {bound} exposes the server beyond this machine; anyone who \
+             can reach it and holds the API token controls your agents"
+        );
+    }
+    let url = local_url(bound);
+
+    let exe = std::env::current_exe().context("cannot find the path of the atelier binary")?;
+    let mut engine_config = EngineConfig::new(data_dir.clone(), exe, url.clone());
+    args.apply(&mut engine_config)?;
+    let engine = Engine::start(engine_config).await.with_context(|| {
+        format!(
+            "cannot start the engine with data directory {}",
+            data_dir.display()
+        )
+    })?;
+
+    let pid = std::process::id();
+    config::write_server_file(
+        &data_dir,
+        &ServerFile {
+            url: url.clone(),
+            token: token.clone(),
+            pid,
+        },
+    )?;
+    announce(&url)?;
+    tracing::info!(%url, data_dir = %data_dir.display(), "serving");
+
+    let served = server::serve(
+        listener,
+        server::app(engine.clone(), token),
+        shutdown_signal(),
+    )
+    .await;
+    tracing::info!("shutting down: stopping live runs");
+    engine.shutdown().await;
+    config::remove_server_file(&data_dir, pid);
+    served.context("the HTTP server failed")
+}
+
+/// The URL clients and agents use: the bound address, or loopback when bound to all interfaces.
+pub fn local_url(bound: SocketAddr) -> String {
+    if bound.ip().is_unspecified() {
+        format!("http://127.0.0.1:{}", bound.port())
+    } else {
+        format!("http://{bound}")
+    }
+}
+
+/// The one line on stdout that scripts and tests wait for.
+fn announce(url: &str) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "Atelier listening on {url}")
+        .and_then(|()| stdout.flush())
+        .context("cannot write to stdout")
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(err) => {
+            tracing::warn!(%err, "cannot watch SIGTERM; stop the server with Ctrl-C");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Logs to stderr, filtered by RUST_LOG (default `default_level`).
+pub fn init_tracing(default_level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    // A second initialization (not expected) is harmless: keep the first subscriber.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_use_loopback_for_wildcard_binds() {
+        assert_eq!(
+            local_url("0.0.0.0:7878".parse().unwrap()),
+            "http://127.0.0.1:7878"
+        );
+        assert_eq!(local_url("[::]:80".parse().unwrap()), "http://127.0.0.1:80");
+        assert_eq!(
+            local_url("127.0.0.1:9".parse().unwrap()),
+            "http://127.0.0.1:9"
+        );
+        assert_eq!(local_url("[::1]:9".parse().unwrap()), "http://[::1]:9");
+    }
+}

@@ -1,0 +1,96 @@
+//! The seam between HTTP and the engine: the operations the routes call, as a trait implemented
+//! by `engine::Engine`. It exists so the routing, auth and error mapping can be tested with a fake
+//! while the real engine runs elsewhere; production code only ever uses `Engine` (see `app`).
+
+use domain::{Signal, Stage, TaskId};
+use engine::Engine;
+use engine::Result;
+use engine::api::{FollowItem, NewProject, NewTask, ProjectView, TaskDetail, TaskView};
+use futures::stream::BoxStream;
+use std::future::Future;
+
+/// What the HTTP layer needs from the engine, one method per `Engine` entry point.
+pub(crate) trait Backend: Clone + Send + Sync + 'static {
+    fn add_project(&self, req: NewProject) -> impl Future<Output = Result<ProjectView>> + Send;
+    fn list_projects(&self) -> impl Future<Output = Result<Vec<ProjectView>>> + Send;
+    fn create_task(&self, req: NewTask) -> impl Future<Output = Result<TaskView>> + Send;
+    fn list_tasks(
+        &self,
+        project: Option<String>,
+    ) -> impl Future<Output = Result<Vec<TaskView>>> + Send;
+    fn task(&self, id: TaskId) -> impl Future<Output = Result<TaskDetail>> + Send;
+    fn approve(&self, id: TaskId) -> impl Future<Output = Result<TaskView>> + Send;
+    fn answer(&self, id: TaskId, text: String) -> impl Future<Output = Result<TaskView>> + Send;
+    fn run(
+        &self,
+        id: TaskId,
+        stage: Option<Stage>,
+    ) -> impl Future<Output = Result<TaskView>> + Send;
+    fn stop(&self, id: TaskId) -> impl Future<Output = Result<TaskView>> + Send;
+    fn resume(&self, id: TaskId) -> impl Future<Output = Result<TaskView>> + Send;
+    fn merge(&self, id: TaskId) -> impl Future<Output = Result<TaskView>> + Send;
+    fn signal(
+        &self,
+        run_token: String,
+        task: TaskId,
+        signal: Signal,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn logs(
+        &self,
+        id: TaskId,
+        follow: bool,
+    ) -> impl Future<Output = Result<BoxStream<'static, FollowItem>>> + Send;
+}
+
+impl Backend for Engine {
+    fn add_project(&self, req: NewProject) -> impl Future<Output = Result<ProjectView>> + Send {
+        Engine::add_project(self, req)
+    }
+    fn list_projects(&self) -> impl Future<Output = Result<Vec<ProjectView>>> + Send {
+        Engine::list_projects(self)
+    }
+    fn create_task(&self, req: NewTask) -> impl Future<Output = Result<TaskView>> + Send {
+        Engine::create_task(self, req)
+    }
+    fn list_tasks(
+        &self,
+        project: Option<String>,
+    ) -> impl Future<Output = Result<Vec<TaskView>>> + Send {
+        Engine::list_tasks(self, project)
+    }
+    fn task(&self, id: TaskId) -> impl Future<Output = Result<TaskDetail>> + Send {
+        Engine::task(self, id)
+    }
+    fn approve(&self, id: TaskId) -> impl Future<Output = Result<TaskView>> + Send {
+        Engine::approve(self, id)
+    }
+    fn answer(&self, id: TaskId, text: String) -> impl Future<Output = Result<TaskView>> + Send {
+        Engine::answer(self, id, text)
+    }
+    fn run(
+        &self,
+        id: TaskId,
+        stage: Option<Stage>,
+    ) -> impl Future<Output = Result<TaskView>> + Send {
+        Engine::run(self, id, stage)
+    }
+    fn stop(&self, id: TaskId) -> impl Future<Output = Result<TaskView>> + Send {
+        Engine::stop(self, id)
+    }
+    fn resume(&self, id: TaskId) -> impl Future<Output = Result<TaskView>> + Send {
+        Engine::resume(self, id)
+    }
+    fn merge(&self, id: TaskId) -> impl Future<Output = Result<TaskView>> + Send {
+        Engine::merge(self, id)
+    }
+    async fn signal(&self, run_token: String, task: TaskId, signal: Signal) -> Result<()> {
+        Engine::signal(self, &run_token, task, signal).await
+    }
+    fn logs(
+        &self,
+        id: TaskId,
+        follow: bool,
+    ) -> impl Future<Output = Result<BoxStream<'static, FollowItem>>> + Send {
+        Engine::logs(self, id, follow)
+    }
+}

@@ -1,0 +1,117 @@
+//! The HTTP error type: every failure of a route becomes a status and a JSON body
+//! `{"error": "<message>"}`. Internal errors are logged in full and shown as a generic message.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use engine::EngineError;
+use serde_json::json;
+
+/// Why a request failed, as the client sees it.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// What the engine refused or failed to do.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The request itself could not be read (bad JSON, bad path or query).
+    #[error("{message}")]
+    BadRequest { status: StatusCode, message: String },
+    /// No route has this path.
+    #[error("no route for {method} {path}")]
+    NoRoute { method: String, path: String },
+    /// The route exists but not with this method.
+    #[error("method {method} is not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
+}
+
+impl ApiError {
+    /// A 400 with `message`.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+
+    /// A 401 with `message` (the request carried no token or the wrong one).
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        ApiError::Engine(EngineError::Unauthorized(message.into()))
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Engine(err) => match err {
+                EngineError::NotFound(_) => StatusCode::NOT_FOUND,
+                EngineError::Conflict(_) | EngineError::InvalidState(_) => StatusCode::CONFLICT,
+                EngineError::InvalidInput(_) => StatusCode::BAD_REQUEST,
+                EngineError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+                EngineError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+            ApiError::BadRequest { status, .. } => *status,
+            ApiError::NoRoute { .. } => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+
+    /// The message the client sees: never internal details.
+    fn public_message(&self) -> String {
+        match self {
+            ApiError::Engine(EngineError::Internal(_)) => {
+                "internal server error: see the server log for details".to_string()
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if let ApiError::Engine(EngineError::Internal(detail)) = &self {
+            tracing::error!(%detail, "request failed with an internal error");
+        }
+        let mut response =
+            (status, Json(json!({ "error": self.public_message() }))).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_errors_map_to_their_status() {
+        let cases = [
+            (EngineError::NotFound("x".into()), StatusCode::NOT_FOUND),
+            (EngineError::Conflict("x".into()), StatusCode::CONFLICT),
+            (
+                EngineError::InvalidInput("x".into()),
+                StatusCode::BAD_REQUEST,
+            ),
+            (EngineError::InvalidState("x".into()), StatusCode::CONFLICT),
+            (
+                EngineError::Unauthorized("x".into()),
+                StatusCode::UNAUTHORIZED,
+            ),
+            (
+                EngineError::Internal("x".into()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+        ];
+        for (err, status) in cases {
+            assert_eq!(ApiError::from(err).status(), status);
+        }
+    }
+
+    #[test]
+    fn internal_details_are_not_shown() {
+        let err = ApiError::from(EngineError::Internal("disk /secret/path full".into()));
+        assert!(!err.public_message().contains("secret"));
+    }
+}

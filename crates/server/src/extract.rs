@@ -1,0 +1,105 @@
+//! Request extractors whose rejections are `ApiError`s: a bad JSON body, query string or path id
+//! gives a JSON error naming the problem instead of axum's plain-text rejection.
+
+use crate::error::ApiError;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use bytes::Bytes;
+use domain::TaskId;
+use serde::de::DeserializeOwned;
+
+/// A JSON body (requires `Content-Type: application/json`).
+pub(crate) struct Json<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(Json(value)),
+            Err(rejection) => {
+                let status = match rejection {
+                    JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    _ => StatusCode::BAD_REQUEST,
+                };
+                Err(ApiError::BadRequest {
+                    status,
+                    message: rejection.body_text(),
+                })
+            }
+        }
+    }
+}
+
+/// A JSON body that may be absent: an empty body gives `T::default()`. The content type is not
+/// checked, so `curl -X POST` with no body works.
+pub(crate) struct OptionalJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(T::default()));
+        }
+        serde_json::from_slice(&bytes)
+            .map(OptionalJson)
+            .map_err(|err| ApiError::bad_request(format!("invalid JSON body: {err}")))
+    }
+}
+
+/// A query string.
+pub(crate) struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| Query(value))
+            .map_err(|rejection| ApiError::bad_request(rejection.body_text()))
+    }
+}
+
+/// The `{id}` path segment of a task route.
+pub(crate) struct TaskIdPath(pub TaskId);
+
+impl<S: Send + Sync> FromRequestParts<S> for TaskIdPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Path(raw) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+        parse_task_id(&raw).map(TaskIdPath)
+    }
+}
+
+fn parse_task_id(raw: &str) -> Result<TaskId, ApiError> {
+    match raw.parse::<i64>() {
+        Ok(id) if id > 0 => Ok(TaskId(id)),
+        _ => Err(ApiError::bad_request(format!(
+            "invalid task id `{raw}` in the path: expected a positive integer such as /api/tasks/12"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_ids_are_positive_integers() {
+        assert_eq!(parse_task_id("12").ok().map(|id| id.0), Some(12));
+        for bad in ["0", "-3", "abc", "1.5", ""] {
+            assert!(parse_task_id(bad).is_err(), "{bad} should be rejected");
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! The router table (every route of the server in one place) and the handlers, which only
+//! translate between HTTP and the engine: they never touch the store or spawn processes.
+
+use crate::auth::{ApiToken, RunToken, require_api_token};
+use crate::backend::Backend;
+use crate::error::ApiError;
+use crate::extract::{Json, OptionalJson, Query, TaskIdPath};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use domain::Stage;
+use engine::api::{NewProject, NewTask, ProjectView, SignalRequest, TaskDetail, TaskView};
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Instant;
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// All routes. Everything above `route_layer` requires the API token; the signal route carries a
+/// run token instead and `/healthz` is open.
+pub(crate) fn router<B: Backend>(backend: B, api_token: String) -> Router {
+    let token = ApiToken(Arc::from(api_token));
+    Router::new()
+        .route(
+            "/api/projects",
+            get(list_projects::<B>).post(add_project::<B>),
+        )
+        .route("/api/tasks", get(list_tasks::<B>).post(create_task::<B>))
+        .route("/api/tasks/{id}", get(show_task::<B>))
+        .route("/api/tasks/{id}/approve", post(approve::<B>))
+        .route("/api/tasks/{id}/answer", post(answer::<B>))
+        .route("/api/tasks/{id}/run", post(run::<B>))
+        .route("/api/tasks/{id}/stop", post(stop::<B>))
+        .route("/api/tasks/{id}/resume", post(resume::<B>))
+        .route("/api/tasks/{id}/merge", post(merge::<B>))
+        .route("/api/tasks/{id}/logs", get(logs::<B>))
+        .route_layer(middleware::from_fn_with_state(token, require_api_token))
+        .route("/api/signal", post(signal::<B>))
+        .route("/healthz", get(healthz))
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(log_request))
+        .with_state(backend)
+}
+
+async fn healthz() -> axum::Json<Value> {
+    axum::Json(json!({ "status": "ok" }))
+}
+
+async fn list_projects<B: Backend>(State(b): State<B>) -> ApiResult<axum::Json<Vec<ProjectView>>> {
+    Ok(axum::Json(b.list_projects().await?))
+}
+
+async fn add_project<B: Backend>(
+    State(b): State<B>,
+    Json(req): Json<NewProject>,
+) -> ApiResult<(StatusCode, axum::Json<ProjectView>)> {
+    Ok((StatusCode::CREATED, axum::Json(b.add_project(req).await?)))
+}
+
+#[derive(Deserialize)]
+struct TaskFilter {
+    project: Option<String>,
+}
+
+async fn list_tasks<B: Backend>(
+    State(b): State<B>,
+    Query(filter): Query<TaskFilter>,
+) -> ApiResult<axum::Json<Vec<TaskView>>> {
+    Ok(axum::Json(b.list_tasks(filter.project).await?))
+}
+
+async fn create_task<B: Backend>(
+    State(b): State<B>,
+    Json(req): Json<NewTask>,
+) -> ApiResult<(StatusCode, axum::Json<TaskView>)> {
+    Ok((StatusCode::CREATED, axum::Json(b.create_task(req).await?)))
+}
+
+async fn show_task<B: Backend>(
+    State(b): State<B>,
+    TaskIdPath(id): TaskIdPath,
+) -> ApiResult<axum::Json<TaskDetail>> {
+    Ok(axum::Json(b.task(id).await?))
+}
+
+async fn approve<B: Backend>(
+    State(b): State<B>,
+    TaskIdPath(id): TaskIdPath,
+) -> ApiResult<axum::Json<TaskView>> {
+    Ok(axum::Json(b.approve(id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AnswerBody {
+    text: String,
+}
+
+async fn answer<B: Backend>(
+    State(b): State<B>,
+    TaskIdPath(id): TaskIdPath,
+    Json(body): Json<AnswerBody>,
+) -> ApiResult<axum::Json<TaskView>> {
+    Ok(axum::Json(b.answer(id, body.text).await?))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RunBody {
+    #[serde(default)]
+    stage: Option<Stage>,
+}
+
+async fn run<B: Backend>(
+    State(b): State<B>,
+    TaskIdPath(id): TaskIdPath,
+    OptionalJson(body): OptionalJson<RunBody>,
+) -> ApiResult<axum::Json<TaskView>> {
+    Ok(axum::Json(b.run(id, body.stage).await?))
+}
+
+async fn stop<B: Backend>(
+    State(b): State<B>,
+    TaskIdPath(id): TaskIdPath,
+) -> ApiResult<axum::Json<TaskView>> {
+    Ok(axum::Json(b.stop(id).await?))
+}
+
+async fn resume<B: Backend>(
+    State(b): State<B>,
+    TaskIdPath(id): TaskIdPath,
+) -> ApiResult<axum::Json<TaskView>> {
+    Ok(axum::Json(b.resume(id).await?))
+}
+
+async fn merge<B: Backend>(
+    State(b): State<B>,
+    TaskIdPath(id): TaskIdPath,
+) -> ApiResult<axum::Json<TaskView>> {
+    Ok(axum::Json(b.merge(id).await?))
+}
+
+#[derive(Deserialize)]
+struct LogsQuery {
+    #[serde(default)]
+    follow: bool,
+}
+
+/// The task's transcript as NDJSON: one `FollowItem` per line, streamed as the engine yields them.
+async fn logs<B: Backend>(
+    State(b): State<B>,
+    TaskIdPath(id): TaskIdPath,
+    Query(query): Query<LogsQuery>,
+) -> ApiResult<Response> {
+    let items = b.logs(id, query.follow).await?;
+    let lines = items.map(|item| {
+        let mut line = serde_json::to_vec(&item)?;
+        line.push(b'\n');
+        Ok::<_, serde_json::Error>(Bytes::from(line))
+    });
+    let headers = [
+        (header::CONTENT_TYPE, "application/x-ndjson"),
+        (header::CACHE_CONTROL, "no-cache"),
+    ];
+    Ok((headers, Body::from_stream(lines)).into_response())
+}
+
+/// An agent's signal, authenticated by its run token (which the engine checks).
+async fn signal<B: Backend>(
+    State(b): State<B>,
+    RunToken(token): RunToken,
+    Json(req): Json<SignalRequest>,
+) -> ApiResult<axum::Json<Value>> {
+    b.signal(token, req.task, req.signal).await?;
+    Ok(axum::Json(json!({ "ok": true })))
+}
+
+async fn no_route(req: Request) -> ApiError {
+    ApiError::NoRoute {
+        method: req.method().to_string(),
+        path: req.uri().path().to_string(),
+    }
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::MethodNotAllowed {
+        method: req.method().to_string(),
+        path: req.uri().path().to_string(),
+    }
+}
+
+/// One debug line per request (method, path, status, time to the response head).
+async fn log_request(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let started = Instant::now();
+    let response = next.run(req).await;
+    tracing::debug!(
+        %method,
+        %path,
+        status = response.status().as_u16(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
+    response
+}

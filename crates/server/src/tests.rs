@@ -1,0 +1,476 @@
+//! Router tests against a fake backend: routing, authentication, request extraction and the
+//! mapping of engine errors. (Tests with the real engine live in `tests/`.)
+
+use crate::backend::Backend;
+use crate::routes::router;
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use domain::{ProjectId, RunId, Signal, Stage, TaskId, TaskState, TranscriptEvent};
+use engine::api::{FollowItem, LogEntry, NewProject, NewTask, ProjectView, TaskDetail, TaskView};
+use engine::{EngineError, Result};
+use futures::stream::{self, BoxStream, StreamExt};
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use tower::ServiceExt;
+
+const API_TOKEN: &str = "api-token-0123456789";
+const RUN_TOKEN: &str = "run-token-abcdef";
+
+/// Records each call; task 404 does not exist, task 500 fails internally, task 409 is busy.
+#[derive(Clone, Default)]
+struct Fake {
+    calls: Arc<Mutex<Vec<String>>>,
+}
+
+impl Fake {
+    fn record(&self, call: String) {
+        self.calls.lock().unwrap().push(call);
+    }
+    fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+    fn task_result(&self, call: &str, id: TaskId) -> Result<TaskView> {
+        self.record(format!("{call} {id}"));
+        match id.0 {
+            404 => Err(EngineError::NotFound(format!("no task {id}"))),
+            409 => Err(EngineError::Conflict("an agent is already running".into())),
+            500 => Err(EngineError::Internal(
+                "database is locked at /secret".into(),
+            )),
+            _ => Ok(task_view(id)),
+        }
+    }
+}
+
+fn task_view(id: TaskId) -> TaskView {
+    TaskView {
+        id,
+        project: "demo".into(),
+        title: "Add a flag".into(),
+        key: format!("T-{id}"),
+        branch: format!("atelier/{id}-add-a-flag"),
+        state: TaskState::PlanGate,
+        priority: 0,
+        technical: true,
+        worktree: None,
+        doc_path: "/data/docs/1.md".into(),
+        port: 20000,
+        review_rounds: 0,
+        runs_started: 1,
+        created_at: 1,
+        updated_at: 2,
+    }
+}
+
+impl Backend for Fake {
+    async fn add_project(&self, req: NewProject) -> Result<ProjectView> {
+        self.record(format!("add_project {}", req.path));
+        Ok(ProjectView {
+            id: ProjectId(1),
+            name: req.name.unwrap_or_else(|| "demo".into()),
+            path: req.path,
+            default_branch: "main".into(),
+            settings: req.settings.unwrap_or_default(),
+            created_at: 1,
+        })
+    }
+    async fn list_projects(&self) -> Result<Vec<ProjectView>> {
+        Ok(vec![])
+    }
+    async fn create_task(&self, req: NewTask) -> Result<TaskView> {
+        self.record(format!(
+            "create_task {} technical={}",
+            req.title, req.technical
+        ));
+        Ok(task_view(TaskId(1)))
+    }
+    async fn list_tasks(&self, project: Option<String>) -> Result<Vec<TaskView>> {
+        self.record(format!("list_tasks {project:?}"));
+        Ok(vec![task_view(TaskId(1))])
+    }
+    async fn task(&self, id: TaskId) -> Result<TaskDetail> {
+        let task = self.task_result("task", id)?;
+        Ok(TaskDetail {
+            task,
+            runs: vec![],
+            pull_request: None,
+            doc: "# doc".into(),
+        })
+    }
+    async fn approve(&self, id: TaskId) -> Result<TaskView> {
+        self.task_result("approve", id)
+    }
+    async fn answer(&self, id: TaskId, text: String) -> Result<TaskView> {
+        self.task_result(&format!("answer {text:?}"), id)
+    }
+    async fn run(&self, id: TaskId, stage: Option<Stage>) -> Result<TaskView> {
+        self.task_result(&format!("run {stage:?}"), id)
+    }
+    async fn stop(&self, id: TaskId) -> Result<TaskView> {
+        self.task_result("stop", id)
+    }
+    async fn resume(&self, id: TaskId) -> Result<TaskView> {
+        self.task_result("resume", id)
+    }
+    async fn merge(&self, id: TaskId) -> Result<TaskView> {
+        self.task_result("merge", id)
+    }
+    async fn signal(&self, run_token: String, task: TaskId, signal: Signal) -> Result<()> {
+        if run_token != RUN_TOKEN {
+            return Err(EngineError::Unauthorized("invalid run token".into()));
+        }
+        self.record(format!("signal {task} {signal:?}"));
+        Ok(())
+    }
+    async fn logs(&self, id: TaskId, follow: bool) -> Result<BoxStream<'static, FollowItem>> {
+        self.task_result(&format!("logs follow={follow}"), id)?;
+        let items = vec![
+            FollowItem::Event(LogEntry {
+                run: RunId(3),
+                stage: Stage::Review,
+                seq: 12,
+                event: TranscriptEvent::Message {
+                    text: "looks good".into(),
+                },
+            }),
+            FollowItem::End {
+                state: TaskState::AwaitingMerge,
+            },
+        ];
+        Ok(stream::iter(items).boxed())
+    }
+}
+
+fn app(fake: &Fake) -> Router {
+    router(fake.clone(), API_TOKEN.to_string())
+}
+
+/// Sends one request; `token` becomes a bearer header, `body` a JSON body.
+async fn send(
+    app: Router,
+    method: Method,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (StatusCode, Option<String>, String) {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(token) = token {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    if body.is_some() {
+        req = req.header(header::CONTENT_TYPE, "application/json");
+    }
+    let req = req
+        .body(Body::from(body.unwrap_or_default().to_string()))
+        .unwrap();
+    let res = app.oneshot(req).await.unwrap();
+    let status = res.status();
+    let content_type = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap().to_string());
+    let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (
+        status,
+        content_type,
+        String::from_utf8(bytes.to_vec()).unwrap(),
+    )
+}
+
+fn error_of(body: &str) -> String {
+    let value: Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {body}"));
+    value["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error field: {body}"))
+        .to_string()
+}
+
+const ADMIN_ROUTES: [(&str, &str); 12] = [
+    ("GET", "/api/projects"),
+    ("POST", "/api/projects"),
+    ("GET", "/api/tasks"),
+    ("POST", "/api/tasks"),
+    ("GET", "/api/tasks/1"),
+    ("POST", "/api/tasks/1/approve"),
+    ("POST", "/api/tasks/1/answer"),
+    ("POST", "/api/tasks/1/run"),
+    ("POST", "/api/tasks/1/stop"),
+    ("POST", "/api/tasks/1/resume"),
+    ("POST", "/api/tasks/1/merge"),
+    ("GET", "/api/tasks/1/logs"),
+];
+
+#[tokio::test]
+async fn healthz_needs_no_token() {
+    let (status, _, body) = send(app(&Fake::default()), Method::GET, "/healthz", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!({"status": "ok"})
+    );
+}
+
+#[tokio::test]
+async fn admin_routes_reject_missing_wrong_and_run_tokens() {
+    let fake = Fake::default();
+    for (method, uri) in ADMIN_ROUTES {
+        let method: Method = method.parse().unwrap();
+        for token in [None, Some("wrong"), Some(RUN_TOKEN), Some("")] {
+            let (status, _, body) = send(app(&fake), method.clone(), uri, token, None).await;
+            assert_eq!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "{method} {uri} with {token:?}"
+            );
+            assert!(error_of(&body).contains("Authorization") || error_of(&body).contains("token"));
+        }
+    }
+    assert_eq!(
+        fake.calls(),
+        Vec::<String>::new(),
+        "no request may reach the engine"
+    );
+}
+
+#[tokio::test]
+async fn bad_json_is_a_400_naming_the_problem() {
+    let fake = Fake::default();
+    let token = Some(API_TOKEN);
+    let (status, _, body) = send(
+        app(&fake),
+        Method::POST,
+        "/api/tasks",
+        token,
+        Some("{\"title\": "),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(error_of(&body).contains("JSON"), "{body}");
+
+    let missing = r#"{"project": "demo", "body": "x"}"#;
+    let (status, _, body) =
+        send(app(&fake), Method::POST, "/api/tasks", token, Some(missing)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(error_of(&body).contains("title"), "{body}");
+
+    let bad_stage = r#"{"stage": "deploy"}"#;
+    let (status, _, body) = send(
+        app(&fake),
+        Method::POST,
+        "/api/tasks/1/run",
+        token,
+        Some(bad_stage),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(error_of(&body).contains("deploy"), "{body}");
+    assert_eq!(fake.calls(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn bad_path_ids_are_a_400() {
+    for uri in [
+        "/api/tasks/abc",
+        "/api/tasks/0/approve",
+        "/api/tasks/-1/logs",
+    ] {
+        let method = if uri.ends_with("approve") {
+            Method::POST
+        } else {
+            Method::GET
+        };
+        let (status, _, body) =
+            send(app(&Fake::default()), method, uri, Some(API_TOKEN), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}");
+        assert!(error_of(&body).contains("invalid task id"), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_are_json_errors() {
+    let (status, _, body) = send(
+        app(&Fake::default()),
+        Method::GET,
+        "/api/nope",
+        Some(API_TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(error_of(&body).contains("/api/nope"));
+    let (status, _, body) = send(
+        app(&Fake::default()),
+        Method::DELETE,
+        "/healthz",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(error_of(&body).contains("DELETE"));
+}
+
+#[tokio::test]
+async fn routes_reach_the_engine_with_their_inputs() {
+    let fake = Fake::default();
+    let token = Some(API_TOKEN);
+    let new_task = r#"{"project": "demo", "title": "Add a flag", "body": "please"}"#;
+    let (status, _, body) = send(
+        app(&fake),
+        Method::POST,
+        "/api/tasks",
+        token,
+        Some(new_task),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(
+        serde_json::from_str::<TaskView>(&body).unwrap(),
+        task_view(TaskId(1))
+    );
+
+    let new_project = r#"{"path": "/repo", "name": "demo"}"#;
+    let (status, _, _) = send(
+        app(&fake),
+        Method::POST,
+        "/api/projects",
+        token,
+        Some(new_project),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    send(
+        app(&fake),
+        Method::GET,
+        "/api/tasks?project=demo",
+        token,
+        None,
+    )
+    .await;
+    send(app(&fake), Method::POST, "/api/tasks/7/run", token, None).await;
+    send(
+        app(&fake),
+        Method::POST,
+        "/api/tasks/7/run",
+        token,
+        Some(r#"{"stage":"review"}"#),
+    )
+    .await;
+    send(
+        app(&fake),
+        Method::POST,
+        "/api/tasks/7/answer",
+        token,
+        Some(r#"{"text":"yes"}"#),
+    )
+    .await;
+    send(app(&fake), Method::POST, "/api/tasks/7/merge", token, None).await;
+    assert_eq!(
+        fake.calls(),
+        vec![
+            "create_task Add a flag technical=true",
+            "add_project /repo",
+            "list_tasks Some(\"demo\")",
+            "run None 7",
+            "run Some(Review) 7",
+            "answer \"yes\" 7",
+            "merge 7",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn engine_errors_become_statuses_without_internals() {
+    let token = Some(API_TOKEN);
+    let cases = [
+        (Method::GET, "/api/tasks/404", StatusCode::NOT_FOUND),
+        (Method::POST, "/api/tasks/409/stop", StatusCode::CONFLICT),
+        (
+            Method::POST,
+            "/api/tasks/500/resume",
+            StatusCode::INTERNAL_SERVER_ERROR,
+        ),
+    ];
+    for (method, uri, expected) in cases {
+        let (status, _, body) = send(app(&Fake::default()), method, uri, token, None).await;
+        assert_eq!(status, expected, "{uri}");
+        assert!(!error_of(&body).contains("secret"), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn logs_stream_ndjson_follow_items() {
+    let fake = Fake::default();
+    let uri = "/api/tasks/3/logs?follow=true";
+    let (status, content_type, body) =
+        send(app(&fake), Method::GET, uri, Some(API_TOKEN), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(content_type.as_deref(), Some("application/x-ndjson"));
+    let items: Vec<FollowItem> = body
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(items.len(), 2);
+    assert_eq!(
+        items[1],
+        FollowItem::End {
+            state: TaskState::AwaitingMerge
+        }
+    );
+    assert_eq!(fake.calls(), vec!["logs follow=true 3"]);
+}
+
+#[tokio::test]
+async fn signal_takes_the_run_token_only() {
+    let fake = Fake::default();
+    let body = r#"{"task": 4, "signal": {"kind": "plan-ready"}}"#;
+    let (status, _, res) = send(
+        app(&fake),
+        Method::POST,
+        "/api/signal",
+        Some(RUN_TOKEN),
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        serde_json::from_str::<Value>(&res).unwrap(),
+        json!({"ok": true})
+    );
+    for token in [Some(API_TOKEN), None] {
+        let (status, _, res) =
+            send(app(&fake), Method::POST, "/api/signal", token, Some(body)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{token:?}");
+        error_of(&res);
+    }
+    assert_eq!(fake.calls(), vec!["signal 4 PlanReady"]);
+}
+
+#[tokio::test]
+async fn serve_answers_on_a_bound_listener_and_shuts_down() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(crate::serve(listener, app(&Fake::default()), async move {
+        let _ = stop_rx.await;
+    }));
+
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.ends_with(r#"{"status":"ok"}"#), "{response}");
+
+    stop_tx.send(()).unwrap();
+    let finished = tokio::time::timeout(std::time::Duration::from_secs(10), server).await;
+    finished.unwrap().unwrap().unwrap();
+}

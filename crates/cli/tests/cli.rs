@@ -195,3 +195,35 @@ fn an_unreachable_server_is_named() {
         &format!("the Atelier server at {url} is not reachable"),
     );
 }
+
+#[test]
+fn the_demo_runs_a_task_to_merged_and_cleans_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_atelier"))
+        .env("TMPDIR", &tmp)
+        .env("ATELIER_DATA_DIR", dir.path().join("unused"))
+        .arg("demo")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "stdout:\n{out}\nstderr:\n{}",
+        stderr(&output)
+    );
+    assert!(out.contains("SIMULATED agents (scripted scenarios) — no model is called"));
+    assert!(out.contains("approving it automatically"), "{out}");
+    assert!(
+        out.contains("merging the pull request as a human would"),
+        "{out}"
+    );
+    assert!(out.contains("final state: done (merged)"), "{out}");
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "the demo left files behind"
+    );
+}

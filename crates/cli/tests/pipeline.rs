@@ -95,12 +95,14 @@ async fn full_pipeline_with_a_needs_work_round_reaches_done() {
     );
     // main had not moved: the merge is a fast-forward to the branch head.
     assert_eq!(world.repo.remote_branch_sha("main").unwrap(), remote_sha);
-    testkit::wait_until("the worktree to be removed", DEADLINE, || {
-        let gone = !worktree.exists();
-        async move { gone.then_some(()) }
+    let server = &world.server;
+    testkit::wait_until("the workspace to be removed", DEADLINE, || async move {
+        let detail = server.get(&format!("/api/tasks/{id}")).await.ok()?;
+        detail["task"]["worktree"].is_null().then_some(())
     })
     .await
     .unwrap();
+    assert!(!worktree.exists());
     assert!(!world.repo.branches().contains(&branch));
     assert_eq!(
         world.detail(id).await["task"]["worktree"],

@@ -163,6 +163,16 @@ pub struct LogEntry {
     pub event: TranscriptEvent,
 }
 
+impl LogEntry {
+    /// The NDJSON line of `FollowItem::Event` for an event already serialized as JSON: built
+    /// without decoding the event, so one serialization serves every follower.
+    pub fn line(run: RunId, stage: Stage, seq: i64, event_json: &str) -> String {
+        format!(
+            "{{\"item\":\"event\",\"run\":{run},\"stage\":\"{stage}\",\"seq\":{seq},\"event\":{event_json}}}\n"
+        )
+    }
+}
+
 /// What `task logs --follow` streams: events, then an end marker once no agent is live.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "item", rename_all = "snake_case")]
@@ -176,4 +186,30 @@ pub enum FollowItem {
 pub struct SignalRequest {
     pub task: TaskId,
     pub signal: Signal,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prebuilt_log_line_is_the_serialized_follow_item() {
+        let event = TranscriptEvent::ToolCall {
+            id: Some("c1".into()),
+            name: "shell".into(),
+            input: serde_json::json!({"command": "echo \"hi\""}),
+        };
+        let entry = LogEntry {
+            run: RunId(3),
+            stage: Stage::Review,
+            seq: 12,
+            event: event.clone(),
+        };
+        let json = serde_json::to_string(&event).unwrap();
+        let mut want = serde_json::to_string(&FollowItem::Event(entry.clone())).unwrap();
+        want.push('\n');
+        assert_eq!(LogEntry::line(RunId(3), Stage::Review, 12, &json), want);
+        let parsed: FollowItem = serde_json::from_str(want.trim_end()).unwrap();
+        assert_eq!(parsed, FollowItem::Event(entry));
+    }
 }

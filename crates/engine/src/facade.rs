@@ -164,7 +164,7 @@ impl Engine {
         let repo = git::Repo::open(Path::new(&project.path))
             .await
             .map_err(|e| EngineError::InvalidInput(e.to_string()))?;
-        let _creating = self.inner.create_lock.lock().await;
+        let _creating = self.inner.workspace_lock.lock().await;
         let (id, port) = self.inner.store.read(|tx| {
             let id = tx.next_task_id()?;
             let used = tx.ports_in_use()?;
@@ -380,7 +380,17 @@ impl Engine {
     /// The task's transcript: the backlog, then (if `follow`) live events without gaps, ending
     /// with `FollowItem::End` once no agent of the task is queued or running.
     pub async fn logs(&self, id: TaskId, follow: bool) -> Result<BoxStream<'static, FollowItem>> {
-        logs::logs(Arc::clone(&self.inner), id, follow)
+        logs::typed(Arc::clone(&self.inner), id, follow)
+    }
+
+    /// The same as [`Engine::logs`] as NDJSON (one `FollowItem` per line), without decoding the
+    /// stored events: what the HTTP API streams.
+    pub async fn logs_ndjson(
+        &self,
+        id: TaskId,
+        follow: bool,
+    ) -> Result<BoxStream<'static, bytes::Bytes>> {
+        logs::ndjson(Arc::clone(&self.inner), id, follow)
     }
 
     /// Stops every live run's processes (graceful shutdown). The runs stay recorded as running,

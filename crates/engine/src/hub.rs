@@ -2,8 +2,8 @@
 //! broadcast only after they are persisted, so a follower that subscribes first and then reads
 //! the backlog misses nothing.
 
-use crate::api::LogEntry;
-use domain::TaskId;
+use bytes::Bytes;
+use domain::{RunId, TaskId};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use tokio::sync::broadcast;
@@ -12,7 +12,8 @@ const CAPACITY: usize = 8192;
 
 #[derive(Debug, Clone)]
 pub(crate) enum HubItem {
-    Event(LogEntry),
+    /// One transcript event as its ready-to-send NDJSON line.
+    Event { run: RunId, seq: i64, line: Bytes },
     /// The task's state or runs changed.
     Changed,
 }
@@ -44,10 +45,15 @@ impl Hub {
             .cloned()
     }
 
-    pub fn publish(&self, task: TaskId, entries: impl IntoIterator<Item = LogEntry>) {
+    /// Whether anyone follows the task (events are only formatted for followers).
+    pub fn has_followers(&self, task: TaskId) -> bool {
+        self.existing(task).is_some()
+    }
+
+    pub fn publish(&self, task: TaskId, items: impl IntoIterator<Item = HubItem>) {
         if let Some(sender) = self.existing(task) {
-            for entry in entries {
-                let _ = sender.send(HubItem::Event(entry));
+            for item in items {
+                let _ = sender.send(item);
             }
         }
     }

@@ -35,8 +35,9 @@ pub(crate) struct Inner {
     pub dispatch: Notify,
     /// Wakes the outbox worker: intents may be pending.
     pub outbox: Notify,
-    /// Serializes task creation (ids and ports are chosen before the insert).
-    pub create_lock: tokio::sync::Mutex<()>,
+    /// Serializes workspace changes: task creation (ids and ports are chosen before the insert)
+    /// and removal (`git worktree add` and `prune` on one repository must not overlap).
+    pub workspace_lock: tokio::sync::Mutex<()>,
     pub shutdown: CancellationToken,
 }
 
@@ -56,7 +57,7 @@ impl Inner {
             live: Mutex::new(HashMap::new()),
             dispatch: Notify::new(),
             outbox: Notify::new(),
-            create_lock: tokio::sync::Mutex::new(()),
+            workspace_lock: tokio::sync::Mutex::new(()),
             shutdown: CancellationToken::new(),
         }
     }

@@ -1,30 +1,36 @@
 //! A task's transcript as a stream: the backlog from the store, then live events, without gaps.
 //! The follower subscribes before reading the backlog and keeps a `(run, seq)` cursor; live
 //! events at or below the cursor are duplicates and dropped; if it lags, it re-reads the store.
+//!
+//! Events travel as ready-made NDJSON lines (the JSON text stored for the event, wrapped by
+//! [`LogEntry::line`]): a follower never decodes and re-encodes what it forwards.
 
 use crate::api::{FollowItem, LogEntry};
 use crate::error::{EngineError, Result};
 use crate::hub::HubItem;
 use crate::inner::Inner;
+use bytes::Bytes;
 use domain::{RunId, RunStatus, TaskId};
+use futures::StreamExt;
 use futures::stream::BoxStream;
 use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc};
 
-const PAGE: u32 = 2000;
+const PAGE: u32 = 5000;
 
-pub(crate) fn logs(
+/// NDJSON lines of `FollowItem`s; each item of the stream holds one or more whole lines.
+pub(crate) fn ndjson(
     inner: Arc<Inner>,
     task: TaskId,
     follow: bool,
-) -> Result<BoxStream<'static, FollowItem>> {
+) -> Result<BoxStream<'static, Bytes>> {
     inner.store.read(|tx| {
         tx.task(task)?
             .ok_or_else(|| crate::transition::not_found(task))
             .map(|_| ())
     })?;
     let live = inner.hub.subscribe(task);
-    let (out, rx) = mpsc::channel(1024);
+    let (out, rx) = mpsc::channel(256);
     tokio::spawn(async move {
         if let Err(err) = pump(&inner, task, follow, live, &out).await {
             tracing::debug!(%task, error = %err, "log follower ended");
@@ -35,6 +41,25 @@ pub(crate) fn logs(
     })))
 }
 
+/// The same stream decoded into typed items (for in-process consumers such as the demo).
+pub(crate) fn typed(
+    inner: Arc<Inner>,
+    task: TaskId,
+    follow: bool,
+) -> Result<BoxStream<'static, FollowItem>> {
+    let lines = ndjson(inner, task, follow)?;
+    Ok(lines
+        .flat_map(|chunk| {
+            let items: Vec<FollowItem> = chunk
+                .split(|b| *b == b'\n')
+                .filter(|line| !line.is_empty())
+                .filter_map(|line| serde_json::from_slice(line).ok())
+                .collect();
+            futures::stream::iter(items)
+        })
+        .boxed())
+}
+
 struct Closed;
 
 impl From<Closed> for EngineError {
@@ -43,8 +68,8 @@ impl From<Closed> for EngineError {
     }
 }
 
-async fn send(out: &mpsc::Sender<FollowItem>, item: FollowItem) -> Result<(), Closed> {
-    out.send(item).await.map_err(|_| Closed)
+async fn send(out: &mpsc::Sender<Bytes>, chunk: Bytes) -> Result<(), Closed> {
+    out.send(chunk).await.map_err(|_| Closed)
 }
 
 async fn pump(
@@ -52,7 +77,7 @@ async fn pump(
     task: TaskId,
     follow: bool,
     mut live: broadcast::Receiver<HubItem>,
-    out: &mpsc::Sender<FollowItem>,
+    out: &mpsc::Sender<Bytes>,
 ) -> Result<()> {
     let mut cursor = (RunId(0), 0i64);
     loop {
@@ -70,17 +95,20 @@ async fn pump(
         if !follow || idle {
             // Events are persisted before a run is recorded as finished: one more read has all.
             backlog(inner, task, &mut cursor, out).await?;
-            send(out, FollowItem::End { state }).await?;
+            let mut end = serde_json::to_vec(&FollowItem::End { state })
+                .map_err(|e| EngineError::Internal(e.to_string()))?;
+            end.push(b'\n');
+            send(out, Bytes::from(end)).await?;
             return Ok(());
         }
         loop {
             tokio::select! {
                 () = out.closed() => return Ok(()),
                 item = live.recv() => match item {
-                    Ok(HubItem::Event(entry)) => {
-                        if (entry.run, entry.seq) > cursor {
-                            cursor = (entry.run, entry.seq);
-                            send(out, FollowItem::Event(entry)).await?;
+                    Ok(HubItem::Event { run, seq, line }) => {
+                        if (run, seq) > cursor {
+                            cursor = (run, seq);
+                            send(out, line).await?;
                         }
                     }
                     Ok(HubItem::Changed) | Err(broadcast::error::RecvError::Lagged(_)) => break,
@@ -95,22 +123,25 @@ async fn backlog(
     inner: &Inner,
     task: TaskId,
     cursor: &mut (RunId, i64),
-    out: &mpsc::Sender<FollowItem>,
+    out: &mpsc::Sender<Bytes>,
 ) -> Result<()> {
     loop {
         let page = inner
             .store
             .read(|tx| tx.task_events_after(task, *cursor, PAGE))?;
         let full = page.len() == PAGE as usize;
+        let mut chunk = String::with_capacity(page.len() * 160);
         for stored in page {
             *cursor = (stored.run, stored.seq);
-            let entry = LogEntry {
-                run: stored.run,
-                stage: stored.stage,
-                seq: stored.seq,
-                event: stored.event,
-            };
-            send(out, FollowItem::Event(entry)).await?;
+            chunk.push_str(&LogEntry::line(
+                stored.run,
+                stored.stage,
+                stored.seq,
+                &stored.json,
+            ));
+        }
+        if !chunk.is_empty() {
+            send(out, Bytes::from(chunk)).await?;
         }
         if !full {
             return Ok(());

@@ -130,6 +130,7 @@ async fn remove_workspace(inner: &Inner, intent: &Intent) -> Result<()> {
         tracing::warn!(task = %task.id, run = %run.id, "workspace removal waits for a live run");
         return Ok(());
     }
+    let _exclusive = inner.workspace_lock.lock().await;
     if let Some(worktree) = &task.worktree {
         let repo = git::Repo::open(std::path::Path::new(&project.path))
             .await

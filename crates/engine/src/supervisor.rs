@@ -5,8 +5,10 @@
 
 use crate::api::LogEntry;
 use crate::error::EngineError;
+use crate::hub::HubItem;
 use crate::inner::{Inner, StopCause};
 use crate::transition::{Applied, after_commit, apply_in};
+use bytes::Bytes;
 use domain::{Event, RunId, RunOutcome, Stage, TaskId, TranscriptEvent};
 use harness::Harness;
 use harness::process::{self, AgentProcess};
@@ -114,8 +116,20 @@ impl Transcript {
             return;
         }
         let batch = std::mem::take(&mut self.pending);
+        // Serialized once: the same text is stored and streamed to every follower.
+        let rows: Vec<(i64, String)> = batch
+            .iter()
+            .map(|(seq, event)| {
+                (
+                    *seq,
+                    serde_json::to_string(event).unwrap_or_else(|e| {
+                        format!(r#"{{"type":"error","message":"unserializable event: {e}"}}"#)
+                    }),
+                )
+            })
+            .collect();
         let result = inner.store.write(|tx| {
-            tx.append_events(self.task, self.run, &batch)?;
+            tx.append_events(self.task, self.run, &rows)?;
             for (_, event) in &batch {
                 match event {
                     TranscriptEvent::Session { id } => tx.set_run_session(self.run, id)?,
@@ -135,16 +149,17 @@ impl Transcript {
             tracing::error!(run = %self.run, error = %err, "cannot persist transcript events");
             return;
         }
-        let (run, stage) = (self.run, self.stage);
-        inner.hub.publish(
-            self.task,
-            batch.into_iter().map(|(seq, event)| LogEntry {
-                run,
-                stage,
-                seq,
-                event,
-            }),
-        );
+        if inner.hub.has_followers(self.task) {
+            let (run, stage) = (self.run, self.stage);
+            inner.hub.publish(
+                self.task,
+                rows.into_iter().map(|(seq, json)| HubItem::Event {
+                    run,
+                    seq,
+                    line: Bytes::from(LogEntry::line(run, stage, seq, &json)),
+                }),
+            );
+        }
     }
 }
 

@@ -2,10 +2,11 @@
 //! by `engine::Engine`. It exists so the routing, auth and error mapping can be tested with a fake
 //! while the real engine runs elsewhere; production code only ever uses `Engine` (see `app`).
 
+use bytes::Bytes;
 use domain::{Signal, Stage, TaskId};
 use engine::Engine;
 use engine::Result;
-use engine::api::{FollowItem, NewProject, NewTask, ProjectView, TaskDetail, TaskView};
+use engine::api::{NewProject, NewTask, ProjectView, TaskDetail, TaskView};
 use futures::stream::BoxStream;
 use std::future::Future;
 
@@ -35,11 +36,12 @@ pub(crate) trait Backend: Clone + Send + Sync + 'static {
         task: TaskId,
         signal: Signal,
     ) -> impl Future<Output = Result<()>> + Send;
+    /// NDJSON lines of `FollowItem`s (each chunk holds whole lines).
     fn logs(
         &self,
         id: TaskId,
         follow: bool,
-    ) -> impl Future<Output = Result<BoxStream<'static, FollowItem>>> + Send;
+    ) -> impl Future<Output = Result<BoxStream<'static, Bytes>>> + Send;
 }
 
 impl Backend for Engine {
@@ -90,7 +92,7 @@ impl Backend for Engine {
         &self,
         id: TaskId,
         follow: bool,
-    ) -> impl Future<Output = Result<BoxStream<'static, FollowItem>>> + Send {
-        Engine::logs(self, id, follow)
+    ) -> impl Future<Output = Result<BoxStream<'static, Bytes>>> + Send {
+        Engine::logs_ndjson(self, id, follow)
     }
 }

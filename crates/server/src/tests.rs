@@ -6,6 +6,7 @@ use crate::routes::router;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
+use bytes::Bytes;
 use domain::{ProjectId, RunId, Signal, Stage, TaskId, TaskState, TranscriptEvent};
 use engine::api::{FollowItem, LogEntry, NewProject, NewTask, ProjectView, TaskDetail, TaskView};
 use engine::{EngineError, Result};
@@ -123,7 +124,7 @@ impl Backend for Fake {
         self.record(format!("signal {task} {signal:?}"));
         Ok(())
     }
-    async fn logs(&self, id: TaskId, follow: bool) -> Result<BoxStream<'static, FollowItem>> {
+    async fn logs(&self, id: TaskId, follow: bool) -> Result<BoxStream<'static, Bytes>> {
         self.task_result(&format!("logs follow={follow}"), id)?;
         let items = vec![
             FollowItem::Event(LogEntry {
@@ -138,7 +139,12 @@ impl Backend for Fake {
                 state: TaskState::AwaitingMerge,
             },
         ];
-        Ok(stream::iter(items).boxed())
+        let lines = items.into_iter().map(|item| {
+            let mut line = serde_json::to_vec(&item).unwrap();
+            line.push(b'\n');
+            Bytes::from(line)
+        });
+        Ok(stream::iter(lines).boxed())
     }
 }
 

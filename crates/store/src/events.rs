@@ -1,31 +1,29 @@
 //! Transcript events, stored per run with a monotonic `seq`.
 
-use crate::{Result, Tx, from_json, now_ms, to_json};
-use domain::{RunId, Stage, TaskId, TranscriptEvent};
+use crate::{Result, Tx, now_ms};
+use domain::{RunId, Stage, TaskId};
 use rusqlite::params;
 
+/// A stored event with its body left as the JSON text it was written as (followers stream it
+/// without decoding it).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredEvent {
     pub run: RunId,
     pub stage: Stage,
     pub seq: i64,
-    pub event: TranscriptEvent,
+    pub json: String,
 }
 
 impl Tx<'_> {
-    /// Appends events of one run (callers assign consecutive `seq`s).
-    pub fn append_events(
-        &self,
-        task: TaskId,
-        run: RunId,
-        events: &[(i64, TranscriptEvent)],
-    ) -> Result<()> {
+    /// Appends events of one run, each already serialized as a JSON `TranscriptEvent` (callers
+    /// assign consecutive `seq`s).
+    pub fn append_events(&self, task: TaskId, run: RunId, events: &[(i64, String)]) -> Result<()> {
         let mut stmt = self.tx.prepare_cached(
             "INSERT INTO events (run_id, seq, task_id, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
         let now = now_ms();
         for (seq, event) in events {
-            stmt.execute(params![run.0, seq, task.0, to_json(event)?, now])?;
+            stmt.execute(params![run.0, seq, task.0, event, now])?;
         }
         Ok(())
     }
@@ -48,7 +46,7 @@ impl Tx<'_> {
     ) -> Result<Vec<StoredEvent>> {
         let mut stmt = self.tx.prepare_cached(
             "SELECT e.run_id, r.stage, e.seq, e.body FROM events e JOIN runs r ON r.id = e.run_id
-             WHERE e.task_id = ?1 AND (e.run_id > ?2 OR (e.run_id = ?2 AND e.seq > ?3))
+             WHERE e.task_id = ?1 AND (e.run_id, e.seq) > (?2, ?3)
              ORDER BY e.run_id, e.seq LIMIT ?4",
         )?;
         let rows = stmt.query_map(params![task.0, after.0.0, after.1, limit], |r| {
@@ -67,7 +65,7 @@ impl Tx<'_> {
                     .parse()
                     .map_err(|e| crate::StoreError::Corrupt(format!("{e}")))?,
                 seq,
-                event: from_json(&body)?,
+                json: body,
             })
         })
         .collect()

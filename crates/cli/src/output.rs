@@ -265,7 +265,9 @@ pub fn event(event: &TranscriptEvent) -> String {
         }
         TranscriptEvent::Error { message } => format!("error: {message}"),
         TranscriptEvent::TurnEnd { ok: true, .. } => "turn end: ok".into(),
-        TranscriptEvent::TurnEnd { ok: false, error } => {
+        TranscriptEvent::TurnEnd {
+            ok: false, error, ..
+        } => {
             format!(
                 "turn end: failed: {}",
                 error.as_deref().unwrap_or("no reason given")

@@ -51,11 +51,19 @@ pub enum TranscriptEvent {
     Error {
         message: String,
     },
-    /// End of the agent's turn as the harness reports it. `ok == false` carries the reason.
+    /// End of the agent's turn as the harness reports it. `ok == false` carries the reason;
+    /// `retryable` marks infrastructure failures (rate limit, 5xx, network) that are retried
+    /// with backoff instead of counting against the task.
     TurnEnd {
         ok: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        retryable: bool,
+    },
+    /// Subscription or rate-limit windows as the harness reports them (shape is harness's own).
+    RateLimit {
+        detail: serde_json::Value,
     },
     /// Written by Atelier itself (run started, signal received, run ended …).
     Status {

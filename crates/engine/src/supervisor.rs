@@ -104,7 +104,7 @@ struct Transcript {
 
 impl Transcript {
     fn push(&mut self, event: TranscriptEvent) {
-        if let TranscriptEvent::TurnEnd { ok, error } = &event {
+        if let TranscriptEvent::TurnEnd { ok, error, .. } = &event {
             self.turn_end = Some((*ok, error.clone()));
         }
         self.pending.push((self.next_seq, event));

@@ -79,6 +79,16 @@ pub trait Harness: Send + Sync {
     fn decoder(&self) -> Box<dyn Decoder>;
     /// The graceful interrupt this harness understands.
     fn interrupt(&self) -> Interrupt;
+    /// Checks a role's model and settings before anything starts (e.g. a model that does not
+    /// belong to this harness is an error naming the harness and the model).
+    fn check_role(
+        &self,
+        model: Option<&str>,
+        settings: &serde_json::Value,
+    ) -> Result<(), HarnessError> {
+        let _ = (model, settings);
+        Ok(())
+    }
 }
 
 pub use process::{AgentProcess, ProcessSpec};

@@ -379,6 +379,7 @@ impl Agent<'_> {
         self.emit(TranscriptEvent::TurnEnd {
             ok: error.is_none(),
             error,
+            retryable: false,
         })
     }
 
@@ -390,6 +391,7 @@ impl Agent<'_> {
         self.emit(TranscriptEvent::TurnEnd {
             ok: false,
             error: Some(message),
+            retryable: false,
         })?;
         Ok(EXIT_SCENARIO)
     }

@@ -267,7 +267,8 @@ mod tests {
                 },
                 TranscriptEvent::TurnEnd {
                     ok: true,
-                    error: None
+                    error: None,
+                    retryable: false,
                 },
             ]
         );

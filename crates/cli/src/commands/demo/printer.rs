@@ -78,7 +78,9 @@ fn narrate(entry: &LogEntry) -> Option<String> {
             }
         }
         TranscriptEvent::Error { message } => Some(format!("error: {message}")),
-        TranscriptEvent::TurnEnd { ok: false, error } => Some(format!(
+        TranscriptEvent::TurnEnd {
+            ok: false, error, ..
+        } => Some(format!(
             "turn failed: {}",
             error.as_deref().unwrap_or("no reason given")
         )),

@@ -119,6 +119,7 @@ fn end_ok() -> E {
     E::TurnEnd {
         ok: true,
         error: None,
+        retryable: false,
     }
 }
 
@@ -126,6 +127,7 @@ fn end_failed(error: &str) -> E {
     E::TurnEnd {
         ok: false,
         error: Some(error.into()),
+        retryable: false,
     }
 }
 

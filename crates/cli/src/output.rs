@@ -264,6 +264,7 @@ pub fn event(event: &TranscriptEvent) -> String {
             format!("usage: {input_tokens} in, {output_tokens} out, ${cost_usd:.4}")
         }
         TranscriptEvent::Error { message } => format!("error: {message}"),
+        TranscriptEvent::RateLimit { detail } => format!("rate limit: {detail}"),
         TranscriptEvent::TurnEnd { ok: true, .. } => "turn end: ok".into(),
         TranscriptEvent::TurnEnd {
             ok: false, error, ..

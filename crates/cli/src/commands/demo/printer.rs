@@ -52,6 +52,7 @@ fn narrate(entry: &LogEntry) -> Option<String> {
         TranscriptEvent::Session { .. }
         | TranscriptEvent::Usage { .. }
         | TranscriptEvent::FileChange { .. }
+        | TranscriptEvent::RateLimit { .. }
         | TranscriptEvent::TurnEnd { ok: true, .. } => None,
         TranscriptEvent::Message { text } => Some(format!("says: {text}")),
         TranscriptEvent::Thinking { text } => Some(format!("thinks: {text}")),

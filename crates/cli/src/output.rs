@@ -93,6 +93,9 @@ pub fn next_step(task: &TaskView) -> Option<String> {
     let id = task.id;
     match &task.state {
         TaskState::Running { .. } => None,
+        TaskState::Waiting { .. } => Some(format!(
+            "it retries on its own; `atelier task run {id}` retries now"
+        )),
         TaskState::NeedsInput { .. } => {
             Some(format!("answer with `atelier task answer {id} \"…\"`"))
         }

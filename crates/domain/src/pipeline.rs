@@ -63,6 +63,10 @@ pub enum Event {
         reason: String,
     },
     Merged,
+    /// The backoff of a waiting task that was due at `retry_at` has elapsed.
+    RetryDue {
+        retry_at: i64,
+    },
 }
 
 /// How a run ended.
@@ -74,6 +78,13 @@ pub enum RunOutcome {
     },
     Failed {
         reason: String,
+    },
+    /// An infrastructure failure (rate limit, 5xx, network): retried at `retry_at` without
+    /// counting against the task; `attempt` counts consecutive such failures.
+    InfraFailed {
+        reason: String,
+        retry_at: i64,
+        attempt: u32,
     },
     Stopped,
     /// The server died while the run was live.
@@ -88,7 +99,7 @@ impl RunOutcome {
                 signal: Some(Signal::Question { .. }),
             } => RunStatus::NeedsInput,
             RunOutcome::Ended { .. } => RunStatus::Completed,
-            RunOutcome::Failed { .. } => RunStatus::Failed,
+            RunOutcome::Failed { .. } | RunOutcome::InfraFailed { .. } => RunStatus::Failed,
             RunOutcome::Stopped => RunStatus::Stopped,
             RunOutcome::Interrupted => RunStatus::Interrupted,
         }
@@ -186,6 +197,10 @@ pub fn decide(snap: &TaskSnapshot, event: &Event, policy: &Policy) -> Result<Dec
                     ..unchanged()
                 })
             }
+            (TaskState::Waiting { stage, .. }, None) => Ok(Decision {
+                state: TaskState::Stopped { stage: *stage },
+                ..unchanged()
+            }),
             (other, _) => Err(Rejection::InvalidState(format!(
                 "no agent is running for this task (it is {other})"
             ))),
@@ -193,7 +208,9 @@ pub fn decide(snap: &TaskSnapshot, event: &Event, policy: &Policy) -> Result<Dec
         Event::ResumeRequested => match &snap.state {
             // A stopped run may still be exiting: one agent at a time per task.
             _ if snap.live_run.is_some() => Err(conflict(snap)),
-            TaskState::Blocked { stage, .. } | TaskState::Stopped { stage } => {
+            TaskState::Blocked { stage, .. }
+            | TaskState::Stopped { stage }
+            | TaskState::Waiting { stage, .. } => {
                 // A resume is a human's decision to grant a fresh budget.
                 let fresh = TaskSnapshot {
                     review_rounds: 0,
@@ -217,7 +234,9 @@ pub fn decide(snap: &TaskSnapshot, event: &Event, policy: &Policy) -> Result<Dec
                 return Err(conflict(snap));
             }
             let default_stage = match &snap.state {
-                TaskState::Blocked { stage, .. } | TaskState::Stopped { stage } => *stage,
+                TaskState::Blocked { stage, .. }
+                | TaskState::Stopped { stage }
+                | TaskState::Waiting { stage, .. } => *stage,
                 TaskState::PlanGate => Stage::Plan,
                 TaskState::AwaitingMerge => Stage::Pr,
                 TaskState::Done { .. } => {
@@ -235,6 +254,16 @@ pub fn decide(snap: &TaskSnapshot, event: &Event, policy: &Policy) -> Result<Dec
                         detail: reason.clone(),
                     },
                 },
+                ..unchanged()
+            }),
+            _ => Ok(unchanged()),
+        },
+        Event::RetryDue { retry_at: due } => match snap.state {
+            TaskState::Waiting {
+                stage, retry_at, ..
+            } if retry_at == *due => Ok(Decision {
+                state: TaskState::Running { stage },
+                effects: vec![Effect::RestartRun { stage }],
                 ..unchanged()
             }),
             _ => Ok(unchanged()),
@@ -326,6 +355,23 @@ fn run_finished(
                     detail: reason.clone(),
                 },
             );
+        }
+        RunOutcome::InfraFailed {
+            reason,
+            retry_at,
+            attempt,
+        } => {
+            return Decision {
+                state: TaskState::Waiting {
+                    stage,
+                    reason: reason.clone(),
+                    retry_at: *retry_at,
+                    attempt: *attempt,
+                },
+                review_rounds: snap.review_rounds,
+                runs_started: snap.runs_started,
+                effects: vec![],
+            };
         }
         RunOutcome::Ended { signal } => signal,
     };

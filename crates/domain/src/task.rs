@@ -30,6 +30,14 @@ pub enum TaskState {
     Stopped {
         stage: Stage,
     },
+    /// The last run of `stage` hit an infrastructure failure (rate limit, 5xx, network); a
+    /// replacement starts at `retry_at` (ms since the epoch). Costs no review round, no run slot.
+    Waiting {
+        stage: Stage,
+        reason: String,
+        retry_at: i64,
+        attempt: u32,
+    },
     Done {
         reason: DoneReason,
     },
@@ -45,6 +53,7 @@ impl TaskState {
             TaskState::AwaitingMerge => "awaiting_merge",
             TaskState::Blocked { .. } => "blocked",
             TaskState::Stopped { .. } => "stopped",
+            TaskState::Waiting { .. } => "waiting",
             TaskState::Done { .. } => "done",
         }
     }
@@ -65,6 +74,12 @@ impl fmt::Display for TaskState {
             TaskState::AwaitingMerge => f.write_str("awaiting merge"),
             TaskState::Blocked { stage, reason } => write!(f, "blocked at {stage}: {reason}"),
             TaskState::Stopped { stage } => write!(f, "stopped at {stage}"),
+            TaskState::Waiting {
+                stage,
+                reason,
+                attempt,
+                ..
+            } => write!(f, "waiting to retry {stage} (attempt {attempt}): {reason}"),
             TaskState::Done { reason } => write!(f, "done ({reason})"),
         }
     }

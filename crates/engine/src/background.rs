@@ -28,9 +28,44 @@ pub(crate) fn recover(inner: &Inner) -> Result<()> {
         tracing::info!(run = %run.id, task = %run.task_id, stage = %run.stage, "restarting a run interrupted by a server stop");
         finish(inner, run.id, RunOutcome::Interrupted, None);
     }
+    let waiting = inner.store.read(|tx| tx.tasks_in_state("waiting"))?;
+    for task in waiting {
+        if let domain::TaskState::Waiting { retry_at, .. } = task.state {
+            inner.schedule_retry(task.id, retry_at);
+        }
+    }
     inner.dispatch.notify_one();
     inner.outbox.notify_one();
     Ok(())
+}
+
+/// Applies `RetryDue` to each waiting task when its backoff has elapsed.
+pub(crate) async fn run_retries(inner: Arc<Inner>) {
+    let Some(mut due) = inner.take_retries() else {
+        return;
+    };
+    loop {
+        let (task, retry_at) = tokio::select! {
+            () = inner.shutdown.cancelled() => return,
+            next = due.recv() => match next {
+                Some(next) => next,
+                None => return,
+            },
+        };
+        let inner = Arc::clone(&inner);
+        tokio::spawn(async move {
+            let wait = u64::try_from(retry_at - store::now_ms()).unwrap_or(0);
+            tokio::select! {
+                () = inner.shutdown.cancelled() => {}
+                () = tokio::time::sleep(std::time::Duration::from_millis(wait)) => {
+                    let event = Event::RetryDue { retry_at };
+                    if let Err(err) = crate::transition::apply_event(&inner, task, event).await {
+                        tracing::warn!(%task, error = %err, "retry could not start");
+                    }
+                }
+            }
+        });
+    }
 }
 
 /// Polls the forge for merged pull requests of tasks awaiting merge.

@@ -102,7 +102,13 @@ fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<(), String> {
         turn: run.turns,
         prompt: match &run.pending_input {
             Some(input) => input.clone(),
-            None => prompt::render(run.stage, &task),
+            None => inner
+                .prompts
+                .render(
+                    run.stage,
+                    &prompt::PromptVars::for_task(&task, run.iteration, settings.port_block),
+                )
+                .map_err(|e| e.to_string())?,
         },
         workdir: worktree.into(),
         env,

@@ -31,6 +31,10 @@ pub struct EngineConfig {
     pub stop_grace: Duration,
     /// How often the local forge checks the remote for merged branches.
     pub merge_poll: Duration,
+    /// First wait after an infrastructure failure; doubles per consecutive failure.
+    pub retry_base: Duration,
+    /// Longest wait between infrastructure retries.
+    pub retry_cap: Duration,
 }
 
 impl EngineConfig {
@@ -44,6 +48,8 @@ impl EngineConfig {
             stage_timeout: Duration::from_secs(3600),
             stop_grace: Duration::from_secs(5),
             merge_poll: Duration::from_secs(30),
+            retry_base: Duration::from_secs(10),
+            retry_cap: Duration::from_secs(300),
         }
     }
 }
@@ -73,11 +79,14 @@ impl Engine {
         let scripted = harness::scripted::ScriptedHarness::new(config.atelier_bin.clone());
         harnesses.insert(harness::Harness::name(&scripted), Arc::new(scripted));
         let forge: Arc<dyn forge::Forge> = Arc::new(forge::LocalForge);
-        let inner = Arc::new(Inner::new(store, config, harnesses, forge));
+        let prompts = crate::prompt::Prompts::with_overrides(&config.data_dir.join("prompts"))
+            .map_err(|e| EngineError::InvalidInput(format!("prompt overrides: {e}")))?;
+        let inner = Arc::new(Inner::new(store, config, harnesses, forge, prompts));
         background::recover(&inner)?;
         tokio::spawn(dispatch::run_dispatcher(Arc::clone(&inner)));
         tokio::spawn(outbox::run_outbox(Arc::clone(&inner)));
         tokio::spawn(background::watch_merges(Arc::clone(&inner)));
+        tokio::spawn(background::run_retries(Arc::clone(&inner)));
         Ok(Engine { inner })
     }
 

@@ -3,7 +3,7 @@
 
 use crate::facade::EngineConfig;
 use crate::hub::Hub;
-use domain::RunId;
+use domain::{RunId, TaskId};
 use forge::Forge;
 use harness::Harness;
 use std::collections::{BTreeMap, HashMap};
@@ -30,6 +30,7 @@ pub(crate) struct Inner {
     pub harnesses: BTreeMap<&'static str, Arc<dyn Harness>>,
     pub forge: Arc<dyn Forge>,
     pub hub: Hub,
+    pub prompts: crate::prompt::Prompts,
     live: Mutex<HashMap<RunId, LiveRun>>,
     /// Wakes the dispatcher: queued runs may be startable.
     pub dispatch: Notify,
@@ -39,6 +40,9 @@ pub(crate) struct Inner {
     /// and removal (`git worktree add` and `prune` on one repository must not overlap).
     pub workspace_lock: tokio::sync::Mutex<()>,
     pub shutdown: CancellationToken,
+    /// Waiting tasks and when they are due; drained by the retry timer task.
+    retries: tokio::sync::mpsc::UnboundedSender<(TaskId, i64)>,
+    retries_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<(TaskId, i64)>>>,
 }
 
 impl Inner {
@@ -47,18 +51,23 @@ impl Inner {
         config: EngineConfig,
         harnesses: BTreeMap<&'static str, Arc<dyn Harness>>,
         forge: Arc<dyn Forge>,
+        prompts: crate::prompt::Prompts,
     ) -> Inner {
+        let (retries, retries_rx) = tokio::sync::mpsc::unbounded_channel();
         Inner {
             store,
             config,
             harnesses,
             forge,
             hub: Hub::default(),
+            prompts,
             live: Mutex::new(HashMap::new()),
             dispatch: Notify::new(),
             outbox: Notify::new(),
             workspace_lock: tokio::sync::Mutex::new(()),
             shutdown: CancellationToken::new(),
+            retries,
+            retries_rx: Mutex::new(Some(retries_rx)),
         }
     }
 
@@ -75,6 +84,16 @@ impl Inner {
             Some(live) => live.stop.send(Some(cause)).is_ok(),
             None => false,
         }
+    }
+
+    /// Arranges for `RetryDue` to be applied to a waiting task at `retry_at`.
+    pub fn schedule_retry(&self, task: TaskId, retry_at: i64) {
+        let _ = self.retries.send((task, retry_at));
+    }
+
+    /// The receiving end of the retry schedule (taken once, by the timer task).
+    pub fn take_retries(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<(TaskId, i64)>> {
+        self.retries_rx.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     pub fn harness_names(&self) -> String {

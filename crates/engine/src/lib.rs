@@ -11,7 +11,7 @@ mod hub;
 mod inner;
 mod logs;
 mod outbox;
-mod prompt;
+pub mod prompt;
 mod settings;
 mod supervisor;
 mod tokens;

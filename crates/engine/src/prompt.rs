@@ -1,37 +1,454 @@
-//! The stage prompt handed to an agent at the start of a run. Role prompts proper (files,
-//! strict variables, overrides) arrive with the real harnesses; this gives every agent the
-//! context it needs: the task doc, its role, and how to signal.
+//! Stage prompts: the text handed to an agent at the start of a run.
+//!
+//! Each role's prompt is a markdown file in `crates/engine/prompts/` embedded in the binary
+//! (`plan.md`, `implement.md`, `review.md`, `pr.md`), plus `plan-template.md`, the structure the
+//! planner writes into the task doc. An instance may replace any of them with a file of the same
+//! name in an override folder (`<data_dir>/prompts/`); overrides are validated when loaded.
+//!
+//! Templates use `{{name}}` placeholders (spaces inside the braces are allowed) and rendering is
+//! strict: an unknown placeholder, an unclosed `{{` or a variable without a value is an error
+//! naming the template and the variable, never a silently empty hole. Values are inserted as
+//! they are and never scanned for placeholders themselves. There is no escape for a literal `{{`.
+//!
+//! The renderer ends every prompt with the metadata line `Atelier-Stage: <stage> #<iteration>`
+//! on its own line: the model simulator keys its scenarios on it and it tells the agent which
+//! round this is. Templates therefore must not contain such a line themselves.
 
-use domain::Stage;
+use domain::{Stage, TaskId};
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
 use store::TaskRow;
 
-pub(crate) fn render(stage: Stage, task: &TaskRow) -> String {
-    let role = match stage {
-        Stage::Plan => {
-            "You are the planner. Read the request in the task doc, explore the code read-only, \
-             write the plan into the task doc, then run `atelier signal plan-ready` \
-             (or `atelier signal question \"…\"` to ask the user)."
+/// File name of the plan template, built in and in an override folder.
+pub const PLAN_TEMPLATE_FILE: &str = "plan-template.md";
+
+/// Start of the metadata line the renderer appends to every prompt.
+pub const METADATA_PREFIX: &str = "Atelier-Stage:";
+
+/// Every variable a template may use, for error messages.
+const KNOWN_VARIABLES: &str = "task_id, title, doc_path, worktree, branch, base, port, \
+                               port_count, stage, iteration, plan_template";
+
+const BUILTIN_PLAN: &str = include_str!("../prompts/plan.md");
+const BUILTIN_IMPLEMENT: &str = include_str!("../prompts/implement.md");
+const BUILTIN_REVIEW: &str = include_str!("../prompts/review.md");
+const BUILTIN_PR: &str = include_str!("../prompts/pr.md");
+const BUILTIN_PLAN_TEMPLATE: &str = include_str!("../prompts/plan-template.md");
+
+/// Why a prompt could not be loaded or rendered. Every variant names the template (the file
+/// path for an override, `built-in <file>` otherwise).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PromptError {
+    #[error(
+        "prompt template {template}, line {line}: unknown variable `{{{{{variable}}}}}` \
+         (known variables: {KNOWN_VARIABLES})"
+    )]
+    UnknownVariable {
+        template: String,
+        line: usize,
+        variable: String,
+    },
+    #[error("prompt template {template} uses variable `{variable}`, which has no value")]
+    MissingVariable { template: String, variable: String },
+    #[error("prompt template {template}, line {line}: {detail}")]
+    Malformed {
+        template: String,
+        line: usize,
+        detail: String,
+    },
+    #[error("prompt template {template} is empty")]
+    Empty { template: String },
+    #[error(
+        "unknown prompt override {}: expected one of plan.md, implement.md, review.md, pr.md, \
+         {PLAN_TEMPLATE_FILE}",
+        path.display()
+    )]
+    UnknownFile { path: PathBuf },
+    #[error("cannot read prompt override {}: {detail}", path.display())]
+    Read { path: PathBuf, detail: String },
+}
+
+/// The values of a prompt's variables. `stage` comes from the call to [`Prompts::render`] and
+/// `plan_template` from the [`Prompts`]; an empty string or a zero port is a missing value, an
+/// error if the template uses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromptVars {
+    pub task_id: TaskId,
+    pub title: String,
+    /// Absolute path of the task doc.
+    pub doc_path: String,
+    /// Absolute path of the task's worktree.
+    pub worktree: String,
+    /// The task branch.
+    pub branch: String,
+    /// The base branch the task branch was cut from.
+    pub base: String,
+    /// First port of the task's block (`ATELIER_PORT`).
+    pub port: u16,
+    /// Size of the port block (`ATELIER_PORT_COUNT`).
+    pub port_count: u16,
+    /// How many runs of this stage finished before this one (0 for the first).
+    pub iteration: u32,
+}
+
+impl PromptVars {
+    /// The variables of a task's run. A removed worktree leaves `worktree` empty, so rendering
+    /// a template that uses it fails.
+    pub fn for_task(task: &TaskRow, iteration: u32, port_count: u16) -> PromptVars {
+        PromptVars {
+            task_id: task.id,
+            title: task.title.clone(),
+            doc_path: task.doc_path.clone(),
+            worktree: task.worktree.clone().unwrap_or_default(),
+            branch: task.branch.clone(),
+            base: task.base.clone(),
+            port: task.port,
+            port_count,
+            iteration,
         }
-        Stage::Implement => {
-            "You are the implementer. Address the Review Findings section first if present, then \
-             work the unchecked to-do items in the worktree and check each off. Never ask \
-             questions. Ending your turn means done."
+    }
+}
+
+/// One template: its text and the name errors use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Template {
+    name: String,
+    text: Cow<'static, str>,
+}
+
+impl Template {
+    fn builtin(file: &str, text: &'static str) -> Template {
+        Template {
+            name: format!("built-in {file}"),
+            text: Cow::Borrowed(text),
         }
-        Stage::Review => {
-            "You are the reviewer. If any item is unchecked, list them as findings and end. \
-             Otherwise verify every item strictly, run the tests, then give exactly one verdict: \
-             `atelier signal verdict ready|needs-work|blocked --reason \"…\"`. Never edit code."
+    }
+}
+
+/// The prompts of every stage and the plan template, built in or overridden.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prompts {
+    plan: Template,
+    implement: Template,
+    review: Template,
+    pr: Template,
+    plan_template: Template,
+}
+
+impl Default for Prompts {
+    fn default() -> Prompts {
+        Prompts::builtin()
+    }
+}
+
+impl Prompts {
+    /// The prompts shipped in the binary.
+    pub fn builtin() -> Prompts {
+        Prompts {
+            plan: Template::builtin("plan.md", BUILTIN_PLAN),
+            implement: Template::builtin("implement.md", BUILTIN_IMPLEMENT),
+            review: Template::builtin("review.md", BUILTIN_REVIEW),
+            pr: Template::builtin("pr.md", BUILTIN_PR),
+            plan_template: Template::builtin(PLAN_TEMPLATE_FILE, BUILTIN_PLAN_TEMPLATE),
         }
-        Stage::Pr => {
-            "You prepare the pull request. Commit what is uncommitted; if nothing is ahead of the \
-             base branch run `atelier signal pr-done --no-changes`, else `atelier signal pr-done`."
+    }
+
+    /// The built-in prompts with those found in `dir` replacing them: `<dir>/<stage>.md` for a
+    /// stage's prompt, `<dir>/plan-template.md` for the plan template. A missing `dir` means no
+    /// overrides. Every override is validated now: an unknown variable, an unclosed `{{`, a
+    /// metadata line or an empty file is an error naming the file, and so is any other `*.md`
+    /// file in `dir` (a misspelt name would otherwise be ignored silently). Other files are
+    /// ignored.
+    pub fn with_overrides(dir: &Path) -> Result<Prompts, PromptError> {
+        let mut prompts = Prompts::builtin();
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(prompts),
+            Err(err) => {
+                return Err(PromptError::Read {
+                    path: dir.to_path_buf(),
+                    detail: err.to_string(),
+                });
+            }
+        };
+        let mut paths = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|err| PromptError::Read {
+                path: dir.to_path_buf(),
+                detail: err.to_string(),
+            })?;
+            paths.push(entry.path());
         }
+        paths.sort();
+        for path in paths {
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let Some(stem) = name.strip_suffix(".md") else {
+                continue;
+            };
+            if name.starts_with('.') {
+                continue;
+            }
+            let slot = if name == PLAN_TEMPLATE_FILE {
+                &mut prompts.plan_template
+            } else {
+                match stem.parse::<Stage>() {
+                    Ok(stage) => prompts.slot_mut(stage),
+                    Err(_) => return Err(PromptError::UnknownFile { path }),
+                }
+            };
+            let text = std::fs::read_to_string(&path).map_err(|err| PromptError::Read {
+                path: path.clone(),
+                detail: err.to_string(),
+            })?;
+            let template = Template {
+                name: path.display().to_string(),
+                text: Cow::Owned(text),
+            };
+            validate(&template, name != PLAN_TEMPLATE_FILE)?;
+            *slot = template;
+        }
+        Ok(prompts)
+    }
+
+    /// The raw template of a stage's prompt.
+    pub fn template(&self, stage: Stage) -> &str {
+        &self.slot(stage).text
+    }
+
+    /// The raw plan template.
+    pub fn plan_template(&self) -> &str {
+        &self.plan_template.text
+    }
+
+    /// The prompt of `stage`, ending with the line `Atelier-Stage: <stage> #<iteration>`.
+    pub fn render(&self, stage: Stage, vars: &PromptVars) -> Result<String, PromptError> {
+        let template = self.slot(stage);
+        let body = substitute(template, true, |var| self.value(template, var, stage, vars))?;
+        Ok(format!(
+            "{}\n\n{METADATA_PREFIX} {stage} #{}\n",
+            body.trim_end(),
+            vars.iteration
+        ))
+    }
+
+    /// The plan template as the planner's prompt includes it (its own placeholders, if an
+    /// override uses any, filled in).
+    pub fn render_plan_template(
+        &self,
+        stage: Stage,
+        vars: &PromptVars,
+    ) -> Result<String, PromptError> {
+        let template = &self.plan_template;
+        let text = substitute(template, false, |var| {
+            self.value(template, var, stage, vars)
+        })?;
+        Ok(text.trim_end().to_string())
+    }
+
+    fn slot(&self, stage: Stage) -> &Template {
+        match stage {
+            Stage::Plan => &self.plan,
+            Stage::Implement => &self.implement,
+            Stage::Review => &self.review,
+            Stage::Pr => &self.pr,
+        }
+    }
+
+    fn slot_mut(&mut self, stage: Stage) -> &mut Template {
+        match stage {
+            Stage::Plan => &mut self.plan,
+            Stage::Implement => &mut self.implement,
+            Stage::Review => &mut self.review,
+            Stage::Pr => &mut self.pr,
+        }
+    }
+
+    /// The value of `var` for `template`; an empty value is an error.
+    fn value(
+        &self,
+        template: &Template,
+        var: Var,
+        stage: Stage,
+        vars: &PromptVars,
+    ) -> Result<String, PromptError> {
+        let value = match var {
+            Var::TaskId => vars.task_id.to_string(),
+            Var::Title => vars.title.clone(),
+            Var::DocPath => vars.doc_path.clone(),
+            Var::Worktree => vars.worktree.clone(),
+            Var::Branch => vars.branch.clone(),
+            Var::Base => vars.base.clone(),
+            Var::Port => nonzero(vars.port),
+            Var::PortCount => nonzero(vars.port_count),
+            Var::Stage => stage.to_string(),
+            Var::Iteration => vars.iteration.to_string(),
+            Var::PlanTemplate => self.render_plan_template(stage, vars)?,
+        };
+        if value.trim().is_empty() {
+            return Err(PromptError::MissingVariable {
+                template: template.name.clone(),
+                variable: var.name().to_string(),
+            });
+        }
+        Ok(value)
+    }
+}
+
+/// A port, or nothing for 0 (no port is a missing value).
+fn nonzero(port: u16) -> String {
+    if port == 0 {
+        String::new()
+    } else {
+        port.to_string()
+    }
+}
+
+/// The variables a template can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Var {
+    TaskId,
+    Title,
+    DocPath,
+    Worktree,
+    Branch,
+    Base,
+    Port,
+    PortCount,
+    Stage,
+    Iteration,
+    PlanTemplate,
+}
+
+impl Var {
+    const ALL: [Var; 11] = [
+        Var::TaskId,
+        Var::Title,
+        Var::DocPath,
+        Var::Worktree,
+        Var::Branch,
+        Var::Base,
+        Var::Port,
+        Var::PortCount,
+        Var::Stage,
+        Var::Iteration,
+        Var::PlanTemplate,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Var::TaskId => "task_id",
+            Var::Title => "title",
+            Var::DocPath => "doc_path",
+            Var::Worktree => "worktree",
+            Var::Branch => "branch",
+            Var::Base => "base",
+            Var::Port => "port",
+            Var::PortCount => "port_count",
+            Var::Stage => "stage",
+            Var::Iteration => "iteration",
+            Var::PlanTemplate => "plan_template",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Var> {
+        Var::ALL.into_iter().find(|var| var.name() == name)
+    }
+}
+
+/// A parsed template: literal text and placeholders.
+enum Piece<'a> {
+    Text(&'a str),
+    Var(Var),
+}
+
+/// Splits a template into pieces, rejecting unknown variables, unclosed placeholders, metadata
+/// lines and (unless `stage_prompt`) the plan template including itself.
+fn parse(template: &Template, stage_prompt: bool) -> Result<Vec<Piece<'_>>, PromptError> {
+    let text: &str = &template.text;
+    let line_of = |offset: usize| text[..offset].matches('\n').count() + 1;
+    let malformed = |offset: usize, detail: String| PromptError::Malformed {
+        template: template.name.clone(),
+        line: line_of(offset),
+        detail,
     };
-    format!(
-        "{role}\n\nTask {id}: {title}\nTask doc: {doc}\nWorktree: {worktree}\n",
-        id = task.id,
-        title = task.title,
-        doc = task.doc_path,
-        worktree = task.worktree.as_deref().unwrap_or("(removed)"),
-    )
+
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        if line.trim_start().starts_with(METADATA_PREFIX) {
+            return Err(malformed(
+                offset,
+                format!(
+                    "a `{METADATA_PREFIX}` line is added by Atelier at the end of every prompt; \
+                     remove it from the template"
+                ),
+            ));
+        }
+        offset += line.len();
+    }
+
+    let mut pieces = Vec::new();
+    let mut rest = 0;
+    while let Some(found) = text[rest..].find("{{") {
+        let open = rest + found;
+        if open > rest {
+            pieces.push(Piece::Text(&text[rest..open]));
+        }
+        let after = open + 2;
+        let line_end = text[after..].find('\n').map_or(text.len(), |i| after + i);
+        let Some(close) = text[after..line_end].find("}}").map(|i| after + i) else {
+            return Err(malformed(
+                open,
+                "`{{` without a closing `}}` on the same line".to_string(),
+            ));
+        };
+        let name = text[after..close].trim();
+        if name.is_empty() {
+            return Err(malformed(open, "empty placeholder `{{}}`".to_string()));
+        }
+        let var = Var::from_name(name).ok_or_else(|| PromptError::UnknownVariable {
+            template: template.name.clone(),
+            line: line_of(open),
+            variable: name.to_string(),
+        })?;
+        if var == Var::PlanTemplate && !stage_prompt {
+            return Err(malformed(
+                open,
+                "the plan template cannot include `{{plan_template}}` (itself)".to_string(),
+            ));
+        }
+        pieces.push(Piece::Var(var));
+        rest = close + 2;
+    }
+    if rest < text.len() {
+        pieces.push(Piece::Text(&text[rest..]));
+    }
+    Ok(pieces)
+}
+
+/// Checks a template the way rendering would, without values.
+fn validate(template: &Template, stage_prompt: bool) -> Result<(), PromptError> {
+    if template.text.trim().is_empty() {
+        return Err(PromptError::Empty {
+            template: template.name.clone(),
+        });
+    }
+    parse(template, stage_prompt).map(|_| ())
+}
+
+/// Renders `template`, asking `value` for each placeholder.
+fn substitute(
+    template: &Template,
+    stage_prompt: bool,
+    mut value: impl FnMut(Var) -> Result<String, PromptError>,
+) -> Result<String, PromptError> {
+    let mut out = String::with_capacity(template.text.len() + 1024);
+    for piece in parse(template, stage_prompt)? {
+        match piece {
+            Piece::Text(text) => out.push_str(text),
+            Piece::Var(var) => out.push_str(&value(var)?),
+        }
+    }
+    Ok(out)
 }

@@ -99,13 +99,19 @@ struct Transcript {
     stage: Stage,
     next_seq: i64,
     pending: Vec<(i64, TranscriptEvent)>,
-    turn_end: Option<(bool, Option<String>)>,
+    /// (ok, error, retryable) of the turn's end, once the harness reported it.
+    turn_end: Option<(bool, Option<String>, bool)>,
 }
 
 impl Transcript {
     fn push(&mut self, event: TranscriptEvent) {
-        if let TranscriptEvent::TurnEnd { ok, error, .. } = &event {
-            self.turn_end = Some((*ok, error.clone()));
+        if let TranscriptEvent::TurnEnd {
+            ok,
+            error,
+            retryable,
+        } = &event
+        {
+            self.turn_end = Some((*ok, error.clone(), *retryable));
         }
         self.pending.push((self.next_seq, event));
         self.next_seq += 1;
@@ -313,7 +319,7 @@ fn begin_stop(inner: &Inner, turn: &Turn, immediately: bool) -> Instant {
 
 /// How a turn that ran to its end went.
 fn judge(
-    turn_end: &Option<(bool, Option<String>)>,
+    turn_end: &Option<(bool, Option<String>, bool)>,
     exit: Result<std::process::ExitStatus, String>,
     unreadable: u64,
     stderr: &str,
@@ -340,8 +346,14 @@ fn judge(
         }
     };
     match (turn_end, exit) {
-        (Some((true, _)), _) => RunOutcome::Ended { signal: None },
-        (Some((false, error)), _) => RunOutcome::Failed {
+        (Some((true, _, _)), _) => RunOutcome::Ended { signal: None },
+        // Retry time and attempt are set by `finish`, from the store.
+        (Some((false, error, true)), _) => RunOutcome::InfraFailed {
+            reason: error.clone().unwrap_or_else(|| "infrastructure failure".into()),
+            retry_at: 0,
+            attempt: 0,
+        },
+        (Some((false, error, false)), _) => RunOutcome::Failed {
             reason: format!(
                 "the agent ended its turn with an error: {}{garbage}",
                 error.as_deref().unwrap_or("no detail given")
@@ -369,6 +381,9 @@ fn describe(outcome: &RunOutcome) -> String {
     match outcome {
         RunOutcome::Ended { .. } => "run ended".into(),
         RunOutcome::Failed { reason } => format!("run failed: {reason}"),
+        RunOutcome::InfraFailed { reason, .. } => {
+            format!("run failed on infrastructure: {reason}; it will be retried")
+        }
         RunOutcome::Stopped => "run stopped by a user".into(),
         RunOutcome::Interrupted => "run interrupted".into(),
     }
@@ -385,10 +400,27 @@ pub(crate) fn finish(inner: &Inner, run: RunId, outcome: RunOutcome, exited_us: 
             RunOutcome::Ended { .. } => RunOutcome::Ended {
                 signal: row.signal.clone(),
             },
+            RunOutcome::InfraFailed { reason, .. } => {
+                // Exponential backoff over consecutive infrastructure failures of the task.
+                let attempt = tx.consecutive_infra_failures(row.task_id)? + 1;
+                let backoff = inner
+                    .config
+                    .retry_base
+                    .saturating_mul(1u32 << (attempt - 1).min(16))
+                    .min(inner.config.retry_cap);
+                tx.mark_run_infra(run)?;
+                RunOutcome::InfraFailed {
+                    reason,
+                    retry_at: store::now_ms() + backoff.as_millis() as i64,
+                    attempt,
+                }
+            }
             other => other,
         };
         let reason = match &outcome {
-            RunOutcome::Failed { reason } => Some(reason.as_str()),
+            RunOutcome::Failed { reason } | RunOutcome::InfraFailed { reason, .. } => {
+                Some(reason.as_str())
+            }
             RunOutcome::Stopped => Some("stopped by a user"),
             RunOutcome::Interrupted => Some("the server stopped while this run was live"),
             RunOutcome::Ended { .. } => None,

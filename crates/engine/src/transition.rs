@@ -7,7 +7,7 @@ use crate::error::{EngineError, Result};
 use crate::inner::{Inner, StopCause};
 use crate::settings;
 use crate::tokens::random_hex;
-use domain::{Decision, Effect, Event, RunId, RunStatus, TaskId};
+use domain::{Decision, Effect, Event, RunId, RunStatus, TaskId, TaskState};
 use store::{NewIntent, NewRunRow, TaskRow, Tx};
 
 /// What a committed decision still requires from the engine.
@@ -17,6 +17,8 @@ pub(crate) struct Applied {
     pub stop: Vec<RunId>,
     pub queued: bool,
     pub intents: bool,
+    /// The task now waits to retry at this time (ms since the epoch).
+    pub retry_at: Option<i64>,
 }
 
 impl Applied {
@@ -25,6 +27,7 @@ impl Applied {
         self.stop.extend(other.stop);
         self.queued |= other.queued;
         self.intents |= other.intents;
+        self.retry_at = self.retry_at.or(other.retry_at);
     }
 }
 
@@ -49,6 +52,9 @@ pub(crate) fn apply_in(tx: &Tx<'_>, task: &TaskRow, event: &Event) -> Result<(De
         task: Some(task.id),
         ..Applied::default()
     };
+    if let TaskState::Waiting { retry_at, .. } = decision.state {
+        applied.retry_at = Some(retry_at);
+    }
     for effect in &decision.effects {
         match effect {
             Effect::StartRun { stage } | Effect::RestartRun { stage } => {
@@ -131,6 +137,9 @@ pub(crate) fn after_commit(inner: &Inner, applied: Applied) {
         inner.outbox.notify_one();
     }
     if let Some(task) = applied.task {
+        if let Some(retry_at) = applied.retry_at {
+            inner.schedule_retry(task, retry_at);
+        }
         inner.hub.changed(task);
     }
 }

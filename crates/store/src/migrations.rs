@@ -94,7 +94,10 @@ CREATE TABLE pull_requests (
     merged INTEGER NOT NULL DEFAULT 0,
     created_at INTEGER NOT NULL
 );
-"#];
+"#,
+    // 2: infrastructure failures (retried with backoff) are told apart from agent failures.
+    "ALTER TABLE runs ADD COLUMN infra INTEGER NOT NULL DEFAULT 0;",
+];
 
 pub(crate) fn apply(conn: &mut Connection, path: &Path) -> Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;

@@ -204,6 +204,29 @@ impl Tx<'_> {
     }
 
     /// Records how a run (or its current turn) ended.
+    /// Marks a finished run as an infrastructure failure (retried with backoff).
+    pub fn mark_run_infra(&self, id: RunId) -> Result<()> {
+        self.tx.execute("UPDATE runs SET infra = 1 WHERE id = ?1", [id.0])?;
+        Ok(())
+    }
+
+    /// How many of the task's most recent finished runs in a row were infrastructure failures.
+    pub fn consecutive_infra_failures(&self, task: TaskId) -> Result<u32> {
+        let mut stmt = self.tx.prepare(
+            "SELECT infra FROM runs WHERE task_id = ?1 AND status NOT IN ('queued', 'running')
+             ORDER BY id DESC",
+        )?;
+        let mut rows = stmt.query([task.0])?;
+        let mut count = 0;
+        while let Some(row) = rows.next()? {
+            if !row.get::<_, bool>(0)? {
+                break;
+            }
+            count += 1;
+        }
+        Ok(count)
+    }
+
     pub fn finish_run(
         &self,
         id: RunId,

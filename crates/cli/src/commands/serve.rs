@@ -51,6 +51,15 @@ pub struct ServeArgs {
     #[arg(long, env = "ATELIER_MERGE_POLL_MS", value_name = "MS",
           value_parser = clap::value_parser!(u64).range(1..))]
     merge_poll_ms: Option<u64>,
+    /// First wait before retrying a run that failed on infrastructure (rate limit, 5xx,
+    /// unreachable model endpoint); doubles per consecutive failure [default: 10000]
+    #[arg(long, env = "ATELIER_RETRY_BASE_MS", value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    retry_base_ms: Option<u64>,
+    /// Longest wait between infrastructure retries [default: 300000]
+    #[arg(long, env = "ATELIER_RETRY_CAP_MS", value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    retry_cap_ms: Option<u64>,
 }
 
 impl ServeArgs {
@@ -69,6 +78,12 @@ impl ServeArgs {
         }
         if let Some(ms) = self.merge_poll_ms {
             config.merge_poll = Duration::from_millis(ms);
+        }
+        if let Some(ms) = self.retry_base_ms {
+            config.retry_base = Duration::from_millis(ms);
+        }
+        if let Some(ms) = self.retry_cap_ms {
+            config.retry_cap = Duration::from_millis(ms);
         }
         Ok(())
     }

@@ -1124,3 +1124,72 @@ fn resume_while_the_stopped_run_is_still_live_is_a_conflict() {
         conflict(RUN)
     );
 }
+
+fn waiting(stage: Stage, retry_at: i64) -> TaskState {
+    TaskState::Waiting {
+        stage,
+        reason: "model endpoint unreachable".into(),
+        retry_at,
+        attempt: 2,
+    }
+}
+
+#[test]
+fn an_infrastructure_failure_waits_then_retries_without_counting() {
+    let policy = Policy::default();
+    let review = with_counters(running(Stage::Review), 2, 9);
+    let failed = finished(RunOutcome::InfraFailed {
+        reason: "model endpoint unreachable".into(),
+        retry_at: 5_000,
+        attempt: 2,
+    });
+    let decided = decide(&review, &failed, &policy);
+    assert_eq!(
+        decided,
+        Ok(Decision {
+            state: waiting(Stage::Review, 5_000),
+            review_rounds: 2,
+            runs_started: 9,
+            effects: vec![],
+        })
+    );
+    let waiting_task = TaskSnapshot {
+        state: waiting(Stage::Review, 5_000),
+        live_run: None,
+        ..review.clone()
+    };
+    // A stale timer (another backoff period) changes nothing; the due one restarts the stage.
+    assert_eq!(
+        decide(&waiting_task, &Event::RetryDue { retry_at: 4_000 }, &policy),
+        unchanged(&waiting_task)
+    );
+    assert_eq!(
+        decide(&waiting_task, &Event::RetryDue { retry_at: 5_000 }, &policy),
+        Ok(Decision {
+            state: TaskState::Running {
+                stage: Stage::Review
+            },
+            review_rounds: 2,
+            runs_started: 9,
+            effects: vec![Effect::RestartRun {
+                stage: Stage::Review
+            }],
+        })
+    );
+    // A user can stop a waiting task, or retry it at once.
+    assert_eq!(
+        decide(&waiting_task, &Event::StopRequested, &policy),
+        Ok(Decision {
+            state: TaskState::Stopped {
+                stage: Stage::Review
+            },
+            review_rounds: 2,
+            runs_started: 9,
+            effects: vec![],
+        })
+    );
+    assert_eq!(
+        decide(&waiting_task, &Event::RunRequested { stage: None }, &policy),
+        starts(Stage::Review, 2, 10)
+    );
+}

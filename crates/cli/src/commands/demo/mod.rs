@@ -187,7 +187,7 @@ async fn walk(
         worktree = detail.task.worktree.clone().or(worktree);
         state = detail.task.state.clone();
         match &state {
-            TaskState::Running { .. } => {
+            TaskState::Running { .. } | TaskState::Waiting { .. } => {
                 if Instant::now() >= deadline {
                     bail!(too_late(&state));
                 }

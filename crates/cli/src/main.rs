@@ -9,7 +9,7 @@ mod config;
 mod output;
 
 use clap::{Args, Parser, Subcommand};
-use commands::{demo, project, serve, signal, task};
+use commands::{demo, project, serve, signal, simulator, task};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -84,6 +84,13 @@ enum Command {
     /// Plays one turn of a scenario file (run by the scripted harness, not by people).
     #[command(hide = true)]
     ScriptedAgent(ScriptedAgentArgs),
+    Simulator(simulator::SimulatorArgs),
+    /// Plays one file or task-doc step of a scenario (run by agent CLIs under the simulator).
+    #[command(hide = true)]
+    ScriptedStep {
+        /// The step as JSON, e.g. '{"do":"check","item":"parser"}'
+        step: String,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -103,6 +110,9 @@ fn main() -> ExitCode {
     // A small synchronous program: no runtime, no tracing; its exit code is the turn's.
     if let Command::ScriptedAgent(args) = cli.command {
         std::process::exit(scripted_agent(args));
+    }
+    if let Command::ScriptedStep { step } = &cli.command {
+        std::process::exit(harness::scripted::run_step(step));
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -132,6 +142,8 @@ async fn dispatch(command: Command, global: GlobalArgs) -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(args, &global).await,
         // Handled in `main` before the runtime starts; kept here so the match stays total.
         Command::ScriptedAgent(args) => std::process::exit(scripted_agent(args)),
+        Command::ScriptedStep { step } => std::process::exit(harness::scripted::run_step(&step)),
+        Command::Simulator(args) => simulator::run(args).await,
     }
 }
 

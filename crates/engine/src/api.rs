@@ -22,6 +22,20 @@ pub struct RoleConfig {
     /// Wall-clock limit of one run of this stage, in seconds (default: the server's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_secs: Option<u64>,
+    /// Model endpoint for the harness (e.g. a self-hosted gateway or the test simulator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// Name of the variable (in `env`) that holds the endpoint's API key, where the harness
+    /// needs one named by the operator (Codex, OpenCode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_env: Option<String>,
+    /// Retries the harness itself makes on a failing request before giving up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retries: Option<u32>,
+    /// Extra environment of this role's agent (e.g. its credentials), passed explicitly: the
+    /// agent inherits nothing else from the server.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
 }
 
 /// Per-project settings. Every field has a sensible default.

@@ -35,6 +35,10 @@ pub struct EngineConfig {
     pub retry_base: Duration,
     /// Longest wait between infrastructure retries.
     pub retry_cap: Duration,
+    /// The agent CLIs' executables (`claude`, `codex`, `opencode` on the agents' PATH unless set).
+    pub claude_bin: PathBuf,
+    pub codex_bin: PathBuf,
+    pub opencode_bin: PathBuf,
 }
 
 impl EngineConfig {
@@ -50,6 +54,9 @@ impl EngineConfig {
             merge_poll: Duration::from_secs(30),
             retry_base: Duration::from_secs(10),
             retry_cap: Duration::from_secs(300),
+            claude_bin: PathBuf::from("claude"),
+            codex_bin: PathBuf::from("codex"),
+            opencode_bin: PathBuf::from("opencode"),
         }
     }
 }
@@ -75,9 +82,14 @@ impl Engine {
             ))
         })?;
         let store = Store::open_in(&config.data_dir)?;
-        let mut harnesses: BTreeMap<&'static str, Arc<dyn harness::Harness>> = BTreeMap::new();
-        let scripted = harness::scripted::ScriptedHarness::new(config.atelier_bin.clone());
-        harnesses.insert(harness::Harness::name(&scripted), Arc::new(scripted));
+        let registered: [Arc<dyn harness::Harness>; 3] = [
+            Arc::new(harness::scripted::ScriptedHarness::new(config.atelier_bin.clone())),
+            // CLAUDE-ADAPTER: Arc::new(harness::claude::ClaudeHarness::new(config.claude_bin.clone())),
+            Arc::new(harness::codex::CodexHarness::new(config.codex_bin.clone())),
+            Arc::new(harness::opencode::OpenCodeHarness::new(config.opencode_bin.clone())),
+        ];
+        let harnesses: BTreeMap<&'static str, Arc<dyn harness::Harness>> =
+            registered.into_iter().map(|h| (h.name(), h)).collect();
         let forge: Arc<dyn forge::Forge> = Arc::new(forge::LocalForge);
         let prompts = crate::prompt::Prompts::with_overrides(&config.data_dir.join("prompts"))
             .map_err(|e| EngineError::InvalidInput(format!("prompt overrides: {e}")))?;
@@ -117,8 +129,7 @@ impl Engine {
             )));
         }
         let settings = req.settings.unwrap_or_default();
-        let known: Vec<&str> = self.inner.harnesses.keys().copied().collect();
-        settings::validate(&settings, &known)?;
+        settings::validate(&settings, &self.inner.harnesses)?;
         let default_branch = repo
             .default_branch(&settings.remote)
             .await

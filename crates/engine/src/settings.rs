@@ -3,7 +3,10 @@
 use crate::api::{ProjectSettings, RoleConfig};
 use crate::error::{EngineError, Result};
 use domain::{Policy, Stage};
+use harness::Harness;
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Largest port block a project may reserve per task (blocks are laid out on a 100-port grid).
 pub(crate) const MAX_PORT_BLOCK: u16 = 100;
@@ -29,20 +32,30 @@ pub(crate) fn role(settings: &ProjectSettings, stage: Stage) -> Result<&RoleConf
     })
 }
 
-/// Checks settings before they are stored; `harnesses` are the names this build knows.
-pub(crate) fn validate(settings: &ProjectSettings, harnesses: &[&str]) -> Result<()> {
+/// Checks settings before they are stored, each role against its harness (a model that does not
+/// belong to the harness fails here, before anything starts).
+pub(crate) fn validate(
+    settings: &ProjectSettings,
+    harnesses: &BTreeMap<&'static str, Arc<dyn Harness>>,
+) -> Result<()> {
     let bad = |msg: String| {
         Err(EngineError::InvalidInput(format!(
             "project settings: {msg}"
         )))
     };
     for (stage, role) in &settings.roles {
-        if !harnesses.contains(&role.harness.as_str()) {
+        let Some(harness) = harnesses.get(role.harness.as_str()) else {
+            let names: Vec<&str> = harnesses.keys().copied().collect();
             return bad(format!(
                 "roles.{stage}.harness `{}` is not available in this build (available: {})",
                 role.harness,
-                harnesses.join(", ")
+                names.join(", ")
             ));
+        };
+        let role_settings = serde_json::to_value(role)
+            .map_err(|e| EngineError::Internal(format!("role settings: {e}")))?;
+        if let Err(err) = harness.check_role(role.model.as_deref(), &role_settings) {
+            return bad(format!("roles.{stage}: {err}"));
         }
         if role.harness == "scripted" {
             match &role.scenario {

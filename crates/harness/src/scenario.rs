@@ -90,10 +90,71 @@ pub enum Step {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         stderr: Option<String>,
     },
-    /// Print lines that are not JSON.
-    Garbage { lines: u64 },
+    /// Print lines that are not JSON. (Model simulator: answer one request with a 200 whose body
+    /// is not SSE, then go on.)
+    Garbage {
+        #[serde(default = "default_garbage_lines")]
+        lines: u64,
+    },
     /// End the turn as failed with `error`.
     Fail { error: String },
+    /// Model simulator: answer the first `times` (default 1) requests that reach this step with
+    /// HTTP `status` (each API's error shape, or `body` verbatim), then go on. The scripted agent
+    /// reports an error and fails the turn.
+    HttpError {
+        status: u16,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        body: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        times: Option<u32>,
+    },
+    /// Model simulator: accept the first request that reaches this step and send nothing for `ms`
+    /// (forever when absent), then answer. The scripted agent sleeps (or hangs).
+    Stall {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ms: Option<u64>,
+    },
+    /// Model simulator: stream the response that carries the following steps slowly, pausing
+    /// `ms_per_chunk` before each chunk. The scripted agent ignores it.
+    Slow { ms_per_chunk: u64 },
+}
+
+fn default_garbage_lines() -> u64 {
+    3
+}
+
+/// The line that tells the model simulator which scenario a conversation plays:
+/// `Atelier-Stage: <stage> #<iteration>` (e.g. `Atelier-Stage: review #1` plays run 1 of
+/// `review.json`; iterations count from 0 like [`Scenario::run`]). The engine puts it in the
+/// prompt; [`parse_stage_line`] reads it back.
+pub fn stage_line(stage: &str, iteration: u32) -> String {
+    format!("{STAGE_LINE_PREFIX} {stage} #{iteration}")
+}
+
+/// The start of the [`stage_line`].
+pub const STAGE_LINE_PREFIX: &str = "Atelier-Stage:";
+
+/// Finds the first [`stage_line`] in `text` (the prefix may be preceded by other text on its
+/// line) and returns its stage and iteration. The stage must be a plain name (ASCII letters,
+/// digits, `-`, `_`), since it names a file.
+pub fn parse_stage_line(text: &str) -> Option<(String, u32)> {
+    text.lines().find_map(|line| {
+        // Anywhere in the line: CLIs may quote or prefix the prompt (`opencode run` quotes it).
+        let rest = &line[line.find(STAGE_LINE_PREFIX)? + STAGE_LINE_PREFIX.len()..];
+        let (stage, iteration) = rest.trim().split_once('#')?;
+        let stage = stage.trim();
+        let plain = !stage.is_empty()
+            && stage
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        let digits: String = iteration
+            .trim_start()
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        let iteration = digits.parse().ok()?;
+        plain.then(|| (stage.to_string(), iteration))
+    })
 }
 
 /// A scenario file that cannot be used.
@@ -191,6 +252,12 @@ impl Step {
             Step::DocSection { heading, .. } if heading.trim().is_empty() => {
                 Err("`heading` is empty".into())
             }
+            Step::HttpError { status, .. } if !(400..=599).contains(status) => Err(format!(
+                "`status` must be an HTTP error status (400 to 599), not {status}"
+            )),
+            Step::HttpError { times: Some(0), .. } => {
+                Err("`times` must be at least 1 (leave it out for 1)".into())
+            }
             Step::Signal { args } if args.is_empty() => {
                 Err("`args` is empty: give the signal kind, e.g. [\"plan-ready\"]".into())
             }
@@ -270,228 +337,4 @@ impl<'de> Deserialize<'de> for RunScript {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn every_step() -> Vec<Step> {
-        vec![
-            Step::Message { text: "hi".into() },
-            Step::Thinking { text: "hm".into() },
-            Step::Tool {
-                name: "search".into(),
-                input: json!({"q": "x"}),
-                output: "found".into(),
-            },
-            Step::Write {
-                path: "a.txt".into(),
-                content: "a".into(),
-            },
-            Step::Append {
-                path: "a.txt".into(),
-                content: "b".into(),
-            },
-            Step::Run {
-                command: "ls".into(),
-            },
-            Step::Spawn {
-                command: "sleep 9".into(),
-            },
-            Step::Check { item: "one".into() },
-            Step::Uncheck { item: "one".into() },
-            Step::DocAppend { text: "t".into() },
-            Step::DocSection {
-                heading: "Review Findings".into(),
-                body: "none".into(),
-            },
-            Step::Signal {
-                args: vec!["plan-ready".into()],
-            },
-            Step::Question { text: "?".into() },
-            Step::EchoInput {},
-            Step::Sleep { ms: 5 },
-            Step::Hang {},
-            Step::Burst {
-                count: 3,
-                per_second: None,
-            },
-            Step::Burst {
-                count: 3,
-                per_second: Some(50.0),
-            },
-            Step::Crash {
-                code: 3,
-                stderr: Some("boom".into()),
-            },
-            Step::Crash {
-                code: 4,
-                stderr: None,
-            },
-            Step::Garbage { lines: 2 },
-            Step::Fail { error: "no".into() },
-        ]
-    }
-
-    #[test]
-    fn round_trips_every_step_in_both_forms() {
-        let scenario = Scenario {
-            runs: vec![
-                RunScript::single(every_step()),
-                RunScript::with_turns(vec![every_step(), vec![Step::EchoInput {}]]),
-            ],
-        };
-        let text = serde_json::to_string_pretty(&scenario).unwrap();
-        let back: Scenario = serde_json::from_str(&text).unwrap();
-        assert_eq!(back, scenario);
-        scenario.validate().unwrap();
-    }
-
-    #[test]
-    fn parses_the_documented_shapes() {
-        let text = r#"{"runs": [
-            [{"do": "message", "text": "hi"}, {"do": "tool", "name": "grep"}],
-            {"turns": [[{"do": "question", "text": "why?"}], [{"do": "echo_input"}]]}
-        ]}"#;
-        let scenario: Scenario = serde_json::from_str(text).unwrap();
-        assert_eq!(
-            scenario,
-            Scenario {
-                runs: vec![
-                    RunScript::single(vec![
-                        Step::Message { text: "hi".into() },
-                        Step::Tool {
-                            name: "grep".into(),
-                            input: serde_json::Value::Null,
-                            output: String::new(),
-                        },
-                    ]),
-                    RunScript::with_turns(vec![
-                        vec![Step::Question {
-                            text: "why?".into()
-                        }],
-                        vec![Step::EchoInput {}],
-                    ]),
-                ]
-            }
-        );
-        assert_eq!(
-            serde_json::to_value(&scenario.runs[0]).unwrap(),
-            json!([{"do": "message", "text": "hi"}, {"do": "tool", "name": "grep", "input": null, "output": ""}])
-        );
-    }
-
-    #[test]
-    fn the_last_run_repeats() {
-        let a = RunScript::single(vec![Step::Message { text: "a".into() }]);
-        let b = RunScript::single(vec![Step::Message { text: "b".into() }]);
-        let scenario = Scenario {
-            runs: vec![a.clone(), b.clone()],
-        };
-        assert_eq!(scenario.run(0), &a);
-        assert_eq!(scenario.run(1), &b);
-        assert_eq!(scenario.run(7), &b);
-        assert_eq!(Scenario { runs: vec![] }.run(0), &RunScript::default());
-        assert_eq!(b.turn(0), Some(&[Step::Message { text: "b".into() }][..]));
-        assert_eq!(b.turn(1), None);
-    }
-
-    #[test]
-    fn rejects_unknown_steps_and_fields() {
-        for bad in [
-            r#"{"runs": [[{"do": "teleport"}]]}"#,
-            r#"{"runs": [[{"do": "message", "text": "x", "extra": 1}]]}"#,
-            r#"{"runs": [[{"do": "echo_input", "extra": 1}]]}"#,
-            r#"{"runs": [{"turns": [], "extra": 1}]}"#,
-            r#"{"runs": [[{"text": "no tag"}]]}"#,
-            r#"{"runs": ["message"]}"#,
-            r#"{"runs": [], "name": "x"}"#,
-        ] {
-            assert!(serde_json::from_str::<Scenario>(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn validate_rejects_empty_and_nonsense() {
-        let msg = |s: Scenario| s.validate().unwrap_err().to_string();
-        assert_eq!(
-            msg(Scenario { runs: vec![] }),
-            "invalid scenario: `runs` is empty: give at least one run"
-        );
-        assert_eq!(
-            msg(Scenario {
-                runs: vec![RunScript::with_turns(vec![])]
-            }),
-            "invalid scenario: run 0 has no turns"
-        );
-        assert_eq!(
-            msg(Scenario {
-                runs: vec![
-                    RunScript::single(vec![Step::EchoInput {}]),
-                    RunScript::single(vec![])
-                ]
-            }),
-            "invalid scenario: run 1 turn 0 has no steps"
-        );
-        assert_eq!(
-            msg(Scenario {
-                runs: vec![RunScript::single(vec![Step::Burst {
-                    count: 1,
-                    per_second: Some(0.0)
-                }])]
-            }),
-            "invalid scenario: run 0 turn 0 step 0: `per_second` must be a positive number, not 0"
-        );
-        assert_eq!(
-            msg(Scenario {
-                runs: vec![RunScript::single(vec![Step::Signal { args: vec![] }])]
-            }),
-            "invalid scenario: run 0 turn 0 step 0: `args` is empty: give the signal kind, e.g. [\"plan-ready\"]"
-        );
-    }
-
-    #[test]
-    fn load_errors_name_the_file_and_position() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("plan.json");
-
-        let err = Scenario::load(&path).unwrap_err().to_string();
-        assert!(err.starts_with(&format!("cannot read scenario file {}", path.display())));
-
-        std::fs::write(
-            &path,
-            "{\"runs\": [\n  [{\"do\": \"message\", \"txt\": \"x\"}]\n]}",
-        )
-        .unwrap();
-        let err = Scenario::load(&path).unwrap_err();
-        let ScenarioError::Parse { line, .. } = &err else {
-            panic!("{err:?}")
-        };
-        assert_eq!(*line, 2);
-        let text = err.to_string();
-        assert!(
-            text.starts_with(&format!(
-                "invalid scenario file {} at line 2, column",
-                path.display()
-            )),
-            "{text}"
-        );
-        assert!(text.contains("txt"), "{text}");
-
-        std::fs::write(&path, r#"{"runs": []}"#).unwrap();
-        assert_eq!(
-            Scenario::load(&path).unwrap_err().to_string(),
-            format!(
-                "invalid scenario file {}: `runs` is empty: give at least one run",
-                path.display()
-            )
-        );
-
-        std::fs::write(&path, r#"{"runs": [[{"do": "hang"}]]}"#).unwrap();
-        assert_eq!(
-            Scenario::load(&path).unwrap(),
-            Scenario {
-                runs: vec![RunScript::single(vec![Step::Hang {}])]
-            }
-        );
-    }
-}
+mod tests;

@@ -4,4 +4,5 @@ pub mod demo;
 pub mod project;
 pub mod serve;
 pub mod signal;
+pub mod simulator;
 pub mod task;

@@ -60,6 +60,15 @@ pub struct ServeArgs {
     #[arg(long, env = "ATELIER_RETRY_CAP_MS", value_name = "MS",
           value_parser = clap::value_parser!(u64).range(1..))]
     retry_cap_ms: Option<u64>,
+    /// The Claude Code executable agents run [default: `claude` on the agents' PATH]
+    #[arg(long, env = "ATELIER_CLAUDE_BIN", value_name = "PATH")]
+    claude_bin: Option<std::path::PathBuf>,
+    /// The Codex executable (the native binary) [default: `codex` on the agents' PATH]
+    #[arg(long, env = "ATELIER_CODEX_BIN", value_name = "PATH")]
+    codex_bin: Option<std::path::PathBuf>,
+    /// The OpenCode executable [default: `opencode` on the agents' PATH]
+    #[arg(long, env = "ATELIER_OPENCODE_BIN", value_name = "PATH")]
+    opencode_bin: Option<std::path::PathBuf>,
 }
 
 impl ServeArgs {
@@ -84,6 +93,16 @@ impl ServeArgs {
         }
         if let Some(ms) = self.retry_cap_ms {
             config.retry_cap = Duration::from_millis(ms);
+        }
+        for (given, slot) in [
+            (&self.claude_bin, &mut config.claude_bin),
+            (&self.codex_bin, &mut config.codex_bin),
+            (&self.opencode_bin, &mut config.opencode_bin),
+        ] {
+            if let Some(path) = given {
+                *slot = std::path::absolute(path)
+                    .with_context(|| format!("agent CLI path {}", path.display()))?;
+            }
         }
         Ok(())
     }

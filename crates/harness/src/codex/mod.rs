@@ -1,1 +1,221 @@
-//! Placeholder: the codex adapter.
+//! The Codex CLI harness: one `codex exec --json` process per turn (`codex exec resume` for a
+//! follow-up), decoded by [`CodexDecoder`].
+//!
+//! What the command always carries, and why (see `docs/harnesses.md` of the harness lab):
+//! - `--dangerously-bypass-approvals-and-sandbox`: nobody answers approvals headlessly, and
+//!   Codex's own sandbox cannot write in a container; Atelier sandboxes the agent itself.
+//! - `--disable plugins -c analytics.enabled=false`: no outside traffic (which otherwise costs
+//!   ~10 s per run when the hosts do not answer).
+//! - `--disable unbounded_connection_retries` and, for Atelier's provider entry, bounded
+//!   `request_max_retries`/`stream_max_retries`: a dead endpoint would otherwise retry forever.
+//! - `--skip-git-repo-check`, and `--` before the positional arguments so that a prompt starting
+//!   with `-` stays a prompt.
+//!
+//! Codex keeps its state (sessions, needed to resume) in `$CODEX_HOME`, which defaults to
+//! `$HOME/.codex` and is created by Codex when missing. `CODEX_HOME` itself is not set: Codex
+//! refuses to start when it points at a directory that does not exist, and `HOME` is already
+//! the task's own. The prompt is an argument, with stdin `/dev/null` (`exec` reads any
+//! non-terminal stdin); a prompt too long for one argument (or exactly `-`) goes through stdin
+//! instead, as `-`.
+
+mod decode;
+mod settings;
+
+pub use decode::{CodexDecoder, is_retryable};
+pub use settings::{
+    CodexSettings, DEFAULT_API_KEY_ENV, DEFAULT_MAX_RETRIES, check_model, toml_string,
+};
+
+use crate::process::ProcessSpec;
+use crate::{Capabilities, Decoder, Harness, HarnessError, Interrupt, TurnRequest};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+/// The name of the provider entry Atelier adds when a role sets `base_url`.
+pub const PROVIDER_ID: &str = "atelier";
+
+/// Prompts longer than this (bytes) go through stdin: Linux limits one argument to 128 KiB.
+pub const PROMPT_ARG_LIMIT: usize = 100 * 1024;
+
+/// The harness that runs the native `codex` binary in `exec --json` mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodexHarness {
+    bin: PathBuf,
+}
+
+impl CodexHarness {
+    /// `bin` is the native binary inside the npm package, e.g.
+    /// `node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex` (the
+    /// package's node wrapper only forwards signals).
+    pub fn new(bin: impl Into<PathBuf>) -> CodexHarness {
+        CodexHarness { bin: bin.into() }
+    }
+
+    /// The binary this harness starts.
+    pub fn bin(&self) -> &Path {
+        &self.bin
+    }
+}
+
+impl Harness for CodexHarness {
+    fn name(&self) -> &'static str {
+        "codex"
+    }
+
+    /// `exec --json` reports whole messages only (no text deltas) and no subagents.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            live_text: false,
+            interrupt: true,
+            resume: true,
+            subagents: false,
+        }
+    }
+
+    /// `codex exec [resume] --json … -- [<thread id>] <prompt>` in the worktree, with the
+    /// request's environment plus the role's `settings.env`.
+    fn command(&self, req: &TurnRequest) -> Result<ProcessSpec, HarnessError> {
+        let model = check_model(req.model.as_deref())?;
+        let settings = CodexSettings::parse(&req.settings)?;
+        let env = agent_env(&req.env, &settings)?;
+
+        let mut args = vec!["exec".to_string()];
+        if req.resume_session.is_some() {
+            args.push("resume".into());
+        }
+        args.extend(
+            [
+                "--json",
+                "--dangerously-bypass-approvals-and-sandbox",
+                "--skip-git-repo-check",
+                "--disable",
+                "plugins",
+                "-c",
+                "analytics.enabled=false",
+                "--disable",
+                "unbounded_connection_retries",
+                "-m",
+                model,
+            ]
+            .map(String::from),
+        );
+        if let Some(effort) = &req.effort {
+            if effort.trim().is_empty() {
+                return Err(HarnessError::Config(
+                    "the codex role has an empty `effort`; remove it or use e.g. medium or high"
+                        .into(),
+                ));
+            }
+            args.extend(config_arg("model_reasoning_effort", &toml_string(effort)));
+        }
+        if let Some(base_url) = &settings.base_url {
+            args.extend(provider_args(base_url, &settings));
+        }
+        args.push("--".into());
+        if let Some(thread) = &req.resume_session {
+            if thread.is_empty() || thread.starts_with('-') {
+                return Err(HarnessError::Config(format!(
+                    "`{thread}` is not a codex thread id to resume"
+                )));
+            }
+            args.push(thread.clone());
+        }
+        let stdin = if req.prompt.len() > PROMPT_ARG_LIMIT || req.prompt == "-" {
+            args.push("-".into());
+            Some(req.prompt.as_bytes().to_vec())
+        } else {
+            args.push(req.prompt.clone());
+            None
+        };
+
+        Ok(ProcessSpec {
+            program: self.bin.clone(),
+            args: args.into_iter().map(OsString::from).collect(),
+            cwd: req.workdir.clone(),
+            env,
+            stdin,
+        })
+    }
+
+    fn decoder(&self) -> Box<dyn Decoder> {
+        Box::new(CodexDecoder::default())
+    }
+
+    /// SIGINT makes Codex stop its turn and kill its tool tree (SIGTERM leaves the tool's
+    /// children running); it then exits 1 without a final event.
+    fn interrupt(&self) -> Interrupt {
+        Interrupt::Signal(libc::SIGINT)
+    }
+
+    fn check_role(
+        &self,
+        model: Option<&str>,
+        settings: &serde_json::Value,
+    ) -> Result<(), HarnessError> {
+        check_model(model)?;
+        CodexSettings::parse(settings)?;
+        Ok(())
+    }
+}
+
+/// `-c key=value` as two arguments (`value` is already TOML).
+fn config_arg(key: &str, value: &str) -> [String; 2] {
+    ["-c".to_string(), format!("{key}={value}")]
+}
+
+/// The `-c` overrides that define Atelier's provider entry for `base_url` and select it.
+fn provider_args(base_url: &str, settings: &CodexSettings) -> Vec<String> {
+    let entry = |field: &str| format!("model_providers.{PROVIDER_ID}.{field}");
+    let retries = settings.max_retries().to_string();
+    [
+        ("model_provider".to_string(), toml_string(PROVIDER_ID)),
+        (entry("name"), toml_string(PROVIDER_ID)),
+        (entry("base_url"), toml_string(base_url)),
+        (entry("env_key"), toml_string(settings.api_key_env())),
+        (entry("wire_api"), toml_string("responses")),
+        (entry("request_max_retries"), retries.clone()),
+        (entry("stream_max_retries"), retries),
+    ]
+    .iter()
+    .flat_map(|(key, value)| config_arg(key, value))
+    .collect()
+}
+
+/// The request's environment with the role's `settings.env` on top (same name: replaced in
+/// place). Needs an absolute `HOME` (Codex's state lives in `$HOME/.codex`) and, with
+/// `base_url`, the provider's key variable.
+fn agent_env(
+    base: &[(String, String)],
+    settings: &CodexSettings,
+) -> Result<Vec<(String, String)>, HarnessError> {
+    let mut env = base.to_vec();
+    for (name, value) in &settings.env {
+        match env.iter_mut().find(|(k, _)| k == name) {
+            Some(entry) => entry.1.clone_from(value),
+            None => env.push((name.clone(), value.clone())),
+        }
+    }
+    let home = env
+        .iter()
+        .find(|(k, _)| k == "HOME")
+        .map(|(_, v)| v.as_str());
+    if !home.is_some_and(|h| Path::new(h).is_absolute()) {
+        return Err(HarnessError::Config(
+            "the codex agent needs an absolute HOME in its environment (Codex keeps its \
+             sessions in $HOME/.codex)"
+                .into(),
+        ));
+    }
+    if settings.base_url.is_some() {
+        let key = settings.api_key_env();
+        if !env.iter().any(|(k, v)| k == key && !v.is_empty()) {
+            return Err(HarnessError::Config(format!(
+                "the codex provider at `base_url` reads its API key from {key}, which is not \
+                 in the agent's environment: set it in the role's settings `env` (any \
+                 placeholder for a server without authentication), or name another variable \
+                 with `api_key_env`"
+            )));
+        }
+    }
+    Ok(env)
+}

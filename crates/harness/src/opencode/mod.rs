@@ -1,1 +1,245 @@
-//! Placeholder: the opencode adapter.
+//! The OpenCode harness: one `opencode run --format json` process per turn (`--session` for a
+//! follow-up), decoded by [`OpenCodeDecoder`].
+//!
+//! What the command always carries, and why (see `docs/harnesses.md` of the harness lab; checked
+//! against OpenCode 1.18.33):
+//! - The prompt goes through **stdin**, not as an argument: `run` re-quotes every argument that
+//!   contains a space (the model would see `"fix the bug"` with the quotes), and one argument is
+//!   limited to 128 KiB. A non-terminal stdin is read to its end and used as the message as is.
+//! - `--thinking`: without it `run` drops reasoning parts from its JSON output.
+//! - `--print-logs --log-level ERROR`: OpenCode's JSON `error` event often only says
+//!   "Unexpected server error"; the cause (e.g. `ProviderModelNotFoundError`) is logged, and
+//!   this puts it in the stderr tail the engine keeps.
+//! - `--model provider/model` (`atelier/<model>` for a role's `base_url`), `--variant <effort>`
+//!   when the role sets one (OpenCode ignores a variant the model does not define).
+//!
+//! The configuration travels in `OPENCODE_CONFIG_CONTENT` (merged over any config in the task's
+//! `HOME`): Atelier's `atelier` provider entry for `base_url`, the model, `edit` and `bash`
+//! allowed without asking (`run` rejects every permission it would have to ask for), `task`
+//! denied in the implement stage (no sub-agent delegation: OpenCode then does not even offer the
+//! tool), no autoupdate, no sharing. The `OPENCODE_DISABLE_*` variables keep it offline apart from
+//! the model. `run` ignores SIGINT, so the graceful interrupt is SIGTERM; the engine then kills
+//! every descendant (OpenCode leaves its tools running).
+
+mod decode;
+mod settings;
+
+pub use decode::{OpenCodeDecoder, is_retryable};
+pub use settings::{OpenCodeSettings, check_model, model_ref};
+
+use crate::process::ProcessSpec;
+use crate::{Capabilities, Decoder, Harness, HarnessError, Interrupt, TurnRequest};
+use domain::Stage;
+use serde_json::{Map, Value, json};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+/// The name of the provider entry Atelier adds when a role sets `base_url`.
+pub const PROVIDER_ID: &str = "atelier";
+
+/// Variables that keep OpenCode from reaching anything but the model; a role's `settings.env`
+/// may override them.
+pub const QUIET_ENV: [(&str, &str); 4] = [
+    ("OPENCODE_DISABLE_MODELS_FETCH", "1"),
+    ("OPENCODE_DISABLE_AUTOUPDATE", "1"),
+    ("OPENCODE_DISABLE_SHARE", "1"),
+    ("OPENCODE_DISABLE_LSP_DOWNLOAD", "1"),
+];
+
+/// The variable that carries the configuration built by [`opencode_config`].
+pub const CONFIG_ENV: &str = "OPENCODE_CONFIG_CONTENT";
+
+/// The harness that runs the native `opencode` binary in `run --format json` mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenCodeHarness {
+    bin: PathBuf,
+}
+
+impl OpenCodeHarness {
+    /// `bin` is the native binary inside the npm package:
+    /// `node_modules/opencode-linux-x64/bin/opencode` (the same file as
+    /// `node_modules/opencode-ai/bin/opencode.exe`).
+    pub fn new(bin: impl Into<PathBuf>) -> OpenCodeHarness {
+        OpenCodeHarness { bin: bin.into() }
+    }
+
+    /// The binary this harness starts.
+    pub fn bin(&self) -> &Path {
+        &self.bin
+    }
+}
+
+impl Harness for OpenCodeHarness {
+    fn name(&self) -> &'static str {
+        "opencode"
+    }
+
+    /// `run --format json` reports whole parts only (no text deltas) and cannot be interrupted
+    /// gracefully; OpenCode delegates to sub-agents with its `task` tool.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            live_text: false,
+            interrupt: false,
+            resume: true,
+            subagents: true,
+        }
+    }
+
+    /// `opencode run --format json … [--session <id>]` in the worktree, the prompt on stdin, with
+    /// the request's environment plus [`QUIET_ENV`], the role's `settings.env` and the
+    /// configuration in [`CONFIG_ENV`].
+    fn command(&self, req: &TurnRequest) -> Result<ProcessSpec, HarnessError> {
+        let settings = OpenCodeSettings::parse(&req.settings)?;
+        let model = check_model(req.model.as_deref(), &settings)?;
+        if req.prompt.trim().is_empty() {
+            return Err(HarnessError::Config(format!(
+                "the opencode harness got an empty prompt for the {} stage",
+                req.stage
+            )));
+        }
+        let config = opencode_config(model, req.stage, &settings);
+        let env = agent_env(&req.env, &settings, &config)?;
+
+        let mut args: Vec<String> = [
+            "run",
+            "--format",
+            "json",
+            "--thinking",
+            "--print-logs",
+            "--log-level",
+            "ERROR",
+            "--model",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.push(model_ref(model, &settings));
+        if let Some(effort) = &req.effort {
+            if effort.trim().is_empty() || effort.starts_with('-') {
+                return Err(HarnessError::Config(format!(
+                    "the opencode role has the `effort` `{effort}`; remove it or use a model \
+                     variant such as high or max"
+                )));
+            }
+            args.extend(["--variant".to_string(), effort.clone()]);
+        }
+        if let Some(session) = &req.resume_session {
+            if session.is_empty() || session.starts_with('-') {
+                return Err(HarnessError::Config(format!(
+                    "`{session}` is not an opencode session id to resume"
+                )));
+            }
+            args.extend(["--session".to_string(), session.clone()]);
+        }
+
+        Ok(ProcessSpec {
+            program: self.bin.clone(),
+            args: args.into_iter().map(OsString::from).collect(),
+            cwd: req.workdir.clone(),
+            env,
+            stdin: Some(req.prompt.as_bytes().to_vec()),
+        })
+    }
+
+    fn decoder(&self) -> Box<dyn Decoder> {
+        Box::new(OpenCodeDecoder::default())
+    }
+
+    /// `run` ignores SIGINT; SIGTERM ends it (without a final event), and the engine then kills
+    /// the tool processes OpenCode leaves behind.
+    fn interrupt(&self) -> Interrupt {
+        Interrupt::Signal(libc::SIGTERM)
+    }
+
+    fn check_role(
+        &self,
+        model: Option<&str>,
+        settings: &serde_json::Value,
+    ) -> Result<(), HarnessError> {
+        let settings = OpenCodeSettings::parse(settings)?;
+        check_model(model, &settings)?;
+        Ok(())
+    }
+}
+
+/// The OpenCode configuration of one turn for the role's `model` (already checked).
+pub fn opencode_config(model: &str, stage: Stage, settings: &OpenCodeSettings) -> Value {
+    let model_ref = model_ref(model, settings);
+    let mut permission = Map::new();
+    permission.insert("edit".into(), "allow".into());
+    permission.insert("bash".into(), "allow".into());
+    if stage == Stage::Implement {
+        permission.insert("task".into(), "deny".into());
+    }
+    let mut config = Map::new();
+    if let Some(base_url) = &settings.base_url {
+        let mut options = Map::new();
+        options.insert("baseURL".into(), base_url.as_str().into());
+        if let Some(name) = &settings.api_key_env {
+            options.insert("apiKey".into(), format!("{{env:{name}}}").into());
+        } else if let Some(key) = &settings.api_key {
+            options.insert("apiKey".into(), key.as_str().into());
+        }
+        config.insert(
+            "provider".into(),
+            json!({
+                PROVIDER_ID: {
+                    "npm": "@ai-sdk/openai-compatible",
+                    "name": "Atelier",
+                    "options": options,
+                    "models": { model: { "name": model, "tool_call": true } },
+                }
+            }),
+        );
+        // Title generation uses the small model: keep it on the same server.
+        config.insert("small_model".into(), model_ref.as_str().into());
+    }
+    config.insert("model".into(), model_ref.into());
+    config.insert("permission".into(), permission.into());
+    config.insert("autoupdate".into(), false.into());
+    config.insert("share".into(), "disabled".into());
+    config.into()
+}
+
+/// The request's environment, then [`QUIET_ENV`], the role's `settings.env` and the
+/// configuration (same name: replaced in place). Needs an absolute `HOME` (OpenCode keeps its
+/// sessions under it) and, with `api_key_env`, that variable.
+fn agent_env(
+    base: &[(String, String)],
+    settings: &OpenCodeSettings,
+    config: &Value,
+) -> Result<Vec<(String, String)>, HarnessError> {
+    let mut env = base.to_vec();
+    let mut set = |name: &str, value: &str| match env.iter_mut().find(|(k, _)| k == name) {
+        Some(entry) => value.clone_into(&mut entry.1),
+        None => env.push((name.to_string(), value.to_string())),
+    };
+    for (name, value) in QUIET_ENV {
+        set(name, value);
+    }
+    for (name, value) in &settings.env {
+        set(name, value);
+    }
+    set(CONFIG_ENV, &config.to_string());
+
+    let home = env
+        .iter()
+        .find(|(k, _)| k == "HOME")
+        .map(|(_, v)| v.as_str());
+    if !home.is_some_and(|h| Path::new(h).is_absolute()) {
+        return Err(HarnessError::Config(
+            "the opencode agent needs an absolute HOME in its environment (OpenCode keeps its \
+             sessions under $HOME/.local/share/opencode)"
+                .into(),
+        ));
+    }
+    if let Some(key) = &settings.api_key_env
+        && !env.iter().any(|(k, v)| k == key && !v.is_empty())
+    {
+        return Err(HarnessError::Config(format!(
+            "the opencode provider at `base_url` reads its API key from {key}, which is not in \
+             the agent's environment: set it in the role's settings `env`, or give the key as \
+             `api_key`, or remove `api_key_env` for a server without authentication"
+        )));
+    }
+    Ok(env)
+}

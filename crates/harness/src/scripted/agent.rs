@@ -7,6 +7,7 @@
 
 use super::AgentArgs;
 use super::doc;
+use super::shell::{run_captured, shell_quote};
 use crate::process::new_session;
 use crate::scenario::{Scenario, Step};
 use domain::TranscriptEvent;
@@ -70,6 +71,25 @@ pub(crate) fn play(
         steps: 0,
     };
     agent.play(args).unwrap_or(EXIT_STDOUT)
+}
+
+/// Plays one step outside any turn (for `atelier scripted-step`): its events go to `out`, and
+/// a step that would end the turn only writes that turn end.
+pub(crate) fn play_step(
+    step: &Step,
+    env: &AgentEnv,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> io::Result<()> {
+    let mut agent = Agent {
+        env,
+        out,
+        err,
+        turn: 0,
+        calls: 0,
+        steps: 1,
+    };
+    agent.step(step).map(drop)
 }
 
 /// What to do after a step.
@@ -174,11 +194,11 @@ impl Agent<'_> {
             Step::EchoInput {} => self.emit(TranscriptEvent::Message {
                 text: self.env.input.clone(),
             })?,
-            Step::Sleep { ms } => {
+            Step::Sleep { ms } | Step::Stall { ms: Some(ms) } => {
                 self.out.flush()?;
                 std::thread::sleep(Duration::from_millis(*ms));
             }
-            Step::Hang {} => {
+            Step::Hang {} | Step::Stall { ms: None } => {
                 self.out.flush()?;
                 loop {
                     std::thread::sleep(Duration::from_secs(3600));
@@ -204,6 +224,15 @@ impl Agent<'_> {
                 self.end_turn(Some(error.clone()))?;
                 return Ok(Flow::Exit(EXIT_FAILED));
             }
+            Step::HttpError { status, .. } => {
+                let message = format!("the model API answered HTTP {status} (http_error step)");
+                self.emit(TranscriptEvent::Error {
+                    message: message.clone(),
+                })?;
+                self.end_turn(Some(message))?;
+                return Ok(Flow::Exit(EXIT_FAILED));
+            }
+            Step::Slow { .. } => {}
         }
         Ok(Flow::Continue)
     }
@@ -449,36 +478,6 @@ fn write_bytes(path: &Path, bytes: &[u8], append: bool) -> io::Result<()> {
         .truncate(!append)
         .open(path)?
         .write_all(bytes)
-}
-
-/// Runs `cmd` with stdin from `/dev/null` and stdout and stderr into one pipe; returns the
-/// combined output (lossy UTF-8) and the exit code (`None` when killed by a signal).
-fn run_captured(mut cmd: Command) -> io::Result<(String, Option<i32>)> {
-    let (mut reader, writer) = io::pipe()?;
-    cmd.stdin(Stdio::null())
-        .stdout(writer.try_clone()?)
-        .stderr(writer);
-    let mut child = cmd.spawn()?;
-    // The command holds our copies of the write end; drop it so EOF arrives when the child ends.
-    drop(cmd);
-    let mut output = Vec::new();
-    let read = reader.read_to_end(&mut output);
-    let status = child.wait()?;
-    read?;
-    Ok((String::from_utf8_lossy(&output).into_owned(), status.code()))
-}
-
-/// Quotes `arg` for display as one shell word.
-fn shell_quote(arg: &str) -> String {
-    let plain = !arg.is_empty()
-        && arg
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
-    if plain {
-        arg.to_string()
-    } else {
-        format!("'{}'", arg.replace('\'', r"'\''"))
-    }
 }
 
 #[cfg(test)]

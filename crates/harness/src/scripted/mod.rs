@@ -9,9 +9,13 @@
 mod agent;
 mod args;
 mod doc;
+mod shell;
+mod step;
 
 pub use agent::{EXIT_FAILED, EXIT_SCENARIO, run_agent};
 pub use args::AgentArgs;
+pub use shell::shell_quote;
+pub use step::{EXIT_BAD_STEP, run_step};
 
 use crate::process::ProcessSpec;
 use crate::{Capabilities, Decoder, Harness, HarnessError, Interrupt, TurnRequest};

@@ -446,6 +446,18 @@ async fn real_opencode_runs_resumes_and_stops() {
     assert_eq!(turn_end(&out.events), Some((true, None, false)));
     assert!(tool_names(&fake.last_agent_request()).contains(&"task".to_string()));
 
+    // A prompt far beyond the 128 KiB limit of one argument arrives whole (stdin).
+    let long = format!("SCRIPT:ECHO {}", "x".repeat(200 * 1024));
+    let req = lab.request(Stage::Plan, &long, fake.port, None);
+    let out = run(h, &lab.spec(&req), 2 * minute, false).await;
+    report("long prompt", &out);
+    assert!(
+        messages(&out.events)[0].starts_with("resumed ok"),
+        "{:?}",
+        out.events
+    );
+    assert_eq!(last_user_text(&fake.last_agent_request()), long);
+
     // Stopping during a tool: SIGTERM ends `run` without a final event; the tool it leaves
     // behind is killed by its mark.
     let req = lab.request(

@@ -52,7 +52,11 @@ struct Lab {
 }
 
 impl Lab {
-    async fn start(scenarios: &[(&str, Value)], server_args: &[&str], env: &[(&str, &str)]) -> Option<Lab> {
+    async fn start(
+        scenarios: &[(&str, Value)],
+        server_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Option<Lab> {
         let clis = agent_clis()?;
         let mut args: Vec<String> = server_args.iter().map(|s| s.to_string()).collect();
         for (harness, path) in &clis {
@@ -70,7 +74,11 @@ impl Lab {
         write_scenarios(&sim_scenarios, scenarios);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let sim = Simulator::start(listener, sim_scenarios.clone()).await;
-        Some(Lab { world, sim, sim_scenarios })
+        Some(Lab {
+            world,
+            sim,
+            sim_scenarios,
+        })
     }
 
     /// The role of one stage on `harness`, pointed at the simulator.
@@ -95,14 +103,20 @@ impl Lab {
     /// Adds the project with `plan, implement, review, pr` on these harnesses.
     async fn project(&self, name: &str, harnesses: [&str; 4]) -> String {
         let mut roles = serde_json::Map::new();
-        for (stage, harness) in ["plan", "implement", "review", "pr"].into_iter().zip(harnesses) {
+        for (stage, harness) in ["plan", "implement", "review", "pr"]
+            .into_iter()
+            .zip(harnesses)
+        {
             roles.insert(stage.into(), self.role(harness));
         }
-        let path = if name == "app" { self.world.repo.path.clone() } else { self.world.add_repo(name) };
+        let path = self.world.add_repo(name);
         let (status, body) = self
             .world
             .server
-            .post("/api/projects", &json!({"path": path, "name": name, "settings": {"roles": roles}}))
+            .post(
+                "/api/projects",
+                &json!({"path": path, "name": name, "settings": {"roles": roles}}),
+            )
             .await
             .unwrap();
         assert_eq!(status, 201, "{body}");
@@ -142,7 +156,10 @@ fn sim_pipeline() -> Vec<(&'static str, Value)> {
                 {"do": "message", "text": "Verified."}
             ]]}),
         ),
-        ("pr", json!({"runs": [[{"do": "signal", "args": ["pr-done"]}, {"do": "message", "text": "Submitted."}]]})),
+        (
+            "pr",
+            json!({"runs": [[{"do": "signal", "args": ["pr-done"]}, {"do": "message", "text": "Submitted."}]]}),
+        ),
     ]
 }
 
@@ -151,28 +168,61 @@ async fn pipeline_on(harnesses: [&str; 4]) {
     let Some(lab) = Lab::start(&sim_pipeline(), &["--merge-poll-ms", "200"], &[]).await else {
         return;
     };
-    let project = lab.project("app", harnesses).await;
+    let project = lab.project("lab", harnesses).await;
     let id = lab.world.new_task_in(&project, "Say hello", false, 0).await;
-    let detail = lab.world.wait_state_for(id, "awaiting_merge", std::time::Duration::from_secs(120)).await;
+    let detail = lab
+        .world
+        .wait_state_for(id, "awaiting_merge", std::time::Duration::from_secs(120))
+        .await;
     let worktree = lab.world.worktree(&detail);
-    assert_eq!(std::fs::read_to_string(worktree.join("hello.txt")).unwrap(), "hello from the agent\n");
-    assert!(detail["doc"].as_str().unwrap().contains("- [x] Add hello.txt"), "{detail:#}");
+    assert_eq!(
+        std::fs::read_to_string(worktree.join("hello.txt")).unwrap(),
+        "hello from the agent\n"
+    );
+    assert!(
+        detail["doc"]
+            .as_str()
+            .unwrap()
+            .contains("- [x] Add hello.txt"),
+        "{detail:#}"
+    );
     assert_eq!(
         run_summary(&detail),
-        pairs(&[("plan", "completed"), ("implement", "completed"), ("review", "completed"), ("pr", "completed")])
+        pairs(&[
+            ("plan", "completed"),
+            ("implement", "completed"),
+            ("review", "completed"),
+            ("pr", "completed")
+        ])
     );
     for (run, harness) in detail["runs"].as_array().unwrap().iter().zip(harnesses) {
-        assert!(run["session"].as_str().is_some_and(|s| !s.is_empty()), "{harness} session: {run}");
-        assert!(run["output_tokens"].as_u64().unwrap() > 0, "{harness} tokens: {run}");
+        assert!(
+            run["session"].as_str().is_some_and(|s| !s.is_empty()),
+            "{harness} session: {run}"
+        );
+        assert!(
+            run["output_tokens"].as_u64().unwrap() > 0,
+            "{harness} tokens: {run}"
+        );
     }
     // The signals came through each CLI's own shell tool; the transcript has messages and tools.
     let logs = lab.world.logs(id).await;
     let text = serde_json::to_string(&logs).unwrap();
-    for needle in ["atelier signal plan-ready", "atelier signal verdict ready", "atelier signal pr-done"] {
-        assert!(text.contains(needle), "no shell call `{needle}` in the transcript");
+    for needle in [
+        "atelier signal plan-ready",
+        "atelier signal verdict ready",
+        "atelier signal pr-done",
+    ] {
+        assert!(
+            text.contains(needle),
+            "no shell call `{needle}` in the transcript"
+        );
     }
     for kind in ["message", "tool_call", "usage", "turn_end", "session"] {
-        assert!(logs.iter().any(|e| e["event"]["type"] == kind), "no {kind} event");
+        assert!(
+            logs.iter().any(|e| e["event"]["type"] == kind),
+            "no {kind} event"
+        );
     }
     // Every CLI sent our context: the stage line reached the model of each stage.
     let requests = lab.sim.requests();
@@ -184,7 +234,9 @@ async fn pipeline_on(harnesses: [&str; 4]) {
         );
     }
     let branch = detail["task"]["branch"].as_str().unwrap();
-    assert!(lab.world.repo.remote_log(branch).contains(&"Add hello.txt".to_string()));
+    let remote = lab.world.dir.path().join("lab/remote.git");
+    let log = testkit::git(&remote, &["log", "--format=%s", branch]).unwrap();
+    assert!(log.lines().any(|l| l == "Add hello.txt"), "{log}");
     let (status, body) = lab.world.action(id, "merge", json!({})).await;
     assert_eq!(status, 200, "{body}");
     lab.world.wait_state(id, "done").await;
@@ -194,4 +246,9 @@ async fn pipeline_on(harnesses: [&str; 4]) {
 #[tokio::test]
 async fn codex_runs_a_whole_pipeline() {
     pipeline_on(["codex"; 4]).await;
+}
+
+#[tokio::test]
+async fn opencode_runs_a_whole_pipeline() {
+    pipeline_on(["opencode"; 4]).await;
 }

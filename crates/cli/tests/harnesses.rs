@@ -234,6 +234,7 @@ async fn pipeline_on(harnesses: [&str; 4]) {
         );
     }
     let branch = detail["task"]["branch"].as_str().unwrap();
+    lab.world.wait_until_pr(id).await;
     let remote = lab.world.dir.path().join("lab/remote.git");
     let log = testkit::git(&remote, &["log", "--format=%s", branch]).unwrap();
     assert!(log.lines().any(|l| l == "Add hello.txt"), "{log}");
@@ -251,4 +252,534 @@ async fn codex_runs_a_whole_pipeline() {
 #[tokio::test]
 async fn opencode_runs_a_whole_pipeline() {
     pipeline_on(["opencode"; 4]).await;
+}
+
+impl Lab {
+    /// Adds a project where every stage runs `harness` with `role` merged over its default role.
+    async fn project_with(&self, name: &str, harness: &str, overrides: Value) -> String {
+        let mut role = self.role(harness);
+        for (k, v) in overrides.as_object().unwrap() {
+            role[k] = v.clone();
+        }
+        let roles: serde_json::Map<String, Value> = ["plan", "implement", "review", "pr"]
+            .iter()
+            .map(|s| (s.to_string(), role.clone()))
+            .collect();
+        let path = self.world.add_repo(name);
+        let (status, body) = self
+            .server()
+            .post(
+                "/api/projects",
+                &json!({"path": path, "name": name, "settings": {"roles": roles}}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, 201, "{body}");
+        name.to_string()
+    }
+}
+
+fn plan_then(steps: Value) -> Vec<(&'static str, Value)> {
+    vec![("plan", json!({"runs": [steps]}))]
+}
+
+async fn question_resumes_the_same_session_on(harness: &str) {
+    let plan = json!({"runs": [{"turns": [
+        [{"do": "question", "text": "Formal or casual greeting?"}],
+        [
+            {"do": "doc_section", "heading": "To-Do List", "body": "- [ ] Add a formal greeting\n"},
+            {"do": "signal", "args": ["plan-ready"]},
+            {"do": "message", "text": "Planned."}
+        ]
+    ]}]});
+    let Some(lab) = Lab::start(&[("plan", plan)], &[], &[]).await else {
+        return;
+    };
+    let project = lab.project_with("q", harness, json!({})).await;
+    let id = lab.world.new_task_in(&project, "Greeting", true, 0).await;
+    let detail = lab
+        .world
+        .wait_state_for(id, "needs_input", std::time::Duration::from_secs(90))
+        .await;
+    assert_eq!(
+        detail["task"]["state"]["question"],
+        "Formal or casual greeting?"
+    );
+    let session = detail["runs"][0]["session"].as_str().unwrap().to_string();
+    let (status, body) = lab
+        .world
+        .action(id, "answer", json!({"text": "Formal, please."}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let detail = lab
+        .world
+        .wait_state_for(id, "plan_gate", std::time::Duration::from_secs(90))
+        .await;
+    let runs = detail["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    assert_eq!(runs[0]["turns"], 2);
+    assert_eq!(
+        runs[0]["session"],
+        session.as_str(),
+        "the same harness session resumed"
+    );
+    // The resumed turn's request carries the whole history: the question and the answer.
+    let last = lab
+        .sim
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.body.to_string().contains("Formal, please."))
+        .unwrap();
+    assert!(
+        last.body.to_string().contains("Formal or casual greeting?"),
+        "history lost: {}",
+        last.body
+    );
+    assert!(
+        detail["doc"]
+            .as_str()
+            .unwrap()
+            .contains("- [ ] Add a formal greeting")
+    );
+}
+
+#[tokio::test]
+async fn codex_question_resumes_the_same_session() {
+    question_resumes_the_same_session_on("codex").await;
+}
+
+async fn stop_during_a_shell_tool_on(harness: &str) {
+    let plan = json!({"runs": [{"turns": [
+        [{"do": "run", "command": "echo started > started.txt; sleep 600"}],
+        [
+            {"do": "doc_section", "heading": "To-Do List", "body": "- [ ] Continue\n"},
+            {"do": "signal", "args": ["plan-ready"]},
+            {"do": "message", "text": "Continued."}
+        ]
+    ]}]});
+    let Some(lab) = Lab::start(&[("plan", plan)], &["--stop-grace-ms", "1000"], &[]).await else {
+        return;
+    };
+    let project = lab.project_with("stop", harness, json!({})).await;
+    let id = lab.world.new_task_in(&project, "Stop me", true, 0).await;
+    lab.world.wait_run(id, "plan", "running").await;
+    let mark = lab.world.run_mark(id).await;
+    let detail = lab.world.detail(id).await;
+    let started = lab.world.worktree(&detail).join("started.txt");
+    testkit::wait_until(
+        "the shell tool to run",
+        std::time::Duration::from_secs(90),
+        || {
+            let running = started.exists();
+            async move { running.then_some(()) }
+        },
+    )
+    .await
+    .unwrap();
+    let (status, body) = lab.world.action(id, "stop", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let run = lab.world.wait_run(id, "plan", "stopped").await;
+    assert_eq!(
+        processes_of_run(&mark),
+        Vec::<u32>::new(),
+        "a process of the stopped run survived"
+    );
+    let detail = lab.world.detail(id).await;
+    assert_eq!(
+        detail["task"]["state"],
+        json!({"state": "stopped", "stage": "plan"})
+    );
+    assert_eq!(
+        run_summary(&detail),
+        pairs(&[("plan", "stopped")]),
+        "no chaining"
+    );
+    let session = run["session"]
+        .as_str()
+        .expect("the stopped run has a session")
+        .to_string();
+
+    // Resume continues the same harness session.
+    let (status, body) = lab.world.action(id, "resume", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let detail = lab
+        .world
+        .wait_state_for(id, "plan_gate", std::time::Duration::from_secs(90))
+        .await;
+    let runs = detail["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{runs:#?}");
+    assert_eq!(
+        runs[1]["session"],
+        session.as_str(),
+        "resume continued the stopped session"
+    );
+}
+
+#[tokio::test]
+async fn codex_stop_kills_every_process_and_resume_continues() {
+    stop_during_a_shell_tool_on("codex").await;
+}
+
+#[tokio::test]
+async fn opencode_stop_kills_every_process_and_resume_continues() {
+    stop_during_a_shell_tool_on("opencode").await;
+}
+
+#[tokio::test]
+async fn a_dead_model_endpoint_waits_and_continues_when_it_returns() {
+    let plan = json!({"runs": [[
+        {"do": "doc_section", "heading": "To-Do List", "body": "- [ ] Something\n"},
+        {"do": "signal", "args": ["plan-ready"]},
+        {"do": "message", "text": "Planned."}
+    ]]});
+    let Some(lab) = Lab::start(
+        &[("plan", plan)],
+        &["--retry-base-ms", "300", "--retry-cap-ms", "1500"],
+        &[],
+    )
+    .await
+    else {
+        return;
+    };
+    // A port nothing listens on (until the endpoint "comes back" below).
+    let reserved = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = reserved.local_addr().unwrap().port();
+    drop(reserved);
+    let down = format!("http://127.0.0.1:{port}/v1");
+    let project = lab
+        .project_with("down", "codex", json!({"base_url": down}))
+        .await;
+    let id = lab
+        .world
+        .new_task_in(&project, "Endpoint down", true, 0)
+        .await;
+    let detail = lab
+        .world
+        .wait_state_for(id, "waiting", std::time::Duration::from_secs(60))
+        .await;
+    let state = &detail["task"]["state"];
+    assert_eq!(state["stage"], "plan");
+    let first = &detail["runs"][0];
+    assert_eq!(
+        first["status"], "failed",
+        "recorded as failed, never as completed: {first}"
+    );
+    assert!(!first["reason"].as_str().unwrap().is_empty());
+    // No review round and no run-cap slot consumed.
+    assert_eq!(detail["task"]["review_rounds"], 0);
+    assert_eq!(detail["task"]["runs_started"], 1);
+
+    // Let it fail a second time, then bring the endpoint back on the same port.
+    lab.world.wait_run(id, "plan", "failed").await;
+    testkit::wait_until(
+        "a second failed attempt",
+        std::time::Duration::from_secs(60),
+        || {
+            let world = &lab.world;
+            async move {
+                let detail = world.detail(id).await;
+                let failed = detail["runs"]
+                    .as_array()?
+                    .iter()
+                    .filter(|r| r["status"] == "failed")
+                    .count();
+                (failed >= 2).then_some(())
+            }
+        },
+    )
+    .await
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let back = Simulator::start(listener, lab.sim_scenarios.clone()).await;
+    let detail = lab
+        .world
+        .wait_state_for(id, "plan_gate", std::time::Duration::from_secs(60))
+        .await;
+    assert_eq!(detail["task"]["runs_started"], 1, "retries are not counted");
+    let last = detail["runs"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["status"], "completed");
+    assert!(!back.requests().is_empty());
+}
+
+#[tokio::test]
+async fn a_rate_limit_is_retried_without_consuming_a_review_round() {
+    let scenarios = [
+        (
+            "plan",
+            json!({"runs": [[{"do": "signal", "args": ["plan-ready"]}, {"do": "message", "text": "ok"}]]}),
+        ),
+        (
+            "implement",
+            json!({"runs": [[{"do": "write", "path": "a.txt", "content": "a\n"}, {"do": "run", "command": "git add -A && git commit -qm a"}]]}),
+        ),
+        (
+            "review",
+            json!({"runs": [[
+                {"do": "http_error", "status": 429, "times": 1},
+                {"do": "signal", "args": ["verdict", "ready"]},
+                {"do": "message", "text": "ok"}
+            ]]}),
+        ),
+        (
+            "pr",
+            json!({"runs": [[{"do": "signal", "args": ["pr-done"]}, {"do": "message", "text": "ok"}]]}),
+        ),
+    ];
+    let Some(lab) = Lab::start(&scenarios, &["--retry-base-ms", "200"], &[]).await else {
+        return;
+    };
+    let project = lab.project_with("limited", "codex", json!({})).await;
+    let id = lab
+        .world
+        .new_task_in(&project, "Rate limited", false, 0)
+        .await;
+    let detail = lab
+        .world
+        .wait_state_for(id, "awaiting_merge", std::time::Duration::from_secs(120))
+        .await;
+    assert_eq!(
+        detail["task"]["review_rounds"], 0,
+        "the 429 cost no review round"
+    );
+    assert_eq!(
+        run_summary(&detail),
+        pairs(&[
+            ("plan", "completed"),
+            ("implement", "completed"),
+            ("review", "failed"),
+            ("review", "completed"),
+            ("pr", "completed")
+        ])
+    );
+    assert_eq!(
+        detail["task"]["runs_started"], 4,
+        "the retry took no run slot"
+    );
+    assert!(
+        detail["runs"][2]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("429"),
+        "{}",
+        detail["runs"][2]
+    );
+}
+
+#[tokio::test]
+async fn a_stalled_model_is_detected() {
+    let Some(lab) = Lab::start(
+        &plan_then(json!([{"do": "stall"}])),
+        &["--stall-secs", "2"],
+        &[],
+    )
+    .await
+    else {
+        return;
+    };
+    let project = lab.project_with("stall", "codex", json!({})).await;
+    let id = lab.world.new_task_in(&project, "Stalls", true, 0).await;
+    let detail = lab
+        .world
+        .wait_state_for(id, "blocked", std::time::Duration::from_secs(60))
+        .await;
+    let reason = detail["task"]["state"]["reason"]["detail"]
+        .as_str()
+        .unwrap();
+    assert!(
+        reason.starts_with("stalled: the agent emitted nothing for 2.0 s"),
+        "{reason}"
+    );
+    let mark = lab.world.run_mark(id).await;
+    assert_eq!(processes_of_run(&mark), Vec::<u32>::new());
+}
+
+#[tokio::test]
+async fn garbage_from_the_model_ends_in_a_clear_state() {
+    let Some(lab) = Lab::start(
+        &plan_then(json!([{"do": "garbage"}])),
+        &["--retry-base-ms", "60000"],
+        &[],
+    )
+    .await
+    else {
+        return;
+    };
+    let project = lab.project_with("garbage", "codex", json!({})).await;
+    let id = lab.world.new_task_in(&project, "Garbage", true, 0).await;
+    let server = lab.server();
+    let detail = testkit::wait_until(
+        "the run to fail",
+        std::time::Duration::from_secs(60),
+        || async move {
+            let detail = server.get(&format!("/api/tasks/{id}")).await.ok()?;
+            (detail["runs"][0]["status"] == "failed").then_some(detail)
+        },
+    )
+    .await
+    .unwrap();
+    let reason = detail["runs"][0]["reason"].as_str().unwrap();
+    assert!(!reason.is_empty());
+    let state = detail["task"]["state"]["state"].as_str().unwrap();
+    assert!(state == "waiting" || state == "blocked", "{detail:#}");
+}
+
+#[tokio::test]
+async fn a_crashing_cli_fails_the_run_clearly() {
+    let Some(_) = agent_clis() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let crashing = dir.path().join("codex");
+    std::fs::write(&crashing, "#!/bin/sh\necho '{\"type\":\"thread.started\",\"thread_id\":\"t-1\"}'\necho 'panic: out of cheese' >&2\nexit 3\n").unwrap();
+    std::os::unix::fs::PermissionsExt::set_mode(
+        &mut std::fs::metadata(&crashing).unwrap().permissions(),
+        0o755,
+    );
+    std::fs::set_permissions(
+        &crashing,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let world = World::start_with_env(&[], &["--codex-bin", crashing.to_str().unwrap()], &[]).await;
+    let roles: serde_json::Map<String, Value> = ["plan", "implement", "review", "pr"]
+        .iter()
+        .map(|s| {
+            (
+                s.to_string(),
+                json!({"harness": "codex", "model": "gpt-5.5"}),
+            )
+        })
+        .collect();
+    let path = world.add_repo("crash");
+    let (status, body) = world
+        .server
+        .post(
+            "/api/projects",
+            &json!({"path": path, "name": "crash", "settings": {"roles": roles}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{body}");
+    let id = world.new_task_in("crash", "Crash", true, 0).await;
+    let detail = world.wait_state(id, "blocked").await;
+    let reason = detail["task"]["state"]["reason"]["detail"]
+        .as_str()
+        .unwrap();
+    assert!(
+        reason.contains("crashed (exit code 3)") && reason.contains("out of cheese"),
+        "{reason}"
+    );
+    assert_eq!(detail["runs"][0]["session"], "t-1");
+}
+
+#[tokio::test]
+async fn the_agent_environment_holds_no_server_secret() {
+    let plan = json!([
+        {"do": "run", "command": "env > agent-env.txt"},
+        {"do": "signal", "args": ["plan-ready"]},
+        {"do": "message", "text": "ok"}
+    ]);
+    let Some(lab) = Lab::start(
+        &plan_then(plan),
+        &[],
+        &[("ATELIER_SECRET_CANARY", "canary-5b2e")],
+    )
+    .await
+    else {
+        return;
+    };
+    let project = lab.project_with("env", "codex", json!({})).await;
+    let id = lab.world.new_task_in(&project, "Env", true, 0).await;
+    let detail = lab
+        .world
+        .wait_state_for(id, "plan_gate", std::time::Duration::from_secs(60))
+        .await;
+    let env = std::fs::read_to_string(lab.world.worktree(&detail).join("agent-env.txt")).unwrap();
+    assert!(
+        !env.contains("canary-5b2e"),
+        "a server secret reached the agent's shell tool"
+    );
+    assert!(
+        !env.contains(lab.server().token()),
+        "the API token reached the agent"
+    );
+    assert!(env.contains("ATELIER_RUN_TOKEN="));
+    // What Codex itself sent: our model, our context.
+    let request = lab
+        .sim
+        .requests()
+        .into_iter()
+        .find(|r| r.path.contains("responses"))
+        .unwrap();
+    assert_eq!(request.model().as_deref(), Some("gpt-5.5"));
+    assert!(request.body.to_string().contains("Atelier-Stage: plan #0"));
+    let _unused: &Path = lab.world.dir.path();
+}
+
+#[tokio::test]
+async fn claude_runs_a_whole_pipeline() {
+    pipeline_on(["claude-code"; 4]).await;
+}
+
+#[tokio::test]
+async fn a_mixed_pipeline_runs_each_role_on_its_own_harness() {
+    // Claude plans, Codex implements, OpenCode reviews, Claude opens the pull request.
+    pipeline_on(["claude-code", "codex", "opencode", "claude-code"]).await;
+}
+
+#[tokio::test]
+async fn claude_question_resumes_the_same_session() {
+    question_resumes_the_same_session_on("claude-code").await;
+}
+
+#[tokio::test]
+async fn claude_stop_kills_every_process_and_resume_continues() {
+    stop_during_a_shell_tool_on("claude-code").await;
+}
+
+#[tokio::test]
+async fn project_views_do_not_show_role_credentials() {
+    let Some(lab) = Lab::start(&sim_pipeline(), &[], &[]).await else {
+        return;
+    };
+    lab.project("secret", ["claude-code", "codex", "opencode", "codex"])
+        .await;
+    let projects = lab.server().get("/api/projects").await.unwrap();
+    let text = projects.to_string();
+    assert!(
+        !text.contains("sk-ant-simulated") && !text.contains("\"simulated\""),
+        "{text}"
+    );
+    assert!(text.contains("(redacted)"));
+}
+
+#[tokio::test]
+async fn a_model_of_another_harness_is_refused_before_anything_starts() {
+    let Some(lab) = Lab::start(&sim_pipeline(), &[], &[]).await else {
+        return;
+    };
+    let mut roles = serde_json::Map::new();
+    for stage in ["plan", "implement", "review", "pr"] {
+        roles.insert(stage.into(), lab.role("codex"));
+    }
+    roles.insert(
+        "implement".into(),
+        json!({"harness": "codex", "model": "claude-sonnet-4-5"}),
+    );
+    let path = lab.world.add_repo("wrong");
+    let (status, body) = lab
+        .server()
+        .post(
+            "/api/projects",
+            &json!({"path": path, "name": "wrong", "settings": {"roles": roles}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 400, "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(
+        error.contains("roles.implement") && error.contains("claude-sonnet-4-5"),
+        "{error}"
+    );
 }

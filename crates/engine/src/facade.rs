@@ -82,11 +82,17 @@ impl Engine {
             ))
         })?;
         let store = Store::open_in(&config.data_dir)?;
-        let registered: [Arc<dyn harness::Harness>; 3] = [
-            Arc::new(harness::scripted::ScriptedHarness::new(config.atelier_bin.clone())),
-            // CLAUDE-ADAPTER: Arc::new(harness::claude::ClaudeHarness::new(config.claude_bin.clone())),
+        let registered: [Arc<dyn harness::Harness>; 4] = [
+            Arc::new(harness::scripted::ScriptedHarness::new(
+                config.atelier_bin.clone(),
+            )),
+            Arc::new(harness::claude::ClaudeHarness::new(
+                config.claude_bin.clone(),
+            )),
             Arc::new(harness::codex::CodexHarness::new(config.codex_bin.clone())),
-            Arc::new(harness::opencode::OpenCodeHarness::new(config.opencode_bin.clone())),
+            Arc::new(harness::opencode::OpenCodeHarness::new(
+                config.opencode_bin.clone(),
+            )),
         ];
         let harnesses: BTreeMap<&'static str, Arc<dyn harness::Harness>> =
             registered.into_iter().map(|h| (h.name(), h)).collect();

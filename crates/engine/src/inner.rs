@@ -93,7 +93,10 @@ impl Inner {
 
     /// The receiving end of the retry schedule (taken once, by the timer task).
     pub fn take_retries(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<(TaskId, i64)>> {
-        self.retries_rx.lock().unwrap_or_else(|p| p.into_inner()).take()
+        self.retries_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     pub fn harness_names(&self) -> String {

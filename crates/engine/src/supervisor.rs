@@ -349,7 +349,9 @@ fn judge(
         (Some((true, _, _)), _) => RunOutcome::Ended { signal: None },
         // Retry time and attempt are set by `finish`, from the store.
         (Some((false, error, true)), _) => RunOutcome::InfraFailed {
-            reason: error.clone().unwrap_or_else(|| "infrastructure failure".into()),
+            reason: error
+                .clone()
+                .unwrap_or_else(|| "infrastructure failure".into()),
             retry_at: 0,
             attempt: 0,
         },

@@ -58,14 +58,22 @@ pub(crate) fn apply_in(tx: &Tx<'_>, task: &TaskRow, event: &Event) -> Result<(De
     for effect in &decision.effects {
         match effect {
             Effect::StartRun { stage } | Effect::RestartRun { stage } => {
-                let iteration = tx.finished_runs_of_stage(task.id, *stage)?;
+                let continued = continued_session(tx, task, event, *stage)?;
+                let iteration = match &continued {
+                    Some(stopped) => stopped.iteration,
+                    None => tx.finished_runs_of_stage(task.id, *stage)?,
+                };
                 let mark = random_hex(16);
-                tx.insert_run(&NewRunRow {
+                let run = tx.insert_run(&NewRunRow {
                     task_id: task.id,
                     stage: *stage,
                     iteration,
                     mark: &mark,
                 })?;
+                if let Some(stopped) = continued {
+                    let session = stopped.session.unwrap_or_default();
+                    tx.continue_session(run, &session, CONTINUE_AFTER_STOP)?;
+                }
                 applied.queued = true;
             }
             Effect::ResumeRun { run, input } => {
@@ -107,6 +115,30 @@ pub(crate) fn apply_in(tx: &Tx<'_>, task: &TaskRow, event: &Event) -> Result<(De
         }
     }
     Ok((decision, applied))
+}
+
+/// The follow-up a resumed agent receives when its stopped session is continued.
+const CONTINUE_AFTER_STOP: &str =
+    "You were stopped by a user and have now been resumed. Continue the task where you left off.";
+
+/// The stopped run whose harness session a resume continues: resuming a task a user stopped
+/// picks the same session up again (its history intact) instead of starting from scratch.
+fn continued_session(
+    tx: &Tx<'_>,
+    task: &TaskRow,
+    event: &Event,
+    stage: domain::Stage,
+) -> Result<Option<store::RunRow>> {
+    if !matches!(
+        (event, &task.state),
+        (Event::ResumeRequested, TaskState::Stopped { .. })
+    ) {
+        return Ok(None);
+    }
+    let last = tx.runs_of_task(task.id)?.pop();
+    Ok(last.filter(|run| {
+        run.stage == stage && run.status == RunStatus::Stopped && run.session.is_some()
+    }))
 }
 
 /// Loads the task, applies `event` and commits; then carries out what the commit requires.

@@ -6,10 +6,19 @@ use crate::settings;
 use domain::{ProjectId, Signal, Stage, TaskId};
 use store::{ProjectRow, PullRequestRow, RunRow, TaskRow, Tx};
 
+/// Shown instead of the values of roles' `env` (they hold credentials).
+pub(crate) const REDACTED: &str = "(redacted)";
+
 pub(crate) fn project(row: ProjectRow) -> Result<ProjectView> {
+    let mut settings = settings::parse(&row.settings_json)?;
+    for role in settings.roles.values_mut() {
+        for value in role.env.values_mut() {
+            *value = REDACTED.to_string();
+        }
+    }
     Ok(ProjectView {
         id: row.id,
-        settings: settings::parse(&row.settings_json)?,
+        settings,
         name: row.name,
         path: row.path,
         default_branch: row.default_branch,

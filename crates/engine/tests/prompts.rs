@@ -6,7 +6,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[allow(dead_code)]
-
 use domain::{Stage, TaskId};
 use engine::prompt::{PromptError, PromptVars, Prompts};
 use std::path::Path;

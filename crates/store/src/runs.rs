@@ -206,7 +206,8 @@ impl Tx<'_> {
     /// Records how a run (or its current turn) ended.
     /// Marks a finished run as an infrastructure failure (retried with backoff).
     pub fn mark_run_infra(&self, id: RunId) -> Result<()> {
-        self.tx.execute("UPDATE runs SET infra = 1 WHERE id = ?1", [id.0])?;
+        self.tx
+            .execute("UPDATE runs SET infra = 1 WHERE id = ?1", [id.0])?;
         Ok(())
     }
 
@@ -247,6 +248,15 @@ impl Tx<'_> {
         self.tx.execute(
             "UPDATE runs SET status = 'queued', pending_input = ?2, ended_at = NULL WHERE id = ?1",
             params![id.0, input],
+        )?;
+        Ok(())
+    }
+
+    /// Makes a queued run continue an earlier harness session with `input` as its first turn.
+    pub fn continue_session(&self, id: RunId, session: &str, input: &str) -> Result<()> {
+        self.tx.execute(
+            "UPDATE runs SET session = ?2, pending_input = ?3 WHERE id = ?1",
+            params![id.0, session, input],
         )?;
         Ok(())
     }

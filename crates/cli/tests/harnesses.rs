@@ -712,7 +712,7 @@ async fn the_agent_environment_holds_no_server_secret() {
         .into_iter()
         .find(|r| r.path.contains("responses"))
         .unwrap();
-    assert_eq!(request.model().as_deref(), Some("gpt-5.5"));
+    assert_eq!(request.model(), Some("gpt-5.5"));
     assert!(request.body.to_string().contains("Atelier-Stage: plan #0"));
     let _unused: &Path = lab.world.dir.path();
 }

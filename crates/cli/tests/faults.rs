@@ -267,6 +267,23 @@ async fn bad_input_is_refused_clearly_and_leaves_nothing_behind() {
             .contains("atelier/")
     );
 
+    // A role may not replace what Atelier sets for every agent.
+    let mut roles = world.roles(&world.scenarios);
+    roles["plan"]["env"] = json!({"ATELIER_RUN_MARK": "escape"});
+    let (status, body) = world
+        .server
+        .post("/api/projects", &json!({"path": world.add_repo("reserved"), "name": "reserved", "settings": {"roles": roles}}))
+        .await
+        .unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("`ATELIER_RUN_MARK` is set by Atelier"),
+        "{body}"
+    );
+
     // Unknown routes' ids and bad JSON.
     let (status, _) = world.action(999, "approve", json!({})).await;
     assert_eq!(status, 404);

@@ -103,6 +103,15 @@ async fn full_pipeline_with_a_needs_work_round_reaches_done() {
     .await
     .unwrap();
     assert!(!worktree.exists());
+    let key = detail["task"]["key"].as_str().unwrap();
+    assert!(
+        !world.data.join("homes").join(key).exists(),
+        "the agents' home folder is removed"
+    );
+    assert!(
+        world.data.join("tasks").join(key).join("task.md").exists(),
+        "the task doc is kept"
+    );
     assert!(!world.repo.branches().contains(&branch));
     assert_eq!(
         world.detail(id).await["task"]["worktree"],

@@ -139,6 +139,13 @@ async fn remove_workspace(inner: &Inner, intent: &Intent) -> Result<()> {
             .await
             .map_err(|e| EngineError::Internal(e.to_string()))?;
     }
+    // The agents' home folder of the task goes with it (the task doc archive stays).
+    let home = inner.config.data_dir.join("homes").join(&task.key);
+    if let Err(err) = std::fs::remove_dir_all(&home)
+        && err.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(task = %task.id, error = %err, "cannot remove the agents' home folder");
+    }
     inner.store.write(|tx| {
         tx.clear_worktree(task.id)?;
         tx.complete_intent(intent.id, "removed")

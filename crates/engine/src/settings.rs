@@ -79,6 +79,21 @@ pub(crate) fn validate(
                 Some(_) => {}
             }
         }
+        for name in role.env.keys() {
+            let valid = !name.is_empty()
+                && !name.starts_with(|c: char| c.is_ascii_digit())
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                return bad(format!(
+                    "roles.{stage}.env: `{name}` is not a variable name"
+                ));
+            }
+            if crate::supervisor::RESERVED_ENV.contains(&name.as_str()) {
+                return bad(format!(
+                    "roles.{stage}.env: `{name}` is set by Atelier for every agent and cannot be overridden"
+                ));
+            }
+        }
         if role.timeout_secs == Some(0) {
             return bad(format!("roles.{stage}.timeout_secs must be at least 1"));
         }

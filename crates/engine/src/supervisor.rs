@@ -36,6 +36,23 @@ pub(crate) struct Turn {
     pub timeout: Duration,
 }
 
+/// Variables Atelier sets for every agent; a role's `env` may not replace them.
+pub(crate) const RESERVED_ENV: [&str; 13] = [
+    "PATH",
+    "HOME",
+    "LANG",
+    "ATELIER_URL",
+    "ATELIER_RUN_TOKEN",
+    "ATELIER_TASK_ID",
+    "ATELIER_RUN_ID",
+    "ATELIER_STAGE",
+    "ATELIER_TASK_DOC",
+    "ATELIER_WORKTREE",
+    "ATELIER_PORT",
+    "ATELIER_PORT_COUNT",
+    MARK_VAR,
+];
+
 /// The complete environment of an agent: what it needs and nothing of the server's.
 pub(crate) fn agent_env(
     inner: &Inner,

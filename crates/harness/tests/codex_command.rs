@@ -27,7 +27,7 @@ fn describes_itself() {
 
 fn request(settings: Value) -> TurnRequest {
     TurnRequest {
-        stage: Stage::Implement,
+        stage: Stage::Review,
         iteration: 0,
         turn: 0,
         prompt: "Fix the bug".into(),
@@ -77,6 +77,35 @@ fn args(head: &[&str], tail: &[&str]) -> Vec<String> {
         .chain(tail)
         .map(|s| s.to_string())
         .collect()
+}
+
+#[test]
+fn the_implementer_cannot_delegate_to_sub_agents() {
+    let h = CodexHarness::new("/opt/codex");
+    let req = TurnRequest {
+        stage: Stage::Implement,
+        ..request(json!({"harness": "codex", "model": "gpt-5.5"}))
+    };
+    assert_eq!(
+        h.command(&req).unwrap(),
+        spec(
+            args(
+                &["exec"],
+                &[
+                    "-m",
+                    "gpt-5.5",
+                    "--disable",
+                    "multi_agent",
+                    "--disable",
+                    "multi_agent_v2",
+                    "--",
+                    "Fix the bug"
+                ]
+            ),
+            &BASE_ENV,
+            None
+        )
+    );
 }
 
 #[test]

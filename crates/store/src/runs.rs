@@ -136,10 +136,11 @@ impl Tx<'_> {
         self.runs_where("status = ?1 ORDER BY id", [status.as_str()])
     }
 
-    /// Finished runs of a stage, which is the iteration number of the next one.
+    /// Finished runs of a stage, which is the iteration number of the next one (runs lost to
+    /// infrastructure failures do not count: their retry is the same iteration).
     pub fn finished_runs_of_stage(&self, task: TaskId, stage: Stage) -> Result<u32> {
         Ok(self.tx.query_row(
-            "SELECT COUNT(*) FROM runs WHERE task_id = ?1 AND stage = ?2
+            "SELECT COUNT(*) FROM runs WHERE task_id = ?1 AND stage = ?2 AND infra = 0
              AND status IN ('completed', 'failed', 'stopped', 'needs_input')",
             params![task.0, stage.as_str()],
             |r| r.get(0),

@@ -28,6 +28,7 @@ pub use settings::{
 
 use crate::process::ProcessSpec;
 use crate::{Capabilities, Decoder, Harness, HarnessError, Interrupt, TurnRequest};
+use domain::Stage;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
@@ -99,6 +100,12 @@ impl Harness for CodexHarness {
             ]
             .map(String::from),
         );
+        if req.stage == Stage::Implement {
+            // The implementer never delegates: no sub-agent tools (both generations of them).
+            args.extend(
+                ["--disable", "multi_agent", "--disable", "multi_agent_v2"].map(String::from),
+            );
+        }
         if let Some(effort) = &req.effort {
             if effort.trim().is_empty() {
                 return Err(HarnessError::Config(

@@ -36,6 +36,11 @@ impl Client {
         self.decode(path, response).await
     }
 
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let response = self.send(self.http.delete(self.url(path))).await?;
+        self.decode(path, response).await
+    }
+
     /// A successful response whose body the caller streams.
     pub async fn get_stream(&self, path: &str) -> Result<reqwest::Response> {
         self.send(self.http.get(self.url(path))).await

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RoleConfig {
-    /// `scripted` today; `claude-code`, `codex`, `opencode` next.
+    /// `claude-code`, `codex`, `opencode` or `scripted`.
     pub harness: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
@@ -42,7 +42,8 @@ pub struct RoleConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProjectSettings {
-    /// Role per stage; a stage without an entry cannot run.
+    /// Role per stage; a stage without one gets Claude Code with model `sonnet` when the project
+    /// is added.
     pub roles: BTreeMap<Stage, RoleConfig>,
     /// The git remote branches are pushed to.
     pub remote: String,

@@ -134,7 +134,13 @@ impl Engine {
                 "project name `{name}` is not valid: use 1-64 letters, digits, `.`, `_` or `-` (not only digits); pass --name"
             )));
         }
-        let settings = req.settings.unwrap_or_default();
+        let mut settings = req.settings.unwrap_or_default();
+        for stage in Stage::ALL {
+            settings
+                .roles
+                .entry(stage)
+                .or_insert_with(settings::default_role);
+        }
         settings::validate(&settings, &self.inner.harnesses)?;
         let default_branch = repo
             .default_branch(&settings.remote)
@@ -364,6 +370,56 @@ impl Engine {
             .map_err(|e| EngineError::InvalidState(format!("cannot merge task {id}: {e}")))?;
         let row = background::mark_merged(&self.inner, id)?;
         self.view(row)
+    }
+
+    /// Deletes a task: its worktree and branch, its doc archive, its agents' home and every
+    /// record of it. Refused while an agent of the task is queued, running or waiting for an
+    /// answer (stop it first). Returns the deleted task as it was.
+    pub async fn delete(&self, id: TaskId) -> Result<TaskView> {
+        let _exclusive = self.inner.workspace_lock.lock().await;
+        let (task, project) = self.inner.store.read(|tx| {
+            let task = tx.task(id)?.ok_or_else(|| not_found(id))?;
+            if let Some(run) = tx.live_run(id)? {
+                return Err(EngineError::Conflict(format!(
+                    "task {id} has a live agent (run {}, {}): stop it with `atelier task stop {id}` first",
+                    run.id, run.status
+                )));
+            }
+            let project = tx.project(task.project_id)?.ok_or_else(|| not_found(id))?;
+            Ok((task, project))
+        })?;
+        // The workspace goes first: if anything fails, the task is still there to delete again.
+        if let Some(worktree) = &task.worktree {
+            let repo = git::Repo::open(Path::new(&project.path))
+                .await
+                .map_err(|e| EngineError::Internal(e.to_string()))?;
+            workspace::remove(&repo, Path::new(worktree), &task.branch)
+                .await
+                .map_err(|e| EngineError::Internal(format!("cannot remove the worktree: {e}")))?;
+        }
+        self.inner.store.write(|tx| {
+            if tx.live_run(id)?.is_some() {
+                return Err(EngineError::Conflict(format!(
+                    "task {id} started an agent meanwhile"
+                )));
+            }
+            Ok(tx.delete_task(id)?)
+        })?;
+        for dir in [
+            Path::new(&task.doc_path).parent().map(Path::to_path_buf),
+            Some(self.inner.config.data_dir.join("homes").join(&task.key)),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if let Err(err) = std::fs::remove_dir_all(&dir)
+                && err.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(task = %id, dir = %dir.display(), error = %err, "cannot remove a task folder");
+            }
+        }
+        self.inner.hub.changed(id);
+        Ok(views::task(task, project.name))
     }
 
     /// An agent's signal; `run_token` is the bearer token of the run.

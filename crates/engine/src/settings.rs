@@ -23,6 +23,15 @@ pub(crate) fn policy(settings: &ProjectSettings) -> Policy {
     }
 }
 
+/// The role of a stage a project does not configure: Claude Code with its `sonnet` alias.
+pub(crate) fn default_role() -> RoleConfig {
+    RoleConfig {
+        harness: "claude-code".into(),
+        model: Some("sonnet".into()),
+        ..RoleConfig::default()
+    }
+}
+
 pub(crate) fn role(settings: &ProjectSettings, stage: Stage) -> Result<&RoleConfig, String> {
     settings.roles.get(&stage).ok_or_else(|| {
         format!(

@@ -30,6 +30,7 @@ pub(crate) trait Backend: Clone + Send + Sync + 'static {
     fn stop(&self, id: TaskId) -> impl Future<Output = Result<TaskView>> + Send;
     fn resume(&self, id: TaskId) -> impl Future<Output = Result<TaskView>> + Send;
     fn merge(&self, id: TaskId) -> impl Future<Output = Result<TaskView>> + Send;
+    fn delete(&self, id: TaskId) -> impl Future<Output = Result<TaskView>> + Send;
     fn signal(
         &self,
         run_token: String,
@@ -84,6 +85,9 @@ impl Backend for Engine {
     }
     fn merge(&self, id: TaskId) -> impl Future<Output = Result<TaskView>> + Send {
         Engine::merge(self, id)
+    }
+    fn delete(&self, id: TaskId) -> impl Future<Output = Result<TaskView>> + Send {
+        Engine::delete(self, id)
     }
     async fn signal(&self, run_token: String, task: TaskId, signal: Signal) -> Result<()> {
         Engine::signal(self, &run_token, task, signal).await

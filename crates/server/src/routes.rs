@@ -33,7 +33,10 @@ pub(crate) fn router<B: Backend>(backend: B, api_token: String) -> Router {
             get(list_projects::<B>).post(add_project::<B>),
         )
         .route("/api/tasks", get(list_tasks::<B>).post(create_task::<B>))
-        .route("/api/tasks/{id}", get(show_task::<B>))
+        .route(
+            "/api/tasks/{id}",
+            get(show_task::<B>).delete(delete_task::<B>),
+        )
         .route("/api/tasks/{id}/approve", post(approve::<B>))
         .route("/api/tasks/{id}/answer", post(answer::<B>))
         .route("/api/tasks/{id}/run", post(run::<B>))
@@ -139,6 +142,13 @@ async fn resume<B: Backend>(
     TaskIdPath(id): TaskIdPath,
 ) -> ApiResult<axum::Json<TaskView>> {
     Ok(axum::Json(b.resume(id).await?))
+}
+
+async fn delete_task<B: Backend>(
+    State(b): State<B>,
+    TaskIdPath(id): TaskIdPath,
+) -> ApiResult<axum::Json<TaskView>> {
+    Ok(axum::Json(b.delete(id).await?))
 }
 
 async fn merge<B: Backend>(

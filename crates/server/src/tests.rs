@@ -117,6 +117,9 @@ impl Backend for Fake {
     async fn merge(&self, id: TaskId) -> Result<TaskView> {
         self.task_result("merge", id)
     }
+    async fn delete(&self, id: TaskId) -> Result<TaskView> {
+        self.task_result("delete", id)
+    }
     async fn signal(&self, run_token: String, task: TaskId, signal: Signal) -> Result<()> {
         if run_token != RUN_TOKEN {
             return Err(EngineError::Unauthorized("invalid run token".into()));
@@ -194,7 +197,7 @@ fn error_of(body: &str) -> String {
         .to_string()
 }
 
-const ADMIN_ROUTES: [(&str, &str); 12] = [
+const ADMIN_ROUTES: [(&str, &str); 13] = [
     ("GET", "/api/projects"),
     ("POST", "/api/projects"),
     ("GET", "/api/tasks"),
@@ -206,6 +209,7 @@ const ADMIN_ROUTES: [(&str, &str); 12] = [
     ("POST", "/api/tasks/1/stop"),
     ("POST", "/api/tasks/1/resume"),
     ("POST", "/api/tasks/1/merge"),
+    ("DELETE", "/api/tasks/1"),
     ("GET", "/api/tasks/1/logs"),
 ];
 

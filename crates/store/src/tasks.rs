@@ -189,6 +189,22 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Deletes a task and everything recorded about it (runs, events, signals, intents, its
+    /// pull-request record).
+    pub fn delete_task(&self, id: TaskId) -> Result<()> {
+        for sql in [
+            "DELETE FROM events WHERE task_id = ?1",
+            "DELETE FROM signals WHERE task_id = ?1",
+            "DELETE FROM runs WHERE task_id = ?1",
+            "DELETE FROM outbox WHERE task_id = ?1",
+            "DELETE FROM pull_requests WHERE task_id = ?1",
+            "DELETE FROM tasks WHERE id = ?1",
+        ] {
+            self.tx.execute(sql, [id.0])?;
+        }
+        Ok(())
+    }
+
     pub fn clear_worktree(&self, id: TaskId) -> Result<()> {
         self.tx
             .execute("UPDATE tasks SET worktree = NULL WHERE id = ?1", [id.0])?;

@@ -39,6 +39,10 @@ pub enum TaskCommand {
     /// Merge the task's pull request (as a human would on the forge)
     #[command(after_help = "Example:\n  atelier task merge 12")]
     Merge(IdArg),
+    /// Delete a task: its worktree and branch, its doc and every record of it (stop its agent
+    /// first)
+    #[command(after_help = "Example:\n  atelier task delete 12")]
+    Delete(IdArg),
     Logs(LogsArgs),
 }
 
@@ -161,6 +165,7 @@ pub async fn run(command: TaskCommand, global: &GlobalArgs) -> Result<()> {
         TaskCommand::Stop(IdArg { id }) => action(global, id, "stop", &json!({})).await,
         TaskCommand::Resume(IdArg { id }) => action(global, id, "resume", &json!({})).await,
         TaskCommand::Merge(IdArg { id }) => action(global, id, "merge", &json!({})).await,
+        TaskCommand::Delete(IdArg { id }) => delete(global, id).await,
         TaskCommand::Logs(args) => logs(args, global).await,
     }
 }
@@ -232,6 +237,18 @@ async fn action(global: &GlobalArgs, id: i64, verb: &str, body: &serde_json::Val
         return output::print_json(&task);
     }
     print!("{}", output::task_summary(&task));
+    Ok(())
+}
+
+async fn delete(global: &GlobalArgs, id: i64) -> Result<()> {
+    let task: TaskView = client(global)?
+        .delete(&format!("/api/tasks/{id}"))
+        .await
+        .with_context(|| format!("cannot delete task {id}"))?;
+    if global.json {
+        return output::print_json(&task);
+    }
+    println!("deleted task {} ({})", task.id, task.title);
     Ok(())
 }
 

@@ -216,3 +216,79 @@ async fn kill9_between_review_ready_and_the_pr_stage_keeps_the_queued_run() {
     assert_eq!(pr_run["turns"], 1);
     assert_final(&world, a, &detail, "none").await;
 }
+
+/// The push of the pull request hangs in the remote's pre-receive hook when the server is
+/// killed: the intent was attempted but has no outcome. After the restart it is replayed, and
+/// still exactly one pull-request record exists.
+#[tokio::test]
+async fn kill9_during_the_push_replays_the_intent_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let release = dir.path().join("release-push");
+    let mut world = World::start(&full_pipeline(), &[]).await;
+    let hook = world.repo.remote.join("hooks/pre-receive");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\ncat >/dev/null\nwhile [ ! -e '{}' ]; do sleep 0.02; done\n",
+            release.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let id = world.new_task("Slow push", false).await;
+    world.wait_state(id, "awaiting_merge").await;
+    let db = world.db();
+    testkit::wait_until("the push to be attempted", DEADLINE, || {
+        let attempts: i64 = db
+            .query_row(
+                "SELECT attempts FROM outbox WHERE task_id = ?1 AND kind = 'open_pr'",
+                [id],
+                |r| r.get(0),
+            )
+            .unwrap_or(0);
+        async move { (attempts == 1).then_some(()) }
+    })
+    .await
+    .unwrap();
+    world.server.kill9().await.unwrap();
+    let pending: Option<String> = db
+        .query_row(
+            "SELECT outcome FROM outbox WHERE task_id = ?1 AND kind = 'open_pr'",
+            [id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(pending, None, "no outcome was recorded before the crash");
+    world.restart(&[], &[]).await;
+    std::fs::write(&release, "go").unwrap();
+    let pr = world.wait_until_pr(id).await;
+    let (outcome, attempts): (String, i64) = db
+        .query_row(
+            "SELECT outcome, attempts FROM outbox WHERE task_id = ?1 AND kind = 'open_pr'",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert!(outcome.starts_with("opened"), "{outcome}");
+    assert_eq!(attempts, 2, "replayed once after the restart");
+    let prs: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM pull_requests WHERE task_id = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(prs, 1);
+    let branch = world.detail(id).await["task"]["branch"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        world.repo.remote_branch_sha(&branch).unwrap(),
+        pr["head_sha"].as_str().unwrap()
+    );
+    assert_eq!(
+        world.detail(id).await["task"]["state"]["state"],
+        "awaiting_merge"
+    );
+}

@@ -312,3 +312,39 @@ async fn stop_kills_every_process_never_chains_and_a_second_start_conflicts() {
     let (status, _) = world.action(id, "stop", json!({})).await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test]
+async fn the_per_project_cap_queues_runs_by_priority_then_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let release = dir.path().join("release");
+    let waiting_plan =
+        json!({"runs": [[wait_for_file(&release), {"do": "signal", "args": ["plan-ready"]}]]});
+    let world = World::start(&[("plan", waiting_plan)], &[]).await;
+    let capped = world
+        .add_project_from_scratch("capped", json!({"slots": 1}))
+        .await;
+    let first = world.new_task_in(&capped, "First", true, 0).await;
+    world.wait_run(first, "plan", "running").await;
+    let low = world.new_task_in(&capped, "Low priority", true, 0).await;
+    let high = world.new_task_in(&capped, "High priority", true, 5).await;
+    // The project's one slot is taken: both wait, while another project still runs at once.
+    world.wait_run(low, "plan", "queued").await;
+    world.wait_run(high, "plan", "queued").await;
+    let other = world.new_task("Other project", true).await;
+    world.wait_run(other, "plan", "running").await;
+    std::fs::write(&release, "go").unwrap();
+    for id in [first, low, high, other] {
+        world.wait_state(id, "plan_gate").await;
+    }
+    // The higher priority started first although it was created later.
+    let started = |id: i64| {
+        let db = world.db();
+        db.query_row(
+            "SELECT spawned_us FROM runs WHERE task_id = ?1",
+            [id],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap()
+    };
+    assert!(started(high) < started(low), "priority first, then age");
+}

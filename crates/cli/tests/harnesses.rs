@@ -783,3 +783,8 @@ async fn a_model_of_another_harness_is_refused_before_anything_starts() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn opencode_question_resumes_the_same_session() {
+    question_resumes_the_same_session_on("opencode").await;
+}

@@ -263,6 +263,7 @@ pub fn event(event: &TranscriptEvent) -> String {
             input_tokens,
             output_tokens,
             cost_usd,
+            ..
         } => {
             format!("usage: {input_tokens} in, {output_tokens} out, ${cost_usd:.4}")
         }

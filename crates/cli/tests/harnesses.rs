@@ -342,6 +342,38 @@ async fn question_resumes_the_same_session_on(harness: &str) {
             .unwrap()
             .contains("- [ ] Add a formal greeting")
     );
+    // Token usage over both turns: summed per turn, or the session's running total for harnesses
+    // that report cumulative usage (Codex) — never counted twice.
+    let usage: Vec<Value> = lab
+        .world
+        .logs(id)
+        .await
+        .into_iter()
+        .filter(|e| e["event"]["type"] == "usage")
+        .map(|e| e["event"].clone())
+        .collect();
+    assert!(usage.len() >= 2, "usage reports of both turns: {usage:#?}");
+    let input: Vec<u64> = usage
+        .iter()
+        .map(|u| u["input_tokens"].as_u64().unwrap())
+        .collect();
+    // Codex reports the thread's running totals after a resume (the second report includes the
+    // first turn): its decoder must mark them cumulative, or the run would count turn 0 twice.
+    assert_eq!(
+        usage.iter().any(|u| u["cumulative"] == true),
+        harness == "codex",
+        "{usage:#?}"
+    );
+    let expected = if usage.iter().any(|u| u["cumulative"] == true) {
+        *input.iter().max().unwrap()
+    } else {
+        input.iter().sum()
+    };
+    assert_eq!(
+        runs[0]["input_tokens"].as_u64().unwrap(),
+        expected,
+        "{usage:#?}"
+    );
 }
 
 #[tokio::test]

@@ -311,6 +311,11 @@ async fn stop_kills_every_process_never_chains_and_a_second_start_conflicts() {
     world.wait_run(id, "plan", "running").await;
     let (status, _) = world.action(id, "stop", json!({})).await;
     assert_eq!(status, 200);
+    let detail = world.detail(id).await;
+    assert_eq!(
+        detail["task"]["state"],
+        json!({"state": "stopped", "stage": "plan"})
+    );
 }
 
 #[tokio::test]

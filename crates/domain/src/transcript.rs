@@ -47,6 +47,10 @@ pub enum TranscriptEvent {
         output_tokens: u64,
         #[serde(default)]
         cost_usd: f64,
+        /// The counters are the session's running totals so far (some harnesses report usage
+        /// so after a resume), not this turn's own: the run's totals are set, not added to.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        cumulative: bool,
     },
     Error {
         message: String,

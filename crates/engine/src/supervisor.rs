@@ -160,8 +160,13 @@ impl Transcript {
                         input_tokens,
                         output_tokens,
                         cost_usd,
+                        cumulative,
                     } => {
-                        tx.add_run_usage(self.run, *input_tokens, *output_tokens, *cost_usd)?;
+                        if *cumulative {
+                            tx.raise_run_usage(self.run, *input_tokens, *output_tokens, *cost_usd)?;
+                        } else {
+                            tx.add_run_usage(self.run, *input_tokens, *output_tokens, *cost_usd)?;
+                        }
                     }
                     _ => {}
                 }

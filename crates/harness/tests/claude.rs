@@ -82,6 +82,7 @@ fn decodes_a_resumed_run() {
                 input_tokens,
                 output_tokens,
                 cost_usd,
+                cumulative: false,
             } => Some((*input_tokens, *output_tokens, *cost_usd)),
             _ => None,
         })
@@ -139,7 +140,7 @@ fn decodes_a_long_lived_process_turn_by_turn() {
     assert_eq!(sessions, 1, "the session is announced once per process");
 }
 
-/// Recorded by `claude_live.rs` from the command this harness builds (implement stage).
+/// Recorded by `crates/cli/tests/recordings.rs` (UPDATE_SNAPSHOTS=1) from the command this harness builds (implement stage).
 #[test]
 fn decodes_the_live_atelier_run() {
     let events = check_snapshot("atelier-run");
@@ -150,7 +151,7 @@ fn decodes_the_live_atelier_run() {
     assert_eq!(turn_end(&events), (true, None, false));
 }
 
-/// Recorded by `claude_live.rs`: SIGINT sent to the process group during a `Bash` call.
+/// Recorded by `crates/cli/tests/recordings.rs` (UPDATE_SNAPSHOTS=1): SIGINT sent to the process group during a `Bash` call.
 #[test]
 fn decodes_the_live_atelier_interrupt() {
     let events = check_snapshot("atelier-interrupt");

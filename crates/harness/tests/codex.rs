@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use std::path::PathBuf;
 
 /// Recorded streams: the harness lab's samples (`codex-exec-*`) and this crate's live runs
-/// through `CodexHarness` (`atelier-*`, see `codex_live.rs`).
+/// through `CodexHarness` (`atelier-*`, recorded by `crates/cli/tests/recordings.rs`).
 const STREAMS: [&str; 12] = [
     "codex-exec-run1",
     "codex-exec-resume",
@@ -140,7 +140,8 @@ fn decodes_every_item_kind() {
                 TranscriptEvent::Usage {
                     input_tokens: 1200,
                     output_tokens: 345,
-                    cost_usd: 0.0
+                    cost_usd: 0.0,
+                    cumulative: true,
                 },
                 TranscriptEvent::TurnEnd {
                     ok: true,

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use std::path::PathBuf;
 
 /// Recorded streams: the harness lab's samples (`opencode-*`) and this crate's live runs through
-/// `OpenCodeHarness` (`atelier-*`, see `opencode_live.rs`), with how many turn ends each has
+/// `OpenCodeHarness` (`atelier-*`, recorded by `crates/cli/tests/recordings.rs`), with how many turn ends each has
 /// (a process stopped by a signal prints none).
 const STREAMS: [(&str, usize); 9] = [
     ("opencode-run1", 1),
@@ -233,12 +233,14 @@ fn decodes_every_event_kind() {
             TranscriptEvent::Usage {
                 input_tokens: 155,
                 output_tokens: 15,
-                cost_usd: 0.25
+                cost_usd: 0.25,
+                cumulative: false,
             },
             TranscriptEvent::Usage {
                 input_tokens: 1,
                 output_tokens: 2,
-                cost_usd: 0.0
+                cost_usd: 0.0,
+                cumulative: false,
             },
             TranscriptEvent::Error {
                 message: "the model stopped its turn early (finish reason `length`)".into()
@@ -246,7 +248,8 @@ fn decodes_every_event_kind() {
             TranscriptEvent::Usage {
                 input_tokens: 100,
                 output_tokens: 10,
-                cost_usd: 0.0
+                cost_usd: 0.0,
+                cumulative: false,
             },
             TranscriptEvent::TurnEnd {
                 ok: true,

@@ -279,6 +279,16 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Sets the run's usage from a harness's running session totals (never lowering them).
+    pub fn raise_run_usage(&self, id: RunId, input: u64, output: u64, cost: f64) -> Result<()> {
+        self.tx.execute(
+            "UPDATE runs SET input_tokens = MAX(input_tokens, ?2),
+             output_tokens = MAX(output_tokens, ?3), cost_usd = MAX(cost_usd, ?4) WHERE id = ?1",
+            params![id.0, input as i64, output as i64, cost],
+        )?;
+        Ok(())
+    }
+
     /// Stores a signal: in the signals log and as the run's latest signal.
     pub fn record_signal(&self, run: RunId, task: TaskId, signal: &Signal) -> Result<()> {
         let body = to_json(signal)?;

@@ -35,7 +35,8 @@ pub struct ServerInfo {
     pub pid: u32,
 }
 
-/// A running `atelier serve`. Dropping it kills the process (SIGKILL).
+/// A running `atelier serve`. Dropping it stops the server gracefully (SIGTERM, so it stops its
+/// agents and no agent of a test outlives it), and kills it (SIGKILL) if it is not gone in 10 s.
 #[derive(Debug)]
 pub struct ServerProcess {
     child: Child,
@@ -326,3 +327,28 @@ fn format_logs(logs: &Mutex<String>) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// Longest wait for a dropped server to stop its agents and exit.
+const DROP_DEADLINE: Duration = Duration::from_secs(10);
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
+        let term = std::process::Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status();
+        if !term.is_ok_and(|status| status.success()) {
+            return;
+        }
+        // Drop cannot await: wait for the exit with a deadline (kill_on_drop covers the rest).
+        let deadline = std::time::Instant::now() + DROP_DEADLINE;
+        while std::time::Instant::now() < deadline {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}

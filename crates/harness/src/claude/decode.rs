@@ -356,6 +356,7 @@ fn turn_usage(event: &Map<String, Value>) -> TranscriptEvent {
             input_tokens: input,
             output_tokens: output,
             cost_usd: cost,
+            cumulative: false,
         };
     }
     let empty = Map::new();
@@ -372,6 +373,7 @@ fn turn_usage(event: &Map<String, Value>) -> TranscriptEvent {
             .get("total_cost_usd")
             .and_then(Value::as_f64)
             .unwrap_or(0.0),
+        cumulative: false,
     }
 }
 

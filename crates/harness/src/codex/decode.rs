@@ -180,10 +180,13 @@ impl CodexDecoder {
                 vec![TranscriptEvent::Session { id: thread_id }]
             }
             ExecEvent::TurnCompleted { usage } => vec![
+                // Codex reports the thread's running totals (a resumed turn includes the
+                // earlier turns), so the run's usage is set from it, not added to.
                 TranscriptEvent::Usage {
                     input_tokens: usage.input_tokens,
                     output_tokens: usage.output_tokens,
                     cost_usd: 0.0,
+                    cumulative: true,
                 },
                 TranscriptEvent::TurnEnd {
                     ok: true,

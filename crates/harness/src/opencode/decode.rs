@@ -275,6 +275,7 @@ fn step_finish(part: FinishPart) -> Vec<TranscriptEvent> {
             .saturating_add(tokens.cache.write),
         output_tokens: tokens.output.saturating_add(tokens.reasoning),
         cost_usd: part.cost,
+        cumulative: false,
     }];
     match part.reason.as_deref() {
         Some("stop") => out.push(TranscriptEvent::TurnEnd {

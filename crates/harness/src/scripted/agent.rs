@@ -404,6 +404,7 @@ impl Agent<'_> {
             input_tokens,
             output_tokens,
             cost_usd: (input_tokens * 3 + output_tokens * 15) as f64 / 1_000_000.0,
+            cumulative: false,
         })?;
         self.emit(TranscriptEvent::TurnEnd {
             ok: error.is_none(),

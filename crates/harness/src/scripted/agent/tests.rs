@@ -112,6 +112,7 @@ fn usage(input_tokens: u64, output_tokens: u64) -> E {
         input_tokens,
         output_tokens,
         cost_usd: (input_tokens * 3 + output_tokens * 15) as f64 / 1_000_000.0,
+        cumulative: false,
     }
 }
 

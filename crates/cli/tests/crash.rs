@@ -292,3 +292,61 @@ async fn kill9_during_the_push_replays_the_intent_once() {
         "awaiting_merge"
     );
 }
+
+/// The server dies while the planner works on the user's answer: the replacement run continues
+/// the same session and gets the answer again — it is not lost, and the question is not asked
+/// twice.
+#[tokio::test]
+async fn kill9_during_the_answered_turn_keeps_the_answer_and_the_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let release = dir.path().join("release-answer");
+    let plan = json!({"runs": [{"turns": [
+        [{"do": "question", "text": "Formal?"}],
+        [
+            wait_for_file(&release),
+            {"do": "echo_input"},
+            {"do": "doc_section", "heading": "To-Do List", "body": "- [ ] Greet formally\n"},
+            {"do": "signal", "args": ["plan-ready"]}
+        ]
+    ]}]});
+    let mut world = World::start(&[("plan", plan)], &[]).await;
+    let id = world.new_task("Crash in the answer", true).await;
+    world.wait_state(id, "needs_input").await;
+    let (status, body) = world
+        .action(id, "answer", json!({"text": "Yes, formal."}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    world.wait_run(id, "plan", "running").await;
+    let session = world.detail(id).await["runs"][0]["session"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    world.server.kill9().await.unwrap();
+    world.restart(&[], &[]).await;
+    world.wait_run(id, "plan", "interrupted").await;
+    std::fs::write(&release, "go").unwrap();
+    let detail = world.wait_state(id, "plan_gate").await;
+    let runs = detail["runs"].as_array().unwrap();
+    assert_eq!(
+        run_summary(&detail),
+        pairs(&[("plan", "interrupted"), ("plan", "completed")])
+    );
+    assert_eq!(
+        runs[1]["session"],
+        session.as_str(),
+        "the replacement continued the session"
+    );
+    let logs = world.logs(id).await;
+    let echoed = logs.iter().any(|e| {
+        e["run"] == runs[1]["id"]
+            && e["event"]["type"] == "message"
+            && e["event"]["text"]
+                .as_str()
+                .unwrap_or("")
+                .contains("Yes, formal.")
+    });
+    assert!(
+        echoed,
+        "the answer was delivered to the replacement: {logs:#?}"
+    );
+}

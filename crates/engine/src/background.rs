@@ -26,7 +26,12 @@ pub(crate) fn recover(inner: &Inner) -> Result<()> {
     }
     for run in running {
         tracing::info!(run = %run.id, task = %run.task_id, stage = %run.stage, "restarting a run interrupted by a server stop");
-        finish(inner, run.id, RunOutcome::Interrupted, None);
+        if !finish(inner, run.id, RunOutcome::Interrupted, None) {
+            return Err(EngineError::Internal(format!(
+                "cannot record run {} as interrupted",
+                run.id
+            )));
+        }
     }
     let waiting = inner.store.read(|tx| tx.tasks_in_state("waiting"))?;
     for task in waiting {
@@ -68,6 +73,9 @@ pub(crate) async fn run_retries(inner: Arc<Inner>) {
     }
 }
 
+/// Longest a single forge call (fetch, push, merge check) may take before it counts as failed.
+pub(crate) const FORGE_CALL_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Polls the forge for merged pull requests of tasks awaiting merge.
 pub(crate) async fn watch_merges(inner: Arc<Inner>) {
     let mut interval = tokio::time::interval(inner.config.merge_poll);
@@ -95,14 +103,19 @@ async fn check_merges(inner: &Inner) -> Result<()> {
         }
         Ok::<_, EngineError>(out)
     })?;
+    // One task's broken remote must not hide the merges of the others.
     for (task, repo, pr) in waiting {
-        let merged = inner
-            .forge
-            .is_merged(std::path::Path::new(&repo), &crate::forge_pr(&pr))
-            .await
-            .map_err(|e| EngineError::Internal(e.to_string()))?;
-        if merged {
-            mark_merged(inner, task)?;
+        let pr = crate::forge_pr(&pr);
+        let check = inner.forge.is_merged(std::path::Path::new(&repo), &pr);
+        match tokio::time::timeout(FORGE_CALL_LIMIT, check).await {
+            Ok(Ok(true)) => {
+                if let Err(err) = mark_merged(inner, task) {
+                    tracing::warn!(%task, error = %err, "cannot record a merge");
+                }
+            }
+            Ok(Ok(false)) => {}
+            Ok(Err(err)) => tracing::warn!(%task, error = %err, "merge check failed"),
+            Err(_) => tracing::warn!(%task, "merge check timed out"),
         }
     }
     Ok(())

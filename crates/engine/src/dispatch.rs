@@ -47,24 +47,51 @@ async fn dispatch_once(inner: &Arc<Inner>) -> Result<()> {
             return Ok(());
         }
         match start(inner, &run) {
-            Ok(()) => {
+            Ok(true) => {
                 *used += 1;
                 global += 1;
             }
+            Ok(false) => {}
             Err(reason) => {
                 tracing::warn!(run = %run.id, task = %run.task_id, %reason, "run could not start");
-                supervisor::finish(inner, run.id, RunOutcome::Failed { reason }, None);
+                supervisor::finish_durably(inner, run.id, RunOutcome::Failed { reason }, None)
+                    .await;
             }
         }
     }
     Ok(())
 }
 
+/// Removes a run's live entry unless the start went through.
+struct LiveGuard<'a> {
+    inner: &'a Inner,
+    run: domain::RunId,
+    armed: bool,
+}
+
+impl Drop for LiveGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.inner.live().remove(&self.run);
+        }
+    }
+}
+
 /// Marks the run running (before anything is spawned, so recovery knows), spawns its process
-/// and hands it to a supervising task. An `Err` is the reason the run fails.
-fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<(), String> {
+/// and hands it to a supervising task. `Ok(false)` when the run is no longer queued (stopped
+/// meanwhile); an `Err` is the reason the run fails.
+fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<bool, String> {
     let token = tokens::new_token();
-    let (task, project) = inner
+    // The live entry exists before the run is recorded as running: a stop committed from then on
+    // reaches the supervisor (the watch keeps it) instead of finding nothing to stop.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(None);
+    inner.live().insert(run.id, LiveRun { stop: stop_tx });
+    let mut guard = LiveGuard {
+        inner,
+        run: run.id,
+        armed: true,
+    };
+    let started = inner
         .store
         .write(|tx| {
             let task = tx
@@ -73,10 +100,13 @@ fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<(), String> {
             let project = tx
                 .project(task.project_id)?
                 .ok_or_else(|| EngineError::Internal("project vanished".into()))?;
-            tx.mark_run_started(run.id, &tokens::hash_token(&token))?;
-            Ok::<_, EngineError>((task, project))
+            let marked = tx.mark_run_started(run.id, &tokens::hash_token(&token))?;
+            Ok::<_, EngineError>(marked.then_some((task, project)))
         })
         .map_err(|e| e.to_string())?;
+    let Some((task, project)) = started else {
+        return Ok(false);
+    };
     let settings = settings::parse(&project.settings_json).map_err(|e| e.to_string())?;
     let role = settings::role(&settings, run.stage)?;
     let harness = inner
@@ -130,8 +160,7 @@ fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<(), String> {
         .store
         .write(|tx| tx.mark_run_spawned(run.id, spawned_us))
         .map_err(|e| e.to_string())?;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(None);
-    inner.live().insert(run.id, LiveRun { stop: stop_tx });
+    guard.armed = false;
     inner.hub.changed(task.id);
     let timeout = role
         .timeout_secs
@@ -150,5 +179,5 @@ fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<(), String> {
     let future: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
         Box::pin(async move { supervisor::supervise(inner, turn).await });
     tokio::spawn(future);
-    Ok(())
+    Ok(true)
 }

@@ -61,6 +61,29 @@ impl EngineConfig {
     }
 }
 
+/// Takes the data directory for this process: two servers on one data directory would each
+/// "recover" the other's live runs and act twice on the same rows.
+fn lock_data_dir(dir: &Path) -> Result<std::fs::File> {
+    let path = dir.join("atelier.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| EngineError::InvalidInput(format!("cannot open {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(EngineError::Conflict(format!(
+            "another Atelier server is already using the data directory {}: stop it, or give this one another --data-dir",
+            dir.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(EngineError::InvalidInput(format!(
+            "cannot lock {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
 /// Cheap to clone; all clones share one engine.
 #[derive(Clone)]
 pub struct Engine {
@@ -81,6 +104,7 @@ impl Engine {
                 config.data_dir.display()
             ))
         })?;
+        let data_lock = lock_data_dir(&config.data_dir)?;
         let store = Store::open_in(&config.data_dir)?;
         let registered: [Arc<dyn harness::Harness>; 4] = [
             Arc::new(harness::scripted::ScriptedHarness::new(
@@ -99,7 +123,9 @@ impl Engine {
         let forge: Arc<dyn forge::Forge> = Arc::new(forge::LocalForge);
         let prompts = crate::prompt::Prompts::with_overrides(&config.data_dir.join("prompts"))
             .map_err(|e| EngineError::InvalidInput(format!("prompt overrides: {e}")))?;
-        let inner = Arc::new(Inner::new(store, config, harnesses, forge, prompts));
+        let inner = Arc::new(Inner::new(
+            store, config, harnesses, forge, prompts, data_lock,
+        ));
         background::recover(&inner)?;
         tokio::spawn(dispatch::run_dispatcher(Arc::clone(&inner)));
         tokio::spawn(outbox::run_outbox(Arc::clone(&inner)));

@@ -24,17 +24,15 @@ pub(crate) struct Hub {
 }
 
 impl Hub {
-    fn sender(&self, task: TaskId) -> broadcast::Sender<HubItem> {
+    /// Subscribes under the lock: a channel without receivers is pruned by the next caller, so
+    /// the receiver must exist before the lock is released.
+    pub fn subscribe(&self, task: TaskId) -> broadcast::Receiver<HubItem> {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         channels.retain(|_, sender| sender.receiver_count() > 0);
         channels
             .entry(task)
             .or_insert_with(|| broadcast::channel(CAPACITY).0)
-            .clone()
-    }
-
-    pub fn subscribe(&self, task: TaskId) -> broadcast::Receiver<HubItem> {
-        self.sender(task).subscribe()
+            .subscribe()
     }
 
     fn existing(&self, task: TaskId) -> Option<broadcast::Sender<HubItem>> {

@@ -31,6 +31,8 @@ pub(crate) struct Inner {
     pub forge: Arc<dyn Forge>,
     pub hub: Hub,
     pub prompts: crate::prompt::Prompts,
+    /// Held (flock) for the engine's lifetime: one server per data directory.
+    _data_lock: std::fs::File,
     live: Mutex<HashMap<RunId, LiveRun>>,
     /// Wakes the dispatcher: queued runs may be startable.
     pub dispatch: Notify,
@@ -52,6 +54,7 @@ impl Inner {
         harnesses: BTreeMap<&'static str, Arc<dyn Harness>>,
         forge: Arc<dyn Forge>,
         prompts: crate::prompt::Prompts,
+        data_lock: std::fs::File,
     ) -> Inner {
         let (retries, retries_rx) = tokio::sync::mpsc::unbounded_channel();
         Inner {
@@ -61,6 +64,7 @@ impl Inner {
             forge,
             hub: Hub::default(),
             prompts,
+            _data_lock: data_lock,
             live: Mutex::new(HashMap::new()),
             dispatch: Notify::new(),
             outbox: Notify::new(),

@@ -299,7 +299,7 @@ pub(crate) async fn supervise(inner: Arc<Inner>, mut turn: Turn) {
     });
     transcript.flush(&inner);
     inner.live().remove(&turn.run);
-    finish(&inner, turn.run, outcome, Some(exited_us));
+    finish_durably(&inner, turn.run, outcome, Some(exited_us)).await;
 }
 
 async fn next_line(
@@ -413,8 +413,33 @@ fn describe(outcome: &RunOutcome) -> String {
     }
 }
 
+/// [`finish`], retried with backoff while the store refuses (busy, I/O): a run whose end is
+/// not recorded would hold its task and its slot until the next restart.
+pub(crate) async fn finish_durably(
+    inner: &Inner,
+    run: RunId,
+    outcome: RunOutcome,
+    exited_us: Option<i64>,
+) {
+    let mut wait = Duration::from_millis(100);
+    for _ in 0..10 {
+        if finish(inner, run, outcome.clone(), exited_us) {
+            return;
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(10));
+    }
+    tracing::error!(%run, "gave up recording the end of the run; a restart recovers it");
+}
+
 /// Records the run's outcome and applies it to the task, in one transaction; then chains.
-pub(crate) fn finish(inner: &Inner, run: RunId, outcome: RunOutcome, exited_us: Option<i64>) {
+/// Returns false when nothing could be recorded.
+pub(crate) fn finish(
+    inner: &Inner,
+    run: RunId,
+    outcome: RunOutcome,
+    exited_us: Option<i64>,
+) -> bool {
     let result = inner.store.write(|tx| {
         let row = tx
             .run(run)?
@@ -467,7 +492,11 @@ pub(crate) fn finish(inner: &Inner, run: RunId, outcome: RunOutcome, exited_us: 
                 ..Applied::default()
             });
             after_commit(inner, applied);
+            true
         }
-        Err(err) => tracing::error!(%run, error = %err, "cannot record the end of a run"),
+        Err(err) => {
+            tracing::error!(%run, error = %err, "cannot record the end of a run");
+            false
+        }
     }
 }

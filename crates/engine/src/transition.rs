@@ -58,9 +58,19 @@ pub(crate) fn apply_in(tx: &Tx<'_>, task: &TaskRow, event: &Event) -> Result<(De
     for effect in &decision.effects {
         match effect {
             Effect::StartRun { stage } | Effect::RestartRun { stage } => {
-                let continued = continued_session(tx, task, event, *stage)?;
+                // A run lost in a server crash continues its session; a retry after an
+                // infrastructure failure starts afresh (the failed request made no progress).
+                let restart = matches!(effect, Effect::RestartRun { .. })
+                    && matches!(
+                        event,
+                        Event::RunFinished {
+                            outcome: domain::RunOutcome::Interrupted,
+                            ..
+                        }
+                    );
+                let continued = continued_session(tx, task, event, *stage, restart)?;
                 let iteration = match &continued {
-                    Some(stopped) => stopped.iteration,
+                    Some((earlier, _, _)) => earlier.iteration,
                     None => tx.finished_runs_of_stage(task.id, *stage)?,
                 };
                 let mark = random_hex(16);
@@ -70,9 +80,8 @@ pub(crate) fn apply_in(tx: &Tx<'_>, task: &TaskRow, event: &Event) -> Result<(De
                     iteration,
                     mark: &mark,
                 })?;
-                if let Some(stopped) = continued {
-                    let session = stopped.session.unwrap_or_default();
-                    tx.continue_session(run, &session, CONTINUE_AFTER_STOP)?;
+                if let Some((earlier, session, input)) = continued {
+                    tx.continue_session(run, &session, &input, earlier.turns)?;
                 }
                 applied.queued = true;
             }
@@ -121,24 +130,45 @@ pub(crate) fn apply_in(tx: &Tx<'_>, task: &TaskRow, event: &Event) -> Result<(De
 const CONTINUE_AFTER_STOP: &str =
     "You were stopped by a user and have now been resumed. Continue the task where you left off.";
 
-/// The stopped run whose harness session a resume continues: resuming a task a user stopped
-/// picks the same session up again (its history intact) instead of starting from scratch.
+/// The follow-up of a session continued after the server restarted.
+const CONTINUE_AFTER_INTERRUPTION: &str = "Your previous turn was interrupted (the Atelier \
+     server restarted). Continue the task where you left off.";
+
+/// The earlier run whose harness session a new run continues, the session, and the first input:
+/// resuming a task a user stopped, or restarting a run lost to a server crash, picks the same
+/// session up again (its history intact) instead of starting from
+/// scratch. An input the lost turn never finished with (an answer) is delivered again.
 fn continued_session(
     tx: &Tx<'_>,
     task: &TaskRow,
     event: &Event,
     stage: domain::Stage,
-) -> Result<Option<store::RunRow>> {
-    if !matches!(
+    restart: bool,
+) -> Result<Option<(store::RunRow, String, String)>> {
+    let resumed_after_stop = matches!(
         (event, &task.state),
         (Event::ResumeRequested, TaskState::Stopped { .. })
-    ) {
+    );
+    if !resumed_after_stop && !restart {
         return Ok(None);
     }
-    let last = tx.runs_of_task(task.id)?.pop();
-    Ok(last.filter(|run| {
-        run.stage == stage && run.status == RunStatus::Stopped && run.session.is_some()
-    }))
+    let Some(last) = tx.runs_of_task(task.id)?.pop() else {
+        return Ok(None);
+    };
+    let Some(session) = last.session.clone().filter(|_| last.stage == stage) else {
+        return Ok(None);
+    };
+    let input = if resumed_after_stop {
+        if last.status != RunStatus::Stopped {
+            return Ok(None);
+        }
+        CONTINUE_AFTER_STOP.to_string()
+    } else {
+        last.pending_input
+            .clone()
+            .unwrap_or_else(|| CONTINUE_AFTER_INTERRUPTION.to_string())
+    };
+    Ok(Some((last, session, input)))
 }
 
 /// Loads the task, applies `event` and commits; then carries out what the commit requires.

@@ -290,7 +290,11 @@ impl RunScript {
 
     /// The steps of turn `turn`, if the run has that many turns.
     pub fn turn(&self, turn: u32) -> Option<&[Step]> {
-        let index = usize::try_from(turn).ok()?;
+        // Like runs, the last turn repeats: a session continued after a stop or a crash replays
+        // the turn it was in.
+        let index = usize::try_from(turn)
+            .ok()?
+            .min(self.turns.len().checked_sub(1)?);
         self.turns.get(index).map(Vec::as_slice)
     }
 }

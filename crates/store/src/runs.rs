@@ -185,20 +185,23 @@ impl Tx<'_> {
     }
 
     /// Marks a queued run as running with a fresh token (one per turn): one more turn.
-    /// Recorded before the process is spawned, so recovery always knows about it.
-    pub fn mark_run_started(&self, id: RunId, token_hash: &str) -> Result<()> {
-        self.tx.execute(
+    /// Recorded before the process is spawned, so recovery always knows about it. Returns false
+    /// (and changes nothing) when the run is no longer queued, e.g. stopped meanwhile.
+    pub fn mark_run_started(&self, id: RunId, token_hash: &str) -> Result<bool> {
+        let changed = self.tx.execute(
             "UPDATE runs SET status = 'running', turns = turns + 1, token_hash = ?3, signal = NULL,
-             started_at = COALESCE(started_at, ?2), ended_at = NULL WHERE id = ?1",
+             started_at = COALESCE(started_at, ?2), ended_at = NULL
+             WHERE id = ?1 AND status = 'queued'",
             params![id.0, now_ms(), token_hash],
         )?;
-        Ok(())
+        Ok(changed == 1)
     }
 
-    /// Records when the process of the current turn was spawned (microseconds).
+    /// Records when the process of the current turn was spawned (microseconds). The turn's
+    /// input stays recorded: if the turn is lost in a crash, its replacement delivers it again.
     pub fn mark_run_spawned(&self, id: RunId, spawned_us: i64) -> Result<()> {
         self.tx.execute(
-            "UPDATE runs SET spawned_us = ?2, pending_input = NULL WHERE id = ?1",
+            "UPDATE runs SET spawned_us = ?2 WHERE id = ?1",
             params![id.0, spawned_us],
         )?;
         Ok(())
@@ -253,11 +256,18 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Makes a queued run continue an earlier harness session with `input` as its first turn.
-    pub fn continue_session(&self, id: RunId, session: &str, input: &str) -> Result<()> {
+    /// Makes a queued run continue an earlier harness session with `input` as its first turn;
+    /// `turns` is how many turns the session already had (the next turn's index).
+    pub fn continue_session(
+        &self,
+        id: RunId,
+        session: &str,
+        input: &str,
+        turns: u32,
+    ) -> Result<()> {
         self.tx.execute(
-            "UPDATE runs SET session = ?2, pending_input = ?3 WHERE id = ?1",
-            params![id.0, session, input],
+            "UPDATE runs SET session = ?2, pending_input = ?3, turns = ?4 WHERE id = ?1",
+            params![id.0, session, input, turns],
         )?;
         Ok(())
     }

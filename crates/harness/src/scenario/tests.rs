@@ -134,7 +134,9 @@ fn the_last_run_repeats() {
     assert_eq!(scenario.run(7), &b);
     assert_eq!(Scenario { runs: vec![] }.run(0), &RunScript::default());
     assert_eq!(b.turn(0), Some(&[Step::Message { text: "b".into() }][..]));
-    assert_eq!(b.turn(1), None);
+    // A session continued past its scripted turns replays the last one.
+    assert_eq!(b.turn(1), Some(&[Step::Message { text: "b".into() }][..]));
+    assert_eq!(RunScript::default().turn(0), None);
 }
 
 #[test]

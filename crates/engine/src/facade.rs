@@ -203,6 +203,15 @@ impl Engine {
     }
 
     pub async fn create_task(&self, req: NewTask) -> Result<TaskView> {
+        // Creation runs to its end (or its rollback) even when the caller goes away: an HTTP
+        // client that disconnects mid-way must not leave a half-made worktree behind.
+        let engine = self.clone();
+        tokio::spawn(async move { engine.create_task_to_the_end(req).await })
+            .await
+            .map_err(|e| EngineError::Internal(format!("task creation panicked: {e}")))?
+    }
+
+    async fn create_task_to_the_end(&self, req: NewTask) -> Result<TaskView> {
         let title = req.title.trim().to_string();
         if title.is_empty() || title.chars().count() > 200 || title.chars().any(char::is_control) {
             return Err(EngineError::InvalidInput(

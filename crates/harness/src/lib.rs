@@ -9,6 +9,7 @@ pub mod claude;
 pub mod codex;
 pub mod opencode;
 pub mod process;
+mod role_settings;
 pub mod scenario;
 pub mod scripted;
 

@@ -7,6 +7,7 @@
 //! (request and stream retries, default 2) and `env` (variables added to the agent's environment).
 
 use crate::HarnessError;
+use crate::role_settings::SettingsReader;
 use serde_json::Value;
 
 /// The environment variable that holds the API key of the `base_url` provider by default.
@@ -155,82 +156,29 @@ pub fn toml_string(s: &str) -> String {
 }
 
 /// Checks an environment variable name: `[A-Za-z_][A-Za-z0-9_]*`.
+/// The shared reader, naming this harness in its errors.
+const READER: SettingsReader = SettingsReader { harness: "codex" };
+
 pub(crate) fn check_env_name(name: &str, key: &str) -> Result<(), HarnessError> {
-    let mut chars = name.chars();
-    let valid = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if valid {
-        Ok(())
-    } else {
-        Err(config(format!(
-            "the codex setting `{key}` has `{name}`, which is not an environment variable name \
-             (letters, digits and _, not starting with a digit)"
-        )))
-    }
+    READER.check_env_name(name, key)
 }
 
 fn check_base_url(url: &str) -> Result<(), HarnessError> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"));
-    let host_ok = rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/'));
-    if host_ok && !url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        Ok(())
-    } else {
-        Err(config(format!(
-            "the codex setting `base_url` must be an http:// or https:// URL (e.g. \
-             http://127.0.0.1:8080/v1), not `{url}`"
-        )))
-    }
+    READER.check_base_url(url)
 }
 
 fn optional_string(value: Option<&Value>, key: &str) -> Result<Option<String>, HarnessError> {
-    match value {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
-        Some(other) => Err(config(format!(
-            "the codex setting `{key}` must be a non-empty string, not {other}"
-        ))),
-    }
+    READER.optional_string(value, key)
 }
 
 fn parse_env(value: Option<&Value>) -> Result<Vec<(String, String)>, HarnessError> {
-    let map = match value {
-        None | Some(Value::Null) => return Ok(Vec::new()),
-        Some(Value::Object(map)) => map,
-        Some(other) => {
-            return Err(config(format!(
-                "the codex setting `env` must be an object of strings (name → value), not {other}"
-            )));
-        }
-    };
-    let mut env: Vec<(String, String)> = Vec::with_capacity(map.len());
-    for (name, value) in map {
-        check_env_name(name, "env")?;
-        if RESERVED_ENV.contains(&name.as_str()) {
-            return Err(config(format!(
-                "the codex setting `env` cannot set {name}: every task has its own HOME and \
-                 Codex keeps its state in $HOME/.codex"
-            )));
-        }
-        let Value::String(value) = value else {
-            return Err(config(format!(
-                "the codex setting `env.{name}` must be a string, not {value}"
-            )));
-        };
-        if value.contains('\0') {
-            return Err(config(format!(
-                "the codex setting `env.{name}` contains a NUL character"
-            )));
-        }
-        env.push((name.clone(), value.clone()));
-    }
-    env.sort();
-    Ok(env)
+    READER.parse_env(
+        value,
+        &RESERVED_ENV,
+        "every task has its own HOME and Codex keeps its state in $HOME/.codex",
+    )
 }
 
 fn config(message: String) -> HarnessError {
-    HarnessError::Config(message)
+    READER.error(message)
 }

@@ -11,6 +11,7 @@
 //! `openai/gpt-…`), with credentials from the task's `HOME` or the environment.
 
 use crate::HarnessError;
+use crate::role_settings::SettingsReader;
 use serde_json::Value;
 
 /// Variables `settings.env` may not set: every task has its own `HOME` (OpenCode keeps its
@@ -148,83 +149,27 @@ fn other_harness(model: &str) -> Option<(&'static str, &'static str, &'static st
 }
 
 /// Checks an environment variable name: `[A-Za-z_][A-Za-z0-9_]*`.
-fn check_env_name(name: &str, key: &str) -> Result<(), HarnessError> {
-    let mut chars = name.chars();
-    let valid = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if valid {
-        Ok(())
-    } else {
-        Err(config(format!(
-            "the opencode setting `{key}` has `{name}`, which is not an environment variable \
-             name (letters, digits and _, not starting with a digit)"
-        )))
-    }
+/// The shared reader, naming this harness in its errors.
+const READER: SettingsReader = SettingsReader {
+    harness: "opencode",
+};
+
+pub(crate) fn check_env_name(name: &str, key: &str) -> Result<(), HarnessError> {
+    READER.check_env_name(name, key)
 }
 
 fn check_base_url(url: &str) -> Result<(), HarnessError> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"));
-    let host_ok = rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/'));
-    if host_ok && !url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        Ok(())
-    } else {
-        Err(config(format!(
-            "the opencode setting `base_url` must be an http:// or https:// URL (e.g. \
-             http://127.0.0.1:8080/v1), not `{url}`"
-        )))
-    }
+    READER.check_base_url(url)
 }
 
 fn optional_string(value: Option<&Value>, key: &str) -> Result<Option<String>, HarnessError> {
-    match value {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
-        Some(other) => Err(config(format!(
-            "the opencode setting `{key}` must be a non-empty string, not {other}"
-        ))),
-    }
+    READER.optional_string(value, key)
 }
 
 fn parse_env(value: Option<&Value>) -> Result<Vec<(String, String)>, HarnessError> {
-    let map = match value {
-        None | Some(Value::Null) => return Ok(Vec::new()),
-        Some(Value::Object(map)) => map,
-        Some(other) => {
-            return Err(config(format!(
-                "the opencode setting `env` must be an object of strings (name → value), not \
-                 {other}"
-            )));
-        }
-    };
-    let mut env: Vec<(String, String)> = Vec::with_capacity(map.len());
-    for (name, value) in map {
-        check_env_name(name, "env")?;
-        if RESERVED_ENV.contains(&name.as_str()) {
-            return Err(config(format!(
-                "the opencode setting `env` cannot set {name}: every task has its own HOME, and \
-                 Atelier writes OpenCode's configuration from `base_url` and the role's model"
-            )));
-        }
-        let Value::String(value) = value else {
-            return Err(config(format!(
-                "the opencode setting `env.{name}` must be a string, not {value}"
-            )));
-        };
-        if value.contains('\0') {
-            return Err(config(format!(
-                "the opencode setting `env.{name}` contains a NUL character"
-            )));
-        }
-        env.push((name.clone(), value.clone()));
-    }
-    env.sort();
-    Ok(env)
+    READER.parse_env(value, &RESERVED_ENV, "every task has its own HOME, and Atelier writes OpenCode's configuration from `base_url` and the role's model")
 }
 
 fn config(message: String) -> HarnessError {
-    HarnessError::Config(message)
+    READER.error(message)
 }

@@ -156,13 +156,15 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> Result<()> {
     announce(&url)?;
     tracing::info!(%url, data_dir = %data_dir.display(), "serving");
 
-    let served = server::serve(
-        listener,
-        server::app(engine.clone(), token),
-        shutdown_signal(),
-    )
+    // Agents are stopped while the API still listens: an agent finishing its turn in that
+    // moment can still signal instead of losing its signal to a closed port.
+    let stopping = engine.clone();
+    let served = server::serve(listener, server::app(engine.clone(), token), async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: stopping live runs");
+        stopping.shutdown().await;
+    })
     .await;
-    tracing::info!("shutting down: stopping live runs");
     engine.shutdown().await;
     config::remove_server_file(&data_dir, pid);
     served.context("the HTTP server failed")

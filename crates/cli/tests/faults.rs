@@ -77,7 +77,16 @@ async fn crashing_hanging_and_garbage_agents_fail_clearly_while_others_go_on() {
         reason.starts_with("stalled: the agent emitted nothing for 1.0 s"),
         "{reason}"
     );
-    assert_eq!(detail["runs"][0]["status"], "failed");
+    // The first stall was interrupted and resumed once (same session); the second one failed.
+    assert_eq!(
+        run_summary(&detail),
+        pairs(&[("plan", "failed"), ("plan", "failed")])
+    );
+    assert_eq!(detail["runs"][1]["session"], detail["runs"][0]["session"]);
+    assert!(
+        reason.ends_with("it had stalled before, so it was not resumed again"),
+        "{reason}"
+    );
     let mark = world.run_mark(hang_task).await;
     assert_eq!(processes_of_run(&mark), Vec::<u32>::new());
 

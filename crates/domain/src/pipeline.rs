@@ -79,6 +79,13 @@ pub enum RunOutcome {
     Failed {
         reason: String,
     },
+    /// The agent emitted nothing for the stall window and was interrupted. The first stall
+    /// of a stretch restarts the stage (continuing the session); a second one fails it.
+    Stalled {
+        reason: String,
+        /// Stalled runs of the task right before this one.
+        earlier_stalls: u32,
+    },
     /// An infrastructure failure (rate limit, 5xx, network): retried at `retry_at` without
     /// counting against the task; `attempt` counts consecutive such failures.
     InfraFailed {
@@ -99,7 +106,9 @@ impl RunOutcome {
                 signal: Some(Signal::Question { .. }),
             } => RunStatus::NeedsInput,
             RunOutcome::Ended { .. } => RunStatus::Completed,
-            RunOutcome::Failed { .. } | RunOutcome::InfraFailed { .. } => RunStatus::Failed,
+            RunOutcome::Failed { .. }
+            | RunOutcome::InfraFailed { .. }
+            | RunOutcome::Stalled { .. } => RunStatus::Failed,
             RunOutcome::Stopped => RunStatus::Stopped,
             RunOutcome::Interrupted => RunStatus::Interrupted,
         }
@@ -355,6 +364,28 @@ fn run_finished(
                     detail: reason.clone(),
                 },
             );
+        }
+        RunOutcome::Stalled {
+            reason,
+            earlier_stalls,
+        } => {
+            if *earlier_stalls > 0 {
+                return blocked(
+                    snap,
+                    stage,
+                    BlockReason::RunFailed {
+                        detail: format!(
+                            "{reason}; it had stalled before, so it was not resumed again"
+                        ),
+                    },
+                );
+            }
+            return Decision {
+                state: TaskState::Running { stage },
+                review_rounds: snap.review_rounds,
+                runs_started: snap.runs_started,
+                effects: vec![Effect::RestartRun { stage }],
+            };
         }
         RunOutcome::InfraFailed {
             reason,

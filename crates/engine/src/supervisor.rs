@@ -106,6 +106,7 @@ pub(crate) fn agent_env(
 enum Abort {
     User,
     Shutdown,
+    Stalled(String),
     Failed(String),
 }
 
@@ -253,7 +254,7 @@ pub(crate) async fn supervise(inner: Arc<Inner>, mut turn: Turn) {
                     stall.as_mut().reset(due);
                 } else {
                     let secs = stall_window.as_secs_f64();
-                    abort = Some(Abort::Failed(format!(
+                    abort = Some(Abort::Stalled(format!(
                         "stalled: the agent emitted nothing for {secs:.1} s (the stall window); it was interrupted and stopped"
                     )));
                     kill.as_mut().reset(begin_stop(&inner, &turn, false));
@@ -284,6 +285,11 @@ pub(crate) async fn supervise(inner: Arc<Inner>, mut turn: Turn) {
     let outcome = match abort {
         Some(Abort::User) => RunOutcome::Stopped,
         Some(Abort::Failed(reason)) => RunOutcome::Failed { reason },
+        // How many stalls came before is read from the store by `finish`.
+        Some(Abort::Stalled(reason)) => RunOutcome::Stalled {
+            reason,
+            earlier_stalls: 0,
+        },
         Some(Abort::Shutdown) | None => {
             let exit = exit.map_err(|e| e.to_string());
             judge(
@@ -408,6 +414,7 @@ fn describe(outcome: &RunOutcome) -> String {
         RunOutcome::InfraFailed { reason, .. } => {
             format!("run failed on infrastructure: {reason}; it will be retried")
         }
+        RunOutcome::Stalled { reason, .. } => format!("run stalled: {reason}"),
         RunOutcome::Stopped => "run stopped by a user".into(),
         RunOutcome::Interrupted => "run interrupted".into(),
     }
@@ -449,6 +456,14 @@ pub(crate) fn finish(
             RunOutcome::Ended { .. } => RunOutcome::Ended {
                 signal: row.signal.clone(),
             },
+            RunOutcome::Stalled { reason, .. } => {
+                let earlier_stalls = tx.consecutive_stalls(row.task_id)?;
+                tx.mark_run_stalled(run)?;
+                RunOutcome::Stalled {
+                    reason,
+                    earlier_stalls,
+                }
+            }
             RunOutcome::InfraFailed { reason, .. } => {
                 // Exponential backoff over consecutive infrastructure failures of the task.
                 let attempt = tx.consecutive_infra_failures(row.task_id)? + 1;
@@ -467,9 +482,9 @@ pub(crate) fn finish(
             other => other,
         };
         let reason = match &outcome {
-            RunOutcome::Failed { reason } | RunOutcome::InfraFailed { reason, .. } => {
-                Some(reason.as_str())
-            }
+            RunOutcome::Failed { reason }
+            | RunOutcome::InfraFailed { reason, .. }
+            | RunOutcome::Stalled { reason, .. } => Some(reason.as_str()),
             RunOutcome::Stopped => Some("stopped by a user"),
             RunOutcome::Interrupted => Some("the server stopped while this run was live"),
             RunOutcome::Ended { .. } => None,

@@ -58,16 +58,26 @@ pub(crate) fn apply_in(tx: &Tx<'_>, task: &TaskRow, event: &Event) -> Result<(De
     for effect in &decision.effects {
         match effect {
             Effect::StartRun { stage } | Effect::RestartRun { stage } => {
-                // A run lost in a server crash continues its session; a retry after an
-                // infrastructure failure starts afresh (the failed request made no progress).
-                let restart = matches!(effect, Effect::RestartRun { .. })
-                    && matches!(
-                        event,
+                // A run lost in a server crash, or interrupted after a first stall, continues
+                // its session; a retry after an infrastructure failure starts afresh (the failed
+                // request made no progress).
+                let restart = match (effect, event) {
+                    (
+                        Effect::RestartRun { .. },
                         Event::RunFinished {
                             outcome: domain::RunOutcome::Interrupted,
                             ..
-                        }
-                    );
+                        },
+                    ) => Some(CONTINUE_AFTER_INTERRUPTION),
+                    (
+                        Effect::RestartRun { .. },
+                        Event::RunFinished {
+                            outcome: domain::RunOutcome::Stalled { .. },
+                            ..
+                        },
+                    ) => Some(CONTINUE_AFTER_STALL),
+                    _ => None,
+                };
                 let continued = continued_session(tx, task, event, *stage, restart)?;
                 let iteration = match &continued {
                     Some((earlier, _, _)) => earlier.iteration,
@@ -130,6 +140,10 @@ pub(crate) fn apply_in(tx: &Tx<'_>, task: &TaskRow, event: &Event) -> Result<(De
 const CONTINUE_AFTER_STOP: &str =
     "You were stopped by a user and have now been resumed. Continue the task where you left off.";
 
+/// The follow-up of a session continued after a stall.
+const CONTINUE_AFTER_STALL: &str = "You produced no output for a long time and were \
+     interrupted. Continue the task where you left off; avoid commands that stay silent for long.";
+
 /// The follow-up of a session continued after the server restarted.
 const CONTINUE_AFTER_INTERRUPTION: &str = "Your previous turn was interrupted (the Atelier \
      server restarted). Continue the task where you left off.";
@@ -143,13 +157,13 @@ fn continued_session(
     task: &TaskRow,
     event: &Event,
     stage: domain::Stage,
-    restart: bool,
+    restart: Option<&str>,
 ) -> Result<Option<(store::RunRow, String, String)>> {
     let resumed_after_stop = matches!(
         (event, &task.state),
         (Event::ResumeRequested, TaskState::Stopped { .. })
     );
-    if !resumed_after_stop && !restart {
+    if !resumed_after_stop && restart.is_none() {
         return Ok(None);
     }
     let Some(last) = tx.runs_of_task(task.id)?.pop() else {

@@ -98,6 +98,8 @@ CREATE TABLE pull_requests (
 "#,
     // 2: infrastructure failures (retried with backoff) are told apart from agent failures.
     "ALTER TABLE runs ADD COLUMN infra INTEGER NOT NULL DEFAULT 0;",
+    // 3: runs that stalled (the first stall of a stretch is resumed once).
+    "ALTER TABLE runs ADD COLUMN stalled INTEGER NOT NULL DEFAULT 0;",
 ];
 
 pub(crate) fn apply(conn: &mut Connection, path: &Path) -> Result<()> {

@@ -215,12 +215,29 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Marks a finished run as stalled.
+    pub fn mark_run_stalled(&self, id: RunId) -> Result<()> {
+        self.tx
+            .execute("UPDATE runs SET stalled = 1 WHERE id = ?1", [id.0])?;
+        Ok(())
+    }
+
+    /// How many of the task's most recent finished runs in a row stalled.
+    pub fn consecutive_stalls(&self, task: TaskId) -> Result<u32> {
+        self.consecutive_flagged(task, "stalled")
+    }
+
     /// How many of the task's most recent finished runs in a row were infrastructure failures.
     pub fn consecutive_infra_failures(&self, task: TaskId) -> Result<u32> {
-        let mut stmt = self.tx.prepare(
-            "SELECT infra FROM runs WHERE task_id = ?1 AND status NOT IN ('queued', 'running')
-             ORDER BY id DESC",
-        )?;
+        self.consecutive_flagged(task, "infra")
+    }
+
+    /// Trailing finished runs of a task with the flag column `flag` set.
+    fn consecutive_flagged(&self, task: TaskId, flag: &'static str) -> Result<u32> {
+        let mut stmt = self.tx.prepare(&format!(
+            "SELECT {flag} FROM runs WHERE task_id = ?1 AND status NOT IN ('queued', 'running')
+             ORDER BY id DESC"
+        ))?;
         let mut rows = stmt.query([task.0])?;
         let mut count = 0;
         while let Some(row) = rows.next()? {

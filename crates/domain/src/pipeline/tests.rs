@@ -1193,3 +1193,39 @@ fn an_infrastructure_failure_waits_then_retries_without_counting() {
         starts(Stage::Review, 2, 10)
     );
 }
+
+#[test]
+fn a_first_stall_restarts_the_stage_and_a_second_one_blocks() {
+    let policy = Policy::default();
+    let review = with_counters(running(Stage::Review), 1, 6);
+    let stalled = |earlier_stalls| {
+        finished(RunOutcome::Stalled {
+            reason: "stalled: nothing for 600 s".into(),
+            earlier_stalls,
+        })
+    };
+    assert_eq!(
+        decide(&review, &stalled(0), &policy),
+        Ok(Decision {
+            state: TaskState::Running {
+                stage: Stage::Review
+            },
+            review_rounds: 1,
+            runs_started: 6,
+            effects: vec![Effect::RestartRun {
+                stage: Stage::Review
+            }],
+        })
+    );
+    assert_eq!(
+        decide(&review, &stalled(1), &policy),
+        blocks(
+            Stage::Review,
+            run_failed(
+                "stalled: nothing for 600 s; it had stalled before, so it was not resumed again"
+            ),
+            1,
+            6
+        )
+    );
+}

@@ -593,41 +593,17 @@ mod tests {
     use super::*;
     use domain::TaskId;
     use domain::slug::{branch_name, task_key};
-    use std::process::Command;
 
     fn git_in(dir: &Path, args: &[&str]) -> String {
-        let out = Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args(args)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_TERMINAL_PROMPT", "0")
-            .env_remove("GIT_DIR")
-            .env_remove("GIT_WORK_TREE")
-            .env_remove("GIT_INDEX_FILE")
-            .output()
-            .expect("run git");
-        assert!(
-            out.status.success(),
-            "git {args:?} in {} failed: {}",
-            dir.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        testkit::git(dir, args).unwrap().trim().to_string()
     }
 
     fn configure(dir: &Path) {
-        git_in(dir, &["config", "user.name", "Atelier Test"]);
-        git_in(dir, &["config", "user.email", "test@atelier.invalid"]);
-        git_in(dir, &["config", "commit.gpgsign", "false"]);
+        testkit::set_identity(dir).unwrap();
     }
 
     fn commit(dir: &Path, file: &str, content: &str, message: &str) -> String {
-        std::fs::write(dir.join(file), content).expect("write file");
-        git_in(dir, &["add", "--", file]);
-        git_in(dir, &["commit", "--quiet", "-m", message]);
-        git_in(dir, &["rev-parse", "HEAD"])
+        testkit::commit_file(dir, file, content, message).unwrap()
     }
 
     /// `work` on `main` with `.env` untracked (and ignored), pushed to a bare `origin` whose

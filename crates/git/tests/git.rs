@@ -10,27 +10,8 @@ use std::time::{Duration, Instant};
 
 use git::{GitError, Repo, run_hook};
 
-/// Runs git synchronously for test setup, isolated from the user's global and system config.
 fn git_in(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE")
-        .env_remove("GIT_INDEX_FILE")
-        .output()
-        .expect("run git");
-    assert!(
-        out.status.success(),
-        "git {args:?} in {} failed: {}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    testkit::git(dir, args).unwrap().trim().to_string()
 }
 
 fn init_repo(dir: &Path, branch: &str) {
@@ -40,16 +21,11 @@ fn init_repo(dir: &Path, branch: &str) {
 }
 
 fn configure(dir: &Path) {
-    git_in(dir, &["config", "user.name", "Atelier Test"]);
-    git_in(dir, &["config", "user.email", "test@atelier.invalid"]);
-    git_in(dir, &["config", "commit.gpgsign", "false"]);
+    testkit::set_identity(dir).unwrap();
 }
 
 fn commit(dir: &Path, file: &str, content: &str, message: &str) -> String {
-    std::fs::write(dir.join(file), content).expect("write file");
-    git_in(dir, &["add", "--", file]);
-    git_in(dir, &["commit", "--quiet", "-m", message]);
-    git_in(dir, &["rev-parse", "HEAD"])
+    testkit::commit_file(dir, file, content, message).unwrap()
 }
 
 /// A work repository `work` with one commit on `main`, pushed to the bare `remote.git` as

@@ -15,6 +15,6 @@ mod server;
 mod wait;
 
 pub use client::ApiClient;
-pub use repo::{SampleRepo, git, sample_repo};
+pub use repo::{SampleRepo, commit_file, git, sample_repo, set_identity};
 pub use server::{ServerInfo, ServerProcess};
 pub use wait::wait_until;

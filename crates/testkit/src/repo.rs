@@ -36,9 +36,7 @@ pub fn sample_repo(dir: &Path) -> anyhow::Result<SampleRepo> {
         ],
     )?;
     git(&path, &["init", "--quiet", "-b", "main"])?;
-    git(&path, &["config", "user.name", "Atelier Test"])?;
-    git(&path, &["config", "user.email", "test@atelier.invalid"])?;
-    git(&path, &["config", "commit.gpgsign", "false"])?;
+    set_identity(&path)?;
 
     std::fs::write(
         path.join("README.md"),
@@ -136,6 +134,22 @@ pub fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
             )
         })?;
     check(dir, args, output)
+}
+
+/// Sets the local identity tests commit with (and turns commit signing off).
+pub fn set_identity(dir: &Path) -> anyhow::Result<()> {
+    git(dir, &["config", "user.name", "Atelier Test"])?;
+    git(dir, &["config", "user.email", "test@atelier.invalid"])?;
+    git(dir, &["config", "commit.gpgsign", "false"])?;
+    Ok(())
+}
+
+/// Writes `file` with `content`, commits it with `message` and returns the new commit's sha.
+pub fn commit_file(dir: &Path, file: &str, content: &str, message: &str) -> anyhow::Result<String> {
+    std::fs::write(dir.join(file), content).with_context(|| format!("writing {file}"))?;
+    git(dir, &["add", "--", file])?;
+    git(dir, &["commit", "--quiet", "-m", message])?;
+    Ok(git(dir, &["rev-parse", "HEAD"])?.trim().to_string())
 }
 
 fn check(dir: &Path, args: &[&str], output: Output) -> anyhow::Result<String> {

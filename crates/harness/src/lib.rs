@@ -10,6 +10,7 @@ pub mod codex;
 pub mod opencode;
 pub mod process;
 mod role_settings;
+pub mod sandbox;
 pub mod scenario;
 pub mod scripted;
 

@@ -8,6 +8,7 @@
 #![allow(unsafe_code)]
 
 use crate::Interrupt;
+use crate::sandbox::{Mounts, Sandbox};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::OsString;
 use std::io;
@@ -48,6 +49,8 @@ pub struct AgentProcess {
     pid: u32,
     stderr_tail: Arc<Mutex<VecDeque<u8>>>,
     stderr_task: Option<JoinHandle<()>>,
+    /// Started inside a [`Sandbox`]: the child is bubblewrap, the agent runs in its PID namespace.
+    sandboxed: bool,
 }
 
 impl AgentProcess {
@@ -113,7 +116,33 @@ impl AgentProcess {
             pid,
             stderr_tail,
             stderr_task,
+            sandboxed: false,
         })
+    }
+
+    /// [`AgentProcess::spawn`] inside `sandbox`, seeing `mounts` (and the program's own folder)
+    /// besides the system. Errors name the agent's program, not bubblewrap.
+    pub fn spawn_sandboxed(
+        spec: &ProcessSpec,
+        sandbox: &Sandbox,
+        mounts: &Mounts,
+    ) -> io::Result<AgentProcess> {
+        let mut process = AgentProcess::spawn(&sandbox.wrap(spec, mounts)).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot start {} in its sandbox: {e}",
+                    spec.program.display()
+                ),
+            )
+        })?;
+        process.sandboxed = true;
+        Ok(process)
+    }
+
+    /// Whether the agent runs inside a sandbox (its own PID namespace).
+    pub fn is_sandboxed(&self) -> bool {
+        self.sandboxed
     }
 
     /// The agent's pid, which is also its process group id.
@@ -152,13 +181,22 @@ impl AgentProcess {
         String::from_utf8_lossy(&bytes).into_owned()
     }
 
-    /// Asks the agent to stop its turn: a signal goes to its whole process group. Stdin
-    /// (protocol) interrupts are not supported yet.
+    /// Asks the agent to stop its turn: a signal goes to its whole process group (in a sandbox,
+    /// the agent's group inside it: bubblewrap itself would die of the signal and take the agent
+    /// with it before it could end its turn cleanly). Stdin (protocol) interrupts are not
+    /// supported yet.
     pub fn interrupt(&self, how: &Interrupt) -> io::Result<()> {
         match how {
             Interrupt::Signal(sig) => {
-                let pgid = checked_pid(self.pid)
-                    .ok_or_else(|| io::Error::other(format!("invalid pid {}", self.pid)))?;
+                let leader = if self.sandboxed {
+                    sandbox_group(self.pid).ok_or_else(|| {
+                        io::Error::other("the sandboxed agent has not started or already ended")
+                    })?
+                } else {
+                    self.pid
+                };
+                let pgid = checked_pid(leader)
+                    .ok_or_else(|| io::Error::other(format!("invalid pid {leader}")))?;
                 // SAFETY: kill(2) has no memory-safety preconditions; `pgid` is > 1, so `-pgid`
                 // names exactly the agent's own process group (never ours, never "all").
                 let rc = unsafe { libc::kill(-pgid, *sig) };
@@ -174,6 +212,39 @@ impl AgentProcess {
             )),
         }
     }
+
+    /// Kills the agent and every process it started. In a sandbox, killing bubblewrap (and its
+    /// namespace init) is enough: the kernel ends every process of the PID namespace with its
+    /// init, so no walk of the process table is needed. Returns how many were signalled.
+    pub fn kill_all(&self) -> usize {
+        if !self.sandboxed {
+            return kill_tree(self.pid);
+        }
+        let init = children(self.pid);
+        std::iter::once(self.pid)
+            .chain(init)
+            .filter(|&pid| send(pid, libc::SIGKILL))
+            .count()
+    }
+}
+
+/// The process group of the agent inside a sandbox started by bubblewrap `outer`: outer's child
+/// is the namespace's init (bubblewrap again), which `--new-session` made a session and group
+/// leader, and the agent is its child in that group. Signals to the group reach the agent and its
+/// tools; the init, as a namespace init without a handler, is not affected.
+fn sandbox_group(outer: u32) -> Option<u32> {
+    children(outer).into_iter().next()
+}
+
+/// The direct children of `pid`, from `/proc/<pid>/task/<pid>/children` (no scan of the table).
+fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .map(|text| {
+            text.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Makes `cmd` start in a new session (`setsid`), detached from the caller's process group and

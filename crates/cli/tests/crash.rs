@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use support::*;
 
 /// Scenarios where `stage` waits for a release file at the point the server is killed.
-fn waiting_pipeline(world_dir: &std::path::Path, stage: &str) -> Vec<(&'static str, Value)> {
-    let release = world_dir.join(format!("release-{stage}"));
+fn waiting_pipeline(stage: &str) -> Vec<(&'static str, Value)> {
+    let release = release_file(&format!("release-{stage}"));
     let wait = wait_for_file(&release);
     let plan = plan_scenario();
     let implement = if stage == "implement" {
@@ -54,10 +54,9 @@ fn waiting_pipeline(world_dir: &std::path::Path, stage: &str) -> Vec<(&'static s
 /// Runs one task to `stage`, kills the server while the stage's agent waits, restarts it,
 /// releases the agent, and checks the task ends awaiting merge with exactly one PR.
 async fn crash_during(stage: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let scenarios = waiting_pipeline(dir.path(), stage);
+    let scenarios = waiting_pipeline(stage);
     let mut world = World::start(&scenarios, &[]).await;
-    let release = dir.path().join(format!("release-{stage}"));
+    let release = release_file(&format!("release-{stage}"));
     let id = world
         .new_task(&format!("Crash during {stage}"), false)
         .await;
@@ -158,10 +157,9 @@ async fn kill9_during_pr_after_its_signal_opens_one_pull_request() {
 /// is committed as queued but not started when the server dies.
 #[tokio::test]
 async fn kill9_between_review_ready_and_the_pr_stage_keeps_the_queued_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let release_review = dir.path().join("release-review");
-    let release_b = dir.path().join("release-b");
-    let scenarios = waiting_pipeline(dir.path(), "review");
+    let release_review = release_file("release-review");
+    let release_b = release_file("release-b");
+    let scenarios = waiting_pipeline("review");
     let mut world = World::start(&scenarios, &["--slots", "1"]).await;
     // Project B: its planner waits for release-b.
     let b_scenarios = world.dir.path().join("b-scenarios");
@@ -179,7 +177,7 @@ async fn kill9_between_review_ready_and_the_pr_stage_keeps_the_queued_run() {
         .server
         .post(
             "/api/projects",
-            &json!({"path": b_repo.path, "name": "b", "settings": {"roles": world.roles(&b_scenarios)}}),
+            &json!({"path": b_repo.path, "name": "b", "settings": {"roles": world.roles(&b_scenarios), "sandbox": gated_sandbox()}}),
         )
         .await
         .unwrap();
@@ -298,8 +296,7 @@ async fn kill9_during_the_push_replays_the_intent_once() {
 /// twice.
 #[tokio::test]
 async fn kill9_during_the_answered_turn_keeps_the_answer_and_the_session() {
-    let dir = tempfile::tempdir().unwrap();
-    let release = dir.path().join("release-answer");
+    let release = release_file("release-answer");
     let plan = json!({"runs": [{"turns": [
         [{"do": "question", "text": "Formal?"}],
         [

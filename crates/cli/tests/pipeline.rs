@@ -320,8 +320,7 @@ async fn stop_kills_every_process_never_chains_and_a_second_start_conflicts() {
 
 #[tokio::test]
 async fn the_per_project_cap_queues_runs_by_priority_then_age() {
-    let dir = tempfile::tempdir().unwrap();
-    let release = dir.path().join("release");
+    let release = release_file("release");
     let waiting_plan =
         json!({"runs": [[wait_for_file(&release), {"do": "signal", "args": ["plan-ready"]}]]});
     let world = World::start(&[("plan", waiting_plan)], &[]).await;

@@ -58,6 +58,24 @@ pub struct ProjectSettings {
     pub port_block: u16,
     pub max_review_rounds: u32,
     pub max_total_runs: u32,
+    /// What the project's agents may see and get beyond their own task.
+    pub sandbox: SandboxSettings,
+}
+
+/// A project's additions to its agents' sandbox. Paths are absolute, outside the data directory
+/// and the agents' homes; each is mounted at the same path inside.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxSettings {
+    /// Shown read-only (e.g. a toolchain: `/root/.rustup`, `/root/.cargo`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub read_only: Vec<std::path::PathBuf>,
+    /// Shown writable (e.g. a package cache shared by the project's tasks).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub writable: Vec<std::path::PathBuf>,
+    /// Extra environment of every agent of the project (and of its setup hook).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
 }
 
 impl Default for ProjectSettings {
@@ -72,6 +90,7 @@ impl Default for ProjectSettings {
             port_block: 10,
             max_review_rounds: 3,
             max_total_runs: 25,
+            sandbox: SandboxSettings::default(),
         }
     }
 }

@@ -4,9 +4,10 @@
 //! their mark) and recorded as interrupted; the pipeline rules then queue a replacement in the
 //! same stage — never dropped, never started twice. Pending intents are replayed by the outbox.
 
+use crate::confine::MARK_VAR;
 use crate::error::{EngineError, Result};
 use crate::inner::Inner;
-use crate::supervisor::{MARK_VAR, finish};
+use crate::supervisor::finish;
 use crate::transition::{after_commit, apply_in};
 use domain::{Event, RunOutcome, RunStatus};
 use std::sync::Arc;

@@ -4,9 +4,10 @@
 use crate::error::{EngineError, Result};
 use crate::inner::{Inner, LiveRun};
 use crate::supervisor::{self, Turn};
-use crate::{prompt, settings, tokens};
+use crate::{confine, prompt, settings, tokens};
 use domain::{ProjectId, RunOutcome};
 use harness::TurnRequest;
+use harness::process::AgentProcess;
 use std::collections::HashMap;
 use std::sync::Arc;
 use store::RunRow;
@@ -124,7 +125,28 @@ fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<bool, String> {
         .worktree
         .clone()
         .ok_or_else(|| "the task's worktree has been removed; create a new task".to_string())?;
-    let env = supervisor::agent_env(inner, &task, run, &token, &worktree, settings.port_block);
+    let home = confine::ensure_home(&inner.config, &task.key)?;
+    let env = confine::run_env(
+        &inner.config,
+        &home,
+        &task,
+        run,
+        &token,
+        &worktree,
+        &settings,
+    );
+    let mut mounts = confine::mounts(
+        &inner.config,
+        &confine::TaskPaths {
+            repo: std::path::Path::new(&project.path),
+            worktree: std::path::Path::new(&worktree),
+            home: &home,
+            doc_dir: std::path::Path::new(&task.doc_path).parent(),
+        },
+        &settings,
+    )?;
+    // The scripted agent reads its scenario file.
+    mounts.read_only.extend(role.scenario.clone());
     let resuming = run.pending_input.is_some();
     let request = TurnRequest {
         stage: run.stage,
@@ -148,7 +170,12 @@ fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<bool, String> {
         settings: serde_json::to_value(role).map_err(|e| e.to_string())?,
     };
     let spec = harness.command(&request).map_err(|e| e.to_string())?;
-    let process = harness::process::AgentProcess::spawn(&spec).map_err(|e| {
+    let spawned = match &inner.sandbox {
+        Ok(Some(sandbox)) => AgentProcess::spawn_sandboxed(&spec, sandbox, &mounts),
+        Ok(None) => AgentProcess::spawn(&spec),
+        Err(err) => return Err(err.to_string()),
+    };
+    let process = spawned.map_err(|e| {
         format!(
             "cannot start the {} agent ({}): {e}",
             role.harness,

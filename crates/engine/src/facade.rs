@@ -4,9 +4,10 @@ use crate::api::*;
 use crate::error::{EngineError, Result};
 use crate::inner::{Inner, StopCause};
 use crate::transition::{after_commit, apply_event, apply_in, not_found};
-use crate::{background, dispatch, logs, outbox, settings, tokens, views, workspace};
+use crate::{background, confine, dispatch, logs, outbox, settings, tokens, views, workspace};
 use domain::{Event, RunStatus, Signal, Stage, TaskId, TaskState};
 use futures::stream::BoxStream;
+use harness::sandbox::{Sandbox, SandboxError};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -39,10 +40,50 @@ pub struct EngineConfig {
     pub claude_bin: PathBuf,
     pub codex_bin: PathBuf,
     pub opencode_bin: PathBuf,
+    /// How agents are confined (bubblewrap unless the operator opted out).
+    pub sandbox: SandboxMode,
+    /// Where the agents' home folders live (one per task, mode 0700), outside the data directory.
+    pub homes_dir: PathBuf,
+}
+
+/// How agent processes are confined.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SandboxMode {
+    /// Every agent and setup hook runs inside a bubblewrap sandbox; `bwrap` is the executable (a
+    /// bare name is looked up on `PATH`). When it is missing or cannot build a sandbox, agents
+    /// do not start: their runs fail with the reason and how to fix it.
+    Bubblewrap { bwrap: PathBuf },
+    /// Agents run unconfined, as the server's user (`--sandbox=none`): a warning is logged at
+    /// every start.
+    None,
+}
+
+impl SandboxMode {
+    /// The name shown in status output: `bubblewrap` or `none`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SandboxMode::Bubblewrap { .. } => "bubblewrap",
+            SandboxMode::None => "none",
+        }
+    }
+}
+
+/// The default folder of agent homes for a data directory: `$XDG_STATE_HOME/atelier/homes/<id>`
+/// (`~/.local/state/...` without it), where `<id>` tells data directories apart.
+pub fn default_homes_dir(data_dir: &Path) -> PathBuf {
+    use sha2::Digest;
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/state")))
+        .unwrap_or_else(std::env::temp_dir);
+    let digest = sha2::Sha256::digest(data_dir.as_os_str().as_encoded_bytes());
+    state.join("atelier/homes").join(hex::encode(&digest[..8]))
 }
 
 impl EngineConfig {
     pub fn new(data_dir: PathBuf, atelier_bin: PathBuf, server_url: String) -> Self {
+        let homes_dir = default_homes_dir(&data_dir);
         EngineConfig {
             data_dir,
             atelier_bin,
@@ -57,6 +98,10 @@ impl EngineConfig {
             claude_bin: PathBuf::from("claude"),
             codex_bin: PathBuf::from("codex"),
             opencode_bin: PathBuf::from("opencode"),
+            sandbox: SandboxMode::Bubblewrap {
+                bwrap: PathBuf::from("bwrap"),
+            },
+            homes_dir,
         }
     }
 }
@@ -84,6 +129,74 @@ fn lock_data_dir(dir: &Path) -> Result<std::fs::File> {
     }
 }
 
+/// Creates the data directory, or tightens an existing one, to mode 0700, and removes group and
+/// other permissions from everything in it (files an older version wrote world-readable).
+fn private_data_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let failed = |e: std::io::Error| {
+        EngineError::InvalidInput(format!(
+            "cannot make the data directory {} private (mode 0700): {e}",
+            dir.display()
+        ))
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(failed)?;
+    let mode = std::fs::metadata(dir).map_err(failed)?.permissions().mode() & 0o777;
+    if mode != 0o700 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(failed)?;
+        tracing::warn!(data_dir = %dir.display(), "the data directory was mode {mode:o}; tightened to 700");
+    }
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        for entry in std::fs::read_dir(&current).map_err(failed)?.flatten() {
+            let Ok(meta) = entry.path().symlink_metadata() else {
+                continue;
+            };
+            if meta.file_type().is_symlink() {
+                continue;
+            }
+            if meta.is_dir() {
+                pending.push(entry.path());
+            }
+            let mode = meta.permissions().mode();
+            if mode & 0o077 != 0 {
+                std::fs::set_permissions(
+                    entry.path(),
+                    std::fs::Permissions::from_mode(mode & !0o077),
+                )
+                .map_err(failed)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The sandbox agents will start in, found once at start; the outcome is logged either way.
+fn open_sandbox(mode: &SandboxMode) -> std::result::Result<Option<Sandbox>, SandboxError> {
+    match mode {
+        SandboxMode::Bubblewrap { bwrap } => match Sandbox::probe(bwrap) {
+            Ok(sandbox) => {
+                tracing::info!(bwrap = %sandbox.program().display(), "agents run in a bubblewrap sandbox");
+                Ok(Some(sandbox))
+            }
+            Err(err) => {
+                tracing::error!("no agent can start: {err}");
+                Err(err)
+            }
+        },
+        SandboxMode::None => {
+            tracing::warn!(
+                "the agent sandbox is off (--sandbox=none): agents run unconfined as this server's \
+                 user and can read its data directory, API token and credentials"
+            );
+            Ok(None)
+        }
+    }
+}
+
 /// Cheap to clone; all clones share one engine.
 #[derive(Clone)]
 pub struct Engine {
@@ -98,12 +211,9 @@ impl Engine {
     /// Opens the store in `config.data_dir`, recovers runs that were live when the server died,
     /// replays unfinished intents and starts the background loops.
     pub async fn start(config: EngineConfig) -> Result<Engine> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-            EngineError::InvalidInput(format!(
-                "cannot create the data directory {}: {e}",
-                config.data_dir.display()
-            ))
-        })?;
+        // Everything the server writes from here on is private to its user.
+        harness::process::set_private_umask();
+        private_data_dir(&config.data_dir)?;
         let data_lock = lock_data_dir(&config.data_dir)?;
         let store = Store::open_in(&config.data_dir)?;
         let registered: [Arc<dyn harness::Harness>; 4] = [
@@ -123,8 +233,9 @@ impl Engine {
         let forge: Arc<dyn forge::Forge> = Arc::new(forge::LocalForge);
         let prompts = crate::prompt::Prompts::with_overrides(&config.data_dir.join("prompts"))
             .map_err(|e| EngineError::InvalidInput(format!("prompt overrides: {e}")))?;
+        let sandbox = open_sandbox(&config.sandbox);
         let inner = Arc::new(Inner::new(
-            store, config, harnesses, forge, prompts, data_lock,
+            store, config, harnesses, forge, prompts, sandbox, data_lock,
         ));
         background::recover(&inner)?;
         tokio::spawn(dispatch::run_dispatcher(Arc::clone(&inner)));
@@ -168,6 +279,8 @@ impl Engine {
                 .or_insert_with(settings::default_role);
         }
         settings::validate(&settings, &self.inner.harnesses)?;
+        confine::check_sandbox_paths(&self.inner.config, &settings.sandbox)
+            .map_err(|e| EngineError::InvalidInput(format!("project settings: {e}")))?;
         let default_branch = repo
             .default_branch(&settings.remote)
             .await
@@ -244,23 +357,28 @@ impl Engine {
         })?;
         let key = domain::slug::task_key(id, &title);
         let branch = domain::slug::branch_name(id, &title);
-        let hook_env = vec![
-            (
-                "PATH".to_string(),
-                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
-            ),
-            (
-                "HOME".to_string(),
-                std::env::var("HOME").unwrap_or_else(|_| "/".into()),
-            ),
-            ("LANG".to_string(), "C.UTF-8".to_string()),
-            ("ATELIER_PORT".to_string(), port.to_string()),
-            (
-                "ATELIER_PORT_COUNT".to_string(),
-                settings.port_block.to_string(),
-            ),
-            ("ATELIER_TASK_ID".to_string(), id.to_string()),
-        ];
+        let home = confine::ensure_home(&self.inner.config, &key).map_err(EngineError::Internal)?;
+        let hook_env = confine::hook_env(&self.inner.config, &home, id, port, &settings);
+        let hook_sandbox = match (&self.inner.sandbox, &settings.setup_hook) {
+            (_, None) | (Ok(None), _) => None,
+            (Ok(Some(sandbox)), Some(_)) => {
+                let worktree = workspace::worktree_dir(repo.path(), &key);
+                let paths = confine::TaskPaths {
+                    repo: repo.path(),
+                    worktree: &worktree,
+                    home: &home,
+                    doc_dir: None,
+                };
+                let mounts = confine::mounts(&self.inner.config, &paths, &settings)
+                    .map_err(EngineError::InvalidInput)?;
+                Some((sandbox.clone(), mounts))
+            }
+            (Err(err), Some(_)) => {
+                return Err(EngineError::InvalidState(format!(
+                    "cannot run the project's setup hook: {err}"
+                )));
+            }
+        };
         let ws = workspace::create(workspace::WorkspaceSpec {
             repo: &repo,
             remote: &settings.remote,
@@ -273,6 +391,7 @@ impl Engine {
             setup_hook: settings.setup_hook.as_deref(),
             setup_timeout: Duration::from_secs(settings.setup_timeout_secs),
             hook_env,
+            hook_sandbox,
         })
         .await
         .map_err(|e| {
@@ -442,7 +561,7 @@ impl Engine {
         })?;
         for dir in [
             Path::new(&task.doc_path).parent().map(Path::to_path_buf),
-            Some(self.inner.config.data_dir.join("homes").join(&task.key)),
+            Some(crate::confine::home_dir(&self.inner.config, &task.key)),
         ]
         .into_iter()
         .flatten()

@@ -6,6 +6,7 @@ use crate::hub::Hub;
 use domain::{RunId, TaskId};
 use forge::Forge;
 use harness::Harness;
+use harness::sandbox::{Sandbox, SandboxError};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use store::Store;
@@ -31,6 +32,9 @@ pub(crate) struct Inner {
     pub forge: Arc<dyn Forge>,
     pub hub: Hub,
     pub prompts: crate::prompt::Prompts,
+    /// The sandbox agents start in: `Ok(None)` when the operator opted out, `Err` when it was
+    /// asked for but cannot work here (then no agent starts; the error says how to fix it).
+    pub sandbox: Result<Option<Sandbox>, SandboxError>,
     /// Held (flock) for the engine's lifetime: one server per data directory.
     _data_lock: std::fs::File,
     live: Mutex<HashMap<RunId, LiveRun>>,
@@ -54,6 +58,7 @@ impl Inner {
         harnesses: BTreeMap<&'static str, Arc<dyn Harness>>,
         forge: Arc<dyn Forge>,
         prompts: crate::prompt::Prompts,
+        sandbox: Result<Option<Sandbox>, SandboxError>,
         data_lock: std::fs::File,
     ) -> Inner {
         let (retries, retries_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -64,6 +69,7 @@ impl Inner {
             forge,
             hub: Hub::default(),
             prompts,
+            sandbox,
             _data_lock: data_lock,
             live: Mutex::new(HashMap::new()),
             dispatch: Notify::new(),

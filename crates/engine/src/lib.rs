@@ -4,6 +4,7 @@
 
 pub mod api;
 mod background;
+mod confine;
 mod dispatch;
 pub mod error;
 mod facade;
@@ -20,7 +21,7 @@ mod views;
 pub mod workspace;
 
 pub use error::{EngineError, Result};
-pub use facade::{Engine, EngineConfig};
+pub use facade::{Engine, EngineConfig, SandboxMode, default_homes_dir};
 
 /// The forge's view of a stored pull-request record.
 fn forge_pr(row: &store::PullRequestRow) -> forge::PullRequest {

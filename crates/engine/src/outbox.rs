@@ -140,7 +140,7 @@ async fn remove_workspace(inner: &Inner, intent: &Intent) -> Result<()> {
             .map_err(|e| EngineError::Internal(e.to_string()))?;
     }
     // The agents' home folder of the task goes with it (the task doc archive stays).
-    let home = inner.config.data_dir.join("homes").join(&task.key);
+    let home = crate::confine::home_dir(&inner.config, &task.key);
     if let Err(err) = std::fs::remove_dir_all(&home)
         && err.kind() != std::io::ErrorKind::NotFound
     {

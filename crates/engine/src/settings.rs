@@ -97,7 +97,7 @@ pub(crate) fn validate(
                     "roles.{stage}.env: `{name}` is not a variable name"
                 ));
             }
-            if crate::supervisor::RESERVED_ENV.contains(&name.as_str()) {
+            if crate::confine::RESERVED_ENV.contains(&name.as_str()) {
                 return bad(format!(
                     "roles.{stage}.env: `{name}` is set by Atelier for every agent and cannot be overridden"
                 ));

@@ -4,6 +4,7 @@
 //! carrying the run's mark with it), the outcome and the next decision commit in one transaction.
 
 use crate::api::LogEntry;
+use crate::confine::MARK_VAR;
 use crate::error::EngineError;
 use crate::hub::HubItem;
 use crate::inner::{Inner, StopCause};
@@ -14,12 +15,9 @@ use harness::Harness;
 use harness::process::{self, AgentProcess};
 use std::sync::Arc;
 use std::time::Duration;
-use store::{RunRow, TaskRow};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::time::Instant;
 
-/// Name of the environment variable that marks every process of a run.
-pub(crate) const MARK_VAR: &str = "ATELIER_RUN_MARK";
 /// Events persisted per transaction at most.
 const BATCH: usize = 2048;
 /// How long to wait for the output pipe to close once the agent and its processes are gone.
@@ -34,71 +32,6 @@ pub(crate) struct Turn {
     pub process: AgentProcess,
     pub stop: tokio::sync::watch::Receiver<Option<StopCause>>,
     pub timeout: Duration,
-}
-
-/// Variables Atelier sets for every agent; a role's `env` may not replace them.
-pub(crate) const RESERVED_ENV: [&str; 13] = [
-    "PATH",
-    "HOME",
-    "LANG",
-    "ATELIER_URL",
-    "ATELIER_RUN_TOKEN",
-    "ATELIER_TASK_ID",
-    "ATELIER_RUN_ID",
-    "ATELIER_STAGE",
-    "ATELIER_TASK_DOC",
-    "ATELIER_WORKTREE",
-    "ATELIER_PORT",
-    "ATELIER_PORT_COUNT",
-    MARK_VAR,
-];
-
-/// The complete environment of an agent: what it needs and nothing of the server's.
-pub(crate) fn agent_env(
-    inner: &Inner,
-    task: &TaskRow,
-    run: &RunRow,
-    token: &str,
-    worktree: &str,
-    port_block: u16,
-) -> Vec<(String, String)> {
-    let bin_dir = inner
-        .config
-        .atelier_bin
-        .parent()
-        .map(|p| p.display().to_string());
-    let mut path = bin_dir.map(|d| format!("{d}:")).unwrap_or_default();
-    path.push_str("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    let home = inner.config.data_dir.join("homes").join(&task.key);
-    if let Err(err) = std::fs::create_dir_all(&home) {
-        tracing::warn!(error = %err, home = %home.display(), "cannot create the agent's home");
-    }
-    let mut env = vec![
-        ("PATH".to_string(), path),
-        ("HOME".to_string(), home.display().to_string()),
-        ("LANG".to_string(), "C.UTF-8".to_string()),
-        ("ATELIER_URL".to_string(), inner.config.server_url.clone()),
-        ("ATELIER_RUN_TOKEN".to_string(), token.to_string()),
-        ("ATELIER_TASK_ID".to_string(), task.id.to_string()),
-        ("ATELIER_RUN_ID".to_string(), run.id.to_string()),
-        ("ATELIER_STAGE".to_string(), run.stage.to_string()),
-        ("ATELIER_TASK_DOC".to_string(), task.doc_path.clone()),
-        ("ATELIER_WORKTREE".to_string(), worktree.to_string()),
-        ("ATELIER_PORT".to_string(), task.port.to_string()),
-        ("ATELIER_PORT_COUNT".to_string(), port_block.to_string()),
-        (MARK_VAR.to_string(), run.mark.clone()),
-    ];
-    // The operator's git identity, so agents' commits are attributed (not a secret).
-    if let Some(gitconfig) =
-        std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".gitconfig"))
-        && gitconfig.is_file()
-    {
-        env.push((
-            "GIT_CONFIG_GLOBAL".to_string(),
-            gitconfig.display().to_string(),
-        ));
-    }
-    env
 }
 
 /// Why the loop ended early.
@@ -244,8 +177,10 @@ pub(crate) async fn supervise(inner: Arc<Inner>, mut turn: Turn) {
                 None => lines = None,
             },
             () = &mut kill, if killing => {
-                process::kill_tree(turn.process.pid());
-                process::kill_marked(MARK_VAR, &turn.mark);
+                turn.process.kill_all();
+                if !turn.process.is_sandboxed() {
+                    process::kill_marked(MARK_VAR, &turn.mark);
+                }
                 killing = false;
             }
             () = &mut stall, if abort.is_none() => {
@@ -273,8 +208,11 @@ pub(crate) async fn supervise(inner: Arc<Inner>, mut turn: Turn) {
         }
     };
     let exited_us = store::now_us();
-    // No process of a finished run may survive it (tools run in groups of their own).
-    process::kill_marked(MARK_VAR, &turn.mark);
+    // No process of a finished run may survive it (tools run in groups of their own). In a
+    // sandbox the kernel already ended them with the PID namespace; unconfined, find them by mark.
+    if !turn.process.is_sandboxed() {
+        process::kill_marked(MARK_VAR, &turn.mark);
+    }
     drain(&mut lines, decoder.as_mut(), &mut transcript).await;
     if abort == Some(Abort::Shutdown) {
         // Left `running` on purpose: startup recovery restarts it like after a crash.

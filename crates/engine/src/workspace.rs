@@ -41,6 +41,9 @@ pub struct WorkspaceSpec<'a> {
     /// The hook's whole environment (give `PATH`); `ATELIER_TASK_KEY`, `ATELIER_BRANCH`,
     /// `ATELIER_WORKTREE` and `ATELIER_REPO` are added unless already present.
     pub hook_env: Vec<(String, String)>,
+    /// The sandbox the hook runs in and what it may see (the worktree is its working directory);
+    /// `None` runs it unconfined.
+    pub hook_sandbox: Option<(harness::sandbox::Sandbox, harness::sandbox::Mounts)>,
 }
 
 /// A created task workspace.
@@ -312,7 +315,13 @@ async fn build(
         Some(command) => {
             log.push_str(&format!("[atelier] running setup hook: {command}\n"));
             let env = hook_env(spec, worktree);
-            let out = git::run_hook(command, worktree, &env, spec.setup_timeout)
+            let wrapper = match &spec.hook_sandbox {
+                Some((sandbox, mounts)) => std::iter::once(sandbox.program().into())
+                    .chain(sandbox.args(mounts, worktree))
+                    .collect(),
+                None => Vec::new(),
+            };
+            let out = git::run_hook_in(&wrapper, command, worktree, &env, spec.setup_timeout)
                 .await
                 .map_err(git_err("could not run the setup hook"))?;
             log.push_str(&out.output);
@@ -677,6 +686,7 @@ mod tests {
                 ),
                 ("ATELIER_PORT".to_string(), "4100".to_string()),
             ],
+            hook_sandbox: None,
         }
     }
 

@@ -44,6 +44,19 @@ pub async fn run_hook(
     env: &[(String, String)],
     timeout: Duration,
 ) -> Result<HookOutput, GitError> {
+    run_hook_in(&[], command, cwd, env, timeout).await
+}
+
+/// [`run_hook`] started through `wrapper` (a program and its arguments, e.g. a sandbox's command
+/// line ending with `--`), which runs `/bin/sh -c command` itself; an empty wrapper runs the
+/// shell directly. The wrapper must end when the shell ends and die with its process group.
+pub async fn run_hook_in(
+    wrapper: &[std::ffi::OsString],
+    command: &str,
+    cwd: &Path,
+    env: &[(String, String)],
+    timeout: Duration,
+) -> Result<HookOutput, GitError> {
     let spawn_error = |source: std::io::Error| GitError::HookSpawn {
         command: command.to_string(),
         cwd: cwd.to_path_buf(),
@@ -52,7 +65,14 @@ pub async fn run_hook(
     let (reader, writer) = std::io::pipe().map_err(spawn_error)?;
     let writer_for_stderr = writer.try_clone().map_err(spawn_error)?;
 
-    let mut cmd = tokio::process::Command::new("/bin/sh");
+    let mut cmd = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut cmd = tokio::process::Command::new(program);
+            cmd.args(args).arg("/bin/sh");
+            cmd
+        }
+        None => tokio::process::Command::new("/bin/sh"),
+    };
     cmd.arg("-c")
         .arg(command)
         .current_dir(cwd)

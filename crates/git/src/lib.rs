@@ -10,5 +10,5 @@ mod hook;
 mod repo;
 
 pub use error::GitError;
-pub use hook::{HookOutput, run_hook};
+pub use hook::{HookOutput, run_hook, run_hook_in};
 pub use repo::Repo;

@@ -247,6 +247,13 @@ fn children(pid: u32) -> Vec<u32> {
         .unwrap_or_default()
 }
 
+/// Sets this process's file mode creation mask to 077, so every file and folder it creates from
+/// now on (and every process it starts inherits) is private to its user. Returns the old mask.
+pub fn set_private_umask() -> u32 {
+    // SAFETY: umask(2) cannot fail and touches no memory; it only changes a process attribute.
+    unsafe { libc::umask(0o077) }
+}
+
 /// Makes `cmd` start in a new session (`setsid`), detached from the caller's process group and
 /// session, the way the agent CLIs start their background tools.
 pub fn new_session(cmd: &mut std::process::Command) -> &mut std::process::Command {

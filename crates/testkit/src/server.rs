@@ -80,6 +80,10 @@ impl ServerProcess {
             }
         }
         cmd.env("ATELIER_DATA_DIR", data_dir);
+        // Agent homes beside the data dir, so each test server's stay in its temporary folder.
+        let mut homes = data_dir.as_os_str().to_owned();
+        homes.push("-homes");
+        cmd.env("ATELIER_HOMES_DIR", homes);
         for (key, value) in env {
             cmd.env(key, value);
         }

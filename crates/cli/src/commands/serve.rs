@@ -5,7 +5,7 @@ use crate::GlobalArgs;
 use crate::config::{self, ServerFile};
 use anyhow::{Context, Result};
 use clap::Args;
-use engine::{Engine, EngineConfig};
+use engine::{Engine, EngineConfig, SandboxMode};
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -18,7 +18,11 @@ Logs go to stderr (RUST_LOG=debug for more).
 Examples:
   atelier serve
   atelier serve --listen 127.0.0.1:9000 --slots 2
-  ATELIER_DATA_DIR=/srv/atelier atelier serve --stall-secs 300";
+  ATELIER_DATA_DIR=/srv/atelier atelier serve --stall-secs 300
+
+Agents run inside a bubblewrap sandbox that shows them their task's worktree, home and doc and \
+nothing of the data directory (see docs/security.md). Without bwrap no agent starts; \
+--sandbox=none runs them unconfined and says so at every start.";
 
 /// Start the Atelier server (HTTP API and agent orchestrator)
 #[derive(Args, Debug)]
@@ -69,6 +73,24 @@ pub struct ServeArgs {
     /// The OpenCode executable [default: `opencode` on the agents' PATH]
     #[arg(long, env = "ATELIER_OPENCODE_BIN", value_name = "PATH")]
     opencode_bin: Option<std::path::PathBuf>,
+    /// How agents are confined: `bubblewrap` (each run in its own sandbox; agents do not start
+    /// when bwrap is missing) or `none` (agents run unconfined as this server's user and can
+    /// read its data directory: only for machines where every agent is trusted)
+    #[arg(long, env = "ATELIER_SANDBOX", value_name = "MODE", default_value = "bubblewrap",
+          value_parser = ["bubblewrap", "none"])]
+    sandbox: String,
+    /// The bubblewrap executable
+    #[arg(
+        long,
+        env = "ATELIER_BWRAP",
+        value_name = "PATH",
+        default_value = "bwrap"
+    )]
+    bwrap: std::path::PathBuf,
+    /// Where agents' home folders live, one per task (mode 0700); never inside the data
+    /// directory [default: $XDG_STATE_HOME/atelier/homes/<id of the data directory>]
+    #[arg(long, env = "ATELIER_HOMES_DIR", value_name = "DIR")]
+    homes_dir: Option<std::path::PathBuf>,
 }
 
 impl ServeArgs {
@@ -94,6 +116,24 @@ impl ServeArgs {
         if let Some(ms) = self.retry_cap_ms {
             config.retry_cap = Duration::from_millis(ms);
         }
+        config.sandbox = match self.sandbox.as_str() {
+            "none" => SandboxMode::None,
+            _ => SandboxMode::Bubblewrap {
+                bwrap: self.bwrap.clone(),
+            },
+        };
+        if let Some(dir) = &self.homes_dir {
+            let dir = std::path::absolute(dir)
+                .with_context(|| format!("--homes-dir {}", dir.display()))?;
+            if harness::sandbox::is_within(&dir, &config.data_dir) {
+                anyhow::bail!(
+                    "--homes-dir {} is inside the data directory {}: agents would reach it; choose a folder outside",
+                    dir.display(),
+                    config.data_dir.display()
+                );
+            }
+            config.homes_dir = dir;
+        }
         for (given, slot) in [
             (&self.claude_bin, &mut config.claude_bin),
             (&self.codex_bin, &mut config.codex_bin),
@@ -109,6 +149,8 @@ impl ServeArgs {
 }
 
 pub async fn run(args: ServeArgs, global: &GlobalArgs) -> Result<()> {
+    // Every file the server writes (the API token first) is private to its user.
+    harness::process::set_private_umask();
     init_tracing("info");
     let data_dir = config::data_dir(global)?;
     config::create_data_dir(&data_dir)?;

@@ -76,7 +76,8 @@ impl World {
 
     /// Adds a project whose roles all play the world's scenarios; returns its name.
     pub async fn add_project(&self, path: &Path, name: &str, extra: Value) -> String {
-        let mut settings = json!({"roles": self.roles(&self.scenarios)});
+        let mut settings =
+            json!({"roles": self.roles(&self.scenarios), "sandbox": gated_sandbox()});
         if let (Some(s), Some(extra)) = (settings.as_object_mut(), extra.as_object()) {
             for (k, v) in extra {
                 s.insert(k.clone(), v.clone());
@@ -204,6 +205,24 @@ impl World {
 }
 
 /// A shell command that waits (as an agent would wait on its own work) until `file` exists.
+/// The folder of this test's release files: shown read-only to every project's agents (the
+/// sandbox hides the rest of the test's folders), one per test process.
+pub fn gates() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("atelier-gates-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A release file agents can wait for with [`wait_for_file`]: `<gates>/<name>`.
+pub fn release_file(name: &str) -> PathBuf {
+    gates().join(name)
+}
+
+/// Project settings that show the test's release files to its agents.
+pub fn gated_sandbox() -> Value {
+    json!({"read_only": [gates()]})
+}
+
 pub fn wait_for_file(file: &Path) -> Value {
     json!({"do": "run", "command": format!("while [ ! -e '{}' ]; do sleep 0.02; done", file.display())})
 }

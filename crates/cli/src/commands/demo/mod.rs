@@ -99,6 +99,7 @@ async fn demo(root: &Path) -> Result<()> {
     );
     let exe = std::env::current_exe().context("cannot find the path of the atelier binary")?;
     let mut engine_config = EngineConfig::new(data_dir, exe, url.clone());
+    engine_config.homes_dir = root.join("homes");
     engine_config.merge_poll = Duration::from_millis(200);
     engine_config.stop_grace = Duration::from_secs(1);
     engine_config.stage_timeout = Duration::from_secs(60);

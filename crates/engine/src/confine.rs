@@ -1,0 +1,230 @@
+//! What an agent is given, and nothing more: one builder for the complete environment and the
+//! sandbox mounts of every agent process — the runs of every harness and the project's setup
+//! hook alike.
+//!
+//! An agent sees its task's worktree, the repository's git directory (to commit), its own home
+//! (`<homes_dir>/<task key>`, mode 0700, outside the data directory) and its task's doc folder,
+//! writable; the `atelier` binary, the operator's git identity, the project's linked env files
+//! and the paths the project's `sandbox` settings name, read-only. Nothing of the data directory
+//! but its own doc folder is ever mounted, and a project setting that would show more is refused.
+
+use crate::api::{ProjectSettings, SandboxSettings};
+use crate::facade::EngineConfig;
+use harness::sandbox::{Mounts, is_within};
+use std::path::{Path, PathBuf};
+use store::{RunRow, TaskRow};
+
+/// Name of the environment variable that marks every process of a run (found again after a
+/// crash of a server that ran without the sandbox).
+pub(crate) const MARK_VAR: &str = "ATELIER_RUN_MARK";
+
+/// Variables Atelier sets for every agent; a role's or the sandbox settings' `env` may not
+/// replace them.
+pub(crate) const RESERVED_ENV: [&str; 14] = [
+    "PATH",
+    "HOME",
+    "LANG",
+    "GIT_CONFIG_GLOBAL",
+    "ATELIER_URL",
+    "ATELIER_RUN_TOKEN",
+    "ATELIER_TASK_ID",
+    "ATELIER_RUN_ID",
+    "ATELIER_STAGE",
+    "ATELIER_TASK_DOC",
+    "ATELIER_WORKTREE",
+    "ATELIER_PORT",
+    "ATELIER_PORT_COUNT",
+    MARK_VAR,
+];
+
+/// The system's programs, after the folder of the `atelier` binary (agents call `atelier signal`).
+const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The task's agent home: `<homes_dir>/<task key>`.
+pub(crate) fn home_dir(config: &EngineConfig, key: &str) -> PathBuf {
+    config.homes_dir.join(key)
+}
+
+/// Creates the task's agent home (and the homes folder), readable by the server's user only.
+pub(crate) fn ensure_home(config: &EngineConfig, key: &str) -> Result<PathBuf, String> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let home = home_dir(config, key);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&home)
+        .and_then(|()| std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)))
+        .map_err(|e| format!("cannot create the agent's home {}: {e}", home.display()))?;
+    Ok(home)
+}
+
+/// The operator's git identity, so agents' commits are attributed (not a secret).
+fn git_identity() -> Option<PathBuf> {
+    let home = std::env::var_os("HOME")?;
+    Some(Path::new(&home).join(".gitconfig")).filter(|p| p.is_file())
+}
+
+/// The variables every agent process starts with: `PATH`, `HOME`, `LANG`, the git identity,
+/// the task's port block, then the project's `sandbox.env`.
+fn base_env(
+    config: &EngineConfig,
+    home: &Path,
+    task_id: impl ToString,
+    port: u16,
+    settings: &ProjectSettings,
+) -> Vec<(String, String)> {
+    let mut path = config
+        .atelier_bin
+        .parent()
+        .map(|d| format!("{}:", d.display()))
+        .unwrap_or_default();
+    path.push_str(SYSTEM_PATH);
+    let mut env = vec![
+        ("PATH".to_string(), path),
+        ("HOME".to_string(), home.display().to_string()),
+        ("LANG".to_string(), "C.UTF-8".to_string()),
+        ("ATELIER_TASK_ID".to_string(), task_id.to_string()),
+        ("ATELIER_PORT".to_string(), port.to_string()),
+        (
+            "ATELIER_PORT_COUNT".to_string(),
+            settings.port_block.to_string(),
+        ),
+    ];
+    if let Some(gitconfig) = git_identity() {
+        env.push((
+            "GIT_CONFIG_GLOBAL".to_string(),
+            gitconfig.display().to_string(),
+        ));
+    }
+    env.extend(
+        settings
+            .sandbox
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
+    env
+}
+
+/// The complete environment of a run's agent: what it needs and nothing of the server's.
+pub(crate) fn run_env(
+    config: &EngineConfig,
+    home: &Path,
+    task: &TaskRow,
+    run: &RunRow,
+    token: &str,
+    worktree: &str,
+    settings: &ProjectSettings,
+) -> Vec<(String, String)> {
+    let mut env = base_env(config, home, task.id, task.port, settings);
+    env.extend([
+        ("ATELIER_URL".to_string(), config.server_url.clone()),
+        ("ATELIER_RUN_TOKEN".to_string(), token.to_string()),
+        ("ATELIER_RUN_ID".to_string(), run.id.to_string()),
+        ("ATELIER_STAGE".to_string(), run.stage.to_string()),
+        ("ATELIER_TASK_DOC".to_string(), task.doc_path.clone()),
+        ("ATELIER_WORKTREE".to_string(), worktree.to_string()),
+        (MARK_VAR.to_string(), run.mark.clone()),
+    ]);
+    env
+}
+
+/// The complete environment of the project's setup hook (`ATELIER_TASK_KEY`, `ATELIER_BRANCH`,
+/// `ATELIER_WORKTREE` and `ATELIER_REPO` are added by the workspace).
+pub(crate) fn hook_env(
+    config: &EngineConfig,
+    home: &Path,
+    task_id: impl ToString,
+    port: u16,
+    settings: &ProjectSettings,
+) -> Vec<(String, String)> {
+    base_env(config, home, task_id, port, settings)
+}
+
+/// Where a task's agent may read and write.
+pub(crate) struct TaskPaths<'a> {
+    pub repo: &'a Path,
+    pub worktree: &'a Path,
+    pub home: &'a Path,
+    /// The task's doc folder (`<data_dir>/tasks/<key>`), the one part of the data directory shown.
+    pub doc_dir: Option<&'a Path>,
+}
+
+/// The sandbox mounts of one of the task's agents; an error when a path would show the data
+/// directory or the agent homes beyond the task's own.
+pub(crate) fn mounts(
+    config: &EngineConfig,
+    paths: &TaskPaths<'_>,
+    settings: &ProjectSettings,
+) -> Result<Mounts, String> {
+    check_sandbox_paths(config, &settings.sandbox)?;
+    let mut writable = vec![
+        paths.worktree.to_path_buf(),
+        paths.repo.join(".git"),
+        paths.home.to_path_buf(),
+    ];
+    writable.extend(paths.doc_dir.map(Path::to_path_buf));
+    writable.extend(settings.sandbox.writable.iter().cloned());
+    let mut read_only = vec![config.atelier_bin.clone()];
+    read_only.extend(git_identity());
+    read_only.extend(settings.env_files.iter().map(|f| paths.repo.join(f)));
+    read_only.extend(settings.sandbox.read_only.iter().cloned());
+    for path in writable.iter().chain(&read_only) {
+        if is_within(&config.data_dir, path) {
+            return Err(format!(
+                "the sandbox would show the data directory: {} contains it; move the repository or the data directory apart",
+                path.display()
+            ));
+        }
+    }
+    Ok(Mounts {
+        read_only,
+        writable,
+    })
+}
+
+/// Refuses project sandbox paths that are relative, the root, inside (or around) the data
+/// directory or the agents' homes.
+pub(crate) fn check_sandbox_paths(
+    config: &EngineConfig,
+    sandbox: &SandboxSettings,
+) -> Result<(), String> {
+    let named = sandbox
+        .read_only
+        .iter()
+        .map(|p| ("read_only", p))
+        .chain(sandbox.writable.iter().map(|p| ("writable", p)));
+    for (list, path) in named {
+        let shown = path.display();
+        if !path.is_absolute() || path == Path::new("/") {
+            return Err(format!(
+                "sandbox.{list}: `{shown}` must be an absolute path below `/`"
+            ));
+        }
+        for (what, dir) in [
+            ("the data directory", &config.data_dir),
+            ("the agents' homes", &config.homes_dir),
+        ] {
+            if is_within(path, dir) || is_within(dir, path) {
+                return Err(format!(
+                    "sandbox.{list}: `{shown}` would show {what} ({}) to agents; name a path outside it",
+                    dir.display()
+                ));
+            }
+        }
+    }
+    for name in sandbox.env.keys() {
+        let valid = !name.is_empty()
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(format!("sandbox.env: `{name}` is not a variable name"));
+        }
+        if RESERVED_ENV.contains(&name.as_str()) {
+            return Err(format!(
+                "sandbox.env: `{name}` is set by Atelier for every agent and cannot be overridden"
+            ));
+        }
+    }
+    Ok(())
+}

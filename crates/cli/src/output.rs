@@ -103,9 +103,15 @@ pub fn next_step(task: &TaskView) -> Option<String> {
             "read the plan in {}, then `atelier task approve {id}`",
             task.doc_path
         )),
-        TaskState::AwaitingMerge => Some(format!(
+        TaskState::AwaitingMerge { merge_error: None } => Some(format!(
             "review and merge the pull request (or `atelier task merge {id}`)"
         )),
+        TaskState::AwaitingMerge {
+            merge_error: Some(_),
+        } => Some(format!(
+            "fix what made the merge fail, then `atelier task merge {id}` again"
+        )),
+        TaskState::Merging => None,
         TaskState::Blocked { .. } | TaskState::Stopped { .. } => Some(format!(
             "fix what stopped it, then `atelier task resume {id}`"
         )),

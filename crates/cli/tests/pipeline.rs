@@ -105,7 +105,7 @@ async fn full_pipeline_with_a_needs_work_round_reaches_done() {
     assert!(!worktree.exists());
     let key = detail["task"]["key"].as_str().unwrap();
     assert!(
-        !world.data.join("homes").join(key).exists(),
+        !world.homes().join(key).exists(),
         "the agents' home folder is removed"
     );
     assert!(

@@ -62,7 +62,18 @@ pub enum Event {
     PullRequestFailed {
         reason: String,
     },
+    /// The forge reports the pull request merged (by anyone, anywhere).
     Merged,
+    /// A user asks Atelier to merge the task's pull request.
+    MergeRequested,
+    /// The merge Atelier carried out (or found already done) landed.
+    MergeSucceeded,
+    /// The merge Atelier tried failed; the task awaits a merge again.
+    MergeFailed {
+        reason: String,
+    },
+    /// A user asks to delete the task (checked, not applied: deletion removes the record).
+    DeleteRequested,
     /// The backoff of a waiting task that was due at `retry_at` has elapsed.
     RetryDue {
         retry_at: i64,
@@ -138,6 +149,9 @@ pub enum Effect {
     OpenPullRequest,
     /// Remove the worktree and the local branch (never while a run is live).
     RemoveWorkspace,
+    /// Merge the pull request on the forge (idempotent: a merge already done counts as done),
+    /// then report `MergeSucceeded` or `MergeFailed`.
+    MergePullRequest,
 }
 
 /// The outcome of an accepted event.
@@ -247,7 +261,8 @@ pub fn decide(snap: &TaskSnapshot, event: &Event, policy: &Policy) -> Result<Dec
                 | TaskState::Stopped { stage }
                 | TaskState::Waiting { stage, .. } => *stage,
                 TaskState::PlanGate => Stage::Plan,
-                TaskState::AwaitingMerge => Stage::Pr,
+                TaskState::AwaitingMerge { .. } => Stage::Pr,
+                TaskState::Merging => return Err(being_merged()),
                 TaskState::Done { .. } => {
                     return Err(Rejection::InvalidState("the task is done".into()));
                 }
@@ -256,7 +271,7 @@ pub fn decide(snap: &TaskSnapshot, event: &Event, policy: &Policy) -> Result<Dec
             Ok(start(snap, stage.unwrap_or(default_stage), policy))
         }
         Event::PullRequestFailed { reason } => match snap.state {
-            TaskState::AwaitingMerge => Ok(Decision {
+            TaskState::AwaitingMerge { .. } => Ok(Decision {
                 state: TaskState::Blocked {
                     stage: Stage::Pr,
                     reason: BlockReason::Forge {
@@ -278,18 +293,68 @@ pub fn decide(snap: &TaskSnapshot, event: &Event, policy: &Policy) -> Result<Dec
             _ => Ok(unchanged()),
         },
         Event::Merged => match snap.state {
-            TaskState::AwaitingMerge => Ok(Decision {
-                state: TaskState::Done {
-                    reason: DoneReason::Merged,
-                },
-                effects: vec![Effect::RemoveWorkspace],
+            TaskState::AwaitingMerge { .. } | TaskState::Merging => Ok(merged(snap)),
+            ref other => Err(no_pull_request(other)),
+        },
+        Event::MergeRequested => match snap.state {
+            TaskState::AwaitingMerge { .. } => Ok(Decision {
+                state: TaskState::Merging,
+                effects: vec![Effect::MergePullRequest],
                 ..unchanged()
             }),
-            ref other => Err(Rejection::InvalidState(format!(
-                "the task has no open pull request to merge (it is {other})"
-            ))),
+            TaskState::Merging => Err(being_merged()),
+            TaskState::Done {
+                reason: DoneReason::Merged,
+            } => Err(Rejection::InvalidState("the task is already merged".into())),
+            ref other => Err(no_pull_request(other)),
+        },
+        // Reports of a merge that no longer applies (the watcher saw it merged first) are
+        // ignored, like a stale run's.
+        Event::MergeSucceeded => match snap.state {
+            TaskState::Merging => Ok(merged(snap)),
+            _ => Ok(unchanged()),
+        },
+        Event::MergeFailed { reason } => match snap.state {
+            TaskState::Merging => Ok(Decision {
+                state: TaskState::AwaitingMerge {
+                    merge_error: Some(reason.clone()),
+                },
+                ..unchanged()
+            }),
+            _ => Ok(unchanged()),
+        },
+        Event::DeleteRequested => match snap.state {
+            TaskState::Merging => Err(Rejection::Conflict(
+                "the task is being merged: wait for the merge to finish, then delete it".into(),
+            )),
+            _ if snap.live_run.is_some() => Err(conflict(snap)),
+            _ => Ok(unchanged()),
         },
     }
+}
+
+fn merged(snap: &TaskSnapshot) -> Decision {
+    Decision {
+        state: TaskState::Done {
+            reason: DoneReason::Merged,
+        },
+        review_rounds: snap.review_rounds,
+        runs_started: snap.runs_started,
+        effects: vec![Effect::RemoveWorkspace],
+    }
+}
+
+fn no_pull_request(state: &TaskState) -> Rejection {
+    Rejection::InvalidState(format!(
+        "the task has no open pull request to merge (it is {state})"
+    ))
+}
+
+fn being_merged() -> Rejection {
+    Rejection::Conflict(
+        "the task is already being merged: wait for that merge to finish (`atelier task show`)"
+            .into(),
+    )
 }
 
 fn conflict(snap: &TaskSnapshot) -> Rejection {
@@ -484,7 +549,7 @@ fn run_finished(
             effects: vec![Effect::RemoveWorkspace],
         },
         (Stage::Pr, Some(Signal::PrDone { no_changes: false })) => Decision {
-            state: TaskState::AwaitingMerge,
+            state: TaskState::AwaitingMerge { merge_error: None },
             review_rounds: snap.review_rounds,
             runs_started: snap.runs_started,
             effects: vec![Effect::OpenPullRequest],

@@ -19,8 +19,15 @@ pub enum TaskState {
     },
     /// The plan is written; a human must approve it.
     PlanGate,
-    /// The pull request is open; a human merges it.
-    AwaitingMerge,
+    /// The pull request is open; a human merges it. `merge_error` says why the last merge
+    /// through Atelier failed, if it did.
+    AwaitingMerge {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        merge_error: Option<String>,
+    },
+    /// A merge requested through Atelier is under way on the forge. Merges, deletes and pr
+    /// runs of the task are refused until it ends (back to `AwaitingMerge`, or `Done`).
+    Merging,
     /// Stopped by a rule or an agent; `stage` is where `resume` continues.
     Blocked {
         stage: Stage,
@@ -50,7 +57,8 @@ impl TaskState {
             TaskState::Running { .. } => "running",
             TaskState::NeedsInput { .. } => "needs_input",
             TaskState::PlanGate => "plan_gate",
-            TaskState::AwaitingMerge => "awaiting_merge",
+            TaskState::AwaitingMerge { .. } => "awaiting_merge",
+            TaskState::Merging => "merging",
             TaskState::Blocked { .. } => "blocked",
             TaskState::Stopped { .. } => "stopped",
             TaskState::Waiting { .. } => "waiting",
@@ -71,7 +79,11 @@ impl fmt::Display for TaskState {
                 write!(f, "needs input ({stage}): {question}")
             }
             TaskState::PlanGate => f.write_str("plan ready: waiting for approval"),
-            TaskState::AwaitingMerge => f.write_str("awaiting merge"),
+            TaskState::AwaitingMerge { merge_error: None } => f.write_str("awaiting merge"),
+            TaskState::AwaitingMerge {
+                merge_error: Some(error),
+            } => write!(f, "awaiting merge (the last merge failed: {error})"),
+            TaskState::Merging => f.write_str("being merged"),
             TaskState::Blocked { stage, reason } => write!(f, "blocked at {stage}: {reason}"),
             TaskState::Stopped { stage } => write!(f, "stopped at {stage}"),
             TaskState::Waiting {
@@ -203,5 +215,33 @@ impl RunStatus {
 impl fmt::Display for RunStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rows stored before merges could fail keep reading, and a state without a merge error
+    /// is written exactly as before.
+    #[test]
+    fn awaiting_merge_reads_and_writes_the_old_shape() {
+        let old: TaskState = serde_json::from_str(r#"{"state":"awaiting_merge"}"#).unwrap();
+        assert_eq!(old, TaskState::AwaitingMerge { merge_error: None });
+        assert_eq!(
+            serde_json::to_string(&old).unwrap(),
+            r#"{"state":"awaiting_merge"}"#
+        );
+        let failed = TaskState::AwaitingMerge {
+            merge_error: Some("conflict".into()),
+        };
+        assert_eq!(
+            serde_json::to_value(&failed).unwrap(),
+            serde_json::json!({"state": "awaiting_merge", "merge_error": "conflict"})
+        );
+        assert_eq!(
+            serde_json::to_string(&TaskState::Merging).unwrap(),
+            r#"{"state":"merging"}"#
+        );
     }
 }

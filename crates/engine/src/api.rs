@@ -58,6 +58,9 @@ pub struct ProjectSettings {
     pub port_block: u16,
     pub max_review_rounds: u32,
     pub max_total_runs: u32,
+    /// Keep the task branch on the remote when a task is deleted (by default deleting a task
+    /// deletes the branch its pull request was pushed as).
+    pub keep_remote_branch_on_delete: bool,
     /// What the project's agents may see and get beyond their own task.
     pub sandbox: SandboxSettings,
 }
@@ -90,6 +93,7 @@ impl Default for ProjectSettings {
             port_block: 10,
             max_review_rounds: 3,
             max_total_runs: 25,
+            keep_remote_branch_on_delete: false,
             sandbox: SandboxSettings::default(),
         }
     }

@@ -2,8 +2,9 @@
 
 use crate::api::*;
 use crate::error::{EngineError, Result};
-use crate::inner::{Inner, StopCause};
-use crate::transition::{after_commit, apply_event, apply_in, not_found};
+use crate::inner::{Busy, Inner, StopCause};
+use crate::outbox::MergeOutcome;
+use crate::transition::{MERGE_PR, after_commit, apply_event, apply_in, decide_in, not_found};
 use crate::{background, confine, dispatch, logs, outbox, settings, tokens, views, workspace};
 use domain::{Event, RunStatus, Signal, Stage, TaskId, TaskState};
 use futures::stream::BoxStream;
@@ -194,6 +195,15 @@ fn open_sandbox(mode: &SandboxMode) -> std::result::Result<Option<Sandbox>, Sand
             );
             Ok(None)
         }
+    }
+}
+
+/// Prefixes the message of a refusal with what was refused (`cannot merge task 3: …`).
+fn in_context(what: &str, err: EngineError) -> EngineError {
+    match err {
+        EngineError::Conflict(msg) => EngineError::Conflict(format!("{what}: {msg}")),
+        EngineError::InvalidState(msg) => EngineError::InvalidState(format!("{what}: {msg}")),
+        other => other,
     }
 }
 
@@ -500,38 +510,90 @@ impl Engine {
     }
 
     /// Merges the task's pull request on the forge (local forge: into the remote default branch).
+    ///
+    /// The task goes to `merging` (with a merge intent in the outbox) before the forge is
+    /// touched, so a second merge or a delete meanwhile is refused with a 409; a failed merge
+    /// puts it back to awaiting merge with the reason, and a crash mid-way is finished by the
+    /// outbox after the restart. Runs to its end even when the caller goes away.
     pub async fn merge(&self, id: TaskId) -> Result<TaskView> {
-        let (task, project, pr) = self.inner.store.read(|tx| {
-            let task = tx.task(id)?.ok_or_else(|| not_found(id))?;
-            let project = tx.project(task.project_id)?.ok_or_else(|| not_found(id))?;
-            Ok::<_, EngineError>((task, project, tx.pull_request(id)?))
-        })?;
-        if task.state != TaskState::AwaitingMerge {
-            return Err(EngineError::InvalidState(format!(
-                "task {id} has no open pull request to merge (it is {})",
-                task.state
-            )));
-        }
-        let pr = pr.ok_or_else(|| {
-            EngineError::InvalidState(format!(
-                "the pull request of task {id} is still being opened; try again in a moment"
-            ))
-        })?;
-        self.inner
-            .forge
-            .merge(Path::new(&project.path), &crate::forge_pr(&pr))
+        let engine = self.clone();
+        tokio::spawn(async move { engine.merge_to_the_end(id).await })
             .await
-            .map_err(|e| EngineError::InvalidState(format!("cannot merge task {id}: {e}")))?;
-        let row = background::mark_merged(&self.inner, id)?;
-        self.view(row)
+            .map_err(|e| EngineError::Internal(format!("the merge of task {id} panicked: {e}")))?
     }
 
-    /// Deletes a task: its worktree and branch, its doc archive, its agents' home and every
-    /// record of it. Refused while an agent of the task is queued, running or waiting for an
-    /// answer (stop it first). Returns the deleted task as it was.
+    async fn merge_to_the_end(&self, id: TaskId) -> Result<TaskView> {
+        let inner = &self.inner;
+        let _claim = inner.claim(id, Busy::Merging).map_err(|busy| match busy {
+            Busy::Merging => EngineError::Conflict(format!(
+                "cannot merge task {id}: it is already being merged; wait for that merge to \
+                 finish (`atelier task show {id}`)"
+            )),
+            Busy::Deleting => {
+                EngineError::Conflict(format!("cannot merge task {id}: it is being deleted"))
+            }
+        })?;
+        let (intent, applied) = inner.store.write(|tx| {
+            let task = tx.task(id)?.ok_or_else(|| not_found(id))?;
+            if matches!(task.state, TaskState::AwaitingMerge { .. })
+                && tx.pull_request(id)?.is_none()
+            {
+                return Err(EngineError::InvalidState(format!(
+                    "the pull request of task {id} is still being opened; try again in a moment"
+                )));
+            }
+            let (_, applied) = apply_in(tx, &task, &Event::MergeRequested)
+                .map_err(|err| in_context(&format!("cannot merge task {id}"), err))?;
+            let intent = tx
+                .intents_of_task(id)?
+                .into_iter()
+                .rev()
+                .find(|intent| intent.kind == MERGE_PR && intent.done_at.is_none())
+                .ok_or_else(|| {
+                    EngineError::Internal(format!("the merge intent of task {id} was not recorded"))
+                })?;
+            Ok::<_, EngineError>((intent, applied))
+        })?;
+        after_commit(inner, applied);
+        match outbox::merge_pull_request(inner, &intent).await? {
+            MergeOutcome::Merged(row) => self.view(*row),
+            MergeOutcome::Failed(reason) => Err(EngineError::InvalidState(format!(
+                "cannot merge task {id}: {reason}. The task awaits a merge again: fix the cause, \
+                 then run `atelier task merge {id}` again"
+            ))),
+            MergeOutcome::Skipped => {
+                let row = inner
+                    .store
+                    .read(|tx| tx.task(id))?
+                    .ok_or_else(|| not_found(id))?;
+                self.view(row)
+            }
+        }
+    }
+
+    /// Deletes a task: its branch on the remote (unless the project keeps it), its worktree and
+    /// local branch, its doc archive, its agents' home and every record of it. Refused while an
+    /// agent of the task is queued, running or waiting for an answer (stop it first), and while
+    /// it is being merged. Returns the deleted task as it was.
     pub async fn delete(&self, id: TaskId) -> Result<TaskView> {
-        let _exclusive = self.inner.workspace_lock.lock().await;
-        let (task, project) = self.inner.store.read(|tx| {
+        // Deletion runs to its end even when the caller goes away (each step is idempotent, so
+        // a failed one is fixed by deleting again).
+        let engine = self.clone();
+        tokio::spawn(async move { engine.delete_to_the_end(id).await })
+            .await
+            .map_err(|e| EngineError::Internal(format!("deleting task {id} panicked: {e}")))?
+    }
+
+    async fn delete_to_the_end(&self, id: TaskId) -> Result<TaskView> {
+        let inner = &self.inner;
+        let _claim = inner.claim(id, Busy::Deleting).map_err(|busy| match busy {
+            Busy::Merging => EngineError::Conflict(format!(
+                "cannot delete task {id}: it is being merged; wait for the merge to finish, then \
+                 delete it"
+            )),
+            Busy::Deleting => EngineError::Conflict(format!("task {id} is already being deleted")),
+        })?;
+        let deletable = |tx: &store::Tx<'_>| {
             let task = tx.task(id)?.ok_or_else(|| not_found(id))?;
             if let Some(run) = tx.live_run(id)? {
                 return Err(EngineError::Conflict(format!(
@@ -539,10 +601,42 @@ impl Engine {
                     run.id, run.status
                 )));
             }
+            decide_in(tx, &task, &Event::DeleteRequested)
+                .map_err(|err| in_context(&format!("cannot delete task {id}"), err))?;
+            Ok::<_, EngineError>(task)
+        };
+        let (task, project, pr) = inner.store.read(|tx| {
+            let task = deletable(tx)?;
             let project = tx.project(task.project_id)?.ok_or_else(|| not_found(id))?;
-            Ok((task, project))
+            Ok::<_, EngineError>((task, project, tx.pull_request(id)?))
         })?;
-        // The workspace goes first: if anything fails, the task is still there to delete again.
+        let settings = settings::parse(&project.settings_json)?;
+        // The remote branch goes first, then the workspace: if anything fails, the task is
+        // still there to delete again.
+        if !settings.keep_remote_branch_on_delete {
+            let remote = pr.map_or(settings.remote.clone(), |pr| pr.remote);
+            let deleting =
+                inner
+                    .forge
+                    .delete_branch(Path::new(&project.path), &remote, &task.branch);
+            let failed = match tokio::time::timeout(background::FORGE_CALL_LIMIT, deleting).await {
+                Ok(Ok(_)) => None,
+                Ok(Err(err)) => Some(err.to_string()),
+                Err(_) => Some(format!(
+                    "no answer within {} s",
+                    background::FORGE_CALL_LIMIT.as_secs()
+                )),
+            };
+            if let Some(reason) = failed {
+                return Err(EngineError::InvalidState(format!(
+                    "cannot delete task {id}: deleting its branch `{}` on the remote `{remote}` \
+                     failed: {reason}. Fix the remote and delete again, or keep remote branches \
+                     with the project setting `keep_remote_branch_on_delete`",
+                    task.branch
+                )));
+            }
+        }
+        let _exclusive = inner.workspace_lock.lock().await;
         if let Some(worktree) = &task.worktree {
             let repo = git::Repo::open(Path::new(&project.path))
                 .await
@@ -551,17 +645,13 @@ impl Engine {
                 .await
                 .map_err(|e| EngineError::Internal(format!("cannot remove the worktree: {e}")))?;
         }
-        self.inner.store.write(|tx| {
-            if tx.live_run(id)?.is_some() {
-                return Err(EngineError::Conflict(format!(
-                    "task {id} started an agent meanwhile"
-                )));
-            }
-            Ok(tx.delete_task(id)?)
+        inner.store.write(|tx| {
+            deletable(tx)?;
+            Ok::<_, EngineError>(tx.delete_task(id)?)
         })?;
         for dir in [
             Path::new(&task.doc_path).parent().map(Path::to_path_buf),
-            Some(crate::confine::home_dir(&self.inner.config, &task.key)),
+            Some(confine::home_dir(&inner.config, &task.key)),
         ]
         .into_iter()
         .flatten()
@@ -572,7 +662,7 @@ impl Engine {
                 tracing::warn!(task = %id, dir = %dir.display(), error = %err, "cannot remove a task folder");
             }
         }
-        self.inner.hub.changed(id);
+        inner.hub.changed(id);
         Ok(views::task(task, project.name))
     }
 

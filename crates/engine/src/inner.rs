@@ -20,6 +20,25 @@ pub(crate) enum StopCause {
     Shutdown,
 }
 
+/// A forge-touching action a task is busy with (see [`Inner::claim`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Busy {
+    Merging,
+    Deleting,
+}
+
+/// Holds a task for one forge-touching action; released when dropped.
+pub(crate) struct Claim<'a> {
+    inner: &'a Inner,
+    task: TaskId,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.inner.busy().remove(&self.task);
+    }
+}
+
 /// A run whose process is alive, and the handle to stop it.
 pub(crate) struct LiveRun {
     pub stop: tokio::sync::watch::Sender<Option<StopCause>>,
@@ -46,6 +65,10 @@ pub(crate) struct Inner {
     /// and removal (`git worktree add` and `prune` on one repository must not overlap).
     pub workspace_lock: tokio::sync::Mutex<()>,
     pub shutdown: CancellationToken,
+    /// Tasks a merge or a delete is acting on in this process. The durable `merging` state keeps
+    /// merges apart across crashes; this keeps a delete (whose steps are not one transaction)
+    /// apart from a merge, and the outbox from replaying a merge the request still carries out.
+    busy: Mutex<HashMap<TaskId, Busy>>,
     /// Waiting tasks and when they are due; drained by the retry timer task.
     retries: tokio::sync::mpsc::UnboundedSender<(TaskId, i64)>,
     retries_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<(TaskId, i64)>>>,
@@ -76,6 +99,7 @@ impl Inner {
             outbox: Notify::new(),
             workspace_lock: tokio::sync::Mutex::new(()),
             shutdown: CancellationToken::new(),
+            busy: Mutex::new(HashMap::new()),
             retries,
             retries_rx: Mutex::new(Some(retries_rx)),
         }
@@ -94,6 +118,21 @@ impl Inner {
             Some(live) => live.stop.send(Some(cause)).is_ok(),
             None => false,
         }
+    }
+
+    fn busy(&self) -> MutexGuard<'_, HashMap<TaskId, Busy>> {
+        // Entries are inserted and removed whole.
+        self.busy.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes `task` for `action`, or says what it is already busy with.
+    pub fn claim(&self, task: TaskId, action: Busy) -> Result<Claim<'_>, Busy> {
+        let mut busy = self.busy();
+        if let Some(current) = busy.get(&task) {
+            return Err(*current);
+        }
+        busy.insert(task, action);
+        Ok(Claim { inner: self, task })
     }
 
     /// Arranges for `RetryDue` to be applied to a waiting task at `retry_at`.

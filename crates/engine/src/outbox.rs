@@ -1,13 +1,18 @@
-//! The outbox worker: carries out side-effect intents (push and open the pull request, remove a
-//! workspace) recorded by committed decisions, and records each outcome. Intents without an
-//! outcome — e.g. after a crash — are replayed; every action is idempotent (the forge verifies an
-//! existing pull request instead of opening a second one).
+//! The outbox worker: carries out side-effect intents (push and open the pull request, merge it,
+//! remove a workspace) recorded by committed decisions, and records each outcome. Intents without
+//! an outcome — e.g. after a crash — are replayed; every action is idempotent (the forge verifies
+//! an existing pull request instead of opening a second one, and a merge that already landed
+//! counts as done).
+//!
+//! A merge is carried out by the request that asked for it while it holds the task's claim; the
+//! worker only replays merge intents nobody holds, i.e. those a crash left behind.
 
+use crate::background::FORGE_CALL_LIMIT;
 use crate::error::{EngineError, Result};
-use crate::inner::Inner;
-use crate::transition::{OPEN_PR, REMOVE_WORKSPACE, after_commit, apply_in};
+use crate::inner::{Busy, Inner};
+use crate::transition::{MERGE_PR, OPEN_PR, REMOVE_WORKSPACE, after_commit, apply_in};
 use crate::workspace;
-use domain::{Event, TaskId};
+use domain::{Event, TaskId, TaskState};
 use std::sync::Arc;
 use store::{Intent, PullRequestRow};
 
@@ -34,6 +39,15 @@ pub(crate) async fn run_outbox(inner: Arc<Inner>) {
 }
 
 async fn execute(inner: &Inner, intent: &Intent) {
+    // A merge being carried out by its request (or a delete in progress) owns the task.
+    let _claim = if intent.kind == MERGE_PR {
+        match inner.claim(intent.task_id, Busy::Merging) {
+            Ok(claim) => Some(claim),
+            Err(_) => return,
+        }
+    } else {
+        None
+    };
     if let Err(err) = inner.store.write(|tx| tx.intent_attempted(intent.id)) {
         tracing::error!(error = %err, "cannot record an outbox attempt");
         return;
@@ -41,6 +55,9 @@ async fn execute(inner: &Inner, intent: &Intent) {
     let result = match intent.kind.as_str() {
         OPEN_PR => open_pull_request(inner, intent).await,
         REMOVE_WORKSPACE => remove_workspace(inner, intent).await,
+        MERGE_PR => merge_pull_request(inner, intent).await.map(|outcome| {
+            tracing::info!(task = %intent.task_id, ?outcome, "replayed a merge");
+        }),
         other => Err(EngineError::Internal(format!(
             "unknown intent kind {other}"
         ))),
@@ -111,6 +128,100 @@ async fn open_pull_request(inner: &Inner, intent: &Intent) -> Result<()> {
             after_commit(inner, applied);
             Ok(())
         }
+    }
+}
+
+/// How a merge intent ended.
+#[derive(Debug)]
+pub(crate) enum MergeOutcome {
+    /// The pull request is merged and the task done (its row after the commit).
+    Merged(Box<store::TaskRow>),
+    /// The merge failed; the task awaits a merge again with this reason.
+    Failed(String),
+    /// The task was no longer being merged (the merge watcher saw it land first).
+    Skipped,
+}
+
+/// Carries out a merge intent of a task in `merging`; the caller holds the task's claim. Asks
+/// the forge first, so a merge that already landed (before a crash, or merged by someone else)
+/// counts as done and is never made twice; merges otherwise. The outcome, the pull request's
+/// `merged` flag and `MergeSucceeded`/`MergeFailed` are committed together.
+pub(crate) async fn merge_pull_request(inner: &Inner, intent: &Intent) -> Result<MergeOutcome> {
+    let id = intent.task_id;
+    let (task, project, pr) = inner.store.read(|tx| {
+        let task = tx.task(id)?.ok_or_else(|| missing(id))?;
+        let project = tx.project(task.project_id)?.ok_or_else(|| missing(id))?;
+        Ok::<_, EngineError>((task, project, tx.pull_request(id)?))
+    })?;
+    if task.state != TaskState::Merging {
+        let outcome = format!("skipped: the task is {}", task.state);
+        inner
+            .store
+            .write(|tx| tx.complete_intent(intent.id, &outcome))?;
+        return Ok(MergeOutcome::Skipped);
+    }
+    let landed = match &pr {
+        Some(pr) => merge_on_forge(inner, std::path::Path::new(&project.path), pr).await,
+        None => Err(format!(
+            "task {id} has no pull request record: run its pr stage again with `atelier task run {id}`"
+        )),
+    };
+    let (row, applied) = inner.store.write(|tx| {
+        let event = match &landed {
+            Ok(()) => {
+                if let Some(mut pr) = tx.pull_request(id)? {
+                    pr.merged = true;
+                    tx.upsert_pull_request(&pr)?;
+                }
+                tx.complete_intent(intent.id, "merged")?;
+                Event::MergeSucceeded
+            }
+            Err(reason) => {
+                tx.complete_intent(intent.id, &format!("failed: {reason}"))?;
+                Event::MergeFailed {
+                    reason: reason.clone(),
+                }
+            }
+        };
+        let task = tx.task(id)?.ok_or_else(|| missing(id))?;
+        let (_, applied) = apply_in(tx, &task, &event)?;
+        let row = tx.task(id)?.ok_or_else(|| missing(id))?;
+        Ok::<_, EngineError>((row, applied))
+    })?;
+    after_commit(inner, applied);
+    Ok(match landed {
+        Ok(()) => MergeOutcome::Merged(Box::new(row)),
+        Err(reason) => {
+            tracing::warn!(task = %id, %reason, "merge failed; the task awaits a merge again");
+            MergeOutcome::Failed(reason)
+        }
+    })
+}
+
+/// Merges the pull request unless the forge says it already is; each call under a deadline.
+async fn merge_on_forge(
+    inner: &Inner,
+    repo: &std::path::Path,
+    pr: &store::PullRequestRow,
+) -> Result<(), String> {
+    let pr = crate::forge_pr(pr);
+    let late = || {
+        format!(
+            "the forge did not answer within {} s; check the remote and merge again",
+            FORGE_CALL_LIMIT.as_secs()
+        )
+    };
+    match tokio::time::timeout(FORGE_CALL_LIMIT, inner.forge.is_merged(repo, &pr)).await {
+        Ok(Ok(true)) => return Ok(()),
+        Ok(Ok(false)) => {}
+        // The merge itself says what is wrong with the remote, if anything.
+        Ok(Err(err)) => tracing::warn!(branch = %pr.branch, error = %err, "merge check failed"),
+        Err(_) => return Err(late()),
+    }
+    match tokio::time::timeout(FORGE_CALL_LIMIT, inner.forge.merge(repo, &pr)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(err)) => Err(err.to_string()),
+        Err(_) => Err(late()),
     }
 }
 

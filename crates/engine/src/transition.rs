@@ -33,15 +33,22 @@ impl Applied {
 
 pub(crate) const OPEN_PR: &str = "open_pr";
 pub(crate) const REMOVE_WORKSPACE: &str = "remove_workspace";
+pub(crate) const MERGE_PR: &str = "merge_pr";
 
-/// Decides `event` for `task` and writes the outcome in `tx`.
-pub(crate) fn apply_in(tx: &Tx<'_>, task: &TaskRow, event: &Event) -> Result<(Decision, Applied)> {
+/// Decides `event` for `task` without writing anything (for requests that only need the rules'
+/// verdict, such as a delete).
+pub(crate) fn decide_in(tx: &Tx<'_>, task: &TaskRow, event: &Event) -> Result<Decision> {
     let project = tx
         .project(task.project_id)?
         .ok_or_else(|| EngineError::Internal(format!("project of task {} is missing", task.id)))?;
     let policy = settings::policy(&settings::parse(&project.settings_json)?);
     let snapshot = tx.snapshot(task)?;
-    let decision = domain::decide(&snapshot, event, &policy)?;
+    Ok(domain::decide(&snapshot, event, &policy)?)
+}
+
+/// Decides `event` for `task` and writes the outcome in `tx`.
+pub(crate) fn apply_in(tx: &Tx<'_>, task: &TaskRow, event: &Event) -> Result<(Decision, Applied)> {
+    let decision = decide_in(tx, task, event)?;
     tx.update_task_state(
         task.id,
         &decision.state,
@@ -118,6 +125,16 @@ pub(crate) fn apply_in(tx: &Tx<'_>, task: &TaskRow, event: &Event) -> Result<(De
                 tx.insert_intent(&NewIntent {
                     task_id: task.id,
                     kind: OPEN_PR,
+                    idem_key: &key,
+                })?;
+                applied.intents = true;
+            }
+            Effect::MergePullRequest => {
+                // One intent per accepted request: a retry after a failed merge is a new one.
+                let key = format!("{MERGE_PR}:task-{}:at-{}", task.id, store::now_us());
+                tx.insert_intent(&NewIntent {
+                    task_id: task.id,
+                    kind: MERGE_PR,
                     idem_key: &key,
                 })?;
                 applied.intents = true;

@@ -1,5 +1,6 @@
 //! Where pull requests live. The [`Forge`] trait is the engine's only view of a forge: publish a
-//! task branch as a pull request (idempotently), ask whether it was merged, and merge it. Each
+//! task branch as a pull request (idempotently), ask whether it was merged, merge it, and delete
+//! the pushed task branch. Each
 //! forge (the embedded [`LocalForge`] now, GitHub and others later) is one implementation; the
 //! engine never talks to a forge any other way.
 
@@ -26,6 +27,16 @@ pub trait Forge: Send + Sync {
 
     /// Merge the pull request into its base branch.
     async fn merge(&self, repo: &Path, pr: &PullRequest) -> Result<(), ForgeError>;
+
+    /// Delete the task branch `branch` from `remote` (the pushed branch behind a pull request).
+    /// Idempotent: a branch that is already gone, or was never pushed, is fine. Returns whether
+    /// a branch was deleted.
+    async fn delete_branch(
+        &self,
+        repo: &Path,
+        remote: &str,
+        branch: &str,
+    ) -> Result<bool, ForgeError>;
 }
 
 /// What to publish: a task branch of the repository at `repo`, to be merged into `base`.

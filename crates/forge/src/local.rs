@@ -83,6 +83,20 @@ impl Forge for LocalForge {
             .await?;
         Ok(())
     }
+
+    async fn delete_branch(
+        &self,
+        repo: &Path,
+        remote: &str,
+        branch: &str,
+    ) -> Result<bool, ForgeError> {
+        let repo = Repo::open(repo).await?;
+        // Without the remote nothing can have been pushed there.
+        if !repo.has_remote(remote).await? {
+            return Ok(false);
+        }
+        Ok(repo.delete_remote_branch(remote, branch).await?)
+    }
 }
 
 /// Fetches `remote` and returns the commit of `<remote>/<base>`.

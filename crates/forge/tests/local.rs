@@ -304,3 +304,41 @@ async fn is_merged_sees_a_merge_done_elsewhere() {
             .expect("is_merged")
     );
 }
+
+#[tokio::test]
+async fn delete_branch_removes_the_pushed_branch_and_is_idempotent() {
+    let fx = fixture();
+    commit(&fx.task, "feature.txt", "f\n", "add feature");
+    LocalForge
+        .publish(&request(&fx, None))
+        .await
+        .expect("publish");
+    let heads = |fx: &Fixture| {
+        git_in(
+            &fx.remote,
+            &["for-each-ref", "--format=%(refname)", "refs/heads"],
+        )
+    };
+    assert!(heads(&fx).contains(BRANCH));
+
+    let deleted = LocalForge
+        .delete_branch(&fx.work, "origin", BRANCH)
+        .await
+        .expect("delete");
+    assert!(deleted);
+    assert_eq!(heads(&fx), "refs/heads/main");
+
+    // Already gone, and a remote that does not exist: nothing to do, no error.
+    let again = LocalForge
+        .delete_branch(&fx.work, "origin", BRANCH)
+        .await
+        .expect("delete again");
+    assert!(!again);
+    let no_remote = LocalForge
+        .delete_branch(&fx.work, "upstream", BRANCH)
+        .await
+        .expect("no such remote");
+    assert!(!no_remote);
+    // The local branch is not the forge's business.
+    assert!(!git_in(&fx.work, &["branch", "--list", BRANCH]).is_empty());
+}

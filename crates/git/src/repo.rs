@@ -201,6 +201,43 @@ impl Repo {
         Ok(sha)
     }
 
+    /// Whether `remote` has a branch named `branch` (`git ls-remote --heads`, asks the remote).
+    pub async fn remote_has_branch(&self, remote: &str, branch: &str) -> Result<bool, GitError> {
+        check_name("remote", remote)?;
+        check_name("branch", branch)?;
+        let refname = format!("refs/heads/{branch}");
+        let out = cmd::run_ok(
+            &self.path,
+            ["ls-remote", "--heads", remote, refname.as_str()],
+        )
+        .await?;
+        Ok(out
+            .lines()
+            .any(|line| line.split_whitespace().nth(1) == Some(refname.as_str())))
+    }
+
+    /// Deletes `branch` on `remote` (`git push <remote> --delete`). Succeeds, returning false,
+    /// when the remote has no such branch (already deleted, or never pushed).
+    pub async fn delete_remote_branch(&self, remote: &str, branch: &str) -> Result<bool, GitError> {
+        if !self.remote_has_branch(remote, branch).await? {
+            return Ok(false);
+        }
+        let refname = format!("refs/heads/{branch}");
+        let pushed = cmd::run_ok(
+            &self.path,
+            ["push", "--quiet", remote, "--delete", refname.as_str()],
+        )
+        .await;
+        match pushed {
+            Ok(_) => Ok(true),
+            // Someone else deleted it in between: the outcome is the one asked for.
+            Err(err) => match self.remote_has_branch(remote, branch).await {
+                Ok(false) => Ok(false),
+                _ => Err(err),
+            },
+        }
+    }
+
     /// Whether `ancestor` is reachable from `descendant` (a commit is its own ancestor).
     pub async fn is_ancestor(&self, ancestor: &str, descendant: &str) -> Result<bool, GitError> {
         check_name("revision", ancestor)?;

@@ -38,6 +38,42 @@ pub(crate) async fn require_api_token(
     Ok(next.run(req).await)
 }
 
+/// Who is calling, as far as error details are concerned. Today the API token is the one
+/// administrator; any other bearer token (an agent's run token, or a wrong one) and no token at
+/// all are untrusted. When accounts arrive, resolving a caller to `Admin` is the one place to
+/// change ([`caller`]); the redaction layer only asks [`Caller::sees_error_details`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Caller {
+    Admin,
+    /// A bearer token that is not the API token (run tokens of agents).
+    OtherToken,
+    Anonymous,
+}
+
+impl Caller {
+    /// Whether error messages may show absolute server paths and raw command lines.
+    pub(crate) fn sees_error_details(self) -> bool {
+        matches!(self, Caller::Admin)
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Caller::Admin => "admin",
+            Caller::OtherToken => "run token",
+            Caller::Anonymous => "anonymous",
+        }
+    }
+}
+
+/// The caller of a request, from its `Authorization` header.
+pub(crate) fn caller(headers: &HeaderMap, token: &ApiToken) -> Caller {
+    match bearer(headers, "token") {
+        Ok(presented) if token.matches(presented) => Caller::Admin,
+        Ok(_) => Caller::OtherToken,
+        Err(_) => Caller::Anonymous,
+    }
+}
+
 /// The bearer token of an agent's run (checked by the engine, not here).
 pub(crate) struct RunToken(pub String);
 

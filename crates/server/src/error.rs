@@ -1,11 +1,17 @@
 //! The HTTP error type: every failure of a route becomes a status and a JSON body
 //! `{"error": "<message>"}`. Internal errors are logged in full and shown as a generic message.
+//! The message also rides along as an [`ErrorMessage`] response extension, so the router's
+//! redaction layer can replace it for callers that may not see server details.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use engine::EngineError;
 use serde_json::json;
+
+/// The message of an error response, for the redaction layer (`routes::redact_errors`).
+#[derive(Debug, Clone)]
+pub(crate) struct ErrorMessage(pub String);
 
 /// Why a request failed, as the client sees it.
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +60,7 @@ impl ApiError {
     }
 
     /// The message the client sees: never internal details.
-    fn public_message(&self) -> String {
+    pub(crate) fn public_message(&self) -> String {
         match self {
             ApiError::Engine(EngineError::Internal(_)) => {
                 "internal server error: see the server log for details".to_string()
@@ -70,8 +76,9 @@ impl IntoResponse for ApiError {
         if let ApiError::Engine(EngineError::Internal(detail)) = &self {
             tracing::error!(%detail, "request failed with an internal error");
         }
-        let mut response =
-            (status, Json(json!({ "error": self.public_message() }))).into_response();
+        let message = self.public_message();
+        let mut response = (status, Json(json!({ "error": message }))).into_response();
+        response.extensions_mut().insert(ErrorMessage(message));
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

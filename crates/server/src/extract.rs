@@ -1,5 +1,6 @@
 //! Request extractors whose rejections are `ApiError`s: a bad JSON body, query string or path id
-//! gives a JSON error naming the problem instead of axum's plain-text rejection.
+//! gives a JSON error naming the problem instead of axum's plain-text rejection, and a body over
+//! the server's limit a 413 naming the limit and how to raise it.
 
 use crate::error::ApiError;
 use axum::extract::rejection::JsonRejection;
@@ -10,6 +11,40 @@ use bytes::Bytes;
 use domain::TaskId;
 use serde::de::DeserializeOwned;
 
+/// The largest request body the server accepts, as a request extension (set by the router next
+/// to axum's `DefaultBodyLimit`, so the 413 can name it).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyLimit(pub usize);
+
+/// The 413 of a body over the limit.
+fn too_large(limit: Option<BodyLimit>) -> ApiError {
+    let limit = limit.map_or(crate::DEFAULT_MAX_BODY_BYTES, |l| l.0);
+    ApiError::BadRequest {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        message: format!(
+            "request body is larger than the {} limit ({limit} bytes, max_body_bytes): send less, \
+             or raise the limit with `atelier serve --max-body-bytes N` (ATELIER_MAX_BODY_BYTES)",
+            human_bytes(limit)
+        ),
+    }
+}
+
+/// `2 MB`, `512 kB`, `900 bytes` (decimal units, as the limit is set in bytes).
+fn human_bytes(n: usize) -> String {
+    match n {
+        n if n >= 1_000_000 && n % 100_000 == 0 => {
+            let tenths = n / 100_000;
+            if tenths % 10 == 0 {
+                format!("{} MB", tenths / 10)
+            } else {
+                format!("{}.{} MB", tenths / 10, tenths % 10)
+            }
+        }
+        n if n >= 1_000 && n % 1_000 == 0 => format!("{} kB", n / 1_000),
+        n => format!("{n} bytes"),
+    }
+}
+
 /// A JSON body (requires `Content-Type: application/json`).
 pub(crate) struct Json<T>(pub T);
 
@@ -17,8 +52,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let limit = req.extensions().get::<BodyLimit>().copied();
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(value)) => Ok(Json(value)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(too_large(limit))
+            }
             Err(rejection) => {
                 let status = match rejection {
                     JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -41,9 +80,14 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+        let limit = req.extensions().get::<BodyLimit>().copied();
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                too_large(limit)
+            } else {
+                ApiError::bad_request(rejection.body_text())
+            }
+        })?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJson(T::default()));
         }
@@ -94,6 +138,14 @@ fn parse_task_id(raw: &str) -> Result<TaskId, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limits_are_shown_in_decimal_units() {
+        assert_eq!(human_bytes(2_000_000), "2 MB");
+        assert_eq!(human_bytes(2_500_000), "2.5 MB");
+        assert_eq!(human_bytes(4_000), "4 kB");
+        assert_eq!(human_bytes(2_000_001), "2000001 bytes");
+    }
 
     #[test]
     fn task_ids_are_positive_integers() {

@@ -8,6 +8,7 @@ mod auth;
 mod backend;
 mod error;
 mod extract;
+mod redact;
 mod routes;
 #[cfg(test)]
 mod tests;
@@ -23,9 +24,27 @@ use std::time::Duration;
 /// shutdown signal before they are dropped.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// Default largest request body: 2 MB (2,000,000 bytes).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 2_000_000;
+
+/// Settings of the HTTP layer (`atelier serve` flags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpOptions {
+    /// Largest request body accepted; a larger one is answered with 413.
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+}
+
 /// The whole HTTP API over `engine`. Admin routes require `Authorization: Bearer <api_token>`.
-pub fn app(engine: Engine, api_token: String) -> Router {
-    routes::router(engine, api_token)
+pub fn app(engine: Engine, api_token: String, options: HttpOptions) -> Router {
+    routes::router(engine, api_token, options)
 }
 
 /// Serves `app` on an already-bound `listener` until `shutdown` completes, then lets in-flight

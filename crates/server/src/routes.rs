@@ -1,17 +1,18 @@
 //! The router table (every route of the server in one place) and the handlers, which only
 //! translate between HTTP and the engine: they never touch the store or spawn processes.
 
-use crate::auth::{ApiToken, RunToken, require_api_token};
+use crate::HttpOptions;
+use crate::auth::{ApiToken, RunToken, caller, require_api_token};
 use crate::backend::Backend;
-use crate::error::ApiError;
-use crate::extract::{Json, OptionalJson, Query, TaskIdPath};
-use axum::Router;
+use crate::error::{ApiError, ErrorMessage};
+use crate::extract::{BodyLimit, Json, OptionalJson, Query, TaskIdPath};
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 use bytes::Bytes;
 use domain::Stage;
 use engine::api::{NewProject, NewTask, ProjectView, SignalRequest, TaskDetail, TaskView};
@@ -24,8 +25,9 @@ use std::time::Instant;
 type ApiResult<T> = Result<T, ApiError>;
 
 /// All routes. Everything above `route_layer` requires the API token; the signal route carries a
-/// run token instead and `/healthz` is open.
-pub(crate) fn router<B: Backend>(backend: B, api_token: String) -> Router {
+/// run token instead and `/healthz` is open. Bodies over `options.max_body_bytes` are refused
+/// with 413, and error messages are redacted for callers other than the admin.
+pub(crate) fn router<B: Backend>(backend: B, api_token: String, options: HttpOptions) -> Router {
     let token = ApiToken(Arc::from(api_token));
     Router::new()
         .route(
@@ -44,13 +46,49 @@ pub(crate) fn router<B: Backend>(backend: B, api_token: String) -> Router {
         .route("/api/tasks/{id}/resume", post(resume::<B>))
         .route("/api/tasks/{id}/merge", post(merge::<B>))
         .route("/api/tasks/{id}/logs", get(logs::<B>))
-        .route_layer(middleware::from_fn_with_state(token, require_api_token))
+        .route_layer(middleware::from_fn_with_state(
+            token.clone(),
+            require_api_token,
+        ))
         .route("/api/signal", post(signal::<B>))
         .route("/healthz", get(healthz))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(options.max_body_bytes))
+        .layer(Extension(BodyLimit(options.max_body_bytes)))
+        .layer(middleware::from_fn_with_state(token, redact_errors))
         .layer(middleware::from_fn(log_request))
         .with_state(backend)
+}
+
+/// Error messages keep absolute server paths and raw command lines for the admin only: for any
+/// other caller they are redacted (`<path>`, `<command>`) and the full message is logged.
+async fn redact_errors(State(token): State<ApiToken>, req: Request, next: Next) -> Response {
+    let caller = caller(req.headers(), &token);
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let mut response = next.run(req).await;
+    let Some(ErrorMessage(message)) = response.extensions_mut().remove::<ErrorMessage>() else {
+        return response;
+    };
+    if caller.sees_error_details() {
+        return response;
+    }
+    let redacted = crate::redact::redact(&message);
+    if redacted == message {
+        return response;
+    }
+    tracing::warn!(
+        %method,
+        %path,
+        caller = caller.name(),
+        error = %message,
+        "error details withheld from the caller"
+    );
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let body = json!({ "error": redacted }).to_string();
+    Response::from_parts(parts, Body::from(body))
 }
 
 async fn healthz() -> axum::Json<Value> {

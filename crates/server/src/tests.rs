@@ -18,7 +18,11 @@ use tower::ServiceExt;
 const API_TOKEN: &str = "api-token-0123456789";
 const RUN_TOKEN: &str = "run-token-abcdef";
 
-/// Records each call; task 404 does not exist, task 500 fails internally, task 409 is busy.
+/// An engine error carrying server details: an absolute path and a raw git command line.
+const DETAILED_ERROR: &str = "cannot merge task 422: `git push --force origin atelier/422-x` \
+     failed (exit code 1): fatal: cannot lock /srv/data/atelier.db: busy";
+
+/// Records each call; task 422 fails with server details in the message; task 404 does not exist, task 500 fails internally, task 409 is busy.
 #[derive(Clone, Default)]
 struct Fake {
     calls: Arc<Mutex<Vec<String>>>,
@@ -39,6 +43,7 @@ impl Fake {
             500 => Err(EngineError::Internal(
                 "database is locked at /secret".into(),
             )),
+            422 => Err(EngineError::InvalidState(DETAILED_ERROR.into())),
             _ => Ok(task_view(id)),
         }
     }
@@ -124,6 +129,9 @@ impl Backend for Fake {
         if run_token != RUN_TOKEN {
             return Err(EngineError::Unauthorized("invalid run token".into()));
         }
+        if task.0 == 422 {
+            return Err(EngineError::InvalidState(DETAILED_ERROR.into()));
+        }
         self.record(format!("signal {task} {signal:?}"));
         Ok(())
     }
@@ -139,7 +147,7 @@ impl Backend for Fake {
                 },
             }),
             FollowItem::End {
-                state: TaskState::AwaitingMerge,
+                state: TaskState::AwaitingMerge { merge_error: None },
             },
         ];
         let lines = items.into_iter().map(|item| {
@@ -152,7 +160,28 @@ impl Backend for Fake {
 }
 
 fn app(fake: &Fake) -> Router {
-    router(fake.clone(), API_TOKEN.to_string())
+    router(
+        fake.clone(),
+        API_TOKEN.to_string(),
+        crate::HttpOptions::default(),
+    )
+}
+
+fn app_with_limit(fake: &Fake, max_body_bytes: usize) -> Router {
+    router(
+        fake.clone(),
+        API_TOKEN.to_string(),
+        crate::HttpOptions { max_body_bytes },
+    )
+}
+
+/// A task request of exactly `len` bytes of JSON.
+fn task_request_of(len: usize) -> String {
+    let frame = r#"{"project": "demo", "title": "Big", "body": ""}"#;
+    let body = "x".repeat(len - frame.len());
+    let json = format!(r#"{{"project": "demo", "title": "Big", "body": "{body}"}}"#);
+    assert_eq!(json.len(), len);
+    json
 }
 
 /// Sends one request; `token` becomes a bearer header, `body` a JSON body.
@@ -428,7 +457,7 @@ async fn logs_stream_ndjson_follow_items() {
     assert_eq!(
         items[1],
         FollowItem::End {
-            state: TaskState::AwaitingMerge
+            state: TaskState::AwaitingMerge { merge_error: None }
         }
     );
     assert_eq!(fake.calls(), vec!["logs follow=true 3"]);
@@ -483,4 +512,103 @@ async fn serve_answers_on_a_bound_listener_and_shuts_down() {
     stop_tx.send(()).unwrap();
     let finished = tokio::time::timeout(std::time::Duration::from_secs(10), server).await;
     finished.unwrap().unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_are_a_413_naming_the_limit() {
+    let fake = Fake::default();
+    let limit = crate::DEFAULT_MAX_BODY_BYTES;
+    let over = task_request_of(limit + 1);
+    let (status, content_type, body) = send(
+        app(&fake),
+        Method::POST,
+        "/api/tasks",
+        Some(API_TOKEN),
+        Some(&over),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(content_type.as_deref(), Some("application/json"));
+    assert_eq!(
+        error_of(&body),
+        "request body is larger than the 2 MB limit (2000000 bytes, max_body_bytes): send \
+         less, or raise the limit with `atelier serve --max-body-bytes N` \
+         (ATELIER_MAX_BODY_BYTES)"
+    );
+    assert_eq!(fake.calls(), Vec::<String>::new());
+
+    let at_limit = task_request_of(limit);
+    let (status, _, body) = send(
+        app(&fake),
+        Method::POST,
+        "/api/tasks",
+        Some(API_TOKEN),
+        Some(&at_limit),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(fake.calls(), vec!["create_task Big technical=true"]);
+}
+
+#[tokio::test]
+async fn the_body_limit_is_a_setting_and_covers_optional_bodies() {
+    let fake = Fake::default();
+    let run_body = format!(r#"{{"stage": "review"{}}}"#, " ".repeat(200));
+    let (status, _, body) = send(
+        app_with_limit(&fake, 100),
+        Method::POST,
+        "/api/tasks/7/run",
+        Some(API_TOKEN),
+        Some(&run_body),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert!(
+        error_of(&body).contains("the 100 bytes limit (100 bytes, max_body_bytes)"),
+        "{body}"
+    );
+    let (status, _, body) = send(
+        app_with_limit(&fake, 100),
+        Method::POST,
+        "/api/tasks/7/answer",
+        Some(API_TOKEN),
+        Some(&format!(r#"{{"text": "{}"}}"#, "y".repeat(100))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(fake.calls(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn error_details_are_redacted_for_run_tokens_and_kept_for_the_admin() {
+    let fake = Fake::default();
+    let (status, _, body) = send(
+        app(&fake),
+        Method::POST,
+        "/api/tasks/422/merge",
+        Some(API_TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(error_of(&body), DETAILED_ERROR, "the admin sees everything");
+
+    let signal = r#"{"task": 422, "signal": {"kind": "plan-ready"}}"#;
+    let (status, _, body) = send(
+        app(&fake),
+        Method::POST,
+        "/api/signal",
+        Some(RUN_TOKEN),
+        Some(signal),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let shown = error_of(&body);
+    assert_eq!(
+        shown,
+        "cannot merge task 422: `<command>` failed (exit code 1): fatal: cannot lock <path>: busy"
+    );
+    for secret in ["/srv", "atelier.db", "git push", "--force"] {
+        assert!(!shown.contains(secret), "{secret} leaked: {shown}");
+    }
 }

@@ -1,6 +1,6 @@
-//! The outbox: intents of side effects outside Atelier (push, open PR, remove a worktree), each
-//! with an idempotency key. Written in the same transaction as the state change that produced
-//! them; an intent without an outcome is replayed after a crash.
+//! The outbox: intents of side effects outside Atelier (push and open a PR, merge it, remove a
+//! worktree), each with an idempotency key. Written in the same transaction as the state change
+//! that produced them; an intent without an outcome is replayed after a crash.
 
 use crate::{Result, Tx, now_ms};
 use domain::TaskId;

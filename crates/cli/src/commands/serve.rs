@@ -64,6 +64,10 @@ pub struct ServeArgs {
     #[arg(long, env = "ATELIER_RETRY_CAP_MS", value_name = "MS",
           value_parser = clap::value_parser!(u64).range(1..))]
     retry_cap_ms: Option<u64>,
+    /// Largest request body the API accepts, in bytes; larger ones get 413 [default: 2000000]
+    #[arg(long, env = "ATELIER_MAX_BODY_BYTES", value_name = "BYTES",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_body_bytes: Option<u64>,
     /// The Claude Code executable agents run [default: `claude` on the agents' PATH]
     #[arg(long, env = "ATELIER_CLAUDE_BIN", value_name = "PATH")]
     claude_bin: Option<std::path::PathBuf>,
@@ -94,6 +98,15 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    fn http_options(&self) -> Result<server::HttpOptions> {
+        let mut options = server::HttpOptions::default();
+        if let Some(bytes) = self.max_body_bytes {
+            options.max_body_bytes =
+                usize::try_from(bytes).context("--max-body-bytes is too large")?;
+        }
+        Ok(options)
+    }
+
     fn apply(&self, config: &mut EngineConfig) -> Result<()> {
         if let Some(slots) = self.slots {
             config.global_slots = usize::try_from(slots).context("--slots is too large")?;
@@ -179,6 +192,7 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> Result<()> {
     let exe = std::env::current_exe().context("cannot find the path of the atelier binary")?;
     let mut engine_config = EngineConfig::new(data_dir.clone(), exe, url.clone());
     args.apply(&mut engine_config)?;
+    let http_options = args.http_options()?;
     let engine = Engine::start(engine_config).await.with_context(|| {
         format!(
             "cannot start the engine with data directory {}",
@@ -201,11 +215,15 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> Result<()> {
     // Agents are stopped while the API still listens: an agent finishing its turn in that
     // moment can still signal instead of losing its signal to a closed port.
     let stopping = engine.clone();
-    let served = server::serve(listener, server::app(engine.clone(), token), async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down: stopping live runs");
-        stopping.shutdown().await;
-    })
+    let served = server::serve(
+        listener,
+        server::app(engine.clone(), token, http_options),
+        async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: stopping live runs");
+            stopping.shutdown().await;
+        },
+    )
     .await;
     engine.shutdown().await;
     config::remove_server_file(&data_dir, pid);

@@ -39,8 +39,8 @@ pub enum TaskCommand {
     /// Merge the task's pull request (as a human would on the forge)
     #[command(after_help = "Example:\n  atelier task merge 12")]
     Merge(IdArg),
-    /// Delete a task: its worktree and branch, its doc and every record of it (stop its agent
-    /// first)
+    /// Delete a task: its worktree and branch, its branch on the remote (unless the project sets
+    /// keep_remote_branch_on_delete), its doc and every record of it (stop its agent first)
     #[command(after_help = "Example:\n  atelier task delete 12")]
     Delete(IdArg),
     Logs(LogsArgs),

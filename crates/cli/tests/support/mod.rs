@@ -367,6 +367,13 @@ impl World {
         .unwrap()
     }
 
+    /// Where the server keeps its agents' homes (`ServerProcess` puts them beside the data dir).
+    pub fn homes(&self) -> PathBuf {
+        let mut homes = self.data.as_os_str().to_owned();
+        homes.push("-homes");
+        PathBuf::from(homes)
+    }
+
     /// Reads the store file directly (read-only checks of what was recorded).
     pub fn db(&self) -> rusqlite::Connection {
         rusqlite::Connection::open(self.data.join("atelier.db")).unwrap()

@@ -195,7 +195,11 @@ const RUN_CAP: &str = "reached the cap of 25 runs per task";
 
 fn cases() -> Vec<Case> {
     use Stage::*;
-    let awaiting_merge = at(TaskState::AwaitingMerge);
+    let awaiting_merge = at(TaskState::AwaitingMerge { merge_error: None });
+    let merge_failed_before = at(TaskState::AwaitingMerge {
+        merge_error: Some("`main` moved and the branch conflicts".into()),
+    });
+    let merging = at(TaskState::Merging);
     let done = at(TaskState::Done {
         reason: DoneReason::Merged,
     });
@@ -452,7 +456,7 @@ fn cases() -> Vec<Case> {
             with_counters(running(Pr), 1, 6),
             ended(Some(Signal::PrDone { no_changes: false })),
             decision(
-                TaskState::AwaitingMerge,
+                TaskState::AwaitingMerge { merge_error: None },
                 1,
                 6,
                 vec![Effect::OpenPullRequest],
@@ -511,6 +515,189 @@ fn cases() -> Vec<Case> {
                 reason: "late report".into(),
             },
             unchanged(&running(Pr)),
+        ),
+        // --- merging through Atelier, and deleting ------------------------------------------------
+        case(
+            "a merge request moves the task to merging and merges on the forge",
+            with_counters(awaiting_merge.clone(), 1, 6),
+            Event::MergeRequested,
+            decision(TaskState::Merging, 1, 6, vec![Effect::MergePullRequest]),
+        ),
+        case(
+            "a merge request after a failed merge tries again",
+            merge_failed_before.clone(),
+            Event::MergeRequested,
+            decision(TaskState::Merging, 0, 1, vec![Effect::MergePullRequest]),
+        ),
+        case(
+            "a merge request while merging is a conflict",
+            merging.clone(),
+            Event::MergeRequested,
+            Err(Rejection::Conflict(
+                "the task is already being merged: wait for that merge to finish (`atelier task \
+                 show`)"
+                    .into(),
+            )),
+        ),
+        case(
+            "a merge request on a merged task is refused as already merged",
+            done.clone(),
+            Event::MergeRequested,
+            invalid("the task is already merged"),
+        ),
+        case(
+            "a merge request on a task finished without changes is refused",
+            at(TaskState::Done {
+                reason: DoneReason::NoChanges,
+            }),
+            Event::MergeRequested,
+            invalid(
+                "the task has no open pull request to merge (it is done (no changes to submit))",
+            ),
+        ),
+        case(
+            "a merge request before the pr stage is refused",
+            running(Implement),
+            Event::MergeRequested,
+            invalid("the task has no open pull request to merge (it is running implement)"),
+        ),
+        case(
+            "a successful merge finishes the task and removes the workspace",
+            with_counters(merging.clone(), 1, 6),
+            Event::MergeSucceeded,
+            decision(
+                TaskState::Done {
+                    reason: DoneReason::Merged,
+                },
+                1,
+                6,
+                vec![Effect::RemoveWorkspace],
+            ),
+        ),
+        case(
+            "a merge success reported after the watcher saw the merge is ignored",
+            done.clone(),
+            Event::MergeSucceeded,
+            unchanged(&done),
+        ),
+        case(
+            "a failed merge awaits the merge again with the reason",
+            with_counters(merging.clone(), 1, 6),
+            Event::MergeFailed {
+                reason: "`main` moved and the branch conflicts".into(),
+            },
+            decision(
+                TaskState::AwaitingMerge {
+                    merge_error: Some("`main` moved and the branch conflicts".into()),
+                },
+                1,
+                6,
+                vec![],
+            ),
+        ),
+        case(
+            "a merge failure reported outside merging is ignored",
+            done.clone(),
+            Event::MergeFailed {
+                reason: "late".into(),
+            },
+            unchanged(&done),
+        ),
+        case(
+            "a merge seen by the watcher while merging finishes the task",
+            merging.clone(),
+            Event::Merged,
+            decision(
+                TaskState::Done {
+                    reason: DoneReason::Merged,
+                },
+                0,
+                1,
+                vec![Effect::RemoveWorkspace],
+            ),
+        ),
+        case(
+            "a merge seen by the watcher after a failed merge finishes the task",
+            merge_failed_before.clone(),
+            Event::Merged,
+            decision(
+                TaskState::Done {
+                    reason: DoneReason::Merged,
+                },
+                0,
+                1,
+                vec![Effect::RemoveWorkspace],
+            ),
+        ),
+        case(
+            "a run requested while merging is a conflict",
+            merging.clone(),
+            Event::RunRequested { stage: Some(Pr) },
+            Err(Rejection::Conflict(
+                "the task is already being merged: wait for that merge to finish (`atelier task \
+                 show`)"
+                    .into(),
+            )),
+        ),
+        case(
+            "a run requested after a failed merge re-runs the pr stage",
+            merge_failed_before.clone(),
+            Event::RunRequested { stage: None },
+            starts(Pr, 0, 2),
+        ),
+        case(
+            "a pull request failure after a failed merge blocks the task",
+            merge_failed_before.clone(),
+            Event::PullRequestFailed {
+                reason: "push rejected".into(),
+            },
+            blocks(Pr, forge_error("push rejected"), 0, 1),
+        ),
+        case(
+            "a pull request failure reported while merging is ignored",
+            merging.clone(),
+            Event::PullRequestFailed {
+                reason: "late report".into(),
+            },
+            unchanged(&merging),
+        ),
+        case(
+            "stopping a task that is being merged is refused",
+            merging.clone(),
+            Event::StopRequested,
+            invalid("no agent is running for this task (it is being merged)"),
+        ),
+        case(
+            "resuming a task that is being merged is refused",
+            merging.clone(),
+            Event::ResumeRequested,
+            invalid("only a blocked or stopped task can be resumed (it is being merged)"),
+        ),
+        case(
+            "deleting a task that is being merged is a conflict",
+            merging.clone(),
+            Event::DeleteRequested,
+            Err(Rejection::Conflict(
+                "the task is being merged: wait for the merge to finish, then delete it".into(),
+            )),
+        ),
+        case(
+            "deleting a task with a live agent is a conflict",
+            running(Review),
+            Event::DeleteRequested,
+            conflict(RUN),
+        ),
+        case(
+            "deleting a task awaiting merge is allowed and changes nothing",
+            awaiting_merge.clone(),
+            Event::DeleteRequested,
+            unchanged(&awaiting_merge),
+        ),
+        case(
+            "deleting a merged task is allowed and changes nothing",
+            done.clone(),
+            Event::DeleteRequested,
+            unchanged(&done),
         ),
         // --- failures and crashes --------------------------------------------------------------
         case(
@@ -1107,6 +1294,50 @@ fn a_forge_failure_blocks_and_a_run_request_retries_the_pr_stage() {
         }
     );
     assert_eq!(sim.snap.runs_started, 5);
+}
+
+#[test]
+fn a_failed_merge_awaits_the_merge_again_and_a_second_request_lands_once() {
+    let mut sim = Sim::new(false, Policy::default());
+    sim.ok(Event::Created);
+    sim.end(Some(Signal::PlanReady));
+    sim.end(None);
+    sim.end(verdict(Verdict::Ready, None));
+    sim.end(Some(Signal::PrDone { no_changes: false }));
+    sim.ok(Event::MergeRequested);
+    assert!(
+        sim.send(Event::MergeRequested).is_err(),
+        "a second merge is refused"
+    );
+    assert!(sim.send(Event::DeleteRequested).is_err());
+    sim.ok(Event::MergeFailed {
+        reason: "remote unreachable".into(),
+    });
+    assert_eq!(
+        sim.state(),
+        &TaskState::AwaitingMerge {
+            merge_error: Some("remote unreachable".into())
+        }
+    );
+    sim.ok(Event::MergeRequested);
+    sim.ok(Event::MergeSucceeded);
+    assert_eq!(
+        sim.send(Event::MergeRequested),
+        invalid("the task is already merged")
+    );
+    assert_eq!(
+        sim.state(),
+        &TaskState::Done {
+            reason: DoneReason::Merged
+        }
+    );
+    let merges = sim
+        .effects
+        .iter()
+        .filter(|e| **e == Effect::MergePullRequest)
+        .count();
+    assert_eq!(merges, 2, "one forge merge per accepted request");
+    assert_eq!(sim.effects.last(), Some(&Effect::RemoveWorkspace));
 }
 
 /// After a stop, the stopped run stays live until its `RunFinished` arrives (the agent gets a

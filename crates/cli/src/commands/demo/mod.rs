@@ -110,7 +110,7 @@ async fn demo(root: &Path) -> Result<()> {
     let (stop_server, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(server::serve(
         listener,
-        server::app(engine.clone(), token),
+        server::app(engine.clone(), token, server::HttpOptions::default()),
         async move {
             let _ = stopped.await;
         },
@@ -188,7 +188,7 @@ async fn walk(
         worktree = detail.task.worktree.clone().or(worktree);
         state = detail.task.state.clone();
         match &state {
-            TaskState::Running { .. } | TaskState::Waiting { .. } => {
+            TaskState::Running { .. } | TaskState::Waiting { .. } | TaskState::Merging => {
                 if Instant::now() >= deadline {
                     bail!(too_late(&state));
                 }
@@ -205,7 +205,7 @@ async fn walk(
                     .await
                     .context("cannot approve the plan")?;
             }
-            TaskState::AwaitingMerge => {
+            TaskState::AwaitingMerge { .. } => {
                 let detail = wait_for_pull_request(engine, task.id, deadline).await?;
                 if let Some(pr) = &detail.pull_request {
                     println!(
@@ -264,7 +264,9 @@ async fn wait_until_done(engine: &Engine, id: TaskId, deadline: Instant) -> Resu
         let detail = engine.task(id).await?;
         match &detail.task.state {
             TaskState::Done { .. } => return Ok(detail),
-            TaskState::AwaitingMerge if Instant::now() < deadline => tokio::time::sleep(POLL).await,
+            TaskState::AwaitingMerge { .. } | TaskState::Merging if Instant::now() < deadline => {
+                tokio::time::sleep(POLL).await
+            }
             other => bail!(
                 "the task is {other} after the merge, not done: the forge did not see the merge in time"
             ),

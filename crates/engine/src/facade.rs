@@ -96,7 +96,8 @@ const PORT_STRIDE: u32 = 100;
 
 impl Engine {
     /// Opens the store in `config.data_dir`, recovers runs that were live when the server died,
-    /// replays unfinished intents and starts the background loops.
+    /// removes workspaces no task owns, replays unfinished intents and starts the background
+    /// loops.
     pub async fn start(config: EngineConfig) -> Result<Engine> {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             EngineError::InvalidInput(format!(
@@ -127,6 +128,7 @@ impl Engine {
             store, config, harnesses, forge, prompts, data_lock,
         ));
         background::recover(&inner)?;
+        background::remove_leftovers(&inner).await?;
         tokio::spawn(dispatch::run_dispatcher(Arc::clone(&inner)));
         tokio::spawn(outbox::run_outbox(Arc::clone(&inner)));
         tokio::spawn(background::watch_merges(Arc::clone(&inner)));
@@ -149,17 +151,9 @@ impl Engine {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
         };
-        let valid_name = !name.is_empty()
-            && name.len() <= 64
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-            && !name.chars().all(|c| c.is_ascii_digit());
-        if !valid_name {
-            return Err(EngineError::InvalidInput(format!(
-                "project name `{name}` is not valid: use 1-64 letters, digits, `.`, `_` or `-` (not only digits); pass --name"
-            )));
-        }
+        let name = domain::ProjectName::parse(&name)
+            .map_err(|e| EngineError::InvalidInput(e.to_string()))?;
+        let name = name.as_str();
         let mut settings = req.settings.unwrap_or_default();
         for stage in Stage::ALL {
             settings
@@ -176,7 +170,7 @@ impl Engine {
             serde_json::to_string(&settings).map_err(|e| EngineError::Internal(e.to_string()))?;
         let path_text = repo.path().display().to_string();
         let row = self.inner.store.write(|tx| {
-            if tx.project_by_name(&name)?.is_some() {
+            if tx.project_by_name(name)?.is_some() {
                 return Err(EngineError::Conflict(format!(
                     "a project named `{name}` already exists: choose another --name"
                 )));
@@ -188,7 +182,7 @@ impl Engine {
                 )));
             }
             Ok(tx.insert_project(&NewProjectRow {
-                name: &name,
+                name,
                 path: &path_text,
                 default_branch: &default_branch,
                 settings_json: &settings_json,
@@ -211,13 +205,13 @@ impl Engine {
             .map_err(|e| EngineError::Internal(format!("task creation panicked: {e}")))?
     }
 
+    /// Creates a task: validates the request, takes a new id (never reused) and a free port
+    /// block, builds the workspace, then writes the task's row. Safe to repeat after a crash at
+    /// any point: a half-made workspace never shares its id with a later task, and startup
+    /// recovery removes workspaces no task owns.
     async fn create_task_to_the_end(&self, req: NewTask) -> Result<TaskView> {
-        let title = req.title.trim().to_string();
-        if title.is_empty() || title.chars().count() > 200 || title.chars().any(char::is_control) {
-            return Err(EngineError::InvalidInput(
-                "the task title must be 1-200 characters on one line".into(),
-            ));
-        }
+        let title = domain::TaskTitle::parse(&req.title)
+            .map_err(|e| EngineError::InvalidInput(e.to_string()))?;
         if req.body.trim().is_empty() {
             return Err(EngineError::InvalidInput(
                 "the request is empty: describe the change (--body-file FILE or stdin)".into(),
@@ -232,18 +226,14 @@ impl Engine {
             .await
             .map_err(|e| EngineError::InvalidInput(e.to_string()))?;
         let _creating = self.inner.workspace_lock.lock().await;
-        let (id, port) = self.inner.store.read(|tx| {
-            let id = tx.next_task_id()?;
-            let used = tx.ports_in_use()?;
-            let port = (0u32..)
-                .map(|k| PORT_BASE + k * PORT_STRIDE)
-                .find(|p| !used.contains(&(*p as u16)))
-                .filter(|p| *p + PORT_STRIDE <= u32::from(u16::MAX))
-                .ok_or_else(|| EngineError::Conflict("no free port block is left".into()))?;
-            Ok::<_, EngineError>((id, port as u16))
+        // The id is committed before anything carries it on disk: see `allocate_task_id`.
+        let (id, port) = self.inner.store.write(|tx| {
+            let port = free_port_block(&tx.ports_in_use()?)?;
+            Ok::<_, EngineError>((tx.allocate_task_id()?, port))
         })?;
-        let key = domain::slug::task_key(id, &title);
-        let branch = domain::slug::branch_name(id, &title);
+        let title = title.as_str();
+        let key = domain::slug::task_key(id, title);
+        let branch = domain::slug::branch_name(id, title);
         let hook_env = vec![
             (
                 "PATH".to_string(),
@@ -267,7 +257,7 @@ impl Engine {
             data_dir: &self.inner.config.data_dir,
             key: &key,
             branch: &branch,
-            title: &title,
+            title,
             body: &req.body,
             env_files: &settings.env_files,
             setup_hook: settings.setup_hook.as_deref(),
@@ -278,6 +268,7 @@ impl Engine {
         .map_err(|e| {
             EngineError::InvalidInput(format!("cannot prepare the task's workspace: {e}"))
         })?;
+        crate::crash::point("after-worktree");
         let worktree = ws.worktree.display().to_string();
         let doc_path = ws.doc_path.display().to_string();
         let inserted = self.inner.store.write(|tx| {
@@ -285,7 +276,7 @@ impl Engine {
             tx.insert_task(&NewTaskRow {
                 id,
                 project_id: project.id,
-                title: &title,
+                title,
                 body: &req.body,
                 key: &key,
                 branch: &branch,
@@ -309,12 +300,7 @@ impl Engine {
             }
             Err(err) => {
                 // Nothing half-created: the workspace goes with the failed insert.
-                if let Err(cleanup) = workspace::remove(&repo, &ws.worktree, &branch).await {
-                    tracing::error!(error = %cleanup, "cannot roll back a task workspace");
-                }
-                if let Some(dir) = ws.doc_path.parent() {
-                    let _ = std::fs::remove_dir_all(dir);
-                }
+                workspace::discard(&repo, &ws).await;
                 Err(err)
             }
         }
@@ -527,5 +513,38 @@ impl Engine {
     /// Stage-transition latencies (agent exit → next agent spawned) in microseconds.
     pub fn transition_latencies_us(&self) -> Result<Vec<i64>> {
         Ok(self.inner.store.read(|tx| tx.transition_latencies_us())?)
+    }
+}
+
+/// The first free block of ports for a new task: blocks start at `PORT_BASE`, every
+/// `PORT_STRIDE` ports, and must fit below 65536.
+fn free_port_block(used: &[u16]) -> Result<u16> {
+    (0u32..)
+        .map(|k| PORT_BASE + k * PORT_STRIDE)
+        .take_while(|p| *p + PORT_STRIDE <= u32::from(u16::MAX))
+        .filter_map(|p| u16::try_from(p).ok())
+        .find(|p| !used.contains(p))
+        .ok_or_else(|| {
+            EngineError::Conflict(
+                "no free port block is left: delete finished tasks to free their ports".into(),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_blocks_take_the_first_free_one() {
+        assert_eq!(free_port_block(&[]).unwrap(), 20_000);
+        assert_eq!(free_port_block(&[20_000, 20_200]).unwrap(), 20_100);
+        let all: Vec<u16> = (0..455).map(|k| 20_000 + k * 100).collect();
+        assert_eq!(*all.last().unwrap(), 65_400);
+        assert!(matches!(
+            free_port_block(&all),
+            Err(EngineError::Conflict(_))
+        ));
+        assert_eq!(free_port_block(&all[..454]).unwrap(), 65_400);
     }
 }

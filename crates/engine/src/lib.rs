@@ -4,6 +4,7 @@
 
 pub mod api;
 mod background;
+mod crash;
 mod dispatch;
 pub mod error;
 mod facade;

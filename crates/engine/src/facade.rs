@@ -271,27 +271,20 @@ impl Engine {
         crate::crash::point("after-worktree");
         let worktree = ws.worktree.display().to_string();
         let doc_path = ws.doc_path.display().to_string();
-        let inserted = self.inner.store.write(|tx| {
-            let provisional = TaskState::Stopped { stage: Stage::Plan };
-            tx.insert_task(&NewTaskRow {
-                id,
-                project_id: project.id,
-                title,
-                body: &req.body,
-                key: &key,
-                branch: &branch,
-                base: &ws.base,
-                state: &provisional,
-                priority: req.priority,
-                technical: req.technical,
-                worktree: &worktree,
-                doc_path: &doc_path,
-                port,
-            })?;
-            let row = tx.task(id)?.ok_or_else(|| not_found(id))?;
-            let (_, applied) = apply_in(tx, &row, &Event::Created)?;
-            let row = tx.task(id)?.ok_or_else(|| not_found(id))?;
-            Ok::<_, EngineError>((row, applied))
+        let inserted = self.record_new_task(&NewTaskRow {
+            id,
+            project_id: project.id,
+            title,
+            body: &req.body,
+            key: &key,
+            branch: &branch,
+            base: &ws.base,
+            state: &TaskState::Stopped { stage: Stage::Plan },
+            priority: req.priority,
+            technical: req.technical,
+            worktree: &worktree,
+            doc_path: &doc_path,
+            port,
         });
         match inserted {
             Ok((row, applied)) => {
@@ -304,6 +297,22 @@ impl Engine {
                 Err(err)
             }
         }
+    }
+
+    /// Writes a new task's row (in a provisional state) and applies `Created` to it, in one
+    /// transaction: the task appears in the state `Created` leads to, or not at all.
+    fn record_new_task(
+        &self,
+        new: &NewTaskRow<'_>,
+    ) -> Result<(store::TaskRow, crate::transition::Applied)> {
+        let id = new.id;
+        self.inner.store.write(|tx| {
+            tx.insert_task(new)?;
+            let row = tx.task(id)?.ok_or_else(|| not_found(id))?;
+            let (_, applied) = apply_in(tx, &row, &Event::Created)?;
+            let row = tx.task(id)?.ok_or_else(|| not_found(id))?;
+            Ok::<_, EngineError>((row, applied))
+        })
     }
 
     /// Tasks, optionally of one project (name or id).

@@ -347,3 +347,87 @@ async fn kill9_during_the_answered_turn_keeps_the_answer_and_the_session() {
         "the answer was delivered to the replacement: {logs:#?}"
     );
 }
+
+/// Names in a folder, sorted (none when the folder does not exist).
+fn names_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// The `atelier/*` branches of a repository, sorted.
+fn task_branches(repo: &std::path::Path) -> Vec<String> {
+    let out = testkit::git(
+        repo,
+        &[
+            "for-each-ref",
+            "--format=%(refname:short)",
+            "--sort=refname",
+            "refs/heads/atelier/",
+        ],
+    )
+    .unwrap();
+    out.lines().map(str::to_string).collect()
+}
+
+/// The server dies (a crash point aborts it) right after a task's workspace is made and before
+/// its row is written. After the restart the leftover worktree, branch and doc folder are gone,
+/// and a task with the same title is created on a fresh id with nothing stray beside it.
+#[tokio::test]
+async fn kill9_between_the_worktree_and_the_task_row_leaves_nothing_behind() {
+    let title = "Crash while creating";
+    let mut world = World::start_with_env(
+        &[("plan", plan_scenario())],
+        &[],
+        &[("ATELIER_CRASH_AT", "after-worktree")],
+    )
+    .await;
+    let sent = world
+        .server
+        .post(
+            "/api/tasks",
+            &json!({"project": "app", "title": title, "body": "Please add a greeting.\n"}),
+        )
+        .await;
+    assert!(sent.is_err(), "the server died mid-request: {sent:?}");
+    let status = world.server.kill9().await.unwrap();
+    assert!(!status.success(), "the server crashed: {status}");
+    let worktrees = world.dir.path().join("app-worktrees");
+    let tasks_dir = world.data.join("tasks");
+    // What the crash left: a workspace that no task row owns.
+    assert_eq!(names_in(&worktrees), ["1-crash-while-creating"]);
+    assert_eq!(
+        task_branches(&world.repo.path),
+        ["atelier/1-crash-while-creating"]
+    );
+    assert_eq!(names_in(&tasks_dir), ["1-crash-while-creating"]);
+
+    world.restart(&[], &[]).await;
+    assert_eq!(names_in(&worktrees), Vec::<String>::new());
+    assert_eq!(task_branches(&world.repo.path), Vec::<String>::new());
+    assert_eq!(names_in(&tasks_dir), Vec::<String>::new());
+    let logs = world.server.logs();
+    assert!(
+        logs.contains("removed a leftover worktree that no task owns")
+            && logs.contains("deleted a leftover branch that no task owns")
+            && logs.contains("removed a leftover task folder that no task owns"),
+        "each removal is logged:\n{logs}"
+    );
+
+    let id = world.new_task(title, true).await;
+    assert_eq!(id, 2, "the crashed creation's id is not handed out again");
+    let detail = world.wait_state(id, "plan_gate").await;
+    assert_eq!(detail["task"]["title"], title);
+    assert_eq!(names_in(&worktrees), ["2-crash-while-creating"]);
+    assert_eq!(
+        task_branches(&world.repo.path),
+        ["atelier/2-crash-while-creating"]
+    );
+    assert_eq!(names_in(&tasks_dir), ["2-crash-while-creating"]);
+}

@@ -388,3 +388,113 @@ async fn signals_need_the_live_runs_own_token_and_agents_get_no_server_secret() 
     assert_eq!(detail["task"]["state"]["state"], "plan_gate");
     assert_eq!(run_summary(&detail), pairs(&[("plan", "completed")]));
 }
+
+/// An agent killed in the middle of `git commit` leaves `index.lock` in its worktree's git
+/// folder, and every later git command there fails on it. The next run in that worktree finds
+/// no process working in the worktree, removes the stale lock and commits: the task reaches its
+/// pull request instead of blocking on "no commits ahead".
+#[tokio::test]
+async fn a_stale_index_lock_is_removed_before_the_next_run() {
+    let implement = json!({"runs": [[
+        {"do": "write", "path": "greeting.txt", "content": "hello\n"},
+        {"do": "write", "path": "farewell.txt", "content": "goodbye\n"},
+        {"do": "check", "item": "Add greeting.txt"},
+        {"do": "check", "item": "Add farewell.txt"},
+        {"do": "run", "command": "git add -A && git commit -qm 'Greeting and farewell'"}
+    ]]});
+    let review = json!({"runs": [[{"do": "signal", "args": ["verdict", "ready"]}]]});
+    let world = World::start(
+        &[
+            ("plan", plan_scenario()),
+            ("implement", implement),
+            ("review", review),
+            ("pr", pr_scenario()),
+        ],
+        &[],
+    )
+    .await;
+    let id = world.new_task("Stale lock", true).await;
+    let detail = world.wait_state(id, "plan_gate").await;
+    let worktree = world.worktree(&detail);
+    let lock = testkit::git(
+        &worktree,
+        &[
+            "rev-parse",
+            "--path-format=absolute",
+            "--git-path",
+            "index.lock",
+        ],
+    )
+    .unwrap();
+    let lock = std::path::PathBuf::from(lock.trim());
+    assert_eq!(
+        lock,
+        world
+            .repo
+            .path
+            .join(".git/worktrees")
+            .join(worktree.file_name().unwrap())
+            .join("index.lock")
+    );
+    std::fs::write(&lock, "").unwrap();
+
+    let (status, body) = world.action(id, "approve", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let server = &world.server;
+    let state = testkit::wait_until(
+        "the task to reach its pull request or block",
+        DEADLINE,
+        || async move {
+            let detail = server.get(&format!("/api/tasks/{id}")).await.ok()?;
+            let state = detail["task"]["state"]["state"].as_str()?.to_string();
+            ["awaiting_merge", "blocked"]
+                .contains(&state.as_str())
+                .then_some(detail["task"]["state"].clone())
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        state,
+        json!({"state": "awaiting_merge"}),
+        "{}",
+        server.logs()
+    );
+    assert!(!lock.exists(), "the stale lock is gone");
+    let subject = testkit::git(&worktree, &["log", "-1", "--format=%s"]).unwrap();
+    assert_eq!(subject.trim(), "Greeting and farewell");
+    let logs = server.logs();
+    assert!(
+        logs.contains("removed a stale index.lock whose writer is gone"),
+        "the removal is logged:\n{logs}"
+    );
+}
+
+/// A bidirectional override character (U+202E) would make a title display in another order
+/// than it is stored: the title is refused with a message naming the character.
+#[tokio::test]
+async fn a_title_with_a_bidi_override_is_refused() {
+    let world = World::start(&[("plan", plan_scenario())], &[]).await;
+    let (status, body) = world
+        .server
+        .post(
+            "/api/tasks",
+            &json!({"project": "app", "title": "Fix invoice\u{202E}fdp.exe", "body": "b"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["error"],
+        "the task title contains the bidirectional control character U+202E, which reorders how \
+         text is displayed: remove it"
+    );
+    assert_eq!(world.server.get("/api/tasks").await.unwrap(), json!([]));
+    assert_eq!(
+        std::fs::read_dir(world.dir.path().join("app-worktrees"))
+            .map(|d| d.count())
+            .unwrap_or(0),
+        0,
+        "nothing was made"
+    );
+}

@@ -3,6 +3,7 @@
 //! is a value, so every rule is testable with a table.
 
 pub mod ids;
+pub mod names;
 pub mod pipeline;
 pub mod signal;
 pub mod slug;
@@ -11,6 +12,7 @@ pub mod task;
 pub mod transcript;
 
 pub use ids::{ProjectId, RunId, TaskId};
+pub use names::{InvalidProjectName, InvalidTaskTitle, ProjectName, TaskTitle};
 pub use pipeline::{Decision, Effect, Event, Policy, Rejection, RunOutcome, TaskSnapshot, decide};
 pub use signal::{Signal, Verdict};
 pub use stage::Stage;

@@ -3,6 +3,8 @@
 //! Recovery: runs that were live when the server died are killed (every process still carrying
 //! their mark) and recorded as interrupted; the pipeline rules then queue a replacement in the
 //! same stage — never dropped, never started twice. Pending intents are replayed by the outbox.
+//! Workspaces no task owns (a crash between making a task's workspace and writing its row) are
+//! removed: worktrees, `atelier/*` branches and task folders.
 
 use crate::confine::MARK_VAR;
 use crate::error::{EngineError, Result};
@@ -42,6 +44,37 @@ pub(crate) fn recover(inner: &Inner) -> Result<()> {
     }
     inner.dispatch.notify_one();
     inner.outbox.notify_one();
+    Ok(())
+}
+
+/// Removes the workspaces no task row owns, in every project's repository and in the data
+/// directory, logging each. Runs at startup before anything can create a task; a failure is
+/// logged, never fatal.
+pub(crate) async fn remove_leftovers(inner: &Inner) -> Result<()> {
+    let _exclusive = inner.workspace_lock.lock().await;
+    let (projects, tasks) = inner
+        .store
+        .read(|tx| Ok::<_, EngineError>((tx.projects()?, tx.tasks(None)?)))?;
+    let mut owned = crate::workspace::Owned::default();
+    for task in tasks {
+        owned.keys.insert(task.key);
+        owned.branches.insert(task.branch);
+    }
+    for project in projects {
+        match git::Repo::open(std::path::Path::new(&project.path)).await {
+            Ok(repo) => {
+                crate::workspace::remove_leftover_workspaces(&repo, &owned).await;
+            }
+            Err(err) => {
+                tracing::warn!(project = %project.name, error = %err, "cannot open the project's repository to look for leftover worktrees");
+            }
+        }
+    }
+    let parents = [
+        inner.config.data_dir.join("tasks"),
+        inner.config.homes_dir.clone(),
+    ];
+    crate::workspace::remove_leftover_folders(&parents, &owned).await;
     Ok(())
 }
 

@@ -47,7 +47,7 @@ async fn dispatch_once(inner: &Arc<Inner>) -> Result<()> {
         if inner.shutdown.is_cancelled() {
             return Ok(());
         }
-        match start(inner, &run) {
+        match start(inner, &run).await {
             Ok(true) => {
                 *used += 1;
                 global += 1;
@@ -81,7 +81,7 @@ impl Drop for LiveGuard<'_> {
 /// Marks the run running (before anything is spawned, so recovery knows), spawns its process
 /// and hands it to a supervising task. `Ok(false)` when the run is no longer queued (stopped
 /// meanwhile); an `Err` is the reason the run fails.
-fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<bool, String> {
+async fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<bool, String> {
     let token = tokens::new_token();
     // The live entry exists before the run is recorded as running: a stop committed from then on
     // reaches the supervisor (the watch keeps it) instead of finding nothing to stop.
@@ -125,6 +125,7 @@ fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<bool, String> {
         .worktree
         .clone()
         .ok_or_else(|| "the task's worktree has been removed; create a new task".to_string())?;
+    crate::workspace::clear_stale_index_lock(std::path::Path::new(&worktree)).await;
     let home = confine::ensure_home(&inner.config, &task.key)?;
     let env = confine::run_env(
         &inner.config,

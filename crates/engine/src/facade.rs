@@ -198,6 +198,15 @@ fn open_sandbox(mode: &SandboxMode) -> std::result::Result<Option<Sandbox>, Sand
     }
 }
 
+/// Removes a task's agent home that no task will own (a creation that failed).
+fn remove_home(home: &Path) {
+    if let Err(err) = std::fs::remove_dir_all(home)
+        && err.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(home = %home.display(), error = %err, "cannot remove an agent home");
+    }
+}
+
 /// Prefixes the message of a refusal with what was refused (`cannot merge task 3: …`).
 fn in_context(what: &str, err: EngineError) -> EngineError {
     match err {
@@ -219,7 +228,8 @@ const PORT_STRIDE: u32 = 100;
 
 impl Engine {
     /// Opens the store in `config.data_dir`, recovers runs that were live when the server died,
-    /// replays unfinished intents and starts the background loops.
+    /// removes workspaces no task owns, replays unfinished intents and starts the background
+    /// loops.
     pub async fn start(config: EngineConfig) -> Result<Engine> {
         // Everything the server writes from here on is private to its user.
         harness::process::set_private_umask();
@@ -248,6 +258,7 @@ impl Engine {
             store, config, harnesses, forge, prompts, sandbox, data_lock,
         ));
         background::recover(&inner)?;
+        background::remove_leftovers(&inner).await?;
         tokio::spawn(dispatch::run_dispatcher(Arc::clone(&inner)));
         tokio::spawn(outbox::run_outbox(Arc::clone(&inner)));
         tokio::spawn(background::watch_merges(Arc::clone(&inner)));
@@ -270,17 +281,9 @@ impl Engine {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
         };
-        let valid_name = !name.is_empty()
-            && name.len() <= 64
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-            && !name.chars().all(|c| c.is_ascii_digit());
-        if !valid_name {
-            return Err(EngineError::InvalidInput(format!(
-                "project name `{name}` is not valid: use 1-64 letters, digits, `.`, `_` or `-` (not only digits); pass --name"
-            )));
-        }
+        let name = domain::ProjectName::parse(&name)
+            .map_err(|e| EngineError::InvalidInput(e.to_string()))?;
+        let name = name.as_str();
         let mut settings = req.settings.unwrap_or_default();
         for stage in Stage::ALL {
             settings
@@ -299,7 +302,7 @@ impl Engine {
             serde_json::to_string(&settings).map_err(|e| EngineError::Internal(e.to_string()))?;
         let path_text = repo.path().display().to_string();
         let row = self.inner.store.write(|tx| {
-            if tx.project_by_name(&name)?.is_some() {
+            if tx.project_by_name(name)?.is_some() {
                 return Err(EngineError::Conflict(format!(
                     "a project named `{name}` already exists: choose another --name"
                 )));
@@ -311,7 +314,7 @@ impl Engine {
                 )));
             }
             Ok(tx.insert_project(&NewProjectRow {
-                name: &name,
+                name,
                 path: &path_text,
                 default_branch: &default_branch,
                 settings_json: &settings_json,
@@ -334,13 +337,13 @@ impl Engine {
             .map_err(|e| EngineError::Internal(format!("task creation panicked: {e}")))?
     }
 
+    /// Creates a task: validates the request, takes a new id (never reused) and a free port
+    /// block, builds the workspace, then writes the task's row. Safe to repeat after a crash at
+    /// any point: a half-made workspace never shares its id with a later task, and startup
+    /// recovery removes workspaces no task owns.
     async fn create_task_to_the_end(&self, req: NewTask) -> Result<TaskView> {
-        let title = req.title.trim().to_string();
-        if title.is_empty() || title.chars().count() > 200 || title.chars().any(char::is_control) {
-            return Err(EngineError::InvalidInput(
-                "the task title must be 1-200 characters on one line".into(),
-            ));
-        }
+        let title = domain::TaskTitle::parse(&req.title)
+            .map_err(|e| EngineError::InvalidInput(e.to_string()))?;
         if req.body.trim().is_empty() {
             return Err(EngineError::InvalidInput(
                 "the request is empty: describe the change (--body-file FILE or stdin)".into(),
@@ -355,18 +358,14 @@ impl Engine {
             .await
             .map_err(|e| EngineError::InvalidInput(e.to_string()))?;
         let _creating = self.inner.workspace_lock.lock().await;
-        let (id, port) = self.inner.store.read(|tx| {
-            let id = tx.next_task_id()?;
-            let used = tx.ports_in_use()?;
-            let port = (0u32..)
-                .map(|k| PORT_BASE + k * PORT_STRIDE)
-                .find(|p| !used.contains(&(*p as u16)))
-                .filter(|p| *p + PORT_STRIDE <= u32::from(u16::MAX))
-                .ok_or_else(|| EngineError::Conflict("no free port block is left".into()))?;
-            Ok::<_, EngineError>((id, port as u16))
+        // The id is committed before anything carries it on disk: see `allocate_task_id`.
+        let (id, port) = self.inner.store.write(|tx| {
+            let port = free_port_block(&tx.ports_in_use()?)?;
+            Ok::<_, EngineError>((tx.allocate_task_id()?, port))
         })?;
-        let key = domain::slug::task_key(id, &title);
-        let branch = domain::slug::branch_name(id, &title);
+        let title = title.as_str();
+        let key = domain::slug::task_key(id, title);
+        let branch = domain::slug::branch_name(id, title);
         let home = confine::ensure_home(&self.inner.config, &key).map_err(EngineError::Internal)?;
         let hook_env = confine::hook_env(&self.inner.config, &home, id, port, &settings);
         let hook_sandbox = match (&self.inner.sandbox, &settings.setup_hook) {
@@ -395,7 +394,7 @@ impl Engine {
             data_dir: &self.inner.config.data_dir,
             key: &key,
             branch: &branch,
-            title: &title,
+            title,
             body: &req.body,
             env_files: &settings.env_files,
             setup_hook: settings.setup_hook.as_deref(),
@@ -405,31 +404,26 @@ impl Engine {
         })
         .await
         .map_err(|e| {
+            remove_home(&home);
             EngineError::InvalidInput(format!("cannot prepare the task's workspace: {e}"))
         })?;
+        crate::crash::point("after-worktree");
         let worktree = ws.worktree.display().to_string();
         let doc_path = ws.doc_path.display().to_string();
-        let inserted = self.inner.store.write(|tx| {
-            let provisional = TaskState::Stopped { stage: Stage::Plan };
-            tx.insert_task(&NewTaskRow {
-                id,
-                project_id: project.id,
-                title: &title,
-                body: &req.body,
-                key: &key,
-                branch: &branch,
-                base: &ws.base,
-                state: &provisional,
-                priority: req.priority,
-                technical: req.technical,
-                worktree: &worktree,
-                doc_path: &doc_path,
-                port,
-            })?;
-            let row = tx.task(id)?.ok_or_else(|| not_found(id))?;
-            let (_, applied) = apply_in(tx, &row, &Event::Created)?;
-            let row = tx.task(id)?.ok_or_else(|| not_found(id))?;
-            Ok::<_, EngineError>((row, applied))
+        let inserted = self.record_new_task(&NewTaskRow {
+            id,
+            project_id: project.id,
+            title,
+            body: &req.body,
+            key: &key,
+            branch: &branch,
+            base: &ws.base,
+            state: &TaskState::Stopped { stage: Stage::Plan },
+            priority: req.priority,
+            technical: req.technical,
+            worktree: &worktree,
+            doc_path: &doc_path,
+            port,
         });
         match inserted {
             Ok((row, applied)) => {
@@ -438,15 +432,27 @@ impl Engine {
             }
             Err(err) => {
                 // Nothing half-created: the workspace goes with the failed insert.
-                if let Err(cleanup) = workspace::remove(&repo, &ws.worktree, &branch).await {
-                    tracing::error!(error = %cleanup, "cannot roll back a task workspace");
-                }
-                if let Some(dir) = ws.doc_path.parent() {
-                    let _ = std::fs::remove_dir_all(dir);
-                }
+                workspace::discard(&repo, &ws).await;
+                remove_home(&home);
                 Err(err)
             }
         }
+    }
+
+    /// Writes a new task's row (in a provisional state) and applies `Created` to it, in one
+    /// transaction: the task appears in the state `Created` leads to, or not at all.
+    fn record_new_task(
+        &self,
+        new: &NewTaskRow<'_>,
+    ) -> Result<(store::TaskRow, crate::transition::Applied)> {
+        let id = new.id;
+        self.inner.store.write(|tx| {
+            tx.insert_task(new)?;
+            let row = tx.task(id)?.ok_or_else(|| not_found(id))?;
+            let (_, applied) = apply_in(tx, &row, &Event::Created)?;
+            let row = tx.task(id)?.ok_or_else(|| not_found(id))?;
+            Ok::<_, EngineError>((row, applied))
+        })
     }
 
     /// Tasks, optionally of one project (name or id).
@@ -736,5 +742,38 @@ impl Engine {
     /// Stage-transition latencies (agent exit → next agent spawned) in microseconds.
     pub fn transition_latencies_us(&self) -> Result<Vec<i64>> {
         Ok(self.inner.store.read(|tx| tx.transition_latencies_us())?)
+    }
+}
+
+/// The first free block of ports for a new task: blocks start at `PORT_BASE`, every
+/// `PORT_STRIDE` ports, and must fit below 65536.
+fn free_port_block(used: &[u16]) -> Result<u16> {
+    (0u32..)
+        .map(|k| PORT_BASE + k * PORT_STRIDE)
+        .take_while(|p| *p + PORT_STRIDE <= u32::from(u16::MAX))
+        .filter_map(|p| u16::try_from(p).ok())
+        .find(|p| !used.contains(p))
+        .ok_or_else(|| {
+            EngineError::Conflict(
+                "no free port block is left: delete finished tasks to free their ports".into(),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_blocks_take_the_first_free_one() {
+        assert_eq!(free_port_block(&[]).unwrap(), 20_000);
+        assert_eq!(free_port_block(&[20_000, 20_200]).unwrap(), 20_100);
+        let all: Vec<u16> = (0..455).map(|k| 20_000 + k * 100).collect();
+        assert_eq!(*all.last().unwrap(), 65_400);
+        assert!(matches!(
+            free_port_block(&all),
+            Err(EngineError::Conflict(_))
+        ));
+        assert_eq!(free_port_block(&all[..454]).unwrap(), 65_400);
     }
 }

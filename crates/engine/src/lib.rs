@@ -5,6 +5,7 @@
 pub mod api;
 mod background;
 mod confine;
+mod crash;
 mod dispatch;
 pub mod error;
 mod facade;

@@ -155,12 +155,20 @@ fn git_err(context: impl Into<String>) -> impl FnOnce(GitError) -> WorkspaceErro
 
 /// The worktree folder of a task: `<repo parent>/<repo folder name>-worktrees/<key>`.
 pub fn worktree_dir(repo: &Path, key: &str) -> PathBuf {
+    worktrees_root(repo).join(key)
+}
+
+/// The folder holding a repository's task worktrees: `<repo parent>/<repo folder name>-worktrees`.
+pub fn worktrees_root(repo: &Path) -> PathBuf {
     let parent = repo.parent().unwrap_or(repo);
     let name = repo
         .file_name()
         .map_or_else(|| "repo".into(), |n| n.to_string_lossy());
-    parent.join(format!("{name}-worktrees")).join(key)
+    parent.join(format!("{name}-worktrees"))
 }
+
+/// The prefix of every task branch ([`domain::slug::branch_name`]).
+pub const BRANCH_PREFIX: &str = "atelier/";
 
 /// The initial task doc: the title, then the original request verbatim.
 pub fn seed_doc(title: &str, body: &str) -> String {
@@ -220,6 +228,181 @@ pub async fn remove(repo: &git::Repo, worktree: &Path, branch: &str) -> Result<(
         .await
         .map_err(git_err(format!("could not delete branch `{branch}`")))?;
     Ok(())
+}
+
+/// Removes a workspace whose task row could not be written: worktree, branch and doc folder.
+/// Failures are logged (startup recovery removes whatever is left).
+pub async fn discard(repo: &git::Repo, ws: &Workspace) {
+    if let Err(err) = remove(repo, &ws.worktree, &ws.branch).await {
+        tracing::error!(key = %ws.key, error = %err, "cannot roll back a task workspace");
+    }
+    if let Some(dir) = ws.doc_path.parent()
+        && let Err(err) = tokio::fs::remove_dir_all(dir).await
+        && err.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::error!(key = %ws.key, dir = %dir.display(), error = %err, "cannot remove a task's doc folder");
+    }
+}
+
+/// The task keys and branches that task rows own: everything else under Atelier's names is a
+/// leftover.
+#[derive(Debug, Default)]
+pub struct Owned {
+    pub keys: std::collections::BTreeSet<String>,
+    pub branches: std::collections::BTreeSet<String>,
+}
+
+/// Whether a folder name has the shape of a task key (`<id>-<slug>`), so a leftover folder is
+/// only ever one Atelier could have made.
+fn looks_like_key(name: &str) -> bool {
+    validate_key(name).is_ok()
+        && name
+            .split_once('-')
+            .is_some_and(|(id, _)| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Removes the workspaces of `repo` that no task owns — left by a crash between making a task's
+/// workspace and writing its row: worktrees under `<repo>-worktrees/` whose key no task has,
+/// and `atelier/*` branches no task has. Logs each removal; a failure is logged and skipped.
+/// Returns what was removed.
+pub async fn remove_leftover_workspaces(repo: &git::Repo, owned: &Owned) -> Vec<String> {
+    let mut removed = Vec::new();
+    let root = worktrees_root(repo.path());
+    let is_leftover = |dir: &Path| {
+        dir.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|key| looks_like_key(key) && !owned.keys.contains(key))
+    };
+    // Worktrees git has on record, then folders it does not know (a record pruned by hand).
+    let mut registered: Vec<PathBuf> = Vec::new();
+    match repo.linked_worktrees().await {
+        Ok(dirs) => registered.extend(
+            dirs.into_iter()
+                .filter(|dir| dir.parent() == Some(root.as_path()) && is_leftover(dir)),
+        ),
+        Err(err) => {
+            tracing::warn!(repo = %repo.path().display(), error = %err, "cannot list worktrees to find leftovers");
+            return removed;
+        }
+    }
+    let mut unregistered: Vec<PathBuf> = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(&root) {
+        for entry in entries.flatten() {
+            let dir = entry.path();
+            if is_leftover(&dir) && !registered.contains(&dir) {
+                unregistered.push(dir);
+            }
+        }
+    }
+    for dir in registered {
+        match repo.remove_worktree(&dir).await {
+            Ok(()) => {
+                tracing::warn!(worktree = %dir.display(), "removed a leftover worktree that no task owns");
+                removed.push(format!("worktree {}", dir.display()));
+            }
+            Err(err) => {
+                tracing::warn!(worktree = %dir.display(), error = %err, "cannot remove a leftover worktree; remove it by hand");
+            }
+        }
+    }
+    for dir in unregistered {
+        match tokio::fs::remove_dir_all(&dir).await {
+            Ok(()) => {
+                tracing::warn!(folder = %dir.display(), "removed a leftover worktree folder that no task owns");
+                removed.push(format!("folder {}", dir.display()));
+            }
+            Err(err) => {
+                tracing::warn!(folder = %dir.display(), error = %err, "cannot remove a leftover worktree folder; remove it by hand");
+            }
+        }
+    }
+    match repo.branches_with_prefix(BRANCH_PREFIX).await {
+        Ok(branches) => {
+            for branch in branches {
+                if owned.branches.contains(&branch) {
+                    continue;
+                }
+                match repo.delete_branch(&branch).await {
+                    Ok(()) => {
+                        tracing::warn!(repo = %repo.path().display(), %branch, "deleted a leftover branch that no task owns");
+                        removed.push(format!("branch {branch}"));
+                    }
+                    Err(err) => {
+                        tracing::warn!(repo = %repo.path().display(), %branch, error = %err, "cannot delete a leftover branch; delete it by hand");
+                    }
+                }
+            }
+        }
+        Err(err) => {
+            tracing::warn!(repo = %repo.path().display(), error = %err, "cannot list branches to find leftovers");
+        }
+    }
+    removed
+}
+
+/// Removes the task folders in `parents` (the doc archive `<data_dir>/tasks/` and the agents'
+/// homes) whose key no task owns (deleting a task removes them, so any such folder is a crash's
+/// leftover). Logs each removal and returns what was removed.
+pub async fn remove_leftover_folders(parents: &[PathBuf], owned: &Owned) -> Vec<String> {
+    let mut removed = Vec::new();
+    for parent in parents {
+        let Ok(entries) = std::fs::read_dir(parent) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let dir = entry.path();
+            let leftover = entry
+                .file_name()
+                .to_str()
+                .is_some_and(|key| looks_like_key(key) && !owned.keys.contains(key));
+            if !leftover || !dir.is_dir() {
+                continue;
+            }
+            match tokio::fs::remove_dir_all(&dir).await {
+                Ok(()) => {
+                    tracing::warn!(dir = %dir.display(), "removed a leftover task folder that no task owns");
+                    removed.push(format!("folder {}", dir.display()));
+                }
+                Err(err) => {
+                    tracing::warn!(dir = %dir.display(), error = %err, "cannot remove a leftover task folder; remove it by hand");
+                }
+            }
+        }
+    }
+    removed
+}
+
+/// Before a run starts in `worktree`: removes `index.lock` from the worktree's git folder when
+/// its writer is gone. A `git` killed mid-commit (with its agent) leaves the lock behind and
+/// every later git command in the worktree fails on it. One agent runs per task at a time, so at
+/// run start the only possible writer is a process working in the worktree; the lock is removed
+/// only when there is none (the `/proc` scan runs only when a lock exists). Never fails: a
+/// problem is logged and the run goes on.
+pub async fn clear_stale_index_lock(worktree: &Path) {
+    let lock = match git::git_path(worktree, "index.lock").await {
+        Ok(lock) => lock,
+        Err(err) => {
+            tracing::warn!(worktree = %worktree.display(), error = %err, "cannot find the worktree's index.lock path");
+            return;
+        }
+    };
+    if tokio::fs::symlink_metadata(&lock).await.is_err() {
+        return;
+    }
+    let writers = harness::process::processes_in(worktree);
+    if !writers.is_empty() {
+        tracing::warn!(lock = %lock.display(), ?writers, "index.lock exists and processes still work in the worktree; leaving it");
+        return;
+    }
+    match tokio::fs::remove_file(&lock).await {
+        Ok(()) => {
+            tracing::warn!(lock = %lock.display(), "removed a stale index.lock whose writer is gone");
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => {
+            tracing::warn!(lock = %lock.display(), error = %err, "cannot remove a stale index.lock");
+        }
+    }
 }
 
 /// What [`build`] has made so far, for [`rollback`].
@@ -1051,5 +1234,101 @@ mod tests {
             kept.starts_with("line 60\n") && kept.ends_with("line 99"),
             "{kept}"
         );
+    }
+
+    #[tokio::test]
+    async fn leftovers_no_task_owns_are_removed_and_owned_ones_kept() {
+        let fx = fixture().await;
+        let kept = create(spec(&fx, "1-kept", "atelier/1-kept")).await.unwrap();
+        create(spec(&fx, "2-stray", "atelier/2-stray"))
+            .await
+            .unwrap();
+        // A worktree folder git no longer knows of, a folder not shaped like a key, a stray
+        // branch and a stray agent home.
+        let unknown = worktree_dir(&fx.work, "3-unknown");
+        std::fs::create_dir_all(&unknown).unwrap();
+        let foreign = worktree_dir(&fx.work, "notes");
+        std::fs::create_dir_all(&foreign).unwrap();
+        git_in(&fx.work, &["branch", "atelier/4-branch-only", "main"]);
+        std::fs::create_dir_all(fx.data.join("homes/2-stray")).unwrap();
+        let owned = Owned {
+            keys: ["1-kept".to_string()].into(),
+            branches: ["atelier/1-kept".to_string()].into(),
+        };
+
+        let mut removed = remove_leftover_workspaces(&fx.repo, &owned).await;
+        removed.extend(
+            remove_leftover_folders(&[fx.data.join("tasks"), fx.data.join("homes")], &owned).await,
+        );
+        let wt = |key: &str| worktree_dir(&fx.work, key).display().to_string();
+        let data = |rel: &str| fx.data.join(rel).display().to_string();
+        assert_eq!(
+            removed,
+            vec![
+                format!("worktree {}", wt("2-stray")),
+                format!("folder {}", wt("3-unknown")),
+                "branch atelier/2-stray".to_string(),
+                "branch atelier/4-branch-only".to_string(),
+                format!("folder {}", data("tasks/2-stray")),
+                format!("folder {}", data("homes/2-stray")),
+            ]
+        );
+        assert!(kept.worktree.is_dir() && kept.doc_path.is_file());
+        assert!(
+            foreign.is_dir(),
+            "a folder Atelier could not have made stays"
+        );
+        assert_eq!(
+            fx.repo.branches_with_prefix(BRANCH_PREFIX).await.unwrap(),
+            vec!["atelier/1-kept".to_string()]
+        );
+        assert_nothing_left(&fx, "2-stray", "atelier/2-stray").await;
+        // Nothing more to do the second time.
+        assert_eq!(
+            remove_leftover_workspaces(&fx.repo, &owned).await,
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            remove_leftover_folders(&[fx.data.join("tasks"), fx.data.join("homes")], &owned).await,
+            Vec::<String>::new()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stale_index_lock_is_removed_only_when_nobody_works_in_the_worktree() {
+        let fx = fixture().await;
+        let ws = create(spec(&fx, "1-lock", "atelier/1-lock")).await.unwrap();
+        let lock = fx.work.join(".git/worktrees/1-lock/index.lock");
+        // No lock: nothing to do.
+        clear_stale_index_lock(&ws.worktree).await;
+        assert!(!lock.exists());
+
+        std::fs::write(&lock, "").unwrap();
+        let mut writer = std::process::Command::new("sleep")
+            .arg("300")
+            .current_dir(ws.worktree.join("."))
+            .spawn()
+            .unwrap();
+        let alive = testkit::wait_until(
+            "the writer to run in the worktree",
+            Duration::from_secs(10),
+            || {
+                let found = harness::process::processes_in(&ws.worktree);
+                let pid = writer.id();
+                async move { found.contains(&pid).then_some(()) }
+            },
+        )
+        .await;
+        alive.unwrap();
+        clear_stale_index_lock(&ws.worktree).await;
+        assert!(
+            lock.exists(),
+            "a live process in the worktree may own the lock"
+        );
+
+        writer.kill().unwrap();
+        writer.wait().unwrap();
+        clear_stale_index_lock(&ws.worktree).await;
+        assert!(!lock.exists(), "the writer is gone: the lock is stale");
     }
 }

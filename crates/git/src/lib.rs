@@ -12,3 +12,29 @@ mod repo;
 pub use error::GitError;
 pub use hook::{HookOutput, run_hook, run_hook_in};
 pub use repo::Repo;
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+
+/// Where git keeps `name` for the work tree at `dir` (`git rev-parse --git-path <name>`), as an
+/// absolute path: for a linked worktree, `index.lock` is `<repo>/.git/worktrees/<id>/index.lock`.
+/// The file need not exist.
+pub async fn git_path(dir: &Path, name: &str) -> Result<PathBuf, GitError> {
+    cmd::check_name("git path", name)?;
+    let out = cmd::run_ok(dir, ["rev-parse", "--git-path", name]).await?;
+    let path = Path::new(out.trim_end_matches(['\n', '\r']));
+    // git answers relative to `dir` unless the path is elsewhere.
+    Ok(dir.join(path))
+}
+
+/// Runs `git -C <dir> <args…>` through the same recipe as every other call and returns its
+/// stdout, or the failure (command line and git's stderr). For scaffolding that needs commands
+/// the typed API has no use for, such as the demo's sample repository; product code adds a
+/// typed function instead.
+pub async fn run<I, S>(dir: &Path, args: I) -> Result<String, GitError>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    cmd::run_ok(dir, args).await
+}

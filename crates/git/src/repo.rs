@@ -176,6 +176,44 @@ impl Repo {
         Ok(())
     }
 
+    /// The linked worktrees git has on record (the main work tree excluded), as recorded by
+    /// `git worktree list`; a recorded worktree whose folder is gone is listed too.
+    pub async fn linked_worktrees(&self) -> Result<Vec<PathBuf>, GitError> {
+        let list = cmd::run_ok(&self.path, ["worktree", "list", "--porcelain", "-z"]).await?;
+        let mut dirs: Vec<PathBuf> = list
+            .split('\0')
+            .filter_map(|field| field.strip_prefix("worktree "))
+            .map(PathBuf::from)
+            .collect();
+        // The first record is the main work tree.
+        if !dirs.is_empty() {
+            dirs.remove(0);
+        }
+        Ok(dirs)
+    }
+
+    /// The local branches whose names start with `prefix` (e.g. `atelier/`), sorted.
+    pub async fn branches_with_prefix(&self, prefix: &str) -> Result<Vec<String>, GitError> {
+        check_name("branch prefix", prefix)?;
+        let pattern = format!("refs/heads/{prefix}");
+        let out = cmd::run_ok(
+            &self.path,
+            [
+                "for-each-ref",
+                "--format=%(refname)",
+                "--sort=refname",
+                pattern.as_str(),
+            ],
+        )
+        .await?;
+        Ok(out
+            .lines()
+            .filter_map(|line| line.strip_prefix("refs/heads/"))
+            .filter(|name| name.starts_with(prefix))
+            .map(str::to_string)
+            .collect())
+    }
+
     /// `git branch -D <branch>`; succeeds when the branch does not exist.
     pub async fn delete_branch(&self, branch: &str) -> Result<(), GitError> {
         check_name("branch", branch)?;

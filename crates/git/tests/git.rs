@@ -252,6 +252,64 @@ async fn worktree_add_and_remove_are_clean_and_idempotent() {
 }
 
 #[tokio::test]
+async fn git_path_finds_a_linked_worktrees_own_index_lock() {
+    let fx = fixture();
+    let repo = Repo::open(&fx.work).await.expect("open");
+    let dir = fx.root.join("work-worktrees/7-task");
+    repo.add_worktree(&dir, "atelier/7-task", "origin/main")
+        .await
+        .expect("add");
+    // A linked worktree keeps its index (and its lock) in the main repository's git folder.
+    assert_eq!(
+        git::git_path(&dir, "index.lock").await.expect("git path"),
+        fx.work.join(".git/worktrees/7-task/index.lock")
+    );
+    // The main work tree's is in its own `.git`; a relative answer is made absolute.
+    assert_eq!(
+        git::git_path(&fx.work, "index.lock")
+            .await
+            .expect("git path"),
+        fx.work.join(".git/index.lock")
+    );
+    let err = git::git_path(&dir, "-x").await.expect_err("an option");
+    assert!(matches!(err, GitError::InvalidName { .. }), "{err:?}");
+    let err = git::git_path(&fx.root, "index.lock")
+        .await
+        .expect_err("not a repository");
+    assert!(matches!(err, GitError::Command { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn linked_worktrees_and_branches_with_a_prefix_are_listed() {
+    let fx = fixture();
+    let repo = Repo::open(&fx.work).await.expect("open");
+    assert_eq!(
+        repo.linked_worktrees().await.expect("list"),
+        Vec::<PathBuf>::new()
+    );
+    assert_eq!(
+        repo.branches_with_prefix("atelier/").await.expect("list"),
+        Vec::<String>::new()
+    );
+    let one = fx.root.join("work-worktrees/1-one");
+    let two = fx.root.join("work-worktrees/2-two");
+    repo.add_worktree(&two, "atelier/2-two", "main")
+        .await
+        .expect("add");
+    repo.add_worktree(&one, "atelier/1-one", "main")
+        .await
+        .expect("add");
+    git_in(&fx.work, &["branch", "other", "main"]);
+    let mut listed = repo.linked_worktrees().await.expect("list");
+    listed.sort();
+    assert_eq!(listed, vec![one, two]);
+    assert_eq!(
+        repo.branches_with_prefix("atelier/").await.expect("list"),
+        vec!["atelier/1-one".to_string(), "atelier/2-two".to_string()]
+    );
+}
+
+#[tokio::test]
 async fn push_publishes_the_branch_head() {
     let fx = fixture();
     let repo = Repo::open(&fx.work).await.expect("open");

@@ -436,6 +436,22 @@ pub fn marked_processes(name: &str, value: &str) -> Vec<u32> {
         .collect()
 }
 
+/// Pids (not zombies, not this process) whose working directory is `dir` or inside it, read
+/// from `/proc/<pid>/cwd`: who could still be writing in a worktree. Processes whose cwd cannot
+/// be read (another user's) are skipped. Scans every process: call it only when needed.
+pub fn processes_in(dir: &std::path::Path) -> Vec<u32> {
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let me = std::process::id();
+    all_pids()
+        .into_iter()
+        .filter(|&pid| pid != me)
+        .filter(|&pid| {
+            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(&dir))
+        })
+        .filter(|&pid| is_alive(pid))
+        .collect()
+}
+
 /// SIGKILLs every marked process and every descendant of one (a tool may clear its environment),
 /// freezing them first (SIGSTOP) and rescanning until no new one appears or 20 rounds passed.
 /// Returns how many processes were killed. Nothing is reaped here: a marked process may be a

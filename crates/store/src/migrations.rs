@@ -100,6 +100,12 @@ CREATE TABLE pull_requests (
     "ALTER TABLE runs ADD COLUMN infra INTEGER NOT NULL DEFAULT 0;",
     // 3: runs that stalled (the first stall of a stretch is resumed once).
     "ALTER TABLE runs ADD COLUMN stalled INTEGER NOT NULL DEFAULT 0;",
+    // 4: task ids come from a counter that only grows, so a crash between making a task's
+    // folders and writing its row can never hand the same id (and folder names) out again.
+    r#"
+CREATE TABLE task_ids (last INTEGER NOT NULL);
+INSERT INTO task_ids (last) SELECT COALESCE(MAX(id), 0) FROM tasks;
+"#,
 ];
 
 pub(crate) fn apply(conn: &mut Connection, path: &Path) -> Result<()> {

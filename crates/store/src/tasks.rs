@@ -89,12 +89,18 @@ fn finish((mut row, state_json): (TaskRow, String)) -> Result<TaskRow> {
 }
 
 impl Tx<'_> {
-    /// The id the next task will get (task ids name folders, so they are chosen before insert).
-    pub fn next_task_id(&self) -> Result<TaskId> {
-        let max: Option<i64> = self
-            .tx
-            .query_row("SELECT MAX(id) FROM tasks", [], |r| r.get(0))?;
-        Ok(TaskId(max.unwrap_or(0) + 1))
+    /// Takes the next task id for good. Ids come from a counter that only grows (it is committed
+    /// before the task's folders are made, which carry the id), so an id is never handed out
+    /// twice, even when a crash left the folders of a task whose row was never written, or a
+    /// task was deleted.
+    pub fn allocate_task_id(&self) -> Result<TaskId> {
+        let id: i64 = self.tx.query_row(
+            "UPDATE task_ids SET last = MAX(last, (SELECT COALESCE(MAX(id), 0) FROM tasks)) + 1 \
+             RETURNING last",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(TaskId(id))
     }
 
     pub fn insert_task(&self, new: &NewTaskRow<'_>) -> Result<()> {
@@ -270,5 +276,59 @@ impl Tx<'_> {
             [task.0],
             |r| r.get(0),
         )?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{NewProjectRow, NewTaskRow, Store};
+    use domain::{Stage, TaskId, TaskState};
+
+    fn insert(store: &Store, id: TaskId, project: domain::ProjectId) {
+        let key = format!("{}-t", id.0);
+        store
+            .write(|tx| {
+                tx.insert_task(&NewTaskRow {
+                    id,
+                    project_id: project,
+                    title: "t",
+                    body: "b",
+                    key: &key,
+                    branch: "atelier/t",
+                    base: "main",
+                    state: &TaskState::Stopped { stage: Stage::Plan },
+                    priority: 0,
+                    technical: false,
+                    worktree: "/w",
+                    doc_path: "/d",
+                    port: 20000,
+                })
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn task_ids_are_never_handed_out_twice() {
+        let store = Store::open_memory().unwrap();
+        let project = store
+            .write(|tx| {
+                tx.insert_project(&NewProjectRow {
+                    name: "p",
+                    path: "/p",
+                    default_branch: "main",
+                    settings_json: "{}",
+                })
+            })
+            .unwrap()
+            .id;
+        let next = || store.write(|tx| tx.allocate_task_id()).unwrap();
+        // An id taken but never inserted (a crash before the row was written) stays taken.
+        assert_eq!(next(), TaskId(1));
+        let second = next();
+        assert_eq!(second, TaskId(2));
+        insert(&store, second, project);
+        // A deleted task's id is not reused either.
+        store.write(|tx| tx.delete_task(second)).unwrap();
+        assert_eq!(next(), TaskId(3));
     }
 }

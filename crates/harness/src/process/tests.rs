@@ -244,3 +244,36 @@ fn refuses_dangerous_roots() {
     assert_eq!(signal_tree(0, 0), 0);
     assert_eq!(descendants(0), Vec::<u32>::new());
 }
+
+#[tokio::test]
+async fn processes_in_finds_who_works_in_a_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().canonicalize().unwrap();
+    let inner = dir.join("sub");
+    std::fs::create_dir(&inner).unwrap();
+    assert_eq!(processes_in(&dir), Vec::<u32>::new());
+    let mut spec = sh("exec sleep 300", &[]);
+    spec.cwd = inner.clone();
+    let mut p = AgentProcess::spawn(&spec).unwrap();
+    let pid = p.pid();
+    assert!(
+        eventually(Duration::from_secs(10), || comm(pid) == "sleep").await,
+        "sleep started"
+    );
+    assert_eq!(
+        processes_in(&dir),
+        vec![pid],
+        "a process in a sub-folder counts"
+    );
+    assert_eq!(processes_in(&inner), vec![pid]);
+    let sibling = tmp.path().join("su");
+    std::fs::create_dir(&sibling).unwrap();
+    assert_eq!(
+        processes_in(&sibling),
+        Vec::<u32>::new(),
+        "a name prefix is not inside"
+    );
+    kill_tree(pid);
+    p.wait().await.unwrap();
+    assert_eq!(processes_in(&dir), Vec::<u32>::new());
+}

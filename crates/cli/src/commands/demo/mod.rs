@@ -78,7 +78,7 @@ pub async fn run(args: DemoArgs, _global: &GlobalArgs) -> Result<()> {
 }
 
 async fn demo(root: &Path) -> Result<()> {
-    let sample = repo::create(root)?;
+    let sample = repo::create(root).await?;
     println!(
         "sample repository: {} (remote {})",
         sample.path.display(),
@@ -288,7 +288,7 @@ async fn report(
             if pr.merged { "merged" } else { "open" }
         );
     }
-    let branches = repo::remote_branches(&sample.remote)?;
+    let branches = repo::remote_branches(&sample.remote).await?;
     let on_remote = if branches.contains(&task.branch) {
         "is on the remote"
     } else {
@@ -300,7 +300,7 @@ async fn report(
         branches.join(", ")
     );
     println!("  main on the remote now:");
-    for line in repo::remote_log(&sample.remote, "main", 5)?.lines() {
+    for line in repo::remote_log(&sample.remote, "main", 5).await?.lines() {
         println!("    {line}");
     }
     match worktree {

@@ -1,9 +1,8 @@
-//! The demo's sample git repository and its bare "remote", made with the git CLI (this is demo
-//! scaffolding, not the product's git layer), plus the read-only git queries the demo reports.
+//! The demo's sample git repository and its bare "remote", made with the git CLI through the
+//! `git` crate's one recipe (`git::run`), plus the read-only git queries the demo reports.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 const GREET: &str = "#!/bin/sh\n# Prints a greeting.\necho \"Hello, world!\"\n";
 const README: &str =
@@ -15,80 +14,69 @@ pub struct SampleRepo {
     pub remote: PathBuf,
 }
 
-pub fn create(root: &Path) -> Result<SampleRepo> {
+pub async fn create(root: &Path) -> Result<SampleRepo> {
     let path = root.join("greeter");
     let remote = root.join("remote.git");
     std::fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
     std::fs::write(path.join("README.md"), README).context("cannot write the sample README")?;
     std::fs::write(path.join("greet.sh"), GREET).context("cannot write the sample script")?;
 
-    git(&path, &["init", "-q", "-b", "main"])?;
-    git(&path, &["config", "user.name", "Atelier Demo"])?;
-    git(&path, &["config", "user.email", "demo@atelier.invalid"])?;
-    git(&path, &["config", "commit.gpgsign", "false"])?;
-    git(&path, &["add", "-A"])?;
+    git(&path, &["init", "-q", "-b", "main"]).await?;
+    git(&path, &["config", "user.name", "Atelier Demo"]).await?;
+    git(&path, &["config", "user.email", "demo@atelier.invalid"]).await?;
+    git(&path, &["config", "commit.gpgsign", "false"]).await?;
+    git(&path, &["add", "-A"]).await?;
     git(
         &path,
         &["commit", "-q", "-m", "A script that greets the world"],
-    )?;
+    )
+    .await?;
 
     let remote_str = remote
         .to_str()
         .context("the temporary directory path is not UTF-8")?;
-    git(root, &["init", "-q", "--bare", "-b", "main", remote_str])?;
-    git(&path, &["remote", "add", "origin", remote_str])?;
-    git(&path, &["push", "-q", "-u", "origin", "main"])?;
-    git(&path, &["remote", "set-head", "origin", "-a"])?;
+    git(root, &["init", "-q", "--bare", "-b", "main", remote_str]).await?;
+    git(&path, &["remote", "add", "origin", remote_str]).await?;
+    git(&path, &["push", "-q", "-u", "origin", "main"]).await?;
+    git(&path, &["remote", "set-head", "origin", "-a"]).await?;
     Ok(SampleRepo { path, remote })
 }
 
 /// The branches of the bare remote.
-pub fn remote_branches(remote: &Path) -> Result<Vec<String>> {
+pub async fn remote_branches(remote: &Path) -> Result<Vec<String>> {
     let out = git(
         remote,
         &["for-each-ref", "--format=%(refname:short)", "refs/heads"],
-    )?;
+    )
+    .await?;
     Ok(out.lines().map(str::to_string).collect())
 }
 
 /// `git log --oneline` of `branch` on the remote, newest first.
-pub fn remote_log(remote: &Path, branch: &str, count: usize) -> Result<String> {
-    git(remote, &["log", "--oneline", &format!("-{count}"), branch])
+pub async fn remote_log(remote: &Path, branch: &str, count: usize) -> Result<String> {
+    git(remote, &["log", "--oneline", &format!("-{count}"), branch]).await
 }
 
-/// Runs `git -C dir args…`; a failure carries git's stderr.
-fn git(dir: &Path, args: &[&str]) -> Result<String> {
-    let output = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .output()
-        .context("cannot run git: is it installed and on PATH?")?;
-    if !output.status.success() {
-        bail!(
-            "`git {}` in {} failed: {}",
-            args.join(" "),
-            dir.display(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+/// Runs `git -C dir args…` through the git crate's recipe; a failure carries git's stderr.
+async fn git(dir: &Path, args: &[&str]) -> Result<String> {
+    Ok(git::run(dir, args).await?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_sample_repo_is_pushed_with_a_remote_head() {
+    #[tokio::test]
+    async fn the_sample_repo_is_pushed_with_a_remote_head() {
         let root = tempfile::tempdir().unwrap();
-        let repo = create(root.path()).unwrap();
+        let repo = create(root.path()).await.unwrap();
         assert_eq!(
-            remote_branches(&repo.remote).unwrap(),
+            remote_branches(&repo.remote).await.unwrap(),
             vec!["main".to_string()]
         );
-        let head = git(&repo.path, &["symbolic-ref", "refs/remotes/origin/HEAD"]).unwrap();
+        let head = git(&repo.path, &["symbolic-ref", "refs/remotes/origin/HEAD"])
+            .await
+            .unwrap();
         assert_eq!(head.trim(), "refs/remotes/origin/main");
     }
 }

@@ -498,3 +498,38 @@ async fn a_title_with_a_bidi_override_is_refused() {
         "nothing was made"
     );
 }
+
+#[tokio::test]
+async fn role_credentials_are_sealed_at_rest_and_reach_only_their_run() {
+    let secret = "sk-canary-4411-sealed";
+    let plan = json!({"runs": [[
+        {"do": "run", "command": "printf %s \"$ROLE_SECRET\" > role-secret.txt"},
+        {"do": "doc_section", "heading": "To-Do List", "body": "- [ ] Something\n"},
+        {"do": "signal", "args": ["plan-ready"]}
+    ]]});
+    let world = World::start(&[("plan", plan)], &[]).await;
+    let mut roles = world.roles(&world.scenarios);
+    roles["plan"]["env"] = json!({"ROLE_SECRET": secret});
+    let project = world
+        .add_project_from_scratch("sealed", json!({"roles": roles}))
+        .await;
+    let id = world.new_task_in(&project, "Use the secret", true, 0).await;
+    let detail = world.wait_state(id, "plan_gate").await;
+
+    // The run that needs it got the value in clear.
+    let got = std::fs::read_to_string(world.worktree(&detail).join("role-secret.txt")).unwrap();
+    assert_eq!(got, secret);
+    // Nothing the server stores or shows holds it in clear.
+    for file in ["atelier.db", "atelier.db-wal"] {
+        let bytes = std::fs::read(world.data.join(file)).unwrap_or_default();
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "{file} holds the credential in clear"
+        );
+    }
+    let projects = world.server.get("/api/projects").await.unwrap();
+    assert!(!projects.to_string().contains(secret), "{projects}");
+    let key = std::fs::metadata(world.data.join("secret.key")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(key.permissions().mode() & 0o777, 0o600);
+}

@@ -168,7 +168,9 @@ async fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<bool, String> {
         model: role.model.clone(),
         effort: role.effort.clone(),
         resume_session: if resuming { run.session.clone() } else { None },
-        settings: serde_json::to_value(role).map_err(|e| e.to_string())?,
+        // Credentials are opened only here, for the run that needs them.
+        settings: serde_json::to_value(inner.secrets.open_role(role).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?,
     };
     let spec = harness.command(&request).map_err(|e| e.to_string())?;
     let spawned = match &inner.sandbox {

@@ -4,6 +4,7 @@ use crate::api::*;
 use crate::error::{EngineError, Result};
 use crate::inner::{Busy, Inner, StopCause};
 use crate::outbox::MergeOutcome;
+use crate::secrets::SecretBox;
 use crate::transition::{MERGE_PR, after_commit, apply_event, apply_in, decide_in, not_found};
 use crate::{background, confine, dispatch, logs, outbox, settings, tokens, views, workspace};
 use domain::{Event, RunStatus, Signal, Stage, TaskId, TaskState};
@@ -198,6 +199,29 @@ fn open_sandbox(mode: &SandboxMode) -> std::result::Result<Option<Sandbox>, Sand
     }
 }
 
+/// Seals the role credentials an older version stored in plain text, then empties the WAL so
+/// the plain values do not linger there.
+fn seal_stored_credentials(store: &Store, secrets: &SecretBox) -> Result<()> {
+    let sealed = store.write(|tx| {
+        let mut sealed = Vec::new();
+        for project in tx.projects()? {
+            let mut settings = settings::parse(&project.settings_json)?;
+            if secrets.seal_settings(&mut settings)? {
+                let json = serde_json::to_string(&settings)
+                    .map_err(|e| EngineError::Internal(e.to_string()))?;
+                tx.set_project_settings(project.id, &json)?;
+                sealed.push(project.name);
+            }
+        }
+        Ok::<_, EngineError>(sealed)
+    })?;
+    if !sealed.is_empty() {
+        store.checkpoint()?;
+        tracing::info!(projects = ?sealed, "sealed role credentials stored in plain text by an older version");
+    }
+    Ok(())
+}
+
 /// Removes a task's agent home that no task will own (a creation that failed).
 fn remove_home(home: &Path) {
     if let Err(err) = std::fs::remove_dir_all(home)
@@ -254,8 +278,10 @@ impl Engine {
         let prompts = crate::prompt::Prompts::with_overrides(&config.data_dir.join("prompts"))
             .map_err(|e| EngineError::InvalidInput(format!("prompt overrides: {e}")))?;
         let sandbox = open_sandbox(&config.sandbox);
+        let secrets = SecretBox::open_or_create(&config.data_dir)?;
+        seal_stored_credentials(&store, &secrets)?;
         let inner = Arc::new(Inner::new(
-            store, config, harnesses, forge, prompts, sandbox, data_lock,
+            store, config, harnesses, forge, prompts, sandbox, secrets, data_lock,
         ));
         background::recover(&inner)?;
         background::remove_leftovers(&inner).await?;
@@ -298,6 +324,7 @@ impl Engine {
             .default_branch(&settings.remote)
             .await
             .map_err(|e| EngineError::InvalidInput(e.to_string()))?;
+        self.inner.secrets.seal_settings(&mut settings)?;
         let settings_json =
             serde_json::to_string(&settings).map_err(|e| EngineError::Internal(e.to_string()))?;
         let path_text = repo.path().display().to_string();

@@ -3,6 +3,7 @@
 
 use crate::facade::EngineConfig;
 use crate::hub::Hub;
+use crate::secrets::SecretBox;
 use domain::{RunId, TaskId};
 use forge::Forge;
 use harness::Harness;
@@ -54,6 +55,8 @@ pub(crate) struct Inner {
     /// The sandbox agents start in: `Ok(None)` when the operator opted out, `Err` when it was
     /// asked for but cannot work here (then no agent starts; the error says how to fix it).
     pub sandbox: Result<Option<Sandbox>, SandboxError>,
+    /// Seals and opens credentials at rest.
+    pub secrets: SecretBox,
     /// Held (flock) for the engine's lifetime: one server per data directory.
     _data_lock: std::fs::File,
     live: Mutex<HashMap<RunId, LiveRun>>,
@@ -82,6 +85,7 @@ impl Inner {
         forge: Arc<dyn Forge>,
         prompts: crate::prompt::Prompts,
         sandbox: Result<Option<Sandbox>, SandboxError>,
+        secrets: SecretBox,
         data_lock: std::fs::File,
     ) -> Inner {
         let (retries, retries_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -93,6 +97,7 @@ impl Inner {
             hub: Hub::default(),
             prompts,
             sandbox,
+            secrets,
             _data_lock: data_lock,
             live: Mutex::new(HashMap::new()),
             dispatch: Notify::new(),

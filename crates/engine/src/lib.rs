@@ -14,6 +14,7 @@ mod inner;
 mod logs;
 mod outbox;
 pub mod prompt;
+mod secrets;
 mod settings;
 mod supervisor;
 mod tokens;

@@ -72,6 +72,10 @@ impl Store {
             .map_err(open_err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(open_err)?;
+        // Replaced values (credentials sealed in place, deleted rows) are overwritten on disk,
+        // not left readable in free pages.
+        conn.pragma_update(None, "secure_delete", "ON")
+            .map_err(open_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(open_err)?;
         migrations::apply(&mut conn, &path)?;
@@ -111,6 +115,14 @@ impl Store {
         let value = f(&tx)?;
         tx.tx.commit().map_err(StoreError::from)?;
         Ok(value)
+    }
+
+    /// Copies the WAL into the database and empties it, so what was replaced no longer lingers
+    /// in the WAL file (after credentials were sealed in place, say).
+    pub fn checkpoint(&self) -> Result<()> {
+        let conn = self.lock();
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
     }
 
     /// Runs `f` in a read transaction (a consistent snapshot).

@@ -53,6 +53,15 @@ impl Tx<'_> {
             .ok_or_else(|| crate::StoreError::Corrupt("project vanished".into()))
     }
 
+    /// Replaces a project's settings (stored as JSON).
+    pub fn set_project_settings(&self, id: ProjectId, settings_json: &str) -> Result<()> {
+        self.tx.execute(
+            "UPDATE projects SET settings = ?2 WHERE id = ?1",
+            params![id.0, settings_json],
+        )?;
+        Ok(())
+    }
+
     pub fn project(&self, id: ProjectId) -> Result<Option<ProjectRow>> {
         let sql = format!("SELECT {COLUMNS} FROM projects WHERE id = ?1");
         Ok(self.tx.query_row(&sql, [id.0], project).optional()?)

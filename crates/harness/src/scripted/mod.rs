@@ -87,11 +87,21 @@ impl Harness for ScriptedHarness {
         };
         let mut args = vec!["scripted-agent".into()];
         args.extend(agent.to_args());
+        // The role's own `env`, like every harness (names were checked when the project was added).
+        let mut env = req.env.clone();
+        if let Some(extra) = req.settings.get("env").and_then(|v| v.as_object()) {
+            for (name, value) in extra {
+                if let Some(value) = value.as_str() {
+                    env.retain(|(k, _)| k != name);
+                    env.push((name.clone(), value.to_string()));
+                }
+            }
+        }
         Ok(ProcessSpec {
             program: self.atelier_bin.clone(),
             args,
             cwd: req.workdir.clone(),
-            env: req.env.clone(),
+            env,
             stdin: Some(req.prompt.as_bytes().to_vec()),
         })
     }

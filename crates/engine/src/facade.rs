@@ -2,7 +2,7 @@
 
 use crate::api::*;
 use crate::error::{EngineError, Result};
-use crate::inner::{Busy, Inner, StopCause};
+use crate::inner::{Busy, Inner, Parts, StopCause};
 use crate::outbox::MergeOutcome;
 use crate::secrets::SecretBox;
 use crate::transition::{MERGE_PR, after_commit, apply_event, apply_in, decide_in, not_found};
@@ -280,9 +280,16 @@ impl Engine {
         let sandbox = open_sandbox(&config.sandbox);
         let secrets = SecretBox::open_or_create(&config.data_dir)?;
         seal_stored_credentials(&store, &secrets)?;
-        let inner = Arc::new(Inner::new(
-            store, config, harnesses, forge, prompts, sandbox, secrets, data_lock,
-        ));
+        let inner = Arc::new(Inner::new(Parts {
+            store,
+            config,
+            harnesses,
+            forge,
+            prompts,
+            sandbox,
+            secrets,
+            data_lock,
+        }));
         background::recover(&inner)?;
         background::remove_leftovers(&inner).await?;
         tokio::spawn(dispatch::run_dispatcher(Arc::clone(&inner)));

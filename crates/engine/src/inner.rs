@@ -77,17 +77,30 @@ pub(crate) struct Inner {
     retries_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<(TaskId, i64)>>>,
 }
 
+/// What the engine is made of, opened by `Engine::start`.
+pub(crate) struct Parts {
+    pub store: Store,
+    pub config: EngineConfig,
+    pub harnesses: BTreeMap<&'static str, Arc<dyn Harness>>,
+    pub forge: Arc<dyn Forge>,
+    pub prompts: crate::prompt::Prompts,
+    pub sandbox: Result<Option<Sandbox>, SandboxError>,
+    pub secrets: SecretBox,
+    pub data_lock: std::fs::File,
+}
+
 impl Inner {
-    pub fn new(
-        store: Store,
-        config: EngineConfig,
-        harnesses: BTreeMap<&'static str, Arc<dyn Harness>>,
-        forge: Arc<dyn Forge>,
-        prompts: crate::prompt::Prompts,
-        sandbox: Result<Option<Sandbox>, SandboxError>,
-        secrets: SecretBox,
-        data_lock: std::fs::File,
-    ) -> Inner {
+    pub fn new(parts: Parts) -> Inner {
+        let Parts {
+            store,
+            config,
+            harnesses,
+            forge,
+            prompts,
+            sandbox,
+            secrets,
+            data_lock,
+        } = parts;
         let (retries, retries_rx) = tokio::sync::mpsc::unbounded_channel();
         Inner {
             store,

@@ -9,7 +9,7 @@ mod config;
 mod output;
 
 use clap::{Args, Parser, Subcommand};
-use commands::{demo, project, serve, signal, simulator, task};
+use commands::{demo, doctor, project, serve, signal, simulator, task};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -74,6 +74,7 @@ pub struct GlobalArgs {
 #[derive(Subcommand, Debug)]
 enum Command {
     Serve(serve::ServeArgs),
+    Doctor(doctor::DoctorArgs),
     #[command(subcommand)]
     Project(project::ProjectCommand),
     #[command(subcommand)]
@@ -136,6 +137,7 @@ fn main() -> ExitCode {
 async fn dispatch(command: Command, global: GlobalArgs) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => serve::run(args, &global).await,
+        Command::Doctor(args) => doctor::run(args, &global).await,
         Command::Project(cmd) => project::run(cmd, &global).await,
         Command::Task(cmd) => task::run(cmd, &global).await,
         Command::Signal(cmd) => signal::run(cmd, &global).await,

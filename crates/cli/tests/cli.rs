@@ -38,6 +38,7 @@ fn every_command_has_help_with_an_example() {
     let commands: &[&[&str]] = &[
         &[],
         &["serve"],
+        &["doctor"],
         &["project"],
         &["project", "add"],
         &["project", "list"],

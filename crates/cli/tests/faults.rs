@@ -533,3 +533,38 @@ async fn role_credentials_are_sealed_at_rest_and_reach_only_their_run() {
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(key.permissions().mode() & 0o777, 0o600);
 }
+
+/// Runs `atelier doctor` against the world's server.
+fn doctor(world: &World) -> std::process::Output {
+    std::process::Command::new(BIN)
+        .args(["doctor", "--url", world.server.url(), "--token"])
+        .arg(world.server.token())
+        .env_remove("ATELIER_DATA_DIR")
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn doctor_shows_whether_agents_are_confined() {
+    let world = World::start(&[], &[]).await;
+    let out = doctor(&world);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("sandbox: bubblewrap: every agent runs in its own sandbox"),
+        "{text}"
+    );
+
+    let world = World::start(&[], &["--bwrap", "/nonexistent/bwrap"]).await;
+    let out = doctor(&world);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("NOT READY"), "{text}");
+    assert!(text.contains("apt-get install bubblewrap"), "{text}");
+
+    let world = World::start(&[], &["--sandbox", "none"]).await;
+    let out = doctor(&world);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("OFF (--sandbox=none)"), "{text}");
+}

@@ -251,3 +251,22 @@ mod tests {
         assert_eq!(parsed, FollowItem::Event(entry));
     }
 }
+
+/// What `GET /api/status` reports: how this server runs agents.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerStatus {
+    pub version: String,
+    pub sandbox: SandboxStatus,
+}
+
+/// The agent sandbox as the server found it at start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxStatus {
+    /// `bubblewrap` or `none` (the operator opted out: agents run unconfined).
+    pub mode: String,
+    /// Whether agents can start.
+    pub ready: bool,
+    /// Why they cannot, and how to fix it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}

@@ -773,6 +773,22 @@ impl Engine {
         }
     }
 
+    /// How this server runs agents (for `atelier doctor` and the status route).
+    pub fn status(&self) -> ServerStatus {
+        let (ready, problem) = match &self.inner.sandbox {
+            Ok(_) => (true, None),
+            Err(err) => (false, Some(err.to_string())),
+        };
+        ServerStatus {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            sandbox: SandboxStatus {
+                mode: self.inner.config.sandbox.name().to_string(),
+                ready,
+                problem,
+            },
+        }
+    }
+
     /// Stage-transition latencies (agent exit → next agent spawned) in microseconds.
     pub fn transition_latencies_us(&self) -> Result<Vec<i64>> {
         Ok(self.inner.store.read(|tx| tx.transition_latencies_us())?)

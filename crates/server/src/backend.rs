@@ -6,7 +6,7 @@ use bytes::Bytes;
 use domain::{Signal, Stage, TaskId};
 use engine::Engine;
 use engine::Result;
-use engine::api::{NewProject, NewTask, ProjectView, TaskDetail, TaskView};
+use engine::api::{NewProject, NewTask, ProjectView, ServerStatus, TaskDetail, TaskView};
 use futures::stream::BoxStream;
 use std::future::Future;
 
@@ -37,6 +37,7 @@ pub(crate) trait Backend: Clone + Send + Sync + 'static {
         task: TaskId,
         signal: Signal,
     ) -> impl Future<Output = Result<()>> + Send;
+    fn status(&self) -> ServerStatus;
     /// NDJSON lines of `FollowItem`s (each chunk holds whole lines).
     fn logs(
         &self,
@@ -46,6 +47,9 @@ pub(crate) trait Backend: Clone + Send + Sync + 'static {
 }
 
 impl Backend for Engine {
+    fn status(&self) -> ServerStatus {
+        Engine::status(self)
+    }
     fn add_project(&self, req: NewProject) -> impl Future<Output = Result<ProjectView>> + Send {
         Engine::add_project(self, req)
     }

@@ -46,6 +46,7 @@ pub(crate) fn router<B: Backend>(backend: B, api_token: String, options: HttpOpt
         .route("/api/tasks/{id}/resume", post(resume::<B>))
         .route("/api/tasks/{id}/merge", post(merge::<B>))
         .route("/api/tasks/{id}/logs", get(logs::<B>))
+        .route("/api/status", get(status::<B>))
         .route_layer(middleware::from_fn_with_state(
             token.clone(),
             require_api_token,
@@ -93,6 +94,10 @@ async fn redact_errors(State(token): State<ApiToken>, req: Request, next: Next) 
 
 async fn healthz() -> axum::Json<Value> {
     axum::Json(json!({ "status": "ok" }))
+}
+
+async fn status<B: Backend>(State(b): State<B>) -> axum::Json<engine::api::ServerStatus> {
+    axum::Json(b.status())
 }
 
 async fn list_projects<B: Backend>(State(b): State<B>) -> ApiResult<axum::Json<Vec<ProjectView>>> {

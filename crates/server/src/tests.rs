@@ -84,6 +84,16 @@ impl Backend for Fake {
     async fn list_projects(&self) -> Result<Vec<ProjectView>> {
         Ok(vec![])
     }
+    fn status(&self) -> engine::api::ServerStatus {
+        engine::api::ServerStatus {
+            version: "test".into(),
+            sandbox: engine::api::SandboxStatus {
+                mode: "bubblewrap".into(),
+                ready: true,
+                problem: None,
+            },
+        }
+    }
     async fn create_task(&self, req: NewTask) -> Result<TaskView> {
         self.record(format!(
             "create_task {} technical={}",

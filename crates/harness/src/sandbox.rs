@@ -5,7 +5,8 @@
 //! - its own PID namespace with `--die-with-parent`: when the run's process ends (or is killed),
 //!   the namespace's init ends and the kernel kills every process left in it — a `setsid`,
 //!   `env -i` or double-forked escapee included — so stopping a run needs no tree walk;
-//! - `--new-session` (no terminal to inject keystrokes into) and its own IPC namespace;
+//! - `--new-session` (no terminal to inject keystrokes into), its own IPC namespace, and no
+//!   capabilities (`--cap-drop ALL`: bubblewrap run by root would otherwise keep root's);
 //! - the system read-only (`/usr`, `/etc`, `/bin`, `/sbin`, `/lib*`), a fresh `/proc` and `/dev`,
 //!   a private `/tmp` and `/var/tmp`;
 //! - then the run's own [`Mounts`], parents before children: the worktree, the repository's git
@@ -128,6 +129,10 @@ impl Sandbox {
             "--unshare-pid",
             "--unshare-ipc",
             "--new-session",
+            // bubblewrap started by root keeps root's capabilities unless told otherwise; with
+            // them an agent could make device nodes and mount the host's disks.
+            "--cap-drop",
+            "ALL",
         ]
         .into_iter()
         .map(OsString::from)

@@ -134,6 +134,7 @@ async fn a_sandboxed_agent_sees_its_mounts_and_nothing_else() {
          echo x > {shared}/new 2>/dev/null || echo shared-is-read-only; \
          cat {secret}/token 2>/dev/null || echo no-secret; \
          echo t > /tmp/{private} && echo tmp-writable; \
+         grep CapEff /proc/self/status; \
          ls /proc | grep -c '^[0-9]'",
         work = work.display(),
         shared = shared.display(),
@@ -146,18 +147,19 @@ async fn a_sandboxed_agent_sees_its_mounts_and_nothing_else() {
     assert!(p.wait().await.unwrap().success(), "{}", p.stderr_tail());
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(
-        lines[..5],
+        lines[..6],
         [
             "wrote-work",
             "shared",
             "shared-is-read-only",
             "no-secret",
-            "tmp-writable"
+            "tmp-writable",
+            "CapEff:\t0000000000000000"
         ],
         "{out}"
     );
     // Its own PID namespace: only the sandbox's few processes are visible.
-    let visible: usize = lines[5].parse().unwrap();
+    let visible: usize = lines[6].parse().unwrap();
     assert!(visible <= 6, "{visible} processes visible: {out}");
     assert_eq!(std::fs::read_to_string(work.join("out")).unwrap(), "made\n");
     assert!(!shared.join("new").exists());

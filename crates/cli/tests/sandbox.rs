@@ -62,9 +62,12 @@ fn cli_role(harness: &str, url: &str) -> Value {
             "harness": "codex", "model": "gpt-5.5", "base_url": format!("{url}/v1"),
             "api_key_env": "SIM_API_KEY", "max_retries": 0, "env": {"SIM_API_KEY": "simulated"}
         }),
+        // OpenCode's own guard refuses commands naming paths outside the worktree; turned off
+        // (as an operator may), so that what stops the agent is the sandbox.
         _ => json!({
             "harness": "opencode", "model": "sim-model", "base_url": format!("{url}/v1"),
-            "api_key_env": "SIM_API_KEY", "env": {"SIM_API_KEY": "simulated"}
+            "api_key_env": "SIM_API_KEY",
+            "env": {"SIM_API_KEY": "simulated", "OPENCODE_PERMISSION": "{\"external_directory\":\"allow\"}"}
         }),
     }
 }
@@ -214,12 +217,15 @@ impl Targets {
         steps.push(json!({"do": "run", "command": writes.join(" ")}));
         // The escapee's name is put together by the shell, so no command line but the escapee's
         // own carries it; it sleeps, then notes that it woke (in the worktree, seen from
-        // outside) and approves its task with the run token.
+        // outside) and approves its task with the run token. It is looked for with the shell's
+        // own pattern matching (`escape[e]` matches the name, not the looking shell's command
+        // line): a CLI's shell may put its own `grep` in front of the system's.
         let (head, tail) = ("atelier-escapee", &self.uniq);
         steps.push(json!({"do": "run", "command": format!(
-            "n={head}; env -i setsid bash -c \"(exec -a $n-{tail} sleep 120); echo woke > '$PWD/escapee-woke'; '$(command -v atelier)' task approve $ATELIER_TASK_ID --url $ATELIER_URL --token $ATELIER_RUN_TOKEN\" </dev/null >/dev/null 2>&1 & \
-             i=0; until grep -qs 'atelier-escape[e]-{tail}' /proc/[0-9]*/cmdline || [ $i -ge 200 ]; do i=$((i+1)); sleep 0.05; done; \
-             grep -qs 'atelier-escape[e]-{tail}' /proc/[0-9]*/cmdline && echo {started}",
+            "n={head}; env -i setsid bash -c \"(exec -a $n-{tail} sleep 120); echo woke > '$PWD/escapee-woke'; '$(command -v atelier)' task approve $ATELIER_TASK_ID --url $ATELIER_URL --token $ATELIER_RUN_TOKEN\" </dev/null >\"$PWD/escapee.log\" 2>&1 & \
+             found() {{ for f in /proc/[0-9]*/cmdline; do case \"$(tr '\\0' ' ' 2>/dev/null <\"$f\")\" in *atelier-escape[e]-{tail}*) return 0;; esac; done; return 1; }}; \
+             i=0; until found || [ $i -ge 200 ]; do i=$((i+1)); sleep 0.05; done; \
+             if found; then echo {started}; else echo not found; cat escapee.log; fi",
             started = say("ESCAPEE-STARTED"),
         )}));
         steps.extend([

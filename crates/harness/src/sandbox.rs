@@ -5,8 +5,10 @@
 //! - its own PID namespace with `--die-with-parent`: when the run's process ends (or is killed),
 //!   the namespace's init ends and the kernel kills every process left in it — a `setsid`,
 //!   `env -i` or double-forked escapee included — so stopping a run needs no tree walk;
-//! - `--new-session` (no terminal to inject keystrokes into), its own IPC namespace, and no
-//!   capabilities (`--cap-drop ALL`: bubblewrap run by root would otherwise keep root's);
+//! - `--new-session` (no terminal to inject keystrokes into) and its own IPC namespace;
+//! - `--cap-drop ALL`: a server running as root would otherwise hand its agents root's
+//!   capabilities inside (bubblewrap keeps them for a privileged caller), and with them ways out
+//!   (`mount`, `open_by_handle_at`, device nodes);
 //! - the system read-only (`/usr`, `/etc`, `/bin`, `/sbin`, `/lib*`), a fresh `/proc` and `/dev`,
 //!   a private `/tmp` and `/var/tmp`;
 //! - then the run's own [`Mounts`], parents before children: the worktree, the repository's git
@@ -159,9 +161,9 @@ impl Sandbox {
         ] {
             args.extend([flag.into(), dir.into()]);
         }
-        for (path, writable) in ordered(mounts) {
+        for (source, dest, writable) in ordered(mounts) {
             let flag = if writable { "--bind" } else { "--ro-bind" };
-            args.extend([flag.into(), path.clone().into(), path.into()]);
+            args.extend([flag.into(), source.into(), dest.into()]);
         }
         args.extend(["--chdir".into(), cwd.into(), "--".into()]);
         args
@@ -185,28 +187,35 @@ impl Sandbox {
     }
 }
 
-/// The mounts in the order to apply them: existing paths only, each once (writable if it is
-/// named writable at all), shallower paths first so a child is mounted over its parent.
-fn ordered(mounts: &Mounts) -> Vec<(PathBuf, bool)> {
-    let mut all: Vec<(PathBuf, bool)> = Vec::new();
+/// The mounts in the order to apply them, as `(source, destination, writable)`: each path is
+/// shown at the path it was named by (absolute, `..` resolved, so a path that runs through a
+/// symlinked folder — `.tools -> /elsewhere/.tools` — still leads to it inside) and mounted from
+/// its canonical location. Existing paths only, each destination once (writable if it is named
+/// writable at all), shallower destinations first so a child is mounted over its parent.
+fn ordered(mounts: &Mounts) -> Vec<(PathBuf, PathBuf, bool)> {
+    let mut all: Vec<(PathBuf, PathBuf, bool)> = Vec::new();
     let named = mounts
         .writable
         .iter()
         .map(|p| (p, true))
         .chain(mounts.read_only.iter().map(|p| (p, false)));
     for (path, writable) in named {
-        let Some(path) = std::fs::canonicalize(path)
+        let Some(source) = std::fs::canonicalize(path)
             .ok()
             .filter(|p| p != Path::new("/"))
         else {
             continue;
         };
-        match all.iter_mut().find(|(p, _)| *p == path) {
-            Some(existing) => existing.1 |= writable,
-            None => all.push((path, writable)),
+        let dest = lexical(&std::path::absolute(path).unwrap_or_else(|_| path.clone()));
+        if dest == Path::new("/") {
+            continue;
+        }
+        match all.iter_mut().find(|(_, d, _)| *d == dest) {
+            Some(existing) => existing.2 |= writable,
+            None => all.push((source, dest, writable)),
         }
     }
-    all.sort_by_key(|(path, _)| (path.components().count(), path.clone()));
+    all.sort_by_key(|(_, dest, _)| (dest.components().count(), dest.clone()));
     all
 }
 

@@ -94,7 +94,30 @@ fn mounts_are_applied_once_parents_first_and_writable_wins() {
     };
     assert_eq!(
         ordered(&mounts),
-        vec![(root.join("a"), false), (deep, true)]
+        vec![
+            (root.join("a"), root.join("a"), false),
+            (deep.clone(), deep, true)
+        ]
+    );
+}
+
+#[test]
+fn a_path_through_a_symlinked_folder_is_shown_where_it_was_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(dir.path()).unwrap();
+    let real = root.join("real/bin");
+    std::fs::create_dir_all(&real).unwrap();
+    std::os::unix::fs::symlink(root.join("real"), root.join("link")).unwrap();
+    let mounts = Mounts {
+        read_only: vec![root.join("link/bin"), real.clone()],
+        writable: Vec::new(),
+    };
+    assert_eq!(
+        ordered(&mounts),
+        vec![
+            (real.clone(), root.join("link/bin"), false),
+            (real.clone(), real, false)
+        ]
     );
 }
 

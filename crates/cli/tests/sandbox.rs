@@ -157,6 +157,22 @@ impl Targets {
                 format!("test -n \"$(ls -A {h} | grep -vx \"$(basename \"$HOME\")\")\""),
             ),
             (
+                // The server's own git runs the repository's hooks and honours its config
+                // outside the sandbox: neither may be changed from inside.
+                "git-hook".into(),
+                format!(
+                    "echo 'touch /tmp/pwned' > {}/.git/hooks/post-checkout",
+                    self.own_repo.display()
+                ),
+            ),
+            (
+                "git-config".into(),
+                format!(
+                    "git config --file {}/.git/config core.fsmonitor 'touch /tmp/pwned'",
+                    self.own_repo.display()
+                ),
+            ),
+            (
                 // Root's capabilities inside would open every way out (mount, open_by_handle_at).
                 "capabilities".into(),
                 "! grep -q '^CapEff:[[:space:]]*0*$' /proc/self/status".into(),

@@ -165,7 +165,20 @@ pub(crate) fn mounts(
     ];
     writable.extend(paths.doc_dir.map(Path::to_path_buf));
     writable.extend(settings.sandbox.writable.iter().cloned());
-    let mut read_only = vec![config.atelier_bin.clone()];
+    // The server's own git runs outside the sandbox on this repository, running its hooks and
+    // honouring its config: both are shown read-only over the writable `.git` (a missing hooks
+    // folder is made first, or an agent could create it).
+    let hooks = paths.repo.join(".git/hooks");
+    if paths.repo.join(".git").is_dir()
+        && let Err(err) = std::fs::create_dir_all(&hooks)
+    {
+        return Err(format!("cannot create {}: {err}", hooks.display()));
+    }
+    let mut read_only = vec![
+        config.atelier_bin.clone(),
+        hooks,
+        paths.repo.join(".git/config"),
+    ];
     read_only.extend(git_identity());
     read_only.extend(settings.env_files.iter().map(|f| paths.repo.join(f)));
     read_only.extend(settings.sandbox.read_only.iter().cloned());

@@ -101,7 +101,7 @@ fn landed(world: &World) -> usize {
 async fn concurrent_merges_and_a_delete_merge_exactly_once() {
     let world = World::start(&quick_pipeline(), &[]).await;
     let id = task_awaiting_merge(&world, &world.project, "Add a greeting").await;
-    let release = world.release_file("merge");
+    let release = release_file("release-merge");
     hold_pushes(&world.repo.remote, &release);
 
     // The first merge is committed as `merging` before the forge is touched, and is held there
@@ -152,7 +152,7 @@ async fn concurrent_merges_and_a_delete_merge_exactly_once() {
 async fn a_crash_while_merging_is_finished_after_the_restart() {
     let mut world = World::start(&quick_pipeline(), &[]).await;
     let id = task_awaiting_merge(&world, &world.project, "Add a greeting").await;
-    let release = world.release_file("merge");
+    let release = release_file("release-merge");
     hold_pushes(&world.repo.remote, &release);
 
     let client = world.server.client().clone();

@@ -13,35 +13,13 @@ use std::path::{Path, PathBuf};
 use support::*;
 use testkit::ServerProcess;
 
-const HARNESSES: [(&str, &str); 3] = [
-    ("claude-code", "ATELIER_CLAUDE_BIN"),
-    ("codex", "ATELIER_CODEX_BIN"),
-    ("opencode", "ATELIER_OPENCODE_BIN"),
-];
-
-/// The agent CLIs' paths, or `None` (after saying why) when they are not installed outside CI.
+/// The agent CLIs' paths and `serve` flags, or `None` (after saying why) when one is not
+/// installed outside CI.
 fn agent_clis() -> Option<Vec<(&'static str, PathBuf)>> {
-    let mut found = Vec::new();
-    for (harness, var) in HARNESSES {
-        match std::env::var_os(var).map(PathBuf::from) {
-            Some(path) if path.is_file() => found.push((harness, path)),
-            other => {
-                let why = match other {
-                    Some(path) => format!("{var}={} does not exist", path.display()),
-                    None => format!("{var} is not set"),
-                };
-                let msg = format!(
-                    "the {harness} CLI is needed: {why}; run the tests with `scripts/test`, which installs the pinned CLIs into .tools/"
-                );
-                if std::env::var("CI").is_ok_and(|v| v == "true") {
-                    panic!("{msg}");
-                }
-                eprintln!("skipped: {msg}");
-                return None;
-            }
-        }
-    }
-    Some(found)
+    ["claude-code", "codex", "opencode"]
+        .into_iter()
+        .map(agent_cli)
+        .collect()
 }
 
 /// A simulator, a server that knows the CLIs, and a sample repository.
@@ -59,13 +37,8 @@ impl Lab {
     ) -> Option<Lab> {
         let clis = agent_clis()?;
         let mut args: Vec<String> = server_args.iter().map(|s| s.to_string()).collect();
-        for (harness, path) in &clis {
-            let flag = match *harness {
-                "claude-code" => "--claude-bin",
-                "codex" => "--codex-bin",
-                _ => "--opencode-bin",
-            };
-            args.push(flag.into());
+        for (flag, path) in &clis {
+            args.push(flag.to_string());
             args.push(path.display().to_string());
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -83,21 +56,7 @@ impl Lab {
 
     /// The role of one stage on `harness`, pointed at the simulator.
     fn role(&self, harness: &str) -> Value {
-        let url = self.sim.url();
-        match harness {
-            "claude-code" => json!({
-                "harness": "claude-code", "model": "claude-sonnet-4-5", "max_retries": 0,
-                "env": {"ANTHROPIC_BASE_URL": url, "ANTHROPIC_API_KEY": "sk-ant-simulated"}
-            }),
-            "codex" => json!({
-                "harness": "codex", "model": "gpt-5.5", "base_url": format!("{url}/v1"),
-                "api_key_env": "SIM_API_KEY", "max_retries": 0, "env": {"SIM_API_KEY": "simulated"}
-            }),
-            _ => json!({
-                "harness": "opencode", "model": "sim-model", "base_url": format!("{url}/v1"),
-                "api_key_env": "SIM_API_KEY", "env": {"SIM_API_KEY": "simulated"}
-            }),
-        }
+        simulated_role(harness, &self.sim.url())
     }
 
     /// Adds the project with `plan, implement, review, pr` on these harnesses.

@@ -23,53 +23,15 @@ use testkit::wait_until;
 /// Longest wait for a real CLI's whole plan run (a debug build on two shared cores).
 const CLI_DEADLINE: Duration = Duration::from_secs(180);
 
-/// The path of the agent CLI of `harness` (`claude-code`, `codex`, `opencode`) and its `serve`
-/// flag, or `None` (after saying why) when it is not installed outside CI.
-fn agent_cli(harness: &str) -> Option<(&'static str, PathBuf)> {
-    let (var, flag) = match harness {
-        "claude-code" => ("ATELIER_CLAUDE_BIN", "--claude-bin"),
-        "codex" => ("ATELIER_CODEX_BIN", "--codex-bin"),
-        "opencode" => ("ATELIER_OPENCODE_BIN", "--opencode-bin"),
-        other => panic!("no agent CLI for harness {other}"),
-    };
-    match std::env::var_os(var).map(PathBuf::from) {
-        Some(path) if path.is_file() => Some((flag, path)),
-        other => {
-            let why = match other {
-                Some(path) => format!("{var}={} does not exist", path.display()),
-                None => format!("{var} is not set"),
-            };
-            let msg = format!(
-                "the {harness} CLI is needed: {why}; run the tests with `scripts/test`, which installs the pinned CLIs into .tools/"
-            );
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("{msg}");
-            }
-            eprintln!("skipped: {msg}");
-            None
-        }
-    }
-}
-
-/// The role of one stage on a real CLI, pointed at the simulator at `url`.
+/// The role of one stage on a real CLI, pointed at the simulator at `url`. OpenCode's own guard
+/// refuses commands naming paths outside the worktree; it is turned off (as an operator may), so
+/// that what stops the agent is the sandbox.
 fn cli_role(harness: &str, url: &str) -> Value {
-    match harness {
-        "claude-code" => json!({
-            "harness": "claude-code", "model": "claude-sonnet-4-5", "max_retries": 0,
-            "env": {"ANTHROPIC_BASE_URL": url, "ANTHROPIC_API_KEY": "sk-ant-simulated"}
-        }),
-        "codex" => json!({
-            "harness": "codex", "model": "gpt-5.5", "base_url": format!("{url}/v1"),
-            "api_key_env": "SIM_API_KEY", "max_retries": 0, "env": {"SIM_API_KEY": "simulated"}
-        }),
-        // OpenCode's own guard refuses commands naming paths outside the worktree; turned off
-        // (as an operator may), so that what stops the agent is the sandbox.
-        _ => json!({
-            "harness": "opencode", "model": "sim-model", "base_url": format!("{url}/v1"),
-            "api_key_env": "SIM_API_KEY",
-            "env": {"SIM_API_KEY": "simulated", "OPENCODE_PERMISSION": "{\"external_directory\":\"allow\"}"}
-        }),
+    let mut role = simulated_role(harness, url);
+    if harness == "opencode" {
+        role["env"]["OPENCODE_PERMISSION"] = json!("{\"external_directory\":\"allow\"}");
     }
+    role
 }
 
 /// Marker words split by an empty shell string, so the command text itself (which the

@@ -65,8 +65,10 @@ fn git_identity() -> Option<PathBuf> {
 }
 
 /// The variables every agent process starts with: `PATH`, `HOME`, `LANG`, the git identity,
-/// the task's port block, then the project's `sandbox.env`.
-fn base_env(
+/// the task's port block, then the project's `sandbox.env`. The whole environment of the
+/// project's setup hook (`ATELIER_TASK_KEY`, `ATELIER_BRANCH`, `ATELIER_WORKTREE` and
+/// `ATELIER_REPO` are added by the workspace); a run's adds its own context ([`run_env`]).
+pub(crate) fn hook_env(
     config: &EngineConfig,
     home: &Path,
     task_id: impl ToString,
@@ -116,7 +118,7 @@ pub(crate) fn run_env(
     worktree: &str,
     settings: &ProjectSettings,
 ) -> Vec<(String, String)> {
-    let mut env = base_env(config, home, task.id, task.port, settings);
+    let mut env = hook_env(config, home, task.id, task.port, settings);
     env.extend([
         ("ATELIER_URL".to_string(), config.server_url.clone()),
         ("ATELIER_RUN_TOKEN".to_string(), token.to_string()),
@@ -127,18 +129,6 @@ pub(crate) fn run_env(
         (MARK_VAR.to_string(), run.mark.clone()),
     ]);
     env
-}
-
-/// The complete environment of the project's setup hook (`ATELIER_TASK_KEY`, `ATELIER_BRANCH`,
-/// `ATELIER_WORKTREE` and `ATELIER_REPO` are added by the workspace).
-pub(crate) fn hook_env(
-    config: &EngineConfig,
-    home: &Path,
-    task_id: impl ToString,
-    port: u16,
-    settings: &ProjectSettings,
-) -> Vec<(String, String)> {
-    base_env(config, home, task_id, port, settings)
 }
 
 /// Where a task's agent may read and write.

@@ -197,14 +197,8 @@ impl World {
     pub fn worktree(&self, detail: &Value) -> PathBuf {
         PathBuf::from(detail["task"]["worktree"].as_str().unwrap())
     }
-
-    /// A file that a waiting scenario step is released by.
-    pub fn release_file(&self, name: &str) -> PathBuf {
-        self.dir.path().join(format!("release-{name}"))
-    }
 }
 
-/// A shell command that waits (as an agent would wait on its own work) until `file` exists.
 /// The folder of this test's release files: shown read-only to every project's agents (the
 /// sandbox hides the rest of the test's folders), one per test process.
 pub fn gates() -> PathBuf {
@@ -223,6 +217,7 @@ pub fn gated_sandbox() -> Value {
     json!({"read_only": [gates()]})
 }
 
+/// A shell command that waits (as an agent would wait on its own work) until `file` exists.
 pub fn wait_for_file(file: &Path) -> Value {
     json!({"do": "run", "command": format!("while [ ! -e '{}' ]; do sleep 0.02; done", file.display())})
 }
@@ -386,5 +381,52 @@ impl World {
         let dir = self.dir.path().join(name);
         std::fs::create_dir_all(&dir).unwrap();
         sample_repo(&dir).unwrap().path
+    }
+}
+
+/// The path of the real agent CLI of `harness` (`claude-code`, `codex`, `opencode`) and the
+/// `atelier serve` flag that names it, or `None` (after saying why) when it is not installed.
+/// Under `CI=true` a missing CLI fails the test instead.
+pub fn agent_cli(harness: &str) -> Option<(&'static str, PathBuf)> {
+    let (var, flag) = match harness {
+        "claude-code" => ("ATELIER_CLAUDE_BIN", "--claude-bin"),
+        "codex" => ("ATELIER_CODEX_BIN", "--codex-bin"),
+        "opencode" => ("ATELIER_OPENCODE_BIN", "--opencode-bin"),
+        other => panic!("no agent CLI for harness {other}"),
+    };
+    match std::env::var_os(var).map(PathBuf::from) {
+        Some(path) if path.is_file() => Some((flag, path)),
+        other => {
+            let why = match other {
+                Some(path) => format!("{var}={} does not exist", path.display()),
+                None => format!("{var} is not set"),
+            };
+            let msg = format!(
+                "the {harness} CLI is needed: {why}; run the tests with `scripts/test`, which installs the pinned CLIs into .tools/"
+            );
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("{msg}");
+            }
+            eprintln!("skipped: {msg}");
+            None
+        }
+    }
+}
+
+/// The role of one stage on the real CLI of `harness`, pointed at the model simulator at `url`.
+pub fn simulated_role(harness: &str, url: &str) -> Value {
+    match harness {
+        "claude-code" => json!({
+            "harness": "claude-code", "model": "claude-sonnet-4-5", "max_retries": 0,
+            "env": {"ANTHROPIC_BASE_URL": url, "ANTHROPIC_API_KEY": "sk-ant-simulated"}
+        }),
+        "codex" => json!({
+            "harness": "codex", "model": "gpt-5.5", "base_url": format!("{url}/v1"),
+            "api_key_env": "SIM_API_KEY", "max_retries": 0, "env": {"SIM_API_KEY": "simulated"}
+        }),
+        _ => json!({
+            "harness": "opencode", "model": "sim-model", "base_url": format!("{url}/v1"),
+            "api_key_env": "SIM_API_KEY", "env": {"SIM_API_KEY": "simulated"}
+        }),
     }
 }

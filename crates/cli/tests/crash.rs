@@ -62,8 +62,14 @@ async fn crash_during(stage: &str) {
         .await;
     world.wait_run(id, stage, "running").await;
     let first_mark = world.run_mark(id).await;
-    // The agent is alive and waiting.
-    assert!(!processes_of_run(&first_mark).is_empty());
+    // The agent is alive and waiting (the run is recorded as running just before its process
+    // has exec'd, so wait for the process rather than assume it).
+    testkit::wait_until("the agent's processes to appear", DEADLINE, || {
+        let alive = processes_of_run(&first_mark);
+        async move { (!alive.is_empty()).then_some(()) }
+    })
+    .await
+    .unwrap();
 
     world.server.kill9().await.unwrap();
     world.restart(&[], &[]).await;

@@ -29,6 +29,7 @@ pub use facade::{Engine, EngineConfig, SandboxMode, default_homes_dir};
 fn forge_pr(row: &store::PullRequestRow) -> forge::PullRequest {
     forge::PullRequest {
         url: row.url.clone(),
+        number: row.number,
         branch: row.branch.clone(),
         base: row.base.clone(),
         head_sha: row.head_sha.clone(),

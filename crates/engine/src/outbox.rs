@@ -91,19 +91,14 @@ async fn open_pull_request(inner: &Inner, intent: &Intent) -> Result<()> {
         base: project.default_branch.clone(),
         title: task.title.clone(),
         body: format!("Task {} (Atelier)\n\n{doc}", task.id),
-        existing: existing.as_ref().map(|pr| forge::PullRequest {
-            url: pr.url.clone(),
-            branch: pr.branch.clone(),
-            base: pr.base.clone(),
-            head_sha: pr.head_sha.clone(),
-            remote: pr.remote.clone(),
-        }),
+        existing: existing.as_ref().map(crate::forge_pr),
     };
     match inner.forge.publish(&request).await {
         Ok(pr) => {
             let row = PullRequestRow {
                 task_id: task.id,
                 url: pr.url.clone(),
+                number: pr.number,
                 branch: pr.branch,
                 base: pr.base,
                 remote: pr.remote,

@@ -7,7 +7,10 @@ use std::path::Path;
 
 use git::Repo;
 
-use crate::{Forge, ForgeError, PublishRequest, PullRequest};
+use crate::{
+    Check, CheckFailure, Checks, Comment, Forge, ForgeError, Mergeable, PrState, PublishRequest,
+    PullRequest,
+};
 
 /// The embedded forge: pull requests are branches on the repository's remote.
 #[derive(Debug, Clone, Copy, Default)]
@@ -54,6 +57,7 @@ impl Forge for LocalForge {
         };
         Ok(PullRequest {
             url,
+            number: None,
             branch: req.branch.clone(),
             base: req.base.clone(),
             head_sha,
@@ -96,6 +100,69 @@ impl Forge for LocalForge {
             return Ok(false);
         }
         Ok(repo.delete_remote_branch(remote, branch).await?)
+    }
+
+    /// Open until merged; the local forge has no conflicts of its own to report (a merge that
+    /// conflicts fails when it is made).
+    async fn pr_state(&self, repo: &Path, pr: &PullRequest) -> Result<PrState, ForgeError> {
+        let merged = self.is_merged(repo, pr).await?;
+        Ok(PrState {
+            open: !merged,
+            merged,
+            head_sha: pr.head_sha.clone(),
+            mergeable: Mergeable::Yes,
+        })
+    }
+
+    /// The local forge runs no CI: no checks, which counts as passed.
+    async fn checks(
+        &self,
+        _repo: &Path,
+        _pr: &PullRequest,
+        head_sha: &str,
+    ) -> Result<Checks, ForgeError> {
+        Ok(Checks {
+            head_sha: head_sha.to_string(),
+            checks: Vec::new(),
+            required: None,
+        })
+    }
+
+    async fn check_failures(
+        &self,
+        _pr: &PullRequest,
+        _failed: &[Check],
+    ) -> Result<Vec<CheckFailure>, ForgeError> {
+        Ok(Vec::new())
+    }
+
+    /// Nobody comments on a local pull request.
+    async fn comments(&self, _pr: &PullRequest) -> Result<Vec<Comment>, ForgeError> {
+        Ok(Vec::new())
+    }
+
+    async fn acknowledge(&self, _pr: &PullRequest, _comment: &Comment) -> Result<(), ForgeError> {
+        Ok(())
+    }
+
+    async fn reply(
+        &self,
+        _pr: &PullRequest,
+        _comment: &Comment,
+        _key: &str,
+        _body: &str,
+    ) -> Result<(), ForgeError> {
+        Ok(())
+    }
+
+    async fn fetch_base(
+        &self,
+        repo: &Path,
+        remote: &str,
+        base: &str,
+    ) -> Result<String, ForgeError> {
+        let repo = Repo::open(repo).await?;
+        fetch_base(&repo, remote, base).await
     }
 }
 

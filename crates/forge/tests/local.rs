@@ -103,6 +103,7 @@ async fn publish_pushes_the_branch() {
         pr,
         PullRequest {
             url: format!("local:{BRANCH}"),
+            number: None,
             branch: BRANCH.to_string(),
             base: "main".to_string(),
             head_sha: sha.clone(),

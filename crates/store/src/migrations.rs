@@ -106,6 +106,8 @@ CREATE TABLE pull_requests (
 CREATE TABLE task_ids (last INTEGER NOT NULL);
 INSERT INTO task_ids (last) SELECT COALESCE(MAX(id), 0) FROM tasks;
 "#,
+    // 5: a hosted forge's number for the pull request (GitHub's PR number).
+    "ALTER TABLE pull_requests ADD COLUMN number INTEGER;",
 ];
 
 pub(crate) fn apply(conn: &mut Connection, path: &Path) -> Result<()> {

@@ -46,6 +46,8 @@ pub struct NewTaskRow<'a> {
 pub struct PullRequestRow {
     pub task_id: TaskId,
     pub url: String,
+    /// The forge's number for it (GitHub's PR number); `None` on the local forge.
+    pub number: Option<u64>,
     pub branch: String,
     pub base: String,
     pub remote: String,
@@ -230,9 +232,9 @@ impl Tx<'_> {
 
     pub fn upsert_pull_request(&self, pr: &PullRequestRow) -> Result<()> {
         self.tx.execute(
-            "INSERT INTO pull_requests (task_id, url, branch, base, remote, head_sha, merged, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-             ON CONFLICT(task_id) DO UPDATE SET url = ?2, head_sha = ?6, merged = ?7",
+            "INSERT INTO pull_requests (task_id, url, branch, base, remote, head_sha, merged, created_at, number)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             ON CONFLICT(task_id) DO UPDATE SET url = ?2, head_sha = ?6, merged = ?7, number = ?9",
             params![
                 pr.task_id.0,
                 pr.url,
@@ -241,7 +243,8 @@ impl Tx<'_> {
                 pr.remote,
                 pr.head_sha,
                 pr.merged,
-                pr.created_at
+                pr.created_at,
+                pr.number.map(|n| n as i64)
             ],
         )?;
         Ok(())
@@ -251,7 +254,7 @@ impl Tx<'_> {
         Ok(self
             .tx
             .query_row(
-                "SELECT task_id, url, branch, base, remote, head_sha, merged, created_at
+                "SELECT task_id, url, branch, base, remote, head_sha, merged, created_at, number
                  FROM pull_requests WHERE task_id = ?1",
                 [task.0],
                 |r| {
@@ -264,6 +267,7 @@ impl Tx<'_> {
                         head_sha: r.get(5)?,
                         merged: r.get(6)?,
                         created_at: r.get(7)?,
+                        number: r.get::<_, Option<i64>>(8)?.map(|n| n as u64),
                     })
                 },
             )

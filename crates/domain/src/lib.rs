@@ -13,7 +13,9 @@ pub mod transcript;
 
 pub use ids::{ProjectId, RunId, TaskId};
 pub use names::{InvalidProjectName, InvalidTaskTitle, ProjectName, TaskTitle};
-pub use pipeline::{Decision, Effect, Event, Policy, Rejection, RunOutcome, TaskSnapshot, decide};
+pub use pipeline::{
+    Decision, Effect, Event, Policy, PrRounds, Rejection, RunOutcome, TaskSnapshot, decide,
+};
 pub use signal::{Signal, Verdict};
 pub use stage::Stage;
 pub use task::{BlockReason, DoneReason, RunStatus, TaskState};

@@ -16,6 +16,11 @@ pub struct Policy {
     pub max_review_rounds: u32,
     /// Runs that may start (restarts after a crash excluded) before the task blocks.
     pub max_total_runs: u32,
+    /// Pr-stage runs that may start to fix failing checks before the task blocks (`ci_failing`).
+    pub max_ci_fix_rounds: u32,
+    /// Pr-stage runs that may start to resolve conflicts with a moved base before the task
+    /// blocks (`conflicts`).
+    pub max_conflict_rounds: u32,
 }
 
 impl Default for Policy {
@@ -23,6 +28,8 @@ impl Default for Policy {
         Policy {
             max_review_rounds: 3,
             max_total_runs: 25,
+            max_ci_fix_rounds: 3,
+            max_conflict_rounds: 3,
         }
     }
 }
@@ -39,6 +46,20 @@ pub struct TaskSnapshot {
     pub owner_technical: bool,
     /// The run that is queued, running or waiting for input, if any.
     pub live_run: Option<RunId>,
+    /// Follow-up rounds of the pull request since creation or the last resume.
+    pub pr_rounds: PrRounds,
+    /// A pull request was opened for the task (the engine has its record).
+    pub has_pull_request: bool,
+}
+
+/// How many follow-up runs the pull request has needed, per cause; each is capped by the
+/// [`Policy`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PrRounds {
+    /// Runs started because checks failed.
+    pub ci_fixes: u32,
+    /// Runs started because the pull request conflicted with its base.
+    pub conflicts: u32,
 }
 
 /// Something that happened to a task.
@@ -78,6 +99,27 @@ pub enum Event {
     RetryDue {
         retry_at: i64,
     },
+    /// Every check of the pull request's head passed (or it has none).
+    ChecksPassed,
+    /// Checks of the pull request's head failed; `brief` (names, annotations, log excerpts) is
+    /// what the fixing run is told.
+    ChecksFailed {
+        checks: Vec<String>,
+        brief: String,
+    },
+    /// The pull request no longer merges into its moved base; `brief` tells the run to rebase.
+    Conflicted {
+        brief: String,
+    },
+    /// Trusted comments asking for changes arrived (and their batching window passed); `brief`
+    /// carries them to the run.
+    CommentsReceived {
+        brief: String,
+    },
+    /// The pull request was closed without being merged.
+    PrClosed,
+    /// The closed pull request was reopened.
+    PrReopened,
 }
 
 /// How a run ended.
@@ -147,6 +189,11 @@ pub enum Effect {
     },
     /// Push the branch and open (or verify) the pull request; idempotent per task.
     OpenPullRequest,
+    /// Queue a pr-stage run that follows the pull request up (failing checks, a conflict,
+    /// comments); `brief` says what for (counted against the run cap).
+    StartFollowUp {
+        brief: String,
+    },
     /// Remove the worktree and the local branch (never while a run is live).
     RemoveWorkspace,
     /// Merge the pull request on the forge (idempotent: a merge already done counts as done),
@@ -160,6 +207,7 @@ pub struct Decision {
     pub state: TaskState,
     pub review_rounds: u32,
     pub runs_started: u32,
+    pub pr_rounds: PrRounds,
     pub effects: Vec<Effect>,
 }
 
@@ -180,6 +228,7 @@ pub fn decide(snap: &TaskSnapshot, event: &Event, policy: &Policy) -> Result<Dec
         state: snap.state.clone(),
         review_rounds: snap.review_rounds,
         runs_started: snap.runs_started,
+        pr_rounds: snap.pr_rounds,
         effects: vec![],
     };
     match event {
@@ -233,15 +282,9 @@ pub fn decide(snap: &TaskSnapshot, event: &Event, policy: &Policy) -> Result<Dec
             _ if snap.live_run.is_some() => Err(conflict(snap)),
             TaskState::Blocked { stage, .. }
             | TaskState::Stopped { stage }
-            | TaskState::Waiting { stage, .. } => {
-                // A resume is a human's decision to grant a fresh budget.
-                let fresh = TaskSnapshot {
-                    review_rounds: 0,
-                    runs_started: 0,
-                    ..snap.clone()
-                };
-                Ok(start(&fresh, *stage, policy))
-            }
+            | TaskState::Waiting { stage, .. } => Ok(start(&fresh(snap), *stage, policy)),
+            // A closed pull request is taken up again by the pr stage, which reopens it.
+            TaskState::Closed => Ok(start(&fresh(snap), Stage::Pr, policy)),
             TaskState::Running { .. } | TaskState::NeedsInput { .. } => Err(conflict(snap)),
             other => Err(Rejection::InvalidState(format!(
                 "only a blocked or stopped task can be resumed (it is {other})"
@@ -261,7 +304,9 @@ pub fn decide(snap: &TaskSnapshot, event: &Event, policy: &Policy) -> Result<Dec
                 | TaskState::Stopped { stage }
                 | TaskState::Waiting { stage, .. } => *stage,
                 TaskState::PlanGate => Stage::Plan,
-                TaskState::AwaitingMerge { .. } => Stage::Pr,
+                TaskState::AwaitingMerge { .. } | TaskState::AwaitingChecks | TaskState::Closed => {
+                    Stage::Pr
+                }
                 TaskState::Merging => return Err(being_merged()),
                 TaskState::Done { .. } => {
                     return Err(Rejection::InvalidState("the task is done".into()));
@@ -271,7 +316,7 @@ pub fn decide(snap: &TaskSnapshot, event: &Event, policy: &Policy) -> Result<Dec
             Ok(start(snap, stage.unwrap_or(default_stage), policy))
         }
         Event::PullRequestFailed { reason } => match snap.state {
-            TaskState::AwaitingMerge { .. } => Ok(Decision {
+            TaskState::AwaitingMerge { .. } | TaskState::AwaitingChecks => Ok(Decision {
                 state: TaskState::Blocked {
                     stage: Stage::Pr,
                     reason: BlockReason::Forge {
@@ -292,9 +337,108 @@ pub fn decide(snap: &TaskSnapshot, event: &Event, policy: &Policy) -> Result<Dec
             }),
             _ => Ok(unchanged()),
         },
-        Event::Merged => match snap.state {
-            TaskState::AwaitingMerge { .. } | TaskState::Merging => Ok(merged(snap)),
-            ref other => Err(no_pull_request(other)),
+        // Whoever merged it, wherever: the task is done, and a run still working on it stops.
+        Event::Merged => match (&snap.state, snap.live_run) {
+            (TaskState::Done { .. }, _) => Ok(unchanged()),
+            (
+                TaskState::AwaitingChecks
+                | TaskState::AwaitingMerge { .. }
+                | TaskState::Merging
+                | TaskState::Closed,
+                None,
+            ) => Ok(merged(snap)),
+            (_, live) if snap.has_pull_request => {
+                let mut decision = merged(snap);
+                if let Some(run) = live {
+                    decision.effects.insert(0, Effect::StopRun { run });
+                }
+                Ok(decision)
+            }
+            (other, _) => Err(no_pull_request(other)),
+        },
+        Event::ChecksPassed => match snap.state {
+            TaskState::AwaitingChecks => Ok(Decision {
+                state: TaskState::AwaitingMerge { merge_error: None },
+                ..unchanged()
+            }),
+            _ => Ok(unchanged()),
+        },
+        Event::ChecksFailed { checks, brief } => {
+            if !follows_up(snap) {
+                return Ok(unchanged());
+            }
+            if snap.pr_rounds.ci_fixes >= policy.max_ci_fix_rounds {
+                return Ok(blocked(
+                    snap,
+                    Stage::Pr,
+                    BlockReason::CiFailing {
+                        detail: format!(
+                            "{} still failing after {} fix rounds (cap {})",
+                            checks.join(", "),
+                            snap.pr_rounds.ci_fixes,
+                            policy.max_ci_fix_rounds
+                        ),
+                    },
+                ));
+            }
+            let rounds = PrRounds {
+                ci_fixes: snap.pr_rounds.ci_fixes + 1,
+                ..snap.pr_rounds
+            };
+            Ok(follow_up(snap, rounds, brief, policy))
+        }
+        Event::Conflicted { brief } => {
+            if !follows_up(snap) {
+                return Ok(unchanged());
+            }
+            if snap.pr_rounds.conflicts >= policy.max_conflict_rounds {
+                return Ok(blocked(
+                    snap,
+                    Stage::Pr,
+                    BlockReason::Conflicts {
+                        detail: format!(
+                            "the pull request still conflicts with its base after {} rebase rounds (cap {})",
+                            snap.pr_rounds.conflicts, policy.max_conflict_rounds
+                        ),
+                    },
+                ));
+            }
+            let rounds = PrRounds {
+                conflicts: snap.pr_rounds.conflicts + 1,
+                ..snap.pr_rounds
+            };
+            Ok(follow_up(snap, rounds, brief, policy))
+        }
+        // A human asked for changes on the pull request: it runs even from a block of the pr
+        // stage (the comment is the human's decision), never over a live run.
+        Event::CommentsReceived { brief } => match &snap.state {
+            _ if snap.live_run.is_some() => Err(conflict(snap)),
+            TaskState::AwaitingChecks
+            | TaskState::AwaitingMerge { .. }
+            | TaskState::Blocked {
+                stage: Stage::Pr, ..
+            } => Ok(follow_up(snap, snap.pr_rounds, brief, policy)),
+            other => Err(Rejection::InvalidState(format!(
+                "pull-request comments are taken up once the pull request waits for checks or a merge (it is {other})"
+            ))),
+        },
+        Event::PrClosed => match (&snap.state, snap.live_run) {
+            (TaskState::Done { .. } | TaskState::Merging | TaskState::Closed, _) => Ok(unchanged()),
+            (_, live) => Ok(Decision {
+                state: TaskState::Closed,
+                effects: live
+                    .map(|run| Effect::StopRun { run })
+                    .into_iter()
+                    .collect(),
+                ..unchanged()
+            }),
+        },
+        Event::PrReopened => match snap.state {
+            TaskState::Closed => Ok(Decision {
+                state: TaskState::AwaitingChecks,
+                ..unchanged()
+            }),
+            _ => Ok(unchanged()),
         },
         Event::MergeRequested => match snap.state {
             TaskState::AwaitingMerge { .. } => Ok(Decision {
@@ -333,6 +477,38 @@ pub fn decide(snap: &TaskSnapshot, event: &Event, policy: &Policy) -> Result<Dec
     }
 }
 
+/// A resume is a human's decision to grant a fresh budget.
+fn fresh(snap: &TaskSnapshot) -> TaskSnapshot {
+    TaskSnapshot {
+        review_rounds: 0,
+        runs_started: 0,
+        pr_rounds: PrRounds::default(),
+        ..snap.clone()
+    }
+}
+
+/// Whether the task's open pull request is being followed (checks and conflicts lead to runs).
+fn follows_up(snap: &TaskSnapshot) -> bool {
+    snap.live_run.is_none()
+        && matches!(
+            snap.state,
+            TaskState::AwaitingChecks | TaskState::AwaitingMerge { .. }
+        )
+}
+
+/// Queues a pr-stage run carrying `brief` with the pull request's rounds now `rounds`, or blocks
+/// the task when the run cap is reached.
+fn follow_up(snap: &TaskSnapshot, rounds: PrRounds, brief: &str, policy: &Policy) -> Decision {
+    let mut decision = start(snap, Stage::Pr, policy);
+    decision.pr_rounds = rounds;
+    if let Some(effect) = decision.effects.first_mut() {
+        *effect = Effect::StartFollowUp {
+            brief: brief.to_string(),
+        };
+    }
+    decision
+}
+
 fn merged(snap: &TaskSnapshot) -> Decision {
     Decision {
         state: TaskState::Done {
@@ -340,6 +516,7 @@ fn merged(snap: &TaskSnapshot) -> Decision {
         },
         review_rounds: snap.review_rounds,
         runs_started: snap.runs_started,
+        pr_rounds: snap.pr_rounds,
         effects: vec![Effect::RemoveWorkspace],
     }
 }
@@ -378,6 +555,7 @@ fn start(snap: &TaskSnapshot, stage: Stage, policy: &Policy) -> Decision {
             },
             review_rounds: snap.review_rounds,
             runs_started: snap.runs_started,
+            pr_rounds: snap.pr_rounds,
             effects: vec![],
         };
     }
@@ -385,6 +563,7 @@ fn start(snap: &TaskSnapshot, stage: Stage, policy: &Policy) -> Decision {
         state: TaskState::Running { stage },
         review_rounds: snap.review_rounds,
         runs_started: snap.runs_started + 1,
+        pr_rounds: snap.pr_rounds,
         effects: vec![Effect::StartRun { stage }],
     }
 }
@@ -394,6 +573,7 @@ fn blocked(snap: &TaskSnapshot, stage: Stage, reason: BlockReason) -> Decision {
         state: TaskState::Blocked { stage, reason },
         review_rounds: snap.review_rounds,
         runs_started: snap.runs_started,
+        pr_rounds: snap.pr_rounds,
         effects: vec![],
     }
 }
@@ -410,6 +590,7 @@ fn run_finished(
                 state: TaskState::Running { stage },
                 review_rounds: snap.review_rounds,
                 runs_started: snap.runs_started,
+                pr_rounds: snap.pr_rounds,
                 effects: vec![Effect::RestartRun { stage }],
             };
         }
@@ -418,6 +599,7 @@ fn run_finished(
                 state: TaskState::Stopped { stage },
                 review_rounds: snap.review_rounds,
                 runs_started: snap.runs_started,
+                pr_rounds: snap.pr_rounds,
                 effects: vec![],
             };
         }
@@ -449,6 +631,7 @@ fn run_finished(
                 state: TaskState::Running { stage },
                 review_rounds: snap.review_rounds,
                 runs_started: snap.runs_started,
+                pr_rounds: snap.pr_rounds,
                 effects: vec![Effect::RestartRun { stage }],
             };
         }
@@ -466,6 +649,7 @@ fn run_finished(
                 },
                 review_rounds: snap.review_rounds,
                 runs_started: snap.runs_started,
+                pr_rounds: snap.pr_rounds,
                 effects: vec![],
             };
         }
@@ -479,6 +663,7 @@ fn run_finished(
             },
             review_rounds: snap.review_rounds,
             runs_started: snap.runs_started,
+            pr_rounds: snap.pr_rounds,
             effects: vec![],
         };
     }
@@ -487,6 +672,7 @@ fn run_finished(
             state: TaskState::PlanGate,
             review_rounds: snap.review_rounds,
             runs_started: snap.runs_started,
+            pr_rounds: snap.pr_rounds,
             effects: vec![],
         },
         (Stage::Plan, Some(Signal::PlanReady)) => start(snap, Stage::Implement, policy),
@@ -540,18 +726,28 @@ fn run_finished(
                 start(&counted, Stage::Implement, policy)
             }
         }
+        // With a pull request open, nothing new to push means it is verified and followed again.
+        (Stage::Pr, Some(Signal::PrDone { .. })) if snap.has_pull_request => Decision {
+            state: TaskState::AwaitingChecks,
+            review_rounds: snap.review_rounds,
+            runs_started: snap.runs_started,
+            pr_rounds: snap.pr_rounds,
+            effects: vec![Effect::OpenPullRequest],
+        },
         (Stage::Pr, Some(Signal::PrDone { no_changes: true })) => Decision {
             state: TaskState::Done {
                 reason: DoneReason::NoChanges,
             },
             review_rounds: snap.review_rounds,
             runs_started: snap.runs_started,
+            pr_rounds: snap.pr_rounds,
             effects: vec![Effect::RemoveWorkspace],
         },
         (Stage::Pr, Some(Signal::PrDone { no_changes: false })) => Decision {
-            state: TaskState::AwaitingMerge { merge_error: None },
+            state: TaskState::AwaitingChecks,
             review_rounds: snap.review_rounds,
             runs_started: snap.runs_started,
+            pr_rounds: snap.pr_rounds,
             effects: vec![Effect::OpenPullRequest],
         },
         (Stage::Pr, _) => blocked(

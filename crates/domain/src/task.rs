@@ -19,7 +19,11 @@ pub enum TaskState {
     },
     /// The plan is written; a human must approve it.
     PlanGate,
-    /// The pull request is open; a human merges it. `merge_error` says why the last merge
+    /// The pull request is pushed; its checks (CI) have not all passed yet.
+    AwaitingChecks,
+    /// The pull request was closed without being merged; `resume` takes it up again.
+    Closed,
+    /// The pull request is open and green; a human merges it. `merge_error` says why the last merge
     /// through Atelier failed, if it did.
     AwaitingMerge {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -58,6 +62,8 @@ impl TaskState {
             TaskState::NeedsInput { .. } => "needs_input",
             TaskState::PlanGate => "plan_gate",
             TaskState::AwaitingMerge { .. } => "awaiting_merge",
+            TaskState::AwaitingChecks => "awaiting_checks",
+            TaskState::Closed => "closed",
             TaskState::Merging => "merging",
             TaskState::Blocked { .. } => "blocked",
             TaskState::Stopped { .. } => "stopped",
@@ -80,6 +86,8 @@ impl fmt::Display for TaskState {
             }
             TaskState::PlanGate => f.write_str("plan ready: waiting for approval"),
             TaskState::AwaitingMerge { merge_error: None } => f.write_str("awaiting merge"),
+            TaskState::AwaitingChecks => f.write_str("pull request open: waiting for its checks"),
+            TaskState::Closed => f.write_str("pull request closed without merging"),
             TaskState::AwaitingMerge {
                 merge_error: Some(error),
             } => write!(f, "awaiting merge (the last merge failed: {error})"),
@@ -111,6 +119,10 @@ pub enum BlockReason {
     MissingSignal { detail: String },
     /// Publishing the pull request failed.
     Forge { detail: String },
+    /// The pull request's checks kept failing through every fix round.
+    CiFailing { detail: String },
+    /// The pull request kept conflicting with its base through every rebase round.
+    Conflicts { detail: String },
 }
 
 impl BlockReason {
@@ -121,6 +133,8 @@ impl BlockReason {
             BlockReason::RunFailed { .. } => "run_failed",
             BlockReason::MissingSignal { .. } => "missing_signal",
             BlockReason::Forge { .. } => "forge_error",
+            BlockReason::CiFailing { .. } => "ci_failing",
+            BlockReason::Conflicts { .. } => "conflicts",
         }
     }
 
@@ -130,7 +144,9 @@ impl BlockReason {
             | BlockReason::Agent { detail }
             | BlockReason::RunFailed { detail }
             | BlockReason::MissingSignal { detail }
-            | BlockReason::Forge { detail } => detail,
+            | BlockReason::Forge { detail }
+            | BlockReason::CiFailing { detail }
+            | BlockReason::Conflicts { detail } => detail,
         }
     }
 }

@@ -5,6 +5,7 @@
 //! in order, and the rejection message), so a rule that changes anything shows up here.
 
 use super::*;
+use Stage::Pr;
 
 const RUN: RunId = RunId(7);
 const OTHER_RUN: RunId = RunId(6);
@@ -18,6 +19,8 @@ fn new_task() -> TaskSnapshot {
         runs_started: 0,
         owner_technical: true,
         live_run: None,
+        pr_rounds: PrRounds::default(),
+        has_pull_request: false,
     }
 }
 
@@ -82,18 +85,20 @@ fn decision(
         state,
         review_rounds,
         runs_started,
+        pr_rounds: PrRounds::default(),
         effects,
     })
 }
 
 /// The decision that changes nothing (an event that is ignored, not refused).
 fn unchanged(snap: &TaskSnapshot) -> Result<Decision, Rejection> {
-    decision(
-        snap.state.clone(),
-        snap.review_rounds,
-        snap.runs_started,
-        vec![],
-    )
+    Ok(Decision {
+        state: snap.state.clone(),
+        review_rounds: snap.review_rounds,
+        runs_started: snap.runs_started,
+        pr_rounds: snap.pr_rounds,
+        effects: vec![],
+    })
 }
 
 /// The decision that queues a run of `stage` and nothing else.
@@ -452,11 +457,11 @@ fn cases() -> Vec<Case> {
         ),
         // --- the pr stage and merging ----------------------------------------------------------
         case(
-            "pr done opens the pull request and awaits the merge",
+            "pr done opens the pull request and awaits its checks",
             with_counters(running(Pr), 1, 6),
             ended(Some(Signal::PrDone { no_changes: false })),
             decision(
-                TaskState::AwaitingMerge { merge_error: None },
+                TaskState::AwaitingChecks,
                 1,
                 6,
                 vec![Effect::OpenPullRequest],
@@ -837,6 +842,297 @@ fn cases() -> Vec<Case> {
             blocks(Review, max_iterations(RUN_CAP), 0, 25),
         ),
     ]
+    .into_iter()
+    .chain(pull_request_cases())
+    .collect()
+}
+
+/// A task whose pull request is open in `state`, with `pr_rounds` follow-ups so far.
+fn with_pr(state: TaskState, pr_rounds: PrRounds) -> TaskSnapshot {
+    TaskSnapshot {
+        pr_rounds,
+        has_pull_request: true,
+        ..with_counters(at(state), 1, 6)
+    }
+}
+
+fn rounds(ci_fixes: u32, conflicts: u32) -> PrRounds {
+    PrRounds {
+        ci_fixes,
+        conflicts,
+    }
+}
+
+/// The decision that queues a pr-stage follow-up run told `brief`.
+fn follows_up_with(brief: &str, pr_rounds: PrRounds) -> Result<Decision, Rejection> {
+    Ok(Decision {
+        state: TaskState::Running { stage: Pr },
+        review_rounds: 1,
+        runs_started: 7,
+        pr_rounds,
+        effects: vec![Effect::StartFollowUp {
+            brief: brief.into(),
+        }],
+    })
+}
+
+fn kept(
+    snap: &TaskSnapshot,
+    state: TaskState,
+    effects: Vec<Effect>,
+) -> Result<Decision, Rejection> {
+    Ok(Decision {
+        state,
+        effects,
+        ..unchanged(snap)?
+    })
+}
+
+fn checks_failed() -> Event {
+    Event::ChecksFailed {
+        checks: vec!["test".into(), "lint".into()],
+        brief: "test failed: assertion at src/lib.rs:3".into(),
+    }
+}
+
+/// The pull request's life after it is opened: checks, conflicts, comments, merge and close.
+fn pull_request_cases() -> Vec<Case> {
+    let checking = with_pr(TaskState::AwaitingChecks, rounds(0, 0));
+    let green = with_pr(TaskState::AwaitingMerge { merge_error: None }, rounds(0, 0));
+    let closed = with_pr(TaskState::Closed, rounds(1, 1));
+    let follow_up_live = TaskSnapshot {
+        live_run: Some(RUN),
+        ..with_pr(TaskState::Running { stage: Pr }, rounds(1, 0))
+    };
+    let ci_blocked = with_pr(
+        blocked_at(Pr, BlockReason::CiFailing { detail: "x".into() }),
+        rounds(3, 0),
+    );
+    vec![
+        case(
+            "passing checks make the pull request await its merge",
+            checking.clone(),
+            Event::ChecksPassed,
+            kept(
+                &checking,
+                TaskState::AwaitingMerge { merge_error: None },
+                vec![],
+            ),
+        ),
+        case(
+            "passing checks change nothing once the task moved on",
+            follow_up_live.clone(),
+            Event::ChecksPassed,
+            unchanged(&follow_up_live),
+        ),
+        case(
+            "failing checks start a fixing run that carries the failure",
+            checking.clone(),
+            checks_failed(),
+            follows_up_with("test failed: assertion at src/lib.rs:3", rounds(1, 0)),
+        ),
+        case(
+            "a check failing after the pull request went green also starts a fixing run",
+            green.clone(),
+            checks_failed(),
+            follows_up_with("test failed: assertion at src/lib.rs:3", rounds(1, 0)),
+        ),
+        case(
+            "failing checks past the fix-round cap block the task with ci_failing and the names",
+            with_pr(TaskState::AwaitingChecks, rounds(3, 0)),
+            checks_failed(),
+            kept(
+                &with_pr(TaskState::AwaitingChecks, rounds(3, 0)),
+                blocked_at(
+                    Pr,
+                    BlockReason::CiFailing {
+                        detail: "test, lint still failing after 3 fix rounds (cap 3)".into(),
+                    },
+                ),
+                vec![],
+            ),
+        ),
+        case(
+            "failing checks are not acted on while a run is live",
+            follow_up_live.clone(),
+            checks_failed(),
+            unchanged(&follow_up_live),
+        ),
+        case(
+            "a conflict with the moved base starts a rebase run",
+            green.clone(),
+            Event::Conflicted {
+                brief: "rebase on origin/main".into(),
+            },
+            follows_up_with("rebase on origin/main", rounds(0, 1)),
+        ),
+        case(
+            "conflicts past their cap block the task with conflicts",
+            with_pr(TaskState::AwaitingChecks, rounds(0, 3)),
+            Event::Conflicted {
+                brief: "rebase".into(),
+            },
+            kept(
+                &with_pr(TaskState::AwaitingChecks, rounds(0, 3)),
+                blocked_at(
+                    Pr,
+                    BlockReason::Conflicts {
+                        detail: "the pull request still conflicts with its base after 3 rebase \
+                                 rounds (cap 3)"
+                            .into(),
+                    },
+                ),
+                vec![],
+            ),
+        ),
+        case(
+            "trusted comments start a pr run that carries them",
+            checking.clone(),
+            Event::CommentsReceived {
+                brief: "@atelier rename foo".into(),
+            },
+            follows_up_with("@atelier rename foo", rounds(0, 0)),
+        ),
+        case(
+            "comments re-run a task blocked on failing checks (a human asked)",
+            ci_blocked.clone(),
+            Event::CommentsReceived {
+                brief: "@atelier try again".into(),
+            },
+            follows_up_with("@atelier try again", rounds(3, 0)),
+        ),
+        case(
+            "comments during a live run wait for the next run",
+            follow_up_live.clone(),
+            Event::CommentsReceived {
+                brief: "later".into(),
+            },
+            conflict(RUN),
+        ),
+        case(
+            "comments before the pull request is followed are refused",
+            at(TaskState::PlanGate),
+            Event::CommentsReceived {
+                brief: "early".into(),
+            },
+            invalid(
+                "pull-request comments are taken up once the pull request waits for checks or a \
+                 merge (it is plan ready: waiting for approval)",
+            ),
+        ),
+        case(
+            "a follow-up run's pr-done publishes again and awaits the checks",
+            follow_up_live.clone(),
+            ended(Some(Signal::PrDone { no_changes: false })),
+            kept(
+                &follow_up_live,
+                TaskState::AwaitingChecks,
+                vec![Effect::OpenPullRequest],
+            ),
+        ),
+        case(
+            "with a pull request open, pr-done --no-changes verifies it instead of finishing",
+            follow_up_live.clone(),
+            ended(Some(Signal::PrDone { no_changes: true })),
+            kept(
+                &follow_up_live,
+                TaskState::AwaitingChecks,
+                vec![Effect::OpenPullRequest],
+            ),
+        ),
+        case(
+            "merged on the forge while a follow-up runs stops it and finishes",
+            follow_up_live.clone(),
+            Event::Merged,
+            kept(
+                &follow_up_live,
+                TaskState::Done {
+                    reason: DoneReason::Merged,
+                },
+                vec![Effect::StopRun { run: RUN }, Effect::RemoveWorkspace],
+            ),
+        ),
+        case(
+            "merged while waiting for checks finishes the task",
+            checking.clone(),
+            Event::Merged,
+            kept(
+                &checking,
+                TaskState::Done {
+                    reason: DoneReason::Merged,
+                },
+                vec![Effect::RemoveWorkspace],
+            ),
+        ),
+        case(
+            "a merge seen again after done changes nothing",
+            at(TaskState::Done {
+                reason: DoneReason::Merged,
+            }),
+            Event::Merged,
+            unchanged(&at(TaskState::Done {
+                reason: DoneReason::Merged,
+            })),
+        ),
+        case(
+            "a pull request closed unmerged parks the task",
+            green.clone(),
+            Event::PrClosed,
+            kept(&green, TaskState::Closed, vec![]),
+        ),
+        case(
+            "closing it during a follow-up run stops the run",
+            follow_up_live.clone(),
+            Event::PrClosed,
+            kept(
+                &follow_up_live,
+                TaskState::Closed,
+                vec![Effect::StopRun { run: RUN }],
+            ),
+        ),
+        case(
+            "a reopened pull request awaits its checks again",
+            closed.clone(),
+            Event::PrReopened,
+            kept(&closed, TaskState::AwaitingChecks, vec![]),
+        ),
+        case(
+            "resuming a closed task runs the pr stage afresh",
+            closed.clone(),
+            Event::ResumeRequested,
+            Ok(Decision {
+                state: TaskState::Running { stage: Pr },
+                review_rounds: 0,
+                runs_started: 1,
+                pr_rounds: PrRounds::default(),
+                effects: vec![Effect::StartRun { stage: Pr }],
+            }),
+        ),
+        case(
+            "resuming a task blocked on failing checks grants fresh fix rounds",
+            ci_blocked.clone(),
+            Event::ResumeRequested,
+            Ok(Decision {
+                state: TaskState::Running { stage: Pr },
+                review_rounds: 0,
+                runs_started: 1,
+                pr_rounds: PrRounds::default(),
+                effects: vec![Effect::StartRun { stage: Pr }],
+            }),
+        ),
+        case(
+            "a publish failure while awaiting checks blocks with forge_error",
+            checking.clone(),
+            Event::PullRequestFailed {
+                reason: "push rejected".into(),
+            },
+            kept(
+                &checking,
+                blocked_at(Pr, forge_error("push rejected")),
+                vec![],
+            ),
+        ),
+    ]
 }
 
 #[test]
@@ -881,7 +1177,9 @@ fn default_policy_caps_three_review_rounds_and_twenty_five_runs() {
         Policy::default(),
         Policy {
             max_review_rounds: 3,
-            max_total_runs: 25
+            max_total_runs: 25,
+            max_ci_fix_rounds: 3,
+            max_conflict_rounds: 3,
         }
     );
 }
@@ -951,14 +1249,22 @@ impl Sim {
             self.snap.live_run = None;
         }
         for effect in &decision.effects {
-            if let Effect::StartRun { .. } | Effect::RestartRun { .. } = effect {
-                self.snap.live_run = Some(RunId(self.next_run));
-                self.next_run += 1;
+            match effect {
+                Effect::StartRun { .. }
+                | Effect::RestartRun { .. }
+                | Effect::StartFollowUp { .. } => {
+                    self.snap.live_run = Some(RunId(self.next_run));
+                    self.next_run += 1;
+                }
+                // Like the engine, which records the pull request once it is opened.
+                Effect::OpenPullRequest => self.snap.has_pull_request = true,
+                _ => {}
             }
         }
         self.snap.state = decision.state.clone();
         self.snap.review_rounds = decision.review_rounds;
         self.snap.runs_started = decision.runs_started;
+        self.snap.pr_rounds = decision.pr_rounds;
         self.effects.extend(decision.effects.iter().cloned());
         Ok(decision)
     }
@@ -1007,6 +1313,7 @@ fn technical_happy_path_with_one_review_round() {
     sim.end(None);
     sim.end(verdict(Verdict::Ready, None));
     sim.end(Some(Signal::PrDone { no_changes: false }));
+    sim.ok(Event::ChecksPassed);
     sim.ok(Event::Merged);
 
     assert_eq!(
@@ -1019,6 +1326,8 @@ fn technical_happy_path_with_one_review_round() {
             runs_started: 6,
             owner_technical: true,
             live_run: None,
+            pr_rounds: PrRounds::default(),
+            has_pull_request: true,
         }
     );
     assert_eq!(
@@ -1102,6 +1411,8 @@ fn review_loop_blocks_after_three_rounds_and_resume_grants_a_fresh_budget() {
             runs_started: 7,
             owner_technical: true,
             live_run: None,
+            pr_rounds: PrRounds::default(),
+            has_pull_request: false,
         }
     );
 
@@ -1112,6 +1423,7 @@ fn review_loop_blocks_after_three_rounds_and_resume_grants_a_fresh_budget() {
             state: TaskState::Running { stage: Implement },
             review_rounds: 0,
             runs_started: 1,
+            pr_rounds: PrRounds::default(),
             effects: vec![Effect::StartRun { stage: Implement }],
         }
     );
@@ -1124,8 +1436,9 @@ fn review_loop_blocks_after_three_rounds_and_resume_grants_a_fresh_budget() {
 fn total_run_cap_blocks_a_task_that_keeps_going_round() {
     use Stage::*;
     let policy = Policy {
-        max_review_rounds: 100,
         max_total_runs: 4,
+        max_review_rounds: 100,
+        ..Policy::default()
     };
     let mut sim = Sim::new(false, policy);
     sim.ok(Event::Created); // run 1
@@ -1139,6 +1452,7 @@ fn total_run_cap_blocks_a_task_that_keeps_going_round() {
             state: blocked_at(Review, max_iterations("reached the cap of 4 runs per task")),
             review_rounds: 1,
             runs_started: 4,
+            pr_rounds: PrRounds::default(),
             effects: vec![],
         }
     );
@@ -1215,6 +1529,8 @@ fn a_question_resumes_the_same_run_until_the_plan_is_ready() {
             runs_started: 1,
             owner_technical: true,
             live_run: None,
+            pr_rounds: PrRounds::default(),
+            has_pull_request: false,
         }
     );
     assert_eq!(
@@ -1277,6 +1593,7 @@ fn a_forge_failure_blocks_and_a_run_request_retries_the_pr_stage() {
     sim.end(None);
     sim.end(verdict(Verdict::Ready, None));
     sim.end(Some(Signal::PrDone { no_changes: false }));
+    sim.ok(Event::ChecksPassed);
     sim.ok(Event::PullRequestFailed {
         reason: "remote rejected the push".into(),
     });
@@ -1286,6 +1603,7 @@ fn a_forge_failure_blocks_and_a_run_request_retries_the_pr_stage() {
     );
     sim.ok(Event::RunRequested { stage: None });
     sim.end(Some(Signal::PrDone { no_changes: false }));
+    sim.ok(Event::ChecksPassed);
     sim.ok(Event::Merged);
     assert_eq!(
         sim.state(),
@@ -1304,6 +1622,7 @@ fn a_failed_merge_awaits_the_merge_again_and_a_second_request_lands_once() {
     sim.end(None);
     sim.end(verdict(Verdict::Ready, None));
     sim.end(Some(Signal::PrDone { no_changes: false }));
+    sim.ok(Event::ChecksPassed);
     sim.ok(Event::MergeRequested);
     assert!(
         sim.send(Event::MergeRequested).is_err(),
@@ -1381,6 +1700,7 @@ fn an_infrastructure_failure_waits_then_retries_without_counting() {
             state: waiting(Stage::Review, 5_000),
             review_rounds: 2,
             runs_started: 9,
+            pr_rounds: PrRounds::default(),
             effects: vec![],
         })
     );
@@ -1402,6 +1722,7 @@ fn an_infrastructure_failure_waits_then_retries_without_counting() {
             },
             review_rounds: 2,
             runs_started: 9,
+            pr_rounds: PrRounds::default(),
             effects: vec![Effect::RestartRun {
                 stage: Stage::Review
             }],
@@ -1416,6 +1737,7 @@ fn an_infrastructure_failure_waits_then_retries_without_counting() {
             },
             review_rounds: 2,
             runs_started: 9,
+            pr_rounds: PrRounds::default(),
             effects: vec![],
         })
     );
@@ -1443,6 +1765,7 @@ fn a_first_stall_restarts_the_stage_and_a_second_one_blocks() {
             },
             review_rounds: 1,
             runs_started: 6,
+            pr_rounds: PrRounds::default(),
             effects: vec![Effect::RestartRun {
                 stage: Stage::Review
             }],

@@ -111,7 +111,10 @@ pub fn next_step(task: &TaskView) -> Option<String> {
         } => Some(format!(
             "fix what made the merge fail, then `atelier task merge {id}` again"
         )),
-        TaskState::Merging => None,
+        TaskState::Merging | TaskState::AwaitingChecks => None,
+        TaskState::Closed => Some(format!(
+            "reopen the pull request, or `atelier task resume {id}` to run the pr stage again"
+        )),
         TaskState::Blocked { .. } | TaskState::Stopped { .. } => Some(format!(
             "fix what stopped it, then `atelier task resume {id}`"
         )),

@@ -240,7 +240,7 @@ async fn kill9_during_the_push_replays_the_intent_once() {
     .unwrap();
     std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let id = world.new_task("Slow push", false).await;
-    world.wait_state(id, "awaiting_merge").await;
+    world.wait_state(id, "awaiting_checks").await;
     let db = world.db();
     testkit::wait_until("the push to be attempted", DEADLINE, || {
         let attempts: i64 = db

@@ -63,6 +63,84 @@ pub struct ProjectSettings {
     pub keep_remote_branch_on_delete: bool,
     /// What the project's agents may see and get beyond their own task.
     pub sandbox: SandboxSettings,
+    /// Pr-stage runs that may start to fix failing checks before the task blocks `ci_failing`.
+    pub max_ci_fix_rounds: u32,
+    /// Pr-stage runs that may start to rebase on a moved base before the task blocks.
+    pub max_conflict_rounds: u32,
+    /// Where the project's pull requests live: the embedded local forge (default) or GitHub.
+    pub forge: ForgeSettings,
+}
+
+/// Where a project's pull requests live.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ForgeSettings {
+    /// The embedded forge: a pull request is the task branch pushed to the project's remote.
+    #[default]
+    Local,
+    /// GitHub or GitHub Enterprise Server.
+    Github(Box<GitHubSettings>),
+}
+
+/// A project's GitHub repository, credentials and follow-up rules. Secrets (`token`,
+/// `app_private_key`, `webhook_secret`) are stored sealed and never shown by the API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GitHubSettings {
+    /// REST API base: `https://api.github.com`, or `https://HOST/api/v3` for Enterprise Server.
+    pub api_url: String,
+    pub owner: String,
+    pub repo: String,
+    /// The HTTPS URL the server pushes to and fetches from (with the token, given only to git).
+    pub clone_url: String,
+    /// A fine-grained personal access token (or classic token); or use the App fields.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<u64>,
+    /// The App's private key (PEM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_private_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub installation_id: Option<u64>,
+    /// The secret GitHub signs webhook deliveries with (`X-Hub-Signature-256`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<String>,
+    /// A comment must mention this to start a run.
+    pub trigger: String,
+    /// Author associations whose comments are acted on.
+    pub trusted_associations: Vec<String>,
+    /// Logins whose comments are acted on whatever their association.
+    pub trusted_users: Vec<String>,
+    /// Comments arriving within this many seconds of the first are batched into one run.
+    pub comment_window_secs: u64,
+    /// How often the pull request is polled (ETag-conditional, so an unchanged one is cheap).
+    /// With a webhook it only catches missed deliveries.
+    pub poll_secs: u64,
+    /// Delete the task branch on GitHub once the pull request is merged.
+    pub delete_branch_on_merge: bool,
+}
+
+impl Default for GitHubSettings {
+    fn default() -> Self {
+        GitHubSettings {
+            api_url: "https://api.github.com".into(),
+            owner: String::new(),
+            repo: String::new(),
+            clone_url: String::new(),
+            token: None,
+            app_id: None,
+            app_private_key: None,
+            installation_id: None,
+            webhook_secret: None,
+            trigger: "@atelier".into(),
+            trusted_associations: vec!["OWNER".into(), "MEMBER".into(), "COLLABORATOR".into()],
+            trusted_users: vec![],
+            comment_window_secs: 30,
+            poll_secs: 60,
+            delete_branch_on_merge: false,
+        }
+    }
 }
 
 /// A project's additions to its agents' sandbox. Paths are absolute, outside the data directory
@@ -95,6 +173,9 @@ impl Default for ProjectSettings {
             max_total_runs: 25,
             keep_remote_branch_on_delete: false,
             sandbox: SandboxSettings::default(),
+            max_ci_fix_rounds: 3,
+            max_conflict_rounds: 3,
+            forge: ForgeSettings::Local,
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Startup recovery and the merge watcher.
+//! Startup recovery, the retry timer, and recording a merge seen on the forge.
 //!
 //! Recovery: runs that were live when the server died are killed (every process still carrying
 //! their mark) and recorded as interrupted; the pipeline rules then queue a replacement in the
@@ -109,51 +109,6 @@ pub(crate) async fn run_retries(inner: Arc<Inner>) {
 
 /// Longest a single forge call (fetch, push, merge check) may take before it counts as failed.
 pub(crate) const FORGE_CALL_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
-
-/// Polls the forge for merged pull requests of tasks awaiting merge.
-pub(crate) async fn watch_merges(inner: Arc<Inner>) {
-    let mut interval = tokio::time::interval(inner.config.merge_poll);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = inner.shutdown.cancelled() => return,
-            _ = interval.tick() => {}
-        }
-        if let Err(err) = check_merges(&inner).await {
-            tracing::warn!(error = %err, "merge check failed");
-        }
-    }
-}
-
-async fn check_merges(inner: &Inner) -> Result<()> {
-    let waiting = inner.store.read(|tx| {
-        let tasks = tx.tasks_in_state("awaiting_merge")?;
-        let mut out = Vec::new();
-        for task in tasks {
-            let project = tx.project(task.project_id)?;
-            if let (Some(pr), Some(project)) = (tx.pull_request(task.id)?, project) {
-                out.push((task.id, project.path, pr));
-            }
-        }
-        Ok::<_, EngineError>(out)
-    })?;
-    // One task's broken remote must not hide the merges of the others.
-    for (task, repo, pr) in waiting {
-        let pr = crate::forge_pr(&pr);
-        let check = inner.forge.is_merged(std::path::Path::new(&repo), &pr);
-        match tokio::time::timeout(FORGE_CALL_LIMIT, check).await {
-            Ok(Ok(true)) => {
-                if let Err(err) = mark_merged(inner, task) {
-                    tracing::warn!(%task, error = %err, "cannot record a merge");
-                }
-            }
-            Ok(Ok(false)) => {}
-            Ok(Err(err)) => tracing::warn!(%task, error = %err, "merge check failed"),
-            Err(_) => tracing::warn!(%task, "merge check timed out"),
-        }
-    }
-    Ok(())
-}
 
 /// Records the merge and applies it to the task.
 pub(crate) fn mark_merged(inner: &Inner, task: domain::TaskId) -> Result<store::TaskRow> {

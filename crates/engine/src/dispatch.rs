@@ -102,10 +102,11 @@ async fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<bool, String> {
                 .project(task.project_id)?
                 .ok_or_else(|| EngineError::Internal("project vanished".into()))?;
             let marked = tx.mark_run_started(run.id, &tokens::hash_token(&token))?;
-            Ok::<_, EngineError>(marked.then_some((task, project)))
+            let brief = tx.run_brief(run.id)?;
+            Ok::<_, EngineError>(marked.then_some((task, project, brief)))
         })
         .map_err(|e| e.to_string())?;
-    let Some((task, project)) = started else {
+    let Some((task, project, brief)) = started else {
         return Ok(false);
     };
     let settings = settings::parse(&project.settings_json).map_err(|e| e.to_string())?;
@@ -157,9 +158,10 @@ async fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<bool, String> {
             Some(input) => input.clone(),
             None => inner
                 .prompts
-                .render(
+                .render_with_brief(
                     run.stage,
                     &prompt::PromptVars::for_task(&task, run.iteration, settings.port_block),
+                    brief.as_deref(),
                 )
                 .map_err(|e| e.to_string())?,
         },

@@ -294,7 +294,7 @@ impl Engine {
         background::remove_leftovers(&inner).await?;
         tokio::spawn(dispatch::run_dispatcher(Arc::clone(&inner)));
         tokio::spawn(outbox::run_outbox(Arc::clone(&inner)));
-        tokio::spawn(background::watch_merges(Arc::clone(&inner)));
+        tokio::spawn(crate::follow_up::poll(Arc::clone(&inner)));
         tokio::spawn(background::run_retries(Arc::clone(&inner)));
         Ok(Engine { inner })
     }
@@ -545,6 +545,16 @@ impl Engine {
         self.act(id, Event::StopRequested).await
     }
 
+    /// Takes a GitHub webhook delivery: refused unless signed by the webhook secret of a project
+    /// of its repository, a replay of an accepted delivery changes nothing, and the pull requests
+    /// it concerns are synced with GitHub in the background.
+    pub fn github_webhook(
+        &self,
+        delivery: crate::WebhookDelivery<'_>,
+    ) -> Result<crate::WebhookOutcome> {
+        crate::webhook::receive(&self.inner, delivery)
+    }
+
     pub async fn resume(&self, id: TaskId) -> Result<TaskView> {
         self.act(id, Event::ResumeRequested).await
     }
@@ -575,6 +585,18 @@ impl Engine {
         })?;
         let (intent, applied) = inner.store.write(|tx| {
             let task = tx.task(id)?.ok_or_else(|| not_found(id))?;
+            let project = tx.project(task.project_id)?.ok_or_else(|| not_found(id))?;
+            if let crate::api::ForgeSettings::Github(github) =
+                settings::parse(&project.settings_json)?.forge
+            {
+                let url = tx
+                    .pull_request(id)?
+                    .map_or_else(|| format!("{}/{}", github.owner, github.repo), |pr| pr.url);
+                return Err(EngineError::InvalidState(format!(
+                    "cannot merge task {id}: Atelier never merges on GitHub. Merge the pull \
+                     request there ({url}); Atelier notices the merge and finishes the task"
+                )));
+            }
             if matches!(task.state, TaskState::AwaitingMerge { .. })
                 && tx.pull_request(id)?.is_none()
             {
@@ -655,10 +677,8 @@ impl Engine {
         // still there to delete again.
         if !settings.keep_remote_branch_on_delete {
             let remote = pr.map_or(settings.remote.clone(), |pr| pr.remote);
-            let deleting =
-                inner
-                    .forge
-                    .delete_branch(Path::new(&project.path), &remote, &task.branch);
+            let forge = inner.forge_for(&project)?;
+            let deleting = forge.delete_branch(Path::new(&project.path), &remote, &task.branch);
             let failed = match tokio::time::timeout(background::FORGE_CALL_LIMIT, deleting).await {
                 Ok(Ok(_)) => None,
                 Ok(Err(err)) => Some(err.to_string()),

@@ -57,6 +57,10 @@ pub(crate) struct Inner {
     pub sandbox: Result<Option<Sandbox>, SandboxError>,
     /// Seals and opens credentials at rest.
     pub secrets: SecretBox,
+    /// The projects' forges other than the local one, built on first use.
+    pub forges: crate::forges::Forges,
+    /// Pull-request syncs under way (see `follow_up`).
+    pub syncs: crate::follow_up::Syncs,
     /// Held (flock) for the engine's lifetime: one server per data directory.
     _data_lock: std::fs::File,
     live: Mutex<HashMap<RunId, LiveRun>>,
@@ -111,6 +115,8 @@ impl Inner {
             prompts,
             sandbox,
             secrets,
+            forges: crate::forges::Forges::default(),
+            syncs: crate::follow_up::Syncs::default(),
             _data_lock: data_lock,
             live: Mutex::new(HashMap::new()),
             dispatch: Notify::new(),
@@ -164,6 +170,11 @@ impl Inner {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take()
+    }
+
+    /// The forge `project`'s pull requests live on.
+    pub fn forge_for(&self, project: &store::ProjectRow) -> crate::error::Result<Arc<dyn Forge>> {
+        self.forges.get(project, &self.forge, &self.secrets)
     }
 
     pub fn harness_names(&self) -> String {

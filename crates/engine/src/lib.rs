@@ -9,10 +9,13 @@ mod crash;
 mod dispatch;
 pub mod error;
 mod facade;
+mod follow_up;
+mod forges;
 mod hub;
 mod inner;
 mod logs;
 mod outbox;
+mod pr_body;
 pub mod prompt;
 mod secrets;
 mod settings;
@@ -20,10 +23,12 @@ mod supervisor;
 mod tokens;
 mod transition;
 mod views;
+mod webhook;
 pub mod workspace;
 
 pub use error::{EngineError, Result};
 pub use facade::{Engine, EngineConfig, SandboxMode, default_homes_dir};
+pub use webhook::{WebhookDelivery, WebhookOutcome};
 
 /// The forge's view of a stored pull-request record.
 fn forge_pr(row: &store::PullRequestRow) -> forge::PullRequest {

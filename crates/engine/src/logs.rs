@@ -90,7 +90,9 @@ async fn pump(
                 .runs_of_task(task)?
                 .iter()
                 .any(|r| matches!(r.status, RunStatus::Queued | RunStatus::Running));
-            Ok::<_, EngineError>((!busy, row.state))
+            // A pull request waiting for its checks is still in motion (a fixing run may follow).
+            let moving = busy || row.state == domain::TaskState::AwaitingChecks;
+            Ok::<_, EngineError>((!moving, row.state))
         })?;
         if !follow || idle {
             // Events are persisted before a run is recorded as finished: one more read has all.

@@ -38,7 +38,7 @@ pub(crate) async fn run_outbox(inner: Arc<Inner>) {
     }
 }
 
-async fn execute(inner: &Inner, intent: &Intent) {
+async fn execute(inner: &Arc<Inner>, intent: &Intent) {
     // A merge being carried out by its request (or a delete in progress) owns the task.
     let _claim = if intent.kind == MERGE_PR {
         match inner.claim(intent.task_id, Busy::Merging) {
@@ -71,8 +71,8 @@ async fn execute(inner: &Inner, intent: &Intent) {
     inner.hub.changed(intent.task_id);
 }
 
-async fn open_pull_request(inner: &Inner, intent: &Intent) -> Result<()> {
-    let (task, project, existing) = inner.store.read(|tx| {
+async fn open_pull_request(inner: &Arc<Inner>, intent: &Intent) -> Result<()> {
+    let (task, project, existing, runs) = inner.store.read(|tx| {
         let task = tx
             .task(intent.task_id)?
             .ok_or_else(|| missing(intent.task_id))?;
@@ -80,9 +80,11 @@ async fn open_pull_request(inner: &Inner, intent: &Intent) -> Result<()> {
             .project(task.project_id)?
             .ok_or_else(|| missing(intent.task_id))?;
         let existing = tx.pull_request(task.id)?;
-        Ok::<_, EngineError>((task, project, existing))
+        let runs = tx.runs_of_task(task.id)?;
+        Ok::<_, EngineError>((task, project, existing, runs))
     })?;
     let settings = crate::settings::parse(&project.settings_json)?;
+    let forge = inner.forge_for(&project)?;
     let doc = std::fs::read_to_string(&task.doc_path).unwrap_or_default();
     let request = forge::PublishRequest {
         repo: project.path.clone().into(),
@@ -90,10 +92,17 @@ async fn open_pull_request(inner: &Inner, intent: &Intent) -> Result<()> {
         branch: task.branch.clone(),
         base: project.default_branch.clone(),
         title: task.title.clone(),
-        body: format!("Task {} (Atelier)\n\n{doc}", task.id),
+        body: crate::pr_body::build(&task, &doc, &runs),
         existing: existing.as_ref().map(crate::forge_pr),
     };
-    match inner.forge.publish(&request).await {
+    let published = match tokio::time::timeout(FORGE_CALL_LIMIT, forge.publish(&request)).await {
+        Ok(result) => result.map_err(|err| err.to_string()),
+        Err(_) => Err(format!(
+            "the forge did not answer within {} s",
+            FORGE_CALL_LIMIT.as_secs()
+        )),
+    };
+    match published {
         Ok(pr) => {
             let row = PullRequestRow {
                 task_id: task.id,
@@ -110,6 +119,8 @@ async fn open_pull_request(inner: &Inner, intent: &Intent) -> Result<()> {
                 tx.upsert_pull_request(&row)?;
                 tx.complete_intent(intent.id, &format!("opened {}", pr.url))
             })?;
+            // Follow it up at once: its checks, comments waiting for this push, replies.
+            crate::follow_up::request_sync(inner, task.id);
             Ok(())
         }
         Err(err) => {
@@ -156,7 +167,12 @@ pub(crate) async fn merge_pull_request(inner: &Inner, intent: &Intent) -> Result
         return Ok(MergeOutcome::Skipped);
     }
     let landed = match &pr {
-        Some(pr) => merge_on_forge(inner, std::path::Path::new(&project.path), pr).await,
+        Some(pr) => match inner.forge_for(&project) {
+            Ok(forge) => {
+                merge_on_forge(forge.as_ref(), std::path::Path::new(&project.path), pr).await
+            }
+            Err(err) => Err(err.to_string()),
+        },
         None => Err(format!(
             "task {id} has no pull request record: run its pr stage again with `atelier task run {id}`"
         )),
@@ -195,7 +211,7 @@ pub(crate) async fn merge_pull_request(inner: &Inner, intent: &Intent) -> Result
 
 /// Merges the pull request unless the forge says it already is; each call under a deadline.
 async fn merge_on_forge(
-    inner: &Inner,
+    forge: &dyn forge::Forge,
     repo: &std::path::Path,
     pr: &store::PullRequestRow,
 ) -> Result<(), String> {
@@ -206,14 +222,14 @@ async fn merge_on_forge(
             FORGE_CALL_LIMIT.as_secs()
         )
     };
-    match tokio::time::timeout(FORGE_CALL_LIMIT, inner.forge.is_merged(repo, &pr)).await {
+    match tokio::time::timeout(FORGE_CALL_LIMIT, forge.is_merged(repo, &pr)).await {
         Ok(Ok(true)) => return Ok(()),
         Ok(Ok(false)) => {}
         // The merge itself says what is wrong with the remote, if anything.
         Ok(Err(err)) => tracing::warn!(branch = %pr.branch, error = %err, "merge check failed"),
         Err(_) => return Err(late()),
     }
-    match tokio::time::timeout(FORGE_CALL_LIMIT, inner.forge.merge(repo, &pr)).await {
+    match tokio::time::timeout(FORGE_CALL_LIMIT, forge.merge(repo, &pr)).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(err)) => Err(err.to_string()),
         Err(_) => Err(late()),

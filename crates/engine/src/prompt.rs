@@ -224,8 +224,33 @@ impl Prompts {
 
     /// The prompt of `stage`, ending with the line `Atelier-Stage: <stage> #<iteration>`.
     pub fn render(&self, stage: Stage, vars: &PromptVars) -> Result<String, PromptError> {
+        self.render_with_brief(stage, vars, None)
+    }
+
+    /// Renders the stage's prompt followed by `brief`, what a follow-up run is for (failing
+    /// checks, a conflict, pull-request comments), under its own heading. The brief is inserted
+    /// as it is, except that a line of it that looks like the metadata line is indented, so the
+    /// prompt's last line stays the only one.
+    pub fn render_with_brief(
+        &self,
+        stage: Stage,
+        vars: &PromptVars,
+        brief: Option<&str>,
+    ) -> Result<String, PromptError> {
         let template = self.slot(stage);
-        let body = substitute(template, true, |var| self.value(template, var, stage, vars))?;
+        let mut body = substitute(template, true, |var| self.value(template, var, stage, vars))?
+            .trim_end()
+            .to_string();
+        if let Some(brief) = brief {
+            body.push_str("\n\n## What this run is for\n\n");
+            for line in brief.trim_end().lines() {
+                if line.trim_start().starts_with(METADATA_PREFIX) {
+                    body.push_str("    ");
+                }
+                body.push_str(line);
+                body.push('\n');
+            }
+        }
         Ok(format!(
             "{}\n\n{METADATA_PREFIX} {stage} #{}\n",
             body.trim_end(),

@@ -20,6 +20,8 @@ pub(crate) fn policy(settings: &ProjectSettings) -> Policy {
     Policy {
         max_review_rounds: settings.max_review_rounds,
         max_total_runs: settings.max_total_runs,
+        max_ci_fix_rounds: settings.max_ci_fix_rounds,
+        max_conflict_rounds: settings.max_conflict_rounds,
     }
 }
 
@@ -116,6 +118,9 @@ pub(crate) fn validate(
     if settings.max_review_rounds == 0 || settings.max_total_runs == 0 {
         return bad("max_review_rounds and max_total_runs must be at least 1".into());
     }
+    if let crate::api::ForgeSettings::Github(github) = &settings.forge {
+        validate_github(github).or_else(bad)?;
+    }
     if settings.remote.is_empty() || settings.remote.starts_with('-') {
         return bad(format!(
             "remote `{}` is not a valid remote name",
@@ -132,6 +137,67 @@ pub(crate) fn validate(
                 "env file `{file}` must be a relative path inside the repository (no `..`, not absolute)"
             ));
         }
+    }
+    Ok(())
+}
+
+/// Checks a project's GitHub settings: a repository, one way to authenticate, sane windows.
+fn validate_github(github: &crate::api::GitHubSettings) -> Result<(), String> {
+    let named = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    if !named(&github.owner) || !named(&github.repo) {
+        return Err(format!(
+            "forge.owner/forge.repo `{}/{}` is not a GitHub repository name",
+            github.owner, github.repo
+        ));
+    }
+    for (field, url) in [
+        ("api_url", &github.api_url),
+        ("clone_url", &github.clone_url),
+    ] {
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(format!(
+                "forge.{field} `{url}` must be an http(s) URL (the server pushes over HTTPS with its token)"
+            ));
+        }
+    }
+    let app = (
+        github.app_id.is_some(),
+        github.app_private_key.is_some(),
+        github.installation_id.is_some(),
+    );
+    match (github.token.is_some(), app) {
+        (true, (false, false, false)) | (false, (true, true, true)) => {}
+        (true, _) => {
+            return Err(
+                "forge: give either a token or a GitHub App (app_id, app_private_key, installation_id), not both"
+                    .into(),
+            );
+        }
+        (false, (false, false, false)) => {
+            return Err(
+                "forge: GitHub needs credentials: a token (`--github-token-file`) or a GitHub App (`--github-app-id`, `--github-app-key-file`, `--github-installation`)"
+                    .into(),
+            );
+        }
+        (false, _) => {
+            return Err(
+                "forge: a GitHub App needs all of app_id, app_private_key and installation_id"
+                    .into(),
+            );
+        }
+    }
+    if !github.trigger.starts_with('@') || github.trigger.len() < 2 {
+        return Err(format!(
+            "forge.trigger `{}` must be a mention such as `@atelier`",
+            github.trigger
+        ));
+    }
+    if github.poll_secs == 0 {
+        return Err("forge.poll_secs must be at least 1".into());
     }
     Ok(())
 }

@@ -55,6 +55,7 @@ pub(crate) fn apply_in(tx: &Tx<'_>, task: &TaskRow, event: &Event) -> Result<(De
         decision.review_rounds,
         decision.runs_started,
     )?;
+    tx.set_pr_rounds(task.id, decision.pr_rounds)?;
     let mut applied = Applied {
         task: Some(task.id),
         ..Applied::default()
@@ -99,6 +100,21 @@ pub(crate) fn apply_in(tx: &Tx<'_>, task: &TaskRow, event: &Event) -> Result<(De
                 })?;
                 if let Some((earlier, session, input)) = continued {
                     tx.continue_session(run, &session, &input, earlier.turns)?;
+                }
+                applied.queued = true;
+            }
+            Effect::StartFollowUp { brief } => {
+                let run = tx.insert_run(&NewRunRow {
+                    task_id: task.id,
+                    stage: domain::Stage::Pr,
+                    iteration: tx.finished_runs_of_stage(task.id, domain::Stage::Pr)?,
+                    mark: &random_hex(16),
+                })?;
+                tx.set_run_brief(run, brief)?;
+                // The comments the brief carries belong to this run (its reply lists what it
+                // changed); comments arriving from now on wait for the next run.
+                if matches!(event, Event::CommentsReceived { .. }) {
+                    tx.take_pending_comments(task.id, run)?;
                 }
                 applied.queued = true;
             }

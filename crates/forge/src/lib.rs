@@ -87,8 +87,11 @@ pub trait Forge: Send + Sync {
 /// The hidden marker a reply idempotent per `key` carries (an HTML comment, invisible when
 /// rendered).
 pub fn reply_marker(key: &str) -> String {
-    format!("<!-- atelier:reply:{key} -->")
+    format!("{REPLY_MARKER_PREFIX}{key} -->")
 }
+
+/// How every reply marker starts (comments carrying it are Atelier's own).
+pub const REPLY_MARKER_PREFIX: &str = "<!-- atelier:reply:";
 
 /// A pull request's state on the forge.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,9 +4,9 @@
 
 use bytes::Bytes;
 use domain::{Signal, Stage, TaskId};
-use engine::Engine;
 use engine::Result;
 use engine::api::{NewProject, NewTask, ProjectView, ServerStatus, TaskDetail, TaskView};
+use engine::{Engine, WebhookDelivery, WebhookOutcome};
 use futures::stream::BoxStream;
 use std::future::Future;
 
@@ -38,6 +38,8 @@ pub(crate) trait Backend: Clone + Send + Sync + 'static {
         signal: Signal,
     ) -> impl Future<Output = Result<()>> + Send;
     fn status(&self) -> ServerStatus;
+    /// A GitHub webhook delivery (checked and deduplicated by the engine).
+    fn github_webhook(&self, delivery: WebhookDelivery<'_>) -> Result<WebhookOutcome>;
     /// NDJSON lines of `FollowItem`s (each chunk holds whole lines).
     fn logs(
         &self,
@@ -49,6 +51,9 @@ pub(crate) trait Backend: Clone + Send + Sync + 'static {
 impl Backend for Engine {
     fn status(&self) -> ServerStatus {
         Engine::status(self)
+    }
+    fn github_webhook(&self, delivery: WebhookDelivery<'_>) -> Result<WebhookOutcome> {
+        Engine::github_webhook(self, delivery)
     }
     fn add_project(&self, req: NewProject) -> impl Future<Output = Result<ProjectView>> + Send {
         Engine::add_project(self, req)

@@ -52,6 +52,8 @@ pub(crate) fn router<B: Backend>(backend: B, api_token: String, options: HttpOpt
             require_api_token,
         ))
         .route("/api/signal", post(signal::<B>))
+        // Authenticated by the delivery's HMAC signature, not by a token.
+        .route("/api/webhooks/github", post(github_webhook::<B>))
         .route("/healthz", get(healthz))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
@@ -238,6 +240,32 @@ async fn signal<B: Backend>(
 ) -> ApiResult<axum::Json<Value>> {
     b.signal(token, req.task, req.signal).await?;
     Ok(axum::Json(json!({ "ok": true })))
+}
+
+/// A GitHub webhook delivery: the raw body and GitHub's headers go to the engine, which checks
+/// the signature; 401 when it does not hold, 200 with what became of it otherwise.
+async fn github_webhook<B: Backend>(
+    State(b): State<B>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> ApiResult<axum::Json<Value>> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let delivery = engine::WebhookDelivery {
+        event: header("x-github-event"),
+        delivery: header("x-github-delivery"),
+        signature: header("x-hub-signature-256"),
+        body: &body,
+    };
+    let answer = match b.github_webhook(delivery)? {
+        engine::WebhookOutcome::Accepted { tasks } => {
+            json!({ "outcome": "accepted", "tasks": tasks })
+        }
+        engine::WebhookOutcome::Replayed => json!({ "outcome": "replayed" }),
+        engine::WebhookOutcome::Ignored { event } => {
+            json!({ "outcome": "ignored", "event": event })
+        }
+    };
+    Ok(axum::Json(answer))
 }
 
 async fn no_route(req: Request) -> ApiError {

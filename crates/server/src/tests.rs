@@ -84,6 +84,19 @@ impl Backend for Fake {
     async fn list_projects(&self) -> Result<Vec<ProjectView>> {
         Ok(vec![])
     }
+    fn github_webhook(
+        &self,
+        delivery: engine::WebhookDelivery<'_>,
+    ) -> Result<engine::WebhookOutcome> {
+        self.record(format!(
+            "github_webhook {:?} signed={}",
+            delivery.event,
+            delivery.signature.is_some()
+        ));
+        Ok(engine::WebhookOutcome::Ignored {
+            event: delivery.event.unwrap_or_default().to_string(),
+        })
+    }
     fn status(&self) -> engine::api::ServerStatus {
         engine::api::ServerStatus {
             version: "test".into(),

@@ -1,11 +1,13 @@
 //! Durable state in one SQLite file (WAL): projects, tasks, runs, transcript events (per-run
-//! `seq`), signals, pull-request records and the outbox of side-effect intents.
+//! `seq`), signals, pull-request records with what follows them up (comments, webhook
+//! deliveries), and the outbox of side-effect intents.
 //!
 //! Writes go through [`Store::write`], which runs a closure inside one transaction: a state change
 //! and the intents it produces are committed together or not at all. Rows are plain structs; the
 //! JSON columns hold domain values.
 
 mod events;
+mod follow_up;
 mod migrations;
 mod outbox;
 mod projects;
@@ -13,6 +15,7 @@ mod runs;
 mod tasks;
 
 pub use events::StoredEvent;
+pub use follow_up::{CommentRow, CommentStatus, NewComment};
 pub use outbox::{Intent, NewIntent};
 pub use projects::{NewProjectRow, ProjectRow};
 pub use runs::{NewRunRow, RunRow};

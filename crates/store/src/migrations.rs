@@ -108,6 +108,40 @@ INSERT INTO task_ids (last) SELECT COALESCE(MAX(id), 0) FROM tasks;
 "#,
     // 5: a hosted forge's number for the pull request (GitHub's PR number).
     "ALTER TABLE pull_requests ADD COLUMN number INTEGER;",
+    // 6: following a pull request up: its follow-up rounds, what a follow-up run is for, the
+    // comments seen on it, and the webhook deliveries received.
+    r#"
+ALTER TABLE tasks ADD COLUMN ci_fix_rounds INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tasks ADD COLUMN conflict_rounds INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN brief TEXT;
+CREATE TABLE pr_comments (
+    task_id INTEGER NOT NULL REFERENCES tasks(id),
+    kind TEXT NOT NULL,
+    comment_id INTEGER NOT NULL,
+    author TEXT NOT NULL,
+    association TEXT NOT NULL,
+    body TEXT NOT NULL,
+    path TEXT,
+    line INTEGER,
+    url TEXT,
+    status TEXT NOT NULL,
+    reason TEXT,
+    run_id INTEGER,
+    acknowledged INTEGER NOT NULL DEFAULT 0,
+    replied INTEGER NOT NULL DEFAULT 0,
+    received_at INTEGER NOT NULL,
+    PRIMARY KEY (task_id, kind, comment_id)
+);
+CREATE TABLE webhook_deliveries (
+    id INTEGER PRIMARY KEY,
+    delivery TEXT,
+    event TEXT NOT NULL,
+    project_id INTEGER,
+    outcome TEXT NOT NULL,
+    received_at INTEGER NOT NULL
+);
+CREATE INDEX webhook_deliveries_by_id ON webhook_deliveries(delivery);
+"#,
 ];
 
 pub(crate) fn apply(conn: &mut Connection, path: &Path) -> Result<()> {

@@ -206,6 +206,7 @@ impl Tx<'_> {
             "DELETE FROM runs WHERE task_id = ?1",
             "DELETE FROM outbox WHERE task_id = ?1",
             "DELETE FROM pull_requests WHERE task_id = ?1",
+            "DELETE FROM pr_comments WHERE task_id = ?1",
             "DELETE FROM tasks WHERE id = ?1",
         ] {
             self.tx.execute(sql, [id.0])?;
@@ -227,6 +228,8 @@ impl Tx<'_> {
             runs_started: task.runs_started,
             owner_technical: task.technical,
             live_run: self.live_run(task.id)?.map(|run| run.id),
+            pr_rounds: self.pr_rounds(task.id)?,
+            has_pull_request: self.pull_request(task.id)?.is_some(),
         })
     }
 

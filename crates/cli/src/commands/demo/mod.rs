@@ -188,7 +188,10 @@ async fn walk(
         worktree = detail.task.worktree.clone().or(worktree);
         state = detail.task.state.clone();
         match &state {
-            TaskState::Running { .. } | TaskState::Waiting { .. } | TaskState::Merging => {
+            TaskState::Running { .. }
+            | TaskState::Waiting { .. }
+            | TaskState::Merging
+            | TaskState::AwaitingChecks => {
                 if Instant::now() >= deadline {
                     bail!(too_late(&state));
                 }
@@ -205,6 +208,7 @@ async fn walk(
                     .await
                     .context("cannot approve the plan")?;
             }
+            TaskState::Closed => bail!("the demo's pull request was closed"),
             TaskState::AwaitingMerge { .. } => {
                 let detail = wait_for_pull_request(engine, task.id, deadline).await?;
                 if let Some(pr) = &detail.pull_request {

@@ -1,0 +1,622 @@
+//! Following a pull request after it opens. One function, [`sync_task`], reads the pull
+//! request's truth from its forge and turns it into pipeline events: merged → done, closed →
+//! parked, reopened → checks again; a conflict with the moved base → a rebase run; failing
+//! checks → a fixing run told the failing checks' annotations and log; all green → awaiting
+//! merge; trusted comments that mention the trigger → acknowledged, batched for a window, then one
+//! run carrying them, answered once when it has pushed.
+//!
+//! Webhook deliveries, the poller and the engine itself (after a publish, when a batching window
+//! ends) only *ask* for a sync; the sync reads the forge (ETag-conditional on GitHub), so a
+//! delivery and a poll that saw the same change lead to one event, and a missed delivery is
+//! caught by the next poll. Syncs of one task never overlap: a request while one runs makes it
+//! go round once more.
+
+use crate::api::{ForgeSettings, GitHubSettings};
+use crate::background::FORGE_CALL_LIMIT;
+use crate::error::{EngineError, Result};
+use crate::inner::Inner;
+use crate::transition::{after_commit, apply_in, not_found};
+use domain::{Event, TaskId, TaskState};
+use forge::{CheckFailure, CheckState, Comment, CommentKind, Forge, Mergeable, PullRequest};
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use store::{CommentRow, CommentStatus, NewComment};
+
+/// Which tasks are being synced, and whether another round was asked for meanwhile; when each
+/// was last synced (the poller skips a task synced recently).
+#[derive(Default)]
+pub(crate) struct Syncs {
+    running: Mutex<HashMap<TaskId, bool>>,
+    last: Mutex<HashMap<TaskId, Instant>>,
+}
+
+impl Syncs {
+    /// Marks `task` as syncing; false (and a round more asked for) when it already is.
+    fn enter(&self, task: TaskId) -> bool {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        match running.get_mut(&task) {
+            Some(again) => {
+                *again = true;
+                false
+            }
+            None => {
+                running.insert(task, false);
+                true
+            }
+        }
+    }
+
+    /// Ends a round: true when another was asked for (the caller goes round again).
+    fn leave(&self, task: TaskId) -> bool {
+        self.last
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(task, Instant::now());
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        match running.get_mut(&task) {
+            Some(again) if *again => {
+                *again = false;
+                true
+            }
+            _ => {
+                running.remove(&task);
+                false
+            }
+        }
+    }
+
+    fn synced_within(&self, task: TaskId, period: Duration) -> bool {
+        self.last
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&task)
+            .is_some_and(|at| at.elapsed() < period)
+    }
+}
+
+/// Asks for a sync of `task` in the background.
+pub(crate) fn request_sync(inner: &Arc<Inner>, task: TaskId) {
+    let inner = Arc::clone(inner);
+    tokio::spawn(async move {
+        if let Err(err) = sync_task(&inner, task).await {
+            tracing::warn!(%task, error = %err, "following the pull request failed");
+        }
+    });
+}
+
+/// Asks for a sync of `task` at `at` (the end of a comment batching window).
+fn request_sync_at(inner: &Arc<Inner>, task: TaskId, at: Instant) {
+    let inner = Arc::clone(inner);
+    tokio::spawn(async move {
+        tokio::select! {
+            () = inner.shutdown.cancelled() => {}
+            () = tokio::time::sleep_until(at.into()) => request_sync(&inner, task),
+        }
+    });
+}
+
+/// Syncs `task` with its forge; rounds asked for while it runs are run after it.
+pub(crate) async fn sync_task(inner: &Arc<Inner>, task: TaskId) -> Result<()> {
+    if !inner.syncs.enter(task) {
+        return Ok(());
+    }
+    loop {
+        let result = sync_once(inner, task).await;
+        let again = inner.syncs.leave(task);
+        if !again {
+            return result;
+        }
+        if let Err(err) = result {
+            tracing::warn!(%task, error = %err, "following the pull request failed");
+        }
+        if !inner.syncs.enter(task) {
+            return Ok(());
+        }
+    }
+}
+
+/// Runs one forge call under the deadline every forge call has.
+async fn call<T>(what: &str, fut: impl Future<Output = Result<T, forge::ForgeError>>) -> Result<T> {
+    match tokio::time::timeout(FORGE_CALL_LIMIT, fut).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(err)) => Err(EngineError::Internal(format!("{what}: {err}"))),
+        Err(_) => Err(EngineError::Internal(format!(
+            "{what}: the forge did not answer within {} s",
+            FORGE_CALL_LIMIT.as_secs()
+        ))),
+    }
+}
+
+/// What one sync works with.
+struct Followed {
+    forge: Arc<dyn Forge>,
+    repo: std::path::PathBuf,
+    pr: PullRequest,
+    github: Option<GitHubSettings>,
+}
+
+async fn sync_once(inner: &Arc<Inner>, id: TaskId) -> Result<()> {
+    let loaded = inner.store.read(|tx| {
+        let Some(task) = tx.task(id)? else {
+            return Ok(None);
+        };
+        let Some(pr) = tx.pull_request(id)? else {
+            return Ok(None);
+        };
+        let project = tx.project(task.project_id)?.ok_or_else(|| not_found(id))?;
+        Ok::<_, EngineError>(Some((task, project, pr)))
+    })?;
+    let Some((task, project, pr_row)) = loaded else {
+        return Ok(());
+    };
+    if task.state.is_done() {
+        return Ok(());
+    }
+    let settings = crate::settings::parse(&project.settings_json)?;
+    let followed = Followed {
+        forge: inner.forge_for(&project)?,
+        repo: project.path.clone().into(),
+        pr: crate::forge_pr(&pr_row),
+        github: match settings.forge {
+            ForgeSettings::Github(github) => Some(*github),
+            ForgeSettings::Local => None,
+        },
+    };
+    let state = call(
+        "reading the pull request",
+        followed.forge.pr_state(&followed.repo, &followed.pr),
+    )
+    .await?;
+    if state.merged {
+        crate::background::mark_merged(inner, id)?;
+        if followed
+            .github
+            .as_ref()
+            .is_some_and(|g| g.delete_branch_on_merge)
+        {
+            let deleting = followed.forge.delete_branch(
+                &followed.repo,
+                &followed.pr.remote,
+                &followed.pr.branch,
+            );
+            if let Err(err) = call("deleting the merged branch", deleting).await {
+                tracing::warn!(task = %id, error = %err, "cannot delete the merged branch");
+            }
+        }
+        return Ok(());
+    }
+    if !state.open {
+        apply(inner, id, Event::PrClosed)?;
+        return Ok(());
+    }
+    if task.state == TaskState::Closed {
+        apply(inner, id, Event::PrReopened)?;
+    }
+    if let Some(github) = &followed.github {
+        take_in_comments(inner, id, &followed, github).await?;
+    }
+    answer_comments(inner, id, &followed).await?;
+    if start_comment_run(inner, id, followed.github.as_ref(), &followed.pr.head_sha)? {
+        return Ok(());
+    }
+    let task = inner
+        .store
+        .read(|tx| tx.task(id))?
+        .ok_or_else(|| not_found(id))?;
+    let followed_state = matches!(
+        task.state,
+        TaskState::AwaitingChecks | TaskState::AwaitingMerge { .. }
+    );
+    let live = inner.store.read(|tx| tx.live_run(id))?.is_some();
+    if !followed_state || live {
+        return Ok(());
+    }
+    if state.mergeable == Mergeable::Conflicting {
+        let base = call(
+            "fetching the base branch",
+            followed
+                .forge
+                .fetch_base(&followed.repo, &followed.pr.remote, &followed.pr.base),
+        )
+        .await?;
+        let brief = conflict_brief(&followed.pr, &base);
+        apply(inner, id, Event::Conflicted { brief })?;
+        return Ok(());
+    }
+    let checks = call(
+        "reading the checks",
+        followed
+            .forge
+            .checks(&followed.repo, &followed.pr, &followed.pr.head_sha),
+    )
+    .await?;
+    match checks.overall() {
+        CheckState::Passed => {
+            apply(inner, id, Event::ChecksPassed)?;
+        }
+        CheckState::Pending => {}
+        CheckState::Failed => {
+            let failed = checks.failed();
+            let failures = call(
+                "reading why the checks failed",
+                followed.forge.check_failures(&followed.pr, &failed),
+            )
+            .await?;
+            let names = failed.iter().map(|c| c.name.clone()).collect();
+            let brief = checks_brief(&followed.pr, &failures);
+            apply(
+                inner,
+                id,
+                Event::ChecksFailed {
+                    checks: names,
+                    brief,
+                },
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Applies `event` to the task and acts on the commit; `Ok(false)` when the rules refused it.
+fn apply(inner: &Arc<Inner>, id: TaskId, event: Event) -> Result<bool> {
+    let outcome = inner.store.write(|tx| {
+        let task = tx.task(id)?.ok_or_else(|| not_found(id))?;
+        match apply_in(tx, &task, &event) {
+            Ok((_, applied)) => Ok(Some(applied)),
+            Err(EngineError::Conflict(_) | EngineError::InvalidState(_)) => Ok(None),
+            Err(err) => Err(err),
+        }
+    })?;
+    match outcome {
+        Some(applied) => {
+            after_commit(inner, applied);
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
+/// Records comments seen for the first time: trusted ones that mention the trigger wait for a
+/// run, the others are ignored with the reason. Every comment waiting or taken is acknowledged
+/// on the forge (👀) once.
+async fn take_in_comments(
+    inner: &Arc<Inner>,
+    id: TaskId,
+    followed: &Followed,
+    github: &GitHubSettings,
+) -> Result<()> {
+    let comments = call(
+        "reading the comments",
+        followed.forge.comments(&followed.pr),
+    )
+    .await?;
+    inner.store.write(|tx| {
+        for comment in &comments {
+            let verdict = triage(comment, github);
+            let (status, reason) = match &verdict {
+                Ok(()) => (CommentStatus::Pending, None),
+                Err(reason) => (CommentStatus::Ignored, Some(reason.as_str())),
+            };
+            let inserted = tx.insert_comment(&NewComment {
+                task_id: id,
+                kind: comment.kind.as_str(),
+                comment_id: comment.id,
+                author: &comment.author,
+                association: &comment.association,
+                body: &comment.body,
+                path: comment.path.as_deref(),
+                line: comment.line,
+                url: comment.url.as_deref(),
+                status,
+                reason,
+            })?;
+            if inserted && let Err(reason) = &verdict {
+                tracing::info!(task = %id, author = %comment.author, %reason, "ignored a pull-request comment");
+            }
+        }
+        Ok::<_, EngineError>(())
+    })?;
+    inner.hub.changed(id);
+    let unacknowledged = inner.store.read(|tx| tx.unacknowledged_comments(id))?;
+    for row in unacknowledged {
+        let comment = comment_of(&row);
+        call(
+            "acknowledging a comment",
+            followed.forge.acknowledge(&followed.pr, &comment),
+        )
+        .await?;
+        inner
+            .store
+            .write(|tx| tx.mark_acknowledged(id, &row.kind, row.comment_id))?;
+    }
+    Ok(())
+}
+
+/// Whether a comment starts a run, or why not.
+fn triage(comment: &Comment, github: &GitHubSettings) -> std::result::Result<(), String> {
+    if comment.body.contains(forge::REPLY_MARKER_PREFIX) {
+        return Err("Atelier's own reply".into());
+    }
+    if !mentions(&comment.body, &github.trigger) {
+        return Err(format!("does not mention {}", github.trigger));
+    }
+    let trusted_user = github
+        .trusted_users
+        .iter()
+        .any(|u| u.eq_ignore_ascii_case(&comment.author));
+    let trusted_association = github
+        .trusted_associations
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case(&comment.association));
+    if !trusted_user && !trusted_association {
+        return Err(format!(
+            "{} ({}) is not a trusted author: trusted are {} and the users {}",
+            comment.author,
+            comment.association,
+            github.trusted_associations.join("/"),
+            if github.trusted_users.is_empty() {
+                "(none)".to_string()
+            } else {
+                github.trusted_users.join(", ")
+            }
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `body` mentions `trigger` as a word (`@atelier` but not `@atelier-bot`).
+fn mentions(body: &str, trigger: &str) -> bool {
+    let lower = body.to_lowercase();
+    let trigger = trigger.to_lowercase();
+    lower.match_indices(&trigger).any(|(at, _)| {
+        let before = lower[..at].chars().next_back();
+        let after = lower[at + trigger.len()..].chars().next();
+        let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '-' || c == '_');
+        !word(before) && !word(after)
+    })
+}
+
+fn comment_of(row: &CommentRow) -> Comment {
+    Comment {
+        kind: CommentKind::parse(&row.kind).unwrap_or(CommentKind::Issue),
+        id: row.comment_id,
+        author: row.author.clone(),
+        association: row.association.clone(),
+        body: row.body.clone(),
+        path: row.path.clone(),
+        line: row.line,
+        url: row.url.clone(),
+    }
+}
+
+/// Starts one run for the waiting comments once the batching window of the oldest has passed
+/// and no run is live; before that, asks for a sync when it will have. True when a run started.
+fn start_comment_run(
+    inner: &Arc<Inner>,
+    id: TaskId,
+    github: Option<&GitHubSettings>,
+    head: &str,
+) -> Result<bool> {
+    let Some(github) = github else {
+        return Ok(false);
+    };
+    let pending = inner.store.read(|tx| tx.pending_comments(id))?;
+    let Some(oldest) = pending.first() else {
+        return Ok(false);
+    };
+    let window_ms = github.comment_window_secs.saturating_mul(1000) as i64;
+    let wait_ms = oldest.received_at + window_ms - store::now_ms();
+    if wait_ms > 0 {
+        request_sync_at(
+            inner,
+            id,
+            Instant::now() + Duration::from_millis(wait_ms as u64),
+        );
+        return Ok(false);
+    }
+    // A live run or a state that does not take comments: they wait for a later sync (the end
+    // of a run publishes, which syncs).
+    let brief = comments_brief(&pending, &github.trigger, head);
+    apply(inner, id, Event::CommentsReceived { brief })
+}
+
+/// Answers, once each, the comments of runs that have ended: with the commits the run pushed.
+/// Idempotent on the forge (the reply carries a marker), so a crash after posting never posts
+/// twice.
+async fn answer_comments(inner: &Arc<Inner>, id: TaskId, followed: &Followed) -> Result<()> {
+    let unanswered = inner.store.read(|tx| tx.unanswered_comments(id))?;
+    for row in unanswered {
+        let Some(run) = row.run_id else { continue };
+        let body = reply_body(inner, run, &followed.repo, &followed.pr).await;
+        let key = format!("run-{run}-{}-{}", row.kind, row.comment_id);
+        call(
+            "replying to a comment",
+            followed
+                .forge
+                .reply(&followed.pr, &comment_of(&row), &key, &body),
+        )
+        .await?;
+        inner
+            .store
+            .write(|tx| tx.mark_replied(id, &row.kind, row.comment_id))?;
+    }
+    Ok(())
+}
+
+/// What a run that carried comments changed: the commits it added on top of the head before it.
+async fn reply_body(inner: &Inner, run: domain::RunId, repo: &Path, pr: &PullRequest) -> String {
+    let before = inner
+        .store
+        .read(|tx| tx.run_brief(run))
+        .ok()
+        .flatten()
+        .and_then(|brief| {
+            brief
+                .lines()
+                .find_map(|l| l.strip_prefix(HEAD_LINE).map(|s| s.trim().to_string()))
+        });
+    let commits = match before {
+        Some(before) if before != pr.head_sha => git::run(
+            repo,
+            [
+                "log",
+                "--format=%h %s",
+                &format!("{before}..{}", pr.head_sha),
+            ],
+        )
+        .await
+        .unwrap_or_default(),
+        _ => String::new(),
+    };
+    if commits.trim().is_empty() {
+        format!("Atelier looked at this (run {run}) and pushed no new commits.")
+    } else {
+        let list: Vec<String> = commits.lines().map(|l| format!("- {l}")).collect();
+        format!(
+            "Atelier addressed this in run {run} and pushed:\n\n{}",
+            list.join("\n")
+        )
+    }
+}
+
+/// The brief line that records the head a follow-up run started from.
+const HEAD_LINE: &str = "Head before this run: ";
+
+fn comments_brief(comments: &[CommentRow], trigger: &str, head: &str) -> String {
+    let mut brief = format!(
+        "Reviewers asked for changes on the pull request (comments mentioning {trigger}). \
+         Address each one: make the change, run the relevant tests, commit. A comment you cannot \
+         address is explained in your final message.\n\n{HEAD_LINE}{head}\n\n"
+    );
+    for comment in comments {
+        let place = match (&comment.path, comment.line) {
+            (Some(path), Some(line)) => format!(" on `{path}` line {line}"),
+            (Some(path), None) => format!(" on `{path}`"),
+            _ => String::new(),
+        };
+        brief.push_str(&format!(
+            "### {} ({}){place}\n\n{}\n\n",
+            comment.author,
+            kind_name(&comment.kind),
+            comment.body.trim()
+        ));
+    }
+    brief
+}
+
+fn kind_name(kind: &str) -> &'static str {
+    match CommentKind::parse(kind) {
+        Some(CommentKind::Review) => "review",
+        Some(CommentKind::ReviewComment) => "inline review comment",
+        _ => "comment",
+    }
+}
+
+fn checks_brief(pr: &PullRequest, failures: &[CheckFailure]) -> String {
+    let names: Vec<&str> = failures.iter().map(|f| f.name.as_str()).collect();
+    let mut brief = format!(
+        "The pull request's checks failed on commit {}: {}. Find the real error below, fix it, \
+         run the failing check's command locally where you can, and commit.\n\n{HEAD_LINE}{}\n\n",
+        pr.head_sha,
+        names.join(", "),
+        pr.head_sha
+    );
+    for failure in failures {
+        brief.push_str(&format!("### Check `{}`\n\n", failure.name));
+        if let Some(summary) = &failure.summary {
+            brief.push_str(&format!("{}\n\n", summary.trim()));
+        }
+        for a in &failure.annotations {
+            brief.push_str(&format!(
+                "- {}:{}: {} {}{}\n",
+                a.path,
+                a.start_line,
+                a.level,
+                a.title
+                    .as_deref()
+                    .map(|t| format!("{t}: "))
+                    .unwrap_or_default(),
+                a.message
+            ));
+        }
+        if !failure.annotations.is_empty() {
+            brief.push('\n');
+        }
+        if let Some(log) = &failure.log_excerpt {
+            brief.push_str(&format!(
+                "Log of the failing step:\n\n```\n{}\n```\n\n",
+                log.trim_end()
+            ));
+        }
+    }
+    brief
+}
+
+fn conflict_brief(pr: &PullRequest, base_sha: &str) -> String {
+    format!(
+        "The base branch `{base}` moved (now {base_sha}) and the pull request no longer merges \
+         into it. This run you rebase: Atelier has fetched it as `{remote}/{base}`. Run \
+         `git rebase {remote}/{base}`, resolve every conflict keeping both sides' intent, \
+         `git add` the resolved files and `git rebase --continue` until it is done, run the \
+         tests, then signal pr-done. Never push: Atelier pushes the rebased branch.\n\n\
+         {HEAD_LINE}{head}\n",
+        base = pr.base,
+        remote = pr.remote,
+        head = pr.head_sha
+    )
+}
+
+/// Polls the pull requests of every followed task: each tick syncs those not synced within their
+/// project's poll period (the local forge every tick).
+pub(crate) async fn poll(inner: Arc<Inner>) {
+    let mut interval = tokio::time::interval(inner.config.merge_poll);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = inner.shutdown.cancelled() => return,
+            _ = interval.tick() => {}
+        }
+        let followed = inner.store.read(|tx| {
+            let mut out = Vec::new();
+            for id in tx.tasks_to_follow()? {
+                let Some(task) = tx.task(id)? else { continue };
+                let Some(project) = tx.project(task.project_id)? else {
+                    continue;
+                };
+                let period = match crate::settings::parse(&project.settings_json)?.forge {
+                    ForgeSettings::Github(github) => Duration::from_secs(github.poll_secs),
+                    ForgeSettings::Local => Duration::ZERO,
+                };
+                out.push((id, period));
+            }
+            Ok::<_, EngineError>(out)
+        });
+        match followed {
+            Ok(followed) => {
+                for (task, period) in followed {
+                    if !inner.syncs.synced_within(task, period) {
+                        request_sync(&inner, task);
+                    }
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "cannot list the pull requests to follow"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mention_is_a_whole_word() {
+        assert!(mentions("@atelier please rename", "@atelier"));
+        assert!(mentions("Thanks! @Atelier, fix the typo.", "@atelier"));
+        assert!(!mentions("@atelier-bot rename", "@atelier"));
+        assert!(!mentions("mail me@atelier.dev", "@atelier"));
+        assert!(!mentions("no mention here", "@atelier"));
+    }
+}

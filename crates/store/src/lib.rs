@@ -13,7 +13,7 @@ mod runs;
 mod tasks;
 
 pub use events::StoredEvent;
-pub use outbox::{Intent, NewIntent};
+pub use outbox::{Intent, IntentKind, NewIntent, UnknownIntentKind};
 pub use projects::{NewProjectRow, ProjectRow};
 pub use runs::{NewRunRow, RunRow};
 pub use tasks::{NewTaskRow, PullRequestRow, TaskRow};

@@ -73,7 +73,8 @@ pub struct GlobalArgs {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    Serve(serve::ServeArgs),
+    // Boxed: its many flags would make every other command as large.
+    Serve(Box<serve::ServeArgs>),
     Doctor(doctor::DoctorArgs),
     #[command(subcommand)]
     Project(project::ProjectCommand),
@@ -136,7 +137,7 @@ fn main() -> ExitCode {
 
 async fn dispatch(command: Command, global: GlobalArgs) -> anyhow::Result<()> {
     match command {
-        Command::Serve(args) => serve::run(args, &global).await,
+        Command::Serve(args) => serve::run(*args, &global).await,
         Command::Doctor(args) => doctor::run(args, &global).await,
         Command::Project(cmd) => project::run(cmd, &global).await,
         Command::Task(cmd) => task::run(cmd, &global).await,

@@ -1,6 +1,7 @@
 //! Forge-touching user actions end to end through the real `atelier serve` and a real bare
 //! remote: concurrent merges and deletes of one task, a crash while merging, deleting a task's
-//! pushed branch, and the request body limit.
+//! pushed branch, a hung remote that must not hold up another task's pull request, and the
+//! request body limit.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
 
@@ -227,6 +228,118 @@ async fn deleting_a_task_deletes_its_remote_branch_unless_the_project_keeps_it()
     assert_eq!(status, 200, "{body}");
     assert!(kept_repo.remote_branches().contains(&branch));
     assert!(!kept_repo.branches().contains(&branch));
+}
+
+#[tokio::test]
+async fn a_hung_remote_does_not_hold_up_another_tasks_pull_request() {
+    let world = World::start(&quick_pipeline(), &["--forge-timeout-secs", "15"]).await;
+    let other = world.add_project_from_scratch("other", json!({})).await;
+    // Technical owners: both wait at the plan gate, so the test decides who reaches pr when.
+    let a = world
+        .new_task_in(&world.project, "Push to a hung remote", true, 0)
+        .await;
+    let b = world
+        .new_task_in(&other, "Push to a working remote", true, 0)
+        .await;
+    world.wait_state(a, "plan_gate").await;
+    world.wait_state(b, "plan_gate").await;
+
+    // A's remote now accepts connections and never answers.
+    let hung = testkit::HungRemote::start().unwrap();
+    testkit::git(
+        &world.repo.path,
+        &["remote", "set-url", "origin", hung.url()],
+    )
+    .unwrap();
+    let (status, body) = world.action(a, "approve", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    testkit::wait_until(
+        "A's pull request to reach the hung remote",
+        DEADLINE,
+        || async { (hung.accepted() > 0).then_some(()) },
+    )
+    .await
+    .unwrap_or_else(|err| panic!("{err}\nserver logs:\n{}", world.server.logs()));
+
+    // While A's fetch and push hang, B goes all the way to an opened pull request.
+    let (status, body) = world.action(b, "approve", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    world.wait_state(b, "awaiting_merge").await;
+    let pr = world.wait_until_pr(b).await;
+    assert!(pr["url"].as_str().unwrap().starts_with("local:"), "{pr}");
+    let open_pr = |task: i64| -> Vec<Option<String>> {
+        world
+            .db()
+            .prepare("SELECT outcome FROM outbox WHERE task_id = ?1 AND kind = 'open_pr'")
+            .unwrap()
+            .query_map([task], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let a_now = world.detail(a).await;
+    assert_eq!(open_pr(a), [None], "A's push is still in flight: {a_now:#}");
+    assert!(a_now["pull_request"].is_null(), "{a_now:#}");
+
+    // Then A's git call hits its deadline: a failed attempt, recorded with the reason.
+    let detail = world
+        .wait_state_for(a, "blocked", DEADLINE + std::time::Duration::from_secs(15))
+        .await;
+    let reason = &detail["task"]["state"]["reason"];
+    assert_eq!(reason["code"], "forge", "{detail:#}");
+    let text = reason["detail"].as_str().unwrap();
+    assert!(
+        text.contains("timed out after 15 s") && text.contains("the remote may be unreachable"),
+        "{text}"
+    );
+    let outcome = open_pr(a).pop().flatten().unwrap();
+    assert!(
+        outcome.starts_with("failed: could not publish"),
+        "{outcome}"
+    );
+    assert!(outcome.contains("timed out after 15 s"), "{outcome}");
+}
+
+#[tokio::test]
+async fn an_intent_of_an_unknown_kind_is_recorded_as_failed_not_retried() {
+    let mut world = World::start(&quick_pipeline(), &[]).await;
+    let id = world.new_task("Wait at the gate", true).await;
+    world.wait_state(id, "plan_gate").await;
+    // As a newer version might have left it.
+    world
+        .db()
+        .execute(
+            "INSERT INTO outbox (task_id, kind, idem_key, created_at) VALUES (?1, 'launch_rocket', 'launch_rocket:1', 0)",
+            [id],
+        )
+        .unwrap();
+    world.server.stop().await.unwrap();
+    world.restart(&[], &[]).await;
+    let db = world.db();
+    let (attempts, outcome) = testkit::wait_until(
+        "the unknown intent's outcome",
+        DEADLINE,
+        || async {
+            db.query_row(
+                "SELECT attempts, outcome FROM outbox WHERE kind = 'launch_rocket' AND done_at IS NOT NULL",
+                [],
+                |r| Ok((r.get::<_, u32>(0)?, r.get::<_, String>(1)?)),
+            )
+            .ok()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(attempts, 1);
+    assert!(
+        outcome.starts_with("failed: unknown intent kind `launch_rocket`"),
+        "{outcome}"
+    );
+    // The task itself is untouched.
+    assert_eq!(
+        world.detail(id).await["task"]["state"]["state"],
+        "plan_gate"
+    );
 }
 
 #[tokio::test]

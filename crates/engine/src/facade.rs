@@ -5,7 +5,7 @@ use crate::error::{EngineError, Result};
 use crate::inner::{Busy, Inner, Parts, StopCause};
 use crate::outbox::MergeOutcome;
 use crate::secrets::SecretBox;
-use crate::transition::{MERGE_PR, after_commit, apply_event, apply_in, decide_in, not_found};
+use crate::transition::{after_commit, apply_event, apply_in, decide_in, not_found};
 use crate::{background, confine, dispatch, logs, outbox, settings, tokens, views, workspace};
 use domain::{Event, RunStatus, Signal, Stage, TaskId, TaskState};
 use futures::stream::BoxStream;
@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use store::{NewProjectRow, NewTaskRow, Store};
+use store::{IntentKind, NewProjectRow, NewTaskRow, Store};
 
 /// Server-wide settings of the engine.
 #[derive(Debug, Clone)]
@@ -34,6 +34,9 @@ pub struct EngineConfig {
     pub stop_grace: Duration,
     /// How often the local forge checks the remote for merged branches.
     pub merge_poll: Duration,
+    /// Longest one git command that talks to a project's remote (fetch, push, ls-remote) may
+    /// take before it is killed and counts as failed (`git::Repo::with_network_timeout`).
+    pub forge_timeout: Duration,
     /// First wait after an infrastructure failure; doubles per consecutive failure.
     pub retry_base: Duration,
     /// Longest wait between infrastructure retries.
@@ -95,6 +98,7 @@ impl EngineConfig {
             stage_timeout: Duration::from_secs(3600),
             stop_grace: Duration::from_secs(5),
             merge_poll: Duration::from_secs(30),
+            forge_timeout: git::Repo::DEFAULT_NETWORK_TIMEOUT,
             retry_base: Duration::from_secs(10),
             retry_cap: Duration::from_secs(300),
             claude_bin: PathBuf::from("claude"),
@@ -274,7 +278,8 @@ impl Engine {
         ];
         let harnesses: BTreeMap<&'static str, Arc<dyn harness::Harness>> =
             registered.into_iter().map(|h| (h.name(), h)).collect();
-        let forge: Arc<dyn forge::Forge> = Arc::new(forge::LocalForge);
+        let forge: Arc<dyn forge::Forge> =
+            Arc::new(forge::LocalForge::new().with_network_timeout(config.forge_timeout));
         let prompts = crate::prompt::Prompts::with_overrides(&config.data_dir.join("prompts"))
             .map_err(|e| EngineError::InvalidInput(format!("prompt overrides: {e}")))?;
         let sandbox = open_sandbox(&config.sandbox);
@@ -390,7 +395,8 @@ impl Engine {
         let settings = settings::parse(&project.settings_json)?;
         let repo = git::Repo::open(Path::new(&project.path))
             .await
-            .map_err(|e| EngineError::InvalidInput(e.to_string()))?;
+            .map_err(|e| EngineError::InvalidInput(e.to_string()))?
+            .with_network_timeout(self.inner.config.forge_timeout);
         let _creating = self.inner.workspace_lock.lock().await;
         // The id is committed before anything carries it on disk: see `allocate_task_id`.
         let (id, port) = self.inner.store.write(|tx| {
@@ -610,7 +616,7 @@ impl Engine {
                 .intents_of_task(id)?
                 .into_iter()
                 .rev()
-                .find(|intent| intent.kind == MERGE_PR && intent.done_at.is_none())
+                .find(|intent| intent.kind == Ok(IntentKind::MergePr) && intent.done_at.is_none())
                 .ok_or_else(|| {
                     EngineError::Internal(format!("the merge intent of task {id} was not recorded"))
                 })?;

@@ -4,43 +4,120 @@
 //! an existing pull request instead of opening a second one, and a merge that already landed
 //! counts as done).
 //!
+//! Intents of different tasks run concurrently, so one task's hung remote never holds up another
+//! task's pull request: a scan of the pending intents starts one worker per task, which carries
+//! out that task's intents one after another, in order. A task that already has a worker is
+//! skipped by the scan and scanned again when its worker ends, so two workers never act on one
+//! task and no intent is left pending with nobody working on it. Nothing is polled: scans run
+//! when an intent is committed (the `outbox` notification) or when a skipped task's worker ends.
+//!
 //! A merge is carried out by the request that asked for it while it holds the task's claim; the
 //! worker only replays merge intents nobody holds, i.e. those a crash left behind.
 
 use crate::background::FORGE_CALL_LIMIT;
 use crate::error::{EngineError, Result};
 use crate::inner::{Busy, Inner};
-use crate::transition::{MERGE_PR, OPEN_PR, REMOVE_WORKSPACE, after_commit, apply_in};
+use crate::transition::{after_commit, apply_in};
 use crate::workspace;
 use domain::{Event, TaskId, TaskState};
+use std::collections::HashMap;
 use std::sync::Arc;
-use store::{Intent, PullRequestRow};
+use store::{Intent, IntentKind, PullRequestRow};
+use tokio::task::JoinSet;
 
 pub(crate) async fn run_outbox(inner: Arc<Inner>) {
+    let mut workers: JoinSet<()> = JoinSet::new();
+    // The task each worker acts on.
+    let mut worker_task: HashMap<tokio::task::Id, TaskId> = HashMap::new();
+    // Tasks with a worker, and whether a scan skipped them meanwhile (they are scanned again
+    // when the worker ends: the skipped scan may have seen intents the worker was not given).
+    let mut busy: HashMap<TaskId, bool> = HashMap::new();
+    let mut scan = true;
     loop {
-        let pending = match inner.store.read(|tx| tx.pending_intents()) {
-            Ok(pending) => pending,
-            Err(err) => {
-                tracing::error!(error = %err, "cannot read the outbox");
-                Vec::new()
+        if scan && !inner.shutdown.is_cancelled() {
+            scan = false;
+            for (task, intents) in pending_by_task(&inner) {
+                match busy.get_mut(&task) {
+                    Some(skipped) => *skipped = true,
+                    None => {
+                        busy.insert(task, false);
+                        let worker = workers.spawn(work(Arc::clone(&inner), intents));
+                        worker_task.insert(worker.id(), task);
+                    }
+                }
             }
-        };
-        for intent in pending {
-            if inner.shutdown.is_cancelled() {
-                return;
-            }
-            execute(&inner, &intent).await;
         }
         tokio::select! {
-            () = inner.shutdown.cancelled() => return,
-            () = inner.outbox.notified() => {}
+            () = inner.shutdown.cancelled() => {
+                // Workers stop after the intent they are carrying out; the rest is replayed at
+                // the next start.
+                workers.detach_all();
+                return;
+            }
+            () = inner.outbox.notified() => scan = true,
+            Some(ended) = workers.join_next_with_id() => {
+                let id = match ended {
+                    Ok((id, ())) => id,
+                    Err(err) => {
+                        tracing::error!(error = %err, "an outbox worker failed");
+                        err.id()
+                    }
+                };
+                if let Some(task) = worker_task.remove(&id)
+                    && busy.remove(&task) == Some(true)
+                {
+                    scan = true;
+                }
+            }
         }
     }
 }
 
+/// The pending intents grouped by task, each group oldest first.
+fn pending_by_task(inner: &Inner) -> Vec<(TaskId, Vec<Intent>)> {
+    let pending = match inner.store.read(|tx| tx.pending_intents()) {
+        Ok(pending) => pending,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot read the outbox");
+            Vec::new()
+        }
+    };
+    let mut groups: Vec<(TaskId, Vec<Intent>)> = Vec::new();
+    for intent in pending {
+        match groups.iter_mut().find(|(task, _)| *task == intent.task_id) {
+            Some((_, intents)) => intents.push(intent),
+            None => groups.push((intent.task_id, vec![intent])),
+        }
+    }
+    groups
+}
+
+/// One task's worker: its intents in order, until a shutdown.
+async fn work(inner: Arc<Inner>, intents: Vec<Intent>) {
+    for intent in intents {
+        if inner.shutdown.is_cancelled() {
+            return;
+        }
+        execute(&inner, &intent).await;
+    }
+}
+
 async fn execute(inner: &Arc<Inner>, intent: &Intent) {
+    let kind = match &intent.kind {
+        Ok(kind) => *kind,
+        Err(unknown) => {
+            // Written by another version: recorded as failed once, never retried in a loop.
+            tracing::error!(task = %intent.task_id, intent = intent.id, error = %unknown, "intent failed");
+            let _ = inner.store.write(|tx| {
+                tx.intent_attempted(intent.id)?;
+                tx.complete_intent(intent.id, &format!("failed: {unknown}"))
+            });
+            inner.hub.changed(intent.task_id);
+            return;
+        }
+    };
     // A merge being carried out by its request (or a delete in progress) owns the task.
-    let _claim = if intent.kind == MERGE_PR {
+    let _claim = if kind == IntentKind::MergePr {
         match inner.claim(intent.task_id, Busy::Merging) {
             Ok(claim) => Some(claim),
             Err(_) => return,
@@ -52,18 +129,15 @@ async fn execute(inner: &Arc<Inner>, intent: &Intent) {
         tracing::error!(error = %err, "cannot record an outbox attempt");
         return;
     }
-    let result = match intent.kind.as_str() {
-        OPEN_PR => open_pull_request(inner, intent).await,
-        REMOVE_WORKSPACE => remove_workspace(inner, intent).await,
-        MERGE_PR => merge_pull_request(inner, intent).await.map(|outcome| {
+    let result = match kind {
+        IntentKind::OpenPr => open_pull_request(inner, intent).await,
+        IntentKind::RemoveWorkspace => remove_workspace(inner, intent).await,
+        IntentKind::MergePr => merge_pull_request(inner, intent).await.map(|outcome| {
             tracing::info!(task = %intent.task_id, ?outcome, "replayed a merge");
         }),
-        other => Err(EngineError::Internal(format!(
-            "unknown intent kind {other}"
-        ))),
     };
     if let Err(err) = result {
-        tracing::error!(task = %intent.task_id, kind = %intent.kind, error = %err, "intent failed");
+        tracing::error!(task = %intent.task_id, %kind, error = %err, "intent failed");
         let _ = inner
             .store
             .write(|tx| tx.complete_intent(intent.id, &format!("failed: {err}")));
@@ -95,10 +169,11 @@ async fn open_pull_request(inner: &Arc<Inner>, intent: &Intent) -> Result<()> {
         body: crate::pr_body::build(&task, &doc, &runs),
         existing: existing.as_ref().map(crate::forge_pr),
     };
+    // The forge's own git calls have deadlines; this bounds the whole call as well.
     let published = match tokio::time::timeout(FORGE_CALL_LIMIT, forge.publish(&request)).await {
-        Ok(result) => result.map_err(|err| err.to_string()),
+        Ok(published) => published.map_err(|err| err.to_string()),
         Err(_) => Err(format!(
-            "the forge did not answer within {} s",
+            "the forge did not answer within {} s; check the remote and run the pr stage again",
             FORGE_CALL_LIMIT.as_secs()
         )),
     };

@@ -8,7 +8,7 @@ use crate::inner::{Inner, StopCause};
 use crate::settings;
 use crate::tokens::random_hex;
 use domain::{Decision, Effect, Event, RunId, RunStatus, TaskId, TaskState};
-use store::{NewIntent, NewRunRow, TaskRow, Tx};
+use store::{IntentKind, NewIntent, NewRunRow, TaskRow, Tx};
 
 /// What a committed decision still requires from the engine.
 #[derive(Debug, Default)]
@@ -30,10 +30,6 @@ impl Applied {
         self.retry_at = self.retry_at.or(other.retry_at);
     }
 }
-
-pub(crate) const OPEN_PR: &str = "open_pr";
-pub(crate) const REMOVE_WORKSPACE: &str = "remove_workspace";
-pub(crate) const MERGE_PR: &str = "merge_pr";
 
 /// Decides `event` for `task` without writing anything (for requests that only need the rules'
 /// verdict, such as a delete).
@@ -137,29 +133,34 @@ pub(crate) fn apply_in(tx: &Tx<'_>, task: &TaskRow, event: &Event) -> Result<(De
                     Event::RunFinished { run, .. } => format!("run-{run}"),
                     _ => format!("at-{}", store::now_us()),
                 };
-                let key = format!("{OPEN_PR}:task-{}:{origin}", task.id);
+                let key = format!("{}:task-{}:{origin}", IntentKind::OpenPr, task.id);
                 tx.insert_intent(&NewIntent {
                     task_id: task.id,
-                    kind: OPEN_PR,
+                    kind: IntentKind::OpenPr,
                     idem_key: &key,
                 })?;
                 applied.intents = true;
             }
             Effect::MergePullRequest => {
                 // One intent per accepted request: a retry after a failed merge is a new one.
-                let key = format!("{MERGE_PR}:task-{}:at-{}", task.id, store::now_us());
+                let key = format!(
+                    "{}:task-{}:at-{}",
+                    IntentKind::MergePr,
+                    task.id,
+                    store::now_us()
+                );
                 tx.insert_intent(&NewIntent {
                     task_id: task.id,
-                    kind: MERGE_PR,
+                    kind: IntentKind::MergePr,
                     idem_key: &key,
                 })?;
                 applied.intents = true;
             }
             Effect::RemoveWorkspace => {
-                let key = format!("{REMOVE_WORKSPACE}:task-{}", task.id);
+                let key = format!("{}:task-{}", IntentKind::RemoveWorkspace, task.id);
                 tx.insert_intent(&NewIntent {
                     task_id: task.id,
-                    kind: REMOVE_WORKSPACE,
+                    kind: IntentKind::RemoveWorkspace,
                     idem_key: &key,
                 })?;
                 applied.intents = true;

@@ -1,9 +1,11 @@
 //! [`LocalForge`]: the embedded default forge. A "pull request" is just the task branch pushed to
 //! the repository's own remote, identified by `local:<branch>`; it is merged when its head is
 //! contained in the base branch on the remote, whoever merged it. Because the pull request is a
-//! pure function of the branch, publishing is idempotent by construction.
+//! pure function of the branch, publishing is idempotent by construction. Every git command that
+//! talks to the remote runs under the forge's network deadline (`git::Repo`'s).
 
 use std::path::Path;
+use std::time::Duration;
 
 use git::Repo;
 
@@ -13,8 +15,40 @@ use crate::{
 };
 
 /// The embedded forge: pull requests are branches on the repository's remote.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct LocalForge;
+#[derive(Debug, Clone, Copy)]
+pub struct LocalForge {
+    network_timeout: Duration,
+}
+
+impl Default for LocalForge {
+    fn default() -> Self {
+        LocalForge::new()
+    }
+}
+
+impl LocalForge {
+    /// A local forge whose git network commands have [`Repo::DEFAULT_NETWORK_TIMEOUT`].
+    pub fn new() -> LocalForge {
+        LocalForge {
+            network_timeout: Repo::DEFAULT_NETWORK_TIMEOUT,
+        }
+    }
+
+    /// The same forge whose git network commands (fetch, push, ls-remote) are killed and fail
+    /// after `limit`, saying the remote may be unreachable.
+    #[must_use]
+    pub fn with_network_timeout(self, limit: Duration) -> LocalForge {
+        LocalForge {
+            network_timeout: limit,
+        }
+    }
+
+    async fn open(&self, path: &Path) -> Result<Repo, ForgeError> {
+        Ok(Repo::open(path)
+            .await?
+            .with_network_timeout(self.network_timeout))
+    }
+}
 
 #[async_trait::async_trait]
 impl Forge for LocalForge {
@@ -32,7 +66,7 @@ impl Forge for LocalForge {
                 branch: req.branch.clone(),
             });
         }
-        let repo = Repo::open(&req.repo).await?;
+        let repo = self.open(&req.repo).await?;
         let base_sha = fetch_base(&repo, &req.remote, &req.base).await?;
         let head_ref = format!("refs/heads/{}", req.branch);
         if repo.rev_parse(&head_ref).await?.is_none() {
@@ -66,13 +100,13 @@ impl Forge for LocalForge {
     }
 
     async fn is_merged(&self, repo: &Path, pr: &PullRequest) -> Result<bool, ForgeError> {
-        let repo = Repo::open(repo).await?;
+        let repo = self.open(repo).await?;
         let base_sha = fetch_base(&repo, &pr.remote, &pr.base).await?;
         Ok(repo.is_ancestor(&pr.head_sha, &base_sha).await?)
     }
 
     async fn merge(&self, repo: &Path, pr: &PullRequest) -> Result<(), ForgeError> {
-        let repo = Repo::open(repo).await?;
+        let repo = self.open(repo).await?;
         fetch_base(&repo, &pr.remote, &pr.base).await?;
         // Like a hosted forge, merge what the remote branch holds; fall back to the recorded head
         // when the branch was deleted from the remote.
@@ -94,7 +128,7 @@ impl Forge for LocalForge {
         remote: &str,
         branch: &str,
     ) -> Result<bool, ForgeError> {
-        let repo = Repo::open(repo).await?;
+        let repo = self.open(repo).await?;
         // Without the remote nothing can have been pushed there.
         if !repo.has_remote(remote).await? {
             return Ok(false);
@@ -161,7 +195,7 @@ impl Forge for LocalForge {
         remote: &str,
         base: &str,
     ) -> Result<String, ForgeError> {
-        let repo = Repo::open(repo).await?;
+        let repo = self.open(repo).await?;
         fetch_base(&repo, remote, base).await
     }
 }

@@ -95,7 +95,7 @@ fn remote_refs(fx: &Fixture) -> String {
 async fn publish_pushes_the_branch() {
     let fx = fixture();
     let sha = commit(&fx.task, "feature.txt", "f\n", "add feature");
-    let pr = LocalForge
+    let pr = LocalForge::new()
         .publish(&request(&fx, None))
         .await
         .expect("publish");
@@ -114,19 +114,19 @@ async fn publish_pushes_the_branch() {
         git_in(&fx.remote, &["rev-parse", &format!("refs/heads/{BRANCH}")]),
         sha
     );
-    assert_eq!(LocalForge.name(), "local");
+    assert_eq!(LocalForge::new().name(), "local");
 }
 
 #[tokio::test]
 async fn publish_twice_is_idempotent_and_updates_the_head() {
     let fx = fixture();
     commit(&fx.task, "feature.txt", "f\n", "add feature");
-    let first = LocalForge
+    let first = LocalForge::new()
         .publish(&request(&fx, None))
         .await
         .expect("publish");
     let refs_after_first = remote_refs(&fx);
-    let second = LocalForge
+    let second = LocalForge::new()
         .publish(&request(&fx, None))
         .await
         .expect("publish again");
@@ -134,7 +134,7 @@ async fn publish_twice_is_idempotent_and_updates_the_head() {
     assert_eq!(remote_refs(&fx), refs_after_first);
 
     let newer = commit(&fx.task, "feature.txt", "f2\n", "refine feature");
-    let updated = LocalForge
+    let updated = LocalForge::new()
         .publish(&request(&fx, Some(first.clone())))
         .await
         .expect("publish update");
@@ -162,7 +162,7 @@ async fn publish_twice_is_idempotent_and_updates_the_head() {
 #[tokio::test]
 async fn publish_without_commits_is_nothing_to_submit() {
     let fx = fixture();
-    let err = LocalForge
+    let err = LocalForge::new()
         .publish(&request(&fx, None))
         .await
         .expect_err("nothing");
@@ -179,12 +179,12 @@ async fn publish_without_commits_is_nothing_to_submit() {
 async fn publish_rejects_bad_inputs() {
     let fx = fixture();
     commit(&fx.task, "feature.txt", "f\n", "add feature");
-    let mut foreign = LocalForge
+    let mut foreign = LocalForge::new()
         .publish(&request(&fx, None))
         .await
         .expect("publish");
     foreign.branch = "atelier/2-other".to_string();
-    let err = LocalForge
+    let err = LocalForge::new()
         .publish(&request(&fx, Some(foreign)))
         .await
         .expect_err("mismatch");
@@ -195,17 +195,26 @@ async fn publish_rejects_bad_inputs() {
 
     let mut no_remote = request(&fx, None);
     no_remote.remote = "upstream".to_string();
-    let err = LocalForge.publish(&no_remote).await.expect_err("no remote");
+    let err = LocalForge::new()
+        .publish(&no_remote)
+        .await
+        .expect_err("no remote");
     assert!(matches!(err, ForgeError::NoRemote { .. }), "{err:?}");
 
     let mut no_base = request(&fx, None);
     no_base.base = "develop".to_string();
-    let err = LocalForge.publish(&no_base).await.expect_err("no base");
+    let err = LocalForge::new()
+        .publish(&no_base)
+        .await
+        .expect_err("no base");
     assert!(matches!(err, ForgeError::MissingBase { .. }), "{err:?}");
 
     let mut no_branch = request(&fx, None);
     no_branch.branch = "atelier/9-missing".to_string();
-    let err = LocalForge.publish(&no_branch).await.expect_err("no branch");
+    let err = LocalForge::new()
+        .publish(&no_branch)
+        .await
+        .expect_err("no branch");
     assert!(matches!(err, ForgeError::MissingBranch { .. }), "{err:?}");
 }
 
@@ -213,26 +222,29 @@ async fn publish_rejects_bad_inputs() {
 async fn merge_makes_is_merged_true() {
     let fx = fixture();
     let sha = commit(&fx.task, "feature.txt", "f\n", "add feature");
-    let pr = LocalForge
+    let pr = LocalForge::new()
         .publish(&request(&fx, None))
         .await
         .expect("publish");
     assert!(
-        !LocalForge
+        !LocalForge::new()
             .is_merged(&fx.work, &pr)
             .await
             .expect("is_merged")
     );
-    LocalForge.merge(&fx.work, &pr).await.expect("merge");
+    LocalForge::new().merge(&fx.work, &pr).await.expect("merge");
     assert!(
-        LocalForge
+        LocalForge::new()
             .is_merged(&fx.work, &pr)
             .await
             .expect("is_merged")
     );
     assert_eq!(git_in(&fx.remote, &["rev-parse", "refs/heads/main"]), sha);
     // Merging again changes nothing.
-    LocalForge.merge(&fx.work, &pr).await.expect("merge again");
+    LocalForge::new()
+        .merge(&fx.work, &pr)
+        .await
+        .expect("merge again");
     assert_eq!(git_in(&fx.remote, &["rev-parse", "refs/heads/main"]), sha);
 }
 
@@ -240,15 +252,15 @@ async fn merge_makes_is_merged_true() {
 async fn merge_after_main_moved_creates_a_merge_commit() {
     let fx = fixture();
     commit(&fx.task, "feature.txt", "f\n", "add feature");
-    let pr = LocalForge
+    let pr = LocalForge::new()
         .publish(&request(&fx, None))
         .await
         .expect("publish");
     commit(&fx.work, "other.txt", "o\n", "other work");
     git_in(&fx.work, &["push", "--quiet", "origin", "main"]);
-    LocalForge.merge(&fx.work, &pr).await.expect("merge");
+    LocalForge::new().merge(&fx.work, &pr).await.expect("merge");
     assert!(
-        LocalForge
+        LocalForge::new()
             .is_merged(&fx.work, &pr)
             .await
             .expect("is_merged")
@@ -263,12 +275,12 @@ async fn merge_after_main_moved_creates_a_merge_commit() {
 async fn is_merged_sees_a_merge_done_elsewhere() {
     let fx = fixture();
     commit(&fx.task, "feature.txt", "f\n", "add feature");
-    let pr = LocalForge
+    let pr = LocalForge::new()
         .publish(&request(&fx, None))
         .await
         .expect("publish");
     assert!(
-        !LocalForge
+        !LocalForge::new()
             .is_merged(&fx.work, &pr)
             .await
             .expect("is_merged")
@@ -299,7 +311,7 @@ async fn is_merged_sees_a_merge_done_elsewhere() {
     git_in(&other, &["push", "--quiet", "origin", "main"]);
 
     assert!(
-        LocalForge
+        LocalForge::new()
             .is_merged(&fx.work, &pr)
             .await
             .expect("is_merged")
@@ -310,7 +322,7 @@ async fn is_merged_sees_a_merge_done_elsewhere() {
 async fn delete_branch_removes_the_pushed_branch_and_is_idempotent() {
     let fx = fixture();
     commit(&fx.task, "feature.txt", "f\n", "add feature");
-    LocalForge
+    LocalForge::new()
         .publish(&request(&fx, None))
         .await
         .expect("publish");
@@ -322,7 +334,7 @@ async fn delete_branch_removes_the_pushed_branch_and_is_idempotent() {
     };
     assert!(heads(&fx).contains(BRANCH));
 
-    let deleted = LocalForge
+    let deleted = LocalForge::new()
         .delete_branch(&fx.work, "origin", BRANCH)
         .await
         .expect("delete");
@@ -330,12 +342,12 @@ async fn delete_branch_removes_the_pushed_branch_and_is_idempotent() {
     assert_eq!(heads(&fx), "refs/heads/main");
 
     // Already gone, and a remote that does not exist: nothing to do, no error.
-    let again = LocalForge
+    let again = LocalForge::new()
         .delete_branch(&fx.work, "origin", BRANCH)
         .await
         .expect("delete again");
     assert!(!again);
-    let no_remote = LocalForge
+    let no_remote = LocalForge::new()
         .delete_branch(&fx.work, "upstream", BRANCH)
         .await
         .expect("no such remote");

@@ -2,12 +2,18 @@
 //! closed, no terminal prompts, and the `GIT_*` variables that would redirect git to another
 //! repository removed (Atelier may itself run inside a git hook). Failures carry the command
 //! line and git's stderr.
+//!
+//! Commands that talk to a remote run under a deadline ([`run_network_ok`]): in their own process
+//! group, so a timeout kills git and the transport helpers it started (`git-remote-http`,
+//! `ssh`), and the error says the remote may be unreachable. Local commands have no deadline.
 
 use std::ffi::{OsStr, OsString};
 use std::path::Path;
 use std::process::Stdio;
+use std::time::Duration;
 
 use crate::GitError;
+use crate::hook::GroupGuard;
 
 /// Variables that point git at a different repository, index or object store than `-C` says.
 const SCRUBBED_ENV: &[&str] = &[
@@ -58,6 +64,28 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
+    run_with(dir, args, None).await
+}
+
+/// [`run_ok`] for a command that talks to a remote: killed, with everything it started, when it
+/// takes longer than `limit` ([`GitError::TimedOut`]).
+pub(crate) async fn run_network_ok<I, S>(
+    dir: &Path,
+    args: I,
+    limit: Duration,
+) -> Result<String, GitError>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    run_with(dir, args, Some(limit)).await?.ok()
+}
+
+async fn run_with<I, S>(dir: &Path, args: I, limit: Option<Duration>) -> Result<Output, GitError>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
     let args: Vec<OsString> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
     let command = describe(dir, &args);
     let mut cmd = tokio::process::Command::new("git");
@@ -72,10 +100,33 @@ where
     for var in SCRUBBED_ENV {
         cmd.env_remove(var);
     }
-    let out = cmd.output().await.map_err(|source| GitError::Spawn {
+    let spawn_error = |source| GitError::Spawn {
         command: command.clone(),
         source,
-    })?;
+    };
+    let out = match limit {
+        None => cmd.output().await.map_err(spawn_error)?,
+        Some(limit) => {
+            // Its own group, so the transport helpers git starts die with it.
+            cmd.process_group(0);
+            let child = cmd.spawn().map_err(spawn_error)?;
+            // With `process_group(0)` the group id is git's pid. The guard kills the group if
+            // this future is dropped (a caller's own deadline, a shutdown) before git ends.
+            let mut group = GroupGuard::new(child.id());
+            match tokio::time::timeout(limit, child.wait_with_output()).await {
+                Ok(out) => {
+                    group.disarm();
+                    out.map_err(spawn_error)?
+                }
+                Err(_) => {
+                    // Dropping the wait killed git (`kill_on_drop`); now its helpers.
+                    group.kill().await;
+                    group.disarm();
+                    return Err(GitError::TimedOut { command, limit });
+                }
+            }
+        }
+    };
     Ok(Output {
         command,
         code: out.status.code(),

@@ -52,6 +52,14 @@ pub enum GitError {
         stderr: String,
     },
 
+    /// A command that talks to a remote ran past its deadline and was killed.
+    #[error(
+        "`{command}` timed out after {} and was killed: the remote may be unreachable; check \
+         its URL and the network",
+        seconds_label(*limit)
+    )]
+    TimedOut { command: String, limit: Duration },
+
     /// Git printed something we could not interpret.
     #[error("`{command}` printed unexpected output {output:?}: {expected}")]
     UnexpectedOutput {
@@ -96,6 +104,14 @@ fn exit_label(code: Option<i32>) -> String {
     match code {
         Some(code) => format!("exit code {code}"),
         None => "killed by a signal".to_string(),
+    }
+}
+
+fn seconds_label(limit: Duration) -> String {
+    if limit.subsec_millis() == 0 {
+        format!("{} s", limit.as_secs())
+    } else {
+        format!("{:.1} s", limit.as_secs_f64())
     }
 }
 

@@ -88,7 +88,7 @@ pub async fn run_hook_in(
     drop(cmd);
     let mut child = spawned.map_err(spawn_error)?;
     // With `process_group(0)` the group id is the shell's pid.
-    let mut guard = GroupGuard { pgid: child.id() };
+    let mut guard = GroupGuard::new(child.id());
     let mut pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(OwnedFd::from(reader))
         .map_err(spawn_error)?;
 
@@ -149,14 +149,20 @@ pub async fn run_hook_in(
     })
 }
 
-/// Kills the hook's process group if the run is abandoned (the future dropped) before it ends.
-struct GroupGuard {
+/// Kills a process group (a hook's, or a network git command's) if the run is abandoned (the
+/// future dropped) before it ends.
+pub(crate) struct GroupGuard {
     pgid: Option<u32>,
 }
 
 impl GroupGuard {
+    /// Guards the group `pgid` (the pid of a child started with `process_group(0)`).
+    pub(crate) fn new(pgid: Option<u32>) -> GroupGuard {
+        GroupGuard { pgid }
+    }
+
     /// SIGKILL to every process in the group.
-    async fn kill(&self) {
+    pub(crate) async fn kill(&self) {
         let Some(pgid) = self.pgid else { return };
         let group = format!("-{pgid}");
         let killed = tokio::process::Command::new("kill")
@@ -178,7 +184,8 @@ impl GroupGuard {
         }
     }
 
-    fn disarm(&mut self) {
+    /// Forgets the group: it ended (its id may be reused).
+    pub(crate) fn disarm(&mut self) {
         self.pgid = None;
     }
 }

@@ -1,19 +1,43 @@
 //! [`Repo`]: one git repository's main work tree and the operations Atelier performs on it —
 //! default-branch detection, fetch, worktrees and branches for tasks, push, ancestry checks, and
 //! merging a branch into a remote branch without touching any work tree.
+//!
+//! Every command that talks to a remote (fetch, push, ls-remote, deleting a remote branch, the
+//! push of a merge) runs under the repository's network deadline
+//! ([`Repo::with_network_timeout`], [`Repo::DEFAULT_NETWORK_TIMEOUT`] unless set); a command
+//! past it is killed and fails with [`GitError::TimedOut`]. Local commands have no deadline.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::GitError;
 use crate::cmd::{self, check_name};
 
-/// A git repository, identified by the canonical path of its main work tree.
+/// A git repository, identified by the canonical path of its main work tree, with the deadline
+/// of its network commands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Repo {
     path: PathBuf,
+    network_timeout: Duration,
 }
 
 impl Repo {
+    /// The deadline of one network command unless [`Repo::with_network_timeout`] sets another.
+    pub const DEFAULT_NETWORK_TIMEOUT: Duration = Duration::from_secs(60);
+
+    /// The same repository whose network commands (fetch, push, ls-remote) are killed and fail
+    /// with [`GitError::TimedOut`] after `limit`.
+    #[must_use]
+    pub fn with_network_timeout(mut self, limit: Duration) -> Repo {
+        self.network_timeout = limit;
+        self
+    }
+
+    /// The deadline of one network command.
+    pub fn network_timeout(&self) -> Duration {
+        self.network_timeout
+    }
+
     /// Opens the repository containing `path` (the work tree root, a sub-folder, or a linked
     /// worktree) and resolves it to its main work tree. A missing path, a file, a folder outside
     /// any repository and a bare repository are all [`GitError::NotARepository`].
@@ -63,7 +87,10 @@ impl Repo {
                 main.display()
             ))
         })?;
-        Ok(Repo { path: canonical })
+        Ok(Repo {
+            path: canonical,
+            network_timeout: Self::DEFAULT_NETWORK_TIMEOUT,
+        })
     }
 
     /// The canonical path of the main work tree.
@@ -112,10 +139,15 @@ impl Repo {
         Ok(remotes.lines().any(|line| line.trim() == remote))
     }
 
-    /// `git fetch --prune <remote>`.
+    /// `git fetch --prune <remote>`, under the network deadline.
     pub async fn fetch(&self, remote: &str) -> Result<(), GitError> {
         check_name("remote", remote)?;
-        cmd::run_ok(&self.path, ["fetch", "--quiet", "--prune", remote]).await?;
+        cmd::run_network_ok(
+            &self.path,
+            ["fetch", "--quiet", "--prune", remote],
+            self.network_timeout,
+        )
+        .await?;
         Ok(())
     }
 
@@ -229,24 +261,26 @@ impl Repo {
     }
 
     /// Pushes the local branch to the branch of the same name on `remote` (no force) and returns
-    /// the pushed commit id.
+    /// the pushed commit id. Under the network deadline.
     pub async fn push(&self, remote: &str, branch: &str) -> Result<String, GitError> {
         check_name("remote", remote)?;
         check_name("branch", branch)?;
         let sha = self.local_branch(branch).await?;
         let refspec = format!("{sha}:refs/heads/{branch}");
-        cmd::run_ok(&self.path, ["push", "--quiet", remote, refspec.as_str()]).await?;
+        self.push_refspec(remote, &refspec).await?;
         Ok(sha)
     }
 
-    /// Whether `remote` has a branch named `branch` (`git ls-remote --heads`, asks the remote).
+    /// Whether `remote` has a branch named `branch` (`git ls-remote --heads`, asks the remote,
+    /// under the network deadline).
     pub async fn remote_has_branch(&self, remote: &str, branch: &str) -> Result<bool, GitError> {
         check_name("remote", remote)?;
         check_name("branch", branch)?;
         let refname = format!("refs/heads/{branch}");
-        let out = cmd::run_ok(
+        let out = cmd::run_network_ok(
             &self.path,
             ["ls-remote", "--heads", remote, refname.as_str()],
+            self.network_timeout,
         )
         .await?;
         Ok(out
@@ -255,15 +289,17 @@ impl Repo {
     }
 
     /// Deletes `branch` on `remote` (`git push <remote> --delete`). Succeeds, returning false,
-    /// when the remote has no such branch (already deleted, or never pushed).
+    /// when the remote has no such branch (already deleted, or never pushed). Each call to the
+    /// remote is under the network deadline.
     pub async fn delete_remote_branch(&self, remote: &str, branch: &str) -> Result<bool, GitError> {
         if !self.remote_has_branch(remote, branch).await? {
             return Ok(false);
         }
         let refname = format!("refs/heads/{branch}");
-        let pushed = cmd::run_ok(
+        let pushed = cmd::run_network_ok(
             &self.path,
             ["push", "--quiet", remote, "--delete", refname.as_str()],
+            self.network_timeout,
         )
         .await;
         match pushed {
@@ -313,7 +349,8 @@ impl Repo {
     /// target is an ancestor of `head` the target is fast-forwarded to `head`; otherwise a merge
     /// commit (`message`, parents target then head) is built with `git merge-tree` and
     /// `git commit-tree` (which uses the repository's configured identity) and pushed. Conflicts
-    /// are [`GitError::MergeConflict`]. Returns the target's new commit id.
+    /// are [`GitError::MergeConflict`]. Returns the target's new commit id. The fetch and the
+    /// push are each under the network deadline.
     pub async fn merge_to_remote(
         &self,
         remote: &str,
@@ -361,8 +398,19 @@ impl Repo {
             .to_string()
         };
         let refspec = format!("{new_sha}:refs/heads/{target}");
-        cmd::run_ok(&self.path, ["push", "--quiet", remote, refspec.as_str()]).await?;
+        self.push_refspec(remote, &refspec).await?;
         Ok(new_sha)
+    }
+
+    /// `git push --quiet <remote> <refspec>` under the network deadline.
+    async fn push_refspec(&self, remote: &str, refspec: &str) -> Result<(), GitError> {
+        cmd::run_network_ok(
+            &self.path,
+            ["push", "--quiet", remote, refspec],
+            self.network_timeout,
+        )
+        .await?;
+        Ok(())
     }
 
     /// The tree of merging `head_sha` into `target_sha`, or the conflicting files.

@@ -580,3 +580,91 @@ async fn run_hook_in_a_missing_folder_is_an_error() {
         "{err}"
     );
 }
+
+/// Whether a process whose command line mentions `needle` is still alive (zombies excluded).
+fn process_mentioning(needle: &str) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        let dir = entry.path();
+        let cmdline = std::fs::read(dir.join("cmdline")).unwrap_or_default();
+        let state = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
+        let zombie = state
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+        !zombie && String::from_utf8_lossy(&cmdline).contains(needle)
+    })
+}
+
+#[tokio::test]
+async fn network_commands_to_a_remote_that_never_answers_time_out_and_are_killed() {
+    let fx = fixture();
+    let hung = testkit::HungRemote::start().expect("hung remote");
+    git_in(&fx.work, &["remote", "add", "hung", hung.url()]);
+    let limit = Duration::from_millis(1500);
+    let repo = Repo::open(&fx.work)
+        .await
+        .expect("open")
+        .with_network_timeout(limit);
+    assert_eq!(repo.network_timeout(), limit);
+
+    let started = Instant::now();
+    let err = repo.fetch("hung").await.expect_err("a hung fetch fails");
+    let took = started.elapsed();
+    assert!(took >= limit, "failed before the deadline: {took:?} {err}");
+    assert!(took < limit + Duration::from_secs(15), "took {took:?}");
+    assert!(matches!(err, GitError::TimedOut { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.contains("fetch --quiet --prune hung")
+            && message.contains("timed out after 1.5 s")
+            && message.contains("the remote may be unreachable"),
+        "{message}"
+    );
+    assert!(hung.accepted() >= 1, "git never reached the remote");
+
+    let started = Instant::now();
+    let err = repo
+        .push("hung", "main")
+        .await
+        .expect_err("a hung push fails");
+    assert!(started.elapsed() < limit + Duration::from_secs(15));
+    assert!(
+        matches!(&err, GitError::TimedOut { command, .. } if command.contains("push --quiet hung")),
+        "{err:?}"
+    );
+    let err = repo
+        .delete_remote_branch("hung", "main")
+        .await
+        .expect_err("a hung ls-remote fails");
+    assert!(
+        matches!(&err, GitError::TimedOut { command, .. } if command.contains("ls-remote")),
+        "{err:?}"
+    );
+
+    // Git and the transport helper it started (its command line names the URL) are gone.
+    let url = hung.url().to_string();
+    testkit::wait_until(
+        "the hung git processes to end",
+        Duration::from_secs(10),
+        || {
+            let url = url.clone();
+            async move { (!process_mentioning(&url)).then_some(()) }
+        },
+    )
+    .await
+    .expect("no git process left behind");
+
+    // Local commands have no deadline; the reachable remote still works under the short one.
+    repo.fetch("origin").await.expect("fetch origin");
+    assert!(repo.rev_parse("main").await.expect("rev").is_some());
+}
+
+#[tokio::test]
+async fn the_default_network_timeout_is_a_minute() {
+    let fx = fixture();
+    let repo = Repo::open(&fx.work).await.expect("open");
+    assert_eq!(repo.network_timeout(), Duration::from_secs(60));
+    assert_eq!(Repo::DEFAULT_NETWORK_TIMEOUT, Duration::from_secs(60));
+}

@@ -16,7 +16,7 @@ mod tasks;
 
 pub use events::StoredEvent;
 pub use follow_up::{CommentRow, CommentStatus, NewComment};
-pub use outbox::{Intent, NewIntent};
+pub use outbox::{Intent, IntentKind, NewIntent, UnknownIntentKind};
 pub use projects::{NewProjectRow, ProjectRow};
 pub use runs::{NewRunRow, RunRow};
 pub use tasks::{NewTaskRow, PullRequestRow, TaskRow};

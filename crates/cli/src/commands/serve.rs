@@ -55,6 +55,12 @@ pub struct ServeArgs {
     #[arg(long, env = "ATELIER_MERGE_POLL_MS", value_name = "MS",
           value_parser = clap::value_parser!(u64).range(1..))]
     merge_poll_ms: Option<u64>,
+    /// Longest one git command that talks to a project's remote (fetch, push, ls-remote) may
+    /// take, in seconds; then it is killed and the fetch, pull request or merge fails saying the
+    /// remote may be unreachable [default: 60]
+    #[arg(long, env = "ATELIER_FORGE_TIMEOUT_SECS", value_name = "S",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    forge_timeout_secs: Option<u64>,
     /// First wait before retrying a run that failed on infrastructure (rate limit, 5xx,
     /// unreachable model endpoint); doubles per consecutive failure [default: 10000]
     #[arg(long, env = "ATELIER_RETRY_BASE_MS", value_name = "MS",
@@ -122,6 +128,9 @@ impl ServeArgs {
         }
         if let Some(ms) = self.merge_poll_ms {
             config.merge_poll = Duration::from_millis(ms);
+        }
+        if let Some(secs) = self.forge_timeout_secs {
+            config.forge_timeout = Duration::from_secs(secs);
         }
         if let Some(ms) = self.retry_base_ms {
             config.retry_base = Duration::from_millis(ms);

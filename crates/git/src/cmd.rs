@@ -1,11 +1,15 @@
 //! The one recipe for running git: `git -C <dir> <args…>` with arguments (never a shell), stdin
 //! closed, no terminal prompts, and the `GIT_*` variables that would redirect git to another
 //! repository removed (Atelier may itself run inside a git hook). Failures carry the command
-//! line and git's stderr.
+//! line and git's stderr. A network command may be given [`CommandOptions`]: environment
+//! variables for that one process only (set after the scrub, never shown in the command line an
+//! error carries) and a deadline after which the process is killed.
 
 use std::ffi::{OsStr, OsString};
+use std::fmt;
 use std::path::Path;
 use std::process::Stdio;
+use std::time::Duration;
 
 use crate::GitError;
 
@@ -52,8 +56,44 @@ impl Output {
     }
 }
 
+/// Extra settings for one git command: variables given only to that process (such as
+/// `GIT_CONFIG_COUNT`/`GIT_CONFIG_KEY_0`/`GIT_CONFIG_VALUE_0` carrying an auth header) and a
+/// deadline. The values may be secrets: `Debug` shows only the names, and neither names nor
+/// values appear in error messages.
+#[derive(Clone, Default)]
+pub struct CommandOptions {
+    /// Variables set for this one process, after the recipe's scrub of `GIT_*` redirections.
+    pub env: Vec<(String, String)>,
+    /// Kill git and fail with [`GitError::Timeout`] when it has not finished by then.
+    pub timeout: Option<Duration>,
+}
+
+impl fmt::Debug for CommandOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.env.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("CommandOptions")
+            .field("env", &names)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
 /// Runs `git -C <dir> <args…>` and returns its output whatever the exit status.
 pub(crate) async fn run<I, S>(dir: &Path, args: I) -> Result<Output, GitError>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    run_with(dir, args, &CommandOptions::default()).await
+}
+
+/// [`run`] with extra variables for this process and a deadline (the process is killed when it
+/// passes).
+pub(crate) async fn run_with<I, S>(
+    dir: &Path,
+    args: I,
+    options: &CommandOptions,
+) -> Result<Output, GitError>
 where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
@@ -72,7 +112,20 @@ where
     for var in SCRUBBED_ENV {
         cmd.env_remove(var);
     }
-    let out = cmd.output().await.map_err(|source| GitError::Spawn {
+    // After the scrub, so nothing removed there can be put back by accident.
+    for (name, value) in &options.env {
+        cmd.env(name, value);
+    }
+    let output = cmd.output();
+    let out = match options.timeout {
+        // `kill_on_drop`: dropping the unfinished future kills git.
+        Some(after) => match tokio::time::timeout(after, output).await {
+            Ok(out) => out,
+            Err(_) => return Err(GitError::Timeout { command, after }),
+        },
+        None => output.await,
+    }
+    .map_err(|source| GitError::Spawn {
         command: command.clone(),
         source,
     })?;

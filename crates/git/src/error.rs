@@ -52,6 +52,25 @@ pub enum GitError {
         stderr: String,
     },
 
+    /// Git did not finish within its deadline and was killed.
+    #[error(
+        "`{command}` did not finish within {after:?} and was stopped: check that the remote is \
+         reachable, then retry"
+    )]
+    Timeout { command: String, after: Duration },
+
+    /// The remote refused to move the branch because it no longer points where we expected
+    /// (`--force-with-lease`).
+    #[error(
+        "`{command}` was rejected: the remote branch `{branch}` is not at the expected commit \
+         ({reason}); someone else pushed to it — fetch it and look before pushing again"
+    )]
+    PushRejected {
+        command: String,
+        branch: String,
+        reason: String,
+    },
+
     /// Git printed something we could not interpret.
     #[error("`{command}` printed unexpected output {output:?}: {expected}")]
     UnexpectedOutput {

@@ -96,14 +96,17 @@ impl Env {
             .map(|s| s.trim().to_string())
     }
 
-    async fn checks_settled(&self, pr: &PullRequest) -> forge::Checks {
+    /// The `count` checks of the pull request's head once none is pending.
+    async fn checks_settled(&self, pr: &PullRequest, count: usize) -> forge::Checks {
         testkit::wait_until("CI to finish", Duration::from_secs(20), || async {
             let checks = self
                 .forge
                 .checks(&self.repo.path, pr, &pr.head_sha)
                 .await
                 .ok()?;
-            (checks.overall() != CheckState::Pending).then_some(checks)
+            (checks.checks.len() == count
+                && checks.checks.iter().all(|c| c.state != CheckState::Pending))
+            .then_some(checks)
         })
         .await
         .unwrap()
@@ -285,7 +288,7 @@ async fn failing_checks_come_with_annotations_and_the_failing_steps_log_then_pas
     );
     env.commit("one");
     let pr = env.publish().await;
-    let checks = env.checks_settled(&pr).await;
+    let checks = env.checks_settled(&pr, 2).await;
     assert_eq!(checks.overall(), CheckState::Failed);
     assert_eq!(checks.required, None);
     let names: Vec<(&str, CheckKind, CheckState)> = checks
@@ -329,7 +332,7 @@ async fn failing_checks_come_with_annotations_and_the_failing_steps_log_then_pas
     let sha2 = env.commit("two");
     let pr2 = env.forge.publish(&env.request(Some(&pr))).await.unwrap();
     assert_eq!(pr2.head_sha, sha2);
-    let checks = env.checks_settled(&pr2).await;
+    let checks = env.checks_settled(&pr2, 2).await;
     assert_eq!(checks.overall(), CheckState::Passed, "{checks:#?}");
 }
 
@@ -542,7 +545,7 @@ async fn rate_limits_are_waited_out_and_server_errors_retried() {
 
     // More failures than attempts: the error names the call.
     env.hub.fail_next(Fault {
-        times: 10,
+        times: 4,
         ..fault(FaultKind::Status {
             code: 503,
             body: "Unavailable".to_string(),

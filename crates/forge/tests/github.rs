@@ -28,13 +28,8 @@ struct Env {
 
 /// Limits small enough for tests: 2 s per call, 4 attempts, backoff from 20 ms.
 fn config(hub: &FakeHub, auth: GitHubAuth) -> GitHubConfig {
-    let mut config = GitHubConfig::new(
-        hub.api_url(),
-        OWNER,
-        REPO,
-        hub.clone_url(OWNER, REPO),
-        auth,
-    );
+    let mut config =
+        GitHubConfig::new(hub.api_url(), OWNER, REPO, hub.clone_url(OWNER, REPO), auth);
     config.call_timeout = Duration::from_secs(2);
     config.max_attempts = 4;
     config.max_backoff = Duration::from_secs(5);
@@ -66,9 +61,7 @@ impl Env {
     fn commit(&self, content: &str) -> String {
         let current = self.repo.git(&["branch", "--show-current"]).unwrap();
         if current.trim() != BRANCH {
-            self.repo
-                .git(&["switch", "--quiet", "-c", BRANCH])
-                .unwrap();
+            self.repo.git(&["switch", "--quiet", "-c", BRANCH]).unwrap();
         }
         testkit::commit_file(&self.repo.path, "feature.txt", content, content).unwrap()
     }
@@ -91,9 +84,17 @@ impl Env {
 
     fn remote_sha(&self, branch: &str) -> Option<String> {
         let bare = self.hub.bare_path(OWNER, REPO);
-        testkit::git(&bare, &["rev-parse", "--verify", "--quiet", &format!("refs/heads/{branch}")])
-            .ok()
-            .map(|s| s.trim().to_string())
+        testkit::git(
+            &bare,
+            &[
+                "rev-parse",
+                "--verify",
+                "--quiet",
+                &format!("refs/heads/{branch}"),
+            ],
+        )
+        .ok()
+        .map(|s| s.trim().to_string())
     }
 
     /// The `count` checks of the pull request's head once none is pending.
@@ -126,7 +127,11 @@ async fn publish_pushes_with_the_token_only_in_gits_environment_and_opens_one_pr
     let pulls = env.hub.pulls(OWNER, REPO);
     assert_eq!(pulls.len(), 1);
     assert_eq!(
-        (pulls[0].head_ref.as_str(), pulls[0].head_sha.as_str(), pulls[0].base_ref.as_str()),
+        (
+            pulls[0].head_ref.as_str(),
+            pulls[0].head_sha.as_str(),
+            pulls[0].base_ref.as_str()
+        ),
         (BRANCH, sha.as_str(), "main")
     );
     assert_eq!(pulls[0].title, "Add the feature");
@@ -152,7 +157,10 @@ async fn publish_pushes_with_the_token_only_in_gits_environment_and_opens_one_pr
     // Nothing of the token was written to the repository's git config.
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{TOKEN}"));
     let config = std::fs::read_to_string(env.repo.path.join(".git/config")).unwrap();
-    assert!(!config.contains(TOKEN) && !config.contains(&basic), "{config}");
+    assert!(
+        !config.contains(TOKEN) && !config.contains(&basic),
+        "{config}"
+    );
     assert!(!config.contains("extraHeader"), "{config}");
 
     // Publishing again (new commit, new body) updates the one pull request.
@@ -160,7 +168,10 @@ async fn publish_pushes_with_the_token_only_in_gits_environment_and_opens_one_pr
     let mut again = env.request(Some(&pr));
     again.body = "It adds the feature, better.".to_string();
     let pr2 = env.forge.publish(&again).await.unwrap();
-    assert_eq!((pr2.number, pr2.head_sha.as_str()), (Some(1), sha2.as_str()));
+    assert_eq!(
+        (pr2.number, pr2.head_sha.as_str()),
+        (Some(1), sha2.as_str())
+    );
     let pulls = env.hub.pulls(OWNER, REPO);
     assert_eq!(pulls.len(), 1);
     assert_eq!(pulls[0].body, "It adds the feature, better.");
@@ -199,7 +210,13 @@ async fn the_lease_refuses_to_overwrite_a_branch_someone_else_moved() {
         .unwrap();
     let theirs = testkit::commit_file(&env.repo.path, "other.txt", "x", "theirs").unwrap();
     env.repo
-        .git(&["push", "--quiet", "--force", bare.to_str().unwrap(), &format!("intruder:refs/heads/{BRANCH}")])
+        .git(&[
+            "push",
+            "--quiet",
+            "--force",
+            bare.to_str().unwrap(),
+            &format!("intruder:refs/heads/{BRANCH}"),
+        ])
         .unwrap();
     env.repo.git(&["switch", "--quiet", BRANCH]).unwrap();
     env.commit("two");
@@ -235,12 +252,24 @@ async fn state_merge_refusal_branch_deletion_and_base_fetch() {
 
     let err = env.forge.merge(&path, &pr).await.expect_err("no merging");
     assert!(matches!(err, ForgeError::Unsupported(_)), "{err:?}");
-    assert!(err.to_string().contains("merge the pull request on GitHub"), "{err}");
+    assert!(
+        err.to_string().contains("merge the pull request on GitHub"),
+        "{err}"
+    );
 
-    let base = env.hub.commit_to_base(OWNER, REPO, "base.txt", "b", "base moves").await;
-    assert_eq!(env.forge.fetch_base(&path, "origin", "main").await.unwrap(), base);
+    let base = env
+        .hub
+        .commit_to_base(OWNER, REPO, "base.txt", "b", "base moves")
+        .await;
     assert_eq!(
-        env.repo.git(&["rev-parse", "refs/remotes/origin/main"]).unwrap().trim(),
+        env.forge.fetch_base(&path, "origin", "main").await.unwrap(),
+        base
+    );
+    assert_eq!(
+        env.repo
+            .git(&["rev-parse", "refs/remotes/origin/main"])
+            .unwrap()
+            .trim(),
         base
     );
 
@@ -250,9 +279,19 @@ async fn state_merge_refusal_branch_deletion_and_base_fetch() {
     let state = env.forge.pr_state(&path, &pr).await.unwrap();
     assert!(state.merged && !state.open);
 
-    assert!(env.forge.delete_branch(&path, "origin", BRANCH).await.unwrap());
+    assert!(
+        env.forge
+            .delete_branch(&path, "origin", BRANCH)
+            .await
+            .unwrap()
+    );
     assert_eq!(env.remote_sha(BRANCH), None);
-    assert!(!env.forge.delete_branch(&path, "origin", BRANCH).await.unwrap());
+    assert!(
+        !env.forge
+            .delete_branch(&path, "origin", BRANCH)
+            .await
+            .unwrap()
+    );
 }
 
 #[tokio::test]
@@ -422,7 +461,12 @@ async fn comments_of_every_kind_are_read_acknowledged_and_answered_once() {
     for comment in &comments {
         env.forge.acknowledge(&pr, comment).await.unwrap();
     }
-    assert!(env.hub.reactions("issue", issue).iter().any(|(_, c)| c == "eyes"));
+    assert!(
+        env.hub
+            .reactions("issue", issue)
+            .iter()
+            .any(|(_, c)| c == "eyes")
+    );
     assert!(
         env.hub
             .reactions("review_comment", inline)
@@ -447,7 +491,11 @@ async fn comments_of_every_kind_are_read_acknowledged_and_answered_once() {
         .filter(|c| c.body.contains("atelier:reply:reply-1"))
         .collect();
     assert_eq!(replies.len(), 1, "{replies:#?}");
-    assert!(replies[0].body.starts_with("> Please rename `x`."), "{}", replies[0].body);
+    assert!(
+        replies[0].body.starts_with("> Please rename `x`."),
+        "{}",
+        replies[0].body
+    );
     let thread: Vec<_> = env
         .hub
         .review_comments(OWNER, REPO, 1)
@@ -476,7 +524,11 @@ async fn app_installation_tokens_are_issued_reused_and_refreshed() {
     assert_eq!(env.hub.installation_tokens_issued(), 1);
     env.forge.pr_state(&env.repo.path, &pr).await.unwrap();
     env.forge.comments(&pr).await.unwrap();
-    assert_eq!(env.hub.installation_tokens_issued(), 1, "the token is reused");
+    assert_eq!(
+        env.hub.installation_tokens_issued(),
+        1,
+        "the token is reused"
+    );
     let requests = env.hub.requests();
     assert!(
         requests
@@ -485,10 +537,8 @@ async fn app_installation_tokens_are_issued_reused_and_refreshed() {
         "{requests:#?}"
     );
     assert!(
-        requests
-            .iter()
-            .any(|r| r.path.contains("git-receive-pack")
-                && matches!(&r.auth, Auth::Basic { user, .. } if user == "x-access-token")),
+        requests.iter().any(|r| r.path.contains("git-receive-pack")
+            && matches!(&r.auth, Auth::Basic { user, .. } if user == "x-access-token")),
         "{requests:#?}"
     );
 
@@ -518,14 +568,16 @@ async fn rate_limits_are_waited_out_and_server_errors_retried() {
         kind,
     };
 
-    env.hub
-        .fail_next(fault(FaultKind::RateLimited { retry_after_secs: 1 }));
+    env.hub.fail_next(fault(FaultKind::RateLimited {
+        retry_after_secs: 1,
+    }));
     let started = Instant::now();
     assert!(env.forge.pr_state(&path, &pr).await.unwrap().open);
     assert!(started.elapsed() >= Duration::from_secs(1));
 
-    env.hub
-        .fail_next(fault(FaultKind::SecondaryLimit { retry_after_secs: 1 }));
+    env.hub.fail_next(fault(FaultKind::SecondaryLimit {
+        retry_after_secs: 1,
+    }));
     let started = Instant::now();
     assert!(env.forge.pr_state(&path, &pr).await.unwrap().open);
     assert!(started.elapsed() >= Duration::from_secs(1));
@@ -562,7 +614,10 @@ async fn rate_limits_are_waited_out_and_server_errors_retried() {
         .filter(|r| r.path.ends_with("/pulls/1"))
         .map(|r| r.status)
         .collect();
-    assert!(statuses.iter().filter(|s| **s == Some(503)).count() >= 4, "{statuses:?}");
+    assert!(
+        statuses.iter().filter(|s| **s == Some(503)).count() >= 4,
+        "{statuses:?}"
+    );
 
     // A limit that lifts later than Atelier waits fails with when to retry.
     env.hub.fail_next(Fault {

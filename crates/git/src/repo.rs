@@ -306,6 +306,27 @@ impl Repo {
         }))
     }
 
+    /// Deletes `refs/heads/<branch>` in the repository at `url` (`git push <url> --delete`), with
+    /// `options` as in [`Repo::push_url`].
+    pub async fn delete_branch_at_url(
+        &self,
+        url: &str,
+        branch: &str,
+        options: &CommandOptions,
+    ) -> Result<(), GitError> {
+        check_name("url", url)?;
+        check_name("branch", branch)?;
+        let refname = format!("refs/heads/{branch}");
+        cmd::run_with(
+            &self.path,
+            ["push", "--quiet", url, "--delete", refname.as_str()],
+            options,
+        )
+        .await?
+        .ok()?;
+        Ok(())
+    }
+
     /// Fetches `refs/heads/<branch>` of the repository at `url` into the local ref `into`
     /// (`git fetch <url> +refs/heads/<branch>:<into>`, forced, no tags) and returns its commit.
     pub async fn fetch_url(

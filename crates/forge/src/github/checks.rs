@@ -145,7 +145,7 @@ pub(super) async fn failures(
     let mut out = Vec::new();
     for check in failed {
         let failure = match (check.kind, check.id) {
-            (CheckKind::CheckRun, Some(id)) => run_failure(forge, check, id).await?,
+            (CheckKind::CheckRun, Some(id)) => run_failure(forge, pr, check, id).await?,
             _ => status_failure(forge, pr, check).await?,
         };
         out.push(failure);
@@ -153,16 +153,46 @@ pub(super) async fn failures(
     Ok(out)
 }
 
+/// Check run `id`: from the (ETag-cached) list of the pull request's head, else on its own;
+/// `None` when GitHub no longer has it.
+async fn find_run(
+    forge: &GitHubForge,
+    pr: &PullRequest,
+    id: u64,
+) -> Result<Option<models::CheckRun>, ForgeError> {
+    let sha = encode_path(&pr.head_sha, false);
+    let runs_path = forge.repo_path(&format!("/commits/{sha}/check-runs"));
+    let runs = forge
+        .client
+        .get_all(
+            &format!("GET {runs_path}"),
+            &runs_path,
+            |page: models::CheckRunList| page.check_runs,
+        )
+        .await?;
+    if let Some(run) = runs.into_iter().find(|r| r.id == id) {
+        return Ok(Some(run));
+    }
+    let run_path = forge.repo_path(&format!("/check-runs/{id}"));
+    let call = format!("GET {run_path}");
+    let resp = forge
+        .client
+        .call(&call, Method::GET, &forge.client.url(&run_path), None)
+        .await?;
+    match resp.status {
+        200 => Ok(Some(resp.json(&call)?)),
+        404 => Ok(None),
+        _ => Err(resp.into_error(&call)),
+    }
+}
+
 async fn run_failure(
     forge: &GitHubForge,
+    pr: &PullRequest,
     check: &Check,
     id: u64,
 ) -> Result<CheckFailure, ForgeError> {
-    let run_path = forge.repo_path(&format!("/check-runs/{id}"));
-    let run: models::CheckRun = forge
-        .client
-        .get(&format!("GET {run_path}"), &run_path)
-        .await?;
+    let run = find_run(forge, pr, id).await?;
     let notes_path = forge.repo_path(&format!("/check-runs/{id}/annotations"));
     let annotations = forge
         .client
@@ -183,14 +213,14 @@ async fn run_failure(
         })
         .collect();
     let summary = run
-        .output
         .as_ref()
+        .and_then(|r| r.output.as_ref())
         .and_then(|o| o.summary.clone().or_else(|| o.title.clone()))
         .filter(|s| !s.trim().is_empty());
     // Actions jobs are check runs whose id is the job id; other apps' runs have no job log.
     let is_actions = run
-        .app
         .as_ref()
+        .and_then(|r| r.app.as_ref())
         .and_then(|a| a.slug.as_deref())
         .is_none_or(|slug| slug == "github-actions");
     let log_excerpt = if is_actions {
@@ -200,7 +230,7 @@ async fn run_failure(
     };
     Ok(CheckFailure {
         name: check.name.clone(),
-        url: check.url.clone().or(run.html_url),
+        url: check.url.clone().or(run.and_then(|r| r.html_url)),
         summary,
         annotations,
         log_excerpt,

@@ -131,7 +131,7 @@ impl Forge for GitHubForge {
 
     async fn delete_branch(
         &self,
-        _repo: &Path,
+        repo: &Path,
         _remote: &str,
         branch: &str,
     ) -> Result<bool, ForgeError> {
@@ -143,8 +143,9 @@ impl Forge for GitHubForge {
             .await?;
         match resp.status {
             200..=299 => Ok(true),
-            // Already gone ("Reference does not exist").
-            404 | 422 => Ok(false),
+            // "Reference does not exist" — or, for a 404, a token GitHub does not let see it:
+            // git, with the same token, tells which, and deletes it in the second case.
+            404 | 422 => push::delete_branch_with_git(self, repo, branch).await,
             _ => Err(resp.into_error(&call)),
         }
     }

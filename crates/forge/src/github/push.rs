@@ -207,6 +207,26 @@ async fn update(
         .await
 }
 
+/// Deletes the branch over git when the remote still has it; whether it had it.
+pub(super) async fn delete_branch_with_git(
+    forge: &GitHubForge,
+    repo: &Path,
+    branch: &str,
+) -> Result<bool, ForgeError> {
+    let repo = Repo::open(repo).await?;
+    let options = git_options(forge).await?;
+    let url = &forge.config.clone_url;
+    if repo
+        .remote_branch_at_url(url, branch, &options)
+        .await?
+        .is_none()
+    {
+        return Ok(false);
+    }
+    repo.delete_branch_at_url(url, branch, &options).await?;
+    Ok(true)
+}
+
 pub(super) async fn fetch_base(
     forge: &GitHubForge,
     repo: &Path,

@@ -5,11 +5,13 @@
 //! implementation; the engine never talks to a forge any other way.
 
 mod error;
+mod github;
 mod local;
 
 use std::path::{Path, PathBuf};
 
 pub use error::ForgeError;
+pub use github::{GitHubAuth, GitHubConfig, GitHubForge, parse_github_remote};
 pub use local::LocalForge;
 
 /// A forge that hosts pull requests for a repository's remote.

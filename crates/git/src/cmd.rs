@@ -3,11 +3,15 @@
 //! repository removed (Atelier may itself run inside a git hook). Failures carry the command
 //! line and git's stderr.
 //!
-//! Commands that talk to a remote run under a deadline ([`run_network_ok`]): in their own process
-//! group, so a timeout kills git and the transport helpers it started (`git-remote-http`,
-//! `ssh`), and the error says the remote may be unreachable. Local commands have no deadline.
+//! Commands that talk to a remote run under a deadline ([`run_network_ok`], or
+//! [`CommandOptions::timeout`]): in their own process group, so a timeout kills git and the
+//! transport helpers it started (`git-remote-http`, `ssh`), and the error says the remote may be
+//! unreachable. Local commands have no deadline. A network command may also be given environment
+//! variables for that one process only (set after the scrub, never shown in the command line an
+//! error carries), such as the header carrying a forge token.
 
 use std::ffi::{OsStr, OsString};
+use std::fmt;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -58,13 +62,36 @@ impl Output {
     }
 }
 
+/// Extra settings for one git command: variables given only to that process (such as
+/// `GIT_CONFIG_COUNT`/`GIT_CONFIG_KEY_0`/`GIT_CONFIG_VALUE_0` carrying an auth header) and a
+/// deadline. The values may be secrets: `Debug` shows only the names, and neither names nor
+/// values appear in error messages.
+#[derive(Clone, Default)]
+pub struct CommandOptions {
+    /// Variables set for this one process, after the recipe's scrub of `GIT_*` redirections.
+    pub env: Vec<(String, String)>,
+    /// Kill git (and its helpers) and fail with [`GitError::TimedOut`] when it has not finished
+    /// by then.
+    pub timeout: Option<Duration>,
+}
+
+impl fmt::Debug for CommandOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.env.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("CommandOptions")
+            .field("env", &names)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
 /// Runs `git -C <dir> <args…>` and returns its output whatever the exit status.
 pub(crate) async fn run<I, S>(dir: &Path, args: I) -> Result<Output, GitError>
 where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    run_with(dir, args, None).await
+    run_with(dir, args, &CommandOptions::default()).await
 }
 
 /// [`run_ok`] for a command that talks to a remote: killed, with everything it started, when it
@@ -78,10 +105,20 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    run_with(dir, args, Some(limit)).await?.ok()
+    let options = CommandOptions {
+        env: Vec::new(),
+        timeout: Some(limit),
+    };
+    run_with(dir, args, &options).await?.ok()
 }
 
-async fn run_with<I, S>(dir: &Path, args: I, limit: Option<Duration>) -> Result<Output, GitError>
+/// [`run`] with extra variables for this process and a deadline (past it, git and everything it
+/// started are killed).
+pub(crate) async fn run_with<I, S>(
+    dir: &Path,
+    args: I,
+    options: &CommandOptions,
+) -> Result<Output, GitError>
 where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
@@ -100,11 +137,15 @@ where
     for var in SCRUBBED_ENV {
         cmd.env_remove(var);
     }
+    // After the scrub, so nothing removed there can be put back by accident.
+    for (name, value) in &options.env {
+        cmd.env(name, value);
+    }
     let spawn_error = |source| GitError::Spawn {
         command: command.clone(),
         source,
     };
-    let out = match limit {
+    let out = match options.timeout {
         None => cmd.output().await.map_err(spawn_error)?,
         Some(limit) => {
             // Its own group, so the transport helpers git starts die with it.

@@ -60,6 +60,18 @@ pub enum GitError {
     )]
     TimedOut { command: String, limit: Duration },
 
+    /// The remote refused to move the branch because it no longer points where we expected
+    /// (`--force-with-lease`).
+    #[error(
+        "`{command}` was rejected: the remote branch `{branch}` is not at the expected commit \
+         ({reason}); someone else pushed to it — fetch it and look before pushing again"
+    )]
+    PushRejected {
+        command: String,
+        branch: String,
+        reason: String,
+    },
+
     /// Git printed something we could not interpret.
     #[error("`{command}` printed unexpected output {output:?}: {expected}")]
     UnexpectedOutput {

@@ -9,6 +9,7 @@ mod error;
 mod hook;
 mod repo;
 
+pub use cmd::CommandOptions;
 pub use error::GitError;
 pub use hook::{HookOutput, run_hook, run_hook_in};
 pub use repo::Repo;

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::GitError;
-use crate::cmd::{self, check_name};
+use crate::cmd::{self, CommandOptions, check_name};
 
 /// A git repository, identified by the canonical path of its main work tree, with the deadline
 /// of its network commands.
@@ -269,6 +269,123 @@ impl Repo {
         let refspec = format!("{sha}:refs/heads/{branch}");
         self.push_refspec(remote, &refspec).await?;
         Ok(sha)
+    }
+
+    /// Pushes the local branch `branch` to `refs/heads/<branch>` of the repository at `url` (a URL,
+    /// not a configured remote; nothing is written to any git config) with
+    /// `--force-with-lease=refs/heads/<branch>:<expected>`: the remote branch must be at
+    /// `expected`, or absent when `expected` is empty. Only that one ref is pushed. `options`
+    /// carry the credentials for this process only and the deadline. Returns the pushed commit;
+    /// a lease the remote refuses is [`GitError::PushRejected`].
+    pub async fn push_url(
+        &self,
+        url: &str,
+        branch: &str,
+        expected: &str,
+        options: &CommandOptions,
+    ) -> Result<String, GitError> {
+        check_name("url", url)?;
+        check_name("branch", branch)?;
+        if !expected.is_empty() {
+            check_name("expected commit", expected)?;
+        }
+        let sha = self.local_branch(branch).await?;
+        let lease = format!("--force-with-lease=refs/heads/{branch}:{expected}");
+        let refspec = format!("{sha}:refs/heads/{branch}");
+        let out = cmd::run_with(
+            &self.path,
+            ["push", "--porcelain", lease.as_str(), url, refspec.as_str()],
+            options,
+        )
+        .await?;
+        if out.success {
+            return Ok(sha);
+        }
+        // `--porcelain`: a refused ref is a line `!<TAB><from>:<to><TAB>[rejected] (<reason>)`.
+        if let Some(line) = out.stdout.lines().find(|line| line.starts_with('!')) {
+            let reason = line.split('\t').nth(2).unwrap_or(line).trim().to_string();
+            return Err(GitError::PushRejected {
+                command: out.command,
+                branch: branch.to_string(),
+                reason,
+            });
+        }
+        Err(out.into_error())
+    }
+
+    /// The commit `refs/heads/<branch>` points to in the repository at `url`
+    /// (`git ls-remote`), or `None` when it has no such branch.
+    pub async fn remote_branch_at_url(
+        &self,
+        url: &str,
+        branch: &str,
+        options: &CommandOptions,
+    ) -> Result<Option<String>, GitError> {
+        check_name("url", url)?;
+        check_name("branch", branch)?;
+        let refname = format!("refs/heads/{branch}");
+        let out = cmd::run_with(
+            &self.path,
+            ["ls-remote", "--heads", url, refname.as_str()],
+            options,
+        )
+        .await?
+        .ok()?;
+        Ok(out.lines().find_map(|line| {
+            let mut fields = line.split_whitespace();
+            let sha = fields.next()?;
+            (fields.next() == Some(refname.as_str())).then(|| sha.to_string())
+        }))
+    }
+
+    /// Deletes `refs/heads/<branch>` in the repository at `url` (`git push <url> --delete`), with
+    /// `options` as in [`Repo::push_url`].
+    pub async fn delete_branch_at_url(
+        &self,
+        url: &str,
+        branch: &str,
+        options: &CommandOptions,
+    ) -> Result<(), GitError> {
+        check_name("url", url)?;
+        check_name("branch", branch)?;
+        let refname = format!("refs/heads/{branch}");
+        cmd::run_with(
+            &self.path,
+            ["push", "--quiet", url, "--delete", refname.as_str()],
+            options,
+        )
+        .await?
+        .ok()?;
+        Ok(())
+    }
+
+    /// Fetches `refs/heads/<branch>` of the repository at `url` into the local ref `into`
+    /// (`git fetch <url> +refs/heads/<branch>:<into>`, forced, no tags) and returns its commit.
+    pub async fn fetch_url(
+        &self,
+        url: &str,
+        branch: &str,
+        into: &str,
+        options: &CommandOptions,
+    ) -> Result<String, GitError> {
+        check_name("url", url)?;
+        check_name("branch", branch)?;
+        check_name("ref", into)?;
+        let refspec = format!("+refs/heads/{branch}:{into}");
+        cmd::run_with(
+            &self.path,
+            ["fetch", "--quiet", "--no-tags", url, refspec.as_str()],
+            options,
+        )
+        .await?
+        .ok()?;
+        self.rev_parse(into)
+            .await?
+            .ok_or_else(|| GitError::UnknownRevision {
+                path: self.path.clone(),
+                rev: into.to_string(),
+                hint: format!("the fetch of `{branch}` from {url} did not create it"),
+            })
     }
 
     /// Whether `remote` has a branch named `branch` (`git ls-remote --heads`, asks the remote,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use git::{GitError, Repo, run_hook};
+use git::{CommandOptions, GitError, Repo, run_hook};
 
 fn git_in(dir: &Path, args: &[&str]) -> String {
     testkit::git(dir, args).unwrap().trim().to_string()
@@ -319,6 +319,132 @@ async fn push_publishes_the_branch_head() {
     assert_eq!(remote_sha(&fx, "refs/heads/feature"), sha);
     let err = repo.push("origin", "missing").await.expect_err("no branch");
     assert!(matches!(err, GitError::UnknownRevision { .. }), "{err:?}");
+}
+
+/// Options that make `fake://remote` mean the fixture's bare remote, through `GIT_CONFIG_*`
+/// variables given to that one process: a push or fetch to that URL only works when they reach
+/// git.
+fn insteadof_options(fx: &Fixture) -> CommandOptions {
+    CommandOptions {
+        env: vec![
+            ("GIT_CONFIG_COUNT".to_string(), "1".to_string()),
+            (
+                "GIT_CONFIG_KEY_0".to_string(),
+                format!("url.{}.insteadOf", fx.remote.display()),
+            ),
+            (
+                "GIT_CONFIG_VALUE_0".to_string(),
+                "fake://remote".to_string(),
+            ),
+        ],
+        timeout: Some(Duration::from_secs(30)),
+    }
+}
+
+#[tokio::test]
+async fn push_url_leases_the_branch_with_env_given_to_that_process_only() {
+    let fx = fixture();
+    let repo = Repo::open(&fx.work).await.expect("open");
+    let options = insteadof_options(&fx);
+    git_in(&fx.work, &["switch", "--quiet", "-c", "feature"]);
+    let first = commit(&fx.work, "feature.txt", "1", "one");
+
+    // Without the variables the URL means nothing.
+    let plain = CommandOptions::default();
+    assert!(
+        repo.push_url("fake://remote", "feature", "", &plain)
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        repo.push_url("fake://remote", "feature", "", &options)
+            .await
+            .expect("push"),
+        first
+    );
+    assert_eq!(remote_sha(&fx, "refs/heads/feature"), first);
+    assert_eq!(
+        repo.remote_branch_at_url("fake://remote", "feature", &options)
+            .await
+            .expect("ls-remote"),
+        Some(first.clone())
+    );
+    assert_eq!(
+        repo.remote_branch_at_url("fake://remote", "nope", &options)
+            .await
+            .expect("ls-remote"),
+        None
+    );
+    // Nothing was written to the repository's config.
+    let config = std::fs::read_to_string(fx.work.join(".git/config")).expect("config");
+    assert!(!config.contains("fake://remote"), "{config}");
+
+    // The empty lease means "must not exist": refused now that it does.
+    let second = commit(&fx.work, "feature.txt", "2", "two");
+    let err = repo
+        .push_url("fake://remote", "feature", "", &options)
+        .await
+        .expect_err("lease");
+    assert!(matches!(err, GitError::PushRejected { .. }), "{err:?}");
+    assert_eq!(remote_sha(&fx, "refs/heads/feature"), first);
+    // The right lease moves it.
+    assert_eq!(
+        repo.push_url("fake://remote", "feature", &first, &options)
+            .await
+            .expect("push"),
+        second
+    );
+    assert_eq!(remote_sha(&fx, "refs/heads/feature"), second);
+    // A stale lease is refused.
+    let third = commit(&fx.work, "feature.txt", "3", "three");
+    let err = repo
+        .push_url("fake://remote", "feature", &first, &options)
+        .await
+        .expect_err("stale lease");
+    assert!(matches!(err, GitError::PushRejected { .. }), "{err:?}");
+    assert_ne!(remote_sha(&fx, "refs/heads/feature"), third);
+
+    let fetched = repo
+        .fetch_url(
+            "fake://remote",
+            "main",
+            "refs/remotes/mirror/main",
+            &options,
+        )
+        .await
+        .expect("fetch");
+    assert_eq!(fetched, remote_sha(&fx, "refs/heads/main"));
+}
+
+#[tokio::test]
+async fn a_network_command_past_its_deadline_is_killed() {
+    let fx = fixture();
+    let repo = Repo::open(&fx.work).await.expect("open");
+    // A server that accepts and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            open.push(socket);
+        }
+    });
+    let options = CommandOptions {
+        env: vec![("GIT_CONFIG_VALUE_0".to_string(), "secret-value".to_string())],
+        timeout: Some(Duration::from_millis(500)),
+    };
+    let started = Instant::now();
+    let err = repo
+        .remote_branch_at_url(&format!("http://{addr}/o/r.git"), "main", &options)
+        .await
+        .expect_err("hangs");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(matches!(err, GitError::TimedOut { .. }), "{err:?}");
+    let text = format!("{err} {options:?}");
+    assert!(!text.contains("secret-value"), "{text}");
+    held.abort();
 }
 
 #[tokio::test]

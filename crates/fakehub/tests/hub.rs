@@ -658,3 +658,42 @@ async fn humans_comment_review_react_and_merge() {
         "{log}"
     );
 }
+
+#[tokio::test]
+async fn pending_ci_stays_in_progress() {
+    let w = World::start_with(Options {
+        ci_delay: Duration::from_millis(50),
+        ..Options::default()
+    })
+    .await;
+    let pending = |kind| CiScript {
+        name: "slow".into(),
+        kind,
+        outcomes: vec![CiOutcome::Pending],
+    };
+    w.hub.script_ci(
+        "acme",
+        "app",
+        vec![pending(CiKind::CheckRun), pending(CiKind::Status)],
+    );
+    w.open_pr().await;
+    let head = w.hub.pulls("acme", "app")[0].head_sha.clone();
+    w.delivery("check_run", Some("created"), |_| true).await;
+    w.delivery("status", None, |b| b["state"] == "pending")
+        .await;
+    let (_, runs) = w
+        .get(&format!("/repos/acme/app/commits/{head}/check-runs"))
+        .await;
+    assert_eq!(runs["check_runs"][0]["status"], "in_progress");
+    assert_eq!(runs["check_runs"][0]["conclusion"], serde_json::Value::Null);
+    let (_, combined) = w
+        .get(&format!("/repos/acme/app/commits/{head}/status"))
+        .await;
+    assert_eq!(combined["state"], "pending");
+    assert!(
+        w.hub
+            .deliveries()
+            .iter()
+            .all(|d| d.event != "check_suite" && d.action.as_deref() != Some("completed"))
+    );
+}

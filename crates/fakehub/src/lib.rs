@@ -10,9 +10,10 @@
 //! Who is who: a personal token ([`FakeHub::add_token`]) acts as the user [`PAT_LOGIN`], an
 //! installation token as the bot [`APP_BOT_LOGIN`].
 //!
-//! Modules: [`state`] holds the data, [`shapes`] renders it as GitHub's JSON, [`rest`] serves
-//! it, [`git_http`] and [`gitops`] keep the bare repositories, [`refs`] reacts to moved branches,
-//! [`ci`] plays the CI scripts, [`webhooks`] delivers events and [`faults`] injects failures.
+//! Modules: `state` holds the data, `shapes` renders it as GitHub's JSON, `rest` serves it,
+//! `git_http` and `gitops` keep the bare repositories, `refs` reacts to moved branches, `ci`
+//! plays the CI scripts, `webhooks` delivers events, `faults` injects failures, `auth` checks
+//! credentials and `clock` writes GitHub's timestamps.
 
 // The GitHub JSON shapes are large `json!` literals.
 #![recursion_limit = "512"]

@@ -292,6 +292,8 @@ pub(crate) fn issue_comment(u: &Urls, r: &Repo, c: &Comment) -> Value {
         "issue_url": format!("{api}/issues/{}", c.pr),
         "author_association": c.association,
         "performed_via_github_app": null,
+        "minimized": null,
+        "pin": null,
         "reactions": reaction_rollup(&format!("{api}/issues/comments/{}/reactions", c.id)),
     })
 }

@@ -98,6 +98,7 @@ fn repository(u: &Urls, r: &Repo) -> Value {
         for key in ["network_count", "subscribers_count"] {
             map.remove(key);
         }
+        map.insert("custom_properties".into(), json!({}));
     }
     v
 }

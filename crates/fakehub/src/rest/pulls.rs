@@ -91,7 +91,7 @@ pub(super) async fn create(
         }])));
     }
     let created = hub.with(|s| {
-        let (id, number) = (s.next_id(), 0);
+        let id = s.next_id();
         let r = s.repo_mut(&owner, &repo);
         if r.pulls
             .iter()
@@ -105,7 +105,7 @@ pub(super) async fn create(
         let now = clock::now();
         let pull = Pull {
             id,
-            number: number + r.pulls.len() as u64 + 1,
+            number: r.pulls.len() as u64 + 1,
             title,
             body: field("body").unwrap_or_default(),
             user: caller.login.clone(),

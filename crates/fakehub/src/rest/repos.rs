@@ -13,7 +13,11 @@ pub(super) async fn get_repo(state: Shared, Path((owner, repo)): Path<(String, S
     let hub = state.0;
     need_repo(&hub, &owner, &repo)?;
     let urls = Urls::of(&hub);
-    ok(hub.with(|s| shapes::repo(&urls, s.repo(&owner, &repo))))
+    let mut full = hub.with(|s| shapes::repo(&urls, s.repo(&owner, &repo)));
+    // The full repository shows what is only ever null here.
+    full["temp_clone_token"] = json!(null);
+    full["template_repository"] = json!(null);
+    ok(full)
 }
 
 pub(super) async fn required_checks(

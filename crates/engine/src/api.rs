@@ -187,6 +187,30 @@ pub struct NewProject {
     pub name: Option<String>,
     #[serde(default)]
     pub settings: Option<ProjectSettings>,
+    /// Put the project's pull requests on GitHub: the repository is recognised from the
+    /// project's remote (https or ssh form), these credentials are sealed at rest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub github: Option<GitHubSetup>,
+}
+
+/// How to reach a project's GitHub repository (`atelier project add --forge github`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GitHubSetup {
+    /// REST API base; derived from the remote's host when absent (`https://api.github.com` for
+    /// github.com, `https://HOST/api/v3` for Enterprise Server).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_private_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub installation_id: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

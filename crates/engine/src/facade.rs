@@ -323,6 +323,9 @@ impl Engine {
             .map_err(|e| EngineError::InvalidInput(e.to_string()))?;
         let name = name.as_str();
         let mut settings = req.settings.unwrap_or_default();
+        if let Some(setup) = &req.github {
+            settings.forge = crate::forges::github_from_remote(&repo, &settings, setup).await?;
+        }
         for stage in Stage::ALL {
             settings
                 .roles
@@ -397,6 +400,19 @@ impl Engine {
             .await
             .map_err(|e| EngineError::InvalidInput(e.to_string()))?
             .with_network_timeout(self.inner.config.forge_timeout);
+        // A hosted forge's remote needs its credentials: the forge fetches the base (best
+        // effort, as the workspace's own fetch is) with the token given only to git.
+        if matches!(settings.forge, crate::api::ForgeSettings::Github(_)) {
+            let forge = self.inner.forge_for(&project)?;
+            let fetched = forge.fetch_base(repo.path(), &settings.remote, &project.default_branch);
+            match tokio::time::timeout(background::FORGE_CALL_LIMIT, fetched).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(err)) => {
+                    tracing::warn!(error = %err, "cannot fetch the base branch from GitHub")
+                }
+                Err(_) => tracing::warn!("fetching the base branch from GitHub timed out"),
+            }
+        }
         let _creating = self.inner.workspace_lock.lock().await;
         // The id is committed before anything carries it on disk: see `allocate_task_id`.
         let (id, port) = self.inner.store.write(|tx| {

@@ -10,6 +10,7 @@ use domain::ProjectId;
 use forge::Forge;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use store::ProjectRow;
 
 /// A project's forge and the settings (JSON) it was built from.
@@ -28,6 +29,7 @@ impl Forges {
         project: &ProjectRow,
         local: &Arc<dyn Forge>,
         secrets: &SecretBox,
+        call_timeout: Duration,
     ) -> Result<Arc<dyn Forge>> {
         let settings = crate::settings::parse(&project.settings_json)?;
         let ForgeSettings::Github(github) = &settings.forge else {
@@ -42,7 +44,7 @@ impl Forges {
         {
             return Ok(Arc::clone(forge));
         }
-        let forge = github_forge(github, secrets)?;
+        let forge = github_forge(github, secrets, call_timeout)?;
         built.insert(
             project.id,
             (project.settings_json.clone(), Arc::clone(&forge)),
@@ -65,9 +67,118 @@ pub(crate) fn open_secret(secrets: &SecretBox, name: &str, value: &str) -> Resul
     }
 }
 
-fn github_forge(github: &GitHubSettings, secrets: &SecretBox) -> Result<Arc<dyn Forge>> {
-    let _ = (github, secrets, TOKEN_NAME, APP_KEY_NAME);
-    Err(EngineError::Internal(
-        "the GitHub forge is not built in yet".into(),
-    ))
+/// A GitHub forge for `github`, its credentials opened from their sealed form.
+fn github_forge(
+    github: &GitHubSettings,
+    secrets: &SecretBox,
+    call_timeout: Duration,
+) -> Result<Arc<dyn Forge>> {
+    let auth = match (&github.token, &github.app_private_key) {
+        (Some(token), _) => forge::GitHubAuth::Token(open_secret(secrets, TOKEN_NAME, token)?),
+        (None, Some(key)) => forge::GitHubAuth::App {
+            app_id: github.app_id.unwrap_or_default(),
+            private_key_pem: open_secret(secrets, APP_KEY_NAME, key)?,
+            installation_id: github.installation_id.unwrap_or_default(),
+        },
+        (None, None) => {
+            return Err(EngineError::InvalidInput(format!(
+                "the GitHub project {}/{} has no credentials: set a token or a GitHub App",
+                github.owner, github.repo
+            )));
+        }
+    };
+    let mut config = forge::GitHubConfig::new(
+        &github.api_url,
+        &github.owner,
+        &github.repo,
+        &github.clone_url,
+        auth,
+    );
+    config.call_timeout = call_timeout;
+    let forge = forge::GitHubForge::new(config)
+        .map_err(|e| EngineError::InvalidInput(format!("GitHub settings: {e}")))?;
+    Ok(Arc::new(forge))
+}
+
+/// Seals the GitHub secrets of `settings` that are not sealed yet; true when one was.
+pub(crate) fn seal_github(
+    secrets: &SecretBox,
+    settings: &mut crate::api::ProjectSettings,
+) -> Result<bool> {
+    let ForgeSettings::Github(github) = &mut settings.forge else {
+        return Ok(false);
+    };
+    let mut changed = false;
+    for (name, value) in [
+        (TOKEN_NAME, &mut github.token),
+        (APP_KEY_NAME, &mut github.app_private_key),
+        (WEBHOOK_SECRET_NAME, &mut github.webhook_secret),
+    ] {
+        if let Some(value) = value
+            && !SecretBox::is_sealed(value)
+        {
+            *value = secrets.seal(name, value)?;
+            changed = true;
+        }
+    }
+    Ok(changed)
+}
+
+/// `settings` as the API shows them: the GitHub secrets replaced by a placeholder.
+pub(crate) fn redact_github(settings: &mut crate::api::ProjectSettings) {
+    if let ForgeSettings::Github(github) = &mut settings.forge {
+        for value in [
+            &mut github.token,
+            &mut github.app_private_key,
+            &mut github.webhook_secret,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *value = crate::views::REDACTED.to_string();
+        }
+    }
+}
+
+/// The GitHub settings of a project whose remote is a GitHub repository: owner, repository, API
+/// and clone URLs recognised from the remote's URL (https or ssh form), trust rules kept from
+/// `settings` when it already names GitHub, the credentials of `setup`.
+pub(crate) async fn github_from_remote(
+    repo: &git::Repo,
+    settings: &crate::api::ProjectSettings,
+    setup: &crate::api::GitHubSetup,
+) -> Result<ForgeSettings> {
+    let url = git::run(repo.path(), ["remote", "get-url", settings.remote.as_str()])
+        .await
+        .map_err(|e| {
+            EngineError::InvalidInput(format!(
+                "--forge github needs the remote `{}`: {e}",
+                settings.remote
+            ))
+        })?;
+    let url = url.trim();
+    let auth = forge::GitHubAuth::Token(String::new());
+    let config =
+        forge::GitHubConfig::for_remote(url, setup.api_url.as_deref(), auth).map_err(|e| {
+            EngineError::InvalidInput(format!(
+                "the remote `{}` ({url}) is not a GitHub repository: {e}; use --forge local",
+                settings.remote
+            ))
+        })?;
+    let mut github = match &settings.forge {
+        ForgeSettings::Github(given) => (**given).clone(),
+        ForgeSettings::Local => GitHubSettings::default(),
+    };
+    github.api_url = config.api_url;
+    github.owner = config.owner;
+    github.repo = config.repo;
+    github.clone_url = config.clone_url;
+    github.token = setup.token.clone();
+    github.app_id = setup.app_id;
+    github.app_private_key = setup.app_private_key.clone();
+    github.installation_id = setup.installation_id;
+    if setup.webhook_secret.is_some() {
+        github.webhook_secret = setup.webhook_secret.clone();
+    }
+    Ok(ForgeSettings::Github(Box::new(github)))
 }

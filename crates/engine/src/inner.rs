@@ -174,7 +174,12 @@ impl Inner {
 
     /// The forge `project`'s pull requests live on.
     pub fn forge_for(&self, project: &store::ProjectRow) -> crate::error::Result<Arc<dyn Forge>> {
-        self.forges.get(project, &self.forge, &self.secrets)
+        self.forges.get(
+            project,
+            &self.forge,
+            &self.secrets,
+            self.config.forge_timeout,
+        )
     }
 
     pub fn harness_names(&self) -> String {

@@ -108,9 +108,10 @@ impl SecretBox {
         String::from_utf8(plain).map_err(|_| broken())
     }
 
-    /// Seals every role `env` value of `settings` that is not sealed yet; true when one was.
+    /// Seals every role `env` value and forge secret of `settings` that is not sealed yet; true
+    /// when one was.
     pub fn seal_settings(&self, settings: &mut ProjectSettings) -> Result<bool> {
-        let mut changed = false;
+        let mut changed = crate::forges::seal_github(self, settings)?;
         for role in settings.roles.values_mut() {
             for (name, value) in role.env.iter_mut() {
                 if !Self::is_sealed(value) {

@@ -11,6 +11,7 @@ pub(crate) const REDACTED: &str = "(redacted)";
 
 pub(crate) fn project(row: ProjectRow) -> Result<ProjectView> {
     let mut settings = settings::parse(&row.settings_json)?;
+    crate::forges::redact_github(&mut settings);
     for role in settings.roles.values_mut() {
         for value in role.env.values_mut() {
             *value = REDACTED.to_string();

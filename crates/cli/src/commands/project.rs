@@ -7,7 +7,7 @@ use crate::output;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use domain::Stage;
-use engine::api::{NewProject, ProjectSettings, ProjectView, RoleConfig};
+use engine::api::{GitHubSetup, NewProject, ProjectSettings, ProjectView, RoleConfig};
 use harness::scenario::Scenario;
 use std::path::{Path, PathBuf};
 
@@ -25,8 +25,15 @@ const ADD_HELP: &str = "\
 The repository must be a git repository with a default branch and a remote (default `origin`). \
 Without --config or --scripted the project has no roles yet, so no stage can run.
 
+GitHub: with --forge github (or any --github-* credential) the repository is recognised from the \
+remote's URL (https or ssh form) and pull requests are opened there; credentials are read from \
+files (never the command line) and stored encrypted. Without them the embedded local forge is \
+used (--forge local). See docs/github.md.
+
 Examples:
   atelier project add ~/src/web --name web --config web-settings.json
+  atelier project add ~/src/api --forge github --github-token-file ~/.config/gh-token \
+      --webhook-secret-file ~/.config/gh-webhook-secret
   atelier project add . --scripted ./scenarios   # simulated agents: plan.json, implement.json, review.json, pr.json";
 
 /// Register a git repository as a project
@@ -44,6 +51,37 @@ pub struct AddArgs {
     /// Project settings as a JSON file (roles per stage, remote, env files, setup hook, caps)
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Where pull requests live [default: github when GitHub credentials are given, else local]
+    #[arg(long, value_enum)]
+    forge: Option<ForgeKind>,
+    /// GitHub REST API URL [default: from the remote: https://api.github.com, or
+    /// https://HOST/api/v3 for GitHub Enterprise Server]
+    #[arg(long, value_name = "URL")]
+    github_api_url: Option<String>,
+    /// File holding a GitHub token (fine-grained: contents, pull requests, checks, actions read)
+    #[arg(long, value_name = "FILE")]
+    github_token_file: Option<PathBuf>,
+    /// GitHub App id (with --github-app-key-file and --github-installation)
+    #[arg(long, value_name = "ID")]
+    github_app_id: Option<u64>,
+    /// File holding the GitHub App's private key (PEM)
+    #[arg(long, value_name = "FILE")]
+    github_app_key_file: Option<PathBuf>,
+    /// The App's installation id on the repository's account
+    #[arg(long, value_name = "ID")]
+    github_installation: Option<u64>,
+    /// File holding the secret GitHub signs webhook deliveries with
+    #[arg(long, value_name = "FILE")]
+    webhook_secret_file: Option<PathBuf>,
+}
+
+/// Where a project's pull requests live.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum ForgeKind {
+    /// The embedded forge: the task branch pushed to the project's remote
+    Local,
+    /// GitHub or GitHub Enterprise Server
+    Github,
 }
 
 /// List the projects of the server
@@ -86,10 +124,12 @@ async fn add(args: AddArgs, global: &GlobalArgs) -> Result<()> {
             .roles
             .extend(roles);
     }
+    let github = github_setup(&args)?;
     let request = NewProject {
         path: path.display().to_string(),
         name: args.name,
         settings,
+        github,
     };
 
     let client = Client::new(config::resolve_target(global)?)?;
@@ -113,6 +153,46 @@ async fn add(args: AddArgs, global: &GlobalArgs) -> Result<()> {
         println!("roles: {}", stages.join(", "));
     }
     Ok(())
+}
+
+/// The GitHub credentials the flags name, read from their files; `None` for the local forge.
+fn github_setup(args: &AddArgs) -> Result<Option<GitHubSetup>> {
+    let read = |file: &Option<PathBuf>, what: &str| -> Result<Option<String>> {
+        file.as_ref()
+            .map(|file| {
+                let text = std::fs::read_to_string(file)
+                    .with_context(|| format!("cannot read the {what} file {}", file.display()))?;
+                let text = text.trim().to_string();
+                if text.is_empty() {
+                    bail!("the {what} file {} is empty", file.display());
+                }
+                Ok(text)
+            })
+            .transpose()
+    };
+    let setup = GitHubSetup {
+        api_url: args.github_api_url.clone(),
+        token: read(&args.github_token_file, "GitHub token")?,
+        app_id: args.github_app_id,
+        app_private_key: read(&args.github_app_key_file, "GitHub App key")?,
+        installation_id: args.github_installation,
+        webhook_secret: read(&args.webhook_secret_file, "webhook secret")?,
+    };
+    let credentials =
+        setup.token.is_some() || setup.app_id.is_some() || setup.app_private_key.is_some();
+    match args.forge {
+        Some(ForgeKind::Local) if credentials || setup.webhook_secret.is_some() => {
+            bail!("--forge local takes no GitHub credentials or webhook secret")
+        }
+        Some(ForgeKind::Local) => Ok(None),
+        Some(ForgeKind::Github) if !credentials => bail!(
+            "--forge github needs credentials: --github-token-file FILE, or --github-app-id, \
+             --github-app-key-file and --github-installation"
+        ),
+        Some(ForgeKind::Github) => Ok(Some(setup)),
+        None if credentials => Ok(Some(setup)),
+        None => Ok(None),
+    }
 }
 
 fn read_settings(file: &Path) -> Result<ProjectSettings> {

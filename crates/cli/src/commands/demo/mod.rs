@@ -148,6 +148,7 @@ async fn walk(
             path: sample.path.display().to_string(),
             name: Some("greeter".into()),
             settings: Some(settings),
+            github: None,
         })
         .await
         .context("cannot add the sample project")?;

@@ -295,6 +295,29 @@ pub struct TaskDetail {
     pub pull_request: Option<PullRequestView>,
     /// The task doc's current markdown.
     pub doc: String,
+    /// Comments seen on the pull request: taken up by a run, waiting, or ignored and why.
+    #[serde(default)]
+    pub comments: Vec<CommentView>,
+}
+
+/// A pull-request comment as Atelier saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommentView {
+    /// `issue`, `review` or `review_comment`.
+    pub kind: String,
+    pub id: u64,
+    pub author: String,
+    pub association: String,
+    /// `pending` (waiting for its batching window or the live run), `taken` or `ignored`.
+    pub status: String,
+    /// Why an ignored comment was ignored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The run that took it up.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunId>,
+    pub acknowledged: bool,
+    pub url: Option<String>,
 }
 
 /// One transcript event of a task's run, as streamed by `task logs`.

@@ -5,6 +5,9 @@
 //!
 //! - `after-worktree`: task creation, after the task's workspace (doc folder, worktree, branch)
 //!   was made and before its row is written.
+//! - `after-publish`: the forge opened (or updated) the pull request and Atelier has not
+//!   recorded it yet.
+//! - `after-reply`: the forge posted a reply to a comment and Atelier has not recorded it yet.
 
 /// The environment variable naming the crash point to die at.
 pub(crate) const CRASH_VAR: &str = "ATELIER_CRASH_AT";

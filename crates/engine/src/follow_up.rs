@@ -439,6 +439,7 @@ async fn answer_comments(inner: &Arc<Inner>, id: TaskId, followed: &Followed) ->
                 .reply(&followed.pr, &comment_of(&row), &key, &body),
         )
         .await?;
+        crate::crash::point("after-reply");
         inner
             .store
             .write(|tx| tx.mark_replied(id, &row.kind, row.comment_id))?;

@@ -179,6 +179,7 @@ async fn open_pull_request(inner: &Arc<Inner>, intent: &Intent) -> Result<()> {
     };
     match published {
         Ok(pr) => {
+            crate::crash::point("after-publish");
             let row = PullRequestRow {
                 task_id: task.id,
                 url: pr.url.clone(),

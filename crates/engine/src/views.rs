@@ -103,6 +103,21 @@ pub(crate) fn detail(tx: &Tx<'_>, id: TaskId) -> Result<TaskDetail> {
     Ok(TaskDetail {
         runs: tx.runs_of_task(id)?.into_iter().map(run).collect(),
         pull_request: tx.pull_request(id)?.map(pull_request),
+        comments: tx
+            .comments(id)?
+            .into_iter()
+            .map(|c| CommentView {
+                kind: c.kind,
+                id: c.comment_id,
+                author: c.author,
+                association: c.association,
+                status: c.status.as_str().to_string(),
+                reason: c.reason,
+                run: c.run_id,
+                acknowledged: c.acknowledged,
+                url: c.url,
+            })
+            .collect(),
         task: task(row, project),
         doc,
     })

@@ -125,6 +125,7 @@ impl Backend for Fake {
             runs: vec![],
             pull_request: None,
             doc: "# doc".into(),
+            comments: vec![],
         })
     }
     async fn approve(&self, id: TaskId) -> Result<TaskView> {

@@ -210,8 +210,16 @@ async fn sync_once(inner: &Arc<Inner>, id: TaskId) -> Result<()> {
         task.state,
         TaskState::AwaitingChecks | TaskState::AwaitingMerge { .. }
     );
-    let live = inner.store.read(|tx| tx.live_run(id))?.is_some();
-    if !followed_state || live {
+    // While a publish is pending, the recorded head is the one before it: its checks and
+    // mergeability say nothing about what is being pushed.
+    let (live, publishing) = inner.store.read(|tx| {
+        let publishing = tx
+            .intents_of_task(id)?
+            .iter()
+            .any(|intent| intent.done_at.is_none() && intent.kind == Ok(store::IntentKind::OpenPr));
+        Ok::<_, EngineError>((tx.live_run(id)?.is_some(), publishing))
+    })?;
+    if !followed_state || live || publishing {
         return Ok(());
     }
     if state.mergeable == Mergeable::Conflicting {

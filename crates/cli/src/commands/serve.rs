@@ -51,7 +51,8 @@ pub struct ServeArgs {
     /// Time between asking an agent to stop and killing it, in milliseconds [default: 5000]
     #[arg(long, env = "ATELIER_STOP_GRACE_MS", value_name = "MS")]
     stop_grace_ms: Option<u64>,
-    /// How often to check the remote for merged branches, in milliseconds [default: 30000]
+    /// How often pull requests are followed (merged? checks? comments?), in milliseconds; a
+    /// GitHub project is polled at most every `forge.poll_secs` of its settings [default: 30000]
     #[arg(long, env = "ATELIER_MERGE_POLL_MS", value_name = "MS",
           value_parser = clap::value_parser!(u64).range(1..))]
     merge_poll_ms: Option<u64>,

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
     after_help = "Example:\n  atelier project add ~/src/web --name web\n  atelier project list"
 )]
 pub enum ProjectCommand {
-    Add(AddArgs),
+    Add(Box<AddArgs>),
     List(ListArgs),
 }
 
@@ -91,7 +91,7 @@ pub struct ListArgs {}
 
 pub async fn run(command: ProjectCommand, global: &GlobalArgs) -> Result<()> {
     match command {
-        ProjectCommand::Add(args) => add(args, global).await,
+        ProjectCommand::Add(args) => add(*args, global).await,
         ProjectCommand::List(ListArgs {}) => {
             let client = Client::new(config::resolve_target(global)?)?;
             let projects: Vec<ProjectView> = client.get("/api/projects").await?;

@@ -119,6 +119,10 @@ pub struct GitHubSettings {
     pub poll_secs: u64,
     /// Delete the task branch on GitHub once the pull request is merged.
     pub delete_branch_on_merge: bool,
+    /// A pushed head with no checks at all counts as green only after this many seconds (CI
+    /// registers its checks a moment after a push); checks required by branch protection are
+    /// always waited for.
+    pub checks_grace_secs: u64,
 }
 
 impl Default for GitHubSettings {
@@ -139,6 +143,7 @@ impl Default for GitHubSettings {
             comment_window_secs: 30,
             poll_secs: 60,
             delete_branch_on_merge: false,
+            checks_grace_secs: 20,
         }
     }
 }

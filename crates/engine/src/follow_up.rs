@@ -242,6 +242,8 @@ async fn sync_once(inner: &Arc<Inner>, id: TaskId) -> Result<()> {
     )
     .await?;
     match checks.overall() {
+        CheckState::Passed
+            if awaits_first_checks(inner, id, &checks, followed.github.as_ref())? => {}
         CheckState::Passed => {
             apply(inner, id, Event::ChecksPassed)?;
         }
@@ -266,6 +268,45 @@ async fn sync_once(inner: &Arc<Inner>, id: TaskId) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether a GitHub pull request with no checks at all was pushed too recently to call it green:
+/// CI registers its check runs a moment after the push. Asks for a sync when the grace ends.
+fn awaits_first_checks(
+    inner: &Arc<Inner>,
+    id: TaskId,
+    checks: &forge::Checks,
+    github: Option<&GitHubSettings>,
+) -> Result<bool> {
+    let Some(github) = github else {
+        return Ok(false);
+    };
+    if !checks.checks.is_empty() || checks.required.is_some() {
+        return Ok(false);
+    }
+    let published_at = inner.store.read(|tx| {
+        Ok::<_, EngineError>(
+            tx.intents_of_task(id)?
+                .iter()
+                .filter(|i| i.kind == Ok(store::IntentKind::OpenPr))
+                .filter_map(|i| i.done_at)
+                .max(),
+        )
+    })?;
+    let Some(published_at) = published_at else {
+        return Ok(false);
+    };
+    let grace_ms = github.checks_grace_secs.saturating_mul(1000) as i64;
+    let wait_ms = published_at + grace_ms - store::now_ms();
+    if wait_ms <= 0 {
+        return Ok(false);
+    }
+    request_sync_at(
+        inner,
+        id,
+        Instant::now() + Duration::from_millis(wait_ms as u64),
+    );
+    Ok(true)
 }
 
 /// Applies `event` to the task and acts on the commit; `Ok(false)` when the rules refused it.

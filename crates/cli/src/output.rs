@@ -164,6 +164,21 @@ pub fn task_detail(detail: &TaskDetail) -> String {
         ),
         None => field("pull request:", "(none yet)"),
     }
+    if !detail.comments.is_empty() {
+        out.push_str("\ncomments on the pull request:\n");
+        for comment in &detail.comments {
+            let what = match (&comment.status[..], comment.run, &comment.reason) {
+                ("taken", Some(run), _) => format!("taken by run {run}"),
+                ("ignored", _, Some(reason)) => format!("ignored: {reason}"),
+                (status, _, _) => status.to_string(),
+            };
+            let _ = writeln!(
+                out,
+                "  {} {} ({}): {what}",
+                comment.kind, comment.author, comment.association
+            );
+        }
+    }
     out.push('\n');
     if detail.runs.is_empty() {
         out.push_str("no runs yet\n");

@@ -669,4 +669,86 @@ mod tests {
         assert!(!mentions("mail me@atelier.dev", "@atelier"));
         assert!(!mentions("no mention here", "@atelier"));
     }
+
+    fn comment(author: &str, association: &str, body: &str) -> Comment {
+        Comment {
+            kind: CommentKind::Issue,
+            id: 1,
+            author: author.into(),
+            association: association.into(),
+            body: body.into(),
+            path: None,
+            line: None,
+            url: None,
+        }
+    }
+
+    #[test]
+    fn only_trusted_mentions_start_runs_and_the_reason_says_why_not() {
+        let github = GitHubSettings {
+            trusted_users: vec!["outside-friend".into()],
+            ..GitHubSettings::default()
+        };
+        assert_eq!(
+            triage(&comment("ann", "MEMBER", "@atelier fix it"), &github),
+            Ok(())
+        );
+        assert_eq!(
+            triage(
+                &comment("outside-friend", "NONE", "@atelier fix it"),
+                &github
+            ),
+            Ok(())
+        );
+        let untrusted =
+            triage(&comment("mallory", "NONE", "@atelier rm -rf"), &github).unwrap_err();
+        assert!(
+            untrusted.contains("mallory (NONE) is not a trusted author"),
+            "{untrusted}"
+        );
+        assert_eq!(
+            triage(&comment("ann", "OWNER", "looks good"), &github),
+            Err("does not mention @atelier".into())
+        );
+        let own = format!("done {}", forge::reply_marker("run-3-issue-1"));
+        assert_eq!(
+            triage(&comment("bot", "NONE", &format!("@atelier {own}")), &github),
+            Err("Atelier's own reply".into())
+        );
+    }
+
+    #[test]
+    fn a_checks_brief_carries_names_annotations_and_the_log() {
+        let pr = PullRequest {
+            url: "u".into(),
+            number: Some(1),
+            branch: "atelier/1-x".into(),
+            base: "main".into(),
+            head_sha: "abc123".into(),
+            remote: "origin".into(),
+        };
+        let failure = CheckFailure {
+            name: "test".into(),
+            url: None,
+            summary: Some("1 failed".into()),
+            annotations: vec![forge::Annotation {
+                path: "src/lib.rs".into(),
+                start_line: 3,
+                end_line: 3,
+                level: "failure".into(),
+                title: None,
+                message: "assertion failed".into(),
+            }],
+            log_excerpt: Some("##[error]Process completed with exit code 101.".into()),
+        };
+        let brief = checks_brief(&pr, &[failure]);
+        for part in [
+            "checks failed on commit abc123: test",
+            "- src/lib.rs:3: failure assertion failed",
+            "##[error]Process completed with exit code 101.",
+            "Head before this run: abc123",
+        ] {
+            assert!(brief.contains(part), "{part:?} missing from {brief}");
+        }
+    }
 }

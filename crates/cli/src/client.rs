@@ -36,6 +36,11 @@ impl Client {
         self.decode(path, response).await
     }
 
+    pub async fn put<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+        let response = self.send(self.http.put(self.url(path)).json(body)).await?;
+        self.decode(path, response).await
+    }
+
     pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         let response = self.send(self.http.delete(self.url(path))).await?;
         self.decode(path, response).await

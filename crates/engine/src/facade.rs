@@ -365,6 +365,42 @@ impl Engine {
         views::project(row)
     }
 
+    /// Replaces a project's settings, validated as when it was added. Secrets are write-only:
+    /// a role `env` value or a GitHub secret given as the API shows it (`(redacted)`) keeps the
+    /// stored one; any other value replaces it (sealed at rest).
+    pub async fn update_project_settings(
+        &self,
+        project: &str,
+        mut settings: ProjectSettings,
+    ) -> Result<ProjectView> {
+        let current = self
+            .inner
+            .store
+            .read(|tx| views::find_project(tx, project))?;
+        let stored = settings::parse(&current.settings_json)?;
+        crate::forges::keep_redacted(&mut settings, &stored)?;
+        for stage in Stage::ALL {
+            settings
+                .roles
+                .entry(stage)
+                .or_insert_with(settings::default_role);
+        }
+        settings::validate(&settings, &self.inner.harnesses)?;
+        confine::check_sandbox_paths(&self.inner.config, &settings.sandbox)
+            .map_err(|e| EngineError::InvalidInput(format!("project settings: {e}")))?;
+        self.inner.secrets.seal_settings(&mut settings)?;
+        let settings_json =
+            serde_json::to_string(&settings).map_err(|e| EngineError::Internal(e.to_string()))?;
+        let row = self.inner.store.write(|tx| {
+            tx.set_project_settings(current.id, &settings_json)?;
+            tx.project(current.id)?.ok_or_else(|| {
+                EngineError::NotFound(format!("project {project} was deleted meanwhile"))
+            })
+        })?;
+        tracing::info!(project = %row.name, "project settings changed");
+        views::project(row)
+    }
+
     pub async fn list_projects(&self) -> Result<Vec<ProjectView>> {
         let rows = self.inner.store.read(|tx| tx.projects())?;
         rows.into_iter().map(views::project).collect()

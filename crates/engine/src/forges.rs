@@ -182,3 +182,61 @@ pub(crate) async fn github_from_remote(
     }
     Ok(ForgeSettings::Github(Box::new(github)))
 }
+
+/// Puts back the stored secrets where `new` carries them as the API shows them (redacted):
+/// role `env` values and the GitHub token, App key and webhook secret. A redacted value with
+/// nothing stored behind it is an error.
+pub(crate) fn keep_redacted(
+    new: &mut crate::api::ProjectSettings,
+    stored: &crate::api::ProjectSettings,
+) -> Result<()> {
+    let redacted = crate::views::REDACTED;
+    for (stage, role) in new.roles.iter_mut() {
+        for (name, value) in role.env.iter_mut() {
+            if value == redacted {
+                *value = stored
+                    .roles
+                    .get(stage)
+                    .and_then(|r| r.env.get(name))
+                    .cloned()
+                    .ok_or_else(|| {
+                        EngineError::InvalidInput(format!(
+                            "roles.{stage}.env.{name} is `{redacted}` but no value is stored for it: give the value"
+                        ))
+                    })?;
+            }
+        }
+    }
+    if let ForgeSettings::Github(github) = &mut new.forge {
+        let old = match &stored.forge {
+            ForgeSettings::Github(old) => Some(old.as_ref()),
+            ForgeSettings::Local => None,
+        };
+        for (field, value, kept) in [
+            (
+                "token",
+                &mut github.token,
+                old.and_then(|o| o.token.clone()),
+            ),
+            (
+                "app_private_key",
+                &mut github.app_private_key,
+                old.and_then(|o| o.app_private_key.clone()),
+            ),
+            (
+                "webhook_secret",
+                &mut github.webhook_secret,
+                old.and_then(|o| o.webhook_secret.clone()),
+            ),
+        ] {
+            if value.as_deref() == Some(redacted) {
+                *value = Some(kept.ok_or_else(|| {
+                    EngineError::InvalidInput(format!(
+                        "forge.{field} is `{redacted}` but no value is stored for it: give the value"
+                    ))
+                })?);
+            }
+        }
+    }
+    Ok(())
+}

@@ -5,7 +5,9 @@
 use bytes::Bytes;
 use domain::{Signal, Stage, TaskId};
 use engine::Result;
-use engine::api::{NewProject, NewTask, ProjectView, ServerStatus, TaskDetail, TaskView};
+use engine::api::{
+    NewProject, NewTask, ProjectSettings, ProjectView, ServerStatus, TaskDetail, TaskView,
+};
 use engine::{Engine, WebhookDelivery, WebhookOutcome};
 use futures::stream::BoxStream;
 use std::future::Future;
@@ -14,6 +16,11 @@ use std::future::Future;
 pub(crate) trait Backend: Clone + Send + Sync + 'static {
     fn add_project(&self, req: NewProject) -> impl Future<Output = Result<ProjectView>> + Send;
     fn list_projects(&self) -> impl Future<Output = Result<Vec<ProjectView>>> + Send;
+    fn update_project_settings(
+        &self,
+        project: String,
+        settings: ProjectSettings,
+    ) -> impl Future<Output = Result<ProjectView>> + Send;
     fn create_task(&self, req: NewTask) -> impl Future<Output = Result<TaskView>> + Send;
     fn list_tasks(
         &self,
@@ -60,6 +67,13 @@ impl Backend for Engine {
     }
     fn list_projects(&self) -> impl Future<Output = Result<Vec<ProjectView>>> + Send {
         Engine::list_projects(self)
+    }
+    async fn update_project_settings(
+        &self,
+        project: String,
+        settings: ProjectSettings,
+    ) -> Result<ProjectView> {
+        Engine::update_project_settings(self, &project, settings).await
     }
     fn create_task(&self, req: NewTask) -> impl Future<Output = Result<TaskView>> + Send {
         Engine::create_task(self, req)

@@ -34,6 +34,10 @@ pub(crate) fn router<B: Backend>(backend: B, api_token: String, options: HttpOpt
             "/api/projects",
             get(list_projects::<B>).post(add_project::<B>),
         )
+        .route(
+            "/api/projects/{project}/settings",
+            axum::routing::put(update_project_settings::<B>),
+        )
         .route("/api/tasks", get(list_tasks::<B>).post(create_task::<B>))
         .route(
             "/api/tasks/{id}",
@@ -111,6 +115,17 @@ async fn add_project<B: Backend>(
     Json(req): Json<NewProject>,
 ) -> ApiResult<(StatusCode, axum::Json<ProjectView>)> {
     Ok((StatusCode::CREATED, axum::Json(b.add_project(req).await?)))
+}
+
+/// Replaces a project's settings (secrets shown redacted are kept).
+async fn update_project_settings<B: Backend>(
+    State(b): State<B>,
+    axum::extract::Path(project): axum::extract::Path<String>,
+    Json(settings): Json<engine::api::ProjectSettings>,
+) -> ApiResult<axum::Json<ProjectView>> {
+    Ok(axum::Json(
+        b.update_project_settings(project, settings).await?,
+    ))
 }
 
 #[derive(Deserialize)]

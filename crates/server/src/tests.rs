@@ -84,6 +84,21 @@ impl Backend for Fake {
     async fn list_projects(&self) -> Result<Vec<ProjectView>> {
         Ok(vec![])
     }
+    async fn update_project_settings(
+        &self,
+        project: String,
+        settings: engine::api::ProjectSettings,
+    ) -> Result<ProjectView> {
+        self.record(format!("update_project_settings {project}"));
+        Ok(ProjectView {
+            id: ProjectId(1),
+            name: project,
+            path: "/repo".into(),
+            default_branch: "main".into(),
+            settings,
+            created_at: 1,
+        })
+    }
     fn github_webhook(
         &self,
         delivery: engine::WebhookDelivery<'_>,

@@ -14,11 +14,31 @@ use std::path::{Path, PathBuf};
 /// Manage projects (the git repositories agents work on)
 #[derive(Subcommand, Debug)]
 #[command(
-    after_help = "Example:\n  atelier project add ~/src/web --name web\n  atelier project list"
+    after_help = "Example:\n  atelier project add ~/src/web --name web\n  atelier project list\n  \
+                  atelier project set web --config web-settings.json"
 )]
 pub enum ProjectCommand {
     Add(Box<AddArgs>),
     List(ListArgs),
+    Set(SetArgs),
+}
+
+/// Replace a project's settings
+#[derive(Args, Debug)]
+#[command(after_help = "\
+The file holds the whole settings (as `atelier --json project list` shows them); they are \
+validated as at `project add`. Secrets are write-only: a value shown as `(redacted)` keeps the \
+stored one.
+
+Example:
+  atelier --json project list | jq '.[0].settings' > web.json   # edit, then:
+  atelier project set web --config web.json")]
+pub struct SetArgs {
+    /// The project's name or id
+    project: String,
+    /// The new settings as a JSON file
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
 }
 
 const ADD_HELP: &str = "\
@@ -92,6 +112,20 @@ pub struct ListArgs {}
 pub async fn run(command: ProjectCommand, global: &GlobalArgs) -> Result<()> {
     match command {
         ProjectCommand::Add(args) => add(*args, global).await,
+        ProjectCommand::Set(args) => {
+            let settings = read_settings(&args.config)?;
+            let client = Client::new(config::resolve_target(global)?)?;
+            let path = format!("/api/projects/{}/settings", args.project);
+            let project: ProjectView = client
+                .put(&path, &settings)
+                .await
+                .with_context(|| format!("cannot change the settings of {}", args.project))?;
+            if global.json {
+                return output::print_json(&project);
+            }
+            println!("updated the settings of project {}", project.name);
+            Ok(())
+        }
         ProjectCommand::List(ListArgs {}) => {
             let client = Client::new(config::resolve_target(global)?)?;
             let projects: Vec<ProjectView> = client.get("/api/projects").await?;

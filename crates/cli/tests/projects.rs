@@ -1,6 +1,7 @@
 //! Project settings after `project add`: replaced through the API (`PUT
 //! /api/projects/{project}/settings`, `atelier project set`), validated as when the project was
 //! added, with secrets write-only — a value shown redacted keeps the stored one.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
 
 mod support;
 

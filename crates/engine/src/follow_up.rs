@@ -105,15 +105,15 @@ pub(crate) async fn sync_task(inner: &Arc<Inner>, task: TaskId) -> Result<()> {
     }
     loop {
         let result = sync_once(inner, task).await;
+        // `leave` keeps the task marked as syncing when another round was asked for: this loop
+        // runs it (entering again would find the mark and end the loop, leaving the task marked
+        // for good and never synced again).
         let again = inner.syncs.leave(task);
         if !again {
             return result;
         }
         if let Err(err) = result {
             tracing::warn!(%task, error = %err, "following the pull request failed");
-        }
-        if !inner.syncs.enter(task) {
-            return Ok(());
         }
     }
 }
@@ -611,6 +611,17 @@ pub(crate) async fn poll(inner: Arc<Inner>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_round_asked_for_during_a_sync_runs_and_then_the_task_is_free_again() {
+        let syncs = Syncs::default();
+        let task = TaskId(1);
+        assert!(syncs.enter(task));
+        assert!(!syncs.enter(task), "a second sync only asks for a round");
+        assert!(syncs.leave(task), "the asked-for round runs");
+        assert!(!syncs.leave(task), "then the sync ends");
+        assert!(syncs.enter(task), "and a later sync can run");
+    }
 
     #[test]
     fn a_mention_is_a_whole_word() {

@@ -63,7 +63,7 @@ async fn a_pull_request_goes_from_plan_to_merged_through_a_ci_failure_and_a_conf
         ("review", review_scenario()),
         ("pr", pr),
     ];
-    let gh = Gh::start(&scenarios, fail_then_pass(), TOKEN, 3, SERVE, &[]).await;
+    let gh = Gh::start(&scenarios, fail_then_pass(), TOKEN, json!({}), SERVE, &[]).await;
     let world = &gh.world;
 
     let id = world.new_task("Add a greeting", true).await;
@@ -160,4 +160,70 @@ async fn a_pull_request_goes_from_plan_to_merged_through_a_ci_failure_and_a_conf
         (!worktree.exists() && !world.repo.branches().contains(&branch)).then_some(())
     })
     .await;
+}
+
+/// Forged and unsigned deliveries are refused (401) and recorded as rejected; a replayed
+/// delivery is answered `replayed` and changes nothing.
+#[tokio::test]
+async fn webhooks_that_are_forged_unsigned_or_replayed_are_refused() {
+    let gh = Gh::start(&quick_stages(), always_pass(), TOKEN, json!({}), SERVE, &[]).await;
+    let id = gh.task_awaiting_merge("Add a greeting").await;
+    let pr = gh.pr_number(id).await;
+
+    // A "merged" event made up by someone without the secret, and the same unsigned.
+    let opened = gh
+        .hub
+        .deliveries()
+        .into_iter()
+        .find(|d| d.event == "pull_request" && d.action.as_deref() == Some("opened"))
+        .expect("the opened delivery");
+    let mut forged = opened.body.clone();
+    forged["action"] = json!("closed");
+    forged["pull_request"]["merged"] = json!(true);
+    let forged = serde_json::to_vec(&forged).unwrap();
+    let bad_mac = format!("sha256={}", "0".repeat(64));
+    let status = gh
+        .hub
+        .deliver_raw("pull_request", &forged, Some(&bad_mac), "forged-1")
+        .await;
+    assert_eq!(status, 401, "a forged signature is refused");
+    let status = gh
+        .hub
+        .deliver_raw("pull_request", &forged, None, "unsigned-1")
+        .await;
+    assert_eq!(status, 401, "an unsigned delivery is refused");
+    let recorded = gh.recorded_deliveries();
+    for delivery in ["forged-1", "unsigned-1"] {
+        let (_, event, outcome) = recorded
+            .iter()
+            .find(|(d, ..)| d.as_deref() == Some(delivery))
+            .unwrap_or_else(|| panic!("{delivery} is recorded: {recorded:#?}"));
+        assert_eq!(event, "pull_request");
+        assert!(outcome.starts_with("rejected: "), "{delivery}: {outcome}");
+    }
+
+    // A real delivery sent again (GitHub's "Redeliver", or an attacker replaying it).
+    let runs_before = world_runs(&gh, id).await;
+    let status = gh.hub.redeliver(&opened.id).await;
+    assert_eq!(status, Some(200));
+    let recorded = gh.recorded_deliveries();
+    let outcomes: Vec<&str> = recorded
+        .iter()
+        .filter(|(d, ..)| d.as_deref() == Some(opened.id.as_str()))
+        .map(|(_, _, o)| o.as_str())
+        .collect();
+    assert_eq!(outcomes, ["accepted", "replayed"], "{recorded:#?}");
+    // Nothing happened twice: still one PR, the same runs, the task still awaits its merge,
+    // not merged by the forged event.
+    let detail = gh.wait_state(id, "awaiting_merge").await;
+    assert_eq!(world_runs(&gh, id).await, runs_before);
+    assert_eq!(gh.hub.pulls(OWNER, REPO).len(), 1);
+    assert_eq!(gh.hub.pulls(OWNER, REPO)[0].number, pr);
+    assert_eq!(detail["pull_request"]["merged"], false);
+    let logs = gh.world.server.logs();
+    assert!(logs.contains("refused a webhook delivery"), "{logs}");
+}
+
+async fn world_runs(gh: &Gh, id: i64) -> Vec<(String, String)> {
+    run_summary(&gh.world.detail(id).await)
 }

@@ -30,9 +30,16 @@ pub struct Gh {
     pub secret: String,
 }
 
-/// The forge settings of the tests: the non-secret fields only (the CLI fills the rest).
-pub fn forge_settings(comment_window_secs: u64) -> Value {
-    json!({"kind": "github", "comment_window_secs": comment_window_secs, "poll_secs": 1})
+/// The forge settings of the tests: the non-secret fields only (the CLI fills the rest), a 3 s
+/// comment window and a 1 s poll, with `extra`'s fields on top.
+pub fn forge_settings(extra: &Value) -> Value {
+    let mut forge = json!({"kind": "github", "comment_window_secs": 3, "poll_secs": 1});
+    if let (Some(f), Some(extra)) = (forge.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            f.insert(k.clone(), v.clone());
+        }
+    }
+    forge
 }
 
 /// A CI that fails the first head with a log and an annotation, then passes.
@@ -66,7 +73,7 @@ impl Gh {
         scenarios: Scenarios<'_>,
         ci: Vec<CiScript>,
         token: &str,
-        comment_window_secs: u64,
+        forge: Value,
         server_args: &[&str],
         env: &[(&str, &str)],
     ) -> Gh {
@@ -99,13 +106,39 @@ impl Gh {
             secret,
             world,
         };
-        gh.add_project(comment_window_secs);
+        gh.add_project(&forge);
         gh.aim_webhook();
         gh
     }
 
+    /// The number of the task's pull request on the hub.
+    pub async fn pr_number(&self, id: i64) -> u64 {
+        let branch = self.world.detail(id).await["task"]["branch"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        self.hub
+            .pulls(OWNER, REPO)
+            .iter()
+            .find(|p| p.head_ref == branch)
+            .unwrap_or_else(|| panic!("no pull request of {branch} on the hub"))
+            .number
+    }
+
+    /// `(delivery, event, outcome)` of every webhook delivery the server recorded.
+    pub fn recorded_deliveries(&self) -> Vec<(Option<String>, String, String)> {
+        self.world
+            .db()
+            .prepare("SELECT delivery, event, outcome FROM webhook_deliveries ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
     /// `atelier project add <repo> --forge github --github-token-file … --webhook-secret-file …`
-    fn add_project(&self, comment_window_secs: u64) {
+    fn add_project(&self, forge: &Value) {
         let secrets = self.world.dir.path().join("secrets");
         std::fs::create_dir_all(&secrets).unwrap();
         let token_file = secrets.join("gh-token");
@@ -115,7 +148,7 @@ impl Gh {
         let settings = json!({
             "roles": self.world.roles(&self.world.scenarios),
             "sandbox": gated_sandbox(),
-            "forge": forge_settings(comment_window_secs),
+            "forge": forge_settings(forge),
         });
         let settings_file = secrets.join("settings.json");
         std::fs::write(&settings_file, serde_json::to_vec(&settings).unwrap()).unwrap();

@@ -427,16 +427,31 @@ fn start_comment_run(
 /// Idempotent on the forge (the reply carries a marker), so a crash after posting never posts
 /// twice.
 async fn answer_comments(inner: &Arc<Inner>, id: TaskId, followed: &Followed) -> Result<()> {
-    let unanswered = inner.store.read(|tx| tx.unanswered_comments(id))?;
+    // A run that ended has its push still to be published (or being published) until its
+    // publish intent has an outcome: answering now would read the head before the push and
+    // tell the reviewer nothing was pushed. The sync after the publish answers. The pull
+    // request is read again here: the one this sync started with may predate the push.
+    let (unanswered, publishing, pr_row) = inner.store.read(|tx| {
+        let publishing = tx.intents_of_task(id)?.iter().any(|intent| {
+            intent.outcome.is_none() && matches!(intent.kind, Ok(store::IntentKind::OpenPr))
+        });
+        Ok::<_, EngineError>((
+            tx.unanswered_comments(id)?,
+            publishing,
+            tx.pull_request(id)?,
+        ))
+    })?;
+    if publishing || unanswered.is_empty() {
+        return Ok(());
+    }
+    let pr = pr_row.map_or_else(|| followed.pr.clone(), |row| crate::forge_pr(&row));
     for row in unanswered {
         let Some(run) = row.run_id else { continue };
-        let body = reply_body(inner, run, &followed.repo, &followed.pr).await;
+        let body = reply_body(inner, run, &followed.repo, &pr).await;
         let key = format!("run-{run}-{}-{}", row.kind, row.comment_id);
         call(
             "replying to a comment",
-            followed
-                .forge
-                .reply(&followed.pr, &comment_of(&row), &key, &body),
+            followed.forge.reply(&pr, &comment_of(&row), &key, &body),
         )
         .await?;
         crate::crash::point("after-reply");

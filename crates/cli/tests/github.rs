@@ -414,3 +414,142 @@ async fn pull_request_comments_are_triaged_batched_and_answered_once() {
         "no run more than the comments asked for"
     );
 }
+
+/// Waits until the server under test has died (a crash point aborted it).
+async fn wait_for_crash(gh: &Gh) {
+    let server = &gh.world.server;
+    gh.wait_for("the server to crash at its crash point", || async {
+        server.get("/api/projects").await.is_err().then_some(())
+    })
+    .await;
+}
+
+/// A server killed right after GitHub took its reply (before Atelier recorded it) replies no
+/// second time after the restart: the reply's marker is found on GitHub.
+#[tokio::test]
+async fn a_reply_is_posted_exactly_once_across_a_crash_right_after_posting_it() {
+    let mut scenarios = quick_stages();
+    scenarios[3] = (
+        "pr",
+        json!({"runs": [
+            [{"do": "signal", "args": ["pr-done"]}],
+            [
+                {"do": "write", "path": "greeting.txt", "content": "hello!\n"},
+                {"do": "run", "command": "git add -A && git commit -qm 'Exclaim'"},
+                {"do": "signal", "args": ["pr-done"]}
+            ]
+        ]}),
+    );
+    let forge = json!({"comment_window_secs": 1});
+    let crash = [("ATELIER_CRASH_AT", "after-reply")];
+    let mut gh = Gh::start(&scenarios, always_pass(), TOKEN, forge, SERVE, &crash).await;
+    let id = gh.task_awaiting_merge("Add a greeting").await;
+    let pr = gh.pr_number(id).await;
+    let comment = gh.hub.comment(
+        OWNER,
+        REPO,
+        pr,
+        "alice",
+        "OWNER",
+        "@atelier exclaim, please",
+    );
+    gh.wait_for("the reply on GitHub", || async {
+        (replies_to(&gh, pr, comment) > 0).then_some(())
+    })
+    .await;
+    wait_for_crash(&gh).await;
+    let replied = |gh: &Gh| -> i64 {
+        gh.world
+            .db()
+            .query_row(
+                "SELECT replied FROM pr_comments WHERE comment_id = ?1",
+                [comment as i64],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    assert_eq!(
+        replied(&gh),
+        0,
+        "the crash came before Atelier recorded the reply"
+    );
+
+    gh.restart(SERVE, &[]).await;
+    gh.wait_for("the reply to be recorded after the restart", || async {
+        (replied(&gh) == 1).then_some(())
+    })
+    .await;
+    wait_for_more_syncs(&gh, pr, 2).await;
+    assert_eq!(replies_to(&gh, pr, comment), 1, "{:#?}", gh.replies(pr));
+    gh.wait_state(id, "awaiting_merge").await;
+}
+
+/// kill -9 between GitHub creating the pull request and Atelier recording it: after the
+/// restart the publish is replayed, finds the pull request and records it; GitHub has one.
+#[tokio::test]
+async fn a_crash_between_opening_the_pull_request_and_recording_it_opens_it_once() {
+    let crash = [("ATELIER_CRASH_AT", "after-publish")];
+    let mut gh = Gh::start(
+        &quick_stages(),
+        always_pass(),
+        TOKEN,
+        json!({}),
+        SERVE,
+        &crash,
+    )
+    .await;
+    let id = gh.world.new_task("Add a greeting", false).await;
+    gh.wait_for("the pull request on GitHub", || async {
+        gh.hub.pulls(OWNER, REPO).into_iter().next()
+    })
+    .await;
+    wait_for_crash(&gh).await;
+    let recorded = |gh: &Gh| -> i64 {
+        gh.world
+            .db()
+            .query_row(
+                "SELECT count(*) FROM pull_requests WHERE task_id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    assert_eq!(
+        recorded(&gh),
+        0,
+        "the crash came before Atelier recorded it"
+    );
+
+    gh.restart(SERVE, &[]).await;
+    let detail = gh.wait_state(id, "awaiting_merge").await;
+    let pull = gh.only_pull();
+    assert_eq!(recorded(&gh), 1);
+    assert!(
+        detail["pull_request"]["url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/pull/{}", pull.number)),
+        "{detail:#}"
+    );
+    let creations = gh
+        .hub
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == format!("/api/v3/repos/{OWNER}/{REPO}/pulls"))
+        .count();
+    assert_eq!(
+        creations, 1,
+        "the replay found the pull request instead of creating one"
+    );
+    let outcomes: Vec<String> = gh
+        .world
+        .db()
+        .prepare("SELECT outcome FROM outbox WHERE task_id = ?1 AND kind = 'open_pr'")
+        .unwrap()
+        .query_map([id], |r| r.get::<_, Option<String>>(0))
+        .unwrap()
+        .map(|r| r.unwrap().unwrap_or_default())
+        .collect();
+    assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+    assert!(outcomes[0].starts_with("opened "), "{outcomes:?}");
+}

@@ -553,3 +553,118 @@ async fn a_crash_between_opening_the_pull_request_and_recording_it_opens_it_once
     assert_eq!(outcomes.len(), 1, "{outcomes:?}");
     assert!(outcomes[0].starts_with("opened "), "{outcomes:?}");
 }
+
+/// The token never leaves the forge: after a whole lifecycle (CI fix and merge included) it is
+/// in no agent's environment, transcript, task doc, worktree or `.git/config`, no server log
+/// line and no API response. Every file of the test's folder is searched (the store included),
+/// except the file the token was read from.
+#[tokio::test]
+async fn the_token_appears_nowhere_but_in_the_requests_to_github() {
+    const CANARY: &str = "ghp_CANARY7x9QzLeakMeNotKq2Vw8R4mT6pY0";
+    let dump = |stage: &str| {
+        json!({"do": "run", "command": format!(
+            "env > \"$HOME/env-{stage}-$$.txt\"; git config --list --show-origin > \"$HOME/git-config-{stage}-$$.txt\" 2>&1; true"
+        )})
+    };
+    let scenarios = vec![
+        (
+            "plan",
+            json!({"runs": [[
+                dump("plan"),
+                {"do": "doc_section", "heading": "Overview", "body": "Add a greeting."},
+                {"do": "doc_section", "heading": "To-Do List", "body": "- [ ] Add greeting.txt\n"},
+                {"do": "signal", "args": ["plan-ready"]}
+            ]]}),
+        ),
+        (
+            "implement",
+            json!({"runs": [[
+                dump("implement"),
+                {"do": "write", "path": "greeting.txt", "content": "hello\n"},
+                {"do": "check", "item": "Add greeting.txt"},
+                {"do": "run", "command": "git add -A && git commit -qm 'Add a greeting'"}
+            ]]}),
+        ),
+        (
+            "review",
+            json!({"runs": [[dump("review"), {"do": "signal", "args": ["verdict", "ready"]}]]}),
+        ),
+        (
+            "pr",
+            json!({"runs": [
+                [dump("pr"), {"do": "signal", "args": ["pr-done"]}],
+                [
+                    dump("fix"),
+                    {"do": "echo_input"},
+                    {"do": "write", "path": "src/fixed.txt", "content": "fixed\n"},
+                    {"do": "run", "command": "git add -A && git commit -qm 'Fix the build'"},
+                    {"do": "signal", "args": ["pr-done"]}
+                ]
+            ]}),
+        ),
+    ];
+    let gh = Gh::start(&scenarios, fail_then_pass(), CANARY, json!({}), SERVE, &[]).await;
+    let world = &gh.world;
+    let id = world.new_task("Add a greeting", false).await;
+    gh.wait_state(id, "awaiting_merge").await;
+    let pr = gh.pr_number(id).await;
+    // The token did its job: GitHub saw it.
+    assert!(
+        gh.hub
+            .requests()
+            .iter()
+            .any(|r| r.auth == Auth::Token(CANARY.into()))
+    );
+    // Atelier never merges on GitHub: the human does, and the task follows.
+    let (status, body) = world.action(id, "merge", json!({})).await;
+    assert_eq!(status, 409, "{body}");
+    gh.hub.merge(OWNER, REPO, pr).await;
+    gh.wait_state(id, "done").await;
+    assert!(
+        gh.hub.pulls(OWNER, REPO)[0].merged,
+        "merged on GitHub (#{pr})"
+    );
+
+    let leaks = |what: &str, text: &str| {
+        assert!(
+            !text.contains(CANARY),
+            "the token leaked into {what}: {text}"
+        );
+    };
+    for path in [
+        "/api/projects".to_string(),
+        "/api/tasks".to_string(),
+        format!("/api/tasks/{id}"),
+    ] {
+        leaks(&path, &world.server.get(&path).await.unwrap().to_string());
+    }
+    let transcript: Vec<String> = world.logs(id).await.iter().map(Value::to_string).collect();
+    leaks("the transcript", &transcript.join("\n"));
+    let cli = gh.cli(&["task", "logs", &id.to_string()]);
+    assert!(cli.status.success());
+    leaks("`task logs`", &String::from_utf8_lossy(&cli.stdout));
+    leaks("the server logs", &world.server.logs());
+    let git_config = std::fs::read_to_string(world.repo.path.join(".git/config")).unwrap();
+    leaks(".git/config", &git_config);
+
+    let dumps: Vec<_> = files_under(&world.homes())
+        .into_iter()
+        .filter(|f| f.file_name().unwrap().to_string_lossy().starts_with("env-"))
+        .collect();
+    assert!(
+        dumps.len() >= 5,
+        "every run dumped its environment: {dumps:?}"
+    );
+    let token_file = world.dir.path().join("secrets").join("gh-token");
+    for file in files_under(world.dir.path()) {
+        if file == token_file {
+            continue;
+        }
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        assert!(
+            !bytes.windows(CANARY.len()).any(|w| w == CANARY.as_bytes()),
+            "the token leaked into {}",
+            file.display()
+        );
+    }
+}

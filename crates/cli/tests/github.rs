@@ -668,3 +668,111 @@ async fn the_token_appears_nowhere_but_in_the_requests_to_github() {
         );
     }
 }
+
+fn fault(method: Option<&str>, path: &str, kind: FaultKind) -> Fault {
+    Fault {
+        method: method.map(str::to_string),
+        path_contains: path.to_string(),
+        times: 1,
+        kind,
+    }
+}
+
+/// GitHub's rate limits (429 with retry-after, the secondary limit) and a 502 on the way to a
+/// green pull request: the task still reaches awaiting_merge, with one pull request.
+#[tokio::test]
+async fn rate_limits_and_bad_gateways_delay_the_pull_request_but_lose_nothing() {
+    let gh = Gh::start(
+        &quick_stages(),
+        fail_then_pass(),
+        TOKEN,
+        json!({}),
+        SERVE,
+        &[],
+    )
+    .await;
+    let pulls = format!("/repos/{OWNER}/{REPO}/pulls");
+    gh.hub.fail_next(fault(
+        Some("POST"),
+        &pulls,
+        FaultKind::RateLimited {
+            retry_after_secs: 1,
+        },
+    ));
+    gh.hub.fail_next(fault(
+        Some("GET"),
+        "/check-runs",
+        FaultKind::SecondaryLimit {
+            retry_after_secs: 1,
+        },
+    ));
+    gh.hub.fail_next(fault(
+        Some("GET"),
+        "/actions/jobs/",
+        FaultKind::Status {
+            code: 502,
+            body: "Bad Gateway".into(),
+        },
+    ));
+    let id = gh.world.new_task("Add a greeting", false).await;
+    gh.wait_state(id, "awaiting_merge").await;
+    gh.only_pull();
+    let statuses: Vec<u16> = gh.hub.requests().iter().filter_map(|r| r.status).collect();
+    for code in [429, 403, 502] {
+        assert!(
+            statuses.contains(&code),
+            "the {code} was served: {statuses:?}"
+        );
+    }
+    let detail = gh.world.detail(id).await;
+    let pr_runs = Gh::pr_runs(&detail);
+    assert_eq!(pr_runs.len(), 2, "one pr run and one CI fix: {detail:#}");
+    let prompt = gh.transcript_of_run(id, pr_runs[1]).await;
+    assert!(prompt.contains(CHECK), "{prompt}");
+}
+
+/// GitHub hangs on one project's checks: another project's task is not held up, and the hung
+/// one gets its answer on a later try once the call's deadline has passed.
+#[tokio::test]
+async fn a_hung_github_call_of_one_project_holds_up_no_other_project() {
+    let serve = ["--merge-poll-ms", "200", "--forge-timeout-secs", "8"];
+    let gh = Gh::start(
+        &quick_stages(),
+        always_pass(),
+        TOKEN,
+        json!({}),
+        &serve,
+        &[],
+    )
+    .await;
+    gh.add_second_project("other", &json!({})).await;
+    gh.hub.script_ci(OWNER, "other", always_pass());
+    let hung_path = format!("/repos/{OWNER}/{REPO}/commits/");
+    gh.hub
+        .fail_next(fault(Some("GET"), &hung_path, FaultKind::Hang));
+
+    let stuck = gh.world.new_task("Add a greeting", false).await;
+    let hung = || {
+        gh.hub
+            .requests()
+            .iter()
+            .any(|r| r.path.contains(&hung_path) && r.status.is_none())
+    };
+    gh.wait_for("a hung call to GitHub", || async { hung().then_some(()) })
+        .await;
+    let other = gh
+        .world
+        .new_task_in("other", "Add a greeting", false, 0)
+        .await;
+    gh.wait_state(other, "awaiting_merge").await;
+    assert_eq!(gh.hub.pulls(OWNER, "other").len(), 1);
+    let detail = gh.world.detail(stuck).await;
+    assert_eq!(
+        state_of(&detail),
+        "awaiting_checks",
+        "the hung project is still waiting: {detail:#}"
+    );
+    // The deadline ends the hung call; a later sync reads the checks.
+    gh.wait_state(stuck, "awaiting_merge").await;
+    gh.only_pull();
+}

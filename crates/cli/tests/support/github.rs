@@ -139,6 +139,26 @@ impl Gh {
 
     /// `atelier project add <repo> --forge github --github-token-file … --webhook-secret-file …`
     fn add_project(&self, forge: &Value) {
+        self.add_project_at(&self.world.repo.path, REPO, forge);
+    }
+
+    /// A second GitHub project `OWNER/name` on the same hub, from a fresh sample repository.
+    pub async fn add_second_project(&self, name: &str, forge: &Value) {
+        let dir = self.world.dir.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let repo = sample_repo(&dir).unwrap();
+        self.hub.create_repo(OWNER, name, &repo.path, "main").await;
+        repo.git(&[
+            "remote",
+            "set-url",
+            "origin",
+            &self.hub.clone_url(OWNER, name),
+        ])
+        .unwrap();
+        self.add_project_at(&repo.path, name, forge);
+    }
+
+    fn add_project_at(&self, path: &Path, name: &str, forge: &Value) {
         let secrets = self.world.dir.path().join("secrets");
         std::fs::create_dir_all(&secrets).unwrap();
         let token_file = secrets.join("gh-token");
@@ -155,9 +175,9 @@ impl Gh {
         let out = self.cli(&[
             "project",
             "add",
-            self.world.repo.path.to_str().unwrap(),
+            path.to_str().unwrap(),
             "--name",
-            REPO,
+            name,
             "--forge",
             "github",
             "--github-token-file",

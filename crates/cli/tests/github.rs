@@ -615,6 +615,44 @@ async fn the_token_appears_nowhere_but_in_the_requests_to_github() {
             .iter()
             .any(|r| r.auth == Auth::Token(CANARY.into()))
     );
+    let leaks = |what: &str, text: &str| {
+        assert!(
+            !text.contains(CANARY),
+            "the token leaked into {what}: {text}"
+        );
+    };
+    // The agents' homes (gone once the task is done) hold what they saw.
+    let dumps: Vec<_> = files_under(&world.homes())
+        .into_iter()
+        .filter(|f| f.file_name().unwrap().to_string_lossy().starts_with("env-"))
+        .collect();
+    assert!(
+        dumps.len() >= 5,
+        "every run dumped its environment: {dumps:?}"
+    );
+    for dump in &dumps {
+        leaks(
+            &dump.display().to_string(),
+            &std::fs::read_to_string(dump).unwrap(),
+        );
+    }
+    // Every file of the test's folder (worktrees, homes, docs, the store, the repository's
+    // .git), but the token file itself.
+    let token_file = world.dir.path().join("secrets").join("gh-token");
+    let scan_files = || {
+        for file in files_under(world.dir.path()) {
+            if file == token_file {
+                continue;
+            }
+            let bytes = std::fs::read(&file).unwrap_or_default();
+            assert!(
+                !bytes.windows(CANARY.len()).any(|w| w == CANARY.as_bytes()),
+                "the token leaked into {}",
+                file.display()
+            );
+        }
+    };
+    scan_files();
     // Atelier never merges on GitHub: the human does, and the task follows.
     let (status, body) = world.action(id, "merge", json!({})).await;
     assert_eq!(status, 409, "{body}");
@@ -625,12 +663,6 @@ async fn the_token_appears_nowhere_but_in_the_requests_to_github() {
         "merged on GitHub (#{pr})"
     );
 
-    let leaks = |what: &str, text: &str| {
-        assert!(
-            !text.contains(CANARY),
-            "the token leaked into {what}: {text}"
-        );
-    };
     for path in [
         "/api/projects".to_string(),
         "/api/tasks".to_string(),
@@ -647,26 +679,7 @@ async fn the_token_appears_nowhere_but_in_the_requests_to_github() {
     let git_config = std::fs::read_to_string(world.repo.path.join(".git/config")).unwrap();
     leaks(".git/config", &git_config);
 
-    let dumps: Vec<_> = files_under(&world.homes())
-        .into_iter()
-        .filter(|f| f.file_name().unwrap().to_string_lossy().starts_with("env-"))
-        .collect();
-    assert!(
-        dumps.len() >= 5,
-        "every run dumped its environment: {dumps:?}"
-    );
-    let token_file = world.dir.path().join("secrets").join("gh-token");
-    for file in files_under(world.dir.path()) {
-        if file == token_file {
-            continue;
-        }
-        let bytes = std::fs::read(&file).unwrap_or_default();
-        assert!(
-            !bytes.windows(CANARY.len()).any(|w| w == CANARY.as_bytes()),
-            "the token leaked into {}",
-            file.display()
-        );
-    }
+    scan_files();
 }
 
 fn fault(method: Option<&str>, path: &str, kind: FaultKind) -> Fault {
@@ -683,7 +696,7 @@ fn fault(method: Option<&str>, path: &str, kind: FaultKind) -> Fault {
 #[tokio::test]
 async fn rate_limits_and_bad_gateways_delay_the_pull_request_but_lose_nothing() {
     let gh = Gh::start(
-        &quick_stages(),
+        &fixing_stages(),
         fail_then_pass(),
         TOKEN,
         json!({}),

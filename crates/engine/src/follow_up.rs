@@ -198,6 +198,13 @@ async fn sync_once(inner: &Arc<Inner>, id: TaskId) -> Result<()> {
     if let Some(github) = &followed.github {
         take_in_comments(inner, id, &followed, github).await?;
     }
+    // A run that ended has its commits still to be pushed until its publish has an outcome;
+    // until then the pull request's head is the one before the run: judging its checks would
+    // start a fixing run for commits already replaced, and a reply would say nothing was
+    // pushed. The publish asks for a sync once it is recorded; that sync follows up.
+    if publish_pending(inner, id, &followed.pr)? {
+        return Ok(());
+    }
     answer_comments(inner, id, &followed).await?;
     if start_comment_run(inner, id, followed.github.as_ref(), &followed.pr.head_sha)? {
         return Ok(());
@@ -258,6 +265,20 @@ async fn sync_once(inner: &Arc<Inner>, id: TaskId) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether a publish of the task is pending, or was recorded after `pr` was read (its head is
+/// not the recorded one).
+fn publish_pending(inner: &Inner, id: TaskId, pr: &PullRequest) -> Result<bool> {
+    inner.store.read(|tx| {
+        let publishing = tx.intents_of_task(id)?.iter().any(|intent| {
+            intent.outcome.is_none() && matches!(intent.kind, Ok(store::IntentKind::OpenPr))
+        });
+        let moved = tx
+            .pull_request(id)?
+            .is_some_and(|row| row.head_sha != pr.head_sha);
+        Ok::<_, EngineError>(publishing || moved)
+    })
 }
 
 /// Applies `event` to the task and acts on the commit; `Ok(false)` when the rules refused it.
@@ -427,31 +448,15 @@ fn start_comment_run(
 /// Idempotent on the forge (the reply carries a marker), so a crash after posting never posts
 /// twice.
 async fn answer_comments(inner: &Arc<Inner>, id: TaskId, followed: &Followed) -> Result<()> {
-    // A run that ended has its push still to be published (or being published) until its
-    // publish intent has an outcome: answering now would read the head before the push and
-    // tell the reviewer nothing was pushed. The sync after the publish answers. The pull
-    // request is read again here: the one this sync started with may predate the push.
-    let (unanswered, publishing, pr_row) = inner.store.read(|tx| {
-        let publishing = tx.intents_of_task(id)?.iter().any(|intent| {
-            intent.outcome.is_none() && matches!(intent.kind, Ok(store::IntentKind::OpenPr))
-        });
-        Ok::<_, EngineError>((
-            tx.unanswered_comments(id)?,
-            publishing,
-            tx.pull_request(id)?,
-        ))
-    })?;
-    if publishing || unanswered.is_empty() {
-        return Ok(());
-    }
-    let pr = pr_row.map_or_else(|| followed.pr.clone(), |row| crate::forge_pr(&row));
+    let unanswered = inner.store.read(|tx| tx.unanswered_comments(id))?;
+    let pr = &followed.pr;
     for row in unanswered {
         let Some(run) = row.run_id else { continue };
-        let body = reply_body(inner, run, &followed.repo, &pr).await;
+        let body = reply_body(inner, run, &followed.repo, pr).await;
         let key = format!("run-{run}-{}-{}", row.kind, row.comment_id);
         call(
             "replying to a comment",
-            followed.forge.reply(&pr, &comment_of(&row), &key, &body),
+            followed.forge.reply(pr, &comment_of(&row), &key, &body),
         )
         .await?;
         crate::crash::point("after-reply");

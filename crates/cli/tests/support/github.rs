@@ -371,5 +371,23 @@ pub fn quick_stages() -> Vec<(&'static str, Value)> {
     ]
 }
 
+/// [`quick_stages`] whose later pr runs (CI fixes, comments) each commit a fix.
+pub fn fixing_stages() -> Vec<(&'static str, Value)> {
+    let mut stages = quick_stages();
+    stages[3] = (
+        "pr",
+        json!({"runs": [
+            [{"do": "signal", "args": ["pr-done"]}],
+            [
+                {"do": "echo_input"},
+                {"do": "write", "path": "src/fixed.txt", "content": "fixed\n"},
+                {"do": "run", "command": "git add -A && git commit -qm 'Fix the build'"},
+                {"do": "signal", "args": ["pr-done"]}
+            ]
+        ]}),
+    );
+    stages
+}
+
 /// How long a test may wait for something slow to happen (a hang's timeout, a retry).
 pub const LONG: Duration = Duration::from_secs(120);

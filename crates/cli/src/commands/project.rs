@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 #[command(
     after_help = "Example:\n  atelier project add ~/src/web --name web\n  atelier project list"
 )]
+// Parsed once per command line: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum ProjectCommand {
     Add(AddArgs),
     List(ListArgs),

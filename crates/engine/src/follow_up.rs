@@ -105,15 +105,15 @@ pub(crate) async fn sync_task(inner: &Arc<Inner>, task: TaskId) -> Result<()> {
     }
     loop {
         let result = sync_once(inner, task).await;
+        // `leave` keeps the task marked as syncing when another round was asked for: this loop
+        // runs it (entering again would find the mark and end the loop, leaving the task marked
+        // for good and never synced again).
         let again = inner.syncs.leave(task);
         if !again {
             return result;
         }
         if let Err(err) = result {
             tracing::warn!(%task, error = %err, "following the pull request failed");
-        }
-        if !inner.syncs.enter(task) {
-            return Ok(());
         }
     }
 }
@@ -198,6 +198,13 @@ async fn sync_once(inner: &Arc<Inner>, id: TaskId) -> Result<()> {
     if let Some(github) = &followed.github {
         take_in_comments(inner, id, &followed, github).await?;
     }
+    // A run that ended has its commits still to be pushed until its publish has an outcome;
+    // until then the pull request's head is the one before the run: judging its checks would
+    // start a fixing run for commits already replaced, and a reply would say nothing was
+    // pushed. The publish asks for a sync once it is recorded; that sync follows up.
+    if publish_pending(inner, id, &followed.pr)? {
+        return Ok(());
+    }
     answer_comments(inner, id, &followed).await?;
     if start_comment_run(inner, id, followed.github.as_ref(), &followed.pr.head_sha)? {
         return Ok(());
@@ -210,16 +217,8 @@ async fn sync_once(inner: &Arc<Inner>, id: TaskId) -> Result<()> {
         task.state,
         TaskState::AwaitingChecks | TaskState::AwaitingMerge { .. }
     );
-    // While a publish is pending, the recorded head is the one before it: its checks and
-    // mergeability say nothing about what is being pushed.
-    let (live, publishing) = inner.store.read(|tx| {
-        let publishing = tx
-            .intents_of_task(id)?
-            .iter()
-            .any(|intent| intent.done_at.is_none() && intent.kind == Ok(store::IntentKind::OpenPr));
-        Ok::<_, EngineError>((tx.live_run(id)?.is_some(), publishing))
-    })?;
-    if !followed_state || live || publishing {
+    let live = inner.store.read(|tx| tx.live_run(id))?.is_some();
+    if !followed_state || live {
         return Ok(());
     }
     if state.mergeable == Mergeable::Conflicting {
@@ -307,6 +306,20 @@ fn awaits_first_checks(
         Instant::now() + Duration::from_millis(wait_ms as u64),
     );
     Ok(true)
+}
+
+/// Whether a publish of the task is pending, or was recorded after `pr` was read (its head is
+/// not the recorded one).
+fn publish_pending(inner: &Inner, id: TaskId, pr: &PullRequest) -> Result<bool> {
+    inner.store.read(|tx| {
+        let publishing = tx.intents_of_task(id)?.iter().any(|intent| {
+            intent.outcome.is_none() && matches!(intent.kind, Ok(store::IntentKind::OpenPr))
+        });
+        let moved = tx
+            .pull_request(id)?
+            .is_some_and(|row| row.head_sha != pr.head_sha);
+        Ok::<_, EngineError>(publishing || moved)
+    })
 }
 
 /// Applies `event` to the task and acts on the commit; `Ok(false)` when the rules refused it.
@@ -477,15 +490,14 @@ fn start_comment_run(
 /// twice.
 async fn answer_comments(inner: &Arc<Inner>, id: TaskId, followed: &Followed) -> Result<()> {
     let unanswered = inner.store.read(|tx| tx.unanswered_comments(id))?;
+    let pr = &followed.pr;
     for row in unanswered {
         let Some(run) = row.run_id else { continue };
-        let body = reply_body(inner, run, &followed.repo, &followed.pr).await;
+        let body = reply_body(inner, run, &followed.repo, pr).await;
         let key = format!("run-{run}-{}-{}", row.kind, row.comment_id);
         call(
             "replying to a comment",
-            followed
-                .forge
-                .reply(&followed.pr, &comment_of(&row), &key, &body),
+            followed.forge.reply(pr, &comment_of(&row), &key, &body),
         )
         .await?;
         crate::crash::point("after-reply");
@@ -660,6 +672,17 @@ pub(crate) async fn poll(inner: Arc<Inner>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_round_asked_for_during_a_sync_runs_and_then_the_task_is_free_again() {
+        let syncs = Syncs::default();
+        let task = TaskId(1);
+        assert!(syncs.enter(task));
+        assert!(!syncs.enter(task), "a second sync only asks for a round");
+        assert!(syncs.leave(task), "the asked-for round runs");
+        assert!(!syncs.leave(task), "then the sync ends");
+        assert!(syncs.enter(task), "and a later sync can run");
+    }
 
     #[test]
     fn a_mention_is_a_whole_word() {

@@ -789,3 +789,116 @@ async fn a_hung_github_call_of_one_project_holds_up_no_other_project() {
     gh.wait_state(stuck, "awaiting_merge").await;
     gh.only_pull();
 }
+
+/// The CI-fix part once with the real Claude Code CLI against the model simulator: every stage
+/// runs on Claude Code, the first push fails its check, and the model request of the fixing run
+/// carries the failing check's log line and annotation — what the agent was actually told.
+#[tokio::test]
+async fn real_claude_code_is_told_the_failing_check_and_fixes_it() {
+    let Some((flag, claude)) = agent_cli("claude-code") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let sim_scenarios = dir.path().join("sim-scenarios");
+    write_scenarios(
+        &sim_scenarios,
+        &[
+            (
+                "plan",
+                json!({"runs": [[
+                    {"do": "doc_section", "heading": "To-Do List", "body": "- [ ] Add hello.txt\n"},
+                    {"do": "signal", "args": ["plan-ready"]},
+                    {"do": "message", "text": "The plan is ready."}
+                ]]}),
+            ),
+            (
+                "implement",
+                json!({"runs": [[
+                    {"do": "write", "path": "hello.txt", "content": "hello\n"},
+                    {"do": "check", "item": "Add hello.txt"},
+                    {"do": "run", "command": "git add -A && git commit -qm 'Add hello.txt'"},
+                    {"do": "message", "text": "Implemented."}
+                ]]}),
+            ),
+            (
+                "review",
+                json!({"runs": [[
+                    {"do": "signal", "args": ["verdict", "ready"]},
+                    {"do": "message", "text": "Verified."}
+                ]]}),
+            ),
+            (
+                "pr",
+                json!({"runs": [
+                    [{"do": "signal", "args": ["pr-done"]}, {"do": "message", "text": "Submitted."}],
+                    [
+                        {"do": "write", "path": "src/fixed.txt", "content": "fixed\n"},
+                        {"do": "run", "command": "git add -A && git commit -qm 'Fix the build'"},
+                        {"do": "signal", "args": ["pr-done"]},
+                        {"do": "message", "text": "Fixed the build."}
+                    ]
+                ]}),
+            ),
+        ],
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sim = simulator::Simulator::start(listener, sim_scenarios).await;
+    let mut roles = serde_json::Map::new();
+    for stage in ["plan", "implement", "review", "pr"] {
+        roles.insert(stage.into(), simulated_role("claude-code", &sim.url()));
+    }
+    let mut args: Vec<&str> = SERVE.to_vec();
+    let claude = claude.display().to_string();
+    args.extend([flag, claude.as_str()]);
+    let gh = Gh::start_with_roles(
+        &[],
+        fail_then_pass(),
+        TOKEN,
+        json!({}),
+        &args,
+        &[],
+        Some(Value::Object(roles)),
+    )
+    .await;
+    let id = gh.world.new_task_in(REPO, "Say hello", false, 0).await;
+    let detail = gh
+        .world
+        .wait_state_for(id, "awaiting_merge", std::time::Duration::from_secs(180))
+        .await;
+    let pr_runs: Vec<_> = detail["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["stage"] == "pr")
+        .collect();
+    assert_eq!(pr_runs.len(), 2, "the pr run and one CI fix: {detail}");
+    let fixing_requests: Vec<String> = sim
+        .requests()
+        .iter()
+        .map(|r| r.body.to_string())
+        .filter(|r| r.contains("Atelier-Stage: pr #1"))
+        .collect();
+    assert!(
+        !fixing_requests.is_empty(),
+        "the fixing run asked the model"
+    );
+    let first = &fixing_requests[0];
+    assert!(
+        first.contains(CHECK) && first.contains("greting") && first.contains("E0425"),
+        "the fixing run's first model request carries the failing check, its log and annotation"
+    );
+    // The fix is what the pull request's head now holds on the hub.
+    let pull = gh.only_pull();
+    let bare = gh.hub.bare_path(OWNER, REPO);
+    let shown = std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(&bare)
+        .args(["show", &format!("{}:src/fixed.txt", pull.head_sha)])
+        .output()
+        .unwrap();
+    assert!(
+        shown.status.success(),
+        "the fix was pushed to the pull request"
+    );
+    assert_eq!(String::from_utf8_lossy(&shown.stdout), "fixed\n");
+}

@@ -28,6 +28,8 @@ pub struct Gh {
     pub hub: FakeHub,
     pub token: String,
     pub secret: String,
+    /// The project's roles when not the world's scripted ones (e.g. real CLIs on the simulator).
+    pub roles: Option<Value>,
 }
 
 /// The forge settings of the tests: the non-secret fields only (the CLI fills the rest), a 3 s
@@ -78,6 +80,19 @@ impl Gh {
         server_args: &[&str],
         env: &[(&str, &str)],
     ) -> Gh {
+        Self::start_with_roles(scenarios, ci, token, forge, server_args, env, None).await
+    }
+
+    /// [`Gh::start`] with the project's `roles` given (instead of the scripted scenarios').
+    pub async fn start_with_roles(
+        scenarios: Scenarios<'_>,
+        ci: Vec<CiScript>,
+        token: &str,
+        forge: Value,
+        server_args: &[&str],
+        env: &[(&str, &str)],
+        roles: Option<Value>,
+    ) -> Gh {
         let dir = tempfile::tempdir().unwrap();
         let repo = sample_repo(dir.path()).unwrap();
         let hub = FakeHub::start(Options::default()).await;
@@ -106,6 +121,7 @@ impl Gh {
             token: token.to_string(),
             secret,
             world,
+            roles,
         };
         gh.add_project(&forge);
         gh.aim_webhook();
@@ -167,7 +183,7 @@ impl Gh {
         std::fs::write(&token_file, format!("{}\n", self.token)).unwrap();
         std::fs::write(&secret_file, &self.secret).unwrap();
         let settings = json!({
-            "roles": self.world.roles(&self.world.scenarios),
+            "roles": self.roles.clone().unwrap_or_else(|| self.world.roles(&self.world.scenarios)),
             "sandbox": gated_sandbox(),
             "forge": forge_settings(forge),
         });

@@ -1,5 +1,8 @@
 //! The HTTP error type: every failure of a route becomes a status and a JSON body
-//! `{"error": "<message>"}`. Internal errors are logged in full and shown as a generic message.
+//! `{"error": "<message>", "code": "<code>"}`, where the code is stable and machine-readable
+//! (`not_found`, `conflict`, `invalid_state`, `invalid_input`, `unauthorized`, `internal`,
+//! `bad_request`, `payload_too_large`, `unsupported_media_type`, `no_route`,
+//! `method_not_allowed`) and the message is for people. Internal errors are logged in full and shown as a generic message.
 //! The message also rides along as an [`ErrorMessage`] response extension, so the router's
 //! redaction layer can replace it for callers that may not see server details.
 
@@ -9,9 +12,10 @@ use axum::response::{IntoResponse, Response};
 use engine::EngineError;
 use serde_json::json;
 
-/// The message of an error response, for the redaction layer (`routes::redact_errors`).
+/// The message and code of an error response, for the redaction layer
+/// (`routes::redact_errors`).
 #[derive(Debug, Clone)]
-pub(crate) struct ErrorMessage(pub String);
+pub(crate) struct ErrorMessage(pub String, pub &'static str);
 
 /// Why a request failed, as the client sees it.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +63,27 @@ impl ApiError {
         }
     }
 
+    /// The stable, machine-readable code of this error (`code` in the JSON body).
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Engine(err) => match err {
+                EngineError::NotFound(_) => "not_found",
+                EngineError::Conflict(_) => "conflict",
+                EngineError::InvalidState(_) => "invalid_state",
+                EngineError::InvalidInput(_) => "invalid_input",
+                EngineError::Unauthorized(_) => "unauthorized",
+                EngineError::Internal(_) => "internal",
+            },
+            ApiError::BadRequest { status, .. } => match *status {
+                StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+                StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+                _ => "bad_request",
+            },
+            ApiError::NoRoute { .. } => "no_route",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+        }
+    }
+
     /// The message the client sees: never internal details.
     pub(crate) fn public_message(&self) -> String {
         match self {
@@ -77,8 +102,12 @@ impl IntoResponse for ApiError {
             tracing::error!(%detail, "request failed with an internal error");
         }
         let message = self.public_message();
-        let mut response = (status, Json(json!({ "error": message }))).into_response();
-        response.extensions_mut().insert(ErrorMessage(message));
+        let code = self.code();
+        let mut response =
+            (status, Json(json!({ "error": message, "code": code }))).into_response();
+        response
+            .extensions_mut()
+            .insert(ErrorMessage(message, code));
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
@@ -111,8 +140,18 @@ mod tests {
                 StatusCode::INTERNAL_SERVER_ERROR,
             ),
         ];
-        for (err, status) in cases {
-            assert_eq!(ApiError::from(err).status(), status);
+        let codes = [
+            "not_found",
+            "conflict",
+            "invalid_input",
+            "invalid_state",
+            "unauthorized",
+            "internal",
+        ];
+        for ((err, status), code) in cases.into_iter().zip(codes) {
+            let err = ApiError::from(err);
+            assert_eq!(err.status(), status);
+            assert_eq!(err.code(), code);
         }
     }
 

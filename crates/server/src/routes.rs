@@ -75,7 +75,8 @@ async fn redact_errors(State(token): State<ApiToken>, req: Request, next: Next) 
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let mut response = next.run(req).await;
-    let Some(ErrorMessage(message)) = response.extensions_mut().remove::<ErrorMessage>() else {
+    let Some(ErrorMessage(message, code)) = response.extensions_mut().remove::<ErrorMessage>()
+    else {
         return response;
     };
     if caller.sees_error_details() {
@@ -94,7 +95,7 @@ async fn redact_errors(State(token): State<ApiToken>, req: Request, next: Next) 
     );
     let (mut parts, _) = response.into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
-    let body = json!({ "error": redacted }).to_string();
+    let body = json!({ "error": redacted, "code": code }).to_string();
     Response::from_parts(parts, Body::from(body))
 }
 

@@ -257,17 +257,24 @@ async fn send(
     )
 }
 
+/// The message of an error body, which must also carry a stable `code`.
 fn error_of(body: &str) -> String {
     let value: Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {body}"));
+    let code = value["code"].as_str().unwrap_or_default();
+    assert!(
+        !code.is_empty() && code.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+        "an error body carries a machine-readable code: {body}"
+    );
     value["error"]
         .as_str()
         .unwrap_or_else(|| panic!("no error field: {body}"))
         .to_string()
 }
 
-const ADMIN_ROUTES: [(&str, &str); 13] = [
+const ADMIN_ROUTES: [(&str, &str); 14] = [
     ("GET", "/api/projects"),
     ("POST", "/api/projects"),
+    ("PUT", "/api/projects/web/settings"),
     ("GET", "/api/tasks"),
     ("POST", "/api/tasks"),
     ("GET", "/api/tasks/1"),
@@ -304,6 +311,10 @@ async fn admin_routes_reject_missing_wrong_and_run_tokens() {
                 "{method} {uri} with {token:?}"
             );
             assert!(error_of(&body).contains("Authorization") || error_of(&body).contains("token"));
+            assert_eq!(
+                serde_json::from_str::<Value>(&body).unwrap()["code"],
+                "unauthorized"
+            );
         }
     }
     assert_eq!(

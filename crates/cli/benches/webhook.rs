@@ -21,7 +21,7 @@
 //! The fake's own webhooks are off while measuring, so only the bench's deliveries reach Atelier.
 //!
 //! Run: `cargo bench -p cli --bench webhook` (options after `--`: `--tasks N` (default 10),
-//! `--rounds N` (default 20): tasks × rounds deliveries, at least 200).
+//! `--rounds N` (default: enough for 200 deliveries): tasks × rounds deliveries).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a panic is a failed run
 
@@ -37,7 +37,7 @@ const OWNER: &str = "acme";
 const REPO: &str = "app";
 const TOKEN: &str = "ghp_benchtoken0123456789";
 const SECRET: &str = "bench-webhook-secret";
-const DEADLINE: Duration = Duration::from_secs(120);
+const DEADLINE: Duration = Duration::from_secs(30);
 
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
@@ -138,7 +138,12 @@ impl Bench {
             },
         )
         .await
-        .unwrap_or_else(|e| panic!("{e}\nserver logs:\n{}", self.server.logs()))
+        .unwrap_or_else(|e| {
+            for r in self.hub.requests() {
+                eprintln!("REQ {} {}?{} {:?}", r.method, r.path, r.query, r.status);
+            }
+            panic!("{e}\nserver logs:\n{}", self.server.logs())
+        })
     }
 
     /// Waits until `task` is back in `awaiting_merge` with nothing in flight: no live run, no
@@ -185,7 +190,12 @@ impl Bench {
             .await
             .unwrap();
         let status = response.status().as_u16();
-        let _ = response.bytes().await.unwrap();
+        let b = response.bytes().await.unwrap();
+        if std::env::var_os("BENCH_DEBUG").is_some() {
+            eprintln!("DEBUG {event}: {}", String::from_utf8_lossy(&b));
+            let c = self.http.get(format!("{}/repos/acme/app/issues/1/comments", self.hub.api_url())).bearer_auth(TOKEN).send().await.unwrap().text().await.unwrap();
+            eprintln!("DEBUG comments: {}", &c[..c.len().min(3000)]);
+        }
         (status, started.elapsed())
     }
 }
@@ -327,7 +337,7 @@ fn report(label: &str, values: &mut [f64]) {
 
 async fn measure(dir: &Path) {
     let tasks = arg("--tasks", 10).max(1);
-    let rounds = arg("--rounds", 20).max(200usize.div_ceil(tasks));
+    let rounds = arg("--rounds", 200usize.div_ceil(tasks)).max(1);
     let (bench, followed, template) = setup(dir, tasks).await;
     let ms = |us: i64| us as f64 / 1000.0;
 

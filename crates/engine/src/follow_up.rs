@@ -105,15 +105,14 @@ pub(crate) async fn sync_task(inner: &Arc<Inner>, task: TaskId) -> Result<()> {
     }
     loop {
         let result = sync_once(inner, task).await;
-        let again = inner.syncs.leave(task);
-        if !again {
+        // When another round was asked for, `leave` keeps the task marked as syncing: this loop
+        // still owns it and runs that round (entering again would find the mark, record one
+        // more round, return — and leave the task marked for good, never synced again).
+        if !inner.syncs.leave(task) {
             return result;
         }
         if let Err(err) = result {
             tracing::warn!(%task, error = %err, "following the pull request failed");
-        }
-        if !inner.syncs.enter(task) {
-            return Ok(());
         }
     }
 }
@@ -611,6 +610,18 @@ pub(crate) async fn poll(inner: Arc<Inner>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_round_asked_for_during_a_sync_is_run_by_its_owner_then_the_task_is_free() {
+        let syncs = Syncs::default();
+        let task = TaskId(7);
+        assert!(syncs.enter(task), "the first request owns the sync");
+        assert!(!syncs.enter(task), "a request meanwhile asks for one more round");
+        assert!(!syncs.enter(task), "requests meanwhile fold into that one round");
+        assert!(syncs.leave(task), "the owner goes round again, still owning the sync");
+        assert!(!syncs.leave(task), "no further round: the sync ends");
+        assert!(syncs.enter(task), "the next request starts a sync again");
+    }
 
     #[test]
     fn a_mention_is_a_whole_word() {

@@ -377,6 +377,12 @@ async fn measure(dir: &Path) {
             bench.settle(task).await;
         }
     }
+    // Whatever was logged, the GitHub token and the webhook secret were not.
+    let logs = bench.server.logs();
+    assert!(
+        !logs.contains(TOKEN) && !logs.contains(SECRET),
+        "a secret in the server log"
+    );
     println!(
         "webhook → pr-stage agent spawned ({tasks} tasks × {rounds} rounds, one at a time; target p99 ≤ 50 ms):"
     );

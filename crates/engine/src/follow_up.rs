@@ -616,9 +616,18 @@ mod tests {
         let syncs = Syncs::default();
         let task = TaskId(7);
         assert!(syncs.enter(task), "the first request owns the sync");
-        assert!(!syncs.enter(task), "a request meanwhile asks for one more round");
-        assert!(!syncs.enter(task), "requests meanwhile fold into that one round");
-        assert!(syncs.leave(task), "the owner goes round again, still owning the sync");
+        assert!(
+            !syncs.enter(task),
+            "a request meanwhile asks for one more round"
+        );
+        assert!(
+            !syncs.enter(task),
+            "requests meanwhile fold into that one round"
+        );
+        assert!(
+            syncs.leave(task),
+            "the owner goes round again, still owning the sync"
+        );
         assert!(!syncs.leave(task), "no further round: the sync ends");
         assert!(syncs.enter(task), "the next request starts a sync again");
     }

@@ -377,12 +377,19 @@ async fn measure(dir: &Path) {
             bench.settle(task).await;
         }
     }
-    // Whatever was logged, the GitHub token and the webhook secret were not.
+    // Whatever was logged or stored, the GitHub token and the webhook secret were not in clear.
     let logs = bench.server.logs();
     assert!(
         !logs.contains(TOKEN) && !logs.contains(SECRET),
         "a secret in the server log"
     );
+    for file in ["atelier.db", "atelier.db-wal"] {
+        let bytes = std::fs::read(bench.db.with_file_name(file)).unwrap_or_default();
+        for secret in [TOKEN, SECRET] {
+            let found = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
+            assert!(!found, "a secret in clear in {file}");
+        }
+    }
     println!(
         "webhook → pr-stage agent spawned ({tasks} tasks × {rounds} rounds, one at a time; target p99 ≤ 50 ms):"
     );

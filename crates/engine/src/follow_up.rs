@@ -105,11 +105,10 @@ pub(crate) async fn sync_task(inner: &Arc<Inner>, task: TaskId) -> Result<()> {
     }
     loop {
         let result = sync_once(inner, task).await;
-        // `leave` keeps the task marked as syncing when another round was asked for: this loop
-        // runs it (entering again would find the mark and end the loop, leaving the task marked
-        // for good and never synced again).
-        let again = inner.syncs.leave(task);
-        if !again {
+        // When another round was asked for, `leave` keeps the task marked as syncing: this loop
+        // still owns it and runs that round (entering again would find the mark, record one
+        // more round, return — and leave the task marked for good, never synced again).
+        if !inner.syncs.leave(task) {
             return result;
         }
         if let Err(err) = result {
@@ -674,14 +673,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_round_asked_for_during_a_sync_runs_and_then_the_task_is_free_again() {
+    fn a_round_asked_for_during_a_sync_is_run_by_its_owner_then_the_task_is_free() {
         let syncs = Syncs::default();
-        let task = TaskId(1);
-        assert!(syncs.enter(task));
-        assert!(!syncs.enter(task), "a second sync only asks for a round");
-        assert!(syncs.leave(task), "the asked-for round runs");
-        assert!(!syncs.leave(task), "then the sync ends");
-        assert!(syncs.enter(task), "and a later sync can run");
+        let task = TaskId(7);
+        assert!(syncs.enter(task), "the first request owns the sync");
+        assert!(
+            !syncs.enter(task),
+            "a request meanwhile asks for one more round"
+        );
+        assert!(
+            !syncs.enter(task),
+            "requests meanwhile fold into that one round"
+        );
+        assert!(
+            syncs.leave(task),
+            "the owner goes round again, still owning the sync"
+        );
+        assert!(!syncs.leave(task), "no further round: the sync ends");
+        assert!(syncs.enter(task), "the next request starts a sync again");
     }
 
     #[test]

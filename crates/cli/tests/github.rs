@@ -902,3 +902,32 @@ async fn real_claude_code_is_told_the_failing_check_and_fixes_it() {
     );
     assert_eq!(String::from_utf8_lossy(&shown.stdout), "fixed\n");
 }
+
+/// A pull request closed without merging parks the task (`closed`); reopening it on GitHub takes
+/// the task back to its checks, and after a second close a resume runs the pr stage again,
+/// which reopens the same pull request (never a second one).
+#[tokio::test]
+async fn a_closed_pull_request_parks_the_task_and_reopening_or_resuming_takes_it_up() {
+    let gh = Gh::start(&quick_stages(), always_pass(), TOKEN, json!({}), SERVE, &[]).await;
+    let id = gh.task_awaiting_merge("Add a greeting").await;
+    let pr = gh.pr_number(id).await;
+
+    gh.hub.close(OWNER, REPO, pr);
+    let detail = gh.world.wait_state(id, "closed").await;
+    assert!(
+        detail["task"]["worktree"].is_string(),
+        "a closed task keeps its worktree: {detail}"
+    );
+    gh.hub.reopen(OWNER, REPO, pr);
+    gh.world.wait_state(id, "awaiting_merge").await;
+
+    gh.hub.close(OWNER, REPO, pr);
+    gh.world.wait_state(id, "closed").await;
+    let (status, body) = gh.world.action(id, "resume", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    gh.world.wait_state(id, "awaiting_merge").await;
+    let pulls = gh.hub.pulls(OWNER, REPO);
+    assert_eq!(pulls.len(), 1, "the same pull request, reopened: {pulls:?}");
+    assert_eq!(pulls[0].state, "open");
+    assert!(!pulls[0].merged);
+}

@@ -344,6 +344,107 @@ impl LogEntry {
     }
 }
 
+/// An account as the API shows it (never its password hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserView {
+    pub id: i64,
+    pub login: String,
+    pub admin: bool,
+    /// A non-technical user's tasks pass the plan gate automatically.
+    pub technical: bool,
+    pub disabled: bool,
+    /// Whether the account can sign in with a password (the bootstrap administrator has only
+    /// its token).
+    pub has_password: bool,
+    pub created_at: i64,
+}
+
+/// The body of `POST /api/users`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    pub login: String,
+    /// At least 10 characters; absent for an account that signs in with tokens only.
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub admin: bool,
+    #[serde(default = "default_true")]
+    pub technical: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// The body of `POST /api/login`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub login: String,
+    pub password: String,
+}
+
+/// A session opened by a login: the secret goes into an HttpOnly cookie, the CSRF token must be
+/// echoed in `X-CSRF-Token` by every state-changing request made with the cookie.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewSessionView {
+    #[serde(skip_serializing)]
+    pub session: String,
+    pub csrf: String,
+    pub expires_at: i64,
+    pub user: UserView,
+}
+
+/// The body of `POST /api/tokens`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTokenRequest {
+    pub name: String,
+    #[serde(default)]
+    pub expires_in_days: Option<u32>,
+}
+
+/// A new API token: the only time its secret is shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewTokenView {
+    pub id: i64,
+    pub name: String,
+    pub token: String,
+    pub expires_at: Option<i64>,
+}
+
+/// An API token as listed (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenView {
+    pub id: i64,
+    pub name: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub revoked: bool,
+}
+
+/// The body of `PUT /api/projects/{project}/members/{login}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberRequest {
+    /// `owner` or `member`.
+    pub role: String,
+}
+
+/// One line of the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntryView {
+    pub id: i64,
+    pub at: i64,
+    pub actor: String,
+    pub via: String,
+    pub action: String,
+    pub target: String,
+    pub detail: Option<String>,
+}
+
 /// What `task logs --follow` streams: events, then an end marker once no agent is live.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "item", rename_all = "snake_case")]

@@ -15,9 +15,15 @@ pub enum EngineError {
     /// 409: the request makes no sense in the task's current state.
     #[error("{0}")]
     InvalidState(String),
-    /// 401/403: wrong, expired or foreign token.
+    /// 401: no, wrong, expired or foreign credentials.
     #[error("{0}")]
     Unauthorized(String),
+    /// 403: authenticated, but not allowed to do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 429: too many attempts (failed logins); wait and retry.
+    #[error("{0}")]
+    TooManyRequests(String),
     /// 500: logged with details, shown as a generic message.
     #[error("internal error: {0}")]
     Internal(String),

@@ -49,6 +49,9 @@ pub struct EngineConfig {
     pub sandbox: SandboxMode,
     /// Where the agents' home folders live (one per task, mode 0700), outside the data directory.
     pub homes_dir: PathBuf,
+    /// The server's `api-token`: with no users yet it becomes the API token of a first
+    /// administrator, so existing installations keep working.
+    pub legacy_api_token: Option<String>,
 }
 
 /// How agent processes are confined.
@@ -108,6 +111,7 @@ impl EngineConfig {
                 bwrap: PathBuf::from("bwrap"),
             },
             homes_dir,
+            legacy_api_token: None,
         }
     }
 }
@@ -247,7 +251,9 @@ fn in_context(what: &str, err: EngineError) -> EngineError {
 /// Cheap to clone; all clones share one engine.
 #[derive(Clone)]
 pub struct Engine {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
+    /// Whom this handle acts for (see `accounts`): the server itself unless `acting_as`.
+    pub(crate) acting: crate::accounts::Acting,
 }
 
 /// First port handed to tasks; blocks are laid out every 100 ports from here.
@@ -285,6 +291,7 @@ impl Engine {
         let sandbox = open_sandbox(&config.sandbox);
         let secrets = SecretBox::open_or_create(&config.data_dir)?;
         seal_stored_credentials(&store, &secrets)?;
+        crate::accounts::bootstrap(&store, config.legacy_api_token.as_deref())?;
         let inner = Arc::new(Inner::new(Parts {
             store,
             config,
@@ -301,10 +308,14 @@ impl Engine {
         tokio::spawn(outbox::run_outbox(Arc::clone(&inner)));
         tokio::spawn(crate::follow_up::poll(Arc::clone(&inner)));
         tokio::spawn(background::run_retries(Arc::clone(&inner)));
-        Ok(Engine { inner })
+        Ok(Engine {
+            inner,
+            acting: crate::accounts::Acting::System,
+        })
     }
 
     pub async fn add_project(&self, req: NewProject) -> Result<ProjectView> {
+        self.require_admin("add projects (they name folders on the server)")?;
         let given = Path::new(&req.path);
         let path = std::fs::canonicalize(given).map_err(|e| {
             EngineError::InvalidInput(format!("project path {}: {e}", given.display()))
@@ -355,12 +366,14 @@ impl Engine {
                     existing.name
                 )));
             }
-            Ok(tx.insert_project(&NewProjectRow {
+            let row = tx.insert_project(&NewProjectRow {
                 name,
                 path: &path_text,
                 default_branch: &default_branch,
                 settings_json: &settings_json,
-            })?)
+            })?;
+            self.audit_in(tx, "project.add", name, Some(&path_text))?;
+            Ok(row)
         })?;
         views::project(row)
     }
@@ -373,10 +386,11 @@ impl Engine {
         project: &str,
         mut settings: ProjectSettings,
     ) -> Result<ProjectView> {
-        let current = self
-            .inner
-            .store
-            .read(|tx| views::find_project(tx, project))?;
+        let current = self.inner.store.read(|tx| {
+            let current = self.visible_project(tx, project)?;
+            self.require_owner(tx, current.id)?;
+            Ok::<_, EngineError>(current)
+        })?;
         let stored = settings::parse(&current.settings_json)?;
         crate::forges::keep_redacted(&mut settings, &stored)?;
         for stage in Stage::ALL {
@@ -393,6 +407,7 @@ impl Engine {
             serde_json::to_string(&settings).map_err(|e| EngineError::Internal(e.to_string()))?;
         let row = self.inner.store.write(|tx| {
             tx.set_project_settings(current.id, &settings_json)?;
+            self.audit_in(tx, "project.settings", &current.name, None)?;
             tx.project(current.id)?.ok_or_else(|| {
                 EngineError::NotFound(format!("project {project} was deleted meanwhile"))
             })
@@ -402,7 +417,15 @@ impl Engine {
     }
 
     pub async fn list_projects(&self) -> Result<Vec<ProjectView>> {
-        let rows = self.inner.store.read(|tx| tx.projects())?;
+        let rows = self.inner.store.read(|tx| {
+            let mut visible = Vec::new();
+            for project in tx.projects()? {
+                if self.sees_project(tx, project.id)? {
+                    visible.push(project);
+                }
+            }
+            Ok::<_, EngineError>(visible)
+        })?;
         rows.into_iter().map(views::project).collect()
     }
 
@@ -430,7 +453,7 @@ impl Engine {
         let project = self
             .inner
             .store
-            .read(|tx| views::find_project(tx, &req.project))?;
+            .read(|tx| self.visible_project(tx, &req.project))?;
         let settings = settings::parse(&project.settings_json)?;
         let repo = git::Repo::open(Path::new(&project.path))
             .await
@@ -540,6 +563,10 @@ impl Engine {
         let id = new.id;
         self.inner.store.write(|tx| {
             tx.insert_task(new)?;
+            if let Some(owner) = self.acting_user() {
+                tx.set_task_owner(id, owner.user)?;
+            }
+            self.audit_in(tx, "task.create", &format!("task {id}"), Some(new.title))?;
             let row = tx.task(id)?.ok_or_else(|| not_found(id))?;
             let (_, applied) = apply_in(tx, &row, &Event::Created)?;
             let row = tx.task(id)?.ok_or_else(|| not_found(id))?;
@@ -550,12 +577,17 @@ impl Engine {
     /// Tasks, optionally of one project (name or id).
     pub async fn list_tasks(&self, project: Option<String>) -> Result<Vec<TaskView>> {
         self.inner.store.read(|tx| {
-            let filter = project.map(|p| views::find_project(tx, &p)).transpose()?;
-            let names: BTreeMap<_, _> =
-                tx.projects()?.into_iter().map(|p| (p.id, p.name)).collect();
+            let filter = project.map(|p| self.visible_project(tx, &p)).transpose()?;
+            let mut names: BTreeMap<_, _> = BTreeMap::new();
+            for project in tx.projects()? {
+                if self.sees_project(tx, project.id)? {
+                    names.insert(project.id, project.name);
+                }
+            }
             let rows = tx.tasks(filter.map(|p| p.id))?;
             Ok(rows
                 .into_iter()
+                .filter(|row| names.contains_key(&row.project_id))
                 .map(|row| {
                     let name = names.get(&row.project_id).cloned().unwrap_or_default();
                     views::task(row, name)
@@ -565,13 +597,38 @@ impl Engine {
     }
 
     pub async fn task(&self, id: TaskId) -> Result<TaskDetail> {
-        let detail = self.inner.store.read(|tx| views::detail(tx, id))?;
+        let detail = self.inner.store.read(|tx| {
+            self.check_task(tx, id)?;
+            views::detail(tx, id)
+        })?;
         Ok(detail)
     }
 
     async fn act(&self, id: TaskId, event: Event) -> Result<TaskView> {
+        self.inner.store.read(|tx| self.check_task(tx, id))?;
+        let action = match &event {
+            Event::PlanApproved => "task.approve",
+            Event::Answered { .. } => "task.answer",
+            Event::StopRequested => "task.stop",
+            Event::ResumeRequested => "task.resume",
+            Event::RunRequested { .. } => "task.run",
+            _ => "task.event",
+        };
         let row = apply_event(&self.inner, id, event).await?;
+        self.audit(action, &format!("task {id}"), None);
         self.view(row)
+    }
+
+    /// Appends to the audit trail after the fact (a failure to record is logged, never undoes
+    /// the action).
+    fn audit(&self, action: &str, target: &str, detail: Option<&str>) {
+        if let Err(err) = self
+            .inner
+            .store
+            .write(|tx| self.audit_in(tx, action, target, detail))
+        {
+            tracing::error!(%action, %target, error = %err, "cannot append to the audit trail");
+        }
     }
 
     fn view(&self, row: store::TaskRow) -> Result<TaskView> {
@@ -624,6 +681,8 @@ impl Engine {
     /// puts it back to awaiting merge with the reason, and a crash mid-way is finished by the
     /// outbox after the restart. Runs to its end even when the caller goes away.
     pub async fn merge(&self, id: TaskId) -> Result<TaskView> {
+        self.inner.store.read(|tx| self.check_task(tx, id))?;
+        self.audit("task.merge", &format!("task {id}"), None);
         let engine = self.clone();
         tokio::spawn(async move { engine.merge_to_the_end(id).await })
             .await
@@ -696,6 +755,8 @@ impl Engine {
     /// agent of the task is queued, running or waiting for an answer (stop it first), and while
     /// it is being merged. Returns the deleted task as it was.
     pub async fn delete(&self, id: TaskId) -> Result<TaskView> {
+        self.inner.store.read(|tx| self.check_task(tx, id))?;
+        self.audit("task.delete", &format!("task {id}"), None);
         // Deletion runs to its end even when the caller goes away (each step is idempotent, so
         // a failed one is fixed by deleting again).
         let engine = self.clone();
@@ -824,6 +885,7 @@ impl Engine {
     /// The task's transcript: the backlog, then (if `follow`) live events without gaps, ending
     /// with `FollowItem::End` once no agent of the task is queued or running.
     pub async fn logs(&self, id: TaskId, follow: bool) -> Result<BoxStream<'static, FollowItem>> {
+        self.inner.store.read(|tx| self.check_task(tx, id))?;
         logs::typed(Arc::clone(&self.inner), id, follow)
     }
 
@@ -834,6 +896,7 @@ impl Engine {
         id: TaskId,
         follow: bool,
     ) -> Result<BoxStream<'static, bytes::Bytes>> {
+        self.inner.store.read(|tx| self.check_task(tx, id))?;
         logs::ndjson(Arc::clone(&self.inner), id, follow)
     }
 
@@ -849,6 +912,8 @@ impl Engine {
         while !self.inner.live().is_empty() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        // Pull-request syncs run git in the repositories: none may outlive the engine.
+        self.inner.syncs.drain(Duration::from_secs(10)).await;
     }
 
     /// How this server runs agents (for `atelier doctor` and the status route).

@@ -31,9 +31,17 @@ use store::{CommentRow, CommentStatus, NewComment};
 pub(crate) struct Syncs {
     running: Mutex<HashMap<TaskId, bool>>,
     last: Mutex<HashMap<TaskId, Instant>>,
+    /// The syncs in flight, so a shutdown can wait for them (they run git in the repository).
+    pub tracker: tokio_util::task::TaskTracker,
 }
 
 impl Syncs {
+    /// Waits (up to `limit`) for the syncs in flight; no new one starts after the shutdown.
+    pub async fn drain(&self, limit: Duration) {
+        self.tracker.close();
+        let _ = tokio::time::timeout(limit, self.tracker.wait()).await;
+    }
+
     /// Marks `task` as syncing; false (and a round more asked for) when it already is.
     fn enter(&self, task: TaskId) -> bool {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
@@ -79,8 +87,12 @@ impl Syncs {
 
 /// Asks for a sync of `task` in the background.
 pub(crate) fn request_sync(inner: &Arc<Inner>, task: TaskId) {
+    if inner.shutdown.is_cancelled() {
+        return;
+    }
     let inner = Arc::clone(inner);
-    tokio::spawn(async move {
+    let tracker = inner.syncs.tracker.clone();
+    tracker.spawn(async move {
         if let Err(err) = sync_task(&inner, task).await {
             tracing::warn!(%task, error = %err, "following the pull request failed");
         }

@@ -61,6 +61,8 @@ pub(crate) struct Inner {
     pub forges: crate::forges::Forges,
     /// Pull-request syncs under way (see `follow_up`).
     pub syncs: crate::follow_up::Syncs,
+    /// Recent failed logins (see `accounts`).
+    pub logins: crate::accounts::LoginLimiter,
     /// Held (flock) for the engine's lifetime: one server per data directory.
     _data_lock: std::fs::File,
     live: Mutex<HashMap<RunId, LiveRun>>,
@@ -117,6 +119,7 @@ impl Inner {
             secrets,
             forges: crate::forges::Forges::default(),
             syncs: crate::follow_up::Syncs::default(),
+            logins: crate::accounts::LoginLimiter::default(),
             _data_lock: data_lock,
             live: Mutex::new(HashMap::new()),
             dispatch: Notify::new(),

@@ -2,6 +2,7 @@
 //! the forge and the live runs; schedules queued runs under the concurrency caps; supervises each
 //! run's child process; recovers after a crash; replays unfinished side-effect intents.
 
+mod accounts;
 pub mod api;
 mod background;
 mod confine;
@@ -26,8 +27,10 @@ mod views;
 mod webhook;
 pub mod workspace;
 
+pub use accounts::{BOOTSTRAP_ADMIN, Identity, SESSION_LIFETIME_SECS, Via};
 pub use error::{EngineError, Result};
 pub use facade::{Engine, EngineConfig, SandboxMode, default_homes_dir};
+pub use store::UserId;
 pub use webhook::{WebhookDelivery, WebhookOutcome};
 
 /// The forge's view of a stored pull-request record.

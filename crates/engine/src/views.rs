@@ -34,11 +34,14 @@ pub(crate) fn find_project(tx: &Tx<'_>, name_or_id: &str) -> Result<ProjectRow> 
         (None, Ok(id)) => tx.project(ProjectId(id))?,
         (None, Err(_)) => None,
     };
-    found.ok_or_else(|| {
-        EngineError::NotFound(format!(
-            "no project `{name_or_id}`: list projects with `atelier project list` or add one with `atelier project add PATH`"
-        ))
-    })
+    found.ok_or_else(|| no_project(name_or_id))
+}
+
+/// The "no such project" error (also what a project the caller may not see answers).
+pub(crate) fn no_project(name_or_id: &str) -> EngineError {
+    EngineError::NotFound(format!(
+        "no project `{name_or_id}`: list projects with `atelier project list` or add one with `atelier project add PATH`"
+    ))
 }
 
 pub(crate) fn task(row: TaskRow, project: String) -> TaskView {

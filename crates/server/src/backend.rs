@@ -5,12 +5,14 @@
 use bytes::Bytes;
 use domain::{Signal, Stage, TaskId};
 use engine::Result;
+use engine::api::{AuditEntryView, NewSessionView, NewTokenView, NewUser, TokenView, UserView};
 use engine::api::{
     NewProject, NewTask, ProjectSettings, ProjectView, ServerStatus, TaskDetail, TaskView,
 };
-use engine::{Engine, WebhookDelivery, WebhookOutcome};
+use engine::{Engine, Identity, WebhookDelivery, WebhookOutcome};
 use futures::stream::BoxStream;
 use std::future::Future;
+use std::net::IpAddr;
 
 /// What the HTTP layer needs from the engine, one method per `Engine` entry point.
 pub(crate) trait Backend: Clone + Send + Sync + 'static {
@@ -45,6 +47,25 @@ pub(crate) trait Backend: Clone + Send + Sync + 'static {
         signal: Signal,
     ) -> impl Future<Output = Result<()>> + Send;
     fn status(&self) -> ServerStatus;
+    /// This backend acting for `who` (every later call checks what they may see and do).
+    fn acting_as(&self, who: Identity) -> Self;
+    fn authenticate_token(&self, token: &str) -> Result<Identity>;
+    fn authenticate_session(&self, secret: &str) -> Result<Identity>;
+    fn login(
+        &self,
+        login: String,
+        password: String,
+        from: IpAddr,
+    ) -> impl Future<Output = Result<NewSessionView>> + Send;
+    fn logout(&self) -> Result<()>;
+    fn me(&self) -> Result<UserView>;
+    fn list_users(&self) -> Result<Vec<UserView>>;
+    fn create_user(&self, req: NewUser) -> impl Future<Output = Result<UserView>> + Send;
+    fn create_token(&self, name: String, expires_in_days: Option<u32>) -> Result<NewTokenView>;
+    fn list_tokens(&self) -> Result<Vec<TokenView>>;
+    fn revoke_token(&self, id: i64) -> Result<()>;
+    fn set_member(&self, project: String, login: String, role: String) -> Result<()>;
+    fn audit_log(&self, before: Option<i64>, limit: u32) -> Result<Vec<AuditEntryView>>;
     /// A GitHub webhook delivery (checked and deduplicated by the engine).
     fn github_webhook(&self, delivery: WebhookDelivery<'_>) -> Result<WebhookOutcome>;
     /// NDJSON lines of `FollowItem`s (each chunk holds whole lines).
@@ -61,6 +82,45 @@ impl Backend for Engine {
     }
     fn github_webhook(&self, delivery: WebhookDelivery<'_>) -> Result<WebhookOutcome> {
         Engine::github_webhook(self, delivery)
+    }
+    fn acting_as(&self, who: Identity) -> Self {
+        Engine::acting_as(self, who)
+    }
+    fn authenticate_token(&self, token: &str) -> Result<Identity> {
+        Engine::authenticate_token(self, token)
+    }
+    fn authenticate_session(&self, secret: &str) -> Result<Identity> {
+        Engine::authenticate_session(self, secret)
+    }
+    async fn login(&self, login: String, password: String, from: IpAddr) -> Result<NewSessionView> {
+        Engine::login(self, &login, &password, from).await
+    }
+    fn logout(&self) -> Result<()> {
+        Engine::logout(self)
+    }
+    fn me(&self) -> Result<UserView> {
+        Engine::me(self)
+    }
+    fn list_users(&self) -> Result<Vec<UserView>> {
+        Engine::list_users(self)
+    }
+    async fn create_user(&self, req: NewUser) -> Result<UserView> {
+        Engine::create_user(self, req).await
+    }
+    fn create_token(&self, name: String, expires_in_days: Option<u32>) -> Result<NewTokenView> {
+        Engine::create_token(self, &name, expires_in_days)
+    }
+    fn list_tokens(&self) -> Result<Vec<TokenView>> {
+        Engine::list_tokens(self)
+    }
+    fn revoke_token(&self, id: i64) -> Result<()> {
+        Engine::revoke_token(self, id)
+    }
+    fn set_member(&self, project: String, login: String, role: String) -> Result<()> {
+        Engine::set_member(self, &project, &login, &role)
+    }
+    fn audit_log(&self, before: Option<i64>, limit: u32) -> Result<Vec<AuditEntryView>> {
+        Engine::audit_log(self, before, limit)
     }
     fn add_project(&self, req: NewProject) -> impl Future<Output = Result<ProjectView>> + Send {
         Engine::add_project(self, req)

@@ -1,6 +1,7 @@
 //! The HTTP error type: every failure of a route becomes a status and a JSON body
 //! `{"error": "<message>", "code": "<code>"}`, where the code is stable and machine-readable
-//! (`not_found`, `conflict`, `invalid_state`, `invalid_input`, `unauthorized`, `internal`,
+//! (`not_found`, `conflict`, `invalid_state`, `invalid_input`, `unauthorized`, `forbidden`,
+//! `too_many_requests`, `internal`,
 //! `bad_request`, `payload_too_large`, `unsupported_media_type`, `no_route`,
 //! `method_not_allowed`) and the message is for people. Internal errors are logged in full and shown as a generic message.
 //! The message also rides along as an [`ErrorMessage`] response extension, so the router's
@@ -55,6 +56,8 @@ impl ApiError {
                 EngineError::Conflict(_) | EngineError::InvalidState(_) => StatusCode::CONFLICT,
                 EngineError::InvalidInput(_) => StatusCode::BAD_REQUEST,
                 EngineError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+                EngineError::Forbidden(_) => StatusCode::FORBIDDEN,
+                EngineError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
                 EngineError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
             ApiError::BadRequest { status, .. } => *status,
@@ -72,6 +75,8 @@ impl ApiError {
                 EngineError::InvalidState(_) => "invalid_state",
                 EngineError::InvalidInput(_) => "invalid_input",
                 EngineError::Unauthorized(_) => "unauthorized",
+                EngineError::Forbidden(_) => "forbidden",
+                EngineError::TooManyRequests(_) => "too_many_requests",
                 EngineError::Internal(_) => "internal",
             },
             ApiError::BadRequest { status, .. } => match *status {

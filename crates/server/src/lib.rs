@@ -42,9 +42,11 @@ impl Default for HttpOptions {
     }
 }
 
-/// The whole HTTP API over `engine`. Admin routes require `Authorization: Bearer <api_token>`.
-pub fn app(engine: Engine, api_token: String, options: HttpOptions) -> Router {
-    routes::router(engine, api_token, options)
+/// The whole HTTP API over `engine`. User routes require an API token or a session (the server's
+/// `api-token` is the bootstrap administrator's token: see `engine::accounts`). Serve it with
+/// [`serve`], which passes each connection's peer address (the login rate limit uses it).
+pub fn app(engine: Engine, options: HttpOptions) -> Router {
+    routes::router(engine, options)
 }
 
 /// Serves `app` on an already-bound `listener` until `shutdown` completes, then lets in-flight
@@ -55,6 +57,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
         // The receiver only goes away once `serve` returns; nothing to do then.

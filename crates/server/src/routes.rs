@@ -2,7 +2,7 @@
 //! translate between HTTP and the engine: they never touch the store or spawn processes.
 
 use crate::HttpOptions;
-use crate::auth::{ApiToken, RunToken, caller, require_api_token};
+use crate::auth::{Acting, AdminCaller, RunToken, SESSION_COOKIE, authenticate};
 use crate::backend::Backend;
 use crate::error::{ApiError, ErrorMessage};
 use crate::extract::{BodyLimit, Json, OptionalJson, Query, TaskIdPath};
@@ -15,20 +15,23 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use bytes::Bytes;
 use domain::Stage;
-use engine::api::{NewProject, NewTask, ProjectView, SignalRequest, TaskDetail, TaskView};
+use engine::api::{
+    AuditEntryView, LoginRequest, MemberRequest, NewProject, NewTask, NewTokenRequest,
+    NewTokenView, NewUser, ProjectView, SignalRequest, TaskDetail, TaskView, TokenView, UserView,
+};
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::sync::Arc;
 use std::time::Instant;
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// All routes. Everything above `route_layer` requires the API token; the signal route carries a
-/// run token instead and `/healthz` is open. Bodies over `options.max_body_bytes` are refused
-/// with 413, and error messages are redacted for callers other than the admin.
-pub(crate) fn router<B: Backend>(backend: B, api_token: String, options: HttpOptions) -> Router {
-    let token = ApiToken(Arc::from(api_token));
+/// All routes. Everything above `route_layer` requires a signed-in user (an API token or a
+/// session cookie with its CSRF rules); the handlers reach the engine acting for that user. The
+/// signal route carries a run token instead, the webhook route a signature, the login route a
+/// password, and `/healthz` is open. Bodies over `options.max_body_bytes` are refused with 413,
+/// and error messages are redacted for callers other than an administrator.
+pub(crate) fn router<B: Backend>(backend: B, options: HttpOptions) -> Router {
     Router::new()
         .route(
             "/api/projects",
@@ -51,10 +54,24 @@ pub(crate) fn router<B: Backend>(backend: B, api_token: String, options: HttpOpt
         .route("/api/tasks/{id}/merge", post(merge::<B>))
         .route("/api/tasks/{id}/logs", get(logs::<B>))
         .route("/api/status", get(status::<B>))
+        .route("/api/me", get(me::<B>))
+        .route("/api/logout", post(logout::<B>))
+        .route("/api/users", get(list_users::<B>).post(create_user::<B>))
+        .route("/api/tokens", get(list_tokens::<B>).post(create_token::<B>))
+        .route(
+            "/api/tokens/{token}",
+            axum::routing::delete(revoke_token::<B>),
+        )
+        .route(
+            "/api/projects/{project}/members/{login}",
+            axum::routing::put(set_member::<B>),
+        )
+        .route("/api/audit", get(audit::<B>))
         .route_layer(middleware::from_fn_with_state(
-            token.clone(),
-            require_api_token,
+            backend.clone(),
+            authenticate::<B>,
         ))
+        .route("/api/login", post(login::<B>))
         .route("/api/signal", post(signal::<B>))
         // Authenticated by the delivery's HMAC signature, not by a token.
         .route("/api/webhooks/github", post(github_webhook::<B>))
@@ -63,15 +80,14 @@ pub(crate) fn router<B: Backend>(backend: B, api_token: String, options: HttpOpt
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
         .layer(Extension(BodyLimit(options.max_body_bytes)))
-        .layer(middleware::from_fn_with_state(token, redact_errors))
+        .layer(middleware::from_fn(redact_errors))
         .layer(middleware::from_fn(log_request))
         .with_state(backend)
 }
 
 /// Error messages keep absolute server paths and raw command lines for the admin only: for any
 /// other caller they are redacted (`<path>`, `<command>`) and the full message is logged.
-async fn redact_errors(State(token): State<ApiToken>, req: Request, next: Next) -> Response {
-    let caller = caller(req.headers(), &token);
+async fn redact_errors(req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let mut response = next.run(req).await;
@@ -79,7 +95,7 @@ async fn redact_errors(State(token): State<ApiToken>, req: Request, next: Next) 
     else {
         return response;
     };
-    if caller.sees_error_details() {
+    if response.extensions().get::<AdminCaller>().is_some() {
         return response;
     }
     let redacted = crate::redact::redact(&message);
@@ -89,7 +105,6 @@ async fn redact_errors(State(token): State<ApiToken>, req: Request, next: Next) 
     tracing::warn!(
         %method,
         %path,
-        caller = caller.name(),
         error = %message,
         "error details withheld from the caller"
     );
@@ -107,12 +122,14 @@ async fn status<B: Backend>(State(b): State<B>) -> axum::Json<engine::api::Serve
     axum::Json(b.status())
 }
 
-async fn list_projects<B: Backend>(State(b): State<B>) -> ApiResult<axum::Json<Vec<ProjectView>>> {
+async fn list_projects<B: Backend>(
+    Acting(b): Acting<B>,
+) -> ApiResult<axum::Json<Vec<ProjectView>>> {
     Ok(axum::Json(b.list_projects().await?))
 }
 
 async fn add_project<B: Backend>(
-    State(b): State<B>,
+    Acting(b): Acting<B>,
     Json(req): Json<NewProject>,
 ) -> ApiResult<(StatusCode, axum::Json<ProjectView>)> {
     Ok((StatusCode::CREATED, axum::Json(b.add_project(req).await?)))
@@ -120,7 +137,7 @@ async fn add_project<B: Backend>(
 
 /// Replaces a project's settings (secrets shown redacted are kept).
 async fn update_project_settings<B: Backend>(
-    State(b): State<B>,
+    Acting(b): Acting<B>,
     axum::extract::Path(project): axum::extract::Path<String>,
     Json(settings): Json<engine::api::ProjectSettings>,
 ) -> ApiResult<axum::Json<ProjectView>> {
@@ -135,28 +152,28 @@ struct TaskFilter {
 }
 
 async fn list_tasks<B: Backend>(
-    State(b): State<B>,
+    Acting(b): Acting<B>,
     Query(filter): Query<TaskFilter>,
 ) -> ApiResult<axum::Json<Vec<TaskView>>> {
     Ok(axum::Json(b.list_tasks(filter.project).await?))
 }
 
 async fn create_task<B: Backend>(
-    State(b): State<B>,
+    Acting(b): Acting<B>,
     Json(req): Json<NewTask>,
 ) -> ApiResult<(StatusCode, axum::Json<TaskView>)> {
     Ok((StatusCode::CREATED, axum::Json(b.create_task(req).await?)))
 }
 
 async fn show_task<B: Backend>(
-    State(b): State<B>,
+    Acting(b): Acting<B>,
     TaskIdPath(id): TaskIdPath,
 ) -> ApiResult<axum::Json<TaskDetail>> {
     Ok(axum::Json(b.task(id).await?))
 }
 
 async fn approve<B: Backend>(
-    State(b): State<B>,
+    Acting(b): Acting<B>,
     TaskIdPath(id): TaskIdPath,
 ) -> ApiResult<axum::Json<TaskView>> {
     Ok(axum::Json(b.approve(id).await?))
@@ -169,7 +186,7 @@ struct AnswerBody {
 }
 
 async fn answer<B: Backend>(
-    State(b): State<B>,
+    Acting(b): Acting<B>,
     TaskIdPath(id): TaskIdPath,
     Json(body): Json<AnswerBody>,
 ) -> ApiResult<axum::Json<TaskView>> {
@@ -184,7 +201,7 @@ struct RunBody {
 }
 
 async fn run<B: Backend>(
-    State(b): State<B>,
+    Acting(b): Acting<B>,
     TaskIdPath(id): TaskIdPath,
     OptionalJson(body): OptionalJson<RunBody>,
 ) -> ApiResult<axum::Json<TaskView>> {
@@ -192,28 +209,28 @@ async fn run<B: Backend>(
 }
 
 async fn stop<B: Backend>(
-    State(b): State<B>,
+    Acting(b): Acting<B>,
     TaskIdPath(id): TaskIdPath,
 ) -> ApiResult<axum::Json<TaskView>> {
     Ok(axum::Json(b.stop(id).await?))
 }
 
 async fn resume<B: Backend>(
-    State(b): State<B>,
+    Acting(b): Acting<B>,
     TaskIdPath(id): TaskIdPath,
 ) -> ApiResult<axum::Json<TaskView>> {
     Ok(axum::Json(b.resume(id).await?))
 }
 
 async fn delete_task<B: Backend>(
-    State(b): State<B>,
+    Acting(b): Acting<B>,
     TaskIdPath(id): TaskIdPath,
 ) -> ApiResult<axum::Json<TaskView>> {
     Ok(axum::Json(b.delete(id).await?))
 }
 
 async fn merge<B: Backend>(
-    State(b): State<B>,
+    Acting(b): Acting<B>,
     TaskIdPath(id): TaskIdPath,
 ) -> ApiResult<axum::Json<TaskView>> {
     Ok(axum::Json(b.merge(id).await?))
@@ -227,7 +244,7 @@ struct LogsQuery {
 
 /// The task's transcript as NDJSON: one `FollowItem` per line, streamed as the engine yields them.
 async fn logs<B: Backend>(
-    State(b): State<B>,
+    Acting(b): Acting<B>,
     TaskIdPath(id): TaskIdPath,
     Query(query): Query<LogsQuery>,
 ) -> ApiResult<Response> {
@@ -282,6 +299,107 @@ async fn github_webhook<B: Backend>(
         }
     };
     Ok(axum::Json(answer))
+}
+
+async fn me<B: Backend>(Acting(b): Acting<B>) -> ApiResult<axum::Json<UserView>> {
+    Ok(axum::Json(b.me()?))
+}
+
+/// Signs in with a password: the session secret goes into an HttpOnly, SameSite=Lax cookie
+/// (`Secure` when the request came over HTTPS), the body carries the CSRF token.
+async fn login<B: Backend>(
+    State(b): State<B>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: axum::http::HeaderMap,
+    Json(req): Json<LoginRequest>,
+) -> ApiResult<Response> {
+    let session = b.login(req.login, req.password, peer.ip()).await?;
+    let https = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("https"));
+    let cookie = format!(
+        "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
+        session.session,
+        engine::SESSION_LIFETIME_SECS,
+        if https { "; Secure" } else { "" }
+    );
+    let mut response = axum::Json(&session).into_response();
+    if let Ok(value) = header::HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    Ok(response)
+}
+
+/// Ends the session: revoked server-side, and the cookie cleared.
+async fn logout<B: Backend>(Acting(b): Acting<B>) -> ApiResult<Response> {
+    b.logout()?;
+    let mut response = axum::Json(json!({ "ok": true })).into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        header::HeaderValue::from_static(
+            "atelier_session=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0",
+        ),
+    );
+    Ok(response)
+}
+
+async fn list_users<B: Backend>(Acting(b): Acting<B>) -> ApiResult<axum::Json<Vec<UserView>>> {
+    Ok(axum::Json(b.list_users()?))
+}
+
+async fn create_user<B: Backend>(
+    Acting(b): Acting<B>,
+    Json(req): Json<NewUser>,
+) -> ApiResult<(StatusCode, axum::Json<UserView>)> {
+    Ok((StatusCode::CREATED, axum::Json(b.create_user(req).await?)))
+}
+
+async fn list_tokens<B: Backend>(Acting(b): Acting<B>) -> ApiResult<axum::Json<Vec<TokenView>>> {
+    Ok(axum::Json(b.list_tokens()?))
+}
+
+async fn create_token<B: Backend>(
+    Acting(b): Acting<B>,
+    Json(req): Json<NewTokenRequest>,
+) -> ApiResult<(StatusCode, axum::Json<NewTokenView>)> {
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(b.create_token(req.name, req.expires_in_days)?),
+    ))
+}
+
+async fn revoke_token<B: Backend>(
+    Acting(b): Acting<B>,
+    axum::extract::Path(token): axum::extract::Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    let id: i64 = token
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("`{token}` is not a token id")))?;
+    b.revoke_token(id)?;
+    Ok(axum::Json(json!({ "ok": true })))
+}
+
+async fn set_member<B: Backend>(
+    Acting(b): Acting<B>,
+    axum::extract::Path((project, login)): axum::extract::Path<(String, String)>,
+    Json(req): Json<MemberRequest>,
+) -> ApiResult<axum::Json<Value>> {
+    b.set_member(project, login, req.role)?;
+    Ok(axum::Json(json!({ "ok": true })))
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    before: Option<i64>,
+    limit: Option<u32>,
+}
+
+async fn audit<B: Backend>(
+    Acting(b): Acting<B>,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult<axum::Json<Vec<AuditEntryView>>> {
+    Ok(axum::Json(b.audit_log(q.before, q.limit.unwrap_or(100))?))
 }
 
 async fn no_route(req: Request) -> ApiError {

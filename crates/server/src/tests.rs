@@ -49,6 +49,10 @@ impl Fake {
     }
 }
 
+fn store_user(id: i64) -> engine::UserId {
+    engine::UserId(id)
+}
+
 fn task_view(id: TaskId) -> TaskView {
     TaskView {
         id,
@@ -98,6 +102,76 @@ impl Backend for Fake {
             settings,
             created_at: 1,
         })
+    }
+    fn acting_as(&self, _who: engine::Identity) -> Self {
+        self.clone()
+    }
+    fn authenticate_token(&self, token: &str) -> Result<engine::Identity> {
+        if token != API_TOKEN {
+            return Err(EngineError::Unauthorized("invalid API token".into()));
+        }
+        Ok(engine::Identity {
+            user: store_user(1),
+            login: "admin".into(),
+            admin: true,
+            technical: true,
+            via: engine::Via::Token {
+                id: 1,
+                name: "server api-token".into(),
+            },
+        })
+    }
+    fn authenticate_session(&self, _secret: &str) -> Result<engine::Identity> {
+        Err(EngineError::Unauthorized("no sessions in the fake".into()))
+    }
+    async fn login(
+        &self,
+        login: String,
+        _password: String,
+        _from: std::net::IpAddr,
+    ) -> Result<engine::api::NewSessionView> {
+        self.record(format!("login {login}"));
+        Err(EngineError::Unauthorized("wrong login or password".into()))
+    }
+    fn logout(&self) -> Result<()> {
+        self.record("logout".into());
+        Ok(())
+    }
+    fn me(&self) -> Result<engine::api::UserView> {
+        Err(EngineError::NotFound("no users in the fake".into()))
+    }
+    fn list_users(&self) -> Result<Vec<engine::api::UserView>> {
+        Ok(vec![])
+    }
+    async fn create_user(&self, req: engine::api::NewUser) -> Result<engine::api::UserView> {
+        self.record(format!("create_user {}", req.login));
+        Err(EngineError::Forbidden("not in the fake".into()))
+    }
+    fn create_token(
+        &self,
+        name: String,
+        _expires_in_days: Option<u32>,
+    ) -> Result<engine::api::NewTokenView> {
+        self.record(format!("create_token {name}"));
+        Err(EngineError::Forbidden("not in the fake".into()))
+    }
+    fn list_tokens(&self) -> Result<Vec<engine::api::TokenView>> {
+        Ok(vec![])
+    }
+    fn revoke_token(&self, id: i64) -> Result<()> {
+        self.record(format!("revoke_token {id}"));
+        Ok(())
+    }
+    fn set_member(&self, project: String, login: String, role: String) -> Result<()> {
+        self.record(format!("set_member {project} {login} {role}"));
+        Ok(())
+    }
+    fn audit_log(
+        &self,
+        _before: Option<i64>,
+        _limit: u32,
+    ) -> Result<Vec<engine::api::AuditEntryView>> {
+        Ok(vec![])
     }
     fn github_webhook(
         &self,
@@ -199,19 +273,11 @@ impl Backend for Fake {
 }
 
 fn app(fake: &Fake) -> Router {
-    router(
-        fake.clone(),
-        API_TOKEN.to_string(),
-        crate::HttpOptions::default(),
-    )
+    router(fake.clone(), crate::HttpOptions::default())
 }
 
 fn app_with_limit(fake: &Fake, max_body_bytes: usize) -> Router {
-    router(
-        fake.clone(),
-        API_TOKEN.to_string(),
-        crate::HttpOptions { max_body_bytes },
-    )
+    router(fake.clone(), crate::HttpOptions { max_body_bytes })
 }
 
 /// A task request of exactly `len` bytes of JSON.

@@ -6,6 +6,7 @@
 //! and the intents it produces are committed together or not at all. Rows are plain structs; the
 //! JSON columns hold domain values.
 
+mod accounts;
 mod events;
 mod follow_up;
 mod migrations;
@@ -14,6 +15,7 @@ mod projects;
 mod runs;
 mod tasks;
 
+pub use accounts::{AuditRow, SessionRow, TokenRow, UserId, UserRow};
 pub use events::StoredEvent;
 pub use follow_up::{CommentRow, CommentStatus, NewComment};
 pub use outbox::{Intent, IntentKind, NewIntent, UnknownIntentKind};

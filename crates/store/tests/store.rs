@@ -20,7 +20,7 @@ use store::{
 use tempfile::TempDir;
 
 /// The schema version this build migrates to (the number of migrations).
-const LATEST: i64 = 6;
+const LATEST: i64 = 7;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -189,15 +189,20 @@ fn a_fresh_database_reaches_the_latest_schema_and_reopens() {
     assert_eq!(
         tables(&conn),
         [
+            "api_tokens",
+            "audit",
             "events",
+            "memberships",
             "outbox",
             "pr_comments",
             "projects",
             "pull_requests",
             "runs",
+            "sessions",
             "signals",
             "task_ids",
             "tasks",
+            "users",
             "webhook_deliveries",
         ]
     );
@@ -423,15 +428,16 @@ fn a_database_from_a_newer_schema_is_refused_naming_the_file() {
     let path = db_path(dir.path());
     {
         let conn = Connection::open(&path).unwrap();
-        conn.execute_batch(
+        conn.execute_batch(&format!(
             "CREATE TABLE future (x INTEGER); INSERT INTO future VALUES (7);
-             PRAGMA user_version = 7;",
-        )
+             PRAGMA user_version = {};",
+            LATEST + 1
+        ))
         .unwrap();
     }
 
     let err = match Store::open_in(dir.path()) {
-        Ok(_) => panic!("a schema-7 database was opened"),
+        Ok(_) => panic!("a database of a newer schema was opened"),
         Err(err) => err,
     };
     match &err {

@@ -202,6 +202,8 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> Result<()> {
     let exe = std::env::current_exe().context("cannot find the path of the atelier binary")?;
     let mut engine_config = EngineConfig::new(data_dir.clone(), exe, url.clone());
     args.apply(&mut engine_config)?;
+    // With no users yet, the api-token becomes the first administrator's token.
+    engine_config.legacy_api_token = Some(token.clone());
     let http_options = args.http_options()?;
     let engine = Engine::start(engine_config).await.with_context(|| {
         format!(
@@ -227,7 +229,7 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> Result<()> {
     let stopping = engine.clone();
     let served = server::serve(
         listener,
-        server::app(engine.clone(), token, http_options),
+        server::app(engine.clone(), http_options),
         async move {
             shutdown_signal().await;
             tracing::info!("shutting down: stopping live runs");

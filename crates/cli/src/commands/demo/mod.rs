@@ -103,14 +103,14 @@ async fn demo(root: &Path) -> Result<()> {
     engine_config.merge_poll = Duration::from_millis(200);
     engine_config.stop_grace = Duration::from_secs(1);
     engine_config.stage_timeout = Duration::from_secs(60);
+    engine_config.legacy_api_token = Some(hex::encode(rand::random::<[u8; 32]>()));
     let engine = Engine::start(engine_config)
         .await
         .context("cannot start the embedded engine")?;
-    let token = hex::encode(rand::random::<[u8; 32]>());
     let (stop_server, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(server::serve(
         listener,
-        server::app(engine.clone(), token, server::HttpOptions::default()),
+        server::app(engine.clone(), server::HttpOptions::default()),
         async move {
             let _ = stopped.await;
         },

@@ -1,0 +1,596 @@
+//! People and who may do what. Accounts have argon2id password hashes; API tokens (`atk_…`)
+//! and browser sessions are random secrets the store keeps only as SHA-256 hashes, so a copy of
+//! the database lets nobody in. An [`Identity`] is what a request authenticated as; an engine
+//! acting for it ([`Engine::acting_as`]) sees only what that user may see: an administrator
+//! everything, anyone else the projects they are a member of and their tasks — any other
+//! project or task answers "not found", exactly like one that does not exist.
+//!
+//! The server's legacy `api-token` becomes the API token of a first administrator (`admin`) when
+//! the database has no users yet, so an existing installation keeps working. Failed logins are
+//! limited per account and per address; every state-changing action is appended to the audit
+//! trail with who did it and how.
+
+use crate::api::{AuditEntryView, NewSessionView, NewTokenView, NewUser, TokenView, UserView};
+use crate::error::{EngineError, Result};
+use crate::facade::Engine;
+use crate::tokens::{hash_token, random_hex};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use domain::{ProjectId, TaskId};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use store::{Tx, UserId, UserRow};
+
+/// How long a browser session lasts, in seconds (the cookie's `Max-Age`).
+pub const SESSION_LIFETIME_SECS: u64 = 7 * 24 * 3600;
+const SESSION_LIFETIME: Duration = Duration::from_secs(SESSION_LIFETIME_SECS);
+/// Failed logins allowed per account, and per address, within [`FAILURE_WINDOW`].
+const MAX_FAILURES: usize = 5;
+const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Shortest password accepted.
+const MIN_PASSWORD: usize = 10;
+/// The login of the administrator the legacy `api-token` belongs to.
+pub const BOOTSTRAP_ADMIN: &str = "admin";
+
+/// Who a request authenticated as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub user: UserId,
+    pub login: String,
+    pub admin: bool,
+    pub technical: bool,
+    pub via: Via,
+}
+
+/// How a request authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Via {
+    /// An API token (its id and name).
+    Token { id: i64, name: String },
+    /// A browser session (its id and the CSRF token state-changing requests must echo).
+    Session { id: i64, csrf: String },
+}
+
+impl Identity {
+    /// How it authenticated, for the audit trail.
+    pub fn via_text(&self) -> String {
+        match &self.via {
+            Via::Token { name, .. } => format!("token {name}"),
+            Via::Session { .. } => "session".to_string(),
+        }
+    }
+}
+
+/// Whom the engine acts for: the server process itself (the demo, background work) or a user.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) enum Acting {
+    #[default]
+    System,
+    User(Identity),
+}
+
+/// Recent failed logins per account and per address.
+#[derive(Default)]
+pub(crate) struct LoginLimiter {
+    failures: Mutex<HashMap<String, Vec<Instant>>>,
+}
+
+impl LoginLimiter {
+    fn keys(login: &str, ip: IpAddr) -> [String; 2] {
+        [format!("user:{}", login.to_lowercase()), format!("ip:{ip}")]
+    }
+
+    /// Whether either key has used up its failures; prunes old ones.
+    fn blocked(&self, login: &str, ip: IpAddr) -> bool {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        Self::keys(login, ip).iter().any(|key| {
+            let list = failures.entry(key.clone()).or_default();
+            list.retain(|at| at.elapsed() < FAILURE_WINDOW);
+            list.len() >= MAX_FAILURES
+        })
+    }
+
+    fn failed(&self, login: &str, ip: IpAddr) {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        for key in Self::keys(login, ip) {
+            failures.entry(key).or_default().push(Instant::now());
+        }
+    }
+}
+
+fn hash_password(password: &str) -> Result<String> {
+    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>())
+        .map_err(|e| EngineError::Internal(format!("password salt: {e}")))?;
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|e| EngineError::Internal(format!("cannot hash a password: {e}")))
+}
+
+fn password_matches(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|parsed| {
+        argon2::Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    })
+}
+
+fn check_login(login: &str) -> Result<()> {
+    let ok = (1..=64).contains(&login.len())
+        && login
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !ok {
+        return Err(EngineError::InvalidInput(format!(
+            "login `{login}`: use 1-64 letters, digits, `.`, `_` or `-`"
+        )));
+    }
+    Ok(())
+}
+
+fn check_password(password: &str) -> Result<()> {
+    if password.chars().count() < MIN_PASSWORD {
+        return Err(EngineError::InvalidInput(format!(
+            "the password is too short: use at least {MIN_PASSWORD} characters"
+        )));
+    }
+    Ok(())
+}
+
+fn user_view(row: &UserRow) -> UserView {
+    UserView {
+        id: row.id.0,
+        login: row.login.clone(),
+        admin: row.admin,
+        technical: row.technical,
+        disabled: row.disabled,
+        has_password: row.password_hash.is_some(),
+        created_at: row.created_at,
+    }
+}
+
+fn not_found_user() -> EngineError {
+    EngineError::NotFound("no such user: list users with `atelier admin users`".into())
+}
+
+fn unauthorized() -> EngineError {
+    EngineError::Unauthorized(
+        "invalid or expired credentials: log in again (`atelier login`) or use a valid API token"
+            .into(),
+    )
+}
+
+/// Makes sure the legacy API token works: with no users yet, it becomes the token of a first
+/// administrator `admin`; a token with that hash that exists (even revoked) is left as it is.
+pub(crate) fn bootstrap(store: &store::Store, legacy_token: Option<&str>) -> Result<()> {
+    let Some(token) = legacy_token else {
+        return Ok(());
+    };
+    let hash = hash_token(token);
+    store.write(|tx| {
+        if tx.user_count()? > 0 {
+            return Ok::<_, EngineError>(());
+        }
+        let admin = tx.insert_user(BOOTSTRAP_ADMIN, None, true, true)?;
+        tx.insert_token(admin, "server api-token", &hash, None)?;
+        tx.audit(
+            "atelier",
+            "startup",
+            "user.create",
+            BOOTSTRAP_ADMIN,
+            Some("the server's api-token became this administrator's token"),
+        )?;
+        tracing::info!(
+            "created the administrator `{BOOTSTRAP_ADMIN}` holding the server's api-token; \
+             add people with `atelier admin create-user`"
+        );
+        Ok(())
+    })
+}
+
+impl Engine {
+    /// The engine acting for `who`: every call checks what they may see and do.
+    pub fn acting_as(&self, who: Identity) -> Engine {
+        let mut engine = self.clone();
+        engine.acting = Acting::User(who);
+        engine
+    }
+
+    /// The identity of an `Authorization: Bearer` API token, or 401.
+    pub fn authenticate_token(&self, token: &str) -> Result<Identity> {
+        let now = store::now_ms();
+        let hash = hash_token(token);
+        self.inner.store.write(|tx| {
+            let row = tx
+                .live_token_by_hash(&hash, now)?
+                .ok_or_else(unauthorized)?;
+            let user = tx.user(row.user_id)?.ok_or_else(unauthorized)?;
+            if user.disabled {
+                return Err(unauthorized());
+            }
+            // Last use to the minute is enough, and spares a write per request.
+            if row.last_used_at.is_none_or(|at| now - at > 60_000) {
+                tx.token_used(row.id, now)?;
+            }
+            Ok(Identity {
+                user: user.id,
+                login: user.login,
+                admin: user.admin,
+                technical: user.technical,
+                via: Via::Token {
+                    id: row.id,
+                    name: row.name,
+                },
+            })
+        })
+    }
+
+    /// The identity of a session cookie's secret, or 401.
+    pub fn authenticate_session(&self, secret: &str) -> Result<Identity> {
+        let now = store::now_ms();
+        self.inner.store.read(|tx| {
+            let session = tx
+                .live_session_by_hash(&hash_token(secret), now)?
+                .ok_or_else(unauthorized)?;
+            let user = tx.user(session.user_id)?.ok_or_else(unauthorized)?;
+            if user.disabled {
+                return Err(unauthorized());
+            }
+            Ok(Identity {
+                user: user.id,
+                login: user.login,
+                admin: user.admin,
+                technical: user.technical,
+                via: Via::Session {
+                    id: session.id,
+                    csrf: session.csrf,
+                },
+            })
+        })
+    }
+
+    /// Checks a password and opens a browser session (a fresh secret every time: a session is
+    /// never carried over a login). Failed attempts are limited per account and per address.
+    pub async fn login(&self, login: &str, password: &str, from: IpAddr) -> Result<NewSessionView> {
+        let limiter = &self.inner.logins;
+        if limiter.blocked(login, from) {
+            return Err(EngineError::TooManyRequests(
+                "too many failed logins: wait 15 minutes and try again".into(),
+            ));
+        }
+        let user = self.inner.store.read(|tx| tx.user_by_login(login))?;
+        // The hash is checked on a blocking thread: argon2 takes tens of milliseconds.
+        let candidate = user.clone();
+        let password = password.to_string();
+        let matches = tokio::task::spawn_blocking(move || match candidate {
+            Some(UserRow {
+                password_hash: Some(hash),
+                disabled: false,
+                ..
+            }) => password_matches(&password, &hash),
+            _ => false,
+        })
+        .await
+        .map_err(|e| EngineError::Internal(format!("password check: {e}")))?;
+        let Some(user) = user.filter(|_| matches) else {
+            limiter.failed(login, from);
+            return Err(EngineError::Unauthorized("wrong login or password".into()));
+        };
+        let secret = format!("ats_{}", random_hex(32));
+        let csrf = random_hex(16);
+        let expires_at = store::now_ms() + SESSION_LIFETIME.as_millis() as i64;
+        self.inner.store.write(|tx| {
+            tx.insert_session(user.id, &hash_token(&secret), &csrf, expires_at)?;
+            tx.audit(&user.login, "password", "session.login", &user.login, None)?;
+            Ok::<_, EngineError>(())
+        })?;
+        Ok(NewSessionView {
+            session: secret,
+            csrf,
+            expires_at,
+            user: user_view(&user),
+        })
+    }
+
+    /// Ends the caller's session (a token caller has none: nothing happens).
+    pub fn logout(&self) -> Result<()> {
+        let who = self.identity()?;
+        if let Via::Session { id, .. } = &who.via {
+            self.inner.store.write(|tx| {
+                tx.revoke_session(*id)?;
+                tx.audit(&who.login, "session", "session.logout", &who.login, None)?;
+                Ok::<_, EngineError>(())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The caller's own account.
+    pub fn me(&self) -> Result<UserView> {
+        let who = self.identity()?;
+        let row = self
+            .inner
+            .store
+            .read(|tx| tx.user(who.user))?
+            .ok_or_else(not_found_user)?;
+        Ok(user_view(&row))
+    }
+
+    /// Creates an account (administrators only).
+    pub async fn create_user(&self, req: NewUser) -> Result<UserView> {
+        self.require_admin("create users")?;
+        check_login(&req.login)?;
+        let hash = match &req.password {
+            Some(password) => {
+                check_password(password)?;
+                let password = password.clone();
+                Some(
+                    tokio::task::spawn_blocking(move || hash_password(&password))
+                        .await
+                        .map_err(|e| EngineError::Internal(format!("password hash: {e}")))??,
+                )
+            }
+            None => None,
+        };
+        let row = self.inner.store.write(|tx| {
+            if tx.user_by_login(&req.login)?.is_some() {
+                return Err(EngineError::Conflict(format!(
+                    "a user `{}` already exists",
+                    req.login
+                )));
+            }
+            let id = tx.insert_user(&req.login, hash.as_deref(), req.admin, req.technical)?;
+            self.audit_in(tx, "user.create", &req.login, None)?;
+            tx.user(id)?.ok_or_else(not_found_user)
+        })?;
+        Ok(user_view(&row))
+    }
+
+    /// Every account (administrators only).
+    pub fn list_users(&self) -> Result<Vec<UserView>> {
+        self.require_admin("list users")?;
+        let rows = self.inner.store.read(|tx| tx.users())?;
+        Ok(rows.iter().map(user_view).collect())
+    }
+
+    /// Creates an API token for the caller; the secret is in the answer and nowhere else.
+    pub fn create_token(&self, name: &str, expires_in_days: Option<u32>) -> Result<NewTokenView> {
+        let who = self.identity()?;
+        let name = name.trim();
+        if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+            return Err(EngineError::InvalidInput(
+                "a token needs a name of 1-100 characters (what it is for, e.g. `laptop`)".into(),
+            ));
+        }
+        let expires_at =
+            expires_in_days.map(|days| store::now_ms() + i64::from(days) * 24 * 3600 * 1000);
+        let secret = format!("atk_{}", random_hex(32));
+        let id = self.inner.store.write(|tx| {
+            let id = tx.insert_token(who.user, name, &hash_token(&secret), expires_at)?;
+            self.audit_in(tx, "token.create", name, None)?;
+            Ok::<_, EngineError>(id)
+        })?;
+        Ok(NewTokenView {
+            id,
+            name: name.to_string(),
+            token: secret,
+            expires_at,
+        })
+    }
+
+    /// The caller's tokens (never their secrets).
+    pub fn list_tokens(&self) -> Result<Vec<TokenView>> {
+        let who = self.identity()?;
+        let rows = self.inner.store.read(|tx| tx.tokens_of(who.user))?;
+        Ok(rows
+            .into_iter()
+            .map(|t| TokenView {
+                id: t.id,
+                name: t.name,
+                created_at: t.created_at,
+                last_used_at: t.last_used_at,
+                expires_at: t.expires_at,
+                revoked: t.revoked_at.is_some(),
+            })
+            .collect())
+    }
+
+    /// Revokes one of the caller's tokens (an administrator: anyone's). Takes effect on the
+    /// next request.
+    pub fn revoke_token(&self, id: i64) -> Result<()> {
+        let who = self.identity()?;
+        self.inner.store.write(|tx| {
+            let token = tx
+                .token(id)?
+                .filter(|t| who.admin || t.user_id == who.user)
+                .ok_or_else(|| EngineError::NotFound(format!("no token {id}")))?;
+            tx.revoke_token(id)?;
+            self.audit_in(tx, "token.revoke", &token.name, None)?;
+            Ok(())
+        })
+    }
+
+    /// Adds `login` to a project as `owner` or `member` (administrators and the project's
+    /// owners).
+    pub fn set_member(&self, project: &str, login: &str, role: &str) -> Result<()> {
+        if !matches!(role, "owner" | "member") {
+            return Err(EngineError::InvalidInput(format!(
+                "role `{role}`: use `owner` or `member`"
+            )));
+        }
+        self.inner.store.write(|tx| {
+            let project = self.visible_project(tx, project)?;
+            self.require_owner(tx, project.id)?;
+            let user = tx.user_by_login(login)?.ok_or_else(not_found_user)?;
+            tx.set_membership(project.id, user.id, role)?;
+            self.audit_in(
+                tx,
+                "project.member",
+                &project.name,
+                Some(&format!("{login} is {role}")),
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The audit trail, newest first (administrators only).
+    pub fn audit_log(&self, before: Option<i64>, limit: u32) -> Result<Vec<AuditEntryView>> {
+        self.require_admin("read the audit log")?;
+        let rows = self
+            .inner
+            .store
+            .read(|tx| tx.audit_page(before, limit.clamp(1, 500)))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| AuditEntryView {
+                id: r.id,
+                at: r.at,
+                actor: r.actor,
+                via: r.via,
+                action: r.action,
+                target: r.target,
+                detail: r.detail,
+            })
+            .collect())
+    }
+
+    /// The caller, or 401 for the system (routes always act for someone).
+    pub(crate) fn identity(&self) -> Result<&Identity> {
+        match &self.acting {
+            Acting::User(who) => Ok(who),
+            Acting::System => Err(EngineError::Unauthorized(
+                "this needs a signed-in user".into(),
+            )),
+        }
+    }
+
+    pub(crate) fn require_admin(&self, what: &str) -> Result<()> {
+        match &self.acting {
+            Acting::System => Ok(()),
+            Acting::User(who) if who.admin => Ok(()),
+            Acting::User(_) => Err(EngineError::Forbidden(format!(
+                "only an administrator may {what}"
+            ))),
+        }
+    }
+
+    /// Whether the caller may see the project (administrators and the system see all).
+    pub(crate) fn sees_project(&self, tx: &Tx<'_>, project: ProjectId) -> Result<bool> {
+        match &self.acting {
+            Acting::System => Ok(true),
+            Acting::User(who) if who.admin => Ok(true),
+            Acting::User(who) => Ok(tx.membership(project, who.user)?.is_some()),
+        }
+    }
+
+    /// The project by name or id if the caller may see it; "not found" otherwise.
+    pub(crate) fn visible_project(
+        &self,
+        tx: &Tx<'_>,
+        name_or_id: &str,
+    ) -> Result<store::ProjectRow> {
+        let project = crate::views::find_project(tx, name_or_id)?;
+        if self.sees_project(tx, project.id)? {
+            Ok(project)
+        } else {
+            Err(crate::views::no_project(name_or_id))
+        }
+    }
+
+    /// Checks the caller may see the task (through its project); "not found" otherwise.
+    pub(crate) fn check_task(&self, tx: &Tx<'_>, id: TaskId) -> Result<()> {
+        let task = tx
+            .task(id)?
+            .ok_or_else(|| crate::transition::not_found(id))?;
+        if self.sees_project(tx, task.project_id)? {
+            Ok(())
+        } else {
+            Err(crate::transition::not_found(id))
+        }
+    }
+
+    /// Administrators, the system and the project's owners.
+    pub(crate) fn require_owner(&self, tx: &Tx<'_>, project: ProjectId) -> Result<()> {
+        match &self.acting {
+            Acting::System => Ok(()),
+            Acting::User(who) if who.admin => Ok(()),
+            Acting::User(who) => match tx.membership(project, who.user)?.as_deref() {
+                Some("owner") => Ok(()),
+                _ => Err(EngineError::Forbidden(
+                    "only the project's owners and administrators may do this".into(),
+                )),
+            },
+        }
+    }
+
+    /// Appends `action` on `target` by the caller to the audit trail, in `tx`.
+    pub(crate) fn audit_in(
+        &self,
+        tx: &Tx<'_>,
+        action: &str,
+        target: &str,
+        detail: Option<&str>,
+    ) -> Result<()> {
+        let (actor, via) = match &self.acting {
+            Acting::System => ("atelier".to_string(), "server".to_string()),
+            Acting::User(who) => (who.login.clone(), who.via_text()),
+        };
+        tx.audit(&actor, &via, action, target, detail)?;
+        Ok(())
+    }
+
+    /// The user a task created now belongs to (`None` when the server itself creates it).
+    pub(crate) fn acting_user(&self) -> Option<&Identity> {
+        match &self.acting {
+            Acting::User(who) => Some(who),
+            Acting::System => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_hashed_with_argon2id_and_verified() {
+        let hash = hash_password("correct horse battery").unwrap();
+        assert!(hash.starts_with("$argon2id$"), "{hash}");
+        assert!(!hash.contains("correct horse"));
+        assert!(password_matches("correct horse battery", &hash));
+        assert!(!password_matches("wrong horse battery", &hash));
+        assert!(!password_matches("correct horse battery", "not a hash"));
+    }
+
+    #[test]
+    fn logins_and_passwords_are_checked() {
+        assert!(check_login("ann.smith-2").is_ok());
+        assert!(check_login("").is_err());
+        assert!(check_login("ann smith").is_err());
+        assert!(check_login(&"a".repeat(65)).is_err());
+        assert!(check_password("short").is_err());
+        assert!(check_password("long enough pass").is_ok());
+    }
+
+    #[test]
+    fn failed_logins_are_limited_per_account_and_per_address() {
+        let limiter = LoginLimiter::default();
+        let here: IpAddr = "127.0.0.1".parse().unwrap();
+        let there: IpAddr = "127.0.0.2".parse().unwrap();
+        for _ in 0..MAX_FAILURES {
+            assert!(!limiter.blocked("ann", here));
+            limiter.failed("ann", here);
+        }
+        assert!(limiter.blocked("ann", here));
+        assert!(
+            limiter.blocked("ANN", there),
+            "per account, whatever the address"
+        );
+        assert!(
+            limiter.blocked("bob", here),
+            "per address, whatever the account"
+        );
+        assert!(!limiter.blocked("bob", there));
+    }
+}

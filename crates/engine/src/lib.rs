@@ -19,6 +19,7 @@ mod pr_body;
 pub mod prompt;
 mod secrets;
 mod settings;
+mod stream;
 mod supervisor;
 mod tokens;
 mod transition;

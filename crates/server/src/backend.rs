@@ -6,7 +6,8 @@ use bytes::Bytes;
 use domain::{Signal, Stage, TaskId};
 use engine::Result;
 use engine::api::{
-    NewProject, NewTask, ProjectSettings, ProjectView, ServerStatus, TaskDetail, TaskView,
+    NewProject, NewTask, ProjectSettings, ProjectView, ServerStatus, StreamCursor, TaskDetail,
+    TaskView,
 };
 use engine::{Engine, WebhookDelivery, WebhookOutcome};
 use futures::stream::BoxStream;
@@ -52,6 +53,12 @@ pub(crate) trait Backend: Clone + Send + Sync + 'static {
         &self,
         id: TaskId,
         follow: bool,
+    ) -> impl Future<Output = Result<BoxStream<'static, Bytes>>> + Send;
+    /// Server-Sent Events text of everything (`task` = `None`) or one task, after `after`.
+    fn stream(
+        &self,
+        task: Option<TaskId>,
+        after: Option<StreamCursor>,
     ) -> impl Future<Output = Result<BoxStream<'static, Bytes>>> + Send;
 }
 
@@ -121,5 +128,12 @@ impl Backend for Engine {
         follow: bool,
     ) -> impl Future<Output = Result<BoxStream<'static, Bytes>>> + Send {
         Engine::logs_ndjson(self, id, follow)
+    }
+    fn stream(
+        &self,
+        task: Option<TaskId>,
+        after: Option<StreamCursor>,
+    ) -> impl Future<Output = Result<BoxStream<'static, Bytes>>> + Send {
+        Engine::stream(self, task, after)
     }
 }

@@ -504,3 +504,84 @@ pub struct SandboxStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
 }
+
+/// A position in the live stream (`GET /api/stream`, `GET /api/tasks/{id}/stream`): the `id:` of
+/// a Server-Sent Event, given back as `Last-Event-ID` (or `?after=`) to resume strictly after it.
+/// Clients treat it as opaque; it is `<activity id>` for a change and `<activity id>-<seq>` for a
+/// transcript event, ordered as pairs (a change's `seq` part is after every event's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StreamCursor {
+    pub activity: i64,
+    pub seq: i64,
+}
+
+impl StreamCursor {
+    /// Before everything.
+    pub const START: StreamCursor = StreamCursor {
+        activity: 0,
+        seq: i64::MAX,
+    };
+
+    /// Parses an event id this stream sent; the error says what a valid one looks like.
+    pub fn parse(text: &str) -> Result<StreamCursor, String> {
+        let bad = || {
+            format!(
+                "malformed event id {text:?}: give the `id` of an event this stream sent \
+                 (such as `42` or `42-7`), or leave it out to start afresh"
+            )
+        };
+        let number = |part: &str| -> Result<i64, String> {
+            if part.is_empty() || part.len() > 18 || !part.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad());
+            }
+            part.parse().map_err(|_| bad())
+        };
+        match text.split_once('-') {
+            None => Ok(StreamCursor {
+                activity: number(text)?,
+                seq: i64::MAX,
+            }),
+            Some((activity, seq)) => Ok(StreamCursor {
+                activity: number(activity)?,
+                seq: number(seq)?,
+            }),
+        }
+    }
+}
+
+impl std::fmt::Display for StreamCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.seq == i64::MAX {
+            write!(f, "{}", self.activity)
+        } else {
+            write!(f, "{}-{}", self.activity, self.seq)
+        }
+    }
+}
+
+#[cfg(test)]
+mod cursor_tests {
+    use super::StreamCursor;
+
+    #[test]
+    fn cursors_round_trip_and_bad_ones_say_why() {
+        for text in ["0", "42", "42-7"] {
+            assert_eq!(StreamCursor::parse(text).unwrap().to_string(), text);
+        }
+        assert!(StreamCursor::parse("42-7").unwrap() < StreamCursor::parse("42").unwrap());
+        assert!(StreamCursor::parse("42").unwrap() < StreamCursor::parse("43-1").unwrap());
+        for bad in [
+            "",
+            "x",
+            "-1",
+            "1-",
+            "1-2-3",
+            "+4",
+            "1 ",
+            "99999999999999999999",
+        ] {
+            let err = StreamCursor::parse(bad).unwrap_err();
+            assert!(err.contains("malformed event id"), "{bad}: {err}");
+        }
+    }
+}

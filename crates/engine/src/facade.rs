@@ -900,6 +900,23 @@ impl Engine {
         logs::ndjson(Arc::clone(&self.inner), id, follow)
     }
 
+    /// The live stream as Server-Sent Events text: everything (`task` = `None`) or one task,
+    /// strictly after `after` (see `stream`), endless, with keep-alive comments.
+    pub async fn stream(
+        &self,
+        task: Option<TaskId>,
+        after: Option<crate::api::StreamCursor>,
+    ) -> Result<BoxStream<'static, bytes::Bytes>> {
+        match task {
+            Some(id) => self.inner.store.read(|tx| self.check_task(tx, id))?,
+            // Everything of every project: administrators only (members follow their tasks).
+            None => {
+                self.require_admin("follow every project's stream (follow a task's instead)")?
+            }
+        }
+        crate::stream::sse(Arc::clone(&self.inner), task, after)
+    }
+
     /// Stops every live run's processes (graceful shutdown). The runs stay recorded as running,
     /// so the next start restarts them exactly like after a crash.
     pub async fn shutdown(&self) {

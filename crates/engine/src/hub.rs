@@ -1,11 +1,16 @@
 //! Live fan-out of a task's transcript events and state changes to followers. Events are
 //! broadcast only after they are persisted, so a follower that subscribes first and then reads
 //! the backlog misses nothing.
+//!
+//! Two kinds of channels: the NDJSON log follower's per-task channels ([`Hub`]), fed by the
+//! supervisor after each commit, and the live stream's ([`Streams`]: one global channel plus one
+//! per followed task), fed by the store itself with each committed activity row, in commit order.
 
 use bytes::Bytes;
 use domain::{RunId, TaskId};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
+use store::{Activity, ActivitySink};
 use tokio::sync::broadcast;
 
 const CAPACITY: usize = 8192;
@@ -59,6 +64,76 @@ impl Hub {
     pub fn changed(&self, task: TaskId) {
         if let Some(sender) = self.existing(task) {
             let _ = sender.send(HubItem::Changed);
+        }
+    }
+}
+
+/// One committed activity row on its way to live-stream followers; its Server-Sent Events text
+/// is built once, by the first follower that needs it.
+#[derive(Debug)]
+pub(crate) struct Live {
+    pub item: Activity,
+    pub sse: OnceLock<crate::stream::Encoded>,
+}
+
+/// The live stream's channels: everything, and per followed task. Publishing to a task nobody
+/// follows costs a receiver count and a map lookup.
+pub(crate) struct Streams {
+    global: broadcast::Sender<Arc<Live>>,
+    tasks: Mutex<HashMap<TaskId, broadcast::Sender<Arc<Live>>>>,
+}
+
+impl Default for Streams {
+    fn default() -> Self {
+        Streams {
+            global: broadcast::channel(CAPACITY).0,
+            tasks: Mutex::default(),
+        }
+    }
+}
+
+impl Streams {
+    /// Follows everything (`None`) or one task; under the lock, as [`Hub::subscribe`].
+    pub fn subscribe(&self, task: Option<TaskId>) -> broadcast::Receiver<Arc<Live>> {
+        let Some(task) = task else {
+            return self.global.subscribe();
+        };
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        tasks.retain(|_, sender| sender.receiver_count() > 0);
+        tasks
+            .entry(task)
+            .or_insert_with(|| broadcast::channel(CAPACITY).0)
+            .subscribe()
+    }
+
+    fn existing(&self, task: TaskId) -> Option<broadcast::Sender<Arc<Live>>> {
+        let tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        tasks.get(&task).filter(|s| s.receiver_count() > 0).cloned()
+    }
+}
+
+impl ActivitySink for Streams {
+    fn wants(&self, task: TaskId) -> bool {
+        self.global.receiver_count() > 0 || self.existing(task).is_some()
+    }
+
+    fn committed(&self, items: Vec<Activity>) {
+        for item in items {
+            let global = self.global.receiver_count() > 0;
+            let task = self.existing(item.task);
+            if !global && task.is_none() {
+                continue;
+            }
+            let live = Arc::new(Live {
+                item,
+                sse: OnceLock::new(),
+            });
+            if global {
+                let _ = self.global.send(Arc::clone(&live));
+            }
+            if let Some(sender) = task {
+                let _ = sender.send(live);
+            }
         }
     }
 }

@@ -51,6 +51,8 @@ pub(crate) struct Inner {
     pub harnesses: BTreeMap<&'static str, Arc<dyn Harness>>,
     pub forge: Arc<dyn Forge>,
     pub hub: Hub,
+    /// The live stream's channels (fed by the store with each committed activity row).
+    pub streams: Arc<crate::hub::Streams>,
     pub prompts: crate::prompt::Prompts,
     /// The sandbox agents start in: `Ok(None)` when the operator opted out, `Err` when it was
     /// asked for but cannot work here (then no agent starts; the error says how to fix it).
@@ -108,12 +110,15 @@ impl Inner {
             data_lock,
         } = parts;
         let (retries, retries_rx) = tokio::sync::mpsc::unbounded_channel();
+        let streams = Arc::new(crate::hub::Streams::default());
+        store.set_activity_sink(Arc::clone(&streams) as Arc<dyn store::ActivitySink>);
         Inner {
             store,
             config,
             harnesses,
             forge,
             hub: Hub::default(),
+            streams,
             prompts,
             sandbox,
             secrets,

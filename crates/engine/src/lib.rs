@@ -20,6 +20,7 @@ mod pr_body;
 pub mod prompt;
 mod secrets;
 mod settings;
+mod stream;
 mod supervisor;
 mod tokens;
 mod transition;

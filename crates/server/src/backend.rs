@@ -7,7 +7,8 @@ use domain::{Signal, Stage, TaskId};
 use engine::Result;
 use engine::api::{AuditEntryView, NewSessionView, NewTokenView, NewUser, TokenView, UserView};
 use engine::api::{
-    NewProject, NewTask, ProjectSettings, ProjectView, ServerStatus, TaskDetail, TaskView,
+    NewProject, NewTask, ProjectSettings, ProjectView, ServerStatus, StreamCursor, TaskDetail,
+    TaskView,
 };
 use engine::{Engine, Identity, WebhookDelivery, WebhookOutcome};
 use futures::stream::BoxStream;
@@ -73,6 +74,12 @@ pub(crate) trait Backend: Clone + Send + Sync + 'static {
         &self,
         id: TaskId,
         follow: bool,
+    ) -> impl Future<Output = Result<BoxStream<'static, Bytes>>> + Send;
+    /// Server-Sent Events text of everything (`task` = `None`) or one task, after `after`.
+    fn stream(
+        &self,
+        task: Option<TaskId>,
+        after: Option<StreamCursor>,
     ) -> impl Future<Output = Result<BoxStream<'static, Bytes>>> + Send;
 }
 
@@ -181,5 +188,12 @@ impl Backend for Engine {
         follow: bool,
     ) -> impl Future<Output = Result<BoxStream<'static, Bytes>>> + Send {
         Engine::logs_ndjson(self, id, follow)
+    }
+    fn stream(
+        &self,
+        task: Option<TaskId>,
+        after: Option<StreamCursor>,
+    ) -> impl Future<Output = Result<BoxStream<'static, Bytes>>> + Send {
+        Engine::stream(self, task, after)
     }
 }

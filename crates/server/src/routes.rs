@@ -17,7 +17,8 @@ use bytes::Bytes;
 use domain::Stage;
 use engine::api::{
     AuditEntryView, LoginRequest, MemberRequest, NewProject, NewTask, NewTokenRequest,
-    NewTokenView, NewUser, ProjectView, SignalRequest, TaskDetail, TaskView, TokenView, UserView,
+    NewTokenView, NewUser, ProjectView, SignalRequest, StreamCursor, TaskDetail, TaskView,
+    TokenView, UserView,
 };
 use futures::StreamExt;
 use serde::Deserialize;
@@ -53,6 +54,8 @@ pub(crate) fn router<B: Backend>(backend: B, options: HttpOptions) -> Router {
         .route("/api/tasks/{id}/resume", post(resume::<B>))
         .route("/api/tasks/{id}/merge", post(merge::<B>))
         .route("/api/tasks/{id}/logs", get(logs::<B>))
+        .route("/api/tasks/{id}/stream", get(task_stream::<B>))
+        .route("/api/stream", get(stream::<B>))
         .route("/api/status", get(status::<B>))
         .route("/api/me", get(me::<B>))
         .route("/api/logout", post(logout::<B>))
@@ -263,6 +266,77 @@ async fn logs<B: Backend>(
         (header::CACHE_CONTROL, "no-cache"),
     ];
     Ok((headers, Body::from_stream(lines)).into_response())
+}
+
+#[derive(Deserialize)]
+struct StreamQuery {
+    /// Where to resume, for clients that cannot set `Last-Event-ID`.
+    after: Option<String>,
+}
+
+/// Where a stream resumes: the `Last-Event-ID` header, else `?after=`; a malformed one is a 400.
+fn resume_point(
+    headers: &axum::http::HeaderMap,
+    query: &StreamQuery,
+) -> ApiResult<Option<StreamCursor>> {
+    let (source, text) = match headers.get("last-event-id") {
+        Some(value) => (
+            "the Last-Event-ID header",
+            value.to_str().map_err(|_| {
+                ApiError::bad_request("the Last-Event-ID header is not text: give an event id")
+            })?,
+        ),
+        None => match query.after.as_deref() {
+            Some(after) => ("the `after` query parameter", after),
+            None => return Ok(None),
+        },
+    };
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    StreamCursor::parse(text)
+        .map(Some)
+        .map_err(|message| ApiError::bad_request(format!("{source}: {message}")))
+}
+
+/// Server-Sent Events of everything (see `engine::Engine::stream`).
+async fn stream<B: Backend>(
+    Acting(b): Acting<B>,
+    headers: axum::http::HeaderMap,
+    Query(query): Query<StreamQuery>,
+) -> ApiResult<Response> {
+    let after = resume_point(&headers, &query)?;
+    Ok(event_stream(b.stream(None, after).await?))
+}
+
+/// Server-Sent Events of one task.
+async fn task_stream<B: Backend>(
+    Acting(b): Acting<B>,
+    TaskIdPath(id): TaskIdPath,
+    headers: axum::http::HeaderMap,
+    Query(query): Query<StreamQuery>,
+) -> ApiResult<Response> {
+    let after = resume_point(&headers, &query)?;
+    Ok(event_stream(b.stream(Some(id), after).await?))
+}
+
+fn event_stream(chunks: futures::stream::BoxStream<'static, Bytes>) -> Response {
+    // Whatever is ready goes out as one write.
+    let body = chunks.ready_chunks(256).map(|chunks| {
+        let bytes = if chunks.len() == 1 {
+            chunks.into_iter().next().unwrap_or_default()
+        } else {
+            Bytes::from(chunks.concat())
+        };
+        Ok::<_, std::convert::Infallible>(bytes)
+    });
+    let headers = [
+        (header::CONTENT_TYPE, "text/event-stream"),
+        (header::CACHE_CONTROL, "no-cache"),
+        (header::HeaderName::from_static("x-accel-buffering"), "no"),
+    ];
+    (headers, Body::from_stream(body)).into_response()
 }
 
 /// An agent's signal, authenticated by its run token (which the engine checks).

@@ -270,6 +270,21 @@ impl Backend for Fake {
         });
         Ok(stream::iter(lines).boxed())
     }
+    async fn stream(
+        &self,
+        task: Option<TaskId>,
+        after: Option<engine::api::StreamCursor>,
+    ) -> Result<BoxStream<'static, Bytes>> {
+        let after = after.map_or_else(|| "none".to_string(), |c| c.to_string());
+        match task {
+            Some(id) => {
+                self.task_result(&format!("stream after={after}"), id)?;
+            }
+            None => self.record(format!("stream all after={after}")),
+        }
+        let message = "id: 7-2\nevent: transcript\ndata: {\"task\":3}\n\n";
+        Ok(stream::iter([Bytes::from_static(message.as_bytes())]).boxed())
+    }
 }
 
 fn app(fake: &Fake) -> Router {
@@ -337,7 +352,7 @@ fn error_of(body: &str) -> String {
         .to_string()
 }
 
-const ADMIN_ROUTES: [(&str, &str); 14] = [
+const ADMIN_ROUTES: [(&str, &str); 16] = [
     ("GET", "/api/projects"),
     ("POST", "/api/projects"),
     ("PUT", "/api/projects/web/settings"),
@@ -352,6 +367,8 @@ const ADMIN_ROUTES: [(&str, &str); 14] = [
     ("POST", "/api/tasks/1/merge"),
     ("DELETE", "/api/tasks/1"),
     ("GET", "/api/tasks/1/logs"),
+    ("GET", "/api/tasks/1/stream"),
+    ("GET", "/api/stream"),
 ];
 
 #[tokio::test]
@@ -727,4 +744,88 @@ async fn error_details_are_redacted_for_run_tokens_and_kept_for_the_admin() {
     for secret in ["/srv", "atelier.db", "git push", "--force"] {
         assert!(!shown.contains(secret), "{secret} leaked: {shown}");
     }
+}
+
+/// Sends a GET with the API token and extra headers.
+async fn get_with(
+    app: Router,
+    uri: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, String, String) {
+    let mut req = Request::builder()
+        .uri(uri)
+        .header(header::AUTHORIZATION, format!("Bearer {API_TOKEN}"));
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let res = app.oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+    let status = res.status();
+    let content_type = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (
+        status,
+        content_type,
+        String::from_utf8(bytes.to_vec()).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn streams_are_server_sent_events_resuming_after_the_last_event_id() {
+    let fake = Fake::default();
+    let (status, content_type, body) = get_with(app(&fake), "/api/stream", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(content_type, "text/event-stream");
+    assert_eq!(body, "id: 7-2\nevent: transcript\ndata: {\"task\":3}\n\n");
+    get_with(
+        app(&fake),
+        "/api/tasks/3/stream",
+        &[("last-event-id", "7-2")],
+    )
+    .await;
+    get_with(app(&fake), "/api/tasks/3/stream?after=41", &[]).await;
+    // The header wins over the query; an empty header is no resume point.
+    get_with(app(&fake), "/api/stream?after=5", &[("last-event-id", "6")]).await;
+    get_with(app(&fake), "/api/stream", &[("last-event-id", "")]).await;
+    let (status, _, _) = get_with(app(&fake), "/api/tasks/404/stream", &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        fake.calls(),
+        vec![
+            "stream all after=none",
+            "stream after=7-2 3",
+            "stream after=41 3",
+            "stream all after=6",
+            "stream all after=none",
+            "stream after=none 404",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_last_event_id_is_a_400_saying_what_an_id_looks_like() {
+    let fake = Fake::default();
+    for (uri, headers) in [
+        ("/api/stream", vec![("last-event-id", "banana")]),
+        ("/api/tasks/3/stream", vec![("last-event-id", "12-x")]),
+        ("/api/tasks/3/stream", vec![("last-event-id", "-5")]),
+        ("/api/stream?after=1-2-3", vec![]),
+    ] {
+        let (status, _, body) = get_with(app(&fake), uri, &headers).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri} {headers:?}: {body}");
+        let error = error_of(&body);
+        assert!(error.contains("malformed event id"), "{error}");
+        let source = if headers.is_empty() {
+            "`after` query parameter"
+        } else {
+            "Last-Event-ID header"
+        };
+        assert!(error.contains(source), "{error}");
+    }
+    assert!(fake.calls().is_empty(), "{:?}", fake.calls());
 }

@@ -16,7 +16,7 @@ pub struct StoredEvent {
 
 impl Tx<'_> {
     /// Appends events of one run, each already serialized as a JSON `TranscriptEvent` (callers
-    /// assign consecutive `seq`s).
+    /// assign consecutive `seq`s), and the batch's activity row.
     pub fn append_events(&self, task: TaskId, run: RunId, events: &[(i64, String)]) -> Result<()> {
         let mut stmt = self.tx.prepare_cached(
             "INSERT INTO events (run_id, seq, task_id, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -25,7 +25,7 @@ impl Tx<'_> {
         for (seq, event) in events {
             stmt.execute(params![run.0, seq, task.0, event, now])?;
         }
-        Ok(())
+        self.record_transcript(task, run, events)
     }
 
     /// The highest `seq` of a run (0 when it has none).

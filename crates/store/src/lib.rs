@@ -1,12 +1,14 @@
 //! Durable state in one SQLite file (WAL): projects, tasks, runs, transcript events (per-run
 //! `seq`), signals, pull-request records with what follows them up (comments, webhook
-//! deliveries), and the outbox of side-effect intents.
+//! deliveries), the outbox of side-effect intents, and the activity stream (what the live
+//! stream follows).
 //!
 //! Writes go through [`Store::write`], which runs a closure inside one transaction: a state change
 //! and the intents it produces are committed together or not at all. Rows are plain structs; the
 //! JSON columns hold domain values.
 
 mod accounts;
+mod activity;
 mod events;
 mod follow_up;
 mod migrations;
@@ -16,6 +18,7 @@ mod runs;
 mod tasks;
 
 pub use accounts::{AuditRow, SessionRow, TokenRow, UserId, UserRow};
+pub use activity::{Activity, ActivityBody, ActivityKind, ActivitySink, WHOLE};
 pub use events::StoredEvent;
 pub use follow_up::{CommentRow, CommentStatus, NewComment};
 pub use outbox::{Intent, IntentKind, NewIntent, UnknownIntentKind};
@@ -24,8 +27,9 @@ pub use runs::{NewRunRow, RunRow};
 pub use tasks::{NewTaskRow, PullRequestRow, TaskRow};
 
 use rusqlite::Connection;
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Store failures. Messages name the operation and, for open, the file.
@@ -55,11 +59,15 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// The database. Cheap to share behind an `Arc`; one connection serializes writers.
 pub struct Store {
     conn: Mutex<Connection>,
+    sink: OnceLock<Arc<dyn ActivitySink>>,
 }
 
 /// An open transaction; every typed operation of the store hangs off it.
 pub struct Tx<'a> {
     tx: rusqlite::Transaction<'a>,
+    /// Activity rows written so far, handed to the sink after the commit.
+    pending: RefCell<Vec<Activity>>,
+    sink: Option<&'a dyn ActivitySink>,
 }
 
 impl Store {
@@ -86,6 +94,7 @@ impl Store {
         migrations::apply(&mut conn, &path)?;
         Ok(Store {
             conn: Mutex::new(conn),
+            sink: OnceLock::new(),
         })
     }
 
@@ -96,7 +105,13 @@ impl Store {
         migrations::apply(&mut conn, Path::new(":memory:"))?;
         Ok(Store {
             conn: Mutex::new(conn),
+            sink: OnceLock::new(),
         })
+    }
+
+    /// Sets where committed activity goes (once; later calls are ignored).
+    pub fn set_activity_sink(&self, sink: Arc<dyn ActivitySink>) {
+        let _ = self.sink.set(sink);
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
@@ -116,9 +131,20 @@ impl Store {
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(StoreError::from)?;
-        let tx = Tx { tx };
+        let sink = self.sink.get().map(|sink| &**sink);
+        let tx = Tx {
+            tx,
+            pending: RefCell::new(Vec::new()),
+            sink,
+        };
         let value = f(&tx)?;
-        tx.tx.commit().map_err(StoreError::from)?;
+        let Tx { tx, pending, .. } = tx;
+        tx.commit().map_err(StoreError::from)?;
+        // Still holding the connection: sinks see transactions in commit order.
+        let pending = pending.into_inner();
+        if let (Some(sink), false) = (sink, pending.is_empty()) {
+            sink.committed(pending);
+        }
         Ok(value)
     }
 
@@ -138,6 +164,8 @@ impl Store {
         let mut conn = self.lock();
         let tx = Tx {
             tx: conn.transaction().map_err(StoreError::from)?,
+            pending: RefCell::new(Vec::new()),
+            sink: None,
         };
         f(&tx)
     }

@@ -142,7 +142,26 @@ CREATE TABLE webhook_deliveries (
 );
 CREATE INDEX webhook_deliveries_by_id ON webhook_deliveries(delivery);
 "#,
-    // 7: people. Accounts with argon2id password hashes, their API tokens and browser sessions
+    // 7: the activity stream the live stream (Server-Sent Events) follows: one row per change a
+    // user can watch, written with the change; transcript events are pointed at by one row per
+    // stored batch. Existing transcripts become one row per run.
+    r#"
+CREATE TABLE activity (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    task_id INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    run_id INTEGER,
+    seq_from INTEGER,
+    seq_to INTEGER,
+    created_us INTEGER NOT NULL
+);
+CREATE INDEX activity_task ON activity(task_id, id);
+INSERT INTO activity (task_id, kind, payload, run_id, seq_from, seq_to, created_us)
+    SELECT task_id, 'transcript', '{}', run_id, MIN(seq), MAX(seq), MAX(created_at) * 1000
+    FROM events GROUP BY run_id ORDER BY run_id;
+"#,
+    // 8: people. Accounts with argon2id password hashes, their API tokens and browser sessions
     // (both stored as SHA-256 hashes only), project membership, the audit trail, and who owns
     // each task.
     r#"

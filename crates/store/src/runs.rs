@@ -1,9 +1,9 @@
 //! Run rows: one agent session of one stage, its status, token hash, session id, signal and
 //! usage counters; plus the signals table.
 
-use crate::{Result, StoreError, Tx, from_json, now_ms, to_json};
+use crate::{ActivityKind, Result, StoreError, Tx, from_json, now_ms, to_json};
 use domain::{ProjectId, RunId, RunStatus, Signal, Stage, TaskId};
-use rusqlite::{Row, params};
+use rusqlite::{OptionalExtension, Row, params};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunRow {
@@ -188,13 +188,27 @@ impl Tx<'_> {
     /// Recorded before the process is spawned, so recovery always knows about it. Returns false
     /// (and changes nothing) when the run is no longer queued, e.g. stopped meanwhile.
     pub fn mark_run_started(&self, id: RunId, token_hash: &str) -> Result<bool> {
-        let changed = self.tx.execute(
-            "UPDATE runs SET status = 'running', turns = turns + 1, token_hash = ?3, signal = NULL,
-             started_at = COALESCE(started_at, ?2), ended_at = NULL
-             WHERE id = ?1 AND status = 'queued'",
-            params![id.0, now_ms(), token_hash],
+        let started: Option<(i64, String, u32)> = self
+            .tx
+            .query_row(
+                "UPDATE runs SET status = 'running', turns = turns + 1, token_hash = ?3,
+                 signal = NULL, started_at = COALESCE(started_at, ?2), ended_at = NULL
+                 WHERE id = ?1 AND status = 'queued' RETURNING task_id, stage, turns",
+                params![id.0, now_ms(), token_hash],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        let Some((task, stage, turn)) = started else {
+            return Ok(false);
+        };
+        self.record_activity(
+            TaskId(task),
+            ActivityKind::Run,
+            serde_json::json!({
+                "change": "started", "run": id, "stage": stage, "status": "running", "turn": turn
+            }),
         )?;
-        Ok(changed == 1)
+        Ok(true)
     }
 
     /// Records when the process of the current turn was spawned (microseconds). The turn's
@@ -256,11 +270,25 @@ impl Tx<'_> {
         reason: Option<&str>,
         exited_us: Option<i64>,
     ) -> Result<()> {
-        self.tx.execute(
-            "UPDATE runs SET status = ?2, reason = ?3, ended_at = ?4,
-             exited_us = COALESCE(?5, exited_us) WHERE id = ?1",
-            params![id.0, status.as_str(), reason, now_ms(), exited_us],
-        )?;
+        let finished: Option<(i64, String)> = self
+            .tx
+            .query_row(
+                "UPDATE runs SET status = ?2, reason = ?3, ended_at = ?4,
+                 exited_us = COALESCE(?5, exited_us) WHERE id = ?1 RETURNING task_id, stage",
+                params![id.0, status.as_str(), reason, now_ms(), exited_us],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        if let Some((task, stage)) = finished {
+            self.record_activity(
+                TaskId(task),
+                ActivityKind::Run,
+                serde_json::json!({
+                    "change": "finished", "run": id, "stage": stage,
+                    "status": status.as_str(), "reason": reason
+                }),
+            )?;
+        }
         Ok(())
     }
 

@@ -1,6 +1,6 @@
 //! Task rows (workflow state as JSON plus counters) and their pull-request records.
 
-use crate::{Result, StoreError, Tx, from_json, now_ms, to_json};
+use crate::{ActivityKind, Result, StoreError, Tx, from_json, now_ms, to_json};
 use domain::{ProjectId, TaskId, TaskSnapshot, TaskState};
 use rusqlite::{OptionalExtension, Row, params};
 
@@ -130,6 +130,11 @@ impl Tx<'_> {
                 new.state.name(),
             ],
         )?;
+        self.record_activity(
+            new.id,
+            ActivityKind::Task,
+            serde_json::json!({ "change": "created", "title": new.title, "state": new.state }),
+        )?;
         Ok(())
     }
 
@@ -179,12 +184,19 @@ impl Tx<'_> {
         review_rounds: u32,
         runs_started: u32,
     ) -> Result<()> {
+        let before: Option<String> = self
+            .tx
+            .query_row("SELECT state FROM tasks WHERE id = ?1", [id.0], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        let state_json = to_json(state)?;
         let changed = self.tx.execute(
             "UPDATE tasks SET state = ?2, state_name = ?3, review_rounds = ?4, runs_started = ?5,
              updated_at = ?6 WHERE id = ?1",
             params![
                 id.0,
-                to_json(state)?,
+                state_json,
                 state.name(),
                 review_rounds,
                 runs_started,
@@ -193,6 +205,13 @@ impl Tx<'_> {
         )?;
         if changed == 0 {
             return Err(StoreError::Corrupt(format!("task {id} does not exist")));
+        }
+        if before.as_deref() != Some(state_json.as_str()) {
+            self.record_activity(
+                id,
+                ActivityKind::Task,
+                serde_json::json!({ "change": "state", "state": state }),
+            )?;
         }
         Ok(())
     }
@@ -208,9 +227,16 @@ impl Tx<'_> {
             "DELETE FROM pull_requests WHERE task_id = ?1",
             "DELETE FROM pr_comments WHERE task_id = ?1",
             "DELETE FROM tasks WHERE id = ?1",
+            "DELETE FROM activity WHERE task_id = ?1",
         ] {
             self.tx.execute(sql, [id.0])?;
         }
+        // What was streamed of the task is gone with it; its followers learn it was deleted.
+        self.record_activity(
+            id,
+            ActivityKind::Task,
+            serde_json::json!({ "change": "deleted" }),
+        )?;
         Ok(())
     }
 
@@ -249,6 +275,17 @@ impl Tx<'_> {
                 pr.created_at,
                 pr.number.map(|n| n as i64)
             ],
+        )?;
+        self.record_activity(
+            pr.task_id,
+            ActivityKind::PullRequest,
+            serde_json::json!({
+                "url": pr.url,
+                "number": pr.number,
+                "branch": pr.branch,
+                "head_sha": pr.head_sha,
+                "merged": pr.merged,
+            }),
         )?;
         Ok(())
     }

@@ -20,7 +20,7 @@ use store::{
 use tempfile::TempDir;
 
 /// The schema version this build migrates to (the number of migrations).
-const LATEST: i64 = 7;
+const LATEST: i64 = 8;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -189,6 +189,7 @@ fn a_fresh_database_reaches_the_latest_schema_and_reopens() {
     assert_eq!(
         tables(&conn),
         [
+            "activity",
             "api_tokens",
             "audit",
             "events",
@@ -200,6 +201,7 @@ fn a_fresh_database_reaches_the_latest_schema_and_reopens() {
             "runs",
             "sessions",
             "signals",
+            "sqlite_sequence",
             "task_ids",
             "tasks",
             "users",
@@ -371,6 +373,16 @@ fn a_version_1_database_upgrades_keeping_its_data() {
     // The tables added later exist (and are empty).
     assert_eq!(store.read(|tx| tx.comments(TaskId(41))).unwrap(), []);
     assert_eq!(store.read(|tx| tx.recent_deliveries(10)).unwrap(), []);
+    // The transcript stored before the activity stream existed is in it: one row per run.
+    let activity = store
+        .read(|tx| tx.activity_after(None, (0, store::WHOLE), 100))
+        .unwrap();
+    assert_eq!(activity.len(), 1, "{activity:?}");
+    assert_eq!(activity[0].task, TaskId(41));
+    assert!(matches!(
+        &activity[0].body,
+        store::ActivityBody::Events { run: RunId(7), events, .. } if events.len() == 1
+    ));
 
     let conn = raw(dir.path());
     assert_eq!(user_version(&conn), LATEST);

@@ -1,0 +1,322 @@
+//! The live stream (Server-Sent Events) end to end through the real `atelier serve`: clients that
+//! disconnect at random points (seeded) and resume with `Last-Event-ID` while scripted agents
+//! keep writing receive every event exactly once, in order.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
+
+mod support;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+use std::time::Duration;
+use support::*;
+use testkit::ServerProcess;
+
+/// One Server-Sent Event as received.
+#[derive(Debug, Clone, PartialEq)]
+struct Message {
+    id: String,
+    event: String,
+    data: Value,
+}
+
+/// Parses the complete messages at the start of `buffer`, leaving a partial one in it.
+fn take_messages(buffer: &mut String) -> Vec<Message> {
+    let mut out = Vec::new();
+    while let Some(end) = buffer.find("\n\n") {
+        let block: String = buffer.drain(..end + 2).collect();
+        let (mut id, mut event, mut data) = (None, None, None);
+        for line in block.lines() {
+            if line.starts_with(':') || line.is_empty() {
+                continue;
+            }
+            let (field, value) = line.split_once(": ").unwrap_or((line, ""));
+            match field {
+                "id" => id = Some(value.to_string()),
+                "event" => event = Some(value.to_string()),
+                "data" => data = Some(serde_json::from_str(value).unwrap()),
+                other => panic!("unexpected field {other:?} in {block:?}"),
+            }
+        }
+        if let (Some(id), Some(event), Some(data)) = (id, event, data) {
+            out.push(Message { id, event, data });
+        }
+    }
+    out
+}
+
+/// Reads `path` (an SSE stream) until a message with id `until` arrived, cutting the connection
+/// after a random number of bytes each time and resuming with `Last-Event-ID`.
+async fn follow_with_cuts(
+    server: &ServerProcess,
+    path: &str,
+    seed: u64,
+    mut until: tokio::sync::watch::Receiver<Option<String>>,
+) -> (Vec<Message>, usize) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let client = reqwest::Client::new();
+    let mut received: Vec<Message> = Vec::new();
+    let mut last_id: Option<String> = None;
+    let mut connections = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stream never caught up"
+        );
+        let mut request = client
+            .get(format!("{}{path}", server.url()))
+            .bearer_auth(server.token());
+        if let Some(id) = &last_id {
+            request = request.header("Last-Event-ID", id);
+        }
+        let mut response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        connections += 1;
+        // Cut this connection after this many bytes (anywhere, mid-message included).
+        let mut budget: usize = rng.random_range(1..40_000);
+        let mut buffer = String::new();
+        loop {
+            let chunk = tokio::select! {
+                chunk = response.chunk() => chunk.unwrap(),
+                // The target may be set while the stream is quiet, already received.
+                _ = until.changed() => {
+                    if target_seen(&until, &received) {
+                        return (received, connections);
+                    }
+                    continue;
+                }
+            };
+            let Some(chunk) = chunk else { break };
+            let keep = chunk.len().min(budget);
+            budget -= keep;
+            buffer.push_str(std::str::from_utf8(&chunk[..keep]).unwrap());
+            for message in take_messages(&mut buffer) {
+                last_id = Some(message.id.clone());
+                let done = until.borrow().as_deref() == Some(message.id.as_str());
+                received.push(message);
+                if done {
+                    return (received, connections);
+                }
+            }
+            if target_seen(&until, &received) {
+                return (received, connections);
+            }
+            if budget == 0 {
+                break; // drop the response: a disconnect
+            }
+        }
+    }
+}
+
+fn target_seen(until: &tokio::sync::watch::Receiver<Option<String>>, received: &[Message]) -> bool {
+    until
+        .borrow()
+        .as_ref()
+        .is_some_and(|t| received.iter().any(|m| &m.id == t))
+}
+
+/// The stream's ids in order as the store holds them (task `Some` or everything after `after`).
+fn expected_ids(world: &World, task: Option<i64>, after: i64) -> Vec<String> {
+    let db = world.db();
+    let mut stmt = db
+        .prepare(
+            "SELECT id, kind, seq_from, seq_to FROM activity
+             WHERE id > ?1 AND (?2 IS NULL OR task_id = ?2) ORDER BY id",
+        )
+        .unwrap();
+    let rows = stmt
+        .query_map(rusqlite::params![after, task], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<i64>>(2)?,
+                r.get::<_, Option<i64>>(3)?,
+            ))
+        })
+        .unwrap()
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .unwrap();
+    let mut ids = Vec::new();
+    for (id, kind, from, to) in rows {
+        match (kind.as_str(), from, to) {
+            ("transcript", Some(from), Some(to)) => {
+                ids.extend((from..=to).map(|seq| format!("{id}-{seq}")));
+            }
+            _ => ids.push(id.to_string()),
+        }
+    }
+    ids
+}
+
+/// A planner that talks a lot, pausing now and then so the stream is read while it writes.
+fn chatty_plan(messages: usize) -> Value {
+    let mut steps = Vec::new();
+    for i in 0..messages {
+        steps.push(json!({"do": "message", "text": format!("message {i} of the plan")}));
+        if i % 100 == 99 {
+            steps.push(json!({"do": "sleep", "ms": 15}));
+        }
+    }
+    steps.push(json!({"do": "doc_section", "heading": "Overview", "body": "Add greeting and farewell files."}));
+    steps.push(json!({"do": "doc_section", "heading": "To-Do List", "body": "- [ ] Add greeting.txt\n- [ ] Add farewell.txt\n"}));
+    steps.push(json!({"do": "signal", "args": ["plan-ready"]}));
+    json!({"runs": [steps]})
+}
+
+#[tokio::test]
+async fn clients_cut_at_random_points_resume_with_last_event_id_and_miss_nothing() {
+    let mut scenarios = full_pipeline();
+    scenarios[0] = ("plan", chatty_plan(3000));
+    let world = World::start(&scenarios, &["--merge-poll-ms", "200"]).await;
+
+    // The global stream, from before the task exists: its `ready` message says where it starts.
+    let (global_target, global_until) = tokio::sync::watch::channel(None);
+    let mut first = reqwest::Client::new()
+        .get(format!("{}/api/stream", world.server.url()))
+        .bearer_auth(world.server.token())
+        .send()
+        .await
+        .unwrap();
+    let mut buffer = String::new();
+    let ready = loop {
+        let chunk = first.chunk().await.unwrap().unwrap();
+        buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        if let Some(message) = take_messages(&mut buffer).into_iter().next() {
+            break message;
+        }
+    };
+    drop(first);
+    assert_eq!(ready.event, "ready");
+    let start: i64 = ready.id.parse().unwrap();
+
+    let id = world.new_task("Add greeting & farewell", true).await;
+    let (task_target, task_until) = tokio::sync::watch::channel(None);
+    let task_path = format!("/api/tasks/{id}/stream");
+    let global_path = format!("/api/stream?after={start}");
+    let (task_side, global_side, ()) = tokio::join!(
+        follow_with_cuts(&world.server, &task_path, 7, task_until),
+        follow_with_cuts(&world.server, &global_path, 11, global_until),
+        async {
+            world.wait_state(id, "plan_gate").await;
+            let (status, body) = world.action(id, "approve", json!({})).await;
+            assert_eq!(status, 200, "{body}");
+            world.wait_state(id, "awaiting_merge").await;
+            // Everything up to now, as the store holds it, is what each client must reach.
+            let task_ids = expected_ids(&world, Some(id), 0);
+            let global_ids = expected_ids(&world, None, start);
+            task_target.send_replace(task_ids.last().cloned());
+            global_target.send_replace(global_ids.last().cloned());
+        }
+    );
+
+    for (name, (received, connections), task, after) in [
+        ("task", task_side, Some(id), 0),
+        ("global", global_side, None, start),
+    ] {
+        let expected = expected_ids(&world, task, after);
+        let got: Vec<String> = received.iter().map(|m| m.id.clone()).collect();
+        eprintln!(
+            "{name}: {} messages over {connections} connections",
+            received.len()
+        );
+        assert!(connections > 5, "{name}: only {connections} connections");
+        assert_eq!(got.len(), expected.len().min(got.len()));
+        assert_eq!(
+            got,
+            expected[..got.len()],
+            "{name}: ids differ from the store's"
+        );
+        assert!(got.len() > 3000, "{name}: {} messages", got.len());
+        // Every message of the task's transcript is there once, in order, as the log holds it.
+        let transcript: Vec<(i64, i64)> = received
+            .iter()
+            .filter(|m| m.event == "transcript")
+            .map(|m| {
+                (
+                    m.data["run"].as_i64().unwrap(),
+                    m.data["seq"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        let logged: Vec<(i64, i64)> = world
+            .logs(id)
+            .await
+            .iter()
+            .filter(|item| item["item"] == "event")
+            .map(|item| (item["run"].as_i64().unwrap(), item["seq"].as_i64().unwrap()))
+            .collect();
+        assert_eq!(
+            transcript, logged,
+            "{name}: transcript differs from the log"
+        );
+        let texts: Vec<&str> = received
+            .iter()
+            .filter(|m| m.event == "transcript" && m.data["event"]["type"] == "message")
+            .filter_map(|m| m.data["event"]["text"].as_str())
+            .filter(|t| t.ends_with("of the plan"))
+            .collect();
+        let want: Vec<String> = (0..3000)
+            .map(|i| format!("message {i} of the plan"))
+            .collect();
+        assert_eq!(texts, want, "{name}: the planner's messages");
+        // Changes are there too: the task's states, its runs, its pull request.
+        let states: Vec<&str> = received
+            .iter()
+            .filter(|m| m.event == "task")
+            .filter_map(|m| m.data["state"]["state"].as_str())
+            .collect();
+        assert!(
+            states.contains(&"plan_gate") && states.last() == Some(&"awaiting_merge"),
+            "{name}: {states:?}"
+        );
+        assert!(
+            received
+                .iter()
+                .any(|m| m.event == "run" && m.data["change"] == "started")
+        );
+        assert!(
+            received
+                .iter()
+                .any(|m| m.event == "run" && m.data["change"] == "finished")
+        );
+        assert!(
+            received
+                .iter()
+                .any(|m| m.event == "pull_request" && m.data["task"] == id)
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_stream_needs_the_api_token_and_a_well_formed_last_event_id() {
+    let world = World::start(&full_pipeline(), &[]).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/api/stream", world.server.url());
+    assert_eq!(client.get(&url).send().await.unwrap().status(), 401);
+    let bad = client
+        .get(&url)
+        .bearer_auth(world.server.token())
+        .header("Last-Event-ID", "yesterday")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let body: Value = bad.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("malformed event id"),
+        "{body}"
+    );
+    let missing = client
+        .get(format!("{}/api/tasks/999/stream", world.server.url()))
+        .bearer_auth(world.server.token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+}

@@ -1,0 +1,214 @@
+//! The live stream: everything a user can watch (or one task of it) as Server-Sent Events, the
+//! backlog from the store's activity log first, then live items, with no gap and no duplicate.
+//!
+//! Every message carries an `id:` (a [`StreamCursor`]), an `event:` (`task`, `run`,
+//! `pull_request`, `transcript`; `ready` for the position a fresh global stream starts at) and a
+//! one-line JSON `data:`. A follower subscribes to the live channel *before* it reads the
+//! backlog and keeps the key of the last message it sent; live items at or below it were in the
+//! backlog and are dropped. The store hands committed rows to the channels in commit order (ids
+//! only grow), so live items arrive in key order. A live transcript batch whose text was not kept
+//! (nobody was following when it was written), or a lag of the channel, sends the follower back
+//! to the store from its key. Items are encoded once, by the first follower that needs them, and
+//! shared by all.
+
+use crate::api::StreamCursor;
+use crate::error::{EngineError, Result};
+use crate::hub::Live;
+use crate::inner::Inner;
+use bytes::Bytes;
+use domain::TaskId;
+use futures::stream::BoxStream;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+use store::{Activity, ActivityBody};
+use tokio::sync::{broadcast, mpsc};
+
+/// Items read from the store per backlog page.
+const PAGE: u32 = 2000;
+/// A comment line is sent when nothing else was for this long, so proxies keep the connection.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// The Server-Sent Events text of one activity row, and where each of its messages starts.
+#[derive(Debug)]
+pub(crate) struct Encoded {
+    text: Bytes,
+    starts: Vec<((i64, i64), usize)>,
+}
+
+impl Encoded {
+    fn of(item: &Activity) -> Encoded {
+        let mut text = String::new();
+        let mut starts = Vec::new();
+        encode(item, &mut text, &mut starts);
+        Encoded {
+            text: Bytes::from(text),
+            starts,
+        }
+    }
+
+    /// The messages with a key after `cursor` (a zero-copy slice).
+    fn after(&self, cursor: (i64, i64)) -> Option<Bytes> {
+        let (_, start) = self.starts.iter().find(|(key, _)| *key > cursor)?;
+        Some(self.text.slice(*start..))
+    }
+}
+
+/// Appends the messages of `item` to `out`, noting where each starts.
+fn encode(item: &Activity, out: &mut String, starts: &mut Vec<((i64, i64), usize)>) {
+    let (id, task, at) = (item.id, item.task, item.at_us);
+    match &item.body {
+        ActivityBody::Change(payload) => {
+            starts.push(((id, store::WHOLE), out.len()));
+            let rest = payload.strip_prefix('{').unwrap_or("}");
+            let sep = if rest.starts_with('}') { "" } else { "," };
+            let _ = write!(
+                out,
+                "id: {id}\nevent: {}\ndata: {{\"task\":{task},\"at_us\":{at}{sep}{rest}\n\n",
+                item.kind.as_str()
+            );
+        }
+        ActivityBody::Events { run, stage, events } => {
+            for (seq, event) in events {
+                starts.push(((id, *seq), out.len()));
+                let _ = write!(
+                    out,
+                    "id: {id}-{seq}\nevent: transcript\ndata: {{\"task\":{task},\"at_us\":{at},\
+                     \"run\":{run},\"stage\":\"{stage}\",\"seq\":{seq},\"event\":{event}}}\n\n"
+                );
+            }
+        }
+        ActivityBody::Unloaded { .. } => {}
+    }
+}
+
+struct Closed;
+
+impl From<Closed> for EngineError {
+    fn from(_: Closed) -> Self {
+        EngineError::Internal("the stream's client went away".into())
+    }
+}
+
+async fn send(out: &mpsc::Sender<Bytes>, chunk: Bytes) -> Result<(), Closed> {
+    out.send(chunk).await.map_err(|_| Closed)
+}
+
+/// The stream of everything (`task` = `None`) or of one task, strictly after `after`. Without
+/// `after`, a task's stream starts at the task's beginning and the global stream at the present,
+/// announced by a `ready` message whose id resumes from there.
+pub(crate) fn sse(
+    inner: Arc<Inner>,
+    task: Option<TaskId>,
+    after: Option<StreamCursor>,
+) -> Result<BoxStream<'static, Bytes>> {
+    if let Some(task) = task {
+        inner.store.read(|tx| {
+            tx.task(task)?
+                .ok_or_else(|| crate::transition::not_found(task))
+                .map(|_| ())
+        })?;
+    }
+    let live = inner.streams.subscribe(task);
+    let (start, ready) = match (after, task) {
+        (Some(after), _) => (after, false),
+        (None, Some(_)) => (StreamCursor::START, false),
+        (None, None) => {
+            let last = inner.store.read(|tx| tx.last_activity_id())?;
+            let cursor = StreamCursor {
+                activity: last,
+                seq: store::WHOLE,
+            };
+            (cursor, true)
+        }
+    };
+    let (out, rx) = mpsc::channel(256);
+    tokio::spawn(async move {
+        if ready {
+            let hello = format!("id: {start}\nevent: ready\ndata: {{}}\n\n");
+            if out.send(Bytes::from(hello)).await.is_err() {
+                return;
+            }
+        }
+        let cursor = (start.activity, start.seq);
+        if let Err(err) = pump(&inner, task, cursor, live, &out).await {
+            tracing::debug!(?task, error = %err, "stream follower ended");
+        }
+    });
+    Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })))
+}
+
+async fn pump(
+    inner: &Inner,
+    task: Option<TaskId>,
+    mut cursor: (i64, i64),
+    mut live: broadcast::Receiver<Arc<Live>>,
+    out: &mpsc::Sender<Bytes>,
+) -> Result<()> {
+    let start = tokio::time::Instant::now() + KEEP_ALIVE;
+    let mut keep_alive = tokio::time::interval_at(start, KEEP_ALIVE);
+    keep_alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        backlog(inner, task, &mut cursor, out).await?;
+        loop {
+            tokio::select! {
+                () = out.closed() => return Ok(()),
+                _ = keep_alive.tick() => {
+                    send(out, Bytes::from_static(b": keep-alive\n\n")).await?;
+                }
+                item = live.recv() => match item {
+                    Ok(live) => {
+                        let last = live.item.last_key();
+                        if last <= cursor {
+                            continue;
+                        }
+                        if matches!(live.item.body, ActivityBody::Unloaded { .. }) {
+                            break;
+                        }
+                        let encoded = live.sse.get_or_init(|| Encoded::of(&live.item));
+                        if let Some(chunk) = encoded.after(cursor) {
+                            send(out, chunk).await?;
+                            keep_alive.reset();
+                        }
+                        cursor = last;
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => break,
+                    Err(broadcast::error::RecvError::Closed) => return Ok(()),
+                },
+            }
+        }
+    }
+}
+
+/// Sends what the store holds after `cursor`, page by page, moving the cursor.
+async fn backlog(
+    inner: &Inner,
+    task: Option<TaskId>,
+    cursor: &mut (i64, i64),
+    out: &mpsc::Sender<Bytes>,
+) -> Result<()> {
+    loop {
+        let page = inner
+            .store
+            .read(|tx| tx.activity_after(task, *cursor, PAGE))?;
+        let mut count = 0usize;
+        let mut text = String::new();
+        let mut starts = Vec::new();
+        for item in &page {
+            count += match &item.body {
+                ActivityBody::Events { events, .. } => events.len(),
+                _ => 1,
+            };
+            encode(item, &mut text, &mut starts);
+            *cursor = item.last_key();
+        }
+        if !text.is_empty() {
+            send(out, Bytes::from(text)).await?;
+        }
+        if count < PAGE as usize {
+            return Ok(());
+        }
+    }
+}

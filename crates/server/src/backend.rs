@@ -6,7 +6,8 @@ use bytes::Bytes;
 use domain::{Signal, Stage, TaskId};
 use engine::Result;
 use engine::api::{
-    NewProject, NewTask, ProjectSettings, ProjectView, ServerStatus, TaskDetail, TaskView,
+    NewProject, NewTask, Page, PageRequest, ProjectSettings, ProjectView, ServerStatus, TaskDetail,
+    TaskView,
 };
 use engine::{Engine, WebhookDelivery, WebhookOutcome};
 use futures::stream::BoxStream;
@@ -15,7 +16,10 @@ use std::future::Future;
 /// What the HTTP layer needs from the engine, one method per `Engine` entry point.
 pub(crate) trait Backend: Clone + Send + Sync + 'static {
     fn add_project(&self, req: NewProject) -> impl Future<Output = Result<ProjectView>> + Send;
-    fn list_projects(&self) -> impl Future<Output = Result<Vec<ProjectView>>> + Send;
+    fn list_projects(
+        &self,
+        page: PageRequest,
+    ) -> impl Future<Output = Result<Page<ProjectView>>> + Send;
     fn update_project_settings(
         &self,
         project: String,
@@ -25,7 +29,8 @@ pub(crate) trait Backend: Clone + Send + Sync + 'static {
     fn list_tasks(
         &self,
         project: Option<String>,
-    ) -> impl Future<Output = Result<Vec<TaskView>>> + Send;
+        page: PageRequest,
+    ) -> impl Future<Output = Result<Page<TaskView>>> + Send;
     fn task(&self, id: TaskId) -> impl Future<Output = Result<TaskDetail>> + Send;
     fn approve(&self, id: TaskId) -> impl Future<Output = Result<TaskView>> + Send;
     fn answer(&self, id: TaskId, text: String) -> impl Future<Output = Result<TaskView>> + Send;
@@ -65,8 +70,11 @@ impl Backend for Engine {
     fn add_project(&self, req: NewProject) -> impl Future<Output = Result<ProjectView>> + Send {
         Engine::add_project(self, req)
     }
-    fn list_projects(&self) -> impl Future<Output = Result<Vec<ProjectView>>> + Send {
-        Engine::list_projects(self)
+    fn list_projects(
+        &self,
+        page: PageRequest,
+    ) -> impl Future<Output = Result<Page<ProjectView>>> + Send {
+        Engine::list_projects(self, page)
     }
     async fn update_project_settings(
         &self,
@@ -81,8 +89,9 @@ impl Backend for Engine {
     fn list_tasks(
         &self,
         project: Option<String>,
-    ) -> impl Future<Output = Result<Vec<TaskView>>> + Send {
-        Engine::list_tasks(self, project)
+        page: PageRequest,
+    ) -> impl Future<Output = Result<Page<TaskView>>> + Send {
+        Engine::list_tasks(self, project, page)
     }
     fn task(&self, id: TaskId) -> impl Future<Output = Result<TaskDetail>> + Send {
         Engine::task(self, id)

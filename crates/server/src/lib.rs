@@ -8,6 +8,7 @@ mod auth;
 mod backend;
 mod error;
 mod extract;
+mod openapi;
 mod redact;
 mod routes;
 #[cfg(test)]
@@ -45,6 +46,12 @@ impl Default for HttpOptions {
 /// The whole HTTP API over `engine`. Admin routes require `Authorization: Bearer <api_token>`.
 pub fn app(engine: Engine, api_token: String, options: HttpOptions) -> Router {
     routes::router(engine, api_token, options)
+}
+
+/// The OpenAPI 3.1 document of the API (what `GET /api/openapi.json` serves), built from the
+/// router's own route list.
+pub fn openapi_document() -> serde_json::Value {
+    routes::openapi_document::<Engine>()
 }
 
 /// Serves `app` on an already-bound `listener` until `shutdown` completes, then lets in-flight

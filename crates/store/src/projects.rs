@@ -85,4 +85,15 @@ impl Tx<'_> {
             .collect::<rusqlite::Result<_>>()?;
         Ok(rows)
     }
+
+    /// One page of projects in ascending id order: at most `limit` projects with an id above
+    /// `after` (a real `LIMIT`).
+    pub fn projects_page(&self, after: Option<ProjectId>, limit: u32) -> Result<Vec<ProjectRow>> {
+        let sql = format!("SELECT {COLUMNS} FROM projects WHERE id > ?1 ORDER BY id LIMIT ?2");
+        let mut stmt = self.tx.prepare(&sql)?;
+        let rows = stmt
+            .query_map(params![after.map_or(0, |p| p.0), limit], project)?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
 }

@@ -5,7 +5,7 @@ use crate::HttpOptions;
 use crate::auth::{ApiToken, RunToken, caller, require_api_token};
 use crate::backend::Backend;
 use crate::error::{ApiError, ErrorMessage};
-use crate::extract::{BodyLimit, Json, OptionalJson, Query, TaskIdPath};
+use crate::extract::{BodyLimit, Json, OptionalJson, Query, RawBody, TaskIdPath};
 use crate::openapi::{Auth, Content, Operation, schema};
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -654,7 +654,7 @@ enum WebhookAnswer {
 async fn github_webhook<B: Backend>(
     State(b): State<B>,
     headers: axum::http::HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<axum::Json<WebhookAnswer>> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let delivery = engine::WebhookDelivery {

@@ -849,3 +849,22 @@ async fn lists_are_pages_with_a_next_link() {
         );
     }
 }
+
+/// Found by the OpenAPI fuzz test: a webhook body over the limit was axum's plain-text 413.
+#[tokio::test]
+async fn a_webhook_body_over_the_limit_is_a_json_413() {
+    let fake = Fake::default();
+    let body = "y".repeat(2_000);
+    let (status, content_type, body) = send(
+        app_with_limit(&fake, 1_000),
+        Method::POST,
+        "/api/webhooks/github",
+        None,
+        Some(&body),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(content_type.as_deref(), Some("application/json"));
+    assert!(error_of(&body).contains("max_body_bytes"), "{body}");
+    assert!(fake.calls().is_empty());
+}

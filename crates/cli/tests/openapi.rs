@@ -123,10 +123,10 @@ fn generate(
             let option = &options[rng.random_range(0..options.len())];
             let mut value = generate(contract, pool, option, rng, depth);
             // Properties beside the `oneOf` (none today) would be merged here.
-            if let (Some(object), Some(_)) = (value.as_object_mut(), schema.get("properties")) {
-                if let Value::Object(extra) = generate_object(contract, pool, schema, rng, depth) {
-                    object.extend(extra);
-                }
+            if let (Some(object), Some(_)) = (value.as_object_mut(), schema.get("properties"))
+                && let Value::Object(extra) = generate_object(contract, pool, schema, rng, depth)
+            {
+                object.extend(extra);
             }
             return value;
         }
@@ -457,12 +457,9 @@ fn check(
             String::from_utf8_lossy(body)
         ));
     };
-    let Some((media, content)) = response["content"]
+    let (media, content) = response["content"]
         .as_object()
-        .and_then(|c| c.iter().next())
-    else {
-        return None;
-    };
+        .and_then(|c| c.iter().next())?;
     if !content_type.starts_with(media.as_str()) {
         return Some(format!("content type {content_type:?}, documented {media}"));
     }

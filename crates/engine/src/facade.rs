@@ -913,24 +913,6 @@ fn free_port_block(used: &[u16]) -> Result<u16> {
         })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn port_blocks_take_the_first_free_one() {
-        assert_eq!(free_port_block(&[]).unwrap(), 20_000);
-        assert_eq!(free_port_block(&[20_000, 20_200]).unwrap(), 20_100);
-        let all: Vec<u16> = (0..455).map(|k| 20_000 + k * 100).collect();
-        assert_eq!(*all.last().unwrap(), 65_400);
-        assert!(matches!(
-            free_port_block(&all),
-            Err(EngineError::Conflict(_))
-        ));
-        assert_eq!(free_port_block(&all[..454]).unwrap(), 65_400);
-    }
-}
-
 /// The limit of a page request, refused outside 1 to [`MAX_PAGE_LIMIT`].
 fn check_page(page: PageRequest) -> Result<u32> {
     if page.limit == 0 || page.limit > MAX_PAGE_LIMIT {
@@ -952,5 +934,23 @@ fn cut_page<T>(mut rows: Vec<T>, limit: u32, id: impl Fn(&T) -> i64) -> (Vec<T>,
         (rows, next)
     } else {
         (rows, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_blocks_take_the_first_free_one() {
+        assert_eq!(free_port_block(&[]).unwrap(), 20_000);
+        assert_eq!(free_port_block(&[20_000, 20_200]).unwrap(), 20_100);
+        let all: Vec<u16> = (0..455).map(|k| 20_000 + k * 100).collect();
+        assert_eq!(*all.last().unwrap(), 65_400);
+        assert!(matches!(
+            free_port_block(&all),
+            Err(EngineError::Conflict(_))
+        ));
+        assert_eq!(free_port_block(&all[..454]).unwrap(), 65_400);
     }
 }

@@ -47,6 +47,24 @@ impl Client {
     }
 
     /// A successful response whose body the caller streams.
+    /// Every item of a paginated list (`GET /api/tasks`, `/api/projects`): follows the
+    /// `Link: <…>; rel="next"` header of each page.
+    pub async fn get_all<T: DeserializeOwned>(&self, path: &str) -> Result<Vec<T>> {
+        let mut items = Vec::new();
+        let mut next = Some(path.to_string());
+        while let Some(path) = next.take() {
+            let response = self.send(self.http.get(self.url(&path))).await?;
+            next = response
+                .headers()
+                .get(reqwest::header::LINK)
+                .and_then(|v| v.to_str().ok())
+                .and_then(next_link);
+            let page: Vec<T> = self.decode(&path, response).await?;
+            items.extend(page);
+        }
+        Ok(items)
+    }
+
     pub async fn get_stream(&self, path: &str) -> Result<reqwest::Response> {
         self.send(self.http.get(self.url(path))).await
     }
@@ -133,4 +151,31 @@ fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
         current = source;
     }
     current.to_string()
+}
+
+/// The target of the `rel="next"` link of a `Link` header, when it is a path on the server.
+fn next_link(header: &str) -> Option<String> {
+    header.split(',').find_map(|link| {
+        let (target, params) = link.trim().split_once(';')?;
+        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+        let next = params
+            .split(';')
+            .any(|p| p.trim().replace(' ', "") == "rel=\"next\"");
+        (next && target.starts_with('/')).then(|| target.to_string())
+    })
+}
+
+#[cfg(test)]
+mod link_tests {
+    use super::next_link;
+
+    #[test]
+    fn the_next_link_is_found() {
+        assert_eq!(
+            next_link("</api/tasks?limit=2&after=4>; rel=\"next\"").as_deref(),
+            Some("/api/tasks?limit=2&after=4")
+        );
+        assert_eq!(next_link("</api/tasks>; rel=\"prev\""), None);
+        assert_eq!(next_link("<http://elsewhere/x>; rel=\"next\""), None);
+    }
 }

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// One normalized event of a run. Stored with a per-run monotonic `seq` and streamed live.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum TranscriptEvent {
     /// The harness session id (announced once per turn by harnesses that have one).

@@ -540,6 +540,14 @@ impl Engine {
         Ok(())
     }
 
+    /// The user whose memberships limit what lists show (`None`: everything is visible).
+    pub(crate) fn member_filter(&self) -> Option<UserId> {
+        match &self.acting {
+            Acting::User(who) if !who.admin => Some(who.user),
+            _ => None,
+        }
+    }
+
     /// The user a task created now belongs to (`None` when the server itself creates it).
     pub(crate) fn acting_user(&self) -> Option<&Identity> {
         match &self.acting {

@@ -6,8 +6,39 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+/// Items per page of a list when the caller names no `limit`.
+pub const DEFAULT_PAGE_LIMIT: u32 = 100;
+/// The largest `limit` of a list.
+pub const MAX_PAGE_LIMIT: u32 = 500;
+
+/// Which page of a list (`GET /api/tasks`, `GET /api/projects`): the items with an id above
+/// `after` (an exclusive cursor; lists are in ascending id order), at most `limit` of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRequest {
+    pub after: Option<i64>,
+    /// 1 to [`MAX_PAGE_LIMIT`].
+    pub limit: u32,
+}
+
+impl Default for PageRequest {
+    fn default() -> Self {
+        PageRequest {
+            after: None,
+            limit: DEFAULT_PAGE_LIMIT,
+        }
+    }
+}
+
+/// One page of a list and the cursor of the next page (`None` on the last page).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// The `after` of the next page: the id of this page's last item, when more follow.
+    pub next: Option<i64>,
+}
+
 /// Harness, model and effort for one role (stage).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoleConfig {
     /// `claude-code`, `codex`, `opencode` or `scripted`.
@@ -39,7 +70,7 @@ pub struct RoleConfig {
 }
 
 /// Per-project settings. Every field has a sensible default.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProjectSettings {
     /// Role per stage; a stage without one gets Claude Code with model `sonnet` when the project
@@ -72,7 +103,7 @@ pub struct ProjectSettings {
 }
 
 /// Where a project's pull requests live.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ForgeSettings {
     /// The embedded forge: a pull request is the task branch pushed to the project's remote.
@@ -84,7 +115,7 @@ pub enum ForgeSettings {
 
 /// A project's GitHub repository, credentials and follow-up rules. Secrets (`token`,
 /// `app_private_key`, `webhook_secret`) are stored sealed and never shown by the API.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct GitHubSettings {
     /// REST API base: `https://api.github.com`, or `https://HOST/api/v3` for Enterprise Server.
@@ -150,7 +181,7 @@ impl Default for GitHubSettings {
 
 /// A project's additions to its agents' sandbox. Paths are absolute, outside the data directory
 /// and the agents' homes; each is mounted at the same path inside.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct SandboxSettings {
     /// Shown read-only (e.g. a toolchain: `/root/.rustup`, `/root/.cargo`).
@@ -185,7 +216,7 @@ impl Default for ProjectSettings {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NewProject {
     pub path: String,
     #[serde(default)]
@@ -199,7 +230,7 @@ pub struct NewProject {
 }
 
 /// How to reach a project's GitHub repository (`atelier project add --forge github`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct GitHubSetup {
     /// REST API base; derived from the remote's host when absent (`https://api.github.com` for
@@ -218,7 +249,7 @@ pub struct GitHubSetup {
     pub webhook_secret: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ProjectView {
     pub id: ProjectId,
     pub name: String,
@@ -228,7 +259,7 @@ pub struct ProjectView {
     pub created_at: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NewTask {
     /// Project name or id.
     pub project: String,
@@ -246,7 +277,7 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TaskView {
     pub id: TaskId,
     pub project: String,
@@ -265,7 +296,7 @@ pub struct TaskView {
     pub updated_at: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RunView {
     pub id: RunId,
     pub stage: Stage,
@@ -283,7 +314,7 @@ pub struct RunView {
     pub cost_usd: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PullRequestView {
     pub url: String,
     pub branch: String,
@@ -293,7 +324,7 @@ pub struct PullRequestView {
     pub created_at: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TaskDetail {
     pub task: TaskView,
     pub runs: Vec<RunView>,
@@ -306,7 +337,7 @@ pub struct TaskDetail {
 }
 
 /// A pull-request comment as Atelier saw it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CommentView {
     /// `issue`, `review` or `review_comment`.
     pub kind: String,
@@ -326,7 +357,7 @@ pub struct CommentView {
 }
 
 /// One transcript event of a task's run, as streamed by `task logs`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LogEntry {
     pub run: RunId,
     pub stage: Stage,
@@ -345,7 +376,7 @@ impl LogEntry {
 }
 
 /// An account as the API shows it (never its password hash).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct UserView {
     pub id: i64,
     pub login: String,
@@ -360,7 +391,7 @@ pub struct UserView {
 }
 
 /// The body of `POST /api/users`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
     pub login: String,
@@ -378,7 +409,7 @@ fn default_true() -> bool {
 }
 
 /// The body of `POST /api/login`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     pub login: String,
@@ -387,7 +418,7 @@ pub struct LoginRequest {
 
 /// A session opened by a login: the secret goes into an HttpOnly cookie, the CSRF token must be
 /// echoed in `X-CSRF-Token` by every state-changing request made with the cookie.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NewSessionView {
     #[serde(skip_serializing)]
     pub session: String,
@@ -397,7 +428,7 @@ pub struct NewSessionView {
 }
 
 /// The body of `POST /api/tokens`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTokenRequest {
     pub name: String,
@@ -406,7 +437,7 @@ pub struct NewTokenRequest {
 }
 
 /// A new API token: the only time its secret is shown.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NewTokenView {
     pub id: i64,
     pub name: String,
@@ -415,7 +446,7 @@ pub struct NewTokenView {
 }
 
 /// An API token as listed (never its secret).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TokenView {
     pub id: i64,
     pub name: String,
@@ -426,7 +457,7 @@ pub struct TokenView {
 }
 
 /// The body of `PUT /api/projects/{project}/members/{login}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MemberRequest {
     /// `owner` or `member`.
@@ -434,7 +465,7 @@ pub struct MemberRequest {
 }
 
 /// One line of the audit trail.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AuditEntryView {
     pub id: i64,
     pub at: i64,
@@ -446,7 +477,7 @@ pub struct AuditEntryView {
 }
 
 /// What `task logs --follow` streams: events, then an end marker once no agent is live.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "item", rename_all = "snake_case")]
 pub enum FollowItem {
     Event(LogEntry),
@@ -454,7 +485,7 @@ pub enum FollowItem {
 }
 
 /// The body of `POST /api/signal` (the run token travels in the Authorization header).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SignalRequest {
     pub task: TaskId,
     pub signal: Signal,
@@ -487,14 +518,14 @@ mod tests {
 }
 
 /// What `GET /api/status` reports: how this server runs agents.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ServerStatus {
     pub version: String,
     pub sandbox: SandboxStatus,
 }
 
 /// The agent sandbox as the server found it at start.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SandboxStatus {
     /// `bubblewrap` or `none` (the operator opted out: agents run unconfined).
     pub mode: String,

@@ -7,7 +7,7 @@ use crate::outbox::MergeOutcome;
 use crate::secrets::SecretBox;
 use crate::transition::{after_commit, apply_event, apply_in, decide_in, not_found};
 use crate::{background, confine, dispatch, logs, outbox, settings, tokens, views, workspace};
-use domain::{Event, RunStatus, Signal, Stage, TaskId, TaskState};
+use domain::{Event, ProjectId, RunStatus, Signal, Stage, TaskId, TaskState};
 use futures::stream::BoxStream;
 use harness::sandbox::{Sandbox, SandboxError};
 use std::collections::BTreeMap;
@@ -416,17 +416,23 @@ impl Engine {
         views::project(row)
     }
 
-    pub async fn list_projects(&self) -> Result<Vec<ProjectView>> {
-        let rows = self.inner.store.read(|tx| {
-            let mut visible = Vec::new();
-            for project in tx.projects()? {
-                if self.sees_project(tx, project.id)? {
-                    visible.push(project);
-                }
-            }
-            Ok::<_, EngineError>(visible)
-        })?;
-        rows.into_iter().map(views::project).collect()
+    /// One page of projects in ascending id order.
+    pub async fn list_projects(&self, page: PageRequest) -> Result<Page<ProjectView>> {
+        let limit = check_page(page)?;
+        let after = page.after.map(ProjectId);
+        // One row more than asked tells whether another page follows.
+        let rows = self
+            .inner
+            .store
+            .read(|tx| tx.projects_page(after, limit + 1, self.member_filter()))?;
+        let (rows, next) = cut_page(rows, limit, |row| row.id.0);
+        Ok(Page {
+            items: rows
+                .into_iter()
+                .map(views::project)
+                .collect::<Result<_>>()?,
+            next,
+        })
     }
 
     pub async fn create_task(&self, req: NewTask) -> Result<TaskView> {
@@ -574,25 +580,32 @@ impl Engine {
         })
     }
 
-    /// Tasks, optionally of one project (name or id).
-    pub async fn list_tasks(&self, project: Option<String>) -> Result<Vec<TaskView>> {
+    /// One page of tasks in ascending id order, optionally of one project (name or id).
+    pub async fn list_tasks(
+        &self,
+        project: Option<String>,
+        page: PageRequest,
+    ) -> Result<Page<TaskView>> {
+        let limit = check_page(page)?;
+        let after = page.after.map(TaskId);
         self.inner.store.read(|tx| {
             let filter = project.map(|p| self.visible_project(tx, &p)).transpose()?;
-            let mut names: BTreeMap<_, _> = BTreeMap::new();
-            for project in tx.projects()? {
-                if self.sees_project(tx, project.id)? {
-                    names.insert(project.id, project.name);
-                }
-            }
-            let rows = tx.tasks(filter.map(|p| p.id))?;
-            Ok(rows
-                .into_iter()
-                .filter(|row| names.contains_key(&row.project_id))
-                .map(|row| {
-                    let name = names.get(&row.project_id).cloned().unwrap_or_default();
-                    views::task(row, name)
-                })
-                .collect())
+            let names: BTreeMap<_, _> =
+                tx.projects()?.into_iter().map(|p| (p.id, p.name)).collect();
+            // One row more than asked tells whether another page follows.
+            let rows =
+                tx.tasks_page(filter.map(|p| p.id), after, limit + 1, self.member_filter())?;
+            let (rows, next) = cut_page(rows, limit, |row| row.id.0);
+            Ok(Page {
+                items: rows
+                    .into_iter()
+                    .map(|row| {
+                        let name = names.get(&row.project_id).cloned().unwrap_or_default();
+                        views::task(row, name)
+                    })
+                    .collect(),
+                next,
+            })
         })
     }
 
@@ -968,6 +981,30 @@ fn free_port_block(used: &[u16]) -> Result<u16> {
                 "no free port block is left: delete finished tasks to free their ports".into(),
             )
         })
+}
+
+/// The limit of a page request, refused outside 1 to [`MAX_PAGE_LIMIT`].
+fn check_page(page: PageRequest) -> Result<u32> {
+    if page.limit == 0 || page.limit > MAX_PAGE_LIMIT {
+        return Err(EngineError::InvalidInput(format!(
+            "invalid limit {}: expected 1 to {MAX_PAGE_LIMIT}",
+            page.limit
+        )));
+    }
+    Ok(page.limit)
+}
+
+/// Keeps the first `limit` of `rows` (fetched with one more) and the next cursor when the
+/// extra row was there.
+fn cut_page<T>(mut rows: Vec<T>, limit: u32, id: impl Fn(&T) -> i64) -> (Vec<T>, Option<i64>) {
+    let limit = limit as usize;
+    if rows.len() > limit {
+        rows.truncate(limit);
+        let next = rows.last().map(&id);
+        (rows, next)
+    } else {
+        (rows, None)
+    }
 }
 
 #[cfg(test)]

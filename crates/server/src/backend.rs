@@ -7,8 +7,8 @@ use domain::{Signal, Stage, TaskId};
 use engine::Result;
 use engine::api::{AuditEntryView, NewSessionView, NewTokenView, NewUser, TokenView, UserView};
 use engine::api::{
-    NewProject, NewTask, ProjectSettings, ProjectView, ServerStatus, StreamCursor, TaskDetail,
-    TaskView,
+    NewProject, NewTask, Page, PageRequest, ProjectSettings, ProjectView, ServerStatus,
+    StreamCursor, TaskDetail, TaskView,
 };
 use engine::{Engine, Identity, WebhookDelivery, WebhookOutcome};
 use futures::stream::BoxStream;
@@ -18,7 +18,10 @@ use std::net::IpAddr;
 /// What the HTTP layer needs from the engine, one method per `Engine` entry point.
 pub(crate) trait Backend: Clone + Send + Sync + 'static {
     fn add_project(&self, req: NewProject) -> impl Future<Output = Result<ProjectView>> + Send;
-    fn list_projects(&self) -> impl Future<Output = Result<Vec<ProjectView>>> + Send;
+    fn list_projects(
+        &self,
+        page: PageRequest,
+    ) -> impl Future<Output = Result<Page<ProjectView>>> + Send;
     fn update_project_settings(
         &self,
         project: String,
@@ -28,7 +31,8 @@ pub(crate) trait Backend: Clone + Send + Sync + 'static {
     fn list_tasks(
         &self,
         project: Option<String>,
-    ) -> impl Future<Output = Result<Vec<TaskView>>> + Send;
+        page: PageRequest,
+    ) -> impl Future<Output = Result<Page<TaskView>>> + Send;
     fn task(&self, id: TaskId) -> impl Future<Output = Result<TaskDetail>> + Send;
     fn approve(&self, id: TaskId) -> impl Future<Output = Result<TaskView>> + Send;
     fn answer(&self, id: TaskId, text: String) -> impl Future<Output = Result<TaskView>> + Send;
@@ -132,8 +136,11 @@ impl Backend for Engine {
     fn add_project(&self, req: NewProject) -> impl Future<Output = Result<ProjectView>> + Send {
         Engine::add_project(self, req)
     }
-    fn list_projects(&self) -> impl Future<Output = Result<Vec<ProjectView>>> + Send {
-        Engine::list_projects(self)
+    fn list_projects(
+        &self,
+        page: PageRequest,
+    ) -> impl Future<Output = Result<Page<ProjectView>>> + Send {
+        Engine::list_projects(self, page)
     }
     async fn update_project_settings(
         &self,
@@ -148,8 +155,9 @@ impl Backend for Engine {
     fn list_tasks(
         &self,
         project: Option<String>,
-    ) -> impl Future<Output = Result<Vec<TaskView>>> + Send {
-        Engine::list_tasks(self, project)
+        page: PageRequest,
+    ) -> impl Future<Output = Result<Page<TaskView>>> + Send {
+        Engine::list_tasks(self, project, page)
     }
     fn task(&self, id: TaskId) -> impl Future<Output = Result<TaskDetail>> + Send {
         Engine::task(self, id)

@@ -8,6 +8,7 @@ mod auth;
 mod backend;
 mod error;
 mod extract;
+mod openapi;
 mod redact;
 mod routes;
 #[cfg(test)]
@@ -47,6 +48,12 @@ impl Default for HttpOptions {
 /// [`serve`], which passes each connection's peer address (the login rate limit uses it).
 pub fn app(engine: Engine, options: HttpOptions) -> Router {
     routes::router(engine, options)
+}
+
+/// The OpenAPI 3.1 document of the API (what `GET /api/openapi.json` serves), built from the
+/// router's own route list.
+pub fn openapi_document() -> serde_json::Value {
+    routes::openapi_document::<Engine>()
 }
 
 /// Serves `app` on an already-bound `listener` until `shutdown` completes, then lets in-flight

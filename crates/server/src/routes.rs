@@ -5,84 +5,485 @@ use crate::HttpOptions;
 use crate::auth::{Acting, AdminCaller, RunToken, SESSION_COOKIE, authenticate};
 use crate::backend::Backend;
 use crate::error::{ApiError, ErrorMessage};
-use crate::extract::{BodyLimit, Json, OptionalJson, Query, TaskIdPath};
+use crate::extract::{BodyLimit, Json, OptionalJson, Query, RawBody, TaskIdPath};
+use crate::openapi::{Auth, Content, Operation, schema};
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, delete, get, post, put};
 use axum::{Extension, Router};
 use bytes::Bytes;
-use domain::Stage;
+use domain::{Stage, TaskId};
 use engine::api::{
-    AuditEntryView, LoginRequest, MemberRequest, NewProject, NewTask, NewTokenRequest,
-    NewTokenView, NewUser, ProjectView, SignalRequest, StreamCursor, TaskDetail, TaskView,
-    TokenView, UserView,
+    AuditEntryView, DEFAULT_PAGE_LIMIT, FollowItem, LoginRequest, MAX_PAGE_LIMIT, MemberRequest,
+    NewProject, NewSessionView, NewTask, NewTokenRequest, NewTokenView, NewUser, Page, PageRequest,
+    ProjectSettings, ProjectView, SignalRequest, StreamCursor, TaskDetail, TaskView, TokenView,
+    UserView,
 };
 use futures::StreamExt;
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::time::Instant;
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// All routes. Everything above `route_layer` requires a signed-in user (an API token or a
-/// session cookie with its CSRF rules); the handlers reach the engine acting for that user. The
-/// signal route carries a run token instead, the webhook route a signature, the login route a
-/// password, and `/healthz` is open. Bodies over `options.max_body_bytes` are refused with 413,
-/// and error messages are redacted for callers other than an administrator.
+/// One route: what the OpenAPI document says of it and its handler. The router and the document
+/// are both built from [`routes`], so a route cannot exist without being documented.
+pub(crate) struct Route<B> {
+    pub op: Operation,
+    pub handler: MethodRouter<B>,
+}
+
+fn route<B>(op: Operation, handler: MethodRouter<B>) -> Route<B> {
+    Route { op, handler }
+}
+
+/// A JSON response of `T`.
+fn json_of<T: schemars::JsonSchema>() -> Content {
+    Content::Json(schema::<T>)
+}
+
+fn limit_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "integer", "minimum": 1, "maximum": MAX_PAGE_LIMIT, "default": DEFAULT_PAGE_LIMIT,
+    })
+}
+
+fn after_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": "integer", "format": "int64", "minimum": 0})
+}
+
+const LIMIT_DOC: &str = "Items per page: 1 to 500 (default 100).";
+const AFTER_DOC: &str =
+    "Exclusive cursor: only items with a larger id (lists are in ascending id order).";
+const LINK_DOC: &str = "`<…>; rel=\"next\"`: the next page, when there is one.";
+
+/// Every route of the server, one entry each (method, path, documentation, handler). Routes
+/// whose `auth` is [`Auth::ApiToken`] are put behind the API-token middleware by [`router`].
+pub(crate) fn routes<B: Backend>() -> Vec<Route<B>> {
+    use axum::http::Method;
+    vec![
+        route(
+            Operation::new(
+                Method::GET,
+                "/api/projects",
+                "listProjects",
+                "List projects",
+            )
+            .query("limit", LIMIT_DOC, limit_schema)
+            .query("after", AFTER_DOC, after_schema)
+            .ok(200, "A page of projects.", json_of::<Vec<ProjectView>>())
+            .header("Link", LINK_DOC)
+            .errors(&[400]),
+            get(list_projects::<B>),
+        ),
+        route(
+            Operation::new(Method::POST, "/api/projects", "addProject", "Add a project")
+                .body(schema::<NewProject>)
+                .ok(201, "The project.", json_of::<ProjectView>())
+                .errors(&[400, 409, 413, 415]),
+            post(add_project::<B>),
+        ),
+        route(
+            Operation::new(
+                Method::PUT,
+                "/api/projects/{project}/settings",
+                "updateProjectSettings",
+                "Replace a project's settings (secrets shown redacted are kept)",
+            )
+            .body(schema::<ProjectSettings>)
+            .ok(200, "The project.", json_of::<ProjectView>())
+            .errors(&[400, 404, 409, 413, 415]),
+            put(update_project_settings::<B>),
+        ),
+        route(
+            Operation::new(Method::GET, "/api/tasks", "listTasks", "List tasks")
+                .query(
+                    "project",
+                    "Only the tasks of this project (name or id).",
+                    schema::<String>,
+                )
+                .query("limit", LIMIT_DOC, limit_schema)
+                .query("after", AFTER_DOC, after_schema)
+                .ok(200, "A page of tasks.", json_of::<Vec<TaskView>>())
+                .header("Link", LINK_DOC)
+                .errors(&[400, 404]),
+            get(list_tasks::<B>),
+        ),
+        route(
+            Operation::new(Method::POST, "/api/tasks", "createTask", "Create a task")
+                .body(schema::<NewTask>)
+                .ok(201, "The task.", json_of::<TaskView>())
+                .errors(&[400, 404, 409, 413, 415]),
+            post(create_task::<B>),
+        ),
+        route(
+            Operation::new(
+                Method::GET,
+                "/api/tasks/{id}",
+                "showTask",
+                "A task in detail",
+            )
+            .ok(
+                200,
+                "The task, its runs, pull request and doc.",
+                json_of::<TaskDetail>(),
+            )
+            .errors(&[400, 404]),
+            get(show_task::<B>),
+        ),
+        route(
+            Operation::new(
+                Method::DELETE,
+                "/api/tasks/{id}",
+                "deleteTask",
+                "Delete a task (its worktree and branch)",
+            )
+            .ok(200, "The task as it was.", json_of::<TaskView>())
+            .errors(&[400, 404, 409]),
+            delete(delete_task::<B>),
+        ),
+        route(
+            Operation::new(
+                Method::POST,
+                "/api/tasks/{id}/approve",
+                "approveTask",
+                "Approve the plan",
+            )
+            .ok(200, "The task.", json_of::<TaskView>())
+            .errors(&[400, 404, 409]),
+            post(approve::<B>),
+        ),
+        route(
+            Operation::new(
+                Method::POST,
+                "/api/tasks/{id}/answer",
+                "answerTask",
+                "Answer the agent's question",
+            )
+            .body(schema::<AnswerBody>)
+            .ok(200, "The task.", json_of::<TaskView>())
+            .errors(&[400, 404, 409, 413, 415]),
+            post(answer::<B>),
+        ),
+        route(
+            Operation::new(
+                Method::POST,
+                "/api/tasks/{id}/run",
+                "runTask",
+                "Run a stage again (default: the task's current stage)",
+            )
+            .optional_body(schema::<RunBody>)
+            .ok(200, "The task.", json_of::<TaskView>())
+            .errors(&[400, 404, 409, 413]),
+            post(run::<B>),
+        ),
+        route(
+            Operation::new(
+                Method::POST,
+                "/api/tasks/{id}/stop",
+                "stopTask",
+                "Stop the task's agent",
+            )
+            .ok(200, "The task.", json_of::<TaskView>())
+            .errors(&[400, 404, 409]),
+            post(stop::<B>),
+        ),
+        route(
+            Operation::new(
+                Method::POST,
+                "/api/tasks/{id}/resume",
+                "resumeTask",
+                "Resume a stopped, blocked or closed task",
+            )
+            .ok(200, "The task.", json_of::<TaskView>())
+            .errors(&[400, 404, 409]),
+            post(resume::<B>),
+        ),
+        route(
+            Operation::new(
+                Method::POST,
+                "/api/tasks/{id}/merge",
+                "mergeTask",
+                "Merge the task's pull request",
+            )
+            .ok(200, "The task.", json_of::<TaskView>())
+            .errors(&[400, 404, 409]),
+            post(merge::<B>),
+        ),
+        route(
+            Operation::new(
+                Method::GET,
+                "/api/tasks/{id}/logs",
+                "taskLogs",
+                "The task's transcript as NDJSON (with `follow`, live until no agent runs)",
+            )
+            .query("follow", "Keep streaming live events.", schema::<bool>)
+            .ok(
+                200,
+                "One `FollowItem` per line.",
+                Content::Ndjson(schema::<FollowItem>),
+            )
+            .errors(&[400, 404]),
+            get(logs::<B>),
+        ),
+        route(
+            Operation::new(
+                Method::GET,
+                "/api/status",
+                "serverStatus",
+                "How this server runs agents",
+            )
+            .ok(
+                200,
+                "The server's status.",
+                json_of::<engine::api::ServerStatus>(),
+            ),
+            get(status::<B>),
+        ),
+        route(
+            Operation::new(
+                Method::GET,
+                "/api/tasks/{id}/stream",
+                "taskStream",
+                "Server-Sent Events of one task (resume with Last-Event-ID or ?after=)",
+            )
+            .query(
+                "after",
+                "Resume strictly after this event id.",
+                schema::<String>,
+            )
+            .ok(200, "The task's live stream.", Content::EventStream)
+            .errors(&[400, 404]),
+            get(task_stream::<B>),
+        ),
+        route(
+            Operation::new(
+                Method::GET,
+                "/api/stream",
+                "stream",
+                "Server-Sent Events of everything (administrators)",
+            )
+            .query(
+                "after",
+                "Resume strictly after this event id.",
+                schema::<String>,
+            )
+            .ok(200, "The live stream.", Content::EventStream)
+            .errors(&[400, 403]),
+            get(stream::<B>),
+        ),
+        route(
+            Operation::new(
+                Method::POST,
+                "/api/login",
+                "login",
+                "Sign in with a password",
+            )
+            .auth(Auth::None)
+            .body(schema::<LoginRequest>)
+            .ok(
+                200,
+                "The session: its secret is in the Set-Cookie header.",
+                json_of::<NewSessionView>(),
+            )
+            .errors(&[400, 401, 413, 415, 429]),
+            post(login::<B>),
+        ),
+        route(
+            Operation::new(Method::POST, "/api/logout", "logout", "End the session").ok(
+                200,
+                "Signed out.",
+                json_of::<Value>(),
+            ),
+            post(logout::<B>),
+        ),
+        route(
+            Operation::new(Method::GET, "/api/me", "me", "The caller's account")
+                .ok(200, "The account.", json_of::<UserView>())
+                .errors(&[404]),
+            get(me::<B>),
+        ),
+        route(
+            Operation::new(
+                Method::GET,
+                "/api/users",
+                "listUsers",
+                "Every account (administrators)",
+            )
+            .ok(200, "The accounts.", json_of::<Vec<UserView>>())
+            .errors(&[403]),
+            get(list_users::<B>),
+        ),
+        route(
+            Operation::new(
+                Method::POST,
+                "/api/users",
+                "createUser",
+                "Create an account (administrators)",
+            )
+            .body(schema::<NewUser>)
+            .ok(201, "The account.", json_of::<UserView>())
+            .errors(&[400, 403, 409, 413, 415]),
+            post(create_user::<B>),
+        ),
+        route(
+            Operation::new(
+                Method::GET,
+                "/api/tokens",
+                "listTokens",
+                "The caller's API tokens",
+            )
+            .ok(
+                200,
+                "The tokens (never their secrets).",
+                json_of::<Vec<TokenView>>(),
+            ),
+            get(list_tokens::<B>),
+        ),
+        route(
+            Operation::new(
+                Method::POST,
+                "/api/tokens",
+                "createToken",
+                "Create an API token (shown once)",
+            )
+            .body(schema::<NewTokenRequest>)
+            .ok(
+                201,
+                "The token, with its secret.",
+                json_of::<NewTokenView>(),
+            )
+            .errors(&[400, 413, 415]),
+            post(create_token::<B>),
+        ),
+        route(
+            Operation::new(
+                Method::DELETE,
+                "/api/tokens/{token}",
+                "revokeToken",
+                "Revoke an API token",
+            )
+            .ok(200, "Revoked.", json_of::<Value>())
+            .errors(&[400, 404]),
+            delete(revoke_token::<B>),
+        ),
+        route(
+            Operation::new(
+                Method::PUT,
+                "/api/projects/{project}/members/{login}",
+                "setMember",
+                "Make a user an owner or member of a project",
+            )
+            .body(schema::<MemberRequest>)
+            .ok(200, "Done.", json_of::<Value>())
+            .errors(&[400, 403, 404, 413, 415]),
+            put(set_member::<B>),
+        ),
+        route(
+            Operation::new(
+                Method::GET,
+                "/api/audit",
+                "audit",
+                "The audit trail (administrators)",
+            )
+            .query("before", "Only lines with a smaller id.", after_schema)
+            .query("limit", LIMIT_DOC, limit_schema)
+            .ok(
+                200,
+                "Audit lines, newest first.",
+                json_of::<Vec<AuditEntryView>>(),
+            )
+            .errors(&[400, 403]),
+            get(audit::<B>),
+        ),
+        route(
+            Operation::new(Method::POST, "/api/signal", "signal", "An agent's signal")
+                .auth(Auth::RunToken)
+                .body(schema::<SignalRequest>)
+                .ok(200, "The signal was taken.", json_of::<SignalAnswer>())
+                .errors(&[400, 404, 409, 413, 415]),
+            post(signal::<B>),
+        ),
+        route(
+            Operation::new(
+                Method::POST,
+                "/api/webhooks/github",
+                "githubWebhook",
+                "A GitHub webhook delivery",
+            )
+            .auth(Auth::Signature)
+            .body(schema::<Value>)
+            .ok(
+                200,
+                "What became of the delivery.",
+                json_of::<WebhookAnswer>(),
+            )
+            .errors(&[400, 413]),
+            post(github_webhook::<B>),
+        ),
+        route(
+            Operation::new(
+                Method::GET,
+                "/api/openapi.json",
+                "openapi",
+                "This document (OpenAPI 3.1)",
+            )
+            .auth(Auth::None)
+            .ok(200, "The OpenAPI document.", json_of::<Value>()),
+            get(openapi_json),
+        ),
+        route(
+            Operation::new(Method::GET, "/healthz", "healthz", "Liveness")
+                .auth(Auth::None)
+                .ok(200, "The server is up.", json_of::<Health>()),
+            get(healthz),
+        ),
+    ]
+}
+
+/// The OpenAPI document of [`routes`], served as is.
+#[derive(Clone)]
+struct OpenApiJson(Bytes);
+
+/// The OpenAPI 3.1 document of the server's routes.
+pub(crate) fn openapi_document<B: Backend>() -> Value {
+    let ops: Vec<Operation> = routes::<B>().into_iter().map(|r| r.op).collect();
+    crate::openapi::document(&ops)
+}
+
+/// All routes. Those of [`Auth::ApiToken`] require a signed-in user (an API token, or a session
+/// cookie with its CSRF rules) and reach the engine acting for that user; the signal route
+/// carries a run token instead, the webhook a signature, the login a password, and `/healthz`
+/// and the document are open. Bodies over `options.max_body_bytes` are refused with 413, and
+/// error messages are redacted for callers other than an administrator.
 pub(crate) fn router<B: Backend>(backend: B, options: HttpOptions) -> Router {
-    Router::new()
-        .route(
-            "/api/projects",
-            get(list_projects::<B>).post(add_project::<B>),
-        )
-        .route(
-            "/api/projects/{project}/settings",
-            axum::routing::put(update_project_settings::<B>),
-        )
-        .route("/api/tasks", get(list_tasks::<B>).post(create_task::<B>))
-        .route(
-            "/api/tasks/{id}",
-            get(show_task::<B>).delete(delete_task::<B>),
-        )
-        .route("/api/tasks/{id}/approve", post(approve::<B>))
-        .route("/api/tasks/{id}/answer", post(answer::<B>))
-        .route("/api/tasks/{id}/run", post(run::<B>))
-        .route("/api/tasks/{id}/stop", post(stop::<B>))
-        .route("/api/tasks/{id}/resume", post(resume::<B>))
-        .route("/api/tasks/{id}/merge", post(merge::<B>))
-        .route("/api/tasks/{id}/logs", get(logs::<B>))
-        .route("/api/tasks/{id}/stream", get(task_stream::<B>))
-        .route("/api/stream", get(stream::<B>))
-        .route("/api/status", get(status::<B>))
-        .route("/api/me", get(me::<B>))
-        .route("/api/logout", post(logout::<B>))
-        .route("/api/users", get(list_users::<B>).post(create_user::<B>))
-        .route("/api/tokens", get(list_tokens::<B>).post(create_token::<B>))
-        .route(
-            "/api/tokens/{token}",
-            axum::routing::delete(revoke_token::<B>),
-        )
-        .route(
-            "/api/projects/{project}/members/{login}",
-            axum::routing::put(set_member::<B>),
-        )
-        .route("/api/audit", get(audit::<B>))
+    let routes = routes::<B>();
+    let ops: Vec<Operation> = routes.iter().map(|r| r.op.clone()).collect();
+    let document = OpenApiJson(Bytes::from(crate::openapi::document(&ops).to_string()));
+    let mut admin = Router::new();
+    let mut open = Router::new();
+    for Route { op, handler } in routes {
+        if op.auth == Auth::ApiToken {
+            admin = admin.route(op.path, handler);
+        } else {
+            open = open.route(op.path, handler);
+        }
+    }
+    admin
         .route_layer(middleware::from_fn_with_state(
             backend.clone(),
             authenticate::<B>,
         ))
-        .route("/api/login", post(login::<B>))
-        .route("/api/signal", post(signal::<B>))
-        // Authenticated by the delivery's HMAC signature, not by a token.
-        .route("/api/webhooks/github", post(github_webhook::<B>))
-        .route("/healthz", get(healthz))
+        .merge(open)
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
         .layer(Extension(BodyLimit(options.max_body_bytes)))
+        .layer(Extension(document))
         .layer(middleware::from_fn(redact_errors))
         .layer(middleware::from_fn(log_request))
         .with_state(backend)
@@ -117,18 +518,106 @@ async fn redact_errors(req: Request, next: Next) -> Response {
     Response::from_parts(parts, Body::from(body))
 }
 
-async fn healthz() -> axum::Json<Value> {
-    axum::Json(json!({ "status": "ok" }))
+/// The body of `/healthz`.
+#[derive(Serialize, JsonSchema)]
+struct Health {
+    /// Always `ok`.
+    status: String,
+}
+
+async fn healthz() -> axum::Json<Health> {
+    axum::Json(Health {
+        status: "ok".into(),
+    })
+}
+
+async fn openapi_json(Extension(OpenApiJson(document)): Extension<OpenApiJson>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], document).into_response()
 }
 
 async fn status<B: Backend>(State(b): State<B>) -> axum::Json<engine::api::ServerStatus> {
     axum::Json(b.status())
 }
 
+/// `?limit=&after=` of a list.
+#[derive(Deserialize)]
+struct PageQuery {
+    limit: Option<String>,
+    after: Option<String>,
+}
+
+impl PageQuery {
+    fn parse(&self) -> ApiResult<PageRequest> {
+        let limit = match self.limit.as_deref() {
+            None => DEFAULT_PAGE_LIMIT,
+            Some(raw) => match raw.trim().parse::<u32>() {
+                Ok(n) if (1..=MAX_PAGE_LIMIT).contains(&n) => n,
+                _ => {
+                    return Err(ApiError::bad_request(format!(
+                        "invalid limit `{raw}`: expected an integer from 1 to {MAX_PAGE_LIMIT} \
+                         (default {DEFAULT_PAGE_LIMIT})"
+                    )));
+                }
+            },
+        };
+        let after = match self.after.as_deref() {
+            None => None,
+            Some(raw) => match raw.trim().parse::<i64>() {
+                Ok(n) if n >= 0 => Some(n),
+                _ => {
+                    return Err(ApiError::bad_request(format!(
+                        "invalid after `{raw}`: expected an id (an integer of 0 or more); the \
+                         next page's is in the `Link` header of the previous one"
+                    )));
+                }
+            },
+        };
+        Ok(PageRequest { after, limit })
+    }
+}
+
+/// A page as a plain JSON array, with `Link: <path?…&limit=&after=>; rel="next"` when another
+/// page follows. `filters` are the other query parameters to carry over.
+fn page_response<T: Serialize>(
+    path: &str,
+    filters: &[(&str, &str)],
+    limit: u32,
+    page: Page<T>,
+) -> Response {
+    let mut response = axum::Json(page.items).into_response();
+    if let Some(next) = page.next {
+        let mut query = String::new();
+        for (name, value) in filters {
+            query.push_str(&format!("{name}={}&", query_escape(value)));
+        }
+        let link = format!("<{path}?{query}limit={limit}&after={next}>; rel=\"next\"");
+        if let Ok(value) = HeaderValue::from_str(&link) {
+            response.headers_mut().insert(header::LINK, value);
+        }
+    }
+    response
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+fn query_escape(value: &str) -> String {
+    let mut out = String::new();
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 async fn list_projects<B: Backend>(
     Acting(b): Acting<B>,
-) -> ApiResult<axum::Json<Vec<ProjectView>>> {
-    Ok(axum::Json(b.list_projects().await?))
+    Query(query): Query<PageQuery>,
+) -> ApiResult<Response> {
+    let page = query.parse()?;
+    let projects = b.list_projects(page).await?;
+    Ok(page_response("/api/projects", &[], page.limit, projects))
 }
 
 async fn add_project<B: Backend>(
@@ -142,7 +631,7 @@ async fn add_project<B: Backend>(
 async fn update_project_settings<B: Backend>(
     Acting(b): Acting<B>,
     axum::extract::Path(project): axum::extract::Path<String>,
-    Json(settings): Json<engine::api::ProjectSettings>,
+    Json(settings): Json<ProjectSettings>,
 ) -> ApiResult<axum::Json<ProjectView>> {
     Ok(axum::Json(
         b.update_project_settings(project, settings).await?,
@@ -152,13 +641,27 @@ async fn update_project_settings<B: Backend>(
 #[derive(Deserialize)]
 struct TaskFilter {
     project: Option<String>,
+    limit: Option<String>,
+    after: Option<String>,
 }
 
 async fn list_tasks<B: Backend>(
     Acting(b): Acting<B>,
     Query(filter): Query<TaskFilter>,
-) -> ApiResult<axum::Json<Vec<TaskView>>> {
-    Ok(axum::Json(b.list_tasks(filter.project).await?))
+) -> ApiResult<Response> {
+    let page = PageQuery {
+        limit: filter.limit,
+        after: filter.after,
+    }
+    .parse()?;
+    let tasks = b.list_tasks(filter.project.clone(), page).await?;
+    let filters: Vec<(&str, &str)> = filter
+        .project
+        .as_deref()
+        .map(|p| ("project", p))
+        .into_iter()
+        .collect();
+    Ok(page_response("/api/tasks", &filters, page.limit, tasks))
 }
 
 async fn create_task<B: Backend>(
@@ -182,9 +685,11 @@ async fn approve<B: Backend>(
     Ok(axum::Json(b.approve(id).await?))
 }
 
-#[derive(Deserialize)]
+/// The body of `POST /api/tasks/{id}/answer`.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct AnswerBody {
+    /// The answer to the agent's question.
     text: String,
 }
 
@@ -196,9 +701,11 @@ async fn answer<B: Backend>(
     Ok(axum::Json(b.answer(id, body.text).await?))
 }
 
-#[derive(Deserialize, Default)]
+/// The body of `POST /api/tasks/{id}/run` (optional).
+#[derive(Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RunBody {
+    /// The stage to run (default: the task's current one).
     #[serde(default)]
     stage: Option<Stage>,
 }
@@ -266,6 +773,57 @@ async fn logs<B: Backend>(
         (header::CACHE_CONTROL, "no-cache"),
     ];
     Ok((headers, Body::from_stream(lines)).into_response())
+}
+
+/// An agent's signal, authenticated by its run token (which the engine checks).
+async fn signal<B: Backend>(
+    State(b): State<B>,
+    RunToken(token): RunToken,
+    Json(req): Json<SignalRequest>,
+) -> ApiResult<axum::Json<SignalAnswer>> {
+    b.signal(token, req.task, req.signal).await?;
+    Ok(axum::Json(SignalAnswer { ok: true }))
+}
+
+/// The answer to a signal.
+#[derive(Serialize, JsonSchema)]
+struct SignalAnswer {
+    /// Always `true`.
+    ok: bool,
+}
+
+/// What became of a webhook delivery.
+#[derive(Serialize, JsonSchema)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+enum WebhookAnswer {
+    /// Checked and taken; these tasks are being synced.
+    Accepted { tasks: Vec<TaskId> },
+    /// The delivery id was accepted before: nothing done again.
+    Replayed,
+    /// An event Atelier does not follow.
+    Ignored { event: String },
+}
+
+/// A GitHub webhook delivery: the raw body and GitHub's headers go to the engine, which checks
+/// the signature; 401 when it does not hold, 200 with what became of it otherwise.
+async fn github_webhook<B: Backend>(
+    State(b): State<B>,
+    headers: axum::http::HeaderMap,
+    RawBody(body): RawBody,
+) -> ApiResult<axum::Json<WebhookAnswer>> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let delivery = engine::WebhookDelivery {
+        event: header("x-github-event"),
+        delivery: header("x-github-delivery"),
+        signature: header("x-hub-signature-256"),
+        body: &body,
+    };
+    let answer = match b.github_webhook(delivery)? {
+        engine::WebhookOutcome::Accepted { tasks } => WebhookAnswer::Accepted { tasks },
+        engine::WebhookOutcome::Replayed => WebhookAnswer::Replayed,
+        engine::WebhookOutcome::Ignored { event } => WebhookAnswer::Ignored { event },
+    };
+    Ok(axum::Json(answer))
 }
 
 #[derive(Deserialize)]
@@ -340,41 +898,6 @@ fn event_stream(chunks: futures::stream::BoxStream<'static, Bytes>) -> Response 
 }
 
 /// An agent's signal, authenticated by its run token (which the engine checks).
-async fn signal<B: Backend>(
-    State(b): State<B>,
-    RunToken(token): RunToken,
-    Json(req): Json<SignalRequest>,
-) -> ApiResult<axum::Json<Value>> {
-    b.signal(token, req.task, req.signal).await?;
-    Ok(axum::Json(json!({ "ok": true })))
-}
-
-/// A GitHub webhook delivery: the raw body and GitHub's headers go to the engine, which checks
-/// the signature; 401 when it does not hold, 200 with what became of it otherwise.
-async fn github_webhook<B: Backend>(
-    State(b): State<B>,
-    headers: axum::http::HeaderMap,
-    body: Bytes,
-) -> ApiResult<axum::Json<Value>> {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let delivery = engine::WebhookDelivery {
-        event: header("x-github-event"),
-        delivery: header("x-github-delivery"),
-        signature: header("x-hub-signature-256"),
-        body: &body,
-    };
-    let answer = match b.github_webhook(delivery)? {
-        engine::WebhookOutcome::Accepted { tasks } => {
-            json!({ "outcome": "accepted", "tasks": tasks })
-        }
-        engine::WebhookOutcome::Replayed => json!({ "outcome": "replayed" }),
-        engine::WebhookOutcome::Ignored { event } => {
-            json!({ "outcome": "ignored", "event": event })
-        }
-    };
-    Ok(axum::Json(answer))
-}
-
 async fn me<B: Backend>(Acting(b): Acting<B>) -> ApiResult<axum::Json<UserView>> {
     Ok(axum::Json(b.me()?))
 }

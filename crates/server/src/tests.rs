@@ -8,7 +8,9 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use bytes::Bytes;
 use domain::{ProjectId, RunId, Signal, Stage, TaskId, TaskState, TranscriptEvent};
-use engine::api::{FollowItem, LogEntry, NewProject, NewTask, ProjectView, TaskDetail, TaskView};
+use engine::api::{
+    FollowItem, LogEntry, NewProject, NewTask, Page, PageRequest, ProjectView, TaskDetail, TaskView,
+};
 use engine::{EngineError, Result};
 use futures::stream::{self, BoxStream, StreamExt};
 use serde_json::{Value, json};
@@ -85,8 +87,11 @@ impl Backend for Fake {
             created_at: 1,
         })
     }
-    async fn list_projects(&self) -> Result<Vec<ProjectView>> {
-        Ok(vec![])
+    async fn list_projects(&self, _page: PageRequest) -> Result<Page<ProjectView>> {
+        Ok(Page {
+            items: vec![],
+            next: None,
+        })
     }
     async fn update_project_settings(
         &self,
@@ -203,9 +208,25 @@ impl Backend for Fake {
         ));
         Ok(task_view(TaskId(1)))
     }
-    async fn list_tasks(&self, project: Option<String>) -> Result<Vec<TaskView>> {
+    /// Five tasks, 1 to 5, paged as the engine does.
+    async fn list_tasks(
+        &self,
+        project: Option<String>,
+        page: PageRequest,
+    ) -> Result<Page<TaskView>> {
         self.record(format!("list_tasks {project:?}"));
-        Ok(vec![task_view(TaskId(1))])
+        let after = page.after.unwrap_or(0);
+        let ids: Vec<i64> = (1..=5).filter(|id| *id > after).collect();
+        let limit = page.limit as usize;
+        let next = (ids.len() > limit).then(|| ids[limit - 1]);
+        Ok(Page {
+            items: ids
+                .into_iter()
+                .take(limit)
+                .map(|id| task_view(TaskId(id)))
+                .collect(),
+            next,
+        })
     }
     async fn task(&self, id: TaskId) -> Result<TaskDetail> {
         let task = self.task_result("task", id)?;
@@ -352,7 +373,7 @@ fn error_of(body: &str) -> String {
         .to_string()
 }
 
-const ADMIN_ROUTES: [(&str, &str); 16] = [
+const ADMIN_ROUTES: [(&str, &str); 25] = [
     ("GET", "/api/projects"),
     ("POST", "/api/projects"),
     ("PUT", "/api/projects/web/settings"),
@@ -369,6 +390,15 @@ const ADMIN_ROUTES: [(&str, &str); 16] = [
     ("GET", "/api/tasks/1/logs"),
     ("GET", "/api/tasks/1/stream"),
     ("GET", "/api/stream"),
+    ("GET", "/api/me"),
+    ("POST", "/api/logout"),
+    ("GET", "/api/users"),
+    ("POST", "/api/users"),
+    ("GET", "/api/tokens"),
+    ("POST", "/api/tokens"),
+    ("DELETE", "/api/tokens/1"),
+    ("PUT", "/api/projects/web/members/bob"),
+    ("GET", "/api/audit"),
 ];
 
 #[tokio::test]
@@ -828,4 +858,192 @@ async fn a_malformed_last_event_id_is_a_400_saying_what_an_id_looks_like() {
         assert!(error.contains(source), "{error}");
     }
     assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+}
+
+/// Every route of the router is in the document and every documented route is served: the
+/// documented methods reach a handler, the others are 405.
+#[tokio::test]
+async fn the_document_and_the_router_have_the_same_routes() {
+    let document = crate::routes::openapi_document::<Fake>();
+    let mut documented = Vec::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            documented.push(format!("{} {path}", method.to_uppercase()));
+        }
+    }
+    documented.sort();
+    let mut served: Vec<String> = ADMIN_ROUTES
+        .iter()
+        .map(|(m, p)| format!("{m} {p}"))
+        .chain(
+            [
+                "POST /api/signal",
+                "POST /api/webhooks/github",
+                "POST /api/login",
+                "GET /api/status",
+                "GET /api/openapi.json",
+                "GET /healthz",
+            ]
+            .map(String::from),
+        )
+        .map(|route| {
+            route
+                .replace("/api/tasks/1", "/api/tasks/{id}")
+                .replace("/projects/web/", "/projects/{project}/")
+                .replace("/members/bob", "/members/{login}")
+                .replace("/api/tokens/1", "/api/tokens/{token}")
+        })
+        .collect();
+    served.sort();
+    assert_eq!(
+        documented, served,
+        "the document lists exactly the served routes"
+    );
+
+    let fake = Fake::default();
+    let all = ["GET", "POST", "PUT", "DELETE", "PATCH"];
+    for (path, item) in document["paths"].as_object().unwrap() {
+        let uri = path.replace("{id}", "1").replace("{project}", "web");
+        for method in all {
+            let listed = item.get(method.to_lowercase()).is_some();
+            let (status, _, body) = send(
+                app(&fake),
+                method.parse().unwrap(),
+                &uri,
+                Some(API_TOKEN),
+                None,
+            )
+            .await;
+            let code = serde_json::from_str::<Value>(&body)
+                .ok()
+                .and_then(|v| v["code"].as_str().map(String::from));
+            if listed {
+                assert!(
+                    !matches!(code.as_deref(), Some("no_route" | "method_not_allowed")),
+                    "{method} {uri} is documented but not served: {status} {body}"
+                );
+            } else {
+                assert_eq!(
+                    status,
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "{method} {uri} is served but not documented"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_openapi_document_is_served_without_a_token() {
+    let (status, content_type, body) = send(
+        app(&Fake::default()),
+        Method::GET,
+        "/api/openapi.json",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(content_type.as_deref(), Some("application/json"));
+    let document: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(document, crate::routes::openapi_document::<Fake>());
+    assert_eq!(document["openapi"], "3.1.0");
+    let task_view = &document["components"]["schemas"]["TaskView"];
+    assert!(task_view["properties"]["state"].is_object(), "{task_view}");
+    let logs = &document["paths"]["/api/tasks/{id}/logs"]["get"]["responses"]["200"];
+    assert!(
+        logs["content"]["application/x-ndjson"]["schema"].is_object(),
+        "{logs}"
+    );
+    let signal = &document["paths"]["/api/signal"]["post"];
+    assert_eq!(signal["security"], json!([{"runToken": []}]));
+    assert_eq!(document["paths"]["/healthz"]["get"]["security"], json!([]));
+}
+
+/// Sends a GET with the API token; the status, the `Link` header and the body.
+async fn get_page(uri: &str) -> (StatusCode, Option<String>, Value) {
+    let req = Request::builder()
+        .uri(uri)
+        .header(header::AUTHORIZATION, format!("Bearer {API_TOKEN}"))
+        .body(Body::empty())
+        .unwrap();
+    let res = app(&Fake::default()).oneshot(req).await.unwrap();
+    let status = res.status();
+    let link = res
+        .headers()
+        .get(header::LINK)
+        .map(|v| v.to_str().unwrap().to_string());
+    let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (status, link, serde_json::from_slice(&bytes).unwrap())
+}
+
+#[tokio::test]
+async fn lists_are_pages_with_a_next_link() {
+    let ids = |body: &Value| -> Vec<i64> {
+        body.as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_i64().unwrap())
+            .collect()
+    };
+    let (status, link, body) = get_page("/api/tasks?project=my%20app&limit=2").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ids(&body), [1, 2]);
+    assert_eq!(
+        link.as_deref(),
+        Some(r#"</api/tasks?project=my%20app&limit=2&after=2>; rel="next""#)
+    );
+    let (_, link, body) = get_page("/api/tasks?limit=2&after=2").await;
+    assert_eq!(ids(&body), [3, 4]);
+    assert_eq!(
+        link.as_deref(),
+        Some(r#"</api/tasks?limit=2&after=4>; rel="next""#)
+    );
+    let (_, link, body) = get_page("/api/tasks?limit=2&after=4").await;
+    assert_eq!(ids(&body), [5]);
+    assert_eq!(link, None, "the last page has no next link");
+    let (_, link, body) = get_page("/api/tasks").await;
+    assert_eq!(ids(&body), [1, 2, 3, 4, 5]);
+    assert_eq!(link, None);
+
+    for bad in [
+        "/api/tasks?limit=0",
+        "/api/tasks?limit=501",
+        "/api/tasks?limit=ten",
+        "/api/tasks?limit=",
+        "/api/tasks?after=-1",
+        "/api/tasks?after=x",
+        "/api/projects?limit=1000",
+        "/api/projects?after=1.5",
+    ] {
+        let (status, _, body) = get_page(bad).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(body["code"], "bad_request", "{bad}");
+        let message = body["error"].as_str().unwrap();
+        assert!(
+            message.contains("invalid limit") || message.contains("invalid after"),
+            "{bad}: {message}"
+        );
+    }
+}
+
+/// Found by the OpenAPI fuzz test: a webhook body over the limit was axum's plain-text 413.
+#[tokio::test]
+async fn a_webhook_body_over_the_limit_is_a_json_413() {
+    let fake = Fake::default();
+    let body = "y".repeat(2_000);
+    let (status, content_type, body) = send(
+        app_with_limit(&fake, 1_000),
+        Method::POST,
+        "/api/webhooks/github",
+        None,
+        Some(&body),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(content_type.as_deref(), Some("application/json"));
+    assert!(error_of(&body).contains("max_body_bytes"), "{body}");
+    assert!(fake.calls().is_empty());
 }

@@ -85,4 +85,28 @@ impl Tx<'_> {
             .collect::<rusqlite::Result<_>>()?;
         Ok(rows)
     }
+
+    /// One page of projects in ascending id order: at most `limit` projects with an id above
+    /// `after` (a real `LIMIT`).
+    /// One page of projects in ascending id order; only those `member` belongs to when given.
+    pub fn projects_page(
+        &self,
+        after: Option<ProjectId>,
+        limit: u32,
+        member: Option<crate::UserId>,
+    ) -> Result<Vec<ProjectRow>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM projects WHERE id > ?1 \
+             AND (?3 IS NULL OR id IN (SELECT project_id FROM memberships WHERE user_id = ?3)) \
+             ORDER BY id LIMIT ?2"
+        );
+        let mut stmt = self.tx.prepare(&sql)?;
+        let rows = stmt
+            .query_map(
+                params![after.map_or(0, |p| p.0), limit, member.map(|u| u.0)],
+                project,
+            )?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
 }

@@ -157,6 +157,33 @@ impl Tx<'_> {
         rows.map(|row| finish(row?)).collect()
     }
 
+    /// One page of tasks in ascending id order: at most `limit` tasks with an id above `after`,
+    /// optionally of one project (a real `LIMIT`, not a slice of every row).
+    pub fn tasks_page(
+        &self,
+        project: Option<ProjectId>,
+        after: Option<TaskId>,
+        limit: u32,
+        member: Option<crate::UserId>,
+    ) -> Result<Vec<TaskRow>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM tasks WHERE (?1 IS NULL OR project_id = ?1) AND id > ?2 \
+             AND (?4 IS NULL OR project_id IN (SELECT project_id FROM memberships WHERE user_id = ?4)) \
+             ORDER BY id LIMIT ?3"
+        );
+        let mut stmt = self.tx.prepare(&sql)?;
+        let rows = stmt.query_map(
+            params![
+                project.map(|p| p.0),
+                after.map_or(0, |t| t.0),
+                limit,
+                member.map(|u| u.0)
+            ],
+            task,
+        )?;
+        rows.map(|row| finish(row?)).collect()
+    }
+
     /// Tasks in a given state (`TaskState::name`).
     pub fn tasks_in_state(&self, state_name: &str) -> Result<Vec<TaskRow>> {
         let sql = format!("SELECT {COLUMNS} FROM tasks WHERE state_name = ?1 ORDER BY id");

@@ -1863,3 +1863,42 @@ fn a_write_that_panics_leaves_nothing_and_the_store_stays_usable() {
     decide(&store, task, false).unwrap();
     assert_eq!(task_row(&store, task).state, TaskState::Merging);
 }
+
+#[test]
+fn pages_of_tasks_and_projects_are_ascending_after_the_cursor_and_limited() {
+    let (_dir, store) = fresh();
+    let p = add_project(&store, "p").id;
+    let q = add_project(&store, "q").id;
+    let r = add_project(&store, "r").id;
+    let state = TaskState::PlanGate;
+    let t1 = add_task(&store, p, &state, 1);
+    let t2 = add_task(&store, q, &state, 2);
+    let t3 = add_task(&store, p, &state, 3);
+    let t4 = add_task(&store, p, &state, 4);
+    let page = |project, after, limit| -> Vec<TaskId> {
+        store
+            .read(|tx| tx.tasks_page(project, after, limit, None))
+            .unwrap()
+            .into_iter()
+            .map(|t| t.id)
+            .collect()
+    };
+    assert_eq!(page(None, None, 10), [t1, t2, t3, t4]);
+    assert_eq!(page(None, None, 2), [t1, t2]);
+    assert_eq!(page(None, Some(t2), 2), [t3, t4]);
+    assert_eq!(page(None, Some(t4), 2), Vec::<TaskId>::new());
+    assert_eq!(page(Some(p), Some(t1), 1), [t3]);
+    assert_eq!(page(Some(p), Some(t3), 5), [t4]);
+    assert_eq!(page(Some(q), None, 5), [t2]);
+    let projects = |after, limit| -> Vec<ProjectId> {
+        store
+            .read(|tx| tx.projects_page(after, limit, None))
+            .unwrap()
+            .into_iter()
+            .map(|p| p.id)
+            .collect()
+    };
+    assert_eq!(projects(None, 2), [p, q]);
+    assert_eq!(projects(Some(q), 2), [r]);
+    assert_eq!(projects(Some(r), 2), Vec::<ProjectId>::new());
+}

@@ -128,7 +128,7 @@ pub async fn run(command: ProjectCommand, global: &GlobalArgs) -> Result<()> {
         }
         ProjectCommand::List(ListArgs {}) => {
             let client = Client::new(config::resolve_target(global)?)?;
-            let projects: Vec<ProjectView> = client.get("/api/projects").await?;
+            let projects: Vec<ProjectView> = client.get_all("/api/projects").await?;
             if global.json {
                 output::print_json(&projects)
             } else {

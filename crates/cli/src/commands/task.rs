@@ -136,7 +136,9 @@ pub async fn run(command: TaskCommand, global: &GlobalArgs) -> Result<()> {
                 Some(project) => format!("/api/tasks?project={}", query_escape(project)),
                 None => "/api/tasks".to_string(),
             };
-            let tasks: Vec<TaskView> = client(global)?.get(&path).await?;
+            let mut tasks: Vec<TaskView> = client(global)?.get_all(&path).await?;
+            // The API lists oldest first; people read the newest first.
+            tasks.reverse();
             if global.json {
                 return output::print_json(&tasks);
             }

@@ -81,20 +81,32 @@ impl LoginLimiter {
         [format!("user:{}", login.to_lowercase()), format!("ip:{ip}")]
     }
 
-    /// Whether either key has used up its failures; prunes old ones.
-    fn blocked(&self, login: &str, ip: IpAddr) -> bool {
+    /// Takes an attempt: counted as a failure from the start (so parallel attempts cannot all
+    /// slip past the limit while their passwords are checked), or refused when either the
+    /// account or the address has used up its failures.
+    fn try_attempt(&self, login: &str, ip: IpAddr) -> bool {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        Self::keys(login, ip).iter().any(|key| {
+        let keys = Self::keys(login, ip);
+        for key in &keys {
             let list = failures.entry(key.clone()).or_default();
             list.retain(|at| at.elapsed() < FAILURE_WINDOW);
-            list.len() >= MAX_FAILURES
-        })
+            if list.len() >= MAX_FAILURES {
+                return false;
+            }
+        }
+        for key in keys {
+            failures.entry(key).or_default().push(Instant::now());
+        }
+        true
     }
 
-    fn failed(&self, login: &str, ip: IpAddr) {
+    /// An attempt that succeeded is not a failure after all.
+    fn forgive(&self, login: &str, ip: IpAddr) {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         for key in Self::keys(login, ip) {
-            failures.entry(key).or_default().push(Instant::now());
+            if let Some(list) = failures.get_mut(&key) {
+                list.pop();
+            }
         }
     }
 }
@@ -254,7 +266,7 @@ impl Engine {
     /// never carried over a login). Failed attempts are limited per account and per address.
     pub async fn login(&self, login: &str, password: &str, from: IpAddr) -> Result<NewSessionView> {
         let limiter = &self.inner.logins;
-        if limiter.blocked(login, from) {
+        if !limiter.try_attempt(login, from) {
             return Err(EngineError::TooManyRequests(
                 "too many failed logins: wait 15 minutes and try again".into(),
             ));
@@ -274,9 +286,9 @@ impl Engine {
         .await
         .map_err(|e| EngineError::Internal(format!("password check: {e}")))?;
         let Some(user) = user.filter(|_| matches) else {
-            limiter.failed(login, from);
             return Err(EngineError::Unauthorized("wrong login or password".into()));
         };
+        limiter.forgive(login, from);
         let secret = format!("ats_{}", random_hex(32));
         let csrf = random_hex(16);
         let expires_at = store::now_ms() + SESSION_LIFETIME.as_millis() as i64;
@@ -587,18 +599,26 @@ mod tests {
         let here: IpAddr = "127.0.0.1".parse().unwrap();
         let there: IpAddr = "127.0.0.2".parse().unwrap();
         for _ in 0..MAX_FAILURES {
-            assert!(!limiter.blocked("ann", here));
-            limiter.failed("ann", here);
+            assert!(limiter.try_attempt("ann", here));
         }
-        assert!(limiter.blocked("ann", here));
+        assert!(!limiter.try_attempt("ann", here));
         assert!(
-            limiter.blocked("ANN", there),
+            !limiter.try_attempt("ANN", there),
             "per account, whatever the address"
         );
         assert!(
-            limiter.blocked("bob", here),
+            !limiter.try_attempt("bob", here),
             "per address, whatever the account"
         );
-        assert!(!limiter.blocked("bob", there));
+        assert!(limiter.try_attempt("bob", there));
+        limiter.forgive("bob", there);
+        for _ in 0..MAX_FAILURES - 1 {
+            assert!(limiter.try_attempt("bob", there));
+        }
+        assert!(
+            limiter.try_attempt("bob", there),
+            "a forgiven attempt is not a failure"
+        );
+        assert!(!limiter.try_attempt("bob", there));
     }
 }

@@ -1,0 +1,390 @@
+//! People on a shared server, end to end against the real `atelier serve`: the server's
+//! api-token is the bootstrap administrator's; accounts, API tokens (shown once, revocable),
+//! password logins with a limit on failures, session cookies with their CSRF and same-origin
+//! rules, project membership (a non-member gets 404 for the project and its tasks, exactly like
+//! something that does not exist) and the audit trail.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
+
+mod support;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use support::*;
+use testkit::ApiClient;
+
+/// Creates `login` (a member, with a password) and an API token of theirs; returns a client
+/// carrying that token.
+async fn user_with_token(world: &World, login: &str) -> ApiClient {
+    let admin = world.server.client();
+    let (status, body) = admin
+        .post(
+            "/api/users",
+            &json!({"login": login, "password": format!("{login}-long-password")}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["admin"], false);
+    assert!(body.get("password_hash").is_none(), "{body}");
+    // The user makes their own token: sign in, then create it with the session.
+    let session = Session::login(world, login, &format!("{login}-long-password")).await;
+    let (status, token) = session
+        .send(
+            Method::POST,
+            "/api/tokens",
+            Some(json!({"name": "laptop"})),
+            true,
+            None,
+        )
+        .await;
+    assert_eq!(status, 201, "{token}");
+    admin.with_token(token["token"].as_str().unwrap())
+}
+
+/// A browser-like client: the session cookie and the CSRF token the login answered.
+struct Session {
+    http: reqwest::Client,
+    base: String,
+    cookie: String,
+    csrf: String,
+}
+
+impl Session {
+    async fn login(world: &World, login: &str, password: &str) -> Session {
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let base = world.server.url().to_string();
+        let response = http
+            .post(format!("{base}/api/login"))
+            .json(&json!({"login": login, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let set_cookie = response
+            .headers()
+            .get("set-cookie")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        for attribute in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+            assert!(set_cookie.contains(attribute), "{set_cookie}");
+        }
+        let cookie = set_cookie.split(';').next().unwrap().to_string();
+        let body: Value = response.json().await.unwrap();
+        assert!(
+            body.get("session").is_none(),
+            "the session secret is only in the cookie: {body}"
+        );
+        Session {
+            http,
+            base,
+            cookie,
+            csrf: body["csrf"].as_str().unwrap().to_string(),
+        }
+    }
+
+    /// Sends a request with the cookie; `csrf` adds the CSRF header, `origin` an Origin header.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        csrf: bool,
+        origin: Option<&str>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("cookie", &self.cookie);
+        if csrf {
+            request = request.header("x-csrf-token", &self.csrf);
+        }
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+}
+
+#[tokio::test]
+async fn members_see_their_projects_and_nothing_else() {
+    let world = World::start(&full_pipeline(), &[]).await;
+    let admin = world.server.client();
+    let other = world.add_repo("other");
+    world.add_project(&other, "other", json!({})).await;
+    let id = world.new_task_in("other", "Secret work", true, 0).await;
+    let ann = user_with_token(&world, "ann").await;
+
+    // Not a member of anything yet: nothing listed, everything "not found".
+    assert_eq!(ann.get("/api/projects").await.unwrap(), json!([]));
+    assert_eq!(ann.get("/api/tasks").await.unwrap(), json!([]));
+    let (status, body) = ann
+        .request(Method::GET, &format!("/api/tasks/{id}"), None)
+        .await
+        .unwrap();
+    assert_eq!(status, 404, "{body}");
+    let (missing, missing_body) = ann
+        .request(Method::GET, "/api/tasks/999999", None)
+        .await
+        .unwrap();
+    assert_eq!(missing, 404);
+    assert_eq!(
+        body["code"], missing_body["code"],
+        "a task one may not see answers like one that does not exist"
+    );
+    for action in ["approve", "stop", "resume", "merge"] {
+        let (status, _) = ann
+            .post(&format!("/api/tasks/{id}/{action}"), &json!({}))
+            .await
+            .unwrap();
+        assert_eq!(status, 404, "{action}");
+    }
+    let (status, _) = ann
+        .post(
+            "/api/tasks",
+            &json!({"project": "other", "title": "x", "body": "y"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 404, "creating a task in a project one may not see");
+    let (status, _) = ann
+        .post("/api/projects", &json!({"path": other}))
+        .await
+        .unwrap();
+    assert_eq!(status, 403, "only administrators add projects");
+    let (status, _) = ann.request(Method::GET, "/api/users", None).await.unwrap();
+    assert_eq!(status, 403);
+    let (status, _) = ann.request(Method::GET, "/api/audit", None).await.unwrap();
+    assert_eq!(status, 403);
+
+    // A member of `other`: its project and its tasks, not `app`'s.
+    let (status, body) = admin
+        .request(
+            Method::PUT,
+            "/api/projects/other/members/ann",
+            Some(&json!({"role": "member"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let projects = ann.get("/api/projects").await.unwrap();
+    let names: Vec<&str> = projects
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["other"]);
+    let detail = ann.get(&format!("/api/tasks/{id}")).await.unwrap();
+    assert_eq!(detail["task"]["title"], "Secret work");
+    let (status, body) = ann
+        .post(
+            "/api/tasks",
+            &json!({"project": "other", "title": "Mine", "body": "Do it."}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{body}");
+    // Settings are for the project's owners.
+    let (status, _) = ann
+        .request(
+            Method::PUT,
+            "/api/projects/other/settings",
+            Some(&json!({"slots": 2})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 403);
+    // The administrator still sees everything.
+    let all = admin.get("/api/projects").await.unwrap();
+    assert_eq!(all.as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn tokens_are_shown_once_and_revoking_one_takes_effect_at_once() {
+    let world = World::start(&full_pipeline(), &[]).await;
+    let ann = user_with_token(&world, "ann").await;
+    let me = ann.get("/api/me").await.unwrap();
+    assert_eq!(me["login"], "ann");
+    let tokens = ann.get("/api/tokens").await.unwrap();
+    let listed = tokens.as_array().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(
+        listed[0].get("token").is_none(),
+        "a token's secret is shown once, never listed: {tokens}"
+    );
+    let id = listed[0]["id"].as_i64().unwrap();
+    let (status, body) = ann
+        .request(Method::DELETE, &format!("/api/tokens/{id}"), None)
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = ann.request(Method::GET, "/api/me", None).await.unwrap();
+    assert_eq!(
+        status, 401,
+        "a revoked token fails on the next request: {body}"
+    );
+    // The database holds no token or password in clear.
+    let db = world.db();
+    let hashes: Vec<String> = db
+        .prepare("SELECT hash FROM api_tokens")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(hashes.iter().all(|h| h.len() == 64), "{hashes:?}");
+    let password: String = db
+        .query_row(
+            "SELECT password_hash FROM users WHERE login = 'ann'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(password.starts_with("$argon2id$"), "{password}");
+}
+
+#[tokio::test]
+async fn sessions_need_their_csrf_token_refuse_other_sites_and_end_at_logout() {
+    let world = World::start(&full_pipeline(), &[]).await;
+    user_with_token(&world, "ann").await;
+    let session = Session::login(&world, "ann", "ann-long-password").await;
+    let (status, body) = session
+        .send(Method::GET, "/api/me", None, false, None)
+        .await;
+    assert_eq!(status, 200, "a read needs no CSRF token: {body}");
+    let new_token = Some(json!({"name": "x"}));
+    let (status, body) = session
+        .send(Method::POST, "/api/tokens", new_token.clone(), false, None)
+        .await;
+    assert_eq!(status, 403, "a change without the CSRF token: {body}");
+    assert_eq!(body["code"], "forbidden");
+    let (status, body) = session
+        .send(
+            Method::POST,
+            "/api/tokens",
+            new_token.clone(),
+            true,
+            Some("https://evil.example"),
+        )
+        .await;
+    assert_eq!(status, 403, "a cross-site request: {body}");
+    let (status, body) = session
+        .send(
+            Method::POST,
+            "/api/tokens",
+            new_token.clone(),
+            true,
+            Some(world.server.url()),
+        )
+        .await;
+    assert_eq!(status, 201, "same origin with the CSRF token: {body}");
+    let (status, _) = session
+        .send(Method::POST, "/api/logout", None, true, None)
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = session
+        .send(Method::GET, "/api/me", None, false, None)
+        .await;
+    assert_eq!(status, 401, "the session ended server-side");
+}
+
+#[tokio::test]
+async fn failed_logins_are_limited_even_in_parallel() {
+    let world = World::start(&full_pipeline(), &[]).await;
+    user_with_token(&world, "ann").await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let url = format!("{}/api/login", world.server.url());
+    let attempts = (0..100).map(|i| {
+        let http = http.clone();
+        let url = url.clone();
+        async move {
+            http.post(&url)
+                .json(&json!({"login": "ann", "password": format!("wrong-password-{i}")}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    });
+    let statuses = futures::future::join_all(attempts).await;
+    let wrong = statuses.iter().filter(|s| **s == 401).count();
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(wrong + limited, 100, "{statuses:?}");
+    assert!(limited >= 90, "at most a handful are checked: {statuses:?}");
+    // Even the right password is refused while the limit holds.
+    let status = http
+        .post(&url)
+        .json(&json!({"login": "ann", "password": "ann-long-password"}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status.as_u16(), 429);
+}
+
+#[tokio::test]
+async fn the_audit_trail_says_who_did_what_and_how() {
+    let world = World::start(&full_pipeline(), &["--merge-poll-ms", "200"]).await;
+    let id = world.new_task("Audited", true).await;
+    world.wait_state(id, "plan_gate").await;
+    let (status, body) = world.action(id, "approve", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let ann = user_with_token(&world, "ann").await;
+    ann.get("/api/me").await.unwrap();
+    let audit = world.server.get("/api/audit").await.unwrap();
+    let lines: Vec<(String, String, String, String)> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["actor"].as_str().unwrap().to_string(),
+                l["via"].as_str().unwrap().to_string(),
+                l["action"].as_str().unwrap().to_string(),
+                l["target"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let has = |actor: &str, via: &str, action: &str, target: &str| {
+        lines
+            .iter()
+            .any(|l| l.0 == actor && l.1 == via && l.2 == action && l.3 == target)
+    };
+    let api = "token server api-token";
+    assert!(has("admin", api, "project.add", "app"), "{lines:#?}");
+    assert!(
+        has("admin", api, "task.create", &format!("task {id}")),
+        "{lines:#?}"
+    );
+    assert!(
+        has("admin", api, "task.approve", &format!("task {id}")),
+        "{lines:#?}"
+    );
+    assert!(has("admin", api, "user.create", "ann"), "{lines:#?}");
+    assert!(has("ann", "password", "session.login", "ann"), "{lines:#?}");
+    assert!(
+        has("ann", "session", "token.create", "laptop"),
+        "{lines:#?}"
+    );
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .windows(2)
+            .all(|w| w[0]["id"].as_i64() > w[1]["id"].as_i64()),
+        "newest first"
+    );
+}

@@ -135,22 +135,73 @@ pub fn resolve_target(global: &GlobalArgs) -> Result<Target> {
         });
     }
     let file = read_server_file(&data_dir(global)?)?;
-    let url = match (&global.url, &file) {
-        (Some(url), _) => normalize_url(url)?,
-        (None, Some(file)) => normalize_url(&file.url)?,
-        (None, None) => bail!(NO_SERVER),
+    let login = read_login()?;
+    let url = match (&global.url, &file, &login) {
+        (Some(url), _, _) => normalize_url(url)?,
+        (None, Some(file), _) => normalize_url(&file.url)?,
+        (None, None, Some(login)) => normalize_url(&login.url)?,
+        (None, None, None) => bail!(NO_SERVER),
     };
-    let token = match (&global.token, &file) {
-        (Some(token), _) => token.clone(),
-        (None, Some(file)) if normalize_url(&file.url).ok().as_deref() == Some(url.as_str()) => {
-            file.token.clone()
-        }
+    let same = |other: &str| normalize_url(other).ok().as_deref() == Some(url.as_str());
+    let token = match (&global.token, &file, &login) {
+        (Some(token), _, _) => token.clone(),
+        (None, Some(file), _) if same(&file.url) => file.token.clone(),
+        (None, _, Some(login)) if same(&login.url) => login.token.clone(),
         _ => bail!(
             "no API token for the server at {url}: set ATELIER_TOKEN or pass --token (the \
              server keeps it in <its data-dir>/api-token)"
         ),
     };
     Ok(Target { url, token })
+}
+
+/// What `atelier login` keeps: the server and the API token made for this machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginFile {
+    pub url: String,
+    pub token: String,
+}
+
+/// `$XDG_CONFIG_HOME/atelier/login.json`, else `~/.config/atelier/login.json`.
+pub fn login_file() -> Result<PathBuf> {
+    let base = match std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let home = std::env::var_os("HOME")
+                .context("cannot find the config folder: set HOME or XDG_CONFIG_HOME")?;
+            PathBuf::from(home).join(".config")
+        }
+    };
+    Ok(base.join("atelier").join("login.json"))
+}
+
+/// The saved login, if any.
+pub fn read_login() -> Result<Option<LoginFile>> {
+    let path = login_file()?;
+    match fs::read(&path) {
+        Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
+            format!(
+                "{} is not a saved login: remove it and log in again",
+                path.display()
+            )
+        })?)),
+        Err(err) if err.kind() == ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Saves the login (folder 0700, file 0600).
+pub fn write_login(login: &LoginFile) -> Result<PathBuf> {
+    let path = login_file()?;
+    if let Some(dir) = path.parent() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    write_private(&path, &serde_json::to_vec_pretty(login)?, false)?;
+    Ok(path)
 }
 
 /// Checks the URL is plain `http://` (this build has no TLS) and drops a trailing slash.

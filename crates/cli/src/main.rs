@@ -9,7 +9,7 @@ mod config;
 mod output;
 
 use clap::{Args, Parser, Subcommand};
-use commands::{demo, doctor, project, serve, signal, simulator, task};
+use commands::{account, demo, doctor, project, serve, signal, simulator, task};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -82,6 +82,12 @@ enum Command {
     Task(task::TaskCommand),
     #[command(subcommand)]
     Signal(signal::SignalCommand),
+    Login(account::LoginArgs),
+    #[command(subcommand)]
+    Token(account::TokenCommand),
+    #[command(subcommand)]
+    Admin(account::AdminCommand),
+    Audit(account::AuditArgs),
     Demo(demo::DemoArgs),
     /// Plays one turn of a scenario file (run by the scripted harness, not by people).
     #[command(hide = true)]
@@ -142,6 +148,10 @@ async fn dispatch(command: Command, global: GlobalArgs) -> anyhow::Result<()> {
         Command::Project(cmd) => project::run(cmd, &global).await,
         Command::Task(cmd) => task::run(cmd, &global).await,
         Command::Signal(cmd) => signal::run(cmd, &global).await,
+        Command::Login(args) => account::login(args, &global).await,
+        Command::Token(cmd) => account::token(cmd, &global).await,
+        Command::Admin(cmd) => account::admin(cmd, &global).await,
+        Command::Audit(args) => account::audit(args, &global).await,
         Command::Demo(args) => demo::run(args, &global).await,
         // Handled in `main` before the runtime starts; kept here so the match stays total.
         Command::ScriptedAgent(args) => std::process::exit(scripted_agent(args)),

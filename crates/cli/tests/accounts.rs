@@ -388,3 +388,114 @@ async fn the_audit_trail_says_who_did_what_and_how() {
         "newest first"
     );
 }
+
+/// Runs the `atelier` CLI with only `env` (no ATELIER_* variables of the test's own).
+fn atelier(args: &[&str], env: &[(&str, &std::path::Path)]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_atelier"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("ATELIER_") {
+            cmd.env_remove(key);
+        }
+    }
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    cmd.args(args).output().unwrap()
+}
+
+#[tokio::test]
+async fn the_cli_signs_in_once_and_keeps_a_private_token() {
+    use std::os::unix::fs::PermissionsExt;
+    let world = World::start(&full_pipeline(), &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let password = dir.path().join("password");
+    std::fs::write(&password, "ann-long-password\n").unwrap();
+    let config = dir.path().join("config");
+    let nowhere = dir.path().join("no-data-dir");
+    let url = world.server.url().to_string();
+
+    // The administrator (the server's data dir has its token) creates the account.
+    let created = atelier(
+        &[
+            "admin",
+            "create-user",
+            "ann",
+            "--password-file",
+            password.to_str().unwrap(),
+        ],
+        &[("ATELIER_DATA_DIR", world.data.as_path())],
+    );
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+
+    // Ann signs in from "another machine": no server.json, only the URL.
+    let env = [
+        ("XDG_CONFIG_HOME", config.as_path()),
+        ("ATELIER_DATA_DIR", nowhere.as_path()),
+    ];
+    let login = atelier(
+        &[
+            "login",
+            "--url",
+            &url,
+            "--user",
+            "ann",
+            "--password-file",
+            password.to_str().unwrap(),
+        ],
+        &env,
+    );
+    assert!(
+        login.status.success(),
+        "{}",
+        String::from_utf8_lossy(&login.stderr)
+    );
+    let file = config.join("atelier/login.json");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let saved: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert!(
+        saved["token"].as_str().unwrap().starts_with("atk_"),
+        "{saved}"
+    );
+    assert!(!String::from_utf8_lossy(&login.stdout).contains(saved["token"].as_str().unwrap()));
+
+    let listed = atelier(&["--json", "token", "list"], &env);
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let tokens: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(tokens.as_array().unwrap().len(), 1, "{tokens}");
+    let users = atelier(&["admin", "users"], &env);
+    assert!(!users.status.success(), "a member is not an administrator");
+    assert!(
+        String::from_utf8_lossy(&users.stderr).contains("administrator"),
+        "{}",
+        String::from_utf8_lossy(&users.stderr)
+    );
+    let wrong = dir.path().join("wrong");
+    std::fs::write(&wrong, "not the password").unwrap();
+    let refused = atelier(
+        &[
+            "login",
+            "--url",
+            &url,
+            "--user",
+            "ann",
+            "--password-file",
+            wrong.to_str().unwrap(),
+        ],
+        &env,
+    );
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("wrong login or password"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}

@@ -420,7 +420,9 @@ pub struct LoginRequest {
 /// echoed in `X-CSRF-Token` by every state-changing request made with the cookie.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NewSessionView {
-    #[serde(skip_serializing)]
+    /// The session's secret: only ever in the `Set-Cookie` header, never in a body.
+    #[serde(skip_serializing, default)]
+    #[schemars(skip)]
     pub session: String,
     pub csrf: String,
     pub expires_at: i64,

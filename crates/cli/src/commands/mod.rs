@@ -1,5 +1,6 @@
 //! One module per command group of `atelier`; each defines its clap arguments and runs them.
 
+pub mod account;
 pub mod demo;
 pub mod doctor;
 pub mod project;

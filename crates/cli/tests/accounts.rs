@@ -499,3 +499,49 @@ async fn the_cli_signs_in_once_and_keeps_a_private_token() {
         String::from_utf8_lossy(&refused.stderr)
     );
 }
+
+#[tokio::test]
+async fn a_non_technical_owners_task_passes_the_plan_gate_by_itself() {
+    let world = World::start(&full_pipeline(), &[]).await;
+    let admin = world.server.client();
+    let (status, body) = admin
+        .post(
+            "/api/users",
+            &json!({"login": "pat", "password": "pat-long-password", "technical": false}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{body}");
+    let (status, _) = admin
+        .request(
+            Method::PUT,
+            "/api/projects/app/members/pat",
+            Some(&json!({"role": "member"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let session = Session::login(&world, "pat", "pat-long-password").await;
+    let (status, task) = session
+        .send(
+            Method::POST,
+            "/api/tasks",
+            Some(json!({"project": "app", "title": "A product request", "body": "Make it nicer.", "technical": true})),
+            true,
+            None,
+        )
+        .await;
+    assert_eq!(status, 201, "{task}");
+    let id = task["id"].as_i64().unwrap();
+    let detail = world.wait_state(id, "awaiting_merge").await;
+    let stages: Vec<&str> = detail["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["stage"].as_str().unwrap())
+        .collect();
+    assert!(
+        stages.contains(&"implement"),
+        "no human approved the plan: {stages:?}"
+    );
+}

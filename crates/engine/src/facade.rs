@@ -541,7 +541,8 @@ impl Engine {
             base: &ws.base,
             state: &TaskState::Stopped { stage: Stage::Plan },
             priority: req.priority,
-            technical: req.technical,
+            // A non-technical owner's task skips the plan gate, whatever the request says.
+            technical: req.technical && self.acting_user().is_none_or(|who| who.technical),
             worktree: &worktree,
             doc_path: &doc_path,
             port,

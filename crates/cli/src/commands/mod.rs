@@ -2,6 +2,7 @@
 
 pub mod demo;
 pub mod doctor;
+pub mod me;
 pub mod project;
 pub mod serve;
 pub mod signal;

@@ -14,6 +14,10 @@ use std::io::Read;
 
 /// Your own agent credentials and models (used by the runs of the tasks you create)
 #[derive(Subcommand, Debug)]
+#[command(
+    after_help = "Examples:\n  atelier me credentials set claude-code --env ANTHROPIC_API_KEY=@key.txt\n  \
+                        atelier me credentials list\n  atelier me models set plan opus --effort high"
+)]
 pub enum MeCommand {
     #[command(subcommand)]
     Credentials(CredentialsCommand),
@@ -47,8 +51,10 @@ pub enum CredentialsCommand {
     #[command(after_help = CREDENTIALS_HELP)]
     Set(SetArgs),
     /// List your credentials: harness, names, when set (never the values)
+    #[command(after_help = CREDENTIALS_HELP)]
     List,
     /// Remove your credentials for a harness
+    #[command(after_help = CREDENTIALS_HELP)]
     Delete {
         /// claude-code, codex or opencode
         harness: String,
@@ -68,18 +74,22 @@ pub struct SetArgs {
     file: Vec<String>,
 }
 
+const MODELS_HELP: &str = "\
+The model must fit the harness of the project's role for that stage (checked when a run starts: \
+a run with a model its harness cannot run fails before it starts, saying so).
+
+Examples:
+  atelier me models set plan opus --effort high
+  atelier me models set implement claude-sonnet-4-5
+  atelier me models unset plan
+  atelier me models list";
+
 /// Manage your model (and effort) per stage, overriding the projects' roles for your tasks
 #[derive(Subcommand, Debug)]
-#[command(
-    after_help = "Examples:\n  atelier me models set plan opus --effort high\n  \
-                        atelier me models set implement claude-sonnet-4-5\n  \
-                        atelier me models unset plan\n  atelier me models list\n\n\
-                        The model must fit the harness of the project's role for that stage \
-                        (checked when a run starts: a run with a model its harness cannot run \
-                        fails before it starts, saying so)."
-)]
+#[command(after_help = MODELS_HELP)]
 pub enum ModelsCommand {
     /// Use MODEL for STAGE in your tasks
+    #[command(after_help = MODELS_HELP)]
     Set {
         /// plan, implement, review or pr
         stage: Stage,
@@ -89,8 +99,10 @@ pub enum ModelsCommand {
         effort: Option<String>,
     },
     /// Go back to the project's model for STAGE
+    #[command(after_help = MODELS_HELP)]
     Unset { stage: Stage },
     /// Your models per stage
+    #[command(after_help = MODELS_HELP)]
     List,
 }
 

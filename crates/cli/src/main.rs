@@ -9,7 +9,7 @@ mod config;
 mod output;
 
 use clap::{Args, Parser, Subcommand};
-use commands::{account, demo, doctor, project, serve, signal, simulator, task};
+use commands::{account, demo, doctor, me, project, serve, signal, simulator, task};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -23,7 +23,8 @@ Examples:
   atelier project add ~/src/web --name web      # register a git repository
   atelier task new --project web --title 'Fix login' --body-file request.md
   atelier task logs 1 --follow                  # watch the agents work
-  atelier task approve 1                        # approve the plan";
+  atelier task approve 1                        # approve the plan
+  atelier me credentials set claude-code --env ANTHROPIC_API_KEY=@key.txt   # your own key";
 
 #[derive(Parser, Debug)]
 #[command(name = "atelier", version, about = ABOUT, after_help = EXAMPLES)]
@@ -88,6 +89,8 @@ enum Command {
     #[command(subcommand)]
     Admin(account::AdminCommand),
     Audit(account::AuditArgs),
+    #[command(subcommand)]
+    Me(me::MeCommand),
     Demo(demo::DemoArgs),
     /// Plays one turn of a scenario file (run by the scripted harness, not by people).
     #[command(hide = true)]
@@ -152,6 +155,7 @@ async fn dispatch(command: Command, global: GlobalArgs) -> anyhow::Result<()> {
         Command::Token(cmd) => account::token(cmd, &global).await,
         Command::Admin(cmd) => account::admin(cmd, &global).await,
         Command::Audit(args) => account::audit(args, &global).await,
+        Command::Me(cmd) => me::run(cmd, &global).await,
         Command::Demo(args) => demo::run(args, &global).await,
         // Handled in `main` before the runtime starts; kept here so the match stays total.
         Command::ScriptedAgent(args) => std::process::exit(scripted_agent(args)),

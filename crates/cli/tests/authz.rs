@@ -33,7 +33,8 @@ fn rule(operation: &str) -> Option<Rule> {
     Some(match operation {
         "healthz" | "openapi" | "login" | "signal" | "githubWebhook" => Rule::Open,
         "me" | "logout" | "listTokens" | "createToken" | "revokeToken" | "listProjects"
-        | "listTasks" | "serverStatus" => Rule::SignedIn,
+        | "listTasks" | "serverStatus" | "listCredentials" | "setCredentials"
+        | "deleteCredentials" | "userModels" | "setUserModels" => Rule::SignedIn,
         "showTask" | "deleteTask" | "approveTask" | "answerTask" | "runTask" | "stopTask"
         | "resumeTask" | "mergeTask" | "taskLogs" | "taskStream" | "createTask" => Rule::Member,
         "updateProjectSettings" | "setMember" => Rule::Owner,
@@ -45,6 +46,7 @@ fn rule(operation: &str) -> Option<Rule> {
 /// Routes that change or end things run last, in this order.
 fn order(operation: &str) -> u8 {
     match operation {
+        "deleteCredentials" => 1,
         "stopTask" => 1,
         "mergeTask" => 2,
         "revokeToken" | "logout" => 3,
@@ -273,7 +275,8 @@ async fn every_route_answers_every_caller_as_it_may() {
                 .replace("{id}", &caller.task.to_string())
                 .replace("{project}", "app")
                 .replace("{login}", "member")
-                .replace("{token}", &admin_token_id.to_string());
+                .replace("{token}", &admin_token_id.to_string())
+                .replace("{harness}", "claude-code");
             let body = match id.as_str() {
                 "createTask" => Some(json!({"project": "app", "title": "Matrix", "body": "x"})),
                 "answerTask" => Some(json!({"text": "yes"})),
@@ -284,6 +287,8 @@ async fn every_route_answers_every_caller_as_it_may() {
                     Some(json!({"login": format!("u{checked}"), "password": "a-long-password"}))
                 }
                 "createToken" => Some(json!({"name": "matrix"})),
+                "setCredentials" => Some(json!({"env": {"ANTHROPIC_API_KEY": "sk-matrix"}})),
+                "setUserModels" => Some(json!({"models": {}})),
                 "addProject" => Some(json!({"path": world.add_repo(&format!("matrix{checked}"))})),
                 "login" => Some(json!({"login": "nobody", "password": "wrong-password"})),
                 "signal" => Some(json!({"task": caller.task, "signal": {"kind": "plan-ready"}})),
@@ -320,13 +325,12 @@ async fn every_route_answers_every_caller_as_it_may() {
                 },
                 (_, _) if !signed_in => status == 401,
                 (_, Kind::Admin) => allowed(status),
-                (Rule::SignedIn, _) => {
-                    if id == "revokeToken" {
-                        status == 404 // someone else's token is "not found"
-                    } else {
-                        allowed(status)
-                    }
-                }
+                (Rule::SignedIn, _) => match id.as_str() {
+                    "revokeToken" => status == 404, // someone else's token is "not found"
+                    // Nothing stored for this caller yet is "not found" too.
+                    "deleteCredentials" => allowed(status) || status == 404,
+                    _ => allowed(status),
+                },
                 (Rule::Member, Kind::NonMember) => {
                     status == 404 || (id == "listTasks" && status == 200)
                 }

@@ -59,6 +59,15 @@ fn every_command_has_help_with_an_example() {
         &["signal", "verdict"],
         &["signal", "pr-done"],
         &["demo"],
+        &["me"],
+        &["me", "credentials"],
+        &["me", "credentials", "set"],
+        &["me", "credentials", "list"],
+        &["me", "credentials", "delete"],
+        &["me", "models"],
+        &["me", "models", "set"],
+        &["me", "models", "unset"],
+        &["me", "models", "list"],
     ];
     for command in commands {
         let mut args = command.to_vec();

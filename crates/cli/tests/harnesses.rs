@@ -638,7 +638,8 @@ async fn a_crashing_cli_fails_the_run_clearly() {
         .map(|s| {
             (
                 s.to_string(),
-                json!({"harness": "codex", "model": "gpt-5.5"}),
+                // The owner (the administrator) has no credentials of their own: the role's.
+                json!({"harness": "codex", "model": "gpt-5.5", "env": {"OPENAI_API_KEY": "unused"}}),
             )
         })
         .collect();

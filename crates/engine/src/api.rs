@@ -458,6 +458,60 @@ pub struct TokenView {
     pub revoked: bool,
 }
 
+/// The body of `PUT /api/me/credentials/{harness}`: the caller's credentials for one harness,
+/// replacing all they had for it. Write-only: the values are sealed at once and never shown
+/// again (not even in `Debug`).
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialsRequest {
+    /// Variables for the agent, e.g. `{"ANTHROPIC_API_KEY": "sk-ant-…"}`; which names a harness
+    /// takes is checked (see `docs/security.md`).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Files for the agent's home; only codex's `auth.json` (its login file, written to
+    /// `~/.codex/auth.json` of each run).
+    #[serde(default)]
+    pub files: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for CredentialsRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialsRequest")
+            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("files", &self.files.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// The caller's credentials for one harness, as listed: names and when they were set, never
+/// the values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct CredentialView {
+    pub harness: String,
+    /// The variables (and files) set, by name.
+    pub names: Vec<String>,
+    /// When they were last set (ms since the epoch).
+    pub updated_at: i64,
+}
+
+/// A user's model (and effort) for one stage, overriding the project's role for their tasks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserModel {
+    pub model: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effort: Option<String>,
+}
+
+/// The body and answer of `PUT`/`GET /api/me/models`: the caller's models per stage (the
+/// whole set; a stage left out uses the project's role).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserModels {
+    #[serde(default)]
+    pub models: BTreeMap<Stage, UserModel>,
+}
+
 /// The body of `PUT /api/projects/{project}/members/{login}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]

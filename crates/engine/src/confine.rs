@@ -58,6 +58,29 @@ pub(crate) fn ensure_home(config: &EngineConfig, key: &str) -> Result<PathBuf, S
     Ok(home)
 }
 
+/// Writes codex's login file (a user's `auth.json` credential) into the agent's home as
+/// `~/.codex/auth.json`, readable by the server's user only.
+pub(crate) fn write_codex_auth(home: &Path, content: &str) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let dir = home.join(".codex");
+    let path = dir.join("auth.json");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .and_then(|()| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&path)
+        })
+        .and_then(|mut file| file.write_all(content.as_bytes()))
+        .map_err(|e| format!("cannot write codex's login file {}: {e}", path.display()))
+}
+
 /// The operator's git identity, so agents' commits are attributed (not a secret).
 fn git_identity() -> Option<PathBuf> {
     let home = std::env::var_os("HOME")?;

@@ -4,7 +4,7 @@
 use crate::error::{EngineError, Result};
 use crate::inner::{Inner, LiveRun};
 use crate::supervisor::{self, Turn};
-use crate::{confine, prompt, settings, tokens};
+use crate::{confine, credentials, prompt, settings, tokens};
 use domain::{ProjectId, RunOutcome};
 use harness::TurnRequest;
 use harness::process::AgentProcess;
@@ -103,10 +103,11 @@ async fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<bool, String> {
                 .ok_or_else(|| EngineError::Internal("project vanished".into()))?;
             let marked = tx.mark_run_started(run.id, &tokens::hash_token(&token))?;
             let brief = tx.run_brief(run.id)?;
-            Ok::<_, EngineError>(marked.then_some((task, project, brief)))
+            let owner = credentials::owner_of(tx, task.id)?;
+            Ok::<_, EngineError>(marked.then_some((task, project, brief, owner)))
         })
         .map_err(|e| e.to_string())?;
-    let Some((task, project, brief)) = started else {
+    let Some((task, project, brief, owner)) = started else {
         return Ok(false);
     };
     let settings = settings::parse(&project.settings_json).map_err(|e| e.to_string())?;
@@ -122,12 +123,24 @@ async fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<bool, String> {
                 inner.harness_names()
             )
         })?;
+    // Credentials are opened only here, for the run that needs them: the role's `env`, then the
+    // task owner's own credentials over it, and the owner's model for the stage.
+    let given = credentials::for_run(
+        &inner.secrets,
+        role,
+        run.stage,
+        owner.as_ref(),
+        harness.as_ref(),
+    )?;
     let worktree = task
         .worktree
         .clone()
         .ok_or_else(|| "the task's worktree has been removed; create a new task".to_string())?;
     crate::workspace::clear_stale_index_lock(std::path::Path::new(&worktree)).await;
     let home = confine::ensure_home(&inner.config, &task.key)?;
+    if let Some(auth) = &given.codex_auth {
+        confine::write_codex_auth(&home, auth)?;
+    }
     let env = confine::run_env(
         &inner.config,
         &home,
@@ -167,12 +180,10 @@ async fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<bool, String> {
         },
         workdir: worktree.into(),
         env,
-        model: role.model.clone(),
-        effort: role.effort.clone(),
+        model: given.role.model.clone(),
+        effort: given.role.effort.clone(),
         resume_session: if resuming { run.session.clone() } else { None },
-        // Credentials are opened only here, for the run that needs them.
-        settings: serde_json::to_value(inner.secrets.open_role(role).map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?,
+        settings: serde_json::to_value(&given.role).map_err(|e| e.to_string())?,
     };
     let spec = harness.command(&request).map_err(|e| e.to_string())?;
     let spawned = match &inner.sandbox {

@@ -7,6 +7,7 @@ pub mod api;
 mod background;
 mod confine;
 mod crash;
+mod credentials;
 mod dispatch;
 pub mod error;
 mod facade;

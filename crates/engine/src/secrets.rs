@@ -4,8 +4,8 @@
 //! needs it; the database, its WAL and its backups hold ciphertext only.
 //!
 //! A sealed value reads `sealed:v1:<hex of nonce ‖ ciphertext>`; the variable's name is bound as
-//! associated data, so a sealed value moved to another variable does not open. The per-user
-//! credential store of the accounts work is meant to reuse this box.
+//! associated data, so a sealed value moved to another variable does not open. Users' own
+//! credentials (`credentials`) use this box too, bound to `user:<id>/<harness>/<name>`.
 
 use crate::api::{ProjectSettings, RoleConfig};
 use crate::error::{EngineError, Result};

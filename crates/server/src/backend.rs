@@ -5,7 +5,10 @@
 use bytes::Bytes;
 use domain::{Signal, Stage, TaskId};
 use engine::Result;
-use engine::api::{AuditEntryView, NewSessionView, NewTokenView, NewUser, TokenView, UserView};
+use engine::api::{
+    AuditEntryView, CredentialView, CredentialsRequest, NewSessionView, NewTokenView, NewUser,
+    TokenView, UserModels, UserView,
+};
 use engine::api::{
     NewProject, NewTask, Page, PageRequest, ProjectSettings, ProjectView, ServerStatus,
     StreamCursor, TaskDetail, TaskView,
@@ -70,6 +73,11 @@ pub(crate) trait Backend: Clone + Send + Sync + 'static {
     fn list_tokens(&self) -> Result<Vec<TokenView>>;
     fn revoke_token(&self, id: i64) -> Result<()>;
     fn set_member(&self, project: String, login: String, role: String) -> Result<()>;
+    fn list_credentials(&self) -> Result<Vec<CredentialView>>;
+    fn set_credentials(&self, harness: String, req: CredentialsRequest) -> Result<CredentialView>;
+    fn delete_credentials(&self, harness: String) -> Result<()>;
+    fn user_models(&self) -> Result<UserModels>;
+    fn set_user_models(&self, req: UserModels) -> Result<UserModels>;
     fn audit_log(&self, before: Option<i64>, limit: u32) -> Result<Vec<AuditEntryView>>;
     /// A GitHub webhook delivery (checked and deduplicated by the engine).
     fn github_webhook(&self, delivery: WebhookDelivery<'_>) -> Result<WebhookOutcome>;
@@ -129,6 +137,21 @@ impl Backend for Engine {
     }
     fn set_member(&self, project: String, login: String, role: String) -> Result<()> {
         Engine::set_member(self, &project, &login, &role)
+    }
+    fn list_credentials(&self) -> Result<Vec<CredentialView>> {
+        Engine::list_credentials(self)
+    }
+    fn set_credentials(&self, harness: String, req: CredentialsRequest) -> Result<CredentialView> {
+        Engine::set_credentials(self, &harness, &req)
+    }
+    fn delete_credentials(&self, harness: String) -> Result<()> {
+        Engine::delete_credentials(self, &harness)
+    }
+    fn user_models(&self) -> Result<UserModels> {
+        Engine::user_models(self)
+    }
+    fn set_user_models(&self, req: UserModels) -> Result<UserModels> {
+        Engine::set_user_models(self, &req)
     }
     fn audit_log(&self, before: Option<i64>, limit: u32) -> Result<Vec<AuditEntryView>> {
         Engine::audit_log(self, before, limit)

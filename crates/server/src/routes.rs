@@ -17,10 +17,10 @@ use axum::{Extension, Router};
 use bytes::Bytes;
 use domain::{Stage, TaskId};
 use engine::api::{
-    AuditEntryView, DEFAULT_PAGE_LIMIT, FollowItem, LoginRequest, MAX_PAGE_LIMIT, MemberRequest,
-    NewProject, NewSessionView, NewTask, NewTokenRequest, NewTokenView, NewUser, Page, PageRequest,
-    ProjectSettings, ProjectView, SignalRequest, StreamCursor, TaskDetail, TaskView, TokenView,
-    UserView,
+    AuditEntryView, CredentialView, CredentialsRequest, DEFAULT_PAGE_LIMIT, FollowItem,
+    LoginRequest, MAX_PAGE_LIMIT, MemberRequest, NewProject, NewSessionView, NewTask,
+    NewTokenRequest, NewTokenView, NewUser, Page, PageRequest, ProjectSettings, ProjectView,
+    SignalRequest, StreamCursor, TaskDetail, TaskView, TokenView, UserModels, UserView,
 };
 use futures::StreamExt;
 use schemars::JsonSchema;
@@ -306,6 +306,69 @@ pub(crate) fn routes<B: Backend>() -> Vec<Route<B>> {
                 .ok(200, "The account.", json_of::<UserView>())
                 .errors(&[404]),
             get(me::<B>),
+        ),
+        route(
+            Operation::new(
+                Method::GET,
+                "/api/me/credentials",
+                "listCredentials",
+                "The caller's agent credentials (names only)",
+            )
+            .ok(
+                200,
+                "Per harness: the names set and when (never the values).",
+                json_of::<Vec<CredentialView>>(),
+            ),
+            get(list_credentials::<B>),
+        ),
+        route(
+            Operation::new(
+                Method::PUT,
+                "/api/me/credentials/{harness}",
+                "setCredentials",
+                "Set the caller's credentials for a harness (write-only)",
+            )
+            .body(schema::<CredentialsRequest>)
+            .ok(
+                200,
+                "What is now set (names only).",
+                json_of::<CredentialView>(),
+            )
+            .errors(&[400, 413, 415]),
+            put(set_credentials::<B>),
+        ),
+        route(
+            Operation::new(
+                Method::DELETE,
+                "/api/me/credentials/{harness}",
+                "deleteCredentials",
+                "Remove the caller's credentials for a harness",
+            )
+            .ok(200, "Removed.", json_of::<Value>())
+            .errors(&[400, 404]),
+            delete(delete_credentials::<B>),
+        ),
+        route(
+            Operation::new(
+                Method::GET,
+                "/api/me/models",
+                "userModels",
+                "The caller's models per stage",
+            )
+            .ok(200, "The models.", json_of::<UserModels>()),
+            get(user_models::<B>),
+        ),
+        route(
+            Operation::new(
+                Method::PUT,
+                "/api/me/models",
+                "setUserModels",
+                "Set the caller's models per stage (overriding projects' roles for their tasks)",
+            )
+            .body(schema::<UserModels>)
+            .ok(200, "The models.", json_of::<UserModels>())
+            .errors(&[400, 413, 415]),
+            put(set_user_models::<B>),
         ),
         route(
             Operation::new(
@@ -975,6 +1038,39 @@ async fn revoke_token<B: Backend>(
         .map_err(|_| ApiError::bad_request(format!("`{token}` is not a token id")))?;
     b.revoke_token(id)?;
     Ok(axum::Json(json!({ "ok": true })))
+}
+
+async fn list_credentials<B: Backend>(
+    Acting(b): Acting<B>,
+) -> ApiResult<axum::Json<Vec<CredentialView>>> {
+    Ok(axum::Json(b.list_credentials()?))
+}
+
+async fn set_credentials<B: Backend>(
+    Acting(b): Acting<B>,
+    axum::extract::Path(harness): axum::extract::Path<String>,
+    Json(req): Json<CredentialsRequest>,
+) -> ApiResult<axum::Json<CredentialView>> {
+    Ok(axum::Json(b.set_credentials(harness, req)?))
+}
+
+async fn delete_credentials<B: Backend>(
+    Acting(b): Acting<B>,
+    axum::extract::Path(harness): axum::extract::Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    b.delete_credentials(harness)?;
+    Ok(axum::Json(json!({ "ok": true })))
+}
+
+async fn user_models<B: Backend>(Acting(b): Acting<B>) -> ApiResult<axum::Json<UserModels>> {
+    Ok(axum::Json(b.user_models()?))
+}
+
+async fn set_user_models<B: Backend>(
+    Acting(b): Acting<B>,
+    Json(req): Json<UserModels>,
+) -> ApiResult<axum::Json<UserModels>> {
+    Ok(axum::Json(b.set_user_models(req)?))
 }
 
 async fn set_member<B: Backend>(

@@ -171,6 +171,28 @@ impl Backend for Fake {
         self.record(format!("set_member {project} {login} {role}"));
         Ok(())
     }
+    fn list_credentials(&self) -> Result<Vec<engine::api::CredentialView>> {
+        Ok(vec![])
+    }
+    fn set_credentials(
+        &self,
+        harness: String,
+        _req: engine::api::CredentialsRequest,
+    ) -> Result<engine::api::CredentialView> {
+        self.record(format!("set_credentials {harness}"));
+        Err(EngineError::Forbidden("not in the fake".into()))
+    }
+    fn delete_credentials(&self, harness: String) -> Result<()> {
+        self.record(format!("delete_credentials {harness}"));
+        Ok(())
+    }
+    fn user_models(&self) -> Result<engine::api::UserModels> {
+        Ok(engine::api::UserModels::default())
+    }
+    fn set_user_models(&self, req: engine::api::UserModels) -> Result<engine::api::UserModels> {
+        self.record("set_user_models".into());
+        Ok(req)
+    }
     fn audit_log(
         &self,
         _before: Option<i64>,
@@ -373,7 +395,7 @@ fn error_of(body: &str) -> String {
         .to_string()
 }
 
-const ADMIN_ROUTES: [(&str, &str); 25] = [
+const ADMIN_ROUTES: [(&str, &str); 30] = [
     ("GET", "/api/projects"),
     ("POST", "/api/projects"),
     ("PUT", "/api/projects/web/settings"),
@@ -399,6 +421,11 @@ const ADMIN_ROUTES: [(&str, &str); 25] = [
     ("DELETE", "/api/tokens/1"),
     ("PUT", "/api/projects/web/members/bob"),
     ("GET", "/api/audit"),
+    ("GET", "/api/me/credentials"),
+    ("PUT", "/api/me/credentials/claude-code"),
+    ("DELETE", "/api/me/credentials/claude-code"),
+    ("GET", "/api/me/models"),
+    ("PUT", "/api/me/models"),
 ];
 
 #[tokio::test]
@@ -892,6 +919,7 @@ async fn the_document_and_the_router_have_the_same_routes() {
                 .replace("/projects/web/", "/projects/{project}/")
                 .replace("/members/bob", "/members/{login}")
                 .replace("/api/tokens/1", "/api/tokens/{token}")
+                .replace("/credentials/claude-code", "/credentials/{harness}")
         })
         .collect();
     served.sort();
@@ -903,7 +931,10 @@ async fn the_document_and_the_router_have_the_same_routes() {
     let fake = Fake::default();
     let all = ["GET", "POST", "PUT", "DELETE", "PATCH"];
     for (path, item) in document["paths"].as_object().unwrap() {
-        let uri = path.replace("{id}", "1").replace("{project}", "web");
+        let uri = path
+            .replace("{id}", "1")
+            .replace("{project}", "web")
+            .replace("{harness}", "codex");
         for method in all {
             let listed = item.get(method.to_lowercase()).is_some();
             let (status, _, body) = send(

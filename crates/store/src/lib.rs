@@ -9,6 +9,7 @@
 
 mod accounts;
 mod activity;
+mod credentials;
 mod events;
 mod follow_up;
 mod migrations;
@@ -19,6 +20,7 @@ mod tasks;
 
 pub use accounts::{AuditRow, SessionRow, TokenRow, UserId, UserRow};
 pub use activity::{Activity, ActivityBody, ActivityKind, ActivitySink, WHOLE};
+pub use credentials::{CredentialRow, UserModelRow};
 pub use events::StoredEvent;
 pub use follow_up::{CommentRow, CommentStatus, NewComment};
 pub use outbox::{Intent, IntentKind, NewIntent, UnknownIntentKind};

@@ -210,6 +210,26 @@ CREATE TABLE audit (
 );
 ALTER TABLE tasks ADD COLUMN owner_id INTEGER REFERENCES users(id);
 "#,
+    // 9: each user's own agent credentials (sealed by the engine, bound to user, harness and
+    // variable name; never stored plain) and their model/effort per stage.
+    r#"
+CREATE TABLE user_credentials (
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    harness TEXT NOT NULL,
+    name TEXT NOT NULL,
+    sealed_value TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (user_id, harness, name)
+) WITHOUT ROWID;
+CREATE TABLE user_models (
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    stage TEXT NOT NULL,
+    model TEXT NOT NULL,
+    effort TEXT,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (user_id, stage)
+) WITHOUT ROWID;
+"#,
 ];
 
 pub(crate) fn apply(conn: &mut Connection, path: &Path) -> Result<()> {

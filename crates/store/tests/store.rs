@@ -20,7 +20,7 @@ use store::{
 use tempfile::TempDir;
 
 /// The schema version this build migrates to (the number of migrations).
-const LATEST: i64 = 8;
+const LATEST: i64 = 9;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -204,6 +204,8 @@ fn a_fresh_database_reaches_the_latest_schema_and_reopens() {
             "sqlite_sequence",
             "task_ids",
             "tasks",
+            "user_credentials",
+            "user_models",
             "users",
             "webhook_deliveries",
         ]
@@ -1901,4 +1903,90 @@ fn pages_of_tasks_and_projects_are_ascending_after_the_cursor_and_limited() {
     assert_eq!(projects(None, 2), [p, q]);
     assert_eq!(projects(Some(q), 2), [r]);
     assert_eq!(projects(Some(r), 2), Vec::<ProjectId>::new());
+}
+
+#[test]
+fn credentials_and_models_are_per_user_and_harness_and_replaced_whole() {
+    let (_dir, store) = fresh();
+    let (ann, bob) = store
+        .write(|tx| {
+            Ok::<_, StoreError>((
+                tx.insert_user("ann", None, false, true)?,
+                tx.insert_user("bob", None, false, true)?,
+            ))
+        })
+        .unwrap();
+    let pair = |n: &str, v: &str| (n.to_string(), v.to_string());
+    store
+        .write(|tx| {
+            tx.replace_credentials(ann, "claude-code", &[pair("ANTHROPIC_API_KEY", "sealed:a")])?;
+            tx.replace_credentials(ann, "codex", &[pair("OPENAI_API_KEY", "sealed:c")])?;
+            tx.replace_credentials(
+                bob,
+                "claude-code",
+                &[pair("CLAUDE_CODE_OAUTH_TOKEN", "sealed:b")],
+            )
+        })
+        .unwrap();
+    let names = |user, harness: Option<&str>| -> Vec<(String, String)> {
+        store
+            .read(|tx| tx.credentials_of(user, harness))
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.harness, c.name))
+            .collect()
+    };
+    assert_eq!(
+        names(ann, None),
+        [
+            pair("claude-code", "ANTHROPIC_API_KEY"),
+            pair("codex", "OPENAI_API_KEY")
+        ]
+    );
+    assert_eq!(
+        names(bob, Some("claude-code")),
+        [pair("claude-code", "CLAUDE_CODE_OAUTH_TOKEN")]
+    );
+    // Setting a harness again replaces all of its variables.
+    store
+        .write(|tx| {
+            tx.replace_credentials(
+                ann,
+                "claude-code",
+                &[pair("CLAUDE_CODE_OAUTH_TOKEN", "sealed:x")],
+            )
+        })
+        .unwrap();
+    assert_eq!(
+        names(ann, Some("claude-code")),
+        [pair("claude-code", "CLAUDE_CODE_OAUTH_TOKEN")]
+    );
+    assert_eq!(
+        store
+            .write(|tx| tx.delete_credentials(ann, "codex"))
+            .unwrap(),
+        1
+    );
+    assert_eq!(names(ann, Some("codex")), Vec::<(String, String)>::new());
+    assert_eq!(names(bob, None).len(), 1, "another user's are untouched");
+
+    store
+        .write(|tx| {
+            tx.set_user_model(ann, Stage::Plan, Some(("opus", Some("high"))))?;
+            tx.set_user_model(ann, Stage::Plan, Some(("haiku", None)))?;
+            tx.set_user_model(ann, Stage::Review, Some(("sonnet", None)))?;
+            tx.set_user_model(ann, Stage::Review, None)
+        })
+        .unwrap();
+    let models = store.read(|tx| tx.user_models(ann)).unwrap();
+    assert_eq!(models.len(), 1);
+    assert_eq!(
+        (
+            models[0].stage,
+            models[0].model.as_str(),
+            models[0].effort.as_deref()
+        ),
+        (Stage::Plan, "haiku", None)
+    );
+    assert!(store.read(|tx| tx.user_models(bob)).unwrap().is_empty());
 }

@@ -502,7 +502,15 @@ async fn the_cli_signs_in_once_and_keeps_a_private_token() {
 
 #[tokio::test]
 async fn a_non_technical_owners_task_passes_the_plan_gate_by_itself() {
-    let world = World::start(&full_pipeline(), &[]).await;
+    // The planner shows what it was told.
+    let mut stages = full_pipeline();
+    let mut plan = plan_scenario();
+    plan["runs"][0]
+        .as_array_mut()
+        .unwrap()
+        .insert(0, json!({"do": "echo_input"}));
+    stages[0] = ("plan", plan);
+    let world = World::start(&stages, &[]).await;
     let admin = world.server.client();
     let (status, body) = admin
         .post(

@@ -163,6 +163,11 @@ async fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<bool, String> {
     // The scripted agent reads its scenario file.
     mounts.read_only.extend(role.scenario.clone());
     let resuming = run.pending_input.is_some();
+    // The planner of a non-technical owner's task asks in product terms only.
+    let brief = brief.or_else(|| {
+        (run.stage == domain::Stage::Plan && !task.technical)
+            .then(|| crate::prompt::NON_TECHNICAL_PLAN.to_string())
+    });
     let request = TurnRequest {
         stage: run.stage,
         iteration: run.iteration,

@@ -22,6 +22,14 @@ use store::TaskRow;
 /// File name of the plan template, built in and in an override folder.
 pub const PLAN_TEMPLATE_FILE: &str = "plan-template.md";
 
+/// What the planner of a non-technical owner's task is told (product.md: "for them the planning
+/// agent asks only product questions and the plan gate is passed automatically").
+pub const NON_TECHNICAL_PLAN: &str = "The person who asked for this is not technical (product, \
+design or support). Write the Overview and the plan so they can follow it, and if you must ask, \
+ask only product questions — what they want to happen, for whom, and what matters most — never \
+questions about code, libraries or architecture: decide those yourself and write your choice \
+under Assumptions. Nobody approves the plan before the implementation starts: make it complete.";
+
 /// Start of the metadata line the renderer appends to every prompt.
 pub const METADATA_PREFIX: &str = "Atelier-Stage:";
 

@@ -96,7 +96,8 @@ async fn send(out: &mpsc::Sender<Bytes>, chunk: Bytes) -> Result<(), Closed> {
 
 /// The stream of everything (`task` = `None`) or of one task, strictly after `after`. Without
 /// `after`, a task's stream starts at the task's beginning and the global stream at the present,
-/// announced by a `ready` message whose id resumes from there.
+/// announced by a `ready` message whose id resumes from there. Once the stored backlog is sent, a
+/// `caught-up` message (without an id) says that what follows is live.
 pub(crate) fn sse(
     inner: Arc<Inner>,
     task: Option<TaskId>,
@@ -150,8 +151,14 @@ async fn pump(
     let start = tokio::time::Instant::now() + KEEP_ALIVE;
     let mut keep_alive = tokio::time::interval_at(start, KEEP_ALIVE);
     keep_alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut caught_up = false;
     loop {
         backlog(inner, task, &mut cursor, out).await?;
+        if !caught_up {
+            // Without an id, so resuming is unaffected: what follows is live.
+            send(out, Bytes::from_static(b"event: caught-up\ndata: {}\n\n")).await?;
+            caught_up = true;
+        }
         loop {
             tokio::select! {
                 () = out.closed() => return Ok(()),

@@ -8,7 +8,7 @@ use crate::output;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use domain::Stage;
-use engine::api::{FollowItem, NewTask, TaskDetail, TaskView};
+use engine::api::{FollowItem, LogEntry, NewTask, TaskDetail, TaskView};
 use futures::StreamExt;
 use serde_json::json;
 use std::io::{IsTerminal, Read};
@@ -255,9 +255,12 @@ async fn delete(global: &GlobalArgs, id: i64) -> Result<()> {
 }
 
 async fn logs(args: LogsArgs, global: &GlobalArgs) -> Result<()> {
+    if args.follow {
+        return follow(args.id, global).await;
+    }
     let id = args.id;
     let response = client(global)?
-        .get_stream(&format!("/api/tasks/{id}/logs?follow={}", args.follow))
+        .get_stream(&format!("/api/tasks/{id}/logs"))
         .await
         .with_context(|| format!("cannot read the logs of task {id}"))?;
     let mut body = response.bytes_stream();
@@ -275,10 +278,119 @@ async fn logs(args: LogsArgs, global: &GlobalArgs) -> Result<()> {
     if !pending.iter().all(u8::is_ascii_whitespace) && print_log_line(&pending, id, global.json)? {
         return Ok(());
     }
-    if args.follow {
-        bail!(
-            "the log stream of task {id} ended before the task settled: is the server still running?"
-        );
+    Ok(())
+}
+
+/// How often a broken live stream is picked up again (with `Last-Event-ID`) before giving up.
+const STREAM_RECONNECTS: u32 = 5;
+
+/// `task logs --follow`: the task's Server-Sent Events, printed as the transcript; once the
+/// stored backlog is through (`caught-up`) and after every change of the task or its runs, the
+/// task is asked whether any agent is still queued or running (or its pull request still waits
+/// for checks), and the follow ends when none is. A broken stream resumes where it broke.
+async fn follow(id: i64, global: &GlobalArgs) -> Result<()> {
+    let client = client(global)?;
+    let mut last_id: Option<String> = None;
+    let mut caught_up = false;
+    let mut reconnects = 0;
+    loop {
+        let path = match &last_id {
+            Some(last) => format!("/api/tasks/{id}/stream?after={last}"),
+            None => format!("/api/tasks/{id}/stream"),
+        };
+        let response = client
+            .get_stream(&path)
+            .await
+            .with_context(|| format!("cannot follow task {id}"))?;
+        let mut body = response.bytes_stream();
+        let mut pending = String::new();
+        while let Some(chunk) = body.next().await {
+            let Ok(chunk) = chunk else { break };
+            pending.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = pending.find("\n\n") {
+                let block: String = pending.drain(..end + 2).collect();
+                let message = SseMessage::parse(&block);
+                if let Some(message_id) = &message.id {
+                    last_id = Some(message_id.clone());
+                }
+                match message.event.as_str() {
+                    "transcript" => {
+                        let entry: LogEntry =
+                            serde_json::from_str(&message.data).with_context(|| {
+                                format!("unexpected event in the stream of task {id}")
+                            })?;
+                        print_item(&FollowItem::Event(entry), id, global.json)?;
+                    }
+                    "caught-up" => caught_up = true,
+                    "task" | "run" if caught_up => {}
+                    _ => continue,
+                }
+                if caught_up
+                    && matches!(message.event.as_str(), "caught-up" | "task" | "run")
+                    && let Some(state) = settled(&client, id).await?
+                {
+                    print_item(&FollowItem::End { state }, id, global.json)?;
+                    return Ok(());
+                }
+            }
+        }
+        reconnects += 1;
+        if reconnects > STREAM_RECONNECTS {
+            bail!("the live stream of task {id} kept breaking: is the server still running?");
+        }
+    }
+}
+
+/// One Server-Sent Events message.
+struct SseMessage {
+    id: Option<String>,
+    event: String,
+    data: String,
+}
+
+impl SseMessage {
+    fn parse(block: &str) -> SseMessage {
+        let mut message = SseMessage {
+            id: None,
+            event: "message".into(),
+            data: String::new(),
+        };
+        for line in block.lines() {
+            let (field, value) = line.split_once(':').unwrap_or((line, ""));
+            let value = value.strip_prefix(' ').unwrap_or(value);
+            match field {
+                "id" => message.id = Some(value.to_string()),
+                "event" => message.event = value.to_string(),
+                "data" => message.data.push_str(value),
+                _ => {}
+            }
+        }
+        message
+    }
+}
+
+/// The task's state once no agent of it is queued or running and its pull request does not wait
+/// for checks; `None` while it is still in motion.
+async fn settled(client: &Client, id: i64) -> Result<Option<domain::TaskState>> {
+    let detail: TaskDetail = client.get(&format!("/api/tasks/{id}")).await?;
+    let busy = detail.runs.iter().any(|r| {
+        matches!(
+            r.status,
+            domain::RunStatus::Queued | domain::RunStatus::Running
+        )
+    });
+    let moving = busy || detail.task.state == domain::TaskState::AwaitingChecks;
+    Ok((!moving).then_some(detail.task.state))
+}
+
+fn print_item(item: &FollowItem, id: i64, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(item)?);
+    } else {
+        match item {
+            FollowItem::Event(entry) => println!("{}", output::log_entry(entry)),
+            FollowItem::End { state } => println!("task {id} is now: {state}"),
+        }
     }
     Ok(())
 }

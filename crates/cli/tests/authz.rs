@@ -80,65 +80,14 @@ fn sha256_hex(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
 
+/// A user with an API token of theirs.
 async fn create_user(world: &World, login: &str, technical: bool) -> String {
-    let admin = world.server.client();
-    let (status, body) = admin
-        .post(
-            "/api/users",
-            &json!({"login": login, "password": format!("{login}-long-password"), "technical": technical}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(status, 201, "{body}");
-    // A token for them, made the way a user makes it: their session.
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    let base = world.server.url();
-    let login_answer = http
-        .post(format!("{base}/api/login"))
-        .json(&json!({"login": login, "password": format!("{login}-long-password")}))
-        .send()
-        .await
-        .unwrap();
-    let cookie = login_answer
-        .headers()
-        .get("set-cookie")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let csrf = login_answer.json::<Value>().await.unwrap()["csrf"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let token: Value = http
-        .post(format!("{base}/api/tokens"))
-        .header("cookie", cookie)
-        .header("x-csrf-token", csrf)
-        .json(&json!({"name": "matrix"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    token["token"].as_str().unwrap().to_string()
+    people::create_user(world, login, technical).await;
+    people::token_of(world, login, "matrix").await
 }
 
 async fn member_of_app(world: &World, login: &str) {
-    let (status, body) = world
-        .server
-        .client()
-        .request(
-            Method::PUT,
-            &format!("/api/projects/app/members/{login}"),
-            Some(&json!({"role": "member"})),
-        )
-        .await
-        .unwrap();
-    assert_eq!(status, 200, "{body}");
+    people::add_member(world, "app", login, "member").await;
 }
 
 #[tokio::test]

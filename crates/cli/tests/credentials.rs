@@ -22,55 +22,10 @@ const BOB_KEY: &str = "sk-ant-canary-bob-7d20ab";
 
 /// Creates `login` as a member of `project`, signs in and makes an API token of theirs.
 async fn member(world: &World, project: &str, login: &str) -> (ApiClient, String) {
-    let admin = world.server.client();
-    let password = format!("{login}-long-password");
-    let (status, body) = admin
-        .post("/api/users", &json!({"login": login, "password": password}))
-        .await
-        .unwrap();
-    assert_eq!(status, 201, "{body}");
-    let (status, body) = admin
-        .request(
-            Method::PUT,
-            &format!("/api/projects/{project}/members/{login}"),
-            Some(&json!({"role": "member"})),
-        )
-        .await
-        .unwrap();
-    assert_eq!(status, 200, "{body}");
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    let base = world.server.url();
-    let response = http
-        .post(format!("{base}/api/login"))
-        .json(&json!({"login": login, "password": password}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let cookie = response.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let csrf = response.json::<Value>().await.unwrap()["csrf"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let token: Value = http
-        .post(format!("{base}/api/tokens"))
-        .header("cookie", cookie)
-        .header("x-csrf-token", csrf)
-        .json(&json!({"name": "laptop"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["token"].as_str().unwrap().to_string();
-    (admin.with_token(&token), token)
+    people::create_user(world, login, true).await;
+    people::add_member(world, project, login, "member").await;
+    let token = people::token_of(world, login, "laptop").await;
+    (world.server.client().with_token(&token), token)
 }
 
 /// Runs `atelier` with the given token against the world's server.

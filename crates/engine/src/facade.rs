@@ -337,15 +337,7 @@ impl Engine {
         if let Some(setup) = &req.github {
             settings.forge = crate::forges::github_from_remote(&repo, &settings, setup).await?;
         }
-        for stage in Stage::ALL {
-            settings
-                .roles
-                .entry(stage)
-                .or_insert_with(settings::default_role);
-        }
-        settings::validate(&settings, &self.inner.harnesses)?;
-        confine::check_sandbox_paths(&self.inner.config, &settings.sandbox)
-            .map_err(|e| EngineError::InvalidInput(format!("project settings: {e}")))?;
+        self.complete_and_check(&mut settings)?;
         let default_branch = repo
             .default_branch(&settings.remote)
             .await
@@ -393,15 +385,7 @@ impl Engine {
         })?;
         let stored = settings::parse(&current.settings_json)?;
         crate::forges::keep_redacted(&mut settings, &stored)?;
-        for stage in Stage::ALL {
-            settings
-                .roles
-                .entry(stage)
-                .or_insert_with(settings::default_role);
-        }
-        settings::validate(&settings, &self.inner.harnesses)?;
-        confine::check_sandbox_paths(&self.inner.config, &settings.sandbox)
-            .map_err(|e| EngineError::InvalidInput(format!("project settings: {e}")))?;
+        self.complete_and_check(&mut settings)?;
         self.inner.secrets.seal_settings(&mut settings)?;
         let settings_json =
             serde_json::to_string(&settings).map_err(|e| EngineError::Internal(e.to_string()))?;
@@ -417,6 +401,20 @@ impl Engine {
     }
 
     /// One page of projects in ascending id order.
+    /// Gives every stage without a role the default one, then checks the settings as a whole
+    /// (roles against their harnesses, sandbox paths outside the data directory).
+    fn complete_and_check(&self, settings: &mut ProjectSettings) -> Result<()> {
+        for stage in Stage::ALL {
+            settings
+                .roles
+                .entry(stage)
+                .or_insert_with(settings::default_role);
+        }
+        settings::validate(settings, &self.inner.harnesses)?;
+        confine::check_sandbox_paths(&self.inner.config, &settings.sandbox)
+            .map_err(|e| EngineError::InvalidInput(format!("project settings: {e}")))
+    }
+
     pub async fn list_projects(&self, page: PageRequest) -> Result<Page<ProjectView>> {
         let limit = check_page(page)?;
         let after = page.after.map(ProjectId);

@@ -4,6 +4,9 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod people;
+
+use engine::api::{TaskDetail, TaskView};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -133,11 +136,20 @@ impl World {
             .await
             .unwrap();
         assert_eq!(status, 201, "creating task {title}: {body}");
-        body["id"].as_i64().unwrap()
+        typed::<TaskView>(&body).id.0
     }
 
+    /// The task's detail as JSON, checked against the API's own type first (a renamed or
+    /// missing field fails here instead of passing silently as a `null`).
     pub async fn detail(&self, id: i64) -> Value {
-        self.server.get(&format!("/api/tasks/{id}")).await.unwrap()
+        let detail = self.server.get(&format!("/api/tasks/{id}")).await.unwrap();
+        typed::<TaskDetail>(&detail);
+        detail
+    }
+
+    /// The task's detail as the API's type.
+    pub async fn task_detail(&self, id: i64) -> TaskDetail {
+        typed(&self.server.get(&format!("/api/tasks/{id}")).await.unwrap())
     }
 
     pub async fn action(&self, id: i64, action: &str, body: Value) -> (u16, Value) {
@@ -159,7 +171,7 @@ impl World {
             deadline,
             || async move {
                 let detail = server.get(&format!("/api/tasks/{id}")).await.ok()?;
-                (detail["task"]["state"]["state"] == want).then_some(detail)
+                (typed::<TaskDetail>(&detail).task.state.name() == want).then_some(detail)
             },
         )
         .await;
@@ -183,11 +195,11 @@ impl World {
             DEADLINE,
             || async move {
                 let detail = server.get(&format!("/api/tasks/{id}")).await.ok()?;
-                detail["runs"]
-                    .as_array()?
+                let runs = typed::<TaskDetail>(&detail).runs;
+                let index = runs
                     .iter()
-                    .find(|r| r["stage"] == stage && r["status"] == status)
-                    .cloned()
+                    .position(|r| r.stage.as_str() == stage && r.status.as_str() == status)?;
+                Some(detail["runs"][index].clone())
             },
         )
         .await
@@ -429,4 +441,15 @@ pub fn simulated_role(harness: &str, url: &str) -> Value {
             "api_key_env": "SIM_API_KEY", "env": {"SIM_API_KEY": "simulated"}
         }),
     }
+}
+
+/// `value` read as the API's type `T` (the same struct the server serializes and the CLI reads):
+/// a field renamed or missing on either side fails the test here.
+pub fn typed<T: serde::de::DeserializeOwned>(value: &Value) -> T {
+    serde_json::from_value(value.clone()).unwrap_or_else(|err| {
+        panic!(
+            "the API's answer is not a {}: {err}\n{value:#}",
+            std::any::type_name::<T>()
+        )
+    })
 }

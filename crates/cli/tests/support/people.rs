@@ -1,0 +1,82 @@
+//! People in end-to-end tests: accounts made by the administrator, signed in the way a browser
+//! signs in, and API tokens made through that session.
+
+use super::World;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+/// The password tests give `login`.
+pub fn password_of(login: &str) -> String {
+    format!("{login}-long-password")
+}
+
+/// Creates `login` (with [`password_of`] and the `technical` flag) as the administrator.
+pub async fn create_user(world: &World, login: &str, technical: bool) {
+    let (status, body) = world
+        .server
+        .client()
+        .post(
+            "/api/users",
+            &json!({"login": login, "password": password_of(login), "technical": technical}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{body}");
+}
+
+/// Makes `login` a `role` (`owner`/`member`) of `project`, as the administrator.
+pub async fn add_member(world: &World, project: &str, login: &str, role: &str) {
+    let (status, body) = world
+        .server
+        .client()
+        .request(
+            Method::PUT,
+            &format!("/api/projects/{project}/members/{login}"),
+            Some(&json!({"role": role})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+}
+
+/// Signs `login` in: the session cookie (`name=value`) and the CSRF token.
+pub async fn sign_in(world: &World, login: &str) -> (String, String) {
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let response = http
+        .post(format!("{}/api/login", world.server.url()))
+        .json(&json!({"login": login, "password": password_of(login)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let csrf = response.json::<Value>().await.unwrap()["csrf"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (cookie, csrf)
+}
+
+/// An API token `login` makes for themselves through their session (named `name`).
+pub async fn token_of(world: &World, login: &str, name: &str) -> String {
+    let (cookie, csrf) = sign_in(world, login).await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let token: Value = http
+        .post(format!("{}/api/tokens", world.server.url()))
+        .header("cookie", cookie)
+        .header("x-csrf-token", csrf)
+        .json(&json!({"name": name}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    token["token"].as_str().unwrap().to_string()
+}

@@ -1,6 +1,7 @@
 //! Where things live on disk and how a client finds its server: the data directory, the
 //! `server.json` a running server writes (URL, API token, pid), the persistent API token, and the
-//! resolution of `--url`/`--token` (flags, then environment, then `server.json`).
+//! resolution of `--url`/`--token` (flags, then environment, then `server.json`, then the login
+//! `atelier login` saved in the XDG config folder).
 
 use crate::GlobalArgs;
 use anyhow::{Context, Result, bail};

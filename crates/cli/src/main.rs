@@ -38,7 +38,8 @@ struct Cli {
 /// Options every command understands.
 #[derive(Args, Debug, Clone)]
 pub struct GlobalArgs {
-    /// URL of the Atelier server [default: the `url` in <data-dir>/server.json]
+    /// URL of the Atelier server [default: the `url` in <data-dir>/server.json, else the one
+    /// `atelier login` saved]
     #[arg(
         long,
         global = true,
@@ -47,7 +48,8 @@ pub struct GlobalArgs {
         value_name = "URL"
     )]
     pub url: Option<String>,
-    /// API token of the server [default: the `token` in <data-dir>/server.json]
+    /// API token [default: the `token` in <data-dir>/server.json, else the one `atelier login`
+    /// saved for that server]
     #[arg(
         long,
         global = true,

@@ -553,3 +553,60 @@ async fn a_non_technical_owners_task_passes_the_plan_gate_by_itself() {
         "no human approved the plan: {stages:?}"
     );
 }
+
+#[tokio::test]
+async fn a_members_stream_of_everything_shows_their_projects_only() {
+    let world = World::start(&full_pipeline(), &[]).await;
+    let other = world.add_repo("other");
+    world.add_project(&other, "other", json!({})).await;
+    let hidden = world.new_task_in("other", "Not for ann", true, 0).await;
+    let shown = world.new_task("For ann", true).await;
+    world.wait_state(hidden, "plan_gate").await;
+    world.wait_state(shown, "plan_gate").await;
+    let ann = user_with_token(&world, "ann").await;
+    let (status, _) = world
+        .server
+        .client()
+        .request(
+            Method::PUT,
+            "/api/projects/app/members/ann",
+            Some(&json!({"role": "member"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    // From the very start: the whole backlog, then the `caught-up` marker.
+    let token = ann.token();
+    let response = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!("{}/api/stream?after=0", world.server.url()))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.bytes_stream();
+    let mut text = String::new();
+    use futures::StreamExt;
+    while !text.contains("event: caught-up") {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(30), body.next())
+            .await
+            .expect("the backlog arrives")
+            .unwrap()
+            .unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let tasks: Vec<i64> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|d| d["task"].as_i64())
+        .collect();
+    assert!(tasks.contains(&shown), "ann's project's task is streamed");
+    assert!(
+        !tasks.contains(&hidden),
+        "nothing of a project ann is not a member of"
+    );
+}

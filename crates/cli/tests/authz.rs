@@ -34,11 +34,11 @@ fn rule(operation: &str) -> Option<Rule> {
         "healthz" | "openapi" | "login" | "signal" | "githubWebhook" => Rule::Open,
         "me" | "logout" | "listTokens" | "createToken" | "revokeToken" | "listProjects"
         | "listTasks" | "serverStatus" | "listCredentials" | "setCredentials"
-        | "deleteCredentials" | "userModels" | "setUserModels" => Rule::SignedIn,
+        | "deleteCredentials" | "userModels" | "setUserModels" | "stream" => Rule::SignedIn,
         "showTask" | "deleteTask" | "approveTask" | "answerTask" | "runTask" | "stopTask"
         | "resumeTask" | "mergeTask" | "taskLogs" | "taskStream" | "createTask" => Rule::Member,
         "updateProjectSettings" | "setMember" => Rule::Owner,
-        "addProject" | "listUsers" | "createUser" | "audit" | "stream" => Rule::Admin,
+        "addProject" | "listUsers" | "createUser" | "audit" => Rule::Admin,
         _ => return None,
     })
 }

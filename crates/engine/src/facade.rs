@@ -919,14 +919,15 @@ impl Engine {
         task: Option<TaskId>,
         after: Option<crate::api::StreamCursor>,
     ) -> Result<BoxStream<'static, bytes::Bytes>> {
-        match task {
-            Some(id) => self.inner.store.read(|tx| self.check_task(tx, id))?,
-            // Everything of every project: administrators only (members follow their tasks).
-            None => {
-                self.require_admin("follow every project's stream (follow a task's instead)")?
-            }
+        if let Some(id) = task {
+            self.inner.store.read(|tx| self.check_task(tx, id))?;
         }
-        crate::stream::sse(Arc::clone(&self.inner), task, after)
+        // A member's stream of everything shows the tasks of their projects only.
+        let visible = match task {
+            None => self.member_filter().map(crate::stream::Visible::of),
+            Some(_) => None,
+        };
+        crate::stream::sse(Arc::clone(&self.inner), task, after, visible)
     }
 
     /// Stops every live run's processes (graceful shutdown). The runs stay recorded as running,

@@ -102,6 +102,7 @@ pub(crate) fn sse(
     inner: Arc<Inner>,
     task: Option<TaskId>,
     after: Option<StreamCursor>,
+    visible: Option<Visible>,
 ) -> Result<BoxStream<'static, Bytes>> {
     if let Some(task) = task {
         inner.store.read(|tx| {
@@ -132,7 +133,8 @@ pub(crate) fn sse(
             }
         }
         let cursor = (start.activity, start.seq);
-        if let Err(err) = pump(&inner, task, cursor, live, &out).await {
+        let mut visible = visible;
+        if let Err(err) = pump(&inner, task, cursor, live, &out, &mut visible).await {
             tracing::debug!(?task, error = %err, "stream follower ended");
         }
     });
@@ -147,13 +149,14 @@ async fn pump(
     mut cursor: (i64, i64),
     mut live: broadcast::Receiver<Arc<Live>>,
     out: &mpsc::Sender<Bytes>,
+    visible: &mut Option<Visible>,
 ) -> Result<()> {
     let start = tokio::time::Instant::now() + KEEP_ALIVE;
     let mut keep_alive = tokio::time::interval_at(start, KEEP_ALIVE);
     keep_alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut caught_up = false;
     loop {
-        backlog(inner, task, &mut cursor, out).await?;
+        backlog(inner, task, &mut cursor, out, visible).await?;
         if !caught_up {
             // Without an id, so resuming is unaffected: what follows is live.
             send(out, Bytes::from_static(b"event: caught-up\ndata: {}\n\n")).await?;
@@ -173,6 +176,12 @@ async fn pump(
                         }
                         if matches!(live.item.body, ActivityBody::Unloaded { .. }) {
                             break;
+                        }
+                        if let Some(visible) = visible.as_mut()
+                            && !visible.sees(inner, live.item.task)?
+                        {
+                            cursor = last;
+                            continue;
                         }
                         let encoded = live.sse.get_or_init(|| Encoded::of(&live.item));
                         if let Some(chunk) = encoded.after(cursor) {
@@ -195,6 +204,7 @@ async fn backlog(
     task: Option<TaskId>,
     cursor: &mut (i64, i64),
     out: &mpsc::Sender<Bytes>,
+    visible: &mut Option<Visible>,
 ) -> Result<()> {
     loop {
         let page = inner
@@ -208,8 +218,13 @@ async fn backlog(
                 ActivityBody::Events { events, .. } => events.len(),
                 _ => 1,
             };
-            encode(item, &mut text, &mut starts);
             *cursor = item.last_key();
+            if let Some(visible) = visible.as_mut()
+                && !visible.sees(inner, item.task)?
+            {
+                continue;
+            }
+            encode(item, &mut text, &mut starts);
         }
         if !text.is_empty() {
             send(out, Bytes::from(text)).await?;
@@ -217,5 +232,36 @@ async fn backlog(
         if count < PAGE as usize {
             return Ok(());
         }
+    }
+}
+
+/// What a member's stream of everything shows: the items of tasks in projects they belong to
+/// (looked up once per task; a task deleted meanwhile is not shown).
+pub(crate) struct Visible {
+    user: store::UserId,
+    tasks: std::collections::HashMap<TaskId, bool>,
+}
+
+impl Visible {
+    pub(crate) fn of(user: store::UserId) -> Visible {
+        Visible {
+            user,
+            tasks: std::collections::HashMap::new(),
+        }
+    }
+
+    fn sees(&mut self, inner: &Inner, task: TaskId) -> Result<bool> {
+        if let Some(seen) = self.tasks.get(&task) {
+            return Ok(*seen);
+        }
+        let user = self.user;
+        let seen = inner.store.read(|tx| {
+            Ok::<_, EngineError>(match tx.task(task)? {
+                Some(row) => tx.membership(row.project_id, user)?.is_some(),
+                None => false,
+            })
+        })?;
+        self.tasks.insert(task, seen);
+        Ok(seen)
     }
 }

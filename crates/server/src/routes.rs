@@ -265,7 +265,7 @@ pub(crate) fn routes<B: Backend>() -> Vec<Route<B>> {
                 Method::GET,
                 "/api/stream",
                 "stream",
-                "Server-Sent Events of everything (administrators)",
+                "Server-Sent Events of everything the caller may see",
             )
             .query(
                 "after",
@@ -273,7 +273,7 @@ pub(crate) fn routes<B: Backend>() -> Vec<Route<B>> {
                 schema::<String>,
             )
             .ok(200, "The live stream.", Content::EventStream)
-            .errors(&[400, 403]),
+            .errors(&[400]),
             get(stream::<B>),
         ),
         route(

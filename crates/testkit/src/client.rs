@@ -44,6 +44,11 @@ impl ApiClient {
         &self.base
     }
 
+    /// The bearer token it sends.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
     /// `GET path` and its JSON body; fails with the status and body unless the status is 2xx.
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
         let (status, body) = self.request(Method::GET, path, None).await?;

@@ -610,3 +610,36 @@ async fn a_members_stream_of_everything_shows_their_projects_only() {
         "nothing of a project ann is not a member of"
     );
 }
+
+#[tokio::test]
+async fn removing_a_member_hides_the_project_again() {
+    let world = World::start(&full_pipeline(), &[]).await;
+    let ann = user_with_token(&world, "ann").await;
+    let admin = world.server.client();
+    let (status, _) = admin
+        .request(
+            Method::PUT,
+            "/api/projects/app/members/ann",
+            Some(&json!({"role": "owner"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let members = ann.get("/api/projects/app/members").await.unwrap();
+    assert_eq!(members, json!([{"login": "ann", "role": "owner"}]));
+    let (status, body) = admin
+        .request(Method::DELETE, "/api/projects/app/members/ann", None)
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = ann
+        .request(Method::GET, "/api/projects/app/members", None)
+        .await
+        .unwrap();
+    assert_eq!(status, 404, "no longer a member: the project is not found");
+    let (status, _) = admin
+        .request(Method::DELETE, "/api/projects/app/members/ann", None)
+        .await
+        .unwrap();
+    assert_eq!(status, 404, "removing twice: not a member");
+}

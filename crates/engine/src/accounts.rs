@@ -10,7 +10,9 @@
 //! limited per account and per address; every state-changing action is appended to the audit
 //! trail with who did it and how.
 
-use crate::api::{AuditEntryView, NewSessionView, NewTokenView, NewUser, TokenView, UserView};
+use crate::api::{
+    AuditEntryView, MemberView, NewSessionView, NewTokenView, NewUser, TokenView, UserView,
+};
 use crate::error::{EngineError, Result};
 use crate::facade::Engine;
 use crate::tokens::{hash_token, random_hex};
@@ -443,6 +445,36 @@ impl Engine {
                 Some(&format!("{login} is {role}")),
             )?;
             Ok(())
+        })
+    }
+
+    /// Removes `login` from a project (administrators and the project's owners); "not found"
+    /// when they were not a member.
+    pub fn remove_member(&self, project: &str, login: &str) -> Result<()> {
+        self.inner.store.write(|tx| {
+            let project = self.visible_project(tx, project)?;
+            self.require_owner(tx, project.id)?;
+            let user = tx.user_by_login(login)?.ok_or_else(not_found_user)?;
+            if !tx.remove_membership(project.id, user.id)? {
+                return Err(EngineError::NotFound(format!(
+                    "{login} is not a member of {}",
+                    project.name
+                )));
+            }
+            self.audit_in(tx, "project.member.remove", &project.name, Some(login))?;
+            Ok(())
+        })
+    }
+
+    /// The members of a project the caller may see, with their roles.
+    pub fn members(&self, project: &str) -> Result<Vec<MemberView>> {
+        self.inner.store.read(|tx| {
+            let project = self.visible_project(tx, project)?;
+            Ok(tx
+                .members(project.id)?
+                .into_iter()
+                .map(|(_, login, role)| MemberView { login, role })
+                .collect())
         })
     }
 

@@ -520,6 +520,14 @@ pub struct MemberRequest {
     pub role: String,
 }
 
+/// A member of a project.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct MemberView {
+    pub login: String,
+    /// `owner` or `member`.
+    pub role: String,
+}
+
 /// One line of the audit trail.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AuditEntryView {

@@ -73,6 +73,8 @@ pub(crate) trait Backend: Clone + Send + Sync + 'static {
     fn list_tokens(&self) -> Result<Vec<TokenView>>;
     fn revoke_token(&self, id: i64) -> Result<()>;
     fn set_member(&self, project: String, login: String, role: String) -> Result<()>;
+    fn remove_member(&self, project: String, login: String) -> Result<()>;
+    fn members(&self, project: String) -> Result<Vec<engine::api::MemberView>>;
     fn list_credentials(&self) -> Result<Vec<CredentialView>>;
     fn set_credentials(&self, harness: String, req: CredentialsRequest) -> Result<CredentialView>;
     fn delete_credentials(&self, harness: String) -> Result<()>;
@@ -137,6 +139,12 @@ impl Backend for Engine {
     }
     fn set_member(&self, project: String, login: String, role: String) -> Result<()> {
         Engine::set_member(self, &project, &login, &role)
+    }
+    fn remove_member(&self, project: String, login: String) -> Result<()> {
+        Engine::remove_member(self, &project, &login)
+    }
+    fn members(&self, project: String) -> Result<Vec<engine::api::MemberView>> {
+        Engine::members(self, &project)
     }
     fn list_credentials(&self) -> Result<Vec<CredentialView>> {
         Engine::list_credentials(self)

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use domain::{Stage, TaskId};
 use engine::api::{
     AuditEntryView, CredentialView, CredentialsRequest, DEFAULT_PAGE_LIMIT, FollowItem,
-    LoginRequest, MAX_PAGE_LIMIT, MemberRequest, NewProject, NewSessionView, NewTask,
+    LoginRequest, MAX_PAGE_LIMIT, MemberRequest, MemberView, NewProject, NewSessionView, NewTask,
     NewTokenRequest, NewTokenView, NewUser, Page, PageRequest, ProjectSettings, ProjectView,
     SignalRequest, StreamCursor, TaskDetail, TaskView, TokenView, UserModels, UserView,
 };
@@ -445,6 +445,28 @@ pub(crate) fn routes<B: Backend>() -> Vec<Route<B>> {
             .ok(200, "Done.", json_of::<Value>())
             .errors(&[400, 403, 404, 413, 415]),
             put(set_member::<B>),
+        ),
+        route(
+            Operation::new(
+                Method::DELETE,
+                "/api/projects/{project}/members/{login}",
+                "removeMember",
+                "Remove a user from a project",
+            )
+            .ok(200, "Done.", json_of::<Value>())
+            .errors(&[403, 404]),
+            delete(remove_member::<B>),
+        ),
+        route(
+            Operation::new(
+                Method::GET,
+                "/api/projects/{project}/members",
+                "listMembers",
+                "A project's members and their roles",
+            )
+            .ok(200, "The members.", json_of::<Vec<MemberView>>())
+            .errors(&[404]),
+            get(list_members::<B>),
         ),
         route(
             Operation::new(
@@ -1080,6 +1102,21 @@ async fn set_member<B: Backend>(
 ) -> ApiResult<axum::Json<Value>> {
     b.set_member(project, login, req.role)?;
     Ok(axum::Json(json!({ "ok": true })))
+}
+
+async fn remove_member<B: Backend>(
+    Acting(b): Acting<B>,
+    axum::extract::Path((project, login)): axum::extract::Path<(String, String)>,
+) -> ApiResult<axum::Json<Value>> {
+    b.remove_member(project, login)?;
+    Ok(axum::Json(json!({ "ok": true })))
+}
+
+async fn list_members<B: Backend>(
+    Acting(b): Acting<B>,
+    axum::extract::Path(project): axum::extract::Path<String>,
+) -> ApiResult<axum::Json<Vec<MemberView>>> {
+    Ok(axum::Json(b.members(project)?))
 }
 
 #[derive(Deserialize)]

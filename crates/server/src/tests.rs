@@ -171,6 +171,13 @@ impl Backend for Fake {
         self.record(format!("set_member {project} {login} {role}"));
         Ok(())
     }
+    fn remove_member(&self, project: String, login: String) -> Result<()> {
+        self.record(format!("remove_member {project} {login}"));
+        Ok(())
+    }
+    fn members(&self, _project: String) -> Result<Vec<engine::api::MemberView>> {
+        Ok(vec![])
+    }
     fn list_credentials(&self) -> Result<Vec<engine::api::CredentialView>> {
         Ok(vec![])
     }
@@ -395,7 +402,7 @@ fn error_of(body: &str) -> String {
         .to_string()
 }
 
-const ADMIN_ROUTES: [(&str, &str); 30] = [
+const ADMIN_ROUTES: [(&str, &str); 32] = [
     ("GET", "/api/projects"),
     ("POST", "/api/projects"),
     ("PUT", "/api/projects/web/settings"),
@@ -420,6 +427,8 @@ const ADMIN_ROUTES: [(&str, &str); 30] = [
     ("POST", "/api/tokens"),
     ("DELETE", "/api/tokens/1"),
     ("PUT", "/api/projects/web/members/bob"),
+    ("DELETE", "/api/projects/web/members/bob"),
+    ("GET", "/api/projects/web/members"),
     ("GET", "/api/audit"),
     ("GET", "/api/me/credentials"),
     ("PUT", "/api/me/credentials/claude-code"),

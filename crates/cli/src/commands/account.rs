@@ -81,7 +81,7 @@ pub enum AdminCommand {
     },
     /// List the accounts
     Users,
-    /// Make a user an owner or member of a project
+    /// Make a user an owner or member of a project (or remove them with --remove)
     Member {
         /// The project's name or id
         project: String,
@@ -89,6 +89,14 @@ pub enum AdminCommand {
         /// `owner` (may change settings and members) or `member`
         #[arg(long, default_value = "member")]
         role: String,
+        /// Remove the user from the project instead
+        #[arg(long, conflicts_with = "role")]
+        remove: bool,
+    },
+    /// List a project's members and their roles
+    Members {
+        /// The project's name or id
+        project: String,
     },
 }
 
@@ -278,14 +286,27 @@ pub async fn admin(command: AdminCommand, global: &GlobalArgs) -> Result<()> {
             project,
             login,
             role,
+            remove,
         } => {
-            let _: Value = client
-                .put(
-                    &format!("/api/projects/{project}/members/{login}"),
-                    &json!({"role": role}),
-                )
+            let path = format!("/api/projects/{project}/members/{login}");
+            if remove {
+                let _: Value = client.delete(&path).await?;
+                println!("{login} is no longer a member of {project}");
+            } else {
+                let _: Value = client.put(&path, &json!({"role": role})).await?;
+                println!("{login} is now {role} of {project}");
+            }
+        }
+        AdminCommand::Members { project } => {
+            let members: Vec<engine::api::MemberView> = client
+                .get(&format!("/api/projects/{project}/members"))
                 .await?;
-            println!("{login} is now {role} of {project}");
+            if global.json {
+                return output::print_json(&members);
+            }
+            for m in members {
+                println!("{:<24} {}", m.login, m.role);
+            }
         }
     }
     Ok(())

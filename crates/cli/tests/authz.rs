@@ -226,7 +226,11 @@ async fn every_route_answers_every_caller_as_it_may() {
     for caller in &callers {
         for (_, id, method, path, rule) in &operations {
             // Removing a member acts on a spare one, so the callers after it keep theirs.
-            let login = if id == "removeMember" { "spare" } else { "member" };
+            let login = if id == "removeMember" {
+                "spare"
+            } else {
+                "member"
+            };
             let uri = path
                 .replace("{id}", &caller.task.to_string())
                 .replace("{project}", "app")

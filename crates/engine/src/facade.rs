@@ -305,7 +305,11 @@ impl Engine {
         background::recover(&inner)?;
         background::remove_leftovers(&inner).await?;
         tokio::spawn(dispatch::run_dispatcher(Arc::clone(&inner)));
-        tokio::spawn(outbox::run_outbox(Arc::clone(&inner)));
+        // Tracked with the pull-request syncs: a shutdown waits for both (they run git).
+        inner
+            .syncs
+            .tracker
+            .spawn(outbox::run_outbox(Arc::clone(&inner)));
         tokio::spawn(crate::follow_up::poll(Arc::clone(&inner)));
         tokio::spawn(background::run_retries(Arc::clone(&inner)));
         Ok(Engine {
@@ -942,7 +946,8 @@ impl Engine {
         while !self.inner.live().is_empty() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        // Pull-request syncs run git in the repositories: none may outlive the engine.
+        // Pull-request syncs and outbox workers run git in the repositories: none may outlive
+        // the engine.
         self.inner.syncs.drain(Duration::from_secs(10)).await;
     }
 

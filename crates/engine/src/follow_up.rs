@@ -31,7 +31,8 @@ use store::{CommentRow, CommentStatus, NewComment};
 pub(crate) struct Syncs {
     running: Mutex<HashMap<TaskId, bool>>,
     last: Mutex<HashMap<TaskId, Instant>>,
-    /// The syncs in flight, so a shutdown can wait for them (they run git in the repository).
+    /// The syncs in flight and the outbox, so a shutdown can wait for them (they run git in the
+    /// repositories).
     pub tracker: tokio_util::task::TaskTracker,
 }
 

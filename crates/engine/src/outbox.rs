@@ -49,9 +49,10 @@ pub(crate) async fn run_outbox(inner: Arc<Inner>) {
         }
         tokio::select! {
             () = inner.shutdown.cancelled() => {
-                // Workers stop after the intent they are carrying out; the rest is replayed at
-                // the next start.
-                workers.detach_all();
+                // Workers stop after the intent they are carrying out (the rest is replayed at
+                // the next start); the shutdown waits for them, bounded (see `Engine::shutdown`),
+                // so no git command of theirs outlives the engine.
+                while workers.join_next().await.is_some() {}
                 return;
             }
             () = inner.outbox.notified() => scan = true,

@@ -643,3 +643,32 @@ async fn removing_a_member_hides_the_project_again() {
         .unwrap();
     assert_eq!(status, 404, "removing twice: not a member");
 }
+
+#[tokio::test]
+async fn an_expired_token_is_refused() {
+    let world = World::start(&full_pipeline(), &[]).await;
+    let ann = user_with_token(&world, "ann").await;
+    // A token made to expire in a day works today…
+    let (status, fresh) = ann
+        .post(
+            "/api/tokens",
+            &json!({"name": "short", "expires_in_days": 1}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{fresh}");
+    assert!(fresh["expires_at"].as_i64().unwrap() > 0);
+    let short = ann.with_token(fresh["token"].as_str().unwrap());
+    assert_eq!(short.get("/api/me").await.unwrap()["login"], "ann");
+    // …and not once its time is past.
+    world
+        .db()
+        .execute(
+            "UPDATE api_tokens SET expires_at = 1 WHERE name = 'short'",
+            [],
+        )
+        .unwrap();
+    let (status, body) = short.request(Method::GET, "/api/me", None).await.unwrap();
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["code"], "unauthorized");
+}

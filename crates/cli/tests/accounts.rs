@@ -672,3 +672,54 @@ async fn an_expired_token_is_refused() {
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["code"], "unauthorized");
 }
+
+#[tokio::test]
+async fn a_disabled_account_is_locked_out_at_once_and_back_when_enabled() {
+    let world = World::start(&full_pipeline(), &[]).await;
+    let ann = user_with_token(&world, "ann").await;
+    let session = Session::login(&world, "ann", "ann-long-password").await;
+    let admin = world.server.client();
+    let set = |disabled: bool| {
+        let admin = admin.clone();
+        async move {
+            admin
+                .request(
+                    Method::PUT,
+                    "/api/users/ann",
+                    Some(&json!({"disabled": disabled})),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let (status, body) = set(true).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["disabled"], true);
+    let (status, _) = ann.request(Method::GET, "/api/me", None).await.unwrap();
+    assert_eq!(status, 401, "its token stops working");
+    let (status, _) = session
+        .send(Method::GET, "/api/me", None, false, None)
+        .await;
+    assert_eq!(status, 401, "its session ended");
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let login = http
+        .post(format!("{}/api/login", world.server.url()))
+        .json(&json!({"login": "ann", "password": "ann-long-password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 401, "it cannot sign in");
+    let (status, _) = set(false).await;
+    assert_eq!(status, 200);
+    assert_eq!(ann.get("/api/me").await.unwrap()["login"], "ann");
+    // An administrator cannot lock themselves out.
+    let (status, body) = admin
+        .request(
+            Method::PUT,
+            "/api/users/admin",
+            Some(&json!({"disabled": true})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 400, "{body}");
+}

@@ -40,7 +40,7 @@ fn rule(operation: &str) -> Option<Rule> {
             Rule::Member
         }
         "updateProjectSettings" | "setMember" | "removeMember" => Rule::Owner,
-        "addProject" | "listUsers" | "createUser" | "audit" => Rule::Admin,
+        "addProject" | "listUsers" | "createUser" | "updateUser" | "audit" => Rule::Admin,
         _ => return None,
     })
 }
@@ -247,6 +247,7 @@ async fn every_route_answers_every_caller_as_it_may() {
                     Some(json!({"login": format!("u{checked}"), "password": "a-long-password"}))
                 }
                 "createToken" => Some(json!({"name": "matrix"})),
+                "updateUser" => Some(json!({"technical": true})),
                 "setCredentials" => Some(json!({"env": {"ANTHROPIC_API_KEY": "sk-matrix"}})),
                 "setUserModels" => Some(json!({"models": {}})),
                 "addProject" => Some(json!({"path": world.add_repo(&format!("matrix{checked}"))})),

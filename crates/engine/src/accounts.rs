@@ -11,7 +11,8 @@
 //! trail with who did it and how.
 
 use crate::api::{
-    AuditEntryView, MemberView, NewSessionView, NewTokenView, NewUser, TokenView, UserView,
+    AuditEntryView, MemberView, NewSessionView, NewTokenView, NewUser, TokenView, UserUpdate,
+    UserView,
 };
 use crate::error::{EngineError, Result};
 use crate::facade::Engine;
@@ -357,6 +358,41 @@ impl Engine {
             let id = tx.insert_user(&req.login, hash.as_deref(), req.admin, req.technical)?;
             self.audit_in(tx, "user.create", &req.login, None)?;
             tx.user(id)?.ok_or_else(not_found_user)
+        })?;
+        Ok(user_view(&row))
+    }
+
+    /// Changes an account's flags (administrators only). Disabling one ends its sessions; its
+    /// tokens are refused while it stays disabled. An administrator cannot disable or demote
+    /// themselves (someone must remain able to undo it).
+    pub fn update_user(&self, login: &str, update: UserUpdate) -> Result<UserView> {
+        self.require_admin("change accounts")?;
+        let row = self.inner.store.write(|tx| {
+            let user = tx.user_by_login(login)?.ok_or_else(not_found_user)?;
+            if let Acting::User(who) = &self.acting
+                && who.user == user.id
+                && (update.disabled == Some(true) || update.admin == Some(false))
+            {
+                return Err(EngineError::InvalidInput(
+                    "you cannot disable or demote yourself: ask another administrator".into(),
+                ));
+            }
+            let admin = update.admin.unwrap_or(user.admin);
+            let technical = update.technical.unwrap_or(user.technical);
+            let disabled = update.disabled.unwrap_or(user.disabled);
+            tx.set_user_flags(user.id, admin, technical, disabled)?;
+            if disabled {
+                tx.revoke_sessions_of(user.id)?;
+            }
+            self.audit_in(
+                tx,
+                "user.update",
+                login,
+                Some(&format!(
+                    "admin={admin} technical={technical} disabled={disabled}"
+                )),
+            )?;
+            tx.user(user.id)?.ok_or_else(not_found_user)
         })?;
         Ok(user_view(&row))
     }

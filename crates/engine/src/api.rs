@@ -408,6 +408,20 @@ fn default_true() -> bool {
     true
 }
 
+/// The body of `PUT /api/users/{login}`: what an administrator changes about an account (absent
+/// fields stay as they are).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserUpdate {
+    #[serde(default)]
+    pub admin: Option<bool>,
+    #[serde(default)]
+    pub technical: Option<bool>,
+    /// A disabled account cannot sign in; its tokens and sessions stop working at once.
+    #[serde(default)]
+    pub disabled: Option<bool>,
+}
+
 /// The body of `POST /api/login`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -68,6 +68,7 @@ pub(crate) trait Backend: Clone + Send + Sync + 'static {
     fn logout(&self) -> Result<()>;
     fn me(&self) -> Result<UserView>;
     fn list_users(&self) -> Result<Vec<UserView>>;
+    fn update_user(&self, login: String, update: engine::api::UserUpdate) -> Result<UserView>;
     fn create_user(&self, req: NewUser) -> impl Future<Output = Result<UserView>> + Send;
     fn create_token(&self, name: String, expires_in_days: Option<u32>) -> Result<NewTokenView>;
     fn list_tokens(&self) -> Result<Vec<TokenView>>;
@@ -124,6 +125,9 @@ impl Backend for Engine {
     }
     fn list_users(&self) -> Result<Vec<UserView>> {
         Engine::list_users(self)
+    }
+    fn update_user(&self, login: String, update: engine::api::UserUpdate) -> Result<UserView> {
+        Engine::update_user(self, &login, update)
     }
     async fn create_user(&self, req: NewUser) -> Result<UserView> {
         Engine::create_user(self, req).await

@@ -20,7 +20,7 @@ use engine::api::{
     AuditEntryView, CredentialView, CredentialsRequest, DEFAULT_PAGE_LIMIT, FollowItem,
     LoginRequest, MAX_PAGE_LIMIT, MemberRequest, MemberView, NewProject, NewSessionView, NewTask,
     NewTokenRequest, NewTokenView, NewUser, Page, PageRequest, ProjectSettings, ProjectView,
-    SignalRequest, StreamCursor, TaskDetail, TaskView, TokenView, UserModels, UserView,
+    SignalRequest, StreamCursor, TaskDetail, TaskView, TokenView, UserModels, UserUpdate, UserView,
 };
 use futures::StreamExt;
 use schemars::JsonSchema;
@@ -392,6 +392,18 @@ pub(crate) fn routes<B: Backend>() -> Vec<Route<B>> {
             .ok(201, "The account.", json_of::<UserView>())
             .errors(&[400, 403, 409, 413, 415]),
             post(create_user::<B>),
+        ),
+        route(
+            Operation::new(
+                Method::PUT,
+                "/api/users/{login}",
+                "updateUser",
+                "Change an account: administrator, technical, disabled (administrators)",
+            )
+            .body(schema::<UserUpdate>)
+            .ok(200, "The account.", json_of::<UserView>())
+            .errors(&[400, 403, 404, 413, 415]),
+            put(update_user::<B>),
         ),
         route(
             Operation::new(
@@ -1035,6 +1047,14 @@ async fn create_user<B: Backend>(
     Json(req): Json<NewUser>,
 ) -> ApiResult<(StatusCode, axum::Json<UserView>)> {
     Ok((StatusCode::CREATED, axum::Json(b.create_user(req).await?)))
+}
+
+async fn update_user<B: Backend>(
+    Acting(b): Acting<B>,
+    axum::extract::Path(login): axum::extract::Path<String>,
+    Json(update): Json<UserUpdate>,
+) -> ApiResult<axum::Json<UserView>> {
+    Ok(axum::Json(b.update_user(login, update)?))
 }
 
 async fn list_tokens<B: Backend>(Acting(b): Acting<B>) -> ApiResult<axum::Json<Vec<TokenView>>> {

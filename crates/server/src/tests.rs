@@ -148,6 +148,14 @@ impl Backend for Fake {
     fn list_users(&self) -> Result<Vec<engine::api::UserView>> {
         Ok(vec![])
     }
+    fn update_user(
+        &self,
+        login: String,
+        _update: engine::api::UserUpdate,
+    ) -> Result<engine::api::UserView> {
+        self.record(format!("update_user {login}"));
+        Err(EngineError::Forbidden("not in the fake".into()))
+    }
     async fn create_user(&self, req: engine::api::NewUser) -> Result<engine::api::UserView> {
         self.record(format!("create_user {}", req.login));
         Err(EngineError::Forbidden("not in the fake".into()))
@@ -402,7 +410,7 @@ fn error_of(body: &str) -> String {
         .to_string()
 }
 
-const ADMIN_ROUTES: [(&str, &str); 32] = [
+const ADMIN_ROUTES: [(&str, &str); 33] = [
     ("GET", "/api/projects"),
     ("POST", "/api/projects"),
     ("PUT", "/api/projects/web/settings"),
@@ -429,6 +437,7 @@ const ADMIN_ROUTES: [(&str, &str); 32] = [
     ("PUT", "/api/projects/web/members/bob"),
     ("DELETE", "/api/projects/web/members/bob"),
     ("GET", "/api/projects/web/members"),
+    ("PUT", "/api/users/bob"),
     ("GET", "/api/audit"),
     ("GET", "/api/me/credentials"),
     ("PUT", "/api/me/credentials/claude-code"),
@@ -927,6 +936,7 @@ async fn the_document_and_the_router_have_the_same_routes() {
                 .replace("/api/tasks/1", "/api/tasks/{id}")
                 .replace("/projects/web/", "/projects/{project}/")
                 .replace("/members/bob", "/members/{login}")
+                .replace("/api/users/bob", "/api/users/{login}")
                 .replace("/api/tokens/1", "/api/tokens/{token}")
                 .replace("/credentials/claude-code", "/credentials/{harness}")
         })

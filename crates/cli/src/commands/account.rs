@@ -81,6 +81,10 @@ pub enum AdminCommand {
     },
     /// List the accounts
     Users,
+    /// Disable an account: it cannot sign in, its tokens and sessions stop working at once
+    Disable { login: String },
+    /// Enable a disabled account again
+    Enable { login: String },
     /// Make a user an owner or member of a project (or remove them with --remove)
     Member {
         /// The project's name or id
@@ -267,6 +271,12 @@ pub async fn admin(command: AdminCommand, global: &GlobalArgs) -> Result<()> {
                 if user.admin { ", administrator" } else { "" }
             );
         }
+        AdminCommand::Disable { login } => {
+            return set_disabled(&client, &login, true, global).await;
+        }
+        AdminCommand::Enable { login } => {
+            return set_disabled(&client, &login, false, global).await;
+        }
         AdminCommand::Users => {
             let users: Vec<UserView> = client.get("/api/users").await?;
             if global.json {
@@ -309,6 +319,30 @@ pub async fn admin(command: AdminCommand, global: &GlobalArgs) -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// Disables or enables an account.
+async fn set_disabled(
+    client: &Client,
+    login: &str,
+    disabled: bool,
+    global: &GlobalArgs,
+) -> Result<()> {
+    let user: UserView = client
+        .put(
+            &format!("/api/users/{login}"),
+            &json!({"disabled": disabled}),
+        )
+        .await?;
+    if global.json {
+        return output::print_json(&user);
+    }
+    println!(
+        "{} is {}",
+        user.login,
+        if user.disabled { "disabled" } else { "enabled" }
+    );
     Ok(())
 }
 

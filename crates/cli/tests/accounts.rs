@@ -169,15 +169,7 @@ async fn members_see_their_projects_and_nothing_else() {
     assert_eq!(status, 403);
 
     // A member of `other`: its project and its tasks, not `app`'s.
-    let (status, body) = admin
-        .request(
-            Method::PUT,
-            "/api/projects/other/members/ann",
-            Some(&json!({"role": "member"})),
-        )
-        .await
-        .unwrap();
-    assert_eq!(status, 200, "{body}");
+    people::add_member(&world, "other", "ann", "member").await;
     let projects = ann.get("/api/projects").await.unwrap();
     let names: Vec<&str> = projects
         .as_array()
@@ -511,24 +503,8 @@ async fn a_non_technical_owners_task_passes_the_plan_gate_by_itself() {
         .insert(0, json!({"do": "echo_input"}));
     stages[0] = ("plan", plan);
     let world = World::start(&stages, &[]).await;
-    let admin = world.server.client();
-    let (status, body) = admin
-        .post(
-            "/api/users",
-            &json!({"login": "pat", "password": "pat-long-password", "technical": false}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(status, 201, "{body}");
-    let (status, _) = admin
-        .request(
-            Method::PUT,
-            "/api/projects/app/members/pat",
-            Some(&json!({"role": "member"})),
-        )
-        .await
-        .unwrap();
-    assert_eq!(status, 200);
+    people::create_user(&world, "pat", false).await;
+    people::add_member(&world, "app", "pat", "member").await;
     let session = Session::login(&world, "pat", "pat-long-password").await;
     let (status, task) = session
         .send(
@@ -564,17 +540,7 @@ async fn a_members_stream_of_everything_shows_their_projects_only() {
     world.wait_state(hidden, "plan_gate").await;
     world.wait_state(shown, "plan_gate").await;
     let ann = user_with_token(&world, "ann").await;
-    let (status, _) = world
-        .server
-        .client()
-        .request(
-            Method::PUT,
-            "/api/projects/app/members/ann",
-            Some(&json!({"role": "member"})),
-        )
-        .await
-        .unwrap();
-    assert_eq!(status, 200);
+    people::add_member(&world, "app", "ann", "member").await;
     // From the very start: the whole backlog, then the `caught-up` marker.
     let token = ann.token();
     let response = reqwest::Client::builder()
@@ -616,15 +582,7 @@ async fn removing_a_member_hides_the_project_again() {
     let world = World::start(&full_pipeline(), &[]).await;
     let ann = user_with_token(&world, "ann").await;
     let admin = world.server.client();
-    let (status, _) = admin
-        .request(
-            Method::PUT,
-            "/api/projects/app/members/ann",
-            Some(&json!({"role": "owner"})),
-        )
-        .await
-        .unwrap();
-    assert_eq!(status, 200);
+    people::add_member(&world, "app", "ann", "owner").await;
     let members = ann.get("/api/projects/app/members").await.unwrap();
     assert_eq!(members, json!([{"login": "ann", "role": "owner"}]));
     let (status, body) = admin

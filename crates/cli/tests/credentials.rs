@@ -57,10 +57,12 @@ fn sha256_hex(text: &str) -> String {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    agent_clis_missing,
+    ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
+)]
 async fn each_owner_s_runs_use_their_own_credentials_and_models_and_never_show_them() {
-    let Some((flag, cli)) = agent_cli("claude-code") else {
-        return;
-    };
+    let (flag, cli) = agent_cli("claude-code");
     // The plan step records the hash of the key its agent was given (never the key itself).
     let plan = json!({"runs": [[
         {"do": "run", "command": "printf %s \"$ANTHROPIC_API_KEY\" | sha256sum | cut -c1-64 > key.sha"},

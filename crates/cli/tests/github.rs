@@ -794,10 +794,12 @@ async fn a_hung_github_call_of_one_project_holds_up_no_other_project() {
 /// runs on Claude Code, the first push fails its check, and the model request of the fixing run
 /// carries the failing check's log line and annotation — what the agent was actually told.
 #[tokio::test]
+#[cfg_attr(
+    agent_clis_missing,
+    ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
+)]
 async fn real_claude_code_is_told_the_failing_check_and_fixes_it() {
-    let Some((flag, claude)) = agent_cli("claude-code") else {
-        return;
-    };
+    let (flag, claude) = agent_cli("claude-code");
     let dir = tempfile::tempdir().unwrap();
     let sim_scenarios = dir.path().join("sim-scenarios");
     write_scenarios(

@@ -165,6 +165,21 @@ fn user_view(row: &UserRow) -> UserView {
     }
 }
 
+/// The identity of an enabled account authenticated `via`; 401 for a missing or disabled one.
+fn identity_of(tx: &Tx<'_>, user: UserId, via: Via) -> Result<Identity> {
+    let user = tx.user(user)?.ok_or_else(unauthorized)?;
+    if user.disabled {
+        return Err(unauthorized());
+    }
+    Ok(Identity {
+        user: user.id,
+        login: user.login,
+        admin: user.admin,
+        technical: user.technical,
+        via,
+    })
+}
+
 fn not_found_user() -> EngineError {
     EngineError::NotFound("no such user: list users with `atelier admin users`".into())
 }
@@ -216,29 +231,21 @@ impl Engine {
     pub fn authenticate_token(&self, token: &str) -> Result<Identity> {
         let now = store::now_ms();
         let hash = hash_token(token);
-        self.inner.store.write(|tx| {
+        let (row, who) = self.inner.store.read(|tx| {
             let row = tx
                 .live_token_by_hash(&hash, now)?
                 .ok_or_else(unauthorized)?;
-            let user = tx.user(row.user_id)?.ok_or_else(unauthorized)?;
-            if user.disabled {
-                return Err(unauthorized());
-            }
-            // Last use to the minute is enough, and spares a write per request.
-            if row.last_used_at.is_none_or(|at| now - at > 60_000) {
-                tx.token_used(row.id, now)?;
-            }
-            Ok(Identity {
-                user: user.id,
-                login: user.login,
-                admin: user.admin,
-                technical: user.technical,
-                via: Via::Token {
-                    id: row.id,
-                    name: row.name,
-                },
-            })
-        })
+            let via = Via::Token {
+                id: row.id,
+                name: row.name.clone(),
+            };
+            Ok::<_, EngineError>((row.clone(), identity_of(tx, row.user_id, via)?))
+        })?;
+        // Last use to the minute is enough: a busy client's requests stay reads.
+        if row.last_used_at.is_none_or(|at| now - at > 60_000) {
+            self.inner.store.write(|tx| tx.token_used(row.id, now))?;
+        }
+        Ok(who)
     }
 
     /// The identity of a session cookie's secret, or 401.
@@ -248,20 +255,11 @@ impl Engine {
             let session = tx
                 .live_session_by_hash(&hash_token(secret), now)?
                 .ok_or_else(unauthorized)?;
-            let user = tx.user(session.user_id)?.ok_or_else(unauthorized)?;
-            if user.disabled {
-                return Err(unauthorized());
-            }
-            Ok(Identity {
-                user: user.id,
-                login: user.login,
-                admin: user.admin,
-                technical: user.technical,
-                via: Via::Session {
-                    id: session.id,
-                    csrf: session.csrf,
-                },
-            })
+            let via = Via::Session {
+                id: session.id,
+                csrf: session.csrf,
+            };
+            identity_of(tx, session.user_id, via)
         })
     }
 

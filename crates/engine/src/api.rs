@@ -334,6 +334,10 @@ pub struct TaskDetail {
     /// Comments seen on the pull request: taken up by a run, waiting, or ignored and why.
     #[serde(default)]
     pub comments: Vec<CommentView>,
+    /// Whether the task moves on without a human (an agent queued or running, or a pull request
+    /// waiting for its checks); `task logs --follow` ends when it does not.
+    #[serde(default)]
+    pub in_motion: bool,
 }
 
 /// A pull-request comment as Atelier saw it.

@@ -10,7 +10,7 @@ use crate::error::{EngineError, Result};
 use crate::hub::HubItem;
 use crate::inner::Inner;
 use bytes::Bytes;
-use domain::{RunId, RunStatus, TaskId};
+use domain::{RunId, TaskId};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use std::sync::Arc;
@@ -86,12 +86,7 @@ async fn pump(
             let row = tx
                 .task(task)?
                 .ok_or_else(|| crate::transition::not_found(task))?;
-            let busy = tx
-                .runs_of_task(task)?
-                .iter()
-                .any(|r| matches!(r.status, RunStatus::Queued | RunStatus::Running));
-            // A pull request waiting for its checks is still in motion (a fixing run may follow).
-            let moving = busy || row.state == domain::TaskState::AwaitingChecks;
+            let moving = crate::views::in_motion(&tx.runs_of_task(task)?, &row.state);
             Ok::<_, EngineError>((!moving, row.state))
         })?;
         if !follow || idle {

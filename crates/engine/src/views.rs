@@ -3,7 +3,7 @@
 use crate::api::*;
 use crate::error::{EngineError, Result};
 use crate::settings;
-use domain::{ProjectId, Signal, Stage, TaskId};
+use domain::{ProjectId, RunStatus, Signal, Stage, TaskId};
 use store::{ProjectRow, PullRequestRow, RunRow, TaskRow, Tx};
 
 /// Shown instead of the values of roles' `env` (they hold credentials).
@@ -94,6 +94,14 @@ fn pull_request(row: PullRequestRow) -> PullRequestView {
     }
 }
 
+/// Whether the task moves on without a human: an agent queued or running, or a pull request
+/// waiting for its checks (a fixing run may follow). Followers end when it is not.
+pub(crate) fn in_motion(runs: &[RunRow], state: &domain::TaskState) -> bool {
+    runs.iter()
+        .any(|r| matches!(r.status, RunStatus::Queued | RunStatus::Running))
+        || *state == domain::TaskState::AwaitingChecks
+}
+
 pub(crate) fn detail(tx: &Tx<'_>, id: TaskId) -> Result<TaskDetail> {
     let row = tx
         .task(id)?
@@ -103,8 +111,10 @@ pub(crate) fn detail(tx: &Tx<'_>, id: TaskId) -> Result<TaskDetail> {
         .map(|p| p.name)
         .unwrap_or_default();
     let doc = std::fs::read_to_string(&row.doc_path).unwrap_or_default();
+    let runs = tx.runs_of_task(id)?;
     Ok(TaskDetail {
-        runs: tx.runs_of_task(id)?.into_iter().map(run).collect(),
+        in_motion: in_motion(&runs, &row.state),
+        runs: runs.into_iter().map(run).collect(),
         pull_request: tx.pull_request(id)?.map(pull_request),
         comments: tx
             .comments(id)?

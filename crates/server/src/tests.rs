@@ -273,6 +273,7 @@ impl Backend for Fake {
             pull_request: None,
             doc: "# doc".into(),
             comments: vec![],
+            in_motion: false,
         })
     }
     async fn approve(&self, id: TaskId) -> Result<TaskView> {

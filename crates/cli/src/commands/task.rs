@@ -369,18 +369,11 @@ impl SseMessage {
     }
 }
 
-/// The task's state once no agent of it is queued or running and its pull request does not wait
-/// for checks; `None` while it is still in motion.
+/// The task's state once it no longer moves on without a human (the engine's `in_motion`);
+/// `None` while it does.
 async fn settled(client: &Client, id: i64) -> Result<Option<domain::TaskState>> {
     let detail: TaskDetail = client.get(&format!("/api/tasks/{id}")).await?;
-    let busy = detail.runs.iter().any(|r| {
-        matches!(
-            r.status,
-            domain::RunStatus::Queued | domain::RunStatus::Running
-        )
-    });
-    let moving = busy || detail.task.state == domain::TaskState::AwaitingChecks;
-    Ok((!moving).then_some(detail.task.state))
+    Ok((!detail.in_motion).then_some(detail.task.state))
 }
 
 fn print_item(item: &FollowItem, id: i64, json: bool) -> Result<()> {

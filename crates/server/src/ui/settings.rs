@@ -30,6 +30,8 @@ pub(crate) async fn page<B: Backend>(viewer: Viewer<B>, Path(name): Path<String>
         Ok(members) => members,
         Err(err) => return error_page(&viewer, err),
     };
+    let can_edit = viewer.who.admin
+        || members.iter().any(|m| m.login == viewer.who.login && m.role == "owner");
     let base = serde_json::to_string(&project.settings).unwrap_or_default();
     let api = format!("/api/projects/{}/settings", project.name);
     let body = html! {
@@ -40,6 +42,9 @@ pub(crate) async fn page<B: Backend>(viewer: Viewer<B>, Path(name): Path<String>
                 p.muted { code { (project.path) } " · default branch " code { (project.default_branch) } }
             }
         }
+        @if !can_edit { p.hint #read-only { "You are a member: the project's owners and administrators change its settings." } }
+        fieldset.plain disabled[!can_edit] {
+        legend.visually-hidden { "Project settings" }
         div.settings-grid {
             section.panel aria-labelledby="roles-h" {
                 h2 #roles-h { "Roles and caps" }
@@ -90,6 +95,7 @@ pub(crate) async fn page<B: Backend>(viewer: Viewer<B>, Path(name): Path<String>
                     }
                 }
             }
+        }
         }
     };
     let page_info = Page {

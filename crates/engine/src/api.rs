@@ -338,6 +338,55 @@ pub struct TaskDetail {
     /// waiting for its checks); `task logs --follow` ends when it does not.
     #[serde(default)]
     pub in_motion: bool,
+    /// What the caller may do to the task now: the actions the pipeline's rules accept in its
+    /// current state (a user interface offers exactly these).
+    #[serde(default)]
+    pub actions: Vec<TaskAction>,
+}
+
+/// Something a user may do to a task (`TaskDetail.actions`), as `{"action": "…"}`; a run carries
+/// its stage: `{"action": "run", "stage": "review"}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum TaskAction {
+    /// `POST /api/tasks/{id}/approve`.
+    ApprovePlan,
+    /// `POST /api/tasks/{id}/request-changes`.
+    RequestPlanChanges,
+    /// `POST /api/tasks/{id}/answer`.
+    Answer,
+    /// `POST /api/tasks/{id}/stop`.
+    Stop,
+    /// `POST /api/tasks/{id}/resume`.
+    Resume,
+    /// `POST /api/tasks/{id}/run` with `{"stage": …}`.
+    Run { stage: Stage },
+    /// `POST /api/tasks/{id}/merge`.
+    Merge,
+    /// `DELETE /api/tasks/{id}`.
+    Delete,
+}
+
+impl From<domain::Action> for TaskAction {
+    fn from(action: domain::Action) -> Self {
+        match action {
+            domain::Action::ApprovePlan => TaskAction::ApprovePlan,
+            domain::Action::RequestPlanChanges => TaskAction::RequestPlanChanges,
+            domain::Action::Answer => TaskAction::Answer,
+            domain::Action::Stop => TaskAction::Stop,
+            domain::Action::Resume => TaskAction::Resume,
+            domain::Action::Run { stage } => TaskAction::Run { stage },
+            domain::Action::Merge => TaskAction::Merge,
+            domain::Action::Delete => TaskAction::Delete,
+        }
+    }
+}
+
+/// The body of `POST /api/tasks/{id}/request-changes`: what the planner should change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlanChangesRequest {
+    pub feedback: String,
 }
 
 /// A pull-request comment as Atelier saw it.

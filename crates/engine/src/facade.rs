@@ -624,6 +624,7 @@ impl Engine {
         self.inner.store.read(|tx| self.check_task(tx, id))?;
         let action = match &event {
             Event::PlanApproved => "task.approve",
+            Event::PlanChangesRequested { .. } => "task.request_changes",
             Event::Answered { .. } => "task.answer",
             Event::StopRequested => "task.stop",
             Event::ResumeRequested => "task.resume",
@@ -659,6 +660,19 @@ impl Engine {
 
     pub async fn approve(&self, id: TaskId) -> Result<TaskView> {
         self.act(id, Event::PlanApproved).await
+    }
+
+    /// Sends the plan back to the planner at the plan gate: the task runs its plan stage again
+    /// (a new plan iteration, counted against the run cap), continuing the planner's harness
+    /// session with `feedback` as its next input (a fresh plan run with the feedback in its
+    /// prompt when there is no session to continue). Empty feedback is refused.
+    pub async fn request_plan_changes(&self, id: TaskId, feedback: String) -> Result<TaskView> {
+        if feedback.trim().is_empty() {
+            return Err(EngineError::InvalidInput(
+                "the requested changes are empty: say what the plan should change".into(),
+            ));
+        }
+        self.act(id, Event::PlanChangesRequested { feedback }).await
     }
 
     pub async fn answer(&self, id: TaskId, text: String) -> Result<TaskView> {

@@ -39,6 +39,12 @@ pub(crate) trait Backend: Clone + Send + Sync + 'static {
     fn task(&self, id: TaskId) -> impl Future<Output = Result<TaskDetail>> + Send;
     fn approve(&self, id: TaskId) -> impl Future<Output = Result<TaskView>> + Send;
     fn answer(&self, id: TaskId, text: String) -> impl Future<Output = Result<TaskView>> + Send;
+    /// Sends the plan back to the planner at the plan gate with `feedback`.
+    fn request_plan_changes(
+        &self,
+        id: TaskId,
+        feedback: String,
+    ) -> impl Future<Output = Result<TaskView>> + Send;
     fn run(
         &self,
         id: TaskId,
@@ -202,6 +208,13 @@ impl Backend for Engine {
     }
     fn answer(&self, id: TaskId, text: String) -> impl Future<Output = Result<TaskView>> + Send {
         Engine::answer(self, id, text)
+    }
+    fn request_plan_changes(
+        &self,
+        id: TaskId,
+        feedback: String,
+    ) -> impl Future<Output = Result<TaskView>> + Send {
+        Engine::request_plan_changes(self, id, feedback)
     }
     fn run(
         &self,

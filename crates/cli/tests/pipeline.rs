@@ -377,6 +377,7 @@ async fn requested_plan_changes_continue_the_planner_session_with_the_feedback()
     let id = world.new_task("Revise the plan", true).await;
     let detail = world.wait_state(id, "plan_gate").await;
     let session = detail["runs"][0]["session"].as_str().unwrap().to_string();
+    assert_eq!(detail["runs"][0]["harness"], "scripted", "{detail}");
     assert!(
         detail["actions"]
             .as_array()

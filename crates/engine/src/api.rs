@@ -312,6 +312,12 @@ pub struct RunView {
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub cost_usd: f64,
+    /// The harness the agent ran on (absent for runs recorded by older versions or not started).
+    #[serde(default)]
+    pub harness: Option<String>,
+    /// The model the agent was given (the owner's own model for the stage over the role's).
+    #[serde(default)]
+    pub model: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -426,6 +432,67 @@ impl LogEntry {
             "{{\"item\":\"event\",\"run\":{run},\"stage\":\"{stage}\",\"seq\":{seq},\"event\":{event_json}}}\n"
         )
     }
+}
+
+/// Transcript entries per page when the caller names no `limit`.
+pub const DEFAULT_TRANSCRIPT_LIMIT: u32 = 300;
+/// The largest `limit` of a transcript page.
+pub const MAX_TRANSCRIPT_LIMIT: u32 = 2000;
+
+/// A position in a task's transcript: an event of a run (entries are ordered by run, then seq).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub struct TranscriptCursor {
+    pub run: RunId,
+    pub seq: i64,
+}
+
+/// Which part of a task's transcript [`crate::Engine::transcript`] reads; `limit` is 1 to
+/// [`MAX_TRANSCRIPT_LIMIT`] (default [`DEFAULT_TRANSCRIPT_LIMIT`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "from", rename_all = "snake_case")]
+pub enum TranscriptQuery {
+    /// The last `limit` events.
+    Last { limit: u32 },
+    /// The first `limit` events strictly after `cursor` (what happened since a page).
+    After {
+        cursor: TranscriptCursor,
+        limit: u32,
+    },
+    /// The last `limit` events strictly before `cursor` (the page before).
+    Before {
+        cursor: TranscriptCursor,
+        limit: u32,
+    },
+}
+
+impl Default for TranscriptQuery {
+    fn default() -> Self {
+        TranscriptQuery::Last {
+            limit: DEFAULT_TRANSCRIPT_LIMIT,
+        }
+    }
+}
+
+/// One event of a task's transcript.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct TranscriptEntry {
+    pub run: RunId,
+    pub stage: Stage,
+    pub seq: i64,
+    pub event: TranscriptEvent,
+    /// When it was stored (ms since the epoch).
+    pub at_ms: i64,
+}
+
+/// A page of a task's transcript, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct TranscriptPage {
+    pub entries: Vec<TranscriptEntry>,
+    /// Whether the task has events before the first entry (before the cursor when the page is
+    /// empty): a `Before` query from the first entry reads them.
+    pub earlier: bool,
 }
 
 /// An account as the API shows it (never its password hash).

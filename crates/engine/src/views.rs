@@ -80,6 +80,8 @@ pub(crate) fn run(row: RunRow) -> RunView {
         input_tokens: row.input_tokens,
         output_tokens: row.output_tokens,
         cost_usd: row.cost_usd,
+        harness: row.harness,
+        model: row.model,
     }
 }
 

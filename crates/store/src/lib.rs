@@ -21,7 +21,7 @@ mod tasks;
 pub use accounts::{AuditRow, SessionRow, TokenRow, UserId, UserRow};
 pub use activity::{Activity, ActivityBody, ActivityKind, ActivitySink, WHOLE};
 pub use credentials::{CredentialRow, UserModelRow};
-pub use events::StoredEvent;
+pub use events::{StoredEvent, TimedEvent};
 pub use follow_up::{CommentRow, CommentStatus, NewComment};
 pub use outbox::{Intent, IntentKind, NewIntent, UnknownIntentKind};
 pub use projects::{NewProjectRow, ProjectRow};

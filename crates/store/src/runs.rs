@@ -28,6 +28,12 @@ pub struct RunRow {
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub cost_usd: f64,
+    /// The harness the run's agent runs on (recorded when it starts; `None` before migration 10
+    /// or before its first start).
+    pub harness: Option<String>,
+    /// The model the agent was given (the owner's own model for the stage over the role's), if
+    /// any was named.
+    pub model: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +46,7 @@ pub struct NewRunRow<'a> {
 
 const COLUMNS: &str = "id, task_id, stage, status, iteration, turns, session, mark, pending_input, \
      signal, reason, created_at, started_at, ended_at, spawned_us, exited_us, input_tokens, \
-     output_tokens, cost_usd";
+     output_tokens, cost_usd, harness, model";
 
 struct Raw {
     row: RunRow,
@@ -74,6 +80,8 @@ fn raw(row: &Row<'_>) -> rusqlite::Result<Raw> {
             input_tokens: row.get::<_, i64>(16)? as u64,
             output_tokens: row.get::<_, i64>(17)? as u64,
             cost_usd: row.get(18)?,
+            harness: row.get(19)?,
+            model: row.get(20)?,
         },
     })
 }
@@ -159,7 +167,7 @@ impl Tx<'_> {
                 .join(", ")
         );
         let mut stmt = self.tx.prepare(&sql)?;
-        let rows = stmt.query_map([], |row| Ok((raw(row)?, ProjectId(row.get(19)?))))?;
+        let rows = stmt.query_map([], |row| Ok((raw(row)?, ProjectId(row.get(21)?))))?;
         rows.map(|r| {
             let (raw, project) = r?;
             Ok((finish(raw)?, project))
@@ -209,6 +217,15 @@ impl Tx<'_> {
             }),
         )?;
         Ok(true)
+    }
+
+    /// Records the harness and the model a run's agent is started with.
+    pub fn set_run_agent(&self, id: RunId, harness: &str, model: Option<&str>) -> Result<()> {
+        self.tx.execute(
+            "UPDATE runs SET harness = ?2, model = ?3 WHERE id = ?1",
+            params![id.0, harness, model],
+        )?;
+        Ok(())
     }
 
     /// Records when the process of the current turn was spawned (microseconds). The turn's

@@ -495,6 +495,62 @@ pub struct TranscriptPage {
     pub earlier: bool,
 }
 
+/// What is going on, for the caller's start page (`Engine::dashboard`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Dashboard {
+    /// Agents queued or running, oldest run first.
+    pub running: Vec<RunningAgent>,
+    /// Usage of the runs started since midnight UTC today.
+    pub usage_today: Usage,
+    /// The newest changes (tasks created, changing state or deleted, runs starting and
+    /// ending, pull requests recorded; transcript batches are left out), newest first.
+    pub recent: Vec<RecentActivity>,
+}
+
+/// An agent queued or running.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct RunningAgent {
+    pub task: TaskId,
+    pub title: String,
+    pub project: String,
+    pub run: RunId,
+    pub stage: Stage,
+    /// `queued` or `running`.
+    pub status: RunStatus,
+    /// The harness and model the run was started with (`None` while it is queued for the
+    /// first time).
+    pub harness: Option<String>,
+    pub model: Option<String>,
+    /// When its first turn started (ms since the epoch); `None` while queued for the first time.
+    pub started_at: Option<i64>,
+    /// When its newest transcript event was stored (ms since the epoch).
+    pub last_event_at: Option<i64>,
+}
+
+/// Tokens and cost summed over runs.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: f64,
+    /// How many runs are summed.
+    pub runs: u32,
+}
+
+/// One recent change of a task the caller may see.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct RecentActivity {
+    pub task: TaskId,
+    pub title: String,
+    pub project: String,
+    /// `task`, `run` or `pull_request`.
+    pub kind: String,
+    /// When it happened (ms since the epoch).
+    pub at_ms: i64,
+    /// One line saying what happened (`now awaiting merge`, `implement run 12 completed`, …).
+    pub summary: String,
+}
+
 /// An account as the API shows it (never its password hash).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct UserView {

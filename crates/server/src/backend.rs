@@ -9,6 +9,7 @@ use engine::api::{
     AuditEntryView, CredentialView, CredentialsRequest, NewSessionView, NewTokenView, NewUser,
     TokenView, UserModels, UserView,
 };
+use engine::api::{Dashboard, TranscriptPage, TranscriptQuery};
 use engine::api::{
     NewProject, NewTask, Page, PageRequest, ProjectSettings, ProjectView, ServerStatus,
     StreamCursor, TaskDetail, TaskView,
@@ -96,6 +97,20 @@ pub(crate) trait Backend: Clone + Send + Sync + 'static {
         id: TaskId,
         follow: bool,
     ) -> impl Future<Output = Result<BoxStream<'static, Bytes>>> + Send;
+    #[allow(dead_code, reason = "for the web UI (`ui`), written alongside")]
+    /// A page of a task's transcript.
+    fn transcript(
+        &self,
+        id: TaskId,
+        query: TranscriptQuery,
+    ) -> impl Future<Output = Result<TranscriptPage>> + Send;
+    #[allow(dead_code, reason = "for the web UI (`ui`), written alongside")]
+    /// The caller's dashboard: agents at work, today's usage, recent changes.
+    fn dashboard(&self) -> Result<Dashboard>;
+    #[allow(dead_code, reason = "for the web UI (`ui`), written alongside")]
+    /// The SSE id of the newest activity now (`?after=` of a stream opened by a page rendered
+    /// now).
+    fn stream_head(&self) -> Result<String>;
     /// Server-Sent Events text of everything (`task` = `None`) or one task, after `after`.
     fn stream(
         &self,
@@ -251,5 +266,18 @@ impl Backend for Engine {
         after: Option<StreamCursor>,
     ) -> impl Future<Output = Result<BoxStream<'static, Bytes>>> + Send {
         Engine::stream(self, task, after)
+    }
+    fn transcript(
+        &self,
+        id: TaskId,
+        query: TranscriptQuery,
+    ) -> impl Future<Output = Result<TranscriptPage>> + Send {
+        Engine::transcript(self, id, query)
+    }
+    fn dashboard(&self) -> Result<Dashboard> {
+        Engine::dashboard(self)
+    }
+    fn stream_head(&self) -> Result<String> {
+        Engine::stream_head(self)
     }
 }

@@ -283,6 +283,29 @@ impl Backend for Fake {
     async fn answer(&self, id: TaskId, text: String) -> Result<TaskView> {
         self.task_result(&format!("answer {text:?}"), id)
     }
+    async fn transcript(
+        &self,
+        id: TaskId,
+        query: engine::api::TranscriptQuery,
+    ) -> Result<engine::api::TranscriptPage> {
+        self.task_result(&format!("transcript {query:?}"), id)?;
+        Ok(engine::api::TranscriptPage {
+            entries: vec![],
+            earlier: false,
+        })
+    }
+    fn dashboard(&self) -> Result<engine::api::Dashboard> {
+        self.record("dashboard".into());
+        Ok(engine::api::Dashboard {
+            running: vec![],
+            usage_today: engine::api::Usage::default(),
+            recent: vec![],
+        })
+    }
+    fn stream_head(&self) -> Result<String> {
+        self.record("stream_head".into());
+        Ok("42".into())
+    }
     async fn request_plan_changes(&self, id: TaskId, feedback: String) -> Result<TaskView> {
         self.task_result(&format!("request_plan_changes {feedback:?}"), id)
     }

@@ -478,4 +478,61 @@ mod engine_tests {
         );
         engine.shutdown().await;
     }
+
+    #[tokio::test]
+    async fn first_run_setup_makes_one_administrator_with_the_api_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(dir.path()).await;
+        assert!(engine.setup_needed());
+        let err = engine
+            .setup_first_admin("not-the-token", "ann", "a-long-password")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, EngineError::Unauthorized(_)), "{err}");
+        let err = engine
+            .setup_first_admin(API_TOKEN, "ann", "short")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, EngineError::InvalidInput(_)), "{err}");
+        assert!(engine.setup_needed(), "a refused setup changes nothing");
+
+        let ann = engine
+            .setup_first_admin(API_TOKEN, "ann", "a-long-password")
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                ann.login.as_str(),
+                ann.admin,
+                ann.technical,
+                ann.has_password
+            ),
+            ("ann", true, true, true)
+        );
+        assert!(!engine.setup_needed());
+        let audit = engine.audit_log(None, 10).unwrap();
+        let last = &audit[0];
+        assert_eq!(
+            (
+                last.actor.as_str(),
+                last.action.as_str(),
+                last.target.as_str()
+            ),
+            ("setup", "user.create", "ann")
+        );
+        engine
+            .login("ann", "a-long-password", "127.0.0.1".parse().unwrap())
+            .await
+            .unwrap();
+
+        let err = engine
+            .setup_first_admin(API_TOKEN, "eve", "a-long-password")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, EngineError::Conflict(m) if m.contains("sign in instead")),
+            "{err}"
+        );
+        engine.shutdown().await;
+    }
 }

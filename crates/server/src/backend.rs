@@ -111,6 +111,17 @@ pub(crate) trait Backend: Clone + Send + Sync + 'static {
     /// The SSE id of the newest activity now (`?after=` of a stream opened by a page rendered
     /// now).
     fn stream_head(&self) -> Result<String>;
+    #[allow(dead_code, reason = "for the web UI (`ui`), written alongside")]
+    /// Whether no account has a password yet (the first-run setup page is due).
+    fn setup_needed(&self) -> bool;
+    #[allow(dead_code, reason = "for the web UI (`ui`), written alongside")]
+    /// Creates the first administrator, proved by the server's api-token.
+    fn setup_first_admin(
+        &self,
+        setup_token: String,
+        login: String,
+        password: String,
+    ) -> impl Future<Output = Result<UserView>> + Send;
     /// Server-Sent Events text of everything (`task` = `None`) or one task, after `after`.
     fn stream(
         &self,
@@ -279,5 +290,16 @@ impl Backend for Engine {
     }
     fn stream_head(&self) -> Result<String> {
         Engine::stream_head(self)
+    }
+    fn setup_needed(&self) -> bool {
+        Engine::setup_needed(self)
+    }
+    async fn setup_first_admin(
+        &self,
+        setup_token: String,
+        login: String,
+        password: String,
+    ) -> Result<UserView> {
+        Engine::setup_first_admin(self, &setup_token, &login, &password).await
     }
 }

@@ -302,6 +302,21 @@ impl Backend for Fake {
             recent: vec![],
         })
     }
+    fn setup_needed(&self) -> bool {
+        false
+    }
+    async fn setup_first_admin(
+        &self,
+        setup_token: String,
+        login: String,
+        _password: String,
+    ) -> Result<engine::api::UserView> {
+        self.record(format!("setup_first_admin {login}"));
+        if setup_token != API_TOKEN {
+            return Err(EngineError::Unauthorized("wrong setup token".into()));
+        }
+        Err(EngineError::Conflict("setup is already done".into()))
+    }
     fn stream_head(&self) -> Result<String> {
         self.record("stream_head".into());
         Ok("42".into())

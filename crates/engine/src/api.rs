@@ -495,6 +495,49 @@ pub struct TranscriptPage {
     pub earlier: bool,
 }
 
+/// The largest patch [`TaskDiff`] carries (bytes); a longer one is cut and `truncated`.
+pub const MAX_DIFF_PATCH_BYTES: usize = 1_000_000;
+
+/// A task's changes against the merge base of its branch and the project's default branch:
+/// commits, uncommitted edits and untracked files (as added), as the worktree holds them now.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct TaskDiff {
+    /// The merge base (a commit id); empty without a worktree.
+    pub base: String,
+    pub files: Vec<DiffFile>,
+    /// The unified diff, at most [`MAX_DIFF_PATCH_BYTES`].
+    pub patch: String,
+    /// Whether `patch` was cut.
+    pub truncated: bool,
+    /// Why the diff is empty when the task has no worktree (not created yet, or removed once
+    /// the task ended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// One file a task changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct DiffFile {
+    pub path: String,
+    /// The path before a rename.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_path: Option<String>,
+    pub status: DiffStatus,
+    pub additions: u32,
+    pub deletions: u32,
+    pub binary: bool,
+}
+
+/// How a file changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DiffStatus {
+    Added,
+    Modified,
+    Deleted,
+    Renamed,
+}
+
 /// What is going on, for the caller's start page (`Engine::dashboard`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Dashboard {

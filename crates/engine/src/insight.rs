@@ -1,10 +1,11 @@
 //! Reads for user interfaces: the caller's dashboard (agents at work, today's usage, recent
-//! changes) and the head of the live stream. Membership-filtered like the lists.
+//! changes), the head of the live stream and a task's diff. Membership-filtered like the lists.
 
 use crate::api::*;
 use crate::error::{EngineError, Result};
 use crate::facade::Engine;
-use domain::TaskState;
+use domain::{TaskId, TaskState};
+use std::path::Path;
 use store::ActivityKind;
 
 /// Rows of recent activity the dashboard shows.
@@ -72,6 +73,75 @@ impl Engine {
                     at_ms: row.at_us / 1000,
                 })
                 .collect(),
+        })
+    }
+}
+
+impl Engine {
+    /// The task's changes (see [`TaskDiff`]) against the merge base of its worktree's `HEAD` and
+    /// the project's default branch (on the project's remote when it has it, else the local
+    /// branch). A task without a worktree — not created yet, or removed when the task ended —
+    /// answers an empty diff with a `note` saying so, not an error.
+    pub async fn task_diff(&self, id: TaskId) -> Result<TaskDiff> {
+        let (task, project) = self.inner.store.read(|tx| {
+            self.check_task(tx, id)?;
+            let task = tx
+                .task(id)?
+                .ok_or_else(|| crate::transition::not_found(id))?;
+            let project = tx
+                .project(task.project_id)?
+                .ok_or_else(|| crate::transition::not_found(id))?;
+            Ok::<_, EngineError>((task, project))
+        })?;
+        let no_worktree = || TaskDiff {
+            note: Some(format!(
+                "task {id} has no worktree (it was removed when the task ended): its changes are                  on its branch `{}` and in its pull request",
+                task.branch
+            )),
+            ..TaskDiff::default()
+        };
+        let Some(worktree) = task.worktree.as_deref().map(Path::new) else {
+            return Ok(no_worktree());
+        };
+        if !worktree.is_dir() {
+            return Ok(no_worktree());
+        }
+        let remote = crate::settings::parse(&project.settings_json)?.remote;
+        let on_remote = format!("{remote}/{}", project.default_branch);
+        let repo = git::Repo::open(Path::new(&project.path))
+            .await
+            .map_err(|e| EngineError::Internal(e.to_string()))?;
+        let base_rev = match repo.rev_parse(&on_remote).await {
+            Ok(Some(_)) => on_remote,
+            _ => project.default_branch.clone(),
+        };
+        let diff = git::work_tree_diff(worktree, &base_rev, MAX_DIFF_PATCH_BYTES)
+            .await
+            .map_err(|e| {
+                EngineError::Internal(format!("cannot read the changes of task {id}: {e}"))
+            })?;
+        Ok(TaskDiff {
+            base: diff.base,
+            files: diff
+                .files
+                .into_iter()
+                .map(|f| DiffFile {
+                    path: f.path,
+                    old_path: f.old_path,
+                    status: match f.status {
+                        git::DiffStatus::Added => DiffStatus::Added,
+                        git::DiffStatus::Modified => DiffStatus::Modified,
+                        git::DiffStatus::Deleted => DiffStatus::Deleted,
+                        git::DiffStatus::Renamed => DiffStatus::Renamed,
+                    },
+                    additions: f.additions,
+                    deletions: f.deletions,
+                    binary: f.binary,
+                })
+                .collect(),
+            patch: diff.patch,
+            truncated: diff.truncated,
+            note: None,
         })
     }
 }
@@ -182,6 +252,18 @@ pub(crate) mod testing {
         state: &TaskState,
         stages: &[Stage],
     ) -> (TaskId, Vec<RunId>) {
+        task_in(engine, name, path, "/nowhere", state, stages)
+    }
+
+    /// [`task_with_runs`] with the task's worktree at `worktree`.
+    pub fn task_in(
+        engine: &Engine,
+        name: &str,
+        path: &str,
+        worktree: &str,
+        state: &TaskState,
+        stages: &[Stage],
+    ) -> (TaskId, Vec<RunId>) {
         engine
             .inner
             .store
@@ -207,7 +289,7 @@ pub(crate) mod testing {
                     state,
                     priority: 0,
                     technical: true,
-                    worktree: "/nowhere",
+                    worktree,
                     doc_path: "/nowhere/task.md",
                     port: 20000 + task.0 as u16,
                 })?;
@@ -533,6 +615,91 @@ mod engine_tests {
             matches!(&err, EngineError::Conflict(m) if m.contains("sign in instead")),
             "{err}"
         );
+        engine.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_task_diff_shows_committed_uncommitted_and_untracked_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let sample = testkit::sample_repo(dir.path()).unwrap();
+        let engine = engine(dir.path()).await;
+        let app = sample.path.to_str().unwrap();
+        // No worktree: an empty diff that says why.
+        let (gone, _) = task_with_runs(&engine, "app", app, &TaskState::PlanGate, &[]);
+        engine
+            .inner
+            .store
+            .write(|tx| tx.clear_worktree(gone))
+            .unwrap();
+        let diff = engine.task_diff(gone).await.unwrap();
+        assert_eq!((diff.files.len(), diff.patch.as_str()), (0, ""));
+        assert!(diff.note.unwrap().contains("no worktree"));
+
+        let worktree = dir.path().join("wt");
+        let wt = worktree.to_str().unwrap();
+        testkit::git(
+            &sample.path,
+            &[
+                "worktree",
+                "add",
+                "-q",
+                "-b",
+                "atelier/2-t",
+                wt,
+                "origin/main",
+            ],
+        )
+        .unwrap();
+        testkit::set_identity(&worktree).unwrap();
+        let (task, _) = task_in(&engine, "app", app, wt, &TaskState::PlanGate, &[]);
+        let base = testkit::git(&worktree, &["rev-parse", "HEAD"]).unwrap();
+        testkit::commit_file(&worktree, "src/new.txt", "a\nb\n", "Add new").unwrap();
+        testkit::git(&worktree, &["mv", "README.md", "READ.md"]).unwrap();
+        testkit::git(&worktree, &["commit", "-qm", "Rename"]).unwrap();
+        std::fs::write(worktree.join("src/lib.txt"), "one\n2\nthree\nfour\n").unwrap();
+        std::fs::write(worktree.join("notes.txt"), "untracked\n").unwrap();
+        std::fs::write(worktree.join("blob.bin"), [0u8, 1, 2, 0, 255]).unwrap();
+        // The default branch moves on: the diff is still against the merge base.
+        testkit::commit_file(&sample.path, "other.txt", "x\n", "Elsewhere").unwrap();
+
+        let diff = engine.task_diff(task).await.unwrap();
+        assert_eq!(diff.base, base.trim());
+        assert_eq!(diff.note, None);
+        assert!(!diff.truncated);
+        let files: Vec<_> = diff
+            .files
+            .iter()
+            .map(|f| {
+                (
+                    f.path.as_str(),
+                    f.old_path.as_deref(),
+                    f.status,
+                    f.additions,
+                    f.deletions,
+                    f.binary,
+                )
+            })
+            .collect();
+        assert_eq!(
+            files,
+            [
+                (
+                    "READ.md",
+                    Some("README.md"),
+                    DiffStatus::Renamed,
+                    0,
+                    0,
+                    false
+                ),
+                ("blob.bin", None, DiffStatus::Added, 0, 0, true),
+                ("notes.txt", None, DiffStatus::Added, 1, 0, false),
+                ("src/lib.txt", None, DiffStatus::Modified, 2, 1, false),
+                ("src/new.txt", None, DiffStatus::Added, 2, 0, false),
+            ]
+        );
+        for part in ["+four", "-two", "+untracked", "rename to READ.md", "+b"] {
+            assert!(diff.patch.contains(part), "{part} in {}", diff.patch);
+        }
         engine.shutdown().await;
     }
 }

@@ -9,7 +9,7 @@ use engine::api::{
     AuditEntryView, CredentialView, CredentialsRequest, NewSessionView, NewTokenView, NewUser,
     TokenView, UserModels, UserView,
 };
-use engine::api::{Dashboard, TranscriptPage, TranscriptQuery};
+use engine::api::{Dashboard, TaskDiff, TranscriptPage, TranscriptQuery};
 use engine::api::{
     NewProject, NewTask, Page, PageRequest, ProjectSettings, ProjectView, ServerStatus,
     StreamCursor, TaskDetail, TaskView,
@@ -111,6 +111,9 @@ pub(crate) trait Backend: Clone + Send + Sync + 'static {
     /// The SSE id of the newest activity now (`?after=` of a stream opened by a page rendered
     /// now).
     fn stream_head(&self) -> Result<String>;
+    #[allow(dead_code, reason = "for the web UI (`ui`), written alongside")]
+    /// The task's changes against the merge base with the project's default branch.
+    fn task_diff(&self, id: TaskId) -> impl Future<Output = Result<TaskDiff>> + Send;
     #[allow(dead_code, reason = "for the web UI (`ui`), written alongside")]
     /// Whether no account has a password yet (the first-run setup page is due).
     fn setup_needed(&self) -> bool;
@@ -290,6 +293,9 @@ impl Backend for Engine {
     }
     fn stream_head(&self) -> Result<String> {
         Engine::stream_head(self)
+    }
+    fn task_diff(&self, id: TaskId) -> impl Future<Output = Result<TaskDiff>> + Send {
+        Engine::task_diff(self, id)
     }
     fn setup_needed(&self) -> bool {
         Engine::setup_needed(self)

@@ -302,6 +302,10 @@ impl Backend for Fake {
             recent: vec![],
         })
     }
+    async fn task_diff(&self, id: TaskId) -> Result<engine::api::TaskDiff> {
+        self.task_result("task_diff", id)?;
+        Ok(engine::api::TaskDiff::default())
+    }
     fn setup_needed(&self) -> bool {
         false
     }

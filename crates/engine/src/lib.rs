@@ -15,6 +15,7 @@ mod follow_up;
 mod forges;
 mod hub;
 mod inner;
+mod insight;
 mod logs;
 mod outbox;
 mod pr_body;

@@ -80,6 +80,8 @@ pub(crate) fn run(row: RunRow) -> RunView {
         input_tokens: row.input_tokens,
         output_tokens: row.output_tokens,
         cost_usd: row.cost_usd,
+        harness: row.harness,
+        model: row.model,
     }
 }
 
@@ -108,11 +110,13 @@ pub(crate) fn detail(tx: &Tx<'_>, id: TaskId) -> Result<TaskDetail> {
         .ok_or_else(|| crate::transition::not_found(id))?;
     let project = tx
         .project(row.project_id)?
-        .map(|p| p.name)
-        .unwrap_or_default();
+        .ok_or_else(|| crate::transition::not_found(id))?;
+    let actions = actions(tx, &row, &project)?;
+    let project = project.name;
     let doc = std::fs::read_to_string(&row.doc_path).unwrap_or_default();
     let runs = tx.runs_of_task(id)?;
     Ok(TaskDetail {
+        actions,
         in_motion: in_motion(&runs, &row.state),
         runs: runs.into_iter().map(run).collect(),
         pull_request: tx.pull_request(id)?.map(pull_request),
@@ -134,6 +138,20 @@ pub(crate) fn detail(tx: &Tx<'_>, id: TaskId) -> Result<TaskDetail> {
         task: task(row, project),
         doc,
     })
+}
+
+/// What a user may do to the task now: the actions the rules accept (`domain::allowed_actions`),
+/// without a merge on GitHub, where Atelier never merges.
+pub(crate) fn actions(tx: &Tx<'_>, row: &TaskRow, project: &ProjectRow) -> Result<Vec<TaskAction>> {
+    let settings = settings::parse(&project.settings_json)?;
+    let on_github = matches!(settings.forge, ForgeSettings::Github(_));
+    Ok(
+        domain::allowed_actions(&tx.snapshot(row)?, &settings::policy(&settings))
+            .into_iter()
+            .filter(|action| !(on_github && *action == domain::Action::Merge))
+            .map(TaskAction::from)
+            .collect(),
+    )
 }
 
 pub(crate) fn signal_name(signal: &Signal) -> &'static str {

@@ -9,6 +9,7 @@ use engine::api::{
     AuditEntryView, CredentialView, CredentialsRequest, NewSessionView, NewTokenView, NewUser,
     TokenView, UserModels, UserView,
 };
+use engine::api::{Dashboard, TaskDiff, TranscriptPage, TranscriptQuery};
 use engine::api::{
     NewProject, NewTask, Page, PageRequest, ProjectSettings, ProjectView, ServerStatus,
     StreamCursor, TaskDetail, TaskView,
@@ -39,6 +40,12 @@ pub(crate) trait Backend: Clone + Send + Sync + 'static {
     fn task(&self, id: TaskId) -> impl Future<Output = Result<TaskDetail>> + Send;
     fn approve(&self, id: TaskId) -> impl Future<Output = Result<TaskView>> + Send;
     fn answer(&self, id: TaskId, text: String) -> impl Future<Output = Result<TaskView>> + Send;
+    /// Sends the plan back to the planner at the plan gate with `feedback`.
+    fn request_plan_changes(
+        &self,
+        id: TaskId,
+        feedback: String,
+    ) -> impl Future<Output = Result<TaskView>> + Send;
     fn run(
         &self,
         id: TaskId,
@@ -90,6 +97,34 @@ pub(crate) trait Backend: Clone + Send + Sync + 'static {
         id: TaskId,
         follow: bool,
     ) -> impl Future<Output = Result<BoxStream<'static, Bytes>>> + Send;
+    #[allow(dead_code, reason = "for the web UI (`ui`), written alongside")]
+    /// A page of a task's transcript.
+    fn transcript(
+        &self,
+        id: TaskId,
+        query: TranscriptQuery,
+    ) -> impl Future<Output = Result<TranscriptPage>> + Send;
+    #[allow(dead_code, reason = "for the web UI (`ui`), written alongside")]
+    /// The caller's dashboard: agents at work, today's usage, recent changes.
+    fn dashboard(&self) -> Result<Dashboard>;
+    #[allow(dead_code, reason = "for the web UI (`ui`), written alongside")]
+    /// The SSE id of the newest activity now (`?after=` of a stream opened by a page rendered
+    /// now).
+    fn stream_head(&self) -> Result<String>;
+    #[allow(dead_code, reason = "for the web UI (`ui`), written alongside")]
+    /// The task's changes against the merge base with the project's default branch.
+    fn task_diff(&self, id: TaskId) -> impl Future<Output = Result<TaskDiff>> + Send;
+    #[allow(dead_code, reason = "for the web UI (`ui`), written alongside")]
+    /// Whether no account has a password yet (the first-run setup page is due).
+    fn setup_needed(&self) -> bool;
+    #[allow(dead_code, reason = "for the web UI (`ui`), written alongside")]
+    /// Creates the first administrator, proved by the server's api-token.
+    fn setup_first_admin(
+        &self,
+        setup_token: String,
+        login: String,
+        password: String,
+    ) -> impl Future<Output = Result<UserView>> + Send;
     /// Server-Sent Events text of everything (`task` = `None`) or one task, after `after`.
     fn stream(
         &self,
@@ -203,6 +238,13 @@ impl Backend for Engine {
     fn answer(&self, id: TaskId, text: String) -> impl Future<Output = Result<TaskView>> + Send {
         Engine::answer(self, id, text)
     }
+    fn request_plan_changes(
+        &self,
+        id: TaskId,
+        feedback: String,
+    ) -> impl Future<Output = Result<TaskView>> + Send {
+        Engine::request_plan_changes(self, id, feedback)
+    }
     fn run(
         &self,
         id: TaskId,
@@ -238,5 +280,32 @@ impl Backend for Engine {
         after: Option<StreamCursor>,
     ) -> impl Future<Output = Result<BoxStream<'static, Bytes>>> + Send {
         Engine::stream(self, task, after)
+    }
+    fn transcript(
+        &self,
+        id: TaskId,
+        query: TranscriptQuery,
+    ) -> impl Future<Output = Result<TranscriptPage>> + Send {
+        Engine::transcript(self, id, query)
+    }
+    fn dashboard(&self) -> Result<Dashboard> {
+        Engine::dashboard(self)
+    }
+    fn stream_head(&self) -> Result<String> {
+        Engine::stream_head(self)
+    }
+    fn task_diff(&self, id: TaskId) -> impl Future<Output = Result<TaskDiff>> + Send {
+        Engine::task_diff(self, id)
+    }
+    fn setup_needed(&self) -> bool {
+        Engine::setup_needed(self)
+    }
+    async fn setup_first_admin(
+        &self,
+        setup_token: String,
+        login: String,
+        password: String,
+    ) -> Result<UserView> {
+        Engine::setup_first_admin(self, &setup_token, &login, &password).await
     }
 }

@@ -274,6 +274,7 @@ impl Backend for Fake {
             doc: "# doc".into(),
             comments: vec![],
             in_motion: false,
+            actions: vec![],
         })
     }
     async fn approve(&self, id: TaskId) -> Result<TaskView> {
@@ -281,6 +282,51 @@ impl Backend for Fake {
     }
     async fn answer(&self, id: TaskId, text: String) -> Result<TaskView> {
         self.task_result(&format!("answer {text:?}"), id)
+    }
+    async fn transcript(
+        &self,
+        id: TaskId,
+        query: engine::api::TranscriptQuery,
+    ) -> Result<engine::api::TranscriptPage> {
+        self.task_result(&format!("transcript {query:?}"), id)?;
+        Ok(engine::api::TranscriptPage {
+            entries: vec![],
+            earlier: false,
+        })
+    }
+    fn dashboard(&self) -> Result<engine::api::Dashboard> {
+        self.record("dashboard".into());
+        Ok(engine::api::Dashboard {
+            running: vec![],
+            usage_today: engine::api::Usage::default(),
+            recent: vec![],
+        })
+    }
+    async fn task_diff(&self, id: TaskId) -> Result<engine::api::TaskDiff> {
+        self.task_result("task_diff", id)?;
+        Ok(engine::api::TaskDiff::default())
+    }
+    fn setup_needed(&self) -> bool {
+        false
+    }
+    async fn setup_first_admin(
+        &self,
+        setup_token: String,
+        login: String,
+        _password: String,
+    ) -> Result<engine::api::UserView> {
+        self.record(format!("setup_first_admin {login}"));
+        if setup_token != API_TOKEN {
+            return Err(EngineError::Unauthorized("wrong setup token".into()));
+        }
+        Err(EngineError::Conflict("setup is already done".into()))
+    }
+    fn stream_head(&self) -> Result<String> {
+        self.record("stream_head".into());
+        Ok("42".into())
+    }
+    async fn request_plan_changes(&self, id: TaskId, feedback: String) -> Result<TaskView> {
+        self.task_result(&format!("request_plan_changes {feedback:?}"), id)
     }
     async fn run(&self, id: TaskId, stage: Option<Stage>) -> Result<TaskView> {
         self.task_result(&format!("run {stage:?}"), id)
@@ -411,7 +457,7 @@ fn error_of(body: &str) -> String {
         .to_string()
 }
 
-const ADMIN_ROUTES: [(&str, &str); 33] = [
+const ADMIN_ROUTES: [(&str, &str); 34] = [
     ("GET", "/api/projects"),
     ("POST", "/api/projects"),
     ("PUT", "/api/projects/web/settings"),
@@ -420,6 +466,7 @@ const ADMIN_ROUTES: [(&str, &str); 33] = [
     ("GET", "/api/tasks/1"),
     ("POST", "/api/tasks/1/approve"),
     ("POST", "/api/tasks/1/answer"),
+    ("POST", "/api/tasks/1/request-changes"),
     ("POST", "/api/tasks/1/run"),
     ("POST", "/api/tasks/1/stop"),
     ("POST", "/api/tasks/1/resume"),
@@ -616,6 +663,14 @@ async fn routes_reach_the_engine_with_their_inputs() {
         Some(r#"{"text":"yes"}"#),
     )
     .await;
+    send(
+        app(&fake),
+        Method::POST,
+        "/api/tasks/7/request-changes",
+        token,
+        Some(r#"{"feedback":"smaller steps"}"#),
+    )
+    .await;
     send(app(&fake), Method::POST, "/api/tasks/7/merge", token, None).await;
     assert_eq!(
         fake.calls(),
@@ -626,6 +681,7 @@ async fn routes_reach_the_engine_with_their_inputs() {
             "run None 7",
             "run Some(Review) 7",
             "answer \"yes\" 7",
+            "request_plan_changes \"smaller steps\" 7",
             "merge 7",
         ]
     );

@@ -388,6 +388,13 @@ impl From<domain::Action> for TaskAction {
     }
 }
 
+/// The body of `PUT /api/tasks/{id}/doc`: the task doc's new text (markdown).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DocUpdate {
+    pub doc: String,
+}
+
 /// The body of `POST /api/tasks/{id}/request-changes`: what the planner should change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -638,7 +638,7 @@ impl Engine {
 
     /// Appends to the audit trail after the fact (a failure to record is logged, never undoes
     /// the action).
-    fn audit(&self, action: &str, target: &str, detail: Option<&str>) {
+    pub(crate) fn audit(&self, action: &str, target: &str, detail: Option<&str>) {
         if let Err(err) = self
             .inner
             .store

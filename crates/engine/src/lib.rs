@@ -9,6 +9,7 @@ mod confine;
 mod crash;
 mod credentials;
 mod dispatch;
+mod doc_edit;
 pub mod error;
 mod facade;
 mod follow_up;

@@ -40,6 +40,8 @@ pub(crate) trait Backend: Clone + Send + Sync + 'static {
     fn task(&self, id: TaskId) -> impl Future<Output = Result<TaskDetail>> + Send;
     fn approve(&self, id: TaskId) -> impl Future<Output = Result<TaskView>> + Send;
     fn answer(&self, id: TaskId, text: String) -> impl Future<Output = Result<TaskView>> + Send;
+    /// Replaces the task's doc (its owner, the project's owners, administrators; no live agent).
+    fn edit_doc(&self, id: TaskId, doc: String) -> impl Future<Output = Result<()>> + Send;
     /// Sends the plan back to the planner at the plan gate with `feedback`.
     fn request_plan_changes(
         &self,
@@ -97,27 +99,21 @@ pub(crate) trait Backend: Clone + Send + Sync + 'static {
         id: TaskId,
         follow: bool,
     ) -> impl Future<Output = Result<BoxStream<'static, Bytes>>> + Send;
-    #[allow(dead_code, reason = "for the web UI (`ui`), written alongside")]
     /// A page of a task's transcript.
     fn transcript(
         &self,
         id: TaskId,
         query: TranscriptQuery,
     ) -> impl Future<Output = Result<TranscriptPage>> + Send;
-    #[allow(dead_code, reason = "for the web UI (`ui`), written alongside")]
     /// The caller's dashboard: agents at work, today's usage, recent changes.
     fn dashboard(&self) -> Result<Dashboard>;
-    #[allow(dead_code, reason = "for the web UI (`ui`), written alongside")]
     /// The SSE id of the newest activity now (`?after=` of a stream opened by a page rendered
     /// now).
     fn stream_head(&self) -> Result<String>;
-    #[allow(dead_code, reason = "for the web UI (`ui`), written alongside")]
     /// The task's changes against the merge base with the project's default branch.
     fn task_diff(&self, id: TaskId) -> impl Future<Output = Result<TaskDiff>> + Send;
-    #[allow(dead_code, reason = "for the web UI (`ui`), written alongside")]
     /// Whether no account has a password yet (the first-run setup page is due).
     fn setup_needed(&self) -> bool;
-    #[allow(dead_code, reason = "for the web UI (`ui`), written alongside")]
     /// Creates the first administrator, proved by the server's api-token.
     fn setup_first_admin(
         &self,
@@ -237,6 +233,9 @@ impl Backend for Engine {
     }
     fn answer(&self, id: TaskId, text: String) -> impl Future<Output = Result<TaskView>> + Send {
         Engine::answer(self, id, text)
+    }
+    fn edit_doc(&self, id: TaskId, doc: String) -> impl Future<Output = Result<()>> + Send {
+        Engine::edit_doc(self, id, doc)
     }
     fn request_plan_changes(
         &self,

@@ -4,16 +4,15 @@
 //! the task page (the last events only, with "earlier" paging) and as fragments the page's
 //! script appends as the agent works (`GET /tasks/{id}/transcript?after=` or `?before=`).
 
-use super::Pending;
 use super::layout::time;
 use super::markdown;
-use super::pending::api::{TranscriptEntry, TranscriptQuery};
 use super::viewer::Viewer;
 use crate::backend::Backend;
 use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use domain::{RunId, TaskId, TranscriptEvent};
+use engine::api::{TranscriptCursor, TranscriptEntry, TranscriptQuery};
 use maud::{Markup, html};
 use serde::Deserialize;
 
@@ -40,16 +39,14 @@ pub(crate) async fn fragment<B: Backend>(
     let query = match (cursor.from.as_deref(), cursor.before.as_deref()) {
         (Some(from), None) => match parse_key(from) {
             Some((run, seq)) => TranscriptQuery::After {
-                run,
-                seq: seq - 1,
-                limit: 2000,
+                cursor: TranscriptCursor { run, seq: seq - 1 },
+                limit: engine::api::MAX_TRANSCRIPT_LIMIT,
             },
             None => return bad_key(from),
         },
         (None, Some(before)) => match parse_key(before) {
             Some((run, seq)) => TranscriptQuery::Before {
-                run,
-                seq,
+                cursor: TranscriptCursor { run, seq },
                 limit: PAGE,
             },
             None => return bad_key(before),

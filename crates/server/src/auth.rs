@@ -11,7 +11,7 @@ use crate::error::ApiError;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header::{AUTHORIZATION, COOKIE, HOST, ORIGIN};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, Method};
+use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 use engine::{Identity, Via};
@@ -80,7 +80,7 @@ fn identify<B: Backend>(
 
 /// A cookie-carried request from another site is refused: its `Origin`, when present, must be
 /// this server (`http(s)://<Host>`).
-fn check_same_origin(headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn check_same_origin(headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(origin) = headers.get(ORIGIN).and_then(|v| v.to_str().ok()) else {
         return Ok(());
     };
@@ -99,6 +99,21 @@ fn check_same_origin(headers: &HeaderMap) -> Result<(), ApiError> {
             "cross-site request refused: Origin {origin} is not this server"
         ))))
     }
+}
+
+/// The `Set-Cookie` value of a new browser session (`Secure` behind an HTTPS proxy that says so
+/// with `X-Forwarded-Proto: https`).
+pub(crate) fn session_cookie(secret: &str, headers: &HeaderMap) -> Option<HeaderValue> {
+    let https = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("https"));
+    let cookie = format!(
+        "{SESSION_COOKIE}={secret}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
+        engine::SESSION_LIFETIME_SECS,
+        if https { "; Secure" } else { "" }
+    );
+    HeaderValue::from_str(&cookie).ok()
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

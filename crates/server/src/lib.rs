@@ -13,6 +13,7 @@ mod redact;
 mod routes;
 #[cfg(test)]
 mod tests;
+mod ui;
 
 pub use error::ApiError;
 

@@ -2,7 +2,7 @@
 //! translate between HTTP and the engine: they never touch the store or spawn processes.
 
 use crate::HttpOptions;
-use crate::auth::{Acting, AdminCaller, RunToken, SESSION_COOKIE, authenticate};
+use crate::auth::{Acting, AdminCaller, RunToken, authenticate};
 use crate::backend::Backend;
 use crate::error::{ApiError, ErrorMessage};
 use crate::extract::{BodyLimit, Json, OptionalJson, Query, RawBody, TaskIdPath};
@@ -576,6 +576,7 @@ pub(crate) fn router<B: Backend>(backend: B, options: HttpOptions) -> Router {
             authenticate::<B>,
         ))
         .merge(open)
+        .merge(crate::ui::router::<B>())
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
@@ -583,6 +584,7 @@ pub(crate) fn router<B: Backend>(backend: B, options: HttpOptions) -> Router {
         .layer(Extension(document))
         .layer(middleware::from_fn(redact_errors))
         .layer(middleware::from_fn(log_request))
+        .layer(middleware::from_fn(crate::ui::security_headers))
         .with_state(backend)
 }
 
@@ -1008,19 +1010,9 @@ async fn login<B: Backend>(
     Json(req): Json<LoginRequest>,
 ) -> ApiResult<Response> {
     let session = b.login(req.login, req.password, peer.ip()).await?;
-    let https = headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("https"));
-    let cookie = format!(
-        "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
-        session.session,
-        engine::SESSION_LIFETIME_SECS,
-        if https { "; Secure" } else { "" }
-    );
     let mut response = axum::Json(&session).into_response();
-    if let Ok(value) = header::HeaderValue::from_str(&cookie) {
-        response.headers_mut().insert(header::SET_COOKIE, value);
+    if let Some(cookie) = crate::auth::session_cookie(&session.session, &headers) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
     Ok(response)
 }

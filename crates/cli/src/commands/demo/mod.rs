@@ -37,9 +37,14 @@ no model is called: the agents play scripted scenarios. The planner writes a pla
 approves for you; the reviewer sends the work back once; the pull request is merged as a human \
 would. Exits 0 once the task is done.
 
+With --ui the demo serves the web UI instead of walking the task itself: it prints the task's
+address and a sign-in, and you approve the plan and merge the pull request in the browser. It
+runs until Ctrl-C.
+
 Examples:
   atelier demo
-  atelier demo --keep     # keep the repository, scenarios and data directory to explore";
+  atelier demo --keep     # keep the repository, scenarios and data directory to explore
+  atelier demo --ui --listen 127.0.0.1:8080";
 
 /// Watch one task go from request to merged pull request, with simulated agents
 #[derive(Args, Debug)]
@@ -48,6 +53,12 @@ pub struct DemoArgs {
     /// Keep the temporary directory (repository, remote, scenarios, data) and print where it is
     #[arg(long)]
     keep: bool,
+    /// Serve the web UI on the demo task (you approve and merge in the browser) until Ctrl-C
+    #[arg(long)]
+    ui: bool,
+    /// Where the demo's server listens (with --ui, the address to open)
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: std::net::SocketAddr,
 }
 
 pub async fn run(args: DemoArgs, _global: &GlobalArgs) -> Result<()> {
@@ -57,7 +68,7 @@ pub async fn run(args: DemoArgs, _global: &GlobalArgs) -> Result<()> {
         .prefix("atelier-demo-")
         .tempdir()
         .context("cannot create a temporary directory for the demo")?;
-    let outcome = demo(dir.path()).await;
+    let outcome = demo(dir.path(), args.ui, args.listen).await;
     if args.keep {
         let root = dir.keep();
         println!("\nkept the demo directory {}:", root.display());
@@ -77,7 +88,7 @@ pub async fn run(args: DemoArgs, _global: &GlobalArgs) -> Result<()> {
     outcome
 }
 
-async fn demo(root: &Path) -> Result<()> {
+async fn demo(root: &Path, ui: bool, listen: std::net::SocketAddr) -> Result<()> {
     let sample = repo::create(root).await?;
     println!(
         "sample repository: {} (remote {})",
@@ -89,9 +100,9 @@ async fn demo(root: &Path) -> Result<()> {
     let data_dir = root.join("data");
     config::create_data_dir(&data_dir)?;
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .context("cannot bind a local port for the embedded server")?;
+        .with_context(|| format!("cannot listen on {listen} for the embedded server"))?;
     let url = serve::local_url(
         listener
             .local_addr()
@@ -118,9 +129,13 @@ async fn demo(root: &Path) -> Result<()> {
     println!("embedded server: {url}\n");
 
     let deadline = Instant::now() + DEADLINE;
-    let outcome = tokio::select! {
-        outcome = walk(&engine, &sample, &scenario_dir, deadline) => outcome,
-        _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
+    let outcome = if ui {
+        serve_ui(&engine, &sample, &scenario_dir, &url).await
+    } else {
+        tokio::select! {
+            outcome = walk(&engine, &sample, &scenario_dir, deadline) => outcome,
+            _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
+        }
     };
     engine.shutdown().await;
     let _ = stop_server.send(());
@@ -132,13 +147,42 @@ async fn demo(root: &Path) -> Result<()> {
     outcome
 }
 
-/// Adds the project, creates the task and drives it to done.
-async fn walk(
+/// `--ui`: adds the project and the task, an administrator to sign in as, prints where to look
+/// and serves until Ctrl-C; the human drives the task in the browser.
+async fn serve_ui(
     engine: &Engine,
     sample: &repo::SampleRepo,
     scenario_dir: &Path,
-    deadline: Instant,
+    url: &str,
 ) -> Result<()> {
+    let password = hex::encode(rand::random::<[u8; 12]>());
+    engine
+        .create_user(engine::api::NewUser {
+            login: "demo".into(),
+            password: Some(password.clone()),
+            admin: true,
+            technical: true,
+        })
+        .await
+        .context("cannot create the demo's account")?;
+    let task = add_demo_task(engine, sample, scenario_dir).await?;
+    println!(
+        "▶ open {url}/tasks/{} and sign in as `demo` with the password {password}",
+        task.id
+    );
+    println!("  (the board: {url}/projects/greeter) — Ctrl-C ends the demo");
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot wait for Ctrl-C")?;
+    Ok(())
+}
+
+/// Adds the sample project with scripted roles and creates the demo task.
+async fn add_demo_task(
+    engine: &Engine,
+    sample: &repo::SampleRepo,
+    scenario_dir: &Path,
+) -> Result<engine::api::TaskView> {
     let mut settings = ProjectSettings::default();
     settings
         .roles
@@ -170,6 +214,17 @@ async fn walk(
         "task {} created: {}\n  request: {REQUEST}\n",
         task.id, task.title
     );
+    Ok(task)
+}
+
+/// Adds the project, creates the task and drives it to done.
+async fn walk(
+    engine: &Engine,
+    sample: &repo::SampleRepo,
+    scenario_dir: &Path,
+    deadline: Instant,
+) -> Result<()> {
+    let task = add_demo_task(engine, sample, scenario_dir).await?;
 
     let mut printer = printer::Printer::default();
     let mut worktree = task.worktree.clone();

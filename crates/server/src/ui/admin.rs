@@ -1,0 +1,101 @@
+//! The administrators' page: people (create, enable/disable, roles), every project with a link
+//! to its members, and the audit trail. Anyone else gets a 404, like the API's admin routes.
+
+use super::error_page;
+use super::layout::{Page, Section, shell, time};
+use super::viewer::Viewer;
+use crate::backend::Backend;
+use axum::response::{IntoResponse, Response};
+use engine::EngineError;
+use maud::html;
+
+pub(crate) async fn page<B: Backend>(viewer: Viewer<B>) -> Response {
+    if !viewer.who.admin {
+        return error_page(&viewer, EngineError::NotFound("no such page".into()));
+    }
+    let users = match viewer.backend.list_users() {
+        Ok(users) => users,
+        Err(err) => return error_page(&viewer, err),
+    };
+    let audit = match viewer.backend.audit_log(None, 100) {
+        Ok(audit) => audit,
+        Err(err) => return error_page(&viewer, err),
+    };
+    let projects = match super::board::all_projects(&viewer.backend).await {
+        Ok(projects) => projects,
+        Err(err) => return error_page(&viewer, err),
+    };
+    let body = html! {
+        h1 { "Administration" }
+        div.settings-grid {
+            section.panel aria-labelledby="people-h" {
+                h2 #people-h { "People" }
+                div.table-wrap { table #users {
+                    thead { tr { th scope="col" { "Login" } th scope="col" { "Role" } th scope="col" { "Sign-in" } th scope="col" { span.visually-hidden { "Actions" } } } }
+                    tbody {
+                        @for u in &users {
+                            tr data-user=(u.login) {
+                                td { (u.login) }
+                                td { @if u.admin { "admin" } @else { "user" } @if !u.technical { " · non-technical" } }
+                                td { @if u.disabled { span.error { "disabled" } } @else if u.has_password { "password" } @else { "tokens only" } }
+                                td {
+                                    @if u.login != viewer.who.login {
+                                        @if u.disabled {
+                                            form.inline data-api={ "/api/users/" (u.login) } data-method="PUT" data-then="reload" {
+                                                input type="hidden" name="disabled" value="false" data-type="json";
+                                                button.secondary type="submit" { "Enable" }
+                                            }
+                                        } @else {
+                                            form.inline data-api={ "/api/users/" (u.login) } data-method="PUT" data-then="reload" {
+                                                input type="hidden" name="disabled" value="true" data-type="json";
+                                                button.secondary type="submit" { "Disable" }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                } }
+                h3 { "Add a person" }
+                form #create-user data-api="/api/users" data-method="POST" data-then="reload" {
+                    label for="new-login" { "Login" }
+                    input #new-login name="login" required autocomplete="off";
+                    label for="new-password" { "Password (at least 10 characters; leave empty for tokens only)" }
+                    input #new-password name="password" type="password" autocomplete="new-password" data-optional="1";
+                    label.check for="new-admin" { input #new-admin type="checkbox" name="admin"; " Administrator" }
+                    label.check for="new-technical" { input #new-technical type="checkbox" name="technical" checked; " Technical (reviews plans)" }
+                    p.form-error role="alert" {}
+                    button type="submit" { "Create account" }
+                }
+            }
+            section.panel aria-labelledby="projects-h" {
+                h2 #projects-h { "Projects and members" }
+                @if projects.is_empty() { p.empty { "No projects yet: " a href="/projects" { "add one" } "." } }
+                ul.plain {
+                    @for p in &projects {
+                        li { a href={ "/projects/" (p.name) "/settings" } { (p.name) } " — settings and members" }
+                    }
+                }
+                p.hint { "API tokens are personal: each person makes theirs on " a href="/me" { "their page" } " or with " code { "atelier token create" } "." }
+            }
+        }
+        section.panel aria-labelledby="audit-h" {
+            h2 #audit-h { "Audit trail" }
+            div.table-wrap { table #audit {
+                thead { tr { th scope="col" { "When" } th scope="col" { "Who" } th scope="col" { "How" } th scope="col" { "What" } th scope="col" { "On" } } }
+                tbody {
+                    @for a in &audit {
+                        tr { td { (time(a.at)) } td { (a.actor) } td { (a.via) } td { (a.action) @if let Some(d) = &a.detail { br; span.muted { (d) } } } td { (a.target) } }
+                    }
+                }
+            } }
+        }
+    };
+    let page_info = Page {
+        title: "Administration",
+        stream: None,
+        section: Section::Admin,
+    };
+    shell(Some(&viewer), page_info, body).into_response()
+}

@@ -1,0 +1,302 @@
+//! The task page: what needs the human first (the plan gate with the plan in view, the
+//! question with an answer box, the block with the action that lifts it), the task doc, the
+//! stage timeline (every run; a needs-work round stands out from a clean pass), the pull
+//! request, the live transcript and the diff against the base. Only the actions the state
+//! machine allows now are offered.
+
+use super::layout::{Page, Section, duration, shell, state_badge, time};
+use super::markdown;
+use super::transcript;
+use super::viewer::Viewer;
+use super::{Pending, error_page};
+use crate::backend::Backend;
+use axum::extract::Path;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use domain::{RunStatus, Signal, Stage, TaskId, TaskState, Verdict};
+use engine::api::{RunView, TaskDetail};
+use maud::{Markup, html};
+
+/// The header the page's script sends when it only wants the live regions again.
+const PARTIAL: &str = "x-atelier-partial";
+
+pub(crate) async fn page<B: Backend>(
+    viewer: Viewer<B>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+) -> Response {
+    let id = TaskId(id);
+    let head = viewer.backend.stream_head().await.unwrap_or_default();
+    let detail = match viewer.backend.task(id).await {
+        Ok(detail) => detail,
+        Err(err) => return error_page(&viewer, err),
+    };
+    let partial = headers.contains_key(PARTIAL);
+    let transcript = if partial {
+        None
+    } else {
+        match viewer
+            .backend
+            .transcript(
+                id,
+                super::pending::api::TranscriptQuery::Last {
+                    limit: transcript::PAGE,
+                },
+            )
+            .await
+        {
+            Ok(page) => Some(page),
+            Err(err) => return error_page(&viewer, err),
+        }
+    };
+    let task = &detail.task;
+    let actions = super::pending::actions(&task.state);
+    let body = html! {
+        div #task-head .page-head data-region="1" {
+            div {
+                p.crumbs { a href={ "/projects/" (task.project) } { (task.project) } " / " (task.key) }
+                h1 { (task.title) }
+                p #task-state data-state=(task.state.name()) { (state_badge(&task.state)) }
+            }
+            (action_bar(&detail, &actions))
+        }
+        div.task-grid {
+            div.task-main {
+                div #attention data-region="1" { (attention(&detail, &actions)) }
+                section #doc-panel .panel aria-labelledby="doc-h" data-region="1" {
+                    h2 #doc-h { "Task doc" }
+                    div #doc .doc { (markdown::render(&detail.doc)) }
+                }
+            }
+            aside.task-side {
+                section #timeline-panel .panel aria-labelledby="timeline-h" data-region="1" {
+                    h2 #timeline-h { "Timeline" }
+                    (timeline(&detail.runs))
+                }
+                section #pr .panel aria-labelledby="pr-h" data-region="1" { (pull_request(&detail)) }
+            }
+        }
+        @if let Some(page) = &transcript {
+            (transcript::section(id, &page.entries, page.earlier))
+        }
+        section #diff-panel .panel aria-labelledby="diff-h" {
+            details #diff-details data-src={ "/tasks/" (id) "/diff" } {
+                summary { h2 #diff-h .inline { "Changes against " (task.branch) "'s base" } }
+                div #diff { p.muted { "Open to load the diff." } }
+            }
+        }
+    };
+    let stream = format!("/api/tasks/{id}/stream?after={head}");
+    let page_info = Page {
+        title: &task.title,
+        stream: Some(stream),
+        section: Section::Projects,
+    };
+    shell(Some(&viewer), page_info, body).into_response()
+}
+
+fn action_bar(detail: &TaskDetail, actions: &[String]) -> Markup {
+    let id = detail.task.id;
+    let can = |name: &str| actions.iter().any(|a| a == name);
+    let stages: Vec<&str> = actions
+        .iter()
+        .filter_map(|a| a.strip_prefix("run:"))
+        .collect();
+    html! {
+        div.actions #task-actions {
+            @if can("stop") {
+                button #stop .danger type="button" data-action={ "/api/tasks/" (id) "/stop" } data-confirm="Stop the agent now?" { "Stop" }
+            }
+            @if can("resume") {
+                button #resume type="button" data-action={ "/api/tasks/" (id) "/resume" } { "Resume" }
+            }
+            @if can("merge") {
+                button #merge type="button" data-action={ "/api/tasks/" (id) "/merge" } { "Merge" }
+            }
+            @if !stages.is_empty() {
+                form #rerun .inline data-api={ "/api/tasks/" (id) "/run" } data-method="POST" data-then="reload" {
+                    label for="rerun-stage" .visually-hidden { "Stage to run again" }
+                    select #rerun-stage name="stage" {
+                        @for stage in &stages { option value=(stage) { (stage) } }
+                    }
+                    button.secondary type="submit" { "Re-run stage" }
+                    p.form-error role="alert" {}
+                }
+            }
+        }
+    }
+}
+
+/// What the human is asked for now, first on the page.
+fn attention(detail: &TaskDetail, actions: &[String]) -> Markup {
+    let id = detail.task.id;
+    let can = |name: &str| actions.iter().any(|a| a == name);
+    match &detail.task.state {
+        TaskState::PlanGate => html! {
+            section #gate .panel.attention aria-labelledby="gate-h" {
+                h2 #gate-h { "The plan is ready for your review" }
+                p { "Read the plan in the task doc below, then approve it or ask for changes." }
+                div.gate-forms {
+                    @if can("approve") {
+                        form #approve data-api={ "/api/tasks/" (id) "/approve" } data-method="POST" data-then="reload" {
+                            button type="submit" { "Approve plan" }
+                            p.form-error role="alert" {}
+                        }
+                    }
+                    @if can("request_changes") {
+                        form #request-changes data-api={ "/api/tasks/" (id) "/request-changes" } data-method="POST" data-then="reload" {
+                            label for="feedback" { "Request changes" }
+                            textarea #feedback name="feedback" rows="3" required placeholder="What should the plan do differently?" {}
+                            button.secondary type="submit" { "Send to the planner" }
+                            p.form-error role="alert" {}
+                        }
+                    }
+                }
+            }
+        },
+        TaskState::NeedsInput { stage, question } => html! {
+            section #question-panel .panel.attention aria-labelledby="question-h" {
+                h2 #question-h { "The " (stage) " agent asks" }
+                div #question .doc { (markdown::render(question)) }
+                @if can("answer") {
+                    form #answer data-api={ "/api/tasks/" (id) "/answer" } data-method="POST" data-then="reload" {
+                        label for="answer-text" { "Your answer" }
+                        textarea #answer-text name="text" rows="3" required {}
+                        button type="submit" { "Answer" }
+                        p.form-error role="alert" {}
+                    }
+                }
+            }
+        },
+        TaskState::Blocked { stage, reason } => html! {
+            section #blocked .panel.attention.bad aria-labelledby="blocked-h" {
+                h2 #blocked-h { "Blocked at " (stage) ": " (reason.code()) }
+                div.doc { (markdown::render(reason.detail())) }
+                p { "Fix what it says, then " strong { "Resume" } " to continue at " (stage) "." }
+            }
+        },
+        TaskState::Stopped { stage } => html! {
+            section #stopped .panel.attention aria-labelledby="stopped-h" {
+                h2 #stopped-h { "Stopped at " (stage) }
+                p { "Resume to continue where it stopped." }
+            }
+        },
+        TaskState::Waiting {
+            stage,
+            reason,
+            retry_at,
+            attempt,
+        } => html! {
+            section.panel.attention {
+                h2 { "Waiting to retry " (stage) " (attempt " (attempt) ")" }
+                p { (reason) } p.muted { "Next try at " (time(*retry_at)) }
+            }
+        },
+        TaskState::AwaitingMerge { merge_error } => html! {
+            section.panel.attention {
+                h2 { "The pull request is green: review and merge it" }
+                @if let Some(error) = merge_error { p.error { "The last merge failed: " (error) } }
+            }
+        },
+        _ => html! {},
+    }
+}
+
+/// One line per run: stage, iteration, harness and model, verdict, duration, tokens.
+fn timeline(runs: &[RunView]) -> Markup {
+    html! {
+        @if runs.is_empty() { p.empty { "No runs yet." } }
+        ol #timeline .timeline {
+            @for run in runs {
+                @let signal = signal_name(run.signal.as_ref());
+                @let needs_work = matches!(run.signal, Some(Signal::Verdict { verdict: Verdict::NeedsWork, .. }));
+                li class={ "run status-" (status_name(run.status)) @if needs_work { " needs-work" } }
+                    data-stage=(run.stage.as_str()) data-signal=(signal) data-status=(status_name(run.status)) {
+                    div.run-head {
+                        strong { (run.stage) } " #" (run.iteration)
+                        " " span.run-status { (status_name(run.status)) }
+                        @if !signal.is_empty() { " " span.verdict { (signal.replace('-', " ")) } }
+                    }
+                    div.run-meta.muted {
+                        @if let (Some(start), Some(end)) = (run.started_at, run.ended_at) { span { (duration(end - start)) } }
+                        @else if let Some(start) = run.started_at { span.elapsed data-since=(start) { "running" } }
+                        @if run.input_tokens + run.output_tokens > 0 {
+                            span { (tokens(run.input_tokens + run.output_tokens)) " tokens" }
+                        }
+                        @if run.cost_usd > 0.0 { span { "$" (format!("{:.2}", run.cost_usd)) } }
+                    }
+                    @if let Some(reason) = &run.reason { div.run-reason { (reason) } }
+                }
+            }
+        }
+    }
+}
+
+fn pull_request(detail: &TaskDetail) -> Markup {
+    html! {
+        h2 #pr-h { "Pull request" }
+        @if let Some(pr) = &detail.pull_request {
+            p { a.pr-link href=(safe_url(&pr.url)) rel="noopener noreferrer" { (pr.url) } }
+            p.muted { (pr.branch) " → " (pr.base) @if pr.merged { " · merged" } }
+            @if !detail.comments.is_empty() {
+                h3 { "Comments" }
+                ul.comments {
+                    @for c in &detail.comments {
+                        li { strong { (c.author) } " · " (c.kind) " · " (c.status)
+                            @if let Some(reason) = &c.reason { " (" (reason) ")" }
+                            @if let Some(run) = c.run { " → run " (run.0) } }
+                    }
+                }
+            }
+        } @else {
+            p.muted { "None yet: the pr stage opens it." }
+        }
+    }
+}
+
+/// A URL for an `href`: only http(s); anything else is not linked.
+fn safe_url(url: &str) -> &str {
+    if url.starts_with("https://") || url.starts_with("http://") {
+        url
+    } else {
+        "#"
+    }
+}
+
+fn tokens(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000 => format!("{:.1}M", n as f64 / 1e6),
+        n if n >= 1_000 => format!("{:.1}k", n as f64 / 1e3),
+        n => n.to_string(),
+    }
+}
+
+fn signal_name(signal: Option<&Signal>) -> String {
+    match signal {
+        None => String::new(),
+        Some(Signal::PlanReady) => "plan-ready".into(),
+        Some(Signal::Question { .. }) => "question".into(),
+        Some(Signal::Verdict { verdict, .. }) => verdict.to_string(),
+        Some(Signal::PrDone { no_changes: true }) => "pr-done-no-changes".into(),
+        Some(Signal::PrDone { .. }) => "pr-done".into(),
+    }
+}
+
+fn status_name(status: RunStatus) -> &'static str {
+    match status {
+        RunStatus::Queued => "queued",
+        RunStatus::Running => "running",
+        RunStatus::NeedsInput => "needs_input",
+        RunStatus::Completed => "completed",
+        RunStatus::Failed => "failed",
+        RunStatus::Stopped => "stopped",
+        RunStatus::Interrupted => "interrupted",
+    }
+}
+
+/// `GET /tasks/{id}/diff`: the diff fragment the page loads when it is opened.
+pub(crate) async fn diff<B: Backend>(viewer: Viewer<B>, Path(id): Path<i64>) -> Response {
+    let _ = Stage::ALL;
+    let _ = (&viewer, id);
+    html! { p.muted { "The diff view arrives with the engine's diff." } }.into_response()
+}

@@ -158,7 +158,7 @@ impl Browser {
         caps.insert("browserName".into(), json!("chrome"));
         caps.insert("goog:chromeOptions".into(), chrome_options);
         caps.insert("goog:loggingPrefs".into(), json!({"browser": "ALL"}));
-        caps.insert("unhandledPromptBehavior".into(), json!("accept"));
+        caps.insert("unhandledPromptBehavior".into(), json!("ignore"));
         let client = tokio::time::timeout(
             START_DEADLINE,
             ClientBuilder::new(HttpConnector::new())
@@ -334,6 +334,9 @@ impl Browser {
         match result {
             Ok(value) => value,
             Err(err) => {
+                if let Ok(alert) = self.client.get_alert_text().await {
+                    panic!("{err}\nan unexpected dialog is open: {alert:?}");
+                }
                 let shot = self.screenshot_as("timeout").await;
                 let url = self.url().await;
                 let logs = self.read_logs().await;
@@ -365,6 +368,21 @@ impl Browser {
         .await;
         if let Err(e) = element.click().await {
             panic!("clicking `{css}` on {}: {e}", self.url().await);
+        }
+    }
+
+    /// Clicks the element matching `css` and accepts the confirmation dialog it opens.
+    pub async fn click_and_confirm(&self, css: &str) {
+        self.click(css).await;
+        let client = &self.client;
+        let result = wait_until(
+            &format!("the confirmation dialog of `{css}`"),
+            UI_DEADLINE,
+            || async move { client.accept_alert().await.ok() },
+        )
+        .await;
+        if let Err(err) = result {
+            panic!("{err} on {}", self.url().await);
         }
     }
 

@@ -360,14 +360,45 @@ impl Browser {
 
     /// Clicks the element matching `css` (scrolled into view first).
     pub async fn click(&self, css: &str) {
-        let element = self.wait_for(css).await;
-        self.js(
-            "arguments[0].scrollIntoView({block: 'center'})",
-            vec![serde_json::to_value(&element).unwrap()],
-        )
+        // A live region may be swapped between finding the element and clicking it (the page
+        // refreshes its regions over SSE): wait until a click lands on a current element. Any
+        // other error fails at once.
+        let client = &self.client;
+        let last_error = Mutex::new(String::new());
+        let result = wait_until(&format!("a click on `{css}`"), UI_DEADLINE, || {
+            let last_error = &last_error;
+            async move {
+                let element = client.find(Locator::Css(css)).await.ok()?;
+                let arg = serde_json::to_value(&element).ok()?;
+                let outcome = async {
+                    client
+                        .execute("arguments[0].scrollIntoView({block: 'center'})", vec![arg])
+                        .await?;
+                    element.click().await
+                }
+                .await;
+                match outcome {
+                    Ok(()) => Some(Ok(())),
+                    Err(e) => {
+                        let text = e.to_string();
+                        let transient = ["stale element", "not interactable", "click intercepted"]
+                            .iter()
+                            .any(|t| text.contains(t));
+                        *last_error.lock().unwrap() = text.clone();
+                        if transient { None } else { Some(Err(text)) }
+                    }
+                }
+            }
+        })
         .await;
-        if let Err(e) = element.click().await {
-            panic!("clicking `{css}` on {}: {e}", self.url().await);
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => panic!("clicking `{css}` on {}: {e}", self.url().await),
+            Err(err) => panic!(
+                "{err} on {}; last error: {}",
+                self.url().await,
+                last_error.lock().unwrap()
+            ),
         }
     }
 

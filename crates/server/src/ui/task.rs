@@ -257,7 +257,11 @@ fn pull_request(detail: &TaskDetail) -> Markup {
     html! {
         h2 #pr-h { "Pull request" }
         @if let Some(pr) = &detail.pull_request {
-            p { a.pr-link href=(safe_url(&pr.url)) rel="noopener noreferrer" { (pr.url) } }
+            @if pr.url.starts_with("https://") || pr.url.starts_with("http://") {
+                p { a.pr-link href=(pr.url) rel="noopener noreferrer" { (pr.url) } }
+            } @else {
+                p { span.pr-link { (pr.url) } " (on the local forge: the branch, merged here)" }
+            }
             p.muted { (pr.branch) " → " (pr.base) @if pr.merged { " · merged" } }
             @if !detail.comments.is_empty() {
                 h3 { "Comments" }
@@ -272,15 +276,6 @@ fn pull_request(detail: &TaskDetail) -> Markup {
         } @else {
             p.muted { "None yet: the pr stage opens it." }
         }
-    }
-}
-
-/// A URL for an `href`: only http(s); anything else is not linked.
-fn safe_url(url: &str) -> &str {
-    if url.starts_with("https://") || url.starts_with("http://") {
-        url
-    } else {
-        "#"
     }
 }
 

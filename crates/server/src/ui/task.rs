@@ -91,7 +91,7 @@ pub(crate) async fn page<B: Backend>(
             }
         }
         @if let Some(page) = &transcript {
-            (transcript::section(id, &page.entries, page.earlier))
+            (transcript::section(id, &page.entries, page.earlier, &transcript::live_runs(&detail.runs)))
         }
         section #diff-panel .panel aria-labelledby="diff-h" {
             details #diff-details data-src={ "/tasks/" (id) "/diff" } {
@@ -234,11 +234,14 @@ fn timeline(runs: &[RunView]) -> Markup {
                 li class={ "run status-" (status_name(run.status)) @if needs_work { " needs-work" } }
                     data-stage=(run.stage.as_str()) data-signal=(signal) data-status=(status_name(run.status)) {
                     div.run-head {
-                        strong { (run.stage) } " #" (run.iteration)
+                        strong { (run.stage) } " " span.muted { "round " (run.iteration + 1) }
                         " " span.run-status { (status_name(run.status)) }
                         @if !signal.is_empty() { " " span.verdict { (signal.replace('-', " ")) } }
                     }
                     div.run-meta.muted {
+                        @if let Some(harness) = &run.harness {
+                            span.agent { (harness) @if let Some(model) = &run.model { " · " (model) } }
+                        }
                         @if let (Some(start), Some(end)) = (run.started_at, run.ended_at) { span { (duration(end - start)) } }
                         @else if let Some(start) = run.started_at { span.elapsed data-since=(start) { "running" } }
                         @if run.input_tokens + run.output_tokens > 0 {

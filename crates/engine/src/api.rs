@@ -294,6 +294,9 @@ pub struct TaskView {
     pub runs_started: u32,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The address of the task's pull request once one is published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_request_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]

@@ -604,9 +604,9 @@ impl Engine {
                     .into_iter()
                     .map(|row| {
                         let name = names.get(&row.project_id).cloned().unwrap_or_default();
-                        views::task(row, name)
+                        views::task_in(tx, row, name)
                     })
-                    .collect(),
+                    .collect::<Result<_>>()?,
                 next,
             })
         })
@@ -649,13 +649,13 @@ impl Engine {
     }
 
     fn view(&self, row: store::TaskRow) -> Result<TaskView> {
-        let name = self
-            .inner
-            .store
-            .read(|tx| tx.project(row.project_id))?
-            .map(|p| p.name)
-            .unwrap_or_default();
-        Ok(views::task(row, name))
+        self.inner.store.read(|tx| {
+            let name = tx
+                .project(row.project_id)?
+                .map(|p| p.name)
+                .unwrap_or_default();
+            views::task_in(tx, row, name)
+        })
     }
 
     pub async fn approve(&self, id: TaskId) -> Result<TaskView> {

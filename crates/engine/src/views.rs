@@ -44,6 +44,16 @@ pub(crate) fn no_project(name_or_id: &str) -> EngineError {
     ))
 }
 
+/// A task row as the API shows it, with its pull request's address read from `tx`.
+pub(crate) fn task_in(tx: &Tx<'_>, row: TaskRow, project: String) -> Result<TaskView> {
+    let url = tx.pull_request(row.id)?.map(|pr| pr.url);
+    let mut view = task(row, project);
+    view.pull_request_url = url;
+    Ok(view)
+}
+
+/// A task row as the API shows it, without reading its pull request (a task just created,
+/// or deleted, has none to show).
 pub(crate) fn task(row: TaskRow, project: String) -> TaskView {
     TaskView {
         id: row.id,
@@ -61,6 +71,7 @@ pub(crate) fn task(row: TaskRow, project: String) -> TaskView {
         runs_started: row.runs_started,
         created_at: row.created_at,
         updated_at: row.updated_at,
+        pull_request_url: None,
     }
 }
 
@@ -135,7 +146,7 @@ pub(crate) fn detail(tx: &Tx<'_>, id: TaskId) -> Result<TaskDetail> {
                 url: c.url,
             })
             .collect(),
-        task: task(row, project),
+        task: task_in(tx, row, project)?,
         doc,
     })
 }

@@ -123,6 +123,11 @@ pub(crate) async fn projects<B: Backend>(viewer: Viewer<B>) -> Response {
 }
 
 pub(crate) async fn board<B: Backend>(viewer: Viewer<B>, Path(project): Path<String>) -> Response {
+    // Read before the data: the page's stream resumes from here, so no change is missed.
+    let stream = match super::stream_after_now(&viewer.backend, "/api/stream") {
+        Ok(stream) => stream,
+        Err(err) => return error_page(&viewer, err),
+    };
     let tasks = match all_tasks(&viewer.backend, Some(&project)).await {
         Ok(tasks) => tasks,
         Err(err) => return error_page(&viewer, err),
@@ -148,7 +153,7 @@ pub(crate) async fn board<B: Backend>(viewer: Viewer<B>, Path(project): Path<Str
     };
     let page_info = Page {
         title: &project,
-        stream: Some("/api/stream".into()),
+        stream: Some(stream),
         section: Section::Projects,
     };
     shell(Some(&viewer), page_info, body).into_response()

@@ -14,6 +14,11 @@ use engine::api::{RecentActivity, RunningAgent, TaskView, Usage};
 use maud::{Markup, html};
 
 pub(crate) async fn page<B: Backend>(viewer: Viewer<B>) -> Response {
+    // Read before the data: the page's stream resumes from here, so no change is missed.
+    let stream = match super::stream_after_now(&viewer.backend, "/api/stream") {
+        Ok(stream) => stream,
+        Err(err) => return error_page(&viewer, err),
+    };
     let tasks = match all_tasks(&viewer.backend, None).await {
         Ok(tasks) => tasks,
         Err(err) => return error_page(&viewer, err),
@@ -52,7 +57,7 @@ pub(crate) async fn page<B: Backend>(viewer: Viewer<B>) -> Response {
     };
     let page_info = Page {
         title: "Inbox",
-        stream: Some("/api/stream".into()),
+        stream: Some(stream),
         section: Section::Inbox,
     };
     shell(Some(&viewer), page_info, body).into_response()

@@ -80,6 +80,12 @@ pub(crate) async fn security_headers(req: Request, next: Next) -> Response {
     response
 }
 
+/// `stream` (an SSE route) resuming after the newest activity now: read before a page's data,
+/// so whatever changes after the read reaches the page.
+pub(crate) fn stream_after_now<B: Backend>(backend: &B, stream: &str) -> engine::Result<String> {
+    Ok(format!("{stream}?after={}", backend.stream_head()?))
+}
+
 /// An engine error as a page's status and message: internal details are logged, not shown.
 pub(crate) fn failure(err: EngineError) -> (StatusCode, String) {
     let error = crate::error::ApiError::Engine(err);

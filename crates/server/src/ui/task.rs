@@ -26,8 +26,10 @@ pub(crate) async fn page<B: Backend>(
     headers: HeaderMap,
 ) -> Response {
     let id = TaskId(id);
-    let head = match viewer.backend.stream_head() {
-        Ok(head) => head,
+    // Read before the data: the page's stream resumes from here, so no change is missed.
+    let stream = match super::stream_after_now(&viewer.backend, &format!("/api/tasks/{id}/stream"))
+    {
+        Ok(stream) => stream,
         Err(err) => return error_page(&viewer, err),
     };
     let detail = match viewer.backend.task(id).await {
@@ -100,7 +102,6 @@ pub(crate) async fn page<B: Backend>(
             }
         }
     };
-    let stream = format!("/api/tasks/{id}/stream?after={head}");
     let page_info = Page {
         title: &task.title,
         stream: Some(stream),

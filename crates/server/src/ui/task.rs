@@ -13,7 +13,7 @@ use crate::backend::Backend;
 use axum::extract::Path;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use domain::{RunStatus, Signal, TaskId, TaskState, Verdict};
+use domain::{Signal, TaskId, TaskState, Verdict};
 use engine::api::{RunView, TaskAction, TaskDetail, TranscriptQuery};
 use maud::{Markup, html};
 
@@ -232,11 +232,11 @@ fn timeline(runs: &[RunView]) -> Markup {
             @for run in runs {
                 @let signal = signal_name(run.signal.as_ref());
                 @let needs_work = matches!(run.signal, Some(Signal::Verdict { verdict: Verdict::NeedsWork, .. }));
-                li class={ "run status-" (status_name(run.status)) @if needs_work { " needs-work" } }
-                    data-stage=(run.stage.as_str()) data-signal=(signal) data-status=(status_name(run.status)) {
+                li class={ "run status-" (run.status.as_str()) @if needs_work { " needs-work" } }
+                    data-stage=(run.stage.as_str()) data-signal=(signal) data-status=(run.status.as_str()) {
                     div.run-head {
                         strong { (run.stage) } " " span.muted { "round " (run.iteration + 1) }
-                        " " span.run-status { (status_name(run.status)) }
+                        " " span.run-status { (run.status.as_str()) }
                         @if !signal.is_empty() { " " span.verdict { (signal.replace('-', " ")) } }
                     }
                     div.run-meta.muted {
@@ -299,18 +299,6 @@ fn signal_name(signal: Option<&Signal>) -> String {
         Some(Signal::Verdict { verdict, .. }) => verdict.to_string(),
         Some(Signal::PrDone { no_changes: true }) => "pr-done-no-changes".into(),
         Some(Signal::PrDone { .. }) => "pr-done".into(),
-    }
-}
-
-fn status_name(status: RunStatus) -> &'static str {
-    match status {
-        RunStatus::Queued => "queued",
-        RunStatus::Running => "running",
-        RunStatus::NeedsInput => "needs_input",
-        RunStatus::Completed => "completed",
-        RunStatus::Failed => "failed",
-        RunStatus::Stopped => "stopped",
-        RunStatus::Interrupted => "interrupted",
     }
 }
 

@@ -111,25 +111,27 @@ fn machine() -> String {
     format!("{cores} cores ({cpu}), {mem} memory")
 }
 
-fn write_scenario(dir: &Path, steps: Vec<Value>) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    let file = dir.join("plan.json");
-    std::fs::write(
-        &file,
-        serde_json::to_vec(&json!({"runs": [steps]})).unwrap(),
-    )
-    .unwrap();
-    file
-}
-
-/// A project `name` whose planner plays `steps` (and may read `dir`).
-async fn project(server: &ServerProcess, dir: &Path, name: &str, steps: Vec<Value>) {
+/// A project `name` whose agents play `stages` (stage, steps of its one run) and may read the
+/// scenario folder.
+async fn project(server: &ServerProcess, dir: &Path, name: &str, stages: &[(&str, Vec<Value>)]) {
     let scenarios = dir.join(format!("{name}-scenarios"));
-    let plan = write_scenario(&scenarios, steps);
+    std::fs::create_dir_all(&scenarios).unwrap();
+    let mut roles = serde_json::Map::new();
+    for (stage, steps) in stages {
+        let file = scenarios.join(format!("{stage}.json"));
+        std::fs::write(
+            &file,
+            serde_json::to_vec(&json!({"runs": [steps]})).unwrap(),
+        )
+        .unwrap();
+        roles.insert(
+            stage.to_string(),
+            json!({"harness": "scripted", "scenario": file}),
+        );
+    }
     let repo_dir = dir.join(name);
     std::fs::create_dir_all(&repo_dir).unwrap();
     let repo = sample_repo(&repo_dir).unwrap();
-    let roles = json!({"plan": {"harness": "scripted", "scenario": plan}});
     let settings = json!({"roles": roles, "slots": 8, "sandbox": {"read_only": [scenarios]}});
     let (status, body) = server
         .post(
@@ -141,18 +143,56 @@ async fn project(server: &ServerProcess, dir: &Path, name: &str, steps: Vec<Valu
     assert_eq!(status, 201, "{body}");
 }
 
-async fn new_task(server: &ServerProcess, project: &str, title: &str) -> i64 {
+/// A new task; a `technical` one stops at the plan gate, the others pass it.
+async fn new_task(server: &ServerProcess, project: &str, title: &str, technical: bool) -> i64 {
     let (status, body) = server
         .post(
             "/api/tasks",
             &json!({"project": project, "title": title,
                     "body": "Make the **greeting** friendlier.\n\n- keep it short\n- say `hello`",
-                    "technical": true}),
+                    "technical": technical}),
         )
         .await
         .unwrap();
     assert_eq!(status, 201, "{body}");
     body["id"].as_i64().unwrap()
+}
+
+/// `count` tasks through the API, 8 requests in flight.
+async fn new_tasks(
+    server: &ServerProcess,
+    project: &str,
+    from: usize,
+    count: usize,
+    technical: bool,
+) -> Vec<i64> {
+    futures::stream::iter(from..from + count)
+        .map(|n| async move {
+            let title = format!("Board task {n}: make the greeting friendlier");
+            new_task(server, project, &title, technical).await
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await
+}
+
+/// Waits until `count` tasks of `project` are in `state`.
+async fn wait_count(server: &ServerProcess, project: &str, state: &str, count: usize) {
+    let what = format!("{count} tasks of {project} at {state}");
+    wait_until(&what, Duration::from_secs(900), || async {
+        let list = server
+            .get(&format!("/api/tasks?project={project}&limit=500"))
+            .await
+            .ok()?;
+        let n = list
+            .as_array()?
+            .iter()
+            .filter(|t| t["state"]["state"] == state)
+            .count();
+        (n >= count).then_some(())
+    })
+    .await
+    .unwrap();
 }
 
 fn event_count(data: &Path, task: i64) -> i64 {
@@ -490,8 +530,8 @@ async fn live(
         json!({"do": "burst", "count": count, "per_second": rate}),
         json!({"do": "signal", "args": ["plan-ready"]}),
     ];
-    project(server, dir, name, steps).await;
-    let id = new_task(server, name, "live").await;
+    project(server, dir, name, &[("plan", steps)]).await;
+    let id = new_task(server, name, "live", true).await;
     // The planner is waiting (its `run` tool call is in the transcript) before the page loads.
     wait_until(
         "the live planner waiting",
@@ -616,8 +656,8 @@ async fn measure(dir: &Path) {
 
     // 1. The long transcript: one planner writing `events` events as fast as it can.
     let started = Instant::now();
-    project(&server, dir, "long", busy_planner(events)).await;
-    let long = new_task(&server, "long", "A long transcript").await;
+    project(&server, dir, "long", &[("plan", busy_planner(events))]).await;
+    let long = new_task(&server, "long", "A long transcript", true).await;
     wait_state(&server, long, "plan_gate", Duration::from_secs(300)).await;
     let stored = event_count(server.data_dir(), long);
     assert!(stored >= events as i64, "{stored} events stored");
@@ -626,58 +666,39 @@ async fn measure(dir: &Path) {
         started.elapsed().as_secs_f64()
     );
 
-    // 2. The board: `tasks` tasks through the API, 8 requests in flight, each planner stopping
-    // at the plan gate.
+    // 2. The board: `tasks` tasks through the API, 8 requests in flight. A server holds at most
+    // 455 unfinished tasks (one block of 100 ports each, from 20,000), so 40 % are finished
+    // first (a non-technical task passes the plan gate: plan, implement, review, pr, done) and
+    // the rest stop at the plan gate.
     let started = Instant::now();
-    project(
-        &server,
-        dir,
-        "board",
-        vec![
-            json!({"do": "message", "text": "Planned."}),
-            json!({"do": "signal", "args": ["plan-ready"]}),
-        ],
-    )
-    .await;
-    let ids: Vec<i64> = futures::stream::iter(0..tasks)
-        .map(|n| {
-            let server = &server;
-            async move {
-                new_task(
-                    server,
-                    "board",
-                    &format!("Board task {n}: make the greeting friendlier"),
-                )
-                .await
-            }
-        })
-        .buffer_unordered(8)
-        .collect()
-        .await;
-    let created = started.elapsed();
-    wait_until(
-        "every board task at the plan gate",
-        Duration::from_secs(600),
-        || async {
-            let list = server
-                .get(&format!("/api/tasks?project=board&limit={tasks}"))
-                .await
-                .ok()?;
-            let at_gate = list
-                .as_array()?
-                .iter()
-                .filter(|t| t["state"]["state"] == "plan_gate")
-                .count();
-            (at_gate == tasks).then_some(())
-        },
-    )
-    .await
-    .unwrap();
+    let message = |text: &str| vec![json!({"do": "message", "text": text})];
+    let signal = |args: &[&str]| json!({"do": "signal", "args": args});
+    let stages = [
+        (
+            "plan",
+            [message("Planned."), vec![signal(&["plan-ready"])]].concat(),
+        ),
+        ("implement", message("Implemented.")),
+        (
+            "review",
+            [message("Reviewed."), vec![signal(&["verdict", "ready"])]].concat(),
+        ),
+        ("pr", vec![signal(&["pr-done", "--no-changes"])]),
+    ];
+    project(&server, dir, "board", &stages).await;
+    let finished = tasks * 2 / 5;
+    new_tasks(&server, "board", 0, finished, false).await;
+    wait_count(&server, "board", "done", finished).await;
+    let done_after = started.elapsed();
+    new_tasks(&server, "board", finished, tasks - finished, true).await;
+    let created = started.elapsed() - done_after;
+    wait_count(&server, "board", "plan_gate", tasks - finished).await;
     println!(
-        "populated: {} board tasks created through POST /api/tasks in {:.1} s ({:.1} ms each, 8 in flight), all at the plan gate after {:.1} s",
-        ids.len(),
+        "populated: {tasks} board tasks through POST /api/tasks, 8 in flight: {finished} through the whole pipeline to done in {:.1} s, then {} created in {:.1} s ({:.1} ms each), all at the plan gate after {:.1} s in all",
+        done_after.as_secs_f64(),
+        tasks - finished,
         created.as_secs_f64(),
-        ms(created) / tasks as f64,
+        ms(created) / (tasks - finished) as f64,
         started.elapsed().as_secs_f64()
     );
 
@@ -701,11 +722,18 @@ async fn measure(dir: &Path) {
     .await;
     print_series(&task_series);
     let html = String::from_utf8(timed(page()).await.2).unwrap();
+    let shown = html.matches(" data-key=\"").count();
     println!(
-        "page: {} KiB, {} transcript lines with a data-key in the HTML",
-        html.len() / 1024,
-        html.matches(" data-key=\"").count()
+        "page: {} KiB, {shown} transcript lines with a data-key in the HTML",
+        html.len() / 1024
     );
+    if shown == 0 {
+        println!(
+            "NOTE: the task page rendered none of the task's {stored} events: its transcript read \
+             returned nothing (on this branch the UI's transcript read may still be a placeholder, \
+             `crates/server/src/ui/pending.rs`); the page figures are of a page without transcript"
+        );
+    }
 
     let board = with_cookie("/projects/board".to_string());
     let list = with_cookie(format!("/api/tasks?project=board&limit={tasks}"));

@@ -688,11 +688,12 @@ async fn measure(dir: &Path) {
     project(&server, dir, "board", &stages).await;
     let finished = tasks * 2 / 5;
     new_tasks(&server, "board", 0, finished, false).await;
-    wait_count(&server, "board", "done", finished).await;
+    // Settled: done, or blocked (see the report: a sandbox mount can race a git config write).
+    let settled = wait_count(&server, "board", &["done", "blocked"], finished).await;
     let done_after = started.elapsed();
     new_tasks(&server, "board", finished, tasks - finished, true).await;
     let created = started.elapsed() - done_after;
-    wait_count(&server, "board", "plan_gate", tasks - finished).await;
+    let states = wait_count(&server, "board", &["plan_gate"], tasks - finished).await;
     println!(
         "populated: {tasks} board tasks through POST /api/tasks, 8 in flight: {finished} through the whole pipeline to done in {:.1} s, then {} created in {:.1} s ({:.1} ms each), all at the plan gate after {:.1} s in all",
         done_after.as_secs_f64(),
@@ -701,6 +702,30 @@ async fn measure(dir: &Path) {
         ms(created) / (tasks - finished) as f64,
         started.elapsed().as_secs_f64()
     );
+    println!("board states: {states:?}");
+    let blocked = settled.get("blocked").copied().unwrap_or(0);
+    if blocked > 0 {
+        println!(
+            "NOTE: {blocked} of the {finished} tasks sent through the pipeline were blocked instead of done:"
+        );
+        let list = server
+            .get("/api/tasks?project=board&limit=500")
+            .await
+            .unwrap();
+        let mut reasons: HashMap<String, usize> = HashMap::new();
+        for task in list.as_array().unwrap() {
+            if task["state"]["state"] == "blocked" {
+                let detail = task["state"]["reason"]["detail"]
+                    .as_str()
+                    .unwrap_or_default();
+                let cut: String = detail.chars().take(300).collect();
+                *reasons.entry(cut).or_insert(0) += 1;
+            }
+        }
+        for (reason, n) in reasons {
+            println!("  {n} × {reason}");
+        }
+    }
 
     // Server-side timings, before any browser shares the cores.
     let with_cookie = |path: String| {

@@ -176,23 +176,32 @@ async fn new_tasks(
         .await
 }
 
-/// Waits until `count` tasks of `project` are in `state`.
-async fn wait_count(server: &ServerProcess, project: &str, state: &str, count: usize) {
-    let what = format!("{count} tasks of {project} at {state}");
+/// Waits until `count` tasks of `project` are in one of `states`; how many are in each.
+async fn wait_count(
+    server: &ServerProcess,
+    project: &str,
+    states: &[&str],
+    count: usize,
+) -> HashMap<String, usize> {
+    let what = format!("{count} tasks of {project} in {states:?}");
     wait_until(&what, Duration::from_secs(900), || async {
         let list = server
             .get(&format!("/api/tasks?project={project}&limit=500"))
             .await
             .ok()?;
-        let n = list
-            .as_array()?
-            .iter()
-            .filter(|t| t["state"]["state"] == state)
-            .count();
-        (n >= count).then_some(())
+        let mut by_state = HashMap::new();
+        for task in list.as_array()? {
+            let state = task["state"]["state"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            *by_state.entry(state).or_insert(0) += 1;
+        }
+        let n: usize = states.iter().filter_map(|s| by_state.get(*s)).sum();
+        (n >= count).then_some(by_state)
     })
     .await
-    .unwrap();
+    .unwrap()
 }
 
 fn event_count(data: &Path, task: i64) -> i64 {

@@ -1,22 +1,40 @@
-//! Tells the end-to-end tests whether the real agent CLIs are configured: without
-//! `ATELIER_CLAUDE_BIN`, `ATELIER_CODEX_BIN` and `ATELIER_OPENCODE_BIN` (what `scripts/test` sets),
-//! and outside CI, the tests that drive them are compiled as ignored — shown as skipped in the
-//! summary, never run and passed. Under `CI=true` they always run, and fail when a CLI is missing.
+//! Tells the end-to-end tests whether the outside tools they drive are configured (what
+//! `scripts/test` sets); without them, and outside CI, the tests that need them are compiled as
+//! ignored — shown as skipped in the summary, never run and passed. Under `CI=true` they always
+//! run, and fail when a tool is missing.
+//!
+//! - `agent_clis_missing`: the real agent CLIs (`ATELIER_CLAUDE_BIN`, `ATELIER_CODEX_BIN`,
+//!   `ATELIER_OPENCODE_BIN`).
+//! - `browser_missing`: the browser tests' chromedriver (`ATELIER_CHROMEDRIVER`, driving Debian's
+//!   `chromium`) and the pinned axe-core script (`ATELIER_AXE_JS`).
 
 fn main() {
-    const VARS: [&str; 3] = [
-        "ATELIER_CLAUDE_BIN",
-        "ATELIER_CODEX_BIN",
-        "ATELIER_OPENCODE_BIN",
-    ];
-    println!("cargo::rustc-check-cfg=cfg(agent_clis_missing)");
     println!("cargo::rerun-if-env-changed=CI");
-    for var in VARS {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    missing_cfg(
+        "agent_clis_missing",
+        &[
+            "ATELIER_CLAUDE_BIN",
+            "ATELIER_CODEX_BIN",
+            "ATELIER_OPENCODE_BIN",
+        ],
+        ci,
+    );
+    missing_cfg(
+        "browser_missing",
+        &["ATELIER_CHROMEDRIVER", "ATELIER_AXE_JS"],
+        ci,
+    );
+}
+
+/// Declares `cfg(name)` and sets it when one of `vars` is not set and this is not CI.
+fn missing_cfg(name: &str, vars: &[&str], ci: bool) {
+    println!("cargo::rustc-check-cfg=cfg({name})");
+    for var in vars {
         println!("cargo::rerun-if-env-changed={var}");
     }
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    let missing = VARS.iter().any(|var| std::env::var_os(var).is_none());
+    let missing = vars.iter().any(|var| std::env::var_os(var).is_none());
     if missing && !ci {
-        println!("cargo::rustc-cfg=agent_clis_missing");
+        println!("cargo::rustc-cfg={name}");
     }
 }

@@ -100,7 +100,7 @@ pub fn next_step(task: &TaskView) -> Option<String> {
             Some(format!("answer with `atelier task answer {id} \"…\"`"))
         }
         TaskState::PlanGate => Some(format!(
-            "read the plan in {}, then `atelier task approve {id}`",
+            "read the plan in {}, then `atelier task approve {id}` (or `atelier task request-changes {id} --feedback \"…\"`)",
             task.doc_path
         )),
         TaskState::AwaitingMerge { merge_error: None } => Some(format!(

@@ -35,11 +35,11 @@ fn rule(operation: &str) -> Option<Rule> {
         "me" | "logout" | "listTokens" | "createToken" | "revokeToken" | "listProjects"
         | "listTasks" | "serverStatus" | "listCredentials" | "setCredentials"
         | "deleteCredentials" | "userModels" | "setUserModels" | "stream" => Rule::SignedIn,
-        "showTask" | "deleteTask" | "approveTask" | "answerTask" | "runTask" | "stopTask"
-        | "resumeTask" | "mergeTask" | "taskLogs" | "taskStream" | "createTask" | "listMembers" => {
-            Rule::Member
-        }
-        "updateProjectSettings" | "setMember" | "removeMember" => Rule::Owner,
+        "showTask" | "deleteTask" | "approveTask" | "answerTask" | "requestPlanChanges"
+        | "runTask" | "stopTask" | "resumeTask" | "mergeTask" | "taskLogs" | "taskStream"
+        | "createTask" | "listMembers" => Rule::Member,
+        // The tasks of the matrix belong to the administrator: to a member, someone else's.
+        "updateProjectSettings" | "setMember" | "removeMember" | "editTaskDoc" => Rule::Owner,
         "addProject" | "listUsers" | "createUser" | "updateUser" | "audit" => Rule::Admin,
         _ => return None,
     })
@@ -240,6 +240,8 @@ async fn every_route_answers_every_caller_as_it_may() {
             let body = match id.as_str() {
                 "createTask" => Some(json!({"project": "app", "title": "Matrix", "body": "x"})),
                 "answerTask" => Some(json!({"text": "yes"})),
+                "requestPlanChanges" => Some(json!({"feedback": "smaller steps"})),
+                "editTaskDoc" => Some(json!({"doc": "# Edited"})),
                 "runTask" => Some(json!({})),
                 "updateProjectSettings" => Some(settings.clone()),
                 "setMember" => Some(json!({"role": "member"})),

@@ -200,6 +200,18 @@ async fn each_owner_s_runs_use_their_own_credentials_and_models_and_never_show_t
         assert!(!models.is_empty(), "no request for {title}");
         assert!(models.iter().all(|m| *m == model), "{title}: {models:?}");
     }
+    // …and the run records the harness and the model it was given.
+    for (detail, model) in [
+        (&ann_detail, "claude-opus-4-5"),
+        (&bob_detail, "claude-haiku-4-5"),
+    ] {
+        let run = &detail["runs"][0];
+        assert_eq!(
+            (run["harness"].as_str(), run["model"].as_str()),
+            (Some("claude-code"), Some(model)),
+            "{run}"
+        );
+    }
 
     // Carol has none: her run fails before it starts, saying which and where.
     let detail = world.wait_state(carol_task, "blocked").await;

@@ -352,3 +352,95 @@ async fn the_per_project_cap_queues_runs_by_priority_then_age() {
     };
     assert!(started(high) < started(low), "priority first, then age");
 }
+
+#[tokio::test]
+async fn requested_plan_changes_continue_the_planner_session_with_the_feedback() {
+    // Plan iteration 0 writes a first plan; iteration 1 is the revision, played as the
+    // session's second turn (its first turn is never played: the session continues).
+    let revising_plan = json!({"runs": [
+        [
+            {"do": "doc_section", "heading": "To-Do List", "body": "- [ ] Add greeting.txt\n- [ ] Add farewell.txt\n"},
+            {"do": "signal", "args": ["plan-ready"]}
+        ],
+        {"turns": [
+            [{"do": "fail", "error": "the revision must continue the session"}],
+            [
+                {"do": "echo_input"},
+                {"do": "doc_section", "heading": "Overview", "body": "Revised: greeting first."},
+                {"do": "signal", "args": ["plan-ready"]}
+            ]
+        ]}
+    ]});
+    let mut scenarios = full_pipeline();
+    scenarios[0] = ("plan", revising_plan);
+    let world = World::start(&scenarios, &[]).await;
+    let id = world.new_task("Revise the plan", true).await;
+    let detail = world.wait_state(id, "plan_gate").await;
+    let session = detail["runs"][0]["session"].as_str().unwrap().to_string();
+    assert_eq!(detail["runs"][0]["harness"], "scripted", "{detail}");
+    assert!(
+        detail["actions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"action": "request_plan_changes"})),
+        "{detail}"
+    );
+
+    // Empty feedback is refused, nothing changes.
+    let (status, body) = world
+        .action(id, "request-changes", json!({"feedback": "  "}))
+        .await;
+    assert_eq!(status, 400, "{body}");
+
+    let (status, body) = world
+        .action(
+            id,
+            "request-changes",
+            json!({"feedback": "Please do the greeting first."}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"], json!({"state": "running", "stage": "plan"}));
+    let detail = world.wait_state(id, "plan_gate").await;
+    assert_eq!(
+        run_summary(&detail),
+        pairs(&[("plan", "completed"), ("plan", "completed")])
+    );
+    let revision = &detail["runs"][1];
+    assert_eq!(revision["session"], session.as_str(), "{revision}");
+    assert_eq!(revision["iteration"], 1, "{revision}");
+    assert!(
+        detail["doc"]
+            .as_str()
+            .unwrap()
+            .contains("Revised: greeting first."),
+        "{detail}"
+    );
+    let logs = world.logs(id).await;
+    assert!(
+        logs.iter().any(|e| e["run"] == revision["id"]
+            && e["event"]["type"] == "message"
+            && e["event"]["text"]
+                .as_str()
+                .unwrap_or("")
+                .contains("Please do the greeting first.")),
+        "the revision received the feedback: {logs:#?}"
+    );
+    let audit = world.db();
+    let actions: Vec<String> = audit
+        .prepare("SELECT action FROM audit ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        actions.contains(&"task.request_changes".to_string()),
+        "{actions:?}"
+    );
+
+    // Approving the revised plan carries on with the implementer.
+    let (status, body) = world.action(id, "approve", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    world.wait_state(id, "awaiting_merge").await;
+}

@@ -14,7 +14,8 @@ pub mod transcript;
 pub use ids::{ProjectId, RunId, TaskId};
 pub use names::{InvalidProjectName, InvalidTaskTitle, ProjectName, TaskTitle};
 pub use pipeline::{
-    Decision, Effect, Event, Policy, PrRounds, Rejection, RunOutcome, TaskSnapshot, decide,
+    Action, Decision, Effect, Event, Policy, PrRounds, Rejection, RunOutcome, TaskSnapshot,
+    allowed_actions, decide,
 };
 pub use signal::{Signal, Verdict};
 pub use stage::Stage;

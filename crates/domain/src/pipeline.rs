@@ -67,6 +67,11 @@ pub struct PrRounds {
 pub enum Event {
     Created,
     PlanApproved,
+    /// At the plan gate, a human asks the planner to revise the plan: `feedback` is what to
+    /// change (the engine refuses an empty one before it gets here).
+    PlanChangesRequested {
+        feedback: String,
+    },
     RunFinished {
         run: RunId,
         outcome: RunOutcome,
@@ -187,6 +192,12 @@ pub enum Effect {
     StopRun {
         run: RunId,
     },
+    /// Queue a new plan run (counted against the run cap, a new plan iteration) that continues
+    /// the last plan run's harness session with `feedback` as its next input, or — when there is
+    /// no session to continue — starts afresh with the feedback in its prompt.
+    RevisePlan {
+        feedback: String,
+    },
     /// Push the branch and open (or verify) the pull request; idempotent per task.
     OpenPullRequest,
     /// Queue a pr-stage run that follows the pull request up (failing checks, a conflict,
@@ -235,6 +246,23 @@ pub fn decide(snap: &TaskSnapshot, event: &Event, policy: &Policy) -> Result<Dec
         Event::Created => Ok(start(snap, Stage::Plan, policy)),
         Event::PlanApproved => match snap.state {
             TaskState::PlanGate => Ok(start(snap, Stage::Implement, policy)),
+            ref other => Err(Rejection::InvalidState(format!(
+                "the task is not waiting for plan approval (it is {other})"
+            ))),
+        },
+        Event::PlanChangesRequested { feedback } => match snap.state {
+            TaskState::PlanGate if feedback.trim().is_empty() => Err(Rejection::InvalidState(
+                "the requested changes are empty: say what the plan should change".into(),
+            )),
+            TaskState::PlanGate => {
+                let mut decision = start(snap, Stage::Plan, policy);
+                if let Some(effect) = decision.effects.first_mut() {
+                    *effect = Effect::RevisePlan {
+                        feedback: feedback.clone(),
+                    };
+                }
+                Ok(decision)
+            }
             ref other => Err(Rejection::InvalidState(format!(
                 "the task is not waiting for plan approval (it is {other})"
             ))),
@@ -475,6 +503,83 @@ pub fn decide(snap: &TaskSnapshot, event: &Event, policy: &Policy) -> Result<Dec
             _ => Ok(unchanged()),
         },
     }
+}
+
+/// What a user may ask of a task (one button of a user interface each).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// Approve the plan at the plan gate.
+    ApprovePlan,
+    /// Send the plan back to the planner with feedback.
+    RequestPlanChanges,
+    /// Answer the agent's open question.
+    Answer,
+    Stop,
+    Resume,
+    /// Start an agent of `stage`.
+    Run {
+        stage: Stage,
+    },
+    /// Merge the pull request.
+    Merge,
+    Delete,
+}
+
+impl Action {
+    /// The event a user taking this action feeds to [`decide`] (texts are placeholders: what the
+    /// rules check is whether the event is accepted in the task's state).
+    pub fn event(self) -> Event {
+        match self {
+            Action::ApprovePlan => Event::PlanApproved,
+            Action::RequestPlanChanges => Event::PlanChangesRequested {
+                feedback: "changes".into(),
+            },
+            Action::Answer => Event::Answered {
+                text: "answer".into(),
+            },
+            Action::Stop => Event::StopRequested,
+            Action::Resume => Event::ResumeRequested,
+            Action::Run { stage } => Event::RunRequested { stage: Some(stage) },
+            Action::Merge => Event::MergeRequested,
+            Action::Delete => Event::DeleteRequested,
+        }
+    }
+
+    /// Every action, in the order a user interface lists them.
+    pub fn all() -> Vec<Action> {
+        let mut all = vec![
+            Action::ApprovePlan,
+            Action::RequestPlanChanges,
+            Action::Answer,
+            Action::Stop,
+            Action::Resume,
+        ];
+        all.extend(Stage::ALL.map(|stage| Action::Run { stage }));
+        all.extend([Action::Merge, Action::Delete]);
+        all
+    }
+}
+
+/// The actions the rules accept for the task now: each action's event is tried against
+/// [`decide`] and kept unless rejected, so a user is never offered what would be refused.
+pub fn allowed_actions(snap: &TaskSnapshot, policy: &Policy) -> Vec<Action> {
+    Action::all()
+        .into_iter()
+        .filter(|action| decide(snap, &action.event(), policy).is_ok())
+        .collect()
 }
 
 /// A resume is a human's decision to grant a fresh budget.

@@ -360,6 +360,73 @@ impl Engine {
         Ok(user_view(&row))
     }
 
+    /// Whether the server still needs its first-run setup: no account has a password yet (only
+    /// the bootstrap administrator's `api-token` can act), so nobody can sign in to a browser.
+    pub fn setup_needed(&self) -> bool {
+        match self.inner.store.read(|tx| tx.users()) {
+            Ok(users) => users.iter().all(|user| user.password_hash.is_none()),
+            Err(err) => {
+                tracing::error!(error = %err, "cannot read the accounts");
+                false
+            }
+        }
+    }
+
+    /// The first-run setup: creates an administrator (technical) who signs in with `login` and
+    /// `password` (the same rules as `create_user`), proved by `setup_token`, the server's
+    /// `api-token` (any live API token of an administrator). Only while [`Engine::setup_needed`]:
+    /// afterwards it is a 409 saying to sign in instead; a token that is not an administrator's
+    /// is a 401. Audited as `user.create` by `setup`.
+    pub async fn setup_first_admin(
+        &self,
+        setup_token: &str,
+        login: &str,
+        password: &str,
+    ) -> Result<UserView> {
+        let done = || {
+            EngineError::Conflict(
+                "setup is already done: an account can sign in; sign in instead".into(),
+            )
+        };
+        if !self.setup_needed() {
+            return Err(done());
+        }
+        let who = self.authenticate_token(setup_token).map_err(|_| {
+            EngineError::Unauthorized(
+                "wrong setup token: give the server's api-token (`token` in                  <data-dir>/server.json, or the --api-token it was started with)"
+                    .into(),
+            )
+        })?;
+        if !who.admin {
+            return Err(EngineError::Unauthorized(
+                "wrong setup token: it is not an administrator's; give the server's api-token"
+                    .into(),
+            ));
+        }
+        check_login(login)?;
+        check_password(password)?;
+        let password = password.to_string();
+        let hash = tokio::task::spawn_blocking(move || hash_password(&password))
+            .await
+            .map_err(|e| EngineError::Internal(format!("password hash: {e}")))??;
+        let row = self.inner.store.write(|tx| {
+            // Checked again in the writing transaction: two setups at once make one account.
+            if tx.users()?.iter().any(|user| user.password_hash.is_some()) {
+                return Err(done());
+            }
+            if tx.user_by_login(login)?.is_some() {
+                return Err(EngineError::Conflict(format!(
+                    "a user `{login}` already exists: choose another login"
+                )));
+            }
+            let id = tx.insert_user(login, Some(&hash), true, true)?;
+            tx.audit("setup", &who.via_text(), "user.create", login, None)?;
+            tx.user(id)?.ok_or_else(not_found_user)
+        })?;
+        tracing::info!(%login, "first-run setup: administrator created");
+        Ok(user_view(&row))
+    }
+
     /// Changes an account's flags (administrators only). Disabling one ends its sessions; its
     /// tokens are refused while it stays disabled. An administrator cannot disable or demote
     /// themselves (someone must remain able to undo it).

@@ -294,6 +294,9 @@ pub struct TaskView {
     pub runs_started: u32,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The address of the task's pull request once one is published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_request_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -312,6 +315,12 @@ pub struct RunView {
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub cost_usd: f64,
+    /// The harness the agent ran on (absent for runs recorded by older versions or not started).
+    #[serde(default)]
+    pub harness: Option<String>,
+    /// The model the agent was given (the owner's own model for the stage over the role's).
+    #[serde(default)]
+    pub model: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -338,6 +347,62 @@ pub struct TaskDetail {
     /// waiting for its checks); `task logs --follow` ends when it does not.
     #[serde(default)]
     pub in_motion: bool,
+    /// What the caller may do to the task now: the actions the pipeline's rules accept in its
+    /// current state (a user interface offers exactly these).
+    #[serde(default)]
+    pub actions: Vec<TaskAction>,
+}
+
+/// Something a user may do to a task (`TaskDetail.actions`), as `{"action": "…"}`; a run carries
+/// its stage: `{"action": "run", "stage": "review"}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum TaskAction {
+    /// `POST /api/tasks/{id}/approve`.
+    ApprovePlan,
+    /// `POST /api/tasks/{id}/request-changes`.
+    RequestPlanChanges,
+    /// `POST /api/tasks/{id}/answer`.
+    Answer,
+    /// `POST /api/tasks/{id}/stop`.
+    Stop,
+    /// `POST /api/tasks/{id}/resume`.
+    Resume,
+    /// `POST /api/tasks/{id}/run` with `{"stage": …}`.
+    Run { stage: Stage },
+    /// `POST /api/tasks/{id}/merge`.
+    Merge,
+    /// `DELETE /api/tasks/{id}`.
+    Delete,
+}
+
+impl From<domain::Action> for TaskAction {
+    fn from(action: domain::Action) -> Self {
+        match action {
+            domain::Action::ApprovePlan => TaskAction::ApprovePlan,
+            domain::Action::RequestPlanChanges => TaskAction::RequestPlanChanges,
+            domain::Action::Answer => TaskAction::Answer,
+            domain::Action::Stop => TaskAction::Stop,
+            domain::Action::Resume => TaskAction::Resume,
+            domain::Action::Run { stage } => TaskAction::Run { stage },
+            domain::Action::Merge => TaskAction::Merge,
+            domain::Action::Delete => TaskAction::Delete,
+        }
+    }
+}
+
+/// The body of `PUT /api/tasks/{id}/doc`: the task doc's new text (markdown).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DocUpdate {
+    pub doc: String,
+}
+
+/// The body of `POST /api/tasks/{id}/request-changes`: what the planner should change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlanChangesRequest {
+    pub feedback: String,
 }
 
 /// A pull-request comment as Atelier saw it.
@@ -377,6 +442,166 @@ impl LogEntry {
             "{{\"item\":\"event\",\"run\":{run},\"stage\":\"{stage}\",\"seq\":{seq},\"event\":{event_json}}}\n"
         )
     }
+}
+
+/// Transcript entries per page when the caller names no `limit`.
+pub const DEFAULT_TRANSCRIPT_LIMIT: u32 = 300;
+/// The largest `limit` of a transcript page.
+pub const MAX_TRANSCRIPT_LIMIT: u32 = 2000;
+
+/// A position in a task's transcript: an event of a run (entries are ordered by run, then seq).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub struct TranscriptCursor {
+    pub run: RunId,
+    pub seq: i64,
+}
+
+/// Which part of a task's transcript [`crate::Engine::transcript`] reads; `limit` is 1 to
+/// [`MAX_TRANSCRIPT_LIMIT`] (default [`DEFAULT_TRANSCRIPT_LIMIT`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "from", rename_all = "snake_case")]
+pub enum TranscriptQuery {
+    /// The last `limit` events.
+    Last { limit: u32 },
+    /// The first `limit` events strictly after `cursor` (what happened since a page).
+    After {
+        cursor: TranscriptCursor,
+        limit: u32,
+    },
+    /// The last `limit` events strictly before `cursor` (the page before).
+    Before {
+        cursor: TranscriptCursor,
+        limit: u32,
+    },
+}
+
+impl Default for TranscriptQuery {
+    fn default() -> Self {
+        TranscriptQuery::Last {
+            limit: DEFAULT_TRANSCRIPT_LIMIT,
+        }
+    }
+}
+
+/// One event of a task's transcript.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct TranscriptEntry {
+    pub run: RunId,
+    pub stage: Stage,
+    pub seq: i64,
+    pub event: TranscriptEvent,
+    /// When it was stored (ms since the epoch).
+    pub at_ms: i64,
+}
+
+/// A page of a task's transcript, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct TranscriptPage {
+    pub entries: Vec<TranscriptEntry>,
+    /// Whether the task has events before the first entry (before the cursor when the page is
+    /// empty): a `Before` query from the first entry reads them.
+    pub earlier: bool,
+}
+
+/// The largest patch [`TaskDiff`] carries (bytes); a longer one is cut and `truncated`.
+pub const MAX_DIFF_PATCH_BYTES: usize = 1_000_000;
+
+/// A task's changes against the merge base of its branch and the project's default branch:
+/// commits, uncommitted edits and untracked files (as added), as the worktree holds them now.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct TaskDiff {
+    /// The merge base (a commit id); empty without a worktree.
+    pub base: String,
+    pub files: Vec<DiffFile>,
+    /// The unified diff, at most [`MAX_DIFF_PATCH_BYTES`].
+    pub patch: String,
+    /// Whether `patch` was cut.
+    pub truncated: bool,
+    /// Why the diff is empty when the task has no worktree (not created yet, or removed once
+    /// the task ended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// One file a task changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct DiffFile {
+    pub path: String,
+    /// The path before a rename.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_path: Option<String>,
+    pub status: DiffStatus,
+    pub additions: u32,
+    pub deletions: u32,
+    pub binary: bool,
+}
+
+/// How a file changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DiffStatus {
+    Added,
+    Modified,
+    Deleted,
+    Renamed,
+}
+
+/// What is going on, for the caller's start page (`Engine::dashboard`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Dashboard {
+    /// Agents queued or running, oldest run first.
+    pub running: Vec<RunningAgent>,
+    /// Usage of the runs started since midnight UTC today.
+    pub usage_today: Usage,
+    /// The newest changes (tasks created, changing state or deleted, runs starting and
+    /// ending, pull requests recorded; transcript batches are left out), newest first.
+    pub recent: Vec<RecentActivity>,
+}
+
+/// An agent queued or running.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct RunningAgent {
+    pub task: TaskId,
+    pub title: String,
+    pub project: String,
+    pub run: RunId,
+    pub stage: Stage,
+    /// `queued` or `running`.
+    pub status: RunStatus,
+    /// The harness and model the run was started with (`None` while it is queued for the
+    /// first time).
+    pub harness: Option<String>,
+    pub model: Option<String>,
+    /// When its first turn started (ms since the epoch); `None` while queued for the first time.
+    pub started_at: Option<i64>,
+    /// When its newest transcript event was stored (ms since the epoch).
+    pub last_event_at: Option<i64>,
+}
+
+/// Tokens and cost summed over runs.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: f64,
+    /// How many runs are summed.
+    pub runs: u32,
+}
+
+/// One recent change of a task the caller may see.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct RecentActivity {
+    pub task: TaskId,
+    pub title: String,
+    pub project: String,
+    /// `task`, `run` or `pull_request`.
+    pub kind: String,
+    /// When it happened (ms since the epoch).
+    pub at_ms: i64,
+    /// One line saying what happened (`now awaiting merge`, `implement run 12 completed`, …).
+    pub summary: String,
 }
 
 /// An account as the API shows it (never its password hash).

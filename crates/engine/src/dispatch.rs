@@ -132,6 +132,10 @@ async fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<bool, String> {
         owner.as_ref(),
         harness.as_ref(),
     )?;
+    inner
+        .store
+        .write(|tx| tx.set_run_agent(run.id, &role.harness, given.role.model.as_deref()))
+        .map_err(|e| e.to_string())?;
     let worktree = task
         .worktree
         .clone()

@@ -604,9 +604,9 @@ impl Engine {
                     .into_iter()
                     .map(|row| {
                         let name = names.get(&row.project_id).cloned().unwrap_or_default();
-                        views::task(row, name)
+                        views::task_in(tx, row, name)
                     })
-                    .collect(),
+                    .collect::<Result<_>>()?,
                 next,
             })
         })
@@ -624,6 +624,7 @@ impl Engine {
         self.inner.store.read(|tx| self.check_task(tx, id))?;
         let action = match &event {
             Event::PlanApproved => "task.approve",
+            Event::PlanChangesRequested { .. } => "task.request_changes",
             Event::Answered { .. } => "task.answer",
             Event::StopRequested => "task.stop",
             Event::ResumeRequested => "task.resume",
@@ -637,7 +638,7 @@ impl Engine {
 
     /// Appends to the audit trail after the fact (a failure to record is logged, never undoes
     /// the action).
-    fn audit(&self, action: &str, target: &str, detail: Option<&str>) {
+    pub(crate) fn audit(&self, action: &str, target: &str, detail: Option<&str>) {
         if let Err(err) = self
             .inner
             .store
@@ -648,17 +649,30 @@ impl Engine {
     }
 
     fn view(&self, row: store::TaskRow) -> Result<TaskView> {
-        let name = self
-            .inner
-            .store
-            .read(|tx| tx.project(row.project_id))?
-            .map(|p| p.name)
-            .unwrap_or_default();
-        Ok(views::task(row, name))
+        self.inner.store.read(|tx| {
+            let name = tx
+                .project(row.project_id)?
+                .map(|p| p.name)
+                .unwrap_or_default();
+            views::task_in(tx, row, name)
+        })
     }
 
     pub async fn approve(&self, id: TaskId) -> Result<TaskView> {
         self.act(id, Event::PlanApproved).await
+    }
+
+    /// Sends the plan back to the planner at the plan gate: the task runs its plan stage again
+    /// (a new plan iteration, counted against the run cap), continuing the planner's harness
+    /// session with `feedback` as its next input (a fresh plan run with the feedback in its
+    /// prompt when there is no session to continue). Empty feedback is refused.
+    pub async fn request_plan_changes(&self, id: TaskId, feedback: String) -> Result<TaskView> {
+        if feedback.trim().is_empty() {
+            return Err(EngineError::InvalidInput(
+                "the requested changes are empty: say what the plan should change".into(),
+            ));
+        }
+        self.act(id, Event::PlanChangesRequested { feedback }).await
     }
 
     pub async fn answer(&self, id: TaskId, text: String) -> Result<TaskView> {
@@ -903,6 +917,71 @@ impl Engine {
     pub async fn logs(&self, id: TaskId, follow: bool) -> Result<BoxStream<'static, FollowItem>> {
         self.inner.store.read(|tx| self.check_task(tx, id))?;
         logs::typed(Arc::clone(&self.inner), id, follow)
+    }
+
+    /// A page of the task's transcript (see [`TranscriptQuery`]), oldest first, each event
+    /// decoded, with whether earlier events exist. Reads only the page's rows through the
+    /// `(task, run, seq)` index, however long the transcript. An event this version cannot
+    /// decode is shown as a `status` event saying so.
+    pub async fn transcript(&self, id: TaskId, query: TranscriptQuery) -> Result<TranscriptPage> {
+        let limit = match query {
+            TranscriptQuery::Last { limit }
+            | TranscriptQuery::After { limit, .. }
+            | TranscriptQuery::Before { limit, .. } => limit,
+        };
+        if limit == 0 || limit > MAX_TRANSCRIPT_LIMIT {
+            return Err(EngineError::InvalidInput(format!(
+                "invalid limit {limit}: expected 1 to {MAX_TRANSCRIPT_LIMIT}"
+            )));
+        }
+        let key = |c: TranscriptCursor| (c.run, c.seq);
+        let (rows, earlier) = self.inner.store.read(|tx| {
+            self.check_task(tx, id)?;
+            let (rows, earlier) = match query {
+                TranscriptQuery::Last { .. } => {
+                    let mut rows = tx.task_events_last(id, limit + 1)?;
+                    let more = rows.len() > limit as usize;
+                    if more {
+                        rows.remove(0);
+                    }
+                    (rows, more)
+                }
+                TranscriptQuery::Before { cursor, .. } => {
+                    let mut rows = tx.task_events_page_before(id, key(cursor), limit + 1)?;
+                    let more = rows.len() > limit as usize;
+                    if more {
+                        rows.remove(0);
+                    }
+                    (rows, more)
+                }
+                TranscriptQuery::After { cursor, .. } => {
+                    let rows = tx.task_events_page_after(id, key(cursor), limit)?;
+                    let first = rows
+                        .first()
+                        .map_or((cursor.run, cursor.seq.saturating_add(1)), |e| {
+                            (e.run, e.seq)
+                        });
+                    let earlier = tx.task_has_events_before(id, first)?;
+                    (rows, earlier)
+                }
+            };
+            Ok::<_, EngineError>((rows, earlier))
+        })?;
+        let entries = rows
+            .into_iter()
+            .map(|row| TranscriptEntry {
+                event: serde_json::from_str(&row.json).unwrap_or_else(|err| {
+                    domain::TranscriptEvent::Status {
+                        text: format!("(an event this version cannot read: {err})"),
+                    }
+                }),
+                run: row.run,
+                stage: row.stage,
+                seq: row.seq,
+                at_ms: row.at_ms,
+            })
+            .collect();
+        Ok(TranscriptPage { entries, earlier })
     }
 
     /// The same as [`Engine::logs`] as NDJSON (one `FollowItem` per line), without decoding the

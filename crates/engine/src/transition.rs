@@ -114,6 +114,10 @@ pub(crate) fn apply_in(tx: &Tx<'_>, task: &TaskRow, event: &Event) -> Result<(De
                 }
                 applied.queued = true;
             }
+            Effect::RevisePlan { feedback } => {
+                revise_plan(tx, task, feedback)?;
+                applied.queued = true;
+            }
             Effect::ResumeRun { run, input } => {
                 tx.queue_resume(*run, input)?;
                 applied.queued = true;
@@ -168,6 +172,43 @@ pub(crate) fn apply_in(tx: &Tx<'_>, task: &TaskRow, event: &Event) -> Result<(De
         }
     }
     Ok((decision, applied))
+}
+
+/// What the planner is told when a human sends the plan back with `feedback`.
+pub(crate) fn plan_changes_input(feedback: &str) -> String {
+    format!(
+        "The plan was reviewed and changes were requested:\n\n{}\n\nRevise the plan in the \
+         task doc accordingly, then signal `atelier signal plan-ready` again.",
+        feedback.trim()
+    )
+}
+
+/// Queues the plan run of a `PlanChangesRequested`: a new plan iteration that continues the last
+/// plan run's harness session with the feedback as its next input, or, when no plan run has a
+/// session to continue, a fresh plan run whose prompt carries the feedback (its brief).
+fn revise_plan(tx: &Tx<'_>, task: &TaskRow, feedback: &str) -> Result<RunId> {
+    let stage = domain::Stage::Plan;
+    let run = tx.insert_run(&NewRunRow {
+        task_id: task.id,
+        stage,
+        iteration: tx.finished_runs_of_stage(task.id, stage)?,
+        mark: &random_hex(16),
+    })?;
+    let input = plan_changes_input(feedback);
+    let earlier = tx
+        .runs_of_task(task.id)?
+        .into_iter()
+        .rev()
+        .find(|r| r.id != run && r.stage == stage && r.session.is_some());
+    match earlier {
+        Some(store::RunRow {
+            turns,
+            session: Some(session),
+            ..
+        }) => tx.continue_session(run, &session, &input, turns)?,
+        _ => tx.set_run_brief(run, &input)?,
+    }
+    Ok(run)
 }
 
 /// The follow-up a resumed agent receives when its stopped session is continued.

@@ -44,6 +44,16 @@ pub(crate) fn no_project(name_or_id: &str) -> EngineError {
     ))
 }
 
+/// A task row as the API shows it, with its pull request's address read from `tx`.
+pub(crate) fn task_in(tx: &Tx<'_>, row: TaskRow, project: String) -> Result<TaskView> {
+    let url = tx.pull_request(row.id)?.map(|pr| pr.url);
+    let mut view = task(row, project);
+    view.pull_request_url = url;
+    Ok(view)
+}
+
+/// A task row as the API shows it, without reading its pull request (a task just created,
+/// or deleted, has none to show).
 pub(crate) fn task(row: TaskRow, project: String) -> TaskView {
     TaskView {
         id: row.id,
@@ -61,6 +71,7 @@ pub(crate) fn task(row: TaskRow, project: String) -> TaskView {
         runs_started: row.runs_started,
         created_at: row.created_at,
         updated_at: row.updated_at,
+        pull_request_url: None,
     }
 }
 
@@ -80,6 +91,8 @@ pub(crate) fn run(row: RunRow) -> RunView {
         input_tokens: row.input_tokens,
         output_tokens: row.output_tokens,
         cost_usd: row.cost_usd,
+        harness: row.harness,
+        model: row.model,
     }
 }
 
@@ -108,11 +121,13 @@ pub(crate) fn detail(tx: &Tx<'_>, id: TaskId) -> Result<TaskDetail> {
         .ok_or_else(|| crate::transition::not_found(id))?;
     let project = tx
         .project(row.project_id)?
-        .map(|p| p.name)
-        .unwrap_or_default();
+        .ok_or_else(|| crate::transition::not_found(id))?;
+    let actions = actions(tx, &row, &project)?;
+    let project = project.name;
     let doc = std::fs::read_to_string(&row.doc_path).unwrap_or_default();
     let runs = tx.runs_of_task(id)?;
     Ok(TaskDetail {
+        actions,
         in_motion: in_motion(&runs, &row.state),
         runs: runs.into_iter().map(run).collect(),
         pull_request: tx.pull_request(id)?.map(pull_request),
@@ -131,9 +146,23 @@ pub(crate) fn detail(tx: &Tx<'_>, id: TaskId) -> Result<TaskDetail> {
                 url: c.url,
             })
             .collect(),
-        task: task(row, project),
+        task: task_in(tx, row, project)?,
         doc,
     })
+}
+
+/// What a user may do to the task now: the actions the rules accept (`domain::allowed_actions`),
+/// without a merge on GitHub, where Atelier never merges.
+pub(crate) fn actions(tx: &Tx<'_>, row: &TaskRow, project: &ProjectRow) -> Result<Vec<TaskAction>> {
+    let settings = settings::parse(&project.settings_json)?;
+    let on_github = matches!(settings.forge, ForgeSettings::Github(_));
+    Ok(
+        domain::allowed_actions(&tx.snapshot(row)?, &settings::policy(&settings))
+            .into_iter()
+            .filter(|action| !(on_github && *action == domain::Action::Merge))
+            .map(TaskAction::from)
+            .collect(),
+    )
 }
 
 pub(crate) fn signal_name(signal: &Signal) -> &'static str {

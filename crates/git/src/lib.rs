@@ -5,11 +5,13 @@
 //! and carries git's own stderr.
 
 mod cmd;
+mod diff;
 mod error;
 mod hook;
 mod repo;
 
 pub use cmd::CommandOptions;
+pub use diff::{DiffFile, DiffStatus, WorkTreeDiff, work_tree_diff};
 pub use error::GitError;
 pub use hook::{HookOutput, run_hook, run_hook_in};
 pub use repo::Repo;

@@ -9,6 +9,7 @@ use engine::api::{
     AuditEntryView, CredentialView, CredentialsRequest, NewSessionView, NewTokenView, NewUser,
     TokenView, UserModels, UserView,
 };
+use engine::api::{Dashboard, TaskDiff, TranscriptPage, TranscriptQuery};
 use engine::api::{
     NewProject, NewTask, Page, PageRequest, ProjectSettings, ProjectView, ServerStatus,
     StreamCursor, TaskDetail, TaskView,
@@ -39,6 +40,14 @@ pub(crate) trait Backend: Clone + Send + Sync + 'static {
     fn task(&self, id: TaskId) -> impl Future<Output = Result<TaskDetail>> + Send;
     fn approve(&self, id: TaskId) -> impl Future<Output = Result<TaskView>> + Send;
     fn answer(&self, id: TaskId, text: String) -> impl Future<Output = Result<TaskView>> + Send;
+    /// Replaces the task's doc (its owner, the project's owners, administrators; no live agent).
+    fn edit_doc(&self, id: TaskId, doc: String) -> impl Future<Output = Result<()>> + Send;
+    /// Sends the plan back to the planner at the plan gate with `feedback`.
+    fn request_plan_changes(
+        &self,
+        id: TaskId,
+        feedback: String,
+    ) -> impl Future<Output = Result<TaskView>> + Send;
     fn run(
         &self,
         id: TaskId,
@@ -90,6 +99,28 @@ pub(crate) trait Backend: Clone + Send + Sync + 'static {
         id: TaskId,
         follow: bool,
     ) -> impl Future<Output = Result<BoxStream<'static, Bytes>>> + Send;
+    /// A page of a task's transcript.
+    fn transcript(
+        &self,
+        id: TaskId,
+        query: TranscriptQuery,
+    ) -> impl Future<Output = Result<TranscriptPage>> + Send;
+    /// The caller's dashboard: agents at work, today's usage, recent changes.
+    fn dashboard(&self) -> Result<Dashboard>;
+    /// The SSE id of the newest activity now (`?after=` of a stream opened by a page rendered
+    /// now).
+    fn stream_head(&self) -> Result<String>;
+    /// The task's changes against the merge base with the project's default branch.
+    fn task_diff(&self, id: TaskId) -> impl Future<Output = Result<TaskDiff>> + Send;
+    /// Whether no account has a password yet (the first-run setup page is due).
+    fn setup_needed(&self) -> bool;
+    /// Creates the first administrator, proved by the server's api-token.
+    fn setup_first_admin(
+        &self,
+        setup_token: String,
+        login: String,
+        password: String,
+    ) -> impl Future<Output = Result<UserView>> + Send;
     /// Server-Sent Events text of everything (`task` = `None`) or one task, after `after`.
     fn stream(
         &self,
@@ -203,6 +234,16 @@ impl Backend for Engine {
     fn answer(&self, id: TaskId, text: String) -> impl Future<Output = Result<TaskView>> + Send {
         Engine::answer(self, id, text)
     }
+    fn edit_doc(&self, id: TaskId, doc: String) -> impl Future<Output = Result<()>> + Send {
+        Engine::edit_doc(self, id, doc)
+    }
+    fn request_plan_changes(
+        &self,
+        id: TaskId,
+        feedback: String,
+    ) -> impl Future<Output = Result<TaskView>> + Send {
+        Engine::request_plan_changes(self, id, feedback)
+    }
     fn run(
         &self,
         id: TaskId,
@@ -238,5 +279,32 @@ impl Backend for Engine {
         after: Option<StreamCursor>,
     ) -> impl Future<Output = Result<BoxStream<'static, Bytes>>> + Send {
         Engine::stream(self, task, after)
+    }
+    fn transcript(
+        &self,
+        id: TaskId,
+        query: TranscriptQuery,
+    ) -> impl Future<Output = Result<TranscriptPage>> + Send {
+        Engine::transcript(self, id, query)
+    }
+    fn dashboard(&self) -> Result<Dashboard> {
+        Engine::dashboard(self)
+    }
+    fn stream_head(&self) -> Result<String> {
+        Engine::stream_head(self)
+    }
+    fn task_diff(&self, id: TaskId) -> impl Future<Output = Result<TaskDiff>> + Send {
+        Engine::task_diff(self, id)
+    }
+    fn setup_needed(&self) -> bool {
+        Engine::setup_needed(self)
+    }
+    async fn setup_first_admin(
+        &self,
+        setup_token: String,
+        login: String,
+        password: String,
+    ) -> Result<UserView> {
+        Engine::setup_first_admin(self, &setup_token, &login, &password).await
     }
 }

@@ -17,10 +17,11 @@ use axum::{Extension, Router};
 use bytes::Bytes;
 use domain::{Stage, TaskId};
 use engine::api::{
-    AuditEntryView, CredentialView, CredentialsRequest, DEFAULT_PAGE_LIMIT, FollowItem,
+    AuditEntryView, CredentialView, CredentialsRequest, DEFAULT_PAGE_LIMIT, DocUpdate, FollowItem,
     LoginRequest, MAX_PAGE_LIMIT, MemberRequest, MemberView, NewProject, NewSessionView, NewTask,
-    NewTokenRequest, NewTokenView, NewUser, Page, PageRequest, ProjectSettings, ProjectView,
-    SignalRequest, StreamCursor, TaskDetail, TaskView, TokenView, UserModels, UserUpdate, UserView,
+    NewTokenRequest, NewTokenView, NewUser, Page, PageRequest, PlanChangesRequest, ProjectSettings,
+    ProjectView, SignalRequest, StreamCursor, TaskDetail, TaskView, TokenView, UserModels,
+    UserUpdate, UserView,
 };
 use futures::StreamExt;
 use schemars::JsonSchema;
@@ -156,6 +157,30 @@ pub(crate) fn routes<B: Backend>() -> Vec<Route<B>> {
             .ok(200, "The task.", json_of::<TaskView>())
             .errors(&[400, 404, 409]),
             post(approve::<B>),
+        ),
+        route(
+            Operation::new(
+                Method::PUT,
+                "/api/tasks/{id}/doc",
+                "editTaskDoc",
+                "Replace the task doc (its owner, the project's owners, administrators; not while an agent works)",
+            )
+            .body(schema::<DocUpdate>)
+            .ok(200, "Done.", json_of::<Value>())
+            .errors(&[400, 403, 404, 409, 413, 415]),
+            put(edit_doc::<B>),
+        ),
+        route(
+            Operation::new(
+                Method::POST,
+                "/api/tasks/{id}/request-changes",
+                "requestPlanChanges",
+                "Send the plan back to the planner with feedback",
+            )
+            .body(schema::<PlanChangesRequest>)
+            .ok(200, "The task.", json_of::<TaskView>())
+            .errors(&[400, 404, 409, 413, 415]),
+            post(request_changes::<B>),
         ),
         route(
             Operation::new(
@@ -782,6 +807,23 @@ async fn approve<B: Backend>(
     TaskIdPath(id): TaskIdPath,
 ) -> ApiResult<axum::Json<TaskView>> {
     Ok(axum::Json(b.approve(id).await?))
+}
+
+async fn edit_doc<B: Backend>(
+    Acting(b): Acting<B>,
+    TaskIdPath(id): TaskIdPath,
+    Json(body): Json<DocUpdate>,
+) -> ApiResult<axum::Json<Value>> {
+    b.edit_doc(id, body.doc).await?;
+    Ok(axum::Json(json!({ "ok": true })))
+}
+
+async fn request_changes<B: Backend>(
+    Acting(b): Acting<B>,
+    TaskIdPath(id): TaskIdPath,
+    Json(body): Json<PlanChangesRequest>,
+) -> ApiResult<axum::Json<TaskView>> {
+    Ok(axum::Json(b.request_plan_changes(id, body.feedback).await?))
 }
 
 /// The body of `POST /api/tasks/{id}/answer`.

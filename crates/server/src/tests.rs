@@ -19,6 +19,11 @@ use tower::ServiceExt;
 
 const API_TOKEN: &str = "api-token-0123456789";
 const RUN_TOKEN: &str = "run-token-abcdef";
+/// The one browser session the fake knows (a member, `ann`), and its CSRF token.
+pub(crate) const SESSION: &str = "ats_fake_session";
+pub(crate) const SESSION_CSRF: &str = "csrf-of-the-fake-session";
+/// Task 666 is full of hostile text: its title, doc and question carry markup and script.
+pub(crate) const HOSTILE: &str = "<script>window.__pwned=1</script><img src=x onerror=\"window.__pwned=1\"><iframe src=\"https://evil.example\"></iframe>[x](javascript:window.__pwned=1)<a href=\"#\" onclick=\"window.__pwned=1\">y</a>";
 
 /// An engine error carrying server details: an absolute path and a raw git command line.
 const DETAILED_ERROR: &str = "cannot merge task 422: `git push --force origin atelier/422-x` \
@@ -26,7 +31,7 @@ const DETAILED_ERROR: &str = "cannot merge task 422: `git push --force origin at
 
 /// Records each call; task 422 fails with server details in the message; task 404 does not exist, task 500 fails internally, task 409 is busy.
 #[derive(Clone, Default)]
-struct Fake {
+pub(crate) struct Fake {
     calls: Arc<Mutex<Vec<String>>>,
 }
 
@@ -34,7 +39,7 @@ impl Fake {
     fn record(&self, call: String) {
         self.calls.lock().unwrap().push(call);
     }
-    fn calls(&self) -> Vec<String> {
+    pub(crate) fn calls(&self) -> Vec<String> {
         self.calls.lock().unwrap().clone()
     }
     fn task_result(&self, call: &str, id: TaskId) -> Result<TaskView> {
@@ -72,6 +77,7 @@ fn task_view(id: TaskId) -> TaskView {
         runs_started: 1,
         created_at: 1,
         updated_at: 2,
+        pull_request_url: None,
     }
 }
 
@@ -126,8 +132,20 @@ impl Backend for Fake {
             },
         })
     }
-    fn authenticate_session(&self, _secret: &str) -> Result<engine::Identity> {
-        Err(EngineError::Unauthorized("no sessions in the fake".into()))
+    fn authenticate_session(&self, secret: &str) -> Result<engine::Identity> {
+        if secret != SESSION {
+            return Err(EngineError::Unauthorized("no such session".into()));
+        }
+        Ok(engine::Identity {
+            user: store_user(2),
+            login: "ann".into(),
+            admin: false,
+            technical: true,
+            via: engine::Via::Session {
+                id: 1,
+                csrf: SESSION_CSRF.into(),
+            },
+        })
     }
     async fn login(
         &self,
@@ -266,14 +284,27 @@ impl Backend for Fake {
         })
     }
     async fn task(&self, id: TaskId) -> Result<TaskDetail> {
-        let task = self.task_result("task", id)?;
+        let mut task = self.task_result("task", id)?;
+        let hostile = id.0 == 666;
+        if hostile {
+            task.title = HOSTILE.into();
+            task.state = TaskState::NeedsInput {
+                stage: Stage::Plan,
+                question: HOSTILE.into(),
+            };
+        }
         Ok(TaskDetail {
             task,
             runs: vec![],
             pull_request: None,
-            doc: "# doc".into(),
+            doc: if hostile {
+                HOSTILE.into()
+            } else {
+                "# doc".into()
+            },
             comments: vec![],
             in_motion: false,
+            actions: vec![],
         })
     }
     async fn approve(&self, id: TaskId) -> Result<TaskView> {
@@ -281,6 +312,55 @@ impl Backend for Fake {
     }
     async fn answer(&self, id: TaskId, text: String) -> Result<TaskView> {
         self.task_result(&format!("answer {text:?}"), id)
+    }
+    async fn transcript(
+        &self,
+        id: TaskId,
+        query: engine::api::TranscriptQuery,
+    ) -> Result<engine::api::TranscriptPage> {
+        self.task_result(&format!("transcript {query:?}"), id)?;
+        Ok(engine::api::TranscriptPage {
+            entries: vec![],
+            earlier: false,
+        })
+    }
+    fn dashboard(&self) -> Result<engine::api::Dashboard> {
+        self.record("dashboard".into());
+        Ok(engine::api::Dashboard {
+            running: vec![],
+            usage_today: engine::api::Usage::default(),
+            recent: vec![],
+        })
+    }
+    async fn task_diff(&self, id: TaskId) -> Result<engine::api::TaskDiff> {
+        self.task_result("task_diff", id)?;
+        Ok(engine::api::TaskDiff::default())
+    }
+    fn setup_needed(&self) -> bool {
+        false
+    }
+    async fn setup_first_admin(
+        &self,
+        setup_token: String,
+        login: String,
+        _password: String,
+    ) -> Result<engine::api::UserView> {
+        self.record(format!("setup_first_admin {login}"));
+        if setup_token != API_TOKEN {
+            return Err(EngineError::Unauthorized("wrong setup token".into()));
+        }
+        Err(EngineError::Conflict("setup is already done".into()))
+    }
+    fn stream_head(&self) -> Result<String> {
+        self.record("stream_head".into());
+        Ok("42".into())
+    }
+    async fn edit_doc(&self, id: TaskId, doc: String) -> Result<()> {
+        self.task_result(&format!("edit_doc {doc:?}"), id)
+            .map(|_| ())
+    }
+    async fn request_plan_changes(&self, id: TaskId, feedback: String) -> Result<TaskView> {
+        self.task_result(&format!("request_plan_changes {feedback:?}"), id)
     }
     async fn run(&self, id: TaskId, stage: Option<Stage>) -> Result<TaskView> {
         self.task_result(&format!("run {stage:?}"), id)
@@ -346,7 +426,7 @@ impl Backend for Fake {
     }
 }
 
-fn app(fake: &Fake) -> Router {
+pub(crate) fn app(fake: &Fake) -> Router {
     router(fake.clone(), crate::HttpOptions::default())
 }
 
@@ -411,7 +491,7 @@ fn error_of(body: &str) -> String {
         .to_string()
 }
 
-const ADMIN_ROUTES: [(&str, &str); 33] = [
+const ADMIN_ROUTES: [(&str, &str); 35] = [
     ("GET", "/api/projects"),
     ("POST", "/api/projects"),
     ("PUT", "/api/projects/web/settings"),
@@ -420,6 +500,8 @@ const ADMIN_ROUTES: [(&str, &str); 33] = [
     ("GET", "/api/tasks/1"),
     ("POST", "/api/tasks/1/approve"),
     ("POST", "/api/tasks/1/answer"),
+    ("POST", "/api/tasks/1/request-changes"),
+    ("PUT", "/api/tasks/1/doc"),
     ("POST", "/api/tasks/1/run"),
     ("POST", "/api/tasks/1/stop"),
     ("POST", "/api/tasks/1/resume"),
@@ -616,6 +698,14 @@ async fn routes_reach_the_engine_with_their_inputs() {
         Some(r#"{"text":"yes"}"#),
     )
     .await;
+    send(
+        app(&fake),
+        Method::POST,
+        "/api/tasks/7/request-changes",
+        token,
+        Some(r#"{"feedback":"smaller steps"}"#),
+    )
+    .await;
     send(app(&fake), Method::POST, "/api/tasks/7/merge", token, None).await;
     assert_eq!(
         fake.calls(),
@@ -626,6 +716,7 @@ async fn routes_reach_the_engine_with_their_inputs() {
             "run None 7",
             "run Some(Review) 7",
             "answer \"yes\" 7",
+            "request_plan_changes \"smaller steps\" 7",
             "merge 7",
         ]
     );

@@ -107,7 +107,61 @@ pub trait ActivitySink: Send + Sync {
     fn committed(&self, items: Vec<Activity>);
 }
 
+/// A recent activity row that is not a transcript batch, with its task's title and project.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecentActivityRow {
+    pub id: i64,
+    pub task: TaskId,
+    pub title: String,
+    pub project: String,
+    pub kind: ActivityKind,
+    /// When it was written (microseconds since the epoch).
+    pub at_us: i64,
+    /// The JSON object describing the change.
+    pub payload: String,
+}
+
 impl Tx<'_> {
+    /// The newest `limit` activity rows other than transcript batches, newest first, of tasks
+    /// that still exist — of the projects `member` belongs to when given.
+    pub fn recent_activity(
+        &self,
+        limit: u32,
+        member: Option<crate::UserId>,
+    ) -> Result<Vec<RecentActivityRow>> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT a.id, a.task_id, t.title, p.name, a.kind, a.created_us, a.payload
+             FROM activity a JOIN tasks t ON t.id = a.task_id JOIN projects p ON p.id = t.project_id
+             WHERE a.kind != 'transcript'
+             AND (?2 IS NULL OR t.project_id IN (SELECT project_id FROM memberships WHERE user_id = ?2))
+             ORDER BY a.id DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map(params![limit, member.map(|u| u.0)], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, String>(6)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (id, task, title, project, kind, at_us, payload) = row?;
+            Ok(RecentActivityRow {
+                id,
+                task: TaskId(task),
+                title,
+                project,
+                kind: ActivityKind::parse(&kind)?,
+                at_us,
+                payload,
+            })
+        })
+        .collect()
+    }
+
     /// Appends an activity row describing a change (`payload`: a JSON object).
     pub(crate) fn record_activity(
         &self,

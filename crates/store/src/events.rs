@@ -14,7 +14,101 @@ pub struct StoredEvent {
     pub json: String,
 }
 
+/// A stored event with when it was written (a transcript page).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimedEvent {
+    pub run: RunId,
+    pub stage: Stage,
+    pub seq: i64,
+    /// The event as the JSON text it was written as.
+    pub json: String,
+    /// When it was stored (ms since the epoch).
+    pub at_ms: i64,
+}
+
+const TIMED: &str = "SELECT e.run_id, r.stage, e.seq, e.body, e.created_at FROM events e
+     JOIN runs r ON r.id = e.run_id WHERE e.task_id = ?1";
+
+fn timed(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    params: impl rusqlite::Params,
+) -> Result<Vec<TimedEvent>> {
+    let rows = stmt.query_map(params, |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get(2)?,
+            r.get::<_, String>(3)?,
+            r.get(4)?,
+        ))
+    })?;
+    rows.map(|row| {
+        let (run, stage, seq, json, at_ms) = row?;
+        Ok(TimedEvent {
+            run: RunId(run),
+            stage: stage
+                .parse()
+                .map_err(|e| crate::StoreError::Corrupt(format!("{e}")))?,
+            seq,
+            json,
+            at_ms,
+        })
+    })
+    .collect()
+}
+
 impl Tx<'_> {
+    /// A task's last `limit` events, in order (read newest first through the `events_task`
+    /// index, then reversed).
+    pub fn task_events_last(&self, task: TaskId, limit: u32) -> Result<Vec<TimedEvent>> {
+        let mut stmt = self.tx.prepare_cached(&format!(
+            "{TIMED} ORDER BY e.run_id DESC, e.seq DESC LIMIT ?2"
+        ))?;
+        let mut rows = timed(&mut stmt, params![task.0, limit])?;
+        rows.reverse();
+        Ok(rows)
+    }
+
+    /// A task's first `limit` events strictly after the key `(run, seq)`, in order.
+    pub fn task_events_page_after(
+        &self,
+        task: TaskId,
+        after: (RunId, i64),
+        limit: u32,
+    ) -> Result<Vec<TimedEvent>> {
+        let mut stmt = self.tx.prepare_cached(&format!(
+            "{TIMED} AND e.run_id >= ?2 AND (e.run_id, e.seq) > (?2, ?3)
+             ORDER BY e.run_id, e.seq LIMIT ?4"
+        ))?;
+        timed(&mut stmt, params![task.0, after.0.0, after.1, limit])
+    }
+
+    /// A task's last `limit` events strictly before the key `(run, seq)`, in order.
+    pub fn task_events_page_before(
+        &self,
+        task: TaskId,
+        before: (RunId, i64),
+        limit: u32,
+    ) -> Result<Vec<TimedEvent>> {
+        let mut stmt = self.tx.prepare_cached(&format!(
+            "{TIMED} AND e.run_id <= ?2 AND (e.run_id, e.seq) < (?2, ?3)
+             ORDER BY e.run_id DESC, e.seq DESC LIMIT ?4"
+        ))?;
+        let mut rows = timed(&mut stmt, params![task.0, before.0.0, before.1, limit])?;
+        rows.reverse();
+        Ok(rows)
+    }
+
+    /// Whether the task has an event strictly before the key `(run, seq)`.
+    pub fn task_has_events_before(&self, task: TaskId, before: (RunId, i64)) -> Result<bool> {
+        Ok(self.tx.query_row(
+            "SELECT EXISTS(SELECT 1 FROM events WHERE task_id = ?1 AND run_id <= ?2
+             AND (run_id, seq) < (?2, ?3))",
+            params![task.0, before.0.0, before.1],
+            |r| r.get(0),
+        )?)
+    }
+
     /// Appends events of one run, each already serialized as a JSON `TranscriptEvent` (callers
     /// assign consecutive `seq`s), and the batch's activity row.
     pub fn append_events(&self, task: TaskId, run: RunId, events: &[(i64, String)]) -> Result<()> {
@@ -77,5 +171,148 @@ impl Tx<'_> {
             [run.0],
             |r| r.get::<_, i64>(0),
         )? as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{NewProjectRow, NewRunRow, NewTaskRow, Store, StoreError};
+    use domain::{RunId, Stage, TaskId, TaskState};
+
+    /// A task with two runs (plan, implement) of `per_run` events each.
+    fn store_with_events(per_run: i64) -> (Store, TaskId, [RunId; 2]) {
+        let store = Store::open_memory().unwrap();
+        let made = store
+            .write(|tx| {
+                let project = tx.insert_project(&NewProjectRow {
+                    name: "p",
+                    path: "/p",
+                    default_branch: "main",
+                    settings_json: "{}",
+                })?;
+                let task = tx.allocate_task_id()?;
+                tx.insert_task(&NewTaskRow {
+                    id: task,
+                    project_id: project.id,
+                    title: "t",
+                    body: "b",
+                    key: "1-t",
+                    branch: "atelier/t",
+                    base: "main",
+                    state: &TaskState::PlanGate,
+                    priority: 0,
+                    technical: false,
+                    worktree: "/w",
+                    doc_path: "/d",
+                    port: 20000,
+                })?;
+                let mut runs = [RunId(0); 2];
+                for (i, stage) in [Stage::Plan, Stage::Implement].into_iter().enumerate() {
+                    let run = tx.insert_run(&NewRunRow {
+                        task_id: task,
+                        stage,
+                        iteration: 0,
+                        mark: "m",
+                    })?;
+                    let events: Vec<(i64, String)> = (1..=per_run)
+                        .map(|seq| (seq, format!(r#"{{"type":"message","text":"{seq}"}}"#)))
+                        .collect();
+                    tx.append_events(task, run, &events)?;
+                    runs[i] = run;
+                }
+                Ok::<_, StoreError>((task, runs))
+            })
+            .unwrap();
+        (store, made.0, made.1)
+    }
+
+    fn keys(rows: &[super::TimedEvent]) -> Vec<(i64, i64)> {
+        rows.iter().map(|e| (e.run.0, e.seq)).collect()
+    }
+
+    #[test]
+    fn transcript_pages_read_the_last_events_and_around_a_cursor() {
+        let (store, task, [plan, implement]) = store_with_events(3);
+        let (p, i) = (plan.0, implement.0);
+        store
+            .read(|tx| {
+                assert_eq!(
+                    keys(&tx.task_events_last(task, 4)?),
+                    [(p, 3), (i, 1), (i, 2), (i, 3)]
+                );
+                assert_eq!(keys(&tx.task_events_last(task, 100)?).len(), 6);
+                assert_eq!(
+                    keys(&tx.task_events_page_after(task, (plan, 2), 2)?),
+                    [(p, 3), (i, 1)]
+                );
+                assert_eq!(
+                    keys(&tx.task_events_page_after(task, (RunId(0), 0), 1)?),
+                    [(p, 1)]
+                );
+                assert!(
+                    tx.task_events_page_after(task, (implement, 3), 10)?
+                        .is_empty()
+                );
+                assert_eq!(
+                    keys(&tx.task_events_page_before(task, (implement, 2), 2)?),
+                    [(p, 3), (i, 1)]
+                );
+                assert_eq!(
+                    keys(&tx.task_events_page_before(task, (implement, 1), 10)?),
+                    [(p, 1), (p, 2), (p, 3)]
+                );
+                assert!(tx.task_has_events_before(task, (plan, 2))?);
+                assert!(!tx.task_has_events_before(task, (plan, 1))?);
+                assert!(tx.task_events_last(TaskId(99), 10)?.is_empty());
+                let first = &tx.task_events_last(task, 1)?[0];
+                assert_eq!(first.stage, Stage::Implement);
+                assert!(first.at_ms > 0);
+                assert_eq!(first.json, r#"{"type":"message","text":"3"}"#);
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+    }
+
+    /// The pages are index range scans: reading the last events of a task with 20,000 of them
+    /// does not scan the task's events (the plans name the `events_task` index, never a sort).
+    #[test]
+    fn transcript_pages_use_the_task_index_without_sorting() {
+        let (store, task, [plan, _]) = store_with_events(10_000);
+        store
+            .read(|tx| {
+                for sql in [
+                    format!("{} ORDER BY e.run_id DESC, e.seq DESC LIMIT 300", super::TIMED),
+                    format!(
+                        "{} AND e.run_id >= 1 AND (e.run_id, e.seq) > (1, 5) ORDER BY e.run_id, e.seq LIMIT 300",
+                        super::TIMED
+                    ),
+                    format!(
+                        "{} AND e.run_id <= 2 AND (e.run_id, e.seq) < (2, 5) ORDER BY e.run_id DESC, e.seq DESC LIMIT 300",
+                        super::TIMED
+                    ),
+                ] {
+                    let plan: Vec<String> = tx
+                        .tx
+                        .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?
+                        .query_map([task.0], |r| r.get::<_, String>(3))?
+                        .collect::<rusqlite::Result<_>>()?;
+                    let plan = plan.join("; ");
+                    assert!(plan.contains("events_task"), "{sql}: {plan}");
+                    assert!(!plan.contains("TEMP B-TREE"), "{sql}: {plan}");
+                }
+                let started = std::time::Instant::now();
+                let last = tx.task_events_last(task, 2000)?;
+                assert_eq!(last.len(), 2000);
+                let before = tx.task_events_page_before(task, (last[0].run, last[0].seq), 2000)?;
+                assert_eq!(before.len(), 2000);
+                assert!(tx.task_has_events_before(task, (plan, 2))?);
+                assert!(
+                    started.elapsed() < std::time::Duration::from_secs(2),
+                    "{:?}",
+                    started.elapsed()
+                );
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
     }
 }

@@ -19,13 +19,13 @@ mod runs;
 mod tasks;
 
 pub use accounts::{AuditRow, SessionRow, TokenRow, UserId, UserRow};
-pub use activity::{Activity, ActivityBody, ActivityKind, ActivitySink, WHOLE};
+pub use activity::{Activity, ActivityBody, ActivityKind, ActivitySink, RecentActivityRow, WHOLE};
 pub use credentials::{CredentialRow, UserModelRow};
-pub use events::StoredEvent;
+pub use events::{StoredEvent, TimedEvent};
 pub use follow_up::{CommentRow, CommentStatus, NewComment};
 pub use outbox::{Intent, IntentKind, NewIntent, UnknownIntentKind};
 pub use projects::{NewProjectRow, ProjectRow};
-pub use runs::{NewRunRow, RunRow};
+pub use runs::{LiveRunRow, NewRunRow, RunRow, UsageSum};
 pub use tasks::{NewTaskRow, PullRequestRow, TaskRow};
 
 use rusqlite::Connection;

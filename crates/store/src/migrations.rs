@@ -230,6 +230,12 @@ CREATE TABLE user_models (
     PRIMARY KEY (user_id, stage)
 ) WITHOUT ROWID;
 "#,
+    // 10: the harness and the model each run actually used (after the owner's own model for
+    // the stage); null for runs recorded before.
+    r#"
+ALTER TABLE runs ADD COLUMN harness TEXT;
+ALTER TABLE runs ADD COLUMN model TEXT;
+"#,
 ];
 
 pub(crate) fn apply(conn: &mut Connection, path: &Path) -> Result<()> {

@@ -28,6 +28,31 @@ pub struct RunRow {
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub cost_usd: f64,
+    /// The harness the run's agent runs on (recorded when it starts; `None` before migration 10
+    /// or before its first start).
+    pub harness: Option<String>,
+    /// The model the agent was given (the owner's own model for the stage over the role's), if
+    /// any was named.
+    pub model: Option<String>,
+}
+
+/// A queued or running run with what an overview shows of its task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveRunRow {
+    pub run: RunRow,
+    pub title: String,
+    pub project: String,
+    /// When its newest transcript event was stored (ms), if it has one.
+    pub last_event_at: Option<i64>,
+}
+
+/// Usage summed over runs.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct UsageSum {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: f64,
+    pub runs: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +65,7 @@ pub struct NewRunRow<'a> {
 
 const COLUMNS: &str = "id, task_id, stage, status, iteration, turns, session, mark, pending_input, \
      signal, reason, created_at, started_at, ended_at, spawned_us, exited_us, input_tokens, \
-     output_tokens, cost_usd";
+     output_tokens, cost_usd, harness, model";
 
 struct Raw {
     row: RunRow,
@@ -74,6 +99,8 @@ fn raw(row: &Row<'_>) -> rusqlite::Result<Raw> {
             input_tokens: row.get::<_, i64>(16)? as u64,
             output_tokens: row.get::<_, i64>(17)? as u64,
             cost_usd: row.get(18)?,
+            harness: row.get(19)?,
+            model: row.get(20)?,
         },
     })
 }
@@ -159,12 +186,66 @@ impl Tx<'_> {
                 .join(", ")
         );
         let mut stmt = self.tx.prepare(&sql)?;
-        let rows = stmt.query_map([], |row| Ok((raw(row)?, ProjectId(row.get(19)?))))?;
+        let rows = stmt.query_map([], |row| Ok((raw(row)?, ProjectId(row.get(21)?))))?;
         rows.map(|r| {
             let (raw, project) = r?;
             Ok((finish(raw)?, project))
         })
         .collect()
+    }
+
+    /// Queued and running runs (oldest first) with their task's title, their project's name and
+    /// when their newest transcript event was stored (ms) — of the projects `member` belongs to
+    /// when given.
+    pub fn live_runs_overview(&self, member: Option<crate::UserId>) -> Result<Vec<LiveRunRow>> {
+        let sql = format!(
+            "SELECT {}, t.title, p.name,
+             (SELECT e.created_at FROM events e WHERE e.run_id = r.id ORDER BY e.seq DESC LIMIT 1)
+             FROM runs r JOIN tasks t ON t.id = r.task_id JOIN projects p ON p.id = t.project_id
+             WHERE r.status IN ('queued', 'running')
+             AND (?1 IS NULL OR t.project_id IN (SELECT project_id FROM memberships WHERE user_id = ?1))
+             ORDER BY r.id",
+            COLUMNS
+                .split(", ")
+                .map(|c| format!("r.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut stmt = self.tx.prepare(&sql)?;
+        let rows = stmt.query_map([member.map(|u| u.0)], |row| {
+            Ok((raw(row)?, row.get(21)?, row.get(22)?, row.get(23)?))
+        })?;
+        rows.map(|r| {
+            let (raw, title, project, last_event_at) = r?;
+            Ok(LiveRunRow {
+                run: finish(raw)?,
+                title,
+                project,
+                last_event_at,
+            })
+        })
+        .collect()
+    }
+
+    /// Tokens, cost and count of the runs started at or after `since_ms` — of the projects
+    /// `member` belongs to when given.
+    pub fn usage_since(&self, since_ms: i64, member: Option<crate::UserId>) -> Result<UsageSum> {
+        Ok(self.tx.query_row(
+            "SELECT COALESCE(SUM(r.input_tokens), 0), COALESCE(SUM(r.output_tokens), 0),
+             COALESCE(SUM(r.cost_usd), 0.0), COUNT(*)
+             FROM runs r JOIN tasks t ON t.id = r.task_id
+             WHERE r.started_at >= ?1
+             AND (?2 IS NULL OR t.project_id IN (SELECT project_id FROM memberships WHERE user_id = ?2))",
+            params![since_ms, member.map(|u| u.0)],
+            |r| {
+                Ok(UsageSum {
+                    input_tokens: r.get::<_, i64>(0)? as u64,
+                    output_tokens: r.get::<_, i64>(1)? as u64,
+                    cost_usd: r.get(2)?,
+                    runs: r.get(3)?,
+                })
+            },
+        )?)
     }
 
     /// Running runs per project (for the concurrency caps).
@@ -209,6 +290,15 @@ impl Tx<'_> {
             }),
         )?;
         Ok(true)
+    }
+
+    /// Records the harness and the model a run's agent is started with.
+    pub fn set_run_agent(&self, id: RunId, harness: &str, model: Option<&str>) -> Result<()> {
+        self.tx.execute(
+            "UPDATE runs SET harness = ?2, model = ?3 WHERE id = ?1",
+            params![id.0, harness, model],
+        )?;
+        Ok(())
     }
 
     /// Records when the process of the current turn was spawned (microseconds). The turn's

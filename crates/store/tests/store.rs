@@ -20,7 +20,7 @@ use store::{
 use tempfile::TempDir;
 
 /// The schema version this build migrates to (the number of migrations).
-const LATEST: i64 = 9;
+const LATEST: i64 = 10;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -318,6 +318,9 @@ fn a_version_1_database_upgrades_keeping_its_data() {
             input_tokens: 10,
             output_tokens: 20,
             cost_usd: 0.5,
+            // Runs recorded before migration 10 do not know their harness and model.
+            harness: None,
+            model: None,
         }]
     );
     assert_eq!(store.read(|tx| tx.last_seq(RunId(7))).unwrap(), 1);
@@ -962,6 +965,8 @@ fn a_new_run_is_queued_with_nothing_recorded_yet() {
             input_tokens: 0,
             output_tokens: 0,
             cost_usd: 0.0,
+            harness: None,
+            model: None,
         }
     );
     assert!(row.created_at >= before && row.created_at <= now_ms());
@@ -1004,6 +1009,24 @@ fn a_run_is_marked_started_only_while_queued() {
             .unwrap()
     );
     assert_eq!(run_row(&store, run), started);
+
+    // The dispatcher records the harness and the model the agent is started with.
+    store
+        .write(|tx| tx.set_run_agent(run, "codex", Some("gpt-5")))
+        .unwrap();
+    let recorded = run_row(&store, run);
+    assert_eq!(
+        (recorded.harness.as_deref(), recorded.model.as_deref()),
+        (Some("codex"), Some("gpt-5"))
+    );
+    store
+        .write(|tx| tx.set_run_agent(run, "scripted", None))
+        .unwrap();
+    let started = run_row(&store, run);
+    assert_eq!(
+        (started.harness.as_deref(), started.model.as_deref()),
+        (Some("scripted"), None)
+    );
 
     // Waiting for input, then resumed: the next turn starts, keeping the first start time.
     store

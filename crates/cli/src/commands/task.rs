@@ -28,6 +28,7 @@ pub enum TaskCommand {
     /// Approve the plan at the plan gate; implementation starts
     #[command(after_help = "Example:\n  atelier task approve 12")]
     Approve(IdArg),
+    RequestChanges(RequestChangesArgs),
     Answer(AnswerArgs),
     Run(RunArgs),
     /// Stop the task's agent (interrupt, then kill after the grace period)
@@ -89,6 +90,20 @@ pub struct IdArg {
     /// Task id (see `atelier task list`)
     #[arg(value_parser = clap::value_parser!(i64).range(1..))]
     id: i64,
+}
+
+/// Send the plan back to the planner at the plan gate; its session continues with the feedback
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Example:\n  atelier task request-changes 12 --feedback \"Split the migration into its own step.\""
+)]
+pub struct RequestChangesArgs {
+    /// Task id
+    #[arg(value_parser = clap::value_parser!(i64).range(1..))]
+    id: i64,
+    /// What the plan should change
+    #[arg(long)]
+    feedback: String,
 }
 
 /// Answer the question an agent asked; its session resumes with the answer
@@ -157,6 +172,10 @@ pub async fn run(command: TaskCommand, global: &GlobalArgs) -> Result<()> {
             Ok(())
         }
         TaskCommand::Approve(IdArg { id }) => action(global, id, "approve", &json!({})).await,
+        TaskCommand::RequestChanges(args) => {
+            let body = json!({ "feedback": args.feedback });
+            action(global, args.id, "request-changes", &body).await
+        }
         TaskCommand::Answer(args) => {
             action(global, args.id, "answer", &json!({ "text": args.text })).await
         }

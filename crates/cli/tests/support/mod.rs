@@ -55,6 +55,20 @@ impl World {
         server_args: &[&str],
         env: &[(&str, &str)],
     ) -> World {
+        let mut world = Self::start_bare(scenarios, server_args, env).await;
+        world.project = world
+            .add_project(&world.repo.path.clone(), "app", json!({}))
+            .await;
+        world
+    }
+
+    /// A repository, scenarios and a server, with no project added yet (`project` is empty):
+    /// for tests that add it themselves, e.g. through the web UI.
+    pub async fn start_bare(
+        scenarios: Scenarios<'_>,
+        server_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> World {
         let dir = tempfile::tempdir().unwrap();
         let repo = sample_repo(dir.path()).unwrap();
         let scenario_dir = dir.path().join("scenarios");
@@ -63,18 +77,14 @@ impl World {
         let server = ServerProcess::start(Path::new(BIN), &data, server_args, env)
             .await
             .unwrap();
-        let mut world = World {
+        World {
             dir,
             repo,
             scenarios: scenario_dir,
             data,
             server,
             project: String::new(),
-        };
-        world.project = world
-            .add_project(&world.repo.path.clone(), "app", json!({}))
-            .await;
-        world
+        }
     }
 
     /// Adds a project whose roles all play the world's scenarios; returns its name.

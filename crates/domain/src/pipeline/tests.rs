@@ -273,6 +273,45 @@ fn cases() -> Vec<Case> {
             Event::PlanApproved,
             invalid("the task is not waiting for plan approval (it is awaiting merge)"),
         ),
+        case(
+            "requesting plan changes sends the planner back with the feedback",
+            at(TaskState::PlanGate),
+            Event::PlanChangesRequested {
+                feedback: "split the migration out".into(),
+            },
+            decision(
+                TaskState::Running { stage: Plan },
+                0,
+                2,
+                vec![Effect::RevisePlan {
+                    feedback: "split the migration out".into(),
+                }],
+            ),
+        ),
+        case(
+            "requesting plan changes with empty feedback is refused",
+            at(TaskState::PlanGate),
+            Event::PlanChangesRequested {
+                feedback: " \n ".into(),
+            },
+            invalid("the requested changes are empty: say what the plan should change"),
+        ),
+        case(
+            "requesting plan changes while the planner runs is refused",
+            running(Plan),
+            Event::PlanChangesRequested {
+                feedback: "more tests".into(),
+            },
+            invalid("the task is not waiting for plan approval (it is running plan)"),
+        ),
+        case(
+            "requesting plan changes past the total-run cap blocks at plan",
+            with_counters(at(TaskState::PlanGate), 0, 25),
+            Event::PlanChangesRequested {
+                feedback: "more tests".into(),
+            },
+            blocks(Plan, max_iterations(RUN_CAP), 0, 25),
+        ),
         // --- implement ⇄ review ----------------------------------------------------------------
         case(
             "implementer ending its turn starts the reviewer",
@@ -1252,6 +1291,7 @@ impl Sim {
             match effect {
                 Effect::StartRun { .. }
                 | Effect::RestartRun { .. }
+                | Effect::RevisePlan { .. }
                 | Effect::StartFollowUp { .. } => {
                     self.snap.live_run = Some(RunId(self.next_run));
                     self.next_run += 1;
@@ -1782,4 +1822,128 @@ fn a_first_stall_restarts_the_stage_and_a_second_one_blocks() {
             6
         )
     );
+}
+
+/// The actions offered in each state: exactly those whose events `decide` accepts.
+#[test]
+fn allowed_actions_are_the_events_the_rules_accept() {
+    use Action::*;
+    let run = |stage| Run { stage };
+    let every_stage = || Stage::ALL.map(run).to_vec();
+    let with = |mut first: Vec<Action>, rest: Vec<Action>| {
+        first.extend(rest);
+        first
+    };
+    let question = TaskSnapshot {
+        state: TaskState::NeedsInput {
+            stage: Stage::Plan,
+            question: "which flag?".into(),
+        },
+        live_run: Some(RUN),
+        ..at(TaskState::PlanGate)
+    };
+    let cases: Vec<(&str, TaskSnapshot, Vec<Action>)> = vec![
+        (
+            "plan gate",
+            at(TaskState::PlanGate),
+            with(
+                vec![ApprovePlan, RequestPlanChanges],
+                with(every_stage(), vec![Delete]),
+            ),
+        ),
+        ("an agent running", running(Stage::Implement), vec![Stop]),
+        ("an open question", question, vec![Answer, Stop]),
+        (
+            "stopped",
+            at(TaskState::Stopped {
+                stage: Stage::Review,
+            }),
+            with(vec![Resume], with(every_stage(), vec![Delete])),
+        ),
+        (
+            "blocked",
+            at(blocked_at(Stage::Review, agent_blocked("needs a key"))),
+            with(vec![Resume], with(every_stage(), vec![Delete])),
+        ),
+        (
+            "waiting to retry",
+            at(waiting(Stage::Implement, 99)),
+            with(vec![Stop, Resume], with(every_stage(), vec![Delete])),
+        ),
+        (
+            "awaiting merge",
+            with_pr(TaskState::AwaitingMerge { merge_error: None }, rounds(0, 0)),
+            with(every_stage(), vec![Merge, Delete]),
+        ),
+        (
+            "awaiting checks",
+            with_pr(TaskState::AwaitingChecks, rounds(0, 0)),
+            with(every_stage(), vec![Delete]),
+        ),
+        (
+            "being merged",
+            with_pr(TaskState::Merging, rounds(0, 0)),
+            vec![],
+        ),
+        (
+            "closed",
+            with_pr(TaskState::Closed, rounds(0, 0)),
+            with(vec![Resume], with(every_stage(), vec![Delete])),
+        ),
+        (
+            "done",
+            at(TaskState::Done {
+                reason: DoneReason::Merged,
+            }),
+            vec![Delete],
+        ),
+    ];
+    for (name, snap, want) in cases {
+        assert_eq!(
+            allowed_actions(&snap, &Policy::default()),
+            want,
+            "case `{name}`"
+        );
+    }
+}
+
+#[test]
+fn actions_serialize_tagged_with_their_stage() {
+    assert_eq!(
+        serde_json::to_string(&Action::Run {
+            stage: Stage::Review
+        })
+        .unwrap(),
+        r#"{"action":"run","stage":"review"}"#
+    );
+    assert_eq!(
+        serde_json::to_string(&Action::RequestPlanChanges).unwrap(),
+        r#"{"action":"request_plan_changes"}"#
+    );
+}
+
+#[test]
+fn a_plan_sent_back_with_changes_comes_to_the_gate_again() {
+    use Stage::*;
+    let mut sim = Sim::new(true, Policy::default());
+    sim.ok(Event::Created);
+    sim.end(Some(Signal::PlanReady));
+    sim.ok(Event::PlanChangesRequested {
+        feedback: "add a rollback step".into(),
+    });
+    assert_eq!(sim.state(), &TaskState::Running { stage: Plan });
+    sim.end(Some(Signal::PlanReady));
+    assert_eq!(sim.state(), &TaskState::PlanGate);
+    sim.ok(Event::PlanApproved);
+    assert_eq!(
+        sim.effects,
+        vec![
+            Effect::StartRun { stage: Plan },
+            Effect::RevisePlan {
+                feedback: "add a rollback step".into()
+            },
+            Effect::StartRun { stage: Implement },
+        ]
+    );
+    assert_eq!(sim.snap.runs_started, 3);
 }

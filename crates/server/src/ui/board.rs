@@ -167,6 +167,13 @@ fn card(task: &TaskView) -> Markup {
                 @if task.review_rounds > 0 { span { "round " (task.review_rounds + 1) } }
                 span { (task.runs_started) " runs" }
             }
+            @if let Some(url) = &task.pull_request_url {
+                div.card-meta {
+                    @if url.starts_with("https://") || url.starts_with("http://") {
+                        a.card-pr href=(url) rel="noopener noreferrer" { "Pull request" }
+                    } @else { span.muted { "PR " (url) } }
+                }
+            }
         }
     }
 }

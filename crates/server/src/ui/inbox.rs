@@ -4,12 +4,13 @@
 
 use super::board::{all_projects, all_tasks};
 use super::error_page;
-use super::layout::{Page, Section, shell, state_label};
+use super::layout::{Page, Section, shell, state_label, time};
 use super::viewer::Viewer;
 use crate::backend::Backend;
 use axum::response::{IntoResponse, Response};
+use domain::RunStatus;
 use domain::TaskState;
-use engine::api::TaskView;
+use engine::api::{RecentActivity, RunningAgent, TaskView, Usage};
 use maud::{Markup, html};
 
 pub(crate) async fn page<B: Backend>(viewer: Viewer<B>) -> Response {
@@ -19,6 +20,10 @@ pub(crate) async fn page<B: Backend>(viewer: Viewer<B>) -> Response {
     };
     let no_projects = match all_projects(&viewer.backend).await {
         Ok(projects) => projects.is_empty(),
+        Err(err) => return error_page(&viewer, err),
+    };
+    let dashboard = match viewer.backend.dashboard() {
+        Ok(dashboard) => dashboard,
         Err(err) => return error_page(&viewer, err),
     };
     let mut needs: Vec<(&TaskView, &'static str)> = tasks
@@ -39,6 +44,11 @@ pub(crate) async fn page<B: Backend>(viewer: Viewer<B>) -> Response {
                 @for (task, kind) in &needs { (item(task, kind)) }
             }
         }
+        div.dash {
+            section #running .panel aria-labelledby="running-h" data-region="1" { (running(&dashboard.running)) }
+            section #usage .panel aria-labelledby="usage-h" data-region="1" { (usage(&dashboard.usage_today)) }
+        }
+        section #activity .panel aria-labelledby="activity-h" data-region="1" { (activity(&dashboard.recent)) }
     };
     let page_info = Page {
         title: "Inbox",
@@ -92,6 +102,53 @@ fn item(task: &TaskView, kind: &str) -> Markup {
                     }
                     _ => { span { "Pull request ready to merge" } a.button href=(href) { "Review PR" } }
                 }
+            }
+        }
+    }
+}
+
+fn running(agents: &[RunningAgent]) -> Markup {
+    html! {
+        h2 #running-h { "Agents at work" }
+        @if agents.is_empty() { p.empty { "No agent is running." } }
+        @else {
+            div.table-wrap { table {
+                thead { tr { th scope="col" { "Task" } th scope="col" { "Stage" } th scope="col" { "Agent" } th scope="col" { "Elapsed" } th scope="col" { "Last activity" } } }
+                tbody {
+                    @for a in agents {
+                        tr data-task=(a.task) {
+                            td { a href={ "/tasks/" (a.task) } { (a.title) } br; span.muted { (a.project) } }
+                            td { (a.stage) @if a.status == RunStatus::Queued { " (queued)" } }
+                            td { (a.harness.as_deref().unwrap_or("—")) @if let Some(m) = &a.model { br; span.muted { (m) } } }
+                            td { @if let Some(start) = a.started_at { span.elapsed data-since=(start) { "…" } } @else { "—" } }
+                            td { @if let Some(at) = a.last_event_at { (time(at)) } @else { "—" } }
+                        }
+                    }
+                }
+            } }
+        }
+    }
+}
+
+fn usage(usage: &Usage) -> Markup {
+    html! {
+        h2 #usage-h { "Usage today (UTC)" }
+        dl.kv {
+            dt { "Runs" } dd { (usage.runs) }
+            dt { "Tokens in" } dd { (usage.input_tokens) }
+            dt { "Tokens out" } dd { (usage.output_tokens) }
+            dt { "Cost" } dd { @if usage.cost_usd > 0.0 { "$" (format!("{:.2}", usage.cost_usd)) } @else { "not reported" } }
+        }
+    }
+}
+
+fn activity(recent: &[RecentActivity]) -> Markup {
+    html! {
+        h2 #activity-h { "Recent activity" }
+        @if recent.is_empty() { p.empty { "Nothing yet." } }
+        ul.plain.activity {
+            @for r in recent {
+                li { (time(r.at_ms)) " · " a href={ "/tasks/" (r.task) } { (r.title) } " · " (r.summary) }
             }
         }
     }

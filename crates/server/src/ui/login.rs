@@ -2,7 +2,6 @@
 //! same session cookie as `POST /api/login`; setup creates the first administrator, proven by
 //! the server's `api-token` (only someone with the server's files has it), and signs them in.
 
-use super::Pending;
 use super::layout::{Page, Section, shell};
 use super::viewer::local_target;
 use crate::auth::{check_same_origin, session_cookie};

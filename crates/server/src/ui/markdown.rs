@@ -1,29 +1,26 @@
 //! Markdown from agents and people, rendered as CommonMark with GitHub's extensions (tables,
 //! task lists, strikethrough, autolinks) and then sanitized: whatever the source, the HTML that
-//! reaches a page has no script, no event handler, no `javascript:` URL, no frame, no style.
+//! reaches a page has no script, no event handler, no `javascript:` URL, no frame, no style, no
+//! image (an image URL would make the reader's browser fetch what an agent chose). Task-list
+//! items show ☑/☐ as text, which reads out, rather than unlabelled checkboxes.
 
 use ammonia::Builder;
 use maud::{Markup, PreEscaped};
-use pulldown_cmark::{Options, Parser, html};
+use pulldown_cmark::{Event, Options, Parser, html};
 use std::collections::HashSet;
 use std::sync::LazyLock;
 
 static SANITIZER: LazyLock<Builder<'static>> = LazyLock::new(|| {
     let mut builder = Builder::default();
     builder
-        .add_tags(["input"])
-        .add_tag_attributes("input", ["type", "checked", "disabled"])
+        .rm_tags(["img"])
         .add_tag_attributes("code", ["class"])
         .url_schemes(HashSet::from(["http", "https", "mailto"]))
         .link_rel(Some("noopener noreferrer nofollow"))
-        .attribute_filter(|element, attribute, value| {
-            // Task-list checkboxes only: any other input is dropped to a disabled checkbox.
-            match (element, attribute) {
-                ("input", "type") => Some("checkbox".into()),
-                ("code", "class") if value.starts_with("language-") => Some(value.into()),
-                ("code", "class") => None,
-                _ => Some(value.into()),
-            }
+        .attribute_filter(|element, attribute, value| match (element, attribute) {
+            ("code", "class") if value.starts_with("language-") => Some(value.into()),
+            ("code", "class") => None,
+            _ => Some(value.into()),
         });
     builder
 });
@@ -36,7 +33,12 @@ pub(crate) fn render(source: &str) -> Markup {
         | Options::ENABLE_GFM
         | Options::ENABLE_FOOTNOTES;
     let mut raw = String::with_capacity(source.len() * 3 / 2);
-    html::push_html(&mut raw, Parser::new_ext(source, options));
+    let events = Parser::new_ext(source, options).map(|event| match event {
+        Event::TaskListMarker(true) => Event::Text("☑ ".into()),
+        Event::TaskListMarker(false) => Event::Text("☐ ".into()),
+        other => other,
+    });
+    html::push_html(&mut raw, events);
     PreEscaped(SANITIZER.clean(&raw).to_string())
 }
 
@@ -53,14 +55,9 @@ mod tests {
         let out = html(
             "- [x] done\n- [ ] todo\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n```rust\nfn main() {}\n```\n",
         );
-        assert!(
-            out.contains(r#"<input type="checkbox" checked="" disabled="">"#),
-            "{out}"
-        );
-        assert!(
-            out.contains(r#"<input type="checkbox" disabled="">"#),
-            "{out}"
-        );
+        assert!(out.contains("<li>☑ done</li>"), "{out}");
+        assert!(out.contains("<li>☐ todo</li>"), "{out}");
+        assert!(!out.contains("<input"), "{out}");
         assert!(out.contains("<table>"), "{out}");
         assert!(out.contains(r#"<code class="language-rust">"#), "{out}");
     }
@@ -80,6 +77,8 @@ mod tests {
             "<object data=x></object><embed src=x>",
             "<a href=\"data:text/html,<script>alert(1)</script>\">d</a>",
             "<meta http-equiv=refresh content=\"0;url=/\">",
+            "<img src=\"/api/tasks/1/approve\">",
+            "![x](/api/logout)",
         ];
         for attack in attacks {
             let out = html(attack).to_ascii_lowercase();
@@ -93,6 +92,7 @@ mod tests {
                 "<form",
                 "<object",
                 "<embed",
+                "<img",
                 "data:text",
                 "<meta",
                 "type=\"text\"",

@@ -17,11 +17,13 @@ mod layout;
 mod login;
 mod markdown;
 mod me;
-mod pending;
 mod settings;
 mod task;
 mod transcript;
 mod viewer;
+
+#[cfg(test)]
+mod tests;
 
 use crate::backend::Backend;
 use axum::Router;
@@ -32,8 +34,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use engine::EngineError;
 use maud::html;
-
-pub(crate) use pending::Pending;
 
 /// The UI's routes (pages, fragments and assets), to be merged into the API's router.
 pub(crate) fn router<B: Backend>() -> Router<B> {

@@ -31,7 +31,9 @@ pub(crate) async fn page<B: Backend>(viewer: Viewer<B>, Path(name): Path<String>
         Err(err) => return error_page(&viewer, err),
     };
     let can_edit = viewer.who.admin
-        || members.iter().any(|m| m.login == viewer.who.login && m.role == "owner");
+        || members
+            .iter()
+            .any(|m| m.login == viewer.who.login && m.role == "owner");
     let base = serde_json::to_string(&project.settings).unwrap_or_default();
     let api = format!("/api/projects/{}/settings", project.name);
     let body = html! {

@@ -4,17 +4,17 @@
 //! request, the live transcript and the diff against the base. Only the actions the state
 //! machine allows now are offered.
 
+use super::error_page;
 use super::layout::{Page, Section, duration, shell, state_badge, time};
 use super::markdown;
 use super::transcript;
 use super::viewer::Viewer;
-use super::{Pending, error_page};
 use crate::backend::Backend;
 use axum::extract::Path;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use domain::{RunStatus, Signal, Stage, TaskId, TaskState, Verdict};
-use engine::api::{RunView, TaskDetail};
+use domain::{RunStatus, Signal, TaskId, TaskState, Verdict};
+use engine::api::{RunView, TaskAction, TaskDetail, TranscriptQuery};
 use maud::{Markup, html};
 
 /// The header the page's script sends when it only wants the live regions again.
@@ -26,7 +26,10 @@ pub(crate) async fn page<B: Backend>(
     headers: HeaderMap,
 ) -> Response {
     let id = TaskId(id);
-    let head = viewer.backend.stream_head().await.unwrap_or_default();
+    let head = match viewer.backend.stream_head() {
+        Ok(head) => head,
+        Err(err) => return error_page(&viewer, err),
+    };
     let detail = match viewer.backend.task(id).await {
         Ok(detail) => detail,
         Err(err) => return error_page(&viewer, err),
@@ -39,7 +42,7 @@ pub(crate) async fn page<B: Backend>(
             .backend
             .transcript(
                 id,
-                super::pending::api::TranscriptQuery::Last {
+                TranscriptQuery::Last {
                     limit: transcript::PAGE,
                 },
             )
@@ -50,7 +53,7 @@ pub(crate) async fn page<B: Backend>(
         }
     };
     let task = &detail.task;
-    let actions = super::pending::actions(&task.state);
+    let actions = &detail.actions;
     let body = html! {
         div #task-head .page-head data-region="1" {
             div {
@@ -58,14 +61,25 @@ pub(crate) async fn page<B: Backend>(
                 h1 { (task.title) }
                 p #task-state data-state=(task.state.name()) { (state_badge(&task.state)) }
             }
-            (action_bar(&detail, &actions))
+            (action_bar(&detail, actions))
         }
         div.task-grid {
             div.task-main {
-                div #attention data-region="1" { (attention(&detail, &actions)) }
+                div #attention data-region="1" { (attention(&detail, actions)) }
                 section #doc-panel .panel aria-labelledby="doc-h" data-region="1" {
                     h2 #doc-h { "Task doc" }
                     div #doc .doc { (markdown::render(&detail.doc)) }
+                    @if !detail.in_motion {
+                        details #doc-edit {
+                            summary { "Edit the doc" }
+                            form #edit-doc data-api={ "/api/tasks/" (id) "/doc" } data-method="PUT" data-then="reload" {
+                                label for="doc-text" { "Task doc (markdown)" }
+                                textarea #doc-text name="doc" rows="16" spellcheck="false" { (detail.doc) }
+                                p.form-error role="alert" {}
+                                button type="submit" { "Save the doc" }
+                            }
+                        }
+                    }
                 }
             }
             aside.task-side {
@@ -77,7 +91,7 @@ pub(crate) async fn page<B: Backend>(
             }
         }
         @if let Some(page) = &transcript {
-            (transcript::section(id, &page.entries, page.earlier))
+            (transcript::section(id, &page.entries, page.earlier, &transcript::live_runs(&detail.runs)))
         }
         section #diff-panel .panel aria-labelledby="diff-h" {
             details #diff-details data-src={ "/tasks/" (id) "/diff" } {
@@ -95,22 +109,29 @@ pub(crate) async fn page<B: Backend>(
     shell(Some(&viewer), page_info, body).into_response()
 }
 
-fn action_bar(detail: &TaskDetail, actions: &[String]) -> Markup {
+fn action_bar(detail: &TaskDetail, actions: &[TaskAction]) -> Markup {
     let id = detail.task.id;
-    let can = |name: &str| actions.iter().any(|a| a == name);
+    let can = |wanted: TaskAction| actions.contains(&wanted);
     let stages: Vec<&str> = actions
         .iter()
-        .filter_map(|a| a.strip_prefix("run:"))
+        .filter_map(|a| match a {
+            TaskAction::Run { stage } => Some(stage.as_str()),
+            _ => None,
+        })
         .collect();
     html! {
         div.actions #task-actions {
-            @if can("stop") {
+            @if can(TaskAction::Stop) {
                 button #stop .danger type="button" data-action={ "/api/tasks/" (id) "/stop" } data-confirm="Stop the agent now?" { "Stop" }
             }
-            @if can("resume") {
+            @if can(TaskAction::Resume) {
                 button #resume type="button" data-action={ "/api/tasks/" (id) "/resume" } { "Resume" }
             }
-            @if can("merge") {
+            @if can(TaskAction::Delete) {
+                button #delete .secondary type="button" data-method="DELETE" data-action={ "/api/tasks/" (id) }
+                    data-then={ "/projects/" (detail.task.project) } data-confirm="Delete this task, its worktree and its branch?" { "Delete" }
+            }
+            @if can(TaskAction::Merge) {
                 button #merge type="button" data-action={ "/api/tasks/" (id) "/merge" } { "Merge" }
             }
             @if !stages.is_empty() {
@@ -128,22 +149,22 @@ fn action_bar(detail: &TaskDetail, actions: &[String]) -> Markup {
 }
 
 /// What the human is asked for now, first on the page.
-fn attention(detail: &TaskDetail, actions: &[String]) -> Markup {
+fn attention(detail: &TaskDetail, actions: &[TaskAction]) -> Markup {
     let id = detail.task.id;
-    let can = |name: &str| actions.iter().any(|a| a == name);
+    let can = |wanted: TaskAction| actions.contains(&wanted);
     match &detail.task.state {
         TaskState::PlanGate => html! {
             section #gate .panel.attention aria-labelledby="gate-h" {
                 h2 #gate-h { "The plan is ready for your review" }
                 p { "Read the plan in the task doc below, then approve it or ask for changes." }
                 div.gate-forms {
-                    @if can("approve") {
+                    @if can(TaskAction::ApprovePlan) {
                         form #approve data-api={ "/api/tasks/" (id) "/approve" } data-method="POST" data-then="reload" {
                             button type="submit" { "Approve plan" }
                             p.form-error role="alert" {}
                         }
                     }
-                    @if can("request_changes") {
+                    @if can(TaskAction::RequestPlanChanges) {
                         form #request-changes data-api={ "/api/tasks/" (id) "/request-changes" } data-method="POST" data-then="reload" {
                             label for="feedback" { "Request changes" }
                             textarea #feedback name="feedback" rows="3" required placeholder="What should the plan do differently?" {}
@@ -158,7 +179,7 @@ fn attention(detail: &TaskDetail, actions: &[String]) -> Markup {
             section #question-panel .panel.attention aria-labelledby="question-h" {
                 h2 #question-h { "The " (stage) " agent asks" }
                 div #question .doc { (markdown::render(question)) }
-                @if can("answer") {
+                @if can(TaskAction::Answer) {
                     form #answer data-api={ "/api/tasks/" (id) "/answer" } data-method="POST" data-then="reload" {
                         label for="answer-text" { "Your answer" }
                         textarea #answer-text name="text" rows="3" required {}
@@ -213,11 +234,14 @@ fn timeline(runs: &[RunView]) -> Markup {
                 li class={ "run status-" (status_name(run.status)) @if needs_work { " needs-work" } }
                     data-stage=(run.stage.as_str()) data-signal=(signal) data-status=(status_name(run.status)) {
                     div.run-head {
-                        strong { (run.stage) } " #" (run.iteration)
+                        strong { (run.stage) } " " span.muted { "round " (run.iteration + 1) }
                         " " span.run-status { (status_name(run.status)) }
                         @if !signal.is_empty() { " " span.verdict { (signal.replace('-', " ")) } }
                     }
                     div.run-meta.muted {
+                        @if let Some(harness) = &run.harness {
+                            span.agent { (harness) @if let Some(model) = &run.model { " · " (model) } }
+                        }
                         @if let (Some(start), Some(end)) = (run.started_at, run.ended_at) { span { (duration(end - start)) } }
                         @else if let Some(start) = run.started_at { span.elapsed data-since=(start) { "running" } }
                         @if run.input_tokens + run.output_tokens > 0 {
@@ -236,7 +260,11 @@ fn pull_request(detail: &TaskDetail) -> Markup {
     html! {
         h2 #pr-h { "Pull request" }
         @if let Some(pr) = &detail.pull_request {
-            p { a.pr-link href=(safe_url(&pr.url)) rel="noopener noreferrer" { (pr.url) } }
+            @if pr.url.starts_with("https://") || pr.url.starts_with("http://") {
+                p { a.pr-link href=(pr.url) rel="noopener noreferrer" { (pr.url) } }
+            } @else {
+                p { span.pr-link { (pr.url) } " (on the local forge: the branch, merged here)" }
+            }
             p.muted { (pr.branch) " → " (pr.base) @if pr.merged { " · merged" } }
             @if !detail.comments.is_empty() {
                 h3 { "Comments" }
@@ -251,15 +279,6 @@ fn pull_request(detail: &TaskDetail) -> Markup {
         } @else {
             p.muted { "None yet: the pr stage opens it." }
         }
-    }
-}
-
-/// A URL for an `href`: only http(s); anything else is not linked.
-fn safe_url(url: &str) -> &str {
-    if url.starts_with("https://") || url.starts_with("http://") {
-        url
-    } else {
-        "#"
     }
 }
 
@@ -294,9 +313,48 @@ fn status_name(status: RunStatus) -> &'static str {
     }
 }
 
-/// `GET /tasks/{id}/diff`: the diff fragment the page loads when it is opened.
+/// `GET /tasks/{id}/diff`: the diff fragment the page loads when it is opened — the files with
+/// their counts, then the unified diff with added, removed and hunk lines marked.
 pub(crate) async fn diff<B: Backend>(viewer: Viewer<B>, Path(id): Path<i64>) -> Response {
-    let _ = Stage::ALL;
-    let _ = (&viewer, id);
-    html! { p.muted { "The diff view arrives with the engine's diff." } }.into_response()
+    let diff = match viewer.backend.task_diff(TaskId(id)).await {
+        Ok(diff) => diff,
+        Err(err) => return super::failure(err).into_response(),
+    };
+    html! {
+        @if let Some(note) = &diff.note { p.muted { (note) } }
+        @else if diff.files.is_empty() { p.muted { "No changes against the base yet." } }
+        @else {
+            p.muted { (diff.files.len()) " files against " code { (diff.base.chars().take(12).collect::<String>()) } }
+            div.table-wrap { table.diff-files {
+                thead { tr { th scope="col" { "File" } th scope="col" { "Change" } th scope="col" { "+" } th scope="col" { "−" } } }
+                tbody {
+                    @for f in &diff.files {
+                        tr {
+                            td { code { @if let Some(old) = &f.old_path { (old) " → " } (f.path) } }
+                            td { (format!("{:?}", f.status).to_lowercase()) @if f.binary { " (binary)" } }
+                            td.num.add { (f.additions) } td.num.del { (f.deletions) }
+                        }
+                    }
+                }
+            } }
+            pre.diff { @for line in diff.patch.lines() { (diff_line(line)) "\n" } }
+            @if diff.truncated { p.muted { "The diff is cut here; see the branch for the rest." } }
+        }
+    }
+    .into_response()
+}
+
+fn diff_line(line: &str) -> Markup {
+    let class = if line.starts_with("+++") || line.starts_with("---") || line.starts_with("diff ") {
+        "file"
+    } else if line.starts_with('+') {
+        "add"
+    } else if line.starts_with('-') {
+        "del"
+    } else if line.starts_with("@@") {
+        "hunk"
+    } else {
+        ""
+    };
+    html! { @if class.is_empty() { (line) } @else { span class=(class) { (line) } } }
 }

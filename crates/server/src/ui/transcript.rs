@@ -4,16 +4,15 @@
 //! the task page (the last events only, with "earlier" paging) and as fragments the page's
 //! script appends as the agent works (`GET /tasks/{id}/transcript?after=` or `?before=`).
 
-use super::Pending;
 use super::layout::time;
 use super::markdown;
-use super::pending::api::{TranscriptEntry, TranscriptQuery};
 use super::viewer::Viewer;
 use crate::backend::Backend;
 use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use domain::{RunId, TaskId, TranscriptEvent};
+use engine::api::{TranscriptCursor, TranscriptEntry, TranscriptQuery};
 use maud::{Markup, html};
 use serde::Deserialize;
 
@@ -40,33 +39,43 @@ pub(crate) async fn fragment<B: Backend>(
     let query = match (cursor.from.as_deref(), cursor.before.as_deref()) {
         (Some(from), None) => match parse_key(from) {
             Some((run, seq)) => TranscriptQuery::After {
-                run,
-                seq: seq - 1,
-                limit: 2000,
+                cursor: TranscriptCursor { run, seq: seq - 1 },
+                limit: engine::api::MAX_TRANSCRIPT_LIMIT,
             },
             None => return bad_key(from),
         },
         (None, Some(before)) => match parse_key(before) {
             Some((run, seq)) => TranscriptQuery::Before {
-                run,
-                seq,
+                cursor: TranscriptCursor { run, seq },
                 limit: PAGE,
             },
             None => return bad_key(before),
         },
         _ => TranscriptQuery::Last { limit: PAGE },
     };
+    let live = match viewer.backend.task(TaskId(id)).await {
+        Ok(detail) => live_runs(&detail.runs),
+        Err(err) => return super::failure(err).into_response(),
+    };
     match viewer.backend.transcript(TaskId(id), query).await {
         Ok(page) => {
             let more = page.earlier && cursor.before.is_some();
             html! {
-                (lines(&page.entries))
+                (lines(&page.entries, &live))
                 @if more { (earlier_marker(&page.entries)) }
             }
             .into_response()
         }
         Err(err) => super::failure(err).into_response(),
     }
+}
+
+/// The runs whose agent is at work now (a tool call of theirs without a result is running).
+pub(crate) fn live_runs(runs: &[engine::api::RunView]) -> Vec<RunId> {
+    runs.iter()
+        .filter(|r| r.status == domain::RunStatus::Running)
+        .map(|r| r.id)
+        .collect()
 }
 
 fn bad_key(key: &str) -> Response {
@@ -83,7 +92,12 @@ fn parse_key(key: &str) -> Option<(RunId, i64)> {
 }
 
 /// The whole transcript section of the task page.
-pub(crate) fn section(task: TaskId, entries: &[TranscriptEntry], earlier: bool) -> Markup {
+pub(crate) fn section(
+    task: TaskId,
+    entries: &[TranscriptEntry],
+    earlier: bool,
+    live: &[RunId],
+) -> Markup {
     html! {
         section #transcript-panel .panel aria-labelledby="transcript-h" {
             h2 #transcript-h { "Transcript" }
@@ -91,7 +105,7 @@ pub(crate) fn section(task: TaskId, entries: &[TranscriptEntry], earlier: bool) 
                 button #transcript-earlier .link type="button" data-task=(task) { "Show earlier events" }
             }
             @if entries.is_empty() { p.empty #transcript-empty { "No agent has run yet." } }
-            ol #transcript .transcript data-task=(task) aria-live="off" { (lines(entries)) }
+            ol #transcript .transcript data-task=(task) aria-live="off" { (lines(entries, live)) }
         }
     }
 }
@@ -108,18 +122,31 @@ fn key(run: RunId, seq: i64) -> String {
     format!("{}-{}", run.0, seq)
 }
 
-/// Lines for `entries`, a tool call folded together with its result when both are there.
-pub(crate) fn lines(entries: &[TranscriptEntry]) -> Markup {
+/// Lines for `entries`, a tool call folded together with its result when both are there: the
+/// result with the call's id, or — for harnesses whose calls carry none — the next result or
+/// command output of the same run before its next call. A call without a result is running
+/// while its run is in `live`, and shown as having none otherwise.
+pub(crate) fn lines(entries: &[TranscriptEntry], live: &[RunId]) -> Markup {
     let mut result_of = vec![None; entries.len()];
     let mut folded = vec![false; entries.len()];
     for (i, entry) in entries.iter().enumerate() {
-        let TranscriptEvent::ToolCall { id: Some(id), .. } = &entry.event else {
+        let TranscriptEvent::ToolCall { id, .. } = &entry.event else {
             continue;
         };
-        let found = entries.iter().enumerate().skip(i + 1).find(|(j, e)| {
-            !folded[*j]
-                && matches!(&e.event, TranscriptEvent::ToolResult { id: Some(rid), .. } if rid == id)
-        });
+        let found = entries
+            .iter()
+            .enumerate()
+            .skip(i + 1)
+            .filter(|(j, e)| e.run == entry.run && !folded[*j])
+            .take_while(|(_, e)| {
+                id.is_some() || !matches!(e.event, TranscriptEvent::ToolCall { .. })
+            })
+            .find(|(_, e)| match (&e.event, id) {
+                (TranscriptEvent::ToolResult { id: Some(rid), .. }, Some(id)) => rid == id,
+                (TranscriptEvent::ToolResult { id: None, .. }, None) => true,
+                (TranscriptEvent::CommandOutput { .. }, None) => true,
+                _ => false,
+            });
         if let Some((j, _)) = found {
             result_of[i] = Some(j);
             folded[j] = true;
@@ -129,7 +156,7 @@ pub(crate) fn lines(entries: &[TranscriptEntry]) -> Markup {
         @for (i, entry) in entries.iter().enumerate() {
             @if !folded[i] {
                 @if let TranscriptEvent::ToolCall { name, input, .. } = &entry.event {
-                    (tool_line(entry, name, input, result_of[i].map(|j| &entries[j])))
+                    (tool_line(entry, name, input, result_of[i].map(|j| &entries[j]), live.contains(&entry.run)))
                 } @else {
                     (line(entry))
                 }
@@ -143,19 +170,28 @@ fn tool_line(
     name: &str,
     input: &serde_json::Value,
     result: Option<&TranscriptEntry>,
+    live: bool,
 ) -> Markup {
-    let (output, failed) = match result.map(|r| &r.event) {
+    let (output, failed, exit) = match result.map(|r| &r.event) {
         Some(TranscriptEvent::ToolResult {
             output, is_error, ..
-        }) => (Some(output.as_str()), *is_error),
-        _ => (None, false),
+        }) => (Some(output.as_str()), *is_error, None),
+        Some(TranscriptEvent::CommandOutput {
+            output, exit_code, ..
+        }) => (
+            Some(output.as_str()),
+            exit_code.is_some_and(|c| c != 0),
+            *exit_code,
+        ),
+        _ => (None, false, None),
     };
     let last = result.map_or(call.seq, |r| r.seq);
-    let running = result.is_none();
-    let class = match (running, failed) {
-        (true, _) => "ev tool running",
-        (false, true) => "ev tool fail",
-        (false, false) => "ev tool ok",
+    let running = result.is_none() && live;
+    let class = match (result.is_some(), running, failed) {
+        (false, true, _) => "ev tool running",
+        (false, false, _) => "ev tool unfinished",
+        (true, _, true) => "ev tool fail",
+        (true, _, false) => "ev tool ok",
     };
     let summary = tool_summary(name, input);
     html! {
@@ -166,7 +202,9 @@ fn tool_line(
                     span.tool-name { (name) }
                     " " code.tool-summary { (summary) }
                     @if running { " " span.elapsed data-since=(call.at_ms) { "running" } }
-                    @if failed { " " span.status-fail { "failed" } }
+                    @if result.is_none() && !running { " " span.muted { "no result" } }
+                    @if let Some(code) = exit { " " span class=(if failed { "status-fail" } else { "muted" }) { "exit " (code) } }
+                    @else if failed { " " span.status-fail { "failed" } }
                 }
                 @if !input.is_null() && summary.is_empty() {
                     pre.out { (clip(&input.to_string())) }
@@ -253,7 +291,7 @@ fn line(entry: &TranscriptEntry) -> Markup {
                 details { summary { span.tool-name { "result" } } pre.out { (clip(&strip_ansi(output))) } }
             }
         },
-        TranscriptEvent::ToolCall { name, input, .. } => tool_line(entry, name, input, None),
+        TranscriptEvent::ToolCall { name, input, .. } => tool_line(entry, name, input, None, false),
         TranscriptEvent::FileChange { path, kind } => html! {
             li.ev.file data-key=(k) data-last=(k) data-stage=(stage) { span.muted { (kind) } " " code { (path) } }
         },
@@ -353,30 +391,33 @@ mod tests {
 
     #[test]
     fn a_tool_call_and_its_result_are_one_line_and_a_failure_is_marked() {
-        let html = lines(&[
-            entry(
-                1,
-                TranscriptEvent::ToolCall {
-                    id: Some("t1".into()),
-                    name: "Bash".into(),
-                    input: serde_json::json!({"command": "cargo test"}),
-                },
-            ),
-            entry(
-                2,
-                TranscriptEvent::Message {
-                    text: "meanwhile".into(),
-                },
-            ),
-            entry(
-                3,
-                TranscriptEvent::ToolResult {
-                    id: Some("t1".into()),
-                    output: "\u{1b}[31merror\u{1b}[0m".into(),
-                    is_error: true,
-                },
-            ),
-        ])
+        let html = lines(
+            &[
+                entry(
+                    1,
+                    TranscriptEvent::ToolCall {
+                        id: Some("t1".into()),
+                        name: "Bash".into(),
+                        input: serde_json::json!({"command": "cargo test"}),
+                    },
+                ),
+                entry(
+                    2,
+                    TranscriptEvent::Message {
+                        text: "meanwhile".into(),
+                    },
+                ),
+                entry(
+                    3,
+                    TranscriptEvent::ToolResult {
+                        id: Some("t1".into()),
+                        output: "\u{1b}[31merror\u{1b}[0m".into(),
+                        is_error: true,
+                    },
+                ),
+            ],
+            &[],
+        )
         .into_string();
         assert_eq!(html.matches("<li").count(), 2, "{html}");
         assert!(
@@ -388,46 +429,105 @@ mod tests {
     }
 
     #[test]
-    fn a_tool_call_without_result_is_running() {
-        let html = lines(&[entry(
+    fn a_tool_call_without_result_is_running_only_while_its_run_is() {
+        let call = [entry(
             4,
             TranscriptEvent::ToolCall {
                 id: Some("t2".into()),
                 name: "Write".into(),
                 input: serde_json::json!({"file_path": "src/a.rs"}),
             },
-        )])
-        .into_string();
+        )];
+        let html = lines(&call, &[RunId(1)]).into_string();
         assert!(html.contains(r#"class="ev tool running""#), "{html}");
         assert!(html.contains("src/a.rs"), "{html}");
+        let ended = lines(&call, &[]).into_string();
+        assert!(ended.contains(r#"class="ev tool unfinished""#), "{ended}");
+        assert!(ended.contains("no result"), "{ended}");
+    }
+
+    #[test]
+    fn a_call_without_an_id_takes_the_next_output_of_its_run() {
+        let html = lines(
+            &[
+                entry(
+                    1,
+                    TranscriptEvent::ToolCall {
+                        id: None,
+                        name: "shell".into(),
+                        input: serde_json::json!({"command": "make"}),
+                    },
+                ),
+                entry(
+                    2,
+                    TranscriptEvent::CommandOutput {
+                        command: "make".into(),
+                        output: "boom".into(),
+                        exit_code: Some(2),
+                    },
+                ),
+                entry(
+                    3,
+                    TranscriptEvent::ToolCall {
+                        id: None,
+                        name: "shell".into(),
+                        input: serde_json::json!({"command": "ls"}),
+                    },
+                ),
+                entry(
+                    4,
+                    TranscriptEvent::CommandOutput {
+                        command: "ls".into(),
+                        output: "a".into(),
+                        exit_code: Some(0),
+                    },
+                ),
+            ],
+            &[],
+        )
+        .into_string();
+        assert_eq!(html.matches("<li").count(), 2, "{html}");
+        assert!(
+            html.contains(r#"class="ev tool fail" data-key="1-1" data-last="1-2""#),
+            "{html}"
+        );
+        assert!(html.contains("exit 2"), "{html}");
+        assert!(
+            html.contains(r#"class="ev tool ok" data-key="1-3" data-last="1-4""#),
+            "{html}"
+        );
     }
 
     #[test]
     fn agent_text_cannot_inject_markup() {
-        let html = lines(&[
-            entry(
-                1,
-                TranscriptEvent::Message {
-                    text: "<script>window.__pwned=1</script><img src=x onerror=alert(1)>".into(),
-                },
-            ),
-            entry(
-                2,
-                TranscriptEvent::ToolCall {
-                    id: None,
-                    name: "<b>x</b>".into(),
-                    input: serde_json::json!({"command": "<script>alert(1)</script>"}),
-                },
-            ),
-            entry(
-                3,
-                TranscriptEvent::CommandOutput {
-                    command: "ls".into(),
-                    output: "<iframe src=x>".into(),
-                    exit_code: Some(1),
-                },
-            ),
-        ])
+        let html = lines(
+            &[
+                entry(
+                    1,
+                    TranscriptEvent::Message {
+                        text: "<script>window.__pwned=1</script><img src=x onerror=alert(1)>"
+                            .into(),
+                    },
+                ),
+                entry(
+                    2,
+                    TranscriptEvent::ToolCall {
+                        id: None,
+                        name: "<b>x</b>".into(),
+                        input: serde_json::json!({"command": "<script>alert(1)</script>"}),
+                    },
+                ),
+                entry(
+                    3,
+                    TranscriptEvent::CommandOutput {
+                        command: "ls".into(),
+                        output: "<iframe src=x>".into(),
+                        exit_code: Some(1),
+                    },
+                ),
+            ],
+            &[],
+        )
         .into_string();
         for bad in ["<script", "onerror", "<iframe", "<b>"] {
             assert!(!html.contains(bad), "{bad} in {html}");

@@ -2,7 +2,6 @@
 //! without a valid session is sent to the sign-in page (or to first-run setup while no account
 //! has a password yet) and comes back to where it was going afterwards.
 
-use super::Pending;
 use crate::auth::{SESSION_COOKIE, cookie};
 use crate::backend::Backend;
 use axum::extract::FromRequestParts;

@@ -273,7 +273,8 @@
       queueMicrotask(() => { pendingRefresh = false; refresh(false); });
     };
     source.addEventListener("task", onChange);
-    source.addEventListener("run", onChange);
+    // A run that ends settles its tool calls still shown as running.
+    source.addEventListener("run", () => { onChange(); appendTranscript(); });
     source.addEventListener("pull_request", onChange);
     source.addEventListener("transcript", () => { appendTranscript(); });
     source.addEventListener("caught-up", () => { showStatus("", false); });

@@ -1,0 +1,61 @@
+//! A person editing a task's doc (the plan, the to-do list, notes) from the web UI or the API.
+//! The task's owner, the project's owners and administrators may; never while an agent of the
+//! task is queued or running (it writes the same file), so an edit cannot be lost under an
+//! agent's write or the other way round. The file is replaced atomically.
+
+use crate::Engine;
+use crate::accounts::Acting;
+use crate::error::{EngineError, Result};
+use domain::TaskId;
+use std::path::Path;
+
+/// The largest doc accepted (the request body limit is the outer bound).
+pub const MAX_DOC_BYTES: usize = 1_000_000;
+
+impl Engine {
+    /// Replaces the task's doc with `text`.
+    pub async fn edit_doc(&self, id: TaskId, text: String) -> Result<()> {
+        if text.len() > MAX_DOC_BYTES {
+            return Err(EngineError::InvalidInput(format!(
+                "the doc is {} bytes; at most {MAX_DOC_BYTES} are accepted",
+                text.len()
+            )));
+        }
+        let doc_path = self.inner.store.read(|tx| {
+            self.check_task(tx, id)?;
+            let task = tx
+                .task(id)?
+                .ok_or_else(|| crate::transition::not_found(id))?;
+            let owns_task = match &self.acting {
+                Acting::User(who) => tx.task_owner(id)? == Some(who.user),
+                Acting::System => true,
+            };
+            if !owns_task {
+                self.require_owner(tx, task.project_id).map_err(|_| {
+                    EngineError::Forbidden(
+                        "only the task's owner, the project's owners and administrators may edit its doc"
+                            .into(),
+                    )
+                })?;
+            }
+            let runs = tx.runs_of_task(id)?;
+            if crate::views::in_motion(&runs, &task.state) {
+                return Err(EngineError::Conflict(format!(
+                    "an agent of task {id} is at work and writes this doc: stop it first (or wait), then edit"
+                )));
+            }
+            Ok::<_, EngineError>(task.doc_path)
+        })?;
+        replace_file(Path::new(&doc_path), text.as_bytes())
+            .map_err(|e| EngineError::Internal(format!("cannot write the doc {doc_path}: {e}")))?;
+        self.audit("task.edit_doc", &format!("task {id}"), None);
+        Ok(())
+    }
+}
+
+/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`.
+fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("md.edit");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}

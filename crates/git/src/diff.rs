@@ -1,0 +1,207 @@
+//! What a work tree changed against a base: the files (status, added and deleted lines, binary
+//! or not) and the patch, committed and uncommitted changes together, untracked files as added.
+
+use crate::GitError;
+use crate::cmd::{self, check_name};
+use std::path::Path;
+
+/// Untracked files reported at most (each costs one git call).
+const MAX_UNTRACKED: usize = 200;
+
+/// How a file changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiffStatus {
+    Added,
+    Modified,
+    Deleted,
+    Renamed,
+}
+
+/// One changed file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiffFile {
+    pub path: String,
+    /// The path before a rename.
+    pub old_path: Option<String>,
+    pub status: DiffStatus,
+    pub additions: u32,
+    pub deletions: u32,
+    pub binary: bool,
+}
+
+/// A work tree's changes against the merge base of its `HEAD` and a base revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkTreeDiff {
+    /// The merge base (a commit id).
+    pub base: String,
+    pub files: Vec<DiffFile>,
+    /// The unified diff, cut at `max_patch_bytes` (on a line boundary when it can be).
+    pub patch: String,
+    pub truncated: bool,
+}
+
+/// The changes in the work tree at `dir` — commits since the merge base of `HEAD` and
+/// `base_rev`, staged and unstaged edits, and untracked (not ignored) files as added — with the
+/// patch capped at `max_patch_bytes`.
+pub async fn work_tree_diff(
+    dir: &Path,
+    base_rev: &str,
+    max_patch_bytes: usize,
+) -> Result<WorkTreeDiff, GitError> {
+    check_name("revision", base_rev)?;
+    let base = cmd::run_ok(dir, ["merge-base", "HEAD", base_rev])
+        .await?
+        .trim()
+        .to_string();
+    let statuses = cmd::run_ok(dir, ["diff", "--name-status", "-z", "-M", &base, "--"]).await?;
+    let numstat = cmd::run_ok(dir, ["diff", "--numstat", "-z", "-M", &base, "--"]).await?;
+    let mut files = parse_name_status(&statuses);
+    for (path, additions, deletions) in parse_numstat(&numstat) {
+        if let Some(file) = files.iter_mut().find(|f| f.path == path) {
+            file.additions = additions.unwrap_or(0);
+            file.deletions = deletions.unwrap_or(0);
+            file.binary = additions.is_none();
+        }
+    }
+    let mut patch = cmd::run_ok(dir, ["diff", "-M", &base, "--"]).await?;
+    let untracked = cmd::run_ok(dir, ["ls-files", "--others", "--exclude-standard", "-z"]).await?;
+    for path in untracked
+        .split('\0')
+        .filter(|p| !p.is_empty())
+        .take(MAX_UNTRACKED)
+    {
+        let numstat = no_index(dir, &["--numstat", "-z"], path).await?;
+        let (additions, binary) = match parse_numstat(&numstat).first() {
+            Some((_, additions, _)) => (additions.unwrap_or(0), additions.is_none()),
+            None => (0, false),
+        };
+        files.push(DiffFile {
+            path: path.to_string(),
+            old_path: None,
+            status: DiffStatus::Added,
+            additions,
+            deletions: 0,
+            binary,
+        });
+        if patch.len() <= max_patch_bytes {
+            patch.push_str(&no_index(dir, &[], path).await?);
+        }
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    let truncated = patch.len() > max_patch_bytes;
+    if truncated {
+        let mut cut = max_patch_bytes;
+        while !patch.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        if let Some(line_end) = patch[..cut].rfind('\n') {
+            cut = line_end + 1;
+        }
+        patch.truncate(cut);
+    }
+    Ok(WorkTreeDiff {
+        base,
+        files,
+        patch,
+        truncated,
+    })
+}
+
+/// `git diff --no-index <extra…> -- /dev/null <path>`: an untracked file as an addition (git
+/// exits 1 when there is a difference).
+async fn no_index(dir: &Path, extra: &[&str], path: &str) -> Result<String, GitError> {
+    let mut args = vec!["diff", "--no-index"];
+    args.extend_from_slice(extra);
+    args.extend(["--", "/dev/null", path]);
+    let out = cmd::run(dir, args).await?;
+    match out.code {
+        Some(0 | 1) => Ok(out.stdout),
+        _ => Err(out.into_error()),
+    }
+}
+
+/// `--name-status -z` output: a status, then one path (two for a rename or copy).
+fn parse_name_status(text: &str) -> Vec<DiffFile> {
+    let mut parts = text.split('\0').filter(|p| !p.is_empty());
+    let mut files = Vec::new();
+    while let Some(code) = parts.next() {
+        let (status, paths) = match code.chars().next() {
+            Some('A') => (DiffStatus::Added, 1),
+            Some('D') => (DiffStatus::Deleted, 1),
+            Some('R') => (DiffStatus::Renamed, 2),
+            // A copy shows as the new file added.
+            Some('C') => (DiffStatus::Added, 2),
+            _ => (DiffStatus::Modified, 1),
+        };
+        let first = parts.next().unwrap_or_default().to_string();
+        let (path, old_path) = if paths == 2 {
+            let new = parts.next().unwrap_or_default().to_string();
+            (new, (status == DiffStatus::Renamed).then_some(first))
+        } else {
+            (first, None)
+        };
+        files.push(DiffFile {
+            path,
+            old_path,
+            status,
+            additions: 0,
+            deletions: 0,
+            binary: false,
+        });
+    }
+    files
+}
+
+/// `--numstat -z` output as `(path, additions, deletions)`; binary files count `None`.
+fn parse_numstat(text: &str) -> Vec<(String, Option<u32>, Option<u32>)> {
+    let mut parts = text.split('\0');
+    let mut out = Vec::new();
+    while let Some(record) = parts.next() {
+        let mut fields = record.splitn(3, '\t');
+        let (Some(added), Some(deleted), Some(path)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        // A rename: the path field is empty and the old and new paths follow.
+        let path = if path.is_empty() {
+            let _old = parts.next();
+            parts.next().unwrap_or_default().to_string()
+        } else {
+            path.to_string()
+        };
+        out.push((path, added.parse().ok(), deleted.parse().ok()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_status_and_numstat_are_parsed_with_renames() {
+        let files = parse_name_status("M\0a.txt\0R087\0old.txt\0new.txt\0D\0gone.txt\0A\0x\0");
+        let summary: Vec<_> = files
+            .iter()
+            .map(|f| (f.path.as_str(), f.old_path.as_deref(), f.status))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("a.txt", None, DiffStatus::Modified),
+                ("new.txt", Some("old.txt"), DiffStatus::Renamed),
+                ("gone.txt", None, DiffStatus::Deleted),
+                ("x", None, DiffStatus::Added),
+            ]
+        );
+        assert_eq!(
+            parse_numstat("3\t1\ta.txt\x001\t0\t\0old.txt\0new.txt\0-\t-\timg.png\0"),
+            [
+                ("a.txt".to_string(), Some(3), Some(1)),
+                ("new.txt".to_string(), Some(1), Some(0)),
+                ("img.png".to_string(), None, None),
+            ]
+        );
+    }
+}

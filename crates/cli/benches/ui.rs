@@ -28,7 +28,7 @@ use anyhow::Context as _;
 use futures::StreamExt as _;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use testkit::{ServerProcess, sample_repo, wait_until};
 

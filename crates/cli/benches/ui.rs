@@ -587,7 +587,7 @@ async fn live(
     )
     .await;
     let dump = browser
-        .execute("return JSON.stringify({dom: window.__bench.dom, sse: window.__bench.sse, lines: document.querySelectorAll('#transcript li').length})")
+        .execute("return JSON.stringify({dom: window.__bench.dom, sse: window.__bench.sse, lines: document.querySelectorAll('#transcript > li').length})")
         .await;
     let dump: Value = serde_json::from_str(dump.as_str().unwrap()).unwrap();
     if let Err(err) = result {
@@ -812,11 +812,11 @@ async fn measure(dir: &Path) {
         .paints(
             &format!("{base}/tasks/{long}"),
             loads,
-            "return [document.querySelectorAll('#transcript li').length, document.getElementsByTagName('*').length]",
+            "return [document.querySelectorAll('#transcript > li').length, document.getElementsByTagName('*').length]",
         )
         .await;
     println!(
-        "| task page ({stored} events) | {} | {} | {} `#transcript li`, {} elements |",
+        "| task page ({stored} events) | {} | {} | {} `#transcript > li`, {} elements |",
         spread(&fcp),
         spread(&end),
         dom[0],

@@ -187,23 +187,11 @@ pub(crate) fn mounts(
     {
         return Err(format!("cannot create {}: {err}", hooks.display()));
     }
-    let mut read_only = vec![config.atelier_bin.clone(), hooks];
-    // The config is shown as a snapshot taken now: the live file is replaced (written aside and
-    // renamed) by other tasks' git commands, and bubblewrap binding it by path mid-replacement
-    // failed runs under load.
-    let mut read_only_at = Vec::new();
-    let live_config = paths.repo.join(".git/config");
-    if live_config.is_file() {
-        let snapshot = git_config_snapshot(paths.home);
-        snapshot_file(&live_config, &snapshot).map_err(|err| {
-            format!(
-                "cannot snapshot {} to {}: {err}",
-                live_config.display(),
-                snapshot.display()
-            )
-        })?;
-        read_only_at.push((snapshot, live_config));
-    }
+    let mut read_only = vec![
+        config.atelier_bin.clone(),
+        hooks,
+        paths.repo.join(".git/config"),
+    ];
     read_only.extend(git_identity());
     read_only.extend(settings.env_files.iter().map(|f| paths.repo.join(f)));
     read_only.extend(settings.sandbox.read_only.iter().cloned());
@@ -218,25 +206,7 @@ pub(crate) fn mounts(
     Ok(Mounts {
         read_only,
         writable,
-        read_only_at,
     })
-}
-
-/// Where the snapshot of the repository's git config for a task's agents is kept: beside the
-/// task's agent home (not inside it: the home is writable to the agent).
-pub(crate) fn git_config_snapshot(home: &Path) -> PathBuf {
-    let mut name = home.file_name().unwrap_or_default().to_os_string();
-    name.push(".git-config");
-    home.with_file_name(name)
-}
-
-/// Copies `from` to `to` through a temporary file renamed into place.
-fn snapshot_file(from: &Path, to: &Path) -> std::io::Result<()> {
-    let mut tmp = to.as_os_str().to_os_string();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    std::fs::copy(from, &tmp)?;
-    std::fs::rename(&tmp, to)
 }
 
 /// Refuses project sandbox paths that are relative, the root, inside (or around) the data

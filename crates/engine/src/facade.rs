@@ -230,19 +230,12 @@ fn seal_stored_credentials(store: &Store, secrets: &SecretBox) -> Result<()> {
     Ok(())
 }
 
-/// Removes a task's agent home and the snapshot of its repository's git config beside it (a
-/// creation that failed, a task deleted).
+/// Removes a task's agent home that no task will own (a creation that failed).
 fn remove_home(home: &Path) {
     if let Err(err) = std::fs::remove_dir_all(home)
         && err.kind() != std::io::ErrorKind::NotFound
     {
         tracing::warn!(home = %home.display(), error = %err, "cannot remove an agent home");
-    }
-    let snapshot = confine::git_config_snapshot(home);
-    if let Err(err) = std::fs::remove_file(&snapshot)
-        && err.kind() != std::io::ErrorKind::NotFound
-    {
-        tracing::warn!(file = %snapshot.display(), error = %err, "cannot remove a git config snapshot");
     }
 }
 
@@ -865,13 +858,19 @@ impl Engine {
             deletable(tx)?;
             Ok::<_, EngineError>(tx.delete_task(id)?)
         })?;
-        if let Some(dir) = Path::new(&task.doc_path).parent()
-            && let Err(err) = std::fs::remove_dir_all(dir)
-            && err.kind() != std::io::ErrorKind::NotFound
+        for dir in [
+            Path::new(&task.doc_path).parent().map(Path::to_path_buf),
+            Some(confine::home_dir(&inner.config, &task.key)),
+        ]
+        .into_iter()
+        .flatten()
         {
-            tracing::warn!(task = %id, dir = %dir.display(), error = %err, "cannot remove a task folder");
+            if let Err(err) = std::fs::remove_dir_all(&dir)
+                && err.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(task = %id, dir = %dir.display(), error = %err, "cannot remove a task folder");
+            }
         }
-        remove_home(&confine::home_dir(&inner.config, &task.key));
         inner.hub.changed(id);
         Ok(views::task(task, project.name))
     }

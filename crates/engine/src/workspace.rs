@@ -351,18 +351,10 @@ pub async fn remove_leftover_folders(parents: &[PathBuf], owned: &Owned) -> Vec<
         };
         for entry in entries.flatten() {
             let dir = entry.path();
-            let name = entry.file_name();
-            let name = name.to_str().unwrap_or_default();
-            // A home's git config snapshot (`<key>.git-config`) goes with its key.
-            let snapshot = name.strip_suffix(".git-config");
-            let key = snapshot.unwrap_or(name);
-            let leftover = looks_like_key(key) && !owned.keys.contains(key);
-            if leftover && snapshot.is_some() && dir.is_file() {
-                if std::fs::remove_file(&dir).is_ok() {
-                    removed.push(format!("file {}", dir.display()));
-                }
-                continue;
-            }
+            let leftover = entry
+                .file_name()
+                .to_str()
+                .is_some_and(|key| looks_like_key(key) && !owned.keys.contains(key));
             if !leftover || !dir.is_dir() {
                 continue;
             }
@@ -1259,9 +1251,6 @@ mod tests {
         std::fs::create_dir_all(&foreign).unwrap();
         git_in(&fx.work, &["branch", "atelier/4-branch-only", "main"]);
         std::fs::create_dir_all(fx.data.join("homes/2-stray")).unwrap();
-        // Git config snapshots beside homes go with their key.
-        std::fs::write(fx.data.join("homes/2-stray.git-config"), "").unwrap();
-        std::fs::write(fx.data.join("homes/1-kept.git-config"), "").unwrap();
         let owned = Owned {
             keys: ["1-kept".to_string()].into(),
             branches: ["atelier/1-kept".to_string()].into(),
@@ -1273,10 +1262,6 @@ mod tests {
         );
         let wt = |key: &str| worktree_dir(&fx.work, key).display().to_string();
         let data = |rel: &str| fx.data.join(rel).display().to_string();
-        let snapshot = format!("file {}", data("homes/2-stray.git-config"));
-        assert!(removed.contains(&snapshot), "{removed:?}");
-        removed.retain(|r| *r != snapshot);
-        assert!(fx.data.join("homes/1-kept.git-config").is_file());
         assert_eq!(
             removed,
             vec![

@@ -71,7 +71,6 @@ fn main() {
     let mounts = Mounts {
         read_only: vec![std::env::current_exe().unwrap()],
         writable: vec![worktree.clone(), repo.join(".git"), home, doc],
-        read_only_at: Vec::new(),
     };
     let spec = ProcessSpec {
         program: "/bin/true".into(),

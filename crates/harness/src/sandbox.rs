@@ -45,14 +45,11 @@ pub enum SandboxError {
     Unusable { bwrap: String, detail: String },
 }
 
-/// Paths a run may see besides the system, each at the same path as outside — except
-/// `read_only_at`, files shown read-only at another path (`(source, shown at)`), e.g. a snapshot
-/// of a file that others replace while the run starts.
+/// Paths a run may see besides the system, each at the same path as outside.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Mounts {
     pub read_only: Vec<PathBuf>,
     pub writable: Vec<PathBuf>,
-    pub read_only_at: Vec<(PathBuf, PathBuf)>,
 }
 
 impl Mounts {
@@ -217,17 +214,6 @@ fn ordered(mounts: &Mounts) -> Vec<(PathBuf, PathBuf, bool)> {
             Some(existing) => existing.2 |= writable,
             None => all.push((source, dest, writable)),
         }
-    }
-    for (source, shown_at) in &mounts.read_only_at {
-        let Ok(source) = std::fs::canonicalize(source) else {
-            continue;
-        };
-        let dest = lexical(&std::path::absolute(shown_at).unwrap_or_else(|_| shown_at.clone()));
-        if dest == Path::new("/") {
-            continue;
-        }
-        all.retain(|(_, d, _)| *d != dest);
-        all.push((source, dest, false));
     }
     all.sort_by_key(|(_, dest, _)| (dest.components().count(), dest.clone()));
     all

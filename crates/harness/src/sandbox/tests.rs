@@ -35,7 +35,6 @@ fn own(dir: &Path) -> Mounts {
     Mounts {
         read_only: Vec::new(),
         writable: vec![dir.to_path_buf()],
-        read_only_at: Vec::new(),
     }
 }
 
@@ -92,7 +91,6 @@ fn mounts_are_applied_once_parents_first_and_writable_wins() {
     let mounts = Mounts {
         read_only: vec![deep.clone(), root.join("a"), root.join("missing")],
         writable: vec![root.join("a/b/../b"), "/".into()],
-        read_only_at: Vec::new(),
     };
     assert_eq!(
         ordered(&mounts),
@@ -113,7 +111,6 @@ fn a_path_through_a_symlinked_folder_is_shown_where_it_was_named() {
     let mounts = Mounts {
         read_only: vec![root.join("link/bin"), real.clone()],
         writable: Vec::new(),
-        read_only_at: Vec::new(),
     };
     assert_eq!(
         ordered(&mounts),
@@ -152,7 +149,6 @@ async fn a_sandboxed_agent_sees_its_mounts_and_nothing_else() {
     let mounts = Mounts {
         read_only: vec![shared.clone()],
         writable: vec![work.clone()],
-        read_only_at: Vec::new(),
     };
     let private = format!("private-{}-{}", std::process::id(), line!());
     let script = format!(
@@ -193,32 +189,6 @@ async fn a_sandboxed_agent_sees_its_mounts_and_nothing_else() {
     assert!(
         !Path::new("/tmp").join(&private).exists(),
         "/tmp is not private"
-    );
-}
-
-#[tokio::test]
-async fn a_file_can_be_shown_read_only_at_another_path() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = std::fs::canonicalize(dir.path()).unwrap();
-    let (work, snapshots) = (root.join("work"), root.join("snapshots"));
-    std::fs::create_dir_all(work.join(".git")).unwrap();
-    std::fs::create_dir(&snapshots).unwrap();
-    std::fs::write(work.join(".git/config"), "live\n").unwrap();
-    std::fs::write(snapshots.join("config"), "snapshot\n").unwrap();
-    let mounts = Mounts {
-        read_only: Vec::new(),
-        writable: vec![work.clone()],
-        read_only_at: vec![(snapshots.join("config"), work.join(".git/config"))],
-    };
-    let script = "cat .git/config; echo x > .git/config 2>/dev/null || echo read-only; \
-                  ls snapshots 2>/dev/null || echo no-snapshots";
-    let mut p = AgentProcess::spawn_sandboxed(&sh(script, &work), &sandbox(), &mounts).unwrap();
-    let out = output(&mut p).await;
-    assert!(p.wait().await.unwrap().success(), "{}", p.stderr_tail());
-    assert_eq!(out, "snapshot\nread-only\nno-snapshots\n");
-    assert_eq!(
-        std::fs::read_to_string(work.join(".git/config")).unwrap(),
-        "live\n"
     );
 }
 

@@ -72,6 +72,12 @@ pub enum GitError {
         reason: String,
     },
 
+    /// A branch to delete is checked out in a worktree.
+    #[error(
+        "cannot delete branch `{branch}`: a worktree has it checked out; remove the worktree first"
+    )]
+    BranchCheckedOut { branch: String },
+
     /// Git printed something we could not interpret.
     #[error("`{command}` printed unexpected output {output:?}: {expected}")]
     UnexpectedOutput {

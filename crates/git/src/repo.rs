@@ -246,17 +246,25 @@ impl Repo {
             .collect())
     }
 
-    /// `git branch -D <branch>`; succeeds when the branch does not exist.
+    /// Deletes the local branch; succeeds when it does not exist, refuses (like `git branch -D`)
+    /// one checked out in a worktree. It deletes the ref with `git update-ref -d` rather than
+    /// `git branch -D`, which rewrites `.git/config` (to drop the branch's section) even when
+    /// there is none: agents' sandboxes show that file, and replacing it while one starts made
+    /// bubblewrap fail to mount it.
     pub async fn delete_branch(&self, branch: &str) -> Result<(), GitError> {
         check_name("branch", branch)?;
-        if self
-            .rev_parse(&format!("refs/heads/{branch}"))
-            .await?
-            .is_none()
-        {
+        let reference = format!("refs/heads/{branch}");
+        if self.rev_parse(&reference).await?.is_none() {
             return Ok(());
         }
-        cmd::run_ok(&self.path, ["branch", "-D", branch]).await?;
+        let list = cmd::run_ok(&self.path, ["worktree", "list", "--porcelain", "-z"]).await?;
+        let checked_out = format!("branch {reference}");
+        if list.split('\0').any(|field| field == checked_out) {
+            return Err(GitError::BranchCheckedOut {
+                branch: branch.to_string(),
+            });
+        }
+        cmd::run_ok(&self.path, ["update-ref", "-d", reference.as_str()]).await?;
         Ok(())
     }
 

@@ -234,11 +234,25 @@ async fn worktree_add_and_remove_are_clean_and_idempotent() {
         .expect_err("branch exists");
     assert!(matches!(err, GitError::Command { .. }), "{err:?}");
 
+    // A branch checked out in a worktree is not deleted; deleting one never rewrites the
+    // repository's config (agents' sandboxes show that file).
+    let err = repo
+        .delete_branch("atelier/1-task")
+        .await
+        .expect_err("checked out");
+    assert!(matches!(err, GitError::BranchCheckedOut { .. }), "{err:?}");
+    let config = std::fs::metadata(fx.work.join(".git/config")).expect("config");
     std::fs::write(dir.join("untracked.txt"), "x").expect("write");
     repo.remove_worktree(&dir).await.expect("remove");
     assert!(!dir.exists());
     repo.remove_worktree(&dir).await.expect("remove again");
     repo.delete_branch("atelier/1-task").await.expect("delete");
+    let after = std::fs::metadata(fx.work.join(".git/config")).expect("config");
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::ino(&after),
+        std::os::unix::fs::MetadataExt::ino(&config),
+        "the config file was replaced"
+    );
     assert_eq!(
         repo.rev_parse("refs/heads/atelier/1-task")
             .await

@@ -36,8 +36,10 @@ fn rule(operation: &str) -> Option<Rule> {
         | "listTasks" | "serverStatus" | "listCredentials" | "setCredentials"
         | "deleteCredentials" | "userModels" | "setUserModels" | "stream" => Rule::SignedIn,
         "showTask" | "deleteTask" | "approveTask" | "answerTask" | "requestPlanChanges"
-        | "runTask" | "stopTask" | "resumeTask" | "mergeTask" | "taskLogs" | "taskStream"
-        | "createTask" | "listMembers" => Rule::Member,
+        | "listAttachments" | "getAttachment" | "addAttachment" | "runTask" | "stopTask"
+        | "resumeTask" | "mergeTask" | "taskLogs" | "taskStream" | "createTask" | "listMembers" => {
+            Rule::Member
+        }
         // The tasks of the matrix belong to the administrator: to a member, someone else's.
         "updateProjectSettings" | "setMember" | "removeMember" | "editTaskDoc" => Rule::Owner,
         "addProject" | "listUsers" | "createUser" | "updateUser" | "audit" => Rule::Admin,
@@ -236,12 +238,14 @@ async fn every_route_answers_every_caller_as_it_may() {
                 .replace("{project}", "app")
                 .replace("{login}", login)
                 .replace("{token}", &admin_token_id.to_string())
-                .replace("{harness}", "claude-code");
+                .replace("{harness}", "claude-code")
+                .replace("{name}", "matrix.txt");
             let body = match id.as_str() {
                 "createTask" => Some(json!({"project": "app", "title": "Matrix", "body": "x"})),
                 "answerTask" => Some(json!({"text": "yes"})),
                 "requestPlanChanges" => Some(json!({"feedback": "smaller steps"})),
                 "editTaskDoc" => Some(json!({"doc": "# Edited"})),
+                "addAttachment" => Some(json!({"content_base64": "aGVsbG8="})),
                 "runTask" => Some(json!({})),
                 "updateProjectSettings" => Some(settings.clone()),
                 "setMember" => Some(json!({"role": "member"})),

@@ -240,6 +240,14 @@ async fn a_task_from_first_run_setup_to_done() {
     .await;
     b.set_checked("form#new-task input[name=technical]", true)
         .await;
+    // A file attached in the dialog goes to the new task's attachments.
+    let spec = world.dir.path().join("spec notes.txt");
+    std::fs::write(&spec, "the greeting is formal").unwrap();
+    b.wait_for("form#new-task input[name=files]")
+        .await
+        .send_keys(spec.to_str().unwrap())
+        .await
+        .unwrap();
     b.snap("08-new-task-dialog").await;
     b.axe("new-task-dialog").await;
     b.click("form#new-task button[type=submit]").await;
@@ -253,6 +261,16 @@ async fn a_task_from_first_run_setup_to_done() {
     let id = task_id_of(path.as_str().unwrap()).unwrap();
     let detail = world.task_detail(id).await;
     assert_eq!(detail.task.title, "Add greeting & farewell");
+    b.wait_text("#attachments", "spec-notes.txt").await;
+    let (status, attached) = world
+        .server
+        .client()
+        .request(Method::GET, &format!("/api/tasks/{id}/attachments"), None)
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(attached[0]["name"], "spec-notes.txt", "{attached}");
+    assert_eq!(attached[0]["size"], 22, "{attached}");
 
     // The transcript grows live while the planner works.
     b.wait_for("#task-state").await;

@@ -391,6 +391,15 @@ impl From<domain::Action> for TaskAction {
     }
 }
 
+pub use crate::attachments::AttachmentView;
+
+/// The body of `PUT /api/tasks/{id}/attachments/{name}`: the file's content in base64.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttachmentUpload {
+    pub content_base64: String,
+}
+
 /// The body of `PUT /api/tasks/{id}/doc`: the task doc's new text (markdown).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -4,6 +4,7 @@
 
 mod accounts;
 pub mod api;
+mod attachments;
 mod background;
 mod confine;
 mod crash;
@@ -32,6 +33,7 @@ mod webhook;
 pub mod workspace;
 
 pub use accounts::{BOOTSTRAP_ADMIN, Identity, SESSION_LIFETIME_SECS, Via};
+pub use attachments::MAX_ATTACHMENT_BYTES;
 pub use error::{EngineError, Result};
 pub use facade::{Engine, EngineConfig, SandboxMode, default_homes_dir};
 pub use store::UserId;

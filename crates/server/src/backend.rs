@@ -40,6 +40,17 @@ pub(crate) trait Backend: Clone + Send + Sync + 'static {
     fn task(&self, id: TaskId) -> impl Future<Output = Result<TaskDetail>> + Send;
     fn approve(&self, id: TaskId) -> impl Future<Output = Result<TaskView>> + Send;
     fn answer(&self, id: TaskId, text: String) -> impl Future<Output = Result<TaskView>> + Send;
+    /// The task's attachments.
+    fn attachments(&self, id: TaskId) -> Result<Vec<engine::api::AttachmentView>>;
+    /// One attachment's bytes.
+    fn attachment(&self, id: TaskId, name: String) -> Result<Vec<u8>>;
+    /// Stores an attachment.
+    fn add_attachment(
+        &self,
+        id: TaskId,
+        name: String,
+        bytes: Vec<u8>,
+    ) -> Result<engine::api::AttachmentView>;
     /// Replaces the task's doc (its owner, the project's owners, administrators; no live agent).
     fn edit_doc(&self, id: TaskId, doc: String) -> impl Future<Output = Result<()>> + Send;
     /// Sends the plan back to the planner at the plan gate with `feedback`.
@@ -236,6 +247,20 @@ impl Backend for Engine {
     }
     fn edit_doc(&self, id: TaskId, doc: String) -> impl Future<Output = Result<()>> + Send {
         Engine::edit_doc(self, id, doc)
+    }
+    fn attachments(&self, id: TaskId) -> Result<Vec<engine::api::AttachmentView>> {
+        Engine::attachments(self, id)
+    }
+    fn attachment(&self, id: TaskId, name: String) -> Result<Vec<u8>> {
+        Engine::attachment(self, id, &name)
+    }
+    fn add_attachment(
+        &self,
+        id: TaskId,
+        name: String,
+        bytes: Vec<u8>,
+    ) -> Result<engine::api::AttachmentView> {
+        Engine::add_attachment(self, id, &name, &bytes)
     }
     fn request_plan_changes(
         &self,

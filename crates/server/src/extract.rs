@@ -148,6 +148,21 @@ impl<S: Send + Sync> FromRequestParts<S> for TaskIdPath {
     }
 }
 
+/// `/api/tasks/{id}/…/{name}`: a task id and a name, with JSON errors.
+pub(crate) struct TaskItemPath(pub TaskId, pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for TaskItemPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Path((id, name)) =
+            axum::extract::Path::<(String, String)>::from_request_parts(parts, state)
+                .await
+                .map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+        Ok(TaskItemPath(parse_task_id(&id)?, name))
+    }
+}
+
 fn parse_task_id(raw: &str) -> Result<TaskId, ApiError> {
     match raw.parse::<i64>() {
         Ok(id) if id > 0 => Ok(TaskId(id)),

@@ -54,6 +54,8 @@ pub(crate) enum Content {
     EventStream,
     /// `{"error", "code"}` ([`ErrorBody`]).
     Error,
+    /// `application/octet-stream`: a file's bytes.
+    Binary,
 }
 
 impl Content {
@@ -266,6 +268,10 @@ pub(crate) fn document(operations: &[Operation]) -> Value {
                 Content::Json(schema) => ("application/json", schema(&mut generator).to_value()),
                 Content::Ndjson(schema) => (Content::NDJSON, schema(&mut generator).to_value()),
                 Content::EventStream => (Content::EVENT_STREAM, json!({"type": "string"})),
+                Content::Binary => (
+                    "application/octet-stream",
+                    json!({"type": "string", "contentMediaType": "application/octet-stream"}),
+                ),
                 Content::Error => ("application/json", error_ref.clone()),
             };
             let mut entry = json!({

@@ -5,7 +5,7 @@ use crate::HttpOptions;
 use crate::auth::{Acting, AdminCaller, RunToken, authenticate};
 use crate::backend::Backend;
 use crate::error::{ApiError, ErrorMessage};
-use crate::extract::{BodyLimit, Json, OptionalJson, Query, RawBody, TaskIdPath};
+use crate::extract::{BodyLimit, Json, OptionalJson, Query, RawBody, TaskIdPath, TaskItemPath};
 use crate::openapi::{Auth, Content, Operation, schema};
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -17,11 +17,11 @@ use axum::{Extension, Router};
 use bytes::Bytes;
 use domain::{Stage, TaskId};
 use engine::api::{
-    AuditEntryView, CredentialView, CredentialsRequest, DEFAULT_PAGE_LIMIT, DocUpdate, FollowItem,
-    LoginRequest, MAX_PAGE_LIMIT, MemberRequest, MemberView, NewProject, NewSessionView, NewTask,
-    NewTokenRequest, NewTokenView, NewUser, Page, PageRequest, PlanChangesRequest, ProjectSettings,
-    ProjectView, SignalRequest, StreamCursor, TaskDetail, TaskView, TokenView, UserModels,
-    UserUpdate, UserView,
+    AttachmentUpload, AttachmentView, AuditEntryView, CredentialView, CredentialsRequest,
+    DEFAULT_PAGE_LIMIT, DocUpdate, FollowItem, LoginRequest, MAX_PAGE_LIMIT, MemberRequest,
+    MemberView, NewProject, NewSessionView, NewTask, NewTokenRequest, NewTokenView, NewUser, Page,
+    PageRequest, PlanChangesRequest, ProjectSettings, ProjectView, SignalRequest, StreamCursor,
+    TaskDetail, TaskView, TokenView, UserModels, UserUpdate, UserView,
 };
 use futures::StreamExt;
 use schemars::JsonSchema;
@@ -157,6 +157,40 @@ pub(crate) fn routes<B: Backend>() -> Vec<Route<B>> {
             .ok(200, "The task.", json_of::<TaskView>())
             .errors(&[400, 404, 409]),
             post(approve::<B>),
+        ),
+        route(
+            Operation::new(
+                Method::GET,
+                "/api/tasks/{id}/attachments",
+                "listAttachments",
+                "The task's attachments (files people attached and evidence agents stored)",
+            )
+            .ok(200, "The attachments, by name.", json_of::<Vec<AttachmentView>>())
+            .errors(&[400, 404, 409]),
+            get(list_attachments::<B>),
+        ),
+        route(
+            Operation::new(
+                Method::GET,
+                "/api/tasks/{id}/attachments/{name}",
+                "getAttachment",
+                "Download an attachment (always as a download, never rendered)",
+            )
+            .ok(200, "The file.", Content::Binary)
+            .errors(&[400, 404, 409]),
+            get(get_attachment::<B>),
+        ),
+        route(
+            Operation::new(
+                Method::PUT,
+                "/api/tasks/{id}/attachments/{name}",
+                "addAttachment",
+                "Attach a file to the task (replaces one of the same name)",
+            )
+            .body(schema::<AttachmentUpload>)
+            .ok(200, "The attachment.", json_of::<AttachmentView>())
+            .errors(&[400, 404, 413, 415]),
+            put(add_attachment::<B>),
         ),
         route(
             Operation::new(
@@ -807,6 +841,50 @@ async fn approve<B: Backend>(
     TaskIdPath(id): TaskIdPath,
 ) -> ApiResult<axum::Json<TaskView>> {
     Ok(axum::Json(b.approve(id).await?))
+}
+
+async fn list_attachments<B: Backend>(
+    Acting(b): Acting<B>,
+    TaskIdPath(id): TaskIdPath,
+) -> ApiResult<axum::Json<Vec<AttachmentView>>> {
+    Ok(axum::Json(b.attachments(id)?))
+}
+
+async fn get_attachment<B: Backend>(
+    Acting(b): Acting<B>,
+    TaskItemPath(id, name): TaskItemPath,
+) -> ApiResult<Response> {
+    let bytes = b.attachment(id, name.clone())?;
+    // The name was checked by the engine (letters, digits, `._-`): safe in the header as is.
+    // Agents write attachments: never let a browser render one (no sniffing, a download, and
+    // a sandbox in case it is opened anyway).
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "sandbox; default-src 'none'".to_string(),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+async fn add_attachment<B: Backend>(
+    Acting(b): Acting<B>,
+    TaskItemPath(id, name): TaskItemPath,
+    Json(body): Json<AttachmentUpload>,
+) -> ApiResult<axum::Json<AttachmentView>> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(body.content_base64.trim())
+        .map_err(|err| ApiError::bad_request(format!("content_base64 is not base64: {err}")))?;
+    Ok(axum::Json(b.add_attachment(id, name, bytes)?))
 }
 
 async fn edit_doc<B: Backend>(

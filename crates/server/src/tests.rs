@@ -355,6 +355,27 @@ impl Backend for Fake {
         self.record("stream_head".into());
         Ok("42".into())
     }
+    fn attachments(&self, id: TaskId) -> Result<Vec<engine::api::AttachmentView>> {
+        self.task_result("attachments", id)?;
+        Ok(vec![])
+    }
+    fn attachment(&self, id: TaskId, name: String) -> Result<Vec<u8>> {
+        self.task_result(&format!("attachment {name}"), id)?;
+        Ok(b"<script>alert(1)</script>".to_vec())
+    }
+    fn add_attachment(
+        &self,
+        id: TaskId,
+        name: String,
+        bytes: Vec<u8>,
+    ) -> Result<engine::api::AttachmentView> {
+        self.task_result(&format!("add_attachment {name} {}", bytes.len()), id)?;
+        Ok(engine::api::AttachmentView {
+            name,
+            size: bytes.len() as u64,
+            modified_at: 1,
+        })
+    }
     async fn edit_doc(&self, id: TaskId, doc: String) -> Result<()> {
         self.task_result(&format!("edit_doc {doc:?}"), id)
             .map(|_| ())
@@ -491,7 +512,7 @@ fn error_of(body: &str) -> String {
         .to_string()
 }
 
-const ADMIN_ROUTES: [(&str, &str); 35] = [
+const ADMIN_ROUTES: [(&str, &str); 38] = [
     ("GET", "/api/projects"),
     ("POST", "/api/projects"),
     ("PUT", "/api/projects/web/settings"),
@@ -502,6 +523,9 @@ const ADMIN_ROUTES: [(&str, &str); 35] = [
     ("POST", "/api/tasks/1/answer"),
     ("POST", "/api/tasks/1/request-changes"),
     ("PUT", "/api/tasks/1/doc"),
+    ("GET", "/api/tasks/1/attachments"),
+    ("GET", "/api/tasks/1/attachments/a.txt"),
+    ("PUT", "/api/tasks/1/attachments/a.txt"),
     ("POST", "/api/tasks/1/run"),
     ("POST", "/api/tasks/1/stop"),
     ("POST", "/api/tasks/1/resume"),
@@ -1031,6 +1055,7 @@ async fn the_document_and_the_router_have_the_same_routes() {
                 .replace("/api/users/bob", "/api/users/{login}")
                 .replace("/api/tokens/1", "/api/tokens/{token}")
                 .replace("/credentials/claude-code", "/credentials/{harness}")
+                .replace("/attachments/a.txt", "/attachments/{name}")
         })
         .collect();
     served.sort();

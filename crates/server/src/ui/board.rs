@@ -186,7 +186,7 @@ fn card(task: &TaskView) -> Markup {
 fn new_task_dialog(project: &str) -> Markup {
     html! {
         dialog #new-task-dialog aria-labelledby="new-task-h" {
-            form #new-task data-api="/api/tasks" data-method="POST" data-then="/tasks/{id}" {
+            form #new-task data-api="/api/tasks" data-method="POST" data-then="/tasks/{id}" data-attach-to="/api/tasks/{id}/attachments/" {
                 h2 #new-task-h { "New task" }
                 input type="hidden" name="project" value=(project);
                 label for="task-title" { "Title" }
@@ -197,6 +197,8 @@ fn new_task_dialog(project: &str) -> Markup {
                     summary { "Preview" }
                     div #task-body-preview .doc.preview {}
                 }
+                label for="task-files" { "Attachments (optional; files go to the task's attachments, where agents read them)" }
+                input #task-files type="file" name="files" multiple;
                 label.check for="task-technical" {
                     input #task-technical type="checkbox" name="technical" checked;
                     " Technical (a developer reviews the plan; untick to skip the plan gate)"

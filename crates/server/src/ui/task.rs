@@ -14,7 +14,7 @@ use axum::extract::Path;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use domain::{Signal, TaskId, TaskState, Verdict};
-use engine::api::{RunView, TaskAction, TaskDetail, TranscriptQuery};
+use engine::api::{AttachmentView, RunView, TaskAction, TaskDetail, TranscriptQuery};
 use maud::{Markup, html};
 
 /// The header the page's script sends when it only wants the live regions again.
@@ -54,6 +54,10 @@ pub(crate) async fn page<B: Backend>(
             Err(err) => return error_page(&viewer, err),
         }
     };
+    let attached = match viewer.backend.attachments(id) {
+        Ok(list) => list,
+        Err(err) => return error_page(&viewer, err),
+    };
     let task = &detail.task;
     let actions = &detail.actions;
     let body = html! {
@@ -90,6 +94,7 @@ pub(crate) async fn page<B: Backend>(
                     (timeline(&detail.runs))
                 }
                 section #pr .panel aria-labelledby="pr-h" data-region="1" { (pull_request(&detail)) }
+                section #attachments .panel aria-labelledby="attachments-h" data-region="1" { (attachments(id, &attached)) }
             }
         }
         @if let Some(page) = &transcript {
@@ -299,6 +304,34 @@ fn signal_name(signal: Option<&Signal>) -> String {
         Some(Signal::Verdict { verdict, .. }) => verdict.to_string(),
         Some(Signal::PrDone { no_changes: true }) => "pr-done-no-changes".into(),
         Some(Signal::PrDone { .. }) => "pr-done".into(),
+    }
+}
+
+/// The attachments, each a download (never rendered: agents write them), and the upload form.
+fn attachments(id: TaskId, list: &[AttachmentView]) -> Markup {
+    html! {
+        h2 #attachments-h { "Attachments" }
+        @if list.is_empty() { p.muted { "None." } }
+        ul.plain {
+            @for a in list {
+                li { a href={ "/api/tasks/" (id) "/attachments/" (a.name) } download=(a.name) { (a.name) }
+                    " " span.muted { (size(a.size)) } }
+            }
+        }
+        form #attach data-api="upload" data-to={ "/api/tasks/" (id) "/attachments/" } data-then="reload" {
+            label for="attach-files" { "Attach files" }
+            input #attach-files type="file" name="files" multiple required;
+            p.form-error role="alert" {}
+            button.secondary type="submit" { "Upload" }
+        }
+    }
+}
+
+fn size(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1_000_000 => format!("{:.1} MB", b as f64 / 1e6),
+        b if b >= 1_000 => format!("{:.1} kB", b as f64 / 1e3),
+        b => format!("{b} B"),
     }
 }
 

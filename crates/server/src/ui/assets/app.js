@@ -38,7 +38,7 @@
     if (whole) return JSON.parse(whole.value);
     const body = form.dataset.base ? JSON.parse(form.dataset.base) : {};
     for (const field of form.elements) {
-      if (!field.name || field.disabled) continue;
+      if (!field.name || field.disabled || field.type === "file") continue;
       if (field.type === "checkbox") { setPath(body, field.name, field.checked); continue; }
       let value = field.value;
       if (field.dataset.optional && value.trim() === "") { dropPath(body, field.name); continue; }
@@ -93,6 +93,23 @@
     });
   }
 
+  // Attachments: the files of a form's file inputs, each PUT as base64 to `base` + its name
+  // (made plain: letters, digits, `._-`).
+  async function upload(form, base) {
+    for (const input of form.querySelectorAll('input[type="file"]')) {
+      for (const file of Array.from(input.files || [])) {
+        const name = file.name.replace(/[^A-Za-z0-9._-]/g, "-").replace(/^\.+/, "").slice(0, 128) || "file";
+        const content = await new Promise((resolve, reject) => {
+          const reader = new FileReader();
+          reader.onload = () => resolve(String(reader.result).replace(/^data:[^,]*,/, ""));
+          reader.onerror = () => reject(new Error("cannot read " + file.name));
+          reader.readAsDataURL(file);
+        });
+        await api("PUT", base + encodeURIComponent(name), { content_base64: content });
+      }
+    }
+  }
+
   function after(then, data) {
     if (!then || then === "reload") { refresh(true); return; }
     const target = then.replace(/\{(\w+)\}/g, (_, key) => encodeURIComponent(data && data[key] != null ? data[key] : ""));
@@ -108,9 +125,15 @@
     const buttons = form.querySelectorAll("button");
     buttons.forEach((b) => (b.disabled = true));
     try {
-      const body = formBody(form);
-      const url = fillPath(form.dataset.api, body);
-      const data = await api(form.dataset.method || "POST", url, form.dataset.method === "DELETE" ? undefined : body);
+      let data = null;
+      if (form.dataset.api === "upload") {
+        await upload(form, form.dataset.to);
+      } else {
+        const body = formBody(form);
+        const url = fillPath(form.dataset.api, body);
+        data = await api(form.dataset.method || "POST", url, form.dataset.method === "DELETE" ? undefined : body);
+        if (form.dataset.attachTo && data) await upload(form, fillPath(form.dataset.attachTo, Object.assign({}, data)));
+      }
       if (form.dataset.show) {
         const out = document.getElementById(form.dataset.show);
         if (out && data) { out.hidden = false; out.querySelector("code").textContent = data[out.dataset.field]; }

@@ -71,7 +71,10 @@ pub(crate) async fn security_headers(req: Request, next: Next) -> Response {
     let headers = response.headers_mut();
     // A route that set its own policy keeps it (a download's is stricter: `sandbox`).
     if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
-        headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        );
     }
     for (name, value) in [
         (header::X_FRAME_OPTIONS, "DENY"),

@@ -155,10 +155,11 @@ pub fn check_name(name: &str) -> Result<()> {
 /// The attachments folder opened (made first when `create`), checked to be a real folder and
 /// not a symlink; `None` when it does not exist and `create` is false.
 fn open_folder(dir: &Path, create: bool) -> Result<Option<File>> {
-    if create && let Err(err) = std::fs::create_dir(dir) {
-        if err.kind() != std::io::ErrorKind::AlreadyExists {
-            return Err(io(dir)(err));
-        }
+    if create
+        && let Err(err) = std::fs::create_dir(dir)
+        && err.kind() != std::io::ErrorKind::AlreadyExists
+    {
+        return Err(io(dir)(err));
     }
     let seen = match std::fs::symlink_metadata(dir) {
         Ok(seen) => seen,

@@ -42,7 +42,8 @@ fn rule(operation: &str) -> Option<Rule> {
         }
         // The tasks of the matrix belong to the administrator: to a member, someone else's.
         "updateProjectSettings" | "setMember" | "removeMember" | "editTaskDoc" => Rule::Owner,
-        "addProject" | "listUsers" | "createUser" | "updateUser" | "audit" => Rule::Admin,
+        "addProject" | "listUsers" | "createUser" | "updateUser" | "audit" | "listPrompts"
+        | "setPrompt" | "resetPrompt" => Rule::Admin,
         _ => return None,
     })
 }
@@ -239,13 +240,15 @@ async fn every_route_answers_every_caller_as_it_may() {
                 .replace("{login}", login)
                 .replace("{token}", &admin_token_id.to_string())
                 .replace("{harness}", "claude-code")
-                .replace("{name}", "matrix.txt");
+                .replace("{name}", "matrix.txt")
+                .replace("{file}", "review.md");
             let body = match id.as_str() {
                 "createTask" => Some(json!({"project": "app", "title": "Matrix", "body": "x"})),
                 "answerTask" => Some(json!({"text": "yes"})),
                 "requestPlanChanges" => Some(json!({"feedback": "smaller steps"})),
                 "editTaskDoc" => Some(json!({"doc": "# Edited"})),
                 "addAttachment" => Some(json!({"content_base64": "aGVsbG8="})),
+                "setPrompt" => Some(json!({"text": "Review {{title}} with care."})),
                 "runTask" => Some(json!({})),
                 "updateProjectSettings" => Some(settings.clone()),
                 "setMember" => Some(json!({"role": "member"})),

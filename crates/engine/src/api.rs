@@ -392,6 +392,14 @@ impl From<domain::Action> for TaskAction {
 }
 
 pub use crate::attachments::AttachmentView;
+pub use crate::prompt_admin::PromptView;
+
+/// The body of `PUT /api/prompts/{file}`: the override's text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PromptUpdate {
+    pub text: String,
+}
 
 /// The body of `PUT /api/tasks/{id}/attachments/{name}`: the file's content in base64.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]

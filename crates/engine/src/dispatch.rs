@@ -179,7 +179,7 @@ async fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<bool, String> {
         prompt: match &run.pending_input {
             Some(input) => input.clone(),
             None => inner
-                .prompts
+                .prompts()
                 .render_with_brief(
                     run.stage,
                     &prompt::PromptVars::for_task(&task, run.iteration, settings.port_block),

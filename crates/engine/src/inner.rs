@@ -53,7 +53,9 @@ pub(crate) struct Inner {
     pub hub: Hub,
     /// The live stream's channels (fed by the store with each committed activity row).
     pub streams: Arc<crate::hub::Streams>,
-    pub prompts: crate::prompt::Prompts,
+    /// The stage prompts (built in, with the instance's overrides); replaced whole when an
+    /// administrator changes an override.
+    pub prompts: std::sync::RwLock<Arc<crate::prompt::Prompts>>,
     /// The sandbox agents start in: `Ok(None)` when the operator opted out, `Err` when it was
     /// asked for but cannot work here (then no agent starts; the error says how to fix it).
     pub sandbox: Result<Option<Sandbox>, SandboxError>,
@@ -98,6 +100,14 @@ pub(crate) struct Parts {
 }
 
 impl Inner {
+    /// The prompts now (a run renders with the set it read).
+    pub fn prompts(&self) -> Arc<crate::prompt::Prompts> {
+        match self.prompts.read() {
+            Ok(prompts) => Arc::clone(&prompts),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
     pub fn new(parts: Parts) -> Inner {
         let Parts {
             store,
@@ -119,7 +129,7 @@ impl Inner {
             forge,
             hub: Hub::default(),
             streams,
-            prompts,
+            prompts: std::sync::RwLock::new(Arc::new(prompts)),
             sandbox,
             secrets,
             forges: crate::forges::Forges::default(),

@@ -22,6 +22,7 @@ mod logs;
 mod outbox;
 mod pr_body;
 pub mod prompt;
+mod prompt_admin;
 mod secrets;
 mod settings;
 mod stream;

@@ -34,7 +34,7 @@ under Assumptions. Nobody approves the plan before the implementation starts: ma
 pub const METADATA_PREFIX: &str = "Atelier-Stage:";
 
 /// Every variable a template may use, for error messages.
-const KNOWN_VARIABLES: &str = "task_id, title, doc_path, worktree, branch, base, port, \
+pub const KNOWN_VARIABLES: &str = "task_id, title, doc_path, worktree, branch, base, port, \
                                port_count, stage, iteration, plan_template";
 
 const BUILTIN_PLAN: &str = include_str!("../prompts/plan.md");
@@ -149,7 +149,56 @@ impl Default for Prompts {
     }
 }
 
+/// The files an instance may override (`<data_dir>/prompts/<file>`), in pipeline order.
+pub const OVERRIDABLE: [&str; 5] = [
+    "plan.md",
+    "implement.md",
+    "review.md",
+    "pr.md",
+    PLAN_TEMPLATE_FILE,
+];
+
+/// Checks `text` as the override `file` would be checked when loaded (unknown variable,
+/// unclosed `{{`, metadata line, empty), naming the line.
+pub fn check_override(file: &str, text: &str) -> Result<(), PromptError> {
+    if !OVERRIDABLE.contains(&file) {
+        return Err(PromptError::UnknownFile {
+            path: PathBuf::from(file),
+        });
+    }
+    let template = Template {
+        name: file.to_string(),
+        text: Cow::Owned(text.to_string()),
+    };
+    validate(&template, file != PLAN_TEMPLATE_FILE)
+}
+
+/// The built-in text of an overridable `file`.
+pub fn builtin_text(file: &str) -> Option<&'static str> {
+    Some(match file {
+        "plan.md" => BUILTIN_PLAN,
+        "implement.md" => BUILTIN_IMPLEMENT,
+        "review.md" => BUILTIN_REVIEW,
+        "pr.md" => BUILTIN_PR,
+        PLAN_TEMPLATE_FILE => BUILTIN_PLAN_TEMPLATE,
+        _ => return None,
+    })
+}
+
 impl Prompts {
+    /// The text in force for an overridable `file`.
+    pub fn text_of(&self, file: &str) -> Option<&str> {
+        let template = match file {
+            "plan.md" => &self.plan,
+            "implement.md" => &self.implement,
+            "review.md" => &self.review,
+            "pr.md" => &self.pr,
+            PLAN_TEMPLATE_FILE => &self.plan_template,
+            _ => return None,
+        };
+        Some(&template.text)
+    }
+
     /// The prompts shipped in the binary.
     pub fn builtin() -> Prompts {
         Prompts {

@@ -40,6 +40,10 @@ pub(crate) trait Backend: Clone + Send + Sync + 'static {
     fn task(&self, id: TaskId) -> impl Future<Output = Result<TaskDetail>> + Send;
     fn approve(&self, id: TaskId) -> impl Future<Output = Result<TaskView>> + Send;
     fn answer(&self, id: TaskId, text: String) -> impl Future<Output = Result<TaskView>> + Send;
+    /// The instance's prompts (administrators).
+    fn prompts(&self) -> Result<Vec<engine::api::PromptView>>;
+    /// Overrides a prompt, or resets it to the built-in text (`None`).
+    fn set_prompt(&self, file: String, text: Option<String>) -> Result<engine::api::PromptView>;
     /// The task's attachments.
     fn attachments(&self, id: TaskId) -> Result<Vec<engine::api::AttachmentView>>;
     /// One attachment's bytes.
@@ -250,6 +254,12 @@ impl Backend for Engine {
     }
     fn attachments(&self, id: TaskId) -> Result<Vec<engine::api::AttachmentView>> {
         Engine::attachments(self, id)
+    }
+    fn prompts(&self) -> Result<Vec<engine::api::PromptView>> {
+        Engine::prompts(self)
+    }
+    fn set_prompt(&self, file: String, text: Option<String>) -> Result<engine::api::PromptView> {
+        Engine::set_prompt(self, &file, text)
     }
     fn attachment(&self, id: TaskId, name: String) -> Result<Vec<u8>> {
         Engine::attachment(self, id, &name)

@@ -20,8 +20,8 @@ use engine::api::{
     AttachmentUpload, AttachmentView, AuditEntryView, CredentialView, CredentialsRequest,
     DEFAULT_PAGE_LIMIT, DocUpdate, FollowItem, LoginRequest, MAX_PAGE_LIMIT, MemberRequest,
     MemberView, NewProject, NewSessionView, NewTask, NewTokenRequest, NewTokenView, NewUser, Page,
-    PageRequest, PlanChangesRequest, ProjectSettings, ProjectView, SignalRequest, StreamCursor,
-    TaskDetail, TaskView, TokenView, UserModels, UserUpdate, UserView,
+    PageRequest, PlanChangesRequest, ProjectSettings, ProjectView, PromptUpdate, PromptView,
+    SignalRequest, StreamCursor, TaskDetail, TaskView, TokenView, UserModels, UserUpdate, UserView,
 };
 use futures::StreamExt;
 use schemars::JsonSchema;
@@ -157,6 +157,40 @@ pub(crate) fn routes<B: Backend>() -> Vec<Route<B>> {
             .ok(200, "The task.", json_of::<TaskView>())
             .errors(&[400, 404, 409]),
             post(approve::<B>),
+        ),
+        route(
+            Operation::new(
+                Method::GET,
+                "/api/prompts",
+                "listPrompts",
+                "The instance's stage prompts and plan template, with their overrides (administrators)",
+            )
+            .ok(200, "The prompts.", json_of::<Vec<PromptView>>())
+            .errors(&[403]),
+            get(list_prompts::<B>),
+        ),
+        route(
+            Operation::new(
+                Method::PUT,
+                "/api/prompts/{file}",
+                "setPrompt",
+                "Override a prompt (checked like at load: an unknown variable is a 400 naming its line)",
+            )
+            .body(schema::<PromptUpdate>)
+            .ok(200, "The prompt in force.", json_of::<PromptView>())
+            .errors(&[400, 403, 413, 415]),
+            put(set_prompt::<B>),
+        ),
+        route(
+            Operation::new(
+                Method::DELETE,
+                "/api/prompts/{file}",
+                "resetPrompt",
+                "Remove a prompt's override (the built-in text is used again)",
+            )
+            .ok(200, "The prompt in force.", json_of::<PromptView>())
+            .errors(&[403, 404]),
+            delete(reset_prompt::<B>),
         ),
         route(
             Operation::new(
@@ -841,6 +875,25 @@ async fn approve<B: Backend>(
     TaskIdPath(id): TaskIdPath,
 ) -> ApiResult<axum::Json<TaskView>> {
     Ok(axum::Json(b.approve(id).await?))
+}
+
+async fn list_prompts<B: Backend>(Acting(b): Acting<B>) -> ApiResult<axum::Json<Vec<PromptView>>> {
+    Ok(axum::Json(b.prompts()?))
+}
+
+async fn set_prompt<B: Backend>(
+    Acting(b): Acting<B>,
+    axum::extract::Path(file): axum::extract::Path<String>,
+    Json(body): Json<PromptUpdate>,
+) -> ApiResult<axum::Json<PromptView>> {
+    Ok(axum::Json(b.set_prompt(file, Some(body.text))?))
+}
+
+async fn reset_prompt<B: Backend>(
+    Acting(b): Acting<B>,
+    axum::extract::Path(file): axum::extract::Path<String>,
+) -> ApiResult<axum::Json<PromptView>> {
+    Ok(axum::Json(b.set_prompt(file, None)?))
 }
 
 async fn list_attachments<B: Backend>(

@@ -355,6 +355,19 @@ impl Backend for Fake {
         self.record("stream_head".into());
         Ok("42".into())
     }
+    fn prompts(&self) -> Result<Vec<engine::api::PromptView>> {
+        self.record("prompts".into());
+        Ok(vec![])
+    }
+    fn set_prompt(&self, file: String, text: Option<String>) -> Result<engine::api::PromptView> {
+        self.record(format!("set_prompt {file} {text:?}"));
+        Ok(engine::api::PromptView {
+            file,
+            text: text.unwrap_or_default(),
+            overridden: true,
+            variables: vec![],
+        })
+    }
     fn attachments(&self, id: TaskId) -> Result<Vec<engine::api::AttachmentView>> {
         self.task_result("attachments", id)?;
         Ok(vec![])
@@ -512,7 +525,7 @@ fn error_of(body: &str) -> String {
         .to_string()
 }
 
-const ADMIN_ROUTES: [(&str, &str); 38] = [
+const ADMIN_ROUTES: [(&str, &str); 41] = [
     ("GET", "/api/projects"),
     ("POST", "/api/projects"),
     ("PUT", "/api/projects/web/settings"),
@@ -526,6 +539,9 @@ const ADMIN_ROUTES: [(&str, &str); 38] = [
     ("GET", "/api/tasks/1/attachments"),
     ("GET", "/api/tasks/1/attachments/a.txt"),
     ("PUT", "/api/tasks/1/attachments/a.txt"),
+    ("GET", "/api/prompts"),
+    ("PUT", "/api/prompts/review.md"),
+    ("DELETE", "/api/prompts/review.md"),
     ("POST", "/api/tasks/1/run"),
     ("POST", "/api/tasks/1/stop"),
     ("POST", "/api/tasks/1/resume"),
@@ -1056,6 +1072,7 @@ async fn the_document_and_the_router_have_the_same_routes() {
                 .replace("/api/tokens/1", "/api/tokens/{token}")
                 .replace("/credentials/claude-code", "/credentials/{harness}")
                 .replace("/attachments/a.txt", "/attachments/{name}")
+                .replace("/api/prompts/review.md", "/api/prompts/{file}")
         })
         .collect();
     served.sort();

@@ -21,6 +21,10 @@ pub(crate) async fn page<B: Backend>(viewer: Viewer<B>) -> Response {
         Ok(audit) => audit,
         Err(err) => return error_page(&viewer, err),
     };
+    let prompts = match viewer.backend.prompts() {
+        Ok(prompts) => prompts,
+        Err(err) => return error_page(&viewer, err),
+    };
     let projects = match super::board::all_projects(&viewer.backend).await {
         Ok(projects) => projects,
         Err(err) => return error_page(&viewer, err),
@@ -78,6 +82,32 @@ pub(crate) async fn page<B: Backend>(viewer: Viewer<B>) -> Response {
                     }
                 }
                 p.hint { "API tokens are personal: each person makes theirs on " a href="/me" { "their page" } " or with " code { "atelier token create" } "." }
+            }
+        }
+        section #prompts .panel aria-labelledby="prompts-h" {
+            h2 #prompts-h { "Prompts" }
+            p.hint { "What each stage's agent is told, for every project of this server, and the plan template the planner fills in. "
+                "A change is checked before it is saved — an unknown " code { "{{variable}}" } " is refused with its line — and used by the runs that start after it." }
+            @if let Some(first) = prompts.first() {
+                p.hint { "Variables: " @for (i, v) in first.variables.iter().enumerate() { @if i > 0 { ", " } code { "{{" (v) "}}" } } }
+            }
+            @for p in &prompts {
+                @let stem = p.file.trim_end_matches(".md");
+                details.prompt {
+                    summary { strong { (p.file) } @if p.overridden { " " span.badge { "overridden" } } @else { " " span.muted { "built in" } } }
+                    form id={ "prompt-" (stem) } data-api={ "/api/prompts/" (p.file) } data-method="PUT" data-then="reload" {
+                        label for={ "prompt-text-" (stem) } { "Text of " (p.file) }
+                        textarea id={ "prompt-text-" (stem) } name="text" rows="14" spellcheck="false" { (p.text) }
+                        p.form-error role="alert" {}
+                        div.actions {
+                            button type="submit" { "Save " (p.file) }
+                            @if p.overridden {
+                                button.secondary type="button" data-method="DELETE" data-action={ "/api/prompts/" (p.file) }
+                                    data-then="reload" data-confirm={ "Go back to the built-in " (p.file) "?" } { "Reset to built-in" }
+                            }
+                        }
+                    }
+                }
             }
         }
         section.panel aria-labelledby="audit-h" {

@@ -85,6 +85,8 @@ pub(crate) async fn page<B: Backend>(viewer: Viewer<B>, Path(name): Path<String>
                 }
                 section.panel aria-labelledby="json-h" {
                     h2 #json-h { "All settings (JSON)" }
+                    p.hint { "The prompts each stage's agent gets are the server's: administrators edit them on "
+                        a href="/admin#prompts" { "Admin → Prompts" } "." }
                     p.hint { "Everything above and more (sandbox paths, GitHub trust lists, timeouts). Secrets show as "
                         code { "(redacted)" } " and are kept when left so." }
                     form #settings-json data-api=(api) data-method="PUT" data-then="reload" {

@@ -111,7 +111,11 @@
   }
 
   function after(then, data) {
-    if (!then || then === "reload") { refresh(true); return; }
+    if (!then || then === "reload") {
+      // A page with live regions swaps them; one without (admin, settings) loads again.
+      if (document.querySelector("[data-region]")) refresh(true); else location.reload();
+      return;
+    }
     const target = then.replace(/\{(\w+)\}/g, (_, key) => encodeURIComponent(data && data[key] != null ? data[key] : ""));
     location.assign(target);
   }

@@ -1,0 +1,143 @@
+//! Administrators reading and changing the instance's prompt overrides from the API (the web
+//! UI's prompt editor): each override is checked as it would be at load — an unknown variable
+//! names its line and the known ones — before it is written to `<data_dir>/prompts/<file>`
+//! (atomically), and the prompts in force are replaced at once; runs already rendered keep
+//! theirs. Removing an override puts the built-in text back.
+
+use crate::Engine;
+use crate::error::{EngineError, Result};
+use crate::prompt::{self, OVERRIDABLE, Prompts};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// One prompt as the API shows it.
+#[derive(
+    Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+pub struct PromptView {
+    /// `plan.md`, `implement.md`, `review.md`, `pr.md` or `plan-template.md`.
+    pub file: String,
+    /// The text in force.
+    pub text: String,
+    /// Whether the instance overrides the built-in text.
+    pub overridden: bool,
+    /// The variables a template may use (`{{name}}`).
+    pub variables: Vec<String>,
+}
+
+impl Engine {
+    /// Every overridable prompt with the text in force (administrators).
+    pub fn prompts(&self) -> Result<Vec<PromptView>> {
+        self.require_admin("read the prompts")?;
+        let prompts = self.inner.prompts();
+        Ok(OVERRIDABLE
+            .iter()
+            .map(|file| self.prompt_view(&prompts, file))
+            .collect())
+    }
+
+    /// Overrides `file` with `text`, or goes back to the built-in text when `text` is `None`
+    /// (administrators). An invalid text is refused with the reason and changes nothing.
+    pub fn set_prompt(&self, file: &str, text: Option<String>) -> Result<PromptView> {
+        self.require_admin("change the prompts")?;
+        let dir = self.inner.config.data_dir.join("prompts");
+        let path = dir.join(file);
+        match &text {
+            Some(text) => {
+                prompt::check_override(file, text)
+                    .map_err(|e| EngineError::InvalidInput(e.to_string()))?;
+                std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+                let tmp = dir.join(format!(".{file}.tmp"));
+                std::fs::write(&tmp, text).map_err(io(&tmp))?;
+                std::fs::rename(&tmp, &path).map_err(io(&path))?;
+            }
+            None => {
+                if !OVERRIDABLE.contains(&file) {
+                    return Err(EngineError::NotFound(format!("no prompt `{file}`")));
+                }
+                if let Err(err) = std::fs::remove_file(&path)
+                    && err.kind() != std::io::ErrorKind::NotFound
+                {
+                    return Err(io(&path)(err));
+                }
+            }
+        }
+        let reloaded = Prompts::with_overrides(&dir)
+            .map_err(|e| EngineError::Internal(format!("reloading the prompts: {e}")))?;
+        let view = self.prompt_view(&reloaded, file);
+        match self.inner.prompts.write() {
+            Ok(mut prompts) => *prompts = Arc::new(reloaded),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(reloaded),
+        }
+        let action = if text.is_some() {
+            "prompt.set"
+        } else {
+            "prompt.reset"
+        };
+        self.audit(action, file, None);
+        Ok(view)
+    }
+
+    fn prompt_view(&self, prompts: &Prompts, file: &str) -> PromptView {
+        let text = prompts.text_of(file).unwrap_or_default().to_string();
+        PromptView {
+            file: file.to_string(),
+            overridden: prompt::builtin_text(file) != Some(text.as_str()),
+            text,
+            variables: prompt::KNOWN_VARIABLES
+                .split(',')
+                .map(|v| v.trim().to_string())
+                .collect(),
+        }
+    }
+}
+
+fn io(path: &std::path::Path) -> impl Fn(std::io::Error) -> EngineError + '_ {
+    move |err| EngineError::Internal(format!("{}: {err}", PathBuf::from(path).display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::insight::testing;
+
+    #[tokio::test]
+    async fn an_override_is_checked_written_used_and_reset() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = testing::engine(dir.path()).await;
+        let file = dir.path().join("data/prompts/review.md");
+
+        let refused = engine
+            .set_prompt("review.md", Some("Review {{titel}} now.".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("line 1") && refused.contains("titel"),
+            "{refused}"
+        );
+        assert!(refused.contains("known variables"), "{refused}");
+        assert!(!file.exists(), "a refused text is not written");
+
+        let set = engine
+            .set_prompt("review.md", Some("Review {{title}} carefully.".into()))
+            .unwrap();
+        assert!(set.overridden);
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap(),
+            "Review {{title}} carefully."
+        );
+        assert_eq!(
+            engine.inner.prompts().text_of("review.md"),
+            Some("Review {{title}} carefully."),
+            "runs started from now use it"
+        );
+        let listed = engine.prompts().unwrap();
+        assert_eq!(listed.len(), 5);
+        assert!(listed.iter().any(|p| p.file == "review.md" && p.overridden));
+        assert!(listed.iter().any(|p| p.file == "plan.md" && !p.overridden));
+
+        let reset = engine.set_prompt("review.md", None).unwrap();
+        assert!(!reset.overridden);
+        assert!(!file.exists());
+        assert!(engine.set_prompt("other.md", Some("x".into())).is_err());
+    }
+}

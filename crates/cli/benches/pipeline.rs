@@ -10,21 +10,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a panic is a failed run
 
+mod common;
+
+use common::arg;
 use serde_json::{Value, json};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use testkit::{ServerProcess, sample_repo, wait_until};
 
 const BIN: &str = env!("CARGO_BIN_EXE_atelier");
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn write(dir: &Path, stage: &str, runs: Value) {
     std::fs::write(

@@ -10,27 +10,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a panic is a failed run
 
+mod common;
+
+use common::{arg, now_us};
 use serde_json::json;
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use testkit::{ServerProcess, sample_repo, wait_until};
 
 const BIN: &str = env!("CARGO_BIN_EXE_atelier");
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
-}
 
 /// VmRSS and VmHWM of a process, in KiB.
 fn rss_kib(pid: u32) -> (u64, u64) {

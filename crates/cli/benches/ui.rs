@@ -24,32 +24,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a panic is a failed run
 
+mod common;
+
 use anyhow::Context as _;
+use common::{arg, now_us};
 use futures::StreamExt as _;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use testkit::{ServerProcess, sample_repo, wait_until};
 
 const BIN: &str = env!("CARGO_BIN_EXE_atelier");
 const LOGIN: &str = "bench";
 const PASSWORD: &str = "bench-long-password";
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
-}
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0

@@ -25,11 +25,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a panic is a failed run
 
+mod common;
+
+use common::{arg, now_us};
 use fakehub::{CiKind, CiOutcome, CiScript, FakeHub};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use testkit::{ServerProcess, sample_repo, wait_until};
 
 const BIN: &str = env!("CARGO_BIN_EXE_atelier");
@@ -39,22 +42,7 @@ const TOKEN: &str = "ghp_benchtoken0123456789";
 const SECRET: &str = "bench-webhook-secret";
 const DEADLINE: Duration = Duration::from_secs(120);
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// Microseconds since the epoch, as `store::now_us` records `spawned_us`.
-fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
-}
-
 fn sign(body: &[u8]) -> String {
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
     mac.update(body);

@@ -9,6 +9,7 @@ pub mod signal;
 pub mod slug;
 pub mod stage;
 pub mod task;
+pub mod todo;
 pub mod transcript;
 
 pub use ids::{ProjectId, RunId, TaskId};
@@ -20,4 +21,5 @@ pub use pipeline::{
 pub use signal::{Signal, Verdict};
 pub use stage::Stage;
 pub use task::{BlockReason, DoneReason, RunStatus, TaskState};
+pub use todo::{TodoItem, checked_count, todo_items, unchecked_items};
 pub use transcript::TranscriptEvent;

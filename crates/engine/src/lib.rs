@@ -14,6 +14,7 @@ pub mod error;
 mod facade;
 mod follow_up;
 mod forges;
+mod guards;
 mod hub;
 mod inner;
 mod insight;

@@ -1,0 +1,98 @@
+//! The guards, end to end: scripted agents that each try to cut a corner against the real
+//! `atelier serve`, and what stops them — a refused signal the agent reads in its own tool
+//! output, a refused API call, a nudge, a block.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
+
+mod support;
+
+use serde_json::{Value, json};
+use support::*;
+
+/// The tool results of the task's transcript that were errors, with their output.
+async fn failed_tool_outputs(world: &World, id: i64) -> Vec<String> {
+    world
+        .logs(id)
+        .await
+        .iter()
+        .filter(|e| e["event"]["type"] == "tool_result" && e["event"]["is_error"] == true)
+        .map(|e| e["event"]["output"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+fn verdicts(detail: &Value) -> Vec<String> {
+    detail["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["stage"] == "review")
+        .map(|r| {
+            r["signal"]["verdict"]
+                .as_str()
+                .unwrap_or("none")
+                .to_string()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn ready_with_an_unchecked_item_is_refused_and_the_reviewer_reads_why() {
+    let implement = json!({"runs": [
+        [
+            {"do": "write", "path": "greeting.txt", "content": "hello\n"},
+            {"do": "write", "path": "farewell.txt", "content": "goodbye\n"},
+            {"do": "check", "item": "Add greeting.txt"},
+            {"do": "run", "command": "git add -A && git commit -qm 'Add greeting and farewell'"}
+        ],
+        [
+            {"do": "check", "item": "Add farewell.txt"}
+        ]
+    ]});
+    // Round 0 cuts the corner: ready although farewell is unchecked. Refused, it says
+    // needs-work, as the refusal tells it to. Round 1 says ready with everything checked.
+    let review = json!({"runs": [
+        [
+            {"do": "signal", "args": ["verdict", "ready"]},
+            {"do": "signal", "args": ["verdict", "needs-work", "--reason", "farewell is not checked"]}
+        ],
+        [
+            {"do": "signal", "args": ["verdict", "ready"]}
+        ]
+    ]});
+    let scenarios = [
+        ("plan", plan_scenario()),
+        ("implement", implement),
+        ("review", review),
+        ("pr", pr_scenario()),
+    ];
+    let world = World::start(&scenarios, &[]).await;
+    let id = world.new_task("Ready too early", false).await;
+    let detail = world.wait_state(id, "awaiting_merge").await;
+    assert_eq!(
+        run_summary(&detail),
+        pairs(&[
+            ("plan", "completed"),
+            ("implement", "completed"),
+            ("review", "completed"),
+            ("implement", "completed"),
+            ("review", "completed"),
+            ("pr", "completed"),
+        ]),
+        "the refused ready did not lead to the pr stage"
+    );
+    assert_eq!(verdicts(&detail), ["needs-work", "ready"]);
+
+    // The reviewer's own tool output carries the refusal, naming the unchecked item.
+    let refusals = failed_tool_outputs(&world, id).await;
+    assert_eq!(refusals.len(), 1, "{refusals:#?}");
+    let refusal = &refusals[0];
+    for part in [
+        "`verdict ready` refused",
+        "1 unchecked item(s)",
+        "- [ ] Add farewell.txt",
+        "needs-work",
+    ] {
+        assert!(refusal.contains(part), "{part:?} not in {refusal}");
+    }
+    assert!(!refusal.contains("Add greeting.txt"), "{refusal}");
+}

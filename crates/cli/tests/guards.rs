@@ -96,3 +96,42 @@ async fn ready_with_an_unchecked_item_is_refused_and_the_reviewer_reads_why() {
     }
     assert!(!refusal.contains("Add greeting.txt"), "{refusal}");
 }
+
+#[tokio::test]
+async fn a_user_cannot_start_review_or_pr_out_of_order() {
+    let world = World::start(&full_pipeline(), &[]).await;
+    let id = world.new_task("Review first", true).await;
+    let detail = world.wait_state(id, "plan_gate").await;
+    let actions = detail["actions"].as_array().unwrap();
+    for refused in ["review", "pr"] {
+        assert!(
+            !actions.contains(&json!({"action": "run", "stage": refused})),
+            "{refused} is not offered at the plan gate: {actions:?}"
+        );
+    }
+    assert!(actions.contains(&json!({"action": "run", "stage": "implement"})));
+
+    let (status, body) = world.action(id, "run", json!({"stage": "review"})).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(
+        body["error"],
+        "review cannot start yet: no implement run has completed, so there is nothing to \
+         review; run the implement stage first"
+    );
+    let (status, body) = world.action(id, "run", json!({"stage": "pr"})).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(
+        body["error"],
+        "the pr stage cannot start yet: no review has given a verdict yet; a pull request is \
+         opened only after a reviewer says `ready` (run the review stage)"
+    );
+    // Nothing started, nothing changed.
+    let detail = world.detail(id).await;
+    assert_eq!(detail["task"]["state"], json!({"state": "plan_gate"}));
+    assert_eq!(run_summary(&detail), pairs(&[("plan", "completed")]));
+
+    // In order, the same pipeline goes through.
+    let (status, body) = world.action(id, "approve", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    world.wait_state(id, "awaiting_merge").await;
+}

@@ -50,6 +50,18 @@ pub struct TaskSnapshot {
     pub pr_rounds: PrRounds,
     /// A pull request was opened for the task (the engine has its record).
     pub has_pull_request: bool,
+    /// What the task's runs have done so far: what a stage started out of order would lack.
+    pub history: StageHistory,
+}
+
+/// The facts about a task's past runs the order of its stages depends on (the engine reads them
+/// from the run rows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StageHistory {
+    /// An implement run of the task has completed: there is work to review.
+    pub implemented: bool,
+    /// The verdict of the task's latest review run that gave one, if any.
+    pub last_verdict: Option<Verdict>,
 }
 
 /// How many follow-up runs the pull request has needed, per cause; each is capped by the
@@ -341,7 +353,12 @@ pub fn decide(snap: &TaskSnapshot, event: &Event, policy: &Policy) -> Result<Dec
                 }
                 TaskState::Running { stage } | TaskState::NeedsInput { stage, .. } => *stage,
             };
-            Ok(start(snap, stage.unwrap_or(default_stage), policy))
+            let stage = stage.unwrap_or(default_stage);
+            // Where the task stands is in order by construction; another stage must be reached.
+            if stage != default_stage {
+                in_order(snap, stage)?;
+            }
+            Ok(start(snap, stage, policy))
         }
         Event::PullRequestFailed { reason } => match snap.state {
             TaskState::AwaitingMerge { .. } | TaskState::AwaitingChecks => Ok(Decision {
@@ -580,6 +597,32 @@ pub fn allowed_actions(snap: &TaskSnapshot, policy: &Policy) -> Vec<Action> {
         .into_iter()
         .filter(|action| decide(snap, &action.event(), policy).is_ok())
         .collect()
+}
+
+/// Refuses a stage a user or an API call would start before the work it stands on exists:
+/// review before any implement run completed, pr before a reviewer said `ready` (unless a pull
+/// request is already open, which a pr run follows up).
+fn in_order(snap: &TaskSnapshot, stage: Stage) -> Result<(), Rejection> {
+    match stage {
+        Stage::Review if !snap.history.implemented => Err(Rejection::InvalidState(
+            "review cannot start yet: no implement run has completed, so there is nothing to \
+             review; run the implement stage first"
+                .into(),
+        )),
+        Stage::Pr
+            if !snap.has_pull_request && snap.history.last_verdict != Some(Verdict::Ready) =>
+        {
+            let last = match snap.history.last_verdict {
+                Some(verdict) => format!("the last review verdict is `{verdict}`"),
+                None => "no review has given a verdict yet".into(),
+            };
+            Err(Rejection::InvalidState(format!(
+                "the pr stage cannot start yet: {last}; a pull request is opened only after a \
+                 reviewer says `ready` (run the review stage)"
+            )))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A resume is a human's decision to grant a fresh budget.

@@ -2,7 +2,7 @@
 //! usage counters; plus the signals table.
 
 use crate::{ActivityKind, Result, StoreError, Tx, from_json, now_ms, to_json};
-use domain::{ProjectId, RunId, RunStatus, Signal, Stage, TaskId};
+use domain::{ProjectId, RunId, RunStatus, Signal, Stage, StageHistory, TaskId};
 use rusqlite::{OptionalExtension, Row, params};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -446,6 +446,34 @@ impl Tx<'_> {
             params![run.0, body],
         )?;
         Ok(())
+    }
+
+    /// What the task's runs have done so far: whether an implement run completed, and the
+    /// verdict of the latest review run that gave one.
+    pub fn stage_history(&self, task: TaskId) -> Result<StageHistory> {
+        let implemented = self.tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM runs WHERE task_id = ?1 AND stage = 'implement'
+             AND status = 'completed')",
+            [task.0],
+            |r| r.get(0),
+        )?;
+        let last: Option<String> = self
+            .tx
+            .query_row(
+                "SELECT signal FROM runs WHERE task_id = ?1 AND stage = 'review'
+                 AND signal IS NOT NULL ORDER BY id DESC LIMIT 1",
+                [task.0],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let last_verdict = match last.as_deref().map(from_json::<Signal>).transpose()? {
+            Some(Signal::Verdict { verdict, .. }) => Some(verdict),
+            _ => None,
+        };
+        Ok(StageHistory {
+            implemented,
+            last_verdict,
+        })
     }
 
     pub fn signal_count(&self, task: TaskId) -> Result<u32> {

@@ -8,8 +8,8 @@
 use std::path::{Path, PathBuf};
 
 use domain::{
-    BlockReason, DoneReason, PrRounds, ProjectId, RunId, RunStatus, Signal, Stage, TaskId,
-    TaskSnapshot, TaskState, Verdict,
+    BlockReason, DoneReason, PrRounds, ProjectId, RunId, RunStatus, Signal, Stage, StageHistory,
+    TaskId, TaskSnapshot, TaskState, Verdict,
 };
 use rusqlite::Connection;
 use store::{
@@ -362,6 +362,7 @@ fn a_version_1_database_upgrades_keeping_its_data() {
             live_run: None,
             pr_rounds: PrRounds::default(),
             has_pull_request: true,
+            history: StageHistory::default(),
         }
     );
     assert_eq!(store.read(|tx| tx.run_brief(RunId(7))).unwrap(), None);
@@ -767,6 +768,7 @@ fn the_snapshot_carries_the_live_run_pr_rounds_and_the_pull_request() {
         live_run: None,
         pr_rounds: PrRounds::default(),
         has_pull_request: false,
+        history: StageHistory::default(),
     };
     assert_eq!(snapshot(), bare);
 
@@ -789,6 +791,32 @@ fn the_snapshot_carries_the_live_run_pr_rounds_and_the_pull_request() {
 
     finish(&store, run, RunStatus::Completed);
     assert_eq!(snapshot().live_run, None);
+
+    // The history: a completed implement run, then the latest verdict given.
+    let implement = add_run(&store, task, Stage::Implement);
+    assert_eq!(snapshot().history, StageHistory::default());
+    finish(&store, implement, RunStatus::Completed);
+    let history = |last_verdict| StageHistory {
+        implemented: true,
+        last_verdict,
+    };
+    assert_eq!(snapshot().history, history(None));
+    for verdict in [Verdict::Ready, Verdict::NeedsWork] {
+        let review = add_run(&store, task, Stage::Review);
+        let signal = Signal::Verdict {
+            verdict,
+            reason: None,
+        };
+        store
+            .write(|tx| tx.record_signal(review, task, &signal))
+            .unwrap();
+        finish(&store, review, RunStatus::Completed);
+        assert_eq!(snapshot().history, history(Some(verdict)));
+    }
+    // A review that ended without a verdict leaves the last one standing.
+    let silent = add_run(&store, task, Stage::Review);
+    finish(&store, silent, RunStatus::Completed);
+    assert_eq!(snapshot().history, history(Some(Verdict::NeedsWork)));
 }
 
 #[test]

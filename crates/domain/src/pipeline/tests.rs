@@ -21,6 +21,18 @@ fn new_task() -> TaskSnapshot {
         live_run: None,
         pr_rounds: PrRounds::default(),
         has_pull_request: false,
+        history: StageHistory::default(),
+    }
+}
+
+/// `snap` after an implement run completed and the latest review said `verdict` (if any).
+fn after(snap: TaskSnapshot, last_verdict: Option<Verdict>) -> TaskSnapshot {
+    TaskSnapshot {
+        history: StageHistory {
+            implemented: true,
+            last_verdict,
+        },
+        ..snap
     }
 }
 
@@ -868,7 +880,70 @@ fn cases() -> Vec<Case> {
         ),
         case(
             "a run requested with an explicit stage runs that stage",
+            after(at(TaskState::PlanGate), None),
+            Event::RunRequested {
+                stage: Some(Review),
+            },
+            starts(Review, 0, 2),
+        ),
+        // --- guard: stages in order ----------------------------------------------------------
+        case(
+            "review requested before any implement run completed is refused",
             at(TaskState::PlanGate),
+            Event::RunRequested {
+                stage: Some(Review),
+            },
+            invalid(
+                "review cannot start yet: no implement run has completed, so there is nothing \
+                 to review; run the implement stage first",
+            ),
+        ),
+        case(
+            "review requested from a block at implement before any implement run completed is \
+             refused",
+            at(blocked_at(Implement, agent_blocked("why"))),
+            Event::RunRequested {
+                stage: Some(Review),
+            },
+            invalid(
+                "review cannot start yet: no implement run has completed, so there is nothing \
+                 to review; run the implement stage first",
+            ),
+        ),
+        case(
+            "pr requested before any verdict is refused",
+            after(at(TaskState::Stopped { stage: Review }), None),
+            Event::RunRequested { stage: Some(Pr) },
+            invalid(
+                "the pr stage cannot start yet: no review has given a verdict yet; a pull \
+                 request is opened only after a reviewer says `ready` (run the review stage)",
+            ),
+        ),
+        case(
+            "pr requested after a needs-work verdict is refused",
+            after(
+                at(TaskState::Stopped { stage: Implement }),
+                Some(Verdict::NeedsWork),
+            ),
+            Event::RunRequested { stage: Some(Pr) },
+            invalid(
+                "the pr stage cannot start yet: the last review verdict is `needs-work`; a pull \
+                 request is opened only after a reviewer says `ready` (run the review stage)",
+            ),
+        ),
+        case(
+            "pr requested after a ready verdict starts",
+            after(
+                at(TaskState::Stopped { stage: Implement }),
+                Some(Verdict::Ready),
+            ),
+            Event::RunRequested { stage: Some(Pr) },
+            starts(Pr, 0, 2),
+        ),
+        case(
+            "where the task stands is in order: a stopped review continues without a record of \
+             implementation",
+            at(TaskState::Stopped { stage: Review }),
             Event::RunRequested {
                 stage: Some(Review),
             },
@@ -891,7 +966,7 @@ fn with_pr(state: TaskState, pr_rounds: PrRounds) -> TaskSnapshot {
     TaskSnapshot {
         pr_rounds,
         has_pull_request: true,
-        ..with_counters(at(state), 1, 6)
+        ..after(with_counters(at(state), 1, 6), Some(Verdict::Ready))
     }
 }
 
@@ -1281,6 +1356,24 @@ impl Sim {
 
     fn send(&mut self, event: Event) -> Result<Decision, Rejection> {
         let decision = decide(&self.snap, &event, &self.policy)?;
+        // Like the engine, which reads the history from the run rows.
+        if let (
+            Event::RunFinished {
+                run,
+                outcome: RunOutcome::Ended { signal },
+            },
+            TaskState::Running { stage },
+        ) = (&event, &self.snap.state)
+            && self.snap.live_run == Some(*run)
+        {
+            match (stage, signal) {
+                (Stage::Implement, _) => self.snap.history.implemented = true,
+                (Stage::Review, Some(Signal::Verdict { verdict, .. })) => {
+                    self.snap.history.last_verdict = Some(*verdict);
+                }
+                _ => {}
+            }
+        }
         if let Event::RunFinished { run, .. } = &event
             && self.snap.live_run == Some(*run)
             && !matches!(decision.state, TaskState::NeedsInput { .. })
@@ -1368,6 +1461,10 @@ fn technical_happy_path_with_one_review_round() {
             live_run: None,
             pr_rounds: PrRounds::default(),
             has_pull_request: true,
+            history: StageHistory {
+                implemented: true,
+                last_verdict: Some(Verdict::Ready)
+            },
         }
     );
     assert_eq!(
@@ -1453,6 +1550,10 @@ fn review_loop_blocks_after_three_rounds_and_resume_grants_a_fresh_budget() {
             live_run: None,
             pr_rounds: PrRounds::default(),
             has_pull_request: false,
+            history: StageHistory {
+                implemented: true,
+                last_verdict: Some(Verdict::NeedsWork)
+            },
         }
     );
 
@@ -1571,6 +1672,7 @@ fn a_question_resumes_the_same_run_until_the_plan_is_ready() {
             live_run: None,
             pr_rounds: PrRounds::default(),
             has_pull_request: false,
+            history: StageHistory::default(),
         }
     );
     assert_eq!(
@@ -1846,29 +1948,62 @@ fn allowed_actions_are_the_events_the_rules_accept() {
         (
             "plan gate",
             at(TaskState::PlanGate),
-            with(
-                vec![ApprovePlan, RequestPlanChanges],
-                with(every_stage(), vec![Delete]),
-            ),
+            vec![
+                ApprovePlan,
+                RequestPlanChanges,
+                run(Stage::Plan),
+                run(Stage::Implement),
+                Delete,
+            ],
+        ),
+        (
+            "plan gate, implemented once",
+            after(at(TaskState::PlanGate), Some(Verdict::NeedsWork)),
+            vec![
+                ApprovePlan,
+                RequestPlanChanges,
+                run(Stage::Plan),
+                run(Stage::Implement),
+                run(Stage::Review),
+                Delete,
+            ],
         ),
         ("an agent running", running(Stage::Implement), vec![Stop]),
         ("an open question", question, vec![Answer, Stop]),
         (
             "stopped",
-            at(TaskState::Stopped {
-                stage: Stage::Review,
-            }),
-            with(vec![Resume], with(every_stage(), vec![Delete])),
+            after(
+                at(TaskState::Stopped {
+                    stage: Stage::Review,
+                }),
+                None,
+            ),
+            vec![
+                Resume,
+                run(Stage::Plan),
+                run(Stage::Implement),
+                run(Stage::Review),
+                Delete,
+            ],
         ),
         (
-            "blocked",
-            at(blocked_at(Stage::Review, agent_blocked("needs a key"))),
+            "blocked after a ready verdict",
+            after(
+                at(blocked_at(Stage::Review, agent_blocked("needs a key"))),
+                Some(Verdict::Ready),
+            ),
             with(vec![Resume], with(every_stage(), vec![Delete])),
         ),
         (
             "waiting to retry",
             at(waiting(Stage::Implement, 99)),
-            with(vec![Stop, Resume], with(every_stage(), vec![Delete])),
+            vec![
+                Stop,
+                Resume,
+                run(Stage::Plan),
+                run(Stage::Implement),
+                Delete,
+            ],
         ),
         (
             "awaiting merge",

@@ -135,3 +135,50 @@ async fn a_user_cannot_start_review_or_pr_out_of_order() {
     assert_eq!(status, 200, "{body}");
     world.wait_state(id, "awaiting_merge").await;
 }
+
+#[tokio::test]
+async fn an_implementer_that_does_nothing_is_nudged_once_then_blocked_and_never_reviewed() {
+    // It says what it was told, and does nothing else: no commit, no checked item.
+    let idle = json!({"runs": [[{"do": "echo_input"}]]});
+    let scenarios = [
+        ("plan", plan_scenario()),
+        ("implement", idle),
+        (
+            "review",
+            json!({"runs": [[{"do": "signal", "args": ["verdict", "ready"]}]]}),
+        ),
+    ];
+    let world = World::start(&scenarios, &[]).await;
+    let id = world.new_task("Do nothing", false).await;
+    let detail = world.wait_state(id, "blocked").await;
+    assert_eq!(
+        run_summary(&detail),
+        pairs(&[
+            ("plan", "completed"),
+            ("implement", "completed"),
+            ("implement", "completed"),
+        ]),
+        "the reviewer never started"
+    );
+    let state = &detail["task"]["state"];
+    assert_eq!(state["stage"], "implement", "{state}");
+    assert_eq!(state["reason"]["code"], "no_progress", "{state}");
+    let why = state["reason"]["detail"].as_str().unwrap();
+    assert!(
+        why.contains("no new commit on the task branch") && why.contains("made none again"),
+        "{why}"
+    );
+    // The nudge continued the same session, and the implementer read it.
+    let runs = detail["runs"].as_array().unwrap();
+    assert_eq!(runs[1]["session"], runs[2]["session"]);
+    let nudged = runs[2]["id"].clone();
+    let logs = world.logs(id).await;
+    assert!(
+        logs.iter().any(|e| e["run"] == nudged
+            && e["event"]["type"] == "message"
+            && e["event"]["text"].as_str().unwrap_or("").starts_with(
+                "Atelier guard: your last turn ended with no new commit on the task branch"
+            )),
+        "the nudged turn received the nudge: {logs:#?}"
+    );
+}

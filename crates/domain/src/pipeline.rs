@@ -166,6 +166,15 @@ pub enum RunOutcome {
     Stopped,
     /// The server died while the run was live.
     Interrupted,
+    /// An implement run ended normally but changed nothing: no new commit on the task branch and
+    /// no newly checked to-do item (the engine compares the worktree's HEAD and the doc's checked
+    /// items with those at the run's start). The first time the implementer is nudged; after
+    /// `earlier` such runs in a row the task blocks (`no_progress`).
+    NoProgress {
+        detail: String,
+        /// Runs of the task right before this one that made no progress either.
+        earlier: u32,
+    },
 }
 
 impl RunOutcome {
@@ -175,7 +184,7 @@ impl RunOutcome {
             RunOutcome::Ended {
                 signal: Some(Signal::Question { .. }),
             } => RunStatus::NeedsInput,
-            RunOutcome::Ended { .. } => RunStatus::Completed,
+            RunOutcome::Ended { .. } | RunOutcome::NoProgress { .. } => RunStatus::Completed,
             RunOutcome::Failed { .. }
             | RunOutcome::InfraFailed { .. }
             | RunOutcome::Stalled { .. } => RunStatus::Failed,
@@ -203,6 +212,14 @@ pub enum Effect {
     },
     StopRun {
         run: RunId,
+    },
+    /// Queue a new run of `stage` (counted against the run cap) that continues the session of
+    /// the run that just ended with `input` as its next turn — or, with no session to continue,
+    /// a fresh run with `input` in its prompt. A guard's nudge: the agent is told what it did
+    /// not do and gets one more chance.
+    Nudge {
+        stage: Stage,
+        input: String,
     },
     /// Queue a new plan run (counted against the run cap, a new plan iteration) that continues
     /// the last plan run's harness session with `feedback` as its next input, or — when there is
@@ -625,6 +642,44 @@ fn in_order(snap: &TaskSnapshot, stage: Stage) -> Result<(), Rejection> {
     }
 }
 
+/// What an implementer that changed nothing is told before its one more chance.
+pub const NO_PROGRESS_NUDGE: &str = "Atelier guard: your last turn ended with no new commit on \
+     the task branch and no newly checked item in the task doc's To-Do List, so the reviewer was \
+     not started. Work the unchecked to-do items now: make the changes, commit them on the task \
+     branch, and check each item in the doc once it is done. If the work is already done, commit \
+     it and check its items; if an item cannot be done by an agent, write why under the item. \
+     Ending another turn without a commit or a newly checked item blocks the task.";
+
+/// An implement run made no progress: nudge the implementer once (the reviewer is not started
+/// on nothing); a second run in a row without progress blocks the task.
+fn no_progress(snap: &TaskSnapshot, detail: &str, earlier: u32, policy: &Policy) -> Decision {
+    if earlier > 0 {
+        return blocked(
+            snap,
+            Stage::Implement,
+            BlockReason::NoProgress {
+                detail: format!(
+                    "{detail}; the implementer had been nudged after a run without progress, \
+                     and made none again"
+                ),
+            },
+        );
+    }
+    nudge(snap, Stage::Implement, NO_PROGRESS_NUDGE, policy)
+}
+
+/// Queues a nudged run of `stage` (a [`start`] whose run continues the session with `input`).
+fn nudge(snap: &TaskSnapshot, stage: Stage, input: &str, policy: &Policy) -> Decision {
+    let mut decision = start(snap, stage, policy);
+    if let Some(effect) = decision.effects.first_mut() {
+        *effect = Effect::Nudge {
+            stage,
+            input: input.to_string(),
+        };
+    }
+    decision
+}
+
 /// A resume is a human's decision to grant a fresh budget.
 fn fresh(snap: &TaskSnapshot) -> TaskSnapshot {
     TaskSnapshot {
@@ -801,6 +856,11 @@ fn run_finished(
                 effects: vec![],
             };
         }
+        RunOutcome::NoProgress { detail, earlier } if stage == Stage::Implement => {
+            return no_progress(snap, detail, *earlier, policy);
+        }
+        // Only implementers are held to progress: anywhere else it is a plain end.
+        RunOutcome::NoProgress { .. } => &None,
         RunOutcome::Ended { signal } => signal,
     };
     if let Some(Signal::Question { text }) = signal {

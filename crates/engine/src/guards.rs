@@ -4,7 +4,9 @@
 //! refusals an agent reads as the error output of its `atelier signal …` command.
 
 use crate::error::{EngineError, Result};
-use domain::{Signal, TodoItem, Verdict};
+use crate::inner::Inner;
+use domain::{RunId, RunOutcome, Signal, Stage, TodoItem, Verdict};
+use std::path::Path;
 use store::{RunRow, TaskRow};
 
 /// The most unchecked items a refusal lists by name (the rest are counted).
@@ -57,6 +59,65 @@ pub(crate) fn unchecked_refusal(unchecked: &[TodoItem]) -> String {
          only a human can do it).",
     );
     text
+}
+
+/// The commit at the head of the task's branch (what its worktree has committed, and what a
+/// pull request publishes); `None` when it cannot be read (no worktree, no such branch).
+pub(crate) async fn branch_head(task: &TaskRow) -> Option<String> {
+    let worktree = task.worktree.as_deref()?;
+    // `open` resolves a linked worktree to the main one; branches are shared between them.
+    let repo = git::Repo::open(Path::new(worktree)).await.ok()?;
+    repo.rev_parse(&format!("refs/heads/{}", task.branch))
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Where the task's work stands: its branch's head and how many to-do items its doc has
+/// checked.
+pub(crate) async fn work_state(task: &TaskRow) -> (Option<String>, u32) {
+    let head = branch_head(task).await;
+    let checked = domain::checked_count(&read_doc(task).await.unwrap_or_default());
+    (head, checked)
+}
+
+/// An implement run that ended normally is judged against what it started from: with no new
+/// commit and no newly checked to-do item its outcome is `NoProgress` (whose `earlier` count
+/// `supervisor::finish` reads from the store). Other runs, a run that asked a question, and runs
+/// recorded without a start (before migration 11) keep their outcome.
+pub(crate) async fn judge_progress(inner: &Inner, run: RunId, outcome: RunOutcome) -> RunOutcome {
+    if !matches!(outcome, RunOutcome::Ended { .. }) {
+        return outcome;
+    }
+    let rows = inner.store.read(|tx| {
+        let Some(row) = tx.run(run)? else {
+            return Ok::<_, store::StoreError>(None);
+        };
+        Ok(tx.task(row.task_id)?.map(|task| (row, task)))
+    });
+    let Ok(Some((row, task))) = rows else {
+        return outcome;
+    };
+    let asked = matches!(row.signal, Some(Signal::Question { .. }));
+    let (true, false, Some(start_checked)) =
+        (row.stage == Stage::Implement, asked, row.start_checked)
+    else {
+        return outcome;
+    };
+    let (head, checked) = work_state(&task).await;
+    if head != row.start_head || checked > start_checked {
+        return outcome;
+    }
+    let at = head
+        .as_deref()
+        .map_or("no commit".to_string(), |h| h.chars().take(12).collect());
+    RunOutcome::NoProgress {
+        detail: format!(
+            "the implement run ended with no new commit on the task branch (still at {at}) and \
+             no newly checked to-do item ({checked} checked, as when it started)"
+        ),
+        earlier: 0,
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 use crate::api::LogEntry;
 use crate::confine::MARK_VAR;
 use crate::error::EngineError;
+use crate::guards;
 use crate::hub::HubItem;
 use crate::inner::{Inner, StopCause};
 use crate::transition::{Applied, after_commit, apply_in};
@@ -238,6 +239,8 @@ pub(crate) async fn supervise(inner: Arc<Inner>, mut turn: Turn) {
             )
         }
     };
+    // The guards judge what the run did before its end is recorded.
+    let outcome = guards::judge_progress(&inner, turn.run, outcome).await;
     transcript.push(TranscriptEvent::Status {
         text: describe(&outcome),
     });
@@ -355,6 +358,7 @@ fn describe(outcome: &RunOutcome) -> String {
         RunOutcome::Stalled { reason, .. } => format!("run stalled: {reason}"),
         RunOutcome::Stopped => "run stopped by a user".into(),
         RunOutcome::Interrupted => "run interrupted".into(),
+        RunOutcome::NoProgress { detail, .. } => format!("run ended without progress: {detail}"),
     }
 }
 
@@ -417,6 +421,11 @@ pub(crate) fn finish(
                     attempt,
                 }
             }
+            RunOutcome::NoProgress { detail, .. } => {
+                let earlier = tx.consecutive_no_progress(row.task_id)?;
+                tx.mark_run_no_progress(run)?;
+                RunOutcome::NoProgress { detail, earlier }
+            }
             other => other,
         };
         let reason = match &outcome {
@@ -425,7 +434,7 @@ pub(crate) fn finish(
             | RunOutcome::Stalled { reason, .. } => Some(reason.as_str()),
             RunOutcome::Stopped => Some("stopped by a user"),
             RunOutcome::Interrupted => Some("the server stopped while this run was live"),
-            RunOutcome::Ended { .. } => None,
+            RunOutcome::Ended { .. } | RunOutcome::NoProgress { .. } => None,
         };
         let status = outcome.run_status();
         let reason = reason.map(str::to_string);

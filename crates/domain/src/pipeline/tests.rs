@@ -324,6 +324,72 @@ fn cases() -> Vec<Case> {
             },
             blocks(Plan, max_iterations(RUN_CAP), 0, 25),
         ),
+        // --- guard: no progress ---------------------------------------------------------------
+        case(
+            "an implement run without progress nudges the implementer instead of starting review",
+            with_counters(running(Implement), 0, 2),
+            finished(RunOutcome::NoProgress {
+                detail: "nothing changed".into(),
+                earlier: 0,
+            }),
+            decision(
+                TaskState::Running { stage: Implement },
+                0,
+                3,
+                vec![Effect::Nudge {
+                    stage: Implement,
+                    input: NO_PROGRESS_NUDGE.into(),
+                }],
+            ),
+        ),
+        case(
+            "a second implement run in a row without progress blocks the task",
+            with_counters(running(Implement), 0, 3),
+            finished(RunOutcome::NoProgress {
+                detail: "nothing changed".into(),
+                earlier: 1,
+            }),
+            blocks(
+                Implement,
+                BlockReason::NoProgress {
+                    detail: "nothing changed; the implementer had been nudged after a run \
+                             without progress, and made none again"
+                        .into(),
+                },
+                0,
+                3,
+            ),
+        ),
+        case(
+            "a nudge past the total-run cap blocks at the cap",
+            with_counters(running(Implement), 0, 25),
+            finished(RunOutcome::NoProgress {
+                detail: "nothing changed".into(),
+                earlier: 0,
+            }),
+            blocks(Implement, max_iterations(RUN_CAP), 0, 25),
+        ),
+        case(
+            "no progress outside implement is a plain end (a review without a verdict)",
+            with_counters(running(Review), 0, 3),
+            finished(RunOutcome::NoProgress {
+                detail: "nothing changed".into(),
+                earlier: 3,
+            }),
+            starts(Implement, 1, 4),
+        ),
+        case(
+            "a stale no-progress report is ignored",
+            running(Implement),
+            Event::RunFinished {
+                run: OTHER_RUN,
+                outcome: RunOutcome::NoProgress {
+                    detail: "nothing changed".into(),
+                    earlier: 0,
+                },
+            },
+            unchanged(&running(Implement)),
+        ),
         // --- implement ⇄ review ----------------------------------------------------------------
         case(
             "implementer ending its turn starts the reviewer",
@@ -1322,6 +1388,13 @@ fn run_outcomes_map_to_run_statuses() {
         ),
         (RunOutcome::Stopped, RunStatus::Stopped),
         (RunOutcome::Interrupted, RunStatus::Interrupted),
+        (
+            RunOutcome::NoProgress {
+                detail: "nothing changed".into(),
+                earlier: 0,
+            },
+            RunStatus::Completed,
+        ),
     ];
     for (outcome, status) in table {
         assert_eq!(outcome.run_status(), status, "{outcome:?}");
@@ -1385,6 +1458,7 @@ impl Sim {
                 Effect::StartRun { .. }
                 | Effect::RestartRun { .. }
                 | Effect::RevisePlan { .. }
+                | Effect::Nudge { .. }
                 | Effect::StartFollowUp { .. } => {
                     self.snap.live_run = Some(RunId(self.next_run));
                     self.next_run += 1;
@@ -2081,4 +2155,45 @@ fn a_plan_sent_back_with_changes_comes_to_the_gate_again() {
         ]
     );
     assert_eq!(sim.snap.runs_started, 3);
+}
+
+#[test]
+fn an_idle_implementer_is_nudged_once_then_blocked_and_review_never_starts() {
+    use Stage::*;
+    let mut sim = Sim::new(false, Policy::default());
+    sim.ok(Event::Created);
+    sim.end(Some(Signal::PlanReady));
+    let idle = |earlier| RunOutcome::NoProgress {
+        detail: "no new commit, no newly checked item".into(),
+        earlier,
+    };
+    sim.finish(idle(0));
+    assert_eq!(sim.state(), &TaskState::Running { stage: Implement });
+    sim.finish(idle(1));
+    assert_eq!(
+        sim.state(),
+        &TaskState::Blocked {
+            stage: Implement,
+            reason: BlockReason::NoProgress {
+                detail: "no new commit, no newly checked item; the implementer had been nudged \
+                         after a run without progress, and made none again"
+                    .into()
+            }
+        }
+    );
+    assert_eq!(
+        sim.effects,
+        vec![
+            Effect::StartRun { stage: Plan },
+            Effect::StartRun { stage: Implement },
+            Effect::Nudge {
+                stage: Implement,
+                input: NO_PROGRESS_NUDGE.into()
+            },
+        ]
+    );
+    // A resume grants a fresh start at implement; progress then reaches the reviewer.
+    sim.ok(Event::ResumeRequested);
+    sim.end(None);
+    assert_eq!(sim.state(), &TaskState::Running { stage: Review });
 }

@@ -182,3 +182,67 @@ async fn an_implementer_that_does_nothing_is_nudged_once_then_blocked_and_never_
         "the nudged turn received the nudge: {logs:#?}"
     );
 }
+
+#[tokio::test]
+async fn a_commit_after_the_ready_verdict_goes_back_to_review_before_a_pull_request() {
+    // The first pr run slips a commit in after the review, then says pr-done: refused, and the
+    // task goes back to review; the second pr run publishes what the reviewer saw.
+    let sneaky_pr = json!({"runs": [
+        [
+            {"do": "write", "path": "extra.txt", "content": "unreviewed\n"},
+            {"do": "run", "command": "git add -A && git commit -qm 'Unreviewed extra'"},
+            {"do": "signal", "args": ["pr-done"]}
+        ],
+        [
+            {"do": "signal", "args": ["pr-done"]}
+        ]
+    ]});
+    let ready = json!({"runs": [[{"do": "signal", "args": ["verdict", "ready"]}]]});
+    let implement = json!({"runs": [[
+        {"do": "write", "path": "greeting.txt", "content": "hello\n"},
+        {"do": "check", "item": "Add greeting.txt"},
+        {"do": "write", "path": "farewell.txt", "content": "goodbye\n"},
+        {"do": "check", "item": "Add farewell.txt"},
+        {"do": "run", "command": "git add -A && git commit -qm 'Add greeting and farewell'"}
+    ]]});
+    let scenarios = [
+        ("plan", plan_scenario()),
+        ("implement", implement),
+        ("review", ready),
+        ("pr", sneaky_pr),
+    ];
+    let world = World::start(&scenarios, &[]).await;
+    let id = world.new_task("Commit after review", false).await;
+    let detail = world.wait_state(id, "awaiting_merge").await;
+    assert_eq!(
+        run_summary(&detail),
+        pairs(&[
+            ("plan", "completed"),
+            ("implement", "completed"),
+            ("review", "completed"),
+            ("pr", "completed"),
+            ("review", "completed"),
+            ("pr", "completed"),
+        ])
+    );
+    let runs = detail["runs"].as_array().unwrap();
+    assert_eq!(runs[3]["signal"], Value::Null, "the first pr-done was refused");
+    let first = runs[2]["reviewed_commit"].as_str().unwrap();
+    let second = runs[4]["reviewed_commit"].as_str().unwrap();
+    assert_ne!(first, second, "the second review saw the new commit");
+    // What was published is what the second review saw.
+    let pr = world.wait_until_pr(id).await;
+    assert_eq!(pr["head_sha"], second);
+    let branch = detail["task"]["branch"].as_str().unwrap();
+    assert_eq!(world.repo.remote_log(branch)[0], "Unreviewed extra");
+
+    let refusals = failed_tool_outputs(&world, id).await;
+    assert_eq!(refusals.len(), 1, "{refusals:#?}");
+    let refusal = &refusals[0];
+    assert!(
+        refusal.contains("`pr-done` refused: the task branch's head")
+            && refusal.contains(&first[..12])
+            && refusal.contains("goes back to review"),
+        "{refusal}"
+    );
+}

@@ -175,6 +175,14 @@ pub enum RunOutcome {
         /// Runs of the task right before this one that made no progress either.
         earlier: u32,
     },
+    /// A pr run ended while the task branch's head is not the commit of the last `ready`
+    /// verdict (it committed after the review), before any pull request was opened: what would
+    /// be published was never reviewed, so the task goes back to review. `signal` is what the
+    /// run signalled (its `pr-done` was refused).
+    Unreviewed {
+        signal: Option<Signal>,
+        detail: String,
+    },
 }
 
 impl RunOutcome {
@@ -184,7 +192,9 @@ impl RunOutcome {
             RunOutcome::Ended {
                 signal: Some(Signal::Question { .. }),
             } => RunStatus::NeedsInput,
-            RunOutcome::Ended { .. } | RunOutcome::NoProgress { .. } => RunStatus::Completed,
+            RunOutcome::Ended { .. }
+            | RunOutcome::NoProgress { .. }
+            | RunOutcome::Unreviewed { .. } => RunStatus::Completed,
             RunOutcome::Failed { .. }
             | RunOutcome::InfraFailed { .. }
             | RunOutcome::Stalled { .. } => RunStatus::Failed,
@@ -861,6 +871,13 @@ fn run_finished(
         }
         // Only implementers are held to progress: anywhere else it is a plain end.
         RunOutcome::NoProgress { .. } => &None,
+        // Commits after the review are reviewed before anything is published.
+        RunOutcome::Unreviewed { .. } if stage == Stage::Pr && !snap.has_pull_request => {
+            return start(snap, Stage::Review, policy);
+        }
+        // A pull request already open is followed up (checks, conflicts, comments), and its
+        // human review is on the forge: the run ends as it signalled.
+        RunOutcome::Unreviewed { signal, .. } => signal,
         RunOutcome::Ended { signal } => signal,
     };
     if let Some(Signal::Question { text }) = signal {

@@ -321,6 +321,10 @@ pub struct RunView {
     /// The model the agent was given (the owner's own model for the stage over the role's).
     #[serde(default)]
     pub model: Option<String>,
+    /// The commit a reviewer's verdict was given on (the task branch's head when it
+    /// signalled); `None` for other runs and verdicts recorded before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reviewed_commit: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]

@@ -913,13 +913,19 @@ impl Engine {
         // The guards read the doc and the worktree outside the transaction; the run is checked
         // again when the signal is recorded.
         let (run, row) = self.inner.store.read(check)?;
-        if let Err(refusal) = guards::check_signal(&run, &row, &signal).await {
-            tracing::info!(task = %task, run = %run.id, signal = views::signal_name(&signal), reason = %refusal, "signal refused by a guard");
-            return Err(refusal);
-        }
+        let reviewed = match guards::check_signal(&self.inner, &row, &signal).await {
+            Ok(reviewed) => reviewed,
+            Err(refusal) => {
+                tracing::info!(task = %task, run = %run.id, signal = views::signal_name(&signal), reason = %refusal, "signal refused by a guard");
+                return Err(refusal);
+            }
+        };
         let run = self.inner.store.write(|tx| {
             let (run, _) = check(tx)?;
             tx.record_signal(run.id, task, &signal)?;
+            if let Some(commit) = &reviewed {
+                tx.set_reviewed_commit(run.id, commit)?;
+            }
             Ok::<_, EngineError>(run)
         })?;
         tracing::info!(task = %task, run = %run.id, signal = views::signal_name(&signal), "signal received");

@@ -13,20 +13,65 @@ use store::{RunRow, TaskRow};
 const LISTED_ITEMS: usize = 20;
 
 /// Checks a signal against the guards before it is recorded; the refusal is what the agent's
-/// `atelier signal …` prints.
-pub(crate) async fn check_signal(_run: &RunRow, task: &TaskRow, signal: &Signal) -> Result<()> {
-    if let Signal::Verdict {
-        verdict: Verdict::Ready,
-        ..
-    } = signal
-    {
-        let doc = read_doc(task).await?;
-        let unchecked = domain::unchecked_items(&doc);
-        if !unchecked.is_empty() {
-            return Err(EngineError::InvalidState(unchecked_refusal(&unchecked)));
+/// `atelier signal …` prints. For a verdict, returns the commit it is given on (the task
+/// branch's head), to be recorded on the review run.
+pub(crate) async fn check_signal(
+    inner: &Inner,
+    task: &TaskRow,
+    signal: &Signal,
+) -> Result<Option<String>> {
+    match signal {
+        Signal::Verdict { verdict, .. } => {
+            if *verdict == Verdict::Ready {
+                let doc = read_doc(task).await?;
+                let unchecked = domain::unchecked_items(&doc);
+                if !unchecked.is_empty() {
+                    return Err(EngineError::InvalidState(unchecked_refusal(&unchecked)));
+                }
+            }
+            Ok(branch_head(task).await)
         }
+        Signal::PrDone { .. } => {
+            if let Some(refusal) = unreviewed(inner, task).await? {
+                return Err(EngineError::InvalidState(format!(
+                    "`pr-done` refused: {refusal}. Commits made after the review are reviewed \
+                     before anything is published: end your turn without committing more; the \
+                     task goes back to review, then to the pr stage again."
+                )));
+            }
+            Ok(None)
+        }
+        Signal::PlanReady | Signal::Question { .. } => Ok(None),
     }
-    Ok(())
+}
+
+/// Why the task branch's head is not a reviewed commit, if it is not: before a pull request is
+/// opened, the head must be the commit of the last `ready` verdict. A verdict recorded before
+/// its commit was (migration 11), or an unreadable head, is not held against the task.
+async fn unreviewed(inner: &Inner, task: &TaskRow) -> Result<Option<String>> {
+    let (open, verdict) = inner.store.read(|tx| {
+        Ok::<_, EngineError>((
+            tx.pull_request(task.id)?.is_some(),
+            tx.latest_verdict(task.id)?,
+        ))
+    })?;
+    let Some((Verdict::Ready, Some(reviewed))) = verdict.filter(|_| !open) else {
+        return Ok(None);
+    };
+    let Some(head) = branch_head(task).await else {
+        return Ok(None);
+    };
+    Ok((head != reviewed).then(|| {
+        format!(
+            "the task branch's head {} is not the commit the reviewer said `ready` on ({})",
+            short(&head),
+            short(&reviewed)
+        )
+    }))
+}
+
+fn short(commit: &str) -> String {
+    commit.chars().take(12).collect()
 }
 
 /// The task doc's text (an absent doc reads as empty: it has no to-do items).
@@ -81,11 +126,15 @@ pub(crate) async fn work_state(task: &TaskRow) -> (Option<String>, u32) {
     (head, checked)
 }
 
-/// An implement run that ended normally is judged against what it started from: with no new
-/// commit and no newly checked to-do item its outcome is `NoProgress` (whose `earlier` count
-/// `supervisor::finish` reads from the store). Other runs, a run that asked a question, and runs
-/// recorded without a start (before migration 11) keep their outcome.
-pub(crate) async fn judge_progress(inner: &Inner, run: RunId, outcome: RunOutcome) -> RunOutcome {
+/// A run that ended normally is judged by the guards before its end is recorded:
+/// - an implement run with no new commit on the task branch and no newly checked to-do item
+///   ends with `NoProgress` (whose `earlier` count `supervisor::finish` reads from the store);
+/// - a pr run that leaves the branch's head at a commit no `ready` verdict was given on, before
+///   any pull request is open, ends with `Unreviewed` (back to review).
+///
+/// Other runs, a run that asked a question, and runs recorded without a start (before
+/// migration 11) keep their outcome.
+pub(crate) async fn judge(inner: &Inner, run: RunId, outcome: RunOutcome) -> RunOutcome {
     if !matches!(outcome, RunOutcome::Ended { .. }) {
         return outcome;
     }
@@ -98,19 +147,35 @@ pub(crate) async fn judge_progress(inner: &Inner, run: RunId, outcome: RunOutcom
     let Ok(Some((row, task))) = rows else {
         return outcome;
     };
-    let asked = matches!(row.signal, Some(Signal::Question { .. }));
-    let (true, false, Some(start_checked)) =
-        (row.stage == Stage::Implement, asked, row.start_checked)
-    else {
+    if matches!(row.signal, Some(Signal::Question { .. })) {
+        return outcome;
+    }
+    match row.stage {
+        Stage::Implement => judge_progress(&row, &task, outcome).await,
+        Stage::Pr => match unreviewed(inner, &task).await {
+            Ok(Some(detail)) => RunOutcome::Unreviewed {
+                signal: row.signal,
+                detail,
+            },
+            Ok(None) => outcome,
+            Err(err) => {
+                tracing::warn!(%run, error = %err, "cannot check the reviewed commit");
+                outcome
+            }
+        },
+        Stage::Plan | Stage::Review => outcome,
+    }
+}
+
+async fn judge_progress(row: &RunRow, task: &TaskRow, outcome: RunOutcome) -> RunOutcome {
+    let Some(start_checked) = row.start_checked else {
         return outcome;
     };
-    let (head, checked) = work_state(&task).await;
+    let (head, checked) = work_state(task).await;
     if head != row.start_head || checked > start_checked {
         return outcome;
     }
-    let at = head
-        .as_deref()
-        .map_or("no commit".to_string(), |h| h.chars().take(12).collect());
+    let at = head.as_deref().map_or("no commit".to_string(), short);
     RunOutcome::NoProgress {
         detail: format!(
             "the implement run ended with no new commit on the task branch (still at {at}) and \

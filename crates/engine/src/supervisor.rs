@@ -240,7 +240,7 @@ pub(crate) async fn supervise(inner: Arc<Inner>, mut turn: Turn) {
         }
     };
     // The guards judge what the run did before its end is recorded.
-    let outcome = guards::judge_progress(&inner, turn.run, outcome).await;
+    let outcome = guards::judge(&inner, turn.run, outcome).await;
     transcript.push(TranscriptEvent::Status {
         text: describe(&outcome),
     });
@@ -359,6 +359,9 @@ fn describe(outcome: &RunOutcome) -> String {
         RunOutcome::Stopped => "run stopped by a user".into(),
         RunOutcome::Interrupted => "run interrupted".into(),
         RunOutcome::NoProgress { detail, .. } => format!("run ended without progress: {detail}"),
+        RunOutcome::Unreviewed { detail, .. } => {
+            format!("run ended with unreviewed commits: {detail}; the task goes back to review")
+        }
     }
 }
 
@@ -434,7 +437,9 @@ pub(crate) fn finish(
             | RunOutcome::Stalled { reason, .. } => Some(reason.as_str()),
             RunOutcome::Stopped => Some("stopped by a user"),
             RunOutcome::Interrupted => Some("the server stopped while this run was live"),
-            RunOutcome::Ended { .. } | RunOutcome::NoProgress { .. } => None,
+            RunOutcome::Ended { .. }
+            | RunOutcome::NoProgress { .. }
+            | RunOutcome::Unreviewed { .. } => None,
         };
         let status = outcome.run_status();
         let reason = reason.map(str::to_string);

@@ -2,7 +2,7 @@
 //! usage counters; plus the signals table.
 
 use crate::{ActivityKind, Result, StoreError, Tx, from_json, now_ms, to_json};
-use domain::{ProjectId, RunId, RunStatus, Signal, Stage, StageHistory, TaskId};
+use domain::{ProjectId, RunId, RunStatus, Signal, Stage, StageHistory, TaskId, Verdict};
 use rusqlite::{OptionalExtension, Row, params};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -531,22 +531,30 @@ impl Tx<'_> {
             [task.0],
             |r| r.get(0),
         )?;
-        let last: Option<String> = self
-            .tx
-            .query_row(
-                "SELECT signal FROM runs WHERE task_id = ?1 AND stage = 'review'
-                 AND signal IS NOT NULL ORDER BY id DESC LIMIT 1",
-                [task.0],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let last_verdict = match last.as_deref().map(from_json::<Signal>).transpose()? {
-            Some(Signal::Verdict { verdict, .. }) => Some(verdict),
-            _ => None,
-        };
         Ok(StageHistory {
             implemented,
-            last_verdict,
+            last_verdict: self.latest_verdict(task)?.map(|(verdict, _)| verdict),
+        })
+    }
+
+    /// The verdict of the task's latest review run that gave one, and the commit it was given
+    /// on (`None` for verdicts recorded before migration 11).
+    pub fn latest_verdict(&self, task: TaskId) -> Result<Option<(Verdict, Option<String>)>> {
+        let row: Option<(String, Option<String>)> = self
+            .tx
+            .query_row(
+                "SELECT signal, reviewed_commit FROM runs WHERE task_id = ?1 AND stage = 'review'
+                 AND signal IS NOT NULL ORDER BY id DESC LIMIT 1",
+                [task.0],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((signal, commit)) = row else {
+            return Ok(None);
+        };
+        Ok(match from_json::<Signal>(&signal)? {
+            Signal::Verdict { verdict, .. } => Some((verdict, commit)),
+            _ => None,
         })
     }
 

@@ -390,6 +390,52 @@ fn cases() -> Vec<Case> {
             },
             unchanged(&running(Implement)),
         ),
+        // --- guard: reviewed commit -----------------------------------------------------------
+        case(
+            "a pr run that committed after the review sends the task back to review",
+            with_counters(running(Pr), 0, 4),
+            finished(RunOutcome::Unreviewed {
+                signal: None,
+                detail: "head b is not the reviewed a".into(),
+            }),
+            starts(Review, 0, 5),
+        ),
+        case(
+            "back to review even when the pr run signalled pr-done",
+            with_counters(running(Pr), 1, 4),
+            finished(RunOutcome::Unreviewed {
+                signal: Some(Signal::PrDone { no_changes: false }),
+                detail: "head b is not the reviewed a".into(),
+            }),
+            starts(Review, 1, 5),
+        ),
+        case(
+            "back to review past the total-run cap blocks at review",
+            with_counters(running(Pr), 0, 25),
+            finished(RunOutcome::Unreviewed {
+                signal: None,
+                detail: "head b is not the reviewed a".into(),
+            }),
+            blocks(Review, max_iterations(RUN_CAP), 0, 25),
+        ),
+        case(
+            "with a pull request open, a follow-up's commits are published as it signalled",
+            TaskSnapshot {
+                live_run: Some(RUN),
+                ..with_pr(TaskState::Running { stage: Pr }, rounds(1, 0))
+            },
+            finished(RunOutcome::Unreviewed {
+                signal: Some(Signal::PrDone { no_changes: false }),
+                detail: "head b is not the reviewed a".into(),
+            }),
+            Ok(Decision {
+                state: TaskState::AwaitingChecks,
+                review_rounds: 1,
+                runs_started: 6,
+                pr_rounds: rounds(1, 0),
+                effects: vec![Effect::OpenPullRequest],
+            }),
+        ),
         // --- implement ⇄ review ----------------------------------------------------------------
         case(
             "implementer ending its turn starts the reviewer",
@@ -1392,6 +1438,13 @@ fn run_outcomes_map_to_run_statuses() {
             RunOutcome::NoProgress {
                 detail: "nothing changed".into(),
                 earlier: 0,
+            },
+            RunStatus::Completed,
+        ),
+        (
+            RunOutcome::Unreviewed {
+                signal: None,
+                detail: "committed after the review".into(),
             },
             RunStatus::Completed,
         ),

@@ -226,7 +226,11 @@ async fn a_commit_after_the_ready_verdict_goes_back_to_review_before_a_pull_requ
         ])
     );
     let runs = detail["runs"].as_array().unwrap();
-    assert_eq!(runs[3]["signal"], Value::Null, "the first pr-done was refused");
+    assert_eq!(
+        runs[3]["signal"],
+        Value::Null,
+        "the first pr-done was refused"
+    );
     let first = runs[2]["reviewed_commit"].as_str().unwrap();
     let second = runs[4]["reviewed_commit"].as_str().unwrap();
     assert_ne!(first, second, "the second review saw the new commit");
@@ -244,5 +248,64 @@ async fn a_commit_after_the_ready_verdict_goes_back_to_review_before_a_pull_requ
             && refusal.contains(&first[..12])
             && refusal.contains("goes back to review"),
         "{refusal}"
+    );
+}
+
+#[tokio::test]
+async fn a_looping_agent_is_interrupted_and_nudged_then_blocked() {
+    // The implementer runs the same failing test over and over, then would wait forever: only
+    // the guard ends its turns. The nudged turn reads the nudge, then loops again.
+    let same_call = json!({"do": "tool", "name": "shell", "input": {"command": "cargo test"}, "output": "1 failed"});
+    let mut first = vec![json!({"do": "message", "text": "Let me run the tests."})];
+    first.extend(std::iter::repeat_n(same_call.clone(), 6));
+    first.push(json!({"do": "hang"}));
+    let mut second = vec![json!({"do": "echo_input"})];
+    second.extend(std::iter::repeat_n(same_call, 6));
+    second.push(json!({"do": "hang"}));
+    let looping = json!({"runs": [{"turns": [first, second]}]});
+    let scenarios = [("plan", plan_scenario()), ("implement", looping)];
+    let world = World::start(&scenarios, &["--stop-grace-ms", "300"]).await;
+    let id = world.new_task("Loop forever", false).await;
+    let detail = world.wait_state(id, "blocked").await;
+    assert_eq!(
+        run_summary(&detail),
+        pairs(&[
+            ("plan", "completed"),
+            ("implement", "failed"),
+            ("implement", "failed"),
+        ])
+    );
+    let state = &detail["task"]["state"];
+    assert_eq!(state["stage"], "implement", "{state}");
+    assert_eq!(state["reason"]["code"], "looping", "{state}");
+    let why = state["reason"]["detail"].as_str().unwrap();
+    assert!(
+        why.starts_with("the agent called `shell` with the same input 5 times in a row"),
+        "{why}"
+    );
+    let runs = detail["runs"].as_array().unwrap();
+    assert!(
+        runs[1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("5 times in a row"),
+        "{}",
+        runs[1]
+    );
+    assert_eq!(
+        runs[1]["session"], runs[2]["session"],
+        "the nudge continued the session"
+    );
+    // The nudged turn read why it was interrupted.
+    let logs = world.logs(id).await;
+    let nudged = runs[2]["id"].clone();
+    assert!(
+        logs.iter().any(|e| e["run"] == nudged
+            && e["event"]["type"] == "message"
+            && e["event"]["text"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("Atelier guard: you made the same tool call")),
+        "{logs:#?}"
     );
 }

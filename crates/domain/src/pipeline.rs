@@ -21,6 +21,10 @@ pub struct Policy {
     /// Pr-stage runs that may start to resolve conflicts with a moved base before the task
     /// blocks (`conflicts`).
     pub max_conflict_rounds: u32,
+    /// The same tool call with the same input this many times in a row interrupts the run with
+    /// a nudge; a second such run in a row blocks the task (`looping`). Enforced by the engine's
+    /// supervisor over the decoded transcript.
+    pub max_repeated_tool_calls: u32,
 }
 
 impl Default for Policy {
@@ -30,6 +34,7 @@ impl Default for Policy {
             max_total_runs: 25,
             max_ci_fix_rounds: 3,
             max_conflict_rounds: 3,
+            max_repeated_tool_calls: 5,
         }
     }
 }
@@ -175,6 +180,15 @@ pub enum RunOutcome {
         /// Runs of the task right before this one that made no progress either.
         earlier: u32,
     },
+    /// The agent made the same tool call with the same input
+    /// [`Policy::max_repeated_tool_calls`] times in a row and was interrupted. The first time it
+    /// is nudged (its session continued with a message saying so); after `earlier` such runs in
+    /// a row the task blocks (`looping`).
+    Looping {
+        detail: String,
+        /// Runs of the task right before this one that were interrupted for looping too.
+        earlier: u32,
+    },
     /// A pr run ended while the task branch's head is not the commit of the last `ready`
     /// verdict (it committed after the review), before any pull request was opened: what would
     /// be published was never reviewed, so the task goes back to review. `signal` is what the
@@ -197,7 +211,8 @@ impl RunOutcome {
             | RunOutcome::Unreviewed { .. } => RunStatus::Completed,
             RunOutcome::Failed { .. }
             | RunOutcome::InfraFailed { .. }
-            | RunOutcome::Stalled { .. } => RunStatus::Failed,
+            | RunOutcome::Stalled { .. }
+            | RunOutcome::Looping { .. } => RunStatus::Failed,
             RunOutcome::Stopped => RunStatus::Stopped,
             RunOutcome::Interrupted => RunStatus::Interrupted,
         }
@@ -678,6 +693,35 @@ fn no_progress(snap: &TaskSnapshot, detail: &str, earlier: u32, policy: &Policy)
     nudge(snap, Stage::Implement, NO_PROGRESS_NUDGE, policy)
 }
 
+/// What an agent interrupted for repeating itself is told when its session continues.
+pub const LOOPING_NUDGE: &str = "Atelier guard: you made the same tool call with the same input \
+     several times in a row, so your turn was interrupted. Repeating it will not give a different \
+     result: read the output you already have, change your approach (another command, another \
+     file, a smaller step), and go on with the task. Looping again blocks the task.";
+
+/// A run interrupted for repeating the same tool call: nudge the agent once (its session
+/// continues with a message saying so); a second such run in a row blocks the task.
+fn looping(
+    snap: &TaskSnapshot,
+    stage: Stage,
+    detail: &str,
+    earlier: u32,
+    policy: &Policy,
+) -> Decision {
+    if earlier > 0 {
+        return blocked(
+            snap,
+            stage,
+            BlockReason::Looping {
+                detail: format!(
+                    "{detail}; the agent had been interrupted and nudged for looping before"
+                ),
+            },
+        );
+    }
+    nudge(snap, stage, LOOPING_NUDGE, policy)
+}
+
 /// Queues a nudged run of `stage` (a [`start`] whose run continues the session with `input`).
 fn nudge(snap: &TaskSnapshot, stage: Stage, input: &str, policy: &Policy) -> Decision {
     let mut decision = start(snap, stage, policy);
@@ -865,6 +909,9 @@ fn run_finished(
                 pr_rounds: snap.pr_rounds,
                 effects: vec![],
             };
+        }
+        RunOutcome::Looping { detail, earlier } => {
+            return looping(snap, stage, detail, *earlier, policy);
         }
         RunOutcome::NoProgress { detail, earlier } if stage == Stage::Implement => {
             return no_progress(snap, detail, *earlier, policy);

@@ -126,6 +126,8 @@ pub enum BlockReason {
     /// Implement runs kept ending without a new commit or a newly checked to-do item, even
     /// after a nudge.
     NoProgress { detail: String },
+    /// The agent kept repeating the same tool call with the same input, even after a nudge.
+    Looping { detail: String },
 }
 
 impl BlockReason {
@@ -139,6 +141,7 @@ impl BlockReason {
             BlockReason::CiFailing { .. } => "ci_failing",
             BlockReason::Conflicts { .. } => "conflicts",
             BlockReason::NoProgress { .. } => "no_progress",
+            BlockReason::Looping { .. } => "looping",
         }
     }
 
@@ -151,7 +154,8 @@ impl BlockReason {
             | BlockReason::Forge { detail }
             | BlockReason::CiFailing { detail }
             | BlockReason::Conflicts { detail }
-            | BlockReason::NoProgress { detail } => detail,
+            | BlockReason::NoProgress { detail }
+            | BlockReason::Looping { detail } => detail,
         }
     }
 }

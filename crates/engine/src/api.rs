@@ -100,6 +100,9 @@ pub struct ProjectSettings {
     pub max_conflict_rounds: u32,
     /// Where the project's pull requests live: the embedded local forge (default) or GitHub.
     pub forge: ForgeSettings,
+    /// The same tool call with the same input this many times in a row interrupts the run
+    /// with a nudge; twice in a row blocks the task `looping` (at least 2).
+    pub max_repeated_tool_calls: u32,
 }
 
 /// Where a project's pull requests live.
@@ -212,6 +215,7 @@ impl Default for ProjectSettings {
             max_ci_fix_rounds: 3,
             max_conflict_rounds: 3,
             forge: ForgeSettings::Local,
+            max_repeated_tool_calls: 5,
         }
     }
 }

@@ -234,6 +234,7 @@ async fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<bool, String> {
         process,
         stop: stop_rx,
         timeout,
+        repeat_limit: settings.max_repeated_tool_calls,
     };
     let inner = Arc::clone(inner);
     let future: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =

@@ -5,7 +5,7 @@
 
 use crate::error::{EngineError, Result};
 use crate::inner::Inner;
-use domain::{RunId, RunOutcome, Signal, Stage, TodoItem, Verdict};
+use domain::{RunId, RunOutcome, Signal, Stage, TodoItem, TranscriptEvent, Verdict};
 use std::path::Path;
 use store::{RunRow, TaskRow};
 
@@ -185,9 +185,102 @@ async fn judge_progress(row: &RunRow, task: &TaskRow, outcome: RunOutcome) -> Ru
     }
 }
 
+/// Watches a run's transcript for the same tool call with the same input made again and
+/// again. Only tool calls count: messages, thinking and tool results between them do not break
+/// a row; a different call (another tool, or the same tool with another input) does.
+#[derive(Debug)]
+pub(crate) struct Repeats {
+    limit: u32,
+    last: Option<(String, serde_json::Value)>,
+    count: u32,
+}
+
+impl Repeats {
+    pub fn new(limit: u32) -> Repeats {
+        Repeats {
+            limit: limit.max(2),
+            last: None,
+            count: 0,
+        }
+    }
+
+    /// Takes the next event; says why when it makes the row reach the limit.
+    pub fn see(&mut self, event: &TranscriptEvent) -> Option<String> {
+        let TranscriptEvent::ToolCall { name, input, .. } = event else {
+            return None;
+        };
+        match &self.last {
+            Some((last_name, last_input)) if last_name == name && last_input == input => {
+                self.count += 1;
+            }
+            _ => {
+                self.last = Some((name.clone(), input.clone()));
+                self.count = 1;
+            }
+        }
+        (self.count == self.limit).then(|| {
+            let mut shown = input.to_string();
+            if shown.len() > 200 {
+                let cut = (0..=200)
+                    .rev()
+                    .find(|i| shown.is_char_boundary(*i))
+                    .unwrap_or(0);
+                shown.truncate(cut);
+                shown.push('…');
+            }
+            format!(
+                "the agent called `{name}` with the same input {} times in a row ({shown})",
+                self.count
+            )
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn call(name: &str, input: serde_json::Value) -> TranscriptEvent {
+        TranscriptEvent::ToolCall {
+            id: Some(format!("{name}-{input}")),
+            name: name.into(),
+            input,
+        }
+    }
+
+    #[test]
+    fn the_same_call_in_a_row_trips_the_repetition_guard_once_at_the_limit() {
+        let mut repeats = Repeats::new(3);
+        let ls = || call("shell", serde_json::json!({"command": "ls"}));
+        let other = TranscriptEvent::Message { text: "hm".into() };
+        assert_eq!(repeats.see(&ls()), None);
+        assert_eq!(repeats.see(&other), None, "messages do not break a row");
+        assert_eq!(repeats.see(&ls()), None);
+        assert_eq!(
+            repeats.see(&ls()).as_deref(),
+            Some(
+                "the agent called `shell` with the same input 3 times in a row \
+                 ({\"command\":\"ls\"})"
+            )
+        );
+        assert_eq!(repeats.see(&ls()), None, "reported once");
+        // Another input, or another tool, starts a new row.
+        let mut repeats = Repeats::new(2);
+        assert_eq!(repeats.see(&ls()), None);
+        assert_eq!(
+            repeats.see(&call("shell", serde_json::json!({"command": "pwd"}))),
+            None
+        );
+        assert_eq!(
+            repeats.see(&call("read", serde_json::json!({"command": "pwd"}))),
+            None
+        );
+        assert!(
+            repeats
+                .see(&call("read", serde_json::json!({"command": "pwd"})))
+                .is_some()
+        );
+    }
 
     #[test]
     fn the_refusal_names_every_item_and_what_to_do() {

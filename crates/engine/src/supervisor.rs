@@ -33,6 +33,8 @@ pub(crate) struct Turn {
     pub process: AgentProcess,
     pub stop: tokio::sync::watch::Receiver<Option<StopCause>>,
     pub timeout: Duration,
+    /// The same tool call this many times in a row interrupts the run (`Looping`).
+    pub repeat_limit: u32,
 }
 
 /// Why the loop ended early.
@@ -42,6 +44,8 @@ enum Abort {
     Shutdown,
     Stalled(String),
     Failed(String),
+    /// The agent repeated one tool call (the detail says which and how often).
+    Looping(String),
 }
 
 /// Persists and broadcasts a run's events, assigning per-run sequence numbers.
@@ -53,10 +57,19 @@ struct Transcript {
     pending: Vec<(i64, TranscriptEvent)>,
     /// (ok, error, retryable) of the turn's end, once the harness reported it.
     turn_end: Option<(bool, Option<String>, bool)>,
+    /// Repeated tool calls, watched for the repetition guard.
+    repeats: guards::Repeats,
+    /// Set once the agent repeated a tool call as often as the limit allows: why.
+    looping: Option<String>,
 }
 
 impl Transcript {
     fn push(&mut self, event: TranscriptEvent) {
+        if let Some(detail) = self.repeats.see(&event)
+            && self.looping.is_none()
+        {
+            self.looping = Some(detail);
+        }
         if let TranscriptEvent::TurnEnd {
             ok,
             error,
@@ -135,6 +148,8 @@ pub(crate) async fn supervise(inner: Arc<Inner>, mut turn: Turn) {
         next_seq,
         pending: Vec::new(),
         turn_end: None,
+        repeats: guards::Repeats::new(turn.repeat_limit),
+        looping: None,
     };
     transcript.push(TranscriptEvent::Status {
         text: format!("{} agent started ({})", turn.stage, turn.harness.name()),
@@ -173,6 +188,12 @@ pub(crate) async fn supervise(inner: Arc<Inner>, mut turn: Turn) {
                     }
                     if transcript.pending.len() >= BATCH {
                         transcript.flush(&inner);
+                    }
+                    if let (Some(detail), None) = (&transcript.looping, &abort) {
+                        tracing::info!(run = %turn.run, %detail, "agent is looping: interrupting it");
+                        abort = Some(Abort::Looping(detail.clone()));
+                        kill.as_mut().reset(begin_stop(&inner, &turn, false));
+                        killing = true;
                     }
                 }
                 None => lines = None,
@@ -228,6 +249,13 @@ pub(crate) async fn supervise(inner: Arc<Inner>, mut turn: Turn) {
         Some(Abort::Stalled(reason)) => RunOutcome::Stalled {
             reason,
             earlier_stalls: 0,
+        },
+        // How many looping runs came before is read from the store by `finish`.
+        Some(Abort::Looping(detail)) => RunOutcome::Looping { detail, earlier: 0 },
+        // Repetition found in what was drained after the agent ended on its own.
+        None if transcript.looping.is_some() => RunOutcome::Looping {
+            detail: transcript.looping.clone().unwrap_or_default(),
+            earlier: 0,
         },
         Some(Abort::Shutdown) | None => {
             let exit = exit.map_err(|e| e.to_string());
@@ -359,6 +387,7 @@ fn describe(outcome: &RunOutcome) -> String {
         RunOutcome::Stopped => "run stopped by a user".into(),
         RunOutcome::Interrupted => "run interrupted".into(),
         RunOutcome::NoProgress { detail, .. } => format!("run ended without progress: {detail}"),
+        RunOutcome::Looping { detail, .. } => format!("run interrupted for looping: {detail}"),
         RunOutcome::Unreviewed { detail, .. } => {
             format!("run ended with unreviewed commits: {detail}; the task goes back to review")
         }
@@ -424,6 +453,11 @@ pub(crate) fn finish(
                     attempt,
                 }
             }
+            RunOutcome::Looping { detail, .. } => {
+                let earlier = tx.consecutive_looping(row.task_id)?;
+                tx.mark_run_looping(run)?;
+                RunOutcome::Looping { detail, earlier }
+            }
             RunOutcome::NoProgress { detail, .. } => {
                 let earlier = tx.consecutive_no_progress(row.task_id)?;
                 tx.mark_run_no_progress(run)?;
@@ -434,7 +468,8 @@ pub(crate) fn finish(
         let reason = match &outcome {
             RunOutcome::Failed { reason }
             | RunOutcome::InfraFailed { reason, .. }
-            | RunOutcome::Stalled { reason, .. } => Some(reason.as_str()),
+            | RunOutcome::Stalled { reason, .. }
+            | RunOutcome::Looping { detail: reason, .. } => Some(reason.as_str()),
             RunOutcome::Stopped => Some("stopped by a user"),
             RunOutcome::Interrupted => Some("the server stopped while this run was live"),
             RunOutcome::Ended { .. }

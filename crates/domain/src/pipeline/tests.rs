@@ -390,6 +390,51 @@ fn cases() -> Vec<Case> {
             },
             unchanged(&running(Implement)),
         ),
+        // --- guard: repetition ----------------------------------------------------------------
+        case(
+            "a run interrupted for looping continues its session with a nudge",
+            with_counters(running(Review), 1, 4),
+            finished(RunOutcome::Looping {
+                detail: "`shell` 5 times".into(),
+                earlier: 0,
+            }),
+            decision(
+                TaskState::Running { stage: Review },
+                1,
+                5,
+                vec![Effect::Nudge {
+                    stage: Review,
+                    input: LOOPING_NUDGE.into(),
+                }],
+            ),
+        ),
+        case(
+            "looping twice in a row blocks the task",
+            with_counters(running(Implement), 0, 5),
+            finished(RunOutcome::Looping {
+                detail: "`shell` 5 times".into(),
+                earlier: 1,
+            }),
+            blocks(
+                Implement,
+                BlockReason::Looping {
+                    detail: "`shell` 5 times; the agent had been interrupted and nudged for \
+                             looping before"
+                        .into(),
+                },
+                0,
+                5,
+            ),
+        ),
+        case(
+            "a looping nudge past the total-run cap blocks at the cap",
+            with_counters(running(Plan), 0, 25),
+            finished(RunOutcome::Looping {
+                detail: "`shell` 5 times".into(),
+                earlier: 0,
+            }),
+            blocks(Plan, max_iterations(RUN_CAP), 0, 25),
+        ),
         // --- guard: reviewed commit -----------------------------------------------------------
         case(
             "a pr run that committed after the review sends the task back to review",
@@ -1406,6 +1451,7 @@ fn default_policy_caps_three_review_rounds_and_twenty_five_runs() {
             max_total_runs: 25,
             max_ci_fix_rounds: 3,
             max_conflict_rounds: 3,
+            max_repeated_tool_calls: 5,
         }
     );
 }
@@ -1440,6 +1486,13 @@ fn run_outcomes_map_to_run_statuses() {
                 earlier: 0,
             },
             RunStatus::Completed,
+        ),
+        (
+            RunOutcome::Looping {
+                detail: "repeated".into(),
+                earlier: 0,
+            },
+            RunStatus::Failed,
         ),
         (
             RunOutcome::Unreviewed {

@@ -254,6 +254,9 @@ fn timeline(runs: &[RunView]) -> Markup {
                             span { (tokens(run.input_tokens + run.output_tokens)) " tokens" }
                         }
                         @if run.cost_usd > 0.0 { span { "$" (format!("{:.2}", run.cost_usd)) } }
+                        @if let Some(commit) = &run.reviewed_commit {
+                            span.reviewed title="the commit this verdict was given on" { "on " code { (commit.chars().take(10).collect::<String>()) } }
+                        }
                     }
                     @if let Some(reason) = &run.reason { div.run-reason { (reason) } }
                 }

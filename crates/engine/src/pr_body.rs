@@ -290,8 +290,8 @@ fn dollars(cost: f64) -> String {
 fn duration(ms: i64) -> String {
     let secs = ms / 1000;
     match secs {
-        0 => "<1s".to_string(),
-        1..60 => format!("{secs}s"),
+        0..10 => format!("{:.1}s", ms as f64 / 1000.0),
+        10..60 => format!("{secs}s"),
         60..3600 => format!("{}m {:02}s", secs / 60, secs % 60),
         _ => format!("{}h {:02}m", secs / 3600, secs % 3600 / 60),
     }

@@ -137,9 +137,9 @@ Keep it short.
 
 | Stage | Runs | Tokens in | Tokens out | Cost | Wall time |
 | --- | ---: | ---: | ---: | ---: | ---: |
-| plan | 1 | 100 | 10 | <$0.01 | 2s |
+| plan | 1 | 100 | 10 | <$0.01 | 2.5s |
 | implement | 2 | 200 | 20 | — | 1h 00m |
-| review | 2 | 200 | 20 | $1.50 | 5s |
+| review | 2 | 200 | 20 | $1.50 | 5.0s |
 | pr | 1 | 100 | 10 | — | — |
 | **total** | 6 | 600 | 60 | $1.50 | 1h 00m |
 
@@ -255,8 +255,8 @@ fn hostile_agent_text_is_quoted_not_rendered() {
 
 | Stage | Runs | Tokens in | Tokens out | Cost | Wall time |
 | --- | ---: | ---: | ---: | ---: | ---: |
-| review | 1 | 100 | 10 | — | 2s |
-| **total** | 1 | 100 | 10 | — | 2s |
+| review | 1 | 100 | 10 | — | 2.5s |
+| **total** | 1 | 100 | 10 | — | 2.5s |
 
 ---
 
@@ -304,5 +304,25 @@ fn long_lists_and_texts_are_bounded() {
     assert_eq!(
         command_line,
         format!("- ✓ `make test-34 {}…` — exit 0 (implement)", "x".repeat(186))
+    );
+}
+
+#[test]
+fn durations_and_costs_read_at_a_glance() {
+    let cases = [
+        (0, "0.0s"),
+        (420, "0.4s"),
+        (9_949, "9.9s"),
+        (10_000, "10s"),
+        (65_000, "1m 05s"),
+        (3_599_999, "59m 59s"),
+        (7_380_000, "2h 03m"),
+    ];
+    for (ms, text) in cases {
+        assert_eq!(duration(ms), text, "{ms}");
+    }
+    assert_eq!(
+        [0.0, 0.004, 0.01, 12.345].map(dollars),
+        ["—", "<$0.01", "$0.01", "$12.35"].map(String::from)
     );
 }

@@ -83,7 +83,9 @@ async fn the_evidence_bundle_is_kept_in_the_attachments_when_the_pull_request_op
     // which is what the pull request publishes.
     let reviewed: Vec<String> = world
         .db()
-        .prepare("SELECT reviewed_commit FROM runs WHERE task_id = ?1 AND stage = 'review' ORDER BY id")
+        .prepare(
+            "SELECT reviewed_commit FROM runs WHERE task_id = ?1 AND stage = 'review' ORDER BY id",
+        )
         .unwrap()
         .query_map([id], |r| r.get::<_, String>(0))
         .unwrap()

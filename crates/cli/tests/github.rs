@@ -104,7 +104,11 @@ async fn a_pull_request_goes_from_plan_to_merged_through_a_ci_failure_and_a_conf
         format!("**ready** on commit `{}`", &pull.head_sha[..7]),
         "| **total** | ".to_string(),
     ] {
-        assert!(pull.body.contains(&part), "the body lacks {part:?}: {}", pull.body);
+        assert!(
+            pull.body.contains(&part),
+            "the body lacks {part:?}: {}",
+            pull.body
+        );
     }
     let branch = world.detail(id).await["task"]["branch"]
         .as_str()

@@ -62,7 +62,11 @@ pub(crate) fn build(evidence: &Evidence<'_>) -> String {
     section(&mut body, "Plan summary", &plan_summary(evidence.doc));
     section(&mut body, "To-do list", &todo_list(evidence.doc));
     section(&mut body, "Review verdicts", &verdicts(evidence.runs));
-    section(&mut body, "Test commands", &test_commands(evidence.commands));
+    section(
+        &mut body,
+        "Test commands",
+        &test_commands(evidence.commands),
+    );
     section(&mut body, "QA evidence", &qa_evidence(evidence));
     section(&mut body, "Runs and usage", &usage(evidence.runs));
     body.push_str(&format!(
@@ -173,8 +177,7 @@ fn short_sha(sha: &str) -> &str {
 /// The check commands, the last `MAX_COMMANDS` of them, each with its result.
 fn test_commands(commands: &[CommandRun]) -> String {
     if commands.is_empty() {
-        return "_No test, build or lint command was seen in the agents' transcripts._"
-            .to_string();
+        return "_No test, build or lint command was seen in the agents' transcripts._".to_string();
     }
     let skipped = commands.len().saturating_sub(MAX_COMMANDS);
     let mut lines = Vec::new();
@@ -202,7 +205,9 @@ fn qa_evidence(evidence: &Evidence<'_>) -> String {
     let names: Vec<&String> = evidence
         .attachments
         .iter()
-        .filter(|name| name.as_str() != EVIDENCE_FILE && crate::attachments::check_name(name).is_ok())
+        .filter(|name| {
+            name.as_str() != EVIDENCE_FILE && crate::attachments::check_name(name).is_ok()
+        })
         .collect();
     if names.is_empty() {
         return "_No attachments._".to_string();

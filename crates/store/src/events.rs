@@ -336,7 +336,12 @@ mod tests {
         assert_eq!(
             got,
             [
-                (plan.0, Stage::Plan, 2, r#"{"type":"command_output","command":"ls","output":""}"#),
+                (
+                    plan.0,
+                    Stage::Plan,
+                    2,
+                    r#"{"type":"command_output","command":"ls","output":""}"#
+                ),
                 (
                     implement.0,
                     Stage::Implement,

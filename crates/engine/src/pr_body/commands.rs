@@ -128,7 +128,10 @@ fn command_of(input: &Value) -> Option<String> {
 }
 
 fn normalize(command: &str) -> String {
-    clean(command).split_whitespace().collect::<Vec<_>>().join(" ")
+    clean(command)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn basename(word: &str) -> &str {
@@ -137,10 +140,48 @@ fn basename(word: &str) -> &str {
 
 /// Programs whose runs are builds, tests or lints.
 const CHECK_PROGRAMS: &[&str] = &[
-    "cargo", "npm", "npx", "pnpm", "yarn", "bun", "deno", "node", "pytest", "tox", "nox", "make",
-    "gmake", "ninja", "cmake", "ctest", "bazel", "gradle", "gradlew", "mvn", "mvnw", "ant",
-    "dotnet", "mix", "rake", "rspec", "jest", "vitest", "mocha", "eslint", "tsc", "ruff", "flake8",
-    "pylint", "mypy", "black", "prettier", "phpunit", "composer", "swift", "just", "shellcheck",
+    "cargo",
+    "npm",
+    "npx",
+    "pnpm",
+    "yarn",
+    "bun",
+    "deno",
+    "node",
+    "pytest",
+    "tox",
+    "nox",
+    "make",
+    "gmake",
+    "ninja",
+    "cmake",
+    "ctest",
+    "bazel",
+    "gradle",
+    "gradlew",
+    "mvn",
+    "mvnw",
+    "ant",
+    "dotnet",
+    "mix",
+    "rake",
+    "rspec",
+    "jest",
+    "vitest",
+    "mocha",
+    "eslint",
+    "tsc",
+    "ruff",
+    "flake8",
+    "pylint",
+    "mypy",
+    "black",
+    "prettier",
+    "phpunit",
+    "composer",
+    "swift",
+    "just",
+    "shellcheck",
 ];
 
 /// Words in a program's or script's name that mark a check (`test.sh`, `run-tests`, `lint`).
@@ -158,7 +199,7 @@ fn checky(name: &str) -> bool {
 pub(crate) fn looks_like_check(command: &str) -> bool {
     command
         .split([';', '&', '|', '(', ')', '\n'])
-        .any(|part| simple_command_is_check(part))
+        .any(simple_command_is_check)
 }
 
 fn simple_command_is_check(part: &str) -> bool {
@@ -287,12 +328,24 @@ mod tests {
         use Stage::{Implement, Review};
         let events = vec![
             // The scripted agent: a `shell` call, then the command's output.
-            at(1, Implement, call(Some("c1"), "shell", json!({"command": "sh test.sh"}))),
+            at(
+                1,
+                Implement,
+                call(Some("c1"), "shell", json!({"command": "sh test.sh"})),
+            ),
             at(1, Implement, output("sh test.sh", Some(1))),
-            at(1, Implement, call(Some("c2"), "shell", json!({"command": "git status"}))),
+            at(
+                1,
+                Implement,
+                call(Some("c2"), "shell", json!({"command": "git status"})),
+            ),
             at(1, Implement, output("git status", Some(0))),
             // Claude: a `Bash` call answered by the command's output.
-            at(1, Implement, call(Some("c3"), "Bash", json!({"command": "cargo  build"}))),
+            at(
+                1,
+                Implement,
+                call(Some("c3"), "Bash", json!({"command": "cargo  build"})),
+            ),
             at(1, Implement, output("cargo build", Some(0))),
             // Codex-like: an argument list, answered by a tool result (no exit code).
             at(
@@ -307,16 +360,32 @@ mod tests {
             at(2, Review, result(Some("c4"), true)),
             // Results without ids pair with calls in order; another tool's result is not a run.
             at(2, Review, call(None, "Read", json!({"path": "make"}))),
-            at(2, Review, call(None, "bash", json!({"command": "make lint"}))),
+            at(
+                2,
+                Review,
+                call(None, "bash", json!({"command": "make lint"})),
+            ),
             at(2, Review, result(None, false)),
             at(2, Review, result(None, false)),
             // A background start is not a result.
-            at(2, Review, call(Some("c5"), "shell", json!({"command": "npm run dev", "background": true}))),
+            at(
+                2,
+                Review,
+                call(
+                    Some("c5"),
+                    "shell",
+                    json!({"command": "npm run dev", "background": true}),
+                ),
+            ),
             at(2, Review, result(Some("c5"), false)),
             // The same check again, passing now.
             at(2, Review, output("sh test.sh", Some(0))),
             // Opencode: a tool result, then the output with the exit code.
-            at(2, Review, call(Some("c6"), "bash", json!({"command": "pytest"}))),
+            at(
+                2,
+                Review,
+                call(Some("c6"), "bash", json!({"command": "pytest"})),
+            ),
             at(2, Review, result(Some("c6"), false)),
             at(2, Review, output("pytest", Some(2))),
             at(2, Review, output("make check", None)),

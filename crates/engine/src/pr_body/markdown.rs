@@ -160,19 +160,31 @@ mod tests {
         assert_eq!(text_line("12. twelve"), "12\\. twelve");
         assert_eq!(text_line("3) three"), "3\\) three");
         assert_eq!(text_line("    indented code"), "indented code");
-        assert_eq!(text_line("> quote | table ~strike~ $x$"), "\\> quote \\| table \\~strike\\~ \\$x\\$");
+        assert_eq!(
+            text_line("> quote | table ~strike~ $x$"),
+            "\\> quote \\| table \\~strike\\~ \\$x\\$"
+        );
         assert_eq!(text_line("[^1]: footnote"), "\\[^1\\]: footnote");
-        assert_eq!(text_line("Add greeting.txt, then 1.5"), "Add greeting.txt, then 1.5");
+        assert_eq!(
+            text_line("Add greeting.txt, then 1.5"),
+            "Add greeting.txt, then 1.5"
+        );
         assert_eq!(text_line("back\\slash"), "back\\\\slash");
     }
 
     #[test]
     fn blocks_keep_their_lines_and_paragraphs() {
         assert_eq!(
-            text_block("\n\nFirst line.\n- a point\n\n\n\nSecond <b>para</b>.\n", 1000),
+            text_block(
+                "\n\nFirst line.\n- a point\n\n\n\nSecond <b>para</b>.\n",
+                1000
+            ),
             "First line.\\\n\\- a point\n\nSecond \\<b\\>para\\</b\\>."
         );
-        assert_eq!(text_block("```\n<script>\n```", 1000), "\\`\\`\\`\\\n\\<script\\>\\\n\\`\\`\\`");
+        assert_eq!(
+            text_block("```\n<script>\n```", 1000),
+            "\\`\\`\\`\\\n\\<script\\>\\\n\\`\\`\\`"
+        );
         assert_eq!(text_block("abcdef", 4), "abc…");
         assert_eq!(text_block("  \n ", 100), "");
     }

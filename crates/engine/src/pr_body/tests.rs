@@ -268,7 +268,10 @@ _Built by Atelier from the task doc and its run records at publish time, and kep
 #[test]
 fn long_lists_and_texts_are_bounded() {
     let items: String = (0..120).map(|i| format!("- [ ] item {i}\n")).collect();
-    let doc = format!("## Overview\n\n{}\n## To-Do List\n\n{items}", "word ".repeat(2_000));
+    let doc = format!(
+        "## Overview\n\n{}\n## To-Do List\n\n{items}",
+        "word ".repeat(2_000)
+    );
     let commands: Vec<CommandRun> = (0..35)
         .map(|i| CommandRun {
             command: format!("make test-{i} {}", "x".repeat(300)),
@@ -303,7 +306,10 @@ fn long_lists_and_texts_are_bounded() {
     let command_line = body.lines().find(|l| l.contains("make test-34")).unwrap();
     assert_eq!(
         command_line,
-        format!("- ✓ `make test-34 {}…` — exit 0 (implement)", "x".repeat(186))
+        format!(
+            "- ✓ `make test-34 {}…` — exit 0 (implement)",
+            "x".repeat(186)
+        )
     );
 }
 

@@ -330,15 +330,15 @@ pub struct RawPipeline {
 pub trait Checker {
     /// The harnesses a role may name (`claude-code`, `codex`, `opencode`, `scripted`).
     fn harnesses(&self) -> Vec<String>;
-    /// Checks a role's model against its harness; `Err` says why it does not fit.
+    /// Checks a role's model against its harness; `Err` is the whole reason, naming both.
     fn check_model(&self, harness: &str, model: &str) -> Result<(), String> {
         let _ = (harness, model);
         Ok(())
     }
-    /// Checks a prompt file named by a role (its variables, as rendering would); `Err` says
-    /// what is wrong with it.
-    fn check_prompt(&self, path: &str) -> Result<(), String> {
-        let _ = path;
+    /// Checks a prompt file named by a role at `line` (its variables, as rendering would);
+    /// `Err` is the whole reason, naming the file and its line.
+    fn check_prompt(&self, path: &str, line: usize) -> Result<(), String> {
+        let _ = (path, line);
         Ok(())
     }
 }
@@ -423,13 +423,13 @@ pub enum Problem {
         expected: String,
         hint: String,
     },
-    #[error("model `{model}` does not fit harness `{harness}`: {reason}")]
+    #[error("{reason}")]
     BadModel {
         harness: String,
         model: String,
         reason: String,
     },
-    #[error("prompt `{path}`: {reason}")]
+    #[error("{reason}")]
     BadPrompt { path: String, reason: String },
     #[error(
         "prompt `{path}` must be a relative path to a `.md` file (relative to the folder of the \
@@ -833,7 +833,7 @@ fn check_role(raw: &RawRole, checker: &dyn Checker, err: &mut impl FnMut(usize, 
         if !relative || !path.ends_with(".md") || path.len() <= 3 {
             err(prompt.line, Problem::PromptName { path: path.clone() });
         } else {
-            if let Err(reason) = checker.check_prompt(path) {
+            if let Err(reason) = checker.check_prompt(path, prompt.line) {
                 err(
                     prompt.line,
                     Problem::BadPrompt {

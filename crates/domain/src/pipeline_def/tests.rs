@@ -19,7 +19,7 @@ impl Checker for Fake {
         }
         Ok(())
     }
-    fn check_prompt(&self, path: &str) -> Result<(), String> {
+    fn check_prompt(&self, path: &str, _line: usize) -> Result<(), String> {
         if path == "bad.md" {
             return Err("line 2: unknown variable `{{nope}}`".into());
         }

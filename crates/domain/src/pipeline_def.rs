@@ -396,7 +396,7 @@ pub enum Problem {
         signal: String,
     },
     #[error(
-        "`{signal}` of stage `{stage}` leads to `{target}`, which is not a stage of this \
+        "signal `{signal}` of stage `{stage}` leads to `{target}`, which is not a stage of this \
          pipeline: expected one of {expected}"
     )]
     UnknownTarget {
@@ -406,7 +406,7 @@ pub enum Problem {
         expected: String,
     },
     #[error(
-        "`{signal}` of stage `{stage}` leads to `done`, but only a pr stage ends a pipeline (it \
+        "signal `{signal}` of stage `{stage}` leads to `done`, but only a pr stage ends a pipeline (it \
          opens the pull request): lead it to a pr stage"
     )]
     DoneOutsidePr { stage: String, signal: StageSignal },

@@ -85,7 +85,7 @@ fn each_problem_names_the_file_and_its_line() {
         (
             "unknown target",
             STANDARD.replace("ready = \"pr\"", "ready = \"qa\""),
-            vec!["p.toml:16: `ready` of stage `review` leads to `qa`, which is not a stage"],
+            vec!["p.toml:16: signal `ready` of stage `review` leads to `qa`, which is not a stage"],
         ),
         (
             "loop without cap",

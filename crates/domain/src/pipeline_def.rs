@@ -798,7 +798,7 @@ fn check_role(raw: &RawRole, checker: &dyn Checker, err: &mut impl FnMut(usize, 
     };
     if let Some(harness) = &raw.harness {
         let known = checker.harnesses();
-        if known.iter().any(|h| *h == harness.value) {
+        if known.contains(&harness.value) {
             role.harness = Some(harness.value.clone());
             if let Some(model) = &raw.model
                 && let Err(reason) = checker.check_model(&harness.value, &model.value)

@@ -184,7 +184,7 @@ fn list(args: ListArgs, global: &GlobalArgs) -> Result<()> {
 
 /// A readable summary of a pipeline: one line per stage with its signals, caps and gate.
 pub fn summary(def: &PipelineDef) -> String {
-    let mut text = format!("{}", def.name);
+    let mut text = def.name.clone();
     if let Some(description) = &def.description {
         let _ = write!(text, ": {description}");
     }

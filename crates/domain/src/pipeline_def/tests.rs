@@ -176,9 +176,12 @@ fn a_sound_pipeline_becomes_its_definition() {
     assert_eq!(defs, vec![expected]);
 }
 
+/// What is wrong, the pipeline as written, the problems expected at their lines.
+type Case = (&'static str, RawPipeline, Vec<(usize, Problem)>);
+
 #[test]
 fn each_kind_of_mistake_is_named_at_its_line() {
-    let mut cases: Vec<(&str, RawPipeline, Vec<(usize, Problem)>)> = Vec::new();
+    let mut cases: Vec<Case> = Vec::new();
 
     let mut s = standard_stages();
     s[2].kind = at("reveiw".into(), 31);

@@ -14,7 +14,8 @@ use support::*;
 
 const COMMIT: &str = "Add a greeting";
 
-/// Plan → implement (one commit) → review ready → pr, with no needs-work round.
+/// Plan → implement (one commit, every to-do item checked) → review ready → pr, with no
+/// needs-work round.
 fn quick_pipeline() -> Vec<(&'static str, Value)> {
     vec![
         ("plan", plan_scenario()),
@@ -22,6 +23,8 @@ fn quick_pipeline() -> Vec<(&'static str, Value)> {
             "implement",
             json!({"runs": [[
                 {"do": "write", "path": "greeting.txt", "content": "hello\n"},
+                {"do": "check", "item": "Add greeting.txt"},
+                {"do": "check", "item": "Add farewell.txt"},
                 {"do": "run", "command": format!("git add -A && git commit -qm '{COMMIT}'")}
             ]]}),
         ),

@@ -162,7 +162,11 @@ async fn a_reviewer_that_always_says_needs_work_blocks_at_the_cap() {
     let always_needs_work = json!({"runs": [[
         {"do": "signal", "args": ["verdict", "needs-work", "--reason", "never good enough"]}
     ]]});
-    let scenarios = [("plan", plan_scenario()), ("review", always_needs_work)];
+    let scenarios = [
+        ("plan", plan_scenario()),
+        ("implement", committing_implement_scenario()),
+        ("review", always_needs_work),
+    ];
     let world = World::start(&scenarios, &[]).await;
     let id = world.new_task("Never good enough", false).await;
     let detail = world.wait_state(id, "blocked").await;
@@ -197,7 +201,11 @@ async fn the_total_run_cap_blocks_the_task() {
     let always_needs_work = json!({"runs": [[
         {"do": "signal", "args": ["verdict", "needs-work", "--reason", "again"]}
     ]]});
-    let scenarios = [("plan", plan_scenario()), ("review", always_needs_work)];
+    let scenarios = [
+        ("plan", plan_scenario()),
+        ("implement", committing_implement_scenario()),
+        ("review", always_needs_work),
+    ];
     let world = World::start(&[], &[]).await;
     write_scenarios(&world.scenarios, &scenarios);
     let project = world

@@ -10,15 +10,17 @@ pub mod signal;
 pub mod slug;
 pub mod stage;
 pub mod task;
+pub mod todo;
 pub mod transcript;
 
 pub use ids::{ProjectId, RunId, TaskId};
 pub use names::{InvalidProjectName, InvalidTaskTitle, ProjectName, TaskTitle};
 pub use pipeline::{
-    Action, Decision, Effect, Event, Policy, PrRounds, Rejection, RunOutcome, TaskSnapshot,
-    allowed_actions, decide,
+    Action, Decision, Effect, Event, Policy, PrRounds, Rejection, RunOutcome, StageHistory,
+    TaskSnapshot, allowed_actions, decide,
 };
 pub use signal::{Signal, Verdict};
 pub use stage::Stage;
 pub use task::{BlockReason, DoneReason, RunStatus, TaskState};
+pub use todo::{TodoItem, checked_count, todo_items, unchecked_items};
 pub use transcript::TranscriptEvent;

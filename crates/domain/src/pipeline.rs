@@ -21,6 +21,10 @@ pub struct Policy {
     /// Pr-stage runs that may start to resolve conflicts with a moved base before the task
     /// blocks (`conflicts`).
     pub max_conflict_rounds: u32,
+    /// The same tool call with the same input this many times in a row interrupts the run with
+    /// a nudge; a second such run in a row blocks the task (`looping`). Enforced by the engine's
+    /// supervisor over the decoded transcript.
+    pub max_repeated_tool_calls: u32,
 }
 
 impl Default for Policy {
@@ -30,6 +34,7 @@ impl Default for Policy {
             max_total_runs: 25,
             max_ci_fix_rounds: 3,
             max_conflict_rounds: 3,
+            max_repeated_tool_calls: 5,
         }
     }
 }
@@ -50,6 +55,18 @@ pub struct TaskSnapshot {
     pub pr_rounds: PrRounds,
     /// A pull request was opened for the task (the engine has its record).
     pub has_pull_request: bool,
+    /// What the task's runs have done so far: what a stage started out of order would lack.
+    pub history: StageHistory,
+}
+
+/// The facts about a task's past runs the order of its stages depends on (the engine reads them
+/// from the run rows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StageHistory {
+    /// An implement run of the task has completed: there is work to review.
+    pub implemented: bool,
+    /// The verdict of the task's latest review run that gave one, if any.
+    pub last_verdict: Option<Verdict>,
 }
 
 /// How many follow-up runs the pull request has needed, per cause; each is capped by the
@@ -154,6 +171,32 @@ pub enum RunOutcome {
     Stopped,
     /// The server died while the run was live.
     Interrupted,
+    /// An implement run ended normally but changed nothing: no new commit on the task branch and
+    /// no newly checked to-do item (the engine compares the worktree's HEAD and the doc's checked
+    /// items with those at the run's start). The first time the implementer is nudged; after
+    /// `earlier` such runs in a row the task blocks (`no_progress`).
+    NoProgress {
+        detail: String,
+        /// Runs of the task right before this one that made no progress either.
+        earlier: u32,
+    },
+    /// The agent made the same tool call with the same input
+    /// [`Policy::max_repeated_tool_calls`] times in a row and was interrupted. The first time it
+    /// is nudged (its session continued with a message saying so); after `earlier` such runs in
+    /// a row the task blocks (`looping`).
+    Looping {
+        detail: String,
+        /// Runs of the task right before this one that were interrupted for looping too.
+        earlier: u32,
+    },
+    /// A pr run ended while the task branch's head is not the commit of the last `ready`
+    /// verdict (it committed after the review), before any pull request was opened: what would
+    /// be published was never reviewed, so the task goes back to review. `signal` is what the
+    /// run signalled (its `pr-done` was refused).
+    Unreviewed {
+        signal: Option<Signal>,
+        detail: String,
+    },
 }
 
 impl RunOutcome {
@@ -163,10 +206,13 @@ impl RunOutcome {
             RunOutcome::Ended {
                 signal: Some(Signal::Question { .. }),
             } => RunStatus::NeedsInput,
-            RunOutcome::Ended { .. } => RunStatus::Completed,
+            RunOutcome::Ended { .. }
+            | RunOutcome::NoProgress { .. }
+            | RunOutcome::Unreviewed { .. } => RunStatus::Completed,
             RunOutcome::Failed { .. }
             | RunOutcome::InfraFailed { .. }
-            | RunOutcome::Stalled { .. } => RunStatus::Failed,
+            | RunOutcome::Stalled { .. }
+            | RunOutcome::Looping { .. } => RunStatus::Failed,
             RunOutcome::Stopped => RunStatus::Stopped,
             RunOutcome::Interrupted => RunStatus::Interrupted,
         }
@@ -191,6 +237,14 @@ pub enum Effect {
     },
     StopRun {
         run: RunId,
+    },
+    /// Queue a new run of `stage` (counted against the run cap) that continues the session of
+    /// the run that just ended with `input` as its next turn — or, with no session to continue,
+    /// a fresh run with `input` in its prompt. A guard's nudge: the agent is told what it did
+    /// not do and gets one more chance.
+    Nudge {
+        stage: Stage,
+        input: String,
     },
     /// Queue a new plan run (counted against the run cap, a new plan iteration) that continues
     /// the last plan run's harness session with `feedback` as its next input, or — when there is
@@ -341,7 +395,12 @@ pub fn decide(snap: &TaskSnapshot, event: &Event, policy: &Policy) -> Result<Dec
                 }
                 TaskState::Running { stage } | TaskState::NeedsInput { stage, .. } => *stage,
             };
-            Ok(start(snap, stage.unwrap_or(default_stage), policy))
+            let stage = stage.unwrap_or(default_stage);
+            // Where the task stands is in order by construction; another stage must be reached.
+            if stage != default_stage {
+                in_order(snap, stage)?;
+            }
+            Ok(start(snap, stage, policy))
         }
         Event::PullRequestFailed { reason } => match snap.state {
             TaskState::AwaitingMerge { .. } | TaskState::AwaitingChecks => Ok(Decision {
@@ -582,6 +641,99 @@ pub fn allowed_actions(snap: &TaskSnapshot, policy: &Policy) -> Vec<Action> {
         .collect()
 }
 
+/// Refuses a stage a user or an API call would start before the work it stands on exists:
+/// review before any implement run completed, pr before a reviewer said `ready` (unless a pull
+/// request is already open, which a pr run follows up).
+fn in_order(snap: &TaskSnapshot, stage: Stage) -> Result<(), Rejection> {
+    match stage {
+        Stage::Review if !snap.history.implemented => Err(Rejection::InvalidState(
+            "review cannot start yet: no implement run has completed, so there is nothing to \
+             review; run the implement stage first"
+                .into(),
+        )),
+        Stage::Pr
+            if !snap.has_pull_request && snap.history.last_verdict != Some(Verdict::Ready) =>
+        {
+            let last = match snap.history.last_verdict {
+                Some(verdict) => format!("the last review verdict is `{verdict}`"),
+                None => "no review has given a verdict yet".into(),
+            };
+            Err(Rejection::InvalidState(format!(
+                "the pr stage cannot start yet: {last}; a pull request is opened only after a \
+                 reviewer says `ready` (run the review stage)"
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// What an implementer that changed nothing is told before its one more chance.
+pub const NO_PROGRESS_NUDGE: &str = "Atelier guard: your last turn ended with no new commit on \
+     the task branch and no newly checked item in the task doc's To-Do List, so the reviewer was \
+     not started. Work the unchecked to-do items now: make the changes, commit them on the task \
+     branch, and check each item in the doc once it is done. If the work is already done, commit \
+     it and check its items; if an item cannot be done by an agent, write why under the item. \
+     Ending another turn without a commit or a newly checked item blocks the task.";
+
+/// An implement run made no progress: nudge the implementer once (the reviewer is not started
+/// on nothing); a second run in a row without progress blocks the task.
+fn no_progress(snap: &TaskSnapshot, detail: &str, earlier: u32, policy: &Policy) -> Decision {
+    if earlier > 0 {
+        return blocked(
+            snap,
+            Stage::Implement,
+            BlockReason::NoProgress {
+                detail: format!(
+                    "{detail}; the implementer had been nudged after a run without progress, \
+                     and made none again"
+                ),
+            },
+        );
+    }
+    nudge(snap, Stage::Implement, NO_PROGRESS_NUDGE, policy)
+}
+
+/// What an agent interrupted for repeating itself is told when its session continues.
+pub const LOOPING_NUDGE: &str = "Atelier guard: you made the same tool call with the same input \
+     several times in a row, so your turn was interrupted. Repeating it will not give a different \
+     result: read the output you already have, change your approach (another command, another \
+     file, a smaller step), and go on with the task. Looping again blocks the task.";
+
+/// A run interrupted for repeating the same tool call: nudge the agent once (its session
+/// continues with a message saying so); a second such run in a row blocks the task.
+fn looping(
+    snap: &TaskSnapshot,
+    stage: Stage,
+    detail: &str,
+    earlier: u32,
+    policy: &Policy,
+) -> Decision {
+    if earlier > 0 {
+        return blocked(
+            snap,
+            stage,
+            BlockReason::Looping {
+                detail: format!(
+                    "{detail}; the agent had been interrupted and nudged for looping before"
+                ),
+            },
+        );
+    }
+    nudge(snap, stage, LOOPING_NUDGE, policy)
+}
+
+/// Queues a nudged run of `stage` (a [`start`] whose run continues the session with `input`).
+fn nudge(snap: &TaskSnapshot, stage: Stage, input: &str, policy: &Policy) -> Decision {
+    let mut decision = start(snap, stage, policy);
+    if let Some(effect) = decision.effects.first_mut() {
+        *effect = Effect::Nudge {
+            stage,
+            input: input.to_string(),
+        };
+    }
+    decision
+}
+
 /// A resume is a human's decision to grant a fresh budget.
 fn fresh(snap: &TaskSnapshot) -> TaskSnapshot {
     TaskSnapshot {
@@ -758,6 +910,21 @@ fn run_finished(
                 effects: vec![],
             };
         }
+        RunOutcome::Looping { detail, earlier } => {
+            return looping(snap, stage, detail, *earlier, policy);
+        }
+        RunOutcome::NoProgress { detail, earlier } if stage == Stage::Implement => {
+            return no_progress(snap, detail, *earlier, policy);
+        }
+        // Only implementers are held to progress: anywhere else it is a plain end.
+        RunOutcome::NoProgress { .. } => &None,
+        // Commits after the review are reviewed before anything is published.
+        RunOutcome::Unreviewed { .. } if stage == Stage::Pr && !snap.has_pull_request => {
+            return start(snap, Stage::Review, policy);
+        }
+        // A pull request already open is followed up (checks, conflicts, comments), and its
+        // human review is on the forge: the run ends as it signalled.
+        RunOutcome::Unreviewed { signal, .. } => signal,
         RunOutcome::Ended { signal } => signal,
     };
     if let Some(Signal::Question { text }) = signal {

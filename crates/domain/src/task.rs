@@ -123,6 +123,11 @@ pub enum BlockReason {
     CiFailing { detail: String },
     /// The pull request kept conflicting with its base through every rebase round.
     Conflicts { detail: String },
+    /// Implement runs kept ending without a new commit or a newly checked to-do item, even
+    /// after a nudge.
+    NoProgress { detail: String },
+    /// The agent kept repeating the same tool call with the same input, even after a nudge.
+    Looping { detail: String },
 }
 
 impl BlockReason {
@@ -135,6 +140,8 @@ impl BlockReason {
             BlockReason::Forge { .. } => "forge_error",
             BlockReason::CiFailing { .. } => "ci_failing",
             BlockReason::Conflicts { .. } => "conflicts",
+            BlockReason::NoProgress { .. } => "no_progress",
+            BlockReason::Looping { .. } => "looping",
         }
     }
 
@@ -146,7 +153,9 @@ impl BlockReason {
             | BlockReason::MissingSignal { detail }
             | BlockReason::Forge { detail }
             | BlockReason::CiFailing { detail }
-            | BlockReason::Conflicts { detail } => detail,
+            | BlockReason::Conflicts { detail }
+            | BlockReason::NoProgress { detail }
+            | BlockReason::Looping { detail } => detail,
         }
     }
 }

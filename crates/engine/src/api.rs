@@ -100,6 +100,9 @@ pub struct ProjectSettings {
     pub max_conflict_rounds: u32,
     /// Where the project's pull requests live: the embedded local forge (default) or GitHub.
     pub forge: ForgeSettings,
+    /// The same tool call with the same input this many times in a row interrupts the run
+    /// with a nudge; twice in a row blocks the task `looping` (at least 2).
+    pub max_repeated_tool_calls: u32,
 }
 
 /// Where a project's pull requests live.
@@ -212,6 +215,7 @@ impl Default for ProjectSettings {
             max_ci_fix_rounds: 3,
             max_conflict_rounds: 3,
             forge: ForgeSettings::Local,
+            max_repeated_tool_calls: 5,
         }
     }
 }
@@ -321,6 +325,10 @@ pub struct RunView {
     /// The model the agent was given (the owner's own model for the stage over the role's).
     #[serde(default)]
     pub model: Option<String>,
+    /// The commit a reviewer's verdict was given on (the task branch's head when it
+    /// signalled); `None` for other runs and verdicts recorded before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reviewed_commit: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]

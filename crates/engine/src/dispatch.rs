@@ -4,7 +4,7 @@
 use crate::error::{EngineError, Result};
 use crate::inner::{Inner, LiveRun};
 use crate::supervisor::{self, Turn};
-use crate::{confine, credentials, prompt, settings, tokens};
+use crate::{confine, credentials, guards, prompt, settings, tokens};
 use domain::{ProjectId, RunOutcome};
 use harness::TurnRequest;
 use harness::process::AgentProcess;
@@ -141,6 +141,14 @@ async fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<bool, String> {
         .clone()
         .ok_or_else(|| "the task's worktree has been removed; create a new task".to_string())?;
     crate::workspace::clear_stale_index_lock(std::path::Path::new(&worktree)).await;
+    if run.stage == domain::Stage::Implement && run.start_checked.is_none() {
+        // What the implementer starts from, to tell at its end whether it made progress.
+        let (head, checked) = guards::work_state(&task).await;
+        inner
+            .store
+            .write(|tx| tx.set_run_start(run.id, head.as_deref(), checked))
+            .map_err(|e| e.to_string())?;
+    }
     let home = confine::ensure_home(&inner.config, &task.key)?;
     if let Some(auth) = &given.codex_auth {
         confine::write_codex_auth(&home, auth)?;
@@ -226,6 +234,7 @@ async fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<bool, String> {
         process,
         stop: stop_rx,
         timeout,
+        repeat_limit: settings.max_repeated_tool_calls,
     };
     let inner = Arc::clone(inner);
     let future: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =

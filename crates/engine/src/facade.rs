@@ -6,7 +6,9 @@ use crate::inner::{Busy, Inner, Parts, StopCause};
 use crate::outbox::MergeOutcome;
 use crate::secrets::SecretBox;
 use crate::transition::{after_commit, apply_event, apply_in, decide_in, not_found};
-use crate::{background, confine, dispatch, logs, outbox, settings, tokens, views, workspace};
+use crate::{
+    background, confine, dispatch, guards, logs, outbox, settings, tokens, views, workspace,
+};
 use domain::{Event, ProjectId, RunStatus, Signal, Stage, TaskId, TaskState};
 use futures::stream::BoxStream;
 use harness::sandbox::{Sandbox, SandboxError};
@@ -881,7 +883,7 @@ impl Engine {
             .validate()
             .map_err(|e| EngineError::InvalidInput(e.to_string()))?;
         let hash = tokens::hash_token(run_token);
-        let run = self.inner.store.write(|tx| {
+        let check = |tx: &store::Tx<'_>| {
             let run = tx.run_by_token_hash(&hash)?.ok_or_else(|| {
                 EngineError::Unauthorized(
                     "unknown run token: signals are accepted only from a live agent run".into(),
@@ -905,8 +907,26 @@ impl Engine {
                     views::signal_name(&signal)
                 )));
             }
+            let row = tx.task(task)?.ok_or_else(|| not_found(task))?;
+            Ok::<_, EngineError>((run, row))
+        };
+        // The guards read the doc and the worktree outside the transaction; the run is checked
+        // again when the signal is recorded.
+        let (run, row) = self.inner.store.read(check)?;
+        let reviewed = match guards::check_signal(&self.inner, &row, &signal).await {
+            Ok(reviewed) => reviewed,
+            Err(refusal) => {
+                tracing::info!(task = %task, run = %run.id, signal = views::signal_name(&signal), reason = %refusal, "signal refused by a guard");
+                return Err(refusal);
+            }
+        };
+        let run = self.inner.store.write(|tx| {
+            let (run, _) = check(tx)?;
             tx.record_signal(run.id, task, &signal)?;
-            Ok(run)
+            if let Some(commit) = &reviewed {
+                tx.set_reviewed_commit(run.id, commit)?;
+            }
+            Ok::<_, EngineError>(run)
         })?;
         tracing::info!(task = %task, run = %run.id, signal = views::signal_name(&signal), "signal received");
         Ok(())

@@ -15,6 +15,7 @@ pub mod error;
 mod facade;
 mod follow_up;
 mod forges;
+mod guards;
 mod hub;
 mod inner;
 mod insight;

@@ -22,6 +22,7 @@ pub(crate) fn policy(settings: &ProjectSettings) -> Policy {
         max_total_runs: settings.max_total_runs,
         max_ci_fix_rounds: settings.max_ci_fix_rounds,
         max_conflict_rounds: settings.max_conflict_rounds,
+        max_repeated_tool_calls: settings.max_repeated_tool_calls,
     }
 }
 
@@ -117,6 +118,12 @@ pub(crate) fn validate(
     }
     if settings.max_review_rounds == 0 || settings.max_total_runs == 0 {
         return bad("max_review_rounds and max_total_runs must be at least 1".into());
+    }
+    if settings.max_repeated_tool_calls < 2 {
+        return bad(format!(
+            "max_repeated_tool_calls must be at least 2 (it is {}): one call is not a repetition",
+            settings.max_repeated_tool_calls
+        ));
     }
     if let crate::api::ForgeSettings::Github(github) = &settings.forge {
         validate_github(github).or_else(bad)?;

@@ -6,6 +6,7 @@
 use crate::api::LogEntry;
 use crate::confine::MARK_VAR;
 use crate::error::EngineError;
+use crate::guards;
 use crate::hub::HubItem;
 use crate::inner::{Inner, StopCause};
 use crate::transition::{Applied, after_commit, apply_in};
@@ -32,6 +33,8 @@ pub(crate) struct Turn {
     pub process: AgentProcess,
     pub stop: tokio::sync::watch::Receiver<Option<StopCause>>,
     pub timeout: Duration,
+    /// The same tool call this many times in a row interrupts the run (`Looping`).
+    pub repeat_limit: u32,
 }
 
 /// Why the loop ended early.
@@ -41,6 +44,8 @@ enum Abort {
     Shutdown,
     Stalled(String),
     Failed(String),
+    /// The agent repeated one tool call (the detail says which and how often).
+    Looping(String),
 }
 
 /// Persists and broadcasts a run's events, assigning per-run sequence numbers.
@@ -52,10 +57,19 @@ struct Transcript {
     pending: Vec<(i64, TranscriptEvent)>,
     /// (ok, error, retryable) of the turn's end, once the harness reported it.
     turn_end: Option<(bool, Option<String>, bool)>,
+    /// Repeated tool calls, watched for the repetition guard.
+    repeats: guards::Repeats,
+    /// Set once the agent repeated a tool call as often as the limit allows: why.
+    looping: Option<String>,
 }
 
 impl Transcript {
     fn push(&mut self, event: TranscriptEvent) {
+        if let Some(detail) = self.repeats.see(&event)
+            && self.looping.is_none()
+        {
+            self.looping = Some(detail);
+        }
         if let TranscriptEvent::TurnEnd {
             ok,
             error,
@@ -134,6 +148,8 @@ pub(crate) async fn supervise(inner: Arc<Inner>, mut turn: Turn) {
         next_seq,
         pending: Vec::new(),
         turn_end: None,
+        repeats: guards::Repeats::new(turn.repeat_limit),
+        looping: None,
     };
     transcript.push(TranscriptEvent::Status {
         text: format!("{} agent started ({})", turn.stage, turn.harness.name()),
@@ -172,6 +188,12 @@ pub(crate) async fn supervise(inner: Arc<Inner>, mut turn: Turn) {
                     }
                     if transcript.pending.len() >= BATCH {
                         transcript.flush(&inner);
+                    }
+                    if let (Some(detail), None) = (&transcript.looping, &abort) {
+                        tracing::info!(run = %turn.run, %detail, "agent is looping: interrupting it");
+                        abort = Some(Abort::Looping(detail.clone()));
+                        kill.as_mut().reset(begin_stop(&inner, &turn, false));
+                        killing = true;
                     }
                 }
                 None => lines = None,
@@ -228,6 +250,13 @@ pub(crate) async fn supervise(inner: Arc<Inner>, mut turn: Turn) {
             reason,
             earlier_stalls: 0,
         },
+        // How many looping runs came before is read from the store by `finish`.
+        Some(Abort::Looping(detail)) => RunOutcome::Looping { detail, earlier: 0 },
+        // Repetition found in what was drained after the agent ended on its own.
+        None if transcript.looping.is_some() => RunOutcome::Looping {
+            detail: transcript.looping.clone().unwrap_or_default(),
+            earlier: 0,
+        },
         Some(Abort::Shutdown) | None => {
             let exit = exit.map_err(|e| e.to_string());
             judge(
@@ -238,6 +267,8 @@ pub(crate) async fn supervise(inner: Arc<Inner>, mut turn: Turn) {
             )
         }
     };
+    // The guards judge what the run did before its end is recorded.
+    let outcome = guards::judge(&inner, turn.run, outcome).await;
     transcript.push(TranscriptEvent::Status {
         text: describe(&outcome),
     });
@@ -355,6 +386,11 @@ fn describe(outcome: &RunOutcome) -> String {
         RunOutcome::Stalled { reason, .. } => format!("run stalled: {reason}"),
         RunOutcome::Stopped => "run stopped by a user".into(),
         RunOutcome::Interrupted => "run interrupted".into(),
+        RunOutcome::NoProgress { detail, .. } => format!("run ended without progress: {detail}"),
+        RunOutcome::Looping { detail, .. } => format!("run interrupted for looping: {detail}"),
+        RunOutcome::Unreviewed { detail, .. } => {
+            format!("run ended with unreviewed commits: {detail}; the task goes back to review")
+        }
     }
 }
 
@@ -417,15 +453,28 @@ pub(crate) fn finish(
                     attempt,
                 }
             }
+            RunOutcome::Looping { detail, .. } => {
+                let earlier = tx.consecutive_looping(row.task_id)?;
+                tx.mark_run_looping(run)?;
+                RunOutcome::Looping { detail, earlier }
+            }
+            RunOutcome::NoProgress { detail, .. } => {
+                let earlier = tx.consecutive_no_progress(row.task_id)?;
+                tx.mark_run_no_progress(run)?;
+                RunOutcome::NoProgress { detail, earlier }
+            }
             other => other,
         };
         let reason = match &outcome {
             RunOutcome::Failed { reason }
             | RunOutcome::InfraFailed { reason, .. }
-            | RunOutcome::Stalled { reason, .. } => Some(reason.as_str()),
+            | RunOutcome::Stalled { reason, .. }
+            | RunOutcome::Looping { detail: reason, .. } => Some(reason.as_str()),
             RunOutcome::Stopped => Some("stopped by a user"),
             RunOutcome::Interrupted => Some("the server stopped while this run was live"),
-            RunOutcome::Ended { .. } => None,
+            RunOutcome::Ended { .. }
+            | RunOutcome::NoProgress { .. }
+            | RunOutcome::Unreviewed { .. } => None,
         };
         let status = outcome.run_status();
         let reason = reason.map(str::to_string);

@@ -96,6 +96,8 @@ pub(crate) fn apply_in(tx: &Tx<'_>, task: &TaskRow, event: &Event) -> Result<(De
                 })?;
                 if let Some((earlier, session, input)) = continued {
                     tx.continue_session(run, &session, &input, earlier.turns)?;
+                    // The same work goes on: what the interrupted turn did counts as progress.
+                    tx.inherit_run_start(run, earlier.id)?;
                 }
                 applied.queued = true;
             }
@@ -116,6 +118,10 @@ pub(crate) fn apply_in(tx: &Tx<'_>, task: &TaskRow, event: &Event) -> Result<(De
             }
             Effect::RevisePlan { feedback } => {
                 revise_plan(tx, task, feedback)?;
+                applied.queued = true;
+            }
+            Effect::Nudge { stage, input } => {
+                nudge(tx, task, *stage, input)?;
                 applied.queued = true;
             }
             Effect::ResumeRun { run, input } => {
@@ -207,6 +213,36 @@ fn revise_plan(tx: &Tx<'_>, task: &TaskRow, feedback: &str) -> Result<RunId> {
             ..
         }) => tx.continue_session(run, &session, &input, turns)?,
         _ => tx.set_run_brief(run, &input)?,
+    }
+    Ok(run)
+}
+
+/// Queues the run of a guard's `Nudge`: it continues the session of the stage's latest run
+/// (the one that just ended; same iteration, its turns carried over) with `input` as its next
+/// turn, or — with no session to continue — starts afresh with `input` in its prompt.
+fn nudge(tx: &Tx<'_>, task: &TaskRow, stage: domain::Stage, input: &str) -> Result<RunId> {
+    let earlier = tx
+        .runs_of_task(task.id)?
+        .into_iter()
+        .rev()
+        .find(|r| r.stage == stage);
+    let iteration = match &earlier {
+        Some(run) => run.iteration,
+        None => tx.finished_runs_of_stage(task.id, stage)?,
+    };
+    let run = tx.insert_run(&NewRunRow {
+        task_id: task.id,
+        stage,
+        iteration,
+        mark: &random_hex(16),
+    })?;
+    match earlier {
+        Some(store::RunRow {
+            turns,
+            session: Some(session),
+            ..
+        }) => tx.continue_session(run, &session, input, turns)?,
+        _ => tx.set_run_brief(run, input)?,
     }
     Ok(run)
 }

@@ -93,6 +93,7 @@ pub(crate) fn run(row: RunRow) -> RunView {
         cost_usd: row.cost_usd,
         harness: row.harness,
         model: row.model,
+        reviewed_commit: row.reviewed_commit,
     }
 }
 

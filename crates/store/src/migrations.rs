@@ -236,6 +236,17 @@ CREATE TABLE user_models (
 ALTER TABLE runs ADD COLUMN harness TEXT;
 ALTER TABLE runs ADD COLUMN model TEXT;
 "#,
+    // 11: the guards. What an implement run started from (the worktree's HEAD and the doc's
+    // checked to-do items), so its end can be compared; the commit a review verdict was given
+    // on; and the runs a guard cut short (no progress, a looping agent), counted in a row like
+    // stalls.
+    r#"
+ALTER TABLE runs ADD COLUMN start_head TEXT;
+ALTER TABLE runs ADD COLUMN start_checked INTEGER;
+ALTER TABLE runs ADD COLUMN reviewed_commit TEXT;
+ALTER TABLE runs ADD COLUMN no_progress INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN looping INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 pub(crate) fn apply(conn: &mut Connection, path: &Path) -> Result<()> {

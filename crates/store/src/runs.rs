@@ -2,7 +2,7 @@
 //! usage counters; plus the signals table.
 
 use crate::{ActivityKind, Result, StoreError, Tx, from_json, now_ms, to_json};
-use domain::{ProjectId, RunId, RunStatus, Signal, Stage, TaskId};
+use domain::{ProjectId, RunId, RunStatus, Signal, Stage, StageHistory, TaskId, Verdict};
 use rusqlite::{OptionalExtension, Row, params};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +34,13 @@ pub struct RunRow {
     /// The model the agent was given (the owner's own model for the stage over the role's), if
     /// any was named.
     pub model: Option<String>,
+    /// The worktree's HEAD when the run (an implementer) first started, if it could be read
+    /// (migration 11).
+    pub start_head: Option<String>,
+    /// How many to-do items of the task doc were checked when the run first started.
+    pub start_checked: Option<u32>,
+    /// The commit a reviewer's verdict was given on (the worktree's HEAD when it signalled).
+    pub reviewed_commit: Option<String>,
 }
 
 /// A queued or running run with what an overview shows of its task.
@@ -65,7 +72,10 @@ pub struct NewRunRow<'a> {
 
 const COLUMNS: &str = "id, task_id, stage, status, iteration, turns, session, mark, pending_input, \
      signal, reason, created_at, started_at, ended_at, spawned_us, exited_us, input_tokens, \
-     output_tokens, cost_usd, harness, model";
+     output_tokens, cost_usd, harness, model, start_head, start_checked, reviewed_commit";
+
+/// How many columns [`COLUMNS`] names (a query's own columns come after them).
+const COLUMN_COUNT: usize = 24;
 
 struct Raw {
     row: RunRow,
@@ -101,6 +111,9 @@ fn raw(row: &Row<'_>) -> rusqlite::Result<Raw> {
             cost_usd: row.get(18)?,
             harness: row.get(19)?,
             model: row.get(20)?,
+            start_head: row.get(21)?,
+            start_checked: row.get(22)?,
+            reviewed_commit: row.get(23)?,
         },
     })
 }
@@ -186,7 +199,7 @@ impl Tx<'_> {
                 .join(", ")
         );
         let mut stmt = self.tx.prepare(&sql)?;
-        let rows = stmt.query_map([], |row| Ok((raw(row)?, ProjectId(row.get(21)?))))?;
+        let rows = stmt.query_map([], |row| Ok((raw(row)?, ProjectId(row.get(COLUMN_COUNT)?))))?;
         rows.map(|r| {
             let (raw, project) = r?;
             Ok((finish(raw)?, project))
@@ -213,7 +226,12 @@ impl Tx<'_> {
         );
         let mut stmt = self.tx.prepare(&sql)?;
         let rows = stmt.query_map([member.map(|u| u.0)], |row| {
-            Ok((raw(row)?, row.get(21)?, row.get(22)?, row.get(23)?))
+            Ok((
+                raw(row)?,
+                row.get(COLUMN_COUNT)?,
+                row.get(COLUMN_COUNT + 1)?,
+                row.get(COLUMN_COUNT + 2)?,
+            ))
         })?;
         rows.map(|r| {
             let (raw, title, project, last_event_at) = r?;
@@ -329,6 +347,62 @@ impl Tx<'_> {
     /// How many of the task's most recent finished runs in a row stalled.
     pub fn consecutive_stalls(&self, task: TaskId) -> Result<u32> {
         self.consecutive_flagged(task, "stalled")
+    }
+
+    /// Records what an implement run starts from, once: a resumed turn of the same run keeps
+    /// what its first turn found.
+    pub fn set_run_start(&self, id: RunId, head: Option<&str>, checked: u32) -> Result<()> {
+        self.tx.execute(
+            "UPDATE runs SET start_head = ?2, start_checked = ?3
+             WHERE id = ?1 AND start_checked IS NULL",
+            params![id.0, head, checked],
+        )?;
+        Ok(())
+    }
+
+    /// Gives run `to` (which continues `from`'s session after a stop or a crash) what `from`
+    /// started from: the work of the interrupted turn counts as the continued run's progress.
+    pub fn inherit_run_start(&self, to: RunId, from: RunId) -> Result<()> {
+        self.tx.execute(
+            "UPDATE runs SET (start_head, start_checked) =
+               (SELECT start_head, start_checked FROM runs WHERE id = ?2)
+             WHERE id = ?1",
+            params![to.0, from.0],
+        )?;
+        Ok(())
+    }
+
+    /// Records the commit a reviewer's verdict was given on.
+    pub fn set_reviewed_commit(&self, id: RunId, commit: &str) -> Result<()> {
+        self.tx.execute(
+            "UPDATE runs SET reviewed_commit = ?2 WHERE id = ?1",
+            params![id.0, commit],
+        )?;
+        Ok(())
+    }
+
+    /// Marks a run as having made no progress (a guard's finding).
+    pub fn mark_run_no_progress(&self, id: RunId) -> Result<()> {
+        self.tx
+            .execute("UPDATE runs SET no_progress = 1 WHERE id = ?1", [id.0])?;
+        Ok(())
+    }
+
+    /// How many of the task's most recent finished runs in a row made no progress.
+    pub fn consecutive_no_progress(&self, task: TaskId) -> Result<u32> {
+        self.consecutive_flagged(task, "no_progress")
+    }
+
+    /// Marks a run as interrupted for repeating the same tool call.
+    pub fn mark_run_looping(&self, id: RunId) -> Result<()> {
+        self.tx
+            .execute("UPDATE runs SET looping = 1 WHERE id = ?1", [id.0])?;
+        Ok(())
+    }
+
+    /// How many of the task's most recent finished runs in a row were interrupted for looping.
+    pub fn consecutive_looping(&self, task: TaskId) -> Result<u32> {
+        self.consecutive_flagged(task, "looping")
     }
 
     /// How many of the task's most recent finished runs in a row were infrastructure failures.
@@ -448,6 +522,42 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// What the task's runs have done so far: whether an implement run completed, and the
+    /// verdict of the latest review run that gave one.
+    pub fn stage_history(&self, task: TaskId) -> Result<StageHistory> {
+        let implemented = self.tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM runs WHERE task_id = ?1 AND stage = 'implement'
+             AND status = 'completed')",
+            [task.0],
+            |r| r.get(0),
+        )?;
+        Ok(StageHistory {
+            implemented,
+            last_verdict: self.latest_verdict(task)?.map(|(verdict, _)| verdict),
+        })
+    }
+
+    /// The verdict of the task's latest review run that gave one, and the commit it was given
+    /// on (`None` for verdicts recorded before migration 11).
+    pub fn latest_verdict(&self, task: TaskId) -> Result<Option<(Verdict, Option<String>)>> {
+        let row: Option<(String, Option<String>)> = self
+            .tx
+            .query_row(
+                "SELECT signal, reviewed_commit FROM runs WHERE task_id = ?1 AND stage = 'review'
+                 AND signal IS NOT NULL ORDER BY id DESC LIMIT 1",
+                [task.0],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((signal, commit)) = row else {
+            return Ok(None);
+        };
+        Ok(match from_json::<Signal>(&signal)? {
+            Signal::Verdict { verdict, .. } => Some((verdict, commit)),
+            _ => None,
+        })
+    }
+
     pub fn signal_count(&self, task: TaskId) -> Result<u32> {
         Ok(self.tx.query_row(
             "SELECT COUNT(*) FROM signals WHERE task_id = ?1",
@@ -475,5 +585,13 @@ impl Tx<'_> {
             }
         }
         Ok(latencies)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_column_count_is_the_number_of_columns() {
+        assert_eq!(super::COLUMNS.split(", ").count(), super::COLUMN_COUNT);
     }
 }

@@ -283,6 +283,7 @@ impl Tx<'_> {
             live_run: self.live_run(task.id)?.map(|run| run.id),
             pr_rounds: self.pr_rounds(task.id)?,
             has_pull_request: self.pull_request(task.id)?.is_some(),
+            history: self.stage_history(task.id)?,
         })
     }
 

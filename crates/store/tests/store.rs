@@ -8,8 +8,8 @@
 use std::path::{Path, PathBuf};
 
 use domain::{
-    BlockReason, DoneReason, PrRounds, ProjectId, RunId, RunStatus, Signal, Stage, TaskId,
-    TaskSnapshot, TaskState, Verdict,
+    BlockReason, DoneReason, PrRounds, ProjectId, RunId, RunStatus, Signal, Stage, StageHistory,
+    TaskId, TaskSnapshot, TaskState, Verdict,
 };
 use rusqlite::Connection;
 use store::{
@@ -20,7 +20,7 @@ use store::{
 use tempfile::TempDir;
 
 /// The schema version this build migrates to (the number of migrations).
-const LATEST: i64 = 10;
+const LATEST: i64 = 11;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -321,6 +321,10 @@ fn a_version_1_database_upgrades_keeping_its_data() {
             // Runs recorded before migration 10 do not know their harness and model.
             harness: None,
             model: None,
+            // Nor what the guards record (migration 11).
+            start_head: None,
+            start_checked: None,
+            reviewed_commit: None,
         }]
     );
     assert_eq!(store.read(|tx| tx.last_seq(RunId(7))).unwrap(), 1);
@@ -362,6 +366,7 @@ fn a_version_1_database_upgrades_keeping_its_data() {
             live_run: None,
             pr_rounds: PrRounds::default(),
             has_pull_request: true,
+            history: StageHistory::default(),
         }
     );
     assert_eq!(store.read(|tx| tx.run_brief(RunId(7))).unwrap(), None);
@@ -767,6 +772,7 @@ fn the_snapshot_carries_the_live_run_pr_rounds_and_the_pull_request() {
         live_run: None,
         pr_rounds: PrRounds::default(),
         has_pull_request: false,
+        history: StageHistory::default(),
     };
     assert_eq!(snapshot(), bare);
 
@@ -789,6 +795,32 @@ fn the_snapshot_carries_the_live_run_pr_rounds_and_the_pull_request() {
 
     finish(&store, run, RunStatus::Completed);
     assert_eq!(snapshot().live_run, None);
+
+    // The history: a completed implement run, then the latest verdict given.
+    let implement = add_run(&store, task, Stage::Implement);
+    assert_eq!(snapshot().history, StageHistory::default());
+    finish(&store, implement, RunStatus::Completed);
+    let history = |last_verdict| StageHistory {
+        implemented: true,
+        last_verdict,
+    };
+    assert_eq!(snapshot().history, history(None));
+    for verdict in [Verdict::Ready, Verdict::NeedsWork] {
+        let review = add_run(&store, task, Stage::Review);
+        let signal = Signal::Verdict {
+            verdict,
+            reason: None,
+        };
+        store
+            .write(|tx| tx.record_signal(review, task, &signal))
+            .unwrap();
+        finish(&store, review, RunStatus::Completed);
+        assert_eq!(snapshot().history, history(Some(verdict)));
+    }
+    // A review that ended without a verdict leaves the last one standing.
+    let silent = add_run(&store, task, Stage::Review);
+    finish(&store, silent, RunStatus::Completed);
+    assert_eq!(snapshot().history, history(Some(Verdict::NeedsWork)));
 }
 
 #[test]
@@ -967,6 +999,9 @@ fn a_new_run_is_queued_with_nothing_recorded_yet() {
             cost_usd: 0.0,
             harness: None,
             model: None,
+            start_head: None,
+            start_checked: None,
+            reviewed_commit: None,
         }
     );
     assert!(row.created_at >= before && row.created_at <= now_ms());
@@ -2012,4 +2047,66 @@ fn credentials_and_models_are_per_user_and_harness_and_replaced_whole() {
         (Stage::Plan, "haiku", None)
     );
     assert!(store.read(|tx| tx.user_models(bob)).unwrap().is_empty());
+}
+
+#[test]
+fn the_guards_facts_are_recorded_on_runs_and_flags_counted_in_a_row() {
+    let (_dir, store) = fresh();
+    let p = add_project(&store, "p").id;
+    let task = add_task(
+        &store,
+        p,
+        &TaskState::Running {
+            stage: Stage::Implement,
+        },
+        20100,
+    );
+    let first = add_run(&store, task, Stage::Implement);
+    store
+        .write(|tx| tx.set_run_start(first, Some("abc"), 2))
+        .unwrap();
+    // A resumed turn of the same run keeps what its first turn found.
+    store
+        .write(|tx| tx.set_run_start(first, Some("def"), 5))
+        .unwrap();
+    let row = run_row(&store, first);
+    assert_eq!(
+        (row.start_head.as_deref(), row.start_checked),
+        (Some("abc"), Some(2))
+    );
+    let continued = add_run(&store, task, Stage::Implement);
+    store
+        .write(|tx| tx.inherit_run_start(continued, first))
+        .unwrap();
+    let row = run_row(&store, continued);
+    assert_eq!(
+        (row.start_head.as_deref(), row.start_checked),
+        (Some("abc"), Some(2))
+    );
+    finish(&store, first, RunStatus::Interrupted);
+
+    store
+        .write(|tx| {
+            tx.mark_run_no_progress(continued)?;
+            tx.mark_run_looping(continued)
+        })
+        .unwrap();
+    finish(&store, continued, RunStatus::Completed);
+    let count = |f: fn(&store::Tx<'_>, TaskId) -> Result<u32, StoreError>| {
+        store.read(|tx| f(tx, task)).unwrap()
+    };
+    assert_eq!(count(|tx, t| tx.consecutive_no_progress(t)), 1);
+    assert_eq!(count(|tx, t| tx.consecutive_looping(t)), 1);
+    let review = add_run(&store, task, Stage::Review);
+    store
+        .write(|tx| tx.set_reviewed_commit(review, "abc"))
+        .unwrap();
+    finish(&store, review, RunStatus::Completed);
+    assert_eq!(
+        run_row(&store, review).reviewed_commit.as_deref(),
+        Some("abc")
+    );
+    // A run without the flag ends the row.
+    assert_eq!(count(|tx, t| tx.consecutive_no_progress(t)), 0);
+    assert_eq!(count(|tx, t| tx.consecutive_looping(t)), 0);
 }

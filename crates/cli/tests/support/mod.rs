@@ -316,6 +316,14 @@ pub fn review_scenario() -> Value {
     ]})
 }
 
+/// Implementer that commits a change on every run (progress, as the no-progress guard expects)
+/// and checks nothing: for tests about what happens after implementation.
+pub fn committing_implement_scenario() -> Value {
+    json!({"runs": [[
+        {"do": "run", "command": "echo work >> work.txt && git add -A && git commit -qm 'More work'"}
+    ]]})
+}
+
 pub fn pr_scenario() -> Value {
     json!({"runs": [[
         {"do": "run", "command": "git status --short"},

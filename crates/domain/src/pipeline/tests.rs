@@ -21,6 +21,18 @@ fn new_task() -> TaskSnapshot {
         live_run: None,
         pr_rounds: PrRounds::default(),
         has_pull_request: false,
+        history: StageHistory::default(),
+    }
+}
+
+/// `snap` after an implement run completed and the latest review said `verdict` (if any).
+fn after(snap: TaskSnapshot, last_verdict: Option<Verdict>) -> TaskSnapshot {
+    TaskSnapshot {
+        history: StageHistory {
+            implemented: true,
+            last_verdict,
+        },
+        ..snap
     }
 }
 
@@ -311,6 +323,163 @@ fn cases() -> Vec<Case> {
                 feedback: "more tests".into(),
             },
             blocks(Plan, max_iterations(RUN_CAP), 0, 25),
+        ),
+        // --- guard: no progress ---------------------------------------------------------------
+        case(
+            "an implement run without progress nudges the implementer instead of starting review",
+            with_counters(running(Implement), 0, 2),
+            finished(RunOutcome::NoProgress {
+                detail: "nothing changed".into(),
+                earlier: 0,
+            }),
+            decision(
+                TaskState::Running { stage: Implement },
+                0,
+                3,
+                vec![Effect::Nudge {
+                    stage: Implement,
+                    input: NO_PROGRESS_NUDGE.into(),
+                }],
+            ),
+        ),
+        case(
+            "a second implement run in a row without progress blocks the task",
+            with_counters(running(Implement), 0, 3),
+            finished(RunOutcome::NoProgress {
+                detail: "nothing changed".into(),
+                earlier: 1,
+            }),
+            blocks(
+                Implement,
+                BlockReason::NoProgress {
+                    detail: "nothing changed; the implementer had been nudged after a run \
+                             without progress, and made none again"
+                        .into(),
+                },
+                0,
+                3,
+            ),
+        ),
+        case(
+            "a nudge past the total-run cap blocks at the cap",
+            with_counters(running(Implement), 0, 25),
+            finished(RunOutcome::NoProgress {
+                detail: "nothing changed".into(),
+                earlier: 0,
+            }),
+            blocks(Implement, max_iterations(RUN_CAP), 0, 25),
+        ),
+        case(
+            "no progress outside implement is a plain end (a review without a verdict)",
+            with_counters(running(Review), 0, 3),
+            finished(RunOutcome::NoProgress {
+                detail: "nothing changed".into(),
+                earlier: 3,
+            }),
+            starts(Implement, 1, 4),
+        ),
+        case(
+            "a stale no-progress report is ignored",
+            running(Implement),
+            Event::RunFinished {
+                run: OTHER_RUN,
+                outcome: RunOutcome::NoProgress {
+                    detail: "nothing changed".into(),
+                    earlier: 0,
+                },
+            },
+            unchanged(&running(Implement)),
+        ),
+        // --- guard: repetition ----------------------------------------------------------------
+        case(
+            "a run interrupted for looping continues its session with a nudge",
+            with_counters(running(Review), 1, 4),
+            finished(RunOutcome::Looping {
+                detail: "`shell` 5 times".into(),
+                earlier: 0,
+            }),
+            decision(
+                TaskState::Running { stage: Review },
+                1,
+                5,
+                vec![Effect::Nudge {
+                    stage: Review,
+                    input: LOOPING_NUDGE.into(),
+                }],
+            ),
+        ),
+        case(
+            "looping twice in a row blocks the task",
+            with_counters(running(Implement), 0, 5),
+            finished(RunOutcome::Looping {
+                detail: "`shell` 5 times".into(),
+                earlier: 1,
+            }),
+            blocks(
+                Implement,
+                BlockReason::Looping {
+                    detail: "`shell` 5 times; the agent had been interrupted and nudged for \
+                             looping before"
+                        .into(),
+                },
+                0,
+                5,
+            ),
+        ),
+        case(
+            "a looping nudge past the total-run cap blocks at the cap",
+            with_counters(running(Plan), 0, 25),
+            finished(RunOutcome::Looping {
+                detail: "`shell` 5 times".into(),
+                earlier: 0,
+            }),
+            blocks(Plan, max_iterations(RUN_CAP), 0, 25),
+        ),
+        // --- guard: reviewed commit -----------------------------------------------------------
+        case(
+            "a pr run that committed after the review sends the task back to review",
+            with_counters(running(Pr), 0, 4),
+            finished(RunOutcome::Unreviewed {
+                signal: None,
+                detail: "head b is not the reviewed a".into(),
+            }),
+            starts(Review, 0, 5),
+        ),
+        case(
+            "back to review even when the pr run signalled pr-done",
+            with_counters(running(Pr), 1, 4),
+            finished(RunOutcome::Unreviewed {
+                signal: Some(Signal::PrDone { no_changes: false }),
+                detail: "head b is not the reviewed a".into(),
+            }),
+            starts(Review, 1, 5),
+        ),
+        case(
+            "back to review past the total-run cap blocks at review",
+            with_counters(running(Pr), 0, 25),
+            finished(RunOutcome::Unreviewed {
+                signal: None,
+                detail: "head b is not the reviewed a".into(),
+            }),
+            blocks(Review, max_iterations(RUN_CAP), 0, 25),
+        ),
+        case(
+            "with a pull request open, a follow-up's commits are published as it signalled",
+            TaskSnapshot {
+                live_run: Some(RUN),
+                ..with_pr(TaskState::Running { stage: Pr }, rounds(1, 0))
+            },
+            finished(RunOutcome::Unreviewed {
+                signal: Some(Signal::PrDone { no_changes: false }),
+                detail: "head b is not the reviewed a".into(),
+            }),
+            Ok(Decision {
+                state: TaskState::AwaitingChecks,
+                review_rounds: 1,
+                runs_started: 6,
+                pr_rounds: rounds(1, 0),
+                effects: vec![Effect::OpenPullRequest],
+            }),
         ),
         // --- implement ⇄ review ----------------------------------------------------------------
         case(
@@ -868,7 +1037,70 @@ fn cases() -> Vec<Case> {
         ),
         case(
             "a run requested with an explicit stage runs that stage",
+            after(at(TaskState::PlanGate), None),
+            Event::RunRequested {
+                stage: Some(Review),
+            },
+            starts(Review, 0, 2),
+        ),
+        // --- guard: stages in order ----------------------------------------------------------
+        case(
+            "review requested before any implement run completed is refused",
             at(TaskState::PlanGate),
+            Event::RunRequested {
+                stage: Some(Review),
+            },
+            invalid(
+                "review cannot start yet: no implement run has completed, so there is nothing \
+                 to review; run the implement stage first",
+            ),
+        ),
+        case(
+            "review requested from a block at implement before any implement run completed is \
+             refused",
+            at(blocked_at(Implement, agent_blocked("why"))),
+            Event::RunRequested {
+                stage: Some(Review),
+            },
+            invalid(
+                "review cannot start yet: no implement run has completed, so there is nothing \
+                 to review; run the implement stage first",
+            ),
+        ),
+        case(
+            "pr requested before any verdict is refused",
+            after(at(TaskState::Stopped { stage: Review }), None),
+            Event::RunRequested { stage: Some(Pr) },
+            invalid(
+                "the pr stage cannot start yet: no review has given a verdict yet; a pull \
+                 request is opened only after a reviewer says `ready` (run the review stage)",
+            ),
+        ),
+        case(
+            "pr requested after a needs-work verdict is refused",
+            after(
+                at(TaskState::Stopped { stage: Implement }),
+                Some(Verdict::NeedsWork),
+            ),
+            Event::RunRequested { stage: Some(Pr) },
+            invalid(
+                "the pr stage cannot start yet: the last review verdict is `needs-work`; a pull \
+                 request is opened only after a reviewer says `ready` (run the review stage)",
+            ),
+        ),
+        case(
+            "pr requested after a ready verdict starts",
+            after(
+                at(TaskState::Stopped { stage: Implement }),
+                Some(Verdict::Ready),
+            ),
+            Event::RunRequested { stage: Some(Pr) },
+            starts(Pr, 0, 2),
+        ),
+        case(
+            "where the task stands is in order: a stopped review continues without a record of \
+             implementation",
+            at(TaskState::Stopped { stage: Review }),
             Event::RunRequested {
                 stage: Some(Review),
             },
@@ -891,7 +1123,7 @@ fn with_pr(state: TaskState, pr_rounds: PrRounds) -> TaskSnapshot {
     TaskSnapshot {
         pr_rounds,
         has_pull_request: true,
-        ..with_counters(at(state), 1, 6)
+        ..after(with_counters(at(state), 1, 6), Some(Verdict::Ready))
     }
 }
 
@@ -1219,6 +1451,7 @@ fn default_policy_caps_three_review_rounds_and_twenty_five_runs() {
             max_total_runs: 25,
             max_ci_fix_rounds: 3,
             max_conflict_rounds: 3,
+            max_repeated_tool_calls: 5,
         }
     );
 }
@@ -1247,6 +1480,27 @@ fn run_outcomes_map_to_run_statuses() {
         ),
         (RunOutcome::Stopped, RunStatus::Stopped),
         (RunOutcome::Interrupted, RunStatus::Interrupted),
+        (
+            RunOutcome::NoProgress {
+                detail: "nothing changed".into(),
+                earlier: 0,
+            },
+            RunStatus::Completed,
+        ),
+        (
+            RunOutcome::Looping {
+                detail: "repeated".into(),
+                earlier: 0,
+            },
+            RunStatus::Failed,
+        ),
+        (
+            RunOutcome::Unreviewed {
+                signal: None,
+                detail: "committed after the review".into(),
+            },
+            RunStatus::Completed,
+        ),
     ];
     for (outcome, status) in table {
         assert_eq!(outcome.run_status(), status, "{outcome:?}");
@@ -1281,6 +1535,24 @@ impl Sim {
 
     fn send(&mut self, event: Event) -> Result<Decision, Rejection> {
         let decision = decide(&self.snap, &event, &self.policy)?;
+        // Like the engine, which reads the history from the run rows.
+        if let (
+            Event::RunFinished {
+                run,
+                outcome: RunOutcome::Ended { signal },
+            },
+            TaskState::Running { stage },
+        ) = (&event, &self.snap.state)
+            && self.snap.live_run == Some(*run)
+        {
+            match (stage, signal) {
+                (Stage::Implement, _) => self.snap.history.implemented = true,
+                (Stage::Review, Some(Signal::Verdict { verdict, .. })) => {
+                    self.snap.history.last_verdict = Some(*verdict);
+                }
+                _ => {}
+            }
+        }
         if let Event::RunFinished { run, .. } = &event
             && self.snap.live_run == Some(*run)
             && !matches!(decision.state, TaskState::NeedsInput { .. })
@@ -1292,6 +1564,7 @@ impl Sim {
                 Effect::StartRun { .. }
                 | Effect::RestartRun { .. }
                 | Effect::RevisePlan { .. }
+                | Effect::Nudge { .. }
                 | Effect::StartFollowUp { .. } => {
                     self.snap.live_run = Some(RunId(self.next_run));
                     self.next_run += 1;
@@ -1368,6 +1641,10 @@ fn technical_happy_path_with_one_review_round() {
             live_run: None,
             pr_rounds: PrRounds::default(),
             has_pull_request: true,
+            history: StageHistory {
+                implemented: true,
+                last_verdict: Some(Verdict::Ready)
+            },
         }
     );
     assert_eq!(
@@ -1453,6 +1730,10 @@ fn review_loop_blocks_after_three_rounds_and_resume_grants_a_fresh_budget() {
             live_run: None,
             pr_rounds: PrRounds::default(),
             has_pull_request: false,
+            history: StageHistory {
+                implemented: true,
+                last_verdict: Some(Verdict::NeedsWork)
+            },
         }
     );
 
@@ -1571,6 +1852,7 @@ fn a_question_resumes_the_same_run_until_the_plan_is_ready() {
             live_run: None,
             pr_rounds: PrRounds::default(),
             has_pull_request: false,
+            history: StageHistory::default(),
         }
     );
     assert_eq!(
@@ -1846,29 +2128,62 @@ fn allowed_actions_are_the_events_the_rules_accept() {
         (
             "plan gate",
             at(TaskState::PlanGate),
-            with(
-                vec![ApprovePlan, RequestPlanChanges],
-                with(every_stage(), vec![Delete]),
-            ),
+            vec![
+                ApprovePlan,
+                RequestPlanChanges,
+                run(Stage::Plan),
+                run(Stage::Implement),
+                Delete,
+            ],
+        ),
+        (
+            "plan gate, implemented once",
+            after(at(TaskState::PlanGate), Some(Verdict::NeedsWork)),
+            vec![
+                ApprovePlan,
+                RequestPlanChanges,
+                run(Stage::Plan),
+                run(Stage::Implement),
+                run(Stage::Review),
+                Delete,
+            ],
         ),
         ("an agent running", running(Stage::Implement), vec![Stop]),
         ("an open question", question, vec![Answer, Stop]),
         (
             "stopped",
-            at(TaskState::Stopped {
-                stage: Stage::Review,
-            }),
-            with(vec![Resume], with(every_stage(), vec![Delete])),
+            after(
+                at(TaskState::Stopped {
+                    stage: Stage::Review,
+                }),
+                None,
+            ),
+            vec![
+                Resume,
+                run(Stage::Plan),
+                run(Stage::Implement),
+                run(Stage::Review),
+                Delete,
+            ],
         ),
         (
-            "blocked",
-            at(blocked_at(Stage::Review, agent_blocked("needs a key"))),
+            "blocked after a ready verdict",
+            after(
+                at(blocked_at(Stage::Review, agent_blocked("needs a key"))),
+                Some(Verdict::Ready),
+            ),
             with(vec![Resume], with(every_stage(), vec![Delete])),
         ),
         (
             "waiting to retry",
             at(waiting(Stage::Implement, 99)),
-            with(vec![Stop, Resume], with(every_stage(), vec![Delete])),
+            vec![
+                Stop,
+                Resume,
+                run(Stage::Plan),
+                run(Stage::Implement),
+                Delete,
+            ],
         ),
         (
             "awaiting merge",
@@ -1946,4 +2261,45 @@ fn a_plan_sent_back_with_changes_comes_to_the_gate_again() {
         ]
     );
     assert_eq!(sim.snap.runs_started, 3);
+}
+
+#[test]
+fn an_idle_implementer_is_nudged_once_then_blocked_and_review_never_starts() {
+    use Stage::*;
+    let mut sim = Sim::new(false, Policy::default());
+    sim.ok(Event::Created);
+    sim.end(Some(Signal::PlanReady));
+    let idle = |earlier| RunOutcome::NoProgress {
+        detail: "no new commit, no newly checked item".into(),
+        earlier,
+    };
+    sim.finish(idle(0));
+    assert_eq!(sim.state(), &TaskState::Running { stage: Implement });
+    sim.finish(idle(1));
+    assert_eq!(
+        sim.state(),
+        &TaskState::Blocked {
+            stage: Implement,
+            reason: BlockReason::NoProgress {
+                detail: "no new commit, no newly checked item; the implementer had been nudged \
+                         after a run without progress, and made none again"
+                    .into()
+            }
+        }
+    );
+    assert_eq!(
+        sim.effects,
+        vec![
+            Effect::StartRun { stage: Plan },
+            Effect::StartRun { stage: Implement },
+            Effect::Nudge {
+                stage: Implement,
+                input: NO_PROGRESS_NUDGE.into()
+            },
+        ]
+    );
+    // A resume grants a fresh start at implement; progress then reaches the reviewer.
+    sim.ok(Event::ResumeRequested);
+    sim.end(None);
+    assert_eq!(sim.state(), &TaskState::Running { stage: Review });
 }

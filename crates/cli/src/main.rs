@@ -1,7 +1,7 @@
 //! The `atelier` binary: parses the command line and dispatches to one module per command group.
 //! It owns no logic of its own beyond that: the server is `server`, the orchestration `engine`,
-//! and the commands are thin clients of the HTTP API (except `serve`, `demo` and the hidden
-//! `scripted-agent`, which run in-process).
+//! and the commands are thin clients of the HTTP API (except `serve`, `demo`, `simulator`,
+//! `pipeline` and the hidden `scripted-agent`, which run in-process).
 
 mod client;
 mod commands;
@@ -9,7 +9,7 @@ mod config;
 mod output;
 
 use clap::{Args, Parser, Subcommand};
-use commands::{account, demo, doctor, me, project, serve, signal, simulator, task};
+use commands::{account, demo, doctor, me, pipeline, project, serve, signal, simulator, task};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -24,6 +24,7 @@ Examples:
   atelier task new --project web --title 'Fix login' --body-file request.md
   atelier task logs 1 --follow                  # watch the agents work
   atelier task approve 1                        # approve the plan
+  atelier pipeline check .atelier/pipelines.toml   # validate pipeline definitions (offline)
   atelier me credentials set claude-code --env ANTHROPIC_API_KEY=@key.txt   # your own key";
 
 #[derive(Parser, Debug)]
@@ -98,6 +99,8 @@ enum Command {
     #[command(hide = true)]
     ScriptedAgent(ScriptedAgentArgs),
     Simulator(simulator::SimulatorArgs),
+    #[command(subcommand)]
+    Pipeline(pipeline::PipelineCommand),
     /// Plays one file or task-doc step of a scenario (run by agent CLIs under the simulator).
     #[command(hide = true)]
     ScriptedStep {
@@ -163,6 +166,7 @@ async fn dispatch(command: Command, global: GlobalArgs) -> anyhow::Result<()> {
         Command::ScriptedAgent(args) => std::process::exit(scripted_agent(args)),
         Command::ScriptedStep { step } => std::process::exit(harness::scripted::run_step(&step)),
         Command::Simulator(args) => simulator::run(args).await,
+        Command::Pipeline(cmd) => pipeline::run(cmd, &global),
     }
 }
 

@@ -212,6 +212,24 @@ async fn a_task_from_first_run_setup_to_done() {
     b.wait_for("nav#nav").await;
     b.wait_text("main", "app").await;
     b.screen("06-project-settings").await;
+    // Saving the form changes what was edited and keeps everything else (roles, sandbox).
+    let before = world.server.get("/api/projects").await.unwrap()[0]["settings"].clone();
+    b.fill("#cap-max_review_rounds", "4").await;
+    b.click("form#settings button[type=submit]").await;
+    let after = testkit::wait_until(
+        "the saved review-rounds cap",
+        std::time::Duration::from_secs(10),
+        || async {
+            let settings = world.server.get("/api/projects").await.ok()?[0]["settings"].clone();
+            (settings["max_review_rounds"] == 4).then_some(settings)
+        },
+    )
+    .await
+    .unwrap();
+    let mut expected = before.clone();
+    expected["max_review_rounds"] = json!(4);
+    assert_eq!(after, expected, "only the edited field changed");
+    b.wait_for("form#settings").await;
 
     // A task from the board's dialog.
     b.goto("/projects/app").await;

@@ -5,6 +5,7 @@
 pub mod ids;
 pub mod names;
 pub mod pipeline;
+pub mod pipeline_def;
 pub mod signal;
 pub mod slug;
 pub mod stage;

@@ -22,6 +22,7 @@ mod inner;
 mod insight;
 mod logs;
 mod outbox;
+pub mod pipelines;
 mod pr_body;
 pub mod prompt;
 mod prompt_admin;

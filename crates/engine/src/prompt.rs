@@ -173,6 +173,17 @@ pub fn check_override(file: &str, text: &str) -> Result<(), PromptError> {
     validate(&template, file != PLAN_TEMPLATE_FILE)
 }
 
+/// Checks the text of a stage prompt that is not one of the overridable files (a pipeline
+/// definition's own prompt file, named `name` in errors) as a stage prompt is checked when
+/// loaded: unknown variable, unclosed `{{`, metadata line, empty — naming the line.
+pub fn check_stage_prompt(name: &str, text: &str) -> Result<(), PromptError> {
+    let template = Template {
+        name: name.to_string(),
+        text: Cow::Owned(text.to_string()),
+    };
+    validate(&template, true)
+}
+
 /// The built-in text of an overridable `file`.
 pub fn builtin_text(file: &str) -> Option<&'static str> {
     Some(match file {

@@ -91,7 +91,7 @@ pub(crate) async fn page<B: Backend>(viewer: Viewer<B>) -> Response {
 
 fn placeholder(harness: &str) -> &'static str {
     match harness {
-        "claude" => "ANTHROPIC_API_KEY=sk-ant-…",
+        "claude-code" => "ANTHROPIC_API_KEY=sk-ant-…",
         "codex" => "OPENAI_API_KEY=sk-…",
         _ => "NAME=value",
     }

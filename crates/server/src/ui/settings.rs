@@ -8,12 +8,11 @@ use super::viewer::Viewer;
 use crate::backend::Backend;
 use axum::extract::Path;
 use axum::response::{IntoResponse, Response};
-use domain::Stage;
 use engine::api::{ForgeSettings, ProjectView};
 use maud::{Markup, html};
 
 /// The harnesses a role may name.
-pub(crate) const HARNESSES: [&str; 4] = ["claude", "codex", "opencode", "scripted"];
+pub(crate) const HARNESSES: [&str; 4] = ["claude-code", "codex", "opencode", "scripted"];
 
 pub(crate) async fn page<B: Backend>(viewer: Viewer<B>, Path(name): Path<String>) -> Response {
     let project = match super::board::all_projects(&viewer.backend).await {
@@ -112,33 +111,40 @@ pub(crate) async fn page<B: Backend>(viewer: Viewer<B>, Path(name): Path<String>
 
 fn roles(project: &ProjectView) -> Markup {
     html! {
+        @if project.settings.roles.is_empty() {
+            p.muted { "No stage has a role yet: add them in the JSON editor (" code { "roles" } ")." }
+        }
         div.table-wrap {
             table {
                 caption.visually-hidden { "Agent per stage" }
                 thead { tr { th scope="col" { "Stage" } th scope="col" { "Harness" } th scope="col" { "Model" } th scope="col" { "Effort" } } }
                 tbody {
-                    @for stage in Stage::ALL {
-                        @let role = project.settings.roles.get(&stage);
+                    // Only the stages with a role: a row for a stage without one would invent a
+                    // role when saved (add one in the JSON editor below).
+                    @for (stage, role) in &project.settings.roles {
                         @let s = stage.as_str();
                         tr {
                             th scope="row" { (s) }
                             td {
                                 label.visually-hidden for={ "h-" (s) } { (s) " harness" }
                                 select id={ "h-" (s) } name={ "roles." (s) ".harness" } {
+                                    @if !HARNESSES.contains(&role.harness.as_str()) {
+                                        option value=(role.harness) selected { (role.harness) }
+                                    }
                                     @for h in HARNESSES {
-                                        option value=(h) selected[role.is_some_and(|r| r.harness == h)] { (h) }
+                                        option value=(h) selected[role.harness == h] { (h) }
                                     }
                                 }
                             }
                             td {
                                 label.visually-hidden for={ "m-" (s) } { (s) " model" }
                                 input id={ "m-" (s) } name={ "roles." (s) ".model" } data-optional="1"
-                                    value=[role.and_then(|r| r.model.as_deref())];
+                                    value=[role.model.as_deref()];
                             }
                             td {
                                 label.visually-hidden for={ "e-" (s) } { (s) " effort" }
                                 input id={ "e-" (s) } name={ "roles." (s) ".effort" } data-optional="1"
-                                    value=[role.and_then(|r| r.effort.as_deref())];
+                                    value=[role.effort.as_deref()];
                             }
                         }
                     }
@@ -188,7 +194,7 @@ fn caps(project: &ProjectView) -> Markup {
             input id={ "cap-" (name) } name=(name) type="number" min="0" data-type="number" value=(value);
         }
         label for="setup-hook" { "Setup hook (run in each new worktree)" }
-        input #setup-hook name="setup_hook" value=[s.setup_hook.as_deref()] placeholder="e.g. npm ci";
+        input #setup-hook name="setup_hook" data-optional="1" value=[s.setup_hook.as_deref()] placeholder="e.g. npm ci";
         label for="env-files" { "Env files linked into worktrees (one per line)" }
         textarea #env-files name="env_files" data-type="lines" rows="2" { (s.env_files.join("\n")) }
     }

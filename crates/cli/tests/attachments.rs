@@ -1,7 +1,8 @@
 //! A task's attachments through the API: stored and read back byte for byte, always served as a
 //! download (never rendered), names checked, and what an agent plants in the attachments folder
 //! (its doc folder is writable to it) never leads the server outside it: a symlink to the
-//! server's `api-token`, or the folder itself replaced by a symlink, is neither listed nor served.
+//! server's `api-token`, or the folder itself replaced by a symlink, is neither listed nor served;
+//! nor is the task doc replaced by such a link shown.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
 
@@ -114,4 +115,19 @@ async fn attachments_round_trip_as_downloads_and_never_follow_planted_symlinks()
         .await
         .unwrap();
     assert_eq!(status, 409);
+
+    // The task doc replaced by a link to the server's token: not read, not shown.
+    let doc = std::path::Path::new(&detail.task.doc_path);
+    std::fs::remove_file(doc).unwrap();
+    std::os::unix::fs::symlink(world.data.join("api-token"), doc).unwrap();
+    let (status, shown) = client
+        .request(Method::GET, &format!("/api/tasks/{id}"), None)
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert!(!shown.to_string().contains(world.server.token()), "{shown}");
+    assert!(
+        shown["doc"].as_str().unwrap().contains("not shown"),
+        "{shown}"
+    );
 }

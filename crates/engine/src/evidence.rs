@@ -10,12 +10,7 @@ use crate::error::{EngineError, Result};
 use crate::inner::Inner;
 use crate::pr_body::{self, EVIDENCE_FILE, Evidence};
 use domain::{RunId, Stage, TranscriptEvent};
-use std::io::Read;
-use std::os::unix::fs::MetadataExt;
 use store::TaskRow;
-
-/// The most of the task doc read (a larger doc is read up to this).
-const DOC_LIMIT: u64 = 2_000_000;
 
 /// The bundle of `task` as it stands now.
 pub(crate) fn bundle(inner: &Inner, task: &TaskRow) -> Result<String> {
@@ -59,21 +54,10 @@ pub(crate) fn keep(task: &TaskRow, bundle: &str) -> Result<()> {
 /// The task doc's text, empty when it is missing, unreadable or not a regular file (a symlink
 /// planted in the doc folder is not followed).
 fn read_doc(path: &str) -> String {
-    let read = || -> std::io::Result<String> {
-        let seen = std::fs::symlink_metadata(path)?;
-        if !seen.is_file() {
-            return Ok(String::new());
-        }
-        let file = std::fs::File::open(path)?;
-        let opened = file.metadata()?;
-        if (opened.dev(), opened.ino()) != (seen.dev(), seen.ino()) {
-            return Ok(String::new());
-        }
-        let mut bytes = Vec::new();
-        file.take(DOC_LIMIT).read_to_end(&mut bytes)?;
-        Ok(String::from_utf8_lossy(&bytes).into_owned())
-    };
-    read().unwrap_or_default()
+    crate::doc_file::read(std::path::Path::new(path))
+        .ok()
+        .flatten()
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -76,11 +76,14 @@ fn short(commit: &str) -> String {
 
 /// The task doc's text (an absent doc reads as empty: it has no to-do items).
 pub(crate) async fn read_doc(task: &TaskRow) -> Result<String> {
-    match tokio::fs::read_to_string(&task.doc_path).await {
-        Ok(text) => Ok(text),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
-        Err(e) => Err(EngineError::Internal(format!(
-            "cannot read the doc of task {}: {e}",
+    let path = std::path::PathBuf::from(&task.doc_path);
+    let read = tokio::task::spawn_blocking(move || crate::doc_file::read(&path))
+        .await
+        .map_err(|e| EngineError::Internal(format!("reading the doc of task {}: {e}", task.id)))?;
+    match read {
+        Ok(doc) => Ok(doc.unwrap_or_default()),
+        Err(e) => Err(EngineError::InvalidState(format!(
+            "the doc of task {} cannot be read: {e}; write it as a plain file at its path",
             task.id
         ))),
     }

@@ -11,6 +11,7 @@ mod crash;
 mod credentials;
 mod dispatch;
 mod doc_edit;
+mod doc_file;
 pub mod error;
 mod evidence;
 mod facade;

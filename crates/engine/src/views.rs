@@ -125,7 +125,13 @@ pub(crate) fn detail(tx: &Tx<'_>, id: TaskId) -> Result<TaskDetail> {
         .ok_or_else(|| crate::transition::not_found(id))?;
     let actions = actions(tx, &row, &project)?;
     let project = project.name;
-    let doc = std::fs::read_to_string(&row.doc_path).unwrap_or_default();
+    let doc = match crate::doc_file::read(std::path::Path::new(&row.doc_path)) {
+        Ok(doc) => doc.unwrap_or_default(),
+        Err(err) => {
+            tracing::warn!(task = %row.id, error = %err, "the task doc is not shown");
+            format!("*The task doc is not shown: {err}.*")
+        }
+    };
     let runs = tx.runs_of_task(id)?;
     Ok(TaskDetail {
         actions,

@@ -95,6 +95,21 @@ async fn a_pull_request_goes_from_plan_to_merged_through_a_ci_failure_and_a_conf
         "the body carries the plan summary and the to-do list: {}",
         pull.body
     );
+    // It is the evidence bundle: both verdicts with the commits they were given on (the
+    // published head is the one said ready), the checked to-do list, the usage per stage.
+    for part in [
+        "2 of 2 done.".to_string(),
+        "**needs-work** on commit `".to_string(),
+        "reason: `farewell is wrong`".to_string(),
+        format!("**ready** on commit `{}`", &pull.head_sha[..7]),
+        "| **total** | ".to_string(),
+    ] {
+        assert!(
+            pull.body.contains(&part),
+            "the body lacks {part:?}: {}",
+            pull.body
+        );
+    }
     let branch = world.detail(id).await["task"]["branch"]
         .as_str()
         .unwrap()

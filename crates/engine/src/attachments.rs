@@ -32,32 +32,7 @@ pub struct AttachmentView {
 impl Engine {
     /// The task's attachments, by name.
     pub fn attachments(&self, id: TaskId) -> Result<Vec<AttachmentView>> {
-        let dir = self.attachments_dir(id)?;
-        let Some(folder) = open_folder(&dir, false)? else {
-            return Ok(Vec::new());
-        };
-        let mut list = Vec::new();
-        for entry in std::fs::read_dir(through(&folder, "")).map_err(io(&dir))? {
-            let entry = entry.map_err(io(&dir))?;
-            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
-                continue;
-            };
-            if check_name(&name).is_err() {
-                continue;
-            }
-            let Ok(meta) = std::fs::symlink_metadata(through(&folder, &name)) else {
-                continue;
-            };
-            if meta.is_file() {
-                list.push(AttachmentView {
-                    name,
-                    size: meta.len(),
-                    modified_at: meta.mtime() * 1000 + meta.mtime_nsec() / 1_000_000,
-                });
-            }
-        }
-        list.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(list)
+        list_in(&self.attachments_dir(id)?)
     }
 
     /// The content of attachment `name`.
@@ -96,22 +71,7 @@ impl Engine {
     pub fn add_attachment(&self, id: TaskId, name: &str, bytes: &[u8]) -> Result<AttachmentView> {
         check_name(name)?;
         let dir = self.attachments_dir(id)?;
-        let folder = open_folder(&dir, true)?.ok_or_else(|| {
-            EngineError::Internal(format!("cannot create the folder {}", dir.display()))
-        })?;
-        let tmp_name = format!(".upload-{}-{name}", std::process::id());
-        let tmp = through(&folder, &tmp_name);
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(io(&dir))?;
-        let written = file.write_all(bytes).and_then(|()| file.sync_all());
-        if let Err(err) = written {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(io(&dir)(err));
-        }
-        std::fs::rename(&tmp, through(&folder, name)).map_err(io(&dir))?;
+        write_in(&dir, name, bytes)?;
         self.audit("task.attach", &format!("task {id}"), Some(name));
         Ok(AttachmentView {
             name: name.to_string(),
@@ -128,11 +88,75 @@ impl Engine {
                 .ok_or_else(|| crate::transition::not_found(id))?;
             Ok::<_, EngineError>(task.doc_path)
         })?;
-        let doc_dir = Path::new(&doc_path)
-            .parent()
-            .ok_or_else(|| EngineError::Internal(format!("the doc {doc_path} has no folder")))?;
-        Ok(doc_dir.join("attachments"))
+        folder_of(&doc_path)
     }
+}
+
+/// The attachments folder of the task whose doc is at `doc_path`.
+pub(crate) fn folder_of(doc_path: &str) -> Result<PathBuf> {
+    let doc_dir = Path::new(doc_path)
+        .parent()
+        .ok_or_else(|| EngineError::Internal(format!("the doc {doc_path} has no folder")))?;
+    Ok(doc_dir.join("attachments"))
+}
+
+/// The attachments in the folder `dir`, by name (none when it does not exist): regular files
+/// with plain names only.
+pub(crate) fn list_in(dir: &Path) -> Result<Vec<AttachmentView>> {
+    let Some(folder) = open_folder(dir, false)? else {
+        return Ok(Vec::new());
+    };
+    let mut list = Vec::new();
+    for entry in std::fs::read_dir(through(&folder, "")).map_err(io(dir))? {
+        let entry = entry.map_err(io(dir))?;
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        if check_name(&name).is_err() {
+            continue;
+        }
+        let Ok(meta) = std::fs::symlink_metadata(through(&folder, &name)) else {
+            continue;
+        };
+        if meta.is_file() {
+            list.push(AttachmentView {
+                name,
+                size: meta.len(),
+                modified_at: meta.mtime() * 1000 + meta.mtime_nsec() / 1_000_000,
+            });
+        }
+    }
+    list.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(list)
+}
+
+/// Stores `bytes` as `name` in the attachments folder `dir` (made when missing), replacing a
+/// file of that name: written to a new temporary file (`O_EXCL`) in the open folder, then
+/// renamed into place, so neither a planted symlink nor a half-written file is ever read.
+pub(crate) fn write_in(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static UPLOADS: AtomicU64 = AtomicU64::new(0);
+    check_name(name)?;
+    let folder = open_folder(dir, true)?.ok_or_else(|| {
+        EngineError::Internal(format!("cannot create the folder {}", dir.display()))
+    })?;
+    let tmp_name = format!(
+        ".upload-{}-{}-{name}",
+        std::process::id(),
+        UPLOADS.fetch_add(1, Ordering::Relaxed)
+    );
+    let tmp = through(&folder, &tmp_name);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(io(dir))?;
+    let written = file.write_all(bytes).and_then(|()| file.sync_all());
+    if let Err(err) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(dir)(err));
+    }
+    std::fs::rename(&tmp, through(&folder, name)).map_err(io(dir))
 }
 
 /// A name is 1–128 letters, digits, `.`, `_` or `-`, not starting with `.`.

@@ -12,6 +12,7 @@ mod credentials;
 mod dispatch;
 mod doc_edit;
 pub mod error;
+mod evidence;
 mod facade;
 mod follow_up;
 mod forges;

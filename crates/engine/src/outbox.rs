@@ -147,7 +147,7 @@ async fn execute(inner: &Arc<Inner>, intent: &Intent) {
 }
 
 async fn open_pull_request(inner: &Arc<Inner>, intent: &Intent) -> Result<()> {
-    let (task, project, existing, runs) = inner.store.read(|tx| {
+    let (task, project, existing) = inner.store.read(|tx| {
         let task = tx
             .task(intent.task_id)?
             .ok_or_else(|| missing(intent.task_id))?;
@@ -155,19 +155,23 @@ async fn open_pull_request(inner: &Arc<Inner>, intent: &Intent) -> Result<()> {
             .project(task.project_id)?
             .ok_or_else(|| missing(intent.task_id))?;
         let existing = tx.pull_request(task.id)?;
-        let runs = tx.runs_of_task(task.id)?;
-        Ok::<_, EngineError>((task, project, existing, runs))
+        Ok::<_, EngineError>((task, project, existing))
     })?;
     let settings = crate::settings::parse(&project.settings_json)?;
     let forge = inner.forge_for(&project)?;
-    let doc = std::fs::read_to_string(&task.doc_path).unwrap_or_default();
+    // The evidence bundle is the body, and is kept beside the task's other attachments (a
+    // failure to keep it does not hold up the pull request).
+    let body = crate::evidence::bundle(inner, &task)?;
+    if let Err(err) = crate::evidence::keep(&task, &body) {
+        tracing::warn!(task = %task.id, error = %err, "cannot keep the evidence bundle");
+    }
     let request = forge::PublishRequest {
         repo: project.path.clone().into(),
         remote: settings.remote.clone(),
         branch: task.branch.clone(),
         base: project.default_branch.clone(),
         title: task.title.clone(),
-        body: crate::pr_body::build(&task, &doc, &runs),
+        body,
         existing: existing.as_ref().map(crate::forge_pr),
     };
     // The forge's own git calls have deadlines; this bounds the whole call as well.

@@ -165,6 +165,39 @@ impl Tx<'_> {
         .collect()
     }
 
+    /// A task's events that can tell which commands its agents ran (`command_output`,
+    /// `tool_call`, `tool_result`), in order, each as its JSON text with the `output` it carried
+    /// left out (replaced by `""`): what the evidence bundle reads, without loading outputs.
+    pub fn task_command_events(&self, task: TaskId) -> Result<Vec<StoredEvent>> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT e.run_id, r.stage, e.seq, json_replace(e.body, '$.output', '')
+             FROM events e JOIN runs r ON r.id = e.run_id
+             WHERE e.task_id = ?1
+               AND json_extract(e.body, '$.type') IN ('command_output', 'tool_call', 'tool_result')
+             ORDER BY e.run_id, e.seq",
+        )?;
+        let rows = stmt.query_map(params![task.0], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (run, stage, seq, json) = row?;
+            Ok(StoredEvent {
+                run: RunId(run),
+                stage: stage
+                    .parse()
+                    .map_err(|e| crate::StoreError::Corrupt(format!("{e}")))?,
+                seq,
+                json,
+            })
+        })
+        .collect()
+    }
+
     pub fn event_count(&self, run: RunId) -> Result<u64> {
         Ok(self.tx.query_row(
             "SELECT COUNT(*) FROM events WHERE run_id = ?1",
@@ -272,6 +305,64 @@ mod tests {
                 Ok::<_, StoreError>(())
             })
             .unwrap();
+    }
+
+    #[test]
+    fn command_events_are_read_without_their_output() {
+        let (store, task, [plan, implement]) = store_with_events(1);
+        store
+            .write(|tx| {
+                tx.append_events(
+                    task,
+                    implement,
+                    &[
+                        (2, r#"{"type":"tool_call","id":"t1","name":"Bash","input":{"command":"make"}}"#.into()),
+                        (3, r#"{"type":"tool_result","id":"t1","output":"lots","is_error":true}"#.into()),
+                        (4, r#"{"type":"command_output","command":"make","output":"lots","exit_code":2}"#.into()),
+                        (5, r#"{"type":"message","text":"done"}"#.into()),
+                    ],
+                )?;
+                tx.append_events(
+                    task,
+                    plan,
+                    &[(2, r#"{"type":"command_output","command":"ls","output":"x"}"#.into())],
+                )
+            })
+            .unwrap();
+        let rows = store.read(|tx| tx.task_command_events(task)).unwrap();
+        let got: Vec<(i64, Stage, i64, &str)> = rows
+            .iter()
+            .map(|e| (e.run.0, e.stage, e.seq, e.json.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    plan.0,
+                    Stage::Plan,
+                    2,
+                    r#"{"type":"command_output","command":"ls","output":""}"#
+                ),
+                (
+                    implement.0,
+                    Stage::Implement,
+                    2,
+                    r#"{"type":"tool_call","id":"t1","name":"Bash","input":{"command":"make"}}"#
+                ),
+                (
+                    implement.0,
+                    Stage::Implement,
+                    3,
+                    r#"{"type":"tool_result","id":"t1","output":"","is_error":true}"#
+                ),
+                (
+                    implement.0,
+                    Stage::Implement,
+                    4,
+                    r#"{"type":"command_output","command":"make","output":"","exit_code":2}"#
+                ),
+            ]
+        );
     }
 
     /// The pages are index range scans: reading the last events of a task with 20,000 of them

@@ -16,8 +16,8 @@ pub mod transcript;
 pub use ids::{ProjectId, RunId, TaskId};
 pub use names::{InvalidProjectName, InvalidTaskTitle, ProjectName, TaskTitle};
 pub use pipeline::{
-    Action, Decision, Effect, Event, Policy, PrRounds, Rejection, RunOutcome, StageHistory,
-    TaskSnapshot, allowed_actions, decide,
+    Action, Decision, Effect, Event, PipelineKind, Policy, PrRounds, Rejection, RunOutcome,
+    StageHistory, TaskSnapshot, UnknownPipeline, allowed_actions, decide,
 };
 pub use signal::{Signal, Verdict};
 pub use stage::Stage;

@@ -1,6 +1,12 @@
-//! The default pipeline as a pure state machine: `decide(snapshot, event, policy)` returns the
+//! The runnable pipelines as a pure state machine: `decide(snapshot, event, policy)` returns the
 //! task's next state, its counters and the effects the engine must carry out. The engine persists
-//! the decision (state and effects in one transaction) before acting on any effect.
+//! the decision (state and effects in one transaction) before acting on any effect. The task's
+//! pipeline ([`PipelineKind`], in the snapshot) decides where it starts and where its stages lead:
+//! `standard` (plan → gate → implement ⇄ review → pr) or `yolo` (implement → publish).
+
+mod kind;
+
+pub use kind::{PipelineKind, UnknownPipeline};
 
 use crate::{
     ids::RunId,
@@ -57,6 +63,8 @@ pub struct TaskSnapshot {
     pub has_pull_request: bool,
     /// What the task's runs have done so far: what a stage started out of order would lack.
     pub history: StageHistory,
+    /// The pipeline the task runs (recorded at creation).
+    pub pipeline: PipelineKind,
 }
 
 /// The facts about a task's past runs the order of its stages depends on (the engine reads them
@@ -297,7 +305,7 @@ pub fn decide(snap: &TaskSnapshot, event: &Event, policy: &Policy) -> Result<Dec
         effects: vec![],
     };
     match event {
-        Event::Created => Ok(start(snap, Stage::Plan, policy)),
+        Event::Created => Ok(start(snap, snap.pipeline.first_stage(), policy)),
         Event::PlanApproved => match snap.state {
             TaskState::PlanGate => Ok(start(snap, Stage::Implement, policy)),
             ref other => Err(Rejection::InvalidState(format!(
@@ -645,6 +653,27 @@ pub fn allowed_actions(snap: &TaskSnapshot, policy: &Policy) -> Vec<Action> {
 /// review before any implement run completed, pr before a reviewer said `ready` (unless a pull
 /// request is already open, which a pr run follows up).
 fn in_order(snap: &TaskSnapshot, stage: Stage) -> Result<(), Rejection> {
+    if !snap.pipeline.has_stage(stage) {
+        let stages: Vec<&str> = snap.pipeline.stages().iter().map(|s| s.as_str()).collect();
+        return Err(Rejection::InvalidState(format!(
+            "the `{}` pipeline has no {stage} stage (its stages: {})",
+            snap.pipeline,
+            stages.join(", ")
+        )));
+    }
+    // Without a review stage, the pull request publishes what the implementer signalled.
+    if snap.pipeline == PipelineKind::Yolo {
+        return match stage {
+            Stage::Pr if !snap.has_pull_request && !snap.history.implemented => {
+                Err(Rejection::InvalidState(
+                    "the pr stage cannot start yet: no implement run has completed, so there is \
+                     nothing to publish; run the implement stage first"
+                        .into(),
+                ))
+            }
+            _ => Ok(()),
+        };
+    }
     match stage {
         Stage::Review if !snap.history.implemented => Err(Rejection::InvalidState(
             "review cannot start yet: no implement run has completed, so there is nothing to \
@@ -690,8 +719,28 @@ fn no_progress(snap: &TaskSnapshot, detail: &str, earlier: u32, policy: &Policy)
             },
         );
     }
-    nudge(snap, Stage::Implement, NO_PROGRESS_NUDGE, policy)
+    let text = match snap.pipeline {
+        PipelineKind::Standard => NO_PROGRESS_NUDGE,
+        PipelineKind::Yolo => YOLO_NO_PROGRESS_NUDGE,
+    };
+    nudge(snap, Stage::Implement, text, policy)
 }
+
+/// What a yolo implementer that changed nothing and did not signal `pr-done` is told.
+pub const YOLO_NO_PROGRESS_NUDGE: &str = "Atelier guard: your last turn ended with no new commit \
+     on the task branch, no newly checked item in the task doc's To-Do List and no `atelier signal \
+     pr-done`. Do the work now: make the changes, test them, commit them on the task branch and \
+     check each to-do item once it is done; then run `atelier signal pr-done` (or `atelier signal \
+     pr-done --no-changes` if nothing needs to change). Ending another turn without a commit, a \
+     newly checked item or `pr-done` blocks the task.";
+
+/// What a yolo implementer whose turn ended without `pr-done` is told: its session continues
+/// (a counted run, under the pipeline's cap on implement runs).
+pub const PR_DONE_NUDGE: &str = "Atelier: your last turn ended without `atelier signal pr-done`. \
+     This pipeline has no reviewer: the pull request is opened when you signal. If the work is \
+     done, committed and its tests pass, run `atelier signal pr-done` now (or `atelier signal \
+     pr-done --no-changes` if nothing needed to change); otherwise go on with the task and signal \
+     when it is finished.";
 
 /// What an agent interrupted for repeating itself is told when its session continues.
 pub const LOOPING_NUDGE: &str = "Atelier guard: you made the same tool call with the same input \
@@ -802,13 +851,28 @@ fn conflict(snap: &TaskSnapshot) -> Rejection {
 
 /// Queues a run of `stage`, or blocks the task when the run cap is reached.
 fn start(snap: &TaskSnapshot, stage: Stage, policy: &Policy) -> Decision {
-    if snap.runs_started >= policy.max_total_runs {
+    // A pipeline may cap its implement runs below the project's cap on all runs (yolo: 5). Every
+    // run of a yolo task before its pull request opens is an implement run.
+    let stage_cap = match stage {
+        Stage::Implement => snap
+            .pipeline
+            .implement_runs_cap()
+            .filter(|&cap| cap < policy.max_total_runs),
+        _ => None,
+    };
+    let cap = stage_cap.unwrap_or(policy.max_total_runs);
+    if snap.runs_started >= cap {
+        let detail = match stage_cap {
+            Some(cap) => format!(
+                "reached the cap of {cap} implement runs of the `{}` pipeline",
+                snap.pipeline
+            ),
+            None => format!("reached the cap of {} runs per task", policy.max_total_runs),
+        };
         return Decision {
             state: TaskState::Blocked {
                 stage,
-                reason: BlockReason::MaxIterations {
-                    detail: format!("reached the cap of {} runs per task", policy.max_total_runs),
-                },
+                reason: BlockReason::MaxIterations { detail },
             },
             review_rounds: snap.review_rounds,
             runs_started: snap.runs_started,
@@ -919,7 +983,11 @@ fn run_finished(
         // Only implementers are held to progress: anywhere else it is a plain end.
         RunOutcome::NoProgress { .. } => &None,
         // Commits after the review are reviewed before anything is published.
-        RunOutcome::Unreviewed { .. } if stage == Stage::Pr && !snap.has_pull_request => {
+        RunOutcome::Unreviewed { .. }
+            if stage == Stage::Pr
+                && !snap.has_pull_request
+                && snap.pipeline.has_stage(Stage::Review) =>
+        {
             return start(snap, Stage::Review, policy);
         }
         // A pull request already open is followed up (checks, conflicts, comments), and its
@@ -955,6 +1023,14 @@ fn run_finished(
                 detail: "the planner ended without `atelier signal plan-ready`".into(),
             },
         ),
+        // Without a review stage the implementer publishes: `pr-done` opens the pull request as
+        // the pr stage's does; a turn that ends without it continues the session.
+        (Stage::Implement, Some(Signal::PrDone { no_changes })) if !has_review(snap) => {
+            publish(snap, *no_changes)
+        }
+        (Stage::Implement, _) if !has_review(snap) => {
+            nudge(snap, Stage::Implement, PR_DONE_NUDGE, policy)
+        }
         (Stage::Implement, _) => start(snap, Stage::Review, policy),
         (
             Stage::Review,
@@ -998,30 +1074,7 @@ fn run_finished(
                 start(&counted, Stage::Implement, policy)
             }
         }
-        // With a pull request open, nothing new to push means it is verified and followed again.
-        (Stage::Pr, Some(Signal::PrDone { .. })) if snap.has_pull_request => Decision {
-            state: TaskState::AwaitingChecks,
-            review_rounds: snap.review_rounds,
-            runs_started: snap.runs_started,
-            pr_rounds: snap.pr_rounds,
-            effects: vec![Effect::OpenPullRequest],
-        },
-        (Stage::Pr, Some(Signal::PrDone { no_changes: true })) => Decision {
-            state: TaskState::Done {
-                reason: DoneReason::NoChanges,
-            },
-            review_rounds: snap.review_rounds,
-            runs_started: snap.runs_started,
-            pr_rounds: snap.pr_rounds,
-            effects: vec![Effect::RemoveWorkspace],
-        },
-        (Stage::Pr, Some(Signal::PrDone { no_changes: false })) => Decision {
-            state: TaskState::AwaitingChecks,
-            review_rounds: snap.review_rounds,
-            runs_started: snap.runs_started,
-            pr_rounds: snap.pr_rounds,
-            effects: vec![Effect::OpenPullRequest],
-        },
+        (Stage::Pr, Some(Signal::PrDone { no_changes })) => publish(snap, *no_changes),
         (Stage::Pr, _) => blocked(
             snap,
             Stage::Pr,
@@ -1029,6 +1082,35 @@ fn run_finished(
                 detail: "the pr stage ended without `atelier signal pr-done`".into(),
             },
         ),
+    }
+}
+
+/// Whether the task's pipeline reviews the implementer's work before a pull request.
+fn has_review(snap: &TaskSnapshot) -> bool {
+    snap.pipeline.has_stage(Stage::Review)
+}
+
+/// `pr-done`: publish the branch as a pull request (or verify the open one again), or, with
+/// `--no-changes` and no pull request open, end the task with nothing to publish.
+fn publish(snap: &TaskSnapshot, no_changes: bool) -> Decision {
+    // With a pull request open, nothing new to push means it is verified and followed again.
+    if no_changes && !snap.has_pull_request {
+        return Decision {
+            state: TaskState::Done {
+                reason: DoneReason::NoChanges,
+            },
+            review_rounds: snap.review_rounds,
+            runs_started: snap.runs_started,
+            pr_rounds: snap.pr_rounds,
+            effects: vec![Effect::RemoveWorkspace],
+        };
+    }
+    Decision {
+        state: TaskState::AwaitingChecks,
+        review_rounds: snap.review_rounds,
+        runs_started: snap.runs_started,
+        pr_rounds: snap.pr_rounds,
+        effects: vec![Effect::OpenPullRequest],
     }
 }
 

@@ -2,8 +2,9 @@
 //! `implement`, `review`, `qa`, `refine`, `pr`), a role (harness, model, effort, prompt file),
 //! the signals it accepts and where each leads, its caps and whether a human gate follows it.
 //!
-//! Status: pipelines are defined and validated here; the engine still runs the standard pipeline
-//! (`pipeline::decide` does not take a definition yet).
+//! Status: pipelines are defined and validated here; tasks run the built-ins `standard` and
+//! `yolo` (`pipeline::PipelineKind`, which reads yolo's cap from its definition here);
+//! `pipeline::decide` does not take a definition from a file yet.
 //!
 //! A parser (the engine's `pipelines` module reads TOML) turns a file into [`RawPipeline`]s: the
 //! values as written, each with the line it came from. [`validate`] checks them and returns typed

@@ -103,6 +103,9 @@ pub struct ProjectSettings {
     /// The same tool call with the same input this many times in a row interrupts the run
     /// with a nudge; twice in a row blocks the task `looping` (at least 2).
     pub max_repeated_tool_calls: u32,
+    /// The pipeline a task runs when its creation names none: `standard` (plan → gate →
+    /// implement ⇄ review → pr) or `yolo` (implement → pr, no plan, no gate, no review).
+    pub default_pipeline: String,
 }
 
 /// Where a project's pull requests live.
@@ -216,6 +219,7 @@ impl Default for ProjectSettings {
             max_conflict_rounds: 3,
             forge: ForgeSettings::Local,
             max_repeated_tool_calls: 5,
+            default_pipeline: domain::PipelineKind::default().name().into(),
         }
     }
 }
@@ -275,6 +279,10 @@ pub struct NewTask {
     /// Technical owners review the plan; non-technical owners pass the gate automatically.
     #[serde(default = "yes")]
     pub technical: bool,
+    /// The pipeline the task runs: `standard` or `yolo` (default: the project's
+    /// `default_pipeline`). Any other name is refused with the runnable ones.
+    #[serde(default)]
+    pub pipeline: Option<String>,
 }
 
 fn yes() -> bool {
@@ -298,6 +306,8 @@ pub struct TaskView {
     pub runs_started: u32,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The pipeline the task runs (`standard`, `yolo`).
+    pub pipeline: String,
     /// The address of the task's pull request once one is published.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull_request_url: Option<String>,

@@ -180,6 +180,14 @@ async fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<bool, String> {
         (run.stage == domain::Stage::Plan && !task.technical)
             .then(|| crate::prompt::NON_TECHNICAL_PLAN.to_string())
     });
+    // An implementer with no reviewer after it publishes: it is told so, and how.
+    let brief = match crate::views::pipeline(&task).map_err(|e| e.to_string())? {
+        domain::PipelineKind::Yolo if run.stage == domain::Stage::Implement => Some(match brief {
+            Some(brief) => format!("{}\n\n{brief}", crate::prompt::YOLO_IMPLEMENT),
+            None => crate::prompt::YOLO_IMPLEMENT.to_string(),
+        }),
+        _ => brief,
+    };
     let request = TurnRequest {
         stage: run.stage,
         iteration: run.iteration,

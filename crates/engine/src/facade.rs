@@ -465,6 +465,12 @@ impl Engine {
             .store
             .read(|tx| self.visible_project(tx, &req.project))?;
         let settings = settings::parse(&project.settings_json)?;
+        let pipeline = req
+            .pipeline
+            .as_deref()
+            .unwrap_or(&settings.default_pipeline);
+        let pipeline = domain::PipelineKind::parse(pipeline)
+            .map_err(|e| EngineError::InvalidInput(format!("cannot create the task: {e}")))?;
         let repo = git::Repo::open(Path::new(&project.path))
             .await
             .map_err(|e| EngineError::InvalidInput(e.to_string()))?
@@ -550,6 +556,7 @@ impl Engine {
             worktree: &worktree,
             doc_path: &doc_path,
             port,
+            pipeline: pipeline.name(),
         });
         match inserted {
             Ok((row, applied)) => {
@@ -900,14 +907,15 @@ impl Engine {
                     run.id, run.status
                 )));
             }
-            if !views::signal_fits(run.stage, &signal) {
+            let row = tx.task(task)?.ok_or_else(|| not_found(task))?;
+            let pipeline = views::pipeline(&row)?;
+            if !views::signal_fits(pipeline, run.stage, &signal) {
                 return Err(EngineError::InvalidInput(format!(
-                    "the {} stage does not take this signal ({})",
+                    "the {} stage of the `{pipeline}` pipeline does not take this signal ({})",
                     run.stage,
                     views::signal_name(&signal)
                 )));
             }
-            let row = tx.task(task)?.ok_or_else(|| not_found(task))?;
             Ok::<_, EngineError>((run, row))
         };
         // The guards read the doc and the worktree outside the transaction; the run is checked

@@ -32,6 +32,10 @@ pub(crate) async fn check_signal(
             Ok(branch_head(task).await)
         }
         Signal::PrDone { .. } => {
+            // What is published must be what was reviewed — in a pipeline that reviews.
+            if !crate::views::pipeline(task)?.has_stage(Stage::Review) {
+                return Ok(None);
+            }
             if let Some(refusal) = unreviewed(inner, task).await? {
                 return Err(EngineError::InvalidState(format!(
                     "`pr-done` refused: {refusal}. Commits made after the review are reviewed \
@@ -131,7 +135,8 @@ pub(crate) async fn work_state(task: &TaskRow) -> (Option<String>, u32) {
 
 /// A run that ended normally is judged by the guards before its end is recorded:
 /// - an implement run with no new commit on the task branch and no newly checked to-do item
-///   ends with `NoProgress` (whose `earlier` count `supervisor::finish` reads from the store);
+///   ends with `NoProgress` (whose `earlier` count `supervisor::finish` reads from the store),
+///   unless it signalled `pr-done` (a yolo implementer publishing earlier runs' commits);
 /// - a pr run that leaves the branch's head at a commit no `ready` verdict was given on, before
 ///   any pull request is open, ends with `Unreviewed` (back to review).
 ///
@@ -154,6 +159,9 @@ pub(crate) async fn judge(inner: &Inner, run: RunId, outcome: RunOutcome) -> Run
         return outcome;
     }
     match row.stage {
+        // An implementer that signalled `pr-done` (a pipeline without review) published what
+        // its earlier runs committed: that is not a run without progress.
+        Stage::Implement if matches!(row.signal, Some(Signal::PrDone { .. })) => outcome,
         Stage::Implement => judge_progress(&row, &task, outcome).await,
         Stage::Pr => match unreviewed(inner, &task).await {
             Ok(Some(detail)) => RunOutcome::Unreviewed {

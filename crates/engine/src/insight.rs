@@ -292,6 +292,7 @@ pub(crate) mod testing {
                     worktree,
                     doc_path: "/nowhere/task.md",
                     port: 20000 + task.0 as u16,
+                    pipeline: "standard",
                 })?;
                 let mut runs = vec![];
                 for stage in stages {

@@ -30,6 +30,19 @@ ask only product questions — what they want to happen, for whom, and what matt
 questions about code, libraries or architecture: decide those yourself and write your choice \
 under Assumptions. Nobody approves the plan before the implementation starts: make it complete.";
 
+/// What the implementer of a task of the `yolo` pipeline is told: there was no plan and there is
+/// no reviewer, and its `pr-done` publishes the pull request (this replaces the prompt's "Signals:
+/// None").
+pub const YOLO_IMPLEMENT: &str = "This task runs the `yolo` pipeline: there is no plan stage, no \
+plan approval and no reviewer. The task doc holds the request as it was written (and a To-Do List \
+only if the request has one): work from it directly, deciding the approach yourself. Implement the \
+change, run the project's tests and fix what fails, commit on the task branch, and check every \
+to-do item of the doc you completed. Then run `atelier signal pr-done`: it publishes your branch \
+as a pull request, with no review in between — so signal only when the work is complete, \
+committed and tested. If nothing needs to change, run `atelier signal pr-done --no-changes`. \
+Ending your turn without `pr-done` does not publish anything: your session is continued, a \
+limited number of times.";
+
 /// Start of the metadata line the renderer appends to every prompt.
 pub const METADATA_PREFIX: &str = "Atelier-Stage:";
 

@@ -125,6 +125,9 @@ pub(crate) fn validate(
             settings.max_repeated_tool_calls
         ));
     }
+    if let Err(err) = domain::PipelineKind::parse(&settings.default_pipeline) {
+        return bad(format!("default_pipeline: {err}"));
+    }
     if let crate::api::ForgeSettings::Github(github) = &settings.forge {
         validate_github(github).or_else(bad)?;
     }

@@ -3,7 +3,7 @@
 use crate::api::*;
 use crate::error::{EngineError, Result};
 use crate::settings;
-use domain::{ProjectId, RunStatus, Signal, Stage, TaskId};
+use domain::{PipelineKind, ProjectId, RunStatus, Signal, Stage, TaskId};
 use store::{ProjectRow, PullRequestRow, RunRow, TaskRow, Tx};
 
 /// Shown instead of the values of roles' `env` (they hold credentials).
@@ -71,6 +71,7 @@ pub(crate) fn task(row: TaskRow, project: String) -> TaskView {
         runs_started: row.runs_started,
         created_at: row.created_at,
         updated_at: row.updated_at,
+        pipeline: row.pipeline,
         pull_request_url: None,
     }
 }
@@ -181,13 +182,22 @@ pub(crate) fn signal_name(signal: &Signal) -> &'static str {
     }
 }
 
-/// Each stage takes its own signal, and any stage may ask a question.
-pub(crate) fn signal_fits(stage: Stage, signal: &Signal) -> bool {
+/// Each stage takes its own signal, and any stage may ask a question. In a pipeline without a
+/// review stage (`yolo`) the implementer publishes: it signals `pr-done` too.
+pub(crate) fn signal_fits(pipeline: PipelineKind, stage: Stage, signal: &Signal) -> bool {
     matches!(
         (stage, signal),
         (_, Signal::Question { .. })
             | (Stage::Plan, Signal::PlanReady)
             | (Stage::Review, Signal::Verdict { .. })
             | (Stage::Pr, Signal::PrDone { .. })
-    )
+    ) || (stage == Stage::Implement
+        && matches!(signal, Signal::PrDone { .. })
+        && !pipeline.has_stage(Stage::Review))
+}
+
+/// The pipeline a task row records (one this version cannot run is a corrupt row).
+pub(crate) fn pipeline(row: &TaskRow) -> Result<PipelineKind> {
+    PipelineKind::parse(&row.pipeline)
+        .map_err(|e| EngineError::Internal(format!("task {}: {e}", row.id)))
 }

@@ -77,6 +77,7 @@ fn task_view(id: TaskId) -> TaskView {
         runs_started: 1,
         created_at: 1,
         updated_at: 2,
+        pipeline: "standard".into(),
         pull_request_url: None,
     }
 }

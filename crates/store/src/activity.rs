@@ -385,6 +385,7 @@ mod tests {
                     worktree: "/w",
                     doc_path: "/d",
                     port: 20000,
+                    pipeline: "standard",
                 })?;
                 let run = tx.insert_run(&NewRunRow {
                     task_id: task,

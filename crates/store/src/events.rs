@@ -238,6 +238,7 @@ mod tests {
                     worktree: "/w",
                     doc_path: "/d",
                     port: 20000,
+                    pipeline: "standard",
                 })?;
                 let mut runs = [RunId(0); 2];
                 for (i, stage) in [Stage::Plan, Stage::Implement].into_iter().enumerate() {

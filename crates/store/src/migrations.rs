@@ -247,6 +247,8 @@ ALTER TABLE runs ADD COLUMN reviewed_commit TEXT;
 ALTER TABLE runs ADD COLUMN no_progress INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE runs ADD COLUMN looping INTEGER NOT NULL DEFAULT 0;
 "#,
+    // 12: the pipeline each task runs, by name; tasks created before ran the standard one.
+    "ALTER TABLE tasks ADD COLUMN pipeline TEXT NOT NULL DEFAULT 'standard';",
 ];
 
 pub(crate) fn apply(conn: &mut Connection, path: &Path) -> Result<()> {

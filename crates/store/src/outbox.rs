@@ -189,6 +189,7 @@ mod tests {
                     worktree: "/w",
                     doc_path: "/d",
                     port: 20000,
+                    pipeline: "standard",
                 })?;
                 Ok::<TaskId, crate::StoreError>(id)
             })

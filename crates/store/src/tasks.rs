@@ -23,6 +23,8 @@ pub struct TaskRow {
     pub runs_started: u32,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The name of the pipeline the task runs (migration 12; `standard` for older tasks).
+    pub pipeline: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +42,8 @@ pub struct NewTaskRow<'a> {
     pub worktree: &'a str,
     pub doc_path: &'a str,
     pub port: u16,
+    /// The name of the pipeline the task runs (the engine checks it is runnable).
+    pub pipeline: &'a str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +61,7 @@ pub struct PullRequestRow {
 }
 
 const COLUMNS: &str = "id, project_id, title, body, key, branch, base, state, priority, technical, \
-     worktree, doc_path, port, review_rounds, runs_started, created_at, updated_at";
+     worktree, doc_path, port, review_rounds, runs_started, created_at, updated_at, pipeline";
 
 fn task(row: &Row<'_>) -> rusqlite::Result<(TaskRow, String)> {
     let state_json: String = row.get(7)?;
@@ -80,6 +84,7 @@ fn task(row: &Row<'_>) -> rusqlite::Result<(TaskRow, String)> {
             runs_started: row.get(14)?,
             created_at: row.get(15)?,
             updated_at: row.get(16)?,
+            pipeline: row.get(17)?,
         },
         state_json,
     ))
@@ -110,7 +115,7 @@ impl Tx<'_> {
         self.tx.execute(
             &format!(
                 "INSERT INTO tasks ({COLUMNS}, state_name) VALUES \
-                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 0, 0, ?14, ?14, ?15)"
+                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 0, 0, ?14, ?14, ?16, ?15)"
             ),
             params![
                 new.id.0,
@@ -128,6 +133,7 @@ impl Tx<'_> {
                 new.port,
                 now,
                 new.state.name(),
+                new.pipeline,
             ],
         )?;
         self.record_activity(
@@ -284,6 +290,8 @@ impl Tx<'_> {
             pr_rounds: self.pr_rounds(task.id)?,
             has_pull_request: self.pull_request(task.id)?.is_some(),
             history: self.stage_history(task.id)?,
+            pipeline: domain::PipelineKind::parse(&task.pipeline)
+                .map_err(|e| StoreError::Corrupt(format!("task {}: {e}", task.id)))?,
         })
     }
 
@@ -374,6 +382,7 @@ mod tests {
                     worktree: "/w",
                     doc_path: "/d",
                     port: 20000,
+                    pipeline: "standard",
                 })
             })
             .unwrap();

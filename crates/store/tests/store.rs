@@ -8,8 +8,8 @@
 use std::path::{Path, PathBuf};
 
 use domain::{
-    BlockReason, DoneReason, PrRounds, ProjectId, RunId, RunStatus, Signal, Stage, StageHistory,
-    TaskId, TaskSnapshot, TaskState, Verdict,
+    BlockReason, DoneReason, PipelineKind, PrRounds, ProjectId, RunId, RunStatus, Signal, Stage,
+    StageHistory, TaskId, TaskSnapshot, TaskState, Verdict,
 };
 use rusqlite::Connection;
 use store::{
@@ -20,7 +20,7 @@ use store::{
 use tempfile::TempDir;
 
 /// The schema version this build migrates to (the number of migrations).
-const LATEST: i64 = 11;
+const LATEST: i64 = 12;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -102,6 +102,7 @@ fn add_task(store: &Store, project: ProjectId, state: &TaskState, port: u16) -> 
                 worktree: "/wt",
                 doc_path: "/docs/task.md",
                 port,
+                pipeline: "standard",
             })?;
             Ok::<_, StoreError>(id)
         })
@@ -294,6 +295,7 @@ fn a_version_1_database_upgrades_keeping_its_data() {
             runs_started: 4,
             created_at: 1000,
             updated_at: 2000,
+            pipeline: "standard".into(),
         }
     );
     assert_eq!(
@@ -363,6 +365,7 @@ fn a_version_1_database_upgrades_keeping_its_data() {
             review_rounds: 1,
             runs_started: 4,
             owner_technical: true,
+            pipeline: PipelineKind::Standard,
             live_run: None,
             pr_rounds: PrRounds::default(),
             has_pull_request: true,
@@ -579,6 +582,7 @@ fn task_ids_only_grow_even_after_a_delete_and_a_reopen() {
                 worktree: "/w",
                 doc_path: "/d",
                 port: 20010,
+                pipeline: "standard",
             })
         })
         .unwrap();
@@ -625,6 +629,7 @@ fn a_task_round_trips_as_a_whole_row_and_lists_newest_first() {
                 worktree: "/wt/1",
                 doc_path: "/docs/1.md",
                 port: 20001,
+                pipeline: "yolo",
             })?;
             Ok::<_, StoreError>(id)
         })
@@ -650,9 +655,14 @@ fn a_task_round_trips_as_a_whole_row_and_lists_newest_first() {
             runs_started: 0,
             created_at: row.created_at,
             updated_at: row.created_at,
+            pipeline: "yolo".into(),
         }
     );
     assert!(row.created_at >= before && row.created_at <= now_ms());
+    assert_eq!(
+        store.read(|tx| tx.snapshot(&row)).unwrap().pipeline,
+        PipelineKind::Yolo
+    );
 
     store.write(|tx| tx.clear_worktree(id)).unwrap();
     assert_eq!(task_row(&store, id).worktree, None);
@@ -769,6 +779,7 @@ fn the_snapshot_carries_the_live_run_pr_rounds_and_the_pull_request() {
         review_rounds: 3,
         runs_started: 7,
         owner_technical: true,
+        pipeline: PipelineKind::Standard,
         live_run: None,
         pr_rounds: PrRounds::default(),
         has_pull_request: false,

@@ -52,7 +52,8 @@ The request (markdown) comes from --body-file, or from stdin when it is not a te
 
 Examples:
   atelier task new --project web --title 'Fix login' --body-file request.md
-  echo 'The login button does nothing on Safari.' | atelier task new --project web --title 'Fix login'";
+  echo 'The login button does nothing on Safari.' | atelier task new --project web --title 'Fix login'
+  atelier task new --project web --title 'Bump the copyright year' --pipeline yolo --body-file req.md";
 
 /// Create a task from a request; the plan stage starts right away
 #[derive(Args, Debug)]
@@ -73,6 +74,10 @@ pub struct NewArgs {
     /// The owner is not technical: product questions only, and the plan gate passes automatically
     #[arg(long)]
     non_technical: bool,
+    /// The pipeline the task runs: `standard` (plan → gate → implement ⇄ review → pr) or `yolo`
+    /// (implement → pr, no plan, no review); default: the project's `default_pipeline`
+    #[arg(long, value_name = "NAME")]
+    pipeline: Option<String>,
 }
 
 /// List tasks
@@ -204,6 +209,7 @@ async fn new(args: NewArgs, global: &GlobalArgs) -> Result<()> {
         body,
         priority: args.priority,
         technical: !args.non_technical,
+        pipeline: args.pipeline,
     };
     let task: TaskView = client(global)?
         .post("/api/tasks", &request)

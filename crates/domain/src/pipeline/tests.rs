@@ -22,6 +22,7 @@ fn new_task() -> TaskSnapshot {
         pr_rounds: PrRounds::default(),
         has_pull_request: false,
         history: StageHistory::default(),
+        pipeline: PipelineKind::Standard,
     }
 }
 
@@ -1408,16 +1409,20 @@ fn pull_request_cases() -> Vec<Case> {
 
 #[test]
 fn every_transition_matches_the_table() {
-    let policy = Policy::default();
+    check_table(cases(), &Policy::default());
+}
+
+/// Decides every case with `policy` and reports each whose decision differs from the table's.
+fn check_table(cases: Vec<Case>, policy: &Policy) {
     let mut failures = Vec::new();
     for Case {
         name,
         snap,
         event,
         want,
-    } in cases()
+    } in cases
     {
-        let got = decide(&snap, &event, &policy);
+        let got = decide(&snap, &event, policy);
         if got != want {
             failures.push(format!(
                 "case `{name}`\n  snapshot: {snap:?}\n  event:    {event:?}\n  want:     {want:?}\n  \
@@ -1638,6 +1643,7 @@ fn technical_happy_path_with_one_review_round() {
             review_rounds: 1,
             runs_started: 6,
             owner_technical: true,
+            pipeline: PipelineKind::Standard,
             live_run: None,
             pr_rounds: PrRounds::default(),
             has_pull_request: true,
@@ -1727,6 +1733,7 @@ fn review_loop_blocks_after_three_rounds_and_resume_grants_a_fresh_budget() {
             review_rounds: 3,
             runs_started: 7,
             owner_technical: true,
+            pipeline: PipelineKind::Standard,
             live_run: None,
             pr_rounds: PrRounds::default(),
             has_pull_request: false,
@@ -1849,6 +1856,7 @@ fn a_question_resumes_the_same_run_until_the_plan_is_ready() {
             review_rounds: 0,
             runs_started: 1,
             owner_technical: true,
+            pipeline: PipelineKind::Standard,
             live_run: None,
             pr_rounds: PrRounds::default(),
             has_pull_request: false,
@@ -2302,4 +2310,327 @@ fn an_idle_implementer_is_nudged_once_then_blocked_and_review_never_starts() {
     sim.ok(Event::ResumeRequested);
     sim.end(None);
     assert_eq!(sim.state(), &TaskState::Running { stage: Review });
+}
+
+// --- the yolo pipeline -------------------------------------------------------------------------
+
+/// `snap` as a task of the yolo pipeline.
+fn yolo(snap: TaskSnapshot) -> TaskSnapshot {
+    TaskSnapshot {
+        pipeline: PipelineKind::Yolo,
+        ..snap
+    }
+}
+
+const YOLO_CAP: &str = "reached the cap of 5 implement runs of the `yolo` pipeline";
+
+fn yolo_cases() -> Vec<Case> {
+    use Stage::*;
+    let pr_done = |no_changes| Some(Signal::PrDone { no_changes });
+    vec![
+        case(
+            "a new yolo task starts at implement, with no plan and no gate",
+            yolo(new_task()),
+            Event::Created,
+            starts(Implement, 0, 1),
+        ),
+        case(
+            "a new yolo task of a non-technical owner starts at implement too",
+            yolo(non_technical(new_task())),
+            Event::Created,
+            starts(Implement, 0, 1),
+        ),
+        case(
+            "a yolo implementer's pr-done publishes the pull request with no review",
+            yolo(running(Implement)),
+            ended(pr_done(false)),
+            decision(
+                TaskState::AwaitingChecks,
+                0,
+                1,
+                vec![Effect::OpenPullRequest],
+            ),
+        ),
+        case(
+            "a yolo implementer's pr-done --no-changes ends the task with nothing to publish",
+            yolo(running(Implement)),
+            ended(pr_done(true)),
+            decision(
+                TaskState::Done {
+                    reason: DoneReason::NoChanges,
+                },
+                0,
+                1,
+                vec![Effect::RemoveWorkspace],
+            ),
+        ),
+        case(
+            "a yolo implementer's turn without pr-done continues its session with a nudge",
+            yolo(running(Implement)),
+            ended(None),
+            decision(
+                TaskState::Running { stage: Implement },
+                0,
+                2,
+                vec![Effect::Nudge {
+                    stage: Implement,
+                    input: PR_DONE_NUDGE.into(),
+                }],
+            ),
+        ),
+        case(
+            "a yolo implementer without progress is nudged to work and signal",
+            yolo(running(Implement)),
+            finished(RunOutcome::NoProgress {
+                detail: "nothing changed".into(),
+                earlier: 0,
+            }),
+            decision(
+                TaskState::Running { stage: Implement },
+                0,
+                2,
+                vec![Effect::Nudge {
+                    stage: Implement,
+                    input: YOLO_NO_PROGRESS_NUDGE.into(),
+                }],
+            ),
+        ),
+        case(
+            "a yolo implementer's fifth run without pr-done blocks the task at the pipeline's cap",
+            with_counters(yolo(running(Implement)), 0, 5),
+            ended(None),
+            blocks(Implement, max_iterations(YOLO_CAP), 0, 5),
+        ),
+        case(
+            "a fourth run of a yolo implementer is still under the cap",
+            with_counters(yolo(running(Implement)), 0, 4),
+            ended(None),
+            decision(
+                TaskState::Running { stage: Implement },
+                0,
+                5,
+                vec![Effect::Nudge {
+                    stage: Implement,
+                    input: PR_DONE_NUDGE.into(),
+                }],
+            ),
+        ),
+        case(
+            "a stop of a yolo implementer stops its run",
+            yolo(running(Implement)),
+            Event::StopRequested,
+            decision(
+                TaskState::Stopped { stage: Implement },
+                0,
+                1,
+                vec![Effect::StopRun { run: RUN }],
+            ),
+        ),
+        case(
+            "resuming a yolo task blocked at its cap grants a fresh budget at implement",
+            with_counters(
+                yolo(at(blocked_at(Implement, max_iterations(YOLO_CAP)))),
+                0,
+                5,
+            ),
+            Event::ResumeRequested,
+            starts(Implement, 0, 1),
+        ),
+        case(
+            "resuming a stopped yolo task continues at implement",
+            yolo(at(TaskState::Stopped { stage: Implement })),
+            Event::ResumeRequested,
+            starts(Implement, 0, 1),
+        ),
+        case(
+            "a yolo task has no review stage to run",
+            yolo(after(at(TaskState::Stopped { stage: Implement }), None)),
+            Event::RunRequested {
+                stage: Some(Review),
+            },
+            invalid("the `yolo` pipeline has no review stage (its stages: implement, pr)"),
+        ),
+        case(
+            "a yolo task has no plan stage to run",
+            yolo(at(TaskState::Stopped { stage: Implement })),
+            Event::RunRequested { stage: Some(Plan) },
+            invalid("the `yolo` pipeline has no plan stage (its stages: implement, pr)"),
+        ),
+        case(
+            "a yolo task's pr stage runs once an implement run completed, with no review",
+            yolo(after(at(TaskState::Stopped { stage: Implement }), None)),
+            Event::RunRequested { stage: Some(Pr) },
+            starts(Pr, 0, 2),
+        ),
+        case(
+            "a yolo task's pr stage waits for an implement run",
+            yolo(at(TaskState::Stopped { stage: Implement })),
+            Event::RunRequested { stage: Some(Pr) },
+            invalid(
+                "the pr stage cannot start yet: no implement run has completed, so there is \
+                 nothing to publish; run the implement stage first",
+            ),
+        ),
+        case(
+            "a yolo pr run's pr-done publishes as the standard pr stage does",
+            yolo(running(Pr)),
+            ended(pr_done(false)),
+            decision(
+                TaskState::AwaitingChecks,
+                0,
+                1,
+                vec![Effect::OpenPullRequest],
+            ),
+        ),
+        case(
+            "an unreviewed yolo pr run is not sent to a review stage it does not have",
+            yolo(running(Pr)),
+            finished(RunOutcome::Unreviewed {
+                signal: pr_done(false),
+                detail: "head moved".into(),
+            }),
+            decision(
+                TaskState::AwaitingChecks,
+                0,
+                1,
+                vec![Effect::OpenPullRequest],
+            ),
+        ),
+        case(
+            "a yolo implementer's question waits for a human",
+            yolo(running(Implement)),
+            ended(Some(Signal::Question {
+                text: "which port?".into(),
+            })),
+            decision(
+                TaskState::NeedsInput {
+                    stage: Implement,
+                    question: "which port?".into(),
+                },
+                0,
+                1,
+                vec![],
+            ),
+        ),
+    ]
+}
+
+#[test]
+fn every_yolo_transition_matches_the_table() {
+    check_table(yolo_cases(), &Policy::default());
+}
+
+#[test]
+fn yolo_case_names_are_unique() {
+    let mut names: Vec<_> = yolo_cases().into_iter().map(|case| case.name).collect();
+    let total = names.len();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), total, "two yolo table cases share a name");
+}
+
+#[test]
+fn a_project_cap_below_the_yolo_cap_wins() {
+    let policy = Policy {
+        max_total_runs: 3,
+        ..Policy::default()
+    };
+    check_table(
+        vec![case(
+            "the project's lower cap blocks a yolo implementer first",
+            with_counters(yolo(running(Stage::Implement)), 0, 3),
+            ended(None),
+            blocks(
+                Stage::Implement,
+                max_iterations("reached the cap of 3 runs per task"),
+                0,
+                3,
+            ),
+        )],
+        &policy,
+    );
+}
+
+#[test]
+fn yolo_runs_implement_then_publishes_then_merges() {
+    use Stage::*;
+    let mut sim = Sim {
+        snap: yolo(new_task()),
+        ..Sim::new(true, Policy::default())
+    };
+    sim.ok(Event::Created);
+    sim.end(None);
+    sim.end(Some(Signal::PrDone { no_changes: false }));
+    assert_eq!(sim.state(), &TaskState::AwaitingChecks);
+    sim.ok(Event::ChecksPassed);
+    sim.ok(Event::MergeRequested);
+    sim.ok(Event::MergeSucceeded);
+    assert_eq!(
+        sim.snap,
+        TaskSnapshot {
+            state: TaskState::Done {
+                reason: DoneReason::Merged
+            },
+            review_rounds: 0,
+            runs_started: 2,
+            owner_technical: true,
+            pipeline: PipelineKind::Yolo,
+            live_run: None,
+            pr_rounds: PrRounds::default(),
+            has_pull_request: true,
+            history: StageHistory {
+                implemented: true,
+                last_verdict: None
+            },
+        }
+    );
+    assert_eq!(
+        sim.effects,
+        vec![
+            Effect::StartRun { stage: Implement },
+            Effect::Nudge {
+                stage: Implement,
+                input: PR_DONE_NUDGE.into()
+            },
+            Effect::OpenPullRequest,
+            Effect::MergePullRequest,
+            Effect::RemoveWorkspace,
+        ]
+    );
+}
+
+#[test]
+fn a_yolo_task_offers_no_plan_or_review_actions() {
+    use Stage::*;
+    let snap = yolo(after(at(TaskState::Stopped { stage: Implement }), None));
+    assert_eq!(
+        allowed_actions(&snap, &Policy::default()),
+        vec![
+            Action::Resume,
+            Action::Run { stage: Implement },
+            Action::Run { stage: Pr },
+            Action::Delete,
+        ]
+    );
+}
+
+#[test]
+fn pipeline_names_parse_to_the_runnable_built_ins() {
+    assert_eq!(PipelineKind::parse("standard"), Ok(PipelineKind::Standard));
+    assert_eq!(PipelineKind::parse("yolo"), Ok(PipelineKind::Yolo));
+    assert_eq!(
+        PipelineKind::parse("full").map_err(|e| e.to_string()),
+        Err(
+            "the pipeline `full` is not runnable yet: its qa and refine stages have no agents \
+             yet; choose one of `standard`, `yolo`"
+                .into()
+        )
+    );
+    assert_eq!(
+        PipelineKind::parse("fast").map_err(|e| e.to_string()),
+        Err("unknown pipeline `fast`: expected one of `standard`, `yolo`".into())
+    );
+    assert_eq!(PipelineKind::Yolo.implement_runs_cap(), Some(5));
+    assert_eq!(PipelineKind::Standard.implement_runs_cap(), None);
+    assert_eq!(PipelineKind::default(), PipelineKind::Standard);
 }

@@ -1,5 +1,5 @@
-//! The built-in pipelines as data: `standard` (what the engine runs today), `full` (with QA and a
-//! refinement pass) and `yolo` (one agent, no plan gate). Their roles are left to the project's
+//! The built-in pipelines as data: `standard` (the default), `full` (with QA and a refinement
+//! pass; not runnable yet) and `yolo` (one agent, no plan gate; runnable). Their roles are left to the project's
 //! settings; their caps are the project policy's defaults.
 
 use super::{Caps, PipelineDef, Role, StageDef, StageKind, StageSignal, Target, Transition};

@@ -207,6 +207,7 @@ async fn add_demo_task(
             body: REQUEST.into(),
             priority: 0,
             technical: true,
+            pipeline: None,
         })
         .await
         .context("cannot create the demo task")?;

@@ -266,6 +266,15 @@ async fn a_task_from_first_run_setup_to_done() {
         .send_keys(spec.to_str().unwrap())
         .await
         .unwrap();
+    assert_eq!(
+        b.attr(
+            "form#new-task select[name=pipeline] option[selected]",
+            "value"
+        )
+        .await
+        .as_deref(),
+        Some("standard")
+    );
     b.snap("08-new-task-dialog").await;
     b.axe("new-task-dialog").await;
     b.click("form#new-task button[type=submit]").await;
@@ -279,6 +288,10 @@ async fn a_task_from_first_run_setup_to_done() {
     let id = task_id_of(path.as_str().unwrap()).unwrap();
     let detail = world.task_detail(id).await;
     assert_eq!(detail.task.title, "Add greeting & farewell");
+    assert_eq!(
+        detail.task.pipeline, "standard",
+        "the project's default pipeline"
+    );
     b.wait_text("#attachments", "spec-notes.txt").await;
     let (status, attached) = world
         .server

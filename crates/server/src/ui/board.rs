@@ -8,7 +8,7 @@ use super::viewer::Viewer;
 use crate::backend::Backend;
 use axum::extract::Path;
 use axum::response::{IntoResponse, Response};
-use domain::{Stage, TaskState};
+use domain::{PipelineKind, Stage, TaskState};
 use engine::api::{PageRequest, ProjectView, TaskView};
 use maud::{Markup, html};
 
@@ -132,6 +132,14 @@ pub(crate) async fn board<B: Backend>(viewer: Viewer<B>, Path(project): Path<Str
         Ok(tasks) => tasks,
         Err(err) => return error_page(&viewer, err),
     };
+    let default_pipeline = match all_projects(&viewer.backend).await {
+        Ok(projects) => projects
+            .into_iter()
+            .find(|p| p.name == project)
+            .map(|p| p.settings.default_pipeline)
+            .unwrap_or_default(),
+        Err(err) => return error_page(&viewer, err),
+    };
     let body = html! {
         div.page-head {
             h1 { (project) }
@@ -149,7 +157,7 @@ pub(crate) async fn board<B: Backend>(viewer: Viewer<B>, Path(project): Path<Str
                 }
             }
         }
-        (new_task_dialog(&project))
+        (new_task_dialog(&project, &default_pipeline))
     };
     let page_info = Page {
         title: &project,
@@ -183,7 +191,7 @@ fn card(task: &TaskView) -> Markup {
     }
 }
 
-fn new_task_dialog(project: &str) -> Markup {
+fn new_task_dialog(project: &str, default_pipeline: &str) -> Markup {
     html! {
         dialog #new-task-dialog aria-labelledby="new-task-h" {
             form #new-task data-api="/api/tasks" data-method="POST" data-then="/tasks/{id}" data-attach-to="/api/tasks/{id}/attachments/" {
@@ -197,6 +205,14 @@ fn new_task_dialog(project: &str) -> Markup {
                     summary { "Preview" }
                     div #task-body-preview .doc.preview {}
                 }
+                label for="task-pipeline" { "Pipeline" }
+                select #task-pipeline name="pipeline" {
+                    @for kind in PipelineKind::ALL {
+                        option value=(kind.name()) selected[kind.name() == default_pipeline] {
+                            (kind.name()) " — " (pipeline_blurb(kind))
+                        }
+                    }
+                }
                 label for="task-files" { "Attachments (optional; files go to the task's attachments, where agents read them)" }
                 input #task-files type="file" name="files" multiple;
                 label.check for="task-technical" {
@@ -209,6 +225,16 @@ fn new_task_dialog(project: &str) -> Markup {
                     button type="submit" { "Create task" }
                 }
             }
+        }
+    }
+}
+
+/// What a pipeline does, in a few words (`docs/pipelines.md` has the whole story).
+fn pipeline_blurb(kind: PipelineKind) -> &'static str {
+    match kind {
+        PipelineKind::Standard => "plan, your approval, implement ⇄ review, pull request",
+        PipelineKind::Yolo => {
+            "one agent implements, tests and opens the pull request; no plan, no review"
         }
     }
 }

@@ -193,7 +193,7 @@ fn tool_line(
         (true, _, true) => "ev tool fail",
         (true, _, false) => "ev tool ok",
     };
-    let summary = tool_summary(name, input);
+    let summary = tool_summary(input);
     html! {
         li class=(class) data-key=(key(call.run, call.seq)) data-last=(key(call.run, last))
             data-started=(call.at_ms) data-stage=(call.stage.as_str()) {
@@ -216,7 +216,7 @@ fn tool_line(
 }
 
 /// The one-line summary of a tool call: its command, file or pattern.
-fn tool_summary(name: &str, input: &serde_json::Value) -> String {
+fn tool_summary(input: &serde_json::Value) -> String {
     for field in [
         "command",
         "cmd",
@@ -239,7 +239,6 @@ fn tool_summary(name: &str, input: &serde_json::Value) -> String {
             _ => {}
         }
     }
-    let _ = name;
     String::new()
 }
 

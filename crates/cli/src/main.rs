@@ -166,7 +166,7 @@ async fn dispatch(command: Command, global: GlobalArgs) -> anyhow::Result<()> {
         Command::ScriptedAgent(args) => std::process::exit(scripted_agent(args)),
         Command::ScriptedStep { step } => std::process::exit(harness::scripted::run_step(&step)),
         Command::Simulator(args) => simulator::run(args).await,
-        Command::Pipeline(cmd) => pipeline::run(cmd, &global),
+        Command::Pipeline(cmd) => pipeline::run(cmd, &global).await,
     }
 }
 

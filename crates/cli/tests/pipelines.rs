@@ -1,6 +1,8 @@
 //! `atelier pipeline check` and `list`, end to end with the real binary and no server: each
 //! broken file under `fixtures/pipelines/` is refused with `file:line: reason` and a non-zero
-//! exit, and the built-ins re-expressed in TOML read back exactly as the built-ins.
+//! exit, and the built-ins re-expressed in TOML read back exactly as the built-ins. And
+//! `atelier pipeline simulate`: one task through `yolo` or `standard` with scripted agents in a
+//! scratch repository (its own embedded server on loopback), `full` refused.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -196,6 +198,7 @@ fn help_explains_with_examples() {
         &["pipeline", "--help"][..],
         &["pipeline", "check", "--help"],
         &["pipeline", "list", "--help"],
+        &["pipeline", "simulate", "--help"],
     ] {
         let output = atelier(args);
         assert!(output.status.success());
@@ -203,4 +206,156 @@ fn help_explains_with_examples() {
         assert!(stdout.contains("Examples:"), "{args:?}:\n{stdout}");
         assert!(stdout.contains("atelier pipeline"), "{args:?}:\n{stdout}");
     }
+}
+
+/// Writes each `(stage, scenario)` as `<dir>/<stage>.json`.
+fn scenario_dir(scenarios: &[(&str, serde_json::Value)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    for (stage, scenario) in scenarios {
+        std::fs::write(
+            dir.path().join(format!("{stage}.json")),
+            scenario.to_string(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    dir
+}
+
+fn simulate(pipeline: &str, scenarios: &Path) -> Output {
+    let dir = scenarios
+        .to_str()
+        .unwrap_or_else(|| panic!("non-UTF-8 path"));
+    atelier(&[
+        "pipeline",
+        "simulate",
+        "--pipeline",
+        pipeline,
+        "--scenarios",
+        dir,
+        "--timeout-secs",
+        "90",
+    ])
+}
+
+fn pr_done_scenario() -> serde_json::Value {
+    serde_json::json!({"runs": [[{"do": "signal", "args": ["pr-done"]}]]})
+}
+
+#[test]
+fn simulate_yolo_walks_one_implement_run_to_done() {
+    let implement = serde_json::json!({"runs": [[
+        {"do": "write", "path": "hello.txt", "content": "hello\n"},
+        {"do": "run", "command": "git add -A && git commit -qm 'Add hello.txt'"},
+        {"do": "signal", "args": ["pr-done"]}
+    ]]});
+    let dir = scenario_dir(&[("implement", implement), ("pr", pr_done_scenario())]);
+    let output = simulate("yolo", dir.path());
+    let stdout = text(&output.stdout);
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("  1. implement (iteration 0, run ")
+            && stdout.contains(": completed, signal pr-done"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.matches(". implement (iteration").count(),
+        1,
+        "{stdout}"
+    );
+    assert!(!stdout.contains(". pr (iteration"), "no pr run: {stdout}");
+    assert!(stdout.contains("  → done\n"), "{stdout}");
+    assert!(stdout.contains("guards fired: 0\n"), "{stdout}");
+    assert!(stdout.contains("final state: done"), "{stdout}");
+}
+
+#[test]
+fn simulate_standard_names_the_to_do_guard_when_ready_comes_too_early() {
+    let plan = serde_json::json!({"runs": [[
+        {"do": "doc_section", "heading": "Overview", "body": "Add greeting and farewell files."},
+        {"do": "doc_section", "heading": "To-Do List", "body": "- [ ] Add greeting.txt\n- [ ] Add farewell.txt\n"},
+        {"do": "signal", "args": ["plan-ready"]}
+    ]]});
+    let implement = serde_json::json!({"runs": [
+        [
+            {"do": "write", "path": "greeting.txt", "content": "hello\n"},
+            {"do": "write", "path": "farewell.txt", "content": "goodbye\n"},
+            {"do": "check", "item": "Add greeting.txt"},
+            {"do": "run", "command": "git add -A && git commit -qm 'Add greeting and farewell'"}
+        ],
+        [{"do": "check", "item": "Add farewell.txt"}]
+    ]});
+    // Round 0 says ready with farewell unchecked: refused, it says needs-work; round 1 is ready.
+    let review = serde_json::json!({"runs": [
+        [
+            {"do": "signal", "args": ["verdict", "ready"]},
+            {"do": "signal", "args": ["verdict", "needs-work", "--reason", "farewell is not checked"]}
+        ],
+        [{"do": "signal", "args": ["verdict", "ready"]}]
+    ]});
+    let dir = scenario_dir(&[
+        ("plan", plan),
+        ("implement", implement),
+        ("review", review),
+        ("pr", pr_done_scenario()),
+    ]);
+    let output = simulate("standard", dir.path());
+    let stdout = text(&output.stdout);
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("guards fired: 1\n"), "{stdout}");
+    assert!(
+        stdout.contains("  - to-do guard in run ")
+            && stdout.contains(
+                "`verdict ready` refused: the task doc's to-do list still has 1 unchecked item(s)"
+            ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("- [ ] Add farewell.txt"), "{stdout}");
+    assert!(
+        stdout.contains("signal verdict needs-work (farewell is not checked)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("plan gate: approved automatically"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("final state: done"), "{stdout}");
+}
+
+#[test]
+fn simulate_refuses_a_pipeline_the_engine_cannot_run_yet() {
+    let dir = scenario_dir(&[]);
+    let output = simulate("full", dir.path());
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(
+            "the pipeline `full` is not runnable yet: its qa and refine stages have no agents \
+             yet; choose one of `standard`, `yolo`"
+        ),
+        "{stderr}"
+    );
+    assert!(text(&output.stdout).is_empty(), "nothing was simulated");
+
+    let scenarios = dir
+        .path()
+        .to_str()
+        .unwrap_or_else(|| panic!("non-UTF-8 path"));
+    let output = atelier(&[
+        "pipeline",
+        "simulate",
+        "--pipeline",
+        "careful",
+        "--file",
+        "complete.toml",
+        "--scenarios",
+        scenarios,
+    ]);
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("the pipeline `careful` of complete.toml is not runnable yet"),
+        "{stderr}"
+    );
 }

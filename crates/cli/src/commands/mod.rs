@@ -6,6 +6,7 @@ pub mod doctor;
 pub mod me;
 pub mod pipeline;
 pub mod project;
+pub mod scratch;
 pub mod serve;
 pub mod signal;
 pub mod simulator;

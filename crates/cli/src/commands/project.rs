@@ -242,23 +242,26 @@ fn read_settings(file: &Path) -> Result<ProjectSettings> {
 
 /// A scripted role for every stage, playing `DIR/<stage>.json` (each checked to load).
 pub fn scripted_roles(dir: &Path) -> Result<Vec<(Stage, RoleConfig)>> {
+    scripted_roles_for(dir, &Stage::ALL)
+}
+
+/// A scripted role for each of `stages`, playing `DIR/<stage>.json` (each checked to load).
+pub fn scripted_roles_for(dir: &Path, stages: &[Stage]) -> Result<Vec<(Stage, RoleConfig)>> {
     let dir = std::path::absolute(dir)
         .with_context(|| format!("cannot make {} absolute", dir.display()))?;
     if !dir.is_dir() {
-        bail!(
-            "scenario directory {} does not exist (--scripted DIR)",
-            dir.display()
-        );
+        bail!("scenario directory {} does not exist", dir.display());
     }
-    Stage::ALL
-        .into_iter()
-        .map(|stage| {
+    let needed: Vec<String> = stages.iter().map(|s| format!("{s}.json")).collect();
+    stages
+        .iter()
+        .map(|&stage| {
             let file = dir.join(format!("{stage}.json"));
             if !file.is_file() {
                 bail!(
-                    "scenario file {} does not exist: --scripted DIR needs plan.json, \
-                     implement.json, review.json and pr.json",
-                    file.display()
+                    "scenario file {} does not exist: the scenario directory needs {}",
+                    file.display(),
+                    needed.join(", ")
                 );
             }
             Scenario::load(&file)?;

@@ -3,17 +3,15 @@
 //! approval, implement ⇄ review, pr and merge, printing each stage as it happens.
 
 mod printer;
-mod repo;
 mod scenarios;
 
 use crate::GlobalArgs;
-use crate::commands::{project, serve};
-use crate::config;
+use crate::commands::scratch::{self, Embedded, POLL, repo};
+use crate::commands::serve;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
-use domain::{TaskId, TaskState};
-use engine::api::{NewProject, NewTask, ProjectSettings, TaskDetail};
-use engine::{Engine, EngineConfig};
+use domain::{Stage, TaskState};
+use engine::api::{NewTask, TaskDetail};
 use std::path::Path;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -21,7 +19,6 @@ use tokio::time::Instant;
 const DEADLINE: Duration = Duration::from_secs(120);
 /// How long to watch for the worktree's removal after the merge.
 const CLEANUP_WAIT: Duration = Duration::from_secs(10);
-const POLL: Duration = Duration::from_millis(100);
 
 const BANNER: &str = "\
 ════════════════════════════════════════════════════════════════════════════
@@ -97,66 +94,34 @@ async fn demo(root: &Path, ui: bool, listen: std::net::SocketAddr) -> Result<()>
     );
     let scenario_dir = root.join("scenarios");
     scenarios::write_all(&scenario_dir)?;
-    let data_dir = root.join("data");
-    config::create_data_dir(&data_dir)?;
-
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen} for the embedded server"))?;
-    let url = serve::local_url(
-        listener
-            .local_addr()
-            .context("cannot read the bound address")?,
-    );
-    let exe = std::env::current_exe().context("cannot find the path of the atelier binary")?;
-    let mut engine_config = EngineConfig::new(data_dir, exe, url.clone());
-    engine_config.homes_dir = root.join("homes");
-    engine_config.merge_poll = Duration::from_millis(200);
-    engine_config.stop_grace = Duration::from_secs(1);
-    engine_config.stage_timeout = Duration::from_secs(60);
-    engine_config.legacy_api_token = Some(hex::encode(rand::random::<[u8; 32]>()));
-    let engine = Engine::start(engine_config)
-        .await
-        .context("cannot start the embedded engine")?;
-    let (stop_server, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(server::serve(
-        listener,
-        server::app(engine.clone(), server::HttpOptions::default()),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let embedded = Embedded::start(root, listen, Duration::from_secs(60)).await?;
+    let url = embedded.url.clone();
     println!("embedded server: {url}\n");
 
     let deadline = Instant::now() + DEADLINE;
     let outcome = if ui {
-        serve_ui(&engine, &sample, &scenario_dir, &url).await
+        serve_ui(&embedded, &sample, &scenario_dir, &url).await
     } else {
         tokio::select! {
-            outcome = walk(&engine, &sample, &scenario_dir, deadline) => outcome,
+            outcome = walk(&embedded, &sample, &scenario_dir, deadline) => outcome,
             _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
         }
     };
-    engine.shutdown().await;
-    let _ = stop_server.send(());
-    match server.await {
-        Ok(Ok(())) => {}
-        Ok(Err(err)) => tracing::warn!(%err, "the embedded server failed"),
-        Err(err) => tracing::warn!(%err, "the embedded server task panicked"),
-    }
+    embedded.shutdown().await;
     outcome
 }
 
 /// `--ui`: adds the project and the task, an administrator to sign in as, prints where to look
 /// and serves until Ctrl-C; the human drives the task in the browser.
 async fn serve_ui(
-    engine: &Engine,
+    embedded: &Embedded,
     sample: &repo::SampleRepo,
     scenario_dir: &Path,
     url: &str,
 ) -> Result<()> {
     let password = hex::encode(rand::random::<[u8; 12]>());
-    engine
+    embedded
+        .engine
         .create_user(engine::api::NewUser {
             login: "demo".into(),
             password: Some(password.clone()),
@@ -165,7 +130,7 @@ async fn serve_ui(
         })
         .await
         .context("cannot create the demo's account")?;
-    let task = add_demo_task(engine, sample, scenario_dir).await?;
+    let task = add_demo_task(embedded, sample, scenario_dir).await?;
     println!(
         "▶ open {url}/tasks/{} and sign in as `demo` with the password {password}",
         task.id
@@ -179,23 +144,14 @@ async fn serve_ui(
 
 /// Adds the sample project with scripted roles and creates the demo task.
 async fn add_demo_task(
-    engine: &Engine,
+    embedded: &Embedded,
     sample: &repo::SampleRepo,
     scenario_dir: &Path,
 ) -> Result<engine::api::TaskView> {
-    let mut settings = ProjectSettings::default();
-    settings
-        .roles
-        .extend(project::scripted_roles(scenario_dir)?);
-    let project = engine
-        .add_project(NewProject {
-            path: sample.path.display().to_string(),
-            name: Some("greeter".into()),
-            settings: Some(settings),
-            github: None,
-        })
-        .await
-        .context("cannot add the sample project")?;
+    let engine = &embedded.engine;
+    let project = embedded
+        .add_scripted_project(sample, "greeter", scenario_dir, &Stage::ALL)
+        .await?;
     println!(
         "project {} added (default branch {})",
         project.name, project.default_branch
@@ -220,12 +176,13 @@ async fn add_demo_task(
 
 /// Adds the project, creates the task and drives it to done.
 async fn walk(
-    engine: &Engine,
+    embedded: &Embedded,
     sample: &repo::SampleRepo,
     scenario_dir: &Path,
     deadline: Instant,
 ) -> Result<()> {
-    let task = add_demo_task(engine, sample, scenario_dir).await?;
+    let engine = &embedded.engine;
+    let task = add_demo_task(embedded, sample, scenario_dir).await?;
 
     let mut printer = printer::Printer::default();
     let mut worktree = task.worktree.clone();
@@ -267,7 +224,7 @@ async fn walk(
             }
             TaskState::Closed => bail!("the demo's pull request was closed"),
             TaskState::AwaitingMerge { .. } => {
-                let detail = wait_for_pull_request(engine, task.id, deadline).await?;
+                let detail = scratch::wait_for_pull_request(engine, task.id, deadline).await?;
                 if let Some(pr) = &detail.pull_request {
                     println!(
                         "\n▶ pull request opened: {} ({} ← {})",
@@ -279,7 +236,7 @@ async fn walk(
                     .merge(task.id)
                     .await
                     .context("cannot merge the pull request")?;
-                let done = wait_until_done(engine, task.id, deadline).await?;
+                let done = scratch::wait_until_done(engine, task.id, deadline).await?;
                 return report(&done, sample, worktree.as_deref()).await;
             }
             TaskState::Done { .. } => return report(&detail, sample, worktree.as_deref()).await,
@@ -297,42 +254,6 @@ fn too_late(state: &TaskState) -> anyhow::Error {
         "the demo task did not finish within {} s: it is still {state}",
         DEADLINE.as_secs()
     )
-}
-
-/// The engine opens the pull request just after the task reaches awaiting-merge.
-async fn wait_for_pull_request(
-    engine: &Engine,
-    id: TaskId,
-    deadline: Instant,
-) -> Result<TaskDetail> {
-    loop {
-        let detail = engine.task(id).await?;
-        if detail.pull_request.is_some() {
-            return Ok(detail);
-        }
-        if Instant::now() >= deadline {
-            bail!(
-                "the pull request of the demo task was not opened within {} s",
-                DEADLINE.as_secs()
-            );
-        }
-        tokio::time::sleep(POLL).await;
-    }
-}
-
-async fn wait_until_done(engine: &Engine, id: TaskId, deadline: Instant) -> Result<TaskDetail> {
-    loop {
-        let detail = engine.task(id).await?;
-        match &detail.task.state {
-            TaskState::Done { .. } => return Ok(detail),
-            TaskState::AwaitingMerge { .. } | TaskState::Merging if Instant::now() < deadline => {
-                tokio::time::sleep(POLL).await
-            }
-            other => bail!(
-                "the task is {other} after the merge, not done: the forge did not see the merge in time"
-            ),
-        }
-    }
 }
 
 async fn report(

@@ -1,8 +1,12 @@
-//! `atelier pipeline …`: pipeline definitions, offline. `check` validates definition files
+//! `atelier pipeline …`: pipeline definitions. `check` validates definition files
 //! (`.atelier/pipelines.toml`) and prints each problem as `file:line: reason`; `list` shows the
-//! built-in pipelines (and a file's) as a summary. Neither needs a server.
+//! built-in pipelines (and a file's) as a summary; `simulate` runs one task through a runnable
+//! pipeline with scripted agents in a scratch repository. None needs a server.
 //!
-//! Status: pipelines are defined and validated; the engine still runs the standard pipeline.
+//! Status: pipelines are defined and validated; the engine runs the built-ins `standard` and
+//! `yolo`.
+
+mod simulate;
 
 use crate::GlobalArgs;
 use anyhow::{Context, Result, bail};
@@ -19,11 +23,12 @@ signals it accepts and where each leads, its caps and whether a human gate follo
 Built in: standard, full, yolo. A repository defines its own in .atelier/pipelines.toml \
 (format: docs/pipelines.md).
 
-Status: pipelines are defined and validated today; the engine still runs the standard pipeline.
+Status: pipelines are defined and validated today; tasks run the built-ins standard and yolo.
 
 Examples:
   atelier pipeline check .atelier/pipelines.toml
   atelier pipeline list
+  atelier pipeline simulate --pipeline yolo --scenarios ./scenarios
   atelier pipeline list --file .atelier/pipelines.toml";
 
 const CHECK_HELP: &str = "\
@@ -57,7 +62,7 @@ Examples:
   atelier pipeline list --file .atelier/pipelines.toml
   atelier pipeline list --json";
 
-/// Check and show pipeline definitions (offline, no server needed)
+/// Check, show and simulate pipelines (no server needed)
 #[derive(Subcommand, Debug)]
 #[command(after_help = PIPELINE_HELP)]
 pub enum PipelineCommand {
@@ -67,6 +72,10 @@ pub enum PipelineCommand {
     /// Show the built-in pipelines, and those of --file
     #[command(after_help = LIST_HELP)]
     List(ListArgs),
+    /// Run one task through a pipeline with scripted agents in a scratch repository; exits 0
+    /// when it reaches done
+    #[command(after_help = simulate::SIMULATE_HELP)]
+    Simulate(simulate::SimulateArgs),
 }
 
 #[derive(Args, Debug)]
@@ -83,10 +92,11 @@ pub struct ListArgs {
     file: Vec<PathBuf>,
 }
 
-pub fn run(command: PipelineCommand, global: &GlobalArgs) -> Result<()> {
+pub async fn run(command: PipelineCommand, global: &GlobalArgs) -> Result<()> {
     match command {
         PipelineCommand::Check(args) => check(args, global),
         PipelineCommand::List(args) => list(args, global),
+        PipelineCommand::Simulate(args) => simulate::run(args).await,
     }
 }
 
@@ -165,7 +175,7 @@ fn list(args: ListArgs, global: &GlobalArgs) -> Result<()> {
         return out(&format!("{report:#}\n"));
     }
     let mut text = String::from(
-        "Built-in pipelines (defined and validated; the engine still runs `standard`):\n",
+        "Built-in pipelines (defined and validated; tasks run `standard` and `yolo`):\n",
     );
     for def in builtins() {
         text.push('\n');

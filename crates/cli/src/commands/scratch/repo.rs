@@ -1,5 +1,6 @@
-//! The demo's sample git repository and its bare "remote", made with the git CLI through the
-//! `git` crate's one recipe (`git::run`), plus the read-only git queries the demo reports.
+//! The sample git repository of `atelier demo` and `atelier pipeline simulate` and its bare
+//! "remote", made with the git CLI through the `git` crate's one recipe (`git::run`), plus the
+//! read-only git queries the demo reports.
 
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};

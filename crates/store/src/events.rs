@@ -143,26 +143,8 @@ impl Tx<'_> {
              WHERE e.task_id = ?1 AND (e.run_id, e.seq) > (?2, ?3)
              ORDER BY e.run_id, e.seq LIMIT ?4",
         )?;
-        let rows = stmt.query_map(params![task.0, after.0.0, after.1, limit], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get(2)?,
-                r.get::<_, String>(3)?,
-            ))
-        })?;
-        rows.map(|row| {
-            let (run, stage, seq, body) = row?;
-            Ok(StoredEvent {
-                run: RunId(run),
-                stage: stage
-                    .parse()
-                    .map_err(|e| crate::StoreError::Corrupt(format!("{e}")))?,
-                seq,
-                json: body,
-            })
-        })
-        .collect()
+        let rows = stmt.query_map(params![task.0, after.0.0, after.1, limit], event_columns)?;
+        rows.map(stored_event).collect()
     }
 
     /// A task's events that can tell which commands its agents ran (`command_output`,
@@ -176,26 +158,8 @@ impl Tx<'_> {
                AND json_extract(e.body, '$.type') IN ('command_output', 'tool_call', 'tool_result')
              ORDER BY e.run_id, e.seq",
         )?;
-        let rows = stmt.query_map(params![task.0], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get(2)?,
-                r.get::<_, String>(3)?,
-            ))
-        })?;
-        rows.map(|row| {
-            let (run, stage, seq, json) = row?;
-            Ok(StoredEvent {
-                run: RunId(run),
-                stage: stage
-                    .parse()
-                    .map_err(|e| crate::StoreError::Corrupt(format!("{e}")))?,
-                seq,
-                json,
-            })
-        })
-        .collect()
+        let rows = stmt.query_map(params![task.0], event_columns)?;
+        rows.map(stored_event).collect()
     }
 
     pub fn event_count(&self, run: RunId) -> Result<u64> {
@@ -205,6 +169,24 @@ impl Tx<'_> {
             |r| r.get::<_, i64>(0),
         )? as u64)
     }
+}
+
+/// The columns `(run, stage, seq, body)` of an event query.
+fn event_columns(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, String, i64, String)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+}
+
+/// A row of [`event_columns`] as a [`StoredEvent`].
+fn stored_event(row: rusqlite::Result<(i64, String, i64, String)>) -> Result<StoredEvent> {
+    let (run, stage, seq, json) = row?;
+    Ok(StoredEvent {
+        run: RunId(run),
+        stage: stage
+            .parse()
+            .map_err(|e| crate::StoreError::Corrupt(format!("{e}")))?,
+        seq,
+        json,
+    })
 }
 
 #[cfg(test)]

@@ -538,6 +538,10 @@ pub struct TranscriptPage {
     /// Whether the task has events before the first entry (before the cursor when the page is
     /// empty): a `Before` query from the first entry reads them.
     pub earlier: bool,
+    /// The task's runs whose agent is at work now: a tool call of theirs without a result is
+    /// still running (one of another run never got one).
+    #[serde(default)]
+    pub live_runs: Vec<RunId>,
 }
 
 /// The largest patch [`TaskDiff`] carries (bytes); a longer one is cut and `truncated`.

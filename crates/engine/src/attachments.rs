@@ -41,20 +41,13 @@ impl Engine {
         let dir = self.attachments_dir(id)?;
         let missing = || EngineError::NotFound(format!("task {id} has no attachment `{name}`"));
         let folder = open_folder(&dir, false)?.ok_or_else(missing)?;
-        let path = through(&folder, name);
-        let Ok(seen) = std::fs::symlink_metadata(&path) else {
-            return Err(missing());
+        let mut file = match crate::doc_file::open_regular(&through(&folder, name)) {
+            Ok(Some(file)) => file,
+            Ok(None) => return Err(missing()),
+            Err(err) if err.kind() == std::io::ErrorKind::InvalidData => return Err(missing()),
+            Err(err) => return Err(io(&dir)(err)),
         };
-        if !seen.is_file() {
-            return Err(missing());
-        }
-        let mut file = File::open(&path).map_err(|_| missing())?;
         let opened = file.metadata().map_err(io(&dir))?;
-        if (opened.dev(), opened.ino()) != (seen.dev(), seen.ino()) {
-            return Err(EngineError::Conflict(format!(
-                "the attachment `{name}` changed while it was read: try again"
-            )));
-        }
         if opened.len() > MAX_ATTACHMENT_BYTES {
             return Err(EngineError::InvalidInput(format!(
                 "the attachment `{name}` is {} bytes, more than the {MAX_ATTACHMENT_BYTES} served",

@@ -9,7 +9,7 @@ use crate::transition::{after_commit, apply_event, apply_in, decide_in, not_foun
 use crate::{
     background, confine, dispatch, guards, logs, outbox, settings, tokens, views, workspace,
 };
-use domain::{Event, ProjectId, RunStatus, Signal, Stage, TaskId, TaskState};
+use domain::{Event, ProjectId, RunId, RunStatus, Signal, Stage, TaskId, TaskState};
 use futures::stream::BoxStream;
 use harness::sandbox::{Sandbox, SandboxError};
 use std::collections::BTreeMap;
@@ -963,8 +963,14 @@ impl Engine {
             )));
         }
         let key = |c: TranscriptCursor| (c.run, c.seq);
-        let (rows, earlier) = self.inner.store.read(|tx| {
+        let (rows, earlier, live_runs) = self.inner.store.read(|tx| {
             self.check_task(tx, id)?;
+            let live_runs: Vec<RunId> = tx
+                .runs_of_task(id)?
+                .into_iter()
+                .filter(|r| r.status == RunStatus::Running)
+                .map(|r| r.id)
+                .collect();
             let (rows, earlier) = match query {
                 TranscriptQuery::Last { .. } => {
                     let mut rows = tx.task_events_last(id, limit + 1)?;
@@ -993,7 +999,7 @@ impl Engine {
                     (rows, earlier)
                 }
             };
-            Ok::<_, EngineError>((rows, earlier))
+            Ok::<_, EngineError>((rows, earlier, live_runs))
         })?;
         let entries = rows
             .into_iter()
@@ -1009,7 +1015,11 @@ impl Engine {
                 at_ms: row.at_ms,
             })
             .collect();
-        Ok(TranscriptPage { entries, earlier })
+        Ok(TranscriptPage {
+            entries,
+            earlier,
+            live_runs,
+        })
     }
 
     /// The same as [`Engine::logs`] as NDJSON (one `FollowItem` per line), without decoding the

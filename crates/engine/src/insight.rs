@@ -357,6 +357,7 @@ mod engine_tests {
             .unwrap();
         assert_eq!(last.entries.len(), 300);
         assert!(last.earlier);
+        assert_eq!(last.live_runs, vec![], "no run is at work yet");
         let tail = last.entries.last().unwrap();
         assert_eq!(
             (tail.run, tail.stage, tail.seq),
@@ -443,6 +444,17 @@ mod engine_tests {
             .unwrap_err();
         assert!(matches!(err, EngineError::NotFound(_)), "{err}");
         engine.shutdown().await;
+        // A run whose agent is at work is named, so its open tool calls show as running.
+        engine
+            .inner
+            .store
+            .write(|tx| tx.mark_run_started(runs[1], "token-hash"))
+            .unwrap();
+        let page = engine
+            .transcript(task, TranscriptQuery::default())
+            .await
+            .unwrap();
+        assert_eq!(page.live_runs, vec![runs[1]]);
     }
 
     #[tokio::test]

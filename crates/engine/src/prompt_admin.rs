@@ -7,7 +7,6 @@
 use crate::Engine;
 use crate::error::{EngineError, Result};
 use crate::prompt::{self, OVERRIDABLE, Prompts};
-use std::path::PathBuf;
 use std::sync::Arc;
 
 /// One prompt as the API shows it.
@@ -93,7 +92,7 @@ impl Engine {
 }
 
 fn io(path: &std::path::Path) -> impl Fn(std::io::Error) -> EngineError + '_ {
-    move |err| EngineError::Internal(format!("{}: {err}", PathBuf::from(path).display()))
+    move |err| EngineError::Internal(format!("{}: {err}", path.display()))
 }
 
 #[cfg(test)]

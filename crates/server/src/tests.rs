@@ -323,6 +323,7 @@ impl Backend for Fake {
         Ok(engine::api::TranscriptPage {
             entries: vec![],
             earlier: false,
+            live_runs: vec![],
         })
     }
     fn dashboard(&self) -> Result<engine::api::Dashboard> {

@@ -98,7 +98,7 @@ pub(crate) async fn page<B: Backend>(
             }
         }
         @if let Some(page) = &transcript {
-            (transcript::section(id, &page.entries, page.earlier, &transcript::live_runs(&detail.runs)))
+            (transcript::section(id, &page.entries, page.earlier, &page.live_runs))
         }
         section #diff-panel .panel aria-labelledby="diff-h" {
             details #diff-details data-src={ "/tasks/" (id) "/diff" } {

@@ -53,29 +53,17 @@ pub(crate) async fn fragment<B: Backend>(
         },
         _ => TranscriptQuery::Last { limit: PAGE },
     };
-    let live = match viewer.backend.task(TaskId(id)).await {
-        Ok(detail) => live_runs(&detail.runs),
-        Err(err) => return super::failure(err).into_response(),
-    };
     match viewer.backend.transcript(TaskId(id), query).await {
         Ok(page) => {
             let more = page.earlier && cursor.before.is_some();
             html! {
-                (lines(&page.entries, &live))
+                (lines(&page.entries, &page.live_runs))
                 @if more { (earlier_marker(&page.entries)) }
             }
             .into_response()
         }
         Err(err) => super::failure(err).into_response(),
     }
-}
-
-/// The runs whose agent is at work now (a tool call of theirs without a result is running).
-pub(crate) fn live_runs(runs: &[engine::api::RunView]) -> Vec<RunId> {
-    runs.iter()
-        .filter(|r| r.status == domain::RunStatus::Running)
-        .map(|r| r.id)
-        .collect()
 }
 
 fn bad_key(key: &str) -> Response {

@@ -280,7 +280,9 @@ impl Browser {
         self.count(css).await > 0
     }
 
-    /// Waits until an element matching `css` exists and returns it.
+    /// Waits until an element matching `css` exists and returns it. The element is looked up
+    /// again until the deadline: a page that reloads (after an action) may drop it between the
+    /// check and the lookup.
     pub async fn wait_for(&self, css: &str) -> Element {
         self.wait_js(
             &format!("an element `{css}`"),
@@ -288,7 +290,17 @@ impl Browser {
             vec![json!(css)],
         )
         .await;
-        self.find(css).await
+        let client = &self.client;
+        match wait_until(
+            &format!("the element `{css}`"),
+            UI_DEADLINE,
+            || async move { client.find(Locator::Css(css)).await.ok() },
+        )
+        .await
+        {
+            Ok(element) => element,
+            Err(e) => panic!("no element `{css}` on {}: {e}", self.url().await),
+        }
     }
 
     /// Waits until no element matches `css`.

@@ -324,6 +324,7 @@ impl Lab {
             .check_role(req.model.as_deref(), &req.settings)
             .unwrap();
         let spec = self.harness.command(req).unwrap();
+        self.harness.prepare(req).unwrap();
         let started = Instant::now();
         let mut child = AgentProcess::spawn(&spec).unwrap();
         let pid = child.pid();

@@ -211,6 +211,8 @@ async fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<bool, String> {
         settings: serde_json::to_value(&given.role).map_err(|e| e.to_string())?,
     };
     let spec = harness.command(&request).map_err(|e| e.to_string())?;
+    // What the CLI needs in the agent's home (OpenCode: what keeps it off the npm registry).
+    harness.prepare(&request).map_err(|e| e.to_string())?;
     let spawned = match &inner.sandbox {
         Ok(Some(sandbox)) => AgentProcess::spawn_sandboxed(&spec, sandbox, &mounts),
         Ok(None) => AgentProcess::spawn(&spec),

@@ -2,8 +2,9 @@
 //! processes (explicit environment, own process group, kill every descendant), and the scripted
 //! harness used by tests, benchmarks and the demo.
 //!
-//! A harness is (a) a command builder and (b) a pure, synchronous decoder from its output lines to
-//! Atelier's transcript events. The engine's run supervisor owns the child and drives both.
+//! A harness is (a) a command builder (with, where a CLI needs it, what to put into the agent's
+//! home before the turn: `Harness::prepare`) and (b) a pure, synchronous decoder from its output
+//! lines to Atelier's transcript events. The engine's run supervisor owns the child and drives both.
 
 pub mod claude;
 pub mod codex;
@@ -72,6 +73,8 @@ pub enum HarnessError {
     Config(String),
     #[error("unknown harness `{0}`: available harnesses are: {1}")]
     Unknown(String, String),
+    #[error("cannot prepare the agent's home: {0}")]
+    Prepare(String),
 }
 
 /// One agent CLI (or the scripted agent).
@@ -80,6 +83,14 @@ pub trait Harness: Send + Sync {
     fn capabilities(&self) -> Capabilities;
     /// The process to start for this turn.
     fn command(&self, req: &TurnRequest) -> Result<process::ProcessSpec, HarnessError>;
+    /// Puts what the CLI needs on disk into the agent's home (`HOME` of `req.env`) before the
+    /// turn's process starts; called after [`Harness::command`] accepted the request. Nothing by
+    /// default. OpenCode's keeps it from installing a package from the npm registry at every
+    /// start (see [`opencode::prepare_config_dir`]).
+    fn prepare(&self, req: &TurnRequest) -> Result<(), HarnessError> {
+        let _ = req;
+        Ok(())
+    }
     /// A fresh decoder for one process's output.
     fn decoder(&self) -> Box<dyn Decoder>;
     /// The graceful interrupt this harness understands.

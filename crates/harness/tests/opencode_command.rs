@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use domain::Stage;
-use harness::opencode::{CONFIG_ENV, OpenCodeHarness};
+use harness::opencode::{CONFIG_ENV, OpenCodeHarness, PLUGIN_PACKAGE};
 use harness::process::ProcessSpec;
 use harness::{Capabilities, Harness, Interrupt, TurnRequest};
 use serde_json::{Value, json};
@@ -461,4 +461,113 @@ fn explains_bad_settings() {
             )
         );
     }
+}
+
+/// The request of a turn whose `HOME` is `home`.
+fn request_in(home: &std::path::Path) -> TurnRequest {
+    let mut req = request(Stage::Plan, fake_settings());
+    req.env[1].1 = home.display().to_string();
+    req
+}
+
+fn read_lock(dir: &std::path::Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("package-lock.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn prepares_the_config_folder_that_stops_the_plugin_install() {
+    let home = tempfile::tempdir().unwrap();
+    let h = OpenCodeHarness::new(BIN);
+    let req = request_in(home.path());
+    h.prepare(&req).unwrap();
+    let dir = home.path().join(".config/opencode");
+    // What OpenCode's `Npm.install` checks: a node_modules folder and a lock whose root lists
+    // the plugin (nothing is installed in it).
+    assert!(dir.join("node_modules").is_dir());
+    assert_eq!(std::fs::read_dir(dir.join("node_modules")).unwrap().count(), 0);
+    assert_eq!(
+        read_lock(&dir)["packages"][""]["dependencies"],
+        json!({PLUGIN_PACKAGE: "*"})
+    );
+    // Idempotent, and a lock that already names the plugin is left as it is.
+    std::fs::write(
+        dir.join("package-lock.json"),
+        json!({"packages": {"": {"dependencies": {PLUGIN_PACKAGE: "1.18.33", "x": "1"}}}})
+            .to_string(),
+    )
+    .unwrap();
+    h.prepare(&req).unwrap();
+    assert_eq!(
+        read_lock(&dir)["packages"][""]["dependencies"],
+        json!({PLUGIN_PACKAGE: "1.18.33", "x": "1"})
+    );
+    // Another lock keeps its entries and gains the plugin; a broken one is replaced.
+    std::fs::write(
+        dir.join("package-lock.json"),
+        json!({"lockfileVersion": 3, "packages": {"": {"dependencies": {"x": "1"}}, "node_modules/x": {}}})
+            .to_string(),
+    )
+    .unwrap();
+    h.prepare(&req).unwrap();
+    let lock = read_lock(&dir);
+    assert_eq!(
+        lock["packages"][""]["dependencies"],
+        json!({PLUGIN_PACKAGE: "*", "x": "1"})
+    );
+    assert_eq!(lock["packages"]["node_modules/x"], json!({}));
+    std::fs::write(dir.join("package-lock.json"), "{not json").unwrap();
+    h.prepare(&req).unwrap();
+    assert_eq!(
+        read_lock(&dir)["packages"][""]["dependencies"],
+        json!({PLUGIN_PACKAGE: "*"})
+    );
+    // Nothing else is left in the folder (no temporary file).
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["node_modules", "package-lock.json"]);
+}
+
+#[test]
+fn prepares_under_the_roles_xdg_config_home() {
+    let home = tempfile::tempdir().unwrap();
+    let xdg = tempfile::tempdir().unwrap();
+    let mut req = request_in(home.path());
+    req.settings["env"]["XDG_CONFIG_HOME"] = xdg.path().display().to_string().into();
+    OpenCodeHarness::new(BIN).prepare(&req).unwrap();
+    assert!(xdg.path().join("opencode/node_modules").is_dir());
+    assert!(!home.path().join(".config").exists());
+}
+
+#[test]
+fn never_writes_through_a_link_in_the_agents_home() {
+    let home = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("precious");
+    std::fs::write(&victim, "keep me").unwrap();
+    let h = OpenCodeHarness::new(BIN);
+    let req = request_in(home.path());
+
+    // A lock that is a link is replaced, not written through.
+    let dir = home.path().join(".config/opencode");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::os::unix::fs::symlink(&victim, dir.join("package-lock.json")).unwrap();
+    h.prepare(&req).unwrap();
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+    assert!(!dir.join("package-lock.json").is_symlink());
+
+    // A folder that is a link is refused with its path.
+    std::fs::remove_dir_all(home.path().join(".config")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), home.path().join(".config")).unwrap();
+    let err = h.prepare(&req).unwrap_err().to_string();
+    assert!(err.contains(".config is not a folder"), "{err}");
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 1);
+
+    // A relative HOME is refused.
+    let mut req = request(Stage::Plan, fake_settings());
+    req.env[1].1 = "relative/home".into();
+    let err = h.prepare(&req).unwrap_err().to_string();
+    assert!(err.contains("absolute HOME"), "{err}");
 }

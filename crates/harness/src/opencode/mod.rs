@@ -18,13 +18,17 @@
 //! allowed without asking (`run` rejects every permission it would have to ask for), `task`
 //! denied in the implement stage (no sub-agent delegation: OpenCode then does not even offer the
 //! tool), no autoupdate, no sharing. The `OPENCODE_DISABLE_*` variables keep it offline apart from
-//! the model. `run` ignores SIGINT, so the graceful interrupt is SIGTERM; the engine then kills
+//! the model, and so does what [`Harness::prepare`] puts into the task's home before each turn:
+//! without it OpenCode installs `@opencode-ai/plugin` from the npm registry at every start
+//! (`home`). `run` ignores SIGINT, so the graceful interrupt is SIGTERM; the engine then kills
 //! every descendant (OpenCode leaves its tools running).
 
 mod decode;
+mod home;
 mod settings;
 
 pub use decode::{OpenCodeDecoder, is_retryable};
+pub use home::{PLUGIN_PACKAGE, global_config_dir, prepare_config_dir};
 pub use settings::{OpenCodeSettings, check_model, model_ref};
 
 use crate::process::ProcessSpec;
@@ -137,6 +141,28 @@ impl Harness for OpenCodeHarness {
             cwd: req.workdir.clone(),
             env,
             stdin: Some(req.prompt.as_bytes().to_vec()),
+        })
+    }
+
+    /// Gives OpenCode's global config folder in the task's home (or under the role's
+    /// `XDG_CONFIG_HOME`) the `node_modules` folder and lock that stop its plugin install
+    /// ([`prepare_config_dir`]).
+    fn prepare(&self, req: &TurnRequest) -> Result<(), HarnessError> {
+        let settings = OpenCodeSettings::parse(&req.settings)?;
+        let mut env = req.env.clone();
+        env.extend(settings.env);
+        let (base, below) = global_config_dir(&env).ok_or_else(|| {
+            HarnessError::Prepare(
+                "the opencode agent needs an absolute HOME (or XDG_CONFIG_HOME) in its \
+                 environment"
+                    .into(),
+            )
+        })?;
+        prepare_config_dir(&base, below).map(drop).map_err(|err| {
+            HarnessError::Prepare(format!(
+                "OpenCode's config folder under {}: {err}",
+                base.display()
+            ))
         })
     }
 

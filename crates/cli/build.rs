@@ -7,6 +7,8 @@
 //!   `ATELIER_OPENCODE_BIN`).
 //! - `browser_missing`: the browser tests' chromedriver (`ATELIER_CHROMEDRIVER`, driving Debian's
 //!   `chromium`) and the pinned axe-core script (`ATELIER_AXE_JS`).
+//! - `netns_missing`: what the offline tests (`tests/offline.rs`) run agents with: root (for
+//!   `unshare --net`) and `unshare`, `ip` and `strace` on `PATH`.
 
 fn main() {
     println!("cargo::rerun-if-env-changed=CI");
@@ -25,6 +27,29 @@ fn main() {
         &["ATELIER_CHROMEDRIVER", "ATELIER_AXE_JS"],
         ci,
     );
+    println!("cargo::rustc-check-cfg=cfg(netns_missing)");
+    println!("cargo::rerun-if-env-changed=PATH");
+    let tools = ["unshare", "ip", "strace"].iter().all(|tool| on_path(tool));
+    if !(tools && is_root()) && !ci {
+        println!("cargo::rustc-cfg=netns_missing");
+    }
+}
+
+fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
+}
+
+/// Whether the build runs as root (the tests run as the same user): the effective uid of
+/// `/proc/self/status`.
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("Uid:"))
+            .and_then(|ids| ids.split_whitespace().nth(1))
+            == Some("0")
+    })
 }
 
 /// Declares `cfg(name)` and sets it when one of `vars` is not set and this is not CI.

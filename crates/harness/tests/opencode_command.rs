@@ -484,7 +484,10 @@ fn prepares_the_config_folder_that_stops_the_plugin_install() {
     // What OpenCode's `Npm.install` checks: a node_modules folder and a lock whose root lists
     // the plugin (nothing is installed in it).
     assert!(dir.join("node_modules").is_dir());
-    assert_eq!(std::fs::read_dir(dir.join("node_modules")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(dir.join("node_modules")).unwrap().count(),
+        0
+    );
     assert_eq!(
         read_lock(&dir)["packages"][""]["dependencies"],
         json!({PLUGIN_PACKAGE: "*"})

@@ -159,6 +159,18 @@ async fn traced(
              iproute2 strace), or run scripts/test, which does"
         );
     }
+    let root = std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("Uid:"))
+            .and_then(|ids| ids.split_whitespace().nth(1))
+            == Some("0")
+    });
+    assert!(
+        root,
+        "the offline tests must run as root: `unshare --net` makes the loopback-only network \
+         namespace the agents run in"
+    );
     let script = format!(
         "ip link set lo up && exec strace -f -qq --seccomp-bpf -e {TRACED} -e signal=none -o \"$0\" -- \"$@\""
     );

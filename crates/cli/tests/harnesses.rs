@@ -1,7 +1,8 @@
 //! The real agent CLIs (Claude Code, Codex, OpenCode, installed by `scripts/test` into `.tools/`)
 //! driven by the real server through whole pipelines against Atelier's own model simulator, fully
-//! offline. Without the CLIs these tests are compiled as ignored (shown as skipped) outside CI,
-//! and fail under `CI=true` (`build.rs`).
+//! offline. Without the CLIs the tests that need them are compiled as ignored (shown as skipped)
+//! outside CI, and fail under `CI=true` (`build.rs`); the crashing-CLI test needs none and always
+//! runs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
 

@@ -554,6 +554,32 @@ async fn doctor_shows_whether_agents_are_confined() {
         text.contains("sandbox: bubblewrap: every agent runs in its own sandbox"),
         "{text}"
     );
+    // The checks, one a line: no role needs a real CLI (the project's agents are scripted), so
+    // a missing Claude Code (the default role's) is a warning and a missing Codex is fine.
+    let lines: Vec<&str> = text.lines().collect();
+    let data = world.data.display().to_string();
+    for (prefix, needle) in [
+        (
+            "WARN claude-code CLI: ",
+            "npm install -g @anthropic-ai/claude-code@2.1.330",
+        ),
+        ("ok   codex CLI: ", "no role uses it"),
+        (
+            "ok   opencode CLI: ",
+            "`npm install -g opencode-ai@1.18.33`",
+        ),
+        ("ok   sandbox: ", "bubblewrap ready"),
+        ("ok   data directory: ", &format!("{data} (mode 700)")),
+        ("ok   git: ", "git version"),
+        ("ok   forge of app: ", "remote `origin` answers"),
+    ] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(prefix) && l.contains(needle)),
+            "`{prefix}…{needle}…` in:\n{text}"
+        );
+    }
 
     let world = World::start(&[], &["--bwrap", "/nonexistent/bwrap"]).await;
     let out = doctor(&world);
@@ -567,4 +593,38 @@ async fn doctor_shows_whether_agents_are_confined() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("OFF (--sandbox=none)"), "{text}");
+}
+
+#[tokio::test]
+async fn doctor_names_the_version_of_each_cli_a_role_needs_and_fails_on_a_missing_one() {
+    let tools = tempfile::tempdir().unwrap();
+    let codex = fake_agent_cli(tools.path(), "codex", "codex-cli 0.169.0");
+    let world = World::start(&[], &["--codex-bin", codex.to_str().unwrap()]).await;
+    let role = json!({"harness": "codex", "model": "gpt-5.5"});
+    world
+        .add_project_from_scratch(
+            "coded",
+            json!({"roles": {"plan": role, "implement": role, "review": role, "pr": role}}),
+        )
+        .await;
+    let out = doctor(&world);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let line = format!("ok   codex CLI: codex-cli 0.169.0 (`{}`)", codex.display());
+    assert!(text.lines().any(|l| l == line), "`{line}` in:\n{text}");
+
+    // The CLI disappears: the project's roles need it, so doctor fails and says what to do.
+    std::fs::remove_file(&codex).unwrap();
+    let out = doctor(&world);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let line = format!(
+        "FAIL codex CLI: the Codex CLI (`{}`, harness `codex`) cannot start: No such file or \
+         directory (os error 2). Install it with `npm install -g @openai/codex@0.169.0` and give \
+         its path to the server with `atelier serve --codex-bin PATH` (or ATELIER_CODEX_BIN=PATH)",
+        codex.display()
+    );
+    assert!(text.lines().any(|l| l == line), "`{line}` in:\n{text}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("failed checks: codex CLI"), "{err}");
 }

@@ -113,3 +113,99 @@ async fn settings_are_replaced_validated_and_secrets_stay_write_only() {
     let (status, body) = put_settings(&world, "nope", &settings).await;
     assert_eq!(status, 404, "{body}");
 }
+
+/// Codex in every stage.
+fn codex_roles() -> Value {
+    let role = json!({"harness": "codex", "model": "gpt-5.5"});
+    json!({"plan": role, "implement": role, "review": role, "pr": role})
+}
+
+#[tokio::test]
+async fn a_role_whose_cli_cannot_start_is_refused_with_what_to_do() {
+    let tools = tempfile::tempdir().unwrap();
+    let codex = fake_agent_cli(tools.path(), "codex", "codex-cli 0.169.0");
+    let mut world = World::start(
+        &[],
+        &[
+            "--claude-bin",
+            "/nonexistent/claude",
+            "--codex-bin",
+            codex.to_str().unwrap(),
+        ],
+    )
+    .await;
+
+    // As a new user adds a project: the default roles (Claude Code), which is not installed.
+    let (status, body) = world
+        .server
+        .post(
+            "/api/projects",
+            &json!({"path": world.add_repo("fresh"), "name": "fresh"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["error"],
+        "the Claude Code CLI (`/nonexistent/claude`, harness `claude-code`) cannot start: No \
+         such file or directory (os error 2). Install it with `npm install -g \
+         @anthropic-ai/claude-code@2.1.330` and give its path to the server with `atelier serve \
+         --claude-bin PATH` (or ATELIER_CLAUDE_BIN=PATH)",
+        "{body}"
+    );
+
+    // Roles on a CLI that starts are accepted; replacing them by the missing one is refused.
+    let (status, body) = world
+        .server
+        .post(
+            "/api/projects",
+            &json!({"path": world.add_repo("coded"), "name": "coded",
+                    "settings": {"roles": codex_roles()}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{body}");
+    let mut roles = codex_roles();
+    roles["review"] = json!({"harness": "claude-code", "model": "sonnet"});
+    let (status, body) = put_settings(&world, "coded", &json!({"roles": roles})).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("the Claude Code CLI (`/nonexistent/claude`"),
+        "{body}"
+    );
+    let names: Vec<Value> = world
+        .server
+        .get("/api/projects")
+        .await
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].clone())
+        .collect();
+    assert_eq!(names, [json!("app"), json!("coded")]);
+
+    // A server whose stored project needs a CLI that cannot start refuses to start, saying so.
+    world.server.stop().await.unwrap();
+    let err = testkit::ServerProcess::start(
+        std::path::Path::new(BIN),
+        &world.data,
+        &["--codex-bin", "/nonexistent/codex"],
+        &[],
+    )
+    .await
+    .expect_err("the server refuses to start")
+    .to_string();
+    assert!(
+        err.contains(
+            "project `coded`: the Codex CLI (`/nonexistent/codex`, harness `codex`) cannot start: \
+             No such file or directory (os error 2). Install it with `npm install -g \
+             @openai/codex@0.169.0` and give its path to the server with `atelier serve \
+             --codex-bin PATH` (or ATELIER_CODEX_BIN=PATH)"
+        ),
+        "{err}"
+    );
+}

@@ -5,12 +5,13 @@
 //! and token counts normalized).
 //!
 //! These runs are also where the decoder fixtures
-//! `crates/harness/tests/fixtures/<cli>/atelier-*.jsonl` come from: with `UPDATE_SNAPSHOTS=1`
+//! `crates/harness/tests/fixtures/<cli>/atelier-*.jsonl` come from: with `UPDATE_RECORDINGS=1`
 //! every stdout stream that a decoder snapshot test reads is written there, normalized (temp dir,
 //! session and message ids, the simulator's id nonce, timestamps and durations replaced by stable
 //! placeholders) so that re-recording only changes what the CLI really changed. Then regenerate
-//! and review the decodings with
-//! `UPDATE_SNAPSHOTS=1 cargo test -p harness --test claude --test codex --test opencode`.
+//! and review the decodings' `insta` snapshots with
+//! `INSTA_UPDATE=always cargo test -p harness --test claude --test codex --test opencode` and
+//! `git diff` (or `cargo insta review`).
 //!
 //! The CLIs come from `ATELIER_CLAUDE_BIN`, `ATELIER_CODEX_BIN` and `ATELIER_OPENCODE_BIN`
 //! (`scripts/test` installs the pinned versions and sets them). Without them these tests are
@@ -411,7 +412,7 @@ impl Lab {
             case.name()
         );
         if let Some(name) = self.cli.fixture(case)
-            && std::env::var_os("UPDATE_SNAPSHOTS").is_some()
+            && std::env::var_os("UPDATE_RECORDINGS").is_some()
         {
             let path = Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("../harness/tests/fixtures")

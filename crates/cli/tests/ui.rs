@@ -137,7 +137,21 @@ async fn a_task_from_first_run_setup_to_done() {
         ("review", review_scenario()),
         ("pr", pr_scenario()),
     ];
-    let world = World::start_bare(&scenarios, &["--merge-poll-ms", "200"], &[]).await;
+    // The project is added in the web form with the default roles (Claude Code): a stand-in
+    // `claude` that answers its version passes the check that its CLI starts.
+    let tools = tempfile::tempdir().unwrap();
+    let claude = fake_agent_cli(tools.path(), "claude", "2.1.330 (Claude Code)");
+    let world = World::start_bare(
+        &scenarios,
+        &[
+            "--merge-poll-ms",
+            "200",
+            "--claude-bin",
+            claude.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
     let b = Browser::start("a_task_from_first_run_setup_to_done", world.server.url()).await;
 
     // First run: every page leads to the setup page while no account has a password.

@@ -868,6 +868,59 @@ mod tests {
 pub struct ServerStatus {
     pub version: String,
     pub sandbox: SandboxStatus,
+    /// What `atelier doctor` prints, in order: each agent CLI (its version, or why it cannot
+    /// start and how to install it), the sandbox, the data directory's permissions, git, and
+    /// the remote of each project the caller sees.
+    #[serde(default)]
+    pub checks: Vec<Check>,
+}
+
+/// One thing that must hold for agents to run, as the server found it just now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Check {
+    /// What was checked, e.g. `claude-code CLI`, `git`, `forge of web`.
+    pub name: String,
+    pub status: CheckStatus,
+    /// What was found (a version, a path and its mode) or what is wrong and what to do.
+    pub detail: String,
+}
+
+/// How a [`Check`] came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckStatus {
+    Ok,
+    /// Nothing needs it yet, but something may: e.g. the default role's CLI is missing while
+    /// every project names its roles.
+    Warning,
+    /// Something needs it and it does not hold: agents will fail on it.
+    Failed,
+}
+
+impl Check {
+    pub fn ok(name: String, detail: String) -> Check {
+        Check {
+            name,
+            status: CheckStatus::Ok,
+            detail,
+        }
+    }
+
+    pub fn warning(name: String, detail: String) -> Check {
+        Check {
+            name,
+            status: CheckStatus::Warning,
+            detail,
+        }
+    }
+
+    pub fn failed(name: String, detail: String) -> Check {
+        Check {
+            name,
+            status: CheckStatus::Failed,
+            detail,
+        }
+    }
 }
 
 /// The agent sandbox as the server found it at start.

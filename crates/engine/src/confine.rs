@@ -40,6 +40,27 @@ pub(crate) const RESERVED_ENV: [&str; 14] = [
 /// The system's programs, after the folder of the `atelier` binary (agents call `atelier signal`).
 const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// The agents' `PATH`: the folder of the `atelier` binary, then the system's programs.
+pub(crate) fn agent_path(config: &EngineConfig) -> String {
+    let mut path = config
+        .atelier_bin
+        .parent()
+        .map(|d| format!("{}:", d.display()))
+        .unwrap_or_default();
+    path.push_str(SYSTEM_PATH);
+    path
+}
+
+/// Creates `dir` (and its parents) readable by the server's user only.
+pub(crate) fn ensure_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
+}
+
 /// The task's agent home: `<homes_dir>/<task key>`.
 pub(crate) fn home_dir(config: &EngineConfig, key: &str) -> PathBuf {
     config.homes_dir.join(key)
@@ -98,14 +119,8 @@ pub(crate) fn hook_env(
     port: u16,
     settings: &ProjectSettings,
 ) -> Vec<(String, String)> {
-    let mut path = config
-        .atelier_bin
-        .parent()
-        .map(|d| format!("{}:", d.display()))
-        .unwrap_or_default();
-    path.push_str(SYSTEM_PATH);
     let mut env = vec![
-        ("PATH".to_string(), path),
+        ("PATH".to_string(), agent_path(config)),
         ("HOME".to_string(), home.display().to_string()),
         ("LANG".to_string(), "C.UTF-8".to_string()),
         ("ATELIER_TASK_ID".to_string(), task_id.to_string()),

@@ -118,6 +118,28 @@ impl EngineConfig {
     }
 }
 
+/// Refuses to start while a stored project's role needs an agent CLI that cannot start: its
+/// first task would fail on it. The error names the project, the CLI and what to do.
+async fn require_stored_clis(store: &Store, config: &EngineConfig) -> Result<()> {
+    let projects = store.read(|tx| tx.projects())?;
+    let mut problems = Vec::new();
+    for project in projects {
+        let settings = settings::parse(&project.settings_json)?;
+        if let Err(err) = crate::checks::require(config, &crate::checks::needed(&settings)).await {
+            problems.push(format!("project `{}`: {err}", project.name));
+        }
+    }
+    if problems.is_empty() {
+        crate::checks::warn_about_default(config).await;
+        Ok(())
+    } else {
+        Err(EngineError::InvalidInput(format!(
+            "a project's roles need an agent CLI that cannot start: {}",
+            problems.join("; ")
+        )))
+    }
+}
+
 /// Takes the data directory for this process: two servers on one data directory would each
 /// "recover" the other's live runs and act twice on the same rows.
 fn lock_data_dir(dir: &Path) -> Result<std::fs::File> {
@@ -272,6 +294,7 @@ impl Engine {
         private_data_dir(&config.data_dir)?;
         let data_lock = lock_data_dir(&config.data_dir)?;
         let store = Store::open_in(&config.data_dir)?;
+        require_stored_clis(&store, &config).await?;
         let registered: [Arc<dyn harness::Harness>; 4] = [
             Arc::new(harness::scripted::ScriptedHarness::new(
                 config.atelier_bin.clone(),
@@ -344,6 +367,7 @@ impl Engine {
             settings.forge = crate::forges::github_from_remote(&repo, &settings, setup).await?;
         }
         self.complete_and_check(&mut settings)?;
+        crate::checks::require(&self.inner.config, &crate::checks::needed(&settings)).await?;
         let default_branch = repo
             .default_branch(&settings.remote)
             .await
@@ -392,6 +416,7 @@ impl Engine {
         let stored = settings::parse(&current.settings_json)?;
         crate::forges::keep_redacted(&mut settings, &stored)?;
         self.complete_and_check(&mut settings)?;
+        crate::checks::require(&self.inner.config, &crate::checks::needed(&settings)).await?;
         self.inner.secrets.seal_settings(&mut settings)?;
         let settings_json =
             serde_json::to_string(&settings).map_err(|e| EngineError::Internal(e.to_string()))?;
@@ -1068,19 +1093,62 @@ impl Engine {
         self.inner.syncs.drain(Duration::from_secs(10)).await;
     }
 
-    /// How this server runs agents (for `atelier doctor` and the status route).
-    pub fn status(&self) -> ServerStatus {
+    /// How this server runs agents, and the checks `atelier doctor` prints (see
+    /// `crate::checks`): every agent CLI, the sandbox, the data directory, git and the remote of
+    /// each project the caller sees.
+    pub async fn status(&self) -> ServerStatus {
+        let config = &self.inner.config;
         let (ready, problem) = match &self.inner.sandbox {
             Ok(_) => (true, None),
             Err(err) => (false, Some(err.to_string())),
         };
+        let sandbox = SandboxStatus {
+            mode: config.sandbox.name().to_string(),
+            ready,
+            problem,
+        };
+        let projects = self
+            .inner
+            .store
+            .read(|tx| {
+                let mut seen = Vec::new();
+                for row in tx.projects()? {
+                    if self.sees_project(tx, row.id)? {
+                        seen.push(row);
+                    }
+                }
+                Ok::<_, EngineError>(seen)
+            })
+            .unwrap_or_default();
+        let mut used = Vec::new();
+        let mut stored = Vec::new();
+        for row in projects {
+            if let Ok(settings) = settings::parse(&row.settings_json) {
+                used.extend(crate::checks::needed(&settings));
+                stored.push((row, settings));
+            }
+        }
+        let mut checks = crate::checks::cli_checks(config, &used).await;
+        checks.push(match &sandbox.problem {
+            None => Check::ok("sandbox".into(), format!("{} ready", sandbox.mode)),
+            Some(problem) => Check::failed("sandbox".into(), problem.clone()),
+        });
+        checks.push(crate::checks::data_dir_check(&config.data_dir));
+        checks.push(crate::checks::git_check(&config.data_dir).await);
+        let forges = stored.iter().map(|(row, settings)| {
+            crate::checks::forge_check(
+                config,
+                &row.name,
+                Path::new(&row.path),
+                &row.default_branch,
+                settings,
+            )
+        });
+        checks.extend(futures::future::join_all(forges).await);
         ServerStatus {
             version: env!("CARGO_PKG_VERSION").to_string(),
-            sandbox: SandboxStatus {
-                mode: self.inner.config.sandbox.name().to_string(),
-                ready,
-                problem,
-            },
+            sandbox,
+            checks,
         }
     }
 

@@ -6,6 +6,7 @@ mod accounts;
 pub mod api;
 mod attachments;
 mod background;
+mod checks;
 mod confine;
 mod crash;
 mod credentials;

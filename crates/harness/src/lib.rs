@@ -6,6 +6,7 @@
 //! home before the turn: `Harness::prepare`) and (b) a pure, synchronous decoder from its output
 //! lines to Atelier's transcript events. The engine's run supervisor owns the child and drives both.
 
+pub mod agent_cli;
 pub mod claude;
 pub mod codex;
 pub mod opencode;

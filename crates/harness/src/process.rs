@@ -510,5 +510,50 @@ fn reap_our_zombies(mut pending: Vec<u32>) {
     }
 }
 
+/// Runs `program --version` from exactly `env` (nothing inherited; a bare program name is looked
+/// up on `env`'s `PATH`, as for an agent) in `cwd`, in its own process group, and returns the
+/// first line it printed. Fails with why it could not start, why its answer is not a version
+/// (a failed exit, no output), or that it gave none within `limit` (then it is killed).
+pub async fn version_of(
+    program: &std::path::Path,
+    env: &[(String, String)],
+    cwd: &std::path::Path,
+    limit: Duration,
+) -> Result<String, String> {
+    let child = tokio::process::Command::new(program)
+        .arg("--version")
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .current_dir(cwd)
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    // On a timeout the dropped child is killed.
+    let output = match tokio::time::timeout(limit, child.wait_with_output()).await {
+        Err(_) => {
+            return Err(format!(
+                "`--version` gave no answer within {} s",
+                limit.as_secs()
+            ));
+        }
+        Ok(output) => output.map_err(|e| e.to_string())?,
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let first = stdout.lines().map(str::trim).find(|l| !l.is_empty());
+    match (output.status.success(), first) {
+        (true, Some(line)) => Ok(line.chars().take(200).collect()),
+        (true, None) => Err("`--version` printed nothing".into()),
+        (false, _) => {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let tail: String = stderr.trim().chars().take(300).collect();
+            Err(format!("`--version` failed ({}): {tail}", output.status))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

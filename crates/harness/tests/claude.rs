@@ -1,46 +1,20 @@
 //! Decoding of Claude Code's `stream-json` output: recordings of real runs of Claude Code
-//! 2.1.330 against a fake model, each compared whole against a reviewed snapshot, and
-//! hand-written lines for the cases the recordings do not cover.
-//!
-//! Snapshots live next to each recording as `<name>.expected.json`; run with
-//! `UPDATE_SNAPSHOTS=1` to rewrite them after a deliberate change, then review the diff.
+//! 2.1.330 against a fake model, each compared whole against its reviewed `insta` snapshot
+//! (`snapshots/claude/<name>.snap`, see `support`), and hand-written lines for the cases the
+//! recordings do not cover.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
 
 use domain::TranscriptEvent;
 use harness::Harness;
 use harness::claude::ClaudeHarness;
 use serde_json::json;
-use std::path::{Path, PathBuf};
 
-fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/claude")
-}
-
-/// Decodes the recording `name.jsonl` and compares every event with `name.expected.json`.
+/// Decodes the recording `fixtures/claude/<name>.jsonl` and compares it with its snapshot.
 fn check_snapshot(name: &str) -> Vec<TranscriptEvent> {
-    let dir = fixture_dir();
-    let input = std::fs::read_to_string(dir.join(format!("{name}.jsonl"))).unwrap();
-    let mut decoder = ClaudeHarness::new("claude").decoder();
-    let events: Vec<TranscriptEvent> = input.lines().flat_map(|l| decoder.line(l)).collect();
-    assert_eq!(decoder.unreadable_lines(), 0, "{name}: unreadable lines");
-
-    // Compared as text: exact (floats included) and a readable diff on failure.
-    let mut actual = serde_json::to_string_pretty(&events).unwrap();
-    actual.push('\n');
-    let expected_path = dir.join(format!("{name}.expected.json"));
-    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
-        std::fs::write(&expected_path, &actual).unwrap();
-    }
-    let expected = std::fs::read_to_string(&expected_path)
-        .unwrap_or_else(|e| panic!("{}: {e}", expected_path.display()));
-    assert_eq!(
-        actual, expected,
-        "{name}: decoded events differ from the snapshot"
-    );
-    // The snapshot is a valid transcript.
-    let _: Vec<TranscriptEvent> = serde_json::from_str(&expected).unwrap();
-    events
+    support::check_recording(&ClaudeHarness::new("claude"), "claude", name).events
 }
 
 fn turn_end(events: &[TranscriptEvent]) -> (bool, Option<String>, bool) {
@@ -140,7 +114,7 @@ fn decodes_a_long_lived_process_turn_by_turn() {
     assert_eq!(sessions, 1, "the session is announced once per process");
 }
 
-/// Recorded by `crates/cli/tests/recordings.rs` (UPDATE_SNAPSHOTS=1) from the command this harness builds (implement stage).
+/// Recorded by `crates/cli/tests/recordings.rs` (`UPDATE_RECORDINGS=1`) from the command this harness builds (implement stage).
 #[test]
 fn decodes_the_live_atelier_run() {
     let events = check_snapshot("atelier-run");
@@ -151,7 +125,7 @@ fn decodes_the_live_atelier_run() {
     assert_eq!(turn_end(&events), (true, None, false));
 }
 
-/// Recorded by `crates/cli/tests/recordings.rs` (UPDATE_SNAPSHOTS=1): SIGINT sent to the process group during a `Bash` call.
+/// Recorded by `crates/cli/tests/recordings.rs` (`UPDATE_RECORDINGS=1`): SIGINT sent to the process group during a `Bash` call.
 #[test]
 fn decodes_the_live_atelier_interrupt() {
     let events = check_snapshot("atelier-interrupt");

@@ -1,13 +1,14 @@
-//! `CodexHarness`'s decoder offline: recorded `codex exec --json` streams (snapshots in
-//! `fixtures/codex/*.expected.json`, regenerated with `UPDATE_SNAPSHOTS=1` and reviewed by eye),
-//! every item kind, unreadable lines, and which failures are retryable.
+//! `CodexHarness`'s decoder offline: recorded `codex exec --json` streams (compared whole with
+//! their `insta` snapshots in `snapshots/codex/`, see `support`), every item kind, unreadable
+//! lines, and which failures are retryable.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
 
 use domain::TranscriptEvent;
 use harness::Harness;
 use harness::codex::{CodexHarness, is_retryable};
 use serde_json::{Value, json};
-use std::path::PathBuf;
 
 /// Recorded streams: the harness lab's samples (`codex-exec-*`) and this crate's live runs
 /// through `CodexHarness` (`atelier-*`, recorded by `crates/cli/tests/recordings.rs`).
@@ -26,13 +27,8 @@ const STREAMS: [&str; 12] = [
     "atelier-http-401",
 ];
 
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/codex")
-        .join(name)
-}
-
-#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+/// A hand-written stream's decoding.
+#[derive(Debug, PartialEq)]
 struct Snapshot {
     events: Vec<TranscriptEvent>,
     unreadable_lines: u64,
@@ -50,16 +46,7 @@ fn decode_all(lines: &[&str]) -> Snapshot {
 #[test]
 fn decodes_recorded_streams() {
     for name in STREAMS {
-        let text = std::fs::read_to_string(fixture(&format!("{name}.jsonl"))).unwrap();
-        let got = decode_all(&text.lines().collect::<Vec<_>>());
-        let path = fixture(&format!("{name}.expected.json"));
-        if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
-            std::fs::write(&path, serde_json::to_string_pretty(&got).unwrap() + "\n").unwrap();
-        }
-        let want: Snapshot =
-            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        assert_eq!(got, want, "{name}");
-        assert_eq!(got.unreadable_lines, 0, "{name}");
+        support::check_recording(&CodexHarness::new("codex"), "codex", name);
     }
 }
 

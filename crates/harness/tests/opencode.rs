@@ -1,14 +1,15 @@
-//! `OpenCodeHarness`'s decoder offline: recorded `opencode run --format json` streams (snapshots
-//! in `fixtures/opencode/*.expected.json`, regenerated with `UPDATE_SNAPSHOTS=1` and reviewed by
-//! eye), every event kind, error events, unreadable lines and the retryable classification.
+//! `OpenCodeHarness`'s decoder offline: recorded `opencode run --format json` streams (compared
+//! whole with their `insta` snapshots in `snapshots/opencode/`, see `support`), every event kind,
+//! error events, unreadable lines and the retryable classification.
 //! The command builder and role checks are in `opencode_command.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
 
 use domain::TranscriptEvent;
 use harness::Harness;
 use harness::opencode::{OpenCodeHarness, is_retryable};
 use serde_json::{Value, json};
-use std::path::PathBuf;
 
 /// Recorded streams: the harness lab's samples (`opencode-*`) and this crate's live runs through
 /// `OpenCodeHarness` (`atelier-*`, recorded by `crates/cli/tests/recordings.rs`), with how many turn ends each has
@@ -25,13 +26,8 @@ const STREAMS: [(&str, usize); 9] = [
     ("atelier-http-401", 1),
 ];
 
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/opencode")
-        .join(name)
-}
-
-#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+/// A hand-written stream's decoding.
+#[derive(Debug, PartialEq)]
 struct Snapshot {
     events: Vec<TranscriptEvent>,
     unreadable_lines: u64,
@@ -49,16 +45,7 @@ fn decode_all(lines: &[&str]) -> Snapshot {
 #[test]
 fn decodes_recorded_streams() {
     for (name, turn_ends) in STREAMS {
-        let text = std::fs::read_to_string(fixture(&format!("{name}.jsonl"))).unwrap();
-        let got = decode_all(&text.lines().collect::<Vec<_>>());
-        let path = fixture(&format!("{name}.expected.json"));
-        if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
-            std::fs::write(&path, serde_json::to_string_pretty(&got).unwrap() + "\n").unwrap();
-        }
-        let want: Snapshot =
-            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        assert_eq!(got, want, "{name}");
-        assert_eq!(got.unreadable_lines, 0, "{name}");
+        let got = support::check_recording(&OpenCodeHarness::new("opencode"), "opencode", name);
         let ends = got
             .events
             .iter()

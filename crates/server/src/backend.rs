@@ -78,7 +78,7 @@ pub(crate) trait Backend: Clone + Send + Sync + 'static {
         task: TaskId,
         signal: Signal,
     ) -> impl Future<Output = Result<()>> + Send;
-    fn status(&self) -> ServerStatus;
+    fn status(&self) -> impl Future<Output = ServerStatus> + Send;
     /// This backend acting for `who` (every later call checks what they may see and do).
     fn acting_as(&self, who: Identity) -> Self;
     fn authenticate_token(&self, token: &str) -> Result<Identity>;
@@ -145,8 +145,8 @@ pub(crate) trait Backend: Clone + Send + Sync + 'static {
 }
 
 impl Backend for Engine {
-    fn status(&self) -> ServerStatus {
-        Engine::status(self)
+    async fn status(&self) -> ServerStatus {
+        Engine::status(self).await
     }
     fn github_webhook(&self, delivery: WebhookDelivery<'_>) -> Result<WebhookOutcome> {
         Engine::github_webhook(self, delivery)

@@ -727,8 +727,8 @@ async fn openapi_json(Extension(OpenApiJson(document)): Extension<OpenApiJson>) 
     ([(header::CONTENT_TYPE, "application/json")], document).into_response()
 }
 
-async fn status<B: Backend>(State(b): State<B>) -> axum::Json<engine::api::ServerStatus> {
-    axum::Json(b.status())
+async fn status<B: Backend>(Acting(b): Acting<B>) -> axum::Json<engine::api::ServerStatus> {
+    axum::Json(b.status().await)
 }
 
 /// `?limit=&after=` of a list.

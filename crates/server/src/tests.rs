@@ -247,7 +247,7 @@ impl Backend for Fake {
             event: delivery.event.unwrap_or_default().to_string(),
         })
     }
-    fn status(&self) -> engine::api::ServerStatus {
+    async fn status(&self) -> engine::api::ServerStatus {
         engine::api::ServerStatus {
             version: "test".into(),
             sandbox: engine::api::SandboxStatus {
@@ -255,6 +255,7 @@ impl Backend for Fake {
                 ready: true,
                 problem: None,
             },
+            checks: Vec::new(),
         }
     }
     async fn create_task(&self, req: NewTask) -> Result<TaskView> {

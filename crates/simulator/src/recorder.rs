@@ -1,5 +1,5 @@
-//! Every request the simulator receives, in arrival order: method, path, headers (secrets
-//! redacted), the JSON body, and what the simulator answered. Kept in memory for
+//! Every request the simulator receives, in arrival order: when it arrived, method, path, headers
+//! (secrets redacted), the JSON body, and what the simulator answered. Kept in memory for
 //! `GET /_sim/requests` and [`Simulator::requests`](crate::Simulator::requests), and optionally
 //! appended to a JSONL file, one request per line once its answer is decided.
 
@@ -30,6 +30,11 @@ pub const REDACTED: &str = "<redacted>";
 pub struct RecordedRequest {
     /// 1 for the first request the simulator received.
     pub seq: u64,
+    /// When the request arrived (its head read, before its body), in microseconds since the
+    /// Unix epoch: the clock of `runs.spawned_us` and the live stream's `at_us`, so a benchmark
+    /// can measure an agent's hand-off (process spawned → first model request).
+    #[serde(default)]
+    pub received_at_us: u64,
     pub method: String,
     /// Path and query, e.g. `/v1/messages?beta=true`.
     pub path: String,
@@ -88,8 +93,16 @@ impl Recorder {
         })
     }
 
-    /// Records a request on arrival; returns its sequence number.
-    pub fn arrive(&self, method: &str, path: &str, headers: &HeaderMap, body: Value) -> u64 {
+    /// Records a request that arrived at `received_at_us` (µs since the Unix epoch); returns
+    /// its sequence number.
+    pub fn arrive(
+        &self,
+        received_at_us: u64,
+        method: &str,
+        path: &str,
+        headers: &HeaderMap,
+        body: Value,
+    ) -> u64 {
         let seq = {
             let mut next = lock(&self.next);
             *next += 1;
@@ -109,6 +122,7 @@ impl Recorder {
             .collect();
         lock(&self.requests).push(RecordedRequest {
             seq,
+            received_at_us,
             method: method.to_string(),
             path: path.to_string(),
             headers,
@@ -145,6 +159,13 @@ impl Recorder {
     pub fn clear(&self) {
         lock(&self.requests).clear();
     }
+}
+
+/// Now, in microseconds since the Unix epoch (0 for a clock set before it).
+pub fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

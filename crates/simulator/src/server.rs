@@ -9,8 +9,8 @@ use crate::stream::{Ids, Out, Render, Shutdown, now};
 use crate::vocab::{self, ToolCall};
 use crate::{anthropic, openai_chat, openai_responses};
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -21,6 +21,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+/// The largest request body read (the CLIs send whole conversations).
+const BODY_LIMIT: usize = 512 << 20;
 
 /// How to run the simulator.
 #[derive(Debug, Clone, Default)]
@@ -76,10 +79,7 @@ impl Simulator {
             ids: Ids::default(),
             shutdown: Shutdown(rx.clone()),
         });
-        let app = Router::new()
-            .fallback(handle)
-            .layer(DefaultBodyLimit::max(512 << 20))
-            .with_state(state.clone());
+        let app = Router::new().fallback(handle).with_state(state.clone());
         let mut stop = Shutdown(rx);
         let task = tokio::spawn(async move {
             let serve =
@@ -145,13 +145,21 @@ enum Api {
     Chat,
 }
 
-async fn handle(
-    State(state): State<Arc<AppState>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    // The arrival time is taken before the body is read: a large prompt takes a while to upload.
+    let received_at_us = crate::recorder::unix_micros();
+    let (parts, body) = request.into_parts();
+    let (method, uri, headers) = (parts.method, parts.uri, parts.headers);
+    let body: Bytes = match axum::body::to_bytes(body, BODY_LIMIT).await {
+        Ok(body) => body,
+        Err(err) => {
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("Atelier simulator: cannot read the request body: {err}"),
+            )
+                .into_response();
+        }
+    };
     let path = uri.path().trim_end_matches('/');
     let full = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
     if let Some(response) = internal(&state, &method, path) {
@@ -170,9 +178,13 @@ async fn handle(
         serde_json::from_slice(&body)
             .unwrap_or_else(|_| json!({"unparsed": String::from_utf8_lossy(&body).chars().take(4000).collect::<String>()}))
     };
-    let seq = state
-        .recorder
-        .arrive(method.as_str(), full, &headers, parsed.clone());
+    let seq = state.recorder.arrive(
+        received_at_us,
+        method.as_str(),
+        full,
+        &headers,
+        parsed.clone(),
+    );
     let note = |answer: &str| state.recorder.answered(seq, answer.to_string());
 
     let api = match method {

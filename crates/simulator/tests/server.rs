@@ -10,6 +10,14 @@ use simulator::{Options, RecordedRequest, Simulator};
 use std::time::{Duration, Instant};
 use support::start;
 
+/// Now in µs since the Unix epoch (the recorder's clock).
+fn unix_micros() -> u64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    u64::try_from(since.as_micros()).unwrap()
+}
+
 fn claude(text: &str) -> Value {
     json!({"model": "claude-sonnet-4-5", "stream": true, "max_tokens": 100,
         "system": "You are Claude Code.",
@@ -29,6 +37,7 @@ async fn records_requests_and_serves_probes() {
     let sim = Simulator::start_with(listener, options).await.unwrap();
     let http = reqwest::Client::new();
     let url = sim.url();
+    let before = unix_micros();
 
     let head = http.head(format!("{url}/")).send().await.unwrap();
     assert_eq!(head.status(), 200);
@@ -71,7 +80,16 @@ async fn records_requests_and_serves_probes() {
         .json()
         .await
         .unwrap();
+    let after = unix_micros();
     assert_eq!(listed, sim.requests());
+    // Each request carries when it arrived: within the test's window, in arrival order.
+    let received: Vec<u64> = listed.iter().map(|r| r.received_at_us).collect();
+    assert!(
+        received.first() >= Some(&before)
+            && received.last() <= Some(&after)
+            && received.is_sorted(),
+        "{before} ≤ {received:?} ≤ {after}"
+    );
     let summary: Vec<(u64, &str, &str, Option<&str>)> = listed
         .iter()
         .map(|r| {

@@ -1,21 +1,27 @@
-//! `atelier doctor`: how the running server runs agents — its version and whether its agent
-//! sandbox works — so an operator sees at a glance that agents are (or are not) confined.
+//! `atelier doctor`: what the running server needs for agents to run, checked just now — each
+//! agent CLI and its version (or why it cannot start, with the pinned install command and the
+//! `atelier serve` flag), the agent sandbox, the data directory's permissions, git and each
+//! project's remote — so an operator sees at a glance what is missing and how to fix it.
 
 use crate::GlobalArgs;
 use crate::client::Client;
 use crate::{config, output};
 use anyhow::{Result, bail};
 use clap::Args;
-use engine::api::ServerStatus;
+use engine::api::{CheckStatus, ServerStatus};
 
 const AFTER_HELP: &str = "\
-Exits with status 1 when agents cannot start (bubblewrap missing or unusable), and says how to \
-fix it. A server started with --sandbox=none is reported as unconfined.
+Checks, on the server: every agent CLI (its version, or why it cannot start, the pinned npm \
+install command and the `atelier serve` flag that names it), the agent sandbox, the data \
+directory's permissions, git, and whether each project's remote answers. Exits with status 1 \
+when a check fails (a CLI a role needs is missing, bubblewrap missing or unusable…) and says how \
+to fix it; a warning (WARN: the default role's Claude Code is missing) does not fail. A server \
+started with --sandbox=none is reported as unconfined.
 
 Example:
   atelier doctor";
 
-/// Check how the server runs agents (sandbox status)
+/// Check what agents need on the server: CLIs, sandbox, data directory, git, remotes
 #[derive(Args, Debug)]
 #[command(after_help = AFTER_HELP)]
 pub struct DoctorArgs {}
@@ -31,6 +37,15 @@ pub async fn run(_args: DoctorArgs, global: &GlobalArgs) -> Result<()> {
     if !status.sandbox.ready {
         bail!("agents cannot start on this server");
     }
+    let failed: Vec<&str> = status
+        .checks
+        .iter()
+        .filter(|c| c.status == CheckStatus::Failed)
+        .map(|c| c.name.as_str())
+        .collect();
+    if !failed.is_empty() {
+        bail!("failed checks: {}", failed.join(", "));
+    }
     Ok(())
 }
 
@@ -45,7 +60,16 @@ fn describe(status: &ServerStatus) -> String {
         }
         (mode, None) => format!("{mode}: every agent runs in its own sandbox"),
     };
-    format!("server:  atelier {}\nsandbox: {sandbox}\n", status.version)
+    let mut text = format!("server:  atelier {}\nsandbox: {sandbox}\n", status.version);
+    for check in &status.checks {
+        let mark = match check.status {
+            CheckStatus::Ok => "ok  ",
+            CheckStatus::Warning => "WARN",
+            CheckStatus::Failed => "FAIL",
+        };
+        text.push_str(&format!("{mark} {}: {}\n", check.name, check.detail));
+    }
+    text
 }
 
 #[cfg(test)]
@@ -61,7 +85,23 @@ mod tests {
                 ready: problem.is_none(),
                 problem: problem.map(str::to_string),
             },
+            checks: Vec::new(),
         }
+    }
+
+    #[test]
+    fn checks_read_one_a_line_failures_marked() {
+        let mut with_checks = status("bubblewrap", None);
+        with_checks.checks = vec![
+            engine::api::Check::ok("git".into(), "git version 2.47.3".into()),
+            engine::api::Check::failed("codex CLI".into(), "cannot start".into()),
+            engine::api::Check::warning("claude-code CLI".into(), "missing".into()),
+        ];
+        assert_eq!(
+            describe(&with_checks),
+            "server:  atelier 0.1.0\nsandbox: bubblewrap: every agent runs in its own sandbox\n\
+             ok   git: git version 2.47.3\nFAIL codex CLI: cannot start\nWARN claude-code CLI: missing\n"
+        );
     }
 
     #[test]

@@ -468,3 +468,19 @@ pub fn typed<T: serde::de::DeserializeOwned>(value: &Value) -> T {
         )
     })
 }
+
+/// A stand-in agent CLI `dir/name` that answers `--version` with `version` and fails anything
+/// else: for tests of the CLI checks, which need no real CLI.
+pub fn fake_agent_cli(dir: &Path, name: &str, version: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = --version ]; then echo '{version}'; exit 0; fi\n\
+             echo 'a stand-in: only --version' >&2\nexit 2\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    path
+}

@@ -21,6 +21,8 @@ pub const POLL: Duration = Duration::from_millis(100);
 pub struct Embedded {
     pub engine: Engine,
     pub url: String,
+    /// The scratch folder (data dir, agent homes, scenario files of unused stages).
+    root: std::path::PathBuf,
     stop_server: tokio::sync::oneshot::Sender<()>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -62,6 +64,7 @@ impl Embedded {
         Ok(Embedded {
             engine,
             url,
+            root: root.to_path_buf(),
             stop_server,
             server,
         })
@@ -91,6 +94,28 @@ impl Embedded {
         settings
             .roles
             .extend(project::scripted_roles_for(scenario_dir, stages)?);
+        // The stages this pipeline never runs get a scripted role too, not the default one: no
+        // agent CLI is needed (a project's roles must name CLIs that start).
+        let unused: Vec<Stage> = Stage::ALL
+            .into_iter()
+            .filter(|s| !stages.contains(s))
+            .collect();
+        if !unused.is_empty() {
+            let dir = self.root.join("unused-stages");
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            for stage in &unused {
+                let file = dir.join(format!("{stage}.json"));
+                let text = serde_json::json!({"runs": [[
+                    {"do": "message", "text": format!("the {stage} stage is not in this pipeline")}
+                ]]});
+                std::fs::write(&file, text.to_string())
+                    .with_context(|| format!("cannot write {}", file.display()))?;
+            }
+            settings
+                .roles
+                .extend(project::scripted_roles_for(&dir, &unused)?);
+        }
         self.engine
             .add_project(NewProject {
                 path: sample.path.display().to_string(),

@@ -79,7 +79,7 @@ fn every_builtin_renders_with_its_context_signals_and_metadata_line() {
         assert_eq!(last, format!("Atelier-Stage: {stage} #2"));
         // The second reviewer keeps its own findings section, beside the first's.
         assert_eq!(
-            text.contains("## Second Review Findings"),
+            text.contains(engine::prompt::SECOND_REVIEWER),
             stage == Stage::SecondReview,
             "{stage}"
         );

@@ -20,7 +20,7 @@ use store::{
 use tempfile::TempDir;
 
 /// The schema version this build migrates to (the number of migrations).
-const LATEST: i64 = 12;
+const LATEST: i64 = 13;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -827,7 +827,7 @@ fn the_snapshot_carries_the_live_run_pr_rounds_and_the_pull_request() {
     assert_eq!(snapshot().history, StageHistory::default());
     finish(&store, implement, RunStatus::Completed);
     let history = |last_verdict| StageHistory {
-        first_review_verdict: None,
+        first_review_verdict: last_verdict,
         implemented: true,
         last_verdict,
     };
@@ -848,6 +848,24 @@ fn the_snapshot_carries_the_live_run_pr_rounds_and_the_pull_request() {
     let silent = add_run(&store, task, Stage::Review);
     finish(&store, silent, RunStatus::Completed);
     assert_eq!(snapshot().history, history(Some(Verdict::NeedsWork)));
+    // With two reviewers, the round's verdict is `ready` only when both said it.
+    let round = |first: Verdict, second: Verdict| {
+        for (stage, verdict) in [(Stage::Review, first), (Stage::SecondReview, second)] {
+            let run = add_run(&store, task, stage);
+            let signal = Signal::Verdict {
+                verdict,
+                reason: None,
+            };
+            store.write(|tx| tx.record_signal(run, task, &signal)).unwrap();
+            finish(&store, run, RunStatus::Completed);
+        }
+        let history = snapshot().history;
+        (history.first_review_verdict, history.last_verdict)
+    };
+    use Verdict::{NeedsWork, Ready};
+    assert_eq!(round(Ready, NeedsWork), (Some(Ready), Some(NeedsWork)));
+    assert_eq!(round(NeedsWork, Ready), (Some(NeedsWork), Some(NeedsWork)));
+    assert_eq!(round(Ready, Ready), (Some(Ready), Some(Ready)));
 }
 
 #[test]

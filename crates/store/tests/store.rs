@@ -856,7 +856,9 @@ fn the_snapshot_carries_the_live_run_pr_rounds_and_the_pull_request() {
                 verdict,
                 reason: None,
             };
-            store.write(|tx| tx.record_signal(run, task, &signal)).unwrap();
+            store
+                .write(|tx| tx.record_signal(run, task, &signal))
+                .unwrap();
             finish(&store, run, RunStatus::Completed);
         }
         let history = snapshot().history;

@@ -240,6 +240,15 @@ pub fn signal(signal: &Signal) -> String {
         } => format!("verdict {verdict}"),
         Signal::PrDone { no_changes: true } => "pr-done (no changes)".into(),
         Signal::PrDone { no_changes: false } => "pr-done".into(),
+        Signal::Qa {
+            result,
+            reason: Some(reason),
+        } => format!("qa {result}: {reason}"),
+        Signal::Qa {
+            result,
+            reason: None,
+        } => format!("qa {result}"),
+        Signal::RefineDone => "refine-done".into(),
     }
 }
 

@@ -324,20 +324,21 @@ fn simulate_standard_names_the_to_do_guard_when_ready_comes_too_early() {
 }
 
 #[test]
-fn simulate_refuses_a_pipeline_the_engine_cannot_run_yet() {
-    let dir = scenario_dir(&[]);
+fn simulate_needs_a_scenario_for_every_stage_the_pipeline_runs() {
+    // Only the standard stages' scenarios: `full` also runs qa and refine.
+    let dir = scenario_dir(&[
+        ("plan", pr_done_scenario()),
+        ("implement", pr_done_scenario()),
+        ("review", pr_done_scenario()),
+        ("pr", pr_done_scenario()),
+    ]);
     let output = simulate("full", dir.path());
     assert!(!output.status.success());
     let stderr = text(&output.stderr);
-    assert!(
-        stderr.contains(
-            "the pipeline `full` is not runnable yet: its qa and refine stages have no agents \
-             yet; choose one of `standard`, `yolo`"
-        ),
-        "{stderr}"
-    );
+    assert!(stderr.contains("qa.json does not exist"), "{stderr}");
     assert!(text(&output.stdout).is_empty(), "nothing was simulated");
 
+    // A file's pipeline runs its own stages: its second reviewer needs a scenario too.
     let scenarios = dir
         .path()
         .to_str()
@@ -354,8 +355,5 @@ fn simulate_refuses_a_pipeline_the_engine_cannot_run_yet() {
     ]);
     assert!(!output.status.success());
     let stderr = text(&output.stderr);
-    assert!(
-        stderr.contains("the pipeline `careful` of complete.toml is not runnable yet"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("second_review.json does not exist"), "{stderr}");
 }

@@ -141,21 +141,16 @@ async fn a_yolo_implementer_that_ends_without_pr_done_is_nudged_to_signal() {
 }
 
 #[tokio::test]
-async fn an_unknown_or_unrunnable_pipeline_is_refused_at_creation() {
+async fn an_unknown_pipeline_is_refused_at_creation() {
     let world = World::start(&full_pipeline(), &[]).await;
 
     let (status, body) = create(&world, "Fast", "fast").await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(
         body["error"],
-        "cannot create the task: unknown pipeline `fast`: expected one of `standard`, `yolo`"
-    );
-    let (status, body) = create(&world, "Full", "full").await;
-    assert_eq!(status, 400, "{body}");
-    assert_eq!(
-        body["error"],
-        "cannot create the task: the pipeline `full` is not runnable yet: its qa and refine \
-         stages have no agents yet; choose one of `standard`, `yolo`"
+        "cannot create the task: unknown pipeline `fast`: expected one of `standard`, `full`, \
+         `yolo` (a project defines its own in its settings' `pipelines` or in \
+         .atelier/pipelines.toml on its default branch)"
     );
     // Nothing was created.
     let tasks = world.server.get("/api/tasks").await.unwrap();
@@ -166,7 +161,7 @@ async fn an_unknown_or_unrunnable_pipeline_is_refused_at_creation() {
         .server
         .post(
             "/api/projects",
-            &json!({"path": world.repo.path, "name": "other", "settings": {"default_pipeline": "full"}}),
+            &json!({"path": world.repo.path, "name": "other", "settings": {"default_pipeline": "fast"}}),
         )
         .await
         .unwrap();
@@ -175,7 +170,7 @@ async fn an_unknown_or_unrunnable_pipeline_is_refused_at_creation() {
         body["error"]
             .as_str()
             .unwrap()
-            .contains("default_pipeline: the pipeline `full` is not runnable yet"),
+            .contains("default_pipeline: unknown pipeline `fast`"),
         "{body}"
     );
 

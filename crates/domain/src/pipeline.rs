@@ -1,16 +1,18 @@
 //! The runnable pipelines as a pure state machine: `decide(snapshot, event, policy)` returns the
 //! task's next state, its counters and the effects the engine must carry out. The engine persists
 //! the decision (state and effects in one transaction) before acting on any effect. The task's
-//! pipeline ([`PipelineKind`], in the snapshot) decides where it starts and where its stages lead:
-//! `standard` (plan → gate → implement ⇄ review → pr) or `yolo` (implement → publish).
+//! pipeline ([`Pipeline`], a validated definition in the snapshot) decides where it starts, where
+//! each stage's signals lead and what caps its loops: `standard` (plan → gate → implement ⇄
+//! review → pr), `full` (… → qa → refine → pr), `yolo` (implement → publish) or a project's own.
 
-mod kind;
+mod runnable;
 
-pub use kind::{PipelineKind, UnknownPipeline};
+pub use runnable::{Next, Pipeline, UnknownPipeline};
 
 use crate::{
     ids::RunId,
-    signal::{Signal, Verdict},
+    pipeline_def::StageSignal,
+    signal::{QaResult, Signal, Verdict},
     stage::Stage,
     task::{BlockReason, DoneReason, RunStatus, TaskState},
 };
@@ -51,6 +53,8 @@ pub struct TaskSnapshot {
     pub state: TaskState,
     /// Review rounds that ended without `ready` since creation or the last resume.
     pub review_rounds: u32,
+    /// QA rounds that ended with `qa fail` since creation or the last resume.
+    pub qa_rounds: u32,
     /// Runs started since creation or the last resume.
     pub runs_started: u32,
     /// Non-technical owners pass the plan gate automatically.
@@ -63,8 +67,8 @@ pub struct TaskSnapshot {
     pub has_pull_request: bool,
     /// What the task's runs have done so far: what a stage started out of order would lack.
     pub history: StageHistory,
-    /// The pipeline the task runs (recorded at creation).
-    pub pipeline: PipelineKind,
+    /// The pipeline the task runs (its definition, recorded at creation).
+    pub pipeline: Pipeline,
 }
 
 /// The facts about a task's past runs the order of its stages depends on (the engine reads them
@@ -73,8 +77,12 @@ pub struct TaskSnapshot {
 pub struct StageHistory {
     /// An implement run of the task has completed: there is work to review.
     pub implemented: bool,
-    /// The verdict of the task's latest review run that gave one, if any.
+    /// The verdict of the task's latest review (both reviewers' runs of a round, when the
+    /// pipeline has two: `ready` only when both said it), if any.
     pub last_verdict: Option<Verdict>,
+    /// The verdict of the latest run of the first reviewer (`review`), if it gave one: what the
+    /// second reviewer's verdict is combined with.
+    pub first_review_verdict: Option<Verdict>,
 }
 
 /// How many follow-up runs the pull request has needed, per cause; each is capped by the
@@ -272,6 +280,12 @@ pub enum Effect {
     /// Merge the pull request on the forge (idempotent: a merge already done counts as done),
     /// then report `MergeSucceeded` or `MergeFailed`.
     MergePullRequest,
+    /// Write the findings of the round of `stage` that just ended (`review`: both reviewers'
+    /// verdicts and reasons; `qa`: the QA agent's `qa fail` reason) into the task doc, before
+    /// the run that works on them starts.
+    RecordFindings {
+        stage: Stage,
+    },
 }
 
 /// The outcome of an accepted event.
@@ -279,6 +293,7 @@ pub enum Effect {
 pub struct Decision {
     pub state: TaskState,
     pub review_rounds: u32,
+    pub qa_rounds: u32,
     pub runs_started: u32,
     pub pr_rounds: PrRounds,
     pub effects: Vec<Effect>,
@@ -297,17 +312,11 @@ pub enum Rejection {
 
 /// Applies one event to a task.
 pub fn decide(snap: &TaskSnapshot, event: &Event, policy: &Policy) -> Result<Decision, Rejection> {
-    let unchanged = || Decision {
-        state: snap.state.clone(),
-        review_rounds: snap.review_rounds,
-        runs_started: snap.runs_started,
-        pr_rounds: snap.pr_rounds,
-        effects: vec![],
-    };
+    let unchanged = || keep(snap, snap.state.clone(), vec![]);
     match event {
         Event::Created => Ok(start(snap, snap.pipeline.first_stage(), policy)),
         Event::PlanApproved => match snap.state {
-            TaskState::PlanGate => Ok(start(snap, Stage::Implement, policy)),
+            TaskState::PlanGate => Ok(go(snap, Stage::Plan, StageSignal::PlanReady, policy)),
             ref other => Err(Rejection::InvalidState(format!(
                 "the task is not waiting for plan approval (it is {other})"
             ))),
@@ -661,38 +670,45 @@ fn in_order(snap: &TaskSnapshot, stage: Stage) -> Result<(), Rejection> {
             stages.join(", ")
         )));
     }
-    // Without a review stage, the pull request publishes what the implementer signalled.
-    if snap.pipeline == PipelineKind::Yolo {
-        return match stage {
-            Stage::Pr if !snap.has_pull_request && !snap.history.implemented => {
-                Err(Rejection::InvalidState(
-                    "the pr stage cannot start yet: no implement run has completed, so there is \
-                     nothing to publish; run the implement stage first"
-                        .into(),
-                ))
-            }
-            _ => Ok(()),
-        };
-    }
+    let implemented = snap.history.implemented;
+    let reviews = snap.pipeline.has_stage(Stage::Review);
+    let ready = snap.history.last_verdict == Some(Verdict::Ready);
+    let refused = |why: String| Err(Rejection::InvalidState(why));
     match stage {
-        Stage::Review if !snap.history.implemented => Err(Rejection::InvalidState(
-            "review cannot start yet: no implement run has completed, so there is nothing to \
+        Stage::Review | Stage::SecondReview if !implemented => refused(format!(
+            "{stage} cannot start yet: no implement run has completed, so there is nothing to \
              review; run the implement stage first"
-                .into(),
         )),
-        Stage::Pr
-            if !snap.has_pull_request && snap.history.last_verdict != Some(Verdict::Ready) =>
-        {
-            let last = match snap.history.last_verdict {
-                Some(verdict) => format!("the last review verdict is `{verdict}`"),
-                None => "no review has given a verdict yet".into(),
-            };
-            Err(Rejection::InvalidState(format!(
-                "the pr stage cannot start yet: {last}; a pull request is opened only after a \
-                 reviewer says `ready` (run the review stage)"
-            )))
-        }
+        Stage::Qa | Stage::Refine if !implemented => refused(format!(
+            "the {stage} stage cannot start yet: no implement run has completed, so there is \
+             nothing to {}; run the implement stage first",
+            if stage == Stage::Qa { "test" } else { "refine" }
+        )),
+        Stage::Qa | Stage::Refine if reviews && !ready => refused(format!(
+            "the {stage} stage cannot start yet: {}; it starts once the review says `ready` \
+             (run the review stage)",
+            last_verdict(snap)
+        )),
+        // Without a review stage, the pull request publishes what the implementer committed.
+        Stage::Pr if !snap.has_pull_request && !reviews && !implemented => refused(
+            "the pr stage cannot start yet: no implement run has completed, so there is \
+             nothing to publish; run the implement stage first"
+                .into(),
+        ),
+        Stage::Pr if !snap.has_pull_request && reviews && !ready => refused(format!(
+            "the pr stage cannot start yet: {}; a pull request is opened only after a \
+             reviewer says `ready` (run the review stage)",
+            last_verdict(snap)
+        )),
         _ => Ok(()),
+    }
+}
+
+/// The latest review verdict, in words.
+fn last_verdict(snap: &TaskSnapshot) -> String {
+    match snap.history.last_verdict {
+        Some(verdict) => format!("the last review verdict is `{verdict}`"),
+        None => "no review has given a verdict yet".into(),
     }
 }
 
@@ -719,9 +735,16 @@ fn no_progress(snap: &TaskSnapshot, detail: &str, earlier: u32, policy: &Policy)
             },
         );
     }
-    let text = match snap.pipeline {
-        PipelineKind::Standard => NO_PROGRESS_NUDGE,
-        PipelineKind::Yolo => YOLO_NO_PROGRESS_NUDGE,
+    // An implementer whose turn's end leads on (to a reviewer) is nudged to do the work; one
+    // that must signal `pr-done` (yolo) is told to signal too.
+    let text = if snap
+        .pipeline
+        .next(Stage::Implement, StageSignal::Done)
+        .is_some()
+    {
+        NO_PROGRESS_NUDGE
+    } else {
+        YOLO_NO_PROGRESS_NUDGE
     };
     nudge(snap, Stage::Implement, text, policy)
 }
@@ -787,6 +810,7 @@ fn nudge(snap: &TaskSnapshot, stage: Stage, input: &str, policy: &Policy) -> Dec
 fn fresh(snap: &TaskSnapshot) -> TaskSnapshot {
     TaskSnapshot {
         review_rounds: 0,
+        qa_rounds: 0,
         runs_started: 0,
         pr_rounds: PrRounds::default(),
         ..snap.clone()
@@ -816,15 +840,13 @@ fn follow_up(snap: &TaskSnapshot, rounds: PrRounds, brief: &str, policy: &Policy
 }
 
 fn merged(snap: &TaskSnapshot) -> Decision {
-    Decision {
-        state: TaskState::Done {
+    keep(
+        snap,
+        TaskState::Done {
             reason: DoneReason::Merged,
         },
-        review_rounds: snap.review_rounds,
-        runs_started: snap.runs_started,
-        pr_rounds: snap.pr_rounds,
-        effects: vec![Effect::RemoveWorkspace],
-    }
+        vec![Effect::RemoveWorkspace],
+    )
 }
 
 fn no_pull_request(state: &TaskState) -> Rejection {
@@ -849,54 +871,75 @@ fn conflict(snap: &TaskSnapshot) -> Rejection {
     ))
 }
 
-/// Queues a run of `stage`, or blocks the task when the run cap is reached.
+/// A decision that keeps the snapshot's counters.
+fn keep(snap: &TaskSnapshot, state: TaskState, effects: Vec<Effect>) -> Decision {
+    Decision {
+        state,
+        review_rounds: snap.review_rounds,
+        qa_rounds: snap.qa_rounds,
+        runs_started: snap.runs_started,
+        pr_rounds: snap.pr_rounds,
+        effects,
+    }
+}
+
+/// Queues a run of `stage`, or blocks the task when a run cap is reached: the project's cap on
+/// all runs, the pipeline's (`max_runs`) and the stage's. A stage cap counts the task's runs
+/// (yolo caps its implementer at 5: every run of a yolo task before its pull request opens is
+/// an implement run). The lowest cap wins.
 fn start(snap: &TaskSnapshot, stage: Stage, policy: &Policy) -> Decision {
-    // A pipeline may cap its implement runs below the project's cap on all runs (yolo: 5). Every
-    // run of a yolo task before its pull request opens is an implement run.
-    let stage_cap = match stage {
-        Stage::Implement => snap
-            .pipeline
-            .implement_runs_cap()
-            .filter(|&cap| cap < policy.max_total_runs),
-        _ => None,
-    };
-    let cap = stage_cap.unwrap_or(policy.max_total_runs);
-    if snap.runs_started >= cap {
-        let detail = match stage_cap {
-            Some(cap) => format!(
-                "reached the cap of {cap} implement runs of the `{}` pipeline",
-                snap.pipeline
+    let caps = [
+        (
+            policy.max_total_runs,
+            format!("reached the cap of {} runs per task", policy.max_total_runs),
+        ),
+        match snap.pipeline.total_runs_cap() {
+            Some(cap) => (
+                cap,
+                format!(
+                    "reached the cap of {cap} runs of the `{}` pipeline",
+                    snap.pipeline
+                ),
             ),
-            None => format!("reached the cap of {} runs per task", policy.max_total_runs),
-        };
-        return Decision {
-            state: TaskState::Blocked {
+            None => (u32::MAX, String::new()),
+        },
+        match snap.pipeline.runs_cap(stage) {
+            Some(cap) => (
+                cap,
+                format!(
+                    "reached the cap of {cap} {stage} runs of the `{}` pipeline",
+                    snap.pipeline
+                ),
+            ),
+            None => (u32::MAX, String::new()),
+        },
+    ];
+    if let Some((_, detail)) = caps
+        .into_iter()
+        .filter(|(cap, _)| snap.runs_started >= *cap)
+        .min_by_key(|(cap, _)| *cap)
+    {
+        return keep(
+            snap,
+            TaskState::Blocked {
                 stage,
                 reason: BlockReason::MaxIterations { detail },
             },
-            review_rounds: snap.review_rounds,
-            runs_started: snap.runs_started,
-            pr_rounds: snap.pr_rounds,
-            effects: vec![],
-        };
+            vec![],
+        );
     }
     Decision {
-        state: TaskState::Running { stage },
-        review_rounds: snap.review_rounds,
         runs_started: snap.runs_started + 1,
-        pr_rounds: snap.pr_rounds,
-        effects: vec![Effect::StartRun { stage }],
+        ..keep(
+            snap,
+            TaskState::Running { stage },
+            vec![Effect::StartRun { stage }],
+        )
     }
 }
 
 fn blocked(snap: &TaskSnapshot, stage: Stage, reason: BlockReason) -> Decision {
-    Decision {
-        state: TaskState::Blocked { stage, reason },
-        review_rounds: snap.review_rounds,
-        runs_started: snap.runs_started,
-        pr_rounds: snap.pr_rounds,
-        effects: vec![],
-    }
+    keep(snap, TaskState::Blocked { stage, reason }, vec![])
 }
 
 fn run_finished(
@@ -907,22 +950,14 @@ fn run_finished(
 ) -> Decision {
     let signal = match outcome {
         RunOutcome::Interrupted => {
-            return Decision {
-                state: TaskState::Running { stage },
-                review_rounds: snap.review_rounds,
-                runs_started: snap.runs_started,
-                pr_rounds: snap.pr_rounds,
-                effects: vec![Effect::RestartRun { stage }],
-            };
+            return keep(
+                snap,
+                TaskState::Running { stage },
+                vec![Effect::RestartRun { stage }],
+            );
         }
         RunOutcome::Stopped => {
-            return Decision {
-                state: TaskState::Stopped { stage },
-                review_rounds: snap.review_rounds,
-                runs_started: snap.runs_started,
-                pr_rounds: snap.pr_rounds,
-                effects: vec![],
-            };
+            return keep(snap, TaskState::Stopped { stage }, vec![]);
         }
         RunOutcome::Failed { reason } => {
             return blocked(
@@ -948,31 +983,27 @@ fn run_finished(
                     },
                 );
             }
-            return Decision {
-                state: TaskState::Running { stage },
-                review_rounds: snap.review_rounds,
-                runs_started: snap.runs_started,
-                pr_rounds: snap.pr_rounds,
-                effects: vec![Effect::RestartRun { stage }],
-            };
+            return keep(
+                snap,
+                TaskState::Running { stage },
+                vec![Effect::RestartRun { stage }],
+            );
         }
         RunOutcome::InfraFailed {
             reason,
             retry_at,
             attempt,
         } => {
-            return Decision {
-                state: TaskState::Waiting {
+            return keep(
+                snap,
+                TaskState::Waiting {
                     stage,
                     reason: reason.clone(),
                     retry_at: *retry_at,
                     attempt: *attempt,
                 },
-                review_rounds: snap.review_rounds,
-                runs_started: snap.runs_started,
-                pr_rounds: snap.pr_rounds,
-                effects: vec![],
-            };
+                vec![],
+            );
         }
         RunOutcome::Looping { detail, earlier } => {
             return looping(snap, stage, detail, *earlier, policy);
@@ -996,98 +1027,189 @@ fn run_finished(
         RunOutcome::Ended { signal } => signal,
     };
     if let Some(Signal::Question { text }) = signal {
-        return Decision {
-            state: TaskState::NeedsInput {
+        return keep(
+            snap,
+            TaskState::NeedsInput {
                 stage,
                 question: text.clone(),
             },
-            review_rounds: snap.review_rounds,
-            runs_started: snap.runs_started,
-            pr_rounds: snap.pr_rounds,
-            effects: vec![],
-        };
+            vec![],
+        );
     }
-    match (stage, signal) {
-        (Stage::Plan, Some(Signal::PlanReady)) if snap.owner_technical => Decision {
-            state: TaskState::PlanGate,
-            review_rounds: snap.review_rounds,
-            runs_started: snap.runs_started,
-            pr_rounds: snap.pr_rounds,
-            effects: vec![],
-        },
-        (Stage::Plan, Some(Signal::PlanReady)) => start(snap, Stage::Implement, policy),
-        (Stage::Plan, _) => blocked(
+    route(snap, stage, signal, policy)
+}
+
+/// Follows the pipeline's `on` table for how a run of `stage` ended (`signal`: the last signal
+/// it sent; a question was handled before).
+fn route(snap: &TaskSnapshot, stage: Stage, signal: &Option<Signal>, policy: &Policy) -> Decision {
+    let missing = |detail: &str| {
+        blocked(
             snap,
-            Stage::Plan,
+            stage,
             BlockReason::MissingSignal {
-                detail: "the planner ended without `atelier signal plan-ready`".into(),
+                detail: detail.into(),
             },
-        ),
-        // Without a review stage the implementer publishes: `pr-done` opens the pull request as
-        // the pr stage's does; a turn that ends without it continues the session.
-        (Stage::Implement, Some(Signal::PrDone { no_changes })) if !has_review(snap) => {
-            publish(snap, *no_changes)
-        }
-        (Stage::Implement, _) if !has_review(snap) => {
-            nudge(snap, Stage::Implement, PR_DONE_NUDGE, policy)
-        }
-        (Stage::Implement, _) => start(snap, Stage::Review, policy),
-        (
-            Stage::Review,
-            Some(Signal::Verdict {
-                verdict: Verdict::Ready,
-                ..
-            }),
-        ) => start(snap, Stage::Pr, policy),
-        (
-            Stage::Review,
-            Some(Signal::Verdict {
-                verdict: Verdict::Blocked,
-                reason,
-            }),
-        ) => blocked(
-            snap,
-            Stage::Review,
-            BlockReason::Agent {
-                detail: reason.clone().unwrap_or_default(),
-            },
-        ),
-        (Stage::Review, _) => {
-            // needs-work, or a review that ended with no verdict.
-            let rounds = snap.review_rounds + 1;
-            let counted = TaskSnapshot {
-                review_rounds: rounds,
-                ..snap.clone()
-            };
-            if rounds >= policy.max_review_rounds {
-                blocked(
-                    &counted,
-                    Stage::Implement,
-                    BlockReason::MaxIterations {
-                        detail: format!(
-                            "review did not pass after {rounds} rounds (cap {})",
-                            policy.max_review_rounds
-                        ),
-                    },
-                )
-            } else {
-                start(&counted, Stage::Implement, policy)
+        )
+    };
+    match stage {
+        Stage::Plan => match signal {
+            Some(Signal::PlanReady) if snap.owner_technical && snap.pipeline.gated(stage) => {
+                keep(snap, TaskState::PlanGate, vec![])
             }
-        }
-        (Stage::Pr, Some(Signal::PrDone { no_changes })) => publish(snap, *no_changes),
-        (Stage::Pr, _) => blocked(
+            Some(Signal::PlanReady) => go(snap, stage, StageSignal::PlanReady, policy),
+            _ => missing("the planner ended without `atelier signal plan-ready`"),
+        },
+        // An implementer's `pr-done` publishes what it committed (a pipeline without review,
+        // as yolo); a turn that ends without it goes where `done` leads, or — when the stage
+        // routes only `pr-done` — continues the session with a nudge.
+        Stage::Implement => match (signal, snap.pipeline.next(stage, StageSignal::PrDone)) {
+            (Some(Signal::PrDone { no_changes }), Some(Next::Stage(Stage::Pr))) => {
+                publish(snap, *no_changes)
+            }
+            (Some(Signal::PrDone { .. }), Some(_)) => go(snap, stage, StageSignal::PrDone, policy),
+            _ if snap.pipeline.next(stage, StageSignal::Done).is_some() => {
+                go(snap, stage, StageSignal::Done, policy)
+            }
+            _ => nudge(snap, stage, PR_DONE_NUDGE, policy),
+        },
+        Stage::Review | Stage::SecondReview => review_finished(snap, stage, signal, policy),
+        Stage::Qa => match signal {
+            Some(Signal::Qa {
+                result: QaResult::Pass,
+                ..
+            }) => go(snap, stage, StageSignal::Pass, policy),
+            Some(Signal::Qa {
+                result: QaResult::Fail,
+                ..
+            }) => qa_failed(snap, policy),
+            _ => missing("the QA agent ended without `atelier signal qa pass` or `qa fail`"),
+        },
+        Stage::Refine => match signal {
+            Some(Signal::RefineDone) => go(snap, stage, StageSignal::RefineDone, policy),
+            _ => missing("the refine stage ended without `atelier signal refine-done`"),
+        },
+        Stage::Pr => match signal {
+            Some(Signal::PrDone { no_changes }) => publish(snap, *no_changes),
+            _ => missing("the pr stage ended without `atelier signal pr-done`"),
+        },
+    }
+}
+
+/// Starts the stage `signal` of `from` leads to, or publishes when it leads to `done`.
+fn go(snap: &TaskSnapshot, from: Stage, signal: StageSignal, policy: &Policy) -> Decision {
+    match snap.pipeline.next(from, signal) {
+        Some(Next::Stage(stage)) => start(snap, stage, policy),
+        Some(Next::Done) => publish(snap, false),
+        None => blocked(
             snap,
-            Stage::Pr,
+            from,
             BlockReason::MissingSignal {
-                detail: "the pr stage ended without `atelier signal pr-done`".into(),
+                detail: format!(
+                    "the `{}` pipeline does not say where `{signal}` of its {from} stage leads",
+                    snap.pipeline
+                ),
             },
         ),
     }
 }
 
-/// Whether the task's pipeline reviews the implementer's work before a pull request.
-fn has_review(snap: &TaskSnapshot) -> bool {
-    snap.pipeline.has_stage(Stage::Review)
+/// A reviewer's run ended. With two reviewers the second reviews the same work whatever the
+/// first said; the work passes only when both said `ready`, and either's `needs-work` (or a
+/// review without a verdict) returns it with both findings written into the doc.
+fn review_finished(
+    snap: &TaskSnapshot,
+    stage: Stage,
+    signal: &Option<Signal>,
+    policy: &Policy,
+) -> Decision {
+    let verdict = match signal {
+        Some(Signal::Verdict {
+            verdict: Verdict::Blocked,
+            reason,
+        }) => {
+            return blocked(
+                snap,
+                stage,
+                BlockReason::Agent {
+                    detail: reason.clone().unwrap_or_default(),
+                },
+            );
+        }
+        Some(Signal::Verdict { verdict, .. }) => Some(*verdict),
+        _ => None,
+    };
+    let two = snap.pipeline.has_second_reviewer();
+    if stage == Stage::Review && two {
+        return start(snap, Stage::SecondReview, policy);
+    }
+    let first_ready =
+        stage == Stage::Review || snap.history.first_review_verdict == Some(Verdict::Ready);
+    if verdict == Some(Verdict::Ready) && first_ready {
+        return go(snap, Stage::Review, StageSignal::Ready, policy);
+    }
+    let rounds = snap.review_rounds + 1;
+    let counted = TaskSnapshot {
+        review_rounds: rounds,
+        ..snap.clone()
+    };
+    let cap = snap
+        .pipeline
+        .rounds_cap(Stage::Review)
+        .map_or(policy.max_review_rounds, |cap| {
+            cap.min(policy.max_review_rounds)
+        });
+    let target = match snap.pipeline.next(Stage::Review, StageSignal::NeedsWork) {
+        Some(Next::Stage(target)) => target,
+        _ => Stage::Implement,
+    };
+    let mut decision = if rounds >= cap {
+        blocked(
+            &counted,
+            target,
+            BlockReason::MaxIterations {
+                detail: format!("review did not pass after {rounds} rounds (cap {cap})"),
+            },
+        )
+    } else {
+        go(&counted, Stage::Review, StageSignal::NeedsWork, policy)
+    };
+    if two {
+        decision.effects.insert(
+            0,
+            Effect::RecordFindings {
+                stage: Stage::Review,
+            },
+        );
+    }
+    decision
+}
+
+/// QA failed: its findings go into the doc and the work goes back where `fail` leads, until the
+/// QA stage's cap on rounds (`max_rounds`) blocks the task.
+fn qa_failed(snap: &TaskSnapshot, policy: &Policy) -> Decision {
+    let rounds = snap.qa_rounds + 1;
+    let counted = TaskSnapshot {
+        qa_rounds: rounds,
+        ..snap.clone()
+    };
+    let target = match snap.pipeline.next(Stage::Qa, StageSignal::Fail) {
+        Some(Next::Stage(target)) => target,
+        _ => Stage::Implement,
+    };
+    let mut decision = match snap.pipeline.rounds_cap(Stage::Qa) {
+        Some(cap) if rounds >= cap => blocked(
+            &counted,
+            target,
+            BlockReason::MaxIterations {
+                detail: format!("QA did not pass after {rounds} rounds (cap {cap})"),
+            },
+        ),
+        _ => go(&counted, Stage::Qa, StageSignal::Fail, policy),
+    };
+    decision
+        .effects
+        .insert(0, Effect::RecordFindings { stage: Stage::Qa });
+    decision
 }
 
 /// `pr-done`: publish the branch as a pull request (or verify the open one again), or, with
@@ -1095,23 +1217,19 @@ fn has_review(snap: &TaskSnapshot) -> bool {
 fn publish(snap: &TaskSnapshot, no_changes: bool) -> Decision {
     // With a pull request open, nothing new to push means it is verified and followed again.
     if no_changes && !snap.has_pull_request {
-        return Decision {
-            state: TaskState::Done {
+        return keep(
+            snap,
+            TaskState::Done {
                 reason: DoneReason::NoChanges,
             },
-            review_rounds: snap.review_rounds,
-            runs_started: snap.runs_started,
-            pr_rounds: snap.pr_rounds,
-            effects: vec![Effect::RemoveWorkspace],
-        };
+            vec![Effect::RemoveWorkspace],
+        );
     }
-    Decision {
-        state: TaskState::AwaitingChecks,
-        review_rounds: snap.review_rounds,
-        runs_started: snap.runs_started,
-        pr_rounds: snap.pr_rounds,
-        effects: vec![Effect::OpenPullRequest],
-    }
+    keep(
+        snap,
+        TaskState::AwaitingChecks,
+        vec![Effect::OpenPullRequest],
+    )
 }
 
 #[cfg(test)]

@@ -2,9 +2,9 @@
 //! `implement`, `review`, `qa`, `refine`, `pr`), a role (harness, model, effort, prompt file),
 //! the signals it accepts and where each leads, its caps and whether a human gate follows it.
 //!
-//! Status: pipelines are defined and validated here; tasks run the built-ins `standard` and
-//! `yolo` (`pipeline::PipelineKind`, which reads yolo's cap from its definition here);
-//! `pipeline::decide` does not take a definition from a file yet.
+//! A validated definition is what a task runs: `pipeline::Pipeline` wraps one, and
+//! `pipeline::decide` follows its `on` tables and caps. A pipeline runs at most one stage of each
+//! kind (a run is recorded by its stage's kind).
 //!
 //! A parser (the engine's `pipelines` module reads TOML) turns a file into [`RawPipeline`]s: the
 //! values as written, each with the line it came from. [`validate`] checks them and returns typed
@@ -16,7 +16,7 @@ mod builtins;
 
 pub use builtins::{BUILTIN_NAMES, builtin, builtins};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
@@ -25,7 +25,7 @@ use std::str::FromStr;
 const MAX_NAME: usize = 64;
 
 /// What a stage does; each kind has its own agent role and its own signals.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StageKind {
     Plan,
@@ -69,6 +69,19 @@ impl StageKind {
         }
     }
 
+    /// The stage a task's runs of this kind are recorded as.
+    pub fn stage(self) -> crate::stage::Stage {
+        use crate::stage::Stage;
+        match self {
+            StageKind::Plan => Stage::Plan,
+            StageKind::Implement => Stage::Implement,
+            StageKind::Review => Stage::Review,
+            StageKind::Qa => Stage::Qa,
+            StageKind::Refine => Stage::Refine,
+            StageKind::Pr => Stage::Pr,
+        }
+    }
+
     /// Whether every signal of the kind must say where it leads (an implement stage needs only
     /// one of `done` and `pr-done`).
     fn needs_every_signal(self) -> bool {
@@ -94,7 +107,7 @@ impl FromStr for StageKind {
 
 /// How a run of a stage ends, as a pipeline routes it. Questions and `verdict blocked` are not
 /// routed: they wait for a human in every pipeline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum StageSignal {
     /// `atelier signal plan-ready` (plan).
@@ -174,7 +187,7 @@ impl FromStr for StageSignal {
 
 /// Where a signal leads: another stage of the pipeline, or the end of the task's agent work
 /// (`done`: the pull request is open and followed until a human merges it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Target {
     Stage(String),
@@ -194,7 +207,7 @@ impl fmt::Display for Target {
 }
 
 /// The agent of a stage. Anything left out comes from the project's role for the stage's kind.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Role {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub harness: Option<String>,
@@ -208,7 +221,7 @@ pub struct Role {
 }
 
 /// What keeps a stage from running forever. `None` is "the project's policy decides".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Caps {
     /// Rounds of a loop through this stage before the task blocks (e.g. review rounds that end
     /// without `ready`).
@@ -230,14 +243,14 @@ impl Caps {
 }
 
 /// One signal of a stage and where it leads.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transition {
     pub signal: StageSignal,
     pub to: Target,
 }
 
 /// One stage of a validated pipeline.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StageDef {
     pub name: String,
     pub kind: StageKind,
@@ -260,7 +273,7 @@ impl StageDef {
 }
 
 /// A validated pipeline: the first stage is where a task starts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PipelineDef {
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -376,6 +389,16 @@ pub enum Problem {
          another `name`"
     )]
     DuplicateStage { name: String, first_line: usize },
+    #[error(
+        "a second {kind} stage (`{name}`; the first, `{first}`, is on line {first_line}): a \
+         pipeline runs at most one stage of each kind; route both signals to the one stage"
+    )]
+    DuplicateKind {
+        kind: StageKind,
+        name: String,
+        first: String,
+        first_line: usize,
+    },
     #[error(
         "stage `{stage}` ({kind}) has no signal `{signal}`: a {kind} stage ends with {expected}"
     )]
@@ -532,6 +555,8 @@ fn validate_one(
 
     // Names first: transitions are checked against them.
     let mut names: BTreeMap<String, usize> = BTreeMap::new();
+    // The engine records a run by its stage's kind: one stage per kind.
+    let mut kinds: BTreeMap<StageKind, (String, usize)> = BTreeMap::new();
     let mut stages = Vec::new();
     for stage in &raw.stages {
         let kind = match stage.kind.value.parse::<StageKind>() {
@@ -561,6 +586,7 @@ fn validate_one(
                 },
             );
         }
+        let duplicate_name = names.contains_key(&name);
         if let Some(&first_line) = names.get(&name) {
             err(
                 name_line,
@@ -571,6 +597,21 @@ fn validate_one(
             );
         } else {
             names.insert(name.clone(), name_line);
+        }
+        if let Some(kind) = kind.filter(|_| !duplicate_name) {
+            if let Some((first, first_line)) = kinds.get(&kind) {
+                err(
+                    stage.kind.line,
+                    Problem::DuplicateKind {
+                        kind,
+                        name: name.clone(),
+                        first: first.clone(),
+                        first_line: *first_line,
+                    },
+                );
+            } else {
+                kinds.insert(kind, (name.clone(), stage.line));
+            }
         }
         stages.push((stage, name, kind));
     }

@@ -44,6 +44,44 @@ impl FromStr for Verdict {
     }
 }
 
+/// What the QA agent found when it ran the plan's manual scenarios.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum QaResult {
+    Pass,
+    Fail,
+}
+
+impl QaResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QaResult::Pass => "pass",
+            QaResult::Fail => "fail",
+        }
+    }
+}
+
+impl fmt::Display for QaResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown QA result `{0}`: expected pass or fail")]
+pub struct UnknownQaResult(pub String);
+
+impl FromStr for QaResult {
+    type Err = UnknownQaResult;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "pass" => Ok(QaResult::Pass),
+            "fail" => Ok(QaResult::Fail),
+            other => Err(UnknownQaResult(other.to_string())),
+        }
+    }
+}
+
 /// What an agent can tell Atelier with `atelier signal …`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -61,6 +99,14 @@ pub enum Signal {
         #[serde(default)]
         no_changes: bool,
     },
+    /// `atelier signal qa pass|fail --reason …`: the QA stage's result.
+    Qa {
+        result: QaResult,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// `atelier signal refine-done`: the refinement pass is finished.
+    RefineDone,
 }
 
 /// A signal whose content is unacceptable (e.g. an empty question).
@@ -70,6 +116,8 @@ pub enum InvalidSignal {
     EmptyQuestion,
     #[error("a `blocked` verdict needs a --reason saying what a human must do")]
     BlockedWithoutReason,
+    #[error("`qa fail` needs a --reason with the findings: what failed, and how to reproduce it")]
+    FailWithoutReason,
     #[error("signal text is too long ({0} bytes, at most 16384)")]
     TooLong(usize),
 }
@@ -92,7 +140,14 @@ impl Signal {
                 }
                 reason.as_deref().map_or(0, str::len)
             }
-            Signal::PlanReady | Signal::PrDone { .. } => 0,
+            Signal::Qa { result, reason } => {
+                let blank = reason.as_deref().is_none_or(|r| r.trim().is_empty());
+                if *result == QaResult::Fail && blank {
+                    return Err(InvalidSignal::FailWithoutReason);
+                }
+                reason.as_deref().map_or(0, str::len)
+            }
+            Signal::PlanReady | Signal::PrDone { .. } | Signal::RefineDone => 0,
         };
         if text_len > MAX {
             return Err(InvalidSignal::TooLong(text_len));

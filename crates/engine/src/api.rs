@@ -103,9 +103,16 @@ pub struct ProjectSettings {
     /// The same tool call with the same input this many times in a row interrupts the run
     /// with a nudge; twice in a row blocks the task `looping` (at least 2).
     pub max_repeated_tool_calls: u32,
-    /// The pipeline a task runs when its creation names none: `standard` (plan → gate →
-    /// implement ⇄ review → pr) or `yolo` (implement → pr, no plan, no gate, no review).
+    /// The pipeline a task runs when its creation names none: a built-in (`standard`: plan →
+    /// gate → implement ⇄ review → pr; `full`: … → qa → refine → pr; `yolo`: implement → pr, no
+    /// plan, no gate, no review) or one defined in `pipelines` or in the repository's
+    /// `.atelier/pipelines.toml`.
     pub default_pipeline: String,
+    /// The project's own pipeline definitions: the TOML of a pipelines file (docs/pipelines.md),
+    /// checked when the settings are saved. Prompt files they name are read from the
+    /// repository's `.atelier/` folder on the base branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipelines: Option<String>,
 }
 
 /// Where a project's pull requests live.
@@ -219,7 +226,8 @@ impl Default for ProjectSettings {
             max_conflict_rounds: 3,
             forge: ForgeSettings::Local,
             max_repeated_tool_calls: 5,
-            default_pipeline: domain::PipelineKind::default().name().into(),
+            default_pipeline: domain::Pipeline::default().name().into(),
+            pipelines: None,
         }
     }
 }
@@ -279,8 +287,9 @@ pub struct NewTask {
     /// Technical owners review the plan; non-technical owners pass the gate automatically.
     #[serde(default = "yes")]
     pub technical: bool,
-    /// The pipeline the task runs: `standard` or `yolo` (default: the project's
-    /// `default_pipeline`). Any other name is refused with the runnable ones.
+    /// The pipeline the task runs: a built-in (`standard`, `full`, `yolo`) or one the project
+    /// defines (default: the project's `default_pipeline`). An unknown name, or a definition
+    /// with problems, is refused with the reason.
     #[serde(default)]
     pub pipeline: Option<String>,
 }

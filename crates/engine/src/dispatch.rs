@@ -111,7 +111,8 @@ async fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<bool, String> {
         return Ok(false);
     };
     let settings = settings::parse(&project.settings_json).map_err(|e| e.to_string())?;
-    let role = settings::role(&settings, run.stage)?;
+    let pipeline = crate::views::pipeline(&task).map_err(|e| e.to_string())?;
+    let role = &crate::task_pipeline::role(&settings, &pipeline, run.stage)?;
     let harness = inner
         .harnesses
         .get(role.harness.as_str())
@@ -180,28 +181,35 @@ async fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<bool, String> {
         (run.stage == domain::Stage::Plan && !task.technical)
             .then(|| crate::prompt::NON_TECHNICAL_PLAN.to_string())
     });
-    // An implementer with no reviewer after it publishes: it is told so, and how.
-    let brief = match crate::views::pipeline(&task).map_err(|e| e.to_string())? {
-        domain::PipelineKind::Yolo if run.stage == domain::Stage::Implement => Some(match brief {
-            Some(brief) => format!("{}\n\n{brief}", crate::prompt::YOLO_IMPLEMENT),
-            None => crate::prompt::YOLO_IMPLEMENT.to_string(),
-        }),
-        _ => brief,
+    // An implementer that publishes (its pipeline routes its `pr-done`: no reviewer after it)
+    // is told so, and how.
+    let publishes = run.stage == domain::Stage::Implement
+        && pipeline
+            .signals(run.stage)
+            .contains(&domain::pipeline_def::StageSignal::PrDone);
+    let brief = match brief {
+        _ if !publishes => brief,
+        Some(brief) => Some(format!("{}\n\n{brief}", crate::prompt::YOLO_IMPLEMENT)),
+        None => Some(crate::prompt::YOLO_IMPLEMENT.to_string()),
     };
+    let own_prompt = crate::task_pipeline::own_prompt(&task, &pipeline, run.stage)?;
+    let vars = prompt::PromptVars::for_task(&task, run.iteration, settings.port_block);
     let request = TurnRequest {
         stage: run.stage,
         iteration: run.iteration,
         turn: run.turns,
         prompt: match &run.pending_input {
             Some(input) => input.clone(),
-            None => inner
-                .prompts()
-                .render_with_brief(
-                    run.stage,
-                    &prompt::PromptVars::for_task(&task, run.iteration, settings.port_block),
-                    brief.as_deref(),
-                )
-                .map_err(|e| e.to_string())?,
+            None => {
+                let prompts = inner.prompts();
+                match &own_prompt {
+                    Some((name, text)) => {
+                        prompts.render_custom(name, text, run.stage, &vars, brief.as_deref())
+                    }
+                    None => prompts.render_with_brief(run.stage, &vars, brief.as_deref()),
+                }
+                .map_err(|e| e.to_string())?
+            }
         },
         workdir: worktree.into(),
         env,

@@ -46,16 +46,9 @@ impl Engine {
             }
             Ok::<_, EngineError>(task.doc_path)
         })?;
-        replace_file(Path::new(&doc_path), text.as_bytes())
+        crate::findings::replace_file(Path::new(&doc_path), text.as_bytes())
             .map_err(|e| EngineError::Internal(format!("cannot write the doc {doc_path}: {e}")))?;
         self.audit("task.edit_doc", &format!("task {id}"), None);
         Ok(())
     }
-}
-
-/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`.
-fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("md.edit");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
 }

@@ -494,12 +494,23 @@ impl Engine {
             .pipeline
             .as_deref()
             .unwrap_or(&settings.default_pipeline);
-        let pipeline = domain::PipelineKind::parse(pipeline)
-            .map_err(|e| EngineError::InvalidInput(format!("cannot create the task: {e}")))?;
         let repo = git::Repo::open(Path::new(&project.path))
             .await
             .map_err(|e| EngineError::InvalidInput(e.to_string()))?
             .with_network_timeout(self.inner.config.forge_timeout);
+        let remote_base = format!("{}/{}", settings.remote, project.default_branch);
+        let base_rev = match repo.rev_parse(&remote_base).await {
+            Ok(Some(_)) => remote_base,
+            _ => project.default_branch.clone(),
+        };
+        let chosen = crate::task_pipeline::choose(&repo, &base_rev, &settings, pipeline)
+            .await
+            .map_err(|e| match e {
+                EngineError::InvalidInput(msg) => {
+                    EngineError::InvalidInput(format!("cannot create the task: {msg}"))
+                }
+                other => other,
+            })?;
         // A hosted forge's remote needs its credentials: the forge fetches the base (best
         // effort, as the workspace's own fetch is) with the token given only to git.
         if matches!(settings.forge, crate::api::ForgeSettings::Github(_)) {
@@ -581,7 +592,12 @@ impl Engine {
             worktree: &worktree,
             doc_path: &doc_path,
             port,
-            pipeline: pipeline.name(),
+            pipeline: chosen.pipeline.name(),
+            pipeline_def: chosen.recorded.as_ref().map(|(def, _)| def.as_str()),
+            pipeline_prompts: chosen
+                .recorded
+                .as_ref()
+                .map(|(_, prompts)| prompts.as_str()),
         });
         match inserted {
             Ok((row, applied)) => {
@@ -934,7 +950,7 @@ impl Engine {
             }
             let row = tx.task(task)?.ok_or_else(|| not_found(task))?;
             let pipeline = views::pipeline(&row)?;
-            if !views::signal_fits(pipeline, run.stage, &signal) {
+            if !views::signal_fits(&pipeline, run.stage, &signal) {
                 return Err(EngineError::InvalidInput(format!(
                     "the {} stage of the `{pipeline}` pipeline does not take this signal ({})",
                     run.stage,

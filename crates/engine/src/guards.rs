@@ -5,7 +5,7 @@
 
 use crate::error::{EngineError, Result};
 use crate::inner::Inner;
-use domain::{RunId, RunOutcome, Signal, Stage, TodoItem, TranscriptEvent, Verdict};
+use domain::{QaResult, RunId, RunOutcome, Signal, Stage, TodoItem, TranscriptEvent, Verdict};
 use std::path::Path;
 use store::{RunRow, TaskRow};
 
@@ -23,14 +23,19 @@ pub(crate) async fn check_signal(
     match signal {
         Signal::Verdict { verdict, .. } => {
             if *verdict == Verdict::Ready {
-                let doc = read_doc(task).await?;
-                let unchecked = domain::unchecked_items(&doc);
-                if !unchecked.is_empty() {
-                    return Err(EngineError::InvalidState(unchecked_refusal(&unchecked)));
-                }
+                refuse_unchecked(task, "verdict ready").await?;
             }
             Ok(branch_head(task).await)
         }
+        Signal::Qa { result, .. } => {
+            if *result == QaResult::Pass {
+                refuse_unchecked(task, "qa pass").await?;
+            }
+            Ok(None)
+        }
+        // The refiner is the one agent trusted to commit after the review (its pass is the
+        // last before publishing): the head it signals on is recorded as vouched for.
+        Signal::RefineDone => Ok(branch_head(task).await),
         Signal::PrDone { .. } => {
             // What is published must be what was reviewed — in a pipeline that reviews.
             if !crate::views::pipeline(task)?.has_stage(Stage::Review) {
@@ -49,19 +54,35 @@ pub(crate) async fn check_signal(
     }
 }
 
+/// Refuses `what` (`verdict ready`, `qa pass`) while the task doc's to-do list has unchecked
+/// items, naming them.
+async fn refuse_unchecked(task: &TaskRow, what: &str) -> Result<()> {
+    let doc = read_doc(task).await?;
+    let unchecked = domain::unchecked_items(&doc);
+    if unchecked.is_empty() {
+        return Ok(());
+    }
+    Err(EngineError::InvalidState(unchecked_refusal(
+        &unchecked, what,
+    )))
+}
+
 /// Why the task branch's head is not a reviewed commit, if it is not: before a pull request is
-/// opened, the head must be the commit of the last `ready` verdict. A verdict recorded before
+/// opened, the head must be the commit of the last `ready` verdict (or, after it, of a refine
+/// run's `refine-done`). A verdict recorded before
 /// its commit was (migration 11), or an unreadable head, is not held against the task.
 async fn unreviewed(inner: &Inner, task: &TaskRow) -> Result<Option<String>> {
-    let (open, verdict) = inner.store.read(|tx| {
+    let (open, verdict, refined) = inner.store.read(|tx| {
         Ok::<_, EngineError>((
             tx.pull_request(task.id)?.is_some(),
             tx.latest_verdict(task.id)?,
+            tx.refined_commit_after_review(task.id)?,
         ))
     })?;
     let Some((Verdict::Ready, Some(reviewed))) = verdict.filter(|_| !open) else {
         return Ok(None);
     };
+    let reviewed = refined.unwrap_or(reviewed);
     let Some(head) = branch_head(task).await else {
         return Ok(None);
     };
@@ -94,9 +115,9 @@ pub(crate) async fn read_doc(task: &TaskRow) -> Result<String> {
 }
 
 /// Why `verdict ready` is refused while items are unchecked, naming them.
-pub(crate) fn unchecked_refusal(unchecked: &[TodoItem]) -> String {
+pub(crate) fn unchecked_refusal(unchecked: &[TodoItem], what: &str) -> String {
     let mut text = format!(
-        "`verdict ready` refused: the task doc's to-do list still has {} unchecked item(s):\n",
+        "`{what}` refused: the task doc's to-do list still has {} unchecked item(s):\n",
         unchecked.len()
     );
     for item in unchecked.iter().take(LISTED_ITEMS) {
@@ -105,11 +126,13 @@ pub(crate) fn unchecked_refusal(unchecked: &[TodoItem]) -> String {
     if unchecked.len() > LISTED_ITEMS {
         text.push_str(&format!("… and {} more\n", unchecked.len() - LISTED_ITEMS));
     }
-    text.push_str(
+    text.push_str(if what == "qa pass" {
+        "The work is not done: say `atelier signal qa fail --reason …` naming these items."
+    } else {
         "Check each item in the doc once it is done and verified, then say ready again; or, if \
          work is missing, say `atelier signal verdict needs-work --reason …` (or `blocked` if \
-         only a human can do it).",
-    );
+         only a human can do it)."
+    });
     text
 }
 
@@ -174,7 +197,7 @@ pub(crate) async fn judge(inner: &Inner, run: RunId, outcome: RunOutcome) -> Run
                 outcome
             }
         },
-        Stage::Plan | Stage::Review => outcome,
+        Stage::Plan | Stage::Review | Stage::SecondReview | Stage::Qa | Stage::Refine => outcome,
     }
 }
 
@@ -299,7 +322,7 @@ mod tests {
             "## To-Do List\n- [x] done\n- [ ] Add farewell.txt\n  - [ ] nested\n",
         );
         assert_eq!(
-            unchecked_refusal(&items),
+            unchecked_refusal(&items, "verdict ready"),
             "`verdict ready` refused: the task doc's to-do list still has 2 unchecked item(s):\n\
              - [ ] Add farewell.txt (line 3)\n- [ ] nested (line 4)\n\
              Check each item in the doc once it is done and verified, then say ready again; or, \

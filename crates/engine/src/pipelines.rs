@@ -3,8 +3,8 @@
 //! `domain::pipeline_def::validate` with this build's harnesses, their model checks and the
 //! prompt checker of [`crate::prompt`]. Every problem comes back as `file:line: reason`.
 //!
-//! Status: definitions are read and validated (`atelier pipeline check`, `atelier pipeline
-//! list`); the engine still runs the standard pipeline.
+//! Definitions are read and validated here (`atelier pipeline check`, `atelier pipeline list`);
+//! a task created with a project's own pipeline runs it (`crate::task_pipeline`).
 //!
 //! The format, one table per pipeline and one `[[pipeline.<name>.stage]]` entry per stage:
 //!
@@ -282,10 +282,18 @@ fn to_raw(text: &str, name: Spanned<String>, pipeline: Spanned<PipelineToml>) ->
     }
 }
 
+/// Where a checker reads prompt files.
+enum PromptSource {
+    /// Files relative to a folder.
+    Dir(PathBuf),
+    /// Texts by path, read beforehand (a repository's files at a commit).
+    Texts(BTreeMap<String, String>),
+}
+
 /// The checks that need the outside world, for a file in `dir`: this build's harnesses and
 /// their model checks, and prompt files read relative to `dir`.
 pub struct FileChecker {
-    dir: PathBuf,
+    prompts: PromptSource,
     harnesses: BTreeMap<&'static str, Arc<dyn Harness>>,
     /// Prompt files that could not be read: (line, path, why).
     notes: Mutex<Vec<(usize, String, String)>>,
@@ -293,6 +301,16 @@ pub struct FileChecker {
 
 impl FileChecker {
     pub fn new(dir: &Path) -> FileChecker {
+        FileChecker::reading(PromptSource::Dir(dir.to_path_buf()))
+    }
+
+    /// A checker whose prompt files are the given texts (path relative to the definition's
+    /// folder → text), as a repository's files at a commit are.
+    pub fn with_texts(texts: BTreeMap<String, String>) -> FileChecker {
+        FileChecker::reading(PromptSource::Texts(texts))
+    }
+
+    fn reading(prompts: PromptSource) -> FileChecker {
         // Only their names and model checks are used: nothing is started.
         let registered: [Arc<dyn Harness>; 4] = [
             Arc::new(harness::scripted::ScriptedHarness::new(PathBuf::from(
@@ -305,7 +323,7 @@ impl FileChecker {
             ))),
         ];
         FileChecker {
-            dir: dir.to_path_buf(),
+            prompts,
             harnesses: registered.into_iter().map(|h| (h.name(), h)).collect(),
             notes: Mutex::new(Vec::new()),
         }
@@ -349,13 +367,27 @@ impl Checker for FileChecker {
     }
 
     fn check_prompt(&self, path: &str, line: usize) -> Result<(), String> {
-        let full = self.dir.join(path);
-        match std::fs::read_to_string(&full) {
-            Ok(text) => crate::prompt::check_stage_prompt(&full.display().to_string(), &text)
-                .map_err(|err| err.to_string()),
+        let (name, read) = match &self.prompts {
+            PromptSource::Dir(dir) => {
+                let full = dir.join(path);
+                let read = std::fs::read_to_string(&full).map_err(|err| err.to_string());
+                (full.display().to_string(), read)
+            }
+            PromptSource::Texts(texts) => (
+                path.to_string(),
+                texts
+                    .get(path)
+                    .cloned()
+                    .ok_or_else(|| "no such file in the repository".to_string()),
+            ),
+        };
+        match read {
+            Ok(text) => {
+                crate::prompt::check_stage_prompt(&name, &text).map_err(|err| err.to_string())
+            }
             Err(err) => {
                 if let Ok(mut notes) = self.notes.lock() {
-                    notes.push((line, full.display().to_string(), err.to_string()));
+                    notes.push((line, name, err));
                 }
                 Ok(())
             }

@@ -1,8 +1,9 @@
 //! Stage prompts: the text handed to an agent at the start of a run.
 //!
 //! Each role's prompt is a markdown file in `crates/engine/prompts/` embedded in the binary
-//! (`plan.md`, `implement.md`, `review.md`, `pr.md`), plus `plan-template.md`, the structure the
-//! planner writes into the task doc. An instance may replace any of them with a file of the same
+//! (`plan.md`, `implement.md`, `review.md`, `qa.md`, `refine.md`, `pr.md`), plus
+//! `plan-template.md`, the structure the planner writes into the task doc. A second reviewer
+//! gets `review.md` with its own findings section ([`SECOND_REVIEWER`]). An instance may replace any of them with a file of the same
 //! name in an override folder (`<data_dir>/prompts/`); overrides are validated when loaded.
 //!
 //! Templates use `{{name}}` placeholders (spaces inside the braces are allowed) and rendering is
@@ -43,6 +44,18 @@ committed and tested. If nothing needs to change, run `atelier signal pr-done --
 Ending your turn without `pr-done` does not publish anything: your session is continued, a \
 limited number of times.";
 
+/// What a pipeline's second reviewer is told before the review prompt, whose `## Review
+/// Findings` section becomes `## Second Review Findings` for it.
+pub const SECOND_REVIEWER: &str = "You are the second, independent reviewer of this task: another \
+reviewer, on another model, has just reviewed the same work and written the `## Review Findings` \
+section. Form your own judgement: do the whole review yourself before you read theirs, and never \
+edit their section. Your section is `## Second Review Findings`. The work passes only if both of \
+you say `ready`.";
+
+/// The findings section of the first reviewer, and the second's.
+const FINDINGS: &str = "## Review Findings";
+const SECOND_FINDINGS: &str = "## Second Review Findings";
+
 /// Start of the metadata line the renderer appends to every prompt.
 pub const METADATA_PREFIX: &str = "Atelier-Stage:";
 
@@ -54,6 +67,8 @@ const BUILTIN_PLAN: &str = include_str!("../prompts/plan.md");
 const BUILTIN_IMPLEMENT: &str = include_str!("../prompts/implement.md");
 const BUILTIN_REVIEW: &str = include_str!("../prompts/review.md");
 const BUILTIN_PR: &str = include_str!("../prompts/pr.md");
+const BUILTIN_QA: &str = include_str!("../prompts/qa.md");
+const BUILTIN_REFINE: &str = include_str!("../prompts/refine.md");
 const BUILTIN_PLAN_TEMPLATE: &str = include_str!("../prompts/plan-template.md");
 
 /// Why a prompt could not be loaded or rendered. Every variant names the template (the file
@@ -152,6 +167,8 @@ pub struct Prompts {
     plan: Template,
     implement: Template,
     review: Template,
+    qa: Template,
+    refine: Template,
     pr: Template,
     plan_template: Template,
 }
@@ -163,10 +180,12 @@ impl Default for Prompts {
 }
 
 /// The files an instance may override (`<data_dir>/prompts/<file>`), in pipeline order.
-pub const OVERRIDABLE: [&str; 5] = [
+pub const OVERRIDABLE: [&str; 7] = [
     "plan.md",
     "implement.md",
     "review.md",
+    "qa.md",
+    "refine.md",
     "pr.md",
     PLAN_TEMPLATE_FILE,
 ];
@@ -203,6 +222,8 @@ pub fn builtin_text(file: &str) -> Option<&'static str> {
         "plan.md" => BUILTIN_PLAN,
         "implement.md" => BUILTIN_IMPLEMENT,
         "review.md" => BUILTIN_REVIEW,
+        "qa.md" => BUILTIN_QA,
+        "refine.md" => BUILTIN_REFINE,
         "pr.md" => BUILTIN_PR,
         PLAN_TEMPLATE_FILE => BUILTIN_PLAN_TEMPLATE,
         _ => return None,
@@ -216,6 +237,8 @@ impl Prompts {
             "plan.md" => &self.plan,
             "implement.md" => &self.implement,
             "review.md" => &self.review,
+            "qa.md" => &self.qa,
+            "refine.md" => &self.refine,
             "pr.md" => &self.pr,
             PLAN_TEMPLATE_FILE => &self.plan_template,
             _ => return None,
@@ -229,6 +252,8 @@ impl Prompts {
             plan: Template::builtin("plan.md", BUILTIN_PLAN),
             implement: Template::builtin("implement.md", BUILTIN_IMPLEMENT),
             review: Template::builtin("review.md", BUILTIN_REVIEW),
+            qa: Template::builtin("qa.md", BUILTIN_QA),
+            refine: Template::builtin("refine.md", BUILTIN_REFINE),
             pr: Template::builtin("pr.md", BUILTIN_PR),
             plan_template: Template::builtin(PLAN_TEMPLATE_FILE, BUILTIN_PLAN_TEMPLATE),
         }
@@ -275,8 +300,11 @@ impl Prompts {
                 &mut prompts.plan_template
             } else {
                 match stem.parse::<Stage>() {
+                    // The second reviewer's prompt is the review prompt.
+                    Ok(Stage::SecondReview) | Err(_) => {
+                        return Err(PromptError::UnknownFile { path });
+                    }
                     Ok(stage) => prompts.slot_mut(stage),
-                    Err(_) => return Err(PromptError::UnknownFile { path }),
                 }
             };
             let text = std::fs::read_to_string(&path).map_err(|err| PromptError::Read {
@@ -318,10 +346,42 @@ impl Prompts {
         vars: &PromptVars,
         brief: Option<&str>,
     ) -> Result<String, PromptError> {
-        let template = self.slot(stage);
+        self.render_template(self.slot(stage), stage, vars, brief)
+    }
+
+    /// Renders a pipeline definition's own prompt file for `stage` (its text `text`, named
+    /// `name` in errors) as [`Prompts::render_with_brief`] renders a built-in one.
+    pub fn render_custom(
+        &self,
+        name: &str,
+        text: &str,
+        stage: Stage,
+        vars: &PromptVars,
+        brief: Option<&str>,
+    ) -> Result<String, PromptError> {
+        let template = Template {
+            name: name.to_string(),
+            text: Cow::Owned(text.to_string()),
+        };
+        self.render_template(&template, stage, vars, brief)
+    }
+
+    fn render_template(
+        &self,
+        template: &Template,
+        stage: Stage,
+        vars: &PromptVars,
+        brief: Option<&str>,
+    ) -> Result<String, PromptError> {
         let mut body = substitute(template, true, |var| self.value(template, var, stage, vars))?
             .trim_end()
             .to_string();
+        if stage == Stage::SecondReview {
+            body = format!(
+                "{SECOND_REVIEWER}\n\n{}",
+                body.replace(FINDINGS, SECOND_FINDINGS)
+            );
+        }
         if let Some(brief) = brief {
             body.push_str("\n\n## What this run is for\n\n");
             for line in brief.trim_end().lines() {
@@ -357,7 +417,9 @@ impl Prompts {
         match stage {
             Stage::Plan => &self.plan,
             Stage::Implement => &self.implement,
-            Stage::Review => &self.review,
+            Stage::Review | Stage::SecondReview => &self.review,
+            Stage::Qa => &self.qa,
+            Stage::Refine => &self.refine,
             Stage::Pr => &self.pr,
         }
     }
@@ -366,7 +428,9 @@ impl Prompts {
         match stage {
             Stage::Plan => &mut self.plan,
             Stage::Implement => &mut self.implement,
-            Stage::Review => &mut self.review,
+            Stage::Review | Stage::SecondReview => &mut self.review,
+            Stage::Qa => &mut self.qa,
+            Stage::Refine => &mut self.refine,
             Stage::Pr => &mut self.pr,
         }
     }

@@ -130,7 +130,7 @@ mod tests {
             "runs started from now use it"
         );
         let listed = engine.prompts().unwrap();
-        assert_eq!(listed.len(), 5);
+        assert_eq!(listed.len(), crate::prompt::OVERRIDABLE.len());
         assert!(listed.iter().any(|p| p.file == "review.md" && p.overridden));
         assert!(listed.iter().any(|p| p.file == "plan.md" && !p.overridden));
 

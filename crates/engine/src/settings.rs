@@ -125,8 +125,8 @@ pub(crate) fn validate(
             settings.max_repeated_tool_calls
         ));
     }
-    if let Err(err) = domain::PipelineKind::parse(&settings.default_pipeline) {
-        return bad(format!("default_pipeline: {err}"));
+    if let Err(err) = crate::task_pipeline::check_settings(settings) {
+        return bad(err);
     }
     if let crate::api::ForgeSettings::Github(github) = &settings.forge {
         validate_github(github).or_else(bad)?;

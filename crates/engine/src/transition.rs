@@ -49,6 +49,7 @@ pub(crate) fn apply_in(tx: &Tx<'_>, task: &TaskRow, event: &Event) -> Result<(De
         task.id,
         &decision.state,
         decision.review_rounds,
+        decision.qa_rounds,
         decision.runs_started,
     )?;
     tx.set_pr_rounds(task.id, decision.pr_rounds)?;
@@ -165,6 +166,13 @@ pub(crate) fn apply_in(tx: &Tx<'_>, task: &TaskRow, event: &Event) -> Result<(De
                     idem_key: &key,
                 })?;
                 applied.intents = true;
+            }
+            Effect::RecordFindings { stage } => {
+                // The findings are also in the run records: a doc that cannot be written does
+                // not hold the task up.
+                if let Err(err) = crate::findings::record(tx, task, *stage) {
+                    tracing::warn!(task = %task.id, error = %err, "cannot write the findings into the doc");
+                }
             }
             Effect::RemoveWorkspace => {
                 let key = format!("{}:task-{}", IntentKind::RemoveWorkspace, task.id);

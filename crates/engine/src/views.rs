@@ -3,7 +3,8 @@
 use crate::api::*;
 use crate::error::{EngineError, Result};
 use crate::settings;
-use domain::{PipelineKind, ProjectId, RunStatus, Signal, Stage, TaskId};
+use domain::pipeline_def::StageSignal;
+use domain::{Pipeline, ProjectId, QaResult, RunStatus, Signal, Stage, TaskId, Verdict};
 use store::{ProjectRow, PullRequestRow, RunRow, TaskRow, Tx};
 
 /// Shown instead of the values of roles' `env` (they hold credentials).
@@ -179,25 +180,33 @@ pub(crate) fn signal_name(signal: &Signal) -> &'static str {
         Signal::Question { .. } => "question",
         Signal::Verdict { .. } => "verdict",
         Signal::PrDone { .. } => "pr-done",
+        Signal::Qa { .. } => "qa",
+        Signal::RefineDone => "refine-done",
     }
 }
 
-/// Each stage takes its own signal, and any stage may ask a question. In a pipeline without a
-/// review stage (`yolo`) the implementer publishes: it signals `pr-done` too.
-pub(crate) fn signal_fits(pipeline: PipelineKind, stage: Stage, signal: &Signal) -> bool {
-    matches!(
-        (stage, signal),
-        (_, Signal::Question { .. })
-            | (Stage::Plan, Signal::PlanReady)
-            | (Stage::Review, Signal::Verdict { .. })
-            | (Stage::Pr, Signal::PrDone { .. })
-    ) || (stage == Stage::Implement
-        && matches!(signal, Signal::PrDone { .. })
-        && !pipeline.has_stage(Stage::Review))
+/// Any stage may ask a question; otherwise a stage takes the signals its pipeline routes
+/// (`verdict blocked` wherever `ready` is: it waits for a human). An implementer signals
+/// `pr-done` only where its pipeline routes it (yolo: no review, it publishes).
+pub(crate) fn signal_fits(pipeline: &Pipeline, stage: Stage, signal: &Signal) -> bool {
+    let routed = |s: StageSignal| pipeline.signals(stage).contains(&s);
+    match signal {
+        Signal::Question { .. } => true,
+        Signal::PlanReady => routed(StageSignal::PlanReady),
+        Signal::Verdict { verdict, .. } => match verdict {
+            Verdict::Ready | Verdict::Blocked => routed(StageSignal::Ready),
+            Verdict::NeedsWork => routed(StageSignal::NeedsWork),
+        },
+        Signal::PrDone { .. } => routed(StageSignal::PrDone),
+        Signal::Qa { result, .. } => routed(match result {
+            QaResult::Pass => StageSignal::Pass,
+            QaResult::Fail => StageSignal::Fail,
+        }),
+        Signal::RefineDone => routed(StageSignal::RefineDone),
+    }
 }
 
 /// The pipeline a task row records (one this version cannot run is a corrupt row).
-pub(crate) fn pipeline(row: &TaskRow) -> Result<PipelineKind> {
-    PipelineKind::parse(&row.pipeline)
-        .map_err(|e| EngineError::Internal(format!("task {}: {e}", row.id)))
+pub(crate) fn pipeline(row: &TaskRow) -> Result<Pipeline> {
+    store::task_pipeline(row).map_err(|e| EngineError::Internal(e.to_string()))
 }

@@ -33,11 +33,16 @@ fn signals(stage: Stage) -> &'static [&'static str] {
     match stage {
         Stage::Plan => &["atelier signal question \"", "atelier signal plan-ready"],
         Stage::Implement => &[],
-        Stage::Review => &[
+        Stage::Review | Stage::SecondReview => &[
             "atelier signal verdict ready",
             "atelier signal verdict needs-work --reason \"",
             "atelier signal verdict blocked --reason \"",
         ],
+        Stage::Qa => &[
+            "atelier signal qa pass",
+            "atelier signal qa fail --reason \"",
+        ],
+        Stage::Refine => &["atelier signal refine-done"],
         Stage::Pr => &[
             "atelier signal pr-done",
             "atelier signal pr-done --no-changes",
@@ -72,6 +77,12 @@ fn every_builtin_renders_with_its_context_signals_and_metadata_line() {
         );
         let last = text.lines().last().unwrap();
         assert_eq!(last, format!("Atelier-Stage: {stage} #2"));
+        // The second reviewer keeps its own findings section, beside the first's.
+        assert_eq!(
+            text.contains(engine::prompt::SECOND_REVIEWER),
+            stage == Stage::SecondReview,
+            "{stage}"
+        );
         assert_eq!(
             text.matches("Atelier-Stage:").count(),
             1,
@@ -101,7 +112,7 @@ fn the_plan_prompt_contains_the_whole_plan_template() {
         "## Implementation Plan",
         "## Testing Strategy",
         "### Unit tests",
-        "### Manual scenarios",
+        "### Manual QA scenarios",
         "## To-Do List",
         "### Implementation",
         "### Testing",

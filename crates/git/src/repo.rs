@@ -164,6 +164,47 @@ impl Repo {
         Err(out.into_error())
     }
 
+    /// The text of `path` (relative to the repository's root) as committed at `rev`, or `None`
+    /// when `rev` has no such file (or `rev` does not resolve).
+    pub async fn file_at(&self, rev: &str, path: &str) -> Result<Option<String>, GitError> {
+        check_name("revision", rev)?;
+        if path.starts_with('-') || path.contains(':') {
+            return Err(GitError::InvalidName {
+                what: "path",
+                value: path.to_string(),
+            });
+        }
+        let spec = format!("{rev}:{path}");
+        let out = cmd::run(&self.path, ["cat-file", "-e", spec.as_str()]).await?;
+        if !out.success {
+            return Ok(None);
+        }
+        cmd::run(&self.path, ["cat-file", "blob", spec.as_str()])
+            .await?
+            .ok()
+            .map(Some)
+    }
+
+    /// The paths of the files under folder `dir` as committed at `rev` (relative to the
+    /// repository's root; empty when there is no such folder or `rev` does not resolve).
+    pub async fn files_at(&self, rev: &str, dir: &str) -> Result<Vec<String>, GitError> {
+        check_name("revision", rev)?;
+        let out = cmd::run(
+            &self.path,
+            ["ls-tree", "-r", "--name-only", "-z", rev, "--", dir],
+        )
+        .await?;
+        if !out.success {
+            return Ok(Vec::new());
+        }
+        Ok(out
+            .stdout
+            .split('\0')
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+            .collect())
+    }
+
     /// `git worktree add --no-track -b <branch> <dir> <base>`: a new branch cut from `base`,
     /// checked out in `dir` (give an absolute path; missing parent folders are created). Fails if
     /// the branch exists or `dir` is a non-empty folder.

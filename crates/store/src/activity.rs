@@ -372,6 +372,8 @@ mod tests {
                 let project = project.id;
                 let task = tx.allocate_task_id()?;
                 tx.insert_task(&NewTaskRow {
+                    pipeline_prompts: None,
+                    pipeline_def: None,
                     id: task,
                     project_id: project,
                     title: "t",
@@ -418,7 +420,7 @@ mod tests {
         let (store, recorder, task, run) = store_with_task(true);
         // A transaction that fails leaves neither the change nor its activity row.
         let failed = store.write(|tx| {
-            tx.update_task_state(task, &TaskState::Stopped { stage: Stage::Plan }, 0, 0)?;
+            tx.update_task_state(task, &TaskState::Stopped { stage: Stage::Plan }, 0, 0, 0)?;
             tx.mark_run_started(run, "hash")?;
             tx.append_events(task, run, &[(1, "{}".into())])?;
             Err::<(), _>(StoreError::Corrupt("boom".into()))
@@ -443,8 +445,8 @@ mod tests {
                 tx.append_events(task, run, &[(1, r#"{"a":1}"#.into()), (2, "{}".into())])?;
                 tx.finish_run(run, RunStatus::Completed, None, None)?;
                 // The same state again is not a change.
-                tx.update_task_state(task, &TaskState::PlanGate, 1, 1)?;
-                tx.update_task_state(task, &TaskState::Stopped { stage: Stage::Plan }, 1, 1)?;
+                tx.update_task_state(task, &TaskState::PlanGate, 1, 0, 1)?;
+                tx.update_task_state(task, &TaskState::Stopped { stage: Stage::Plan }, 1, 0, 1)?;
                 tx.upsert_pull_request(&PullRequestRow {
                     task_id: task,
                     url: "u".into(),

@@ -26,7 +26,7 @@ pub use follow_up::{CommentRow, CommentStatus, NewComment};
 pub use outbox::{Intent, IntentKind, NewIntent, UnknownIntentKind};
 pub use projects::{NewProjectRow, ProjectRow};
 pub use runs::{LiveRunRow, NewRunRow, RunRow, UsageSum};
-pub use tasks::{NewTaskRow, PullRequestRow, TaskRow};
+pub use tasks::{NewTaskRow, PullRequestRow, TaskRow, task_pipeline};
 
 use rusqlite::Connection;
 use std::cell::RefCell;

@@ -249,6 +249,13 @@ ALTER TABLE runs ADD COLUMN looping INTEGER NOT NULL DEFAULT 0;
 "#,
     // 12: the pipeline each task runs, by name; tasks created before ran the standard one.
     "ALTER TABLE tasks ADD COLUMN pipeline TEXT NOT NULL DEFAULT 'standard';",
+    // 13: QA rounds (like review rounds), and the definition of a pipeline that is not built in
+    // (a project's own), kept as the task was created with it, with its prompt files' texts.
+    r#"
+ALTER TABLE tasks ADD COLUMN qa_rounds INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tasks ADD COLUMN pipeline_def TEXT;
+ALTER TABLE tasks ADD COLUMN pipeline_prompts TEXT;
+"#,
 ];
 
 pub(crate) fn apply(conn: &mut Connection, path: &Path) -> Result<()> {

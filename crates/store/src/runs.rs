@@ -522,8 +522,8 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// What the task's runs have done so far: whether an implement run completed, and the
-    /// verdict of the latest review run that gave one.
+    /// What the task's runs have done so far: whether an implement run completed, the latest
+    /// review's verdict (both reviewers' when there are two) and the first reviewer's.
     pub fn stage_history(&self, task: TaskId) -> Result<StageHistory> {
         let implemented = self.tx.query_row(
             "SELECT EXISTS (SELECT 1 FROM runs WHERE task_id = ?1 AND stage = 'implement'
@@ -534,26 +534,73 @@ impl Tx<'_> {
         Ok(StageHistory {
             implemented,
             last_verdict: self.latest_verdict(task)?.map(|(verdict, _)| verdict),
+            first_review_verdict: self
+                .latest_stage_verdict(task, Stage::Review)?
+                .map(|(verdict, _, _)| verdict),
         })
     }
 
-    /// The verdict of the task's latest review run that gave one, and the commit it was given
-    /// on (`None` for verdicts recorded before migration 11).
+    /// The verdict of the task's latest review that gave one, and the commit it was given on
+    /// (`None` for verdicts recorded before migration 11). When the latest verdict is a second
+    /// reviewer's, it is combined with the first reviewer's before it: `ready` only when both
+    /// said `ready`.
     pub fn latest_verdict(&self, task: TaskId) -> Result<Option<(Verdict, Option<String>)>> {
-        let row: Option<(String, Option<String>)> = self
+        let latest = [Stage::Review, Stage::SecondReview]
+            .into_iter()
+            .filter_map(|stage| self.latest_stage_verdict(task, stage).transpose())
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .max_by_key(|(_, _, run)| *run);
+        let Some((verdict, commit, run)) = latest else {
+            return Ok(None);
+        };
+        let first = self.latest_stage_verdict(task, Stage::Review)?;
+        let combined = match first {
+            Some((first, _, first_run)) if first_run < run && first != Verdict::Ready => first,
+            _ => verdict,
+        };
+        Ok(Some((combined, commit)))
+    }
+
+    /// The commit a refine run signalled `refine-done` on, when it is the latest such run and
+    /// came after the task's latest review verdict: what the refiner committed after the review
+    /// (the one stage trusted to).
+    pub fn refined_commit_after_review(&self, task: TaskId) -> Result<Option<String>> {
+        Ok(self
             .tx
             .query_row(
-                "SELECT signal, reviewed_commit FROM runs WHERE task_id = ?1 AND stage = 'review'
-                 AND signal IS NOT NULL ORDER BY id DESC LIMIT 1",
+                "SELECT reviewed_commit FROM runs WHERE task_id = ?1 AND stage = 'refine'
+                 AND reviewed_commit IS NOT NULL AND id > COALESCE((SELECT MAX(id) FROM runs
+                 WHERE task_id = ?1 AND stage IN ('review', 'second_review')
+                 AND signal IS NOT NULL), 0)
+                 ORDER BY id DESC LIMIT 1",
                 [task.0],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// The verdict of the task's latest run of `stage` that gave one, the commit it was given on
+    /// and the run.
+    fn latest_stage_verdict(
+        &self,
+        task: TaskId,
+        stage: Stage,
+    ) -> Result<Option<(Verdict, Option<String>, RunId)>> {
+        let row: Option<(String, Option<String>, i64)> = self
+            .tx
+            .query_row(
+                "SELECT signal, reviewed_commit, id FROM runs WHERE task_id = ?1 AND stage = ?2
+                 AND signal IS NOT NULL ORDER BY id DESC LIMIT 1",
+                params![task.0, stage.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
-        let Some((signal, commit)) = row else {
+        let Some((signal, commit, run)) = row else {
             return Ok(None);
         };
         Ok(match from_json::<Signal>(&signal)? {
-            Signal::Verdict { verdict, .. } => Some((verdict, commit)),
+            Signal::Verdict { verdict, .. } => Some((verdict, commit, RunId(run))),
             _ => None,
         })
     }

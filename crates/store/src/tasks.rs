@@ -25,6 +25,12 @@ pub struct TaskRow {
     pub updated_at: i64,
     /// The name of the pipeline the task runs (migration 12; `standard` for older tasks).
     pub pipeline: String,
+    pub qa_rounds: u32,
+    /// The definition (JSON of `domain::pipeline_def::PipelineDef`) of a pipeline that is not
+    /// built in, as the task was created with it; `None` for a built-in (found by name).
+    pub pipeline_def: Option<String>,
+    /// The texts of that definition's prompt files (JSON object: path → text).
+    pub pipeline_prompts: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -44,6 +50,9 @@ pub struct NewTaskRow<'a> {
     pub port: u16,
     /// The name of the pipeline the task runs (the engine checks it is runnable).
     pub pipeline: &'a str,
+    /// A pipeline that is not built in: its definition and prompt texts (see [`TaskRow`]).
+    pub pipeline_def: Option<&'a str>,
+    pub pipeline_prompts: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +70,7 @@ pub struct PullRequestRow {
 }
 
 const COLUMNS: &str = "id, project_id, title, body, key, branch, base, state, priority, technical, \
-     worktree, doc_path, port, review_rounds, runs_started, created_at, updated_at, pipeline";
+     worktree, doc_path, port, review_rounds, runs_started, created_at, updated_at, pipeline, qa_rounds, pipeline_def, pipeline_prompts";
 
 fn task(row: &Row<'_>) -> rusqlite::Result<(TaskRow, String)> {
     let state_json: String = row.get(7)?;
@@ -85,9 +94,24 @@ fn task(row: &Row<'_>) -> rusqlite::Result<(TaskRow, String)> {
             created_at: row.get(15)?,
             updated_at: row.get(16)?,
             pipeline: row.get(17)?,
+            qa_rounds: row.get(18)?,
+            pipeline_def: row.get(19)?,
+            pipeline_prompts: row.get(20)?,
         },
         state_json,
     ))
+}
+
+/// The pipeline a task runs: its recorded definition, or the built-in of its name.
+pub fn task_pipeline(task: &TaskRow) -> Result<domain::Pipeline> {
+    let corrupt = |e: String| StoreError::Corrupt(format!("task {}: {e}", task.id));
+    match &task.pipeline_def {
+        Some(json) => {
+            let def = from_json::<domain::pipeline_def::PipelineDef>(json)?;
+            domain::Pipeline::new(def).map_err(|e| corrupt(e.to_string()))
+        }
+        None => domain::Pipeline::parse_builtin(&task.pipeline).map_err(|e| corrupt(e.to_string())),
+    }
 }
 
 fn finish((mut row, state_json): (TaskRow, String)) -> Result<TaskRow> {
@@ -115,7 +139,7 @@ impl Tx<'_> {
         self.tx.execute(
             &format!(
                 "INSERT INTO tasks ({COLUMNS}, state_name) VALUES \
-                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 0, 0, ?14, ?14, ?16, ?15)"
+                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 0, 0, ?14, ?14, ?16, 0, ?17, ?18, ?15)"
             ),
             params![
                 new.id.0,
@@ -134,6 +158,8 @@ impl Tx<'_> {
                 now,
                 new.state.name(),
                 new.pipeline,
+                new.pipeline_def,
+                new.pipeline_prompts,
             ],
         )?;
         self.record_activity(
@@ -215,6 +241,7 @@ impl Tx<'_> {
         id: TaskId,
         state: &TaskState,
         review_rounds: u32,
+        qa_rounds: u32,
         runs_started: u32,
     ) -> Result<()> {
         let before: Option<String> = self
@@ -226,14 +253,15 @@ impl Tx<'_> {
         let state_json = to_json(state)?;
         let changed = self.tx.execute(
             "UPDATE tasks SET state = ?2, state_name = ?3, review_rounds = ?4, runs_started = ?5,
-             updated_at = ?6 WHERE id = ?1",
+             updated_at = ?6, qa_rounds = ?7 WHERE id = ?1",
             params![
                 id.0,
                 state_json,
                 state.name(),
                 review_rounds,
                 runs_started,
-                now_ms()
+                now_ms(),
+                qa_rounds
             ],
         )?;
         if changed == 0 {
@@ -284,14 +312,14 @@ impl Tx<'_> {
         Ok(TaskSnapshot {
             state: task.state.clone(),
             review_rounds: task.review_rounds,
+            qa_rounds: task.qa_rounds,
             runs_started: task.runs_started,
             owner_technical: task.technical,
             live_run: self.live_run(task.id)?.map(|run| run.id),
             pr_rounds: self.pr_rounds(task.id)?,
             has_pull_request: self.pull_request(task.id)?.is_some(),
             history: self.stage_history(task.id)?,
-            pipeline: domain::PipelineKind::parse(&task.pipeline)
-                .map_err(|e| StoreError::Corrupt(format!("task {}: {e}", task.id)))?,
+            pipeline: task_pipeline(task)?,
         })
     }
 
@@ -369,6 +397,8 @@ mod tests {
         store
             .write(|tx| {
                 tx.insert_task(&NewTaskRow {
+                    pipeline_prompts: None,
+                    pipeline_def: None,
                     id,
                     project_id: project,
                     title: "t",

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use domain::{
-    BlockReason, DoneReason, PipelineKind, PrRounds, ProjectId, RunId, RunStatus, Signal, Stage,
+    BlockReason, DoneReason, Pipeline, PrRounds, ProjectId, RunId, RunStatus, Signal, Stage,
     StageHistory, TaskId, TaskSnapshot, TaskState, Verdict,
 };
 use rusqlite::Connection;
@@ -20,7 +20,7 @@ use store::{
 use tempfile::TempDir;
 
 /// The schema version this build migrates to (the number of migrations).
-const LATEST: i64 = 12;
+const LATEST: i64 = 13;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -89,6 +89,8 @@ fn add_task(store: &Store, project: ProjectId, state: &TaskState, port: u16) -> 
             let key = format!("{id}-task");
             let branch = format!("atelier/{key}");
             tx.insert_task(&NewTaskRow {
+                pipeline_prompts: None,
+                pipeline_def: None,
                 id,
                 project_id: project,
                 title: "A task",
@@ -296,6 +298,9 @@ fn a_version_1_database_upgrades_keeping_its_data() {
             created_at: 1000,
             updated_at: 2000,
             pipeline: "standard".into(),
+            qa_rounds: 0,
+            pipeline_def: None,
+            pipeline_prompts: None,
         }
     );
     assert_eq!(
@@ -361,11 +366,12 @@ fn a_version_1_database_upgrades_keeping_its_data() {
     assert_eq!(
         store.read(|tx| tx.snapshot(&task)).unwrap(),
         TaskSnapshot {
+            qa_rounds: 0,
             state: TaskState::AwaitingChecks,
             review_rounds: 1,
             runs_started: 4,
             owner_technical: true,
-            pipeline: PipelineKind::Standard,
+            pipeline: Pipeline::standard(),
             live_run: None,
             pr_rounds: PrRounds::default(),
             has_pull_request: true,
@@ -569,6 +575,8 @@ fn task_ids_only_grow_even_after_a_delete_and_a_reopen() {
     store
         .write(|tx| {
             tx.insert_task(&NewTaskRow {
+                pipeline_prompts: None,
+                pipeline_def: None,
                 id: TaskId(10),
                 project_id: project,
                 title: "t",
@@ -616,6 +624,8 @@ fn a_task_round_trips_as_a_whole_row_and_lists_newest_first() {
         .write(|tx| {
             let id = tx.allocate_task_id()?;
             tx.insert_task(&NewTaskRow {
+                pipeline_prompts: None,
+                pipeline_def: None,
                 id,
                 project_id: p,
                 title: "Add a flag",
@@ -638,6 +648,9 @@ fn a_task_round_trips_as_a_whole_row_and_lists_newest_first() {
     assert_eq!(
         row,
         TaskRow {
+            qa_rounds: 0,
+            pipeline_prompts: None,
+            pipeline_def: None,
             id,
             project_id: p,
             title: "Add a flag".into(),
@@ -661,7 +674,7 @@ fn a_task_round_trips_as_a_whole_row_and_lists_newest_first() {
     assert!(row.created_at >= before && row.created_at <= now_ms());
     assert_eq!(
         store.read(|tx| tx.snapshot(&row)).unwrap().pipeline,
-        PipelineKind::Yolo
+        Pipeline::builtin("yolo").unwrap()
     );
 
     store.write(|tx| tx.clear_worktree(id)).unwrap();
@@ -696,7 +709,7 @@ fn state_updates_write_state_and_counters_and_tasks_are_found_by_state() {
         stage: Stage::Implement,
     };
     store
-        .write(|tx| tx.update_task_state(a, &running, 2, 5))
+        .write(|tx| tx.update_task_state(a, &running, 2, 0, 5))
         .unwrap();
     let updated = task_row(&store, a);
     assert_eq!(
@@ -711,7 +724,7 @@ fn state_updates_write_state_and_counters_and_tasks_are_found_by_state() {
     );
     assert!(updated.updated_at >= created.updated_at);
     store
-        .write(|tx| tx.update_task_state(c, &running, 0, 1))
+        .write(|tx| tx.update_task_state(c, &running, 0, 0, 1))
         .unwrap();
 
     let in_state = |name: &str| -> Vec<TaskId> {
@@ -727,7 +740,7 @@ fn state_updates_write_state_and_counters_and_tasks_are_found_by_state() {
     assert_eq!(in_state("stopped"), []);
 
     // Updating a task that does not exist is an error, not a silent no-op.
-    let missing = store.write(|tx| tx.update_task_state(TaskId(999), &running, 0, 0));
+    let missing = store.write(|tx| tx.update_task_state(TaskId(999), &running, 0, 0, 0));
     assert!(
         matches!(&missing, Err(StoreError::Corrupt(m)) if m.contains("999")),
         "{missing:?}"
@@ -754,6 +767,7 @@ fn ports_in_use_are_those_of_tasks_not_done() {
                 },
                 0,
                 0,
+                0,
             )
         })
         .unwrap();
@@ -768,18 +782,19 @@ fn the_snapshot_carries_the_live_run_pr_rounds_and_the_pull_request() {
     let p = add_project(&store, "p").id;
     let task = add_task(&store, p, &TaskState::AwaitingChecks, 20001);
     store
-        .write(|tx| tx.update_task_state(task, &TaskState::AwaitingChecks, 3, 7))
+        .write(|tx| tx.update_task_state(task, &TaskState::AwaitingChecks, 3, 0, 7))
         .unwrap();
     let snapshot = || {
         let row = task_row(&store, task);
         store.read(|tx| tx.snapshot(&row)).unwrap()
     };
     let bare = TaskSnapshot {
+        qa_rounds: 0,
         state: TaskState::AwaitingChecks,
         review_rounds: 3,
         runs_started: 7,
         owner_technical: true,
-        pipeline: PipelineKind::Standard,
+        pipeline: Pipeline::standard(),
         live_run: None,
         pr_rounds: PrRounds::default(),
         has_pull_request: false,
@@ -812,6 +827,7 @@ fn the_snapshot_carries_the_live_run_pr_rounds_and_the_pull_request() {
     assert_eq!(snapshot().history, StageHistory::default());
     finish(&store, implement, RunStatus::Completed);
     let history = |last_verdict| StageHistory {
+        first_review_verdict: last_verdict,
         implemented: true,
         last_verdict,
     };
@@ -832,6 +848,26 @@ fn the_snapshot_carries_the_live_run_pr_rounds_and_the_pull_request() {
     let silent = add_run(&store, task, Stage::Review);
     finish(&store, silent, RunStatus::Completed);
     assert_eq!(snapshot().history, history(Some(Verdict::NeedsWork)));
+    // With two reviewers, the round's verdict is `ready` only when both said it.
+    let round = |first: Verdict, second: Verdict| {
+        for (stage, verdict) in [(Stage::Review, first), (Stage::SecondReview, second)] {
+            let run = add_run(&store, task, stage);
+            let signal = Signal::Verdict {
+                verdict,
+                reason: None,
+            };
+            store
+                .write(|tx| tx.record_signal(run, task, &signal))
+                .unwrap();
+            finish(&store, run, RunStatus::Completed);
+        }
+        let history = snapshot().history;
+        (history.first_review_verdict, history.last_verdict)
+    };
+    use Verdict::{NeedsWork, Ready};
+    assert_eq!(round(Ready, NeedsWork), (Some(Ready), Some(NeedsWork)));
+    assert_eq!(round(NeedsWork, Ready), (Some(NeedsWork), Some(NeedsWork)));
+    assert_eq!(round(Ready, Ready), (Some(Ready), Some(Ready)));
 }
 
 #[test]
@@ -1485,7 +1521,7 @@ fn pr_rounds_default_to_zero_and_round_trip() {
     assert_eq!(store.read(|tx| tx.pr_rounds(task)).unwrap(), rounds);
     // Rounds live beside the task's state: a state update leaves them alone.
     store
-        .write(|tx| tx.update_task_state(task, &TaskState::AwaitingChecks, 1, 1))
+        .write(|tx| tx.update_task_state(task, &TaskState::AwaitingChecks, 1, 0, 1))
         .unwrap();
     assert_eq!(store.read(|tx| tx.pr_rounds(task)).unwrap(), rounds);
     // A task that does not exist has none.
@@ -1736,6 +1772,7 @@ fn tasks_to_follow_have_an_unmerged_pull_request_and_are_not_done() {
                 },
                 0,
                 0,
+                0,
             )?;
             tx.update_task_state(
                 blocked,
@@ -1745,6 +1782,7 @@ fn tasks_to_follow_have_an_unmerged_pull_request_and_are_not_done() {
                         detail: "3 rounds".into(),
                     },
                 },
+                0,
                 0,
                 0,
             )
@@ -1814,7 +1852,7 @@ impl From<StoreError> for WriteError {
 /// Writes `merging` and its merge intent for `task`, then fails when `fail`.
 fn decide(store: &Store, task: TaskId, fail: bool) -> Result<(), WriteError> {
     store.write(|tx| {
-        tx.update_task_state(task, &TaskState::Merging, 0, 3)?;
+        tx.update_task_state(task, &TaskState::Merging, 0, 0, 3)?;
         let inserted = tx.insert_intent(&NewIntent {
             task_id: task,
             kind: IntentKind::MergePr,
@@ -1858,7 +1896,7 @@ fn a_failed_write_leaves_neither_the_state_change_nor_its_intent() {
     // A store error inside the closure rolls back the same way: the state written before the
     // failing statement is gone.
     let result = store.write(|tx| {
-        tx.update_task_state(task, &TaskState::Merging, 0, 3)?;
+        tx.update_task_state(task, &TaskState::Merging, 0, 0, 3)?;
         tx.insert_intent(&NewIntent {
             task_id: TaskId(999), // no such task: the foreign key refuses it
             kind: IntentKind::MergePr,
@@ -1918,7 +1956,7 @@ fn a_write_that_panics_leaves_nothing_and_the_store_stays_usable() {
 
     let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let _ = store.write(|tx| {
-            tx.update_task_state(task, &TaskState::Merging, 0, 3)?;
+            tx.update_task_state(task, &TaskState::Merging, 0, 0, 3)?;
             tx.insert_intent(&NewIntent {
                 task_id: task,
                 kind: IntentKind::MergePr,

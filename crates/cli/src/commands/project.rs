@@ -240,9 +240,16 @@ fn read_settings(file: &Path) -> Result<ProjectSettings> {
     })
 }
 
-/// A scripted role for every stage, playing `DIR/<stage>.json` (each checked to load).
+/// A scripted role for every stage of the standard pipeline, and for each other stage whose
+/// scenario is there, playing `DIR/<stage>.json` (each checked to load).
 pub fn scripted_roles(dir: &Path) -> Result<Vec<(Stage, RoleConfig)>> {
-    scripted_roles_for(dir, &Stage::ALL)
+    let mut roles = scripted_roles_for(dir, &Stage::STANDARD)?;
+    let more: Vec<Stage> = Stage::ALL
+        .into_iter()
+        .filter(|s| !Stage::STANDARD.contains(s) && dir.join(format!("{s}.json")).is_file())
+        .collect();
+    roles.extend(scripted_roles_for(dir, &more)?);
+    Ok(roles)
 }
 
 /// A scripted role for each of `stages`, playing `DIR/<stage>.json` (each checked to load).

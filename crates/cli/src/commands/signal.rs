@@ -7,7 +7,7 @@ use crate::client::Client;
 use crate::config::{self, Target};
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Subcommand;
-use domain::{Signal, TaskId, Verdict};
+use domain::{QaResult, Signal, TaskId, Verdict};
 use engine::api::SignalRequest;
 
 const SIGNAL_HELP: &str = "\
@@ -18,6 +18,8 @@ Examples:
   atelier signal plan-ready
   atelier signal question \"Should the export include archived items?\"
   atelier signal verdict needs-work --reason \"the CSV header is missing\"
+  atelier signal qa fail --reason \"scenario 2: the export is empty (qa-2.txt)\"
+  atelier signal refine-done
   atelier signal pr-done";
 
 /// Tell Atelier something from inside an agent run
@@ -47,6 +49,20 @@ pub enum SignalCommand {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// The QA stage's result: pass, or fail (fail needs --reason: the findings)
+    #[command(
+        after_help = "Example:\n  atelier signal qa fail --reason \"scenario 1: the page shows an error (qa-1.png)\""
+    )]
+    Qa {
+        #[arg(value_parser = ["pass", "fail"])]
+        result: String,
+        /// What failed, how to reproduce it, and the evidence files (required for fail)
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// The refinement pass (simplicity and security) is finished
+    #[command(after_help = "Example:\n  atelier signal refine-done")]
+    RefineDone,
     /// The pull request is open and green (or there was nothing to submit)
     #[command(after_help = "Example:\n  atelier signal pr-done --no-changes")]
     PrDone {
@@ -68,6 +84,11 @@ impl SignalCommand {
                 reason,
             },
             SignalCommand::PrDone { no_changes } => Signal::PrDone { no_changes },
+            SignalCommand::Qa { result, reason } => Signal::Qa {
+                result: result.parse::<QaResult>()?,
+                reason,
+            },
+            SignalCommand::RefineDone => Signal::RefineDone,
         };
         signal.validate()?;
         Ok(signal)

@@ -7,6 +7,11 @@
 use super::*;
 use Stage::Pr;
 
+/// The built-in pipeline `name`.
+fn builtin(name: &str) -> Pipeline {
+    Pipeline::builtin(name).expect("a built-in")
+}
+
 const RUN: RunId = RunId(7);
 const OTHER_RUN: RunId = RunId(6);
 
@@ -16,13 +21,14 @@ fn new_task() -> TaskSnapshot {
         // The engine stores a new task as about to run its planner; `Created` ignores the state.
         state: TaskState::Running { stage: Stage::Plan },
         review_rounds: 0,
+        qa_rounds: 0,
         runs_started: 0,
         owner_technical: true,
         live_run: None,
         pr_rounds: PrRounds::default(),
         has_pull_request: false,
         history: StageHistory::default(),
-        pipeline: PipelineKind::Standard,
+        pipeline: Pipeline::standard(),
     }
 }
 
@@ -32,6 +38,7 @@ fn after(snap: TaskSnapshot, last_verdict: Option<Verdict>) -> TaskSnapshot {
         history: StageHistory {
             implemented: true,
             last_verdict,
+            first_review_verdict: last_verdict,
         },
         ..snap
     }
@@ -97,6 +104,7 @@ fn decision(
     Ok(Decision {
         state,
         review_rounds,
+        qa_rounds: 0,
         runs_started,
         pr_rounds: PrRounds::default(),
         effects,
@@ -108,6 +116,7 @@ fn unchanged(snap: &TaskSnapshot) -> Result<Decision, Rejection> {
     Ok(Decision {
         state: snap.state.clone(),
         review_rounds: snap.review_rounds,
+        qa_rounds: 0,
         runs_started: snap.runs_started,
         pr_rounds: snap.pr_rounds,
         effects: vec![],
@@ -477,6 +486,7 @@ fn cases() -> Vec<Case> {
             Ok(Decision {
                 state: TaskState::AwaitingChecks,
                 review_rounds: 1,
+                qa_rounds: 0,
                 runs_started: 6,
                 pr_rounds: rounds(1, 0),
                 effects: vec![Effect::OpenPullRequest],
@@ -1140,6 +1150,7 @@ fn follows_up_with(brief: &str, pr_rounds: PrRounds) -> Result<Decision, Rejecti
     Ok(Decision {
         state: TaskState::Running { stage: Pr },
         review_rounds: 1,
+        qa_rounds: 0,
         runs_started: 7,
         pr_rounds,
         effects: vec![Effect::StartFollowUp {
@@ -1375,6 +1386,7 @@ fn pull_request_cases() -> Vec<Case> {
             Ok(Decision {
                 state: TaskState::Running { stage: Pr },
                 review_rounds: 0,
+                qa_rounds: 0,
                 runs_started: 1,
                 pr_rounds: PrRounds::default(),
                 effects: vec![Effect::StartRun { stage: Pr }],
@@ -1387,6 +1399,7 @@ fn pull_request_cases() -> Vec<Case> {
             Ok(Decision {
                 state: TaskState::Running { stage: Pr },
                 review_rounds: 0,
+                qa_rounds: 0,
                 runs_started: 1,
                 pr_rounds: PrRounds::default(),
                 effects: vec![Effect::StartRun { stage: Pr }],
@@ -1641,13 +1654,15 @@ fn technical_happy_path_with_one_review_round() {
                 reason: DoneReason::Merged
             },
             review_rounds: 1,
+            qa_rounds: 0,
             runs_started: 6,
             owner_technical: true,
-            pipeline: PipelineKind::Standard,
+            pipeline: Pipeline::standard(),
             live_run: None,
             pr_rounds: PrRounds::default(),
             has_pull_request: true,
             history: StageHistory {
+                first_review_verdict: None,
                 implemented: true,
                 last_verdict: Some(Verdict::Ready)
             },
@@ -1731,13 +1746,15 @@ fn review_loop_blocks_after_three_rounds_and_resume_grants_a_fresh_budget() {
         TaskSnapshot {
             state: blocked_at(Implement, max_iterations(ROUND_CAP)),
             review_rounds: 3,
+            qa_rounds: 0,
             runs_started: 7,
             owner_technical: true,
-            pipeline: PipelineKind::Standard,
+            pipeline: Pipeline::standard(),
             live_run: None,
             pr_rounds: PrRounds::default(),
             has_pull_request: false,
             history: StageHistory {
+                first_review_verdict: None,
                 implemented: true,
                 last_verdict: Some(Verdict::NeedsWork)
             },
@@ -1750,6 +1767,7 @@ fn review_loop_blocks_after_three_rounds_and_resume_grants_a_fresh_budget() {
         Decision {
             state: TaskState::Running { stage: Implement },
             review_rounds: 0,
+            qa_rounds: 0,
             runs_started: 1,
             pr_rounds: PrRounds::default(),
             effects: vec![Effect::StartRun { stage: Implement }],
@@ -1779,6 +1797,7 @@ fn total_run_cap_blocks_a_task_that_keeps_going_round() {
         Decision {
             state: blocked_at(Review, max_iterations("reached the cap of 4 runs per task")),
             review_rounds: 1,
+            qa_rounds: 0,
             runs_started: 4,
             pr_rounds: PrRounds::default(),
             effects: vec![],
@@ -1854,9 +1873,10 @@ fn a_question_resumes_the_same_run_until_the_plan_is_ready() {
         TaskSnapshot {
             state: TaskState::PlanGate,
             review_rounds: 0,
+            qa_rounds: 0,
             runs_started: 1,
             owner_technical: true,
-            pipeline: PipelineKind::Standard,
+            pipeline: Pipeline::standard(),
             live_run: None,
             pr_rounds: PrRounds::default(),
             has_pull_request: false,
@@ -2029,6 +2049,7 @@ fn an_infrastructure_failure_waits_then_retries_without_counting() {
         Ok(Decision {
             state: waiting(Stage::Review, 5_000),
             review_rounds: 2,
+            qa_rounds: 0,
             runs_started: 9,
             pr_rounds: PrRounds::default(),
             effects: vec![],
@@ -2051,6 +2072,7 @@ fn an_infrastructure_failure_waits_then_retries_without_counting() {
                 stage: Stage::Review
             },
             review_rounds: 2,
+            qa_rounds: 0,
             runs_started: 9,
             pr_rounds: PrRounds::default(),
             effects: vec![Effect::RestartRun {
@@ -2066,6 +2088,7 @@ fn an_infrastructure_failure_waits_then_retries_without_counting() {
                 stage: Stage::Review
             },
             review_rounds: 2,
+            qa_rounds: 0,
             runs_started: 9,
             pr_rounds: PrRounds::default(),
             effects: vec![],
@@ -2094,6 +2117,7 @@ fn a_first_stall_restarts_the_stage_and_a_second_one_blocks() {
                 stage: Stage::Review
             },
             review_rounds: 1,
+            qa_rounds: 0,
             runs_started: 6,
             pr_rounds: PrRounds::default(),
             effects: vec![Effect::RestartRun {
@@ -2119,7 +2143,7 @@ fn a_first_stall_restarts_the_stage_and_a_second_one_blocks() {
 fn allowed_actions_are_the_events_the_rules_accept() {
     use Action::*;
     let run = |stage| Run { stage };
-    let every_stage = || Stage::ALL.map(run).to_vec();
+    let every_stage = || Stage::STANDARD.map(run).to_vec();
     let with = |mut first: Vec<Action>, rest: Vec<Action>| {
         first.extend(rest);
         first
@@ -2317,7 +2341,7 @@ fn an_idle_implementer_is_nudged_once_then_blocked_and_review_never_starts() {
 /// `snap` as a task of the yolo pipeline.
 fn yolo(snap: TaskSnapshot) -> TaskSnapshot {
     TaskSnapshot {
-        pipeline: PipelineKind::Yolo,
+        pipeline: builtin("yolo"),
         ..snap
     }
 }
@@ -2572,13 +2596,15 @@ fn yolo_runs_implement_then_publishes_then_merges() {
                 reason: DoneReason::Merged
             },
             review_rounds: 0,
+            qa_rounds: 0,
             runs_started: 2,
             owner_technical: true,
-            pipeline: PipelineKind::Yolo,
+            pipeline: builtin("yolo"),
             live_run: None,
             pr_rounds: PrRounds::default(),
             has_pull_request: true,
             history: StageHistory {
+                first_review_verdict: None,
                 implemented: true,
                 last_verdict: None
             },
@@ -2615,22 +2641,29 @@ fn a_yolo_task_offers_no_plan_or_review_actions() {
 }
 
 #[test]
-fn pipeline_names_parse_to_the_runnable_built_ins() {
-    assert_eq!(PipelineKind::parse("standard"), Ok(PipelineKind::Standard));
-    assert_eq!(PipelineKind::parse("yolo"), Ok(PipelineKind::Yolo));
+fn pipeline_names_parse_to_the_built_ins() {
+    for name in ["standard", "full", "yolo"] {
+        assert_eq!(
+            Pipeline::parse_builtin(name).map(|p| p.name().to_string()),
+            Ok(name.into())
+        );
+    }
     assert_eq!(
-        PipelineKind::parse("full").map_err(|e| e.to_string()),
-        Err(
-            "the pipeline `full` is not runnable yet: its qa and refine stages have no agents \
-             yet; choose one of `standard`, `yolo`"
-                .into()
-        )
+        Pipeline::parse_builtin("fast").map_err(|e| e.to_string()),
+        Err("unknown pipeline `fast`: expected one of `standard`, `full`, `yolo`".into())
     );
+    assert_eq!(builtin("yolo").runs_cap(Stage::Implement), Some(5));
+    assert_eq!(Pipeline::standard().runs_cap(Stage::Implement), None);
+    assert_eq!(Pipeline::default(), Pipeline::standard());
     assert_eq!(
-        PipelineKind::parse("fast").map_err(|e| e.to_string()),
-        Err("unknown pipeline `fast`: expected one of `standard`, `yolo`".into())
+        builtin("full").stages(),
+        [
+            Stage::Plan,
+            Stage::Implement,
+            Stage::Review,
+            Stage::Qa,
+            Stage::Refine,
+            Pr
+        ]
     );
-    assert_eq!(PipelineKind::Yolo.implement_runs_cap(), Some(5));
-    assert_eq!(PipelineKind::Standard.implement_runs_cap(), None);
-    assert_eq!(PipelineKind::default(), PipelineKind::Standard);
 }

@@ -8,7 +8,7 @@ use super::viewer::Viewer;
 use crate::backend::Backend;
 use axum::extract::Path;
 use axum::response::{IntoResponse, Response};
-use domain::{PipelineKind, Stage, TaskState};
+use domain::{Stage, TaskState};
 use engine::api::{PageRequest, ProjectView, TaskView};
 use maud::{Markup, html};
 
@@ -68,7 +68,9 @@ pub(crate) fn column(state: &TaskState) -> &'static str {
         | TaskState::NeedsInput { stage, .. }
         | TaskState::Waiting { stage, .. } => match stage {
             Stage::Plan => "planning",
-            Stage::Implement | Stage::Review => "building",
+            Stage::Implement | Stage::Review | Stage::SecondReview | Stage::Qa | Stage::Refine => {
+                "building"
+            }
             Stage::Pr => "pr",
         },
         TaskState::PlanGate => "plan-review",
@@ -207,10 +209,13 @@ fn new_task_dialog(project: &str, default_pipeline: &str) -> Markup {
                 }
                 label for="task-pipeline" { "Pipeline" }
                 select #task-pipeline name="pipeline" {
-                    @for kind in PipelineKind::ALL {
-                        option value=(kind.name()) selected[kind.name() == default_pipeline] {
-                            (kind.name()) " — " (pipeline_blurb(kind))
+                    @for name in domain::pipeline_def::BUILTIN_NAMES {
+                        option value=(name) selected[name == default_pipeline] {
+                            (name) " — " (pipeline_blurb(name))
                         }
+                    }
+                    @if !domain::pipeline_def::BUILTIN_NAMES.contains(&default_pipeline) {
+                        option value=(default_pipeline) selected { (default_pipeline) " — the project's own" }
                     }
                 }
                 label for="task-files" { "Attachments (optional; files go to the task's attachments, where agents read them)" }
@@ -230,11 +235,11 @@ fn new_task_dialog(project: &str, default_pipeline: &str) -> Markup {
 }
 
 /// What a pipeline does, in a few words (`docs/pipelines.md` has the whole story).
-fn pipeline_blurb(kind: PipelineKind) -> &'static str {
-    match kind {
-        PipelineKind::Standard => "plan, your approval, implement ⇄ review, pull request",
-        PipelineKind::Yolo => {
-            "one agent implements, tests and opens the pull request; no plan, no review"
-        }
+fn pipeline_blurb(name: &str) -> &'static str {
+    match name {
+        "standard" => "plan, your approval, implement ⇄ review, pull request",
+        "full" => "plan, your approval, implement ⇄ review, QA, refinement, pull request",
+        "yolo" => "one agent implements, tests and opens the pull request; no plan, no review",
+        _ => "",
     }
 }

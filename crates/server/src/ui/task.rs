@@ -307,6 +307,8 @@ fn signal_name(signal: Option<&Signal>) -> String {
         Some(Signal::Verdict { verdict, .. }) => verdict.to_string(),
         Some(Signal::PrDone { no_changes: true }) => "pr-done-no-changes".into(),
         Some(Signal::PrDone { .. }) => "pr-done".into(),
+        Some(Signal::Qa { result, .. }) => format!("qa {result}"),
+        Some(Signal::RefineDone) => "refine-done".into(),
     }
 }
 

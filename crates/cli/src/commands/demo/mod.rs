@@ -150,7 +150,7 @@ async fn add_demo_task(
 ) -> Result<engine::api::TaskView> {
     let engine = &embedded.engine;
     let project = embedded
-        .add_scripted_project(sample, "greeter", scenario_dir, &Stage::ALL)
+        .add_scripted_project(sample, "greeter", scenario_dir, &Stage::STANDARD)
         .await?;
     println!(
         "project {} added (default branch {})",

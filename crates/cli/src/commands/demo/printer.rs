@@ -42,6 +42,9 @@ fn stage_title(stage: Stage) -> &'static str {
         Stage::Plan => "plan: the planner writes the plan into the task doc",
         Stage::Implement => "implement: the implementer works the to-do list",
         Stage::Review => "review: the reviewer verifies the work",
+        Stage::SecondReview => "second review: another reviewer verifies the work",
+        Stage::Qa => "qa: the QA agent runs the manual scenarios",
+        Stage::Refine => "refine: a pass for simplicity and security",
         Stage::Pr => "pr: the branch becomes a pull request",
     }
 }

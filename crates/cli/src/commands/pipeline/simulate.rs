@@ -8,7 +8,7 @@ use crate::commands::scratch::{self, Embedded, POLL, repo};
 use crate::commands::serve;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
-use domain::{PipelineKind, RunStatus, Signal, TaskId, TaskState, TranscriptEvent};
+use domain::{Pipeline, RunStatus, Signal, TaskId, TaskState, TranscriptEvent};
 use engine::Engine;
 use engine::api::{FollowItem, LogEntry, NewTask, RunView, TaskDetail};
 use engine::pipelines::check_files;
@@ -64,9 +64,9 @@ pub struct SimulateArgs {
 }
 
 pub async fn run(args: SimulateArgs) -> Result<()> {
-    let kind = resolve(&args.pipeline, args.file.as_deref())?;
+    let chosen = resolve(&args.pipeline, args.file.as_deref())?;
     // Check the scenario files before building anything.
-    crate::commands::project::scripted_roles_for(&args.scenarios, kind.stages())?;
+    crate::commands::project::scripted_roles_for(&args.scenarios, &chosen.pipeline.stages())?;
     let scenarios = std::path::absolute(&args.scenarios)
         .with_context(|| format!("cannot make {} absolute", args.scenarios.display()))?;
     serve::init_tracing("warn");
@@ -75,7 +75,7 @@ pub async fn run(args: SimulateArgs) -> Result<()> {
         .tempdir()
         .context("cannot create a temporary directory for the simulation")?;
     let timeout = Duration::from_secs(args.timeout_secs.max(1));
-    let outcome = simulate(dir.path(), kind, &scenarios, timeout).await;
+    let outcome = simulate(dir.path(), &chosen, &scenarios, timeout).await;
     if args.keep {
         let root = dir.keep();
         println!(
@@ -92,10 +92,16 @@ pub async fn run(args: SimulateArgs) -> Result<()> {
     outcome
 }
 
-/// The runnable pipeline called `name`, or why it cannot be simulated: the engine's own reason
-/// for a built-in it cannot run (`full`), a file's problems, or "not runnable yet" for a
-/// pipeline defined in the file.
-fn resolve(name: &str, file: Option<&Path>) -> Result<PipelineKind> {
+/// A pipeline to simulate: the built-in called `name`, or the one `file` defines (with its
+/// file and prompt files, committed into the scratch repository's `.atelier/` as a team would).
+struct Chosen {
+    pipeline: Pipeline,
+    files: Vec<(String, Vec<u8>)>,
+}
+
+/// The pipeline called `name` — defined in `file` when given and it defines one by that name,
+/// else a built-in — or why it cannot be simulated (the file's problems, an unknown name).
+fn resolve(name: &str, file: Option<&Path>) -> Result<Chosen> {
     if let Some(file) = file {
         let checked = check_files(&[file.to_path_buf()]);
         let mut text = String::new();
@@ -106,35 +112,47 @@ fn resolve(name: &str, file: Option<&Path>) -> Result<PipelineKind> {
             let _ = writeln!(text, "{error}");
         }
         err(&text)?;
-        if !checked.errors.is_empty() {
+        if !checked.errors.is_empty() || !checked.notes.is_empty() {
             bail!(
                 "{} has problems (listed above); `atelier pipeline check {}` checks it again",
                 file.display(),
                 file.display()
             );
         }
-        if checked.pipelines.iter().any(|p| p.def.name == name) {
-            let runnable: Vec<String> =
-                PipelineKind::ALL.iter().map(|k| format!("`{k}`")).collect();
-            bail!(
-                "the pipeline `{name}` of {} is not runnable yet: pipelines from a file are \
-                 checked and listed but the engine runs only the built-ins; choose one of {}",
-                file.display(),
-                runnable.join(", ")
-            );
+        if let Some(defined) = checked.pipelines.into_iter().find(|p| p.def.name == name) {
+            let dir = file.parent().unwrap_or(Path::new("."));
+            let mut files = vec![(
+                engine::pipelines::REPO_FILE.to_string(),
+                std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?,
+            )];
+            for stage in &defined.def.stages {
+                for role in std::iter::once(&stage.role).chain(&stage.second_reviewer) {
+                    if let Some(prompt) = &role.prompt {
+                        let bytes = std::fs::read(dir.join(prompt))
+                            .with_context(|| format!("cannot read the prompt file {prompt}"))?;
+                        files.push((format!(".atelier/{prompt}"), bytes));
+                    }
+                }
+            }
+            return Ok(Chosen {
+                pipeline: Pipeline::new(defined.def)?,
+                files,
+            });
         }
     }
-    Ok(PipelineKind::parse(name)?)
+    Ok(Chosen {
+        pipeline: Pipeline::parse_builtin(name)?,
+        files: Vec::new(),
+    })
 }
 
-async fn simulate(
-    root: &Path,
-    kind: PipelineKind,
-    scenarios: &Path,
-    timeout: Duration,
-) -> Result<()> {
+async fn simulate(root: &Path, chosen: &Chosen, scenarios: &Path, timeout: Duration) -> Result<()> {
+    let kind = &chosen.pipeline;
     let deadline = Instant::now() + timeout;
     let sample = repo::create(root).await?;
+    if !chosen.files.is_empty() {
+        repo::commit_files(&sample, &chosen.files).await?;
+    }
     let stage_timeout = timeout.min(Duration::from_secs(60));
     let embedded = Embedded::start(root, "127.0.0.1:0".parse()?, stage_timeout).await?;
     let outcome = async {
@@ -145,7 +163,7 @@ async fn simulate(
             scenarios.display()
         ))?;
         let project = embedded
-            .add_scripted_project(&sample, "greeter", scenarios, kind.stages())
+            .add_scripted_project(&sample, "greeter", scenarios, &kind.stages())
             .await?;
         let task = embedded
             .engine
@@ -322,6 +340,11 @@ fn signal_text(signal: &Signal) -> String {
         },
         Signal::PrDone { no_changes: true } => "pr-done --no-changes".into(),
         Signal::PrDone { no_changes: false } => "pr-done".into(),
+        Signal::Qa { result, reason } => match reason {
+            Some(reason) => format!("qa {result} ({})", first_line(reason)),
+            None => format!("qa {result}"),
+        },
+        Signal::RefineDone => "refine-done".into(),
     }
 }
 
@@ -456,11 +479,13 @@ mod tests {
     }
 
     #[test]
-    fn full_and_unknown_pipelines_are_refused_with_the_engines_reason() {
-        let full = resolve("full", None).unwrap_err().to_string();
-        assert!(full.contains("`full` is not runnable yet"), "{full}");
-        assert_eq!(resolve("yolo", None).unwrap(), PipelineKind::Yolo);
-        let unknown = resolve("fast", None).unwrap_err().to_string();
+    fn built_ins_resolve_and_unknown_pipelines_are_refused() {
+        for name in ["standard", "full", "yolo"] {
+            let chosen = resolve(name, None).unwrap();
+            assert_eq!(chosen.pipeline.name(), name);
+            assert!(chosen.files.is_empty());
+        }
+        let unknown = resolve("fast", None).err().unwrap().to_string();
         assert!(unknown.contains("unknown pipeline `fast`"), "{unknown}");
     }
 }

@@ -59,6 +59,23 @@ pub async fn remote_log(remote: &Path, branch: &str, count: usize) -> Result<Str
 }
 
 /// Runs `git -C dir args…` through the git crate's recipe; a failure carries git's stderr.
+/// Commits `files` (paths relative to the repository's root, with their contents) on the
+/// sample's `main` and pushes it: what a team does to change its repository's policy files.
+pub async fn commit_files(sample: &SampleRepo, files: &[(String, Vec<u8>)]) -> Result<()> {
+    for (path, bytes) in files {
+        let full = sample.path.join(path);
+        if let Some(dir) = full.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        std::fs::write(&full, bytes).with_context(|| format!("cannot write {}", full.display()))?;
+    }
+    git(&sample.path, &["add", "-A"]).await?;
+    git(&sample.path, &["commit", "-q", "-m", "Add the pipelines"]).await?;
+    git(&sample.path, &["push", "-q", "origin", "main"]).await?;
+    Ok(())
+}
+
 async fn git(dir: &Path, args: &[&str]) -> Result<String> {
     Ok(git::run(dir, args).await?)
 }

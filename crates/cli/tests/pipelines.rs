@@ -355,5 +355,8 @@ fn simulate_needs_a_scenario_for_every_stage_the_pipeline_runs() {
     ]);
     assert!(!output.status.success());
     let stderr = text(&output.stderr);
-    assert!(stderr.contains("second_review.json does not exist"), "{stderr}");
+    assert!(
+        stderr.contains("second_review.json does not exist"),
+        "{stderr}"
+    );
 }

@@ -14,7 +14,7 @@
 
 mod builtins;
 
-pub use builtins::{BUILTIN_NAMES, builtin, builtins};
+pub use builtins::{BUILTIN_NAMES, builtin, builtins, standard};
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};

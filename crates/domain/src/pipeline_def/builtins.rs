@@ -74,7 +74,7 @@ fn pr() -> StageDef {
 }
 
 /// plan → gate → implement ⇄ review → pr.
-fn standard() -> PipelineDef {
+pub fn standard() -> PipelineDef {
     PipelineDef {
         name: "standard".into(),
         description: Some("plan → human gate → implement ⇄ review → pr (today's pipeline)".into()),

@@ -1539,6 +1539,21 @@ struct Sim {
 }
 
 impl Sim {
+    /// A task of `pipeline` owned by a technical user.
+    fn of(pipeline: Pipeline) -> Sim {
+        let mut sim = Sim::new(true, Policy::default());
+        sim.snap.pipeline = pipeline;
+        sim
+    }
+
+    /// The stage of the live run.
+    fn stage(&self) -> Stage {
+        match self.snap.state {
+            TaskState::Running { stage } => stage,
+            ref other => panic!("no run is live: the task is {other}"),
+        }
+    }
+
     fn new(owner_technical: bool, policy: Policy) -> Sim {
         Sim {
             snap: TaskSnapshot {
@@ -1563,10 +1578,18 @@ impl Sim {
         ) = (&event, &self.snap.state)
             && self.snap.live_run == Some(*run)
         {
+            let history = &mut self.snap.history;
             match (stage, signal) {
-                (Stage::Implement, _) => self.snap.history.implemented = true,
+                (Stage::Implement, _) => history.implemented = true,
                 (Stage::Review, Some(Signal::Verdict { verdict, .. })) => {
-                    self.snap.history.last_verdict = Some(*verdict);
+                    history.last_verdict = Some(*verdict);
+                    history.first_review_verdict = Some(*verdict);
+                }
+                (Stage::SecondReview, Some(Signal::Verdict { verdict, .. })) => {
+                    history.last_verdict = match history.first_review_verdict {
+                        Some(Verdict::Ready) | None => Some(*verdict),
+                        first => first,
+                    };
                 }
                 _ => {}
             }
@@ -1594,6 +1617,7 @@ impl Sim {
         }
         self.snap.state = decision.state.clone();
         self.snap.review_rounds = decision.review_rounds;
+        self.snap.qa_rounds = decision.qa_rounds;
         self.snap.runs_started = decision.runs_started;
         self.snap.pr_rounds = decision.pr_rounds;
         self.effects.extend(decision.effects.iter().cloned());
@@ -1662,7 +1686,7 @@ fn technical_happy_path_with_one_review_round() {
             pr_rounds: PrRounds::default(),
             has_pull_request: true,
             history: StageHistory {
-                first_review_verdict: None,
+                first_review_verdict: Some(Verdict::Ready),
                 implemented: true,
                 last_verdict: Some(Verdict::Ready)
             },
@@ -1754,7 +1778,7 @@ fn review_loop_blocks_after_three_rounds_and_resume_grants_a_fresh_budget() {
             pr_rounds: PrRounds::default(),
             has_pull_request: false,
             history: StageHistory {
-                first_review_verdict: None,
+                first_review_verdict: Some(Verdict::NeedsWork),
                 implemented: true,
                 last_verdict: Some(Verdict::NeedsWork)
             },
@@ -2665,5 +2689,281 @@ fn pipeline_names_parse_to_the_built_ins() {
             Stage::Refine,
             Pr
         ]
+    );
+}
+
+// --- pipelines as data: full, a second reviewer, a project's own ------------------------------
+
+fn qa(result: QaResult, reason: Option<&str>) -> Option<Signal> {
+    Some(Signal::Qa {
+        result,
+        reason: reason.map(str::to_string),
+    })
+}
+
+/// `standard` with a second reviewer on another model.
+fn two_reviewers() -> Pipeline {
+    let mut def = crate::pipeline_def::builtin("standard").expect("built in");
+    def.name = "careful".into();
+    for stage in &mut def.stages {
+        if stage.kind == crate::pipeline_def::StageKind::Review {
+            stage.role.harness = Some("claude-code".into());
+            stage.second_reviewer = Some(crate::pipeline_def::Role {
+                harness: Some("codex".into()),
+                ..Default::default()
+            });
+        }
+    }
+    Pipeline::new(def).expect("runnable")
+}
+
+#[test]
+fn full_runs_qa_then_refine_and_a_failed_qa_goes_back_with_its_findings() {
+    use Stage::*;
+    let mut sim = Sim::of(builtin("full"));
+    sim.ok(Event::Created);
+    sim.end(Some(Signal::PlanReady));
+    assert_eq!(sim.state(), &TaskState::PlanGate, "full has the plan gate");
+    sim.ok(Event::PlanApproved);
+    let mut path = vec![sim.stage()];
+    sim.end(None);
+    path.push(sim.stage());
+    sim.end(verdict(Verdict::Ready, None));
+    path.push(sim.stage());
+    let failed = sim.end(qa(QaResult::Fail, Some("the page is blank")));
+    assert_eq!(
+        failed.effects,
+        [
+            Effect::RecordFindings { stage: Qa },
+            Effect::StartRun { stage: Implement }
+        ],
+        "the findings are written before the implementer starts"
+    );
+    assert_eq!(failed.qa_rounds, 1);
+    for signal in [
+        None,
+        verdict(Verdict::Ready, None),
+        qa(QaResult::Pass, None),
+        Some(Signal::RefineDone),
+    ] {
+        path.push(sim.stage());
+        sim.end(signal);
+    }
+    path.push(sim.stage());
+    let published = sim.end(Some(Signal::PrDone { no_changes: false }));
+    assert_eq!(published.effects, [Effect::OpenPullRequest]);
+    assert_eq!(
+        path,
+        [Implement, Review, Qa, Implement, Review, Qa, Refine, Pr]
+    );
+    assert_eq!(sim.state(), &TaskState::AwaitingChecks);
+}
+
+#[test]
+fn qa_is_bounded_and_a_qa_or_refine_run_without_its_signal_blocks() {
+    use Stage::*;
+    let at_qa = || {
+        let mut sim = Sim::of(builtin("full"));
+        sim.ok(Event::Created);
+        sim.end(Some(Signal::PlanReady));
+        sim.ok(Event::PlanApproved);
+        sim.end(None);
+        sim.end(verdict(Verdict::Ready, None));
+        assert_eq!(sim.stage(), Qa);
+        sim
+    };
+    // The built-in caps QA at 2 rounds: the second failure blocks, findings still written.
+    let mut sim = at_qa();
+    sim.end(qa(QaResult::Fail, Some("one")));
+    sim.end(None);
+    sim.end(verdict(Verdict::Ready, None));
+    let blocked = sim.end(qa(QaResult::Fail, Some("two")));
+    assert_eq!(
+        blocked.state,
+        TaskState::Blocked {
+            stage: Implement,
+            reason: BlockReason::MaxIterations {
+                detail: "QA did not pass after 2 rounds (cap 2)".into()
+            }
+        }
+    );
+    assert_eq!(blocked.effects, [Effect::RecordFindings { stage: Qa }]);
+    // A resume grants QA a fresh budget, like review rounds.
+    let resumed = sim.ok(Event::ResumeRequested);
+    assert_eq!(resumed.qa_rounds, 0);
+
+    let mut sim = at_qa();
+    let silent = sim.end(None);
+    assert!(
+        matches!(&silent.state, TaskState::Blocked { stage: Qa, reason: BlockReason::MissingSignal { detail } } if detail.contains("qa pass")),
+        "{silent:?}"
+    );
+    let mut sim = at_qa();
+    sim.end(qa(QaResult::Pass, None));
+    assert_eq!(sim.stage(), Refine);
+    let silent = sim.end(None);
+    assert!(
+        matches!(&silent.state, TaskState::Blocked { stage: Refine, reason: BlockReason::MissingSignal { detail } } if detail.contains("refine-done")),
+        "{silent:?}"
+    );
+}
+
+#[test]
+fn two_reviewers_must_both_say_ready_and_either_needs_work_wins() {
+    use Stage::*;
+    let at_review = || {
+        let mut sim = Sim::of(two_reviewers());
+        sim.ok(Event::Created);
+        sim.end(Some(Signal::PlanReady));
+        sim.ok(Event::PlanApproved);
+        sim.end(None);
+        assert_eq!(sim.stage(), Review);
+        sim
+    };
+    // The second reviewer runs whatever the first said; its needs-work wins over a ready.
+    let mut sim = at_review();
+    let first = sim.end(verdict(Verdict::Ready, None));
+    assert_eq!(
+        first.effects,
+        [Effect::StartRun {
+            stage: SecondReview
+        }]
+    );
+    let second = sim.end(verdict(Verdict::NeedsWork, Some("no test")));
+    assert_eq!(
+        second.effects,
+        [
+            Effect::RecordFindings { stage: Review },
+            Effect::StartRun { stage: Implement }
+        ]
+    );
+    assert_eq!(second.review_rounds, 1);
+    // And the first's needs-work wins over the second's ready.
+    let mut sim = at_review();
+    sim.end(verdict(Verdict::NeedsWork, Some("no docs")));
+    assert_eq!(sim.stage(), SecondReview, "the second still reviews");
+    let second = sim.end(verdict(Verdict::Ready, None));
+    assert_eq!(second.state, TaskState::Running { stage: Implement });
+    // Both ready: on to the pull request.
+    let mut sim = at_review();
+    sim.end(verdict(Verdict::Ready, None));
+    sim.end(verdict(Verdict::Ready, None));
+    assert_eq!(sim.stage(), Pr);
+    // A blocked verdict from either waits for a human.
+    let mut sim = at_review();
+    sim.end(verdict(Verdict::Ready, None));
+    let blocked = sim.end(verdict(Verdict::Blocked, Some("needs a key")));
+    assert!(matches!(
+        blocked.state,
+        TaskState::Blocked {
+            stage: SecondReview,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn a_projects_own_pipeline_routes_gates_and_caps_as_defined() {
+    use crate::pipeline_def::{StageKind, Target};
+    use Stage::*;
+    // No plan gate, no review: plan → implement → refine → pr, at most 3 runs in all.
+    let mut def = crate::pipeline_def::builtin("full").expect("built in");
+    def.name = "quick".into();
+    def.max_runs = Some(3);
+    def.stages
+        .retain(|s| !matches!(s.kind, StageKind::Review | StageKind::Qa));
+    for stage in &mut def.stages {
+        stage.gate = false;
+        for t in &mut stage.on {
+            if t.to == Target::Stage("review".into()) {
+                t.to = Target::Stage("refine".into());
+            }
+        }
+    }
+    let mut sim = Sim::of(Pipeline::new(def).expect("runnable"));
+    sim.ok(Event::Created);
+    sim.end(Some(Signal::PlanReady));
+    assert_eq!(sim.stage(), Implement, "no gate even for a technical owner");
+    sim.end(None);
+    assert_eq!(sim.stage(), Refine);
+    let capped = sim.end(Some(Signal::RefineDone));
+    assert_eq!(
+        capped.state,
+        TaskState::Blocked {
+            stage: Pr,
+            reason: BlockReason::MaxIterations {
+                detail: "reached the cap of 3 runs of the `quick` pipeline".into()
+            }
+        }
+    );
+    // Stages it does not have cannot be run.
+    assert_eq!(
+        sim.send(Event::RunRequested {
+            stage: Some(Review)
+        }),
+        Err(Rejection::InvalidState(
+            "the `quick` pipeline has no review stage (its stages: plan, implement, refine, pr)"
+                .into()
+        ))
+    );
+}
+
+#[test]
+fn qa_and_refine_start_only_after_a_ready_review() {
+    use Stage::*;
+    let full = |history: StageHistory| TaskSnapshot {
+        pipeline: builtin("full"),
+        history,
+        ..at(TaskState::Stopped { stage: Implement })
+    };
+    let run = |snap: &TaskSnapshot, stage| {
+        decide(
+            snap,
+            &Event::RunRequested { stage: Some(stage) },
+            &Policy::default(),
+        )
+        .map(|d| d.state)
+    };
+    let nothing = full(StageHistory::default());
+    assert_eq!(
+        run(&nothing, Qa),
+        Err(Rejection::InvalidState(
+            "the qa stage cannot start yet: no implement run has completed, so there is nothing \
+             to test; run the implement stage first"
+                .into()
+        ))
+    );
+    let unreviewed = full(StageHistory {
+        implemented: true,
+        ..StageHistory::default()
+    });
+    assert_eq!(
+        run(&unreviewed, Refine),
+        Err(Rejection::InvalidState(
+            "the refine stage cannot start yet: no review has given a verdict yet; it starts \
+             once the review says `ready` (run the review stage)"
+                .into()
+        ))
+    );
+    let reviewed = full(StageHistory {
+        implemented: true,
+        last_verdict: Some(Verdict::Ready),
+        first_review_verdict: Some(Verdict::Ready),
+    });
+    assert_eq!(run(&reviewed, Qa), Ok(TaskState::Running { stage: Qa }));
+    assert_eq!(
+        run(&reviewed, Refine),
+        Ok(TaskState::Running { stage: Refine })
+    );
+    // A standard task has neither.
+    assert!(
+        run(
+            &TaskSnapshot {
+                pipeline: Pipeline::standard(),
+                ..reviewed
+            },
+            Qa
+        )
+        .is_err()
     );
 }

@@ -2,6 +2,9 @@
 //! hide text, inject HTML, load an image or make a link: it is cleaned of control, bidirectional
 //! and zero-width characters, bounded, and then either quoted as inline code (with a fence longer
 //! than any backtick run inside) or escaped character by character so it reads as plain text.
+//! Plain text cannot mention anyone either: a `@` is followed by a zero-width space (written as
+//! an entity), so `@someone` or `@org/team` in a doc notifies nobody when the forge renders it
+//! (inline code never mentions).
 
 /// Characters that could hide or reorder text: bidirectional controls and marks, and zero-width
 /// characters.
@@ -79,9 +82,13 @@ const ALWAYS: &[char] = &[
     '\\', '`', '*', '_', '[', ']', '<', '>', '&', '|', '~', '!', '(', ')', '{', '}', '#', '$',
 ];
 
+/// What follows every `@` of plain text: a zero-width space, so the forge sees no mention.
+const NO_MENTION: &str = "&#8203;";
+
 /// One line of agent text as plain markdown text: cleaned (it must hold no line break), leading
-/// spaces dropped (no indented code), every markdown character escaped with a backslash, and
-/// what would start a block at the line's start (`-`, `+`, `=`, `1.`) escaped too.
+/// spaces dropped (no indented code), every markdown character escaped with a backslash, what
+/// would start a block at the line's start (`-`, `+`, `=`, `1.`) escaped too, and every `@`
+/// kept from mentioning ([`NO_MENTION`]).
 pub(super) fn text_line(line: &str) -> String {
     let line = clean(line).replace('\n', " ");
     let line = line.trim();
@@ -94,6 +101,9 @@ pub(super) fn text_line(line: &str) -> String {
             out.push('\\');
         }
         out.push(c);
+        if c == '@' {
+            out.push_str(NO_MENTION);
+        }
     }
     out
 }
@@ -124,6 +134,18 @@ pub(super) fn text_block(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_text_mentions_nobody() {
+        assert_eq!(
+            text_line("ping @alice and @org/team, mail a@b.c"),
+            "ping @&#8203;alice and @&#8203;org/team, mail a@&#8203;b.c"
+        );
+        assert_eq!(
+            text_block("cc @bob\n\n@carol", 100),
+            "cc @&#8203;bob\n\n@&#8203;carol"
+        );
+    }
 
     #[test]
     fn inline_code_is_fenced_longer_than_any_backtick_run() {

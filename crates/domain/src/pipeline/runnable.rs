@@ -57,11 +57,16 @@ impl Pipeline {
     }
 
     /// The built-in pipeline called `name`.
+    #[allow(
+        clippy::expect_used,
+        reason = "every built-in is runnable: the pipeline tests build each one"
+    )]
     pub fn builtin(name: &str) -> Option<Pipeline> {
         pipeline_def::builtin(name).map(|def| Pipeline::new(def).expect("built-ins are runnable"))
     }
 
     /// plan → gate → implement ⇄ review → pr: the default.
+    #[allow(clippy::expect_used, reason = "`standard` is one of the built-ins")]
     pub fn standard() -> Pipeline {
         Pipeline::builtin("standard").expect("`standard` is built in")
     }

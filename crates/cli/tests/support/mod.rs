@@ -25,11 +25,26 @@ pub struct World {
     pub project: String,
 }
 
-/// Scenario files per stage: `plan`, `implement`, `review`, `pr` → a `{"runs": [...]}` value.
+/// Scenario files per stage: `plan`, `implement`, `review`, `pr` → a `{"runs": [...]}` value;
+/// also `second_review`, `qa` and `refine` ([`OPTIONAL_STAGES`]), whose files are written, and
+/// whose roles are given, only when a test names them.
 pub type Scenarios<'a> = &'a [(&'a str, Value)];
+
+/// Stages a project has a scripted role for only when their scenario file exists (otherwise
+/// their roles fall back to the reviewer's or the implementer's, as a project's do).
+pub const OPTIONAL_STAGES: [&str; 3] = ["second_review", "qa", "refine"];
 
 pub fn write_scenarios(dir: &Path, scenarios: Scenarios<'_>) {
     std::fs::create_dir_all(dir).unwrap();
+    for (stage, value) in scenarios {
+        if OPTIONAL_STAGES.contains(stage) {
+            std::fs::write(
+                dir.join(format!("{stage}.json")),
+                serde_json::to_vec_pretty(value).unwrap(),
+            )
+            .unwrap();
+        }
+    }
     for stage in ["plan", "implement", "review", "pr"] {
         let value = scenarios
             .iter()
@@ -115,6 +130,15 @@ impl World {
                 stage.into(),
                 json!({"harness": "scripted", "scenario": dir.join(format!("{stage}.json"))}),
             );
+        }
+        for stage in OPTIONAL_STAGES {
+            let scenario = dir.join(format!("{stage}.json"));
+            if scenario.is_file() {
+                roles.insert(
+                    stage.into(),
+                    json!({"harness": "scripted", "scenario": scenario}),
+                );
+            }
         }
         Value::Object(roles)
     }

@@ -73,8 +73,9 @@ pub struct RoleConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProjectSettings {
-    /// Role per stage; a stage without one gets Claude Code with model `sonnet` when the project
-    /// is added.
+    /// Role per stage; a stage of the standard pipeline (plan, implement, review, pr) without one
+    /// gets Claude Code with model `sonnet` when the project is added. Without their own,
+    /// `second_review` and `qa` use the `review` role, `refine` the `implement` role.
     pub roles: BTreeMap<Stage, RoleConfig>,
     /// The git remote branches are pushed to.
     pub remote: String,

@@ -432,10 +432,11 @@ impl Engine {
     }
 
     /// One page of projects in ascending id order.
-    /// Gives every stage without a role the default one, then checks the settings as a whole
-    /// (roles against their harnesses, sandbox paths outside the data directory).
+    /// Gives every stage of the standard pipeline without a role the default one (the other
+    /// stages fall back to one of these: `task_pipeline::role`), then checks the settings as a
+    /// whole (roles against their harnesses, sandbox paths outside the data directory).
     fn complete_and_check(&self, settings: &mut ProjectSettings) -> Result<()> {
-        for stage in Stage::ALL {
+        for stage in Stage::STANDARD {
             settings
                 .roles
                 .entry(stage)

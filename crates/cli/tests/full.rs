@@ -54,20 +54,6 @@ async fn command_outputs(world: &World, id: i64, run: &Value) -> Vec<String> {
 }
 
 /// `GET path` as text (the JSON helpers cannot read a Markdown attachment).
-async fn get_text(world: &World, path: &str) -> (u16, String) {
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    let response = http
-        .get(format!(
-            "{}{path}",
-            world.server.url().trim_end_matches('/')
-        ))
-        .bearer_auth(world.server.token())
-        .send()
-        .await
-        .unwrap();
-    (response.status().as_u16(), response.text().await.unwrap())
-}
-
 async fn create(world: &World, title: &str, pipeline: &str) -> (u16, Value) {
     world
         .server
@@ -237,11 +223,14 @@ async fn a_full_task_goes_through_a_failed_qa_round_then_qa_refine_and_a_pull_re
         ["evidence.md", "qa-0.txt", "qa-1.txt"],
         "{attachments}"
     );
-    let (status, qa1) = get_text(&world, &format!("/api/tasks/{id}/attachments/qa-1.txt")).await;
+    let (status, qa1) = world
+        .get_text(&format!("/api/tasks/{id}/attachments/qa-1.txt"))
+        .await;
     assert_eq!(status, 200, "{qa1}");
     assert_eq!(qa1, "$ cat farewell.txt\ngoodbye\n");
-    let (status, evidence) =
-        get_text(&world, &format!("/api/tasks/{id}/attachments/evidence.md")).await;
+    let (status, evidence) = world
+        .get_text(&format!("/api/tasks/{id}/attachments/evidence.md"))
+        .await;
     assert_eq!(status, 200, "{evidence}");
     let url = world.server.url().trim_end_matches('/').to_string();
     let links = format!(

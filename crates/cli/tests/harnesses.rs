@@ -825,3 +825,129 @@ async fn a_model_of_another_harness_is_refused_before_anything_starts() {
 async fn opencode_question_resumes_the_same_session() {
     question_resumes_the_same_session_on("opencode").await;
 }
+
+/// The `full` pipeline on the real CLIs: each stage's agent on its own harness — QA on OpenCode
+/// keeping evidence in the task's attachments, refine on Claude Code committing after the
+/// review — to a pull request whose evidence bundle links the QA files.
+#[tokio::test]
+#[cfg_attr(
+    agent_clis_missing,
+    ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
+)]
+async fn a_full_pipeline_runs_qa_and_refine_on_the_real_clis() {
+    let mut scenarios = sim_pipeline();
+    scenarios.push((
+        "qa",
+        json!({"runs": [[
+            {"do": "run", "command": "mkdir -p \"$(dirname \"$ATELIER_TASK_DOC\")/attachments\" && cat hello.txt > \"$(dirname \"$ATELIER_TASK_DOC\")/attachments/qa-1.txt\""},
+            {"do": "signal", "args": ["qa", "pass"]},
+            {"do": "message", "text": "Every scenario passed."}
+        ]]}),
+    ));
+    scenarios.push((
+        "refine",
+        json!({"runs": [[
+            {"do": "write", "path": "hello.txt", "content": "hello from the agent, refined\n"},
+            {"do": "run", "command": "git commit -qam 'Refine hello.txt'"},
+            {"do": "signal", "args": ["refine-done"]},
+            {"do": "message", "text": "Refined."}
+        ]]}),
+    ));
+    let lab = Lab::start(&scenarios, &[], &[]).await;
+    let mut roles = serde_json::Map::new();
+    for (stage, harness) in [
+        ("plan", "claude-code"),
+        ("implement", "codex"),
+        ("review", "claude-code"),
+        ("qa", "opencode"),
+        ("refine", "claude-code"),
+        ("pr", "codex"),
+    ] {
+        roles.insert(stage.into(), lab.role(harness));
+    }
+    let path = lab.world.add_repo("lab");
+    let (status, body) = lab
+        .server()
+        .post(
+            "/api/projects",
+            &json!({"path": path, "name": "lab", "settings": {"roles": roles}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{body}");
+    // Not technical: the plan gate passes by itself.
+    let (status, body) = lab
+        .server()
+        .post(
+            "/api/tasks",
+            &json!({"project": "lab", "title": "Say hello", "body": "Add hello.txt.",
+                    "technical": false, "pipeline": "full"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_i64().unwrap();
+    let detail = lab
+        .world
+        .wait_state_for(id, "awaiting_merge", std::time::Duration::from_secs(180))
+        .await;
+    assert_eq!(detail["task"]["pipeline"], "full");
+    let stages: Vec<&str> = detail["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["stage"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        stages,
+        ["plan", "implement", "review", "qa", "refine", "pr"],
+        "{detail:#}"
+    );
+    let harnesses: Vec<&str> = detail["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["harness"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        harnesses,
+        [
+            "claude-code",
+            "codex",
+            "claude-code",
+            "opencode",
+            "claude-code",
+            "codex"
+        ]
+    );
+    // The stage line of each new stage reached its model.
+    let requests = lab.sim.requests();
+    for stage in ["qa #0", "refine #0"] {
+        let line = format!("Atelier-Stage: {stage}");
+        assert!(
+            requests.iter().any(|r| r.body.to_string().contains(&line)),
+            "no request carried `{line}`"
+        );
+    }
+    // The refiner's commit is what is published (no second review), with the QA evidence.
+    lab.world.wait_until_pr(id).await;
+    let branch = detail["task"]["branch"].as_str().unwrap();
+    let remote = lab.world.dir.path().join("lab/remote.git");
+    let log = testkit::git(&remote, &["log", "--format=%s", branch]).unwrap();
+    assert_eq!(log.lines().next(), Some("Refine hello.txt"), "{log}");
+    let (status, evidence) = lab
+        .world
+        .get_text(&format!("/api/tasks/{id}/attachments/evidence.md"))
+        .await;
+    assert_eq!(status, 200, "{evidence}");
+    assert!(
+        evidence.contains(&format!("/api/tasks/{id}/attachments/qa-1.txt")),
+        "{evidence}"
+    );
+    let (status, qa) = lab
+        .world
+        .get_text(&format!("/api/tasks/{id}/attachments/qa-1.txt"))
+        .await;
+    assert_eq!(status, 200, "{qa}");
+    assert_eq!(qa, "hello from the agent\n");
+}

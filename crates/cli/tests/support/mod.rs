@@ -60,6 +60,18 @@ pub fn write_scenarios(dir: &Path, scenarios: Scenarios<'_>) {
 }
 
 impl World {
+    /// `GET path` with the API token, as text (a file, an attachment): status and body.
+    pub async fn get_text(&self, path: &str) -> (u16, String) {
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let response = http
+            .get(format!("{}{path}", self.server.url().trim_end_matches('/')))
+            .bearer_auth(self.server.token())
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
     /// A repository, scenarios and a server with `server_args`, with the project added.
     pub async fn start(scenarios: Scenarios<'_>, server_args: &[&str]) -> World {
         Self::start_with_env(scenarios, server_args, &[]).await

@@ -238,6 +238,10 @@ async fn a_full_task_goes_through_a_failed_qa_round_then_qa_refine_and_a_pull_re
          - [`qa-1.txt`]({url}/api/tasks/{id}/attachments/qa-1.txt)\n"
     );
     assert!(evidence.contains(&links), "{links:?} not in:\n{evidence}");
+    // Both QA results are among the verdicts, each with the commit it tested.
+    for result in ["**qa fail** on commit", "**qa pass** on commit"] {
+        assert!(evidence.contains(result), "{result:?} not in:\n{evidence}");
+    }
     for (stage, count) in [("qa", 2), ("refine", 1)] {
         let row = format!("\n| {stage} | {count} | ");
         assert!(evidence.contains(&row), "{row:?} not in:\n{evidence}");

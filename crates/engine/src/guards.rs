@@ -13,8 +13,8 @@ use store::{RunRow, TaskRow};
 const LISTED_ITEMS: usize = 20;
 
 /// Checks a signal against the guards before it is recorded; the refusal is what the agent's
-/// `atelier signal …` prints. For a verdict, returns the commit it is given on (the task
-/// branch's head), to be recorded on the review run.
+/// `atelier signal …` prints. For a verdict, a QA result or `refine-done`, returns the commit
+/// it is given on (the task branch's head), to be recorded on the run.
 pub(crate) async fn check_signal(
     inner: &Inner,
     task: &TaskRow,
@@ -31,7 +31,8 @@ pub(crate) async fn check_signal(
             if *result == QaResult::Pass {
                 refuse_unchecked(task, "qa pass").await?;
             }
-            Ok(None)
+            // The commit QA tested, for the evidence bundle.
+            Ok(branch_head(task).await)
         }
         // The refiner is the one agent trusted to commit after the review (its pass is the
         // last before publishing): the head it signals on is recorded as vouched for.

@@ -124,38 +124,41 @@ fn todo_list(doc: &str) -> String {
     text
 }
 
-/// Every verdict, in order: the reviewer's stage and round, harness and model, the verdict, the
-/// commit it was given on and its reason.
+/// Every verdict, in order — both reviewers' when there are two, and the QA agent's results:
+/// the stage and round, harness and model, the verdict, the commit it was given on and its
+/// reason.
 fn verdicts(runs: &[RunRow]) -> String {
     let lines: Vec<String> = runs
         .iter()
-        .filter_map(|run| match &run.signal {
-            Some(Signal::Verdict { verdict, reason }) => {
-                let by = match (&run.harness, &run.model) {
-                    (Some(harness), Some(model)) => format!(
-                        " by {} (model {})",
-                        code(harness, NAME_LIMIT),
-                        code(model, NAME_LIMIT)
-                    ),
-                    (Some(harness), None) => format!(" by {}", code(harness, NAME_LIMIT)),
-                    (None, _) => String::new(),
-                };
-                let commit = match &run.reviewed_commit {
-                    Some(sha) => format!("on commit {}", code(short_sha(sha), NAME_LIMIT)),
-                    None => "on an unrecorded commit".to_string(),
-                };
-                let reason = reason
-                    .as_deref()
-                    .filter(|r| !r.trim().is_empty())
-                    .map(|r| format!(" — reason: {}", code(r, REASON_LIMIT)))
-                    .unwrap_or_default();
-                Some(format!(
-                    "- {} round {}{by}: **{verdict}** {commit}{reason}",
-                    run.stage,
-                    run.iteration + 1
-                ))
-            }
-            _ => None,
+        .filter_map(|run| {
+            let (verdict, reason) = match &run.signal {
+                Some(Signal::Verdict { verdict, reason }) => (verdict.to_string(), reason),
+                Some(Signal::Qa { result, reason }) => (format!("qa {result}"), reason),
+                _ => return None,
+            };
+            let by = match (&run.harness, &run.model) {
+                (Some(harness), Some(model)) => format!(
+                    " by {} (model {})",
+                    code(harness, NAME_LIMIT),
+                    code(model, NAME_LIMIT)
+                ),
+                (Some(harness), None) => format!(" by {}", code(harness, NAME_LIMIT)),
+                (None, _) => String::new(),
+            };
+            let commit = match &run.reviewed_commit {
+                Some(sha) => format!("on commit {}", code(short_sha(sha), NAME_LIMIT)),
+                None => "on an unrecorded commit".to_string(),
+            };
+            let reason = reason
+                .as_deref()
+                .filter(|r| !r.trim().is_empty())
+                .map(|r| format!(" — reason: {}", code(r, REASON_LIMIT)))
+                .unwrap_or_default();
+            Some(format!(
+                "- {} round {}{by}: **{verdict}** {commit}{reason}",
+                run.stage,
+                run.iteration + 1
+            ))
         })
         .collect();
     if lines.is_empty() {

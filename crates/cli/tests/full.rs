@@ -488,3 +488,62 @@ async fn an_unknown_pipeline_is_refused_and_one_from_the_repository_runs() {
         ])
     );
 }
+
+/// The QA agent can look at a page the way a user would: headless Chromium runs inside its
+/// sandbox and its screenshot becomes an attachment.
+#[tokio::test]
+#[cfg_attr(
+    browser_missing,
+    ignore = "needs Chromium: run scripts/test, which installs it (Debian: apt-get install chromium)"
+)]
+async fn the_qa_agent_screenshots_a_page_with_chromium_inside_its_sandbox() {
+    let chromium = std::env::var("ATELIER_CHROMIUM").unwrap_or_else(|_| "chromium".into());
+    let page = "data:text/html,<h1>Hello from QA</h1>";
+    let qa = json!({"runs": [[
+        {"do": "run", "command": format!(
+            "dir=\"$(dirname \"$ATELIER_TASK_DOC\")/attachments\" && mkdir -p \"$dir\" && \
+             {chromium} --headless --no-sandbox --disable-gpu --disable-dev-shm-usage \
+             --window-size=800,600 --screenshot=\"$dir/qa-page.png\" '{page}' 2>&1 | tail -3 && \
+             {chromium} --headless --no-sandbox --disable-gpu --disable-dev-shm-usage \
+             --dump-dom '{page}' 2>/dev/null | tee \"$dir/qa-page.html\""
+        )},
+        {"do": "signal", "args": ["qa", "pass"]}
+    ]]});
+    let mut scenarios = full_scenarios();
+    for (stage, scenario) in &mut scenarios {
+        if *stage == "qa" {
+            *scenario = qa.clone();
+        }
+    }
+    let world = World::start(&scenarios, &[]).await;
+    let (status, body) = create(&world, "Add a greeting", "full").await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_i64().unwrap();
+    world.wait_state(id, "plan_gate").await;
+    let (status, body) = world.action(id, "approve", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    world.wait_state(id, "awaiting_merge").await;
+    let (status, html) = world
+        .get_text(&format!("/api/tasks/{id}/attachments/qa-page.html"))
+        .await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("<h1>Hello from QA</h1>"), "{html}");
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let png = http
+        .get(format!(
+            "{}/api/tasks/{id}/attachments/qa-page.png",
+            world.server.url().trim_end_matches('/')
+        ))
+        .bearer_auth(world.server.token())
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "not a PNG: {} bytes",
+        png.len()
+    );
+}

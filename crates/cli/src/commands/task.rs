@@ -74,8 +74,9 @@ pub struct NewArgs {
     /// The owner is not technical: product questions only, and the plan gate passes automatically
     #[arg(long)]
     non_technical: bool,
-    /// The pipeline the task runs: `standard` (plan → gate → implement ⇄ review → pr) or `yolo`
-    /// (implement → pr, no plan, no review); default: the project's `default_pipeline`
+    /// The pipeline the task runs: `standard` (plan → gate → implement ⇄ review → pr), `full`
+    /// (… → qa → refine → pr), `yolo` (implement → pr, no plan, no review) or one the project
+    /// defines; default: the project's `default_pipeline`
     #[arg(long, value_name = "NAME")]
     pipeline: Option<String>,
 }

@@ -1,6 +1,6 @@
 //! The built-in pipelines as data: `standard` (the default), `full` (with QA and a refinement
-//! pass; not runnable yet) and `yolo` (one agent, no plan gate; runnable). Their roles are left to the project's
-//! settings; their caps are the project policy's defaults.
+//! pass) and `yolo` (one agent, no plan gate). Their roles are left to the project's settings;
+//! their caps are the project policy's defaults.
 
 use super::{Caps, PipelineDef, Role, StageDef, StageKind, StageSignal, Target, Transition};
 

@@ -31,9 +31,10 @@ fired (refused signals, nudges, guard blocks: to-do, stage order, no progress, r
 unreviewed commits), then the final state. Exits 0 when the task reached done, 1 otherwise \
 (blocked, waiting for an answer, or not done by the deadline).
 
-Only runnable pipelines can be simulated: `standard` (needs plan, implement, review and pr \
-.json) and `yolo` (implement and pr .json). `full` and pipelines defined in a file are refused \
-as not runnable yet; a --file is validated like `atelier pipeline check` first.
+Any pipeline can be simulated: a built-in (`standard` needs plan, implement, review and pr .json; \
+`full` also qa and refine; `yolo` implement and pr) or one a --file defines (validated like \
+`atelier pipeline check` first, then committed into the scratch repository's \
+.atelier/pipelines.toml; a second reviewer needs second_review.json).
 
 Examples:
   atelier pipeline simulate --pipeline yolo --scenarios ./scenarios
@@ -46,7 +47,7 @@ const REQUEST: &str = "A task played by scripted agents (`atelier pipeline simul
 
 #[derive(Args, Debug)]
 pub struct SimulateArgs {
-    /// The pipeline to run: a built-in (`standard`, `yolo`) or one defined in --file
+    /// The pipeline to run: a built-in (`standard`, `full`, `yolo`) or one defined in --file
     #[arg(long, value_name = "NAME")]
     pipeline: String,
     /// The scenario directory: one DIR/<stage>.json per stage of the pipeline

@@ -483,9 +483,18 @@ impl LogEntry {
     /// The NDJSON line of `FollowItem::Event` for an event already serialized as JSON: built
     /// without decoding the event, so one serialization serves every follower.
     pub fn line(run: RunId, stage: Stage, seq: i64, event_json: &str) -> String {
-        format!(
-            "{{\"item\":\"event\",\"run\":{run},\"stage\":\"{stage}\",\"seq\":{seq},\"event\":{event_json}}}\n"
-        )
+        let mut line = String::with_capacity(event_json.len() + 64);
+        Self::push_line(&mut line, run, stage, seq, event_json);
+        line
+    }
+
+    /// [`LogEntry::line`] appended to `out` (many lines in one buffer, no allocation each).
+    pub fn push_line(out: &mut String, run: RunId, stage: Stage, seq: i64, event_json: &str) {
+        use std::fmt::Write;
+        let _ = writeln!(
+            out,
+            "{{\"item\":\"event\",\"run\":{run},\"stage\":\"{stage}\",\"seq\":{seq},\"event\":{event_json}}}"
+        );
     }
 }
 

@@ -48,10 +48,10 @@ pub(crate) fn recover(inner: &Inner) -> Result<()> {
 }
 
 /// Removes the workspaces no task row owns, in every project's repository and in the data
-/// directory, logging each. Runs at startup before anything can create a task; a failure is
+/// directory, logging each. Runs at startup before anything can create a task (a creation in
+/// flight has its workspace before its row, so this must never run beside one); a failure is
 /// logged, never fatal.
 pub(crate) async fn remove_leftovers(inner: &Inner) -> Result<()> {
-    let _exclusive = inner.workspace_lock.lock().await;
     let (projects, tasks) = inner
         .store
         .read(|tx| Ok::<_, EngineError>((tx.projects()?, tx.tasks(None)?)))?;
@@ -63,6 +63,8 @@ pub(crate) async fn remove_leftovers(inner: &Inner) -> Result<()> {
     for project in projects {
         match git::Repo::open(std::path::Path::new(&project.path)).await {
             Ok(repo) => {
+                let lock = inner.repo_locks.of(repo.path());
+                let _records = lock.records().await;
                 crate::workspace::remove_leftover_workspaces(&repo, &owned).await;
             }
             Err(err) => {

@@ -329,6 +329,7 @@ impl Engine {
         }));
         background::recover(&inner)?;
         background::remove_leftovers(&inner).await?;
+        tokio::spawn(crate::ingest::run_flusher(Arc::clone(&inner)));
         tokio::spawn(dispatch::run_dispatcher(Arc::clone(&inner)));
         // Tracked with the pull-request syncs: a shutdown waits for both (they run git).
         inner
@@ -525,12 +526,28 @@ impl Engine {
                 Err(_) => tracing::warn!("fetching the base branch from GitHub timed out"),
             }
         }
-        let _creating = self.inner.workspace_lock.lock().await;
-        // The id is committed before anything carries it on disk: see `allocate_task_id`.
+        // Creations run in parallel: only git's own steps are serialized, per repository
+        // (`repo_lock`). The id is committed before anything carries it on disk (see
+        // `allocate_task_id`); the port block is reserved in memory until the row holding it
+        // is written, so two creations in flight never choose the same one.
         let (id, port) = self.inner.store.write(|tx| {
-            let port = free_port_block(&tx.ports_in_use()?)?;
-            Ok::<_, EngineError>((tx.allocate_task_id()?, port))
+            let mut used = tx.ports_in_use()?;
+            let mut reserved = self
+                .inner
+                .reserved_ports
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            used.extend(reserved.iter().copied());
+            let port = free_port_block(&used)?;
+            let id = tx.allocate_task_id()?;
+            reserved.insert(port);
+            Ok::<_, EngineError>((id, port))
         })?;
+        let _reserved = PortReservation {
+            inner: &self.inner,
+            port,
+        };
+        let repo_lock = self.inner.repo_locks.of(repo.path());
         let title = title.as_str();
         let key = domain::slug::task_key(id, title);
         let branch = domain::slug::branch_name(id, title);
@@ -558,6 +575,7 @@ impl Engine {
         };
         let ws = workspace::create(workspace::WorkspaceSpec {
             repo: &repo,
+            lock: &repo_lock,
             remote: &settings.remote,
             data_dir: &self.inner.config.data_dir,
             key: &key,
@@ -607,7 +625,7 @@ impl Engine {
             }
             Err(err) => {
                 // Nothing half-created: the workspace goes with the failed insert.
-                workspace::discard(&repo, &ws).await;
+                workspace::discard(&repo, &repo_lock, &ws).await;
                 remove_home(&home);
                 Err(err)
             }
@@ -896,12 +914,12 @@ impl Engine {
                 )));
             }
         }
-        let _exclusive = inner.workspace_lock.lock().await;
         if let Some(worktree) = &task.worktree {
             let repo = git::Repo::open(Path::new(&project.path))
                 .await
                 .map_err(|e| EngineError::Internal(e.to_string()))?;
-            workspace::remove(&repo, Path::new(worktree), &task.branch)
+            let lock = inner.repo_locks.of(repo.path());
+            workspace::remove(&repo, &lock, Path::new(worktree), &task.branch)
                 .await
                 .map_err(|e| EngineError::Internal(format!("cannot remove the worktree: {e}")))?;
         }
@@ -1108,6 +1126,8 @@ impl Engine {
         // Pull-request syncs and outbox workers run git in the repositories: none may outlive
         // the engine.
         self.inner.syncs.drain(Duration::from_secs(10)).await;
+        // The stopped runs' last events, if the ingest timer has not committed them yet.
+        self.inner.store.commit_deferred();
     }
 
     /// How this server runs agents, and the checks `atelier doctor` prints (see
@@ -1177,6 +1197,23 @@ impl Engine {
 
 /// The first free block of ports for a new task: blocks start at `PORT_BASE`, every
 /// `PORT_STRIDE` ports, and must fit below 65536.
+/// A port block chosen for a task whose row is not written yet; released when the creation
+/// ends (the row then holds the block, or the creation failed).
+struct PortReservation<'a> {
+    inner: &'a Inner,
+    port: u16,
+}
+
+impl Drop for PortReservation<'_> {
+    fn drop(&mut self) {
+        self.inner
+            .reserved_ports
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.port);
+    }
+}
+
 fn free_port_block(used: &[u16]) -> Result<u16> {
     (0u32..)
         .map(|k| PORT_BASE + k * PORT_STRIDE)

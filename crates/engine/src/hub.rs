@@ -3,7 +3,7 @@
 //! the backlog misses nothing.
 //!
 //! Two kinds of channels: the NDJSON log follower's per-task channels ([`Hub`]), fed by the
-//! supervisor after each commit, and the live stream's ([`Streams`]: one global channel plus one
+//! ingest writer (`ingest`) after each commit, one item per stored batch, and the live stream's ([`Streams`]: one global channel plus one
 //! per followed task), fed by the store itself with each committed activity row, in commit order.
 
 use bytes::Bytes;
@@ -17,10 +17,43 @@ const CAPACITY: usize = 8192;
 
 #[derive(Debug, Clone)]
 pub(crate) enum HubItem {
-    /// One transcript event as its ready-to-send NDJSON line.
-    Event { run: RunId, seq: i64, line: Bytes },
+    /// Consecutive transcript events of one run, committed together, as ready-to-send NDJSON
+    /// lines: one buffer shared by every follower.
+    Events(Arc<EventLines>),
     /// The task's state or runs changed.
     Changed,
+}
+
+/// The NDJSON lines of events `first..first + ends.len()` of `run` (consecutive `seq`s), built
+/// once per stored batch; a follower sends a slice of `lines`, never a copy.
+#[derive(Debug)]
+pub(crate) struct EventLines {
+    pub run: RunId,
+    pub first: i64,
+    pub lines: Bytes,
+    /// Where each line ends in `lines`.
+    pub ends: Vec<usize>,
+}
+
+impl EventLines {
+    /// The lines of the events after `cursor` (`None` when there is none).
+    pub fn after(&self, cursor: (RunId, i64)) -> Option<(Bytes, (RunId, i64))> {
+        let count = i64::try_from(self.ends.len()).ok()?;
+        let last = (self.run, self.first + count - 1);
+        if count == 0 || last <= cursor {
+            return None;
+        }
+        let skip = if self.run == cursor.0 {
+            usize::try_from(cursor.1 - self.first + 1).unwrap_or(0)
+        } else {
+            0
+        };
+        let start = match skip {
+            0 => 0,
+            n => self.ends[n - 1],
+        };
+        Some((self.lines.slice(start..), last))
+    }
 }
 
 #[derive(Default)]
@@ -53,11 +86,9 @@ impl Hub {
         self.existing(task).is_some()
     }
 
-    pub fn publish(&self, task: TaskId, items: impl IntoIterator<Item = HubItem>) {
+    pub fn publish(&self, task: TaskId, item: HubItem) {
         if let Some(sender) = self.existing(task) {
-            for item in items {
-                let _ = sender.send(item);
-            }
+            let _ = sender.send(item);
         }
     }
 

@@ -50,7 +50,7 @@ pub(crate) struct Inner {
     pub config: EngineConfig,
     pub harnesses: BTreeMap<&'static str, Arc<dyn Harness>>,
     pub forge: Arc<dyn Forge>,
-    pub hub: Hub,
+    pub hub: Arc<Hub>,
     /// The live stream's channels (fed by the store with each committed activity row).
     pub streams: Arc<crate::hub::Streams>,
     /// The stage prompts (built in, with the instance's overrides); replaced whole when an
@@ -74,9 +74,12 @@ pub(crate) struct Inner {
     pub dispatch: Notify,
     /// Wakes the outbox worker: intents may be pending.
     pub outbox: Notify,
-    /// Serializes workspace changes: task creation (ids and ports are chosen before the insert)
-    /// and removal (`git worktree add` and `prune` on one repository must not overlap).
-    pub workspace_lock: tokio::sync::Mutex<()>,
+    /// Wakes the ingest timer: transcript events wait to be committed (`ingest`).
+    pub ingest: Notify,
+    /// What git needs serialized per repository (`repo_lock`): task creations run in parallel.
+    pub repo_locks: crate::repo_lock::RepoLocks,
+    /// Port blocks chosen by task creations whose row is not written yet.
+    pub reserved_ports: Mutex<std::collections::BTreeSet<u16>>,
     pub shutdown: CancellationToken,
     /// Tasks a merge or a delete is acting on in this process. The durable `merging` state keeps
     /// merges apart across crashes; this keeps a delete (whose steps are not one transaction)
@@ -127,7 +130,7 @@ impl Inner {
             config,
             harnesses,
             forge,
-            hub: Hub::default(),
+            hub: Arc::default(),
             streams,
             prompts: std::sync::RwLock::new(Arc::new(prompts)),
             sandbox,
@@ -139,7 +142,9 @@ impl Inner {
             live: Mutex::new(HashMap::new()),
             dispatch: Notify::new(),
             outbox: Notify::new(),
-            workspace_lock: tokio::sync::Mutex::new(()),
+            ingest: Notify::new(),
+            repo_locks: crate::repo_lock::RepoLocks::default(),
+            reserved_ports: Mutex::default(),
             shutdown: CancellationToken::new(),
             busy: Mutex::new(HashMap::new()),
             retries,

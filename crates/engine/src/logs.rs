@@ -102,10 +102,10 @@ async fn pump(
             tokio::select! {
                 () = out.closed() => return Ok(()),
                 item = live.recv() => match item {
-                    Ok(HubItem::Event { run, seq, line }) => {
-                        if (run, seq) > cursor {
-                            cursor = (run, seq);
-                            send(out, line).await?;
+                    Ok(HubItem::Events(batch)) => {
+                        if let Some((lines, last)) = batch.after(cursor) {
+                            cursor = last;
+                            send(out, lines).await?;
                         }
                     }
                     Ok(HubItem::Changed) | Err(broadcast::error::RecvError::Lagged(_)) => break,
@@ -130,12 +130,13 @@ async fn backlog(
         let mut chunk = String::with_capacity(page.len() * 160);
         for stored in page {
             *cursor = (stored.run, stored.seq);
-            chunk.push_str(&LogEntry::line(
+            LogEntry::push_line(
+                &mut chunk,
                 stored.run,
                 stored.stage,
                 stored.seq,
                 &stored.json,
-            ));
+            );
         }
         if !chunk.is_empty() {
             send(out, Bytes::from(chunk)).await?;

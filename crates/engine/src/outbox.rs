@@ -333,12 +333,12 @@ async fn remove_workspace(inner: &Inner, intent: &Intent) -> Result<()> {
         tracing::warn!(task = %task.id, run = %run.id, "workspace removal waits for a live run");
         return Ok(());
     }
-    let _exclusive = inner.workspace_lock.lock().await;
     if let Some(worktree) = &task.worktree {
         let repo = git::Repo::open(std::path::Path::new(&project.path))
             .await
             .map_err(|e| EngineError::Internal(e.to_string()))?;
-        workspace::remove(&repo, std::path::Path::new(worktree), &task.branch)
+        let lock = inner.repo_locks.of(repo.path());
+        workspace::remove(&repo, &lock, std::path::Path::new(worktree), &task.branch)
             .await
             .map_err(|e| EngineError::Internal(e.to_string()))?;
     }

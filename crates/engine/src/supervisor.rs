@@ -3,14 +3,11 @@
 //! is decoded, persisted in batches, then broadcast. When the process is gone (and every process
 //! carrying the run's mark with it), the outcome and the next decision commit in one transaction.
 
-use crate::api::LogEntry;
 use crate::confine::MARK_VAR;
 use crate::error::EngineError;
 use crate::guards;
-use crate::hub::HubItem;
 use crate::inner::{Inner, StopCause};
 use crate::transition::{Applied, after_commit, apply_in};
-use bytes::Bytes;
 use domain::{Event, RunId, RunOutcome, Stage, TaskId, TranscriptEvent};
 use harness::Harness;
 use harness::process::{self, AgentProcess};
@@ -83,59 +80,10 @@ impl Transcript {
     }
 
     fn flush(&mut self, inner: &Inner) {
-        if self.pending.is_empty() {
-            return;
-        }
+        // One writer for every run's events (`ingest`): batched across runs, committed before
+        // anything the supervisor stores after this call.
         let batch = std::mem::take(&mut self.pending);
-        // Serialized once: the same text is stored and streamed to every follower.
-        let rows: Vec<(i64, String)> = batch
-            .iter()
-            .map(|(seq, event)| {
-                (
-                    *seq,
-                    serde_json::to_string(event).unwrap_or_else(|e| {
-                        format!(r#"{{"type":"error","message":"unserializable event: {e}"}}"#)
-                    }),
-                )
-            })
-            .collect();
-        let result = inner.store.write(|tx| {
-            tx.append_events(self.task, self.run, &rows)?;
-            for (_, event) in &batch {
-                match event {
-                    TranscriptEvent::Session { id } => tx.set_run_session(self.run, id)?,
-                    TranscriptEvent::Usage {
-                        input_tokens,
-                        output_tokens,
-                        cost_usd,
-                        cumulative,
-                    } => {
-                        if *cumulative {
-                            tx.raise_run_usage(self.run, *input_tokens, *output_tokens, *cost_usd)?;
-                        } else {
-                            tx.add_run_usage(self.run, *input_tokens, *output_tokens, *cost_usd)?;
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            Ok::<_, store::StoreError>(())
-        });
-        if let Err(err) = result {
-            tracing::error!(run = %self.run, error = %err, "cannot persist transcript events");
-            return;
-        }
-        if inner.hub.has_followers(self.task) {
-            let (run, stage) = (self.run, self.stage);
-            inner.hub.publish(
-                self.task,
-                rows.into_iter().map(|(seq, json)| HubItem::Event {
-                    run,
-                    seq,
-                    line: Bytes::from(LogEntry::line(run, stage, seq, &json)),
-                }),
-            );
-        }
+        crate::ingest::persist(inner, self.task, self.run, self.stage, batch);
     }
 }
 

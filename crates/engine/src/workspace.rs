@@ -21,6 +21,8 @@ const MAX_KEY: usize = 100;
 #[derive(Debug)]
 pub struct WorkspaceSpec<'a> {
     pub repo: &'a git::Repo,
+    /// What git needs serialized in `repo` (its fetch and worktree records).
+    pub lock: &'a crate::repo_lock::RepoLock,
     /// The remote whose default branch the task is cut from (e.g. `origin`).
     pub remote: &'a str,
     /// Atelier's data folder; task docs live in `<data_dir>/tasks/<key>/`.
@@ -211,19 +213,27 @@ pub async fn create(spec: WorkspaceSpec<'_>) -> Result<Workspace, WorkspaceError
     let mut made = Made::default();
     match build(&spec, &env_files, &worktree, &mut made).await {
         Ok(workspace) => Ok(workspace),
-        Err(cause) => Err(rollback(spec.repo, made, cause).await),
+        Err(cause) => Err(rollback(spec.repo, spec.lock, made, cause).await),
     }
 }
 
 /// Removes a task's worktree folder and local branch (the doc archive stays). Idempotent: a
-/// worktree or branch that is already gone is fine.
-pub async fn remove(repo: &git::Repo, worktree: &Path, branch: &str) -> Result<(), WorkspaceError> {
+/// worktree or branch that is already gone is fine. The worktree goes under the repository's
+/// lock (its `prune` must not meet an add in flight).
+pub async fn remove(
+    repo: &git::Repo,
+    lock: &crate::repo_lock::RepoLock,
+    worktree: &Path,
+    branch: &str,
+) -> Result<(), WorkspaceError> {
+    let records = lock.records().await;
     repo.remove_worktree(worktree)
         .await
         .map_err(git_err(format!(
             "could not remove the worktree {}",
             worktree.display()
         )))?;
+    drop(records);
     repo.delete_branch(branch)
         .await
         .map_err(git_err(format!("could not delete branch `{branch}`")))?;
@@ -232,8 +242,8 @@ pub async fn remove(repo: &git::Repo, worktree: &Path, branch: &str) -> Result<(
 
 /// Removes a workspace whose task row could not be written: worktree, branch and doc folder.
 /// Failures are logged (startup recovery removes whatever is left).
-pub async fn discard(repo: &git::Repo, ws: &Workspace) {
-    if let Err(err) = remove(repo, &ws.worktree, &ws.branch).await {
+pub async fn discard(repo: &git::Repo, lock: &crate::repo_lock::RepoLock, ws: &Workspace) {
+    if let Err(err) = remove(repo, lock, &ws.worktree, &ws.branch).await {
         tracing::error!(key = %ws.key, error = %err, "cannot roll back a task workspace");
     }
     if let Some(dir) = ws.doc_path.parent()
@@ -452,7 +462,7 @@ async fn build(
         "could not list the remotes of {}",
         repo.path().display()
     )))?;
-    if has_remote && let Err(err) = repo.fetch(spec.remote).await {
+    if has_remote && let Err(err) = spec.lock.fetch(repo, spec.remote).await {
         notes.push(format!(
             "fetching `{}` failed, the branch is cut from what was fetched before: {err}",
             spec.remote
@@ -475,13 +485,22 @@ async fn build(
     // 3. The worktree on its new branch (neither existed: `create` checked).
     made.worktree = Some(worktree.to_path_buf());
     made.branch = Some(spec.branch.to_string());
-    repo.add_worktree(worktree, spec.branch, &base_ref)
-        .await
-        .map_err(git_err(format!(
-            "could not create the worktree {} on branch `{}` from `{base}`",
-            worktree.display(),
-            spec.branch
-        )))?;
+    // Recorded under the repository's lock (git cannot write two records at once), checked out
+    // beside the other creations (the slow half: every file of the repository).
+    let records = spec.lock.records().await;
+    let registered = repo
+        .register_worktree(worktree, spec.branch, &base_ref)
+        .await;
+    drop(records);
+    let added = match registered {
+        Ok(()) => repo.populate_worktree(worktree).await,
+        Err(err) => Err(err),
+    };
+    added.map_err(git_err(format!(
+        "could not create the worktree {} on branch `{}` from `{base}`",
+        worktree.display(),
+        spec.branch
+    )))?;
 
     // 4. Env files, as symlinks to the repository's copies.
     for file in env_files {
@@ -570,12 +589,19 @@ async fn build(
 }
 
 /// Undoes what [`build`] made, returning the original error (with any cleanup failure added).
-async fn rollback(repo: &git::Repo, made: Made, cause: WorkspaceError) -> WorkspaceError {
+async fn rollback(
+    repo: &git::Repo,
+    lock: &crate::repo_lock::RepoLock,
+    made: Made,
+    cause: WorkspaceError,
+) -> WorkspaceError {
     let mut problems = Vec::new();
-    if let Some(worktree) = &made.worktree
-        && let Err(err) = repo.remove_worktree(worktree).await
-    {
-        problems.push(format!("worktree {}: {err}", worktree.display()));
+    if let Some(worktree) = &made.worktree {
+        let records = lock.records().await;
+        if let Err(err) = repo.remove_worktree(worktree).await {
+            problems.push(format!("worktree {}: {err}", worktree.display()));
+        }
+        drop(records);
     }
     if let Some(branch) = &made.branch
         && let Err(err) = repo.delete_branch(branch).await
@@ -807,6 +833,7 @@ mod tests {
         data: PathBuf,
         remote_main: String,
         repo: git::Repo,
+        lock: crate::repo_lock::RepoLock,
     }
 
     async fn fixture() -> Fixture {
@@ -847,12 +874,14 @@ mod tests {
             work,
             remote_main,
             repo,
+            lock: crate::repo_lock::RepoLock::default(),
         }
     }
 
     fn spec<'a>(fx: &'a Fixture, key: &'a str, branch: &'a str) -> WorkspaceSpec<'a> {
         WorkspaceSpec {
             repo: &fx.repo,
+            lock: &fx.lock,
             remote: "origin",
             data_dir: &fx.data,
             key,
@@ -1097,7 +1126,7 @@ mod tests {
         spec.env_files = &env_files;
         let ws = create(spec).await.expect("create");
         std::fs::write(ws.worktree.join("scratch.txt"), "uncommitted").expect("write");
-        remove(&fx.repo, &ws.worktree, &ws.branch)
+        remove(&fx.repo, &fx.lock, &ws.worktree, &ws.branch)
             .await
             .expect("remove");
         assert!(!ws.worktree.exists());
@@ -1113,7 +1142,7 @@ mod tests {
             fx.work.join(".env").exists(),
             "the linked env file is untouched"
         );
-        remove(&fx.repo, &ws.worktree, &ws.branch)
+        remove(&fx.repo, &fx.lock, &ws.worktree, &ws.branch)
             .await
             .expect("remove again");
     }

@@ -229,6 +229,46 @@ impl Repo {
         Ok(())
     }
 
+    /// The first half of [`Repo::add_worktree`]: records the worktree and its new branch
+    /// (`git worktree add --no-checkout`) without writing its files. Git is not safe to run this
+    /// twice at once in one repository: while it writes a record, another `worktree add` (or any
+    /// command that looks at every worktree's branch) can read the half-written record and fail
+    /// (`failed to read .git/worktrees/<name>/commondir`). [`Repo::populate_worktree`], the
+    /// slow half, is.
+    pub async fn register_worktree(
+        &self,
+        dir: &Path,
+        branch: &str,
+        base: &str,
+    ) -> Result<(), GitError> {
+        check_name("branch", branch)?;
+        check_name("base revision", base)?;
+        cmd::run_ok(
+            &self.path,
+            [
+                "worktree".as_ref(),
+                "add".as_ref(),
+                "--quiet".as_ref(),
+                "--no-checkout".as_ref(),
+                "--no-track".as_ref(),
+                "-b".as_ref(),
+                branch.as_ref(),
+                dir.as_os_str(),
+                base.as_ref(),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The second half of [`Repo::add_worktree`]: checks out the files of the worktree
+    /// [`Repo::register_worktree`] recorded at `dir` (`git reset --hard` in it: its index and
+    /// files from its branch). Touches only that worktree's own state.
+    pub async fn populate_worktree(&self, dir: &Path) -> Result<(), GitError> {
+        cmd::run_ok(dir, ["reset", "--hard", "--quiet"]).await?;
+        Ok(())
+    }
+
     /// Removes the linked worktree at `dir` even with local changes (`--force`), then prunes
     /// stale worktree records. Succeeds when `dir` is already gone.
     pub async fn remove_worktree(&self, dir: &Path) -> Result<(), GitError> {

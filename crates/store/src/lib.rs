@@ -10,6 +10,7 @@
 mod accounts;
 mod activity;
 mod credentials;
+mod deferred;
 mod events;
 mod follow_up;
 mod migrations;
@@ -21,6 +22,7 @@ mod tasks;
 pub use accounts::{AuditRow, SessionRow, TokenRow, UserId, UserRow};
 pub use activity::{Activity, ActivityBody, ActivityKind, ActivitySink, RecentActivityRow, WHOLE};
 pub use credentials::{CredentialRow, UserModelRow};
+pub use deferred::DeferredWrite;
 pub use events::{StoredEvent, TimedEvent};
 pub use follow_up::{CommentRow, CommentStatus, NewComment};
 pub use outbox::{Intent, IntentKind, NewIntent, UnknownIntentKind};
@@ -31,6 +33,7 @@ pub use tasks::{NewTaskRow, PullRequestRow, TaskRow, task_pipeline};
 use rusqlite::Connection;
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -62,6 +65,10 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub struct Store {
     conn: Mutex<Connection>,
     sink: OnceLock<Arc<dyn ActivitySink>>,
+    /// Writes handed to [`Store::defer`] and not committed yet, in the order they came.
+    deferred: Mutex<Vec<Box<dyn DeferredWrite>>>,
+    /// Whether `deferred` may hold something (checked without its lock by every read and write).
+    has_deferred: AtomicBool,
 }
 
 /// An open transaction; every typed operation of the store hangs off it.
@@ -97,6 +104,8 @@ impl Store {
         Ok(Store {
             conn: Mutex::new(conn),
             sink: OnceLock::new(),
+            deferred: Mutex::default(),
+            has_deferred: AtomicBool::new(false),
         })
     }
 
@@ -108,6 +117,8 @@ impl Store {
         Ok(Store {
             conn: Mutex::new(conn),
             sink: OnceLock::new(),
+            deferred: Mutex::default(),
+            has_deferred: AtomicBool::new(false),
         })
     }
 
@@ -125,11 +136,13 @@ impl Store {
     }
 
     /// Runs `f` in one transaction; commits when it returns `Ok`, rolls back otherwise.
+    /// Deferred writes are committed first.
     pub fn write<T, E>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T, E>) -> Result<T, E>
     where
         E: From<StoreError>,
     {
         let mut conn = self.lock();
+        self.commit_deferred_in(&mut conn);
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(StoreError::from)?;
@@ -158,18 +171,27 @@ impl Store {
         Ok(())
     }
 
-    /// Runs `f` in a read transaction (a consistent snapshot).
+    /// Runs `f` in a read transaction (a consistent snapshot), after committing the deferred
+    /// writes: a read sees every write deferred before it.
     pub fn read<T, E>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T, E>) -> Result<T, E>
     where
         E: From<StoreError>,
     {
         let mut conn = self.lock();
+        self.commit_deferred_in(&mut conn);
         let tx = Tx {
             tx: conn.transaction().map_err(StoreError::from)?,
             pending: RefCell::new(Vec::new()),
             sink: None,
         };
         f(&tx)
+    }
+}
+
+impl Drop for Store {
+    /// Nothing deferred is left behind by a store that closes.
+    fn drop(&mut self) {
+        self.commit_deferred();
     }
 }
 

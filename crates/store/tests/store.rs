@@ -2159,3 +2159,118 @@ fn the_guards_facts_are_recorded_on_runs_and_flags_counted_in_a_row() {
     assert_eq!(count(|tx, t| tx.consecutive_no_progress(t)), 0);
     assert_eq!(count(|tx, t| tx.consecutive_looping(t)), 0);
 }
+
+/// A deferred write of events, recording what became of it.
+struct Events {
+    task: TaskId,
+    run: RunId,
+    rows: Vec<(i64, String)>,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl store::DeferredWrite for Events {
+    fn write(&mut self, tx: &store::Tx<'_>) -> Result<(), StoreError> {
+        tx.append_events(self.task, self.run, &self.rows)
+    }
+    fn committed(self: Box<Self>) {
+        let first = self.rows.first().map_or(0, |(seq, _)| *seq);
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("committed {} {first}", self.run));
+    }
+    fn failed(self: Box<Self>, _err: &StoreError) {
+        let first = self.rows.first().map_or(0, |(seq, _)| *seq);
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("failed {} {first}", self.run));
+    }
+}
+
+fn seqs(store: &Store, task: TaskId) -> Vec<(RunId, i64)> {
+    store
+        .read(|tx| tx.task_events_after(task, (RunId(0), 0), 100))
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.run, e.seq))
+        .collect()
+}
+
+#[test]
+fn deferred_writes_of_many_runs_commit_together_in_order_before_anything_else() {
+    let (_dir, store) = fresh();
+    let project = add_project(&store, "p");
+    let task = add_task(
+        &store,
+        project.id,
+        &TaskState::Stopped { stage: Stage::Plan },
+        20000,
+    );
+    let (a, b) = (
+        add_run(&store, task, Stage::Plan),
+        add_run(&store, task, Stage::Implement),
+    );
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let event = |seq: i64| (seq, format!(r#"{{"type":"message","text":"{seq}"}}"#));
+    let defer = |run: RunId, seqs: std::ops::Range<i64>| {
+        store.defer(Box::new(Events {
+            task,
+            run,
+            rows: seqs.map(event).collect(),
+            log: log.clone(),
+        }))
+    };
+    assert_eq!(defer(a, 1..3), 1);
+    assert_eq!(defer(b, 1..2), 2);
+    assert_eq!(defer(a, 3..4), 3);
+    // Nothing is committed yet: a plain connection sees no event.
+    let count = |conn: &Connection| -> i64 {
+        conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
+            .unwrap()
+    };
+    let plain = raw(_dir.path());
+    assert_eq!(count(&plain), 0);
+    // A read through the store commits them first, in one transaction, in order.
+    assert_eq!(seqs(&store, task), vec![(a, 1), (a, 2), (a, 3), (b, 1)]);
+    assert_eq!(count(&plain), 4);
+    assert_eq!(
+        *log.lock().unwrap(),
+        vec![
+            format!("committed {a} 1"),
+            format!("committed {b} 1"),
+            format!("committed {a} 3"),
+        ]
+    );
+    // A duplicate key fails alone (told at once); the writes around it are stored.
+    log.lock().unwrap().clear();
+    defer(b, 2..3);
+    defer(a, 3..4);
+    defer(b, 3..4);
+    store.commit_deferred();
+    assert_eq!(
+        *log.lock().unwrap(),
+        vec![
+            format!("failed {a} 3"),
+            format!("committed {b} 2"),
+            format!("committed {b} 3"),
+        ]
+    );
+    assert_eq!(
+        seqs(&store, task),
+        vec![(a, 1), (a, 2), (a, 3), (b, 1), (b, 2), (b, 3)]
+    );
+    // One activity row per stored write, none for the failed one.
+    let batches: i64 = plain
+        .query_row(
+            "SELECT COUNT(*) FROM activity WHERE kind = 'transcript'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(batches, 5);
+    // What a store closing with writes deferred holds is committed.
+    defer(b, 4..5);
+    drop(store);
+    assert_eq!(count(&plain), 7);
+}

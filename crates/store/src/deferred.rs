@@ -3,7 +3,7 @@
 //! so deferring is invisible to every other user of the store except in when the commit
 //! happens.
 
-use crate::{Result, Store, StoreError, Tx};
+use crate::{Activity, Result, Store, StoreError, Tx};
 use rusqlite::Connection;
 use std::cell::RefCell;
 use std::sync::atomic::Ordering;
@@ -11,8 +11,8 @@ use std::sync::atomic::Ordering;
 /// A write that may wait a moment and share its transaction with others ([`Store::defer`]):
 /// what high-rate ingest (transcript events of every run) hands the store.
 pub trait DeferredWrite: Send {
-    /// Writes inside the shared transaction (in a savepoint of its own: a failure undoes only
-    /// this write).
+    /// Writes inside the shared transaction. May be called again after a rollback (when another
+    /// write of the transaction failed), so it must not consume what it writes.
     fn write(&mut self, tx: &Tx<'_>) -> Result<()>;
     /// Called once the transaction holding the write committed, in the order the writes were
     /// deferred, while the connection is still held (as the activity sink is).
@@ -49,7 +49,7 @@ impl Store {
         if !self.has_deferred.swap(false, Ordering::SeqCst) {
             return;
         }
-        let writes = std::mem::take(
+        let mut writes = std::mem::take(
             &mut *self
                 .deferred
                 .lock()
@@ -58,59 +58,87 @@ impl Store {
         if writes.is_empty() {
             return;
         }
-        let sink = self.sink.get().map(|sink| &**sink);
+        // All in one transaction; should one fail, the transaction is rolled back and the
+        // writes are run again one savepoint each, so that one alone is lost.
+        match self.all_at_once(conn, &mut writes) {
+            Ok(activity) => self.publish(activity, writes),
+            Err(_) if writes.len() > 1 => self.one_by_one(conn, writes),
+            Err(err) => writes.into_iter().for_each(|w| w.failed(&err)),
+        }
+    }
+
+    fn all_at_once(
+        &self,
+        conn: &mut Connection,
+        writes: &mut [Box<dyn DeferredWrite>],
+    ) -> Result<Vec<Activity>> {
+        let tx = Tx {
+            tx: conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?,
+            pending: RefCell::new(Vec::new()),
+            sink: self.sink.get().map(|sink| &**sink),
+        };
+        for write in writes.iter_mut() {
+            write.write(&tx)?;
+        }
+        let Tx { tx, pending, .. } = tx;
+        tx.commit()?;
+        Ok(pending.into_inner())
+    }
+
+    fn one_by_one(&self, conn: &mut Connection, writes: Vec<Box<dyn DeferredWrite>>) {
         let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
-            Ok(tx) => tx,
+            Ok(tx) => Tx {
+                tx,
+                pending: RefCell::new(Vec::new()),
+                sink: self.sink.get().map(|sink| &**sink),
+            },
             Err(err) => {
                 let err = StoreError::from(err);
                 writes.into_iter().for_each(|w| w.failed(&err));
                 return;
             }
         };
-        let tx = Tx {
-            tx,
-            pending: RefCell::new(Vec::new()),
-            sink,
-        };
         let mut stored = Vec::with_capacity(writes.len());
         for mut write in writes {
+            let mark = tx.pending.borrow().len();
             let written = tx
                 .tx
                 .execute_batch("SAVEPOINT deferred")
                 .map_err(StoreError::from)
-                .and_then(|()| write.write(&tx));
-            match written {
-                Ok(()) => match tx.tx.execute_batch("RELEASE deferred") {
-                    Ok(()) => stored.push(write),
-                    Err(err) => write.failed(&StoreError::from(err)),
-                },
-                Err(err) => {
-                    // Its activity rows go with it: the savepoint undid them.
-                    let undone = tx
-                        .tx
-                        .execute_batch("ROLLBACK TO deferred; RELEASE deferred");
-                    write.failed(&err);
-                    if undone.is_err() {
-                        let err = StoreError::Corrupt(
-                            "cannot undo a failed deferred write; the batch is dropped".into(),
-                        );
-                        stored
-                            .into_iter()
-                            .for_each(|w: Box<dyn DeferredWrite>| w.failed(&err));
-                        return;
-                    }
+                .and_then(|()| write.write(&tx))
+                .and_then(|()| Ok(tx.tx.execute_batch("RELEASE deferred")?));
+            if let Err(err) = written {
+                // Its rows and their activity go with it.
+                tx.pending.borrow_mut().truncate(mark);
+                let undone = tx
+                    .tx
+                    .execute_batch("ROLLBACK TO deferred; RELEASE deferred");
+                write.failed(&err);
+                if let Err(undo) = undone {
+                    let err = StoreError::from(undo);
+                    stored
+                        .into_iter()
+                        .for_each(|w: Box<dyn DeferredWrite>| w.failed(&err));
+                    return;
                 }
+                continue;
             }
+            stored.push(write);
         }
         let Tx { tx, pending, .. } = tx;
-        if let Err(err) = tx.commit() {
-            let err = StoreError::from(err);
-            stored.into_iter().for_each(|w| w.failed(&err));
-            return;
+        match tx.commit() {
+            Ok(()) => self.publish(pending.into_inner(), stored),
+            Err(err) => {
+                let err = StoreError::from(err);
+                stored.into_iter().for_each(|w| w.failed(&err));
+            }
         }
-        let pending = pending.into_inner();
-        if let (Some(sink), false) = (sink, pending.is_empty()) {
-            sink.committed(pending);
+    }
+
+    /// After a commit, still holding the connection: the sink, then each write, in order.
+    fn publish(&self, activity: Vec<Activity>, stored: Vec<Box<dyn DeferredWrite>>) {
+        if let (Some(sink), false) = (self.sink.get(), activity.is_empty()) {
+            sink.committed(activity);
         }
         for write in stored {
             write.committed();

@@ -357,7 +357,13 @@ async fn cpu(dir: &Path) {
     let window = arg("--window", 10);
     let data = dir.join("data-cpu");
     let slots = agents.to_string();
-    let server = ServerProcess::start(&bin(), &data, &["--slots", &slots], &[])
+    let ingest_window = text_arg("--ingest-window-ms");
+    let env: Vec<(&str, &str)> = ingest_window
+        .as_deref()
+        .map(|ms| ("ATELIER_INGEST_WINDOW_MS", ms))
+        .into_iter()
+        .collect();
+    let server = ServerProcess::start(&bin(), &data, &["--slots", &slots], &env)
         .await
         .unwrap();
     let parent = dir.join("cpu-repo");
@@ -399,7 +405,8 @@ async fn cpu(dir: &Path) {
     let still = running_agents(&data);
     let cpu = (ticks_after - ticks) as f64 / per_second / elapsed.as_secs_f64() * 100.0;
     println!(
-        "cpu: {agents} agents × 100 events/s ({still} still running at the end): server CPU {cpu:.1} % of one core over {:.1} s; {:.0} events/s stored",
+        "cpu: {agents} agents × 100 events/s ({still} still running at the end; ingest window {} ms): server CPU {cpu:.1} % of one core over {:.1} s; {:.0} events/s stored",
+        ingest_window.as_deref().unwrap_or("default"),
         elapsed.as_secs_f64(),
         (events_after - events) as f64 / elapsed.as_secs_f64()
     );

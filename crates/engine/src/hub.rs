@@ -168,3 +168,33 @@ impl ActivitySink for Streams {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_is_sliced_after_the_cursor() {
+        let batch = EventLines {
+            run: RunId(2),
+            first: 5,
+            lines: Bytes::from_static(b"five\nsix\nseven\n"),
+            ends: vec![5, 9, 15],
+        };
+        let after = |run, seq| {
+            batch
+                .after((RunId(run), seq))
+                .map(|(lines, last)| (String::from_utf8(lines.to_vec()).unwrap_or_default(), last))
+        };
+        let whole = Some(("five\nsix\nseven\n".to_string(), (RunId(2), 7)));
+        assert_eq!(after(1, 99), whole, "an earlier run");
+        assert_eq!(after(2, 4), whole, "just before");
+        assert_eq!(
+            after(2, 5),
+            Some(("six\nseven\n".to_string(), (RunId(2), 7)))
+        );
+        assert_eq!(after(2, 6), Some(("seven\n".to_string(), (RunId(2), 7))));
+        assert_eq!(after(2, 7), None, "all seen");
+        assert_eq!(after(3, 0), None, "a later run");
+    }
+}

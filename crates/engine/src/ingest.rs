@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// How long the first burst waits for others to share its transaction.
-pub(crate) const WINDOW: Duration = Duration::from_millis(2);
+pub(crate) const WINDOW: Duration = Duration::from_millis(5);
 /// Bursts waiting at most; the one that reaches it commits them all at once.
 const MAX_WAITING: usize = 256;
 
@@ -132,9 +132,21 @@ pub(crate) fn persist(
 /// The ingest timer: commits what waits [`WINDOW`] after the first burst of a window. Runs for
 /// the engine's lifetime (a shutdown commits what is left itself, after its runs stopped).
 pub(crate) async fn run_flusher(inner: Arc<Inner>) {
+    let window = window();
     loop {
         inner.ingest.notified().await;
-        tokio::time::sleep(WINDOW).await;
+        tokio::time::sleep(window).await;
         inner.store.commit_deferred();
     }
+}
+
+/// [`WINDOW`], or `ATELIER_INGEST_WINDOW_MS` (1 to 1000) when set: the trade between a live
+/// follower's lag (at most the window) and the server's CPU under many agents (each commit
+/// rewrites the tail page of every run it holds: fewer commits, fewer pages written).
+fn window() -> Duration {
+    std::env::var("ATELIER_INGEST_WINDOW_MS")
+        .ok()
+        .and_then(|ms| ms.parse::<u64>().ok())
+        .filter(|ms| (1..=1000).contains(ms))
+        .map_or(WINDOW, Duration::from_millis)
 }

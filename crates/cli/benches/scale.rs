@@ -135,14 +135,17 @@ fn generated_repo(dir: &Path, files: usize) -> PathBuf {
     git(&work, &["init", "--quiet", "-b", "main"]);
     git(&work, &["config", "user.name", "Bench"]);
     git(&work, &["config", "user.email", "bench@example.invalid"]);
+    // No `gc --auto` in the background (20,000 loose objects would start one): one pack, so
+    // neither the clones nor Atelier's fetches start one either.
+    git(&work, &["config", "gc.auto", "0"]);
     git(&work, &["add", "-A"]);
     git(&work, &["commit", "--quiet", "-m", "generated"]);
+    git(&work, &["repack", "-a", "-d", "-q"]);
     let bare = dir.join("generated.git");
     git(
         dir,
         &["clone", "--quiet", "--bare", "generated", "generated.git"],
     );
-    std::fs::remove_dir_all(&work).unwrap();
     bare
 }
 

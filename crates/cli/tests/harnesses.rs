@@ -951,3 +951,169 @@ async fn a_full_pipeline_runs_qa_and_refine_on_the_real_clis() {
     assert_eq!(status, 200, "{qa}");
     assert_eq!(qa, "hello from the agent\n");
 }
+
+/// A shell command that writes to `file` the pid of the agent CLI serving the turn: the
+/// ancestor of the tool's shell that runs with `--output-format stream-json`.
+fn agent_pid_command(file: &str) -> String {
+    format!(
+        "p=$$; while [ \"$p\" -gt 1 ]; do if tr '\\0' ' ' < /proc/$p/cmdline | grep -q -- \
+         '--output-format stream-json'; then echo $p; fi; p=$(cut -d' ' -f4 /proc/$p/stat); \
+         done > {file}"
+    )
+}
+
+/// A plan run that records its CLI's pid, asks a question, and after the answer records the
+/// pid again and goes on with more tool calls.
+fn question_then_tools() -> Value {
+    json!({"runs": [{"turns": [
+        [
+            {"do": "run", "command": agent_pid_command("agent-0.pid")},
+            {"do": "question", "text": "Formal or casual greeting?"}
+        ],
+        [
+            {"do": "run", "command": agent_pid_command("agent-1.pid")},
+            {"do": "doc_section", "heading": "To-Do List", "body": "- [ ] Add a formal greeting\n"},
+            {"do": "signal", "args": ["plan-ready"]},
+            {"do": "message", "text": "Planned."}
+        ]
+    ]}]})
+}
+
+/// Question → answer → more tool calls on Claude Code in `session` mode. Returns whether one
+/// CLI process served both turns, and the hand-off: the time from the answer's request to the
+/// model request that carries it.
+async fn claude_question_then_tools(session: &str) -> (bool, std::time::Duration) {
+    let lab = Lab::start(&[("plan", question_then_tools())], &[], &[]).await;
+    let project = lab
+        .project_with("q", "claude-code", json!({"session": session}))
+        .await;
+    let id = lab.world.new_task_in(&project, "Greeting", true, 0).await;
+    let detail = lab
+        .world
+        .wait_state_for(id, "needs_input", std::time::Duration::from_secs(90))
+        .await;
+    let mark = lab.world.run_mark(id).await;
+    let waiting = processes_of_run(&mark);
+    // A long-lived agent waits for the answer alive; a one-shot one is gone.
+    assert_eq!(waiting.is_empty(), session == "one-shot", "{waiting:?}");
+    let worktree = lab.world.worktree(&detail);
+    let session_id = detail["runs"][0]["session"].as_str().unwrap().to_string();
+    let asked_at = store_now_us();
+    let (status, body) = lab
+        .world
+        .action(id, "answer", json!({"text": "Formal, please."}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let detail = lab
+        .world
+        .wait_state_for(id, "plan_gate", std::time::Duration::from_secs(90))
+        .await;
+    let runs = detail["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    assert_eq!(runs[0]["turns"], 2);
+    assert_eq!(runs[0]["session"], session_id.as_str());
+    assert!(
+        detail["doc"]
+            .as_str()
+            .unwrap()
+            .contains("- [ ] Add a formal greeting")
+    );
+    let requests = lab.sim.requests();
+    let answered = requests
+        .iter()
+        .find(|r| r.body.to_string().contains("Formal, please."))
+        .unwrap();
+    assert!(
+        answered
+            .body
+            .to_string()
+            .contains("Formal or casual greeting?")
+    );
+    let hand_off = std::time::Duration::from_micros(answered.received_at_us - asked_at);
+    // Every model request after the answer came from the same conversation, and the turn after
+    // it ran more tools (the second pid file) before ending.
+    let pid = |n: u32| {
+        std::fs::read_to_string(worktree.join(format!("agent-{n}.pid")))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let (first, second) = (pid(0), pid(1));
+    assert!(
+        !first.is_empty() && !second.is_empty(),
+        "{first:?} {second:?}"
+    );
+    // The run is over: nothing of it is left.
+    assert_eq!(processes_of_run(&mark), Vec::<u32>::new());
+    let logs = lab.world.logs(id).await;
+    let sessions = logs
+        .iter()
+        .filter(|e| e["event"]["type"] == "session")
+        .count();
+    let partial = logs.iter().any(|e| e["event"]["type"] == "partial");
+    assert!(partial, "live text reached the transcript");
+    eprintln!("claude-code {session}: answer → next model request {hand_off:?}");
+    (first == second && sessions == 1, hand_off)
+}
+
+fn store_now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
+}
+
+#[tokio::test]
+#[cfg_attr(
+    agent_clis_missing,
+    ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
+)]
+async fn claude_long_lived_serves_question_answer_and_more_tools_from_one_process() {
+    let (one_process, _) = claude_question_then_tools("long-lived").await;
+    assert!(one_process, "one Claude Code process served the whole run");
+}
+
+#[tokio::test]
+#[cfg_attr(
+    agent_clis_missing,
+    ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
+)]
+async fn claude_one_shot_starts_a_process_per_turn() {
+    let (one_process, _) = claude_question_then_tools("one-shot").await;
+    assert!(!one_process, "one-shot: a new process resumed the session");
+}
+
+#[tokio::test]
+#[cfg_attr(
+    agent_clis_missing,
+    ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
+)]
+async fn claude_long_lived_stop_while_waiting_for_an_answer_leaves_no_process() {
+    let lab = Lab::start(&[("plan", question_then_tools())], &[], &[]).await;
+    let project = lab
+        .project_with("q", "claude-code", json!({"session": "long-lived"}))
+        .await;
+    let id = lab.world.new_task_in(&project, "Greeting", true, 0).await;
+    lab.world
+        .wait_state_for(id, "needs_input", std::time::Duration::from_secs(90))
+        .await;
+    let mark = lab.world.run_mark(id).await;
+    assert_ne!(
+        processes_of_run(&mark),
+        Vec::<u32>::new(),
+        "the agent waits alive"
+    );
+    let (status, body) = lab.world.action(id, "stop", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    lab.world.wait_run(id, "plan", "stopped").await;
+    testkit::wait_until(
+        "the waiting agent to be gone",
+        std::time::Duration::from_secs(20),
+        || {
+            let left = processes_of_run(&mark);
+            async move { left.is_empty().then_some(()) }
+        },
+    )
+    .await
+    .unwrap();
+}

@@ -23,4 +23,4 @@ pub use signal::{QaResult, Signal, Verdict};
 pub use stage::Stage;
 pub use task::{BlockReason, DoneReason, RunStatus, TaskState};
 pub use todo::{TodoItem, checked_count, todo_items, unchecked_items};
-pub use transcript::TranscriptEvent;
+pub use transcript::{SessionMode, TranscriptEvent};

@@ -82,10 +82,15 @@ impl Drop for LiveGuard<'_> {
 /// and hands it to a supervising task. `Ok(false)` when the run is no longer queued (stopped
 /// meanwhile); an `Err` is the reason the run fails.
 async fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<bool, String> {
-    let token = tokens::new_token();
+    // A long-lived process waiting for this run's answer takes the turn (`crate::session`); it
+    // keeps its token. Dropped on any error below, which ends that process.
+    let parked = inner.parked().remove(&run.id);
+    let token = parked
+        .as_ref()
+        .map_or_else(tokens::new_token, |p| p.token.clone());
     // The live entry exists before the run is recorded as running: a stop committed from then on
     // reaches the supervisor (the watch keeps it) instead of finding nothing to stop.
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(None);
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(None);
     inner.live().insert(run.id, LiveRun { stop: stop_tx });
     let mut guard = LiveGuard {
         inner,
@@ -218,6 +223,29 @@ async fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<bool, String> {
         resume_session: if resuming { run.session.clone() } else { None },
         settings: serde_json::to_value(&given.role).map_err(|e| e.to_string())?,
     };
+    let timeout = role
+        .timeout_secs
+        .map_or(inner.config.stage_timeout, std::time::Duration::from_secs);
+    if let (Some(parked), Some(input)) = (parked, harness.next_turn(&request.prompt)) {
+        let resume = crate::session::Resume {
+            input,
+            stop: stop_rx,
+        };
+        match parked.resume.send(resume) {
+            Ok(()) => {
+                let spawned_us = store::now_us();
+                inner
+                    .store
+                    .write(|tx| tx.mark_run_spawned(run.id, spawned_us))
+                    .map_err(|e| e.to_string())?;
+                guard.armed = false;
+                inner.hub.changed(task.id);
+                return Ok(true);
+            }
+            // The parked process ended meanwhile: a new one resumes the session.
+            Err(resume) => stop_rx = resume.stop,
+        }
+    }
     let spec = harness.command(&request).map_err(|e| e.to_string())?;
     // What the CLI needs in the agent's home (OpenCode: what keeps it off the npm registry).
     harness.prepare(&request).map_err(|e| e.to_string())?;
@@ -240,9 +268,7 @@ async fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<bool, String> {
         .map_err(|e| e.to_string())?;
     guard.armed = false;
     inner.hub.changed(task.id);
-    let timeout = role
-        .timeout_secs
-        .map_or(inner.config.stage_timeout, std::time::Duration::from_secs);
+    let long_lived = spec.stdin_open;
     let turn = Turn {
         run: run.id,
         task: task.id,
@@ -253,6 +279,7 @@ async fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<bool, String> {
         stop: stop_rx,
         timeout,
         repeat_limit: settings.max_repeated_tool_calls,
+        token: long_lived.then_some(token),
     };
     let inner = Arc::clone(inner);
     let future: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =

@@ -30,6 +30,7 @@ mod pr_body;
 pub mod prompt;
 mod prompt_admin;
 mod secrets;
+mod session;
 mod settings;
 mod stream;
 mod supervisor;

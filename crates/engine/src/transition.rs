@@ -133,8 +133,12 @@ pub(crate) fn apply_in(tx: &Tx<'_>, task: &TaskRow, event: &Event) -> Result<(De
                 let status = tx.run(*run)?.map(|r| r.status);
                 match status {
                     Some(RunStatus::Running) => applied.stop.push(*run),
-                    Some(RunStatus::Queued | RunStatus::NeedsInput) => {
+                    Some(status @ (RunStatus::Queued | RunStatus::NeedsInput)) => {
                         tx.finish_run(*run, RunStatus::Stopped, Some("stopped by a user"), None)?;
+                        // A long-lived process waiting for the answer is ended after the commit.
+                        if status == RunStatus::NeedsInput {
+                            applied.stop.push(*run);
+                        }
                     }
                     _ => {}
                 }

@@ -952,13 +952,15 @@ async fn a_full_pipeline_runs_qa_and_refine_on_the_real_clis() {
     assert_eq!(qa, "hello from the agent\n");
 }
 
-/// A shell command that writes to `file` the pid of the agent CLI serving the turn: the
-/// ancestor of the tool's shell that runs with `--output-format stream-json`.
+/// A shell command that writes to `file` the identity (pid and start time, which also tell apart
+/// two processes of the same pid in two sandboxes) of every ancestor of the tool's shell that
+/// runs with `--output-format stream-json`, nearest first: the last one is the agent CLI itself
+/// (Claude Code runs its tools under a helper with its own command line).
 fn agent_pid_command(file: &str) -> String {
     format!(
         "p=$$; while [ \"$p\" -gt 1 ]; do if tr '\\0' ' ' < /proc/$p/cmdline | grep -q -- \
-         '--output-format stream-json'; then echo $p; fi; p=$(cut -d' ' -f4 /proc/$p/stat); \
-         done > {file}"
+         '--output-format stream-json'; then echo $p:$(cut -d' ' -f22 /proc/$p/stat); fi; \
+         p=$(cut -d' ' -f4 /proc/$p/stat); done > {file}"
     )
 }
 
@@ -1035,7 +1037,9 @@ async fn claude_question_then_tools(session: &str) -> (bool, std::time::Duration
     let pid = |n: u32| {
         std::fs::read_to_string(worktree.join(format!("agent-{n}.pid")))
             .unwrap()
-            .trim()
+            .lines()
+            .last()
+            .unwrap_or_default()
             .to_string()
     };
     let (first, second) = (pid(0), pid(1));
@@ -1052,7 +1056,10 @@ async fn claude_question_then_tools(session: &str) -> (bool, std::time::Duration
         .count();
     let partial = logs.iter().any(|e| e["event"]["type"] == "partial");
     assert!(partial, "live text reached the transcript");
-    eprintln!("claude-code {session}: answer → next model request {hand_off:?}");
+    eprintln!(
+        "claude-code {session}: answer → next model request {hand_off:?} (agent pids {first} \
+         and {second}, {sessions} session announcement(s))"
+    );
     (first == second && sessions == 1, hand_off)
 }
 

@@ -95,9 +95,9 @@ async fn crashing_hanging_and_garbage_agents_fail_clearly_while_others_go_on() {
     let second_run = &detail["runs"][1]["id"];
     assert!(
         logs.iter().any(|e| &e["run"] == second_run
-            && e["event"]["text"]
-                .as_str()
-                .is_some_and(|t| t.contains("You produced no output for a long time and were interrupted"))),
+            && e["event"]["text"].as_str().is_some_and(
+                |t| t.contains("You produced no output for a long time and were interrupted")
+            )),
         "the stall message reached the agent: {logs:#?}"
     );
     let mark = world.run_mark(hang_task).await;

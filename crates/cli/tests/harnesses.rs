@@ -83,41 +83,6 @@ impl Lab {
     }
 }
 
-fn sim_pipeline() -> Vec<(&'static str, Value)> {
-    vec![
-        (
-            "plan",
-            json!({"runs": [[
-                {"do": "message", "text": "Reading the request."},
-                {"do": "doc_section", "heading": "To-Do List", "body": "- [ ] Add hello.txt\n"},
-                {"do": "signal", "args": ["plan-ready"]},
-                {"do": "message", "text": "The plan is ready."}
-            ]]}),
-        ),
-        (
-            "implement",
-            json!({"runs": [[
-                {"do": "write", "path": "hello.txt", "content": "hello from the agent\n"},
-                {"do": "check", "item": "Add hello.txt"},
-                {"do": "run", "command": "git add -A && git commit -qm 'Add hello.txt'"},
-                {"do": "message", "text": "Implemented."}
-            ]]}),
-        ),
-        (
-            "review",
-            json!({"runs": [[
-                {"do": "run", "command": "cat hello.txt"},
-                {"do": "signal", "args": ["verdict", "ready"]},
-                {"do": "message", "text": "Verified."}
-            ]]}),
-        ),
-        (
-            "pr",
-            json!({"runs": [[{"do": "signal", "args": ["pr-done"]}, {"do": "message", "text": "Submitted."}]]}),
-        ),
-    ]
-}
-
 /// One task through the whole pipeline on the given harnesses, to merged.
 async fn pipeline_on(harnesses: [&str; 4]) {
     let lab = Lab::start(&sim_pipeline(), &["--merge-poll-ms", "200"], &[]).await;

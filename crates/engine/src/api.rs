@@ -110,8 +110,8 @@ pub struct ProjectSettings {
     pub max_repeated_tool_calls: u32,
     /// The pipeline a task runs when its creation names none: a built-in (`standard`: plan →
     /// gate → implement ⇄ review → pr; `full`: … → qa → refine → pr; `yolo`: implement → pr, no
-    /// plan, no gate, no review) or one defined in `pipelines` or in the repository's
-    /// `.atelier/pipelines.toml`.
+    /// plan, no gate, no review) or one defined in `pipelines` (checked when the settings are
+    /// saved). A pipeline of the repository's `.atelier/pipelines.toml` is chosen per task.
     pub default_pipeline: String,
     /// The project's own pipeline definitions: the TOML of a pipelines file (docs/pipelines.md),
     /// checked when the settings are saved. Prompt files they name are read from the

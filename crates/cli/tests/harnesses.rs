@@ -780,6 +780,26 @@ async fn a_model_of_another_harness_is_refused_before_anything_starts() {
         error.contains("roles.implement") && error.contains("claude-sonnet-4-5"),
         "{error}"
     );
+    // Only Claude Code has a long-lived session mode.
+    for harness in ["codex", "opencode"] {
+        let mut role = lab.role(harness);
+        role["session"] = json!("long-lived");
+        roles.insert("implement".into(), role);
+        let (status, body) = lab
+            .server()
+            .post(
+                "/api/projects",
+                &json!({"path": path, "name": "wrong", "settings": {"roles": roles}}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, 400, "{body}");
+        let error = body["error"].as_str().unwrap();
+        assert!(
+            error.contains("roles.implement") && error.contains("no long-lived session mode"),
+            "{error}"
+        );
+    }
 }
 
 #[tokio::test]

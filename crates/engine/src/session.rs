@@ -68,7 +68,7 @@ pub(crate) async fn between_turns(
             .ok()
             .flatten()
             .is_some_and(|row| matches!(row.signal, Some(Signal::Question { .. })));
-    let (Some(token), Some(_)) = (turn.token.clone(), asked.then_some(())) else {
+    let Some(token) = turn.token.clone().filter(|_| asked) else {
         turn.process.close_input();
         return Next::Close;
     };

@@ -1109,3 +1109,204 @@ async fn claude_long_lived_stop_while_waiting_for_an_answer_leaves_no_process() 
     .await
     .unwrap();
 }
+
+/// Implement waits for `release`, then commits; review and pr end at once.
+fn warm_pipeline(release: &Path) -> Vec<(&'static str, Value)> {
+    let mut stages = sim_pipeline();
+    for (stage, scenario) in &mut stages {
+        if *stage == "implement" {
+            *scenario = json!({"runs": [[
+                wait_for_file(release),
+                {"do": "write", "path": "hello.txt", "content": "hello from the agent\n"},
+                {"do": "check", "item": "Add hello.txt"},
+                {"do": "run", "command": "git add -A && git commit -qm 'Warm commit 7f3a'"},
+                {"do": "message", "text": "Implemented."}
+            ]]});
+        }
+    }
+    stages
+}
+
+impl Lab {
+    /// A project whose every role is a long-lived Claude Code session, with the test's release
+    /// files shown to its agents.
+    async fn long_lived_project(&self, name: &str) -> String {
+        let mut role = self.role("claude-code");
+        role["session"] = json!("long-lived");
+        let roles: serde_json::Map<String, Value> = ["plan", "implement", "review", "pr"]
+            .iter()
+            .map(|s| (s.to_string(), role.clone()))
+            .collect();
+        let path = self.world.add_repo(name);
+        let (status, body) = self
+            .server()
+            .post(
+                "/api/projects",
+                &json!({"path": path, "name": name,
+                        "settings": {"roles": roles, "sandbox": gated_sandbox()}}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, 201, "{body}");
+        name.to_string()
+    }
+}
+
+/// The mark of a warm standby process of this server's agents (their HOME is under `homes`).
+fn warm_mark(homes: &Path) -> Option<String> {
+    let home = format!("HOME={}", homes.display());
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let environ = std::fs::read(entry.path().join("environ")).ok()?;
+        let vars: Vec<String> = environ
+            .split(|b| *b == 0)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect();
+        if !vars.iter().any(|v| v.starts_with(&home)) {
+            return None;
+        }
+        vars.iter()
+            .find_map(|v| v.strip_prefix("ATELIER_RUN_MARK=warm-"))
+            .map(|m| format!("warm-{m}"))
+    })
+}
+
+/// Waits for this server's warm standby process and returns its mark.
+async fn wait_warm(lab: &Lab) -> String {
+    let homes = lab.world.homes();
+    testkit::wait_until(
+        "a warm standby process",
+        std::time::Duration::from_secs(60),
+        || {
+            let found = warm_mark(&homes);
+            async move { found }
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// Implement → review on long-lived Claude Code, warm (the review process started while
+/// implement ran) or cold. Returns the hand-off (implement's last model request → review's
+/// first) and review's first model request body.
+async fn implement_to_review(warm: bool) -> (std::time::Duration, String) {
+    let release = release_file(&format!("warm-release-{warm}"));
+    let _ = std::fs::remove_file(&release);
+    let limit = if warm { "2" } else { "0" };
+    let lab = Lab::start(&warm_pipeline(&release), &["--warm-limit", limit], &[]).await;
+    let project = lab.long_lived_project("w").await;
+    let id = lab.world.new_task_in(&project, "Greeting", false, 0).await;
+    lab.world.wait_run(id, "implement", "running").await;
+    if warm {
+        let mark = wait_warm(&lab).await;
+        // Let the warm process finish booting, idle, before the commit it must not miss.
+        testkit::wait_until("the warm process to idle", std::time::Duration::from_secs(30), || {
+            let ready = processes_of_run(&mark).iter().any(|pid| {
+                std::fs::metadata(format!("/proc/{pid}"))
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > std::time::Duration::from_secs(3))
+            });
+            async move { ready.then_some(()) }
+        })
+        .await
+        .unwrap();
+    }
+    std::fs::write(&release, b"").unwrap();
+    lab.world
+        .wait_state_for(id, "awaiting_merge", std::time::Duration::from_secs(120))
+        .await;
+    let _ = std::fs::remove_file(&release);
+    let detail = lab.world.detail(id).await;
+    let db = rusqlite::Connection::open(lab.world.data.join("atelier.db")).unwrap();
+    let review_mark: String = db
+        .query_row(
+            "SELECT mark FROM runs WHERE task_id = ?1 AND stage = 'review'",
+            [id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(review_mark.starts_with("warm-"), warm, "{detail:#}");
+    let requests = lab.sim.requests();
+    let first_review = requests
+        .iter()
+        .position(|r| r.body.to_string().contains("Atelier-Stage: review"))
+        .unwrap();
+    let last_implement = requests[..first_review]
+        .iter()
+        .rfind(|r| r.body.to_string().contains("Atelier-Stage: implement"))
+        .unwrap();
+    let review = &requests[first_review];
+    let hand_off = std::time::Duration::from_micros(
+        review.received_at_us - last_implement.received_at_us,
+    );
+    (hand_off, review.body.to_string())
+}
+
+#[tokio::test]
+#[cfg_attr(
+    agent_clis_missing,
+    ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
+)]
+async fn claude_warm_standby_takes_the_next_stage_and_sees_the_last_commit() {
+    let (warm, body) = implement_to_review(true).await;
+    // The previous run's commit, made while the warm process idled, is in its first request.
+    assert!(body.contains("Warm commit 7f3a"), "{body}");
+    assert!(body.contains("taken now, not when your process started"), "{body}");
+    // Claude Code's own snapshot, taken at boot, is not.
+    assert!(
+        !body.contains("This is the git status at the start of the conversation"),
+        "{body}"
+    );
+    let (cold, cold_body) = implement_to_review(false).await;
+    assert!(
+        cold_body.contains("This is the git status at the start of the conversation"),
+        "a cold process keeps Claude Code's own snapshot"
+    );
+    eprintln!(
+        "implement's last model request → review's first: warm {warm:?}, cold {cold:?}"
+    );
+}
+
+#[tokio::test]
+#[cfg_attr(
+    agent_clis_missing,
+    ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
+)]
+async fn claude_warm_standby_ends_with_a_stop_and_after_a_kill9() {
+    let release = release_file("warm-release-stop");
+    let _ = std::fs::remove_file(&release);
+    let mut lab = Lab::start(&warm_pipeline(&release), &[], &[]).await;
+    let project = lab.long_lived_project("w").await;
+    let gone = |mark: String| async move {
+        testkit::wait_until(
+            "the warm process to be gone",
+            std::time::Duration::from_secs(20),
+            || {
+                let left = processes_of_run(&mark);
+                async move { left.is_empty().then_some(()) }
+            },
+        )
+        .await
+        .unwrap();
+    };
+    // A stop while the warm process waits: the task took another path.
+    let id = lab.world.new_task_in(&project, "Stopped", false, 0).await;
+    lab.world.wait_run(id, "implement", "running").await;
+    let mark = wait_warm(&lab).await;
+    let (status, body) = lab.world.action(id, "stop", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    gone(mark).await;
+    // kill -9 of the server while a warm process waits: gone, also after the restart.
+    let id = lab.world.new_task_in(&project, "Crashed", false, 0).await;
+    lab.world.wait_run(id, "implement", "running").await;
+    let mark = wait_warm(&lab).await;
+    lab.world.server.kill9().await.unwrap();
+    let clis: Vec<String> = agent_clis()
+        .into_iter()
+        .flat_map(|(flag, path)| [flag.to_string(), path.display().to_string()])
+        .collect();
+    let clis: Vec<&str> = clis.iter().map(String::as_str).collect();
+    lab.world.restart(&clis, &[]).await;
+    gone(mark).await;
+}

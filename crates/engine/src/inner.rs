@@ -72,6 +72,8 @@ pub(crate) struct Inner {
     live: Mutex<HashMap<RunId, LiveRun>>,
     /// Runs waiting for an answer with their long-lived process alive (`crate::session`).
     parked: Mutex<HashMap<RunId, crate::session::Parked>>,
+    /// Successor processes started ahead of their run (`crate::warm`).
+    pub warm: crate::warm::Pool,
     /// Wakes the dispatcher: queued runs may be startable.
     pub dispatch: Notify,
     /// Wakes the outbox worker: intents may be pending.
@@ -140,6 +142,7 @@ impl Inner {
             _data_lock: data_lock,
             live: Mutex::new(HashMap::new()),
             parked: Mutex::new(HashMap::new()),
+            warm: crate::warm::Pool::default(),
             dispatch: Notify::new(),
             outbox: Notify::new(),
             workspace_lock: tokio::sync::Mutex::new(()),

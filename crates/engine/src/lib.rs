@@ -38,6 +38,7 @@ mod task_pipeline;
 mod tokens;
 mod transition;
 mod views;
+mod warm;
 mod webhook;
 pub mod workspace;
 

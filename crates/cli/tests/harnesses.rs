@@ -1155,19 +1155,22 @@ impl Lab {
 /// The mark of a warm standby process of this server's agents (their HOME is under `homes`).
 fn warm_mark(homes: &Path) -> Option<String> {
     let home = format!("HOME={}", homes.display());
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
-        let environ = std::fs::read(entry.path().join("environ")).ok()?;
-        let vars: Vec<String> = environ
-            .split(|b| *b == 0)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-            .collect();
-        if !vars.iter().any(|v| v.starts_with(&home)) {
-            return None;
-        }
-        vars.iter()
-            .find_map(|v| v.strip_prefix("ATELIER_RUN_MARK=warm-"))
-            .map(|m| format!("warm-{m}"))
-    })
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let environ = std::fs::read(entry.path().join("environ")).ok()?;
+            let vars: Vec<String> = environ
+                .split(|b| *b == 0)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .collect();
+            if !vars.iter().any(|v| v.starts_with(&home)) {
+                return None;
+            }
+            vars.iter()
+                .find_map(|v| v.strip_prefix("ATELIER_RUN_MARK=warm-"))
+                .map(|m| format!("warm-{m}"))
+        })
 }
 
 /// Waits for this server's warm standby process and returns its mark.
@@ -1199,16 +1202,20 @@ async fn implement_to_review(warm: bool) -> (std::time::Duration, String) {
     if warm {
         let mark = wait_warm(&lab).await;
         // Let the warm process finish booting, idle, before the commit it must not miss.
-        testkit::wait_until("the warm process to idle", std::time::Duration::from_secs(30), || {
-            let ready = processes_of_run(&mark).iter().any(|pid| {
-                std::fs::metadata(format!("/proc/{pid}"))
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.elapsed().ok())
-                    .is_some_and(|age| age > std::time::Duration::from_secs(3))
-            });
-            async move { ready.then_some(()) }
-        })
+        testkit::wait_until(
+            "the warm process to idle",
+            std::time::Duration::from_secs(30),
+            || {
+                let ready = processes_of_run(&mark).iter().any(|pid| {
+                    std::fs::metadata(format!("/proc/{pid}"))
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .is_some_and(|age| age > std::time::Duration::from_secs(3))
+                });
+                async move { ready.then_some(()) }
+            },
+        )
         .await
         .unwrap();
     }
@@ -1237,9 +1244,8 @@ async fn implement_to_review(warm: bool) -> (std::time::Duration, String) {
         .rfind(|r| r.body.to_string().contains("Atelier-Stage: implement"))
         .unwrap();
     let review = &requests[first_review];
-    let hand_off = std::time::Duration::from_micros(
-        review.received_at_us - last_implement.received_at_us,
-    );
+    let hand_off =
+        std::time::Duration::from_micros(review.received_at_us - last_implement.received_at_us);
     (hand_off, review.body.to_string())
 }
 
@@ -1252,7 +1258,10 @@ async fn claude_warm_standby_takes_the_next_stage_and_sees_the_last_commit() {
     let (warm, body) = implement_to_review(true).await;
     // The previous run's commit, made while the warm process idled, is in its first request.
     assert!(body.contains("Warm commit 7f3a"), "{body}");
-    assert!(body.contains("taken now, not when your process started"), "{body}");
+    assert!(
+        body.contains("taken now, not when your process started"),
+        "{body}"
+    );
     // Claude Code's own snapshot, taken at boot, is not.
     assert!(
         !body.contains("This is the git status at the start of the conversation"),
@@ -1263,9 +1272,7 @@ async fn claude_warm_standby_takes_the_next_stage_and_sees_the_last_commit() {
         cold_body.contains("This is the git status at the start of the conversation"),
         "a cold process keeps Claude Code's own snapshot"
     );
-    eprintln!(
-        "implement's last model request → review's first: warm {warm:?}, cold {cold:?}"
-    );
+    eprintln!("implement's last model request → review's first: warm {warm:?}, cold {cold:?}");
 }
 
 #[tokio::test]

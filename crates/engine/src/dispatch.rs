@@ -96,7 +96,9 @@ async fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<bool, String> {
         (None, Some(w)) => w.token.clone(),
         (None, None) => tokens::new_token(),
     };
-    let mark = warm.as_ref().map_or_else(|| run.mark.clone(), |w| w.mark.clone());
+    let mark = warm
+        .as_ref()
+        .map_or_else(|| run.mark.clone(), |w| w.mark.clone());
     // The live entry exists before the run is recorded as running: a stop committed from then on
     // reaches the supervisor (the watch keeps it) instead of finding nothing to stop.
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(None);
@@ -271,9 +273,7 @@ async fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<bool, String> {
         owner: owner.clone(),
     };
     let handed = match warm {
-        Some(warm) => {
-            crate::warm::hand_off(inner, task.id, warm, harness.as_ref(), &request).await
-        }
+        Some(warm) => crate::warm::hand_off(inner, task.id, warm, harness.as_ref(), &request).await,
         None => None,
     };
     if let Some(process) = handed {

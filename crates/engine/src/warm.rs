@@ -404,7 +404,13 @@ pub(crate) async fn hand_off(
     let prompt = format!("{status}\n\n{}", request.prompt);
     let input = harness.next_turn(&prompt)?;
     if let Err(err) = warm.process.write_input(input) {
-        waste(inner, task, warm, &format!("cannot write its prompt: {err}")).await;
+        waste(
+            inner,
+            task,
+            warm,
+            &format!("cannot write its prompt: {err}"),
+        )
+        .await;
         return None;
     }
     inner.warm.used.fetch_add(1, Ordering::Relaxed);
@@ -436,10 +442,18 @@ pub(crate) async fn git_status(worktree: &Path) -> String {
     }
     let branch = git(worktree, &["rev-parse", "--abbrev-ref", "HEAD"]).await;
     let status = git(worktree, &["--no-optional-locks", "status", "--short"]).await;
-    let log = git(worktree, &["--no-optional-locks", "log", "--oneline", "-n", "5"]).await;
+    let log = git(
+        worktree,
+        &["--no-optional-locks", "log", "--oneline", "-n", "5"],
+    )
+    .await;
     format!(
         "This is the git status at the start of this run (taken now, not when your process \
          started):\nCurrent branch: {branch}\n\nStatus:\n{}\n\nRecent commits:\n{log}",
-        if status.is_empty() { "(clean)" } else { &status }
+        if status.is_empty() {
+            "(clean)"
+        } else {
+            &status
+        }
     )
 }

@@ -312,8 +312,10 @@ impl Tx<'_> {
 
     /// Gives a run the mark of the process that takes it over (a warm standby, `engine::warm`).
     pub fn set_run_mark(&self, id: RunId, mark: &str) -> Result<()> {
-        self.tx
-            .execute("UPDATE runs SET mark = ?2 WHERE id = ?1", params![id.0, mark])?;
+        self.tx.execute(
+            "UPDATE runs SET mark = ?2 WHERE id = ?1",
+            params![id.0, mark],
+        )?;
         Ok(())
     }
 

@@ -1281,9 +1281,24 @@ async fn claude_warm_standby_takes_the_next_stage_and_sees_the_last_commit() {
     ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
 )]
 async fn claude_warm_standby_ends_with_a_stop_and_after_a_kill9() {
-    let release = release_file("warm-release-stop");
+    warm_stop_and_kill9(&[]).await;
+}
+
+/// Without the sandbox nothing kills the warm process with the server: recovery does, by its
+/// mark listed in the data directory.
+#[tokio::test]
+#[cfg_attr(
+    agent_clis_missing,
+    ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
+)]
+async fn claude_warm_standby_without_the_sandbox_ends_after_a_kill9() {
+    warm_stop_and_kill9(&["--sandbox", "none"]).await;
+}
+
+async fn warm_stop_and_kill9(server_args: &[&str]) {
+    let release = release_file(&format!("warm-release-stop-{}", server_args.len()));
     let _ = std::fs::remove_file(&release);
-    let mut lab = Lab::start(&warm_pipeline(&release), &[], &[]).await;
+    let mut lab = Lab::start(&warm_pipeline(&release), server_args, &[]).await;
     let project = lab.long_lived_project("w").await;
     let gone = |mark: String| async move {
         testkit::wait_until(
@@ -1312,6 +1327,7 @@ async fn claude_warm_standby_ends_with_a_stop_and_after_a_kill9() {
     let clis: Vec<String> = agent_clis()
         .into_iter()
         .flat_map(|(flag, path)| [flag.to_string(), path.display().to_string()])
+        .chain(server_args.iter().map(|a| a.to_string()))
         .collect();
     let clis: Vec<&str> = clis.iter().map(String::as_str).collect();
     lab.world.restart(&clis, &[]).await;

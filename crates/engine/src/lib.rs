@@ -32,6 +32,7 @@ pub mod prompt;
 mod prompt_admin;
 mod repo_lock;
 mod secrets;
+mod session;
 mod settings;
 mod stream;
 mod supervisor;
@@ -39,6 +40,7 @@ mod task_pipeline;
 mod tokens;
 mod transition;
 mod views;
+mod warm;
 mod webhook;
 pub mod workspace;
 

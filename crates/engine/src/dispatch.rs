@@ -247,7 +247,6 @@ async fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<bool, String> {
         run: run.id,
         task: task.id,
         stage: run.stage,
-        mark: run.mark.clone(),
         harness,
         process,
         stop: stop_rx,

@@ -1,10 +1,10 @@
 //! One supervising task per run turn. It owns the child process outright and `select!`s over
 //! its output lines, its exit, a stop request, the stall window and the stage deadline. Output
-//! is decoded, persisted in batches, then broadcast. When the process is gone (and every process
-//! carrying the run's mark with it), the outcome and the next decision commit in one transaction.
+//! is decoded, persisted in batches, then broadcast. When the process is gone (and what its run
+//! left behind with it: nothing in a sandbox, the agent's process group unconfined), the outcome
+//! and the next decision commit in one transaction. Nothing here scans the host's processes.
 
 use crate::api::LogEntry;
-use crate::confine::MARK_VAR;
 use crate::error::EngineError;
 use crate::guards;
 use crate::hub::HubItem;
@@ -13,7 +13,7 @@ use crate::transition::{Applied, after_commit, apply_in};
 use bytes::Bytes;
 use domain::{Event, RunId, RunOutcome, Stage, TaskId, TranscriptEvent};
 use harness::Harness;
-use harness::process::{self, AgentProcess};
+use harness::process::AgentProcess;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -28,7 +28,6 @@ pub(crate) struct Turn {
     pub run: RunId,
     pub task: TaskId,
     pub stage: Stage,
-    pub mark: String,
     pub harness: Arc<dyn Harness>,
     pub process: AgentProcess,
     pub stop: tokio::sync::watch::Receiver<Option<StopCause>>,
@@ -199,10 +198,9 @@ pub(crate) async fn supervise(inner: Arc<Inner>, mut turn: Turn) {
                 None => lines = None,
             },
             () = &mut kill, if killing => {
-                turn.process.kill_all();
-                if !turn.process.is_sandboxed() {
-                    process::kill_marked(MARK_VAR, &turn.mark);
-                }
+                // Unconfined, the walk of the agent's tree runs on the blocking pool; the agent's
+                // exit is observed by the next turn of the loop.
+                turn.process.kill_all().await;
                 killing = false;
             }
             () = &mut stall, if abort.is_none() => {
@@ -230,11 +228,11 @@ pub(crate) async fn supervise(inner: Arc<Inner>, mut turn: Turn) {
         }
     };
     let exited_us = store::now_us();
-    // No process of a finished run may survive it (tools run in groups of their own). In a
-    // sandbox the kernel already ended them with the PID namespace; unconfined, find them by mark.
-    if !turn.process.is_sandboxed() {
-        process::kill_marked(MARK_VAR, &turn.mark);
-    }
+    // No process of a finished run may survive it. In a sandbox the kernel already ended them
+    // with the PID namespace; unconfined, what is left in the agent's process group is killed
+    // (one system call). The host's process table is not scanned after a run: that cost grew
+    // with the machine, not with the work (the mark scan is for startup recovery only).
+    turn.process.kill_leftovers();
     drain(&mut lines, decoder.as_mut(), &mut transcript).await;
     if abort == Some(Abort::Shutdown) {
         // Left `running` on purpose: startup recovery restarts it like after a crash.

@@ -175,7 +175,7 @@ pub(crate) async fn supervise(inner: Arc<Inner>, mut turn: Turn) {
                     Some(StopCause::User) => Abort::User,
                     Some(StopCause::Shutdown) | None => Abort::Shutdown,
                 };
-                kill.as_mut().reset(begin_stop(&inner, &turn, cause == Abort::Shutdown));
+                kill.as_mut().reset(begin_stop(&inner, &mut turn, cause == Abort::Shutdown).await);
                 killing = true;
                 abort = Some(cause);
             }
@@ -191,7 +191,7 @@ pub(crate) async fn supervise(inner: Arc<Inner>, mut turn: Turn) {
                     if let (Some(detail), None) = (&transcript.looping, &abort) {
                         tracing::info!(run = %turn.run, %detail, "agent is looping: interrupting it");
                         abort = Some(Abort::Looping(detail.clone()));
-                        kill.as_mut().reset(begin_stop(&inner, &turn, false));
+                        kill.as_mut().reset(begin_stop(&inner, &mut turn, false).await);
                         killing = true;
                     }
                 }
@@ -212,7 +212,7 @@ pub(crate) async fn supervise(inner: Arc<Inner>, mut turn: Turn) {
                     abort = Some(Abort::Stalled(format!(
                         "stalled: the agent emitted nothing for {secs:.1} s (the stall window); it was interrupted and stopped"
                     )));
-                    kill.as_mut().reset(begin_stop(&inner, &turn, false));
+                    kill.as_mut().reset(begin_stop(&inner, &mut turn, false).await);
                     killing = true;
                 }
             }
@@ -221,7 +221,7 @@ pub(crate) async fn supervise(inner: Arc<Inner>, mut turn: Turn) {
                 abort = Some(Abort::Failed(format!(
                     "timed out: the {} stage ran longer than {secs:.0} s", turn.stage
                 )));
-                kill.as_mut().reset(begin_stop(&inner, &turn, false));
+                kill.as_mut().reset(begin_stop(&inner, &mut turn, false).await);
                 killing = true;
             }
             () = std::future::ready(()), if !transcript.pending.is_empty() => transcript.flush(&inner),
@@ -232,7 +232,7 @@ pub(crate) async fn supervise(inner: Arc<Inner>, mut turn: Turn) {
     // with the PID namespace; unconfined, what is left in the agent's process group is killed
     // (one system call). The host's process table is not scanned after a run: that cost grew
     // with the machine, not with the work (the mark scan is for startup recovery only).
-    turn.process.kill_leftovers();
+    turn.process.kill_leftovers().await;
     drain(&mut lines, decoder.as_mut(), &mut transcript).await;
     if abort == Some(Abort::Shutdown) {
         // Left `running` on purpose: startup recovery restarts it like after a crash.
@@ -300,7 +300,10 @@ async fn drain(
 }
 
 /// Interrupts the agent gracefully; returns when to kill its whole tree.
-fn begin_stop(inner: &Inner, turn: &Turn, immediately: bool) -> Instant {
+/// Unconfined, the agent's tree is noted first: an agent that ends its turn on the interrupt
+/// leaves its tools to the host's init, and only what was noted can be found after it.
+async fn begin_stop(inner: &Inner, turn: &mut Turn, immediately: bool) -> Instant {
+    turn.process.note_descendants().await;
     if let Err(err) = turn.process.interrupt(&turn.harness.interrupt()) {
         tracing::debug!(run = %turn.run, error = %err, "graceful interrupt unavailable");
     }

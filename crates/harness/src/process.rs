@@ -58,6 +58,9 @@ pub struct AgentProcess {
     stderr_task: Option<JoinHandle<()>>,
     /// Started inside a [`Sandbox`]: the child is bubblewrap, the agent runs in its PID namespace.
     sandboxed: bool,
+    /// Unconfined: the agent's descendants (pid, start time) noted before it was asked to stop,
+    /// killed after it ended if they outlived it ([`AgentProcess::kill_leftovers`]).
+    noted: Vec<(u32, u64)>,
 }
 
 /// Where an agent runs, for [`AgentProcess::start`].
@@ -155,6 +158,7 @@ impl AgentProcess {
             stderr_tail,
             stderr_task,
             sandboxed: matches!(confinement, Confinement::Sandbox),
+            noted: Vec::new(),
         })
     }
 
@@ -273,14 +277,57 @@ impl AgentProcess {
             .count()
     }
 
+    /// Unconfined: notes the agent's descendants — its whole run, as its subreaper — before it
+    /// is asked to stop. An agent that ends its turn on the interrupt leaves its tools to the
+    /// host's init, out of reach of a walk from the agent; [`AgentProcess::kill_leftovers`]
+    /// kills those noted here that outlived it. Nothing to note in a sandbox. The walk reads
+    /// `/proc` (one file per process of the run) on tokio's blocking pool.
+    pub async fn note_descendants(&mut self) {
+        if self.sandboxed {
+            return;
+        }
+        let pid = self.pid;
+        self.noted = tokio::task::spawn_blocking(move || {
+            descendants(pid)
+                .into_iter()
+                .filter_map(|p| Some((p, read_stat(p)?.start)))
+                .collect()
+        })
+        .await
+        .unwrap_or_default();
+    }
+
     /// After the agent ended: kills what its run left behind, without scanning the host. In a
     /// sandbox nothing can be left (the PID namespace ended with the agent). Unconfined, the
-    /// agent's orphans went to the host's init when it ended; those still in its process group
-    /// (background tools, adopted orphans) are killed with one `kill(-pgid)`. A process that left
-    /// the group and outlived the agent is not found here (the sandbox is what guarantees
-    /// nothing outlives a run). One system call: no `/proc` read.
-    pub fn kill_leftovers(&self) -> bool {
-        !self.sandboxed && kill_group(self.pid)
+    /// agent's orphans went to the host's init when it ended: those still in its process group
+    /// (background tools, adopted orphans) are killed with one `kill(-pgid)`, and the
+    /// descendants noted before a stop ([`AgentProcess::note_descendants`]) that are still the
+    /// same processes (same start time) are killed with their own descendants. A process that
+    /// left the group and outlived an agent that ended on its own is not found here (the sandbox
+    /// is what guarantees nothing outlives a run). Without noted processes this is one system
+    /// call and reads no `/proc`. Returns how many were signalled (the group counts once).
+    pub async fn kill_leftovers(&self) -> usize {
+        if self.sandboxed {
+            return 0;
+        }
+        let group = usize::from(kill_group(self.pid));
+        if self.noted.is_empty() {
+            return group;
+        }
+        let noted = self.noted.clone();
+        let trees = tokio::task::spawn_blocking(move || {
+            let survivors: Vec<u32> = noted
+                .into_iter()
+                .filter(|&(pid, start)| {
+                    read_stat(pid).is_some_and(|s| s.start == start && !s.is_dead())
+                })
+                .map(|(pid, _)| pid)
+                .collect();
+            kill_trees(&survivors)
+        })
+        .await
+        .unwrap_or(0);
+        group + trees
     }
 }
 
@@ -348,6 +395,9 @@ pub(crate) struct ProcStat {
     pub ppid: u32,
     pub pgrp: i32,
     pub session: i32,
+    /// When the process started, in clock ticks after boot: with the pid, it names one process
+    /// (a pid can be reused, not together with its start time).
+    pub start: u64,
 }
 
 impl ProcStat {
@@ -366,12 +416,15 @@ pub(crate) fn read_stat(pid: u32) -> Option<ProcStat> {
     let ppid = fields.next()?.parse().ok()?;
     let pgrp = fields.next()?.parse().ok()?;
     let session = fields.next()?.parse().ok()?;
+    // Field 22 (starttime); `fields` is at field 7 (tty_nr) now.
+    let start = fields.nth(15)?.parse().ok()?;
     Some(ProcStat {
         pid,
         state,
         ppid,
         pgrp,
         session,
+        start,
     })
 }
 
@@ -493,19 +546,38 @@ fn freeze(seen: &mut HashSet<u32>, mut scan: impl FnMut() -> Vec<u32>) -> Vec<u3
 /// descendants that became our children (when this process is a child subreaper) are reaped;
 /// `root` itself is left to its owner (tokio).
 pub fn kill_tree(root: u32) -> usize {
-    if checked_pid(root).is_none() {
+    kill_trees(&[root])
+}
+
+/// [`kill_tree`] of several roots at once (frozen together, so none can start a process
+/// another has not been frozen for). Roots that are not safe to signal are skipped.
+fn kill_trees(roots: &[u32]) -> usize {
+    let roots: Vec<u32> = roots
+        .iter()
+        .copied()
+        .filter(|&r| checked_pid(r).is_some())
+        .collect();
+    if roots.is_empty() {
         return 0;
     }
     let mut seen = HashSet::new();
     let frozen = freeze(&mut seen, || {
-        let mut pids = vec![root];
-        pids.extend(descendants(root));
+        let mut pids = roots.clone();
+        for &root in &roots {
+            pids.extend(descendants(root));
+        }
         pids
     });
     for &pid in &frozen {
         send(pid, libc::SIGKILL);
     }
-    reap_our_zombies(frozen.iter().copied().filter(|&p| p != root).collect());
+    reap_our_zombies(
+        frozen
+            .iter()
+            .copied()
+            .filter(|p| !roots.contains(p))
+            .collect(),
+    );
     frozen.len()
 }
 

@@ -172,8 +172,33 @@ async fn kill_leftovers_ends_what_an_ended_agent_left_in_its_group() {
     assert!(p.wait().await.unwrap().success());
     assert_eq!(read_stat(leftover).unwrap().pgrp, root as i32);
 
-    assert!(p.kill_leftovers(), "the group still had a member");
+    assert_eq!(p.kill_leftovers().await, 1, "the group still had a member");
     assert!(eventually(Duration::from_secs(10), || !is_alive(leftover)).await);
+}
+
+#[tokio::test]
+async fn an_agent_that_ends_on_the_interrupt_leaves_nothing_it_was_noted_with() {
+    // The agent ends its turn on SIGINT; its tool, in a session of its own, does not get the
+    // signal and is re-parented to the host's init when the agent ends.
+    let script = "trap 'exit 0' INT; \
+                  (setsid sh -c 'echo $$; exec sleep 300' </dev/null &); \
+                  while :; do sleep 0.05; done";
+    let mut p = AgentProcess::spawn(&sh(script, &[])).unwrap();
+    let root = p.pid();
+    let tool = pids_printed(&mut p, 1).await[0];
+    assert!(
+        eventually(Duration::from_secs(10), || read_stat(tool)
+            .is_some_and(|s| s.ppid == root))
+        .await,
+        "adopted by the agent"
+    );
+    p.note_descendants().await;
+    p.interrupt(&Interrupt::Signal(libc::SIGINT)).unwrap();
+    assert!(p.wait().await.unwrap().success(), "ended its turn");
+    assert!(is_alive(tool), "the tool outlived the agent");
+
+    assert!(p.kill_leftovers().await >= 1);
+    assert!(eventually(Duration::from_secs(10), || !is_alive(tool)).await);
 }
 
 #[tokio::test]

@@ -269,6 +269,7 @@ pub fn event(event: &TranscriptEvent) -> String {
     match event {
         TranscriptEvent::Session { id } => format!("session {id}"),
         TranscriptEvent::Message { text } => format!("message: {text}"),
+        TranscriptEvent::Partial { text } => format!("typing: {text}"),
         TranscriptEvent::Thinking { text } => format!("thinking: {text}"),
         TranscriptEvent::ToolCall { name, input, .. } => {
             format!("tool_call {name} {}", clip_inline(&input.to_string()))

@@ -50,7 +50,10 @@ async fn crashing_hanging_and_garbage_agents_fail_clearly_while_others_go_on() {
     let hang = project_with_plan(
         &world,
         "hang",
-        json!({"runs": [[{"do": "message", "text": "thinking hard"}, {"do": "hang"}]]}),
+        json!({"runs": [{"turns": [
+            [{"do": "message", "text": "thinking hard"}, {"do": "hang"}],
+            [{"do": "echo_input"}, {"do": "hang"}]
+        ]}]}),
     )
     .await;
     let garbage = project_with_plan(
@@ -86,6 +89,16 @@ async fn crashing_hanging_and_garbage_agents_fail_clearly_while_others_go_on() {
     assert!(
         reason.ends_with("it had stalled before, so it was not resumed again"),
         "{reason}"
+    );
+    // The continued session was told about the stall (not about a server restart).
+    let logs = world.logs(hang_task).await;
+    let second_run = &detail["runs"][1]["id"];
+    assert!(
+        logs.iter().any(|e| &e["run"] == second_run
+            && e["event"]["text"].as_str().is_some_and(
+                |t| t.contains("You produced no output for a long time and were interrupted")
+            )),
+        "the stall message reached the agent: {logs:#?}"
     );
     let mark = world.run_mark(hang_task).await;
     assert_eq!(processes_of_run(&mark), Vec::<u32>::new());

@@ -83,41 +83,6 @@ impl Lab {
     }
 }
 
-fn sim_pipeline() -> Vec<(&'static str, Value)> {
-    vec![
-        (
-            "plan",
-            json!({"runs": [[
-                {"do": "message", "text": "Reading the request."},
-                {"do": "doc_section", "heading": "To-Do List", "body": "- [ ] Add hello.txt\n"},
-                {"do": "signal", "args": ["plan-ready"]},
-                {"do": "message", "text": "The plan is ready."}
-            ]]}),
-        ),
-        (
-            "implement",
-            json!({"runs": [[
-                {"do": "write", "path": "hello.txt", "content": "hello from the agent\n"},
-                {"do": "check", "item": "Add hello.txt"},
-                {"do": "run", "command": "git add -A && git commit -qm 'Add hello.txt'"},
-                {"do": "message", "text": "Implemented."}
-            ]]}),
-        ),
-        (
-            "review",
-            json!({"runs": [[
-                {"do": "run", "command": "cat hello.txt"},
-                {"do": "signal", "args": ["verdict", "ready"]},
-                {"do": "message", "text": "Verified."}
-            ]]}),
-        ),
-        (
-            "pr",
-            json!({"runs": [[{"do": "signal", "args": ["pr-done"]}, {"do": "message", "text": "Submitted."}]]}),
-        ),
-    ]
-}
-
 /// One task through the whole pipeline on the given harnesses, to merged.
 async fn pipeline_on(harnesses: [&str; 4]) {
     let lab = Lab::start(&sim_pipeline(), &["--merge-poll-ms", "200"], &[]).await;
@@ -815,6 +780,26 @@ async fn a_model_of_another_harness_is_refused_before_anything_starts() {
         error.contains("roles.implement") && error.contains("claude-sonnet-4-5"),
         "{error}"
     );
+    // Only Claude Code has a long-lived session mode.
+    for harness in ["codex", "opencode"] {
+        let mut role = lab.role(harness);
+        role["session"] = json!("long-lived");
+        roles.insert("implement".into(), role);
+        let (status, body) = lab
+            .server()
+            .post(
+                "/api/projects",
+                &json!({"path": path, "name": "wrong", "settings": {"roles": roles}}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, 400, "{body}");
+        let error = body["error"].as_str().unwrap();
+        assert!(
+            error.contains("roles.implement") && error.contains("no long-lived session mode"),
+            "{error}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -950,4 +935,401 @@ async fn a_full_pipeline_runs_qa_and_refine_on_the_real_clis() {
         .await;
     assert_eq!(status, 200, "{qa}");
     assert_eq!(qa, "hello from the agent\n");
+}
+
+/// A shell command that writes to `file` the identity (pid and start time, which also tell apart
+/// two processes of the same pid in two sandboxes) of every ancestor of the tool's shell that
+/// runs with `--output-format stream-json`, nearest first: the last one is the agent CLI itself
+/// (Claude Code runs its tools under a helper with its own command line).
+fn agent_pid_command(file: &str) -> String {
+    format!(
+        "p=$$; while [ \"$p\" -gt 1 ]; do if tr '\\0' ' ' < /proc/$p/cmdline | grep -q -- \
+         '--output-format stream-json'; then echo $p:$(cut -d' ' -f22 /proc/$p/stat); fi; \
+         p=$(cut -d' ' -f4 /proc/$p/stat); done > {file}"
+    )
+}
+
+/// A plan run that records its CLI's pid, asks a question, and after the answer records the
+/// pid again and goes on with more tool calls.
+fn question_then_tools() -> Value {
+    json!({"runs": [{"turns": [
+        [
+            {"do": "run", "command": agent_pid_command("agent-0.pid")},
+            {"do": "question", "text": "Formal or casual greeting?"}
+        ],
+        [
+            {"do": "run", "command": agent_pid_command("agent-1.pid")},
+            {"do": "doc_section", "heading": "To-Do List", "body": "- [ ] Add a formal greeting\n"},
+            {"do": "signal", "args": ["plan-ready"]},
+            {"do": "message", "text": "Planned."}
+        ]
+    ]}]})
+}
+
+/// Question → answer → more tool calls on Claude Code in `session` mode. Returns whether one
+/// CLI process served both turns, and the hand-off: the time from the answer's request to the
+/// model request that carries it.
+async fn claude_question_then_tools(session: &str) -> (bool, std::time::Duration) {
+    let lab = Lab::start(&[("plan", question_then_tools())], &[], &[]).await;
+    let project = lab
+        .project_with("q", "claude-code", json!({"session": session}))
+        .await;
+    let id = lab.world.new_task_in(&project, "Greeting", true, 0).await;
+    let detail = lab
+        .world
+        .wait_state_for(id, "needs_input", std::time::Duration::from_secs(90))
+        .await;
+    let mark = lab.world.run_mark(id).await;
+    let waiting = processes_of_run(&mark);
+    // A long-lived agent waits for the answer alive; a one-shot one is gone.
+    assert_eq!(waiting.is_empty(), session == "one-shot", "{waiting:?}");
+    let worktree = lab.world.worktree(&detail);
+    let session_id = detail["runs"][0]["session"].as_str().unwrap().to_string();
+    let asked_at = store_now_us();
+    let (status, body) = lab
+        .world
+        .action(id, "answer", json!({"text": "Formal, please."}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let detail = lab
+        .world
+        .wait_state_for(id, "plan_gate", std::time::Duration::from_secs(90))
+        .await;
+    let runs = detail["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    assert_eq!(runs[0]["turns"], 2);
+    assert_eq!(runs[0]["session"], session_id.as_str());
+    assert!(
+        detail["doc"]
+            .as_str()
+            .unwrap()
+            .contains("- [ ] Add a formal greeting")
+    );
+    let requests = lab.sim.requests();
+    let answered = requests
+        .iter()
+        .find(|r| r.body.to_string().contains("Formal, please."))
+        .unwrap();
+    assert!(
+        answered
+            .body
+            .to_string()
+            .contains("Formal or casual greeting?")
+    );
+    let hand_off = std::time::Duration::from_micros(answered.received_at_us - asked_at);
+    // Every model request after the answer came from the same conversation, and the turn after
+    // it ran more tools (the second pid file) before ending.
+    let pid = |n: u32| {
+        std::fs::read_to_string(worktree.join(format!("agent-{n}.pid")))
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (first, second) = (pid(0), pid(1));
+    assert!(
+        !first.is_empty() && !second.is_empty(),
+        "{first:?} {second:?}"
+    );
+    // The run is over: nothing of it is left.
+    assert_eq!(processes_of_run(&mark), Vec::<u32>::new());
+    let logs = lab.world.logs(id).await;
+    let sessions = logs
+        .iter()
+        .filter(|e| e["event"]["type"] == "session")
+        .count();
+    let partial = logs.iter().any(|e| e["event"]["type"] == "partial");
+    assert!(partial, "live text reached the transcript");
+    eprintln!(
+        "claude-code {session}: answer → next model request {hand_off:?} (agent pids {first} \
+         and {second}, {sessions} session announcement(s))"
+    );
+    (first == second && sessions == 1, hand_off)
+}
+
+fn store_now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
+}
+
+#[tokio::test]
+#[cfg_attr(
+    agent_clis_missing,
+    ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
+)]
+async fn claude_long_lived_serves_question_answer_and_more_tools_from_one_process() {
+    let (one_process, _) = claude_question_then_tools("long-lived").await;
+    assert!(one_process, "one Claude Code process served the whole run");
+}
+
+#[tokio::test]
+#[cfg_attr(
+    agent_clis_missing,
+    ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
+)]
+async fn claude_one_shot_starts_a_process_per_turn() {
+    let (one_process, _) = claude_question_then_tools("one-shot").await;
+    assert!(!one_process, "one-shot: a new process resumed the session");
+}
+
+#[tokio::test]
+#[cfg_attr(
+    agent_clis_missing,
+    ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
+)]
+async fn claude_long_lived_stop_while_waiting_for_an_answer_leaves_no_process() {
+    let lab = Lab::start(&[("plan", question_then_tools())], &[], &[]).await;
+    let project = lab
+        .project_with("q", "claude-code", json!({"session": "long-lived"}))
+        .await;
+    let id = lab.world.new_task_in(&project, "Greeting", true, 0).await;
+    lab.world
+        .wait_state_for(id, "needs_input", std::time::Duration::from_secs(90))
+        .await;
+    let mark = lab.world.run_mark(id).await;
+    assert_ne!(
+        processes_of_run(&mark),
+        Vec::<u32>::new(),
+        "the agent waits alive"
+    );
+    let (status, body) = lab.world.action(id, "stop", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    lab.world.wait_run(id, "plan", "stopped").await;
+    testkit::wait_until(
+        "the waiting agent to be gone",
+        std::time::Duration::from_secs(20),
+        || {
+            let left = processes_of_run(&mark);
+            async move { left.is_empty().then_some(()) }
+        },
+    )
+    .await
+    .unwrap();
+}
+
+/// Implement waits for `release`, then commits; review and pr end at once.
+fn warm_pipeline(release: &Path) -> Vec<(&'static str, Value)> {
+    let mut stages = sim_pipeline();
+    for (stage, scenario) in &mut stages {
+        if *stage == "implement" {
+            *scenario = json!({"runs": [[
+                wait_for_file(release),
+                {"do": "write", "path": "hello.txt", "content": "hello from the agent\n"},
+                {"do": "check", "item": "Add hello.txt"},
+                {"do": "run", "command": "git add -A && git commit -qm 'Warm commit 7f3a'"},
+                {"do": "message", "text": "Implemented."}
+            ]]});
+        }
+    }
+    stages
+}
+
+impl Lab {
+    /// A project whose every role is a long-lived Claude Code session, with the test's release
+    /// files shown to its agents.
+    async fn long_lived_project(&self, name: &str) -> String {
+        let mut role = self.role("claude-code");
+        role["session"] = json!("long-lived");
+        let roles: serde_json::Map<String, Value> = ["plan", "implement", "review", "pr"]
+            .iter()
+            .map(|s| (s.to_string(), role.clone()))
+            .collect();
+        let path = self.world.add_repo(name);
+        let (status, body) = self
+            .server()
+            .post(
+                "/api/projects",
+                &json!({"path": path, "name": name,
+                        "settings": {"roles": roles, "sandbox": gated_sandbox()}}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, 201, "{body}");
+        name.to_string()
+    }
+}
+
+/// The mark of a warm standby process of this server's agents (their HOME is under `homes`).
+fn warm_mark(homes: &Path) -> Option<String> {
+    let home = format!("HOME={}", homes.display());
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let environ = std::fs::read(entry.path().join("environ")).ok()?;
+            let vars: Vec<String> = environ
+                .split(|b| *b == 0)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .collect();
+            if !vars.iter().any(|v| v.starts_with(&home)) {
+                return None;
+            }
+            vars.iter()
+                .find_map(|v| v.strip_prefix("ATELIER_RUN_MARK=warm-"))
+                .map(|m| format!("warm-{m}"))
+        })
+}
+
+/// Waits for this server's warm standby process and returns its mark.
+async fn wait_warm(lab: &Lab) -> String {
+    let homes = lab.world.homes();
+    testkit::wait_until(
+        "a warm standby process",
+        std::time::Duration::from_secs(60),
+        || {
+            let found = warm_mark(&homes);
+            async move { found }
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// Implement → review on long-lived Claude Code, warm (the review process started while
+/// implement ran) or cold. Returns the hand-off (implement's last model request → review's
+/// first) and review's first model request body.
+async fn implement_to_review(warm: bool) -> (std::time::Duration, String) {
+    let release = release_file(&format!("warm-release-{warm}"));
+    let _ = std::fs::remove_file(&release);
+    let limit = if warm { "2" } else { "0" };
+    let lab = Lab::start(&warm_pipeline(&release), &["--warm-limit", limit], &[]).await;
+    let project = lab.long_lived_project("w").await;
+    let id = lab.world.new_task_in(&project, "Greeting", false, 0).await;
+    lab.world.wait_run(id, "implement", "running").await;
+    if warm {
+        let mark = wait_warm(&lab).await;
+        // Let the warm process finish booting, idle, before the commit it must not miss.
+        testkit::wait_until(
+            "the warm process to idle",
+            std::time::Duration::from_secs(30),
+            || {
+                let ready = processes_of_run(&mark).iter().any(|pid| {
+                    std::fs::metadata(format!("/proc/{pid}"))
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .is_some_and(|age| age > std::time::Duration::from_secs(3))
+                });
+                async move { ready.then_some(()) }
+            },
+        )
+        .await
+        .unwrap();
+    }
+    std::fs::write(&release, b"").unwrap();
+    lab.world
+        .wait_state_for(id, "awaiting_merge", std::time::Duration::from_secs(120))
+        .await;
+    let _ = std::fs::remove_file(&release);
+    let detail = lab.world.detail(id).await;
+    let db = rusqlite::Connection::open(lab.world.data.join("atelier.db")).unwrap();
+    let review_mark: String = db
+        .query_row(
+            "SELECT mark FROM runs WHERE task_id = ?1 AND stage = 'review'",
+            [id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(review_mark.starts_with("warm-"), warm, "{detail:#}");
+    let requests = lab.sim.requests();
+    let first_review = requests
+        .iter()
+        .position(|r| r.body.to_string().contains("Atelier-Stage: review"))
+        .unwrap();
+    let last_implement = requests[..first_review]
+        .iter()
+        .rfind(|r| r.body.to_string().contains("Atelier-Stage: implement"))
+        .unwrap();
+    let review = &requests[first_review];
+    let hand_off =
+        std::time::Duration::from_micros(review.received_at_us - last_implement.received_at_us);
+    (hand_off, review.body.to_string())
+}
+
+#[tokio::test]
+#[cfg_attr(
+    agent_clis_missing,
+    ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
+)]
+async fn claude_warm_standby_takes_the_next_stage_and_sees_the_last_commit() {
+    let (warm, body) = implement_to_review(true).await;
+    // The previous run's commit, made while the warm process idled, is in its first request.
+    assert!(body.contains("Warm commit 7f3a"), "{body}");
+    assert!(
+        body.contains("taken now, not when your process started"),
+        "{body}"
+    );
+    // Claude Code's own snapshot, taken at boot, is not.
+    assert!(
+        !body.contains("This is the git status at the start of the conversation"),
+        "{body}"
+    );
+    let (cold, cold_body) = implement_to_review(false).await;
+    assert!(
+        cold_body.contains("This is the git status at the start of the conversation"),
+        "a cold process keeps Claude Code's own snapshot"
+    );
+    eprintln!("implement's last model request → review's first: warm {warm:?}, cold {cold:?}");
+}
+
+#[tokio::test]
+#[cfg_attr(
+    agent_clis_missing,
+    ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
+)]
+async fn claude_warm_standby_ends_with_a_stop_and_after_a_kill9() {
+    warm_stop_and_kill9(&[]).await;
+}
+
+/// Without the sandbox nothing kills the warm process with the server: recovery does, by its
+/// mark listed in the data directory.
+#[tokio::test]
+#[cfg_attr(
+    agent_clis_missing,
+    ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
+)]
+async fn claude_warm_standby_without_the_sandbox_ends_after_a_kill9() {
+    warm_stop_and_kill9(&["--sandbox", "none"]).await;
+}
+
+async fn warm_stop_and_kill9(server_args: &[&str]) {
+    let release = release_file(&format!("warm-release-stop-{}", server_args.len()));
+    let _ = std::fs::remove_file(&release);
+    let mut lab = Lab::start(&warm_pipeline(&release), server_args, &[]).await;
+    let project = lab.long_lived_project("w").await;
+    let gone = |mark: String| async move {
+        testkit::wait_until(
+            "the warm process to be gone",
+            std::time::Duration::from_secs(20),
+            || {
+                let left = processes_of_run(&mark);
+                async move { left.is_empty().then_some(()) }
+            },
+        )
+        .await
+        .unwrap();
+    };
+    // A stop while the warm process waits: the task took another path.
+    let id = lab.world.new_task_in(&project, "Stopped", false, 0).await;
+    lab.world.wait_run(id, "implement", "running").await;
+    let mark = wait_warm(&lab).await;
+    let (status, body) = lab.world.action(id, "stop", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    gone(mark).await;
+    // kill -9 of the server while a warm process waits: gone, also after the restart.
+    let id = lab.world.new_task_in(&project, "Crashed", false, 0).await;
+    lab.world.wait_run(id, "implement", "running").await;
+    let mark = wait_warm(&lab).await;
+    lab.world.server.kill9().await.unwrap();
+    let clis: Vec<String> = agent_clis()
+        .into_iter()
+        .flat_map(|(flag, path)| [flag.to_string(), path.display().to_string()])
+        .chain(server_args.iter().map(|a| a.to_string()))
+        .collect();
+    let clis: Vec<&str> = clis.iter().map(String::as_str).collect();
+    lab.world.restart(&clis, &[]).await;
+    gone(mark).await;
 }

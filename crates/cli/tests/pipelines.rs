@@ -31,7 +31,7 @@ fn text(bytes: &[u8]) -> String {
 
 #[test]
 fn each_broken_file_is_refused_with_its_file_line_and_reason() {
-    let cases: [(&str, usize, &str); 16] = [
+    let cases: [(&str, usize, &str); 17] = [
         (
             "unknown-kind.toml",
             13,
@@ -85,6 +85,12 @@ fn each_broken_file_is_refused_with_its_file_line_and_reason() {
             "duplicate-stage.toml",
             17,
             "a second stage named `review` (the first is on line 12)",
+        ),
+        (
+            "two-of-a-kind.toml",
+            14,
+            "a second review stage (`second`; the first, `review`, is on line 7): a pipeline runs \
+             at most one stage of each kind",
         ),
         (
             "same-reviewers.toml",

@@ -72,6 +72,8 @@ impl Cli {
     fn fixture(self, case: Case) -> Option<&'static str> {
         match (self, case) {
             (_, Case::Run) => Some("atelier-run"),
+            (Cli::Claude, Case::LongLived) => Some("atelier-long-lived"),
+            (Cli::Codex | Cli::OpenCode, Case::LongLived) => None,
             (Cli::Codex | Cli::OpenCode, Case::Resume) => Some("atelier-resume"),
             (Cli::Claude, Case::Interrupt) => Some("atelier-interrupt"),
             (Cli::Codex, Case::Interrupt) => Some("atelier-abort-sigint"),
@@ -157,6 +159,8 @@ enum Case {
     Resume,
     Interrupt,
     DeadPort,
+    /// Two turns of one long-lived process (Claude Code's `--input-format stream-json`).
+    LongLived,
 }
 
 impl Case {
@@ -166,6 +170,7 @@ impl Case {
             Case::Resume => "resume",
             Case::Interrupt => "interrupt",
             Case::DeadPort => "dead-port",
+            Case::LongLived => "long-lived",
         }
     }
 }
@@ -429,6 +434,78 @@ impl Lab {
         }
     }
 
+    /// Runs a long-lived session (`req` asks for one): the prompt's turn, then `follow_up`
+    /// written to the same process once that turn ended, then stdin closed once the second
+    /// ended. Returns the decoded (normalized) events of both turns; the process must exit 0.
+    async fn long_lived(&mut self, req: &TurnRequest, follow_up: &str) -> Vec<TranscriptEvent> {
+        let spec = self.harness.command(req).unwrap();
+        assert!(spec.stdin_open, "{spec:?}");
+        let started = Instant::now();
+        let mut child = AgentProcess::spawn(&spec).unwrap();
+        let mut stdout = BufReader::new(child.take_stdout().unwrap()).lines();
+        let mut decoder = self.harness.decoder();
+        let (mut raw, mut events, mut ends) = (Vec::new(), Vec::new(), 0);
+        let mut pids = std::collections::BTreeSet::from([child.pid()]);
+        loop {
+            let line = tokio::time::timeout(
+                TURN_LIMIT.saturating_sub(started.elapsed()),
+                stdout.next_line(),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("no end of output; stderr: {}", child.stderr_tail()))
+            .unwrap();
+            let Some(line) = line else { break };
+            let decoded = decoder.line(&line);
+            for event in &decoded {
+                if matches!(event, TranscriptEvent::TurnEnd { .. }) {
+                    ends += 1;
+                    match ends {
+                        1 => child
+                            .write_input(self.harness.next_turn(follow_up).unwrap())
+                            .unwrap(),
+                        _ => child.close_input(),
+                    }
+                }
+            }
+            // The process that answers is the one that started (no new CLI process).
+            pids.extend(
+                process::marked_processes(MARK, &self.mark)
+                    .into_iter()
+                    .filter(|p| {
+                        std::fs::read_link(format!("/proc/{p}/exe"))
+                            .is_ok_and(|exe| exe == spec.program)
+                    }),
+            );
+            events.extend(decoded);
+            raw.push(line);
+        }
+        let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(status.code(), Some(0), "stderr: {}", child.stderr_tail());
+        assert_eq!(ends, 2, "{raw:#?}");
+        assert_eq!(pids.len(), 1, "one CLI process for both turns: {pids:?}");
+        assert_eq!(self.survivors().await, Vec::<u32>::new());
+        assert_eq!(decoder.unreadable_lines(), 0, "{raw:#?}");
+        let lines: Vec<String> = raw.iter().map(|l| self.norm.line(l)).collect();
+        let events = self.norm.events(&events);
+        let mut fresh = self.harness.decoder();
+        let again: Vec<TranscriptEvent> = lines.iter().flat_map(|l| fresh.line(l)).collect();
+        assert_eq!(again, events, "the normalized recording");
+        if let Some(name) = self.cli.fixture(Case::LongLived)
+            && std::env::var_os("UPDATE_RECORDINGS").is_some()
+        {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../harness/tests/fixtures")
+                .join(self.cli.fixtures())
+                .join(format!("{name}.jsonl"));
+            let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+            std::fs::write(&path, text).unwrap();
+        }
+        events
+    }
+
     /// Whether a process of this lab runs the long command's `sleep`.
     fn long_command_runs(&self) -> bool {
         process::marked_processes(MARK, &self.mark)
@@ -680,7 +757,7 @@ fn zero_times(text: &str, key: &str) -> String {
 /// The events as JSON values, usage counts zeroed after checking that a model answered (they
 /// depend on the CLI's prompt size).
 fn comparable(events: &[TranscriptEvent], answered: bool) -> Vec<Value> {
-    events
+    folded(events)
         .iter()
         .map(|e| match e {
             TranscriptEvent::Usage {
@@ -696,6 +773,31 @@ fn comparable(events: &[TranscriptEvent], answered: bool) -> Vec<Value> {
             e => serde_json::to_value(e).unwrap(),
         })
         .collect()
+}
+
+/// The events without their `Partial` pieces, after checking that the pieces right before each
+/// message are exactly its text (what a follower folds into it).
+fn folded(events: &[TranscriptEvent]) -> Vec<TranscriptEvent> {
+    let mut typed = String::new();
+    let mut out = Vec::new();
+    for event in events {
+        match event {
+            TranscriptEvent::Partial { text } => typed.push_str(text),
+            TranscriptEvent::Message { text } => {
+                assert!(
+                    typed.is_empty() || typed == *text,
+                    "typed {typed:?}, said {text:?}"
+                );
+                typed.clear();
+                out.push(event.clone());
+            }
+            other => {
+                assert!(typed.is_empty(), "typed {typed:?} without a message");
+                out.push(other.clone());
+            }
+        }
+    }
+    out
 }
 
 fn session_of(events: &[TranscriptEvent]) -> String {
@@ -846,15 +948,9 @@ fn resumed(session: &str) -> Value {
     ])
 }
 
-#[tokio::test]
-#[cfg_attr(
-    agent_clis_missing,
-    ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
-)]
-async fn claude_code_runs_a_turn_and_resumes_its_session() {
-    let dir = "/tmp/atelier-recording-claude-run";
-    let session = "00000000-0000-4000-8000-000000000001";
-    let run = json!([
+/// The events of Claude Code's implement turn (recorded in `dir`), as [`comparable`] leaves them.
+fn claude_run(dir: &str, session: &str) -> Value {
+    json!([
         {"type": "session", "id": session},
         {"type": "tool_call", "id": "toolu_sim00000000000003", "name": "Write",
          "input": {"content": "hello\n", "file_path": format!("{dir}/work/hello.txt")}},
@@ -871,8 +967,60 @@ async fn claude_code_runs_a_turn_and_resumes_its_session() {
         {"type": "message", "text": "Added hello.txt."},
         usage(),
         turn_ended()
-    ]);
+    ])
+}
+
+#[tokio::test]
+#[cfg_attr(
+    agent_clis_missing,
+    ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
+)]
+async fn claude_code_runs_a_turn_and_resumes_its_session() {
+    let dir = "/tmp/atelier-recording-claude-run";
+    let session = "00000000-0000-4000-8000-000000000001";
+    let run = claude_run(dir, session);
     runs_and_resumes(Cli::Claude, run, resumed(session)).await;
+}
+
+#[tokio::test]
+#[cfg_attr(
+    agent_clis_missing,
+    ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
+)]
+async fn claude_code_serves_two_turns_from_one_long_lived_process() {
+    let mut lab = Lab::start(Cli::Claude, "long-lived").await;
+    let url = lab.sim.url();
+    let mut req = lab.request(
+        Stage::Implement,
+        &prompt(
+            "implement",
+            "Add hello.txt, show it, and tick it off the to-do list.",
+        ),
+        None,
+        &url,
+    );
+    req.settings["session"] = json!("long-lived");
+    let events = lab.long_lived(&req, FOLLOW_UP).await;
+    let events = comparable(&events, true);
+    let dir = "/tmp/atelier-recording-claude-long-lived";
+    let session = "00000000-0000-4000-8000-000000000001";
+    // Turn 0 as in the one-shot recording, then turn 1 with no second session announcement.
+    let mut expected = claude_run(dir, session).as_array().unwrap().clone();
+    expected.extend([
+        json!({"type": "message", "text": "I wrote hello.txt and printed it."}),
+        usage(),
+        turn_ended(),
+    ]);
+    assert_eq!(events, expected);
+    // The follow-up's request carried turn 0's calls: the conversation went on.
+    let follow_ups: Vec<_> = lab
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.answer.as_deref() == Some("implement #0 turn 1 step 0: end of turn"))
+        .collect();
+    assert_eq!(follow_ups.len(), 1, "{follow_ups:#?}");
+    assert!(has_tool_call(&follow_ups[0].body, "cat hello.txt"));
 }
 
 #[tokio::test]

@@ -16,11 +16,11 @@ pub mod transcript;
 pub use ids::{ProjectId, RunId, TaskId};
 pub use names::{InvalidProjectName, InvalidTaskTitle, ProjectName, TaskTitle};
 pub use pipeline::{
-    Action, Decision, Effect, Event, Next, Pipeline, Policy, PrRounds, Rejection, RunOutcome,
-    StageHistory, TaskSnapshot, UnknownPipeline, allowed_actions, decide,
+    Action, Decision, Effect, Event, Next, Pipeline, Policy, PrRounds, Rejection, RestartCause,
+    RunOutcome, StageHistory, TaskSnapshot, UnknownPipeline, allowed_actions, decide,
 };
 pub use signal::{QaResult, Signal, Verdict};
 pub use stage::Stage;
 pub use task::{BlockReason, DoneReason, RunStatus, TaskState};
 pub use todo::{TodoItem, checked_count, todo_items, unchecked_items};
-pub use transcript::TranscriptEvent;
+pub use transcript::{SessionMode, TranscriptEvent};

@@ -242,9 +242,11 @@ pub enum Effect {
     StartRun {
         stage: Stage,
     },
-    /// Queue a replacement for a run the server lost in a crash (not counted).
+    /// Queue a replacement for a run that did not end by itself (not counted): `cause` says
+    /// why, and so what the replacement is told when it continues the session.
     RestartRun {
         stage: Stage,
+        cause: RestartCause,
     },
     /// Resume the run's harness session with `input` as the next turn.
     ResumeRun {
@@ -286,6 +288,38 @@ pub enum Effect {
     RecordFindings {
         stage: Stage,
     },
+}
+
+/// Why a run is restarted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartCause {
+    /// The server died while the run was live: its session continues.
+    ServerRestarted,
+    /// The agent emitted nothing for the stall window and was interrupted: its session
+    /// continues, told so.
+    Stalled,
+    /// The backoff after an infrastructure failure elapsed: a fresh run (the failed request made
+    /// no progress).
+    Retry,
+}
+
+/// What the replacement of a run lost to a server restart is told as its next turn.
+pub const CONTINUE_AFTER_RESTART: &str = "Your previous turn was interrupted (the Atelier server \
+     restarted). Continue the task where you left off.";
+
+/// What the replacement of a stalled run is told as its next turn.
+pub const CONTINUE_AFTER_STALL: &str = "You produced no output for a long time and were \
+     interrupted. Continue the task where you left off; avoid commands that stay silent for long.";
+
+impl RestartCause {
+    /// The next turn of the session the replacement continues, or `None` for a fresh run.
+    pub fn continuation(self) -> Option<&'static str> {
+        match self {
+            RestartCause::ServerRestarted => Some(CONTINUE_AFTER_RESTART),
+            RestartCause::Stalled => Some(CONTINUE_AFTER_STALL),
+            RestartCause::Retry => None,
+        }
+    }
 }
 
 /// The outcome of an accepted event.
@@ -436,7 +470,10 @@ pub fn decide(snap: &TaskSnapshot, event: &Event, policy: &Policy) -> Result<Dec
                 stage, retry_at, ..
             } if retry_at == *due => Ok(Decision {
                 state: TaskState::Running { stage },
-                effects: vec![Effect::RestartRun { stage }],
+                effects: vec![Effect::RestartRun {
+                    stage,
+                    cause: RestartCause::Retry,
+                }],
                 ..unchanged()
             }),
             _ => Ok(unchanged()),
@@ -953,7 +990,10 @@ fn run_finished(
             return keep(
                 snap,
                 TaskState::Running { stage },
-                vec![Effect::RestartRun { stage }],
+                vec![Effect::RestartRun {
+                    stage,
+                    cause: RestartCause::ServerRestarted,
+                }],
             );
         }
         RunOutcome::Stopped => {
@@ -986,7 +1026,10 @@ fn run_finished(
             return keep(
                 snap,
                 TaskState::Running { stage },
-                vec![Effect::RestartRun { stage }],
+                vec![Effect::RestartRun {
+                    stage,
+                    cause: RestartCause::Stalled,
+                }],
             );
         }
         RunOutcome::InfraFailed {

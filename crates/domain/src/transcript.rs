@@ -13,6 +13,12 @@ pub enum TranscriptEvent {
     Message {
         text: String,
     },
+    /// A piece of assistant text while it is being generated (live typing), for followers.
+    /// Partial: the `Message` that follows carries the whole text and replaces every partial
+    /// piece before it (readers fold them into it; nothing counts a partial as a message).
+    Partial {
+        text: String,
+    },
     Thinking {
         text: String,
     },
@@ -73,4 +79,18 @@ pub enum TranscriptEvent {
     Status {
         text: String,
     },
+}
+
+/// How a run's turns reach a harness's agent (a role's `session` setting).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum SessionMode {
+    /// One process per turn: a follow-up (an answer) starts a new process resuming the session.
+    #[default]
+    OneShot,
+    /// One process for every turn of a run: it stays alive while the run waits for an answer,
+    /// and the answer is written to its stdin (Claude Code's `--input-format stream-json`).
+    LongLived,
 }

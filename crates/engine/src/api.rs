@@ -63,6 +63,10 @@ pub struct RoleConfig {
     /// Retries the harness itself makes on a failing request before giving up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_retries: Option<u32>,
+    /// `one-shot` (one process per turn) or `long-lived` (one process for the whole run, kept
+    /// while it waits for an answer; Claude Code only). Default: the harness's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<domain::SessionMode>,
     /// Extra environment of this role's agent (e.g. its credentials), passed explicitly: the
     /// agent inherits nothing else from the server.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -106,8 +110,8 @@ pub struct ProjectSettings {
     pub max_repeated_tool_calls: u32,
     /// The pipeline a task runs when its creation names none: a built-in (`standard`: plan →
     /// gate → implement ⇄ review → pr; `full`: … → qa → refine → pr; `yolo`: implement → pr, no
-    /// plan, no gate, no review) or one defined in `pipelines` or in the repository's
-    /// `.atelier/pipelines.toml`.
+    /// plan, no gate, no review) or one defined in `pipelines` (checked when the settings are
+    /// saved). A pipeline of the repository's `.atelier/pipelines.toml` is chosen per task.
     pub default_pipeline: String,
     /// The project's own pipeline definitions: the TOML of a pipelines file (docs/pipelines.md),
     /// checked when the settings are saved. Prompt files they name are read from the

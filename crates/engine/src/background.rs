@@ -15,6 +15,7 @@ use domain::{Event, RunOutcome, RunStatus};
 use std::sync::Arc;
 
 pub(crate) fn recover(inner: &Inner) -> Result<()> {
+    crate::warm::recover(inner);
     let (running, queued) = inner.store.read(|tx| {
         Ok::<_, EngineError>((
             tx.runs_with_status(RunStatus::Running)?,

@@ -82,10 +82,26 @@ impl Drop for LiveGuard<'_> {
 /// and hands it to a supervising task. `Ok(false)` when the run is no longer queued (stopped
 /// meanwhile); an `Err` is the reason the run fails.
 async fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<bool, String> {
-    let token = tokens::new_token();
+    // A long-lived process waiting for this run's answer takes the turn (`crate::session`); it
+    // keeps its token. Dropped on any error below, which ends that process.
+    let parked = inner.parked().remove(&run.id);
+    // A successor process started ahead of this run (`crate::warm`): its token becomes the run's
+    // (valid only from `mark_run_started` on) and the run takes its mark.
+    let warm = match parked {
+        None => crate::warm::take(inner, run).await,
+        Some(_) => None,
+    };
+    let token = match (&parked, &warm) {
+        (Some(p), _) => p.token.clone(),
+        (None, Some(w)) => w.token.clone(),
+        (None, None) => tokens::new_token(),
+    };
+    let mark = warm
+        .as_ref()
+        .map_or_else(|| run.mark.clone(), |w| w.mark.clone());
     // The live entry exists before the run is recorded as running: a stop committed from then on
     // reaches the supervisor (the watch keeps it) instead of finding nothing to stop.
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(None);
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(None);
     inner.live().insert(run.id, LiveRun { stop: stop_tx });
     let mut guard = LiveGuard {
         inner,
@@ -102,6 +118,9 @@ async fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<bool, String> {
                 .project(task.project_id)?
                 .ok_or_else(|| EngineError::Internal("project vanished".into()))?;
             let marked = tx.mark_run_started(run.id, &tokens::hash_token(&token))?;
+            if marked && mark != run.mark {
+                tx.set_run_mark(run.id, &mark)?;
+            }
             let brief = tx.run_brief(run.id)?;
             let owner = credentials::owner_of(tx, task.id)?;
             Ok::<_, EngineError>(marked.then_some((task, project, brief, owner)))
@@ -154,11 +173,15 @@ async fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<bool, String> {
     if let Some(auth) = &given.codex_auth {
         confine::write_codex_auth(&home, auth)?;
     }
+    let run_for_env = RunRow {
+        mark: mark.clone(),
+        ..run.clone()
+    };
     let env = confine::run_env(
         &inner.config,
         &home,
         &task,
-        run,
+        &run_for_env,
         &token,
         &worktree,
         &settings,
@@ -218,6 +241,67 @@ async fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<bool, String> {
         resume_session: if resuming { run.session.clone() } else { None },
         settings: serde_json::to_value(&given.role).map_err(|e| e.to_string())?,
     };
+    let timeout = role
+        .timeout_secs
+        .map_or(inner.config.stage_timeout, std::time::Duration::from_secs);
+    if let (Some(parked), Some(input)) = (parked, harness.next_turn(&request.prompt)) {
+        let resume = crate::session::Resume {
+            input,
+            stop: stop_rx,
+        };
+        match parked.resume.send(resume) {
+            Ok(()) => {
+                let spawned_us = store::now_us();
+                inner
+                    .store
+                    .write(|tx| tx.mark_run_spawned(run.id, spawned_us))
+                    .map_err(|e| e.to_string())?;
+                guard.armed = false;
+                inner.hub.changed(task.id);
+                return Ok(true);
+            }
+            // The parked process ended meanwhile: a new one resumes the session.
+            Err(resume) => stop_rx = resume.stop,
+        }
+    }
+    let started = crate::warm::Started {
+        run: run.clone(),
+        task: task.clone(),
+        project_path: project.path.clone(),
+        settings: settings.clone(),
+        pipeline: pipeline.clone(),
+        owner: owner.clone(),
+    };
+    let handed = match warm {
+        Some(warm) => crate::warm::hand_off(inner, task.id, warm, harness.as_ref(), &request).await,
+        None => None,
+    };
+    if let Some(process) = handed {
+        let spawned_us = store::now_us();
+        inner
+            .store
+            .write(|tx| tx.mark_run_spawned(run.id, spawned_us))
+            .map_err(|e| e.to_string())?;
+        guard.armed = false;
+        inner.hub.changed(task.id);
+        let turn = Turn {
+            run: run.id,
+            task: task.id,
+            stage: run.stage,
+            harness,
+            process,
+            stop: stop_rx,
+            timeout,
+            repeat_limit: settings.max_repeated_tool_calls,
+            token: Some(token),
+        };
+        let inner2 = Arc::clone(inner);
+        let future: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
+            Box::pin(async move { supervisor::supervise(inner2, turn).await });
+        tokio::spawn(future);
+        crate::warm::after_start(inner, started);
+        return Ok(true);
+    }
     let spec = harness.command(&request).map_err(|e| e.to_string())?;
     // What the CLI needs in the agent's home (OpenCode: what keeps it off the npm registry).
     harness.prepare(&request).map_err(|e| e.to_string())?;
@@ -240,9 +324,7 @@ async fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<bool, String> {
         .map_err(|e| e.to_string())?;
     guard.armed = false;
     inner.hub.changed(task.id);
-    let timeout = role
-        .timeout_secs
-        .map_or(inner.config.stage_timeout, std::time::Duration::from_secs);
+    let long_lived = spec.stdin_open;
     let turn = Turn {
         run: run.id,
         task: task.id,
@@ -252,10 +334,15 @@ async fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<bool, String> {
         stop: stop_rx,
         timeout,
         repeat_limit: settings.max_repeated_tool_calls,
+        token: long_lived.then_some(token),
     };
-    let inner = Arc::clone(inner);
+    let inner2 = Arc::clone(inner);
     let future: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
-        Box::pin(async move { supervisor::supervise(inner, turn).await });
+        Box::pin(async move { supervisor::supervise(inner2, turn).await });
     tokio::spawn(future);
+    // Only a fresh run warms its successor (not each later turn of the same run).
+    if run.pending_input.is_none() {
+        crate::warm::after_start(inner, started);
+    }
     Ok(true)
 }

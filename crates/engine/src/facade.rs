@@ -28,6 +28,10 @@ pub struct EngineConfig {
     pub server_url: String,
     /// Agents that may run at once, all projects together.
     pub global_slots: usize,
+    /// Successor processes kept warm at once (`crate::warm`), outside `global_slots`; 0: none.
+    pub warm_limit: usize,
+    /// How long a warm process may wait for its run before it is shut down.
+    pub warm_idle: Duration,
     /// A run that emits nothing for this long is interrupted, then failed.
     pub stall_window: Duration,
     /// Default wall-clock limit of one run.
@@ -99,6 +103,8 @@ impl EngineConfig {
             atelier_bin,
             server_url,
             global_slots: 8,
+            warm_limit: 2,
+            warm_idle: Duration::from_secs(300),
             stall_window: Duration::from_secs(600),
             stage_timeout: Duration::from_secs(3600),
             stop_grace: Duration::from_secs(5),

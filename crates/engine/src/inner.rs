@@ -70,6 +70,10 @@ pub(crate) struct Inner {
     /// Held (flock) for the engine's lifetime: one server per data directory.
     _data_lock: std::fs::File,
     live: Mutex<HashMap<RunId, LiveRun>>,
+    /// Runs waiting for an answer with their long-lived process alive (`crate::session`).
+    parked: Mutex<HashMap<RunId, crate::session::Parked>>,
+    /// Successor processes started ahead of their run (`crate::warm`).
+    pub warm: crate::warm::Pool,
     /// Wakes the dispatcher: queued runs may be startable.
     pub dispatch: Notify,
     /// Wakes the outbox worker: intents may be pending.
@@ -137,6 +141,8 @@ impl Inner {
             logins: crate::accounts::LoginLimiter::default(),
             _data_lock: data_lock,
             live: Mutex::new(HashMap::new()),
+            parked: Mutex::new(HashMap::new()),
+            warm: crate::warm::Pool::default(),
             dispatch: Notify::new(),
             outbox: Notify::new(),
             workspace_lock: tokio::sync::Mutex::new(()),
@@ -154,8 +160,19 @@ impl Inner {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Asks the live run to stop; false when it has no live process.
+    pub fn parked(&self) -> MutexGuard<'_, HashMap<RunId, crate::session::Parked>> {
+        // Entries are inserted and removed whole; a panic cannot leave one half-written.
+        self.parked
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Asks the live run to stop; false when it has no live process. A run parked with its
+    /// long-lived process (waiting for an answer) is let go: the process is killed.
     pub fn stop_live(&self, run: RunId, cause: StopCause) -> bool {
+        if self.parked().remove(&run).is_some() {
+            return true;
+        }
         match self.live().get(&run) {
             Some(live) => live.stop.send(Some(cause)).is_ok(),
             None => false,

@@ -30,6 +30,7 @@ mod pr_body;
 pub mod prompt;
 mod prompt_admin;
 mod secrets;
+mod session;
 mod settings;
 mod stream;
 mod supervisor;
@@ -37,6 +38,7 @@ mod task_pipeline;
 mod tokens;
 mod transition;
 mod views;
+mod warm;
 mod webhook;
 pub mod workspace;
 

@@ -69,6 +69,13 @@ pub(crate) fn validate(
         if let Err(err) = harness.check_role(role.model.as_deref(), &role_settings) {
             return bad(format!("roles.{stage}: {err}"));
         }
+        if role.session == Some(domain::SessionMode::LongLived) && !harness.long_lived() {
+            return bad(format!(
+                "roles.{stage}: the {} harness has no long-lived session mode (only claude-code \
+                 has one): remove `session` or set it to \"one-shot\"",
+                role.harness
+            ));
+        }
         if role.harness == "scripted" {
             match &role.scenario {
                 None => {

@@ -34,6 +34,9 @@ pub(crate) struct Turn {
     pub timeout: Duration,
     /// The same tool call this many times in a row interrupts the run (`Looping`).
     pub repeat_limit: u32,
+    /// A long-lived session (one process for every turn, `crate::session`): the run's signal
+    /// token, kept for its next turns. `None` for a one-shot process.
+    pub token: Option<String>,
 }
 
 /// Why the loop ended early.
@@ -48,7 +51,7 @@ enum Abort {
 }
 
 /// Persists and broadcasts a run's events, assigning per-run sequence numbers.
-struct Transcript {
+pub(crate) struct Transcript {
     run: RunId,
     task: TaskId,
     stage: Stage,
@@ -63,7 +66,7 @@ struct Transcript {
 }
 
 impl Transcript {
-    fn push(&mut self, event: TranscriptEvent) {
+    pub(crate) fn push(&mut self, event: TranscriptEvent) {
         if let Some(detail) = self.repeats.see(&event)
             && self.looping.is_none()
         {
@@ -81,7 +84,7 @@ impl Transcript {
         self.next_seq += 1;
     }
 
-    fn flush(&mut self, inner: &Inner) {
+    pub(crate) fn flush(&mut self, inner: &Inner) {
         if self.pending.is_empty() {
             return;
         }
@@ -193,6 +196,21 @@ pub(crate) async fn supervise(inner: Arc<Inner>, mut turn: Turn) {
                         abort = Some(Abort::Looping(detail.clone()));
                         kill.as_mut().reset(begin_stop(&inner, &mut turn, false).await);
                         killing = true;
+                    }
+                    // A long-lived process ended a turn: it waits for an answer or is let go.
+                    if let (Some((ok, _, _)), None, true) =
+                        (transcript.turn_end.clone(), &abort, turn.process.is_open_for_input())
+                    {
+                        match crate::session::between_turns(&inner, &mut turn, ok, &mut transcript).await {
+                            crate::session::Next::Continue => {
+                                transcript.turn_end = None;
+                                last_output = Instant::now();
+                                stall.as_mut().reset(last_output + stall_window);
+                                deadline.as_mut().reset(Instant::now() + turn.timeout);
+                            }
+                            crate::session::Next::Close => {}
+                            crate::session::Next::Gone => return,
+                        }
                     }
                 }
                 None => lines = None,

@@ -276,3 +276,106 @@ fn problem_lines(errors: &[PipelineError]) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OWN: &str = r#"
+[pipeline.paired]
+[[pipeline.paired.stage]]
+kind = "implement"
+on = { done = "review" }
+
+[[pipeline.paired.stage]]
+kind = "review"
+harness = "claude-code"
+model = "opus"
+max_rounds = 2
+timeout_secs = 120
+second_reviewer = { harness = "codex", model = "gpt-5" }
+on = { ready = "pr", needs-work = "implement" }
+
+[[pipeline.paired.stage]]
+kind = "pr"
+on = { pr-done = "done" }
+"#;
+
+    fn settings(pipelines: Option<&str>, default: &str) -> ProjectSettings {
+        ProjectSettings {
+            pipelines: pipelines.map(str::to_string),
+            default_pipeline: default.into(),
+            ..ProjectSettings::default()
+        }
+    }
+
+    #[test]
+    fn the_settings_own_pipelines_are_checked_and_may_be_the_default() {
+        assert_eq!(check_settings(&settings(None, "full")), Ok(()));
+        assert_eq!(check_settings(&settings(Some(OWN), "paired")), Ok(()));
+        let unknown = check_settings(&settings(Some(OWN), "fast")).unwrap_err();
+        assert!(unknown.contains("unknown pipeline `fast`"), "{unknown}");
+        let broken = OWN.replace("needs-work = \"implement\"", "needs-work = \"build\"");
+        let problems = check_settings(&settings(Some(&broken), "standard")).unwrap_err();
+        assert!(
+            problems.starts_with("settings `pipelines`:14: signal `needs-work` of stage `review`"),
+            "{problems}"
+        );
+    }
+
+    #[test]
+    fn a_stage_runs_the_projects_role_with_the_pipelines_over_it() {
+        let role = |harness: &str, model: &str| RoleConfig {
+            harness: harness.into(),
+            model: Some(model.into()),
+            effort: Some("low".into()),
+            ..RoleConfig::default()
+        };
+        let mut project = ProjectSettings::default();
+        project
+            .roles
+            .insert(Stage::Implement, role("codex", "gpt-5"));
+        project
+            .roles
+            .insert(Stage::Review, role("claude-code", "sonnet"));
+        // qa falls back to the reviewer's role, refine to the implementer's.
+        let full = Pipeline::builtin("full").unwrap();
+        assert_eq!(
+            role_of(&project, &full, Stage::Qa),
+            role("claude-code", "sonnet")
+        );
+        assert_eq!(
+            role_of(&project, &full, Stage::Refine),
+            role("codex", "gpt-5")
+        );
+        // The pipeline's own review stage: its model over the project's role, its timeout; the
+        // second reviewer's other harness brings its own model and no effort.
+        let def = pipelines::parse("own", OWN, &FileChecker::with_texts(BTreeMap::new()))
+            .unwrap()
+            .remove(0)
+            .def;
+        let paired = Pipeline::new(def).unwrap();
+        let first = role_of(&project, &paired, Stage::Review);
+        assert_eq!(
+            (
+                first.harness.as_str(),
+                first.model.as_deref(),
+                first.timeout_secs
+            ),
+            ("claude-code", Some("opus"), Some(120))
+        );
+        let second = role_of(&project, &paired, Stage::SecondReview);
+        assert_eq!(
+            (
+                second.harness.as_str(),
+                second.model.as_deref(),
+                second.effort.as_deref()
+            ),
+            ("codex", Some("gpt-5"), None)
+        );
+    }
+
+    fn role_of(settings: &ProjectSettings, pipeline: &Pipeline, stage: Stage) -> RoleConfig {
+        role(settings, pipeline, stage).unwrap()
+    }
+}

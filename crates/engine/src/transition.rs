@@ -62,25 +62,12 @@ pub(crate) fn apply_in(tx: &Tx<'_>, task: &TaskRow, event: &Event) -> Result<(De
     }
     for effect in &decision.effects {
         match effect {
-            Effect::StartRun { stage } | Effect::RestartRun { stage } => {
+            Effect::StartRun { stage } | Effect::RestartRun { stage, .. } => {
                 // A run lost in a server crash, or interrupted after a first stall, continues
-                // its session; a retry after an infrastructure failure starts afresh (the failed
-                // request made no progress).
-                let restart = match (effect, event) {
-                    (
-                        Effect::RestartRun { .. },
-                        Event::RunFinished {
-                            outcome: domain::RunOutcome::Interrupted,
-                            ..
-                        },
-                    ) => Some(CONTINUE_AFTER_INTERRUPTION),
-                    (
-                        Effect::RestartRun { .. },
-                        Event::RunFinished {
-                            outcome: domain::RunOutcome::Stalled { .. },
-                            ..
-                        },
-                    ) => Some(CONTINUE_AFTER_STALL),
+                // its session told why; a retry after an infrastructure failure starts afresh
+                // (the failed request made no progress).
+                let restart = match effect {
+                    Effect::RestartRun { cause, .. } => cause.continuation(),
                     _ => None,
                 };
                 let continued = continued_session(tx, task, event, *stage, restart)?;
@@ -133,8 +120,12 @@ pub(crate) fn apply_in(tx: &Tx<'_>, task: &TaskRow, event: &Event) -> Result<(De
                 let status = tx.run(*run)?.map(|r| r.status);
                 match status {
                     Some(RunStatus::Running) => applied.stop.push(*run),
-                    Some(RunStatus::Queued | RunStatus::NeedsInput) => {
+                    Some(status @ (RunStatus::Queued | RunStatus::NeedsInput)) => {
                         tx.finish_run(*run, RunStatus::Stopped, Some("stopped by a user"), None)?;
+                        // A long-lived process waiting for the answer is ended after the commit.
+                        if status == RunStatus::NeedsInput {
+                            applied.stop.push(*run);
+                        }
                     }
                     _ => {}
                 }
@@ -259,14 +250,6 @@ fn nudge(tx: &Tx<'_>, task: &TaskRow, stage: domain::Stage, input: &str) -> Resu
 const CONTINUE_AFTER_STOP: &str =
     "You were stopped by a user and have now been resumed. Continue the task where you left off.";
 
-/// The follow-up of a session continued after a stall.
-const CONTINUE_AFTER_STALL: &str = "You produced no output for a long time and were \
-     interrupted. Continue the task where you left off; avoid commands that stay silent for long.";
-
-/// The follow-up of a session continued after the server restarted.
-const CONTINUE_AFTER_INTERRUPTION: &str = "Your previous turn was interrupted (the Atelier \
-     server restarted). Continue the task where you left off.";
-
 /// The earlier run whose harness session a new run continues, the session, and the first input:
 /// resuming a task a user stopped, or restarting a run lost to a server crash, picks the same
 /// session up again (its history intact) instead of starting from
@@ -297,9 +280,12 @@ fn continued_session(
         }
         CONTINUE_AFTER_STOP.to_string()
     } else {
-        last.pending_input
-            .clone()
-            .unwrap_or_else(|| CONTINUE_AFTER_INTERRUPTION.to_string())
+        // An input still waiting for delivery (an answer) goes first; else why it restarted.
+        match (&last.pending_input, restart) {
+            (Some(input), _) => input.clone(),
+            (None, Some(why)) => why.to_string(),
+            (None, None) => return Ok(None),
+        }
     };
     Ok(Some((last, session, input)))
 }

@@ -78,6 +78,7 @@ fn main() {
         cwd: worktree,
         env: vec![("PATH".into(), "/usr/bin:/bin".into())],
         stdin: None,
+        stdin_open: false,
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (mut bare, mut boxed) = (Vec::new(), Vec::new());

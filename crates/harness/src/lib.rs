@@ -16,7 +16,7 @@ pub mod sandbox;
 pub mod scenario;
 pub mod scripted;
 
-use domain::{Stage, TranscriptEvent};
+use domain::{SessionMode, Stage, TranscriptEvent};
 use std::path::PathBuf;
 
 /// One turn to run: a fresh session or the resumption of `resume_session` with `prompt` as the
@@ -78,6 +78,20 @@ pub enum HarnessError {
     Prepare(String),
 }
 
+/// The `session` a role's settings ask for (`None` when they name none).
+pub fn session_of(settings: &serde_json::Value) -> Result<Option<SessionMode>, HarnessError> {
+    match settings.get("session") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(value) => serde_json::from_value(value.clone())
+            .map(Some)
+            .map_err(|_| {
+                HarnessError::Config(format!(
+                    "`session` must be \"one-shot\" or \"long-lived\", not {value}"
+                ))
+            }),
+    }
+}
+
 /// One agent CLI (or the scripted agent).
 pub trait Harness: Send + Sync {
     fn name(&self) -> &'static str;
@@ -91,6 +105,18 @@ pub trait Harness: Send + Sync {
     fn prepare(&self, req: &TurnRequest) -> Result<(), HarnessError> {
         let _ = req;
         Ok(())
+    }
+    /// Whether this harness has a long-lived session mode (one process for all turns of a run,
+    /// each input written to its stdin). A role asking for it on a harness without one is
+    /// refused when the project is saved.
+    fn long_lived(&self) -> bool {
+        false
+    }
+    /// The bytes that hand `input` to a long-lived session's process as its next turn (written
+    /// to its stdin); `None` for a harness without a long-lived mode.
+    fn next_turn(&self, input: &str) -> Option<Vec<u8>> {
+        let _ = input;
+        None
     }
     /// A fresh decoder for one process's output.
     fn decoder(&self) -> Box<dyn Decoder>;

@@ -35,8 +35,11 @@ pub struct ProcessSpec {
     pub cwd: PathBuf,
     /// The complete environment (the child starts from an empty one).
     pub env: Vec<(String, String)>,
-    /// Written to stdin, which is then closed; `None` gives `/dev/null`.
+    /// Written to stdin, which is then closed (unless `stdin_open`); `None` gives `/dev/null`.
     pub stdin: Option<Vec<u8>>,
+    /// Keep stdin open after `stdin` was written: a long-lived session, whose later turns are
+    /// written with [`AgentProcess::write_input`] and which ends at [`AgentProcess::close_input`].
+    pub stdin_open: bool,
 }
 
 /// How much of the agent's stderr is kept for error reports.
@@ -61,6 +64,9 @@ pub struct AgentProcess {
     /// Unconfined: the agent's descendants (pid, start time) noted before it was asked to stop,
     /// killed after it ended if they outlived it ([`AgentProcess::kill_leftovers`]).
     noted: Vec<(u32, u64)>,
+    /// The writer of a long-lived session's stdin (`ProcessSpec::stdin_open`), in order; dropping
+    /// it closes stdin once everything sent before was written.
+    input: Option<tokio::sync::mpsc::UnboundedSender<Vec<u8>>>,
 }
 
 /// Where an agent runs, for [`AgentProcess::start`].
@@ -127,10 +133,24 @@ impl AgentProcess {
             .id()
             .ok_or_else(|| io::Error::other("the agent process exited before it was observed"))?;
 
+        let mut input = None;
         if let (Some(bytes), Some(mut stdin)) = (spec.stdin.clone(), child.stdin.take()) {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+            if spec.stdin_open {
+                input = Some(tx);
+            } else {
+                drop(tx);
+            }
             tokio::spawn(async move {
                 // The agent may exit without reading its input; a broken pipe is not our error.
-                let _ = stdin.write_all(&bytes).await;
+                if stdin.write_all(&bytes).await.is_ok() {
+                    let _ = stdin.flush().await;
+                    while let Some(more) = rx.recv().await {
+                        if stdin.write_all(&more).await.is_err() || stdin.flush().await.is_err() {
+                            break;
+                        }
+                    }
+                }
                 let _ = stdin.shutdown().await;
             });
         }
@@ -159,6 +179,7 @@ impl AgentProcess {
             stderr_task,
             sandboxed: matches!(confinement, Confinement::Sandbox),
             noted: Vec::new(),
+            input,
         })
     }
 
@@ -178,6 +199,27 @@ impl AgentProcess {
                 ),
             )
         })
+    }
+
+    /// Whether stdin is still open for more input (a long-lived session not closed yet).
+    pub fn is_open_for_input(&self) -> bool {
+        self.input.as_ref().is_some_and(|tx| !tx.is_closed())
+    }
+
+    /// Writes `bytes` to a long-lived session's stdin, after everything written before. Fails
+    /// when the process was not started with `stdin_open`, or its stdin was closed or broke.
+    pub fn write_input(&self, bytes: Vec<u8>) -> io::Result<()> {
+        let tx = self.input.as_ref().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::BrokenPipe, "the agent's stdin is closed")
+        })?;
+        tx.send(bytes)
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the agent's stdin is closed"))
+    }
+
+    /// Closes a long-lived session's stdin once what was written before is delivered (the
+    /// agent's signal to end). Nothing for a one-shot process.
+    pub fn close_input(&mut self) {
+        self.input = None;
     }
 
     /// Whether the agent runs inside a sandbox (its own PID namespace).

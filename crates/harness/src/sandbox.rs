@@ -183,6 +183,7 @@ impl Sandbox {
             cwd: spec.cwd.clone(),
             env: spec.env.clone(),
             stdin: spec.stdin.clone(),
+            stdin_open: spec.stdin_open,
         }
     }
 }

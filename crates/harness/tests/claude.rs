@@ -28,10 +28,38 @@ fn turn_end(events: &[TranscriptEvent]) -> (bool, Option<String>, bool) {
     }
 }
 
+/// Checks that the `Partial` pieces right before each `Message` are exactly its text (what a
+/// follower folds into it), and that no partial piece is left without its message; returns
+/// how many there were.
+fn partials_fold_into_messages(events: &[TranscriptEvent]) -> usize {
+    let (mut typed, mut count) = (String::new(), 0);
+    for event in events {
+        match event {
+            TranscriptEvent::Partial { text } => {
+                typed.push_str(text);
+                count += 1;
+            }
+            TranscriptEvent::Message { text } => {
+                assert!(
+                    typed.is_empty() || typed == *text,
+                    "typed {typed:?}, message {text:?}"
+                );
+                typed.clear();
+            }
+            _ => assert!(
+                typed.is_empty(),
+                "partial text {typed:?} without its message"
+            ),
+        }
+    }
+    count
+}
+
 #[test]
 fn decodes_a_normal_run_with_partial_messages() {
     let events = check_snapshot("run1-partial");
-    // Whole blocks only: the streamed deltas of the same blocks are not repeated.
+    // The text was typed live (partial pieces), then came whole: one message.
+    assert!(partials_fold_into_messages(&events) > 0);
     let messages: Vec<_> = events
         .iter()
         .filter(|e| matches!(e, TranscriptEvent::Message { .. }))
@@ -112,6 +140,31 @@ fn decodes_a_long_lived_process_turn_by_turn() {
         .filter(|e| matches!(e, TranscriptEvent::Session { .. }))
         .count();
     assert_eq!(sessions, 1, "the session is announced once per process");
+    partials_fold_into_messages(&events);
+}
+
+/// Recorded by `crates/cli/tests/recordings.rs` (`UPDATE_RECORDINGS=1`) from the long-lived
+/// command this harness builds (`session = "long-lived"`): the prompt and then a follow-up
+/// written to one process's stdin, which was then closed.
+#[test]
+fn decodes_the_live_atelier_long_lived_session() {
+    let events = check_snapshot("atelier-long-lived");
+    let ends: Vec<_> = events
+        .iter()
+        .filter(|e| matches!(e, TranscriptEvent::TurnEnd { .. }))
+        .collect();
+    assert_eq!(ends.len(), 2, "two turns of one process");
+    let sessions = events
+        .iter()
+        .filter(|e| matches!(e, TranscriptEvent::Session { .. }))
+        .count();
+    assert_eq!(sessions, 1, "the session is announced once per process");
+    assert!(events.contains(&TranscriptEvent::FileChange {
+        path: "hello.txt".into(),
+        kind: "add".into()
+    }));
+    assert!(partials_fold_into_messages(&events) > 0);
+    assert_eq!(turn_end(&events), (true, None, false));
 }
 
 /// Recorded by `crates/cli/tests/recordings.rs` (`UPDATE_RECORDINGS=1`) from the command this harness builds (implement stage).

@@ -85,6 +85,7 @@ fn expected(extra: &[&str], env_tail: &[(&str, &str)]) -> ProcessSpec {
         cwd: "/work/tree".into(),
         env,
         stdin: None,
+        stdin_open: false,
     }
 }
 
@@ -182,6 +183,71 @@ fn builds_a_resumed_turn_with_role_settings() {
                 ("ANTHROPIC_BASE_URL", "http://127.0.0.1:9"),
             ]
         )
+    );
+}
+
+#[test]
+fn builds_a_long_lived_session_fed_on_stdin() {
+    let h = ClaudeHarness::new(BIN);
+    assert!(h.long_lived());
+    let user_line = |text: &str| {
+        let mut line = json!({
+            "type": "user",
+            "message": {"role": "user", "content": text},
+            "parent_tool_use_id": null,
+            "session_id": "",
+        })
+        .to_string()
+        .into_bytes();
+        line.push(b'\n');
+        line
+    };
+    for (resume, session_args) in [
+        (None, ["--session-id", "SESSION"]),
+        (
+            Some("2a27242c-7ccb-49aa-9d9a-0b98f2651424"),
+            ["--resume", "2a27242c-7ccb-49aa-9d9a-0b98f2651424"],
+        ),
+    ] {
+        let spec = h
+            .command(&request(
+                Stage::Plan,
+                resume,
+                json!({"session": "long-lived"}),
+            ))
+            .unwrap();
+        let spec = if resume.is_none() {
+            fix_session_id(spec)
+        } else {
+            spec
+        };
+        // The one-shot command with `--input-format stream-json` after `-p`, and the prompt as
+        // the first line on stdin, which stays open instead of the argument after `--`.
+        let mut want = expected(&session_args, &[]);
+        want.args.truncate(want.args.len() - 2);
+        want.args
+            .splice(1..1, ["--input-format".into(), "stream-json".into()]);
+        want.stdin = Some(user_line("Do the thing."));
+        want.stdin_open = true;
+        assert_eq!(spec, want);
+    }
+    // Each later turn (an answer) is one more line; an input starting with `-` is no flag.
+    assert_eq!(
+        h.next_turn("- formal, please"),
+        Some(user_line("- formal, please"))
+    );
+    // One-shot stays the default, and can be asked for.
+    for settings in [json!(null), json!({"session": "one-shot"})] {
+        let spec = h.command(&request(Stage::Plan, None, settings)).unwrap();
+        assert!(!spec.stdin_open && spec.stdin.is_none());
+    }
+    let err = h
+        .check_role(Some("sonnet"), &json!({"session": "forever"}))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`session` must be \"one-shot\" or \"long-lived\""),
+        "{err}"
     );
 }
 

@@ -53,6 +53,7 @@ fn spec(args: Vec<String>, env: &[(&str, &str)], stdin: Option<&str>) -> Process
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         stdin: stdin.map(|s| s.as_bytes().to_vec()),
+        stdin_open: false,
     }
 }
 

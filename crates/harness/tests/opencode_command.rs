@@ -132,6 +132,7 @@ fn builds_a_fresh_turn() {
             cwd: "/tasks/7/tree".into(),
             env: fake_env(),
             stdin: Some(b"Fix \"the\" bug\n- then test".to_vec()),
+            stdin_open: false,
         }
     );
     assert_eq!(
@@ -166,6 +167,7 @@ fn builds_a_resumed_turn_with_an_effort() {
             cwd: "/tasks/7/tree".into(),
             env: fake_env(),
             stdin: Some(b"go on".to_vec()),
+            stdin_open: false,
         }
     );
     assert_eq!(
@@ -216,6 +218,7 @@ fn uses_built_in_providers_without_base_url() {
                 (CONFIG_ENV, "<config>"),
             ]),
             stdin: Some(b"Fix \"the\" bug\n- then test".to_vec()),
+            stdin_open: false,
         }
     );
     assert_eq!(

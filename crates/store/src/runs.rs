@@ -310,6 +310,15 @@ impl Tx<'_> {
         Ok(true)
     }
 
+    /// Gives a run the mark of the process that takes it over (a warm standby, `engine::warm`).
+    pub fn set_run_mark(&self, id: RunId, mark: &str) -> Result<()> {
+        self.tx.execute(
+            "UPDATE runs SET mark = ?2 WHERE id = ?1",
+            params![id.0, mark],
+        )?;
+        Ok(())
+    }
+
     /// Records the harness and the model a run's agent is started with.
     pub fn set_run_agent(&self, id: RunId, harness: &str, model: Option<&str>) -> Result<()> {
         self.tx.execute(

@@ -40,6 +40,14 @@ pub struct ServeArgs {
     #[arg(long, env = "ATELIER_SLOTS", value_name = "N",
           value_parser = clap::value_parser!(u64).range(1..))]
     slots: Option<u64>,
+    /// Successor agent processes kept warm (started idle ahead of their run) at once, outside
+    /// `--slots`; 0 turns warm standby off [default: 2]
+    #[arg(long, env = "ATELIER_WARM_LIMIT", value_name = "N")]
+    warm_limit: Option<u64>,
+    /// Shut down a warm process whose run has not come after this many seconds [default: 300]
+    #[arg(long, env = "ATELIER_WARM_IDLE_SECS", value_name = "S",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    warm_idle_secs: Option<u64>,
     /// Interrupt a run that emits nothing for this many seconds [default: 600]
     #[arg(long, env = "ATELIER_STALL_SECS", value_name = "S",
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -117,6 +125,12 @@ impl ServeArgs {
     fn apply(&self, config: &mut EngineConfig) -> Result<()> {
         if let Some(slots) = self.slots {
             config.global_slots = usize::try_from(slots).context("--slots is too large")?;
+        }
+        if let Some(n) = self.warm_limit {
+            config.warm_limit = usize::try_from(n).context("--warm-limit is too large")?;
+        }
+        if let Some(secs) = self.warm_idle_secs {
+            config.warm_idle = Duration::from_secs(secs);
         }
         if let Some(secs) = self.stall_secs {
             config.stall_window = Duration::from_secs(secs);

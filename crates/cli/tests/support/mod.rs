@@ -520,3 +520,41 @@ pub fn fake_agent_cli(dir: &Path, name: &str, version: &str) -> PathBuf {
     std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     path
 }
+
+/// Four stages for the real CLIs against the model simulator (its scenarios, keyed by each
+/// prompt's `Atelier-Stage` line): a plan with one item, a file written and committed, a review
+/// and a pull request, each through the CLI's own tools.
+pub fn sim_pipeline() -> Vec<(&'static str, Value)> {
+    vec![
+        (
+            "plan",
+            json!({"runs": [[
+                {"do": "message", "text": "Reading the request."},
+                {"do": "doc_section", "heading": "To-Do List", "body": "- [ ] Add hello.txt\n"},
+                {"do": "signal", "args": ["plan-ready"]},
+                {"do": "message", "text": "The plan is ready."}
+            ]]}),
+        ),
+        (
+            "implement",
+            json!({"runs": [[
+                {"do": "write", "path": "hello.txt", "content": "hello from the agent\n"},
+                {"do": "check", "item": "Add hello.txt"},
+                {"do": "run", "command": "git add -A && git commit -qm 'Add hello.txt'"},
+                {"do": "message", "text": "Implemented."}
+            ]]}),
+        ),
+        (
+            "review",
+            json!({"runs": [[
+                {"do": "run", "command": "cat hello.txt"},
+                {"do": "signal", "args": ["verdict", "ready"]},
+                {"do": "message", "text": "Verified."}
+            ]]}),
+        ),
+        (
+            "pr",
+            json!({"runs": [[{"do": "signal", "args": ["pr-done"]}, {"do": "message", "text": "Submitted."}]]}),
+        ),
+    ]
+}

@@ -932,7 +932,10 @@ fn cases() -> Vec<Case> {
                 TaskState::Running { stage: Review },
                 1,
                 5,
-                vec![Effect::RestartRun { stage: Review }],
+                vec![Effect::RestartRun {
+                    stage: Review,
+                    cause: RestartCause::ServerRestarted,
+                }],
             ),
         ),
         case(
@@ -1952,8 +1955,14 @@ fn crash_restarts_are_not_counted_and_old_runs_are_stale() {
         sim.effects,
         vec![
             Effect::StartRun { stage: Plan },
-            Effect::RestartRun { stage: Plan },
-            Effect::RestartRun { stage: Plan },
+            Effect::RestartRun {
+                stage: Plan,
+                cause: RestartCause::ServerRestarted
+            },
+            Effect::RestartRun {
+                stage: Plan,
+                cause: RestartCause::ServerRestarted
+            },
         ]
     );
 }
@@ -2100,7 +2109,8 @@ fn an_infrastructure_failure_waits_then_retries_without_counting() {
             runs_started: 9,
             pr_rounds: PrRounds::default(),
             effects: vec![Effect::RestartRun {
-                stage: Stage::Review
+                stage: Stage::Review,
+                cause: RestartCause::Retry,
             }],
         })
     );
@@ -2145,10 +2155,21 @@ fn a_first_stall_restarts_the_stage_and_a_second_one_blocks() {
             runs_started: 6,
             pr_rounds: PrRounds::default(),
             effects: vec![Effect::RestartRun {
-                stage: Stage::Review
+                stage: Stage::Review,
+                cause: RestartCause::Stalled,
             }],
         })
     );
+    // The replacement continues the session told about the stall, not about a restart.
+    assert_eq!(
+        RestartCause::Stalled.continuation(),
+        Some(CONTINUE_AFTER_STALL)
+    );
+    assert_eq!(
+        RestartCause::ServerRestarted.continuation(),
+        Some(CONTINUE_AFTER_RESTART)
+    );
+    assert_eq!(RestartCause::Retry.continuation(), None);
     assert_eq!(
         decide(&review, &stalled(1), &policy),
         blocks(

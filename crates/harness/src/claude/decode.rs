@@ -16,11 +16,16 @@
 //! Lines of sub-agents (`parent_tool_use_id` set) are decoded like the main agent's, so their
 //! tool calls show in the run's transcript.
 //!
-//! `stream_event` lines (the raw deltas of `--include-partial-messages`) are deliberately not
-//! decoded: every block they stream is repeated whole in the `assistant` line that Claude Code
-//! writes as soon as the block is complete (even when the turn is interrupted mid-block), and
-//! the transcript has no delta event — decoding both would store every text twice, and decoding
-//! only the deltas would split one message into many events and lose the final tool inputs.
+//! - `stream_event` text deltas (`--include-partial-messages`) of the main agent → `Partial`:
+//!   live typing for followers. Every block they stream is repeated whole in the `assistant`
+//!   line Claude Code writes as soon as the block is complete (even when the turn is interrupted
+//!   mid-block), so the `Message` that follows carries the whole text and readers fold the
+//!   partial pieces into it. Other deltas (tool input JSON, thinking) are not decoded: the
+//!   `assistant` line carries them whole.
+//!
+//! The same lines come out in both session modes: a long-lived process
+//! (`--input-format stream-json`) writes a `system/init` and a `result` per turn, so one decoder
+//! serves all the turns of its run (the session is announced once).
 //! Other event types (`system/status`, `system/task_*`, `control_response`, …) carry nothing
 //! for the transcript and are ignored; lines that are not JSON objects with a `type` are
 //! reported as unreadable.
@@ -85,6 +90,7 @@ impl Decoder for ClaudeDecoder {
             "assistant" => self.assistant(event),
             "user" => self.user(event),
             "result" => self.result(event),
+            "stream_event" => partial(event).into_iter().collect(),
             "rate_limit_event" => vec![TranscriptEvent::RateLimit {
                 detail: event
                     .get("rate_limit_info")
@@ -98,6 +104,28 @@ impl Decoder for ClaudeDecoder {
     fn unreadable_lines(&self) -> u64 {
         self.unreadable
     }
+}
+
+/// The text delta of a main-agent `stream_event`, as a `Partial`.
+fn partial(event: &Map<String, Value>) -> Option<TranscriptEvent> {
+    if event
+        .get("parent_tool_use_id")
+        .is_some_and(|p| !p.is_null())
+    {
+        return None;
+    }
+    let inner = event.get("event")?;
+    if inner.get("type")?.as_str()? != "content_block_delta" {
+        return None;
+    }
+    let delta = inner.get("delta")?;
+    if delta.get("type")?.as_str()? != "text_delta" {
+        return None;
+    }
+    let text = delta.get("text")?.as_str()?;
+    (!text.is_empty()).then(|| TranscriptEvent::Partial {
+        text: text.to_string(),
+    })
 }
 
 fn str_of<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a str> {

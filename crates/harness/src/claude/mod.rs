@@ -1,4 +1,7 @@
-//! The Claude Code harness: one `claude -p … --output-format stream-json` process per turn.
+//! The Claude Code harness: one `claude -p … --output-format stream-json` process per turn, or
+//! (role `session = "long-lived"`) one `--input-format stream-json` process for every turn of a
+//! run: the prompt is its first stdin line, each later input (an answer) another
+//! (`{"type":"user","message":{"role":"user","content":"…"}}`), and closing stdin ends it.
 //!
 //! A new session gets a fresh `--session-id` (a UUID v4 chosen here); a resumed one is continued
 //! with `--resume <id>`, which keeps the history. Permissions are bypassed (the agent runs
@@ -19,7 +22,7 @@ pub use decode::ClaudeDecoder;
 
 use crate::process::ProcessSpec;
 use crate::{Capabilities, Decoder, Harness, HarnessError, Interrupt, TurnRequest};
-use domain::Stage;
+use domain::{SessionMode, Stage};
 use std::path::PathBuf;
 
 /// API retries Claude Code makes before a turn fails, unless the role sets `max_retries` (its
@@ -94,8 +97,12 @@ impl Harness for ClaudeHarness {
             .find(|(k, _)| k == "ATELIER_TASK_DOC")
             .map(|(_, v)| v.as_str());
 
-        let mut args: Vec<String> = vec![
-            "-p".into(),
+        let long_lived = settings.session == SessionMode::LongLived;
+        let mut args: Vec<String> = vec!["-p".into()];
+        if long_lived {
+            args.extend(["--input-format".into(), "stream-json".into()]);
+        }
+        args.extend([
             "--output-format".into(),
             "stream-json".into(),
             "--verbose".into(),
@@ -109,7 +116,7 @@ impl Harness for ClaudeHarness {
             "--mcp-config".into(),
             NO_MCP_SERVERS.into(),
             "--strict-mcp-config".into(),
-        ];
+        ]);
         if let Some(effort) = req.effort.as_deref() {
             if !EFFORTS.contains(&effort) {
                 return Err(HarnessError::Config(format!(
@@ -129,7 +136,14 @@ impl Harness for ClaudeHarness {
                 IMPLEMENTER_DISALLOWED_TOOLS.into(),
             ]);
         }
-        args.extend(["--".into(), req.prompt.clone()]);
+        // One-shot: the prompt is the argument after `--`. Long-lived: it is the first line
+        // on stdin, which stays open for the run's next turns.
+        let stdin = if long_lived {
+            Some(user_turn(&req.prompt))
+        } else {
+            args.extend(["--".into(), req.prompt.clone()]);
+            None
+        };
 
         let mut env = req.env.clone();
         let max_retries = settings.max_retries.unwrap_or(DEFAULT_MAX_RETRIES);
@@ -151,8 +165,17 @@ impl Harness for ClaudeHarness {
             args: args.into_iter().map(Into::into).collect(),
             cwd: req.workdir.clone(),
             env,
-            stdin: None,
+            stdin,
+            stdin_open: long_lived,
         })
+    }
+
+    fn long_lived(&self) -> bool {
+        true
+    }
+
+    fn next_turn(&self, input: &str) -> Option<Vec<u8>> {
+        Some(user_turn(input))
     }
 
     fn decoder(&self) -> Box<dyn Decoder> {
@@ -182,6 +205,8 @@ struct RoleSettings {
     max_retries: Option<u64>,
     /// `env`: extra variables for the agent, e.g. `ANTHROPIC_BASE_URL`, `ANTHROPIC_API_KEY`.
     env: Vec<(String, String)>,
+    /// `session`: one process per turn (default) or one for the whole run.
+    session: SessionMode,
 }
 
 impl RoleSettings {
@@ -193,6 +218,7 @@ impl RoleSettings {
             serde_json::Value::Object(map) => map,
             other => return bad(format!("the role settings must be an object, not {other}")),
         };
+        out.session = crate::session_of(settings)?.unwrap_or_default();
         match map.get("max_retries") {
             None | Some(serde_json::Value::Null) => {}
             Some(value) => match value.as_u64() {
@@ -273,6 +299,21 @@ fn system_prompt(task_doc: Option<&str>) -> String {
     }
     text.push_str(" Signal Atelier with `atelier signal …` (see `atelier signal --help`).");
     text
+}
+
+/// One user turn of `--input-format stream-json`: a JSON line with the message as plain text
+/// (the shape Claude Code 2.1.330 reads; `session_id` empty, the process's own is used).
+fn user_turn(text: &str) -> Vec<u8> {
+    let mut line = serde_json::json!({
+        "type": "user",
+        "message": {"role": "user", "content": text},
+        "parent_tool_use_id": null,
+        "session_id": "",
+    })
+    .to_string()
+    .into_bytes();
+    line.push(b'\n');
+    line
 }
 
 /// Sets `name` in `env`, replacing an earlier value in place.

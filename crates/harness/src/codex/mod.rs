@@ -141,6 +141,7 @@ impl Harness for CodexHarness {
             cwd: req.workdir.clone(),
             env,
             stdin,
+            stdin_open: false,
         })
     }
 

@@ -141,6 +141,7 @@ impl Harness for OpenCodeHarness {
             cwd: req.workdir.clone(),
             env,
             stdin: Some(req.prompt.as_bytes().to_vec()),
+            stdin_open: false,
         })
     }
 

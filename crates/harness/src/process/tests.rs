@@ -18,6 +18,7 @@ fn sh(script: &str, env: &[(&str, &str)]) -> ProcessSpec {
         cwd: "/".into(),
         env,
         stdin: None,
+        stdin_open: false,
     }
 }
 
@@ -247,6 +248,7 @@ async fn environment_is_exactly_the_given_one() {
             ("ATELIER_X".into(), "1".into()),
         ],
         stdin: None,
+        stdin_open: false,
     };
     let mut p = AgentProcess::spawn(&spec).unwrap();
     let out = read_stdout(&mut p).await;

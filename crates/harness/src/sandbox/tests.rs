@@ -17,6 +17,7 @@ fn sh(script: &str, cwd: &Path) -> ProcessSpec {
         cwd: cwd.to_path_buf(),
         env: vec![("PATH".into(), "/usr/bin:/bin".into())],
         stdin: None,
+        stdin_open: false,
     }
 }
 

@@ -103,6 +103,7 @@ impl Harness for ScriptedHarness {
             cwd: req.workdir.clone(),
             env,
             stdin: Some(req.prompt.as_bytes().to_vec()),
+            stdin_open: false,
         })
     }
 
@@ -208,6 +209,7 @@ mod tests {
                 cwd: "/work/tree".into(),
                 env: vec![("HOME".into(), "/home/x".into())],
                 stdin: Some(b"the prompt".to_vec()),
+                stdin_open: false,
             }
         );
 

@@ -248,6 +248,11 @@ fn line(entry: &TranscriptEntry) -> Markup {
                 div.doc { (markdown::render(text)) }
             }
         },
+        // Live typing: shown inline while the message is generated, hidden (folded) as soon as
+        // any later event, the whole message first, arrives (app.css).
+        TranscriptEvent::Partial { text } => html! {
+            li.ev.partial data-key=(k) data-last=(k) data-stage=(stage) { (text) }
+        },
         TranscriptEvent::Thinking { text } => html! {
             li.ev.thinking data-key=(k) data-last=(k) data-stage=(stage) {
                 details { summary { "Thinking" } pre.out { (clip(text)) } }

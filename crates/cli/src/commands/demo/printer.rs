@@ -56,6 +56,7 @@ fn narrate(entry: &LogEntry) -> Option<String> {
         | TranscriptEvent::Usage { .. }
         | TranscriptEvent::FileChange { .. }
         | TranscriptEvent::RateLimit { .. }
+        | TranscriptEvent::Partial { .. }
         | TranscriptEvent::TurnEnd { ok: true, .. } => None,
         TranscriptEvent::Message { text } => Some(format!("says: {text}")),
         TranscriptEvent::Thinking { text } => Some(format!("thinks: {text}")),

@@ -334,6 +334,77 @@ async fn stop_kills_every_process_never_chains_and_a_second_start_conflicts() {
 }
 
 #[tokio::test]
+async fn unconfined_stop_kills_every_process_a_double_forked_one_included() {
+    // `spawn` starts a tool in a session of its own; the subshell of the `run` ends at once, so
+    // its `setsid sleep` is nobody's descendant through its parents: only the agent, the run's
+    // subreaper, adopts it. The stop walks the agent's tree, never the host's process table.
+    let busy_plan = json!({"runs": [[
+        {"do": "spawn", "command": "sleep 600"},
+        {"do": "run", "command": "(setsid sleep 601 </dev/null >/dev/null 2>&1 &); echo detached"},
+        {"do": "message", "text": "working"},
+        {"do": "hang"}
+    ]]});
+    let world = World::start(
+        &[("plan", busy_plan)],
+        &["--sandbox", "none", "--stop-grace-ms", "300"],
+    )
+    .await;
+    let id = world.new_task("Stop me unconfined", true).await;
+    world.wait_run(id, "plan", "running").await;
+    let mark = world.run_mark(id).await;
+    testkit::wait_until("the agent and its two sleeps", DEADLINE, || {
+        let n = processes_of_run(&mark).len();
+        async move { (n >= 3).then_some(()) }
+    })
+    .await
+    .unwrap();
+    let (status, body) = world.action(id, "stop", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    world.wait_run(id, "plan", "stopped").await;
+    testkit::wait_until("no process of the stopped run survives", DEADLINE, || {
+        let left = processes_of_run(&mark);
+        async move { left.is_empty().then_some(()) }
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn an_unconfined_run_that_ends_leaves_no_background_process_of_its_group() {
+    // The tool's shell ends at once; its `sleep` stays in the agent's process group and would
+    // outlive the run (re-parented to the host's init when the agent ends) if nothing killed it.
+    let plan = json!({"runs": [[
+        {"do": "run", "command": "sleep 602 </dev/null >/dev/null 2>&1 & echo $! > leftover.pid"},
+        {"do": "doc_section", "heading": "To-Do List", "body": "- [ ] Something\n"},
+        {"do": "signal", "args": ["plan-ready"]}
+    ]]});
+    let world = World::start(&[("plan", plan)], &["--sandbox", "none"]).await;
+    let id = world.new_task("Leftover", true).await;
+    let detail = world.wait_state(id, "plan_gate").await;
+    let pid_file = world.worktree(&detail).join("leftover.pid");
+    let pid: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    testkit::wait_until(
+        "the run's background sleep to end with it",
+        DEADLINE,
+        || {
+            // Gone, or a zombie waiting for the host's init to reap it.
+            let alive = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                stat.rsplit(')')
+                    .next()
+                    .is_some_and(|r| !r.trim_start().starts_with('Z'))
+            });
+            async move { (!alive).then_some(()) }
+        },
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
 async fn the_per_project_cap_queues_runs_by_priority_then_age() {
     let release = release_file("release");
     let waiting_plan =

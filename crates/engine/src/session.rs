@@ -19,11 +19,9 @@
 //! cases nothing is recorded: the run stays `needs_input`, and its answer goes to a new process
 //! (`--resume`), which is also the fallback whenever no parked process is found.
 
-use crate::confine::MARK_VAR;
 use crate::inner::{Inner, StopCause};
 use crate::supervisor::{Transcript, Turn, finish_durably};
 use domain::{RunOutcome, Signal, TranscriptEvent};
-use harness::process;
 use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 
@@ -132,12 +130,11 @@ pub(crate) async fn between_turns(
     }
 }
 
-/// Kills what is left of a parked run: the agent, every descendant, every marked process.
+/// Kills what is left of a parked run: the agent and every descendant (its PID namespace in a
+/// sandbox; unconfined, its tree and then its process group — no scan of the host).
 async fn end(turn: &mut Turn) {
     turn.process.close_input();
-    turn.process.kill_all();
-    if !turn.process.is_sandboxed() {
-        process::kill_marked(MARK_VAR, &turn.mark);
-    }
+    turn.process.kill_all().await;
     let _ = tokio::time::timeout(Duration::from_secs(5), turn.process.wait()).await;
+    turn.process.kill_leftovers().await;
 }

@@ -1,16 +1,16 @@
 //! One supervising task per run turn. It owns the child process outright and `select!`s over
 //! its output lines, its exit, a stop request, the stall window and the stage deadline. Output
-//! is decoded, persisted in batches, then broadcast. When the process is gone (and every process
-//! carrying the run's mark with it), the outcome and the next decision commit in one transaction.
+//! is decoded, persisted in batches, then broadcast. When the process is gone (and what its run
+//! left behind with it: nothing in a sandbox, the agent's process group unconfined), the outcome
+//! and the next decision commit in one transaction. Nothing here scans the host's processes.
 
-use crate::confine::MARK_VAR;
 use crate::error::EngineError;
 use crate::guards;
 use crate::inner::{Inner, StopCause};
 use crate::transition::{Applied, after_commit, apply_in};
 use domain::{Event, RunId, RunOutcome, Stage, TaskId, TranscriptEvent};
 use harness::Harness;
-use harness::process::{self, AgentProcess};
+use harness::process::AgentProcess;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -25,7 +25,6 @@ pub(crate) struct Turn {
     pub run: RunId,
     pub task: TaskId,
     pub stage: Stage,
-    pub mark: String,
     pub harness: Arc<dyn Harness>,
     pub process: AgentProcess,
     pub stop: tokio::sync::watch::Receiver<Option<StopCause>>,
@@ -130,7 +129,7 @@ pub(crate) async fn supervise(inner: Arc<Inner>, mut turn: Turn) {
                     Some(StopCause::User) => Abort::User,
                     Some(StopCause::Shutdown) | None => Abort::Shutdown,
                 };
-                kill.as_mut().reset(begin_stop(&inner, &turn, cause == Abort::Shutdown));
+                kill.as_mut().reset(begin_stop(&inner, &mut turn, cause == Abort::Shutdown).await);
                 killing = true;
                 abort = Some(cause);
             }
@@ -146,7 +145,7 @@ pub(crate) async fn supervise(inner: Arc<Inner>, mut turn: Turn) {
                     if let (Some(detail), None) = (&transcript.looping, &abort) {
                         tracing::info!(run = %turn.run, %detail, "agent is looping: interrupting it");
                         abort = Some(Abort::Looping(detail.clone()));
-                        kill.as_mut().reset(begin_stop(&inner, &turn, false));
+                        kill.as_mut().reset(begin_stop(&inner, &mut turn, false).await);
                         killing = true;
                     }
                     // A long-lived process ended a turn: it waits for an answer or is let go.
@@ -168,10 +167,9 @@ pub(crate) async fn supervise(inner: Arc<Inner>, mut turn: Turn) {
                 None => lines = None,
             },
             () = &mut kill, if killing => {
-                turn.process.kill_all();
-                if !turn.process.is_sandboxed() {
-                    process::kill_marked(MARK_VAR, &turn.mark);
-                }
+                // Unconfined, the walk of the agent's tree runs on the blocking pool; the agent's
+                // exit is observed by the next turn of the loop.
+                turn.process.kill_all().await;
                 killing = false;
             }
             () = &mut stall, if abort.is_none() => {
@@ -183,7 +181,7 @@ pub(crate) async fn supervise(inner: Arc<Inner>, mut turn: Turn) {
                     abort = Some(Abort::Stalled(format!(
                         "stalled: the agent emitted nothing for {secs:.1} s (the stall window); it was interrupted and stopped"
                     )));
-                    kill.as_mut().reset(begin_stop(&inner, &turn, false));
+                    kill.as_mut().reset(begin_stop(&inner, &mut turn, false).await);
                     killing = true;
                 }
             }
@@ -192,18 +190,18 @@ pub(crate) async fn supervise(inner: Arc<Inner>, mut turn: Turn) {
                 abort = Some(Abort::Failed(format!(
                     "timed out: the {} stage ran longer than {secs:.0} s", turn.stage
                 )));
-                kill.as_mut().reset(begin_stop(&inner, &turn, false));
+                kill.as_mut().reset(begin_stop(&inner, &mut turn, false).await);
                 killing = true;
             }
             () = std::future::ready(()), if !transcript.pending.is_empty() => transcript.flush(&inner),
         }
     };
     let exited_us = store::now_us();
-    // No process of a finished run may survive it (tools run in groups of their own). In a
-    // sandbox the kernel already ended them with the PID namespace; unconfined, find them by mark.
-    if !turn.process.is_sandboxed() {
-        process::kill_marked(MARK_VAR, &turn.mark);
-    }
+    // No process of a finished run may survive it. In a sandbox the kernel already ended them
+    // with the PID namespace; unconfined, what is left in the agent's process group is killed
+    // (one system call). The host's process table is not scanned after a run: that cost grew
+    // with the machine, not with the work (the mark scan is for startup recovery only).
+    turn.process.kill_leftovers().await;
     drain(&mut lines, decoder.as_mut(), &mut transcript).await;
     if abort == Some(Abort::Shutdown) {
         // Left `running` on purpose: startup recovery restarts it like after a crash.
@@ -271,7 +269,10 @@ async fn drain(
 }
 
 /// Interrupts the agent gracefully; returns when to kill its whole tree.
-fn begin_stop(inner: &Inner, turn: &Turn, immediately: bool) -> Instant {
+/// Unconfined, the agent's tree is noted first: an agent that ends its turn on the interrupt
+/// leaves its tools to the host's init, and only what was noted can be found after it.
+async fn begin_stop(inner: &Inner, turn: &mut Turn, immediately: bool) -> Instant {
+    turn.process.note_descendants().await;
     if let Err(err) = turn.process.interrupt(&turn.harness.interrupt()) {
         tracing::debug!(run = %turn.run, error = %err, "graceful interrupt unavailable");
     }

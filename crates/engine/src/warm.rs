@@ -367,11 +367,11 @@ async fn waste(inner: &Inner, task: TaskId, warm: Warm, why: &str) {
 /// Ends a warm process and everything it started.
 async fn end(inner: &Inner, mut warm: Warm) {
     warm.process.close_input();
-    warm.process.kill_all();
-    if !warm.process.is_sandboxed() {
-        harness::process::kill_marked(MARK_VAR, &warm.mark);
-    }
+    // No scan of the host: the sandbox's PID namespace, or unconfined the agent's tree (it is
+    // its subreaper) and then its process group.
+    warm.process.kill_all().await;
     let _ = tokio::time::timeout(Duration::from_secs(5), warm.process.wait()).await;
+    warm.process.kill_leftovers().await;
     let _ = std::fs::remove_file(marks_dir(inner).join(&warm.mark));
 }
 

@@ -399,7 +399,11 @@ pub async fn clear_stale_index_lock(worktree: &Path) {
     if tokio::fs::symlink_metadata(&lock).await.is_err() {
         return;
     }
-    let writers = harness::process::processes_in(worktree);
+    // A scan of every process: on the blocking pool, not on an async worker.
+    let dir = worktree.to_path_buf();
+    let writers = tokio::task::spawn_blocking(move || harness::process::processes_in(&dir))
+        .await
+        .unwrap_or_default();
     if !writers.is_empty() {
         tracing::warn!(lock = %lock.display(), ?writers, "index.lock exists and processes still work in the worktree; leaving it");
         return;

@@ -700,9 +700,26 @@ impl Repo {
     }
 }
 
+/// How often `git worktree list` is tried while a linked worktree is being removed under it.
+const WORKTREE_LIST_ATTEMPTS: u32 = 5;
+
 /// The main work tree recorded by `git worktree list`, or `None` when the main repository is bare.
 async fn main_worktree(path: &Path) -> Result<Option<PathBuf>, GitError> {
-    let list = cmd::run_ok(path, ["worktree", "list", "--porcelain", "-z"]).await?;
+    // `worktree list` reads every linked worktree's entry; one being removed at that moment (a
+    // finished task's, by another request) fails it with "Invalid path …/worktrees/<name>":
+    // that entry is gone a moment later, so the listing is tried again.
+    let mut attempt = 1;
+    let list = loop {
+        match cmd::run_ok(path, ["worktree", "list", "--porcelain", "-z"]).await {
+            Err(GitError::Command { stderr, .. })
+                if attempt < WORKTREE_LIST_ATTEMPTS && stderr.contains("/worktrees/") =>
+            {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(10 * u64::from(attempt))).await;
+            }
+            other => break other?,
+        }
+    };
     // Records are NUL-separated attribute lines, ended by an empty attribute; the first record
     // is the main worktree.
     let mut main = None;

@@ -1,6 +1,13 @@
 //! Agent child processes: spawned from an explicit environment in their own process group,
 //! and stopped by killing every descendant (the agent CLIs start tools in groups of their own).
 //!
+//! Stopping a run never scans the host's process table: a sandboxed agent's processes live in
+//! its PID namespace and end with bubblewrap; an unconfined agent is its run's child subreaper,
+//! so its descendants — found through `/proc/<pid>/task/*/children`, one file per process of the
+//! run — are every process of the run while it lives, and what is left in its process group is
+//! killed after it ended. Only startup recovery, for the runs of a crashed server, scans every
+//! process for a run's mark ([`kill_marked`]).
+//!
 //! This is the one module of the crate that talks to libc directly (signals, `waitpid`,
 //! `setsid`), so it is the one module allowed to use `unsafe`; every block says why it is sound.
 //! Process trees are read from `/proc` (Linux only).
@@ -54,17 +61,51 @@ pub struct AgentProcess {
     stderr_task: Option<JoinHandle<()>>,
     /// Started inside a [`Sandbox`]: the child is bubblewrap, the agent runs in its PID namespace.
     sandboxed: bool,
+    /// Unconfined: the agent's descendants (pid, start time) noted before it was asked to stop,
+    /// killed after it ended if they outlived it ([`AgentProcess::kill_leftovers`]).
+    noted: Vec<(u32, u64)>,
     /// The writer of a long-lived session's stdin (`ProcessSpec::stdin_open`), in order; dropping
     /// it closes stdin once everything sent before was written.
     input: Option<tokio::sync::mpsc::UnboundedSender<Vec<u8>>>,
+}
+
+/// Where an agent runs, for [`AgentProcess::start`].
+enum Confinement {
+    /// Unconfined: the agent is made the child subreaper of its run.
+    None,
+    /// Inside a sandbox: bubblewrap is the child (and the namespace's init is its subreaper).
+    Sandbox,
 }
 
 impl AgentProcess {
     /// Starts `spec` with `env_clear()` then exactly `spec.env`, in `spec.cwd`, as the leader of a
     /// new process group, stdout and stderr piped, stdin fed from `spec.stdin` (then closed) or
     /// `/dev/null`, and killed if dropped. Must be called inside a tokio runtime.
+    ///
+    /// The agent is made a child subreaper (`PR_SET_CHILD_SUBREAPER`, kept across `exec`): a
+    /// process of its run whose parent dies — a double-forked, `setsid` or `env -i` tool — is
+    /// re-parented to the agent instead of the host's init, so while the agent lives its
+    /// descendants are the whole run, and [`AgentProcess::kill_all`] finds them without scanning
+    /// the host. (Such orphans that end are reaped when the agent ends, not before.)
     pub fn spawn(spec: &ProcessSpec) -> io::Result<AgentProcess> {
+        AgentProcess::start(spec, Confinement::None)
+    }
+
+    fn start(spec: &ProcessSpec, confinement: Confinement) -> io::Result<AgentProcess> {
         let mut cmd = tokio::process::Command::new(&spec.program);
+        if let Confinement::None = confinement {
+            // SAFETY: the closure runs in the forked child before exec and only calls prctl(2),
+            // which is async-signal-safe; it touches no memory of the parent.
+            unsafe {
+                cmd.pre_exec(|| {
+                    if libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == -1 {
+                        Err(io::Error::last_os_error())
+                    } else {
+                        Ok(())
+                    }
+                });
+            }
+        }
         cmd.args(&spec.args)
             .env_clear()
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
@@ -136,7 +177,8 @@ impl AgentProcess {
             pid,
             stderr_tail,
             stderr_task,
-            sandboxed: false,
+            sandboxed: matches!(confinement, Confinement::Sandbox),
+            noted: Vec::new(),
             input,
         })
     }
@@ -148,7 +190,7 @@ impl AgentProcess {
         sandbox: &Sandbox,
         mounts: &Mounts,
     ) -> io::Result<AgentProcess> {
-        let mut process = AgentProcess::spawn(&sandbox.wrap(spec, mounts)).map_err(|e| {
+        AgentProcess::start(&sandbox.wrap(spec, mounts), Confinement::Sandbox).map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!(
@@ -156,9 +198,7 @@ impl AgentProcess {
                     spec.program.display()
                 ),
             )
-        })?;
-        process.sandboxed = true;
-        Ok(process)
+        })
     }
 
     /// Whether stdin is still open for more input (a long-lived session not closed yet).
@@ -257,10 +297,20 @@ impl AgentProcess {
 
     /// Kills the agent and every process it started. In a sandbox, killing bubblewrap (and its
     /// namespace init) is enough: the kernel ends every process of the PID namespace with its
-    /// init, so no walk of the process table is needed. Returns how many were signalled.
-    pub fn kill_all(&self) -> usize {
+    /// init. Unconfined, the agent's descendants (every process of the run: it is their
+    /// subreaper) are frozen and killed, then whatever is left in its process group. Never scans
+    /// the host's process table; the unconfined walk reads `/proc` and may wait for the killed
+    /// to die, so it runs on tokio's blocking pool. Returns how many were signalled.
+    pub async fn kill_all(&self) -> usize {
         if !self.sandboxed {
-            return kill_tree(self.pid);
+            let pid = self.pid;
+            return tokio::task::spawn_blocking(move || {
+                let killed = kill_tree(pid);
+                kill_group(pid);
+                killed
+            })
+            .await
+            .unwrap_or(0);
         }
         let init = children(self.pid);
         std::iter::once(self.pid)
@@ -268,6 +318,72 @@ impl AgentProcess {
             .filter(|&pid| send(pid, libc::SIGKILL))
             .count()
     }
+
+    /// Unconfined: notes the agent's descendants — its whole run, as its subreaper — before it
+    /// is asked to stop. An agent that ends its turn on the interrupt leaves its tools to the
+    /// host's init, out of reach of a walk from the agent; [`AgentProcess::kill_leftovers`]
+    /// kills those noted here that outlived it. Nothing to note in a sandbox. The walk reads
+    /// `/proc` (one file per process of the run) on tokio's blocking pool.
+    pub async fn note_descendants(&mut self) {
+        if self.sandboxed {
+            return;
+        }
+        let pid = self.pid;
+        self.noted = tokio::task::spawn_blocking(move || {
+            descendants(pid)
+                .into_iter()
+                .filter_map(|p| Some((p, read_stat(p)?.start)))
+                .collect()
+        })
+        .await
+        .unwrap_or_default();
+    }
+
+    /// After the agent ended: kills what its run left behind, without scanning the host. In a
+    /// sandbox nothing can be left (the PID namespace ended with the agent). Unconfined, the
+    /// agent's orphans went to the host's init when it ended: those still in its process group
+    /// (background tools, adopted orphans) are killed with one `kill(-pgid)`, and the
+    /// descendants noted before a stop ([`AgentProcess::note_descendants`]) that are still the
+    /// same processes (same start time) are killed with their own descendants. A process that
+    /// left the group and outlived an agent that ended on its own is not found here (the sandbox
+    /// is what guarantees nothing outlives a run). Without noted processes this is one system
+    /// call and reads no `/proc`. Returns how many were signalled (the group counts once).
+    pub async fn kill_leftovers(&self) -> usize {
+        if self.sandboxed {
+            return 0;
+        }
+        let group = usize::from(kill_group(self.pid));
+        if self.noted.is_empty() {
+            return group;
+        }
+        let noted = self.noted.clone();
+        let trees = tokio::task::spawn_blocking(move || {
+            let survivors: Vec<u32> = noted
+                .into_iter()
+                .filter(|&(pid, start)| {
+                    read_stat(pid).is_some_and(|s| s.start == start && !s.is_dead())
+                })
+                .map(|(pid, _)| pid)
+                .collect();
+            kill_trees(&survivors)
+        })
+        .await
+        .unwrap_or(0);
+        group + trees
+    }
+}
+
+/// SIGKILLs the process group `pgid` (atomically for its members: none can fork out of it
+/// meanwhile); true when it had a member. Called with an agent's pid after the agent was
+/// reaped: a group id stays taken while the group has a member, and a freed pid does not come
+/// back before the allocator wraps around `pid_max`, so this names the run's group or nobody.
+pub fn kill_group(pgid: u32) -> bool {
+    let Some(p) = checked_pid(pgid) else {
+        return false;
+    };
+    // SAFETY: kill(2) has no memory-safety preconditions; `p` is > 1, so `-p` names exactly one
+    // process group (never ours — we are not its leader —, never "all").
+    unsafe { libc::kill(-p, libc::SIGKILL) == 0 }
 }
 
 /// The process group of the agent inside a sandbox started by bubblewrap `outer`: outer's child
@@ -321,6 +437,9 @@ pub(crate) struct ProcStat {
     pub ppid: u32,
     pub pgrp: i32,
     pub session: i32,
+    /// When the process started, in clock ticks after boot: with the pid, it names one process
+    /// (a pid can be reused, not together with its start time).
+    pub start: u64,
 }
 
 impl ProcStat {
@@ -339,12 +458,15 @@ pub(crate) fn read_stat(pid: u32) -> Option<ProcStat> {
     let ppid = fields.next()?.parse().ok()?;
     let pgrp = fields.next()?.parse().ok()?;
     let session = fields.next()?.parse().ok()?;
+    // Field 22 (starttime); `fields` is at field 7 (tty_nr) now.
+    let start = fields.nth(15)?.parse().ok()?;
     Some(ProcStat {
         pid,
         state,
         ppid,
         pgrp,
         session,
+        start,
     })
 }
 
@@ -387,13 +509,46 @@ fn descendants_in(procs: &[ProcStat], root: u32) -> Vec<u32> {
     out
 }
 
-/// Every descendant of `root` (transitively, via `/proc/<pid>/stat` ppid), excluding root.
-/// Zombies are excluded.
+/// The direct children of every thread of `pid` (a child is listed under the thread that
+/// started it): `/proc/<pid>/task/<tid>/children`.
+fn children_of_threads(pid: u32) -> Vec<u32> {
+    let Ok(threads) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    threads
+        .filter_map(|t| t.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .flat_map(|tid| {
+            std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+/// Every descendant of `root` (transitively, through each process's `children` files, so the
+/// cost is the size of the tree, not of the host), excluding root. Zombies are excluded. The
+/// kernel lists children reliably only while they are stopped: callers that must see every one
+/// freeze what they found and look again ([`kill_tree`]).
 pub fn descendants(root: u32) -> Vec<u32> {
     if checked_pid(root).is_none() {
         return Vec::new();
     }
-    descendants_in(&snapshot(), root)
+    let mut out = Vec::new();
+    let mut seen = HashSet::from([root]);
+    let mut queue = VecDeque::from([root]);
+    while let Some(pid) = queue.pop_front() {
+        for child in children_of_threads(pid) {
+            if seen.insert(child) {
+                queue.push_back(child);
+                if is_alive(child) {
+                    out.push(child);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// A pid that is safe to signal: not 0 or 1 (which `kill` treats specially or is init), not us,
@@ -433,19 +588,38 @@ fn freeze(seen: &mut HashSet<u32>, mut scan: impl FnMut() -> Vec<u32>) -> Vec<u3
 /// descendants that became our children (when this process is a child subreaper) are reaped;
 /// `root` itself is left to its owner (tokio).
 pub fn kill_tree(root: u32) -> usize {
-    if checked_pid(root).is_none() {
+    kill_trees(&[root])
+}
+
+/// [`kill_tree`] of several roots at once (frozen together, so none can start a process
+/// another has not been frozen for). Roots that are not safe to signal are skipped.
+fn kill_trees(roots: &[u32]) -> usize {
+    let roots: Vec<u32> = roots
+        .iter()
+        .copied()
+        .filter(|&r| checked_pid(r).is_some())
+        .collect();
+    if roots.is_empty() {
         return 0;
     }
     let mut seen = HashSet::new();
     let frozen = freeze(&mut seen, || {
-        let mut pids = vec![root];
-        pids.extend(descendants(root));
+        let mut pids = roots.clone();
+        for &root in &roots {
+            pids.extend(descendants(root));
+        }
         pids
     });
     for &pid in &frozen {
         send(pid, libc::SIGKILL);
     }
-    reap_our_zombies(frozen.iter().copied().filter(|&p| p != root).collect());
+    reap_our_zombies(
+        frozen
+            .iter()
+            .copied()
+            .filter(|p| !roots.contains(p))
+            .collect(),
+    );
     frozen.len()
 }
 

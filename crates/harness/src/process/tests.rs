@@ -112,6 +112,96 @@ async fn signal_tree_reaches_every_descendant() {
     );
 }
 
+/// The first `n` lines the agent prints, as pids.
+async fn pids_printed(p: &mut AgentProcess, n: usize) -> Vec<u32> {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(p.take_stdout().unwrap()).lines();
+    let mut pids = Vec::new();
+    while pids.len() < n {
+        let line = lines.next_line().await.unwrap().expect("a pid line");
+        pids.push(line.trim().parse().unwrap());
+    }
+    pids
+}
+
+#[tokio::test]
+async fn an_unconfined_agent_adopts_its_escapees_and_kill_all_ends_them() {
+    // Double-forked (the subshell exits at once), in sessions of their own, one with an empty
+    // environment: none is a descendant through its parents any more, nor in the agent's group.
+    let script = "(env -i setsid sh -c 'echo $$; exec sleep 300' </dev/null &); \
+                  (setsid sh -c 'echo $$; exec sleep 300' </dev/null &); \
+                  exec sleep 300";
+    let mut p = AgentProcess::spawn(&sh(script, &[])).unwrap();
+    let root = p.pid();
+    let escapees = pids_printed(&mut p, 2).await;
+    for &pid in &escapees {
+        assert_eq!(
+            read_stat(pid).unwrap().session,
+            pid as i32,
+            "{pid} leads a session"
+        );
+        assert!(
+            eventually(Duration::from_secs(10), || read_stat(pid)
+                .is_some_and(|s| s.ppid == root))
+            .await,
+            "the agent, a subreaper, adopted {pid} when its parent ended"
+        );
+    }
+    assert_eq!(descendants(root).len(), 2, "{:?}", descendants(root));
+
+    assert_eq!(p.kill_all().await, 3);
+    assert_eq!(p.wait().await.unwrap().signal(), Some(libc::SIGKILL));
+    assert!(
+        eventually(Duration::from_secs(10), || !escapees
+            .iter()
+            .any(|&d| is_alive(d)))
+        .await,
+        "survivors: {:?}",
+        escapees
+            .iter()
+            .filter(|&&d| is_alive(d))
+            .collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn kill_leftovers_ends_what_an_ended_agent_left_in_its_group() {
+    let script = "sleep 300 >/dev/null 2>&1 </dev/null & echo $!";
+    let mut p = AgentProcess::spawn(&sh(script, &[])).unwrap();
+    let root = p.pid();
+    let leftover = pids_printed(&mut p, 1).await[0];
+    assert!(p.wait().await.unwrap().success());
+    assert_eq!(read_stat(leftover).unwrap().pgrp, root as i32);
+
+    assert_eq!(p.kill_leftovers().await, 1, "the group still had a member");
+    assert!(eventually(Duration::from_secs(10), || !is_alive(leftover)).await);
+}
+
+#[tokio::test]
+async fn an_agent_that_ends_on_the_interrupt_leaves_nothing_it_was_noted_with() {
+    // The agent ends its turn on SIGINT; its tool, in a session of its own, does not get the
+    // signal and is re-parented to the host's init when the agent ends.
+    let script = "trap 'exit 0' INT; \
+                  (setsid sh -c 'echo $$; exec sleep 300' </dev/null &); \
+                  while :; do sleep 0.05; done";
+    let mut p = AgentProcess::spawn(&sh(script, &[])).unwrap();
+    let root = p.pid();
+    let tool = pids_printed(&mut p, 1).await[0];
+    assert!(
+        eventually(Duration::from_secs(10), || read_stat(tool)
+            .is_some_and(|s| s.ppid == root))
+        .await,
+        "adopted by the agent"
+    );
+    p.note_descendants().await;
+    p.interrupt(&Interrupt::Signal(libc::SIGINT)).unwrap();
+    assert!(p.wait().await.unwrap().success(), "ended its turn");
+    assert!(is_alive(tool), "the tool outlived the agent");
+
+    assert!(p.kill_leftovers().await >= 1);
+    assert!(eventually(Duration::from_secs(10), || !is_alive(tool)).await);
+}
+
 #[tokio::test]
 async fn marked_processes_finds_orphans_and_kill_marked_kills_them() {
     let mark = unique_mark();

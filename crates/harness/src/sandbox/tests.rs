@@ -246,7 +246,7 @@ async fn kill_all_ends_the_agent_and_its_escapees() {
             .is_some())
         .await
     );
-    assert!(p.kill_all() >= 2);
+    assert!(p.kill_all().await >= 2);
     p.wait().await.unwrap();
     assert!(
         eventually(Duration::from_secs(5), || find_by_cmdline(&marker)

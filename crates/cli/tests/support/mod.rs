@@ -258,11 +258,19 @@ impl World {
 }
 
 /// The folder of this test's release files: shown read-only to every project's agents (the
-/// sandbox hides the rest of the test's folders), one per test process.
+/// sandbox hides the rest of the test's folders), one per test process. It is emptied the first
+/// time this process asks for it: a folder of an earlier process with the same pid would
+/// otherwise hold its release files, and an agent would not wait.
 pub fn gates() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("atelier-gates-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    static GATES: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    GATES
+        .get_or_init(|| {
+            let dir = std::env::temp_dir().join(format!("atelier-gates-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            dir
+        })
+        .clone()
 }
 
 /// A release file agents can wait for with [`wait_for_file`]: `<gates>/<name>`.

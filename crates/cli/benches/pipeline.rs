@@ -264,34 +264,6 @@ async fn transitions(dir: &Path) {
     }
 }
 
-async fn follow(url: String, token: String) -> (usize, bool) {
-    let mut response = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
-        .get(url)
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    let (mut events, mut ended, mut rest) = (0usize, false, Vec::new());
-    while let Some(chunk) = response.chunk().await.unwrap() {
-        rest.extend_from_slice(&chunk);
-        let mut start = 0;
-        while let Some(end) = rest[start..].iter().position(|b| *b == b'\n') {
-            let line = &rest[start..start + end];
-            if line.starts_with(br#"{"item":"event""#) {
-                events += 1;
-            } else if line.starts_with(br#"{"item":"end""#) {
-                ended = true;
-            }
-            start += end + 1;
-        }
-        rest.drain(..start);
-    }
-    (events, ended)
-}
-
 async fn ingest(dir: &Path) {
     let events = arg("--events", 200_000);
     let data = dir.join("data-ingest");
@@ -338,7 +310,7 @@ async fn ingest(dir: &Path) {
     let followers: Vec<_> = (0..10)
         .map(|_| {
             let url = format!("{}/api/tasks/{id}/logs?follow=true", server.url());
-            tokio::spawn(follow(url, server.token().to_string()))
+            tokio::spawn(common::follow(url, server.token().to_string()))
         })
         .collect();
     let mut received = Vec::new();

@@ -165,41 +165,13 @@ fn clone(bare: &Path, to: &Path) -> PathBuf {
 // ---------------------------------------------------------------------------------------------
 // 1. Ingest
 
-async fn follow(url: String, token: String) -> (usize, bool) {
-    let mut response = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
-        .get(url)
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    let (mut events, mut ended, mut rest) = (0usize, false, Vec::new());
-    while let Some(chunk) = response.chunk().await.unwrap() {
-        rest.extend_from_slice(&chunk);
-        let mut start = 0;
-        while let Some(end) = rest[start..].iter().position(|b| *b == b'\n') {
-            let line = &rest[start..start + end];
-            if line.starts_with(br#"{"item":"event""#) {
-                events += 1;
-            } else if line.starts_with(br#"{"item":"end""#) {
-                ended = true;
-            }
-            start += end + 1;
-        }
-        rest.drain(..start);
-    }
-    (events, ended)
-}
-
 /// One burst: events/s from the run's start (the store's clock) to the last follower's end.
 async fn ingest_once(server: &ServerProcess, n: usize) -> (i64, f64, usize) {
     let id = new_task(server, "ingest", n).await;
     let followers: Vec<_> = (0..10)
         .map(|_| {
             let url = format!("{}/api/tasks/{id}/logs?follow=true", server.url());
-            tokio::spawn(follow(url, server.token().to_string()))
+            tokio::spawn(common::follow(url, server.token().to_string()))
         })
         .collect();
     let mut received = Vec::new();

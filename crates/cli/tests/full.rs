@@ -12,6 +12,8 @@ mod support;
 use serde_json::{Value, json};
 use support::*;
 
+/// The request of every task here.
+const GREETING: &str = "Please add a greeting.\n";
 /// What the QA agent finds in its first round (its `qa fail --reason`).
 const QA_REASON: &str = "scenario 1: farewell.txt says `bye?`, expected `goodbye` (qa-0.txt)";
 /// What the second reviewer finds in its first round.
@@ -31,17 +33,6 @@ fn show_section(heading: &str) -> Value {
     json!({"do": "run", "command": format!("sed -n '/^## {heading}/,$p' \"$ATELIER_TASK_DOC\"")})
 }
 
-/// The tool results of the task's transcript that were errors, with their output.
-async fn failed_tool_outputs(world: &World, id: i64) -> Vec<String> {
-    world
-        .logs(id)
-        .await
-        .iter()
-        .filter(|e| e["event"]["type"] == "tool_result" && e["event"]["is_error"] == true)
-        .map(|e| e["event"]["output"].as_str().unwrap_or("").to_string())
-        .collect()
-}
-
 /// The output of every command run `run` ran.
 async fn command_outputs(world: &World, id: i64, run: &Value) -> Vec<String> {
     world
@@ -51,18 +42,6 @@ async fn command_outputs(world: &World, id: i64, run: &Value) -> Vec<String> {
         .filter(|e| &e["run"] == run && e["event"]["type"] == "command_output")
         .map(|e| e["event"]["output"].as_str().unwrap_or("").to_string())
         .collect()
-}
-
-/// `GET path` as text (the JSON helpers cannot read a Markdown attachment).
-async fn create(world: &World, title: &str, pipeline: &str) -> (u16, Value) {
-    world
-        .server
-        .post(
-            "/api/tasks",
-            &json!({"project": world.project, "title": title, "body": "Please add a greeting.\n", "pipeline": pipeline}),
-        )
-        .await
-        .unwrap()
 }
 
 fn full_scenarios() -> Vec<(&'static str, Value)> {
@@ -119,7 +98,9 @@ fn full_scenarios() -> Vec<(&'static str, Value)> {
 #[tokio::test]
 async fn a_full_task_goes_through_a_failed_qa_round_then_qa_refine_and_a_pull_request() {
     let world = World::start(&full_scenarios(), &[]).await;
-    let (status, body) = create(&world, "Add a greeting", "full").await;
+    let (status, body) = world
+        .create_in_pipeline("Add a greeting", GREETING, "full")
+        .await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["pipeline"], "full");
     let id = body["id"].as_i64().unwrap();
@@ -169,7 +150,7 @@ async fn a_full_task_goes_through_a_failed_qa_round_then_qa_refine_and_a_pull_re
     );
 
     // `qa pass` with the unchecked item was refused, and the QA agent read why.
-    let refusals = failed_tool_outputs(&world, id).await;
+    let refusals = world.failed_tool_outputs(id).await;
     assert_eq!(refusals.len(), 1, "{refusals:#?}");
     for part in [
         "`qa pass` refused",
@@ -312,7 +293,9 @@ async fn two_reviewers_from_the_project_settings_must_both_say_ready() {
             json!({"pipelines": TWO_REVIEWERS}),
         )
         .await;
-    let (status, body) = create(&world, "Add a greeting", "paired").await;
+    let (status, body) = world
+        .create_in_pipeline("Add a greeting", GREETING, "paired")
+        .await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["pipeline"], "paired");
     let id = body["id"].as_i64().unwrap();
@@ -434,7 +417,7 @@ async fn an_unknown_pipeline_is_refused_and_one_from_the_repository_runs() {
     ];
     let world = World::start(&scenarios, &[]).await;
 
-    let (status, body) = create(&world, "Fast", "fast").await;
+    let (status, body) = world.create_in_pipeline("Fast", GREETING, "fast").await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(
         body["error"],
@@ -457,7 +440,7 @@ async fn an_unknown_pipeline_is_refused_and_one_from_the_repository_runs() {
         .git(&["push", "--quiet", "origin", "main"])
         .unwrap();
 
-    let (status, body) = create(&world, "Fast", "fast").await;
+    let (status, body) = world.create_in_pipeline("Fast", GREETING, "fast").await;
     assert_eq!(status, 400, "{body}");
     assert!(
         body["error"]
@@ -469,7 +452,7 @@ async fn an_unknown_pipeline_is_refused_and_one_from_the_repository_runs() {
     let tasks = world.server.get("/api/tasks").await.unwrap();
     assert_eq!(tasks, json!([]), "nothing was created: {tasks}");
 
-    let (status, body) = create(&world, "Quick", "quick").await;
+    let (status, body) = world.create_in_pipeline("Quick", GREETING, "quick").await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["pipeline"], "quick");
     assert_eq!(
@@ -516,7 +499,9 @@ async fn the_qa_agent_screenshots_a_page_with_chromium_inside_its_sandbox() {
         }
     }
     let world = World::start(&scenarios, &[]).await;
-    let (status, body) = create(&world, "Add a greeting", "full").await;
+    let (status, body) = world
+        .create_in_pipeline("Add a greeting", GREETING, "full")
+        .await;
     assert_eq!(status, 201, "{body}");
     let id = body["id"].as_i64().unwrap();
     world.wait_state(id, "plan_gate").await;

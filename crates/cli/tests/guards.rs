@@ -9,17 +9,6 @@ mod support;
 use serde_json::{Value, json};
 use support::*;
 
-/// The tool results of the task's transcript that were errors, with their output.
-async fn failed_tool_outputs(world: &World, id: i64) -> Vec<String> {
-    world
-        .logs(id)
-        .await
-        .iter()
-        .filter(|e| e["event"]["type"] == "tool_result" && e["event"]["is_error"] == true)
-        .map(|e| e["event"]["output"].as_str().unwrap_or("").to_string())
-        .collect()
-}
-
 fn verdicts(detail: &Value) -> Vec<String> {
     detail["runs"]
         .as_array()
@@ -83,7 +72,7 @@ async fn ready_with_an_unchecked_item_is_refused_and_the_reviewer_reads_why() {
     assert_eq!(verdicts(&detail), ["needs-work", "ready"]);
 
     // The reviewer's own tool output carries the refusal, naming the unchecked item.
-    let refusals = failed_tool_outputs(&world, id).await;
+    let refusals = world.failed_tool_outputs(id).await;
     assert_eq!(refusals.len(), 1, "{refusals:#?}");
     let refusal = &refusals[0];
     for part in [
@@ -240,7 +229,7 @@ async fn a_commit_after_the_ready_verdict_goes_back_to_review_before_a_pull_requ
     let branch = detail["task"]["branch"].as_str().unwrap();
     assert_eq!(world.repo.remote_log(branch)[0], "Unreviewed extra");
 
-    let refusals = failed_tool_outputs(&world, id).await;
+    let refusals = world.failed_tool_outputs(id).await;
     assert_eq!(refusals.len(), 1, "{refusals:#?}");
     let refusal = &refusals[0];
     assert!(

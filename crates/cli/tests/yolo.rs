@@ -13,18 +13,6 @@ use support::*;
 
 const REQUEST: &str = "Please add a greeting.\n\n## To-Do List\n\n- [ ] Add greeting.txt\n";
 
-/// Creates a task of `pipeline` with a to-do list in its request; returns the API's answer.
-async fn create(world: &World, title: &str, pipeline: &str) -> (u16, Value) {
-    world
-        .server
-        .post(
-            "/api/tasks",
-            &json!({"project": world.project, "title": title, "body": REQUEST, "pipeline": pipeline}),
-        )
-        .await
-        .unwrap()
-}
-
 /// The implementer's work: a file, its test, the to-do item checked, a commit.
 fn work() -> Vec<Value> {
     vec![
@@ -52,7 +40,9 @@ async fn a_yolo_task_publishes_what_its_implementer_signals_with_no_plan_or_revi
     steps.push(json!({"do": "signal", "args": ["pr-done"]}));
     let world = World::start(&scenarios(json!({"runs": [steps]})), &[]).await;
 
-    let (status, body) = create(&world, "Add a greeting", "yolo").await;
+    let (status, body) = world
+        .create_in_pipeline("Add a greeting", REQUEST, "yolo")
+        .await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["pipeline"], "yolo");
     assert_eq!(
@@ -114,7 +104,9 @@ async fn a_yolo_implementer_that_ends_without_pr_done_is_nudged_to_signal() {
     second.push(json!({"do": "signal", "args": ["pr-done"]}));
     let implement = json!({"runs": [{"turns": [work(), second]}]});
     let world = World::start(&scenarios(implement), &[]).await;
-    let (status, body) = create(&world, "Add a greeting", "yolo").await;
+    let (status, body) = world
+        .create_in_pipeline("Add a greeting", REQUEST, "yolo")
+        .await;
     assert_eq!(status, 201, "{body}");
     let id = body["id"].as_i64().unwrap();
 
@@ -144,7 +136,7 @@ async fn a_yolo_implementer_that_ends_without_pr_done_is_nudged_to_signal() {
 async fn an_unknown_pipeline_is_refused_at_creation() {
     let world = World::start(&full_pipeline(), &[]).await;
 
-    let (status, body) = create(&world, "Fast", "fast").await;
+    let (status, body) = world.create_in_pipeline("Fast", REQUEST, "fast").await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(
         body["error"],

@@ -39,6 +39,14 @@ pub(crate) async fn choose(
     settings: &ProjectSettings,
     name: &str,
 ) -> Result<Chosen> {
+    let file = repo
+        .file_at(rev, pipelines::REPO_FILE)
+        .await
+        .map_err(|e| EngineError::Internal(e.to_string()))?;
+    // Most projects define no pipeline of their own: nothing more is read for them.
+    if settings.pipelines.is_none() && file.is_none() {
+        return builtin_or_unknown(name, &[]);
+    }
     let texts = prompt_texts(repo, rev).await?;
     let mut defined = Vec::new();
     if let Some(text) = &settings.pipelines {
@@ -49,10 +57,6 @@ pub(crate) async fn choose(
     if let Some(pick) = take(&mut defined, name) {
         return record(pick, &texts);
     }
-    let file = repo
-        .file_at(rev, pipelines::REPO_FILE)
-        .await
-        .map_err(|e| EngineError::Internal(e.to_string()))?;
     if let Some(text) = file {
         let parsed = pipelines::parse(
             pipelines::REPO_FILE,
@@ -80,6 +84,11 @@ pub(crate) async fn choose(
     if let Some(pick) = take(&mut defined, name) {
         return record(pick, &texts);
     }
+    builtin_or_unknown(name, &defined)
+}
+
+/// The built-in called `name`, or an unknown-name error listing the built-ins and `defined`.
+fn builtin_or_unknown(name: &str, defined: &[PipelineDef]) -> Result<Chosen> {
     match Pipeline::builtin(name) {
         Some(pipeline) => Ok(Chosen {
             pipeline,

@@ -175,14 +175,8 @@ impl Repo {
             });
         }
         let spec = format!("{rev}:{path}");
-        let out = cmd::run(&self.path, ["cat-file", "-e", spec.as_str()]).await?;
-        if !out.success {
-            return Ok(None);
-        }
-        cmd::run(&self.path, ["cat-file", "blob", spec.as_str()])
-            .await?
-            .ok()
-            .map(Some)
+        let out = cmd::run(&self.path, ["cat-file", "blob", spec.as_str()]).await?;
+        Ok(out.success.then_some(out.stdout))
     }
 
     /// The paths of the files under folder `dir` as committed at `rev` (relative to the

@@ -60,6 +60,32 @@ pub fn write_scenarios(dir: &Path, scenarios: Scenarios<'_>) {
 }
 
 impl World {
+    /// Creates a task of `pipeline` in the world's project; returns the API's answer.
+    pub async fn create_in_pipeline(
+        &self,
+        title: &str,
+        body: &str,
+        pipeline: &str,
+    ) -> (u16, Value) {
+        self.server
+            .post(
+                "/api/tasks",
+                &json!({"project": self.project, "title": title, "body": body, "pipeline": pipeline}),
+            )
+            .await
+            .unwrap()
+    }
+
+    /// The tool results of the task's transcript that were errors, with their output.
+    pub async fn failed_tool_outputs(&self, id: i64) -> Vec<String> {
+        self.logs(id)
+            .await
+            .iter()
+            .filter(|e| e["event"]["type"] == "tool_result" && e["event"]["is_error"] == true)
+            .map(|e| e["event"]["output"].as_str().unwrap_or("").to_string())
+            .collect()
+    }
+
     /// `GET path` with the API token, as text (a file, an attachment): status and body.
     pub async fn get_text(&self, path: &str) -> (u16, String) {
         let http = reqwest::Client::builder().no_proxy().build().unwrap();

@@ -59,6 +59,19 @@ pub(crate) static ICON: LazyLock<Asset> = LazyLock::new(|| {
 
 /// `GET /assets/{name}`: an embedded asset by its hashed name, cached for a year; any other
 /// name is a 404 (an old page asking for a previous release's file reloads instead).
+/// `/favicon.ico`, which browsers ask for on their own whatever the page links: the icon, so
+/// no page load logs a 404.
+pub(crate) async fn favicon() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, ICON.content_type),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        ICON.body,
+    )
+        .into_response()
+}
+
 pub(crate) async fn serve(Path(name): Path<String>) -> Response {
     for asset in [&*CSS, &*JS, &*ICON] {
         if asset.name == name {

@@ -57,6 +57,7 @@ pub(crate) fn router<B: Backend>() -> Router<B> {
         .route("/admin", get(admin::page::<B>))
         .route("/me", get(me::page::<B>))
         .route("/assets/{name}", get(assets::serve))
+        .route("/favicon.ico", get(assets::favicon))
 }
 
 /// The Content-Security-Policy of every response: only this origin's own script, style,

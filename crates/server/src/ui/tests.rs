@@ -163,6 +163,10 @@ async fn assets_are_served_under_their_content_hash_and_cached_for_good() {
     assert_eq!(found, 2);
     let stale = call(Method::GET, "/assets/app-000000000000.css", &[], "").await;
     assert_eq!(stale.status, StatusCode::NOT_FOUND);
+    // Browsers ask for /favicon.ico on their own: it is the icon, not a 404 in their console.
+    let favicon = call(Method::GET, "/favicon.ico", &[], "").await;
+    assert_eq!(favicon.status, StatusCode::OK);
+    assert_eq!(favicon.headers[header::CONTENT_TYPE], "image/svg+xml");
 }
 
 #[tokio::test]

@@ -2,10 +2,10 @@
 //!
 //! When a run starts and its task's pipeline says which stage most likely follows (the stage
 //! its first signal leads to: implement → review, review → pr …, never through a human gate),
-//! and that stage's role is a long-lived Claude Code session, [`after_start`] starts that role's
-//! CLI process now, inside the same sandbox and with the same environment the dispatcher would
-//! give it, but with nothing on its stdin: Claude Code boots (configuration, session, tools)
-//! and waits. When the successor run is dispatched, [`take`] and [`hand_off`] give it this
+//! and that stage's role is a long-lived session (any harness with one: `Harness::long_lived`),
+//! [`after_start`] starts that role's CLI process now, inside the same sandbox and with the same
+//! environment the dispatcher would give it, but with nothing on its stdin: the CLI boots
+//! (configuration, session, tools) and waits. When the successor run is dispatched, [`take`] and [`hand_off`] give it this
 //! process: its prompt is written as the first stdin line and the run is supervised as usual.
 //!
 //! Safety of the idle process:
@@ -23,8 +23,9 @@
 //!
 //! Stale snapshot: Claude Code puts the repository's git status into its system prompt once, at
 //! boot; for a warm process that is the state before the previous run's last commit. Warm
-//! processes therefore run with `CLAUDE_CODE_DISABLE_GIT_INSTRUCTIONS=1` (which turns the git
-//! status section off, together with Claude Code's built-in commit and PR instructions), and the
+//! processes therefore run with the harness's `Harness::warm_env` (Claude Code's:
+//! `CLAUDE_CODE_DISABLE_GIT_INSTRUCTIONS=1`, which turns the git status section off, together
+//! with its built-in commit and PR instructions), and the
 //! hand-off puts a fresh git status (branch, status, recent commits, taken at the hand-off) at
 //! the top of the first user message instead.
 
@@ -39,9 +40,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use store::RunRow;
-
-/// The variable that turns Claude Code's boot-time git status (and git instructions) off.
-pub(crate) const NO_GIT_SNAPSHOT: (&str, &str) = ("CLAUDE_CODE_DISABLE_GIT_INSTRUCTIONS", "1");
 
 /// An idle successor process.
 pub(crate) struct Warm {
@@ -130,9 +128,10 @@ pub(crate) fn warm_spec(
         return Err("not a long-lived session".into());
     }
     spec.stdin = Some(Vec::new());
-    spec.env.retain(|(k, _)| k != NO_GIT_SNAPSHOT.0);
-    spec.env
-        .push((NO_GIT_SNAPSHOT.0.to_string(), NO_GIT_SNAPSHOT.1.to_string()));
+    for (name, value) in harness.warm_env() {
+        spec.env.retain(|(k, _)| *k != name);
+        spec.env.push((name, value));
+    }
     Ok(spec)
 }
 
@@ -179,14 +178,14 @@ pub(crate) fn after_start(inner: &Arc<Inner>, started: Started) {
 
 async fn warm_up(inner: &Arc<Inner>, s: &Started, stage: Stage) -> Result<(), String> {
     let role = crate::task_pipeline::role(&s.settings, &s.pipeline, stage)?;
-    if role.harness != "claude-code" || role.session != Some(domain::SessionMode::LongLived) {
-        return Err("the successor is not a long-lived Claude Code role".into());
-    }
     let harness = inner
         .harnesses
         .get(role.harness.as_str())
         .cloned()
         .ok_or("harness not available")?;
+    if !harness.long_lived() || role.session != Some(domain::SessionMode::LongLived) {
+        return Err("the successor's role is not a long-lived session".into());
+    }
     let given = crate::credentials::for_run(
         &inner.secrets,
         &role,

@@ -118,6 +118,13 @@ pub trait Harness: Send + Sync {
         let _ = input;
         None
     }
+    /// Environment for a long-lived process started ahead of its run (warm standby) that turns
+    /// off what the CLI would otherwise snapshot at boot and keep stale while it idles (Claude
+    /// Code's git status, for one). The hand-off then gives the agent a fresh git status in its
+    /// first message. Nothing by default.
+    fn warm_env(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
     /// A fresh decoder for one process's output.
     fn decoder(&self) -> Box<dyn Decoder>;
     /// The graceful interrupt this harness understands.

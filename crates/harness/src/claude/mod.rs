@@ -178,6 +178,13 @@ impl Harness for ClaudeHarness {
         Some(user_turn(input))
     }
 
+    /// Claude Code puts the repository's git status into its system prompt once, at boot (and
+    /// it would be stale by the hand-off): this turns that section off, together with its
+    /// built-in commit and PR instructions.
+    fn warm_env(&self) -> Vec<(String, String)> {
+        vec![(NO_GIT_SNAPSHOT.0.into(), NO_GIT_SNAPSHOT.1.into())]
+    }
+
     fn decoder(&self) -> Box<dyn Decoder> {
         Box::new(ClaudeDecoder::default())
     }
@@ -300,6 +307,9 @@ fn system_prompt(task_doc: Option<&str>) -> String {
     text.push_str(" Signal Atelier with `atelier signal …` (see `atelier signal --help`).");
     text
 }
+
+/// The variable that turns Claude Code's boot-time git status (and git instructions) off.
+pub const NO_GIT_SNAPSHOT: (&str, &str) = ("CLAUDE_CODE_DISABLE_GIT_INSTRUCTIONS", "1");
 
 /// One user turn of `--input-format stream-json`: a JSON line with the message as plain text
 /// (the shape Claude Code 2.1.330 reads; `session_id` empty, the process's own is used).

@@ -1,7 +1,7 @@
 //! The `atelier` binary: parses the command line and dispatches to one module per command group.
 //! It owns no logic of its own beyond that: the server is `server`, the orchestration `engine`,
 //! and the commands are thin clients of the HTTP API (except `serve`, `demo`, `simulator`,
-//! `pipeline` and the hidden `scripted-agent`, which run in-process).
+//! `pipeline` and the hidden `scripted-agent` and `codex-bridge`, which run in-process).
 
 mod client;
 mod commands;
@@ -9,7 +9,9 @@ mod config;
 mod output;
 
 use clap::{Args, Parser, Subcommand};
-use commands::{account, demo, doctor, me, pipeline, project, serve, signal, simulator, task};
+use commands::{
+    account, codex_bridge, demo, doctor, me, pipeline, project, serve, signal, simulator, task,
+};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -101,6 +103,9 @@ enum Command {
     Simulator(simulator::SimulatorArgs),
     #[command(subcommand)]
     Pipeline(pipeline::PipelineCommand),
+    /// Runs `codex app-server` for a long-lived Codex session (run by the codex harness).
+    #[command(hide = true, name = harness::codex::bridge::SUBCOMMAND)]
+    CodexBridge(codex_bridge::CodexBridgeArgs),
     /// Plays one file or task-doc step of a scenario (run by agent CLIs under the simulator).
     #[command(hide = true)]
     ScriptedStep {
@@ -129,6 +134,10 @@ fn main() -> ExitCode {
     }
     if let Command::ScriptedStep { step } = &cli.command {
         std::process::exit(harness::scripted::run_step(step));
+    }
+    // Its own single-threaded runtime (see `harness::codex::bridge::main`).
+    if let Command::CodexBridge(args) = &cli.command {
+        std::process::exit(codex_bridge::run(args));
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -165,6 +174,7 @@ async fn dispatch(command: Command, global: GlobalArgs) -> anyhow::Result<()> {
         // Handled in `main` before the runtime starts; kept here so the match stays total.
         Command::ScriptedAgent(args) => std::process::exit(scripted_agent(args)),
         Command::ScriptedStep { step } => std::process::exit(harness::scripted::run_step(&step)),
+        Command::CodexBridge(args) => std::process::exit(codex_bridge::run(&args)),
         Command::Simulator(args) => simulator::run(args).await,
         Command::Pipeline(cmd) => pipeline::run(cmd, &global).await,
     }

@@ -308,7 +308,11 @@ impl Engine {
             Arc::new(harness::claude::ClaudeHarness::new(
                 config.claude_bin.clone(),
             )),
-            Arc::new(harness::codex::CodexHarness::new(config.codex_bin.clone())),
+            // Long-lived Codex sessions run through `atelier codex-bridge`.
+            Arc::new(
+                harness::codex::CodexHarness::new(config.codex_bin.clone())
+                    .with_bridge(config.atelier_bin.clone()),
+            ),
             Arc::new(harness::opencode::OpenCodeHarness::new(
                 config.opencode_bin.clone(),
             )),

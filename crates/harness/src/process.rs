@@ -429,6 +429,42 @@ pub fn new_session(cmd: &mut std::process::Command) -> &mut std::process::Comman
     }
 }
 
+/// Makes the child of `cmd` receive `sig` when the thread that started it ends
+/// (`PR_SET_PDEATHSIG`), so that a helper's child does not outlive the helper killed without a
+/// chance to stop it (the Codex bridge's `codex app-server`). Start such a child from a thread
+/// that lives as long as the helper (its main thread).
+pub fn signal_on_parent_death(cmd: &mut tokio::process::Command, sig: i32) {
+    let parent = std::process::id();
+    // SAFETY: the closure runs in the forked child before exec and only calls prctl(2),
+    // getppid(2) and raise(3), which are async-signal-safe; it touches no memory of the parent
+    // (`parent` and `sig` are copied into it).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::c_ulong::try_from(sig).unwrap_or(9),
+                0,
+                0,
+                0,
+            ) == -1
+            {
+                return Err(io::Error::last_os_error());
+            }
+            // The parent may have died before the prctl: then nobody would send the signal.
+            if u32::try_from(libc::getppid()).ok() != Some(parent) {
+                libc::raise(sig);
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Sends `sig` to the process `pid` (not a group); true when it was delivered. Refuses pids 0
+/// and 1 and this process.
+pub fn signal(pid: u32, sig: i32) -> bool {
+    send(pid, sig)
+}
+
 /// One line of `/proc/<pid>/stat`, the fields we use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ProcStat {

@@ -1,6 +1,7 @@
 //! One module per command group of `atelier`; each defines its clap arguments and runs them.
 
 pub mod account;
+pub mod codex_bridge;
 pub mod demo;
 pub mod doctor;
 pub mod me;

@@ -1,5 +1,7 @@
-//! The pure decoder of `codex exec --json` output (one JSON event per line) into transcript
-//! events.
+//! The pure decoder of Codex's output into transcript events: `codex exec --json` (one JSON
+//! event per line, a `type` each; the table below) and, for a long-lived session, the bridge's
+//! lines (JSON-RPC notifications, a `method` each: [`super::app_server`]). One decoder serves
+//! both modes, telling them apart by each line's shape.
 //!
 //! | Codex event | transcript |
 //! |---|---|
@@ -20,18 +22,21 @@
 //! final event. Token counts: Codex's `input_tokens` already includes `cached_input_tokens`
 //! (OpenAI usage semantics, checked against a server reporting cached tokens).
 
+use super::app_server::AppServerDecoder;
 use crate::Decoder;
 use domain::TranscriptEvent;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::HashSet;
 
-/// Decodes one `codex exec --json` process's stdout.
+/// Decodes one Codex process's stdout (`codex exec --json`, or the long-lived bridge's).
 #[derive(Debug, Default)]
 pub struct CodexDecoder {
     unreadable: u64,
     /// Items whose `item.started` was decoded and whose `item.completed` was not yet.
     started: HashSet<String>,
+    /// The long-lived session's state.
+    app: AppServerDecoder,
 }
 
 /// Top-level events of `codex exec --json`.
@@ -175,6 +180,14 @@ impl Decoder for CodexDecoder {
 impl CodexDecoder {
     /// The events of one parsed line; `None` when it is not a well-formed Codex event.
     fn event(&mut self, value: &Value) -> Option<Vec<TranscriptEvent>> {
+        if let Some(method) = value.get("method").and_then(Value::as_str) {
+            // A server request (it has an id) is the bridge's to answer, not the transcript's.
+            if value.get("id").is_some() {
+                return Some(Vec::new());
+            }
+            let params = value.get("params").unwrap_or(&Value::Null);
+            return self.app.event(method, params);
+        }
         Some(match ExecEvent::deserialize(value).ok()? {
             ExecEvent::ThreadStarted { thread_id } => {
                 vec![TranscriptEvent::Session { id: thread_id }]

@@ -4,10 +4,13 @@
 //! Settings keys read here (every other key of the role is ignored, since the engine passes the
 //! whole role): `base_url` (an OpenAI Responses endpoint, e.g. `http://127.0.0.1:8080/v1`),
 //! `api_key_env` (the variable holding its key, default `ATELIER_CODEX_API_KEY`), `max_retries`
-//! (request and stream retries, default 2) and `env` (variables added to the agent's environment).
+//! (request and stream retries, default 2), `env` (variables added to the agent's environment) and
+//! `session` (`one-shot`, the default: `codex exec` per turn; `long-lived`: one `codex app-server`
+//! for the whole run, see `super::bridge`).
 
 use crate::HarnessError;
 use crate::role_settings::SettingsReader;
+use domain::SessionMode;
 use serde_json::Value;
 
 /// The environment variable that holds the API key of the `base_url` provider by default.
@@ -36,6 +39,9 @@ pub struct CodexSettings {
     pub max_retries: Option<u32>,
     /// Variables added to (or replacing those of) the agent's environment, in key order.
     pub env: Vec<(String, String)>,
+    /// One process per turn (`codex exec`, the default) or one for the whole run (`codex
+    /// app-server` behind the bridge).
+    pub session: SessionMode,
 }
 
 impl CodexSettings {
@@ -81,11 +87,13 @@ impl CodexSettings {
             }
         }
         let env = parse_env(map.get("env"))?;
+        let session = crate::session_of(settings)?.unwrap_or_default();
         Ok(CodexSettings {
             base_url,
             api_key_env,
             max_retries,
             env,
+            session,
         })
     }
 

@@ -72,8 +72,8 @@ impl Cli {
     fn fixture(self, case: Case) -> Option<&'static str> {
         match (self, case) {
             (_, Case::Run) => Some("atelier-run"),
-            (Cli::Claude, Case::LongLived) => Some("atelier-long-lived"),
-            (Cli::Codex | Cli::OpenCode, Case::LongLived) => None,
+            (Cli::Claude | Cli::Codex, Case::LongLived) => Some("atelier-long-lived"),
+            (Cli::OpenCode, Case::LongLived) => None,
             (Cli::Codex | Cli::OpenCode, Case::Resume) => Some("atelier-resume"),
             (Cli::Claude, Case::Interrupt) => Some("atelier-interrupt"),
             (Cli::Codex, Case::Interrupt) => Some("atelier-abort-sigint"),
@@ -115,7 +115,10 @@ impl Cli {
     fn harness(self, bin: PathBuf) -> Box<dyn Harness> {
         match self {
             Cli::Claude => Box::new(harness::claude::ClaudeHarness::new(bin)),
-            Cli::Codex => Box::new(harness::codex::CodexHarness::new(bin)),
+            // Long-lived sessions run through this build's `atelier codex-bridge`.
+            Cli::Codex => Box::new(
+                harness::codex::CodexHarness::new(bin).with_bridge(env!("CARGO_BIN_EXE_atelier")),
+            ),
             Cli::OpenCode => Box::new(harness::opencode::OpenCodeHarness::new(bin)),
         }
     }
@@ -159,7 +162,8 @@ enum Case {
     Resume,
     Interrupt,
     DeadPort,
-    /// Two turns of one long-lived process (Claude Code's `--input-format stream-json`).
+    /// Two turns of one long-lived process (Claude Code's `--input-format stream-json`, Codex's
+    /// `app-server` behind `atelier codex-bridge`).
     LongLived,
 }
 
@@ -445,7 +449,14 @@ impl Lab {
         let mut stdout = BufReader::new(child.take_stdout().unwrap()).lines();
         let mut decoder = self.harness.decoder();
         let (mut raw, mut events, mut ends) = (Vec::new(), Vec::new(), 0);
-        let mut pids = std::collections::BTreeSet::from([child.pid()]);
+        // The pids seen of each executable the session runs: the spec's program, and for Codex
+        // the `codex app-server` behind the bridge.
+        let cli_bin = self.cli.bin();
+        let mut pids: std::collections::BTreeMap<PathBuf, std::collections::BTreeSet<u32>> =
+            std::collections::BTreeMap::from([(
+                spec.program.clone(),
+                std::collections::BTreeSet::from([child.pid()]),
+            )]);
         loop {
             let line = tokio::time::timeout(
                 TURN_LIMIT.saturating_sub(started.elapsed()),
@@ -468,14 +479,13 @@ impl Lab {
                 }
             }
             // The process that answers is the one that started (no new CLI process).
-            pids.extend(
-                process::marked_processes(MARK, &self.mark)
-                    .into_iter()
-                    .filter(|p| {
-                        std::fs::read_link(format!("/proc/{p}/exe"))
-                            .is_ok_and(|exe| exe == spec.program)
-                    }),
-            );
+            for p in process::marked_processes(MARK, &self.mark) {
+                if let Ok(exe) = std::fs::read_link(format!("/proc/{p}/exe"))
+                    && (exe == spec.program || exe == cli_bin)
+                {
+                    pids.entry(exe).or_default().insert(p);
+                }
+            }
             events.extend(decoded);
             raw.push(line);
         }
@@ -485,7 +495,13 @@ impl Lab {
             .unwrap();
         assert_eq!(status.code(), Some(0), "stderr: {}", child.stderr_tail());
         assert_eq!(ends, 2, "{raw:#?}");
-        assert_eq!(pids.len(), 1, "one CLI process for both turns: {pids:?}");
+        assert!(
+            pids.values().all(|p| p.len() == 1),
+            "one process of each for both turns: {pids:?}"
+        );
+        if self.cli == Cli::Codex {
+            assert_eq!(pids.len(), 2, "the bridge and codex app-server: {pids:?}");
+        }
         assert_eq!(self.survivors().await, Vec::<u32>::new());
         assert_eq!(decoder.unreadable_lines(), 0, "{raw:#?}");
         let lines: Vec<String> = raw.iter().map(|l| self.norm.line(l)).collect();
@@ -555,9 +571,18 @@ struct Normalizer {
     counts: HashMap<String, usize>,
 }
 
-/// Keys whose numbers are times or durations.
-const TIME_KEYS: [&str; 10] = [
+/// Keys whose numbers are times or durations (Codex app-server's are camelCase).
+const TIME_KEYS: [&str; 19] = [
     "timestamp",
+    "emittedAtMs",
+    "startedAtMs",
+    "completedAtMs",
+    "startedAt",
+    "completedAt",
+    "durationMs",
+    "createdAt",
+    "updatedAt",
+    "recencyAt",
     "start",
     "end",
     "created",
@@ -630,7 +655,8 @@ impl Normalizer {
         for key in TIME_KEYS {
             out = zero_times(&out, key);
         }
-        out
+        // Codex app-server names the pid of each command's process.
+        zero_digit_strings(&out, "processId")
     }
 
     /// Decoded events, with the ids learned from their lines.
@@ -719,6 +745,26 @@ fn string_values(text: &str, key: &str) -> Vec<String> {
             Some(text[start..start + len].to_string())
         })
         .collect()
+}
+
+/// `"key":"<digits>"` becomes `"key":"0"`.
+fn zero_digit_strings(text: &str, key: &str) -> String {
+    let pattern = format!("\"{key}\":\"");
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(&pattern) {
+        let (head, tail) = rest.split_at(at + pattern.len());
+        out.push_str(head);
+        let digits = tail.bytes().take_while(u8::is_ascii_digit).count();
+        rest = if digits > 0 && tail[digits..].starts_with('"') {
+            out.push('0');
+            &tail[digits..]
+        } else {
+            tail
+        };
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `"key":<number>` becomes `"key":0`, `"key":"<ISO time>"` the epoch.
@@ -1083,6 +1129,66 @@ async fn codex_runs_a_turn_and_resumes_its_session() {
         turn_ended()
     ]);
     runs_and_resumes(Cli::Codex, run, resumed(session)).await;
+}
+
+#[tokio::test]
+#[cfg_attr(
+    agent_clis_missing,
+    ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
+)]
+async fn codex_serves_two_turns_from_one_long_lived_process() {
+    let mut lab = Lab::start(Cli::Codex, "long-lived").await;
+    let url = lab.sim.url();
+    let mut req = lab.request(
+        Stage::Implement,
+        &prompt(
+            "implement",
+            "Add hello.txt, show it, and tick it off the to-do list.",
+        ),
+        None,
+        &url,
+    );
+    req.settings["session"] = json!("long-lived");
+    let events = lab.long_lived(&req, FOLLOW_UP).await;
+    // Turn 0's message was typed live (the partial pieces are checked and folded).
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, TranscriptEvent::Partial { .. })),
+        "{events:?}"
+    );
+    let events = comparable(&events, true);
+    let dir = "/tmp/atelier-recording-codex-long-lived";
+    let check =
+        r#"/bin/bash -c "atelier scripted-step '{\"do\":\"check\",\"item\":\"Add hello.txt\"}'""#;
+    // Turn 0 as in the one-shot recording (app-server names its items by their call ids), then
+    // turn 1 with no second session announcement.
+    let expected = json!([
+        {"type": "session", "id": "00000000-0000-4000-8000-000000000001"},
+        {"type": "file_change", "path": format!("{dir}/work/hello.txt"), "kind": "add"},
+        {"type": "tool_call", "id": "call_sim00000000000008", "name": "shell",
+         "input": {"command": "/bin/bash -c 'cat hello.txt'"}},
+        {"type": "command_output", "command": "/bin/bash -c 'cat hello.txt'", "output": "hello\n", "exit_code": 0},
+        {"type": "tool_call", "id": "call_sim00000000000012", "name": "shell", "input": {"command": check}},
+        {"type": "command_output", "command": check,
+         "output": format!("modify {dir}/TASK.md\n"), "exit_code": 0},
+        {"type": "message", "text": "Added hello.txt."},
+        usage(),
+        turn_ended(),
+        {"type": "message", "text": "I wrote hello.txt and printed it."},
+        usage(),
+        turn_ended()
+    ]);
+    assert_eq!(events, expected.as_array().unwrap().clone());
+    // The follow-up's request carried turn 0's calls: the conversation went on.
+    let follow_ups: Vec<_> = lab
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.answer.as_deref() == Some("implement #0 turn 1 step 0: end of turn"))
+        .collect();
+    assert_eq!(follow_ups.len(), 1, "{follow_ups:#?}");
+    assert!(has_tool_call(&follow_ups[0].body, "cat hello.txt"));
 }
 
 #[tokio::test]

@@ -428,3 +428,104 @@ fn quotes_toml_strings() {
     assert_eq!(toml_string("t\tn\nr\r"), r#""t\tn\nr\r""#);
     assert_eq!(toml_string("\u{1}\u{7f}é'"), r#""\u0001\u007Fé'""#);
 }
+
+/// The bridge's configuration, parsed from a long-lived spec's arguments.
+fn bridge_config(spec: &ProcessSpec) -> harness::codex::bridge::BridgeConfig {
+    assert_eq!(spec.args.len(), 2, "{spec:?}");
+    assert_eq!(spec.args[0], "codex-bridge");
+    serde_json::from_str(spec.args[1].to_str().unwrap()).unwrap()
+}
+
+#[test]
+fn builds_a_long_lived_session_behind_the_bridge() {
+    let h = CodexHarness::new("/opt/codex").with_bridge("/opt/atelier");
+    assert!(h.long_lived());
+    let mut req = request(json!({
+        "harness": "codex", "session": "long-lived",
+        "base_url": "http://127.0.0.1:8080/v1", "max_retries": 0,
+        "env": {"ATELIER_CODEX_API_KEY": "sk-1"},
+    }));
+    req.stage = Stage::Implement;
+    req.effort = Some("high".into());
+    req.prompt = "- starts with a dash\nand \"quotes\"".into();
+    let spec = h.command(&req).unwrap();
+    assert_eq!(spec.program, std::path::Path::new("/opt/atelier"));
+    assert_eq!(spec.cwd, std::path::Path::new("/work/tree"));
+    assert!(spec.stdin_open);
+    // The prompt is the first stdin line; each later input another (no process arguments).
+    assert_eq!(
+        spec.stdin.as_deref(),
+        Some(harness::codex::bridge::wire::turn_line(&req.prompt).as_slice())
+    );
+    assert_eq!(
+        h.next_turn("Formal, please."),
+        Some(harness::codex::bridge::wire::turn_line("Formal, please."))
+    );
+    let mut env: Vec<(String, String)> = BASE_ENV
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    env.push(("ATELIER_CODEX_API_KEY".into(), "sk-1".into()));
+    assert_eq!(spec.env, env);
+    // `app-server` with the one-shot mode's options: quiet, bounded, the model by `-c`.
+    let config = bridge_config(&spec);
+    assert_eq!(config.codex, std::path::Path::new("/opt/codex"));
+    assert_eq!(config.resume, None);
+    let expected: Vec<String> = [
+        "app-server",
+        "--disable",
+        "plugins",
+        "-c",
+        "analytics.enabled=false",
+        "--disable",
+        "unbounded_connection_retries",
+        "-c",
+        "model=\"gpt-5.5\"",
+        "--disable",
+        "multi_agent",
+        "--disable",
+        "multi_agent_v2",
+        "-c",
+        "model_reasoning_effort=\"high\"",
+        "-c",
+        "model_provider=\"atelier\"",
+        "-c",
+        "model_providers.atelier.name=\"atelier\"",
+        "-c",
+        "model_providers.atelier.base_url=\"http://127.0.0.1:8080/v1\"",
+        "-c",
+        "model_providers.atelier.env_key=\"ATELIER_CODEX_API_KEY\"",
+        "-c",
+        "model_providers.atelier.wire_api=\"responses\"",
+        "-c",
+        "model_providers.atelier.request_max_retries=0",
+        "-c",
+        "model_providers.atelier.stream_max_retries=0",
+    ]
+    .map(String::from)
+    .into();
+    assert_eq!(config.args, expected);
+    // Nothing Codex snapshots at boot needs turning off for a warm standby.
+    assert_eq!(h.warm_env(), Vec::new());
+    // Two starts of the same role are the same process (a warm standby matches its run).
+    assert_eq!(h.command(&req).unwrap(), spec);
+
+    // A resumed session: the bridge resumes the thread; one-shot stays the default.
+    req.resume_session = Some("0199a-thread".into());
+    let resumed = bridge_config(&h.command(&req).unwrap());
+    assert_eq!(resumed.resume.as_deref(), Some("0199a-thread"));
+    req.settings["session"] = json!("one-shot");
+    let one_shot = h.command(&req).unwrap();
+    assert_eq!(one_shot.program, std::path::Path::new("/opt/codex"));
+    assert!(!one_shot.stdin_open);
+    // Without `with_bridge`, the bridge is `atelier` from the agent's PATH.
+    req.settings["session"] = json!("long-lived");
+    let bare = CodexHarness::new("/opt/codex").command(&req).unwrap();
+    assert_eq!(bare.program, std::path::Path::new("atelier"));
+    req.settings["session"] = json!("forever");
+    assert!(
+        command_error(&req).contains("`session`"),
+        "{}",
+        command_error(&req)
+    );
+}

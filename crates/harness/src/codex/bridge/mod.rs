@@ -333,6 +333,8 @@ impl Bridge {
             Some(id) => {
                 let mut params = thread_params(false);
                 params["threadId"] = json!(id);
+                // The history stays Codex's: the bridge needs only the thread.
+                params["excludeTurns"] = json!(true);
                 ("thread/resume", params)
             }
             None => ("thread/start", thread_params(false)),

@@ -780,8 +780,8 @@ async fn a_model_of_another_harness_is_refused_before_anything_starts() {
         error.contains("roles.implement") && error.contains("claude-sonnet-4-5"),
         "{error}"
     );
-    // Only Claude Code has a long-lived session mode.
-    for harness in ["codex", "opencode"] {
+    // OpenCode has no long-lived session mode.
+    for harness in ["opencode"] {
         let mut role = lab.role(harness);
         role["session"] = json!("long-lived");
         roles.insert("implement".into(), role);
@@ -937,28 +937,41 @@ async fn a_full_pipeline_runs_qa_and_refine_on_the_real_clis() {
     assert_eq!(qa, "hello from the agent\n");
 }
 
+/// What marks the agent CLI's own process in its command line (an extended regular
+/// expression): Claude Code's `claude -p … --output-format stream-json`, Codex's `codex exec …`
+/// or `codex app-server …` (the bridge's command line holds the path and arguments as JSON,
+/// never with a space between them).
+fn agent_marker(harness: &str) -> &'static str {
+    match harness {
+        "claude-code" => "--output-format stream-json",
+        "codex" => "/codex (exec|app-server) ",
+        other => panic!("no marker for {other}"),
+    }
+}
+
 /// A shell command that writes to `file` the identity (pid and start time, which also tell apart
-/// two processes of the same pid in two sandboxes) of every ancestor of the tool's shell that
-/// runs with `--output-format stream-json`, nearest first: the last one is the agent CLI itself
-/// (Claude Code runs its tools under a helper with its own command line).
-fn agent_pid_command(file: &str) -> String {
+/// two processes of the same pid in two sandboxes) of every ancestor of the tool's shell whose
+/// command line holds `harness`'s [`agent_marker`], nearest first: the last one is the agent CLI
+/// itself (Claude Code runs its tools under a helper with its own command line).
+fn agent_pid_command(harness: &str, file: &str) -> String {
     format!(
-        "p=$$; while [ \"$p\" -gt 1 ]; do if tr '\\0' ' ' < /proc/$p/cmdline | grep -q -- \
-         '--output-format stream-json'; then echo $p:$(cut -d' ' -f22 /proc/$p/stat); fi; \
-         p=$(cut -d' ' -f4 /proc/$p/stat); done > {file}"
+        "p=$$; while [ \"$p\" -gt 1 ]; do if tr '\\0' ' ' < /proc/$p/cmdline | grep -qE -- \
+         '{}'; then echo $p:$(cut -d' ' -f22 /proc/$p/stat); fi; \
+         p=$(cut -d' ' -f4 /proc/$p/stat); done > {file}",
+        agent_marker(harness)
     )
 }
 
 /// A plan run that records its CLI's pid, asks a question, and after the answer records the
 /// pid again and goes on with more tool calls.
-fn question_then_tools() -> Value {
+fn question_then_tools(harness: &str) -> Value {
     json!({"runs": [{"turns": [
         [
-            {"do": "run", "command": agent_pid_command("agent-0.pid")},
+            {"do": "run", "command": agent_pid_command(harness, "agent-0.pid")},
             {"do": "question", "text": "Formal or casual greeting?"}
         ],
         [
-            {"do": "run", "command": agent_pid_command("agent-1.pid")},
+            {"do": "run", "command": agent_pid_command(harness, "agent-1.pid")},
             {"do": "doc_section", "heading": "To-Do List", "body": "- [ ] Add a formal greeting\n"},
             {"do": "signal", "args": ["plan-ready"]},
             {"do": "message", "text": "Planned."}
@@ -966,13 +979,13 @@ fn question_then_tools() -> Value {
     ]}]})
 }
 
-/// Question → answer → more tool calls on Claude Code in `session` mode. Returns whether one
+/// Question → answer → more tool calls on `harness` in `session` mode. Returns whether one
 /// CLI process served both turns, and the hand-off: the time from the answer's request to the
 /// model request that carries it.
-async fn claude_question_then_tools(session: &str) -> (bool, std::time::Duration) {
-    let lab = Lab::start(&[("plan", question_then_tools())], &[], &[]).await;
+async fn question_then_tools_on(harness: &str, session: &str) -> (bool, std::time::Duration) {
+    let lab = Lab::start(&[("plan", question_then_tools(harness))], &[], &[]).await;
     let project = lab
-        .project_with("q", "claude-code", json!({"session": session}))
+        .project_with("q", harness, json!({"session": session}))
         .await;
     let id = lab.world.new_task_in(&project, "Greeting", true, 0).await;
     let detail = lab
@@ -1039,10 +1052,13 @@ async fn claude_question_then_tools(session: &str) -> (bool, std::time::Duration
         .iter()
         .filter(|e| e["event"]["type"] == "session")
         .count();
-    let partial = logs.iter().any(|e| e["event"]["type"] == "partial");
-    assert!(partial, "live text reached the transcript");
+    // Live text: Claude Code streams it in both modes, Codex's app-server (long-lived) too.
+    if harness == "claude-code" || session == "long-lived" {
+        let partial = logs.iter().any(|e| e["event"]["type"] == "partial");
+        assert!(partial, "live text reached the transcript");
+    }
     eprintln!(
-        "claude-code {session}: answer → next model request {hand_off:?} (agent pids {first} \
+        "{harness} {session}: answer → next model request {hand_off:?} (agent pids {first} \
          and {second}, {sessions} session announcement(s))"
     );
     (first == second && sessions == 1, hand_off)
@@ -1061,7 +1077,7 @@ fn store_now_us() -> u64 {
     ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
 )]
 async fn claude_long_lived_serves_question_answer_and_more_tools_from_one_process() {
-    let (one_process, _) = claude_question_then_tools("long-lived").await;
+    let (one_process, _) = question_then_tools_on("claude-code", "long-lived").await;
     assert!(one_process, "one Claude Code process served the whole run");
 }
 
@@ -1071,7 +1087,7 @@ async fn claude_long_lived_serves_question_answer_and_more_tools_from_one_proces
     ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
 )]
 async fn claude_one_shot_starts_a_process_per_turn() {
-    let (one_process, _) = claude_question_then_tools("one-shot").await;
+    let (one_process, _) = question_then_tools_on("claude-code", "one-shot").await;
     assert!(!one_process, "one-shot: a new process resumed the session");
 }
 
@@ -1080,10 +1096,47 @@ async fn claude_one_shot_starts_a_process_per_turn() {
     agent_clis_missing,
     ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
 )]
+async fn codex_long_lived_serves_question_answer_and_more_tools_from_one_process() {
+    let (one_process, _) = question_then_tools_on("codex", "long-lived").await;
+    assert!(one_process, "one codex app-server served the whole run");
+}
+
+#[tokio::test]
+#[cfg_attr(
+    agent_clis_missing,
+    ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
+)]
+async fn codex_one_shot_starts_a_process_per_turn() {
+    let (one_process, _) = question_then_tools_on("codex", "one-shot").await;
+    assert!(
+        !one_process,
+        "one-shot: a new codex exec resumed the thread"
+    );
+}
+
+#[tokio::test]
+#[cfg_attr(
+    agent_clis_missing,
+    ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
+)]
 async fn claude_long_lived_stop_while_waiting_for_an_answer_leaves_no_process() {
-    let lab = Lab::start(&[("plan", question_then_tools())], &[], &[]).await;
+    stop_while_waiting_for_an_answer("claude-code").await;
+}
+
+#[tokio::test]
+#[cfg_attr(
+    agent_clis_missing,
+    ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
+)]
+async fn codex_long_lived_stop_while_waiting_for_an_answer_leaves_no_process() {
+    stop_while_waiting_for_an_answer("codex").await;
+}
+
+/// A long-lived `harness` agent waits alive for its answer; a stop leaves no process of it.
+async fn stop_while_waiting_for_an_answer(harness: &str) {
+    let lab = Lab::start(&[("plan", question_then_tools(harness))], &[], &[]).await;
     let project = lab
-        .project_with("q", "claude-code", json!({"session": "long-lived"}))
+        .project_with("q", harness, json!({"session": "long-lived"}))
         .await;
     let id = lab.world.new_task_in(&project, "Greeting", true, 0).await;
     lab.world
@@ -1110,28 +1163,39 @@ async fn claude_long_lived_stop_while_waiting_for_an_answer_leaves_no_process() 
     .unwrap();
 }
 
-/// Implement waits for `release`, then commits; review and pr end at once.
-fn warm_pipeline(release: &Path) -> Vec<(&'static str, Value)> {
+/// The `AGENTS.md` implement writes and commits while the warm review process idles: Codex reads
+/// it when a thread starts.
+const FRESH_AGENTS_MD: &str = "Reviewers greet in Latin (9q2z).\n";
+
+/// Implement waits for `release`, then commits (on Codex, an `AGENTS.md` too); review and pr
+/// end at once.
+fn warm_pipeline(harness: &str, release: &Path) -> Vec<(&'static str, Value)> {
     let mut stages = sim_pipeline();
     for (stage, scenario) in &mut stages {
         if *stage == "implement" {
-            *scenario = json!({"runs": [[
+            let mut steps = vec![
                 wait_for_file(release),
-                {"do": "write", "path": "hello.txt", "content": "hello from the agent\n"},
-                {"do": "check", "item": "Add hello.txt"},
-                {"do": "run", "command": "git add -A && git commit -qm 'Warm commit 7f3a'"},
-                {"do": "message", "text": "Implemented."}
-            ]]});
+                json!({"do": "write", "path": "hello.txt", "content": "hello from the agent\n"}),
+            ];
+            if harness == "codex" {
+                steps.push(json!({"do": "write", "path": "AGENTS.md", "content": FRESH_AGENTS_MD}));
+            }
+            steps.extend([
+                json!({"do": "check", "item": "Add hello.txt"}),
+                json!({"do": "run", "command": "git add -A && git commit -qm 'Warm commit 7f3a'"}),
+                json!({"do": "message", "text": "Implemented."}),
+            ]);
+            *scenario = json!({ "runs": [steps] });
         }
     }
     stages
 }
 
 impl Lab {
-    /// A project whose every role is a long-lived Claude Code session, with the test's release
+    /// A project whose every role is a long-lived `harness` session, with the test's release
     /// files shown to its agents.
-    async fn long_lived_project(&self, name: &str) -> String {
-        let mut role = self.role("claude-code");
+    async fn long_lived_project(&self, name: &str, harness: &str) -> String {
+        let mut role = self.role(harness);
         role["session"] = json!("long-lived");
         let roles: serde_json::Map<String, Value> = ["plan", "implement", "review", "pr"]
             .iter()
@@ -1188,15 +1252,20 @@ async fn wait_warm(lab: &Lab) -> String {
     .unwrap()
 }
 
-/// Implement → review on long-lived Claude Code, warm (the review process started while
+/// Implement → review on long-lived `harness` sessions, warm (the review process started while
 /// implement ran) or cold. Returns the hand-off (implement's last model request → review's
 /// first) and review's first model request body.
-async fn implement_to_review(warm: bool) -> (std::time::Duration, String) {
-    let release = release_file(&format!("warm-release-{warm}"));
+async fn implement_to_review(harness: &str, warm: bool) -> (std::time::Duration, String) {
+    let release = release_file(&format!("warm-release-{harness}-{warm}"));
     let _ = std::fs::remove_file(&release);
     let limit = if warm { "2" } else { "0" };
-    let lab = Lab::start(&warm_pipeline(&release), &["--warm-limit", limit], &[]).await;
-    let project = lab.long_lived_project("w").await;
+    let lab = Lab::start(
+        &warm_pipeline(harness, &release),
+        &["--warm-limit", limit],
+        &[],
+    )
+    .await;
+    let project = lab.long_lived_project("w", harness).await;
     let id = lab.world.new_task_in(&project, "Greeting", false, 0).await;
     lab.world.wait_run(id, "implement", "running").await;
     if warm {
@@ -1255,7 +1324,7 @@ async fn implement_to_review(warm: bool) -> (std::time::Duration, String) {
     ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
 )]
 async fn claude_warm_standby_takes_the_next_stage_and_sees_the_last_commit() {
-    let (warm, body) = implement_to_review(true).await;
+    let (warm, body) = implement_to_review("claude-code", true).await;
     // The previous run's commit, made while the warm process idled, is in its first request.
     assert!(body.contains("Warm commit 7f3a"), "{body}");
     assert!(
@@ -1267,7 +1336,7 @@ async fn claude_warm_standby_takes_the_next_stage_and_sees_the_last_commit() {
         !body.contains("This is the git status at the start of the conversation"),
         "{body}"
     );
-    let (cold, cold_body) = implement_to_review(false).await;
+    let (cold, cold_body) = implement_to_review("claude-code", false).await;
     assert!(
         cold_body.contains("This is the git status at the start of the conversation"),
         "a cold process keeps Claude Code's own snapshot"
@@ -1280,8 +1349,37 @@ async fn claude_warm_standby_takes_the_next_stage_and_sees_the_last_commit() {
     agent_clis_missing,
     ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
 )]
+async fn codex_warm_standby_takes_the_next_stage_and_sees_the_last_commit() {
+    let (warm, body) = implement_to_review("codex", true).await;
+    // The previous run's commit, made while the warm process idled, is in its first request,
+    // under the git status taken at the hand-off.
+    assert!(body.contains("Warm commit 7f3a"), "{body}");
+    assert!(
+        body.contains("taken now, not when your process started"),
+        "{body}"
+    );
+    // So is the AGENTS.md that commit added: Codex read it when the thread started, at the
+    // hand-off, not when the process booted.
+    let agents = FRESH_AGENTS_MD.trim_end();
+    assert!(
+        body.contains("AGENTS.md instructions") && body.contains(agents),
+        "{body}"
+    );
+    let (cold, cold_body) = implement_to_review("codex", false).await;
+    assert!(cold_body.contains(agents), "{cold_body}");
+    assert!(!cold_body.contains("taken now, not when your process started"));
+    eprintln!(
+        "codex: implement's last model request → review's first: warm {warm:?}, cold {cold:?}"
+    );
+}
+
+#[tokio::test]
+#[cfg_attr(
+    agent_clis_missing,
+    ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
+)]
 async fn claude_warm_standby_ends_with_a_stop_and_after_a_kill9() {
-    warm_stop_and_kill9(&[]).await;
+    warm_stop_and_kill9("claude-code", &[]).await;
 }
 
 /// Without the sandbox nothing kills the warm process with the server: recovery does, by its
@@ -1292,14 +1390,36 @@ async fn claude_warm_standby_ends_with_a_stop_and_after_a_kill9() {
     ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
 )]
 async fn claude_warm_standby_without_the_sandbox_ends_after_a_kill9() {
-    warm_stop_and_kill9(&["--sandbox", "none"]).await;
+    warm_stop_and_kill9("claude-code", &["--sandbox", "none"]).await;
 }
 
-async fn warm_stop_and_kill9(server_args: &[&str]) {
-    let release = release_file(&format!("warm-release-stop-{}", server_args.len()));
+#[tokio::test]
+#[cfg_attr(
+    agent_clis_missing,
+    ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
+)]
+async fn codex_warm_standby_ends_with_a_stop_and_after_a_kill9() {
+    warm_stop_and_kill9("codex", &[]).await;
+}
+
+/// The bridge and its `codex app-server` both carry the mark: recovery ends both.
+#[tokio::test]
+#[cfg_attr(
+    agent_clis_missing,
+    ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
+)]
+async fn codex_warm_standby_without_the_sandbox_ends_after_a_kill9() {
+    warm_stop_and_kill9("codex", &["--sandbox", "none"]).await;
+}
+
+async fn warm_stop_and_kill9(harness: &str, server_args: &[&str]) {
+    let release = release_file(&format!(
+        "warm-release-stop-{harness}-{}",
+        server_args.len()
+    ));
     let _ = std::fs::remove_file(&release);
-    let mut lab = Lab::start(&warm_pipeline(&release), server_args, &[]).await;
-    let project = lab.long_lived_project("w").await;
+    let mut lab = Lab::start(&warm_pipeline(harness, &release), server_args, &[]).await;
+    let project = lab.long_lived_project("w", harness).await;
     let gone = |mark: String| async move {
         testkit::wait_until(
             "the warm process to be gone",

@@ -198,6 +198,10 @@ async fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<bool, String> {
     )?;
     // The scripted agent reads its scenario file.
     mounts.read_only.extend(role.scenario.clone());
+    // A program the agent's process starts itself (the Codex bridge's `codex`).
+    for program in harness.sandbox_programs() {
+        mounts.add_program(&program);
+    }
     let resuming = run.pending_input.is_some();
     // The planner of a non-technical owner's task asks in product terms only.
     let brief = brief.or_else(|| {

@@ -213,7 +213,7 @@ async fn warm_up(inner: &Arc<Inner>, s: &Started, stage: Stage) -> Result<(), St
     let request = request_for(&given, stage, &worktree, env)?;
     let spec = warm_spec(harness.as_ref(), &request)?;
     harness.prepare(&request).map_err(|e| e.to_string())?;
-    let mounts = crate::confine::mounts(
+    let mut mounts = crate::confine::mounts(
         &inner.config,
         &crate::confine::TaskPaths {
             repo: Path::new(&s.project_path),
@@ -223,6 +223,9 @@ async fn warm_up(inner: &Arc<Inner>, s: &Started, stage: Stage) -> Result<(), St
         },
         &s.settings,
     )?;
+    for program in harness.sandbox_programs() {
+        mounts.add_program(&program);
+    }
     // Claimed before spawning, so two starts never exceed the limit.
     let id = inner.warm.next_id.fetch_add(1, Ordering::Relaxed);
     {

@@ -125,6 +125,11 @@ pub trait Harness: Send + Sync {
     fn warm_env(&self) -> Vec<(String, String)> {
         Vec::new()
     }
+    /// Programs the process of [`Harness::command`] starts besides its own, whose folders a
+    /// sandbox must show read-only too (the Codex bridge's `codex`). None by default.
+    fn sandbox_programs(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
     /// A fresh decoder for one process's output.
     fn decoder(&self) -> Box<dyn Decoder>;
     /// The graceful interrupt this harness understands.

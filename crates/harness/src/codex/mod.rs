@@ -170,6 +170,11 @@ impl Harness for CodexHarness {
         true
     }
 
+    /// The bridge (the `atelier` binary, shown to every agent) starts `codex` itself.
+    fn sandbox_programs(&self) -> Vec<PathBuf> {
+        vec![self.bin.clone()]
+    }
+
     fn next_turn(&self, input: &str) -> Option<Vec<u8>> {
         Some(bridge::wire::turn_line(input))
     }

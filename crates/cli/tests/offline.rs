@@ -3,6 +3,9 @@
 //! network namespace that has only loopback, where any attempt to reach another address fails the
 //! test.
 //!
+//! Codex runs it twice: in its one-shot mode (`codex exec`) and in its long-lived one (`codex
+//! app-server` behind `atelier codex-bridge`, with the next stage's process warmed ahead).
+//!
 //! Each test re-runs itself (the same test binary and test name, with [`INNER`] set) as
 //! `unshare --net -- sh -c 'ip link set lo up && exec strace -f --seccomp-bpf -e trace=… -o FILE
 //! -- <test binary> <test> --exact'`. Inside, the test starts the simulator in-process, the real
@@ -46,7 +49,7 @@ const TRACED: &str = "trace=connect,sendto,sendmsg,sendmmsg";
     ignore = "needs the real agent CLIs, root, unshare, ip and strace: run scripts/test, which installs them"
 )]
 async fn claude_code_stays_on_loopback() {
-    offline_pipeline("claude_code_stays_on_loopback", "claude-code").await;
+    offline_pipeline("claude_code_stays_on_loopback", "claude-code", "one-shot").await;
 }
 
 #[tokio::test]
@@ -55,7 +58,16 @@ async fn claude_code_stays_on_loopback() {
     ignore = "needs the real agent CLIs, root, unshare, ip and strace: run scripts/test, which installs them"
 )]
 async fn codex_stays_on_loopback() {
-    offline_pipeline("codex_stays_on_loopback", "codex").await;
+    offline_pipeline("codex_stays_on_loopback", "codex", "one-shot").await;
+}
+
+#[tokio::test]
+#[cfg_attr(
+    any(agent_clis_missing, netns_missing),
+    ignore = "needs the real agent CLIs, root, unshare, ip and strace: run scripts/test, which installs them"
+)]
+async fn codex_long_lived_stays_on_loopback() {
+    offline_pipeline("codex_long_lived_stays_on_loopback", "codex", "long-lived").await;
 }
 
 #[tokio::test]
@@ -64,7 +76,7 @@ async fn codex_stays_on_loopback() {
     ignore = "needs the real agent CLIs, root, unshare, ip and strace: run scripts/test, which installs them"
 )]
 async fn opencode_stays_on_loopback() {
-    offline_pipeline("opencode_stays_on_loopback", "opencode").await;
+    offline_pipeline("opencode_stays_on_loopback", "opencode", "one-shot").await;
 }
 
 /// The detector itself: a shell in the same traced namespace that tries an outside address is
@@ -96,10 +108,10 @@ async fn the_trace_catches_an_attempt_to_leave_loopback() {
 }
 
 /// Runs `test` (this binary's test of that name) traced inside a loopback-only namespace, or,
-/// when this process is that re-run, the pipeline on `harness`.
-async fn offline_pipeline(test: &str, harness: &str) {
+/// when this process is that re-run, the pipeline on `harness` in `session` mode.
+async fn offline_pipeline(test: &str, harness: &str, session: &str) {
     if let Some(dir) = std::env::var_os(INNER) {
-        pipeline_inside(harness, Path::new(&dir)).await;
+        pipeline_inside(harness, session, Path::new(&dir)).await;
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -118,7 +130,7 @@ async fn offline_pipeline(test: &str, harness: &str) {
     let outside = outside(&seen);
     assert!(
         outside.is_empty(),
-        "{harness}: processes tried to reach {outside:?} (only loopback is allowed); the \
+        "{harness} ({session}): processes tried to reach {outside:?} (only loopback is allowed); the \
          attempts:\n{}",
         text.lines()
             .filter(|l| addresses(l).iter().any(|a| !a.is_loopback()))
@@ -137,7 +149,7 @@ async fn offline_pipeline(test: &str, harness: &str) {
          agents\n{text}"
     );
     eprintln!(
-        "{harness}: {} traced sends, none off loopback, in {:.1?}",
+        "{harness} ({session}): {} traced sends, none off loopback, in {:.1?}",
         seen.len(),
         started.elapsed()
     );
@@ -311,8 +323,9 @@ fn reads_the_addresses_strace_prints() {
 }
 
 /// Inside the namespace: the simulator, the server and one task through the whole pipeline on
-/// `harness`, to merged; the simulator's port goes to `<dir>/sim-port` for the outer test.
-async fn pipeline_inside(harness: &str, dir: &Path) {
+/// `harness` in `session` mode, to merged; the simulator's port goes to `<dir>/sim-port` for the
+/// outer test.
+async fn pipeline_inside(harness: &str, session: &str, dir: &Path) {
     let (flag, bin) = agent_cli(harness);
     let bin = bin.display().to_string();
     let world = World::start_with_env(&[], &["--merge-poll-ms", "200", flag, &bin], &[]).await;
@@ -323,7 +336,8 @@ async fn pipeline_inside(harness: &str, dir: &Path) {
     let port = sim.url().rsplit(':').next().unwrap().to_string();
     std::fs::write(dir.join("sim-port"), port).unwrap();
 
-    let role = simulated_role(harness, &sim.url());
+    let mut role = simulated_role(harness, &sim.url());
+    role["session"] = json!(session);
     let roles: serde_json::Map<String, Value> = ["plan", "implement", "review", "pr"]
         .iter()
         .map(|stage| (stage.to_string(), role.clone()))

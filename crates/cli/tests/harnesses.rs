@@ -309,7 +309,9 @@ async fn codex_question_resumes_the_same_session() {
     question_resumes_the_same_session_on("codex").await;
 }
 
-async fn stop_during_a_shell_tool_on(harness: &str) {
+/// A stop while `harness`'s agent (in `session` mode) runs a shell tool kills every process of
+/// the run; a resume continues the same session.
+async fn stop_during_a_shell_tool_on(harness: &str, session: &str) {
     let plan = json!({"runs": [{"turns": [
         [{"do": "run", "command": "echo started > started.txt; sleep 600"}],
         [
@@ -319,7 +321,9 @@ async fn stop_during_a_shell_tool_on(harness: &str) {
         ]
     ]}]});
     let lab = Lab::start(&[("plan", plan)], &["--stop-grace-ms", "1000"], &[]).await;
-    let project = lab.project_with("stop", harness, json!({})).await;
+    let project = lab
+        .project_with("stop", harness, json!({"session": session}))
+        .await;
     let id = lab.world.new_task_in(&project, "Stop me", true, 0).await;
     lab.world.wait_run(id, "plan", "running").await;
     let mark = lab.world.run_mark(id).await;
@@ -380,7 +384,16 @@ async fn stop_during_a_shell_tool_on(harness: &str) {
     ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
 )]
 async fn codex_stop_kills_every_process_and_resume_continues() {
-    stop_during_a_shell_tool_on("codex").await;
+    stop_during_a_shell_tool_on("codex", "one-shot").await;
+}
+
+#[tokio::test]
+#[cfg_attr(
+    agent_clis_missing,
+    ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
+)]
+async fn codex_long_lived_stop_kills_every_process_and_resume_continues() {
+    stop_during_a_shell_tool_on("codex", "long-lived").await;
 }
 
 #[tokio::test]
@@ -389,7 +402,7 @@ async fn codex_stop_kills_every_process_and_resume_continues() {
     ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
 )]
 async fn opencode_stop_kills_every_process_and_resume_continues() {
-    stop_during_a_shell_tool_on("opencode").await;
+    stop_during_a_shell_tool_on("opencode", "one-shot").await;
 }
 
 #[tokio::test]
@@ -729,7 +742,7 @@ async fn claude_question_resumes_the_same_session() {
     ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
 )]
 async fn claude_stop_kills_every_process_and_resume_continues() {
-    stop_during_a_shell_tool_on("claude-code").await;
+    stop_during_a_shell_tool_on("claude-code", "one-shot").await;
 }
 
 #[tokio::test]

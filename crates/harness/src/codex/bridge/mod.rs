@@ -169,6 +169,9 @@ async fn session(config: BridgeConfig, out: Out) -> i32 {
         resume: config.resume,
     };
     let end = tokio::select! {
+        // A stop signal first: it may also have interrupted the read of stdin.
+        biased;
+        sig = signals.next() => End::Signal(sig),
         end = bridge.serve(&codex) => end,
         status = child.wait() => match status {
             Ok(status) => End::Codex(status),
@@ -177,7 +180,6 @@ async fn session(config: BridgeConfig, out: Out) -> i32 {
                 End::Failed
             }
         },
-        sig = signals.next() => End::Signal(sig),
     };
     finish(codex, &mut child, end, &mut signals).await
 }
@@ -241,7 +243,13 @@ fn read_turns(out: Out) -> mpsc::UnboundedReceiver<String> {
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut lines = BufReader::new(tokio::io::stdin()).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
+        loop {
+            let line = match lines.next_line().await {
+                Ok(Some(line)) => line,
+                // A signal interrupted the read: it is not the end of stdin.
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+                Ok(None) | Err(_) => break,
+            };
             if line.trim().is_empty() {
                 continue;
             }

@@ -64,7 +64,7 @@ pub struct RoleConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_retries: Option<u32>,
     /// `one-shot` (one process per turn) or `long-lived` (one process for the whole run, kept
-    /// while it waits for an answer; Claude Code only). Default: the harness's own.
+    /// while it waits for an answer; Claude Code and Codex). Default: the harness's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<domain::SessionMode>,
     /// Extra environment of this role's agent (e.g. its credentials), passed explicitly: the

@@ -478,11 +478,18 @@ impl Lab {
                     }
                 }
             }
-            // The process that answers is the one that started (no new CLI process).
+            // The process that answers is the one that started (no new CLI process). Codex
+            // also runs short-lived helpers of its own executable (e.g. to apply a patch): only
+            // its `app-server` counts.
             for p in process::marked_processes(MARK, &self.mark) {
-                if let Ok(exe) = std::fs::read_link(format!("/proc/{p}/exe"))
-                    && (exe == spec.program || exe == cli_bin)
-                {
+                let Ok(exe) = std::fs::read_link(format!("/proc/{p}/exe")) else {
+                    continue;
+                };
+                let app_server = || {
+                    std::fs::read(format!("/proc/{p}/cmdline"))
+                        .is_ok_and(|c| c.split(|b| *b == 0).nth(1) == Some(b"app-server"))
+                };
+                if exe == spec.program || (exe == cli_bin && app_server()) {
                     pids.entry(exe).or_default().insert(p);
                 }
             }

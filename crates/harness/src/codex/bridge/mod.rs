@@ -69,10 +69,10 @@ impl BridgeConfig {
 
 /// The bridge's stdout: one writer task, lines in the order they are given, each flushed.
 #[derive(Clone)]
-pub struct Out(mpsc::UnboundedSender<Option<String>>);
+struct Out(mpsc::UnboundedSender<Option<String>>);
 
 impl Out {
-    pub fn line(&self, line: String) {
+    fn line(&self, line: String) {
         let _ = self.0.send(Some(line));
     }
 

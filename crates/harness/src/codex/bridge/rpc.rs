@@ -52,7 +52,7 @@ enum Input {
 }
 
 /// The way to talk to the running `codex app-server`.
-pub struct Connection {
+pub(super) struct Connection {
     input: mpsc::UnboundedSender<Input>,
     pending: Pending,
     next_id: AtomicU64,

@@ -25,7 +25,7 @@
 //!    cannot start writes [`wire::TURN_FAILED`].
 //! 4. Stdin closed: closes Codex's stdin (app-server ends, killing its tools), waits for it and
 //!    exits with its status. SIGINT, SIGTERM or SIGHUP (the engine's interrupt goes to the whole
-//!    process group, Codex included): passed on to Codex, which ends its turn and kills its
+//!    process group, Codex included): passed on to Codex, which exits at once, killing its
 //!    tools; the bridge waits for it (at most [`STOP_GRACE`], then kills it) and exits
 //!    `128 + signal`. Killed outright, the bridge takes Codex with it (`PR_SET_PDEATHSIG`).
 

@@ -1062,6 +1062,38 @@ fn a_new_run_is_queued_with_nothing_recorded_yet() {
     assert_eq!(store.read(|tx| tx.queued_runs()).unwrap(), [(row, p)]);
 }
 
+/// A long-lived process handed from an ended run to the nudge run continuing its session keeps
+/// its token: the new run takes it over, the ended run no longer answers to it. A running run's
+/// token is never taken.
+#[test]
+fn a_started_run_takes_over_the_token_of_an_ended_run() {
+    let (_dir, store) = fresh();
+    let p = add_project(&store, "p").id;
+    let task = add_task(&store, p, &TaskState::PlanGate, 20001);
+    let first = add_run(&store, task, Stage::Implement);
+    assert!(
+        store
+            .write(|tx| tx.mark_run_started(first, "kept"))
+            .unwrap()
+    );
+    let busy = add_run(&store, task, Stage::Implement);
+    assert!(
+        store.write(|tx| tx.mark_run_started(busy, "kept")).is_err(),
+        "a running run's token cannot be taken"
+    );
+    store
+        .write(|tx| tx.finish_run(first, RunStatus::Completed, None, Some(1)))
+        .unwrap();
+    let nudge = add_run(&store, task, Stage::Implement);
+    assert!(
+        store
+            .write(|tx| tx.mark_run_started(nudge, "kept"))
+            .unwrap()
+    );
+    let holder = store.read(|tx| tx.run_by_token_hash("kept")).unwrap();
+    assert_eq!(holder.map(|r| r.id), Some(nudge));
+}
+
 #[test]
 fn a_run_is_marked_started_only_while_queued() {
     let (_dir, store) = fresh();

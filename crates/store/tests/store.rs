@@ -20,7 +20,7 @@ use store::{
 use tempfile::TempDir;
 
 /// The schema version this build migrates to (the number of migrations).
-const LATEST: i64 = 13;
+const LATEST: i64 = 14;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -405,6 +405,15 @@ fn a_version_1_database_upgrades_keeping_its_data() {
 
     let conn = raw(dir.path());
     assert_eq!(user_version(&conn), LATEST);
+    // Events are appended by rowid and indexed by run only (migration 14).
+    let indexes: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(indexes, ["events_run"]);
     let (ci_fix_rounds, conflict_rounds): (i64, i64) = conn
         .query_row(
             "SELECT ci_fix_rounds, conflict_rounds FROM tasks WHERE id = 41",

@@ -1176,6 +1176,99 @@ async fn stop_while_waiting_for_an_answer(harness: &str) {
     .unwrap();
 }
 
+/// A long-lived implementer whose first turn made no progress is nudged, and the nudge goes to
+/// the same process (it waited alive while the run's end was recorded), which then commits.
+#[tokio::test]
+#[cfg_attr(
+    agent_clis_missing,
+    ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
+)]
+async fn claude_long_lived_nudge_is_written_to_the_same_process() {
+    let mut stages = sim_pipeline();
+    for (stage, scenario) in &mut stages {
+        if *stage == "implement" {
+            *scenario = json!({"runs": [{"turns": [
+                [
+                    {"do": "run", "command": agent_pid_command("claude-code", "agent-0.pid")},
+                    {"do": "message", "text": "Looked around; nothing done yet."}
+                ],
+                [
+                    {"do": "run", "command": agent_pid_command("claude-code", "agent-1.pid")},
+                    {"do": "write", "path": "hello.txt", "content": "hello from the agent\n"},
+                    {"do": "check", "item": "Add hello.txt"},
+                    {"do": "run", "command": "git add hello.txt && git commit -qm 'Add hello.txt'"},
+                    {"do": "message", "text": "Implemented."}
+                ]
+            ]}]});
+        }
+    }
+    let lab = Lab::start(&stages, &["--warm-limit", "0"], &[]).await;
+    let project = lab.long_lived_project("n", "claude-code").await;
+    let id = lab.world.new_task_in(&project, "Greeting", false, 0).await;
+    let detail = lab
+        .world
+        .wait_state_for(id, "awaiting_merge", std::time::Duration::from_secs(120))
+        .await;
+    let implement: Vec<&Value> = detail["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["stage"] == "implement")
+        .collect();
+    assert_eq!(implement.len(), 2, "{detail:#}");
+    assert_eq!(implement[0]["session"], implement[1]["session"]);
+    // The nudge run took the process over, mark included (recovery would find it by it).
+    let db = rusqlite::Connection::open(lab.world.data.join("atelier.db")).unwrap();
+    let marks: Vec<String> = db
+        .prepare("SELECT mark FROM runs WHERE task_id = ?1 AND stage = 'implement' ORDER BY id")
+        .unwrap()
+        .query_map([id], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(marks[0], marks[1]);
+    // One process served both runs: the pid files (left uncommitted in the worktree) agree.
+    let worktree = lab.world.worktree(&detail);
+    let pid = |n: u32| {
+        std::fs::read_to_string(worktree.join(format!("agent-{n}.pid")))
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(!pid(0).is_empty());
+    assert_eq!(
+        pid(0),
+        pid(1),
+        "the nudge was served by the first run's process"
+    );
+    let logs = lab.world.logs(id).await;
+    assert!(
+        logs.iter().any(|e| e["event"]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("nudge written to the waiting agent"))),
+        "{logs:#?}"
+    );
+    let nudged = lab
+        .sim
+        .requests()
+        .into_iter()
+        .find(|r| {
+            r.body
+                .to_string()
+                .contains("Atelier guard: your last turn ended")
+        })
+        .expect("the nudge reached the model");
+    assert!(
+        nudged
+            .body
+            .to_string()
+            .contains("Looked around; nothing done yet.")
+    );
+    assert_eq!(processes_of_run(&marks[0]), Vec::<u32>::new());
+}
+
 /// The `AGENTS.md` implement writes and commits while the warm review process idles: Codex reads
 /// it when a thread starts.
 const FRESH_AGENTS_MD: &str = "Reviewers greet in Latin (9q2z).\n";
@@ -1316,6 +1409,15 @@ async fn implement_to_review(harness: &str, warm: bool) -> (std::time::Duration,
         )
         .unwrap();
     assert_eq!(review_mark.starts_with("warm-"), warm, "{detail:#}");
+    // The server reports what warm standby did (`GET /api/status`, `atelier doctor`).
+    let status = lab.server().get("/api/status").await.unwrap();
+    let used = status["warm"]["used"].as_u64().unwrap();
+    assert_eq!(used >= 1, warm, "{status:#}");
+    assert_eq!(
+        status["warm"]["limit"],
+        if warm { 2 } else { 0 },
+        "{status:#}"
+    );
     let requests = lab.sim.requests();
     let first_review = requests
         .iter()

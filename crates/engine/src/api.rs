@@ -896,6 +896,28 @@ pub struct ServerStatus {
     /// the remote of each project the caller sees.
     #[serde(default)]
     pub checks: Vec<Check>,
+    /// Warm standby (successor processes started ahead of their run) since the server started.
+    #[serde(default)]
+    pub warm: WarmStatus,
+}
+
+/// Warm standby's limit and what it did since the server started: every warm process is either
+/// still idle, used by its run, or shut down unused (`started = idle + used + wasted` once the
+/// ones being shut down are gone).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct WarmStatus {
+    /// At most this many idle processes at once (`--warm-limit`; 0: warm standby is off).
+    pub limit: u64,
+    /// An idle process is shut down after this many seconds unused (`--warm-idle-secs`).
+    pub idle_secs: u64,
+    /// Idle now, waiting for their run.
+    pub idle: u64,
+    pub started: u64,
+    /// Handed to their run.
+    pub used: u64,
+    /// Shut down unused (the task took another path, was stopped, waited too long, the run
+    /// was started differently, the server stopped).
+    pub wasted: u64,
 }
 
 /// One thing that must hold for agents to run, as the server found it just now.

@@ -84,7 +84,7 @@ impl Drop for LiveGuard<'_> {
 async fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<bool, String> {
     // A long-lived process waiting for this run's answer takes the turn (`crate::session`); it
     // keeps its token. Dropped on any error below, which ends that process.
-    let parked = inner.parked().remove(&run.id);
+    let parked = crate::session::take_parked(inner, run);
     // A successor process started ahead of this run (`crate::warm`): its token becomes the run's
     // (valid only from `mark_run_started` on) and the run takes its mark.
     let warm = match parked {
@@ -96,9 +96,11 @@ async fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<bool, String> {
         (None, Some(w)) => w.token.clone(),
         (None, None) => tokens::new_token(),
     };
-    let mark = warm
-        .as_ref()
-        .map_or_else(|| run.mark.clone(), |w| w.mark.clone());
+    let mark = match (&parked, &warm) {
+        (Some(p), _) => p.mark.clone(),
+        (None, Some(w)) => w.mark.clone(),
+        (None, None) => run.mark.clone(),
+    };
     // The live entry exists before the run is recorded as running: a stop committed from then on
     // reaches the supervisor (the watch keeps it) instead of finding nothing to stop.
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(None);
@@ -250,6 +252,7 @@ async fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<bool, String> {
         .map_or(inner.config.stage_timeout, std::time::Duration::from_secs);
     if let (Some(parked), Some(input)) = (parked, harness.next_turn(&request.prompt)) {
         let resume = crate::session::Resume {
+            run: run.id,
             input,
             stop: stop_rx,
         };

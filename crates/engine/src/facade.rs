@@ -1196,6 +1196,7 @@ impl Engine {
             version: env!("CARGO_PKG_VERSION").to_string(),
             sandbox,
             checks,
+            warm: self.inner.warm.status(config),
         }
     }
 

@@ -239,6 +239,11 @@ impl Repeats {
         }
     }
 
+    /// How many identical calls in a row interrupt the run.
+    pub fn limit(&self) -> u32 {
+        self.limit
+    }
+
     /// Takes the next event; says why when it makes the row reach the limit.
     pub fn see(&mut self, event: &TranscriptEvent) -> Option<String> {
         let TranscriptEvent::ToolCall { name, input, .. } = event else {

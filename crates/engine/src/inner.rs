@@ -72,6 +72,8 @@ pub(crate) struct Inner {
     live: Mutex<HashMap<RunId, LiveRun>>,
     /// Runs waiting for an answer with their long-lived process alive (`crate::session`).
     parked: Mutex<HashMap<RunId, crate::session::Parked>>,
+    /// Long-lived processes kept for the nudge run of their task (`crate::session`).
+    nudges: Mutex<HashMap<TaskId, crate::session::NudgeWait>>,
     /// Successor processes started ahead of their run (`crate::warm`).
     pub warm: crate::warm::Pool,
     /// Wakes the dispatcher: queued runs may be startable.
@@ -145,6 +147,7 @@ impl Inner {
             _data_lock: data_lock,
             live: Mutex::new(HashMap::new()),
             parked: Mutex::new(HashMap::new()),
+            nudges: Mutex::new(HashMap::new()),
             warm: crate::warm::Pool::default(),
             dispatch: Notify::new(),
             outbox: Notify::new(),
@@ -168,6 +171,13 @@ impl Inner {
     pub fn parked(&self) -> MutexGuard<'_, HashMap<RunId, crate::session::Parked>> {
         // Entries are inserted and removed whole; a panic cannot leave one half-written.
         self.parked
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn nudges(&self) -> MutexGuard<'_, HashMap<TaskId, crate::session::NudgeWait>> {
+        // Entries are inserted and removed whole; a panic cannot leave one half-written.
+        self.nudges
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }

@@ -12,6 +12,15 @@
 //!   the same process's stdin and the supervisor goes on with the next turn;
 //! - anything else: stdin is closed, the CLI exits and the run ends as always.
 //!
+//! - the turn went well without a question, but the guards found no progress (an implementer
+//!   that committed nothing and checked nothing): the pipeline may nudge it, so the process is
+//!   kept while the run's end is recorded. If a nudge run was queued (it continues this run's
+//!   session), the process waits for it like for an answer ([`Inner::nudges`]): the dispatcher
+//!   hands it the nudge run (which takes over the process's token and mark) and the nudge is
+//!   written to the same process's stdin. If the task was blocked instead, the process is ended.
+//!   Only this outcome keeps a process past its run's end; every other run ends with its process
+//!   gone first;
+//!
 //! A parked process ends without a new turn when the run is stopped (its parked entry is
 //! dropped: the process and everything it started are killed), when the server shuts down, when
 //! it waits longer than the role's stage timeout (stdin closed; a later answer starts a new
@@ -21,20 +30,51 @@
 
 use crate::inner::{Inner, StopCause};
 use crate::supervisor::{Transcript, Turn, finish_durably};
-use domain::{RunOutcome, Signal, TranscriptEvent};
+use domain::{RunId, RunOutcome, RunStatus, Signal, Stage, TranscriptEvent};
 use std::time::Duration;
+use store::RunRow;
 use tokio::sync::{oneshot, watch};
+
+/// A long-lived process kept after its run ended, for the nudge run that continues its session.
+pub(crate) struct NudgeWait {
+    pub stage: Stage,
+    pub session: String,
+    pub parked: Parked,
+}
+
+/// The parked process a starting `run` takes: the one waiting for this run's answer, or the one
+/// kept for this nudge run (same task, stage and session, with its input pending).
+pub(crate) fn take_parked(inner: &Inner, run: &RunRow) -> Option<Parked> {
+    if let Some(parked) = inner.parked().remove(&run.id) {
+        return Some(parked);
+    }
+    let (Some(_), Some(session)) = (&run.pending_input, &run.session) else {
+        return None;
+    };
+    let mut nudges = inner.nudges();
+    let fits = nudges
+        .get(&run.task_id)
+        .is_some_and(|w| w.stage == run.stage && &w.session == session);
+    fits.then(|| nudges.remove(&run.task_id))
+        .flatten()
+        .map(|w| w.parked)
+}
 
 /// A run waiting for its answer with its process alive.
 pub(crate) struct Parked {
     /// The run's signal token (the process's `ATELIER_RUN_TOKEN`), reused by the next turn.
     pub token: String,
+    /// The run's mark (the process's `ATELIER_RUN_MARK`): a nudge run that takes the process
+    /// takes its mark too, so recovery after a crash finds the process.
+    pub mark: String,
     /// Hands the next turn to the parked supervisor; dropping it ends the process.
     pub resume: oneshot::Sender<Resume>,
 }
 
 /// The next turn of a parked run, from the dispatcher.
 pub(crate) struct Resume {
+    /// The run whose turn it is: the parked run itself (an answer) or a nudge run.
+    pub run: RunId,
     /// What to write to the agent's stdin (the harness's encoding of the answer).
     pub input: Vec<u8>,
     /// The stop handle of the new turn (its live entry holds the sender).
@@ -52,30 +92,53 @@ pub(crate) enum Next {
 }
 
 /// Decides, after a turn of a long-lived process ended (`ok`), whether the process waits for an
-/// answer (and then waits), or is let go.
+/// answer or a nudge (and then waits), or is let go.
 pub(crate) async fn between_turns(
     inner: &Inner,
     turn: &mut Turn,
     ok: bool,
     transcript: &mut Transcript,
 ) -> Next {
-    let asked = ok
-        && inner
-            .store
-            .read(|tx| tx.run(turn.run))
-            .ok()
-            .flatten()
-            .is_some_and(|row| matches!(row.signal, Some(Signal::Question { .. })));
-    let Some(token) = turn.token.clone().filter(|_| asked) else {
+    let row = inner.store.read(|tx| tx.run(turn.run)).ok().flatten();
+    let (Some(token), Some(row), true) = (turn.token.clone(), row, ok) else {
         turn.process.close_input();
         return Next::Close;
     };
+    if matches!(row.signal, Some(Signal::Question { .. })) {
+        return wait_for_answer(inner, turn, transcript, token, row.mark).await;
+    }
+    // The guards look at what the turn did; only a run without progress may be nudged.
+    let judged = crate::guards::judge(inner, turn.run, RunOutcome::Ended { signal: None }).await;
+    match (&judged, row.session) {
+        (RunOutcome::NoProgress { .. }, Some(session)) => {
+            let parked = Parked {
+                token,
+                mark: row.mark,
+                resume: oneshot::channel().0,
+            };
+            wait_for_nudge(inner, turn, transcript, judged, session, parked).await
+        }
+        _ => {
+            turn.process.close_input();
+            Next::Close
+        }
+    }
+}
+
+async fn wait_for_answer(
+    inner: &Inner,
+    turn: &mut Turn,
+    transcript: &mut Transcript,
+    token: String,
+    mark: String,
+) -> Next {
     let (resume_tx, resume_rx) = oneshot::channel();
     // Registered before the run is recorded `needs_input`: an answer can only come after that.
     inner.parked().insert(
         turn.run,
         Parked {
             token,
+            mark,
             resume: resume_tx,
         },
     );
@@ -86,46 +149,131 @@ pub(crate) async fn between_turns(
     transcript.flush(inner);
     inner.live().remove(&turn.run);
     finish_durably(inner, turn.run, RunOutcome::Ended { signal: None }, None).await;
+    let parked_run = turn.run;
+    let gone = move |inner: &Inner| inner.parked().remove(&parked_run).is_some();
+    wait(inner, turn, transcript, resume_rx, None, gone).await
+}
 
-    let limit = tokio::time::sleep(turn.timeout);
-    tokio::pin!(limit);
-    tokio::select! {
-        biased;
-        resumed = resume_rx => match resumed {
-            Ok(resume) => {
-                turn.stop = resume.stop;
-                // A process that closed its stdin cannot take the turn: the supervisor then sees
-                // it exit without ending its turn.
-                let text = match turn.process.write_input(resume.input) {
-                    Ok(()) => "answer written to the waiting agent (long-lived session)".into(),
-                    Err(err) => format!("cannot write the answer to the waiting agent: {err}"),
-                };
-                transcript.push(TranscriptEvent::Status { text });
-                Next::Continue
-            }
-            // Stopped (or the run left `needs_input` another way): nothing may survive it.
-            Err(_) => {
-                end(turn).await;
-                Next::Gone
-            }
+/// Records the end of a run without progress with its process alive; if the pipeline queued a
+/// nudge continuing its session, the process waits for it.
+async fn wait_for_nudge(
+    inner: &Inner,
+    turn: &mut Turn,
+    transcript: &mut Transcript,
+    judged: RunOutcome,
+    session: String,
+    parked: Parked,
+) -> Next {
+    let (resume_tx, resume_rx) = oneshot::channel();
+    // Registered before the run's end is recorded: the nudge run can start at once after that.
+    inner.nudges().insert(
+        turn.task,
+        NudgeWait {
+            stage: turn.stage,
+            session: session.clone(),
+            parked: Parked {
+                resume: resume_tx,
+                ..parked
+            },
         },
-        _ = turn.process.wait() => {
-            inner.parked().remove(&turn.run);
-            end(turn).await;
-            Next::Gone
-        }
-        () = inner.shutdown.cancelled() => {
-            inner.parked().remove(&turn.run);
-            end(turn).await;
-            Next::Gone
-        }
-        () = &mut limit => {
-            inner.parked().remove(&turn.run);
-            tracing::info!(run = %turn.run, "a long-lived agent waited too long for its answer: letting it go");
-            turn.process.close_input();
-            let _ = tokio::time::timeout(Duration::from_secs(10), turn.process.wait()).await;
-            end(turn).await;
-            Next::Gone
+    );
+    transcript.push(TranscriptEvent::Status {
+        text: crate::supervisor::describe(&judged),
+    });
+    transcript.flush(inner);
+    inner.live().remove(&turn.run);
+    let ended = turn.run;
+    finish_durably(inner, ended, judged, Some(store::now_us())).await;
+    let nudge = inner
+        .store
+        .read(|tx| tx.runs_of_task(turn.task))
+        .ok()
+        .and_then(|runs| runs.into_iter().last())
+        .filter(|r| {
+            r.id > ended && r.stage == turn.stage && r.session.as_deref() == Some(&session)
+        });
+    let task = turn.task;
+    let gone = move |inner: &Inner| inner.nudges().remove(&task).is_some();
+    let Some(nudge) = nudge else {
+        // No nudge (the task was blocked): nothing of the run may outlive it.
+        let _ = gone(inner);
+        end(turn).await;
+        return Next::Gone;
+    };
+    tracing::debug!(run = %ended, nudge = %nudge.id, "a long-lived agent waits for its nudge");
+    wait(inner, turn, transcript, resume_rx, Some(nudge.id), gone).await
+}
+
+/// Waits with the process alive for the next turn (`resume`), until the run is stopped, the
+/// process dies, the server shuts down, or the stage timeout passes. `nudge`: the queued run
+/// the process waits for, watched so that a nudge run stopped before it started lets the process
+/// go. `gone` forgets the parked entry (false: the dispatcher took it, the resume is coming).
+async fn wait(
+    inner: &Inner,
+    turn: &mut Turn,
+    transcript: &mut Transcript,
+    resume_rx: oneshot::Receiver<Resume>,
+    nudge: Option<RunId>,
+    gone: impl Fn(&Inner) -> bool,
+) -> Next {
+    let limit = tokio::time::sleep(turn.timeout);
+    tokio::pin!(limit, resume_rx);
+    let mut check = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            biased;
+            resumed = &mut resume_rx => return match resumed {
+                Ok(resume) => {
+                    turn.stop = resume.stop;
+                    if resume.run != turn.run {
+                        turn.run = resume.run;
+                        transcript.switch_run(inner, resume.run);
+                    }
+                    // A process that closed its stdin cannot take the turn: the supervisor then
+                    // sees it exit without ending its turn.
+                    let text = match turn.process.write_input(resume.input) {
+                        Ok(()) if nudge.is_some() => {
+                            "nudge written to the waiting agent (long-lived session)".into()
+                        }
+                        Ok(()) => "answer written to the waiting agent (long-lived session)".into(),
+                        Err(err) => format!("cannot write to the waiting agent: {err}"),
+                    };
+                    transcript.push(TranscriptEvent::Status { text });
+                    Next::Continue
+                }
+                // Stopped (or the run left `needs_input` another way): nothing may survive it.
+                Err(_) => {
+                    end(turn).await;
+                    Next::Gone
+                }
+            },
+            _ = turn.process.wait() => {
+                let _ = gone(inner);
+                end(turn).await;
+                return Next::Gone;
+            }
+            () = inner.shutdown.cancelled() => {
+                let _ = gone(inner);
+                end(turn).await;
+                return Next::Gone;
+            }
+            () = &mut limit => {
+                let _ = gone(inner);
+                tracing::info!(run = %turn.run, "a long-lived agent waited too long for its next turn: letting it go");
+                turn.process.close_input();
+                let _ = tokio::time::timeout(Duration::from_secs(10), turn.process.wait()).await;
+                end(turn).await;
+                return Next::Gone;
+            }
+            _ = check.tick(), if nudge.is_some() => {
+                let queued = nudge.and_then(|id| inner.store.read(|tx| tx.run(id)).ok().flatten())
+                    .is_some_and(|r| r.status == RunStatus::Queued);
+                // Not queued any more and not taken by the dispatcher: stopped before it started.
+                if !queued && gone(inner) {
+                    end(turn).await;
+                    return Next::Gone;
+                }
+            }
         }
     }
 }

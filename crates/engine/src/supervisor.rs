@@ -81,6 +81,17 @@ impl Transcript {
         self.next_seq += 1;
     }
 
+    /// The process goes on serving another run (a long-lived process handed to its nudge run):
+    /// what it writes from now on belongs to `run`.
+    pub(crate) fn switch_run(&mut self, inner: &Inner, run: RunId) {
+        self.flush(inner);
+        self.run = run;
+        self.next_seq = inner.store.read(|tx| tx.last_seq(run)).unwrap_or(0) + 1;
+        self.turn_end = None;
+        self.repeats = guards::Repeats::new(self.repeats.limit());
+        self.looping = None;
+    }
+
     pub(crate) fn flush(&mut self, inner: &Inner) {
         // One writer for every run's events (`ingest`): batched across runs, committed before
         // anything the supervisor stores after this call.
@@ -346,7 +357,7 @@ fn judge(
     }
 }
 
-fn describe(outcome: &RunOutcome) -> String {
+pub(crate) fn describe(outcome: &RunOutcome) -> String {
     match outcome {
         RunOutcome::Ended { .. } => "run ended".into(),
         RunOutcome::Failed { reason } => format!("run failed: {reason}"),

@@ -84,6 +84,21 @@ impl Pool {
     }
 }
 
+impl Pool {
+    /// The limit and counters, as `GET /api/status` reports them.
+    pub fn status(&self, config: &crate::EngineConfig) -> crate::api::WarmStatus {
+        let (started, used, wasted) = self.counts();
+        crate::api::WarmStatus {
+            limit: config.warm_limit as u64,
+            idle_secs: config.warm_idle.as_secs(),
+            idle: self.entries().len() as u64,
+            started,
+            used,
+            wasted,
+        }
+    }
+}
+
 fn marks_dir(inner: &Inner) -> PathBuf {
     inner.config.data_dir.join("warm")
 }

@@ -256,6 +256,7 @@ impl Backend for Fake {
                 problem: None,
             },
             checks: Vec::new(),
+            warm: Default::default(),
         }
     }
     async fn create_task(&self, req: NewTask) -> Result<TaskView> {

@@ -1,4 +1,5 @@
-//! Transcript events, stored per run with a monotonic `seq`.
+//! Transcript events, stored per run with a monotonic `seq`: appended in arrival order (the
+//! table's rowid), found by `(run_id, seq)` (the `events_run` index), a task's through its runs.
 
 use crate::{Result, Tx, now_ms};
 use domain::{RunId, Stage, TaskId};
@@ -26,8 +27,10 @@ pub struct TimedEvent {
     pub at_ms: i64,
 }
 
-const TIMED: &str = "SELECT e.run_id, r.stage, e.seq, e.body, e.created_at FROM events e
-     JOIN runs r ON r.id = e.run_id WHERE e.task_id = ?1";
+/// A task's events, through its runs: the `runs_task` index gives the run ids in order, the
+/// `events_run` index each run's events in order (no sort, no scan of other tasks' events).
+const TIMED: &str = "SELECT e.run_id, r.stage, e.seq, e.body, e.created_at FROM runs r
+     JOIN events e ON e.run_id = r.id WHERE r.task_id = ?1";
 
 fn timed(
     stmt: &mut rusqlite::CachedStatement<'_>,
@@ -58,12 +61,12 @@ fn timed(
 }
 
 impl Tx<'_> {
-    /// A task's last `limit` events, in order (read newest first through the `events_task`
-    /// index, then reversed).
+    /// A task's last `limit` events, in order (read newest first through the `runs_task` and
+    /// `events_run` indexes, then reversed).
     pub fn task_events_last(&self, task: TaskId, limit: u32) -> Result<Vec<TimedEvent>> {
-        let mut stmt = self.tx.prepare_cached(&format!(
-            "{TIMED} ORDER BY e.run_id DESC, e.seq DESC LIMIT ?2"
-        ))?;
+        let mut stmt = self
+            .tx
+            .prepare_cached(&format!("{TIMED} ORDER BY r.id DESC, e.seq DESC LIMIT ?2"))?;
         let mut rows = timed(&mut stmt, params![task.0, limit])?;
         rows.reverse();
         Ok(rows)
@@ -77,8 +80,8 @@ impl Tx<'_> {
         limit: u32,
     ) -> Result<Vec<TimedEvent>> {
         let mut stmt = self.tx.prepare_cached(&format!(
-            "{TIMED} AND e.run_id >= ?2 AND (e.run_id, e.seq) > (?2, ?3)
-             ORDER BY e.run_id, e.seq LIMIT ?4"
+            "{TIMED} AND r.id >= ?2 AND (e.run_id, e.seq) > (?2, ?3)
+             ORDER BY r.id, e.seq LIMIT ?4"
         ))?;
         timed(&mut stmt, params![task.0, after.0.0, after.1, limit])
     }
@@ -91,8 +94,8 @@ impl Tx<'_> {
         limit: u32,
     ) -> Result<Vec<TimedEvent>> {
         let mut stmt = self.tx.prepare_cached(&format!(
-            "{TIMED} AND e.run_id <= ?2 AND (e.run_id, e.seq) < (?2, ?3)
-             ORDER BY e.run_id DESC, e.seq DESC LIMIT ?4"
+            "{TIMED} AND r.id <= ?2 AND (e.run_id, e.seq) < (?2, ?3)
+             ORDER BY r.id DESC, e.seq DESC LIMIT ?4"
         ))?;
         let mut rows = timed(&mut stmt, params![task.0, before.0.0, before.1, limit])?;
         rows.reverse();
@@ -102,8 +105,8 @@ impl Tx<'_> {
     /// Whether the task has an event strictly before the key `(run, seq)`.
     pub fn task_has_events_before(&self, task: TaskId, before: (RunId, i64)) -> Result<bool> {
         Ok(self.tx.query_row(
-            "SELECT EXISTS(SELECT 1 FROM events WHERE task_id = ?1 AND run_id <= ?2
-             AND (run_id, seq) < (?2, ?3))",
+            "SELECT EXISTS(SELECT 1 FROM runs r JOIN events e ON e.run_id = r.id
+             WHERE r.task_id = ?1 AND r.id <= ?2 AND (e.run_id, e.seq) < (?2, ?3))",
             params![task.0, before.0.0, before.1],
             |r| r.get(0),
         )?)
@@ -139,9 +142,9 @@ impl Tx<'_> {
         limit: u32,
     ) -> Result<Vec<StoredEvent>> {
         let mut stmt = self.tx.prepare_cached(
-            "SELECT e.run_id, r.stage, e.seq, e.body FROM events e JOIN runs r ON r.id = e.run_id
-             WHERE e.task_id = ?1 AND (e.run_id, e.seq) > (?2, ?3)
-             ORDER BY e.run_id, e.seq LIMIT ?4",
+            "SELECT e.run_id, r.stage, e.seq, e.body FROM runs r JOIN events e ON e.run_id = r.id
+             WHERE r.task_id = ?1 AND r.id >= ?2 AND (e.run_id, e.seq) > (?2, ?3)
+             ORDER BY r.id, e.seq LIMIT ?4",
         )?;
         let rows = stmt.query_map(params![task.0, after.0.0, after.1, limit], event_columns)?;
         rows.map(stored_event).collect()
@@ -153,10 +156,10 @@ impl Tx<'_> {
     pub fn task_command_events(&self, task: TaskId) -> Result<Vec<StoredEvent>> {
         let mut stmt = self.tx.prepare_cached(
             "SELECT e.run_id, r.stage, e.seq, json_replace(e.body, '$.output', '')
-             FROM events e JOIN runs r ON r.id = e.run_id
-             WHERE e.task_id = ?1
+             FROM runs r JOIN events e ON e.run_id = r.id
+             WHERE r.task_id = ?1
                AND json_extract(e.body, '$.type') IN ('command_output', 'tool_call', 'tool_result')
-             ORDER BY e.run_id, e.seq",
+             ORDER BY r.id, e.seq",
         )?;
         let rows = stmt.query_map(params![task.0], event_columns)?;
         rows.map(stored_event).collect()
@@ -350,20 +353,21 @@ mod tests {
     }
 
     /// The pages are index range scans: reading the last events of a task with 20,000 of them
-    /// does not scan the task's events (the plans name the `events_task` index, never a sort).
+    /// does not scan the task's events (the plans go through the `runs_task` and `events_run`
+    /// indexes, never a sort).
     #[test]
-    fn transcript_pages_use_the_task_index_without_sorting() {
+    fn transcript_pages_use_the_indexes_without_sorting() {
         let (store, task, [plan, _]) = store_with_events(10_000);
         store
             .read(|tx| {
                 for sql in [
-                    format!("{} ORDER BY e.run_id DESC, e.seq DESC LIMIT 300", super::TIMED),
+                    format!("{} ORDER BY r.id DESC, e.seq DESC LIMIT 300", super::TIMED),
                     format!(
-                        "{} AND e.run_id >= 1 AND (e.run_id, e.seq) > (1, 5) ORDER BY e.run_id, e.seq LIMIT 300",
+                        "{} AND r.id >= 1 AND (e.run_id, e.seq) > (1, 5) ORDER BY r.id, e.seq LIMIT 300",
                         super::TIMED
                     ),
                     format!(
-                        "{} AND e.run_id <= 2 AND (e.run_id, e.seq) < (2, 5) ORDER BY e.run_id DESC, e.seq DESC LIMIT 300",
+                        "{} AND r.id <= 2 AND (e.run_id, e.seq) < (2, 5) ORDER BY r.id DESC, e.seq DESC LIMIT 300",
                         super::TIMED
                     ),
                 ] {
@@ -373,7 +377,8 @@ mod tests {
                         .query_map([task.0], |r| r.get::<_, String>(3))?
                         .collect::<rusqlite::Result<_>>()?;
                     let plan = plan.join("; ");
-                    assert!(plan.contains("events_task"), "{sql}: {plan}");
+                    assert!(plan.contains("runs_task"), "{sql}: {plan}");
+                    assert!(plan.contains("events_run"), "{sql}: {plan}");
                     assert!(!plan.contains("TEMP B-TREE"), "{sql}: {plan}");
                 }
                 let started = std::time::Instant::now();

@@ -256,6 +256,28 @@ ALTER TABLE tasks ADD COLUMN qa_rounds INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE tasks ADD COLUMN pipeline_def TEXT;
 ALTER TABLE tasks ADD COLUMN pipeline_prompts TEXT;
 "#,
+    // 14: transcript events appended in arrival order (a rowid table) with one index, by run.
+    // Clustered by run (`WITHOUT ROWID`, key `(run_id, seq)`) and indexed by task, every commit
+    // of many runs' events rewrote a leaf page per live run in the table and another in the task
+    // index: at 100 agents × 100 events/s most of the server's CPU went to writing those pages
+    // to the WAL. Appended by rowid, a commit's events share the table's tail pages, and the
+    // small `(run_id, seq)` index entries are the only per-run pages. A task's events are read
+    // through its runs (`runs_task`).
+    r#"
+CREATE TABLE events_appended (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    seq INTEGER NOT NULL,
+    task_id INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+INSERT INTO events_appended (run_id, seq, task_id, body, created_at)
+    SELECT run_id, seq, task_id, body, created_at FROM events ORDER BY run_id, seq;
+DROP TABLE events;
+ALTER TABLE events_appended RENAME TO events;
+CREATE UNIQUE INDEX events_run ON events(run_id, seq);
+"#,
 ];
 
 pub(crate) fn apply(conn: &mut Connection, path: &Path) -> Result<()> {

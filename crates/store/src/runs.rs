@@ -286,7 +286,14 @@ impl Tx<'_> {
     /// Marks a queued run as running with a fresh token (one per turn): one more turn.
     /// Recorded before the process is spawned, so recovery always knows about it. Returns false
     /// (and changes nothing) when the run is no longer queued, e.g. stopped meanwhile.
+    /// A token an ended run held (a long-lived process handed from that run to this one, see
+    /// the engine's nudges) is taken over: the ended run no longer answers to it.
     pub fn mark_run_started(&self, id: RunId, token_hash: &str) -> Result<bool> {
+        self.tx.execute(
+            "UPDATE runs SET token_hash = NULL
+             WHERE token_hash = ?1 AND id != ?2 AND status != 'running'",
+            params![token_hash, id.0],
+        )?;
         let started: Option<(i64, String, u32)> = self
             .tx
             .query_row(

@@ -281,7 +281,7 @@ impl Tx<'_> {
     /// pull-request record).
     pub fn delete_task(&self, id: TaskId) -> Result<()> {
         for sql in [
-            "DELETE FROM events WHERE task_id = ?1",
+            "DELETE FROM events WHERE run_id IN (SELECT id FROM runs WHERE task_id = ?1)",
             "DELETE FROM signals WHERE task_id = ?1",
             "DELETE FROM runs WHERE task_id = ?1",
             "DELETE FROM outbox WHERE task_id = ?1",

@@ -20,7 +20,7 @@ use store::{
 use tempfile::TempDir;
 
 /// The schema version this build migrates to (the number of migrations).
-const LATEST: i64 = 13;
+const LATEST: i64 = 14;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -405,6 +405,15 @@ fn a_version_1_database_upgrades_keeping_its_data() {
 
     let conn = raw(dir.path());
     assert_eq!(user_version(&conn), LATEST);
+    // Events are appended by rowid and indexed by run only (migration 14).
+    let indexes: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(indexes, ["events_run"]);
     let (ci_fix_rounds, conflict_rounds): (i64, i64) = conn
         .query_row(
             "SELECT ci_fix_rounds, conflict_rounds FROM tasks WHERE id = 41",
@@ -1060,6 +1069,38 @@ fn a_new_run_is_queued_with_nothing_recorded_yet() {
         std::slice::from_ref(&row)
     );
     assert_eq!(store.read(|tx| tx.queued_runs()).unwrap(), [(row, p)]);
+}
+
+/// A long-lived process handed from an ended run to the nudge run continuing its session keeps
+/// its token: the new run takes it over, the ended run no longer answers to it. A running run's
+/// token is never taken.
+#[test]
+fn a_started_run_takes_over_the_token_of_an_ended_run() {
+    let (_dir, store) = fresh();
+    let p = add_project(&store, "p").id;
+    let task = add_task(&store, p, &TaskState::PlanGate, 20001);
+    let first = add_run(&store, task, Stage::Implement);
+    assert!(
+        store
+            .write(|tx| tx.mark_run_started(first, "kept"))
+            .unwrap()
+    );
+    let busy = add_run(&store, task, Stage::Implement);
+    assert!(
+        store.write(|tx| tx.mark_run_started(busy, "kept")).is_err(),
+        "a running run's token cannot be taken"
+    );
+    store
+        .write(|tx| tx.finish_run(first, RunStatus::Completed, None, Some(1)))
+        .unwrap();
+    let nudge = add_run(&store, task, Stage::Implement);
+    assert!(
+        store
+            .write(|tx| tx.mark_run_started(nudge, "kept"))
+            .unwrap()
+    );
+    let holder = store.read(|tx| tx.run_by_token_hash("kept")).unwrap();
+    assert_eq!(holder.map(|r| r.id), Some(nudge));
 }
 
 #[test]

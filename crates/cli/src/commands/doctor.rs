@@ -60,7 +60,19 @@ fn describe(status: &ServerStatus) -> String {
         }
         (mode, None) => format!("{mode}: every agent runs in its own sandbox"),
     };
-    let mut text = format!("server:  atelier {}\nsandbox: {sandbox}\n", status.version);
+    let warm = &status.warm;
+    let warm = if warm.limit == 0 {
+        "off (--warm-limit 0)".to_string()
+    } else {
+        format!(
+            "up to {} idle for {} s; {} idle now; since start {} started, {} used, {} shut down unused",
+            warm.limit, warm.idle_secs, warm.idle, warm.started, warm.used, warm.wasted
+        )
+    };
+    let mut text = format!(
+        "server:  atelier {}\nsandbox: {sandbox}\nwarm:    {warm}\n",
+        status.version
+    );
     for check in &status.checks {
         let mark = match check.status {
             CheckStatus::Ok => "ok  ",
@@ -86,6 +98,7 @@ mod tests {
                 problem: problem.map(str::to_string),
             },
             checks: Vec::new(),
+            warm: Default::default(),
         }
     }
 
@@ -100,7 +113,7 @@ mod tests {
         assert_eq!(
             describe(&with_checks),
             "server:  atelier 0.1.0\nsandbox: bubblewrap: every agent runs in its own sandbox\n\
-             ok   git: git version 2.47.3\nFAIL codex CLI: cannot start\nWARN claude-code CLI: missing\n"
+             warm:    off (--warm-limit 0)\nok   git: git version 2.47.3\nFAIL codex CLI: cannot start\nWARN claude-code CLI: missing\n"
         );
     }
 
@@ -108,7 +121,24 @@ mod tests {
     fn each_sandbox_state_reads_clearly() {
         assert_eq!(
             describe(&status("bubblewrap", None)),
-            "server:  atelier 0.1.0\nsandbox: bubblewrap: every agent runs in its own sandbox\n"
+            "server:  atelier 0.1.0\nsandbox: bubblewrap: every agent runs in its own sandbox\n\
+             warm:    off (--warm-limit 0)\n"
+        );
+        let mut warm = status("bubblewrap", None);
+        warm.warm = engine::api::WarmStatus {
+            limit: 2,
+            idle_secs: 300,
+            idle: 1,
+            started: 5,
+            used: 3,
+            wasted: 1,
+        };
+        assert!(
+            describe(&warm).contains(
+                "warm:    up to 2 idle for 300 s; 1 idle now; since start 5 started, 3 used, 1 shut down unused"
+            ),
+            "{}",
+            describe(&warm)
         );
         assert!(describe(&status("none", None)).contains("OFF (--sandbox=none)"));
         assert!(

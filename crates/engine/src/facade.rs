@@ -309,9 +309,10 @@ impl Engine {
                 config.claude_bin.clone(),
             )),
             Arc::new(harness::codex::CodexHarness::new(config.codex_bin.clone())),
-            Arc::new(harness::opencode::OpenCodeHarness::new(
-                config.opencode_bin.clone(),
-            )),
+            Arc::new(
+                harness::opencode::OpenCodeHarness::new(config.opencode_bin.clone())
+                    .with_bridge(config.atelier_bin.clone()),
+            ),
         ];
         let harnesses: BTreeMap<&'static str, Arc<dyn harness::Harness>> =
             registered.into_iter().map(|h| (h.name(), h)).collect();

@@ -71,8 +71,8 @@ pub(crate) fn validate(
         }
         if role.session == Some(domain::SessionMode::LongLived) && !harness.long_lived() {
             return bad(format!(
-                "roles.{stage}: the {} harness has no long-lived session mode (only claude-code \
-                 has one): remove `session` or set it to \"one-shot\"",
+                "roles.{stage}: the {} harness has no long-lived session mode: remove `session` \
+                 or set it to \"one-shot\"",
                 role.harness
             ));
         }

@@ -4,6 +4,7 @@ pub mod account;
 pub mod demo;
 pub mod doctor;
 pub mod me;
+pub mod opencode_bridge;
 pub mod pipeline;
 pub mod project;
 pub mod scratch;

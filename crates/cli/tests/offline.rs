@@ -67,6 +67,22 @@ async fn opencode_stays_on_loopback() {
     offline_pipeline("opencode_stays_on_loopback", "opencode").await;
 }
 
+/// OpenCode's long-lived mode: the `atelier opencode-bridge` of every run (and of the warm
+/// standby processes the pipeline starts ahead), its `opencode serve` and the bridge's warm-up
+/// endpoint, all on loopback.
+#[tokio::test]
+#[cfg_attr(
+    any(agent_clis_missing, netns_missing),
+    ignore = "needs the real agent CLIs, root, unshare, ip and strace: run scripts/test, which installs them"
+)]
+async fn opencode_long_lived_stays_on_loopback() {
+    offline_pipeline(
+        "opencode_long_lived_stays_on_loopback",
+        "opencode:long-lived",
+    )
+    .await;
+}
+
 /// The detector itself: a shell in the same traced namespace that tries an outside address is
 /// caught (and its loopback attempt is not).
 #[tokio::test]
@@ -311,8 +327,13 @@ fn reads_the_addresses_strace_prints() {
 }
 
 /// Inside the namespace: the simulator, the server and one task through the whole pipeline on
-/// `harness`, to merged; the simulator's port goes to `<dir>/sim-port` for the outer test.
+/// `harness` (`<harness>:<session>` for a session mode), to merged; the simulator's port goes to
+/// `<dir>/sim-port` for the outer test.
 async fn pipeline_inside(harness: &str, dir: &Path) {
+    let (harness, session) = match harness.split_once(':') {
+        Some((harness, session)) => (harness, Some(session)),
+        None => (harness, None),
+    };
     let (flag, bin) = agent_cli(harness);
     let bin = bin.display().to_string();
     let world = World::start_with_env(&[], &["--merge-poll-ms", "200", flag, &bin], &[]).await;
@@ -323,7 +344,10 @@ async fn pipeline_inside(harness: &str, dir: &Path) {
     let port = sim.url().rsplit(':').next().unwrap().to_string();
     std::fs::write(dir.join("sim-port"), port).unwrap();
 
-    let role = simulated_role(harness, &sim.url());
+    let mut role = simulated_role(harness, &sim.url());
+    if let Some(session) = session {
+        role["session"] = session.into();
+    }
     let roles: serde_json::Map<String, Value> = ["plan", "implement", "review", "pr"]
         .iter()
         .map(|stage| (stage.to_string(), role.clone()))

@@ -1709,3 +1709,80 @@ async fn opencode_warm_stop_and_kill9(server_args: &[&str]) {
     lab.world.restart(&clis, &[]).await;
     gone(mark).await;
 }
+
+/// A stop while a long-lived OpenCode turn runs a shell tool: the bridge aborts the turn through
+/// OpenCode's API, nothing of the run survives, and a resume continues the same session in a new
+/// bridge (`--session`).
+#[tokio::test]
+#[cfg_attr(
+    agent_clis_missing,
+    ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
+)]
+async fn opencode_long_lived_stop_during_a_shell_tool_and_resume_continue_the_session() {
+    let plan = json!({"runs": [{"turns": [
+        [{"do": "run", "command": "echo started > started.txt; sleep 600"}],
+        [
+            {"do": "doc_section", "heading": "To-Do List", "body": "- [ ] Continue\n"},
+            {"do": "signal", "args": ["plan-ready"]},
+            {"do": "message", "text": "Continued."}
+        ]
+    ]}]});
+    let lab = Lab::start(&[("plan", plan)], &["--stop-grace-ms", "3000"], &[]).await;
+    let project = lab
+        .project_with("stop", "opencode", json!({"session": "long-lived"}))
+        .await;
+    let id = lab.world.new_task_in(&project, "Stop me", true, 0).await;
+    lab.world.wait_run(id, "plan", "running").await;
+    let mark = lab.world.run_mark(id).await;
+    let detail = lab.world.detail(id).await;
+    let started = lab.world.worktree(&detail).join("started.txt");
+    testkit::wait_until(
+        "the shell tool to run",
+        std::time::Duration::from_secs(90),
+        || {
+            let running = started.exists();
+            async move { running.then_some(()) }
+        },
+    )
+    .await
+    .unwrap();
+    let (status, body) = lab.world.action(id, "stop", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let run = lab.world.wait_run(id, "plan", "stopped").await;
+    assert_eq!(
+        processes_of_run(&mark),
+        Vec::<u32>::new(),
+        "a process of the stopped run survived"
+    );
+    // The bridge ended the turn through OpenCode (its abort), within the stop grace.
+    let logs = lab.world.logs(id).await;
+    assert!(
+        logs.iter().any(|e| e["event"]["type"] == "turn_end"
+            && e["event"]["error"]
+                .as_str()
+                .is_some_and(|m| m.contains("Abort"))),
+        "{logs:#?}"
+    );
+    let session = run["session"].as_str().unwrap().to_string();
+    let (status, body) = lab.world.action(id, "resume", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let detail = lab
+        .world
+        .wait_state_for(id, "plan_gate", std::time::Duration::from_secs(90))
+        .await;
+    let runs = detail["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{runs:#?}");
+    assert_eq!(runs[1]["session"], session.as_str());
+    // The resumed turn's request carried the stopped turn's shell call: the same conversation.
+    let resumed = lab
+        .sim
+        .requests()
+        .into_iter()
+        .find(|r| r.body.to_string().contains("You were stopped by a user"))
+        .unwrap();
+    assert!(
+        resumed.body.to_string().contains("sleep 600"),
+        "{}",
+        resumed.body
+    );
+}

@@ -1511,8 +1511,9 @@ async fn opencode_long_lived_stop_while_waiting_for_an_answer_leaves_no_process(
     .unwrap();
 }
 
-/// [`warm_pipeline`] whose implementer also writes an instructions file (`AGENTS.md`, which
-/// OpenCode puts into its system prompt) while the warm reviewer idles.
+/// [`warm_pipeline`] whose implementer also writes, while the warm reviewer idles, an
+/// instructions file (`AGENTS.md`, which OpenCode puts into its system prompt) and a project
+/// configuration (`opencode.json`) naming another one (`NOTES.md`).
 fn opencode_warm_pipeline(release: &Path) -> Vec<(&'static str, Value)> {
     let mut stages = warm_pipeline(release);
     for (stage, scenario) in &mut stages {
@@ -1521,6 +1522,14 @@ fn opencode_warm_pipeline(release: &Path) -> Vec<(&'static str, Value)> {
             steps.insert(
                 1,
                 json!({"do": "write", "path": "AGENTS.md", "content": "Greet in Latin (rule 5c2e).\n"}),
+            );
+            steps.insert(
+                2,
+                json!({"do": "write", "path": "NOTES.md", "content": "Sign as Atelier (rule 9d1f).\n"}),
+            );
+            steps.insert(
+                3,
+                json!({"do": "write", "path": "opencode.json", "content": "{\"instructions\": [\"NOTES.md\"]}\n"}),
             );
         }
     }
@@ -1628,12 +1637,19 @@ async fn opencode_warm_standby_takes_the_next_stage_and_sees_the_last_commit() {
         "{body}"
     );
     assert!(body.contains("rule 5c2e"), "{body}");
+    // OpenCode reads its configuration at boot: the bridge saw the worktree's change and had
+    // OpenCode read it again before the first turn.
+    assert!(body.contains("rule 9d1f"), "{body}");
     let (cold, cold_body) = opencode_implement_to_review(OpenCodeMode::Cold).await;
-    assert!(cold_body.contains("rule 5c2e"), "{cold_body}");
+    assert!(
+        cold_body.contains("rule 5c2e") && cold_body.contains("rule 9d1f"),
+        "{cold_body}"
+    );
     let (one_shot, _) = opencode_implement_to_review(OpenCodeMode::OneShot).await;
     eprintln!(
-        "opencode: implement's last model request → review's first: warm {warm:?}, cold \
-         long-lived {cold:?}, one-shot {one_shot:?}"
+        "opencode: implement's last model request → review's first: warm {warm:?} (its \
+         configuration reloaded: the implementer wrote opencode.json), cold long-lived \
+         {cold:?}, one-shot {one_shot:?}"
     );
 }
 

@@ -12,9 +12,14 @@
 //!   waiting on stdin, the bridge sends one prompt to a throw-away session on a model of its own,
 //!   `atelier-warmup`, whose endpoint is the bridge itself on loopback answering every request
 //!   with HTTP 400: OpenCode boots everything, the request fails at once and nothing reaches
-//!   the role's model; the session is deleted. A warm process has then paid the cold start.
+//!   the role's model; the session is deleted when stdin closes. A warm process has then paid the
+//!   cold start.
 //! - **Turns.** Each stdin line (`{"text": "…"}`, [`turn_line`]) becomes
-//!   `POST /session/<id>/prompt_async` with the role's model and variant. Every event of the
+//!   `POST /session/<id>/prompt_async` with the role's model and variant. OpenCode reads its
+//!   configuration once per instance, so when the worktree's own (`opencode.json`,
+//!   `opencode.jsonc`, `.opencode/`) changed since the server booted (the previous stage edited
+//!   it while a warm process idled), the bridge first disposes of the instance
+//!   (`POST /instance/dispose`) and subscribes again: the turn then sees the new configuration. Every event of the
 //!   session (`message.*`, `session.status|idle|error`, `permission.asked`, `question.asked`)
 //!   is written to stdout as one JSON line, as the server sent it (a user message's file
 //!   summary left out); the decoder ends a turn at `session.idle`. A permission or question
@@ -35,7 +40,7 @@ use crate::process;
 use futures::StreamExt;
 use serde_json::{Value, json};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
@@ -351,18 +356,8 @@ async fn serve(
     can_warm: bool,
     out: &Out,
 ) -> Result<i32, String> {
-    let (events_tx, mut events) = mpsc::unbounded_channel::<Option<Value>>();
-    tokio::spawn(subscribe(
-        server.client.clone(),
-        format!("{}/event", server.base),
-        server.password.clone(),
-        events_tx,
-    ));
     // Subscribed before the session exists: none of its events can be missed.
-    match tokio::time::timeout(BOOT_LIMIT, events.recv()).await {
-        Ok(Some(Some(_))) => {}
-        _ => return Err("the server's event stream did not open".into()),
-    }
+    let mut events = subscribed(server).await?;
     let session = match &args.session {
         Some(id) => id.clone(),
         None => {
@@ -411,6 +406,8 @@ async fn serve(
         warm_session = session_state.warm_up(&mut events).await;
         pending = stdin.try_recv().ok();
     }
+    let workdir = std::env::current_dir().unwrap_or_default();
+    let mut stamp = config_stamp(&workdir);
     let mut child_exit = Box::pin(wait_exit(server.pid));
     loop {
         let input = match pending.take() {
@@ -430,7 +427,14 @@ async fn serve(
             },
         };
         match input {
-            Input::Turn(line) => session_state.turn(&line).await,
+            Input::Turn(line) => {
+                let now = config_stamp(&workdir);
+                if now != stamp {
+                    stamp = now;
+                    events = reload(server).await?;
+                }
+                session_state.turn(&line).await;
+            }
             Input::Event(event) => {
                 if !session_state.event(event).await {
                     return Ok(1);
@@ -453,6 +457,64 @@ async fn serve(
             }
         }
     }
+}
+
+/// A subscription to the server's event stream, once it is open (its first event came).
+async fn subscribed(server: &Server) -> Result<mpsc::UnboundedReceiver<Option<Value>>, String> {
+    let (tx, mut events) = mpsc::unbounded_channel::<Option<Value>>();
+    tokio::spawn(subscribe(
+        server.client.clone(),
+        format!("{}/event", server.base),
+        server.password.clone(),
+        tx,
+    ));
+    match tokio::time::timeout(BOOT_LIMIT, events.recv()).await {
+        Ok(Some(Some(_))) => Ok(events),
+        _ => Err("the server's event stream did not open".into()),
+    }
+}
+
+/// Makes OpenCode read its configuration again: disposes of the instance (its event stream
+/// ends with it) and subscribes anew.
+async fn reload(server: &Server) -> Result<mpsc::UnboundedReceiver<Option<Value>>, String> {
+    server
+        .call(reqwest::Method::POST, "/instance/dispose", None)
+        .await?;
+    subscribed(server).await
+}
+
+/// What of OpenCode's configuration lives in the worktree `dir` (`opencode.json`,
+/// `opencode.jsonc`, the `.opencode` folder but its `node_modules`), as (path, length, modified)
+/// of each file, in order. Bounded: a huge folder is compared by its first files.
+fn config_stamp(dir: &Path) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
+    const MOST: usize = 2000;
+    let mut out = Vec::new();
+    // A stack: the first to look at last.
+    let mut queue: Vec<PathBuf> = [".opencode", "opencode.jsonc", "opencode.json"]
+        .iter()
+        .map(|name| dir.join(name))
+        .collect();
+    while let Some(path) = queue.pop() {
+        if out.len() >= MOST {
+            break;
+        }
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            if path.file_name().is_some_and(|n| n == "node_modules") {
+                continue;
+            }
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(&path)
+                .map(|d| d.flatten().map(|e| e.path()).collect())
+                .unwrap_or_default();
+            entries.sort();
+            queue.extend(entries.into_iter().rev());
+        } else {
+            out.push((path, meta.len(), meta.modified().ok()));
+        }
+    }
+    out
 }
 
 /// Resolves when process `pid` (our child) is gone or a zombie.
@@ -768,6 +830,31 @@ mod tests {
             b"POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\nabcd"
         ));
         assert!(request_complete(b"GET / HTTP/1.1\r\n\r\n"));
+    }
+
+    #[test]
+    fn the_worktrees_configuration_is_stamped() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = config_stamp(dir.path());
+        assert!(empty.is_empty());
+        std::fs::create_dir_all(dir.path().join(".opencode/node_modules/x")).unwrap();
+        std::fs::write(dir.path().join(".opencode/node_modules/x/a.js"), "1").unwrap();
+        std::fs::write(dir.path().join("README.md"), "not configuration").unwrap();
+        assert_eq!(config_stamp(dir.path()), empty);
+        std::fs::write(dir.path().join("opencode.json"), "{}").unwrap();
+        std::fs::create_dir_all(dir.path().join(".opencode/agent")).unwrap();
+        std::fs::write(dir.path().join(".opencode/agent/a.md"), "x").unwrap();
+        let stamp = config_stamp(dir.path());
+        let paths: Vec<&Path> = stamp.iter().map(|(p, _, _)| p.as_path()).collect();
+        assert_eq!(
+            paths,
+            [
+                dir.path().join("opencode.json").as_path(),
+                dir.path().join(".opencode/agent/a.md").as_path()
+            ]
+        );
+        std::fs::write(dir.path().join("opencode.json"), "{\"a\":1}").unwrap();
+        assert_ne!(config_stamp(dir.path()), stamp);
     }
 
     #[test]

@@ -188,8 +188,9 @@ impl Harness for OpenCodeHarness {
     /// block names the working directory, whether it is a git repository, the platform and the
     /// date), and it reads the instruction files (`AGENTS.md` …) at each model request, so a warm
     /// process sees the previous run's work; the hand-off's git status is in its first message.
-    /// What it does read once, at boot, is its configuration (a project's `opencode.json` and
-    /// `.opencode/` folder included): see `docs/harnesses.md`.
+    /// What it does read once, at boot, is its configuration (the worktree's `opencode.json` and
+    /// `.opencode/` folder included): the bridge has OpenCode read it again before a turn when
+    /// it changed ([`bridge`]).
     fn warm_env(&self) -> Vec<(String, String)> {
         Vec::new()
     }

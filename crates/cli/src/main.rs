@@ -1,7 +1,8 @@
 //! The `atelier` binary: parses the command line and dispatches to one module per command group.
 //! It owns no logic of its own beyond that: the server is `server`, the orchestration `engine`,
 //! and the commands are thin clients of the HTTP API (except `serve`, `demo`, `simulator`,
-//! `pipeline` and the hidden `scripted-agent` and `codex-bridge`, which run in-process).
+//! `pipeline` and the hidden `scripted-agent`, `codex-bridge` and `opencode-bridge`, which run
+//! in-process).
 
 mod client;
 mod commands;
@@ -10,7 +11,8 @@ mod output;
 
 use clap::{Args, Parser, Subcommand};
 use commands::{
-    account, codex_bridge, demo, doctor, me, pipeline, project, serve, signal, simulator, task,
+    account, codex_bridge, demo, doctor, me, opencode_bridge, pipeline, project, serve, signal,
+    simulator, task,
 };
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -112,6 +114,10 @@ enum Command {
         /// The step as JSON, e.g. '{"do":"check","item":"parser"}'
         step: String,
     },
+    /// Runs `opencode serve` for one long-lived session (run by the OpenCode harness, not by
+    /// people).
+    #[command(hide = true)]
+    OpencodeBridge(opencode_bridge::BridgeArgs),
 }
 
 #[derive(Args, Debug)]
@@ -138,6 +144,11 @@ fn main() -> ExitCode {
     // Its own single-threaded runtime (see `harness::codex::bridge::main`).
     if let Command::CodexBridge(args) = &cli.command {
         std::process::exit(codex_bridge::run(args));
+    }
+    // Its own single-threaded runtime: the server it starts must die with the thread that
+    // started it.
+    if let Command::OpencodeBridge(args) = cli.command {
+        std::process::exit(opencode_bridge::run(args));
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -175,6 +186,7 @@ async fn dispatch(command: Command, global: GlobalArgs) -> anyhow::Result<()> {
         Command::ScriptedAgent(args) => std::process::exit(scripted_agent(args)),
         Command::ScriptedStep { step } => std::process::exit(harness::scripted::run_step(&step)),
         Command::CodexBridge(args) => std::process::exit(codex_bridge::run(&args)),
+        Command::OpencodeBridge(args) => std::process::exit(opencode_bridge::run(args)),
         Command::Simulator(args) => simulator::run(args).await,
         Command::Pipeline(cmd) => pipeline::run(cmd, &global).await,
     }

@@ -793,10 +793,10 @@ async fn a_model_of_another_harness_is_refused_before_anything_starts() {
         error.contains("roles.implement") && error.contains("claude-sonnet-4-5"),
         "{error}"
     );
-    // OpenCode has no long-lived session mode.
-    for harness in ["opencode"] {
+    // Every CLI has a long-lived session mode; a session mode none has is refused.
+    for harness in ["claude-code", "codex", "opencode"] {
         let mut role = lab.role(harness);
-        role["session"] = json!("long-lived");
+        role["session"] = json!("forever");
         roles.insert("implement".into(), role);
         let (status, body) = lab
             .server()
@@ -809,7 +809,7 @@ async fn a_model_of_another_harness_is_refused_before_anything_starts() {
         assert_eq!(status, 400, "{body}");
         let error = body["error"].as_str().unwrap();
         assert!(
-            error.contains("roles.implement") && error.contains("no long-lived session mode"),
+            error.contains("session") && error.contains("forever") && error.contains("long-lived"),
             "{error}"
         );
     }
@@ -953,11 +953,13 @@ async fn a_full_pipeline_runs_qa_and_refine_on_the_real_clis() {
 /// What marks the agent CLI's own process in its command line (an extended regular
 /// expression): Claude Code's `claude -p … --output-format stream-json`, Codex's `codex exec …`
 /// or `codex app-server …` (the bridge's command line holds the path and arguments as JSON,
-/// never with a space between them).
+/// never with a space between them), OpenCode's long-lived `atelier opencode-bridge` (whose
+/// child is `opencode serve`).
 fn agent_marker(harness: &str) -> &'static str {
     match harness {
         "claude-code" => "--output-format stream-json",
         "codex" => "/codex (exec|app-server) ",
+        "opencode" => "opencode-bridge",
         other => panic!("no marker for {other}"),
     }
 }
@@ -1567,4 +1569,437 @@ async fn warm_stop_and_kill9(harness: &str, server_args: &[&str]) {
     let clis: Vec<&str> = clis.iter().map(String::as_str).collect();
     lab.world.restart(&clis, &[]).await;
     gone(mark).await;
+}
+
+// ─── OpenCode long-lived sessions: `opencode serve` through the `atelier opencode-bridge` ───────
+
+impl Lab {
+    /// A project whose every role is an OpenCode session in `session` mode, with the test's
+    /// release files shown to its agents.
+    async fn opencode_project(&self, name: &str, session: &str) -> String {
+        let mut role = self.role("opencode");
+        role["session"] = session.into();
+        let roles: serde_json::Map<String, Value> = ["plan", "implement", "review", "pr"]
+            .iter()
+            .map(|s| (s.to_string(), role.clone()))
+            .collect();
+        let path = self.world.add_repo(name);
+        let (status, body) = self
+            .server()
+            .post(
+                "/api/projects",
+                &json!({"path": path, "name": name,
+                        "settings": {"roles": roles, "sandbox": gated_sandbox()}}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, 201, "{body}");
+        name.to_string()
+    }
+}
+
+/// Pids of the run's (or warm process's) `opencode serve`, as `mark` finds them.
+fn opencode_servers(mark: &str) -> Vec<u32> {
+    processes_of_run(mark)
+        .into_iter()
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            args.get(1) == Some(&&b"serve"[..])
+        })
+        .collect()
+}
+
+#[tokio::test]
+#[cfg_attr(
+    agent_clis_missing,
+    ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
+)]
+async fn opencode_long_lived_serves_question_answer_and_more_tools_from_one_process() {
+    let lab = Lab::start(&[("plan", question_then_tools("opencode"))], &[], &[]).await;
+    let project = lab
+        .project_with("q", "opencode", json!({"session": "long-lived"}))
+        .await;
+    let id = lab.world.new_task_in(&project, "Greeting", true, 0).await;
+    let detail = lab
+        .world
+        .wait_state_for(id, "needs_input", std::time::Duration::from_secs(90))
+        .await;
+    let mark = lab.world.run_mark(id).await;
+    // The agent waits for the answer alive: the bridge and one `opencode serve`.
+    assert_ne!(processes_of_run(&mark), Vec::<u32>::new());
+    assert_eq!(opencode_servers(&mark).len(), 1);
+    let worktree = lab.world.worktree(&detail);
+    let session_id = detail["runs"][0]["session"].as_str().unwrap().to_string();
+    assert!(session_id.starts_with("ses_"), "{session_id}");
+    let asked_at = store_now_us();
+    let (status, body) = lab
+        .world
+        .action(id, "answer", json!({"text": "Formal, please."}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let detail = lab
+        .world
+        .wait_state_for(id, "plan_gate", std::time::Duration::from_secs(90))
+        .await;
+    let runs = detail["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    assert_eq!(runs[0]["turns"], 2);
+    assert_eq!(runs[0]["session"], session_id.as_str());
+    assert!(
+        detail["doc"]
+            .as_str()
+            .unwrap()
+            .contains("- [ ] Add a formal greeting")
+    );
+    let requests = lab.sim.requests();
+    let answered = requests
+        .iter()
+        .find(|r| r.body.to_string().contains("Formal, please."))
+        .unwrap();
+    // The answer went on in the same conversation: the question is in its history.
+    assert!(
+        answered
+            .body
+            .to_string()
+            .contains("Formal or casual greeting?")
+    );
+    let hand_off = std::time::Duration::from_micros(answered.received_at_us - asked_at);
+    let pid = |n: u32| {
+        std::fs::read_to_string(worktree.join(format!("agent-{n}.pid")))
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (first, second) = (pid(0), pid(1));
+    assert!(!first.is_empty(), "the tool ran under the bridge");
+    assert_eq!(first, second, "one bridge process served both turns");
+    // The run is over: nothing of it is left.
+    testkit::wait_until(
+        "the run's processes to be gone",
+        std::time::Duration::from_secs(20),
+        || {
+            let left = processes_of_run(&mark);
+            async move { left.is_empty().then_some(()) }
+        },
+    )
+    .await
+    .unwrap();
+    let logs = lab.world.logs(id).await;
+    let sessions = logs
+        .iter()
+        .filter(|e| e["event"]["type"] == "session")
+        .count();
+    assert_eq!(sessions, 1, "one session announcement for the run");
+    assert!(
+        logs.iter().any(|e| e["event"]["type"] == "partial"),
+        "live text reached the transcript"
+    );
+    // Only the role's model was asked (the bridge's warm-up never reaches it).
+    assert!(requests.iter().all(|r| r.body["model"] == "sim-model"));
+    eprintln!("opencode long-lived: answer → next model request {hand_off:?} (bridge {first})");
+}
+
+#[tokio::test]
+#[cfg_attr(
+    agent_clis_missing,
+    ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
+)]
+async fn opencode_long_lived_stop_while_waiting_for_an_answer_leaves_no_process() {
+    let lab = Lab::start(&[("plan", question_then_tools("opencode"))], &[], &[]).await;
+    let project = lab
+        .project_with("q", "opencode", json!({"session": "long-lived"}))
+        .await;
+    let id = lab.world.new_task_in(&project, "Greeting", true, 0).await;
+    lab.world
+        .wait_state_for(id, "needs_input", std::time::Duration::from_secs(90))
+        .await;
+    let mark = lab.world.run_mark(id).await;
+    assert_eq!(opencode_servers(&mark).len(), 1, "the agent waits alive");
+    let (status, body) = lab.world.action(id, "stop", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    lab.world.wait_run(id, "plan", "stopped").await;
+    testkit::wait_until(
+        "the waiting agent to be gone",
+        std::time::Duration::from_secs(20),
+        || {
+            let left = processes_of_run(&mark);
+            async move { left.is_empty().then_some(()) }
+        },
+    )
+    .await
+    .unwrap();
+}
+
+/// [`warm_pipeline`] whose implementer also writes, while the warm reviewer idles, an
+/// instructions file (`AGENTS.md`, which OpenCode puts into its system prompt) and a project
+/// configuration (`opencode.json`) naming another one (`NOTES.md`).
+fn opencode_warm_pipeline(release: &Path) -> Vec<(&'static str, Value)> {
+    let mut stages = warm_pipeline("opencode", release);
+    for (stage, scenario) in &mut stages {
+        if *stage == "implement" {
+            let steps = scenario["runs"][0].as_array_mut().unwrap();
+            steps.insert(
+                1,
+                json!({"do": "write", "path": "AGENTS.md", "content": "Greet in Latin (rule 5c2e).\n"}),
+            );
+            steps.insert(
+                2,
+                json!({"do": "write", "path": "NOTES.md", "content": "Sign as Atelier (rule 9d1f).\n"}),
+            );
+            steps.insert(
+                3,
+                json!({"do": "write", "path": "opencode.json", "content": "{\"instructions\": [\"NOTES.md\"]}\n"}),
+            );
+        }
+    }
+    stages
+}
+
+/// Implement → review on long-lived OpenCode, the review's bridge started (and warmed up) while
+/// implement ran. Returns the hand-off (implement's last model request → review's first) and
+/// review's first model request body.
+async fn opencode_warm_implement_to_review() -> (std::time::Duration, String) {
+    let warm = true;
+    let release = release_file("oc-warm-release");
+    let _ = std::fs::remove_file(&release);
+    let lab = Lab::start(
+        &opencode_warm_pipeline(&release),
+        &["--warm-limit", "2"],
+        &[],
+    )
+    .await;
+    let project = lab.opencode_project("w", "long-lived").await;
+    let id = lab.world.new_task_in(&project, "Greeting", false, 0).await;
+    lab.world.wait_run(id, "implement", "running").await;
+    if warm {
+        let mark = wait_warm(&lab).await;
+        // Let the warm process boot and warm up (its first prompt, failed on the bridge's own
+        // endpoint) before the commit it must not miss.
+        testkit::wait_until(
+            "the warm process to idle",
+            std::time::Duration::from_secs(60),
+            || {
+                let ready = opencode_servers(&mark).iter().any(|pid| {
+                    std::fs::metadata(format!("/proc/{pid}"))
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .is_some_and(|age| age > std::time::Duration::from_secs(10))
+                });
+                async move { ready.then_some(()) }
+            },
+        )
+        .await
+        .unwrap();
+    }
+    std::fs::write(&release, b"").unwrap();
+    lab.world
+        .wait_state_for(id, "awaiting_merge", std::time::Duration::from_secs(180))
+        .await;
+    let _ = std::fs::remove_file(&release);
+    let detail = lab.world.detail(id).await;
+    let db = rusqlite::Connection::open(lab.world.data.join("atelier.db")).unwrap();
+    let review_mark: String = db
+        .query_row(
+            "SELECT mark FROM runs WHERE task_id = ?1 AND stage = 'review'",
+            [id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(review_mark.starts_with("warm-"), warm, "{detail:#}");
+    let requests = lab.sim.requests();
+    // Only the role's model was asked (the warm-up went to the bridge's own endpoint).
+    assert!(requests.iter().all(|r| r.body["model"] == "sim-model"));
+    let first_review = requests
+        .iter()
+        .position(|r| r.body.to_string().contains("Atelier-Stage: review"))
+        .unwrap();
+    let last_implement = requests[..first_review]
+        .iter()
+        .rfind(|r| r.body.to_string().contains("Atelier-Stage: implement"))
+        .unwrap();
+    let review = &requests[first_review];
+    let hand_off =
+        std::time::Duration::from_micros(review.received_at_us - last_implement.received_at_us);
+    (hand_off, review.body.to_string())
+}
+
+#[tokio::test]
+#[cfg_attr(
+    agent_clis_missing,
+    ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
+)]
+async fn opencode_warm_standby_takes_the_next_stage_and_sees_the_last_commit() {
+    let (warm, body) = opencode_warm_implement_to_review().await;
+    // The previous run's commit, made while the warm process idled, is in its first request
+    // (the hand-off's git status), and so is the instructions file it wrote meanwhile: OpenCode
+    // reads those at each request, not at boot.
+    assert!(body.contains("Warm commit 7f3a"), "{body}");
+    assert!(
+        body.contains("taken now, not when your process started"),
+        "{body}"
+    );
+    assert!(body.contains("rule 5c2e"), "{body}");
+    // OpenCode reads its configuration at boot: the bridge saw the worktree's change and had
+    // OpenCode read it again before the first turn.
+    assert!(body.contains("rule 9d1f"), "{body}");
+    // Cold long-lived and one-shot hand-offs are measured by `cargo bench -p cli --bench
+    // harnesses`; each costs OpenCode's cold start (seconds) here.
+    eprintln!(
+        "opencode: implement's last model request → review's first: warm {warm:?} (its \
+         configuration reloaded: the implementer wrote opencode.json)"
+    );
+}
+
+#[tokio::test]
+#[cfg_attr(
+    agent_clis_missing,
+    ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
+)]
+async fn opencode_warm_standby_ends_with_a_stop_and_after_a_kill9() {
+    opencode_warm_stop_and_kill9(&[]).await;
+}
+
+/// Without the sandbox nothing kills the warm bridge with the server: it ends when its stdin
+/// closes, and recovery kills whatever carries its mark.
+#[tokio::test]
+#[cfg_attr(
+    agent_clis_missing,
+    ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
+)]
+async fn opencode_warm_standby_without_the_sandbox_ends_after_a_kill9() {
+    opencode_warm_stop_and_kill9(&["--sandbox", "none"]).await;
+}
+
+async fn opencode_warm_stop_and_kill9(server_args: &[&str]) {
+    let release = release_file(&format!("oc-warm-release-stop-{}", server_args.len()));
+    let _ = std::fs::remove_file(&release);
+    let mut lab = Lab::start(&opencode_warm_pipeline(&release), server_args, &[]).await;
+    let project = lab.opencode_project("w", "long-lived").await;
+    let gone = |mark: String| async move {
+        testkit::wait_until(
+            "the warm process to be gone",
+            std::time::Duration::from_secs(20),
+            || {
+                let left = processes_of_run(&mark);
+                async move { left.is_empty().then_some(()) }
+            },
+        )
+        .await
+        .unwrap();
+    };
+    let serving = |mark: String| async move {
+        testkit::wait_until(
+            "the warm process's opencode serve",
+            std::time::Duration::from_secs(60),
+            || {
+                let up = opencode_servers(&mark).len() == 1;
+                async move { up.then_some(()) }
+            },
+        )
+        .await
+        .unwrap();
+    };
+    // A stop while the warm process waits: the task took another path.
+    let id = lab.world.new_task_in(&project, "Stopped", false, 0).await;
+    lab.world.wait_run(id, "implement", "running").await;
+    let mark = wait_warm(&lab).await;
+    serving(mark.clone()).await;
+    let (status, body) = lab.world.action(id, "stop", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    gone(mark).await;
+    // kill -9 of the server while a warm process waits: gone, also after the restart.
+    let id = lab.world.new_task_in(&project, "Crashed", false, 0).await;
+    lab.world.wait_run(id, "implement", "running").await;
+    let mark = wait_warm(&lab).await;
+    serving(mark.clone()).await;
+    lab.world.server.kill9().await.unwrap();
+    let clis: Vec<String> = agent_clis()
+        .into_iter()
+        .flat_map(|(flag, path)| [flag.to_string(), path.display().to_string()])
+        .chain(server_args.iter().map(|a| a.to_string()))
+        .collect();
+    let clis: Vec<&str> = clis.iter().map(String::as_str).collect();
+    lab.world.restart(&clis, &[]).await;
+    gone(mark).await;
+}
+
+/// A stop while a long-lived OpenCode turn runs a shell tool: the bridge aborts the turn through
+/// OpenCode's API, nothing of the run survives, and a resume continues the same session in a new
+/// bridge (`--session`).
+#[tokio::test]
+#[cfg_attr(
+    agent_clis_missing,
+    ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
+)]
+async fn opencode_long_lived_stop_during_a_shell_tool_and_resume_continue_the_session() {
+    let plan = json!({"runs": [{"turns": [
+        [{"do": "run", "command": "echo started > started.txt; sleep 600"}],
+        [
+            {"do": "doc_section", "heading": "To-Do List", "body": "- [ ] Continue\n"},
+            {"do": "signal", "args": ["plan-ready"]},
+            {"do": "message", "text": "Continued."}
+        ]
+    ]}]});
+    let lab = Lab::start(&[("plan", plan)], &["--stop-grace-ms", "3000"], &[]).await;
+    let project = lab
+        .project_with("stop", "opencode", json!({"session": "long-lived"}))
+        .await;
+    let id = lab.world.new_task_in(&project, "Stop me", true, 0).await;
+    lab.world.wait_run(id, "plan", "running").await;
+    let mark = lab.world.run_mark(id).await;
+    let detail = lab.world.detail(id).await;
+    let started = lab.world.worktree(&detail).join("started.txt");
+    testkit::wait_until(
+        "the shell tool to run",
+        std::time::Duration::from_secs(90),
+        || {
+            let running = started.exists();
+            async move { running.then_some(()) }
+        },
+    )
+    .await
+    .unwrap();
+    let (status, body) = lab.world.action(id, "stop", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let run = lab.world.wait_run(id, "plan", "stopped").await;
+    assert_eq!(
+        processes_of_run(&mark),
+        Vec::<u32>::new(),
+        "a process of the stopped run survived"
+    );
+    // The bridge ended the turn through OpenCode (its abort), within the stop grace.
+    let logs = lab.world.logs(id).await;
+    assert!(
+        logs.iter().any(|e| e["event"]["type"] == "turn_end"
+            && e["event"]["error"]
+                .as_str()
+                .is_some_and(|m| m.contains("Abort"))),
+        "{logs:#?}"
+    );
+    let session = run["session"].as_str().unwrap().to_string();
+    let (status, body) = lab.world.action(id, "resume", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let detail = lab
+        .world
+        .wait_state_for(id, "plan_gate", std::time::Duration::from_secs(90))
+        .await;
+    let runs = detail["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{runs:#?}");
+    assert_eq!(runs[1]["session"], session.as_str());
+    // The resumed turn's request carried the stopped turn's shell call: the same conversation.
+    let resumed = lab
+        .sim
+        .requests()
+        .into_iter()
+        .find(|r| r.body.to_string().contains("You were stopped by a user"))
+        .unwrap();
+    assert!(
+        resumed.body.to_string().contains("sleep 600"),
+        "{}",
+        resumed.body
+    );
 }

@@ -79,6 +79,23 @@ async fn opencode_stays_on_loopback() {
     offline_pipeline("opencode_stays_on_loopback", "opencode", "one-shot").await;
 }
 
+/// OpenCode's long-lived mode: the `atelier opencode-bridge` of every run (and of the warm
+/// standby processes the pipeline starts ahead), its `opencode serve` and the bridge's warm-up
+/// endpoint, all on loopback.
+#[tokio::test]
+#[cfg_attr(
+    any(agent_clis_missing, netns_missing),
+    ignore = "needs the real agent CLIs, root, unshare, ip and strace: run scripts/test, which installs them"
+)]
+async fn opencode_long_lived_stays_on_loopback() {
+    offline_pipeline(
+        "opencode_long_lived_stays_on_loopback",
+        "opencode",
+        "long-lived",
+    )
+    .await;
+}
+
 /// The detector itself: a shell in the same traced namespace that tries an outside address is
 /// caught (and its loopback attempt is not).
 #[tokio::test]

@@ -72,8 +72,7 @@ impl Cli {
     fn fixture(self, case: Case) -> Option<&'static str> {
         match (self, case) {
             (_, Case::Run) => Some("atelier-run"),
-            (Cli::Claude | Cli::Codex, Case::LongLived) => Some("atelier-long-lived"),
-            (Cli::OpenCode, Case::LongLived) => None,
+            (_, Case::LongLived) => Some("atelier-long-lived"),
             (Cli::Codex | Cli::OpenCode, Case::Resume) => Some("atelier-resume"),
             (Cli::Claude, Case::Interrupt) => Some("atelier-interrupt"),
             (Cli::Codex, Case::Interrupt) => Some("atelier-abort-sigint"),
@@ -115,11 +114,15 @@ impl Cli {
     fn harness(self, bin: PathBuf) -> Box<dyn Harness> {
         match self {
             Cli::Claude => Box::new(harness::claude::ClaudeHarness::new(bin)),
-            // Long-lived sessions run through this build's `atelier codex-bridge`.
+            // Long-lived sessions run through this build's `atelier codex-bridge` and
+            // `atelier opencode-bridge`.
             Cli::Codex => Box::new(
                 harness::codex::CodexHarness::new(bin).with_bridge(env!("CARGO_BIN_EXE_atelier")),
             ),
-            Cli::OpenCode => Box::new(harness::opencode::OpenCodeHarness::new(bin)),
+            Cli::OpenCode => Box::new(
+                harness::opencode::OpenCodeHarness::new(bin)
+                    .with_bridge(env!("CARGO_BIN_EXE_atelier")),
+            ),
         }
     }
 
@@ -163,7 +166,8 @@ enum Case {
     Interrupt,
     DeadPort,
     /// Two turns of one long-lived process (Claude Code's `--input-format stream-json`, Codex's
-    /// `app-server` behind `atelier codex-bridge`).
+    /// `app-server` behind `atelier codex-bridge`, OpenCode's `opencode serve` behind `atelier
+    /// opencode-bridge`).
     LongLived,
 }
 
@@ -478,9 +482,10 @@ impl Lab {
                     }
                 }
             }
-            // The process that answers is the one that started (no new CLI process). Codex
-            // also runs short-lived helpers of its own executable (e.g. to apply a patch): only
-            // its `app-server` counts.
+            // The process that answers is the one that started (no new CLI process): the
+            // spec's program running the spec's first argument (not, for an `atelier` bridge, an
+            // `atelier scripted-step` tool). Codex also runs short-lived helpers of its own
+            // executable (e.g. to apply a patch): only its `app-server` counts.
             for p in process::marked_processes(MARK, &self.mark) {
                 let Ok(exe) = std::fs::read_link(format!("/proc/{p}/exe")) else {
                     continue;
@@ -489,7 +494,7 @@ impl Lab {
                     std::fs::read(format!("/proc/{p}/cmdline"))
                         .is_ok_and(|c| c.split(|b| *b == 0).nth(1) == Some(b"app-server"))
                 };
-                if exe == spec.program || (exe == cli_bin && app_server()) {
+                if runs(p, &spec.program, &spec.args[0]) || (exe == cli_bin && app_server()) {
                     pids.entry(exe).or_default().insert(p);
                 }
             }
@@ -529,6 +534,14 @@ impl Lab {
         events
     }
 
+    /// Whether a process of this lab is `program` started with `first` as its first argument.
+    fn runs_program(&self, program: &Path, first: &str) -> usize {
+        process::marked_processes(MARK, &self.mark)
+            .into_iter()
+            .filter(|p| runs(*p, program, std::ffi::OsStr::new(first)))
+            .count()
+    }
+
     /// Whether a process of this lab runs the long command's `sleep`.
     fn long_command_runs(&self) -> bool {
         process::marked_processes(MARK, &self.mark)
@@ -565,6 +578,14 @@ impl Drop for Lab {
         process::kill_marked(MARK, &self.mark);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Whether process `pid` runs `program` with `first` as its first argument.
+fn runs(pid: u32, program: &Path, first: &std::ffi::OsStr) -> bool {
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == program);
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let argv1 = cmdline.split(|b| *b == 0).nth(1).unwrap_or_default();
+    exe && argv1 == first.as_encoded_bytes()
 }
 
 /// Replaces what differs from one run to the next with stable placeholders: the lab's directory,
@@ -1237,30 +1258,94 @@ async fn codex_reports_a_dead_endpoint_as_retryable() {
 async fn opencode_runs_a_turn_and_resumes_its_session() {
     let dir = "/tmp/atelier-recording-opencode-run";
     let session = "ses_00000000000000000000000001";
+    runs_and_resumes(
+        Cli::OpenCode,
+        opencode_run(dir, session, 5),
+        resumed(session),
+    )
+    .await;
+}
+
+/// The events of OpenCode's implement turn (recorded in `dir`), as [`comparable`] leaves them;
+/// the simulator numbers tool calls across requests, from `first` on (`run` first asks for the
+/// session's title; the bridge names its session and asks nothing).
+fn opencode_run(dir: &str, session: &str, first: u32) -> Value {
+    let call = |n: u32| format!("call_sim{:014}", first + n);
     let hello = format!("{dir}/work/hello.txt");
     let modified = format!("modify {dir}/TASK.md\n");
-    let run = json!([
+    json!([
         {"type": "session", "id": session},
-        {"type": "tool_call", "id": "call_sim00000000000005", "name": "write",
+        {"type": "tool_call", "id": call(0), "name": "write",
          "input": {"content": "hello\n", "filePath": hello}},
-        {"type": "tool_result", "id": "call_sim00000000000005", "is_error": false, "output": "Wrote file successfully."},
+        {"type": "tool_result", "id": call(0), "is_error": false, "output": "Wrote file successfully."},
         {"type": "file_change", "path": hello, "kind": "add"},
         usage(),
-        {"type": "tool_call", "id": "call_sim00000000000008", "name": "bash",
+        {"type": "tool_call", "id": call(3), "name": "bash",
          "input": {"command": "cat hello.txt", "description": "Run cat hello.txt"}},
-        {"type": "tool_result", "id": "call_sim00000000000008", "is_error": false, "output": "hello\n"},
+        {"type": "tool_result", "id": call(3), "is_error": false, "output": "hello\n"},
         {"type": "command_output", "command": "cat hello.txt", "output": "hello\n", "exit_code": 0},
         usage(),
-        {"type": "tool_call", "id": "call_sim00000000000011", "name": "bash",
+        {"type": "tool_call", "id": call(6), "name": "bash",
          "input": {"command": CHECK_COMMAND, "description": "Run atelier scripted-step '{\"do\":\"check\",\"item\":\"Add hello.txt\"}…"}},
-        {"type": "tool_result", "id": "call_sim00000000000011", "is_error": false, "output": modified},
+        {"type": "tool_result", "id": call(6), "is_error": false, "output": modified},
         {"type": "command_output", "command": CHECK_COMMAND, "output": modified, "exit_code": 0},
         usage(),
         {"type": "message", "text": "Added hello.txt."},
         usage(),
         turn_ended()
+    ])
+}
+
+#[tokio::test]
+#[cfg_attr(
+    agent_clis_missing,
+    ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
+)]
+async fn opencode_serves_two_turns_from_one_long_lived_process() {
+    let mut lab = Lab::start(Cli::OpenCode, "long-lived").await;
+    let url = lab.sim.url();
+    let mut req = lab.request(
+        Stage::Implement,
+        &prompt(
+            "implement",
+            "Add hello.txt, show it, and tick it off the to-do list.",
+        ),
+        None,
+        &url,
+    );
+    req.settings["session"] = json!("long-lived");
+    let opencode = Cli::OpenCode.bin();
+    let events = lab.long_lived(&req, FOLLOW_UP).await;
+    let events = comparable(&events, true);
+    let dir = "/tmp/atelier-recording-opencode-long-lived";
+    let session = "ses_00000000000000000000000001";
+    // Turn 0 as in the one-shot recording (its text typed live first: `comparable` checks the
+    // pieces), then turn 1 with no second session announcement.
+    let mut expected = opencode_run(dir, session, 3).as_array().unwrap().clone();
+    expected.extend([
+        json!({"type": "message", "text": "I wrote hello.txt and printed it."}),
+        usage(),
+        turn_ended(),
     ]);
-    runs_and_resumes(Cli::OpenCode, run, resumed(session)).await;
+    assert_eq!(events, expected);
+    // The follow-up's request carried turn 0's calls: the conversation went on.
+    let follow_ups: Vec<_> = lab
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.answer.as_deref() == Some("implement #0 turn 1 step 0: end of turn"))
+        .collect();
+    assert_eq!(follow_ups.len(), 1, "{follow_ups:#?}");
+    assert!(has_tool_call(&follow_ups[0].body, "cat hello.txt"));
+    // Every model request went to the role's model (the bridge's warm-up never reaches it), and
+    // the bridge's `opencode serve` ended with it.
+    assert!(
+        lab.sim
+            .requests()
+            .iter()
+            .all(|r| r.body["model"] == "sim-model")
+    );
+    assert_eq!(lab.runs_program(&opencode, "serve"), 0);
 }
 
 #[tokio::test]

@@ -207,6 +207,12 @@ pub(crate) fn mounts(
         hooks,
         paths.repo.join(".git/config"),
     ];
+    // A long-lived OpenCode session's agent is the `atelier` bridge, which starts `opencode
+    // serve` itself: the sandbox shows that program too (a one-shot agent's own program is
+    // mounted by the sandbox).
+    if config.opencode_bin.is_absolute() {
+        read_only.push(config.opencode_bin.clone());
+    }
     read_only.extend(git_identity());
     read_only.extend(settings.env_files.iter().map(|f| paths.repo.join(f)));
     read_only.extend(settings.sandbox.read_only.iter().cloned());

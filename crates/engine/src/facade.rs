@@ -308,14 +308,16 @@ impl Engine {
             Arc::new(harness::claude::ClaudeHarness::new(
                 config.claude_bin.clone(),
             )),
-            // Long-lived Codex sessions run through `atelier codex-bridge`.
+            // Long-lived Codex and OpenCode sessions run through `atelier codex-bridge` and
+            // `atelier opencode-bridge`.
             Arc::new(
                 harness::codex::CodexHarness::new(config.codex_bin.clone())
                     .with_bridge(config.atelier_bin.clone()),
             ),
-            Arc::new(harness::opencode::OpenCodeHarness::new(
-                config.opencode_bin.clone(),
-            )),
+            Arc::new(
+                harness::opencode::OpenCodeHarness::new(config.opencode_bin.clone())
+                    .with_bridge(config.atelier_bin.clone()),
+            ),
         ];
         let harnesses: BTreeMap<&'static str, Arc<dyn harness::Harness>> =
             registered.into_iter().map(|h| (h.name(), h)).collect();

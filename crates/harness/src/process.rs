@@ -405,6 +405,23 @@ fn children(pid: u32) -> Vec<u32> {
         .unwrap_or_default()
 }
 
+/// Makes the child of `cmd` receive SIGKILL when the thread that started it ends
+/// (`PR_SET_PDEATHSIG`): a helper a process starts (OpenCode's server under the bridge) cannot
+/// outlive it, however it ends. Start it from a thread that lives as long as the starter.
+pub fn die_with_parent(cmd: &mut tokio::process::Command) -> &mut tokio::process::Command {
+    // SAFETY: the closure runs in the forked child before exec and only calls prctl(2), which is
+    // async-signal-safe; it touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) == -1 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(())
+            }
+        })
+    }
+}
+
 /// Sets this process's file mode creation mask to 077, so every file and folder it creates from
 /// now on (and every process it starts inherits) is private to its user. Returns the old mask.
 pub fn set_private_umask() -> u32 {

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 /// Recorded streams: the harness lab's samples (`opencode-*`) and this crate's live runs through
 /// `OpenCodeHarness` (`atelier-*`, recorded by `crates/cli/tests/recordings.rs`), with how many turn ends each has
 /// (a process stopped by a signal prints none).
-const STREAMS: [(&str, usize); 9] = [
+const STREAMS: [(&str, usize); 10] = [
     ("opencode-run1", 1),
     ("opencode-resume", 1),
     ("opencode-dead-port", 1),
@@ -24,6 +24,8 @@ const STREAMS: [(&str, usize); 9] = [
     ("atelier-dead-port", 1),
     ("atelier-http-429", 1),
     ("atelier-http-401", 1),
+    // Two turns of one long-lived process: the bridge's `opencode serve` events.
+    ("atelier-long-lived", 2),
 ];
 
 /// A hand-written stream's decoding.
@@ -316,6 +318,136 @@ fn decodes_error_events() {
         end("connect ECONNREFUSED 127.0.0.1:9", true)
     );
     assert_eq!(error(json!({"code": 7})), end(r#"{"code":7}"#, false));
+}
+
+/// One `opencode serve` event as the bridge forwards it.
+fn serve(kind: &str, properties: Value) -> String {
+    json!({"id": "evt_1", "type": kind, "properties": properties}).to_string()
+}
+
+#[test]
+fn decodes_a_long_lived_sessions_events() {
+    let part = |p: Value| {
+        serve(
+            "message.part.updated",
+            json!({"sessionID": "ses_1", "part": p}),
+        )
+    };
+    let lines = [
+        json!({"type": "bridge.session", "sessionID": "ses_1"}).to_string(),
+        // The prompt's own part is the user's, not the agent's.
+        serve(
+            "message.updated",
+            json!({"sessionID": "ses_1", "info": {"id": "msg_u", "role": "user"}}),
+        ),
+        part(json!({"id": "prt_u", "messageID": "msg_u", "type": "text", "text": "Do it."})),
+        part(json!({"id": "prt_t", "messageID": "msg_a", "type": "text", "text": "", "time": {"start": 1}})),
+        serve(
+            "message.part.delta",
+            json!({"sessionID": "ses_1", "messageID": "msg_a", "partID": "prt_t", "field": "text", "delta": "Do"}),
+        ),
+        serve(
+            "message.part.delta",
+            json!({"sessionID": "ses_1", "messageID": "msg_a", "partID": "prt_t", "field": "text", "delta": "ne."}),
+        ),
+        part(json!({"id": "prt_t", "messageID": "msg_a", "type": "text", "text": "Done.", "time": {"start": 1, "end": 2}})),
+        part(json!({"id": "prt_r", "messageID": "msg_a", "type": "reasoning", "text": "Hm.", "time": {"start": 1, "end": 2}})),
+        // A running tool is told once it has finished.
+        part(json!({"id": "prt_b", "messageID": "msg_a", "type": "tool", "tool": "bash", "callID": "call_1",
+                    "state": {"status": "running", "input": {"command": "ls"}}})),
+        part(json!({"id": "prt_b", "messageID": "msg_a", "type": "tool", "tool": "bash", "callID": "call_1",
+                    "state": {"status": "completed", "input": {"command": "ls"}, "output": "a\n", "metadata": {"exit": 0}}})),
+        part(json!({"id": "prt_f", "messageID": "msg_a", "type": "step-finish", "reason": "stop",
+                    "tokens": {"input": 10, "output": 2, "reasoning": 1, "cache": {"read": 5, "write": 0}}, "cost": 0.5})),
+        // Another session's events are not this run's.
+        serve("session.idle", json!({"sessionID": "ses_other"})),
+        serve(
+            "session.status",
+            json!({"sessionID": "ses_1", "status": {"type": "retry", "attempt": 2, "message": "overloaded", "next": 5}}),
+        ),
+        serve("session.idle", json!({"sessionID": "ses_1"})),
+        // Turn 2: refused permission, then an error ends it at idle.
+        serve(
+            "permission.asked",
+            json!({"sessionID": "ses_1", "id": "per_1", "permission": "external_directory", "patterns": ["/etc/*"]}),
+        ),
+        serve(
+            "session.error",
+            json!({"sessionID": "ses_1", "error": {"name": "APIError", "data": {"message": "Bad Gateway", "statusCode": 502}}}),
+        ),
+        serve("session.idle", json!({"sessionID": "ses_1"})),
+        json!({"type": "bridge.error", "message": "OpenCode did not take the turn: HTTP 400", "turn": true}).to_string(),
+        serve("message.part.updated", json!({"sessionID": "ses_1"})),
+    ];
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let got = decode_all(&lines);
+    let usage = TranscriptEvent::Usage {
+        input_tokens: 15,
+        output_tokens: 3,
+        cost_usd: 0.5,
+        cumulative: false,
+    };
+    assert_eq!(
+        got,
+        Snapshot {
+            events: vec![
+                TranscriptEvent::Session { id: "ses_1".into() },
+                TranscriptEvent::Partial { text: "Do".into() },
+                TranscriptEvent::Partial { text: "ne.".into() },
+                TranscriptEvent::Message {
+                    text: "Done.".into()
+                },
+                TranscriptEvent::Thinking { text: "Hm.".into() },
+                TranscriptEvent::ToolCall {
+                    id: Some("call_1".into()),
+                    name: "bash".into(),
+                    input: json!({"command": "ls"}),
+                },
+                TranscriptEvent::ToolResult {
+                    id: Some("call_1".into()),
+                    output: "a\n".into(),
+                    is_error: false,
+                },
+                TranscriptEvent::CommandOutput {
+                    command: "ls".into(),
+                    output: "a\n".into(),
+                    exit_code: Some(0),
+                },
+                usage,
+                TranscriptEvent::Status {
+                    text: "OpenCode retries the model request (attempt 2): overloaded".into(),
+                },
+                TranscriptEvent::TurnEnd {
+                    ok: true,
+                    error: None,
+                    retryable: false,
+                },
+                TranscriptEvent::Error {
+                    message:
+                        "OpenCode asked for the `external_directory` permission [\"/etc/*\"]: \
+                              the agent runs unattended, so it was refused"
+                            .into(),
+                },
+                TranscriptEvent::TurnEnd {
+                    ok: false,
+                    error: Some("APIError: Bad Gateway (HTTP 502)".into()),
+                    retryable: true,
+                },
+                TranscriptEvent::TurnEnd {
+                    ok: false,
+                    error: Some("OpenCode did not take the turn: HTTP 400".into()),
+                    retryable: false,
+                },
+                TranscriptEvent::Error {
+                    message: format!(
+                        "unreadable agent output: {}",
+                        serve("message.part.updated", json!({"sessionID": "ses_1"}))
+                    ),
+                },
+            ],
+            unreadable_lines: 1,
+        }
+    );
 }
 
 #[test]

@@ -577,3 +577,53 @@ fn never_writes_through_a_link_in_the_agents_home() {
     let err = h.prepare(&req).unwrap_err().to_string();
     assert!(err.contains("absolute HOME"), "{err}");
 }
+
+/// `session = "long-lived"`: the `atelier` bridge to `opencode serve`, the prompt its first stdin
+/// line, stdin kept open; later inputs are more lines; an empty prompt (a warm start) writes none.
+#[test]
+fn a_long_lived_session_runs_the_bridge() {
+    let harness = OpenCodeHarness::new(BIN).with_bridge("/opt/atelier/atelier");
+    assert!(harness.long_lived());
+    let mut settings = fake_settings();
+    settings["session"] = json!("long-lived");
+    let mut req = request(Stage::Implement, settings.clone());
+    req.effort = Some("high".into());
+    req.resume_session = Some("ses_abc".into());
+    let (spec, config) = split_config(harness.command(&req).unwrap());
+    assert_eq!(
+        spec.program,
+        std::path::PathBuf::from("/opt/atelier/atelier")
+    );
+    assert_eq!(
+        spec.args,
+        args(&[
+            "opencode-bridge",
+            "--opencode",
+            BIN,
+            "--model",
+            "atelier/qwen3-coder",
+            "--variant",
+            "high",
+            "--session",
+            "ses_abc"
+        ])
+    );
+    assert!(spec.stdin_open);
+    let first: Value = serde_json::from_slice(spec.stdin.as_deref().unwrap()).unwrap();
+    assert_eq!(first, json!({"text": "Fix \"the\" bug\n- then test"}));
+    // As a one-shot turn's, and OpenCode's question tool denied (nobody would answer it).
+    assert_eq!(config["permission"]["question"], "deny");
+    assert_eq!(config["permission"]["task"], "deny");
+    assert_eq!(config["model"], "atelier/qwen3-coder");
+    let next = harness.next_turn("Formal.").unwrap();
+    assert_eq!(next.last(), Some(&b'\n'));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&next).unwrap(),
+        json!({"text": "Formal."})
+    );
+    let mut warm = request(Stage::Review, settings);
+    warm.prompt = String::new();
+    let spec = harness.command(&warm).unwrap();
+    assert_eq!(spec.stdin, Some(Vec::new()));
+    assert!(harness.warm_env().is_empty());
+}

@@ -5,6 +5,7 @@ pub mod codex_bridge;
 pub mod demo;
 pub mod doctor;
 pub mod me;
+pub mod opencode_bridge;
 pub mod pipeline;
 pub mod project;
 pub mod scratch;

@@ -17,6 +17,9 @@
 //! a final event. Tokens: OpenCode splits cache reads/writes out of `input` and reasoning out of
 //! `output`; `Usage` reports them included (OpenAI usage semantics, as the other harnesses do).
 //! File change kinds: `add`, `modify`, `delete` (a moved file is a delete plus an add).
+//!
+//! The same decoder reads a long-lived session's bridge (`opencode serve`'s events, whose types
+//! are dotted: `message.part.updated` …): see `serve_decode`.
 
 use crate::Decoder;
 use domain::TranscriptEvent;
@@ -28,6 +31,8 @@ use serde_json::Value;
 pub struct OpenCodeDecoder {
     unreadable: u64,
     session_announced: bool,
+    /// What a long-lived session's events need remembered between lines.
+    serve: super::serve_decode::ServeState,
 }
 
 /// The events of `run --format json` (the envelope's `sessionID` is read separately).
@@ -61,7 +66,7 @@ struct TextPart {
 }
 
 #[derive(Deserialize)]
-struct ToolPart {
+pub(super) struct ToolPart {
     tool: String,
     #[serde(rename = "callID", default)]
     call_id: Option<String>,
@@ -82,7 +87,7 @@ struct ToolState {
 }
 
 #[derive(Deserialize)]
-struct FinishPart {
+pub(super) struct FinishPart {
     #[serde(default)]
     reason: Option<String>,
     #[serde(default)]
@@ -127,6 +132,17 @@ impl Decoder for OpenCodeDecoder {
         {
             self.session_announced = true;
             out.push(TranscriptEvent::Session { id: id.to_owned() });
+        }
+        let dotted = value
+            .get("type")
+            .and_then(Value::as_str)
+            .is_some_and(|t| t.contains('.'));
+        if dotted {
+            match self.serve.event(&value) {
+                Some(events) => out.extend(events),
+                None => out.extend(self.unreadable(line)),
+            }
+            return out;
         }
         match RunEvent::deserialize(&value) {
             Ok(event) => out.extend(decode(event)),
@@ -173,7 +189,7 @@ fn decode(event: RunEvent) -> Vec<TranscriptEvent> {
     }
 }
 
-fn tool_use(part: ToolPart) -> Vec<TranscriptEvent> {
+pub(super) fn tool_use(part: ToolPart) -> Vec<TranscriptEvent> {
     let ToolPart {
         tool,
         call_id,
@@ -267,6 +283,21 @@ fn patch_changes(metadata: &Value) -> Vec<TranscriptEvent> {
 }
 
 fn step_finish(part: FinishPart) -> Vec<TranscriptEvent> {
+    let stop = part.reason.as_deref() == Some("stop");
+    let mut out = step_usage(part);
+    if stop {
+        out.push(TranscriptEvent::TurnEnd {
+            ok: true,
+            error: None,
+            retryable: false,
+        });
+    }
+    out
+}
+
+/// A finished step's `Usage`, and an `Error` when the model stopped early (a turn's end is
+/// told separately: `stop` in `run`'s output, the session going idle in `serve`'s).
+pub(super) fn step_usage(part: FinishPart) -> Vec<TranscriptEvent> {
     let tokens = part.tokens;
     let mut out = vec![TranscriptEvent::Usage {
         input_tokens: tokens
@@ -278,12 +309,7 @@ fn step_finish(part: FinishPart) -> Vec<TranscriptEvent> {
         cumulative: false,
     }];
     match part.reason.as_deref() {
-        Some("stop") => out.push(TranscriptEvent::TurnEnd {
-            ok: true,
-            error: None,
-            retryable: false,
-        }),
-        None | Some("" | "tool-calls" | "unknown") => {}
+        None | Some("" | "stop" | "tool-calls" | "unknown") => {}
         Some(reason) => out.push(TranscriptEvent::Error {
             message: format!("the model stopped its turn early (finish reason `{reason}`)"),
         }),
@@ -293,7 +319,7 @@ fn step_finish(part: FinishPart) -> Vec<TranscriptEvent> {
 
 /// The message of an `error` event's `error` (`{name, data: {message, statusCode?,
 /// isRetryable?}}`, or another shape) and whether retrying later may succeed.
-fn describe_error(error: &Value) -> (String, bool) {
+pub(super) fn describe_error(error: &Value) -> (String, bool) {
     let name = str_at(error, &["name"]);
     let message = str_at(error, &["data", "message"])
         .or_else(|| str_at(error, &["message"]))
@@ -353,7 +379,7 @@ pub fn is_retryable(message: &str) -> bool {
 }
 
 /// The string at `path` (object keys) inside `value`.
-fn str_at<'v>(value: &'v Value, path: &[&str]) -> Option<&'v str> {
+pub(super) fn str_at<'v>(value: &'v Value, path: &[&str]) -> Option<&'v str> {
     path.iter()
         .try_fold(value, |v, key| v.get(key))
         .and_then(Value::as_str)

@@ -1,5 +1,8 @@
 //! The OpenCode harness: one `opencode run --format json` process per turn (`--session` for a
-//! follow-up), decoded by [`OpenCodeDecoder`].
+//! follow-up), decoded by [`OpenCodeDecoder`]; or, for a role with `session = "long-lived"`, one
+//! process per run: the [`bridge`] (`atelier opencode-bridge`, a hidden command of the `atelier`
+//! binary) runs `opencode serve` on loopback, takes each turn as a stdin line and writes the
+//! server's events for its session to stdout, decoded by the same [`OpenCodeDecoder`].
 //!
 //! What the command always carries, and why (see `docs/harnesses.md` of the harness lab; checked
 //! against OpenCode 1.18.33):
@@ -23,17 +26,20 @@
 //! (`home`). `run` ignores SIGINT, so the graceful interrupt is SIGTERM; the engine then kills
 //! every descendant (OpenCode leaves its tools running).
 
+pub mod bridge;
 mod decode;
 mod home;
+mod serve_decode;
 mod settings;
 
+pub use bridge::{BridgeArgs, run_bridge};
 pub use decode::{OpenCodeDecoder, is_retryable};
 pub use home::{PLUGIN_PACKAGE, global_config_dir, prepare_config_dir};
 pub use settings::{OpenCodeSettings, check_model, model_ref};
 
 use crate::process::ProcessSpec;
 use crate::{Capabilities, Decoder, Harness, HarnessError, Interrupt, TurnRequest};
-use domain::Stage;
+use domain::{SessionMode, Stage};
 use serde_json::{Map, Value, json};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -53,18 +59,34 @@ pub const QUIET_ENV: [(&str, &str); 4] = [
 /// The variable that carries the configuration built by [`opencode_config`].
 pub const CONFIG_ENV: &str = "OPENCODE_CONFIG_CONTENT";
 
-/// The harness that runs the native `opencode` binary in `run --format json` mode.
+/// The hidden `atelier` command that runs the bridge of a long-lived session.
+pub const BRIDGE_COMMAND: &str = "opencode-bridge";
+
+/// The harness that runs the native `opencode` binary in `run --format json` mode, or through
+/// the bridge in `serve` mode.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenCodeHarness {
     bin: PathBuf,
+    /// The `atelier` binary whose [`BRIDGE_COMMAND`] runs a long-lived session.
+    bridge: PathBuf,
 }
 
 impl OpenCodeHarness {
     /// `bin` is the native binary inside the npm package:
     /// `node_modules/opencode-linux-x64/bin/opencode` (the same file as
-    /// `node_modules/opencode-ai/bin/opencode.exe`).
+    /// `node_modules/opencode-ai/bin/opencode.exe`). Long-lived sessions run `atelier` from the
+    /// agent's `PATH` until [`OpenCodeHarness::with_bridge`] names it.
     pub fn new(bin: impl Into<PathBuf>) -> OpenCodeHarness {
-        OpenCodeHarness { bin: bin.into() }
+        OpenCodeHarness {
+            bin: bin.into(),
+            bridge: PathBuf::from("atelier"),
+        }
+    }
+
+    /// The `atelier` binary that bridges a long-lived session (the server's own).
+    pub fn with_bridge(mut self, atelier: impl Into<PathBuf>) -> OpenCodeHarness {
+        self.bridge = atelier.into();
+        self
     }
 
     /// The binary this harness starts.
@@ -95,6 +117,9 @@ impl Harness for OpenCodeHarness {
     fn command(&self, req: &TurnRequest) -> Result<ProcessSpec, HarnessError> {
         let settings = OpenCodeSettings::parse(&req.settings)?;
         let model = check_model(req.model.as_deref(), &settings)?;
+        if settings.session == SessionMode::LongLived {
+            return self.long_lived_command(req, model, &settings);
+        }
         if req.prompt.trim().is_empty() {
             return Err(HarnessError::Config(format!(
                 "the opencode harness got an empty prompt for the {} stage",
@@ -103,7 +128,6 @@ impl Harness for OpenCodeHarness {
         }
         let config = opencode_config(model, req.stage, &settings);
         let env = agent_env(&req.env, &settings, &config)?;
-
         let mut args: Vec<String> = [
             "run",
             "--format",
@@ -117,23 +141,7 @@ impl Harness for OpenCodeHarness {
         .map(String::from)
         .to_vec();
         args.push(model_ref(model, &settings));
-        if let Some(effort) = &req.effort {
-            if effort.trim().is_empty() || effort.starts_with('-') {
-                return Err(HarnessError::Config(format!(
-                    "the opencode role has the `effort` `{effort}`; remove it or use a model \
-                     variant such as high or max"
-                )));
-            }
-            args.extend(["--variant".to_string(), effort.clone()]);
-        }
-        if let Some(session) = &req.resume_session {
-            if session.is_empty() || session.starts_with('-') {
-                return Err(HarnessError::Config(format!(
-                    "`{session}` is not an opencode session id to resume"
-                )));
-            }
-            args.extend(["--session".to_string(), session.clone()]);
-        }
+        args.extend(variant_and_session(req)?);
 
         Ok(ProcessSpec {
             program: self.bin.clone(),
@@ -167,12 +175,36 @@ impl Harness for OpenCodeHarness {
         })
     }
 
+    /// The bridge of a long-lived session (`--session`/`next_turn`): see [`bridge`].
+    fn long_lived(&self) -> bool {
+        true
+    }
+
+    fn next_turn(&self, input: &str) -> Option<Vec<u8>> {
+        Some(bridge::turn_line(input))
+    }
+
+    /// Nothing: OpenCode's system prompt holds no git status and no file tree (its `<env>`
+    /// block names the working directory, whether it is a git repository, the platform and the
+    /// date), and it reads the instruction files (`AGENTS.md` …) at each model request, so a warm
+    /// process sees the previous run's work; the hand-off's git status is in its first message.
+    /// What it does read once, at boot, is its configuration (the worktree's `opencode.json` and
+    /// `.opencode/` folder included): the bridge has OpenCode read it again before a turn when
+    /// it changed ([`bridge`]).
+    fn warm_env(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    /// One decoder for both modes: `run --format json` events and the bridge's (`serve`'s
+    /// events, dotted types) do not share a type name.
     fn decoder(&self) -> Box<dyn Decoder> {
         Box::new(OpenCodeDecoder::default())
     }
 
     /// `run` ignores SIGINT; SIGTERM ends it (without a final event), and the engine then kills
-    /// the tool processes OpenCode leaves behind.
+    /// the tool processes OpenCode leaves behind. The bridge takes SIGTERM as a stop: it aborts
+    /// the session's turn through the API (OpenCode then ends its tools) and shuts the server
+    /// down.
     fn interrupt(&self) -> Interrupt {
         Interrupt::Signal(libc::SIGTERM)
     }
@@ -186,6 +218,68 @@ impl Harness for OpenCodeHarness {
         check_model(model, &settings)?;
         Ok(())
     }
+}
+
+impl OpenCodeHarness {
+    /// `atelier opencode-bridge --opencode <bin> --model <ref> [--variant <effort>] [--session
+    /// <id>]` in the worktree, with the same environment as a one-shot turn (its configuration
+    /// also denies OpenCode's `question` tool, which `serve` offers and `run` does not: nobody
+    /// would answer it); the prompt is the first stdin line (none for a warm start), and stdin
+    /// stays open for the run's later turns.
+    fn long_lived_command(
+        &self,
+        req: &TurnRequest,
+        model: &str,
+        settings: &OpenCodeSettings,
+    ) -> Result<ProcessSpec, HarnessError> {
+        let mut config = opencode_config(model, req.stage, settings);
+        config["permission"]["question"] = "deny".into();
+        let env = agent_env(&req.env, settings, &config)?;
+        let mut args: Vec<OsString> = vec![
+            BRIDGE_COMMAND.into(),
+            "--opencode".into(),
+            self.bin.clone().into(),
+            "--model".into(),
+            model_ref(model, settings).into(),
+        ];
+        args.extend(variant_and_session(req)?.into_iter().map(OsString::from));
+        let stdin = if req.prompt.trim().is_empty() {
+            Vec::new()
+        } else {
+            bridge::turn_line(&req.prompt)
+        };
+        Ok(ProcessSpec {
+            program: self.bridge.clone(),
+            args,
+            cwd: req.workdir.clone(),
+            env,
+            stdin: Some(stdin),
+            stdin_open: true,
+        })
+    }
+}
+
+/// `--variant <effort>` and `--session <id>`, when the request has them.
+fn variant_and_session(req: &TurnRequest) -> Result<Vec<String>, HarnessError> {
+    let mut args = Vec::new();
+    if let Some(effort) = &req.effort {
+        if effort.trim().is_empty() || effort.starts_with('-') {
+            return Err(HarnessError::Config(format!(
+                "the opencode role has the `effort` `{effort}`; remove it or use a model \
+                 variant such as high or max"
+            )));
+        }
+        args.extend(["--variant".to_string(), effort.clone()]);
+    }
+    if let Some(session) = &req.resume_session {
+        if session.is_empty() || session.starts_with('-') {
+            return Err(HarnessError::Config(format!(
+                "`{session}` is not an opencode session id to resume"
+            )));
+        }
+        args.extend(["--session".to_string(), session.clone()]);
+    }
+    Ok(args)
 }
 
 /// The OpenCode configuration of one turn for the role's `model` (already checked).

@@ -4,7 +4,9 @@
 //! whole role): `base_url` (an OpenAI Chat Completions endpoint, e.g. `http://127.0.0.1:8080/v1`,
 //! served through OpenCode's bundled `@ai-sdk/openai-compatible` provider), its key as either
 //! `api_key_env` (the variable holding it, resolved by OpenCode as `{env:NAME}`) or `api_key` (a
-//! literal), and `env` (variables added to the agent's environment).
+//! literal), `env` (variables added to the agent's environment) and `session` (`one-shot`, the
+//! default: one `opencode run` per turn; `long-lived`: one `opencode serve` per run, through the
+//! bridge).
 //!
 //! Models: with `base_url`, any model id of that server (slashes allowed: it becomes
 //! `atelier/<id>`); without it, OpenCode's own `provider/model` form (`anthropic/claude-…`,
@@ -12,6 +14,7 @@
 
 use crate::HarnessError;
 use crate::role_settings::SettingsReader;
+use domain::SessionMode;
 use serde_json::Value;
 
 /// Variables `settings.env` may not set: every task has its own `HOME` (OpenCode keeps its
@@ -30,6 +33,8 @@ pub struct OpenCodeSettings {
     pub api_key: Option<String>,
     /// Variables added to (or replacing those of) the agent's environment, in name order.
     pub env: Vec<(String, String)>,
+    /// One `opencode run` per turn (default) or one `opencode serve` for the whole run.
+    pub session: SessionMode,
 }
 
 impl OpenCodeSettings {
@@ -72,11 +77,13 @@ impl OpenCodeSettings {
             }
         }
         let env = parse_env(map.get("env"))?;
+        let session = crate::session_of(settings)?.unwrap_or_default();
         Ok(OpenCodeSettings {
             base_url,
             api_key_env,
             api_key,
             env,
+            session,
         })
     }
 }

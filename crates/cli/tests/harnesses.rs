@@ -1616,90 +1616,11 @@ fn opencode_servers(mark: &str) -> Vec<u32> {
     ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
 )]
 async fn opencode_long_lived_serves_question_answer_and_more_tools_from_one_process() {
-    let lab = Lab::start(&[("plan", question_then_tools("opencode"))], &[], &[]).await;
-    let project = lab
-        .project_with("q", "opencode", json!({"session": "long-lived"}))
-        .await;
-    let id = lab.world.new_task_in(&project, "Greeting", true, 0).await;
-    let detail = lab
-        .world
-        .wait_state_for(id, "needs_input", std::time::Duration::from_secs(90))
-        .await;
-    let mark = lab.world.run_mark(id).await;
-    // The agent waits for the answer alive: the bridge and one `opencode serve`.
-    assert_ne!(processes_of_run(&mark), Vec::<u32>::new());
-    assert_eq!(opencode_servers(&mark).len(), 1);
-    let worktree = lab.world.worktree(&detail);
-    let session_id = detail["runs"][0]["session"].as_str().unwrap().to_string();
-    assert!(session_id.starts_with("ses_"), "{session_id}");
-    let asked_at = store_now_us();
-    let (status, body) = lab
-        .world
-        .action(id, "answer", json!({"text": "Formal, please."}))
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let detail = lab
-        .world
-        .wait_state_for(id, "plan_gate", std::time::Duration::from_secs(90))
-        .await;
-    let runs = detail["runs"].as_array().unwrap();
-    assert_eq!(runs.len(), 1, "{runs:#?}");
-    assert_eq!(runs[0]["turns"], 2);
-    assert_eq!(runs[0]["session"], session_id.as_str());
+    let (one_process, _) = question_then_tools_on("opencode", "long-lived").await;
     assert!(
-        detail["doc"]
-            .as_str()
-            .unwrap()
-            .contains("- [ ] Add a formal greeting")
+        one_process,
+        "one bridge (and its opencode serve) served the whole run"
     );
-    let requests = lab.sim.requests();
-    let answered = requests
-        .iter()
-        .find(|r| r.body.to_string().contains("Formal, please."))
-        .unwrap();
-    // The answer went on in the same conversation: the question is in its history.
-    assert!(
-        answered
-            .body
-            .to_string()
-            .contains("Formal or casual greeting?")
-    );
-    let hand_off = std::time::Duration::from_micros(answered.received_at_us - asked_at);
-    let pid = |n: u32| {
-        std::fs::read_to_string(worktree.join(format!("agent-{n}.pid")))
-            .unwrap()
-            .lines()
-            .last()
-            .unwrap_or_default()
-            .to_string()
-    };
-    let (first, second) = (pid(0), pid(1));
-    assert!(!first.is_empty(), "the tool ran under the bridge");
-    assert_eq!(first, second, "one bridge process served both turns");
-    // The run is over: nothing of it is left.
-    testkit::wait_until(
-        "the run's processes to be gone",
-        std::time::Duration::from_secs(20),
-        || {
-            let left = processes_of_run(&mark);
-            async move { left.is_empty().then_some(()) }
-        },
-    )
-    .await
-    .unwrap();
-    let logs = lab.world.logs(id).await;
-    let sessions = logs
-        .iter()
-        .filter(|e| e["event"]["type"] == "session")
-        .count();
-    assert_eq!(sessions, 1, "one session announcement for the run");
-    assert!(
-        logs.iter().any(|e| e["event"]["type"] == "partial"),
-        "live text reached the transcript"
-    );
-    // Only the role's model was asked (the bridge's warm-up never reaches it).
-    assert!(requests.iter().all(|r| r.body["model"] == "sim-model"));
-    eprintln!("opencode long-lived: answer → next model request {hand_off:?} (bridge {first})");
 }
 
 #[tokio::test]
@@ -1708,29 +1629,7 @@ async fn opencode_long_lived_serves_question_answer_and_more_tools_from_one_proc
     ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
 )]
 async fn opencode_long_lived_stop_while_waiting_for_an_answer_leaves_no_process() {
-    let lab = Lab::start(&[("plan", question_then_tools("opencode"))], &[], &[]).await;
-    let project = lab
-        .project_with("q", "opencode", json!({"session": "long-lived"}))
-        .await;
-    let id = lab.world.new_task_in(&project, "Greeting", true, 0).await;
-    lab.world
-        .wait_state_for(id, "needs_input", std::time::Duration::from_secs(90))
-        .await;
-    let mark = lab.world.run_mark(id).await;
-    assert_eq!(opencode_servers(&mark).len(), 1, "the agent waits alive");
-    let (status, body) = lab.world.action(id, "stop", json!({})).await;
-    assert_eq!(status, 200, "{body}");
-    lab.world.wait_run(id, "plan", "stopped").await;
-    testkit::wait_until(
-        "the waiting agent to be gone",
-        std::time::Duration::from_secs(20),
-        || {
-            let left = processes_of_run(&mark);
-            async move { left.is_empty().then_some(()) }
-        },
-    )
-    .await
-    .unwrap();
+    stop_while_waiting_for_an_answer("opencode").await;
 }
 
 /// [`warm_pipeline`] whose implementer also writes, while the warm reviewer idles, an

@@ -1288,6 +1288,16 @@ fn warm_pipeline(harness: &str, release: &Path) -> Vec<(&'static str, Value)> {
             if harness == "codex" {
                 steps.push(json!({"do": "write", "path": "AGENTS.md", "content": FRESH_AGENTS_MD}));
             }
+            if harness == "opencode" {
+                // An instructions file (`AGENTS.md`, which OpenCode puts into its system
+                // prompt) and a project configuration (`opencode.json`, which it reads at boot)
+                // naming another one (`NOTES.md`).
+                steps.extend([
+                    json!({"do": "write", "path": "AGENTS.md", "content": "Greet in Latin (rule 5c2e).\n"}),
+                    json!({"do": "write", "path": "NOTES.md", "content": "Sign as Atelier (rule 9d1f).\n"}),
+                    json!({"do": "write", "path": "opencode.json", "content": "{\"instructions\": [\"NOTES.md\"]}\n"}),
+                ]);
+            }
             steps.extend([
                 json!({"do": "check", "item": "Add hello.txt"}),
                 json!({"do": "run", "command": "git add -A && git commit -qm 'Warm commit 7f3a'"}),
@@ -1378,17 +1388,29 @@ async fn implement_to_review(harness: &str, warm: bool) -> (std::time::Duration,
     lab.world.wait_run(id, "implement", "running").await;
     if warm {
         let mark = wait_warm(&lab).await;
-        // Let the warm process finish booting, idle, before the commit it must not miss.
+        // Let the warm process finish booting, idle, before the commit it must not miss (an
+        // OpenCode bridge also warms OpenCode up: its first prompt, failed on the bridge's own
+        // endpoint, takes seconds).
+        let (idle, limit) = if harness == "opencode" {
+            (10, 60)
+        } else {
+            (3, 30)
+        };
         testkit::wait_until(
             "the warm process to idle",
-            std::time::Duration::from_secs(30),
+            std::time::Duration::from_secs(limit),
             || {
-                let ready = processes_of_run(&mark).iter().any(|pid| {
+                let processes = if harness == "opencode" {
+                    opencode_servers(&mark)
+                } else {
+                    processes_of_run(&mark)
+                };
+                let ready = processes.iter().any(|pid| {
                     std::fs::metadata(format!("/proc/{pid}"))
                         .and_then(|m| m.modified())
                         .ok()
                         .and_then(|t| t.elapsed().ok())
-                        .is_some_and(|age| age > std::time::Duration::from_secs(3))
+                        .is_some_and(|age| age > std::time::Duration::from_secs(idle))
                 });
                 async move { ready.then_some(()) }
             },
@@ -1398,7 +1420,7 @@ async fn implement_to_review(harness: &str, warm: bool) -> (std::time::Duration,
     }
     std::fs::write(&release, b"").unwrap();
     lab.world
-        .wait_state_for(id, "awaiting_merge", std::time::Duration::from_secs(120))
+        .wait_state_for(id, "awaiting_merge", std::time::Duration::from_secs(180))
         .await;
     let _ = std::fs::remove_file(&release);
     let detail = lab.world.detail(id).await;
@@ -1411,6 +1433,11 @@ async fn implement_to_review(harness: &str, warm: bool) -> (std::time::Duration,
         )
         .unwrap();
     assert_eq!(review_mark.starts_with("warm-"), warm, "{detail:#}");
+    if harness == "opencode" {
+        // Only the role's model was asked (the warm-up went to the bridge's own endpoint).
+        let requests = lab.sim.requests();
+        assert!(requests.iter().all(|r| r.body["model"] == "sim-model"));
+    }
     // The server reports what warm standby did (`GET /api/status`, `atelier doctor`).
     let status = lab.server().get("/api/status").await.unwrap();
     let used = status["warm"]["used"].as_u64().unwrap();
@@ -1549,10 +1576,26 @@ async fn warm_stop_and_kill9(harness: &str, server_args: &[&str]) {
         .await
         .unwrap();
     };
+    // An OpenCode bridge starts `opencode serve`: the test waits for it, so that it too must go.
+    let serving = |mark: String| async move {
+        if harness == "opencode" {
+            testkit::wait_until(
+                "the warm process's opencode serve",
+                std::time::Duration::from_secs(60),
+                || {
+                    let up = opencode_servers(&mark).len() == 1;
+                    async move { up.then_some(()) }
+                },
+            )
+            .await
+            .unwrap();
+        }
+    };
     // A stop while the warm process waits: the task took another path.
     let id = lab.world.new_task_in(&project, "Stopped", false, 0).await;
     lab.world.wait_run(id, "implement", "running").await;
     let mark = wait_warm(&lab).await;
+    serving(mark.clone()).await;
     let (status, body) = lab.world.action(id, "stop", json!({})).await;
     assert_eq!(status, 200, "{body}");
     gone(mark).await;
@@ -1560,6 +1603,7 @@ async fn warm_stop_and_kill9(harness: &str, server_args: &[&str]) {
     let id = lab.world.new_task_in(&project, "Crashed", false, 0).await;
     lab.world.wait_run(id, "implement", "running").await;
     let mark = wait_warm(&lab).await;
+    serving(mark.clone()).await;
     lab.world.server.kill9().await.unwrap();
     let clis: Vec<String> = agent_clis()
         .into_iter()
@@ -1572,31 +1616,6 @@ async fn warm_stop_and_kill9(harness: &str, server_args: &[&str]) {
 }
 
 // ─── OpenCode long-lived sessions: `opencode serve` through the `atelier opencode-bridge` ───────
-
-impl Lab {
-    /// A project whose every role is an OpenCode session in `session` mode, with the test's
-    /// release files shown to its agents.
-    async fn opencode_project(&self, name: &str, session: &str) -> String {
-        let mut role = self.role("opencode");
-        role["session"] = session.into();
-        let roles: serde_json::Map<String, Value> = ["plan", "implement", "review", "pr"]
-            .iter()
-            .map(|s| (s.to_string(), role.clone()))
-            .collect();
-        let path = self.world.add_repo(name);
-        let (status, body) = self
-            .server()
-            .post(
-                "/api/projects",
-                &json!({"path": path, "name": name,
-                        "settings": {"roles": roles, "sandbox": gated_sandbox()}}),
-            )
-            .await
-            .unwrap();
-        assert_eq!(status, 201, "{body}");
-        name.to_string()
-    }
-}
 
 /// Pids of the run's (or warm process's) `opencode serve`, as `mark` finds them.
 fn opencode_servers(mark: &str) -> Vec<u32> {
@@ -1632,107 +1651,13 @@ async fn opencode_long_lived_stop_while_waiting_for_an_answer_leaves_no_process(
     stop_while_waiting_for_an_answer("opencode").await;
 }
 
-/// [`warm_pipeline`] whose implementer also writes, while the warm reviewer idles, an
-/// instructions file (`AGENTS.md`, which OpenCode puts into its system prompt) and a project
-/// configuration (`opencode.json`) naming another one (`NOTES.md`).
-fn opencode_warm_pipeline(release: &Path) -> Vec<(&'static str, Value)> {
-    let mut stages = warm_pipeline("opencode", release);
-    for (stage, scenario) in &mut stages {
-        if *stage == "implement" {
-            let steps = scenario["runs"][0].as_array_mut().unwrap();
-            steps.insert(
-                1,
-                json!({"do": "write", "path": "AGENTS.md", "content": "Greet in Latin (rule 5c2e).\n"}),
-            );
-            steps.insert(
-                2,
-                json!({"do": "write", "path": "NOTES.md", "content": "Sign as Atelier (rule 9d1f).\n"}),
-            );
-            steps.insert(
-                3,
-                json!({"do": "write", "path": "opencode.json", "content": "{\"instructions\": [\"NOTES.md\"]}\n"}),
-            );
-        }
-    }
-    stages
-}
-
-/// Implement → review on long-lived OpenCode, the review's bridge started (and warmed up) while
-/// implement ran. Returns the hand-off (implement's last model request → review's first) and
-/// review's first model request body.
-async fn opencode_warm_implement_to_review() -> (std::time::Duration, String) {
-    let warm = true;
-    let release = release_file("oc-warm-release");
-    let _ = std::fs::remove_file(&release);
-    let lab = Lab::start(
-        &opencode_warm_pipeline(&release),
-        &["--warm-limit", "2"],
-        &[],
-    )
-    .await;
-    let project = lab.opencode_project("w", "long-lived").await;
-    let id = lab.world.new_task_in(&project, "Greeting", false, 0).await;
-    lab.world.wait_run(id, "implement", "running").await;
-    if warm {
-        let mark = wait_warm(&lab).await;
-        // Let the warm process boot and warm up (its first prompt, failed on the bridge's own
-        // endpoint) before the commit it must not miss.
-        testkit::wait_until(
-            "the warm process to idle",
-            std::time::Duration::from_secs(60),
-            || {
-                let ready = opencode_servers(&mark).iter().any(|pid| {
-                    std::fs::metadata(format!("/proc/{pid}"))
-                        .and_then(|m| m.modified())
-                        .ok()
-                        .and_then(|t| t.elapsed().ok())
-                        .is_some_and(|age| age > std::time::Duration::from_secs(10))
-                });
-                async move { ready.then_some(()) }
-            },
-        )
-        .await
-        .unwrap();
-    }
-    std::fs::write(&release, b"").unwrap();
-    lab.world
-        .wait_state_for(id, "awaiting_merge", std::time::Duration::from_secs(180))
-        .await;
-    let _ = std::fs::remove_file(&release);
-    let detail = lab.world.detail(id).await;
-    let db = rusqlite::Connection::open(lab.world.data.join("atelier.db")).unwrap();
-    let review_mark: String = db
-        .query_row(
-            "SELECT mark FROM runs WHERE task_id = ?1 AND stage = 'review'",
-            [id],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(review_mark.starts_with("warm-"), warm, "{detail:#}");
-    let requests = lab.sim.requests();
-    // Only the role's model was asked (the warm-up went to the bridge's own endpoint).
-    assert!(requests.iter().all(|r| r.body["model"] == "sim-model"));
-    let first_review = requests
-        .iter()
-        .position(|r| r.body.to_string().contains("Atelier-Stage: review"))
-        .unwrap();
-    let last_implement = requests[..first_review]
-        .iter()
-        .rfind(|r| r.body.to_string().contains("Atelier-Stage: implement"))
-        .unwrap();
-    let review = &requests[first_review];
-    let hand_off =
-        std::time::Duration::from_micros(review.received_at_us - last_implement.received_at_us);
-    (hand_off, review.body.to_string())
-}
-
 #[tokio::test]
 #[cfg_attr(
     agent_clis_missing,
     ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
 )]
 async fn opencode_warm_standby_takes_the_next_stage_and_sees_the_last_commit() {
-    let (warm, body) = opencode_warm_implement_to_review().await;
+    let (warm, body) = implement_to_review("opencode", true).await;
     // The previous run's commit, made while the warm process idled, is in its first request
     // (the hand-off's git status), and so is the instructions file it wrote meanwhile: OpenCode
     // reads those at each request, not at boot.
@@ -1759,7 +1684,7 @@ async fn opencode_warm_standby_takes_the_next_stage_and_sees_the_last_commit() {
     ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
 )]
 async fn opencode_warm_standby_ends_with_a_stop_and_after_a_kill9() {
-    opencode_warm_stop_and_kill9(&[]).await;
+    warm_stop_and_kill9("opencode", &[]).await;
 }
 
 /// Without the sandbox nothing kills the warm bridge with the server: it ends when its stdin
@@ -1770,60 +1695,7 @@ async fn opencode_warm_standby_ends_with_a_stop_and_after_a_kill9() {
     ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
 )]
 async fn opencode_warm_standby_without_the_sandbox_ends_after_a_kill9() {
-    opencode_warm_stop_and_kill9(&["--sandbox", "none"]).await;
-}
-
-async fn opencode_warm_stop_and_kill9(server_args: &[&str]) {
-    let release = release_file(&format!("oc-warm-release-stop-{}", server_args.len()));
-    let _ = std::fs::remove_file(&release);
-    let mut lab = Lab::start(&opencode_warm_pipeline(&release), server_args, &[]).await;
-    let project = lab.opencode_project("w", "long-lived").await;
-    let gone = |mark: String| async move {
-        testkit::wait_until(
-            "the warm process to be gone",
-            std::time::Duration::from_secs(20),
-            || {
-                let left = processes_of_run(&mark);
-                async move { left.is_empty().then_some(()) }
-            },
-        )
-        .await
-        .unwrap();
-    };
-    let serving = |mark: String| async move {
-        testkit::wait_until(
-            "the warm process's opencode serve",
-            std::time::Duration::from_secs(60),
-            || {
-                let up = opencode_servers(&mark).len() == 1;
-                async move { up.then_some(()) }
-            },
-        )
-        .await
-        .unwrap();
-    };
-    // A stop while the warm process waits: the task took another path.
-    let id = lab.world.new_task_in(&project, "Stopped", false, 0).await;
-    lab.world.wait_run(id, "implement", "running").await;
-    let mark = wait_warm(&lab).await;
-    serving(mark.clone()).await;
-    let (status, body) = lab.world.action(id, "stop", json!({})).await;
-    assert_eq!(status, 200, "{body}");
-    gone(mark).await;
-    // kill -9 of the server while a warm process waits: gone, also after the restart.
-    let id = lab.world.new_task_in(&project, "Crashed", false, 0).await;
-    lab.world.wait_run(id, "implement", "running").await;
-    let mark = wait_warm(&lab).await;
-    serving(mark.clone()).await;
-    lab.world.server.kill9().await.unwrap();
-    let clis: Vec<String> = agent_clis()
-        .into_iter()
-        .flat_map(|(flag, path)| [flag.to_string(), path.display().to_string()])
-        .chain(server_args.iter().map(|a| a.to_string()))
-        .collect();
-    let clis: Vec<&str> = clis.iter().map(String::as_str).collect();
-    lab.world.restart(&clis, &[]).await;
-    gone(mark).await;
+    warm_stop_and_kill9("opencode", &["--sandbox", "none"]).await;
 }
 
 /// A stop while a long-lived OpenCode turn runs a shell tool: the bridge aborts the turn through

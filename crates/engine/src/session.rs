@@ -1,6 +1,6 @@
 //! Long-lived sessions: one agent process for every turn of a run (a role's `session =
-//! "long-lived"`: Claude Code's `--input-format stream-json`, OpenCode's `opencode serve` behind
-//! the `atelier opencode-bridge`).
+//! "long-lived"`: Claude Code's `--input-format stream-json`, Codex's `codex app-server` behind
+//! the `atelier codex-bridge`, OpenCode's `opencode serve` behind the `atelier opencode-bridge`).
 //!
 //! The run's first process gets the prompt as its first stdin line and keeps stdin open. When a
 //! turn ends, the supervisor asks [`between_turns`] what comes next:

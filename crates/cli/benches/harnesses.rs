@@ -660,7 +660,8 @@ struct HandOffs {
     visible: Vec<f64>,
     /// Previous last answer → previous exit.
     exit_wait: Vec<f64>,
-    pairs: Vec<String>,
+    /// The hand-off (`total`) per pair of stages, in order of appearance.
+    pairs: Vec<(String, Vec<f64>)>,
 }
 
 impl HandOffs {
@@ -671,18 +672,28 @@ impl HandOffs {
         self.visible.push(ms(b.first_us - a.last_end_us));
         self.exit_wait.push(ms(a.exited_us - a.last_end_us));
         let pair = format!("{} → {}", a.stage, b.stage);
-        if !self.pairs.contains(&pair) {
-            self.pairs.push(pair);
+        let total = ms(b.first_us - a.exited_us);
+        match self.pairs.iter_mut().find(|(p, _)| *p == pair) {
+            Some((_, values)) => values.push(total),
+            None => self.pairs.push((pair, vec![total])),
         }
     }
 
     fn print(&self, title: &str) {
-        let pairs = self.pairs.join(", ");
+        let pairs: Vec<&str> = self.pairs.iter().map(|(p, _)| p.as_str()).collect();
         row(
-            &format!("hand-off, {title} ({pairs}): previous exit → next first model request"),
+            &format!(
+                "hand-off, {title} ({}): previous exit → next first model request",
+                pairs.join(", ")
+            ),
             &self.total,
             "ms",
         );
+        if self.pairs.len() > 1 {
+            for (pair, values) in &self.pairs {
+                row(&format!("  {pair}"), values, "ms");
+            }
+        }
         row(
             "  server: previous exit → next process spawned / handed its prompt",
             &self.server,
@@ -932,5 +943,34 @@ fn main() {
                 .count(),
             logs.matches("warm standby shut down unused").count()
         );
+        if o.trace {
+            for line in logs.lines().filter(|l| l.contains("warm standby")) {
+                println!("server: {line}");
+            }
+        }
+        // How long each warm process had been up when its run came (the server's `idle_ms`).
+        for stage in ["review", "pr"] {
+            let idle: Vec<f64> = logs
+                .lines()
+                .filter(|l| {
+                    l.contains("run handed to its warm standby process")
+                        && l.contains(&format!("stage={stage} "))
+                })
+                .filter_map(|l| {
+                    let rest = l.split("idle_ms=").nth(1)?;
+                    rest.split(|c: char| !c.is_ascii_digit())
+                        .next()?
+                        .parse()
+                        .ok()
+                })
+                .collect();
+            if !idle.is_empty() {
+                let (min, median, max) = spread(&idle);
+                println!(
+                    "| warm {stage} process: up before its run came | {} | {min:.0} / {median:.0} / {max:.0} ms |",
+                    idle.len()
+                );
+            }
+        }
     });
 }

@@ -1,7 +1,7 @@
 //! Every request the simulator receives, in arrival order: when it arrived, method, path, headers
-//! (secrets redacted), the JSON body, and what the simulator answered. Kept in memory for
-//! `GET /_sim/requests` and [`Simulator::requests`](crate::Simulator::requests), and optionally
-//! appended to a JSONL file, one request per line once its answer is decided.
+//! (secrets redacted), the JSON body, what the simulator answered and when that answer ended.
+//! Kept in memory for `GET /_sim/requests` and [`Simulator::requests`](crate::Simulator::requests),
+//! and optionally appended to a JSONL file, one request per line once its answer has ended.
 
 use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
@@ -45,6 +45,12 @@ pub struct RecordedRequest {
     /// What the simulator answered, e.g. `review #0 turn 0 step 1: tool Bash`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answer: Option<String>,
+    /// When the answer ended, same clock as `received_at_us`: its last byte handed to the
+    /// connection (a whole body: when it was ready), or the connection gone. `None` while it is
+    /// still streaming (and in recordings made before this field existed). `finished_at_us -
+    /// received_at_us` is the model time of the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at_us: Option<u64>,
 }
 
 impl RecordedRequest {
@@ -128,18 +134,31 @@ impl Recorder {
             headers,
             body,
             answer: None,
+            finished_at_us: None,
         });
         seq
     }
 
-    /// Notes what request `seq` was answered and appends it to the file.
+    /// Notes what request `seq` was answered.
     pub fn answered(&self, seq: u64, answer: String) {
+        let mut requests = lock(&self.requests);
+        if let Some(request) = requests.iter_mut().rev().find(|r| r.seq == seq) {
+            request.answer = Some(answer);
+        }
+    }
+
+    /// Notes that the answer to request `seq` ended at `finished_at_us` (µs since the Unix
+    /// epoch) and appends the request to the file. Only the first call counts.
+    pub fn finished(&self, seq: u64, finished_at_us: u64) {
         let line = {
             let mut requests = lock(&self.requests);
             let Some(request) = requests.iter_mut().rev().find(|r| r.seq == seq) else {
                 return;
             };
-            request.answer = Some(answer);
+            if request.finished_at_us.is_some() {
+                return;
+            }
+            request.finished_at_us = Some(finished_at_us);
             serde_json::to_string(request)
         };
         if let (Some(file), Ok(line)) = (&self.file, line) {
@@ -170,4 +189,46 @@ pub fn unix_micros() -> u64 {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_ends_once_and_is_written_when_it_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("requests.jsonl");
+        let recorder = Recorder::with_file(&path).unwrap();
+        let seq = recorder.arrive(
+            1_000,
+            "POST",
+            "/v1/messages",
+            &HeaderMap::new(),
+            Value::Null,
+        );
+        recorder.answered(seq, "plan #0 turn 0 step 0: end of turn".into());
+        // Answered but still streaming: in memory, not yet in the file.
+        assert_eq!(recorder.list()[0].finished_at_us, None);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+        recorder.finished(seq, 1_250);
+        recorder.finished(seq, 9_999);
+        let listed = recorder.list();
+        assert_eq!(listed[0].finished_at_us, Some(1_250));
+        let file: Vec<RecordedRequest> = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(file, listed);
+    }
+
+    #[test]
+    fn a_recording_without_the_end_time_still_loads() {
+        let old = r#"{"seq":1,"received_at_us":5,"method":"POST","path":"/v1/messages",
+            "headers":{},"body":null,"answer":"probe"}"#;
+        let request: RecordedRequest = serde_json::from_str(old).unwrap();
+        assert_eq!(request.finished_at_us, None);
+        assert_eq!(request.answer.as_deref(), Some("probe"));
+    }
 }

@@ -185,12 +185,83 @@ async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Respons
         &headers,
         parsed.clone(),
     );
+    // Armed before the answer is decided: a client that leaves during a stall still ends it.
+    let finish = Finish {
+        state: Arc::clone(&state),
+        seq,
+        done: false,
+    };
+    let response = reply(&state, seq, &method, path, encoding, parsed, body.len()).await;
+    timed(finish, response)
+}
+
+/// Notes when request `seq`'s response ended ([`Recorder::finished`]) once, at the latest when
+/// dropped (the client went away, the connection broke, the simulator stopped).
+struct Finish {
+    state: Arc<AppState>,
+    seq: u64,
+    done: bool,
+}
+
+impl Finish {
+    fn now(&mut self) {
+        if !self.done {
+            self.done = true;
+            self.state
+                .recorder
+                .finished(self.seq, crate::recorder::unix_micros());
+        }
+    }
+}
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        self.now();
+    }
+}
+
+/// `response` with `finish` noted when its last byte is handed to the connection: at once for
+/// a whole body (sent in one piece), else when its stream ends, before the end of the chunked
+/// body goes out (so a client that read the whole answer finds it recorded).
+fn timed(mut finish: Finish, response: Response) -> Response {
+    use axum::body::HttpBody;
+    use futures::StreamExt;
+    let (parts, body) = response.into_parts();
+    if body.size_hint().exact().is_some() {
+        finish.now();
+        return Response::from_parts(parts, body);
+    }
+    let stream = futures::stream::unfold(
+        (body.into_data_stream(), finish),
+        |(mut stream, mut finish)| async move {
+            match stream.next().await {
+                Some(chunk) => Some((chunk, (stream, finish))),
+                None => {
+                    finish.now();
+                    None
+                }
+            }
+        },
+    );
+    Response::from_parts(parts, axum::body::Body::from_stream(stream))
+}
+
+/// The answer to a recorded request.
+async fn reply(
+    state: &AppState,
+    seq: u64,
+    method: &Method,
+    path: &str,
+    encoding: Option<String>,
+    parsed: Value,
+    body_len: usize,
+) -> Response {
     let note = |answer: &str| state.recorder.answered(seq, answer.to_string());
 
-    let api = match method {
+    let api = match *method {
         Method::POST if path.ends_with("/messages/count_tokens") => {
             note("count_tokens");
-            return json_response(StatusCode::OK, &json!({"input_tokens": body.len() / 4 + 1}));
+            return json_response(StatusCode::OK, &json!({"input_tokens": body_len / 4 + 1}));
         }
         Method::POST if path.ends_with("/messages") => Api::Anthropic,
         Method::POST if path.ends_with("/responses") => Api::Responses,
@@ -232,11 +303,11 @@ async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Respons
         return error_response(api, 400, &message, None, &request_id);
     }
     let conv = match api {
-        Api::Anthropic => anthropic::conversation(&parsed, body.len()),
-        Api::Responses => openai_responses::conversation(&parsed, body.len()),
-        Api::Chat => openai_chat::conversation(&parsed, body.len()),
+        Api::Anthropic => anthropic::conversation(&parsed, body_len),
+        Api::Responses => openai_responses::conversation(&parsed, body_len),
+        Api::Chat => openai_chat::conversation(&parsed, body_len),
     };
-    model_reply(&state, api, &conv, &request_id, &note).await
+    model_reply(state, api, &conv, &request_id, &note).await
 }
 
 /// `/_sim/…`: the recorder and a readiness probe; not recorded.

@@ -209,6 +209,21 @@ async fn stall_and_slow_take_their_time() {
         took >= Duration::from_millis(7 * 40) && took < Duration::from_millis(300 + 7 * 40),
         "{took:?}"
     );
+    // The recorder notes when each answer ended: the model time of a request, stall and pacing
+    // included, and no later than the client read its last byte.
+    let ended = unix_micros();
+    let times: Vec<(u64, u64)> = sim
+        .sim
+        .requests()
+        .iter()
+        .map(|r| (r.received_at_us, r.finished_at_us.unwrap()))
+        .collect();
+    let [(first_in, first_out), (second_in, second_out)] = times[..] else {
+        panic!("{times:?}")
+    };
+    assert!(first_out - first_in >= (300 + 7 * 40) * 1000, "{times:?}");
+    assert!(second_out - second_in >= 7 * 40 * 1000, "{times:?}");
+    assert!(first_out <= second_in && second_out <= ended, "{times:?}");
 }
 
 #[tokio::test]

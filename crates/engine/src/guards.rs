@@ -141,9 +141,8 @@ pub(crate) fn unchecked_refusal(unchecked: &[TodoItem], what: &str) -> String {
 /// pull request publishes); `None` when it cannot be read (no worktree, no such branch).
 pub(crate) async fn branch_head(task: &TaskRow) -> Option<String> {
     let worktree = task.worktree.as_deref()?;
-    // `open` resolves a linked worktree to the main one; branches are shared between them.
-    let repo = git::Repo::open(Path::new(worktree)).await.ok()?;
-    repo.rev_parse(&format!("refs/heads/{}", task.branch))
+    // Read from the ref files (no git process inside the transition) when they are plain.
+    git::branch_head(Path::new(worktree), &task.branch)
         .await
         .ok()
         .flatten()

@@ -1,7 +1,8 @@
 //! Warm standby: the successor stage's agent process, started idle ahead of its run.
 //!
 //! When a run starts and its task's pipeline says which stage most likely follows (the stage
-//! its first signal leads to: implement → review, review → pr …, never through a human gate),
+//! its first signal leads to: implement → review, review → pr …, never through a human gate;
+//! plan → implement only for a non-technical owner's task, whose plan gate passes by itself),
 //! and that stage's role is a long-lived session (any harness with one: `Harness::long_lived`),
 //! [`after_start`] starts that role's CLI process now, inside the same sandbox and with the same
 //! environment the dispatcher would give it, but with nothing on its stdin: the CLI boots
@@ -120,9 +121,14 @@ pub(crate) fn recover(inner: &Inner) {
 }
 
 /// The stage a run of `stage` most likely hands over to, if it is worth warming: the target of
-/// the stage's first signal, when no human gate is in between.
-pub(crate) fn successor(pipeline: &domain::Pipeline, stage: Stage) -> Option<Stage> {
-    if pipeline.gated(stage) {
+/// the stage's first signal, when no human gate is in between — a gate the task passes by
+/// itself (a non-technical owner's plan, `technical` false) is not one.
+pub(crate) fn successor(
+    pipeline: &domain::Pipeline,
+    stage: Stage,
+    technical: bool,
+) -> Option<Stage> {
+    if pipeline.gated(stage) && (technical || stage != Stage::Plan) {
         return None;
     }
     let signal = *pipeline.signals(stage).first()?;
@@ -180,7 +186,8 @@ pub(crate) fn after_start(inner: &Arc<Inner>, started: Started) {
     if inner.config.warm_limit == 0 {
         return;
     }
-    let Some(stage) = successor(&started.pipeline, started.run.stage) else {
+    let Some(stage) = successor(&started.pipeline, started.run.stage, started.task.technical)
+    else {
         return;
     };
     let inner = Arc::clone(inner);
@@ -473,4 +480,33 @@ pub(crate) async fn git_status(worktree: &Path) -> String {
             &status
         }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::successor;
+    use domain::{Pipeline, Stage};
+
+    /// The standard pipeline's likely successors: plan → implement only when the plan gate
+    /// passes by itself (a non-technical owner), implement → review → pr, nothing after pr.
+    #[test]
+    fn successors_of_the_standard_pipeline() {
+        let standard = Pipeline::standard();
+        assert_eq!(successor(&standard, Stage::Plan, true), None);
+        assert_eq!(
+            successor(&standard, Stage::Plan, false),
+            Some(Stage::Implement)
+        );
+        for technical in [true, false] {
+            assert_eq!(
+                successor(&standard, Stage::Implement, technical),
+                Some(Stage::Review)
+            );
+            assert_eq!(
+                successor(&standard, Stage::Review, technical),
+                Some(Stage::Pr)
+            );
+            assert_eq!(successor(&standard, Stage::Pr, technical), None);
+        }
+    }
 }

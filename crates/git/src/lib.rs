@@ -8,12 +8,14 @@ mod cmd;
 mod diff;
 mod error;
 mod hook;
+mod refs;
 mod repo;
 
 pub use cmd::CommandOptions;
 pub use diff::{DiffFile, DiffStatus, WorkTreeDiff, work_tree_diff};
 pub use error::GitError;
 pub use hook::{HookOutput, run_hook, run_hook_in};
+pub use refs::branch_head;
 pub use repo::Repo;
 
 use std::ffi::OsStr;

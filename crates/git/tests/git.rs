@@ -808,3 +808,61 @@ async fn the_default_network_timeout_is_a_minute() {
     assert_eq!(repo.network_timeout(), Duration::from_secs(60));
     assert_eq!(Repo::DEFAULT_NETWORK_TIMEOUT, Duration::from_secs(60));
 }
+
+/// A branch's head, read from the ref files (loose, then packed) in a linked worktree and in the
+/// main work tree, is what `git rev-parse` says; a missing branch is `None`; a ref that is a
+/// symbolic link (something an agent could plant) is not followed by the file reader — git
+/// answers instead.
+#[tokio::test]
+async fn branch_head_reads_loose_and_packed_refs_like_git() {
+    let fx = fixture();
+    let repo = Repo::open(&fx.work).await.expect("open");
+    let dir = fx.root.join("work-worktrees/2-task");
+    repo.add_worktree(&dir, "atelier/2-task", "origin/main")
+        .await
+        .expect("add");
+    let first = commit(&dir, "a.txt", "a\n", "first on the task branch");
+    let loose = git::branch_head(&dir, "atelier/2-task").await.unwrap();
+    assert_eq!(loose.as_deref(), Some(first.as_str()));
+    assert_eq!(
+        git::branch_head(&fx.work, "atelier/2-task").await.unwrap(),
+        loose
+    );
+    assert_eq!(
+        git::branch_head(&dir, "no-such-branch").await.unwrap(),
+        None
+    );
+    git_in(&fx.work, &["pack-refs", "--all"]);
+    let common = fx.work.join(".git");
+    assert!(!common.join("refs/heads/atelier/2-task").exists(), "packed");
+    assert_eq!(
+        git::branch_head(&dir, "atelier/2-task").await.unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(
+        git::branch_head(&dir, "no-such-branch").await.unwrap(),
+        None
+    );
+    // A loose ref newer than the packed one wins, as in git.
+    let second = commit(&dir, "b.txt", "b\n", "second");
+    assert_eq!(
+        git::branch_head(&dir, "atelier/2-task").await.unwrap(),
+        Some(second.clone())
+    );
+    // A symbolic link in place of a ref file: the reader leaves it to git.
+    let elsewhere = fx.root.join("elsewhere");
+    std::fs::write(&elsewhere, format!("{first}\n")).unwrap();
+    let main_ref = common.join("refs/heads/main");
+    let main_head = git_in(&fx.work, &["rev-parse", "refs/heads/main"]);
+    std::fs::remove_file(&main_ref).ok();
+    std::os::unix::fs::symlink(&elsewhere, &main_ref).unwrap();
+    assert_eq!(
+        git::branch_head(&dir, "main").await.unwrap().as_deref(),
+        Some(git_in(&fx.work, &["rev-parse", "refs/heads/main"]).as_str())
+    );
+    assert_ne!(main_head, "");
+    assert!(matches!(
+        git::branch_head(&dir, "-x").await,
+        Err(GitError::InvalidName { .. })
+    ));
+}

@@ -1334,35 +1334,26 @@ impl Lab {
     }
 }
 
-/// The mark of a warm standby process of this server's agents (their HOME is under `homes`).
-fn warm_mark(homes: &Path) -> Option<String> {
-    let home = format!("HOME={}", homes.display());
-    std::fs::read_dir("/proc")
+/// The mark of an idle warm standby process of this server (one no run holds yet: the server
+/// lists those in `<data>/warm/`) that has a process running.
+fn idle_warm_mark(data: &Path) -> Option<String> {
+    std::fs::read_dir(data.join("warm"))
         .ok()?
         .flatten()
-        .find_map(|entry| {
-            let environ = std::fs::read(entry.path().join("environ")).ok()?;
-            let vars: Vec<String> = environ
-                .split(|b| *b == 0)
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-                .collect();
-            if !vars.iter().any(|v| v.starts_with(&home)) {
-                return None;
-            }
-            vars.iter()
-                .find_map(|v| v.strip_prefix("ATELIER_RUN_MARK=warm-"))
-                .map(|m| format!("warm-{m}"))
-        })
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .find(|mark| !processes_of_run(mark).is_empty())
 }
 
-/// Waits for this server's warm standby process and returns its mark.
+/// Waits for this server's idle warm standby process and returns its mark (the mark of a warm
+/// process already handed to its run — a non-technical task's implementer, warmed during plan
+/// — does not count).
 async fn wait_warm(lab: &Lab) -> String {
-    let homes = lab.world.homes();
+    let data = lab.world.data.clone();
     testkit::wait_until(
         "a warm standby process",
         std::time::Duration::from_secs(60),
         || {
-            let found = warm_mark(&homes);
+            let found = idle_warm_mark(&data);
             async move { found }
         },
     )

@@ -165,7 +165,7 @@ async fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<bool, String> {
     crate::workspace::clear_stale_index_lock(std::path::Path::new(&worktree)).await;
     if run.stage == domain::Stage::Implement && run.start_checked.is_none() {
         // What the implementer starts from, to tell at its end whether it made progress.
-        let (head, checked) = guards::work_state(&task).await;
+        let (head, checked) = guards::work_state(inner, &task).await;
         inner
             .store
             .write(|tx| tx.set_run_start(run.id, head.as_deref(), checked))

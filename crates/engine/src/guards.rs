@@ -25,18 +25,18 @@ pub(crate) async fn check_signal(
             if *verdict == Verdict::Ready {
                 refuse_unchecked(task, "verdict ready").await?;
             }
-            Ok(branch_head(task).await)
+            Ok(branch_head(inner, task).await)
         }
         Signal::Qa { result, .. } => {
             if *result == QaResult::Pass {
                 refuse_unchecked(task, "qa pass").await?;
             }
             // The commit QA tested, for the evidence bundle.
-            Ok(branch_head(task).await)
+            Ok(branch_head(inner, task).await)
         }
         // The refiner is the one agent trusted to commit after the review (its pass is the
         // last before publishing): the head it signals on is recorded as vouched for.
-        Signal::RefineDone => Ok(branch_head(task).await),
+        Signal::RefineDone => Ok(branch_head(inner, task).await),
         Signal::PrDone { .. } => {
             // What is published must be what was reviewed — in a pipeline that reviews.
             if !crate::views::pipeline(task)?.has_stage(Stage::Review) {
@@ -84,7 +84,7 @@ async fn unreviewed(inner: &Inner, task: &TaskRow) -> Result<Option<String>> {
         return Ok(None);
     };
     let reviewed = refined.unwrap_or(reviewed);
-    let Some(head) = branch_head(task).await else {
+    let Some(head) = branch_head(inner, task).await else {
         return Ok(None);
     };
     Ok((head != reviewed).then(|| {
@@ -139,10 +139,13 @@ pub(crate) fn unchecked_refusal(unchecked: &[TodoItem], what: &str) -> String {
 
 /// The commit at the head of the task's branch (what its worktree has committed, and what a
 /// pull request publishes); `None` when it cannot be read (no worktree, no such branch).
-pub(crate) async fn branch_head(task: &TaskRow) -> Option<String> {
-    let worktree = task.worktree.as_deref()?;
-    // Read from the ref files (no git process inside the transition) when they are plain.
-    git::branch_head(Path::new(worktree), &task.branch)
+pub(crate) async fn branch_head(inner: &Inner, task: &TaskRow) -> Option<String> {
+    task.worktree.as_ref()?;
+    // Branches live in the project's repository, whose path the server knows; read there (not
+    // through the worktree's `.git` pointer, which the agent can rewrite), from the ref files
+    // when they are plain (no git process inside the transition).
+    let project = inner.store.read(|tx| tx.project(task.project_id)).ok()??;
+    git::branch_head(Path::new(&project.path), &task.branch)
         .await
         .ok()
         .flatten()
@@ -150,8 +153,8 @@ pub(crate) async fn branch_head(task: &TaskRow) -> Option<String> {
 
 /// Where the task's work stands: its branch's head and how many to-do items its doc has
 /// checked.
-pub(crate) async fn work_state(task: &TaskRow) -> (Option<String>, u32) {
-    let head = branch_head(task).await;
+pub(crate) async fn work_state(inner: &Inner, task: &TaskRow) -> (Option<String>, u32) {
+    let head = branch_head(inner, task).await;
     let checked = domain::checked_count(&read_doc(task).await.unwrap_or_default());
     (head, checked)
 }
@@ -185,7 +188,7 @@ pub(crate) async fn judge(inner: &Inner, run: RunId, outcome: RunOutcome) -> Run
         // An implementer that signalled `pr-done` (a pipeline without review) published what
         // its earlier runs committed: that is not a run without progress.
         Stage::Implement if matches!(row.signal, Some(Signal::PrDone { .. })) => outcome,
-        Stage::Implement => judge_progress(&row, &task, outcome).await,
+        Stage::Implement => judge_progress(inner, &row, &task, outcome).await,
         Stage::Pr => match unreviewed(inner, &task).await {
             Ok(Some(detail)) => RunOutcome::Unreviewed {
                 signal: row.signal,
@@ -201,11 +204,16 @@ pub(crate) async fn judge(inner: &Inner, run: RunId, outcome: RunOutcome) -> Run
     }
 }
 
-async fn judge_progress(row: &RunRow, task: &TaskRow, outcome: RunOutcome) -> RunOutcome {
+async fn judge_progress(
+    inner: &Inner,
+    row: &RunRow,
+    task: &TaskRow,
+    outcome: RunOutcome,
+) -> RunOutcome {
     let Some(start_checked) = row.start_checked else {
         return outcome;
     };
-    let (head, checked) = work_state(task).await;
+    let (head, checked) = work_state(inner, task).await;
     if head != row.start_head || checked > start_checked {
         return outcome;
     }

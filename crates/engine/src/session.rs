@@ -108,7 +108,11 @@ pub(crate) async fn between_turns(
     if matches!(row.signal, Some(Signal::Question { .. })) {
         return wait_for_answer(inner, turn, transcript, token, row.mark).await;
     }
-    // The guards look at what the turn did; only a run without progress may be nudged.
+    // The guards look at what the turn did; only an implement run without progress is nudged.
+    if turn.stage != Stage::Implement {
+        turn.process.close_input();
+        return Next::Close;
+    }
     let judged = crate::guards::judge(inner, turn.run, RunOutcome::Ended { signal: None }).await;
     match (&judged, row.session) {
         (RunOutcome::NoProgress { .. }, Some(session)) => {
@@ -165,7 +169,8 @@ async fn wait_for_nudge(
     session: String,
     parked: Parked,
 ) -> Next {
-    let (resume_tx, resume_rx) = oneshot::channel();
+    let (resume_tx, mut resume_rx) = oneshot::channel();
+    let mark = parked.mark.clone();
     // Registered before the run's end is recorded: the nudge run can start at once after that.
     inner.nudges().insert(
         turn.task,
@@ -196,11 +201,21 @@ async fn wait_for_nudge(
     let task = turn.task;
     let gone = move |inner: &Inner| inner.nudges().remove(&task).is_some();
     let Some(nudge) = nudge else {
-        // No nudge (the task was blocked): nothing of the run may outlive it.
+        // No nudge (the task was blocked): nothing of the run may outlive it — unless the
+        // dispatcher took the process for the nudge run meanwhile (the read above failed).
         let _ = gone(inner);
+        resume_rx.close();
+        if let Ok(resume) = resume_rx.try_recv() {
+            return take_turn(inner, turn, transcript, resume, true);
+        }
         end(turn).await;
         return Next::Gone;
     };
+    // The queued nudge run holds the process's mark: recovery after a crash finds the process
+    // by it (unconfined; a sandbox ends with the server anyway).
+    if nudge.mark != mark {
+        let _ = inner.store.write(|tx| tx.set_run_mark(nudge.id, &mark));
+    }
     tracing::debug!(run = %ended, nudge = %nudge.id, "a long-lived agent waits for its nudge");
     wait(inner, turn, transcript, resume_rx, Some(nudge.id), gone).await
 }
@@ -218,55 +233,25 @@ async fn wait(
     gone: impl Fn(&Inner) -> bool,
 ) -> Next {
     let limit = tokio::time::sleep(turn.timeout);
-    tokio::pin!(limit, resume_rx);
+    tokio::pin!(limit);
+    let mut resume_rx = resume_rx;
     let mut check = tokio::time::interval(Duration::from_secs(1));
-    loop {
+    let nudging = nudge.is_some();
+    let letting_go = loop {
         tokio::select! {
             biased;
             resumed = &mut resume_rx => return match resumed {
-                Ok(resume) => {
-                    turn.stop = resume.stop;
-                    if resume.run != turn.run {
-                        turn.run = resume.run;
-                        transcript.switch_run(inner, resume.run);
-                    }
-                    // A process that closed its stdin cannot take the turn: the supervisor then
-                    // sees it exit without ending its turn.
-                    let text = match turn.process.write_input(resume.input) {
-                        Ok(()) if nudge.is_some() => {
-                            "nudge written to the waiting agent (long-lived session)".into()
-                        }
-                        Ok(()) => "answer written to the waiting agent (long-lived session)".into(),
-                        Err(err) => format!("cannot write to the waiting agent: {err}"),
-                    };
-                    transcript.push(TranscriptEvent::Status { text });
-                    Next::Continue
-                }
+                Ok(resume) => take_turn(inner, turn, transcript, resume, nudging),
                 // Stopped (or the run left `needs_input` another way): nothing may survive it.
                 Err(_) => {
                     end(turn).await;
                     Next::Gone
                 }
             },
-            _ = turn.process.wait() => {
-                let _ = gone(inner);
-                end(turn).await;
-                return Next::Gone;
-            }
-            () = inner.shutdown.cancelled() => {
-                let _ = gone(inner);
-                end(turn).await;
-                return Next::Gone;
-            }
-            () = &mut limit => {
-                let _ = gone(inner);
-                tracing::info!(run = %turn.run, "a long-lived agent waited too long for its next turn: letting it go");
-                turn.process.close_input();
-                let _ = tokio::time::timeout(Duration::from_secs(10), turn.process.wait()).await;
-                end(turn).await;
-                return Next::Gone;
-            }
-            _ = check.tick(), if nudge.is_some() => {
+            _ = turn.process.wait() => break None,
+            () = inner.shutdown.cancelled() => break None,
+            () = &mut limit => break Some(turn.run),
+            _ = check.tick(), if nudging => {
                 let queued = nudge.and_then(|id| inner.store.read(|tx| tx.run(id)).ok().flatten())
                     .is_some_and(|r| r.status == RunStatus::Queued);
                 // Not queued any more and not taken by the dispatcher: stopped before it started.
@@ -276,7 +261,47 @@ async fn wait(
                 }
             }
         }
+    };
+    // The process goes: forget it; a dispatcher that took it already gets its turn served (by
+    // a dead process, which the supervisor then records against that run), one that comes later
+    // finds the channel closed and starts a new process resuming the session.
+    let _ = gone(inner);
+    resume_rx.close();
+    if let Ok(resume) = resume_rx.try_recv() {
+        return take_turn(inner, turn, transcript, resume, nudging);
     }
+    if let Some(run) = letting_go {
+        tracing::info!(%run, "a long-lived agent waited too long for its next turn: letting it go");
+        turn.process.close_input();
+        let _ = tokio::time::timeout(Duration::from_secs(10), turn.process.wait()).await;
+    }
+    end(turn).await;
+    Next::Gone
+}
+
+/// The waiting process takes its next turn: the run it now serves, its stop handle, and the
+/// input on its stdin.
+fn take_turn(
+    inner: &Inner,
+    turn: &mut Turn,
+    transcript: &mut Transcript,
+    resume: Resume,
+    nudge: bool,
+) -> Next {
+    turn.stop = resume.stop;
+    if resume.run != turn.run {
+        turn.run = resume.run;
+        transcript.switch_run(inner, resume.run);
+    }
+    // A process that closed its stdin cannot take the turn: the supervisor then sees it exit
+    // without ending its turn.
+    let text = match turn.process.write_input(resume.input) {
+        Ok(()) if nudge => "nudge written to the waiting agent (long-lived session)".into(),
+        Ok(()) => "answer written to the waiting agent (long-lived session)".into(),
+        Err(err) => format!("cannot write to the waiting agent: {err}"),
+    };
+    transcript.push(TranscriptEvent::Status { text });
+    Next::Continue
 }
 
 /// Kills what is left of a parked run: the agent and every descendant (its PID namespace in a

@@ -350,9 +350,18 @@ fn judge(
                 (None, Some(sig)) => format!("was killed by signal {sig} before ending its turn"),
                 (None, None) => "ended abnormally".to_string(),
             };
-            RunOutcome::Failed {
-                reason: format!("the agent {how}{garbage}{stderr_tail}"),
+            let reason = format!("the agent {how}{garbage}{stderr_tail}");
+            // The CLI's own state store was busy (another process of the task's agents — e.g. a
+            // warm standby OpenCode booting beside a running one — held its SQLite lock): a
+            // transient failure, retried like an unreachable endpoint.
+            if stderr.contains("database is locked") {
+                return RunOutcome::InfraFailed {
+                    reason,
+                    retry_at: 0,
+                    attempt: 0,
+                };
             }
+            RunOutcome::Failed { reason }
         }
     }
 }
@@ -481,5 +490,30 @@ pub(crate) fn finish(
             tracing::error!(%run, error = %err, "cannot record the end of a run");
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::judge;
+    use domain::RunOutcome;
+    use std::os::unix::process::ExitStatusExt;
+
+    /// A crash is a failure, except one on the CLI's own busy state store, which is retried.
+    #[test]
+    fn a_crash_on_a_locked_database_is_retried_other_crashes_fail() {
+        let crashed = || Ok(std::process::ExitStatus::from_raw(1 << 8));
+        let locked = judge(
+            &None,
+            crashed(),
+            0,
+            "Error: Unexpected error\n\ndatabase is locked",
+        );
+        assert!(
+            matches!(&locked, RunOutcome::InfraFailed { reason, .. } if reason.contains("crashed (exit code 1)")),
+            "{locked:?}"
+        );
+        let other = judge(&None, crashed(), 0, "Error: out of memory");
+        assert!(matches!(other, RunOutcome::Failed { .. }), "{other:?}");
     }
 }

@@ -1,26 +1,32 @@
 //! Reading a branch's head without starting git: the guards ask where a task's branch stands at
 //! the end and start of runs, inside the stage transition, and a `git` process costs
-//! milliseconds there. The ref files are read directly when they are plain — a loose ref file
-//! or a line of `packed-refs`, never through a symbolic link, content checked to be an object
-//! id — and anything else (a symbolic link, a reftable repository, an unreadable file) is left
-//! to one `git rev-parse`.
+//! milliseconds there. The ref files of the repository's own `.git` folder (never a `.git`
+//! file's pointer: a worktree's is the agent's to rewrite) are read directly when they are
+//! plain — every folder on the way a real folder, the ref a regular file of at most 4 KiB (and
+//! `packed-refs` at most 16 MiB), its content an object id. A symbolic link, a linked folder or
+//! a special file on the way is taken for no branch at all (git would follow it, or block on a
+//! pipe); what is merely unusual (a reftable repository, an oversized file, a work tree whose
+//! `.git` is a pointer file) is left to one `git rev-parse`.
 
 use crate::cmd;
 use crate::error::GitError;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// What the ref files say about a branch.
 #[derive(Debug, PartialEq, Eq)]
 enum Read {
     Head(String),
     Absent,
-    /// Not plain enough to read here: ask git.
+    /// A symbolic link, a linked folder or a special file (a pipe would block any reader, git
+    /// included) where a ref should be: something only an agent would plant. No head.
+    Planted,
+    /// Not plain enough to read here, but harmless to git: ask it.
     AskGit,
 }
 
-/// The commit `refs/heads/<branch>` points at, seen from the work tree at `dir` (a linked
-/// worktree shares its repository's branches), or `None` when there is no such branch. Read
-/// from the ref files when they are plain, otherwise with one `git rev-parse`.
+/// The commit `refs/heads/<branch>` points at in the repository whose main work tree is `dir`,
+/// or `None` when there is no such branch. Read from the ref files when they are plain,
+/// otherwise with one `git rev-parse`.
 pub async fn branch_head(dir: &Path, branch: &str) -> Result<Option<String>, GitError> {
     cmd::check_name("branch", branch)?;
     if plain_branch_name(branch) {
@@ -30,7 +36,7 @@ pub async fn branch_head(dir: &Path, branch: &str) -> Result<Option<String>, Git
             .unwrap_or(Read::AskGit);
         match read {
             Read::Head(head) => return Ok(Some(head)),
-            Read::Absent => return Ok(None),
+            Read::Absent | Read::Planted => return Ok(None),
             Read::AskGit => {}
         }
     }
@@ -57,34 +63,64 @@ fn plain_branch_name(branch: &str) -> bool {
             .all(|part| !part.is_empty() && !part.starts_with('.') && !part.ends_with(".lock"))
 }
 
+/// Ref files larger than this are not plain (a loose ref is one line).
+const MAX_REF_BYTES: u64 = 4096;
+/// `packed-refs` larger than this is left to git.
+const MAX_PACKED_BYTES: u64 = 16 << 20;
+
 fn read_branch(dir: &Path, branch: &str) -> Read {
-    let Some(common) = common_dir(dir) else {
+    let common = dir.join(".git");
+    // Every folder from `.git` down to the ref's own must be a real folder, not a link.
+    if !real_dir(&common) {
+        return Read::AskGit;
+    }
+    // A repository in the reftable format keeps no ref files.
+    if std::fs::symlink_metadata(common.join("reftable")).is_ok() {
+        return Read::AskGit;
+    }
+    let mut parts: Vec<&str> = vec!["refs", "heads"];
+    parts.extend(branch.split('/'));
+    let Some(file) = parts.pop() else {
         return Read::AskGit;
     };
-    // A repository in the reftable format keeps no ref files.
-    if common.join("reftable").exists() {
-        return Read::AskGit;
-    }
-    let loose = common.join("refs/heads").join(branch);
-    match std::fs::symlink_metadata(&loose) {
-        Ok(meta) if meta.is_file() => {
-            return match std::fs::read_to_string(&loose) {
-                Ok(text) => object_id(text.trim_end()).map_or(Read::AskGit, Read::Head),
-                Err(_) => Read::AskGit,
-            };
+    let mut folder = common.clone();
+    for part in parts {
+        folder.push(part);
+        match std::fs::symlink_metadata(&folder) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => return Read::Planted,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                return packed(&common, branch);
+            }
+            Err(_) => return Read::AskGit,
         }
-        Ok(_) => return Read::AskGit,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-        Err(_) => return Read::AskGit,
     }
-    let packed = common.join("packed-refs");
-    match std::fs::symlink_metadata(&packed) {
-        Ok(meta) if meta.is_file() => {}
-        Ok(_) => return Read::AskGit,
+    let loose = folder.join(file);
+    match std::fs::symlink_metadata(&loose) {
+        Ok(meta) if meta.is_file() && meta.len() <= MAX_REF_BYTES => {
+            match read_capped(&loose, MAX_REF_BYTES) {
+                Some(text) => object_id(text.trim_end()).map_or(Read::AskGit, Read::Head),
+                None => Read::AskGit,
+            }
+        }
+        Ok(meta) if meta.is_file() => Read::AskGit,
+        Ok(_) => Read::Planted,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => packed(&common, branch),
+        Err(_) => Read::AskGit,
+    }
+}
+
+/// The branch in `<common>/packed-refs` (absent when there is no such file or line).
+fn packed(common: &Path, branch: &str) -> Read {
+    let path = common.join("packed-refs");
+    match std::fs::symlink_metadata(&path) {
+        Ok(meta) if meta.is_file() && meta.len() <= MAX_PACKED_BYTES => {}
+        Ok(meta) if meta.is_file() => return Read::AskGit,
+        Ok(_) => return Read::Planted,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Read::Absent,
         Err(_) => return Read::AskGit,
     }
-    let Ok(text) = std::fs::read_to_string(&packed) else {
+    let Some(text) = read_capped(&path, MAX_PACKED_BYTES) else {
         return Read::AskGit;
     };
     let wanted = format!("refs/heads/{branch}");
@@ -98,21 +134,26 @@ fn read_branch(dir: &Path, branch: &str) -> Read {
     Read::Absent
 }
 
-/// The repository's common git directory for the work tree at `dir`: `<dir>/.git` when it is a
-/// folder; for a linked worktree (`.git` a file `gitdir: …`), the folder its `commondir` names.
-fn common_dir(dir: &Path) -> Option<PathBuf> {
-    let dot_git = dir.join(".git");
-    let meta = std::fs::symlink_metadata(&dot_git).ok()?;
-    if meta.is_dir() {
-        return Some(dot_git);
-    }
-    if !meta.is_file() {
+fn real_dir(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|meta| meta.is_dir())
+}
+
+/// The text of the regular file at `path`, opened without following a final symbolic link (and
+/// without blocking on a pipe put there meanwhile), if it is UTF-8 and at most `cap` bytes.
+fn read_capped(path: &Path, cap: u64) -> Option<String> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    if !file.metadata().ok()?.is_file() {
         return None;
     }
-    let text = std::fs::read_to_string(&dot_git).ok()?;
-    let gitdir = dir.join(text.trim_end().strip_prefix("gitdir: ")?);
-    let commondir = std::fs::read_to_string(gitdir.join("commondir")).ok()?;
-    Some(gitdir.join(commondir.trim_end()))
+    let mut text = String::new();
+    file.take(cap + 1).read_to_string(&mut text).ok()?;
+    (text.len() as u64 <= cap).then_some(text)
 }
 
 /// `text` when it is a full object id (SHA-1 or SHA-256, lower-case hex).

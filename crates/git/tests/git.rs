@@ -809,10 +809,10 @@ async fn the_default_network_timeout_is_a_minute() {
     assert_eq!(Repo::DEFAULT_NETWORK_TIMEOUT, Duration::from_secs(60));
 }
 
-/// A branch's head, read from the ref files (loose, then packed) in a linked worktree and in the
-/// main work tree, is what `git rev-parse` says; a missing branch is `None`; a ref that is a
-/// symbolic link (something an agent could plant) is not followed by the file reader — git
-/// answers instead.
+/// A branch's head, read from the repository's ref files (loose, then packed), is what `git
+/// rev-parse` says; a missing branch is `None`; a ref that is a symbolic link, sits in a linked
+/// folder or is a named pipe (what an agent could plant to make the server read elsewhere, or
+/// hang) is no head at all; a worktree (whose `.git` is a pointer file) is left to git.
 #[tokio::test]
 async fn branch_head_reads_loose_and_packed_refs_like_git() {
     let fx = fixture();
@@ -849,17 +849,26 @@ async fn branch_head_reads_loose_and_packed_refs_like_git() {
         git::branch_head(&dir, "atelier/2-task").await.unwrap(),
         Some(second.clone())
     );
-    // A symbolic link in place of a ref file: the reader leaves it to git.
+    // A symbolic link in place of a ref file: not followed.
     let elsewhere = fx.root.join("elsewhere");
     std::fs::write(&elsewhere, format!("{first}\n")).unwrap();
     let main_ref = common.join("refs/heads/main");
     let main_head = git_in(&fx.work, &["rev-parse", "refs/heads/main"]);
     std::fs::remove_file(&main_ref).ok();
     std::os::unix::fs::symlink(&elsewhere, &main_ref).unwrap();
-    assert_eq!(
-        git::branch_head(&dir, "main").await.unwrap().as_deref(),
-        Some(git_in(&fx.work, &["rev-parse", "refs/heads/main"]).as_str())
-    );
+    assert_eq!(git::branch_head(&fx.work, "main").await.unwrap(), None);
+    // A named pipe in place of a ref file: not opened (it would block), git answers.
+    let fifo = common.join("refs/heads/piped");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let answered =
+        tokio::time::timeout(Duration::from_secs(10), git::branch_head(&fx.work, "piped"))
+            .await
+            .expect("no hang on a pipe");
+    assert_eq!(answered.unwrap(), None);
     assert_ne!(main_head, "");
     assert!(matches!(
         git::branch_head(&dir, "-x").await,

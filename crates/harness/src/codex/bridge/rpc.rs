@@ -153,8 +153,19 @@ async fn read_output(
     input: mpsc::UnboundedSender<Input>,
     out: Out,
 ) {
-    let mut lines = BufReader::new(stdout).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
+    // Bytes, decoded lossily: a line that is not UTF-8 must not end the relay (app-server would
+    // then fill its pipe and the run stall without a word).
+    let mut reader = BufReader::new(stdout);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let line = String::from_utf8_lossy(&buf)
+            .trim_end_matches(['\n', '\r'])
+            .to_string();
         let Ok(Value::Object(message)) = serde_json::from_str::<Value>(&line) else {
             out.line(line);
             continue;

@@ -4,7 +4,9 @@
 //! its first signal leads to: implement → review, review → pr …, never through a human gate;
 //! plan → implement only for a non-technical owner's task, whose plan gate passes by itself),
 //! and that stage's role is a long-lived session (any harness with one: `Harness::long_lived`),
-//! [`after_start`] starts that role's CLI process now, inside the same sandbox and with the same
+//! [`after_start`] starts that role's CLI process as soon as the run's own agent is up (its
+//! first event: two CLIs booting at once compete for the cores, and two OpenCode processes
+//! initializing one fresh home race on its database), inside the same sandbox and with the same
 //! environment the dispatcher would give it, but with nothing on its stdin: the CLI boots
 //! (configuration, session, tools) and waits. When the successor run is dispatched, [`take`] and [`hand_off`] give it this
 //! process: its prompt is written as the first stdin line and the run is supervised as usual.
@@ -198,7 +200,44 @@ pub(crate) fn after_start(inner: &Arc<Inner>, started: Started) {
     });
 }
 
+/// Waits until the run that warms a successor shows its agent is up (an event after Atelier's
+/// own "agent started"), so that two CLIs do not boot at the same moment: on a small machine
+/// they compete for the cores, and two OpenCode processes initializing one fresh agent home
+/// race on its database (seen: one crashed on the other's migration). False when the run ended
+/// first or the server shuts down; true after 30 s regardless.
+async fn agent_is_up(inner: &Inner, task: TaskId, run: RunId) -> bool {
+    let mut items = inner.hub.subscribe(task);
+    let started = |inner: &Inner| {
+        inner.store.read(|tx| {
+            let seq = tx.last_seq(run)?;
+            let running = tx
+                .run(run)?
+                .is_some_and(|r| r.status == domain::RunStatus::Running);
+            Ok::<_, store::StoreError>((seq >= 2, running))
+        })
+    };
+    let limit = tokio::time::sleep(Duration::from_secs(30));
+    tokio::pin!(limit);
+    loop {
+        match started(inner) {
+            Ok((true, _)) => return true,
+            Ok((false, false)) | Err(_) => return false,
+            Ok((false, true)) => {}
+        }
+        tokio::select! {
+            item = items.recv() => if let Err(tokio::sync::broadcast::error::RecvError::Closed) = item {
+                return false;
+            },
+            () = &mut limit => return true,
+            () = inner.shutdown.cancelled() => return false,
+        }
+    }
+}
+
 async fn warm_up(inner: &Arc<Inner>, s: &Started, stage: Stage) -> Result<(), String> {
+    if !agent_is_up(inner, s.task.id, s.run.id).await {
+        return Err("the run ended before its agent was up".into());
+    }
     let role = crate::task_pipeline::role(&s.settings, &s.pipeline, stage)?;
     let harness = inner
         .harnesses

@@ -731,33 +731,77 @@ async fn subscribe(
         return;
     };
     let mut stream = response.bytes_stream();
-    let mut buffer: Vec<u8> = Vec::new();
+    let mut events = EventBuffer::default();
     while let Some(Ok(chunk)) = stream.next().await {
-        buffer.extend_from_slice(&chunk);
-        while let Some((block, rest)) = split_event(&buffer) {
+        events.push(&chunk);
+        while let Some(block) = events.next_block() {
             if let Some(event) = event_data(&block)
                 && tx.send(Some(event)).is_err()
             {
                 return;
             }
-            buffer = rest;
         }
     }
     let _ = tx.send(None);
 }
 
-/// The first whole event block of `buffer` (up to a blank line) and what follows it.
-fn split_event(buffer: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
-    let text = buffer;
-    let (at, sep) = [&b"\n\n"[..], &b"\r\n\r\n"[..]]
+/// An event larger than this is dropped (OpenCode's events carry tool output; the transcript
+/// could not use one this large either), so that a runaway stream cannot fill the bridge's
+/// memory.
+const MAX_EVENT_BYTES: usize = 64 << 20;
+
+/// The event stream's bytes not yet split into blocks. Each byte is scanned for the blank line
+/// that ends a block once (a large event arriving in many chunks costs linear time), and a block
+/// larger than [`MAX_EVENT_BYTES`] is skipped up to its end.
+#[derive(Default)]
+struct EventBuffer {
+    bytes: Vec<u8>,
+    /// Where the search for the end of the current block resumes.
+    scanned: usize,
+    /// The current block outgrew the limit: its bytes are dropped until its end.
+    skipping: bool,
+}
+
+impl EventBuffer {
+    fn push(&mut self, chunk: &[u8]) {
+        self.bytes.extend_from_slice(chunk);
+    }
+
+    /// The next whole block (up to a blank line, which is consumed with it), if one is there.
+    fn next_block(&mut self) -> Option<Vec<u8>> {
+        loop {
+            let Some((at, len)) = block_end(&self.bytes, self.scanned) else {
+                // A separator may straddle the next chunk: look again from 3 bytes back.
+                self.scanned = self.bytes.len().saturating_sub(3);
+                if self.bytes.len() > MAX_EVENT_BYTES {
+                    self.skipping = true;
+                    let keep = self.bytes.split_off(self.scanned);
+                    self.bytes = keep;
+                    self.scanned = 0;
+                }
+                return None;
+            };
+            let block: Vec<u8> = self.bytes.drain(..at + len).take(at).collect();
+            self.scanned = 0;
+            if std::mem::take(&mut self.skipping) {
+                continue;
+            }
+            return Some(block);
+        }
+    }
+}
+
+/// Where the first blank line (`\n\n` or `\r\n\r\n`) at or after `from` starts, and its length.
+fn block_end(bytes: &[u8], from: usize) -> Option<(usize, usize)> {
+    let tail = bytes.get(from..)?;
+    [&b"\n\n"[..], &b"\r\n\r\n"[..]]
         .iter()
         .filter_map(|sep| {
-            text.windows(sep.len())
+            tail.windows(sep.len())
                 .position(|w| w == *sep)
-                .map(|at| (at, sep.len()))
+                .map(|at| (from + at, sep.len()))
         })
-        .min()?;
-    Some((text[..at].to_vec(), text[at + sep..].to_vec()))
+        .min()
 }
 
 /// The JSON of an event block's `data:` lines.
@@ -783,14 +827,44 @@ mod tests {
     fn reads_events_split_anywhere() {
         let stream =
             b"data: {\"type\":\"a\"}\n\n: comment\n\ndata: {\"type\":\"b\"}\r\n\r\ndata: {\"ty";
-        let mut buffer = stream.to_vec();
-        let mut seen = Vec::new();
-        while let Some((block, rest)) = split_event(&buffer) {
-            seen.extend(event_data(&block));
-            buffer = rest;
+        // Whole, and cut into pieces at every byte.
+        for piece in [stream.len(), 1, 2, 3, 5] {
+            let mut events = EventBuffer::default();
+            let mut seen = Vec::new();
+            for chunk in stream.chunks(piece) {
+                events.push(chunk);
+                while let Some(block) = events.next_block() {
+                    seen.extend(event_data(&block));
+                }
+            }
+            assert_eq!(
+                seen,
+                vec![json!({"type": "a"}), json!({"type": "b"})],
+                "{piece}"
+            );
+            assert_eq!(events.bytes, b"data: {\"ty", "{piece}");
         }
-        assert_eq!(seen, vec![json!({"type": "a"}), json!({"type": "b"})]);
-        assert_eq!(buffer, b"data: {\"ty");
+    }
+
+    #[test]
+    fn an_event_over_the_limit_is_skipped_to_its_end() {
+        let mut events = EventBuffer::default();
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..(MAX_EVENT_BYTES >> 20) + 2 {
+            events.push(&chunk);
+            assert_eq!(events.next_block(), None);
+        }
+        // Dropped when it outgrew the limit: only what came after is held.
+        assert!(events.skipping);
+        assert!(
+            events.bytes.len() <= (1 << 20) + 3,
+            "{}",
+            events.bytes.len()
+        );
+        events.push(b"tail\n\ndata: {\"type\":\"c\"}\n\n");
+        let block = events.next_block().unwrap();
+        assert_eq!(event_data(&block), Some(json!({"type": "c"})));
+        assert_eq!(events.next_block(), None);
     }
 
     #[test]

@@ -442,6 +442,25 @@ impl Lab {
         }
     }
 
+    /// A lab for `cli` that ran an implement prompt and [`FOLLOW_UP`] as two turns of one
+    /// long-lived process ([`Lab::long_lived`]), and the decoded events.
+    async fn two_long_lived_turns(cli: Cli) -> (Lab, Vec<TranscriptEvent>) {
+        let mut lab = Lab::start(cli, "long-lived").await;
+        let url = lab.sim.url();
+        let mut req = lab.request(
+            Stage::Implement,
+            &prompt(
+                "implement",
+                "Add hello.txt, show it, and tick it off the to-do list.",
+            ),
+            None,
+            &url,
+        );
+        req.settings["session"] = json!("long-lived");
+        let events = lab.long_lived(&req, FOLLOW_UP).await;
+        (lab, events)
+    }
+
     /// Runs a long-lived session (`req` asks for one): the prompt's turn, then `follow_up`
     /// written to the same process once that turn ended, then stdin closed once the second
     /// ended. Returns the decoded (normalized) events of both turns; the process must exit 0.
@@ -1062,19 +1081,7 @@ async fn claude_code_runs_a_turn_and_resumes_its_session() {
     ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
 )]
 async fn claude_code_serves_two_turns_from_one_long_lived_process() {
-    let mut lab = Lab::start(Cli::Claude, "long-lived").await;
-    let url = lab.sim.url();
-    let mut req = lab.request(
-        Stage::Implement,
-        &prompt(
-            "implement",
-            "Add hello.txt, show it, and tick it off the to-do list.",
-        ),
-        None,
-        &url,
-    );
-    req.settings["session"] = json!("long-lived");
-    let events = lab.long_lived(&req, FOLLOW_UP).await;
+    let (lab, events) = Lab::two_long_lived_turns(Cli::Claude).await;
     let events = comparable(&events, true);
     let dir = "/tmp/atelier-recording-claude-long-lived";
     let session = "00000000-0000-4000-8000-000000000001";
@@ -1165,19 +1172,7 @@ async fn codex_runs_a_turn_and_resumes_its_session() {
     ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
 )]
 async fn codex_serves_two_turns_from_one_long_lived_process() {
-    let mut lab = Lab::start(Cli::Codex, "long-lived").await;
-    let url = lab.sim.url();
-    let mut req = lab.request(
-        Stage::Implement,
-        &prompt(
-            "implement",
-            "Add hello.txt, show it, and tick it off the to-do list.",
-        ),
-        None,
-        &url,
-    );
-    req.settings["session"] = json!("long-lived");
-    let events = lab.long_lived(&req, FOLLOW_UP).await;
+    let (lab, events) = Lab::two_long_lived_turns(Cli::Codex).await;
     // Turn 0's message was typed live (the partial pieces are checked and folded).
     assert!(
         events
@@ -1302,20 +1297,8 @@ fn opencode_run(dir: &str, session: &str, first: u32) -> Value {
     ignore = "needs the real agent CLIs: run scripts/test, which installs them and sets ATELIER_*_BIN"
 )]
 async fn opencode_serves_two_turns_from_one_long_lived_process() {
-    let mut lab = Lab::start(Cli::OpenCode, "long-lived").await;
-    let url = lab.sim.url();
-    let mut req = lab.request(
-        Stage::Implement,
-        &prompt(
-            "implement",
-            "Add hello.txt, show it, and tick it off the to-do list.",
-        ),
-        None,
-        &url,
-    );
-    req.settings["session"] = json!("long-lived");
+    let (lab, events) = Lab::two_long_lived_turns(Cli::OpenCode).await;
     let opencode = Cli::OpenCode.bin();
-    let events = lab.long_lived(&req, FOLLOW_UP).await;
     let events = comparable(&events, true);
     let dir = "/tmp/atelier-recording-opencode-long-lived";
     let session = "ses_00000000000000000000000001";

@@ -116,12 +116,7 @@ pub(crate) async fn between_turns(
     let judged = crate::guards::judge(inner, turn.run, RunOutcome::Ended { signal: None }).await;
     match (&judged, row.session) {
         (RunOutcome::NoProgress { .. }, Some(session)) => {
-            let parked = Parked {
-                token,
-                mark: row.mark,
-                resume: oneshot::channel().0,
-            };
-            wait_for_nudge(inner, turn, transcript, judged, session, parked).await
+            wait_for_nudge(inner, turn, transcript, judged, session, token, row.mark).await
         }
         _ => {
             turn.process.close_input();
@@ -167,10 +162,10 @@ async fn wait_for_nudge(
     transcript: &mut Transcript,
     judged: RunOutcome,
     session: String,
-    parked: Parked,
+    token: String,
+    mark: String,
 ) -> Next {
     let (resume_tx, mut resume_rx) = oneshot::channel();
-    let mark = parked.mark.clone();
     // Registered before the run's end is recorded: the nudge run can start at once after that.
     inner.nudges().insert(
         turn.task,
@@ -178,8 +173,9 @@ async fn wait_for_nudge(
             stage: turn.stage,
             session: session.clone(),
             parked: Parked {
+                token,
+                mark: mark.clone(),
                 resume: resume_tx,
-                ..parked
             },
         },
     );

@@ -1383,9 +1383,10 @@ async fn implement_to_review(harness: &str, warm: bool) -> (std::time::Duration,
         let mark = wait_warm(&lab).await;
         // Let the warm process finish booting, idle, before the commit it must not miss (an
         // OpenCode bridge also warms OpenCode up: its first prompt, failed on the bridge's own
-        // endpoint, takes seconds).
+        // endpoint, takes seconds, more under a loaded test run; the bridge notes the worktree's
+        // configuration only after that, so a change during the warm-up would be missed).
         let (idle, limit) = if harness == "opencode" {
-            (10, 60)
+            (20, 90)
         } else {
             (3, 30)
         };

@@ -2,63 +2,145 @@
 //! them in one transaction per short window, then fans them out to the log followers.
 //!
 //! A run's supervisor hands over each burst of events ([`persist`]): serialized once, their
-//! NDJSON lines built once into one buffer (only when the task has followers), and queued with
-//! [`store::Store::defer`]. The ingest timer ([`run_flusher`]) commits everything queued
-//! [`WINDOW`] after the first burst arrived — the bursts of all runs in one transaction — or
-//! sooner when [`MAX_WAITING`] bursts wait. Any other read or write of the store commits the
-//! queue first, so the run's end (and anything else done after a burst was handed over) is
-//! never stored before the run's events, and a backlog read sees every event handed over
-//! before it. Followers get a batch only after its commit, in commit order, as one shared
-//! buffer (`hub::EventLines`): what a follower saw is stored.
+//! NDJSON lines built once into one buffer (only when the task has followers). The bursts of one
+//! run that wait for the same commit are merged into one [`RunBatch`], queued with
+//! [`store::Store::defer`] when the run's first burst of the window arrives: a commit writes one
+//! activity row per run, not one per burst (an agent writing its lines one by one makes one
+//! burst per line). The ingest timer ([`run_flusher`]) commits everything queued [`WINDOW`]
+//! after the first burst arrived — the batches of all runs in one transaction — or sooner when
+//! [`MAX_WAITING`] events wait. Any other read or write of the store commits the queue first,
+//! so the run's end (and anything else done after a burst was handed over) is never stored
+//! before the run's events, and a backlog read sees every event handed over before it.
+//! Followers get a batch only after its commit, in commit order, as shared buffers
+//! (`hub::EventLines`, one per burst): what a follower saw is stored.
 
 use crate::api::LogEntry;
 use crate::hub::{EventLines, Hub, HubItem};
 use crate::inner::Inner;
 use bytes::Bytes;
 use domain::{RunId, Stage, TaskId, TranscriptEvent};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+use tokio::sync::Notify;
 
 /// How long the first burst waits for others to share its transaction: the most a live
 /// follower lags behind an agent. Every commit writes the pages the runs it holds touched (the
-/// tail of the events table, a page of the `events_run` index per run, the activity rows and
-/// their task index), so fewer, larger commits cost less: at 100 agents × 100 events/s the
-/// server used 30–36 % of a core with 5 ms, 26–28 % with 20 ms (`docs/performance.md`).
-pub(crate) const WINDOW: Duration = Duration::from_millis(20);
-/// Bursts waiting at most; the one that reaches it commits them all at once.
-const MAX_WAITING: usize = 1024;
+/// tail of the events table, a page of the `events_run` index per run, one activity row per
+/// run and its task index), so fewer, larger commits cost less (`docs/performance.md`: at 100
+/// agents × 100 events/s, 30–36 % of a core with 5 ms and one row per burst; 11–17 % with 20–30
+/// ms, one row per run and commit, and chatty agents' pipes read paced).
+pub(crate) const WINDOW: Duration = Duration::from_millis(30);
+/// Events waiting at most; the burst that reaches it commits them all at once.
+const MAX_WAITING: usize = 16_384;
 
-/// One run's burst of events on its way to the store.
-struct Burst {
+/// The ingest queue's state in the engine: the open batch of each run and the timer's wake-up.
+#[derive(Default)]
+pub(crate) struct Queue {
+    /// Per run, the batch that still takes bursts (not yet written by a commit).
+    open: Mutex<HashMap<RunId, Arc<Mutex<RunBatch>>>>,
+    /// Events handed over and not yet committed.
+    waiting: AtomicUsize,
+    /// Wakes the ingest timer: events wait to be committed.
+    wake: Notify,
+}
+
+impl Queue {
+    fn open(&self) -> MutexGuard<'_, HashMap<RunId, Arc<Mutex<RunBatch>>>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// One run's bursts waiting for the same commit.
+struct RunBatch {
     task: TaskId,
     run: RunId,
+    /// Set by the commit that writes the batch: later bursts start another one.
+    closed: bool,
     rows: Vec<(i64, String)>,
     /// What the events change on the run row (session id, usage).
     effects: Vec<TranscriptEvent>,
-    /// The NDJSON lines, built when the task had followers as the burst was handed over (a
-    /// follower that came later reads the store, which holds the burst by then).
+    /// The NDJSON lines of each burst that had followers when handed over (a follower that came
+    /// later reads the store, which holds the bursts by then), sent as they are: not copied.
+    lines: Vec<EventLines>,
+}
+
+impl RunBatch {
+    /// Adds a later burst of the same run.
+    fn absorb(&mut self, burst: Burst) {
+        self.rows.extend(burst.rows);
+        self.effects.extend(burst.effects);
+        self.lines.extend(burst.lines);
+    }
+}
+
+/// A burst as the supervisor hands it over, serialized.
+struct Burst {
+    rows: Vec<(i64, String)>,
+    effects: Vec<TranscriptEvent>,
     lines: Option<EventLines>,
+}
+
+/// A run's batch in the store's queue of deferred writes.
+struct Queued {
+    batch: Arc<Mutex<RunBatch>>,
+    queue: Arc<Queue>,
     hub: Arc<Hub>,
 }
 
-impl store::DeferredWrite for Burst {
+impl Queued {
+    fn batch(&self) -> MutexGuard<'_, RunBatch> {
+        self.batch.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The batch left the queue (stored or lost): it no longer takes bursts.
+    fn settle(&self) -> RunBatch {
+        let mut batch = self.batch();
+        batch.closed = true;
+        let taken = RunBatch {
+            task: batch.task,
+            run: batch.run,
+            closed: true,
+            rows: std::mem::take(&mut batch.rows),
+            effects: Vec::new(),
+            lines: std::mem::take(&mut batch.lines),
+        };
+        drop(batch);
+        self.queue
+            .waiting
+            .fetch_sub(taken.rows.len(), Ordering::Relaxed);
+        let mut open = self.queue.open();
+        if open
+            .get(&taken.run)
+            .is_some_and(|current| Arc::ptr_eq(current, &self.batch))
+        {
+            open.remove(&taken.run);
+        }
+        taken
+    }
+}
+
+impl store::DeferredWrite for Queued {
     fn write(&mut self, tx: &store::Tx<'_>) -> store::Result<()> {
-        tx.append_events(self.task, self.run, &self.rows)?;
-        for event in &self.effects {
+        let mut batch = self.batch();
+        batch.closed = true;
+        tx.append_events(batch.task, batch.run, &batch.rows)?;
+        for event in &batch.effects {
             match event {
-                TranscriptEvent::Session { id } => tx.set_run_session(self.run, id)?,
+                TranscriptEvent::Session { id } => tx.set_run_session(batch.run, id)?,
                 TranscriptEvent::Usage {
                     input_tokens,
                     output_tokens,
                     cost_usd,
                     cumulative: true,
-                } => tx.raise_run_usage(self.run, *input_tokens, *output_tokens, *cost_usd)?,
+                } => tx.raise_run_usage(batch.run, *input_tokens, *output_tokens, *cost_usd)?,
                 TranscriptEvent::Usage {
                     input_tokens,
                     output_tokens,
                     cost_usd,
                     cumulative: false,
-                } => tx.add_run_usage(self.run, *input_tokens, *output_tokens, *cost_usd)?,
+                } => tx.add_run_usage(batch.run, *input_tokens, *output_tokens, *cost_usd)?,
                 _ => {}
             }
         }
@@ -66,14 +148,16 @@ impl store::DeferredWrite for Burst {
     }
 
     fn committed(self: Box<Self>) {
-        if let Some(lines) = self.lines {
+        let batch = self.settle();
+        for lines in batch.lines {
             self.hub
-                .publish(self.task, HubItem::Events(Arc::new(lines)));
+                .publish(batch.task, HubItem::Events(Arc::new(lines)));
         }
     }
 
     fn failed(self: Box<Self>, err: &store::StoreError) {
-        tracing::error!(run = %self.run, events = self.rows.len(), error = %err, "cannot persist transcript events");
+        let batch = self.settle();
+        tracing::error!(run = %batch.run, events = batch.rows.len(), error = %err, "cannot persist transcript events");
     }
 }
 
@@ -88,7 +172,70 @@ pub(crate) fn persist(
     let Some(first) = events.first().map(|(seq, _)| *seq) else {
         return;
     };
-    // Serialized once: the same text is stored and streamed to every follower.
+    let with_lines = inner.hub.has_followers(task);
+    let burst = serialize(run, stage, first, events, with_lines);
+    inner
+        .ingest
+        .hand_over(&inner.store, &inner.hub, task, run, burst);
+}
+
+impl Queue {
+    /// Adds `burst` to its run's open batch, or queues a new batch for the run.
+    fn hand_over(
+        self: &Arc<Self>,
+        store: &store::Store,
+        hub: &Arc<Hub>,
+        task: TaskId,
+        run: RunId,
+        burst: Burst,
+    ) {
+        let count = burst.rows.len();
+        let waiting = self.waiting.fetch_add(count, Ordering::Relaxed) + count;
+        {
+            let mut open = self.open();
+            let mut burst = Some(burst);
+            if let Some(current) = open.get(&run) {
+                let mut batch = current.lock().unwrap_or_else(|p| p.into_inner());
+                if !batch.closed
+                    && let Some(burst) = burst.take()
+                {
+                    batch.absorb(burst);
+                }
+            }
+            if let Some(burst) = burst {
+                let batch = Arc::new(Mutex::new(RunBatch {
+                    task,
+                    run,
+                    closed: false,
+                    rows: burst.rows,
+                    effects: burst.effects,
+                    lines: burst.lines.into_iter().collect(),
+                }));
+                open.insert(run, Arc::clone(&batch));
+                let queued = store.defer(Box::new(Queued {
+                    batch,
+                    queue: Arc::clone(self),
+                    hub: Arc::clone(hub),
+                }));
+                if queued == 1 {
+                    self.wake.notify_one();
+                }
+            }
+        }
+        if waiting >= MAX_WAITING {
+            store.commit_deferred();
+        }
+    }
+}
+
+/// Serialized once: the same text is stored and streamed to every follower.
+fn serialize(
+    run: RunId,
+    stage: Stage,
+    first: i64,
+    events: Vec<(i64, TranscriptEvent)>,
+    with_lines: bool,
+) -> Burst {
     let mut rows = Vec::with_capacity(events.len());
     let mut effects = Vec::new();
     for (seq, event) in events {
@@ -103,7 +250,7 @@ pub(crate) fn persist(
             effects.push(event);
         }
     }
-    let lines = inner.hub.has_followers(task).then(|| {
+    let lines = with_lines.then(|| {
         let size = rows.iter().map(|(_, json)| json.len() + 64).sum();
         let mut text = String::with_capacity(size);
         let mut ends = Vec::with_capacity(rows.len());
@@ -118,18 +265,10 @@ pub(crate) fn persist(
             ends,
         }
     });
-    let waiting = inner.store.defer(Box::new(Burst {
-        task,
-        run,
+    Burst {
         rows,
         effects,
         lines,
-        hub: Arc::clone(&inner.hub),
-    }));
-    if waiting >= MAX_WAITING {
-        inner.store.commit_deferred();
-    } else if waiting == 1 {
-        inner.ingest.notify_one();
     }
 }
 
@@ -138,7 +277,7 @@ pub(crate) fn persist(
 pub(crate) async fn run_flusher(inner: Arc<Inner>) {
     let window = window();
     loop {
-        inner.ingest.notified().await;
+        inner.ingest.wake.notified().await;
         tokio::time::sleep(window).await;
         inner.store.commit_deferred();
     }
@@ -153,4 +292,144 @@ fn window() -> Duration {
         .and_then(|ms| ms.parse::<u64>().ok())
         .filter(|ms| (1..=1000).contains(ms))
         .map_or(WINDOW, Duration::from_millis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::TaskState;
+    use store::{ActivityBody, NewProjectRow, NewRunRow, NewTaskRow, Store, StoreError};
+
+    fn store_with_two_runs() -> (Store, TaskId, RunId, RunId) {
+        let store = Store::open_memory().unwrap();
+        let (task, a, b) = store
+            .write(|tx| {
+                let project = tx.insert_project(&NewProjectRow {
+                    name: "p",
+                    path: "/p",
+                    default_branch: "main",
+                    settings_json: "{}",
+                })?;
+                let task = tx.allocate_task_id()?;
+                tx.insert_task(&NewTaskRow {
+                    pipeline_prompts: None,
+                    pipeline_def: None,
+                    id: task,
+                    project_id: project.id,
+                    title: "t",
+                    body: "b",
+                    key: "1-t",
+                    branch: "atelier/t",
+                    base: "main",
+                    state: &TaskState::PlanGate,
+                    priority: 0,
+                    technical: false,
+                    worktree: "/w",
+                    doc_path: "/d",
+                    port: 20000,
+                    pipeline: "standard",
+                })?;
+                let run = |mark| {
+                    tx.insert_run(&NewRunRow {
+                        task_id: task,
+                        stage: Stage::Plan,
+                        iteration: 0,
+                        mark,
+                    })
+                };
+                Ok::<_, StoreError>((task, run("a")?, run("b")?))
+            })
+            .unwrap();
+        (store, task, a, b)
+    }
+
+    fn burst(run: RunId, seqs: std::ops::Range<i64>, with_lines: bool) -> Burst {
+        let events = seqs
+            .clone()
+            .map(|seq| {
+                let text = format!("line {seq}");
+                (seq, TranscriptEvent::Message { text })
+            })
+            .collect();
+        serialize(run, Stage::Plan, seqs.start, events, with_lines)
+    }
+
+    /// The transcript activity rows as `(run, first seq, last seq)`.
+    fn transcript_rows(store: &Store) -> Vec<(RunId, i64, i64)> {
+        let rows = store
+            .read(|tx| tx.activity_after(None, (0, 0), 10_000))
+            .unwrap();
+        rows.into_iter()
+            .filter_map(|row| match row.body {
+                ActivityBody::Events { run, events, .. } => {
+                    Some((run, events[0].0, events[events.len() - 1].0))
+                }
+                ActivityBody::Unloaded { run, from, to } => Some((run, from, to)),
+                ActivityBody::Change(_) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_bursts_of_a_run_that_share_a_commit_make_one_activity_row() {
+        let (store, task, a, b) = store_with_two_runs();
+        let hub = Arc::new(Hub::default());
+        let queue = Arc::new(Queue::default());
+        // One event per burst, as an agent writing its lines one by one hands them over.
+        for seq in 1..=3 {
+            queue.hand_over(&store, &hub, task, a, burst(a, seq..seq + 1, false));
+            queue.hand_over(&store, &hub, task, b, burst(b, seq..seq + 1, false));
+        }
+        assert_eq!(queue.waiting.load(Ordering::Relaxed), 6);
+        store.commit_deferred();
+        assert_eq!(transcript_rows(&store), vec![(a, 1, 3), (b, 1, 3)]);
+        assert_eq!(queue.waiting.load(Ordering::Relaxed), 0);
+        assert!(
+            queue.open().is_empty(),
+            "a committed batch takes no more bursts"
+        );
+        // After the commit, the next burst starts a new batch (and a new row).
+        queue.hand_over(&store, &hub, task, a, burst(a, 4..6, false));
+        store.commit_deferred();
+        assert_eq!(
+            transcript_rows(&store),
+            vec![(a, 1, 3), (b, 1, 3), (a, 4, 5)]
+        );
+        let seqs: Vec<i64> = store
+            .read(|tx| tx.task_events_after(task, (RunId(0), 0), 100))
+            .unwrap()
+            .into_iter()
+            .map(|event| event.seq)
+            .collect();
+        assert_eq!(seqs, vec![1, 2, 3, 4, 5, 1, 2, 3]);
+    }
+
+    #[test]
+    fn followers_get_the_lines_of_a_runs_bursts_once_committed_and_in_order() {
+        let (store, task, a, _) = store_with_two_runs();
+        let hub = Arc::new(Hub::default());
+        let mut follower = hub.subscribe(task);
+        let queue = Arc::new(Queue::default());
+        queue.hand_over(&store, &hub, task, a, burst(a, 1..3, true));
+        queue.hand_over(&store, &hub, task, a, burst(a, 3..4, true));
+        // Handed over while nobody followed: not in the lines (a follower reads the store).
+        queue.hand_over(&store, &hub, task, a, burst(a, 4..5, false));
+        queue.hand_over(&store, &hub, task, a, burst(a, 5..6, true));
+        assert!(
+            follower.try_recv().is_err(),
+            "nothing is sent before its commit"
+        );
+        store.commit_deferred();
+        let mut got = Vec::new();
+        while let Ok(HubItem::Events(lines)) = follower.try_recv() {
+            got.push((lines.first, lines.ends.len()));
+            let (text, last) = lines.after((a, 0)).unwrap();
+            assert_eq!(
+                text.iter().filter(|b| **b == b'\n').count(),
+                lines.ends.len()
+            );
+            assert_eq!(last, (a, lines.first + lines.ends.len() as i64 - 1));
+        }
+        assert_eq!(got, vec![(1, 2), (3, 1), (5, 1)]);
+    }
 }

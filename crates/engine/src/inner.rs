@@ -80,8 +80,8 @@ pub(crate) struct Inner {
     pub dispatch: Notify,
     /// Wakes the outbox worker: intents may be pending.
     pub outbox: Notify,
-    /// Wakes the ingest timer: transcript events wait to be committed (`ingest`).
-    pub ingest: Notify,
+    /// Transcript events on their way to the store (`ingest`).
+    pub ingest: Arc<crate::ingest::Queue>,
     /// What git needs serialized per repository (`repo_lock`): task creations run in parallel.
     pub repo_locks: crate::repo_lock::RepoLocks,
     /// Port blocks chosen by task creations whose row is not written yet.
@@ -151,7 +151,7 @@ impl Inner {
             warm: crate::warm::Pool::default(),
             dispatch: Notify::new(),
             outbox: Notify::new(),
-            ingest: Notify::new(),
+            ingest: Arc::default(),
             repo_locks: crate::repo_lock::RepoLocks::default(),
             reserved_ports: Mutex::default(),
             shutdown: CancellationToken::new(),

@@ -11,9 +11,9 @@ use crate::transition::{Applied, after_commit, apply_in};
 use domain::{Event, RunId, RunOutcome, Stage, TaskId, TranscriptEvent};
 use harness::Harness;
 use harness::process::AgentProcess;
+use harness::process::output::AgentOutput;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::time::Instant;
 
 /// Events persisted per transaction at most.
@@ -120,7 +120,12 @@ pub(crate) async fn supervise(inner: Arc<Inner>, mut turn: Turn) {
     });
     let mut decoder = turn.harness.decoder();
     let stdout = turn.process.take_stdout();
-    let mut lines = stdout.map(|out| BufReader::new(out).lines());
+    // Read with few wake-ups: a chatty agent's pipe is read every few ms (`AgentOutput`).
+    let mut lines = stdout.and_then(|out| {
+        AgentOutput::new(out)
+            .inspect_err(|err| tracing::error!(run = %turn.run, error = %err, "cannot read the agent's output"))
+            .ok()
+    });
     let stall_window = inner.config.stall_window;
     let mut last_output = Instant::now();
     // Timers are created once and re-armed lazily: a busy agent costs no timer churn per line.
@@ -255,24 +260,22 @@ pub(crate) async fn supervise(inner: Arc<Inner>, mut turn: Turn) {
     finish_durably(&inner, turn.run, outcome, Some(exited_us)).await;
 }
 
-async fn next_line(
-    lines: &mut Option<tokio::io::Lines<BufReader<tokio::process::ChildStdout>>>,
-) -> Option<String> {
+async fn next_line(lines: &mut Option<AgentOutput>) -> Option<String> {
     match lines {
-        Some(lines) => lines.next_line().await.ok().flatten(),
+        Some(lines) => lines.next_line().await,
         None => std::future::pending().await,
     }
 }
 
 /// Reads what is left in the pipe after the agent exited.
 async fn drain(
-    lines: &mut Option<tokio::io::Lines<BufReader<tokio::process::ChildStdout>>>,
+    lines: &mut Option<AgentOutput>,
     decoder: &mut dyn harness::Decoder,
     transcript: &mut Transcript,
 ) {
     let Some(reader) = lines.as_mut() else { return };
     let limit = Instant::now() + DRAIN_LIMIT;
-    while let Ok(Ok(Some(line))) = tokio::time::timeout_at(limit, reader.next_line()).await {
+    while let Ok(Some(line)) = tokio::time::timeout_at(limit, reader.next_line()).await {
         for event in decoder.line(&line) {
             transcript.push(event);
         }

@@ -824,5 +824,7 @@ pub async fn version_of(
     }
 }
 
+pub mod output;
+
 #[cfg(test)]
 mod tests;

@@ -1,10 +1,10 @@
 //! `atelier codex-bridge`, the process of a long-lived Codex session, against a fake `codex
 //! app-server` (a shell script that speaks just enough JSON-RPC and logs what it is sent): the
-//! handshake at boot, the priming of a warm process, one `turn/start` per stdin turn line with
-//! the thread started at the first, Codex's requests answered, quiet notifications dropped, a
-//! refused turn reported as a failed turn, and every way the session ends (stdin closed, a stop
-//! signal, the bridge killed). The real Codex is driven by `harnesses.rs` and `recordings.rs`;
-//! these run everywhere.
+//! handshake at boot, a warm process's thread started at boot and kept only while nothing Codex
+//! reads at a thread's start changed, one `turn/start` per stdin turn line, Codex's requests
+//! answered, quiet notifications dropped, a refused turn reported as a failed turn, and every way
+//! the session ends (stdin closed, a stop signal, the bridge killed). The real Codex is driven
+//! by `harnesses.rs` and `recordings.rs`; these run everywhere.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
 
@@ -20,13 +20,14 @@ use tokio::process::{Child, ChildStdout};
 const SIGKILL: i32 = 9;
 const SIGTERM: i32 = 15;
 
-/// Answers `initialize`, `thread/start` (the primer `ephemeral`, else thread `t-1`) and
+/// Answers `initialize`, `thread/start` (the primer `ephemeral`, else threads `t-1`, `t-2`, …) and
 /// `turn/start` (refused when the text holds `refuse`; busy in a tool, not reading its input,
 /// when it holds `hang`; otherwise it asks an approval first and reports its answer, streams a
 /// delta and a quiet diff, and completes the turn). Logs every line it reads, and `term` on
 /// SIGTERM (ending its tool), to `$FAKE_LOG`; exits 3 at the end of its input.
 const FAKE_CODEX: &str = r#"#!/bin/bash
 trap 'echo term >> "$FAKE_LOG"; [ -n "$tool" ] && kill $tool; exit 0' TERM
+threads=0
 echo "pid $$" >> "$FAKE_LOG"
 while IFS= read -r line; do
   echo "$line" >> "$FAKE_LOG"
@@ -37,8 +38,9 @@ while IFS= read -r line; do
     *'"method":"thread/start"'*'"ephemeral":true'*)
       echo "{\"id\":$id,\"result\":{\"thread\":{\"id\":\"primer\"}}}" ;;
     *'"method":"thread/start"'*)
-      echo '{"method":"thread/started","params":{"thread":{"id":"t-1"}}}'
-      echo "{\"id\":$id,\"result\":{\"thread\":{\"id\":\"t-1\"}}}" ;;
+      threads=$((threads + 1))
+      echo "{\"method\":\"thread/started\",\"params\":{\"thread\":{\"id\":\"t-$threads\"}}}"
+      echo "{\"id\":$id,\"result\":{\"thread\":{\"id\":\"t-$threads\"}}}" ;;
     *'"method":"turn/start"'*hang*)
       sleep 600 &
       tool=$!
@@ -64,6 +66,10 @@ struct Fake {
     _dir: tempfile::TempDir,
     script: PathBuf,
     log: PathBuf,
+    /// The bridge's working directory: `repo/sub` of a repository `repo`.
+    work: PathBuf,
+    /// Its `HOME`.
+    home: PathBuf,
 }
 
 impl Fake {
@@ -74,11 +80,23 @@ impl Fake {
         std::fs::write(&script, FAKE_CODEX).unwrap();
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
         let log = dir.path().join("log");
+        let work = dir.path().join("repo/sub");
+        let home = dir.path().join("home");
+        for folder in [&dir.path().join("repo/.git"), &work, &home] {
+            std::fs::create_dir_all(folder).unwrap();
+        }
         Fake {
             _dir: dir,
             script,
             log,
+            work,
+            home,
         }
+    }
+
+    /// The repository's root (the working directory's parent).
+    fn repo(&self) -> PathBuf {
+        self.work.parent().unwrap().to_path_buf()
     }
 
     /// The lines the fake was sent (and its own notes).
@@ -108,6 +126,9 @@ impl Fake {
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_atelier"))
             .args([harness::codex::bridge::SUBCOMMAND, &config.to_arg()])
             .env("FAKE_LOG", &self.log)
+            .env("HOME", &self.home)
+            .env_remove("CODEX_HOME")
+            .current_dir(&self.work)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -244,8 +265,7 @@ async fn serves_turns_from_stdin_and_ends_with_it() {
     assert_eq!(threads.len(), 1, "{log:#?}");
     assert_eq!(threads[0]["approvalPolicy"], "never");
     assert_eq!(threads[0]["sandbox"], "danger-full-access");
-    let cwd = std::env::current_dir().unwrap();
-    assert_eq!(threads[0]["cwd"], cwd.display().to_string());
+    assert_eq!(threads[0]["cwd"], fake.work.display().to_string());
     let turns = requests(&log, "turn/start");
     assert_eq!(turns.len(), 3);
     assert_eq!(
@@ -254,25 +274,124 @@ async fn serves_turns_from_stdin_and_ends_with_it() {
     );
 }
 
-#[tokio::test]
-async fn a_warm_process_primes_codex_and_starts_its_thread_at_the_first_turn() {
-    let fake = Fake::new();
-    let mut bridge = fake.bridge(None, None).await;
-    testkit::wait_until("the primer thread", Duration::from_secs(10), || {
-        let primed = requests(&fake.log(), "thread/start").len() == 1;
-        async move { primed.then_some(()) }
+/// Waits until the fake was asked `n` `thread/start`s, and returns them.
+async fn thread_starts(fake: &Fake, n: usize) -> Vec<Value> {
+    testkit::wait_until("the thread/start", Duration::from_secs(10), || {
+        let threads = requests(&fake.log(), "thread/start");
+        async move { (threads.len() >= n).then_some(threads) }
     })
     .await
-    .unwrap();
-    let primer = &requests(&fake.log(), "thread/start")[0];
-    assert_eq!(primer["ephemeral"], true);
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_warm_process_starts_its_thread_at_boot_and_keeps_it_when_nothing_changed() {
+    let fake = Fake::new();
+    std::fs::write(fake.repo().join("AGENTS.md"), "Be brief.\n").unwrap();
+    let mut bridge = fake.bridge(None, None).await;
+    let booted = thread_starts(&fake, 1).await;
+    // The session's own thread, not a primer.
+    assert_eq!(booted[0].get("ephemeral"), None);
+    assert_eq!(booted[0]["cwd"], fake.work.display().to_string());
+    // What Codex does not read when a thread starts may change meanwhile.
+    std::fs::write(fake.work.join("hello.txt"), "hi\n").unwrap();
     bridge.turn("Review it.").await;
     let turn = bridge.read_until("turn/completed").await;
-    // The session is the thread started for the turn, not the primer.
+    assert_eq!(turn[0]["method"], wire::SESSION);
     assert_eq!(turn[0]["params"]["threadId"], "t-1");
-    let threads = requests(&fake.log(), "thread/start");
-    assert_eq!(threads.len(), 2);
-    assert_eq!(threads[1].get("ephemeral"), None);
+    // One thread in all: the turn went to the one started at boot.
+    assert_eq!(requests(&fake.log(), "thread/start").len(), 1);
+    assert_eq!(requests(&fake.log(), "turn/start")[0]["threadId"], "t-1");
+    bridge.turn("And then?").await;
+    bridge.read_until("turn/completed").await;
+    assert_eq!(requests(&fake.log(), "thread/start").len(), 1);
+}
+
+#[tokio::test]
+async fn a_change_to_what_codex_reads_while_a_warm_process_waits_gets_a_new_thread() {
+    // Each of these is read by Codex when a thread starts: a thread started before the change
+    // would keep the old text.
+    type Change = (&'static str, fn(&Fake) -> PathBuf, &'static str);
+    let changes: [Change; 5] = [
+        (
+            "AGENTS.md at the root",
+            |f| f.repo().join("AGENTS.md"),
+            "Greet in Latin.\n",
+        ),
+        (
+            "AGENTS.override.md here",
+            |f| f.work.join("AGENTS.override.md"),
+            "x",
+        ),
+        (
+            "the project's configuration",
+            |f| f.repo().join(".codex/config.toml"),
+            "model = \"m\"\n",
+        ),
+        (
+            "Codex's home instructions",
+            |f| f.home.join(".codex/AGENTS.md"),
+            "x",
+        ),
+        (
+            "the shell's start-up file",
+            |f| f.home.join(".profile"),
+            "export A=1\n",
+        ),
+    ];
+    for (what, path, text) in changes {
+        let fake = Fake::new();
+        std::fs::write(fake.repo().join("AGENTS.md"), "Be brief.\n").unwrap();
+        let mut bridge = fake.bridge(None, None).await;
+        thread_starts(&fake, 1).await;
+        let path = path(&fake);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        bridge.turn("Review it.").await;
+        let turn = bridge.read_until("turn/completed").await;
+        assert_eq!(turn[0]["params"]["threadId"], "t-2", "{what}: {turn:#?}");
+        let threads = requests(&fake.log(), "thread/start");
+        assert_eq!(threads.len(), 2, "{what}");
+        assert_eq!(threads[1].get("ephemeral"), None, "{what}");
+        assert_eq!(requests(&fake.log(), "turn/start")[0]["threadId"], "t-2");
+    }
+}
+
+#[tokio::test]
+async fn what_cannot_be_compared_safely_gets_a_new_thread() {
+    let fake = Fake::new();
+    // A FIFO where Codex looks: never opened by the bridge (a read would wait forever), so the
+    // thread started at boot is a primer only.
+    let made = std::process::Command::new("mkfifo")
+        .arg(fake.repo().join("AGENTS.md"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let mut bridge = fake.bridge(None, None).await;
+    let booted = thread_starts(&fake, 1).await;
+    assert_eq!(booted[0]["ephemeral"], true);
+    bridge.turn("Review it.").await;
+    let turn = bridge.read_until("turn/completed").await;
+    assert_eq!(turn[0]["params"]["threadId"], "t-1");
+    assert_eq!(requests(&fake.log(), "thread/start").len(), 2);
+
+    // A symbolic link to a file outside, put there while the process waits: not followed.
+    let fake = Fake::new();
+    let mut bridge = fake.bridge(None, None).await;
+    thread_starts(&fake, 1).await;
+    let outside = fake.home.join("outside.md");
+    std::fs::write(&outside, "x").unwrap();
+    std::os::unix::fs::symlink(&outside, fake.work.join("AGENTS.md")).unwrap();
+    bridge.turn("Review it.").await;
+    let turn = bridge.read_until("turn/completed").await;
+    assert_eq!(turn[0]["params"]["threadId"], "t-2");
+    let mut stderr = String::new();
+    drop(bridge.child.stdin.take());
+    bridge.exit_code().await;
+    tokio::io::AsyncReadExt::read_to_string(bridge.child.stderr.as_mut().unwrap(), &mut stderr)
+        .await
+        .unwrap();
+    assert!(stderr.contains("starting a new thread"), "{stderr}");
 }
 
 #[tokio::test]

@@ -503,13 +503,15 @@ pub(crate) async fn git_status(worktree: &Path) -> String {
             _ => "(unavailable)".into(),
         }
     }
-    let branch = git(worktree, &["rev-parse", "--abbrev-ref", "HEAD"]).await;
-    let status = git(worktree, &["--no-optional-locks", "status", "--short"]).await;
-    let log = git(
-        worktree,
-        &["--no-optional-locks", "log", "--oneline", "-n", "5"],
-    )
-    .await;
+    // At once, not one after the other: the hand-off waits for all three.
+    let (branch, status, log) = tokio::join!(
+        git(worktree, &["rev-parse", "--abbrev-ref", "HEAD"]),
+        git(worktree, &["--no-optional-locks", "status", "--short"]),
+        git(
+            worktree,
+            &["--no-optional-locks", "log", "--oneline", "-n", "5"],
+        ),
+    );
     format!(
         "This is the git status at the start of this run (taken now, not when your process \
          started):\nCurrent branch: {branch}\n\nStatus:\n{}\n\nRecent commits:\n{log}",

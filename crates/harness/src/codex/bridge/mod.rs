@@ -10,16 +10,23 @@
 //! What it does:
 //! 1. At boot, without waiting for a turn: starts `codex app-server` with the role's `-c`
 //!    overrides, `initialize` (opting out of the [`rpc::QUIET`] notifications) and
-//!    `initialized`. When no turn is waiting on stdin by then (a warm standby process), it also
-//!    *primes* Codex with a throwaway `thread/start {ephemeral: true}`: the first thread of a
-//!    process pays one-time costs, and the real thread then starts in ~15–20 ms instead of
-//!    ~30–45 ms.
-//! 2. At the first turn: `thread/start` (or `thread/resume` of the role's session) with
-//!    `approvalPolicy: "never"` and `sandbox: "danger-full-access"` (the one-shot mode's
-//!    bypass: Atelier sandboxes the agent itself), then writes [`wire::SESSION`] with the thread
-//!    id. The thread starts at the first turn, not at boot, because Codex reads the
-//!    repository's `AGENTS.md` (and its project configuration) once, at `thread/start`: a warm
-//!    process's thread would keep what the previous run may have changed.
+//!    `initialized`. When no turn is waiting on stdin by then (a warm standby process) and no
+//!    thread is to be resumed, it also starts the session's thread right away (`thread/start`,
+//!    as below), after taking the [`stamp`] of what Codex reads when a thread starts: the
+//!    `AGENTS.md` / `AGENTS.override.md` files from the repository root down to the working
+//!    directory, the project's `.codex/` and `.agents/skills/`, Codex's home configuration and
+//!    instructions, and the shell's start-up files. Starting a thread costs ~15–45 ms (the first
+//!    of a process the most); a warm process pays it while it waits instead of at the hand-off.
+//!    When no stamp can be taken (a symbolic link or special file where Codex looks, a file
+//!    over the caps, a configuration naming other files), that thread is only a primer
+//!    (`ephemeral`, never used: the next thread then starts faster).
+//! 2. At the first turn: the thread started at boot is the session's if the stamp taken now is
+//!    equal to the one taken before it started — Codex reads those files once, at
+//!    `thread/start`, so a thread started before the previous run changed one of them would
+//!    keep the old text. Otherwise (a change, or a cold process) `thread/start` (or
+//!    `thread/resume` of the role's session), with `approvalPolicy: "never"` and `sandbox:
+//!    "danger-full-access"` (the one-shot mode's bypass: Atelier sandboxes the agent itself).
+//!    Then it writes [`wire::SESSION`] with the thread id.
 //! 3. Each turn: `turn/start {threadId, input: [{type: "text", text}]}`; Codex's notifications
 //!    go to stdout as they come ([`rpc`]), `turn/completed` ending the turn; a turn that
 //!    cannot start writes [`wire::TURN_FAILED`].
@@ -30,6 +37,7 @@
 //!    `128 + signal`. Killed outright, the bridge takes Codex with it (`PR_SET_PDEATHSIG`).
 
 mod rpc;
+mod stamp;
 pub mod wire;
 
 use serde::{Deserialize, Serialize};
@@ -167,6 +175,7 @@ async fn session(config: BridgeConfig, out: Out) -> i32 {
         turns,
         thread: None,
         resume: config.resume,
+        standby: None,
     };
     let end = tokio::select! {
         // A stop signal first: it may also have interrupted the read of stdin.
@@ -279,6 +288,14 @@ struct Bridge {
     /// The thread, once started (or resumed).
     thread: Option<String>,
     resume: Option<String>,
+    /// The thread a warm process started at boot, for its first turn.
+    standby: Option<Standby>,
+}
+
+/// A thread started at boot, and the stamp of what Codex read for it (taken just before).
+struct Standby {
+    id: String,
+    stamp: stamp::Stamp,
 }
 
 impl Bridge {
@@ -299,10 +316,10 @@ impl Bridge {
             return End::Failed;
         }
         codex.notify("initialized");
-        // Nothing to do yet (a warm standby): prime Codex's first thread meanwhile.
+        // Nothing to do yet (a warm standby): start the thread meanwhile.
         let mut first = self.turns.try_recv().ok();
         if first.is_none() && self.resume.is_none() {
-            let _ = codex.request("thread/start", thread_params(true)).await;
+            self.standby = start_standby(codex).await;
         }
         loop {
             let text = match first.take() {
@@ -335,8 +352,22 @@ impl Bridge {
         }
     }
 
-    /// Starts the session's thread (or resumes the role's) and announces it.
+    /// Starts the session's thread (or resumes the role's, or takes the one started at boot
+    /// when what Codex read for it is unchanged) and announces it.
     async fn open_thread(&mut self, codex: &rpc::Connection) -> Result<String, String> {
+        if let Some(standby) = self.standby.take() {
+            match stamp::take(&stamp::Places::here()) {
+                Ok(now) if now == standby.stamp => return Ok(self.announce(standby.id)),
+                Ok(_) => eprintln!(
+                    "codex-bridge: what Codex reads when a thread starts changed while the \
+                     process waited; starting a new thread"
+                ),
+                Err(why) => eprintln!(
+                    "codex-bridge: cannot compare what Codex reads when a thread starts \
+                     ({why}); starting a new thread"
+                ),
+            }
+        }
         let (method, params) = match &self.resume {
             Some(id) => {
                 let mut params = thread_params(false);
@@ -351,18 +382,19 @@ impl Bridge {
             .request(method, params)
             .await
             .map_err(|err| format!("Codex could not open the thread ({method}): {err}"))?;
-        let id = result
-            .pointer("/thread/id")
-            .and_then(Value::as_str)
-            .filter(|id| !id.is_empty())
-            .ok_or_else(|| format!("Codex's {method} answered no thread id: {result}"))?
-            .to_string();
+        let id = thread_id(&result)
+            .ok_or_else(|| format!("Codex's {method} answered no thread id: {result}"))?;
+        Ok(self.announce(id))
+    }
+
+    /// Makes `id` the session's thread and tells the engine.
+    fn announce(&mut self, id: String) -> String {
         self.out.line(wire::notification(
             wire::SESSION,
             json!({"threadId": id, "resumed": self.resume.is_some()}),
         ));
         self.thread = Some(id.clone());
-        Ok(id)
+        id
     }
 
     fn failed(&self, message: String) {
@@ -371,6 +403,31 @@ impl Bridge {
             json!({"message": message}),
         ));
     }
+}
+
+/// A warm process's thread, started at boot: the stamp of what Codex reads at a thread's start
+/// is taken first (a change while Codex reads then shows as a difference at the first turn).
+/// Without a usable stamp the thread is only a primer (`ephemeral`, never used): Codex's first
+/// thread of a process pays one-time costs, and the real one then starts faster at the turn.
+async fn start_standby(codex: &rpc::Connection) -> Option<Standby> {
+    let stamp = stamp::take(&stamp::Places::here());
+    let result = codex
+        .request("thread/start", thread_params(stamp.is_err()))
+        .await
+        .ok()?;
+    Some(Standby {
+        id: thread_id(&result)?,
+        stamp: stamp.ok()?,
+    })
+}
+
+/// The thread id in a `thread/start` or `thread/resume` result.
+fn thread_id(result: &Value) -> Option<String> {
+    result
+        .pointer("/thread/id")
+        .and_then(Value::as_str)
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned)
 }
 
 /// `thread/start` (and `thread/resume`) parameters: the working directory, no approvals and no

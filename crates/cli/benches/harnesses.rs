@@ -44,10 +44,14 @@
 //!   10 ms); model time = the union of the task's model requests' [received, answer ended]
 //!   (the sum when they do not overlap); overhead = wall − model time, and, leaving the first
 //!   run's cold start out (a task's first run cannot be warm), wall from the first model
-//!   request − model time.
+//!   request − model time. That splits into the time inside the runs (first model request →
+//!   exit; of it, the CLI's own steps — an answer's end → the run's next request — and each
+//!   run's last answer → exit), the hand-offs, and the tail after the last run (its exit →
+//!   `awaiting_merge` seen: the publish).
 //! - same-run **reference** per harness: the bare CLI, started directly (the command line
-//!   Atelier builds, without server or sandbox) against the same simulator with a one-message
-//!   script: start → first model request, and last answer → process exit. One unmeasured
+//!   Atelier builds, without server or sandbox) against the same simulator with the `boot`
+//!   script (two shell calls, then a message): start → first model request, each answer →
+//!   its next request (the CLI's own steps), and last answer → process exit. One unmeasured
 //!   start first warms the page cache and the CLI's home. For the warm mode of a harness with
 //!   a long-lived mode, also the bare long-lived CLI started with nothing on stdin (and the
 //!   warm environment), left to boot until idle (CPU time unchanged for 0.5 s), then given its
@@ -211,7 +215,7 @@ fn role(harness: &str, url: &str, mode: Mode) -> Value {
 }
 
 /// The simulated model's scripts: the four stages (each through the CLI's own tools), and
-/// `boot`, one message, for the bare CLI starts.
+/// `boot`, two shell calls and a message, for the bare CLI starts.
 fn scenarios(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
     let files = [
@@ -235,7 +239,12 @@ fn scenarios(dir: &Path) {
             "pr",
             json!([{"do": "signal", "args": ["pr-done"]}, {"do": "message", "text": "Submitted."}]),
         ),
-        ("boot", json!([{"do": "message", "text": "Hello."}])),
+        // Two shell steps, as the stages' own: the same-run reference of a CLI's steps.
+        (
+            "boot",
+            json!([{"do": "run", "command": "true"}, {"do": "run", "command": "git status --short"},
+                   {"do": "message", "text": "Hello."}]),
+        ),
     ];
     for (stage, steps) in files {
         std::fs::write(
@@ -314,6 +323,17 @@ struct TaskFigures {
     runs: Vec<Run>,
     /// Summed over the runs: first model request → process exit.
     inside_ms: f64,
+    /// Of it, summed: an answer's end → the same run's next model request (the CLI's own work
+    /// between two requests: its tools, bookkeeping and the next request's preparation).
+    steps_ms: f64,
+    /// Those steps one by one (ms), after a run's first shell call and after its later ones
+    /// (a Write, say, counts in neither).
+    first_shell_steps: Vec<f64>,
+    later_shell_steps: Vec<f64>,
+    /// Of it, summed: a run's last answer → its process exit.
+    exits_ms: f64,
+    /// The last run's exit → `awaiting_merge` seen (the publish, polled every 10 ms).
+    tail_ms: f64,
     /// Model requests of the task.
     requests: usize,
     wall_ms: f64,
@@ -408,6 +428,8 @@ impl Bench<'_> {
             .filter(|r| (created..=end).contains(&(r.received_at_us as i64)))
             .collect();
         let mut runs: Vec<Run> = Vec::new();
+        let mut steps_us = 0;
+        let (mut first_shell_steps, mut later_shell_steps) = (Vec::new(), Vec::new());
         for (stage, mark, spawned_us, exited_us) in rows {
             let after = runs.last().map_or(created, |r| r.exited_us);
             let own: Vec<&&RecordedRequest> = mine
@@ -421,6 +443,23 @@ impl Bench<'_> {
                 !own.is_empty(),
                 "{project}: the {stage} run of task {id} made no model request"
             );
+            let mut shells = 0;
+            for p in own.windows(2) {
+                let gap =
+                    p[1].received_at_us as i64 - p[0].finished_at_us.unwrap_or_default() as i64;
+                steps_us += gap;
+                if p[0].answer.as_deref().is_some_and(|a| {
+                    ["Bash", "bash", "exec_command", "shell_command", "shell"]
+                        .iter()
+                        .any(|shell| a.ends_with(&format!("tool {shell}")))
+                }) {
+                    shells += 1;
+                    match shells {
+                        1 => first_shell_steps.push(ms(gap)),
+                        _ => later_shell_steps.push(ms(gap)),
+                    }
+                }
+            }
             runs.push(Run {
                 first_us: own[0].received_at_us as i64,
                 last_end_us: own.iter().filter_map(|r| r.finished_at_us).max().unwrap() as i64,
@@ -461,6 +500,11 @@ impl Bench<'_> {
         }
         TaskFigures {
             inside_ms: runs.iter().map(|r| ms(r.exited_us - r.first_us)).sum(),
+            steps_ms: ms(steps_us),
+            first_shell_steps,
+            later_shell_steps,
+            exits_ms: runs.iter().map(|r| ms(r.exited_us - r.last_end_us)).sum(),
+            tail_ms: ms(end - runs.last().map_or(end, |r| r.exited_us)),
             requests: mine.len(),
             wall_ms: ms(end - created),
             model_ms: ms(busy_us(&mine, end)),
@@ -655,6 +699,44 @@ async fn measure(bench: &Bench<'_>, harness: &str, mode: Mode, handoffs: usize, 
         "s",
     );
     row(
+        "      an answer → the same run's next model request, summed (the CLI's own steps)",
+        &col(|t| t.steps_ms / 1000.0),
+        "s",
+    );
+    let all =
+        |f: fn(&TaskFigures) -> &Vec<f64>| tasks.iter().flat_map(f).copied().collect::<Vec<f64>>();
+    row(
+        "        one step after a run's first shell call (Claude Code builds its shell snapshot in it)",
+        &all(|t| &t.first_shell_steps),
+        "ms",
+    );
+    row(
+        "        one step after a later shell call",
+        &all(|t| &t.later_shell_steps),
+        "ms",
+    );
+    row(
+        "        ref: bare CLI, one step after its first shell call",
+        &boots
+            .iter()
+            .filter_map(|b| b.steps.first().copied())
+            .collect::<Vec<_>>(),
+        "ms",
+    );
+    row(
+        "        ref: bare CLI, one step after its second shell call",
+        &boots
+            .iter()
+            .filter_map(|b| b.steps.get(1).copied())
+            .collect::<Vec<_>>(),
+        "ms",
+    );
+    row(
+        "      a run's last answer → its exit, summed",
+        &col(|t| t.exits_ms / 1000.0),
+        "s",
+    );
+    row(
         "    of which the 3 hand-offs: exit → next first model request, summed",
         &col(|t| {
             t.runs
@@ -663,6 +745,11 @@ async fn measure(bench: &Bench<'_>, harness: &str, mode: Mode, handoffs: usize, 
                 .sum::<f64>()
                 / 1000.0
         }),
+        "s",
+    );
+    row(
+        "    of which the last run's exit → awaiting merge seen (the publish; polled every 10 ms)",
+        &col(|t| t.tail_ms / 1000.0),
         "s",
     );
     row("  model requests per task", &col(|t| t.requests as f64), "");

@@ -1,6 +1,6 @@
 //! The same-run references of the `harnesses` bench: a CLI started bare (the command line
 //! Atelier builds for it, without server or sandbox) against the bench's model simulator, with
-//! the one-message `boot` script.
+//! the `boot` script: two shell calls (`true`, `git status --short`), then a message.
 
 use super::{BIN, ms, scripted};
 use crate::common::now_us;
@@ -16,6 +16,16 @@ pub struct Boot {
     pub first_request: f64,
     /// Last answer ended → process exit (ms).
     pub exit: f64,
+    /// Each answer's end → the next model request (ms): the CLI's own steps (its shell tool).
+    pub steps: Vec<f64>,
+}
+
+/// Each answer's end → the next request, over `requests` in order (ms).
+fn steps(requests: &[RecordedRequest]) -> Vec<f64> {
+    requests
+        .windows(2)
+        .map(|p| ms(p[1].received_at_us as i64 - p[0].finished_at_us.unwrap_or_default() as i64))
+        .collect()
 }
 
 /// The turn request Atelier would build, for a bare start in `dir` (`dir/app`, `dir/home`).
@@ -99,6 +109,7 @@ pub async fn bare_boot(cli: &dyn Harness, role: &Value, sim: &Simulator, dir: &P
     Boot {
         first_request: ms(requests[0].received_at_us as i64 - started),
         exit: ms(exited - last_end),
+        steps: steps(&requests),
     }
 }
 
@@ -191,5 +202,6 @@ pub async fn bare_warm(
     Some(Boot {
         first_request: ms(requests[0].received_at_us as i64 - written),
         exit: ms(exited - last_end),
+        steps: steps(&requests),
     })
 }

@@ -58,9 +58,9 @@
 //!   script: start → first model request, and last answer → process exit. One unmeasured
 //!   start first warms the page cache and the CLI's home. For the warm mode of a harness with
 //!   a long-lived mode, also the bare long-lived CLI started with nothing on stdin (and the
-//!   warm environment), left to boot until idle (CPU time unchanged for 0.5 s), then given its
-//!   prompt: prompt → first model request, and last answer → exit (stdin closed at the end of
-//!   its turn, as the supervisor does).
+//!   warm environment), left to boot until idle (the CPU time of its process tree, a bridge's
+//!   CLI included, unchanged for 0.5 s), then given its prompt: prompt → first model request,
+//!   and last answer → exit (stdin closed at the end of its turn, as the supervisor does).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a panic is a failed run
 

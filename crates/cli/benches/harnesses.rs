@@ -8,6 +8,10 @@
 //!   --mode MODE      one-shot, warm or both (default: both)
 //!   --handoffs N     hand-offs measured per harness and mode, at least (default 20)
 //!   --boots N        bare CLI starts for the same-run reference (default 10)
+//!   --model-latency-ms N
+//!                    the simulated model waits N ms before each answer (default 0: at
+//!                    once), so that runs last like real ones and a warm standby has the
+//!                    time it would have with a real model
 //!   --trace          also print each task's timeline: runs spawned/exited, model requests
 //! ```
 //!
@@ -17,9 +21,10 @@
 //! `docs/performance.md` ("Real harnesses against the model simulator").
 //!
 //! The real `atelier serve` (release build, sandboxed agents, `--warm-limit 2`) drives the real
-//! CLIs against the in-process model simulator, which answers at once (zero latency) and records
-//! per request when it arrived and when its answer ended (µs since the epoch: the clock of the
-//! store's `runs.spawned_us`/`exited_us`). Tasks run one after the other, each the default
+//! CLIs against the in-process model simulator, which answers at once (zero latency; or after
+//! `--model-latency-ms`) and records per request when it arrived and when its answer ended (µs
+//! since the epoch: the clock of the store's `runs.spawned_us`/`exited_us`; the latency is
+//! inside that interval, so it is model time and the arrival stays the moment the CLI asked). Tasks run one after the other, each the default
 //! 4-run automated pipeline: plan → implement → review → pr (non-technical owner: the plan gate
 //! passes by itself), until at least `--handoffs` hand-offs of the mode were seen.
 //!
@@ -40,6 +45,9 @@
 //!   run's first model request (adds the previous CLI's own exit after its last answer). In
 //!   warm mode, hand-offs whose successor was a warm process and the others (plan →
 //!   implement: behind the plan gate, never warmed) are counted apart.
+//! - **warm process up before its run came**: from the server's log (`idle_ms` of each
+//!   hand-off), per stage: how long the standby had been booting or idle when its run was
+//!   handed to it.
 //! - **pipeline**: wall = task created (POST sent) → `awaiting_merge` seen (polled every
 //!   10 ms); model time = the union of the task's model requests' [received, answer ended]
 //!   (the sum when they do not overlap); overhead = wall − model time, and, leaving the first
@@ -54,9 +62,9 @@
 //!   its next request (the CLI's own steps), and last answer → process exit. One unmeasured
 //!   start first warms the page cache and the CLI's home. For the warm mode of a harness with
 //!   a long-lived mode, also the bare long-lived CLI started with nothing on stdin (and the
-//!   warm environment), left to boot until idle (CPU time unchanged for 0.5 s), then given its
-//!   prompt: prompt → first model request, and last answer → exit (stdin closed at the end of
-//!   its turn, as the supervisor does).
+//!   warm environment), left to boot until idle (the CPU time of its process tree, a bridge's
+//!   CLI included, unchanged for 0.5 s), then given its prompt: prompt → first model request,
+//!   and last answer → exit (stdin closed at the end of its turn, as the supervisor does).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a panic is a failed run
 
@@ -99,12 +107,13 @@ struct Options {
     handoffs: usize,
     boots: usize,
     trace: bool,
+    model_latency_ms: u64,
 }
 
 fn usage(problem: &str) -> ! {
     panic!(
         "{problem}\nusage: cargo bench -p cli --bench harnesses -- [--harness claude-code,codex,opencode] \
-         [--mode one-shot|warm|both] [--handoffs N] [--boots N] [--trace]"
+         [--mode one-shot|warm|both] [--handoffs N] [--boots N] [--model-latency-ms N] [--trace]"
     )
 }
 
@@ -116,6 +125,7 @@ fn options() -> Options {
         handoffs: 20,
         boots: 10,
         trace: false,
+        model_latency_ms: 0,
     };
     let mut i = 0;
     while i < args.len() {
@@ -160,6 +170,12 @@ fn options() -> Options {
             }
             "--handoffs" => o.handoffs = number(value()),
             "--boots" => o.boots = number(value()),
+            "--model-latency-ms" => {
+                let v = value();
+                o.model_latency_ms = v.parse().unwrap_or_else(|_| {
+                    usage(&format!("--model-latency-ms needs a number of ms, not {v}"))
+                });
+            }
             other => usage(&format!("unknown option {other}")),
         }
         i += 2;
@@ -791,7 +807,16 @@ fn main() {
         let scenario_dir = dir.path().join("scenarios");
         scenarios(&scenario_dir);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let sim = Simulator::start(listener, scenario_dir).await;
+        let sim = Simulator::start_with(
+            listener,
+            simulator::Options {
+                scenarios_dir: scenario_dir,
+                latency: Duration::from_millis(o.model_latency_ms),
+                ..simulator::Options::default()
+            },
+        )
+        .await
+        .unwrap();
         let data = dir.path().join("data");
         let mut args = vec!["--warm-limit".to_string(), "2".to_string()];
         for (_, flag, path) in &clis {
@@ -809,11 +834,12 @@ fn main() {
             trace: o.trace,
         };
         println!(
-            "harnesses: {:?}, modes: {:?}, ≥ {} hand-offs each, {} bare starts",
+            "harnesses: {:?}, modes: {:?}, ≥ {} hand-offs each, {} bare starts, model latency {} ms",
             o.harnesses,
             o.modes.iter().map(|m| m.name()).collect::<Vec<_>>(),
             o.handoffs,
-            o.boots
+            o.boots,
+            o.model_latency_ms
         );
         for (harness, _, path) in &clis {
             let cli = adapter(harness, path.clone());
@@ -859,7 +885,7 @@ fn main() {
             }
         }
         // How long each warm process had been up when its run came (the server's `idle_ms`).
-        for stage in ["review", "pr"] {
+        for stage in ["implement", "review", "pr"] {
             let idle: Vec<f64> = logs
                 .lines()
                 .filter(|l| {

@@ -88,6 +88,7 @@ fn fake_config(permission: Value) -> Value {
         "permission": permission,
         "autoupdate": false,
         "share": "disabled",
+        "snapshot": false,
     })
 }
 
@@ -228,6 +229,7 @@ fn uses_built_in_providers_without_base_url() {
             "permission": {"edit": "allow", "bash": "allow"},
             "autoupdate": false,
             "share": "disabled",
+            "snapshot": false,
         })
     );
 }

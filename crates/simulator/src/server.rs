@@ -32,6 +32,13 @@ pub struct Options {
     pub scenarios_dir: PathBuf,
     /// Also append every request to this JSONL file.
     pub record_file: Option<PathBuf>,
+    /// How long the simulated model takes before each answer to a model request (Messages,
+    /// Responses, Chat Completions; not probes, model lists or token counts): after the
+    /// request arrived and was recorded, before the answer starts. Zero (the default) answers
+    /// at once. It counts as model time (inside `received_at_us`..`finished_at_us`), so a
+    /// benchmark can make runs last like real ones without moving its hand-off clock (the
+    /// arrival of the next request).
+    pub latency: Duration,
 }
 
 /// A running simulator. Dropping it stops the server too (without waiting).
@@ -46,6 +53,7 @@ pub struct Simulator {
 #[derive(Debug)]
 struct AppState {
     scenarios: PathBuf,
+    latency: Duration,
     recorder: Recorder,
     counters: Counters,
     ids: Ids,
@@ -55,7 +63,7 @@ struct AppState {
 impl Simulator {
     /// Serves on `listener`, playing the scenarios in `scenarios_dir`.
     pub async fn start(listener: TcpListener, scenarios_dir: PathBuf) -> Simulator {
-        Simulator::spawn(listener, scenarios_dir, Recorder::default())
+        Simulator::spawn(listener, scenarios_dir, Recorder::default(), Duration::ZERO)
     }
 
     /// [`start`](Self::start) with options; fails only when the record file cannot be opened.
@@ -64,16 +72,27 @@ impl Simulator {
             Some(path) => Recorder::with_file(path)?,
             None => Recorder::default(),
         };
-        Ok(Simulator::spawn(listener, options.scenarios_dir, recorder))
+        Ok(Simulator::spawn(
+            listener,
+            options.scenarios_dir,
+            recorder,
+            options.latency,
+        ))
     }
 
-    fn spawn(listener: TcpListener, scenarios: PathBuf, recorder: Recorder) -> Simulator {
+    fn spawn(
+        listener: TcpListener,
+        scenarios: PathBuf,
+        recorder: Recorder,
+        latency: Duration,
+    ) -> Simulator {
         let addr = listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
         let (tx, rx) = watch::channel(false);
         let state = Arc::new(AppState {
             scenarios,
+            latency,
             recorder,
             counters: Counters::default(),
             ids: Ids::default(),
@@ -290,6 +309,13 @@ async fn reply(
             );
         }
     };
+    if !state.latency.is_zero() {
+        let mut shutdown = state.shutdown.clone();
+        tokio::select! {
+            () = tokio::time::sleep(state.latency) => {}
+            () = shutdown.wait() => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        }
+    }
     let request_id = state.ids.make("req_");
     let problem = match (&encoding, &parsed) {
         (Some(e), _) => Some(format!(

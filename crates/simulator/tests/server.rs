@@ -33,6 +33,7 @@ async fn records_requests_and_serves_probes() {
     let options = Options {
         scenarios_dir: dir.path().to_path_buf(),
         record_file: Some(log.clone()),
+        ..Options::default()
     };
     let sim = Simulator::start_with(listener, options).await.unwrap();
     let http = reqwest::Client::new();
@@ -224,6 +225,95 @@ async fn stall_and_slow_take_their_time() {
     assert!(first_out - first_in >= (300 + 7 * 40) * 1000, "{times:?}");
     assert!(second_out - second_in >= 7 * 40 * 1000, "{times:?}");
     assert!(first_out <= second_in && second_out <= ended, "{times:?}");
+}
+
+/// A server-wide latency delays every model answer by at least that long, counted as model time
+/// (the arrival stays the moment the request came), and no probe, model list or token count.
+#[tokio::test]
+async fn latency_delays_each_model_answer_and_nothing_else() {
+    let latency = Duration::from_millis(1500);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("plan.json"),
+        json!({"runs": [[{"do": "run", "command": "true"}, {"do": "message", "text": "done"}]]})
+            .to_string(),
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let options = Options {
+        scenarios_dir: dir.path().to_path_buf(),
+        latency,
+        ..Options::default()
+    };
+    let sim = Simulator::start_with(listener, options).await.unwrap();
+    let http = reqwest::Client::new();
+    let url = sim.url();
+
+    // Two steps of the scenario (a tool call, then the last message), each a model answer.
+    let mut sent = Vec::new();
+    for body in [
+        claude("Atelier-Stage: plan #0"),
+        json!({"model": "claude-sonnet-4-5", "stream": true, "max_tokens": 100,
+            "system": "You are Claude Code.",
+            "messages": [
+                {"role": "user", "content": "Atelier-Stage: plan #0"},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "Bash", "input": {"command": "true"}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": ""}]}
+            ],
+            "tools": [{"name": "Bash", "input_schema": {}}]}),
+    ] {
+        let before = unix_micros();
+        let started = Instant::now();
+        let response = http
+            .post(format!("{url}/v1/messages"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let text = response.text().await.unwrap();
+        assert!(started.elapsed() >= latency, "{:?}", started.elapsed());
+        assert!(text.contains("message_stop"), "{text}");
+        sent.push(before);
+    }
+    // Not model answers: answered without the latency (a deadline well below it).
+    let started = Instant::now();
+    let models = http.get(format!("{url}/v1/models")).send().await.unwrap();
+    assert_eq!(models.status(), 200);
+    assert!(started.elapsed() < latency, "{:?}", started.elapsed());
+
+    let requests = sim.requests();
+    let answered: Vec<&RecordedRequest> = requests
+        .iter()
+        .filter(|r| r.path.starts_with("/v1/messages"))
+        .collect();
+    assert_eq!(answered.len(), 2, "{requests:?}");
+    for (request, before) in answered.iter().zip(&sent) {
+        let finished = request.finished_at_us.unwrap();
+        // Received when it arrived, not when the latency ended; the latency is model time.
+        assert!(request.received_at_us >= *before, "{request:?}");
+        assert!(
+            request.received_at_us - before < latency.as_micros() as u64,
+            "{request:?}"
+        );
+        assert!(
+            finished - request.received_at_us >= latency.as_micros() as u64,
+            "{request:?}"
+        );
+    }
+    assert!(
+        answered[0].answer.as_deref().unwrap().contains("tool"),
+        "{answered:?}"
+    );
+    assert!(
+        answered[1]
+            .answer
+            .as_deref()
+            .unwrap()
+            .contains("end of turn"),
+        "{answered:?}"
+    );
+    sim.shutdown().await;
 }
 
 #[tokio::test]

@@ -120,8 +120,32 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
     Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
 }
 
+/// The CPU time of `pid` and all its descendants: a bridge (Codex's, OpenCode's) idles while
+/// the CLI it started boots, so the bridge alone would look idle too early.
+fn tree_cpu_ticks(pid: u32) -> Option<u64> {
+    let mut total = cpu_ticks(pid)?;
+    let mut queue = vec![pid];
+    while let Some(p) = queue.pop() {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let children =
+                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            for child in children
+                .split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok())
+            {
+                total += cpu_ticks(child).unwrap_or(0);
+                queue.push(child);
+            }
+        }
+    }
+    Some(total)
+}
+
 /// A long-lived start, as a warm standby is: the process started with nothing on stdin and
-/// left to boot until idle (its CPU time unchanged for 0.5 s), then the prompt written: prompt
+/// left to boot until idle (the CPU time of its process tree unchanged for 0.5 s), then the prompt written: prompt
 /// → first model request; last answer → exit (stdin closed once its turn ended, as the
 /// supervisor does). `None` for a harness without a long-lived mode.
 pub async fn bare_warm(
@@ -157,7 +181,7 @@ pub async fn bare_warm(
             "the bare long-lived CLI never went idle"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let now = cpu_ticks(pid);
+        let now = tree_cpu_ticks(pid);
         still = if now == last { still + 1 } else { 0 };
         last = now;
     }

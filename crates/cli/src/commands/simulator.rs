@@ -30,6 +30,10 @@ pub struct SimulatorArgs {
     /// Also append every request to this JSONL file
     #[arg(long, value_name = "FILE")]
     record: Option<PathBuf>,
+    /// Wait this long before each model answer (a model's thinking time; probes and model
+    /// lists are answered at once)
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    latency_ms: u64,
 }
 
 pub async fn run(args: SimulatorArgs) -> Result<()> {
@@ -48,6 +52,7 @@ pub async fn run(args: SimulatorArgs) -> Result<()> {
     let options = Options {
         scenarios_dir: scenarios,
         record_file: args.record.clone(),
+        latency: std::time::Duration::from_millis(args.latency_ms),
     };
     let sim = Simulator::start_with(listener, options)
         .await

@@ -13,7 +13,9 @@
 //!   `atelier-warmup`, whose endpoint is the bridge itself on loopback answering every request
 //!   with HTTP 400: OpenCode boots everything, the request fails at once and nothing reaches
 //!   the role's model; the session is deleted when stdin closes. A warm process has then paid the
-//!   cold start.
+//!   cold start. A turn that comes during the warm-up is sent at once (OpenCode builds its
+//!   machinery once, for whichever prompt asks first; the turn does not wait for the warm-up's
+//!   failure and end of step), and so are the end of stdin and a stop.
 //! - **Turns.** Each stdin line (`{"text": "…"}`, [`turn_line`]) becomes
 //!   `POST /session/<id>/prompt_async` with the role's model and variant. OpenCode reads its
 //!   configuration once per instance, so when the worktree's own (`opencode.json`,
@@ -340,6 +342,7 @@ fn request_complete(seen: &[u8]) -> bool {
 }
 
 /// What the main loop waits on.
+#[derive(Debug, PartialEq)]
 enum Input {
     Turn(String),
     Event(Value),
@@ -347,6 +350,16 @@ enum Input {
     EventsClosed,
     Stop,
     ServerExited,
+}
+
+impl Input {
+    /// What a stdin line (`None`: stdin closed) asks for.
+    fn from_line(line: Option<String>) -> Input {
+        match line {
+            Some(line) => Input::Turn(line),
+            None => Input::StdinClosed,
+        }
+    }
 }
 
 /// Runs the session: boot, warm-up, turns, until stdin closes or a stop. Returns the exit code.
@@ -398,21 +411,25 @@ async fn serve(
         model: args.model.clone(),
         variant: args.variant.clone(),
     };
-    // A turn already waiting (a cold start) goes first; an idle (warm) process warms up.
+    // A turn already waiting (a cold start) goes first; an idle (warm) process warms up, and
+    // a turn, the end of stdin or a stop that comes meanwhile is taken at once: OpenCode builds
+    // its machinery once for both prompts, so the turn does not wait for the warm-up's end.
     tokio::task::yield_now().await;
-    let mut pending = stdin.try_recv().ok();
+    let mut pending = stdin.try_recv().ok().map(Input::from_line);
     let mut warm_session = None;
     if pending.is_none() && can_warm {
-        warm_session = session_state.warm_up(&mut events).await;
-        pending = stdin.try_recv().ok();
+        let (session, cut) = session_state
+            .warm_up(&mut events, &mut stdin, &mut stops)
+            .await;
+        warm_session = session;
+        pending = cut.or_else(|| stdin.try_recv().ok().map(Input::from_line));
     }
     let workdir = std::env::current_dir().unwrap_or_default();
     let mut stamp = config_stamp(&workdir);
     let mut child_exit = Box::pin(wait_exit(server.pid));
     loop {
         let input = match pending.take() {
-            Some(Some(line)) => Input::Turn(line),
-            Some(None) => Input::StdinClosed,
+            Some(input) => input,
             None => tokio::select! {
                 line = stdin.recv() => match line.flatten() {
                     Some(line) => Input::Turn(line),
@@ -639,9 +656,15 @@ impl Session<'_> {
     }
 
     /// The warm-up prompt (see the module's doc): waits for its throw-away session to fail,
-    /// forwarding anything of the run's own session meanwhile. Returns that session (deleted
-    /// at the end).
-    async fn warm_up(&self, events: &mut mpsc::UnboundedReceiver<Option<Value>>) -> Option<String> {
+    /// forwarding anything of the run's own session meanwhile, unless a stdin line or a stop
+    /// comes first (returned, for the main loop to take at once). Returns that session
+    /// (deleted at the end).
+    async fn warm_up(
+        &self,
+        events: &mut mpsc::UnboundedReceiver<Option<Value>>,
+        stdin: &mut mpsc::UnboundedReceiver<Option<String>>,
+        stops: &mut Stops,
+    ) -> (Option<String>, Option<Input>) {
         let created = self
             .server
             .call(
@@ -650,9 +673,12 @@ impl Session<'_> {
                 Some(&json!({"title": "Atelier warm-up"})),
             )
             .await;
-        let id = created
+        let Some(id) = created
             .ok()
-            .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_owned))?;
+            .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_owned))
+        else {
+            return (None, None);
+        };
         let body = json!({
             "model": {"providerID": WARMUP_PROVIDER, "modelID": WARMUP_MODEL},
             "parts": [{"type": "text", "text": "warm up"}],
@@ -665,15 +691,25 @@ impl Session<'_> {
                 Some(&body),
             )
             .await;
+        let mut cut = None;
         if sent.is_ok() {
             let _ = tokio::time::timeout(WARMUP_LIMIT, async {
-                while let Some(Some(event)) = events.recv().await {
-                    let idle = event.get("type").and_then(Value::as_str) == Some("session.idle")
-                        && event
-                            .pointer("/properties/sessionID")
-                            .and_then(Value::as_str)
-                            == Some(id.as_str());
-                    if idle {
+                loop {
+                    let event = tokio::select! {
+                        event = events.recv() => event,
+                        line = stdin.recv() => {
+                            cut = Some(Input::from_line(line.flatten()));
+                            return;
+                        }
+                        () = stops.next() => {
+                            cut = Some(Input::Stop);
+                            return;
+                        }
+                    };
+                    let Some(Some(event)) = event else {
+                        return;
+                    };
+                    if is_idle(&event, &id) {
                         return;
                     }
                     self.event(event).await;
@@ -681,7 +717,7 @@ impl Session<'_> {
             })
             .await;
         }
-        Some(id)
+        (Some(id), cut)
     }
 
     /// A stop: aborts the turn in flight and forwards its last events for a moment.
@@ -710,6 +746,15 @@ impl Session<'_> {
         })
         .await;
     }
+}
+
+/// Whether `event` says session `id` went idle (its turn ended).
+fn is_idle(event: &Value, id: &str) -> bool {
+    event.get("type").and_then(Value::as_str) == Some("session.idle")
+        && event
+            .pointer("/properties/sessionID")
+            .and_then(Value::as_str)
+            == Some(id)
 }
 
 /// Reads the server's event stream (server-sent events, one JSON object per `data:`) into

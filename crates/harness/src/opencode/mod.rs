@@ -20,7 +20,10 @@
 //! `HOME`): Atelier's `atelier` provider entry for `base_url`, the model, `edit` and `bash`
 //! allowed without asking (`run` rejects every permission it would have to ask for), `task`
 //! denied in the implement stage (no sub-agent delegation: OpenCode then does not even offer the
-//! tool), no autoupdate, no sharing. The `OPENCODE_DISABLE_*` variables keep it offline apart from
+//! tool), no autoupdate, no sharing, no snapshot tracking (OpenCode's undo: a `git add` of the
+//! whole worktree into a repository of its own before and after every step, ~4 `git` processes
+//! ahead of each model request; turning it off halved a warmed-up bridge's prompt → model
+//! request, 0.6 → 0.25 s median under load). The `OPENCODE_DISABLE_*` variables keep it offline apart from
 //! the model, and so does what [`Harness::prepare`] puts into the task's home before each turn:
 //! without it OpenCode installs `@opencode-ai/plugin` from the npm registry at every start
 //! (`home`). `run` ignores SIGINT, so the graceful interrupt is SIGTERM; the engine then kills
@@ -318,6 +321,11 @@ pub fn opencode_config(model: &str, stage: Stage, settings: &OpenCodeSettings) -
     config.insert("permission".into(), permission.into());
     config.insert("autoupdate".into(), false.into());
     config.insert("share".into(), "disabled".into());
+    // No snapshot tracking: OpenCode would otherwise copy the worktree into a git repository
+    // of its own in the home (`git add` of every file, `write-tree`) at the start and the end
+    // of every step, before its model request; it serves only OpenCode's own undo/revert,
+    // which an unattended run never uses (Atelier reads file changes from the tools' results).
+    config.insert("snapshot".into(), false.into());
     config.into()
 }
 

@@ -32,6 +32,16 @@ pub struct TimedEvent {
 const TIMED: &str = "SELECT e.run_id, r.stage, e.seq, e.body, e.created_at FROM runs r
      JOIN events e ON e.run_id = r.id WHERE r.task_id = ?1";
 
+/// Events strictly after the cursor `(?2, ?3)` (run, seq) of a query over `runs r JOIN events e`.
+/// Written so that the `events_run` index is searched from the cursor (`seq > ?`): the
+/// row-value form `(e.run_id, e.seq) > (?2, ?3)` made SQLite read the cursor's run from its
+/// first event, so a follower paging through a long run read it quadratically.
+const AFTER_CURSOR: &str =
+    "r.id >= ?2 AND e.seq > CASE WHEN r.id = ?2 THEN ?3 ELSE -9223372036854775808 END";
+/// Events strictly before the cursor `(?2, ?3)`, as [`AFTER_CURSOR`].
+const BEFORE_CURSOR: &str =
+    "r.id <= ?2 AND e.seq < CASE WHEN r.id = ?2 THEN ?3 ELSE 9223372036854775807 END";
+
 fn timed(
     stmt: &mut rusqlite::CachedStatement<'_>,
     params: impl rusqlite::Params,
@@ -80,8 +90,7 @@ impl Tx<'_> {
         limit: u32,
     ) -> Result<Vec<TimedEvent>> {
         let mut stmt = self.tx.prepare_cached(&format!(
-            "{TIMED} AND r.id >= ?2 AND (e.run_id, e.seq) > (?2, ?3)
-             ORDER BY r.id, e.seq LIMIT ?4"
+            "{TIMED} AND {AFTER_CURSOR} ORDER BY r.id, e.seq LIMIT ?4"
         ))?;
         timed(&mut stmt, params![task.0, after.0.0, after.1, limit])
     }
@@ -94,8 +103,7 @@ impl Tx<'_> {
         limit: u32,
     ) -> Result<Vec<TimedEvent>> {
         let mut stmt = self.tx.prepare_cached(&format!(
-            "{TIMED} AND r.id <= ?2 AND (e.run_id, e.seq) < (?2, ?3)
-             ORDER BY r.id DESC, e.seq DESC LIMIT ?4"
+            "{TIMED} AND {BEFORE_CURSOR} ORDER BY r.id DESC, e.seq DESC LIMIT ?4"
         ))?;
         let mut rows = timed(&mut stmt, params![task.0, before.0.0, before.1, limit])?;
         rows.reverse();
@@ -105,8 +113,10 @@ impl Tx<'_> {
     /// Whether the task has an event strictly before the key `(run, seq)`.
     pub fn task_has_events_before(&self, task: TaskId, before: (RunId, i64)) -> Result<bool> {
         Ok(self.tx.query_row(
-            "SELECT EXISTS(SELECT 1 FROM runs r JOIN events e ON e.run_id = r.id
-             WHERE r.task_id = ?1 AND r.id <= ?2 AND (e.run_id, e.seq) < (?2, ?3))",
+            &format!(
+                "SELECT EXISTS(SELECT 1 FROM runs r JOIN events e ON e.run_id = r.id
+                 WHERE r.task_id = ?1 AND {BEFORE_CURSOR})"
+            ),
             params![task.0, before.0.0, before.1],
             |r| r.get(0),
         )?)
@@ -141,11 +151,10 @@ impl Tx<'_> {
         after: (RunId, i64),
         limit: u32,
     ) -> Result<Vec<StoredEvent>> {
-        let mut stmt = self.tx.prepare_cached(
+        let mut stmt = self.tx.prepare_cached(&format!(
             "SELECT e.run_id, r.stage, e.seq, e.body FROM runs r JOIN events e ON e.run_id = r.id
-             WHERE r.task_id = ?1 AND r.id >= ?2 AND (e.run_id, e.seq) > (?2, ?3)
-             ORDER BY r.id, e.seq LIMIT ?4",
-        )?;
+             WHERE r.task_id = ?1 AND {AFTER_CURSOR} ORDER BY r.id, e.seq LIMIT ?4"
+        ))?;
         let rows = stmt.query_map(params![task.0, after.0.0, after.1, limit], event_columns)?;
         rows.map(stored_event).collect()
     }
@@ -363,12 +372,14 @@ mod tests {
                 for sql in [
                     format!("{} ORDER BY r.id DESC, e.seq DESC LIMIT 300", super::TIMED),
                     format!(
-                        "{} AND r.id >= 1 AND (e.run_id, e.seq) > (1, 5) ORDER BY r.id, e.seq LIMIT 300",
-                        super::TIMED
+                        "{} AND {} ORDER BY r.id, e.seq LIMIT 300",
+                        super::TIMED,
+                        super::AFTER_CURSOR.replace("?2", "1").replace("?3", "5")
                     ),
                     format!(
-                        "{} AND r.id <= 2 AND (e.run_id, e.seq) < (2, 5) ORDER BY r.id DESC, e.seq DESC LIMIT 300",
-                        super::TIMED
+                        "{} AND {} ORDER BY r.id DESC, e.seq DESC LIMIT 300",
+                        super::TIMED,
+                        super::BEFORE_CURSOR.replace("?2", "2").replace("?3", "5")
                     ),
                 ] {
                     let plan: Vec<String> = tx
@@ -380,6 +391,14 @@ mod tests {
                     assert!(plan.contains("runs_task"), "{sql}: {plan}");
                     assert!(plan.contains("events_run"), "{sql}: {plan}");
                     assert!(!plan.contains("TEMP B-TREE"), "{sql}: {plan}");
+                    if sql.contains("CASE") {
+                        // The cursor bounds the index search: a page after (or before) a
+                        // cursor deep in a long run does not read the run from its start.
+                        assert!(
+                            plan.contains("seq>?") || plan.contains("seq<?"),
+                            "{sql}: {plan}"
+                        );
+                    }
                 }
                 let started = std::time::Instant::now();
                 let last = tx.task_events_last(task, 2000)?;

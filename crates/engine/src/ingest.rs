@@ -7,8 +7,8 @@
 //! [`store::Store::defer`] when the run's first burst of the window arrives: a commit writes one
 //! activity row per run, not one per burst (an agent writing its lines one by one makes one
 //! burst per line). The ingest timer ([`run_flusher`]) commits everything queued [`WINDOW`]
-//! after the first burst arrived — the batches of all runs in one transaction — or sooner when
-//! [`MAX_WAITING`] events wait. Any other read or write of the store commits the queue first,
+//! after the first burst arrived — the batches of all runs in one transaction, on a blocking
+//! thread — or sooner when [`MAX_WAITING`] events wait. Any other read or write of the store commits the queue first,
 //! so the run's end (and anything else done after a burst was handed over) is never stored
 //! before the run's events, and a backlog read sees every event handed over before it.
 //! Followers get a batch only after its commit, in commit order, as shared buffers
@@ -32,7 +32,8 @@ use tokio::sync::Notify;
 /// agents × 100 events/s, 30–36 % of a core with 5 ms and one row per burst; 11–17 % with 20–30
 /// ms, one row per run and commit, and chatty agents' pipes read paced).
 pub(crate) const WINDOW: Duration = Duration::from_millis(30);
-/// Events waiting at most; the burst that reaches it commits them all at once.
+/// Events waiting that make the ingest timer commit at once; at four times as many, the
+/// supervisor handing over a burst commits itself (the writer fell behind).
 const MAX_WAITING: usize = 16_384;
 
 /// The ingest queue's state in the engine: the open batch of each run and the timer's wake-up.
@@ -44,6 +45,8 @@ pub(crate) struct Queue {
     waiting: AtomicUsize,
     /// Wakes the ingest timer: events wait to be committed.
     wake: Notify,
+    /// Tells the ingest timer not to wait for the end of the window: [`MAX_WAITING`] events wait.
+    full: Notify,
 }
 
 impl Queue {
@@ -222,8 +225,11 @@ impl Queue {
                 }
             }
         }
-        if waiting >= MAX_WAITING {
+        if waiting >= MAX_WAITING * 4 {
+            // The writer is behind: the agent's supervisor waits for the commit (back-pressure).
             store.commit_deferred();
+        } else if waiting >= MAX_WAITING {
+            self.full.notify_one();
         }
     }
 }
@@ -272,14 +278,20 @@ fn serialize(
     }
 }
 
-/// The ingest timer: commits what waits [`WINDOW`] after the first burst of a window. Runs for
-/// the engine's lifetime (a shutdown commits what is left itself, after its runs stopped).
+/// The ingest timer: commits what waits [`WINDOW`] after the first burst of a window, or as soon
+/// as [`MAX_WAITING`] events wait. The commit runs on a blocking thread, so the supervisors go
+/// on reading and decoding their agents' output meanwhile. Runs for the engine's lifetime (a
+/// shutdown commits what is left itself, after its runs stopped).
 pub(crate) async fn run_flusher(inner: Arc<Inner>) {
     let window = window();
     loop {
         inner.ingest.wake.notified().await;
-        tokio::time::sleep(window).await;
-        inner.store.commit_deferred();
+        tokio::select! {
+            () = tokio::time::sleep(window) => {}
+            () = inner.ingest.full.notified() => {}
+        }
+        let committing = Arc::clone(&inner);
+        let _ = tokio::task::spawn_blocking(move || committing.store.commit_deferred()).await;
     }
 }
 

@@ -88,28 +88,40 @@ struct Burst {
 /// A run's batch in the store's queue of deferred writes.
 struct Queued {
     batch: Arc<Mutex<RunBatch>>,
+    /// What the first `write` took out of the batch (closing it), kept for another `write`
+    /// after a rollback: the batch's lock is never held while SQLite writes.
+    taken: Option<RunBatch>,
+    /// `committed` or `failed` ran (or the write was dropped): the batch left the queue.
+    settled: bool,
     queue: Arc<Queue>,
     hub: Arc<Hub>,
 }
 
 impl Queued {
-    fn batch(&self) -> MutexGuard<'_, RunBatch> {
-        self.batch.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The batch left the queue (stored or lost): it no longer takes bursts.
-    fn settle(&self) -> RunBatch {
-        let mut batch = self.batch();
+    /// Closes the batch to later bursts and takes what it holds.
+    fn close(&self) -> RunBatch {
+        let mut batch = self.batch.lock().unwrap_or_else(|p| p.into_inner());
         batch.closed = true;
-        let taken = RunBatch {
+        RunBatch {
             task: batch.task,
             run: batch.run,
             closed: true,
             rows: std::mem::take(&mut batch.rows),
-            effects: Vec::new(),
+            effects: std::mem::take(&mut batch.effects),
             lines: std::mem::take(&mut batch.lines),
+        }
+    }
+
+    /// The batch left the queue (stored or lost): it no longer takes bursts, its events no
+    /// longer count as waiting, and its run's next burst starts a new batch.
+    fn settle(&mut self) -> RunBatch {
+        let taken = match self.taken.take() {
+            Some(taken) => taken,
+            None => self.close(),
         };
-        drop(batch);
+        if std::mem::replace(&mut self.settled, true) {
+            return taken;
+        }
         self.queue
             .waiting
             .fetch_sub(taken.rows.len(), Ordering::Relaxed);
@@ -124,10 +136,27 @@ impl Queued {
     }
 }
 
+impl Drop for Queued {
+    /// Dropped without `committed` or `failed` (a commit that panicked): the batch must not stay
+    /// open, or its run's later bursts would join a batch nobody writes.
+    fn drop(&mut self) {
+        if !self.settled {
+            let lost = self.settle();
+            if !lost.rows.is_empty() {
+                tracing::error!(run = %lost.run, events = lost.rows.len(), "transcript events dropped unstored");
+            }
+        }
+    }
+}
+
 impl store::DeferredWrite for Queued {
     fn write(&mut self, tx: &store::Tx<'_>) -> store::Result<()> {
-        let mut batch = self.batch();
-        batch.closed = true;
+        if self.taken.is_none() {
+            self.taken = Some(self.close());
+        }
+        let Some(batch) = &self.taken else {
+            return Ok(());
+        };
         tx.append_events(batch.task, batch.run, &batch.rows)?;
         for event in &batch.effects {
             match event {
@@ -150,7 +179,7 @@ impl store::DeferredWrite for Queued {
         Ok(())
     }
 
-    fn committed(self: Box<Self>) {
+    fn committed(mut self: Box<Self>) {
         let batch = self.settle();
         for lines in batch.lines {
             self.hub
@@ -158,7 +187,7 @@ impl store::DeferredWrite for Queued {
         }
     }
 
-    fn failed(self: Box<Self>, err: &store::StoreError) {
+    fn failed(mut self: Box<Self>, err: &store::StoreError) {
         let batch = self.settle();
         tracing::error!(run = %batch.run, events = batch.rows.len(), error = %err, "cannot persist transcript events");
     }
@@ -217,6 +246,8 @@ impl Queue {
                 open.insert(run, Arc::clone(&batch));
                 let queued = store.defer(Box::new(Queued {
                     batch,
+                    taken: None,
+                    settled: false,
                     queue: Arc::clone(self),
                     hub: Arc::clone(hub),
                 }));
@@ -443,5 +474,35 @@ mod tests {
             assert_eq!(last, (a, lines.first + lines.ends.len() as i64 - 1));
         }
         assert_eq!(got, vec![(1, 2), (3, 1), (5, 1)]);
+    }
+
+    #[test]
+    fn a_batch_dropped_unwritten_leaves_the_queue_closed() {
+        let queue = Arc::new(Queue::default());
+        let run = RunId(7);
+        let burst = burst(run, 1..4, false);
+        queue.waiting.fetch_add(3, Ordering::Relaxed);
+        let batch = Arc::new(Mutex::new(RunBatch {
+            task: TaskId(1),
+            run,
+            closed: false,
+            rows: burst.rows,
+            effects: burst.effects,
+            lines: Vec::new(),
+        }));
+        queue.open().insert(run, Arc::clone(&batch));
+        drop(Queued {
+            batch: Arc::clone(&batch),
+            taken: None,
+            settled: false,
+            queue: Arc::clone(&queue),
+            hub: Arc::new(Hub::default()),
+        });
+        assert!(
+            queue.open().is_empty(),
+            "the run's next burst starts a new batch"
+        );
+        assert_eq!(queue.waiting.load(Ordering::Relaxed), 0);
+        assert!(batch.lock().unwrap().closed);
     }
 }

@@ -137,6 +137,8 @@ pub(crate) async fn supervise(inner: Arc<Inner>, mut turn: Turn) {
     let mut abort: Option<Abort> = None;
     let exit = loop {
         tokio::select! {
+            // The timers come before the output: an agent flooding its pipe cannot keep a
+            // stop, a stall or the deadline from being acted on.
             biased;
             status = turn.process.wait() => break status,
             changed = turn.stop.changed(), if abort.is_none() => {
@@ -148,6 +150,33 @@ pub(crate) async fn supervise(inner: Arc<Inner>, mut turn: Turn) {
                 kill.as_mut().reset(begin_stop(&inner, &mut turn, cause == Abort::Shutdown).await);
                 killing = true;
                 abort = Some(cause);
+            }
+            () = &mut kill, if killing => {
+                // Unconfined, the walk of the agent's tree runs on the blocking pool; the agent's
+                // exit is observed by the next turn of the loop.
+                turn.process.kill_all().await;
+                killing = false;
+            }
+            () = &mut stall, if abort.is_none() => {
+                let due = last_output + stall_window;
+                if due > Instant::now() {
+                    stall.as_mut().reset(due);
+                } else {
+                    let secs = stall_window.as_secs_f64();
+                    abort = Some(Abort::Stalled(format!(
+                        "stalled: the agent emitted nothing for {secs:.1} s (the stall window); it was interrupted and stopped"
+                    )));
+                    kill.as_mut().reset(begin_stop(&inner, &mut turn, false).await);
+                    killing = true;
+                }
+            }
+            () = &mut deadline, if abort.is_none() => {
+                let secs = turn.timeout.as_secs_f64();
+                abort = Some(Abort::Failed(format!(
+                    "timed out: the {} stage ran longer than {secs:.0} s", turn.stage
+                )));
+                kill.as_mut().reset(begin_stop(&inner, &mut turn, false).await);
+                killing = true;
             }
             line = next_line(&mut lines) => match line {
                 Some(line) => {
@@ -182,33 +211,6 @@ pub(crate) async fn supervise(inner: Arc<Inner>, mut turn: Turn) {
                 }
                 None => lines = None,
             },
-            () = &mut kill, if killing => {
-                // Unconfined, the walk of the agent's tree runs on the blocking pool; the agent's
-                // exit is observed by the next turn of the loop.
-                turn.process.kill_all().await;
-                killing = false;
-            }
-            () = &mut stall, if abort.is_none() => {
-                let due = last_output + stall_window;
-                if due > Instant::now() {
-                    stall.as_mut().reset(due);
-                } else {
-                    let secs = stall_window.as_secs_f64();
-                    abort = Some(Abort::Stalled(format!(
-                        "stalled: the agent emitted nothing for {secs:.1} s (the stall window); it was interrupted and stopped"
-                    )));
-                    kill.as_mut().reset(begin_stop(&inner, &mut turn, false).await);
-                    killing = true;
-                }
-            }
-            () = &mut deadline, if abort.is_none() => {
-                let secs = turn.timeout.as_secs_f64();
-                abort = Some(Abort::Failed(format!(
-                    "timed out: the {} stage ran longer than {secs:.0} s", turn.stage
-                )));
-                kill.as_mut().reset(begin_stop(&inner, &mut turn, false).await);
-                killing = true;
-            }
             () = std::future::ready(()), if !transcript.pending.is_empty() => transcript.flush(&inner),
         }
     };
@@ -275,7 +277,10 @@ async fn drain(
 ) {
     let Some(reader) = lines.as_mut() else { return };
     let limit = Instant::now() + DRAIN_LIMIT;
-    while let Ok(Some(line)) = tokio::time::timeout_at(limit, reader.next_line()).await {
+    // The limit is checked before each line too: a line always ready would win the timeout.
+    while Instant::now() < limit
+        && let Ok(Some(line)) = tokio::time::timeout_at(limit, reader.next_line()).await
+    {
         for event in decoder.line(&line) {
             transcript.push(event);
         }

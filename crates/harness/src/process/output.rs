@@ -17,7 +17,6 @@
 //! Lines are split on `\n` (a trailing `\r` is the decoder's business), decoded as UTF-8 lossily,
 //! and a line longer than [`MAX_LINE`] is cut there (the rest, up to its newline, is dropped).
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -33,8 +32,9 @@ pub const CHATTY_WAKES: u32 = 4;
 pub const IDLE_TICKS: u32 = 3;
 /// A read of at least this much reads again at once rather than after [`PACE`].
 const BUSY_READ: usize = 16 * 1024;
-/// The size asked for the pipe (Linux's default is 64 KiB; 1 MiB is the unprivileged limit).
-pub const PIPE_SIZE: i32 = 1 << 20;
+/// The size asked for a paced pipe (Linux's default is 64 KiB): 100 paced agents take 6,400
+/// pages, well under the default per-user soft limit of 16,384.
+pub const PIPE_SIZE: i32 = 256 * 1024;
 /// The longest line kept whole.
 pub const MAX_LINE: usize = 32 * 1024 * 1024;
 
@@ -44,10 +44,11 @@ pub struct AgentOutput {
     /// Bytes read and not yet returned as lines; `start` is where the next line begins.
     buf: Vec<u8>,
     start: usize,
+    /// Where the search for the next newline goes on (every byte before it, from `start`, was
+    /// searched): each byte is searched once, however long the line.
+    scanned: usize,
     /// What each `read` fills, zeroed once.
     scratch: Box<[u8]>,
-    /// Complete lines split off `buf`, in order.
-    lines: VecDeque<String>,
     /// Dropping the rest of an over-long line, up to its newline.
     skipping: bool,
     eof: bool,
@@ -76,13 +77,13 @@ impl AgentOutput {
     pub fn new(stdout: tokio::process::ChildStdout) -> io::Result<Self> {
         let fd: OwnedFd = stdout.into_owned_fd()?;
         let file = File::from(fd);
-        set_nonblocking_and_enlarge(&file)?;
+        set_nonblocking(&file)?;
         Ok(Self {
             mode: Mode::Waiting(watch(file).map_err(|(_, err)| err)?),
             buf: Vec::with_capacity(8 * 1024),
             start: 0,
+            scanned: 0,
             scratch: vec![0; 64 * 1024].into_boxed_slice(),
-            lines: VecDeque::new(),
             skipping: false,
             eof: false,
             last_wake: None,
@@ -97,7 +98,10 @@ impl AgentOutput {
     /// Cancel-safe: a call dropped while waiting loses nothing.
     pub async fn next_line(&mut self) -> Option<String> {
         loop {
-            if let Some(line) = self.lines.pop_front() {
+            if let Some(line) = self.cut_line() {
+                // Lines already read come without waiting: give the runtime (and the
+                // supervisor's other branches) their turn now and then, as a pipe read would.
+                tokio::task::consume_budget().await;
                 return Some(line);
             }
             if self.eof {
@@ -111,19 +115,18 @@ impl AgentOutput {
                         continue;
                     };
                     let mut file = fd.get_ref();
-                    let (read, result) =
-                        read_available(&mut file, &mut self.scratch, &mut self.buf);
+                    let (_, result) = read_available(&mut file, &mut self.scratch, &mut self.buf);
                     if matches!(result, Ok(ReadEnd::WouldBlock)) {
                         guard.clear_ready();
                     }
                     drop(guard);
-                    self.after_read(read, result);
+                    self.after_read(result);
                     self.note_wake();
                 }
                 Mode::Paced { file, next } => {
                     tokio::time::sleep_until(*next).await;
                     let (read, result) = read_available(file, &mut self.scratch, &mut self.buf);
-                    self.after_read(read, result);
+                    self.after_read(result);
                     self.next_tick(read);
                 }
             }
@@ -153,8 +156,10 @@ impl AgentOutput {
             self.fast_wakes = 0;
             self.idle_ticks = 0;
             self.paced_spells += 1;
+            let file = fd.into_inner();
+            enlarge(&file);
             self.mode = Mode::Paced {
-                file: fd.into_inner(),
+                file,
                 next: now + PACE,
             };
         }
@@ -187,14 +192,11 @@ impl AgentOutput {
         }
     }
 
-    fn after_read(&mut self, read: usize, result: io::Result<ReadEnd>) {
+    fn after_read(&mut self, result: io::Result<ReadEnd>) {
         match result {
             Ok(ReadEnd::WouldBlock | ReadEnd::More) => {}
             // End of file, or an error: nothing more will come.
             Ok(ReadEnd::Eof) | Err(_) => self.close(),
-        }
-        if read > 0 {
-            self.split_lines();
         }
     }
 
@@ -203,51 +205,71 @@ impl AgentOutput {
         self.mode = Mode::Closed;
     }
 
-    /// Moves the complete lines of `buf` to `lines`.
-    fn split_lines(&mut self) {
-        let mut from = self.start;
-        while let Some(at) = memchr(b'\n', &self.buf[from..]) {
+    /// The next complete line of `buf`, if there is one (the rest of an over-long line is
+    /// dropped up to its newline).
+    fn cut_line(&mut self) -> Option<String> {
+        loop {
+            let from = self.scanned.max(self.start);
+            let Some(at) = memchr(b'\n', &self.buf[from..]) else {
+                self.scanned = self.buf.len();
+                return self.cut_over_long();
+            };
             let end = from + at;
-            if self.skipping {
+            let line_start = self.start;
+            self.start = end + 1;
+            self.scanned = self.start;
+            let line = if self.skipping {
                 self.skipping = false;
+                None
             } else {
-                let cut = end.min(self.start + self.max_line);
-                self.lines
-                    .push_back(String::from_utf8_lossy(&self.buf[self.start..cut]).into_owned());
+                let cut = end.min(line_start + self.max_line);
+                Some(String::from_utf8_lossy(&self.buf[line_start..cut]).into_owned())
+            };
+            self.compact();
+            if line.is_some() {
+                return line;
             }
-            from = end + 1;
-            self.start = from;
         }
-        // An over-long line: keep its first `max_line` bytes as a line, drop the rest.
-        if self.buf.len() - self.start > self.max_line {
-            if !self.skipping {
-                let cut = self.start + self.max_line;
-                self.lines
-                    .push_back(String::from_utf8_lossy(&self.buf[self.start..cut]).into_owned());
-                self.skipping = true;
-            }
-            self.start = self.buf.len();
+    }
+
+    /// An unterminated line longer than `max_line`: its first `max_line` bytes as a line, the
+    /// rest dropped as it comes.
+    fn cut_over_long(&mut self) -> Option<String> {
+        if self.buf.len() - self.start <= self.max_line {
+            return None;
         }
+        let line = (!self.skipping).then(|| {
+            let cut = self.start + self.max_line;
+            String::from_utf8_lossy(&self.buf[self.start..cut]).into_owned()
+        });
+        self.skipping = true;
+        self.start = self.buf.len();
+        self.scanned = self.start;
+        self.compact();
+        line
+    }
+
+    /// Drops the bytes already returned once they are most of the buffer.
+    fn compact(&mut self) {
         if self.start == self.buf.len() {
             self.buf.clear();
-            self.start = 0;
-        } else if self.start > self.buf.len() / 2 {
+        } else if self.start > self.buf.len() / 2 && self.start > 64 * 1024 {
             self.buf.drain(..self.start);
-            self.start = 0;
+        } else {
+            return;
         }
+        self.scanned -= self.start.min(self.scanned);
+        self.start = 0;
     }
 
     /// What is left after the pipe closed: an unterminated last line, once.
     fn rest(&mut self) -> Option<String> {
-        if self.skipping || self.start >= self.buf.len() {
-            self.buf.clear();
-            self.start = 0;
-            return None;
-        }
-        let line = String::from_utf8_lossy(&self.buf[self.start..]).into_owned();
+        let line = (!self.skipping && self.start < self.buf.len())
+            .then(|| String::from_utf8_lossy(&self.buf[self.start..]).into_owned());
         self.buf.clear();
         self.start = 0;
-        Some(line)
+        self.scanned = 0;
+        line
     }
 }
 
@@ -302,20 +324,26 @@ fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
     haystack.iter().position(|b| *b == needle)
 }
 
-/// `O_NONBLOCK` on the pipe (the runtime's handle gave it back blocking), and a larger pipe
-/// buffer when the kernel allows it (a failure there is harmless).
-fn set_nonblocking_and_enlarge(file: &File) -> io::Result<()> {
+/// `O_NONBLOCK` on the pipe (the runtime's handle gave it back blocking).
+fn set_nonblocking(file: &File) -> io::Result<()> {
     let fd = file.as_raw_fd();
     // SAFETY: `fd` is a valid descriptor owned by `file` for the duration of these calls;
-    // F_GETFL/F_SETFL/F_SETPIPE_SZ take and return plain integers and touch no memory.
+    // F_GETFL/F_SETFL take and return plain integers and touch no memory.
     unsafe {
         let flags = libc::fcntl(fd, libc::F_GETFL);
         if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
             return Err(io::Error::last_os_error());
         }
-        let _ = libc::fcntl(fd, libc::F_SETPIPE_SZ, PIPE_SIZE);
     }
     Ok(())
+}
+
+/// A larger pipe buffer for a paced pipe, when the kernel allows it (a failure is harmless: the
+/// pipe keeps its size). Only paced pipes grow: each counts against the user's pipe pages.
+fn enlarge(file: &File) {
+    // SAFETY: the descriptor is owned by `file` for the call; F_SETPIPE_SZ takes an integer and
+    // touches no memory.
+    let _ = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE) };
 }
 
 #[cfg(test)]
@@ -404,5 +432,26 @@ mod tests {
             "read in {:?}",
             started.elapsed()
         );
+    }
+
+    #[tokio::test]
+    async fn a_long_line_written_in_pieces_is_searched_once_and_many_empty_lines_cost_no_queue() {
+        // 4 MiB in one line written in 4 KiB pieces, then 1 MiB of empty lines: the reader
+        // searches each byte once and cuts lines as they are asked for.
+        let (_child, mut output) = child(
+            "head -c 4194304 /dev/zero | tr '\\0' x; echo; head -c 1048576 /dev/zero | tr '\\0' '\\n'; echo end",
+        );
+        let first = output.next_line().await.unwrap();
+        assert_eq!(first.len(), 4 * 1024 * 1024);
+        assert!(output.buf.len() <= 6 * 1024 * 1024, "{}", output.buf.len());
+        let mut empty = 0;
+        while let Some(line) = output.next_line().await {
+            if line == "end" {
+                break;
+            }
+            assert!(line.is_empty());
+            empty += 1;
+        }
+        assert_eq!(empty, 1024 * 1024);
     }
 }

@@ -299,10 +299,16 @@ fn check_config(path: &Path, bytes: &[u8]) -> Result<(), Unusable> {
         if line.starts_with('#') || line.starts_with('[') {
             continue;
         }
-        let Some((key, _)) = line.split_once('=') else {
+        let Some((key, value)) = line.split_once('=') else {
             continue;
         };
-        let key = key.to_ascii_lowercase();
+        // An inline table (`profiles = { p = { model_instructions_file = … } }`) holds keys in
+        // its value: the whole line is checked then.
+        let key = if value.contains('{') {
+            line.to_ascii_lowercase()
+        } else {
+            key.to_ascii_lowercase()
+        };
         if FILE_KEYS.iter().any(|word| key.contains(word)) {
             return Err(unusable(
                 path,
@@ -468,6 +474,7 @@ mod tests {
             "project_doc_fallback_filenames = [\"NOTES.md\"]",
             "model_instructions_file = \"/x\"",
             "project_root_markers = []",
+            "profiles = { p = { model_instructions_file = \"notes.md\" } }",
         ] {
             write(&w.root.join(".codex/config.toml"), line);
             let err = take(&w.places).err().map(|e| e.0).unwrap_or_default();

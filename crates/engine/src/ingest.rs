@@ -29,9 +29,9 @@ use tokio::sync::Notify;
 /// follower lags behind an agent. Every commit writes the pages the runs it holds touched (the
 /// tail of the events table, a page of the `events_run` index per run, one activity row per
 /// run and its task index), so fewer, larger commits cost less (`docs/performance.md`: at 100
-/// agents × 100 events/s, 30–36 % of a core with 5 ms and one row per burst; 11–17 % with 20–30
+/// agents × 100 events/s, 30–36 % of a core with 5 ms and one row per burst; 10–14 % with 50
 /// ms, one row per run and commit, and chatty agents' pipes read paced).
-pub(crate) const WINDOW: Duration = Duration::from_millis(30);
+pub(crate) const WINDOW: Duration = Duration::from_millis(50);
 /// Events waiting that make the ingest timer commit at once; at four times as many, the
 /// supervisor handing over a burst commits itself (the writer fell behind).
 const MAX_WAITING: usize = 16_384;

@@ -276,6 +276,8 @@ async fn drain(
     transcript: &mut Transcript,
 ) {
     let Some(reader) = lines.as_mut() else { return };
+    // The agent is gone: what is left is read as it comes, not at the next paced tick.
+    reader.read_at_once();
     let limit = Instant::now() + DRAIN_LIMIT;
     // The limit is checked before each line too: a line always ready would win the timeout.
     while Instant::now() < limit

@@ -26,8 +26,11 @@ use tokio::time::{Duration, Instant};
 
 /// How often a chatty agent's pipe is read.
 pub const PACE: Duration = Duration::from_millis(20);
-/// Wake-ups in a row, each less than [`PACE`] after the previous one, that make an agent chatty.
-pub const CHATTY_WAKES: u32 = 4;
+/// Wake-ups in a row, each less than [`PACE`] after the previous one, that make an agent chatty:
+/// a CLI's burst at the end of a turn (its last message, usage, result: a few lines close
+/// together) stays below it, so its turn's end is read at once; an agent that keeps writing
+/// for a third of a second or more is paced.
+pub const CHATTY_WAKES: u32 = 16;
 /// Reads in a row that find nothing before a paced pipe goes back to the poller.
 pub const IDLE_TICKS: u32 = 3;
 /// A read of at least this much reads again at once rather than after [`PACE`].
@@ -61,6 +64,8 @@ pub struct AgentOutput {
     max_line: usize,
     /// How often the reader went paced (for tests and diagnostics).
     paced_spells: u32,
+    /// Whether a chatty agent may be read paced (not while draining).
+    pacing: bool,
 }
 
 enum Mode {
@@ -91,6 +96,7 @@ impl AgentOutput {
             idle_ticks: 0,
             max_line: MAX_LINE,
             paced_spells: 0,
+            pacing: true,
         })
     }
 
@@ -133,6 +139,25 @@ impl AgentOutput {
         }
     }
 
+    /// Reads every line as soon as it is written from now on (no more paced reads): for the
+    /// drain after the agent exited, whose end should not wait for a tick.
+    pub fn read_at_once(&mut self) {
+        self.pacing = false;
+        if let Mode::Paced { .. } = self.mode
+            && let Mode::Paced { file, .. } = std::mem::replace(&mut self.mode, Mode::Closed)
+        {
+            match watch(file) {
+                Ok(fd) => self.mode = Mode::Waiting(fd),
+                Err((file, _)) => {
+                    self.mode = Mode::Paced {
+                        file,
+                        next: Instant::now(),
+                    }
+                }
+            }
+        }
+    }
+
     /// How many times the reader switched to paced reads.
     pub fn paced_spells(&self) -> u32 {
         self.paced_spells
@@ -149,7 +174,8 @@ impl AgentOutput {
         let fast = self.last_wake.is_some_and(|last| now - last < PACE);
         self.last_wake = Some(now);
         self.fast_wakes = if fast { self.fast_wakes + 1 } else { 0 };
-        if self.fast_wakes >= CHATTY_WAKES
+        if self.pacing
+            && self.fast_wakes >= CHATTY_WAKES
             && let Mode::Waiting(_) = self.mode
             && let Mode::Waiting(fd) = std::mem::replace(&mut self.mode, Mode::Closed)
         {
@@ -185,7 +211,11 @@ impl AgentOutput {
                 }
             },
             Mode::Paced { file, .. } => {
-                let next = if read >= BUSY_READ { now } else { now + PACE };
+                let next = if read >= BUSY_READ || !self.pacing {
+                    now
+                } else {
+                    now + PACE
+                };
                 self.mode = Mode::Paced { file, next };
             }
             other => self.mode = other,
@@ -453,5 +483,24 @@ mod tests {
             empty += 1;
         }
         assert_eq!(empty, 1024 * 1024);
+    }
+
+    #[tokio::test]
+    async fn a_turns_closing_burst_is_read_at_once_and_a_drain_stops_pacing() {
+        // Ten lines close together (a CLI's last message, usage and result): never paced.
+        let (_child, mut output) =
+            child("i=0; while [ $i -lt 10 ]; do echo line $i; sleep 0.002; i=$((i+1)); done");
+        assert_eq!(all_lines(&mut output).await.len(), 10);
+        assert_eq!(output.paced_spells(), 0);
+        // A chatty agent read paced, then drained: read as it comes from then on.
+        let (_child, mut output) = child(
+            "i=0; while [ $i -lt 100 ]; do echo line $i; sleep 0.002; i=$((i+1)); done; echo paced; sleep 0.2; echo drained",
+        );
+        all_lines_until(&mut output, "paced").await;
+        assert!(output.paced_spells() >= 1);
+        output.read_at_once();
+        assert!(!output.is_paced());
+        assert_eq!(output.next_line().await.as_deref(), Some("drained"));
+        assert!(!output.is_paced(), "a drain never goes paced again");
     }
 }

@@ -143,6 +143,17 @@ async fn a_stage_timeout_fails_the_run() {
 }
 
 #[tokio::test]
+async fn a_flooding_agent_still_meets_its_stage_timeout() {
+    // Messages as fast as the agent can write them, far longer than the timeout: the
+    // supervisor's timers come before the agent's output, so a flood cannot hold them off.
+    let flood = json!({"runs": [[{"do": "burst", "count": 1_000_000_000u64}]]});
+    let world = World::start(&[("plan", flood)], &["--stage-timeout-secs", "1"]).await;
+    let id = world.new_task("Floods", true).await;
+    let reason = block_detail(&world.wait_state(id, "blocked").await);
+    assert_eq!(reason, "timed out: the plan stage ran longer than 1 s");
+}
+
+#[tokio::test]
 async fn unsafe_titles_make_safe_names_and_run_nothing() {
     let world = World::start(&[("plan", plan_scenario())], &[]).await;
     let titles = [

@@ -54,7 +54,6 @@ pub struct AgentOutput {
     scratch: Box<[u8]>,
     /// Dropping the rest of an over-long line, up to its newline.
     skipping: bool,
-    eof: bool,
     /// The last wake-up in waiting mode, and how many came in a row fast.
     last_wake: Option<Instant>,
     fast_wakes: u32,
@@ -90,7 +89,6 @@ impl AgentOutput {
             scanned: 0,
             scratch: vec![0; 64 * 1024].into_boxed_slice(),
             skipping: false,
-            eof: false,
             last_wake: None,
             fast_wakes: 0,
             idle_ticks: 0,
@@ -103,15 +101,13 @@ impl AgentOutput {
     /// The next line, or `None` once the pipe is closed and every line was returned.
     /// Cancel-safe: a call dropped while waiting loses nothing.
     pub async fn next_line(&mut self) -> Option<String> {
+        // Lines already read come without waiting: give the runtime (and the supervisor's other
+        // branches) their turn now and then, as a pipe read would. Before anything is taken
+        // from the buffer, so that a call dropped at this point loses no line.
+        tokio::task::consume_budget().await;
         loop {
             if let Some(line) = self.cut_line() {
-                // Lines already read come without waiting: give the runtime (and the
-                // supervisor's other branches) their turn now and then, as a pipe read would.
-                tokio::task::consume_budget().await;
                 return Some(line);
-            }
-            if self.eof {
-                return self.rest();
             }
             match &mut self.mode {
                 Mode::Closed => return self.rest(),
@@ -231,7 +227,6 @@ impl AgentOutput {
     }
 
     fn close(&mut self) {
-        self.eof = true;
         self.mode = Mode::Closed;
     }
 

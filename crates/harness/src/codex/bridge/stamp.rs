@@ -21,7 +21,9 @@
 //! A stamp holds each file's bytes (not a hash: equal stamps mean equal content, no collision
 //! can hide a change) and each folder's entries. It is cheap and bounded — a few `lstat`s and
 //! small reads, at most [`FILE_CAP`] bytes a file, [`TOTAL_CAP`] in all, [`MOST_ENTRIES`]
-//! entries, [`DEPTH`] folder levels — and it never follows anything: the worktree and the home
+//! entries, [`DEPTH`] folder levels — and it follows no link it finds (a folder swapped for a
+//! link between its check and its read is still followed: the reads stay capped, and a stamp is
+//! only compared, never acted on): the worktree and the home
 //! are the agent's to write, so a symbolic link, a special file (a FIFO would block a read), a
 //! file or folder over a cap, an unreadable entry, or a configuration file with a key that
 //! names other files (`project_doc_fallback_filenames`, `model_instructions_file`, …) makes the

@@ -509,6 +509,15 @@ impl Lab {
                 let Ok(exe) = std::fs::read_link(format!("/proc/{p}/exe")) else {
                     continue;
                 };
+                // A child the CLI forked and has not replaced with another program yet (a
+                // tool's shell, a git call) looks like the CLI itself for a moment: it is not
+                // another CLI process.
+                let forked = parent(p)
+                    .and_then(|pp| std::fs::read_link(format!("/proc/{pp}/exe")).ok())
+                    .is_some_and(|parent_exe| parent_exe == exe);
+                if forked {
+                    continue;
+                }
                 let app_server = || {
                     std::fs::read(format!("/proc/{p}/cmdline"))
                         .is_ok_and(|c| c.split(|b| *b == 0).nth(1) == Some(b"app-server"))
@@ -597,6 +606,13 @@ impl Drop for Lab {
         process::kill_marked(MARK, &self.mark);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The parent of process `pid` (from `/proc/<pid>/stat`: the field after the state, which
+/// follows the command name in parentheses).
+fn parent(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 2..].split(' ').nth(1)?.parse().ok()
 }
 
 /// Whether process `pid` runs `program` with `first` as its first argument.

@@ -55,7 +55,9 @@
 //!   request − model time. That splits into the time inside the runs (first model request →
 //!   exit; of it, the CLI's own steps — an answer's end → the run's next request — and each
 //!   run's last answer → exit), the hand-offs, and the tail after the last run (its exit →
-//!   `awaiting_merge` seen: the publish).
+//!   `awaiting_merge` seen: the publish). **Atelier's own share** is the time no CLI of the task is
+//!   at work: task created → first process spawned, each hand-off's server part, and the
+//!   publish tail; the rest of the overhead is the CLIs' own (boots, steps and tools, exits).
 //! - same-run **reference** per harness: the bare CLI, started directly (the command line
 //!   Atelier builds, without server or sandbox) against the same simulator with the `boot`
 //!   script (two shell calls, then a message): start → first model request, each answer →
@@ -356,6 +358,27 @@ struct TaskFigures {
     model_ms: f64,
     /// Task created → its first model request.
     cold_start_ms: f64,
+    /// Task created (POST sent) → its first run's process spawned.
+    first_spawn_ms: f64,
+}
+
+impl TaskFigures {
+    /// Atelier's own share of the wall time: while no CLI of the task is at work — task
+    /// created → first process spawned, each previous exit → next process spawned or handed
+    /// its prompt, and the last exit → `awaiting_merge` seen.
+    fn atelier_ms(&self) -> f64 {
+        let handoffs: f64 = self
+            .runs
+            .windows(2)
+            .map(|p| ms(p[1].spawned_us - p[0].exited_us))
+            .sum();
+        self.first_spawn_ms + handoffs + self.tail_ms
+    }
+
+    /// The CLIs' own share: wall − model time − Atelier's share.
+    fn cli_ms(&self) -> f64 {
+        self.wall_ms - self.model_ms - self.atelier_ms()
+    }
 }
 
 /// The union of the requests' [received, ended] intervals, in µs (an answer still streaming
@@ -525,6 +548,7 @@ impl Bench<'_> {
             wall_ms: ms(end - created),
             model_ms: ms(busy_us(&mine, end)),
             cold_start_ms: ms(runs[0].first_us - created),
+            first_spawn_ms: ms(runs[0].spawned_us - created),
             runs,
         }
     }
@@ -766,6 +790,21 @@ async fn measure(bench: &Bench<'_>, harness: &str, mode: Mode, handoffs: usize, 
     row(
         "    of which the last run's exit → awaiting merge seen (the publish; polled every 10 ms)",
         &col(|t| t.tail_ms / 1000.0),
+        "s",
+    );
+    row(
+        "  Atelier's own share: created → first spawn + hand-offs' server parts + publish",
+        &col(|t| t.atelier_ms() / 1000.0),
+        "s",
+    );
+    row(
+        "    task created → its first process spawned",
+        &col(|t| t.first_spawn_ms / 1000.0),
+        "s",
+    );
+    row(
+        "  the CLIs' own share: overhead − Atelier's (boot, steps and tools, exits)",
+        &col(|t| t.cli_ms() / 1000.0),
         "s",
     );
     row("  model requests per task", &col(|t| t.requests as f64), "");

@@ -130,6 +130,40 @@ async fn a_pull_request_goes_from_plan_to_merged_through_a_ci_failure_and_a_conf
     let detail = gh.wait_state(id, "awaiting_merge").await;
     let head = gh.only_pull().head_sha;
     assert_eq!(detail["pull_request"]["head_sha"], head.as_str());
+    // The checks people see: green on the head, linked; the failure on the first push before.
+    let checks = &detail["pull_request"]["checks"];
+    assert_eq!(checks["head_sha"], head.as_str(), "{checks:#}");
+    assert_eq!(checks["overall"], "passed", "{checks:#}");
+    assert_eq!(checks["checks"][0]["name"], CHECK, "{checks:#}");
+    assert_eq!(checks["checks"][0]["state"], "passed", "{checks:#}");
+    assert_eq!(checks["checks"][0]["counted"], true, "{checks:#}");
+    assert!(
+        checks["checks"][0]["url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("http://127.0.0.1")),
+        "{checks:#}"
+    );
+    let listed = world
+        .server
+        .get(&format!("/api/tasks?project={}", world.project))
+        .await
+        .unwrap();
+    let card = listed
+        .as_array()
+        .and_then(|items| items.iter().find(|t| t["id"] == id))
+        .cloned()
+        .unwrap_or_else(|| panic!("task {id} listed: {listed:#}"));
+    assert_eq!(card["checks"], "passed", "{card:#}");
+    let streamed = checks_streamed(world, id);
+    assert!(
+        matches!(streamed.first(), Some((sha, state)) if sha == &pull.head_sha && state == "failed"),
+        "the first push's checks were streamed as failed: {streamed:?}"
+    );
+    assert_eq!(
+        streamed.last(),
+        Some(&(head.clone(), "passed".to_string())),
+        "the fix's checks were streamed as passed: {streamed:?}"
+    );
     let bare = gh.hub.bare_path(OWNER, REPO);
     assert!(
         testkit::git(&bare, &["log", "--format=%s", &head])
@@ -175,6 +209,30 @@ async fn a_pull_request_goes_from_plan_to_merged_through_a_ci_failure_and_a_conf
         (!worktree.exists() && !world.repo.branches().contains(&branch)).then_some(())
     })
     .await;
+}
+
+/// The checks changes the live stream carried for task `id` (its `pull_request` activity rows
+/// about checks), oldest first: (head, overall).
+fn checks_streamed(world: &World, id: i64) -> Vec<(String, String)> {
+    let db = rusqlite::Connection::open(world.data.join("atelier.db")).unwrap();
+    let payloads: Vec<String> = db
+        .prepare(
+            "SELECT payload FROM activity WHERE task_id = ?1 AND kind = 'pull_request' ORDER BY id",
+        )
+        .unwrap()
+        .query_map([id], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    payloads
+        .iter()
+        .map(|p| serde_json::from_str::<Value>(p).unwrap())
+        .filter(|v| v["change"] == "checks")
+        .map(|v| {
+            let text = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+            (text("head_sha"), text("checks"))
+        })
+        .collect()
 }
 
 /// Forged and unsigned deliveries are refused (401) and recorded as rejected; a replayed

@@ -325,6 +325,10 @@ pub struct TaskView {
     /// The address of the task's pull request once one is published.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull_request_url: Option<String>,
+    /// Its checks (CI) together, for its head: `pending`, `passed` or `failed` (`pending` too
+    /// while a new head's checks are not read yet); absent without a pull request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checks: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -363,6 +367,35 @@ pub struct PullRequestView {
     pub head_sha: String,
     pub merged: bool,
     pub created_at: i64,
+    /// The checks (CI) the last follow-up read; absent until one has.
+    #[serde(default)]
+    pub checks: Option<ChecksView>,
+}
+
+/// The checks (CI) last read for a pull request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ChecksView {
+    /// The commit they were read on: when it is not the pull request's head, they are an
+    /// earlier push's and the new head's are not read yet.
+    pub head_sha: String,
+    /// `pending`, `passed` or `failed`: the checks that count, together (none is `passed`).
+    pub overall: String,
+    pub checks: Vec<CheckView>,
+    /// When they were last read (ms since the epoch).
+    pub read_at: i64,
+}
+
+/// One check of a pull request's commit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct CheckView {
+    /// The check run's name or the commit status's context.
+    pub name: String,
+    /// `pending`, `passed` or `failed`.
+    pub state: String,
+    /// Where a human sees it, as the forge reported it.
+    pub url: Option<String>,
+    /// Whether it counts (branch protection requires it, or nothing is known to be required).
+    pub counted: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]

@@ -252,6 +252,7 @@ async fn sync_once(inner: &Arc<Inner>, id: TaskId) -> Result<()> {
             .checks(&followed.repo, &followed.pr, &followed.pr.head_sha),
     )
     .await?;
+    record_checks(inner, id, &followed.pr.head_sha, &checks)?;
     match checks.overall() {
         CheckState::Passed
             if awaits_first_checks(inner, id, &checks, followed.github.as_ref())? => {}
@@ -279,6 +280,36 @@ async fn sync_once(inner: &Arc<Inner>, id: TaskId) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Keeps the checks just read for the task page and the board (a change reaches the live
+/// stream).
+fn record_checks(inner: &Inner, id: TaskId, head_sha: &str, checks: &forge::Checks) -> Result<()> {
+    let counted = checks.counted();
+    let rows: Vec<store::CheckRow> = checks
+        .checks
+        .iter()
+        .map(|check| store::CheckRow {
+            name: check.name.clone(),
+            state: check_state(check.state).to_string(),
+            url: check.url.clone(),
+            counted: counted.iter().any(|c| std::ptr::eq(*c, check)),
+        })
+        .collect();
+    let overall = check_state(checks.overall());
+    inner
+        .store
+        .write(|tx| tx.record_pr_checks(id, head_sha, overall, &rows))?;
+    Ok(())
+}
+
+/// A check state as the API and the store say it.
+fn check_state(state: CheckState) -> &'static str {
+    match state {
+        CheckState::Pending => "pending",
+        CheckState::Passed => "passed",
+        CheckState::Failed => "failed",
+    }
 }
 
 /// Whether a GitHub pull request with no checks at all was pushed too recently to call it green:

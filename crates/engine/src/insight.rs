@@ -168,6 +168,11 @@ fn summary(kind: ActivityKind, payload: &str) -> String {
                 },
             }
         }
+        (ActivityKind::PullRequest, "checks") => format!(
+            "checks {} on {}",
+            text("checks"),
+            text("head_sha").chars().take(7).collect::<String>()
+        ),
         (ActivityKind::PullRequest, _) if value["merged"].as_bool() == Some(true) => {
             format!("pull request {} merged", text("url"))
         }
@@ -214,6 +219,11 @@ mod tests {
                 ActivityKind::PullRequest,
                 r#"{"url":"https://x/pr/1","merged":false}"#,
                 "pull request https://x/pr/1",
+            ),
+            (
+                ActivityKind::PullRequest,
+                r#"{"change":"checks","head_sha":"0123456789abcdef","checks":"failed"}"#,
+                "checks failed on 0123456",
             ),
         ];
         for (kind, payload, want) in cases {

@@ -5,7 +5,7 @@ use crate::error::{EngineError, Result};
 use crate::settings;
 use domain::pipeline_def::StageSignal;
 use domain::{Pipeline, ProjectId, QaResult, RunStatus, Signal, Stage, TaskId, Verdict};
-use store::{ProjectRow, PullRequestRow, RunRow, TaskRow, Tx};
+use store::{PrChecksRow, ProjectRow, PullRequestRow, RunRow, TaskRow, Tx};
 
 /// Shown instead of the values of roles' `env` (they hold credentials).
 pub(crate) const REDACTED: &str = "(redacted)";
@@ -47,9 +47,18 @@ pub(crate) fn no_project(name_or_id: &str) -> EngineError {
 
 /// A task row as the API shows it, with its pull request's address read from `tx`.
 pub(crate) fn task_in(tx: &Tx<'_>, row: TaskRow, project: String) -> Result<TaskView> {
-    let url = tx.pull_request(row.id)?.map(|pr| pr.url);
+    let pr = tx.pull_request(row.id)?;
+    let checks = match &pr {
+        Some(pr) => Some(match tx.pr_checks(row.id)? {
+            Some(checks) if checks.head_sha == pr.head_sha => checks.overall,
+            // Not read yet for this head.
+            _ => "pending".to_string(),
+        }),
+        None => None,
+    };
     let mut view = task(row, project);
-    view.pull_request_url = url;
+    view.pull_request_url = pr.map(|pr| pr.url);
+    view.checks = checks;
     Ok(view)
 }
 
@@ -74,6 +83,7 @@ pub(crate) fn task(row: TaskRow, project: String) -> TaskView {
         updated_at: row.updated_at,
         pipeline: row.pipeline,
         pull_request_url: None,
+        checks: None,
     }
 }
 
@@ -99,7 +109,7 @@ pub(crate) fn run(row: RunRow) -> RunView {
     }
 }
 
-fn pull_request(row: PullRequestRow) -> PullRequestView {
+fn pull_request(row: PullRequestRow, checks: Option<PrChecksRow>) -> PullRequestView {
     PullRequestView {
         url: row.url,
         branch: row.branch,
@@ -107,6 +117,21 @@ fn pull_request(row: PullRequestRow) -> PullRequestView {
         head_sha: row.head_sha,
         merged: row.merged,
         created_at: row.created_at,
+        checks: checks.map(|c| ChecksView {
+            head_sha: c.head_sha,
+            overall: c.overall,
+            read_at: c.read_at,
+            checks: c
+                .checks
+                .into_iter()
+                .map(|c| CheckView {
+                    name: c.name,
+                    state: c.state,
+                    url: c.url,
+                    counted: c.counted,
+                })
+                .collect(),
+        }),
     }
 }
 
@@ -139,7 +164,10 @@ pub(crate) fn detail(tx: &Tx<'_>, id: TaskId) -> Result<TaskDetail> {
         actions,
         in_motion: in_motion(&runs, &row.state),
         runs: runs.into_iter().map(run).collect(),
-        pull_request: tx.pull_request(id)?.map(pull_request),
+        pull_request: match tx.pull_request(id)? {
+            Some(pr) => Some(pull_request(pr, tx.pr_checks(id)?)),
+            None => None,
+        },
         comments: tx
             .comments(id)?
             .into_iter()

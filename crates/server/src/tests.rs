@@ -78,7 +78,9 @@ fn task_view(id: TaskId) -> TaskView {
         created_at: 1,
         updated_at: 2,
         pipeline: "standard".into(),
-        pull_request_url: None,
+        // Task 2 has a pull request whose checks failed (the board's CI badge).
+        pull_request_url: (id.0 == 2).then(|| "https://forge.example/pr/2".into()),
+        checks: (id.0 == 2).then(|| "failed".into()),
     }
 }
 
@@ -296,10 +298,39 @@ impl Backend for Fake {
                 question: HOSTILE.into(),
             };
         }
+        // The hostile task's pull request has hostile checks too: a name with markup, a
+        // `javascript:` address, and one real web address.
+        let pull_request = hostile.then(|| engine::api::PullRequestView {
+            url: "javascript:window.__pwned=1".into(),
+            branch: "atelier/666-x".into(),
+            base: "main".into(),
+            head_sha: "0123456789abcdef".into(),
+            merged: false,
+            created_at: 1,
+            checks: Some(engine::api::ChecksView {
+                head_sha: "0123456789abcdef".into(),
+                overall: "failed".into(),
+                read_at: 2,
+                checks: vec![
+                    engine::api::CheckView {
+                        name: HOSTILE.into(),
+                        state: "failed".into(),
+                        url: Some("javascript:window.__pwned=1".into()),
+                        counted: true,
+                    },
+                    engine::api::CheckView {
+                        name: "lint".into(),
+                        state: "passed".into(),
+                        url: Some("https://ci.example/runs/7".into()),
+                        counted: false,
+                    },
+                ],
+            }),
+        });
         Ok(TaskDetail {
             task,
             runs: vec![],
-            pull_request: None,
+            pull_request,
             doc: if hostile {
                 HOSTILE.into()
             } else {

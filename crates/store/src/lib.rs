@@ -9,6 +9,7 @@
 
 mod accounts;
 mod activity;
+mod checks;
 mod credentials;
 mod deferred;
 mod events;
@@ -21,6 +22,7 @@ mod tasks;
 
 pub use accounts::{AuditRow, SessionRow, TokenRow, UserId, UserRow};
 pub use activity::{Activity, ActivityBody, ActivityKind, ActivitySink, RecentActivityRow, WHOLE};
+pub use checks::{CheckRow, PrChecksRow};
 pub use credentials::{CredentialRow, UserModelRow};
 pub use deferred::DeferredWrite;
 pub use events::{StoredEvent, TimedEvent};

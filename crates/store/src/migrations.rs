@@ -278,6 +278,16 @@ DROP TABLE events;
 ALTER TABLE events_appended RENAME TO events;
 CREATE UNIQUE INDEX events_run ON events(run_id, seq);
 "#,
+    // 15: the checks (CI) last read for each task's pull request, shown without asking the forge.
+    r#"
+CREATE TABLE pr_checks (
+    task_id INTEGER PRIMARY KEY,
+    head_sha TEXT NOT NULL,
+    overall TEXT NOT NULL,
+    checks TEXT NOT NULL,
+    read_at INTEGER NOT NULL
+);
+"#,
 ];
 
 pub(crate) fn apply(conn: &mut Connection, path: &Path) -> Result<()> {

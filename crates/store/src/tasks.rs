@@ -286,6 +286,7 @@ impl Tx<'_> {
             "DELETE FROM runs WHERE task_id = ?1",
             "DELETE FROM outbox WHERE task_id = ?1",
             "DELETE FROM pull_requests WHERE task_id = ?1",
+            "DELETE FROM pr_checks WHERE task_id = ?1",
             "DELETE FROM pr_comments WHERE task_id = ?1",
             "DELETE FROM tasks WHERE id = ?1",
             "DELETE FROM activity WHERE task_id = ?1",
@@ -388,11 +389,27 @@ impl Tx<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use crate::{NewProjectRow, NewTaskRow, Store};
     use domain::{Stage, TaskId, TaskState};
 
-    fn insert(store: &Store, id: TaskId, project: domain::ProjectId) {
+    /// A project `p` (its id), for tests that need a task.
+    pub(crate) fn project(store: &Store) -> domain::ProjectId {
+        store
+            .write(|tx| {
+                tx.insert_project(&NewProjectRow {
+                    name: "p",
+                    path: "/p",
+                    default_branch: "main",
+                    settings_json: "{}",
+                })
+            })
+            .unwrap()
+            .id
+    }
+
+    /// Inserts task `id` of `project`, stopped at its plan.
+    pub(crate) fn insert(store: &Store, id: TaskId, project: domain::ProjectId) {
         let key = format!("{}-t", id.0);
         store
             .write(|tx| {
@@ -421,17 +438,7 @@ mod tests {
     #[test]
     fn task_ids_are_never_handed_out_twice() {
         let store = Store::open_memory().unwrap();
-        let project = store
-            .write(|tx| {
-                tx.insert_project(&NewProjectRow {
-                    name: "p",
-                    path: "/p",
-                    default_branch: "main",
-                    settings_json: "{}",
-                })
-            })
-            .unwrap()
-            .id;
+        let project = project(&store);
         let next = || store.write(|tx| tx.allocate_task_id()).unwrap();
         // An id taken but never inserted (a crash before the row was written) stays taken.
         assert_eq!(next(), TaskId(1));

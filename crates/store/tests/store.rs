@@ -20,7 +20,7 @@ use store::{
 use tempfile::TempDir;
 
 /// The schema version this build migrates to (the number of migrations).
-const LATEST: i64 = 14;
+const LATEST: i64 = 15;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -198,6 +198,7 @@ fn a_fresh_database_reaches_the_latest_schema_and_reopens() {
             "events",
             "memberships",
             "outbox",
+            "pr_checks",
             "pr_comments",
             "projects",
             "pull_requests",

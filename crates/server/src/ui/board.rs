@@ -3,7 +3,7 @@
 //! new-task dialog.
 
 use super::error_page;
-use super::layout::{Page, Section, shell, state_badge};
+use super::layout::{Page, Section, checks_badge, is_web_address, shell, state_badge};
 use super::viewer::Viewer;
 use crate::backend::Backend;
 use axum::extract::Path;
@@ -184,9 +184,10 @@ fn card(task: &TaskView) -> Markup {
             }
             @if let Some(url) = &task.pull_request_url {
                 div.card-meta {
-                    @if url.starts_with("https://") || url.starts_with("http://") {
+                    @if is_web_address(url) {
                         a.card-pr href=(url) rel="noopener noreferrer" { "Pull request" }
                     } @else { span.muted { "PR " (url) } }
+                    @if let Some(checks) = &task.checks { (checks_badge(checks)) }
                 }
             }
         }

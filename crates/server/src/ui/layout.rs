@@ -120,6 +120,22 @@ pub(crate) fn state_badge(state: &TaskState) -> Markup {
     html! { span.badge data-state=(state.name()) { (state_label(state)) } }
 }
 
+/// The badge of a pull request's checks (CI): `pending`, `passed` or `failed`.
+pub(crate) fn checks_badge(overall: &str) -> Markup {
+    let label = match overall {
+        "passed" => "CI passed",
+        "failed" => "CI failed",
+        _ => "CI pending",
+    };
+    html! { span.badge data-checks=(overall) { (label) } }
+}
+
+/// Whether `url` is a web address, the only kind a page links: anything else a forge, an agent
+/// or a user wrote (`javascript:`, `data:`, a path) is shown as text.
+pub(crate) fn is_web_address(url: &str) -> bool {
+    url.starts_with("https://") || url.starts_with("http://")
+}
+
 /// Short human wording of a state.
 pub(crate) fn state_label(state: &TaskState) -> String {
     match state {

@@ -5,7 +5,9 @@
 //! machine allows now are offered.
 
 use super::error_page;
-use super::layout::{Page, Section, duration, shell, state_badge, time};
+use super::layout::{
+    Page, Section, checks_badge, duration, is_web_address, shell, state_badge, time,
+};
 use super::markdown;
 use super::transcript;
 use super::viewer::Viewer;
@@ -14,7 +16,7 @@ use axum::extract::Path;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use domain::{Signal, TaskId, TaskState, Verdict};
-use engine::api::{AttachmentView, RunView, TaskAction, TaskDetail, TranscriptQuery};
+use engine::api::{AttachmentView, ChecksView, RunView, TaskAction, TaskDetail, TranscriptQuery};
 use maud::{Markup, html};
 
 /// The header the page's script sends when it only wants the live regions again.
@@ -269,12 +271,13 @@ fn pull_request(detail: &TaskDetail) -> Markup {
     html! {
         h2 #pr-h { "Pull request" }
         @if let Some(pr) = &detail.pull_request {
-            @if pr.url.starts_with("https://") || pr.url.starts_with("http://") {
+            @if is_web_address(&pr.url) {
                 p { a.pr-link href=(pr.url) rel="noopener noreferrer" { (pr.url) } }
             } @else {
                 p { span.pr-link { (pr.url) } " (on the local forge: the branch, merged here)" }
             }
             p.muted { (pr.branch) " → " (pr.base) @if pr.merged { " · merged" } }
+            @if let Some(checks) = &pr.checks { (pr_checks(checks, &pr.head_sha)) }
             @if !detail.comments.is_empty() {
                 h3 { "Comments" }
                 ul.comments {
@@ -288,6 +291,34 @@ fn pull_request(detail: &TaskDetail) -> Markup {
         } @else {
             p.muted { "None yet: the pr stage opens it." }
         }
+    }
+}
+
+/// The checks last read: each with its state and, when the forge gave a web address, a link.
+fn pr_checks(checks: &ChecksView, head: &str) -> Markup {
+    let short = |sha: &str| sha.chars().take(7).collect::<String>();
+    html! {
+        h3 { "Checks " (checks_badge(&checks.overall)) }
+        @if checks.head_sha != head {
+            p.muted { "Read on an earlier push (" code { (short(&checks.head_sha)) } "); the new head's are not read yet." }
+        }
+        @if checks.checks.is_empty() {
+            p.muted { "None reported for " code { (short(&checks.head_sha)) } "." }
+        } @else {
+            ul.checks {
+                @for check in &checks.checks {
+                    li data-checks=(check.state) {
+                        span.badge data-checks=(check.state) { (check.state) } " "
+                        @match check.url.as_deref().filter(|u| is_web_address(u)) {
+                            Some(url) => a href=(url) rel="noopener noreferrer" { (check.name) },
+                            None => span { (check.name) },
+                        }
+                        @if !check.counted { span.muted { " (not required)" } }
+                    }
+                }
+            }
+        }
+        p.muted { "Last read " (time(checks.read_at)) "." }
     }
 }
 

@@ -193,6 +193,35 @@ async fn hostile_titles_docs_and_questions_are_escaped_or_sanitized() {
         "the title is shown as text: {html}"
     );
     assert!(HOSTILE.contains("<script>"));
+    // The pull request's checks: each with its state, a web address linked, nothing else.
+    assert!(
+        html.contains(r#"<a href="https://ci.example/runs/7" rel="noopener noreferrer">lint</a>"#),
+        "a check with a web address is linked: {html}"
+    );
+    assert!(
+        html.contains(r#"<span class="badge" data-checks="failed">ci failed</span>"#),
+        "the checks' overall state shows: {html}"
+    );
+    assert!(html.contains("(not required)"), "{html}");
+}
+
+#[tokio::test]
+async fn a_board_card_shows_its_pull_request_and_ci_state() {
+    let answer = page("/projects/demo").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let card = answer
+        .body
+        .split("<article")
+        .find(|card| card.contains(r#"data-task="2""#))
+        .unwrap_or_else(|| panic!("task 2 is on the board: {}", answer.body));
+    assert!(
+        card.contains(r#"href="https://forge.example/pr/2""#),
+        "{card}"
+    );
+    assert!(
+        card.contains(r#"<span class="badge" data-checks="failed">CI failed</span>"#),
+        "{card}"
+    );
 }
 
 #[tokio::test]

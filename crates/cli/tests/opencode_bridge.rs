@@ -194,8 +194,11 @@ impl Bridge {
         serde_json::from_str(&line).unwrap()
     }
 
-    /// Its exit code (10 s at most: far below the warm-up's own limit of 60 s).
+    /// Its exit code (10 s at most: far below the warm-up's own limit of 60 s). Its stdin stays
+    /// open meanwhile (tokio's `wait` would close it, which the bridge could take for the end of
+    /// the session before a stop sent just before).
     async fn exit_code(&mut self) -> Option<i32> {
+        let _stdin = self.child.stdin.take();
         tokio::time::timeout(Duration::from_secs(10), self.child.wait())
             .await
             .expect("the bridge exits within 10 s")

@@ -101,7 +101,13 @@ pub fn run_bridge(args: BridgeArgs) -> i32 {
         .enable_all()
         .build()
     {
-        Ok(runtime) => runtime.block_on(bridge(args)),
+        Ok(runtime) => {
+            let code = runtime.block_on(bridge(args));
+            // The stdin reader may be blocked in a read that only the end of stdin ends (a stop
+            // leaves stdin open): dropping the runtime would wait for it.
+            runtime.shutdown_timeout(Duration::from_millis(100));
+            code
+        }
         Err(err) => {
             eprintln!("opencode bridge: cannot start its runtime: {err}");
             1
@@ -430,7 +436,11 @@ async fn serve(
     loop {
         let input = match pending.take() {
             Some(input) => input,
+            // A stop goes first (it aborts the turn), then stdin, so a flood of events
+            // starves neither.
             None => tokio::select! {
+                biased;
+                () = stops.next() => Input::Stop,
                 line = stdin.recv() => match line.flatten() {
                     Some(line) => Input::Turn(line),
                     None => Input::StdinClosed,
@@ -439,7 +449,6 @@ async fn serve(
                     Some(event) => Input::Event(event),
                     None => Input::EventsClosed,
                 },
-                () = stops.next() => Input::Stop,
                 () = &mut child_exit => Input::ServerExited,
             },
         };
@@ -695,16 +704,18 @@ impl Session<'_> {
         if sent.is_ok() {
             let _ = tokio::time::timeout(WARMUP_LIMIT, async {
                 loop {
+                    // A stop goes first: it aborts, where the end of stdin only ends.
                     let event = tokio::select! {
-                        event = events.recv() => event,
-                        line = stdin.recv() => {
-                            cut = Some(Input::from_line(line.flatten()));
-                            return;
-                        }
+                        biased;
                         () = stops.next() => {
                             cut = Some(Input::Stop);
                             return;
                         }
+                        line = stdin.recv() => {
+                            cut = Some(Input::from_line(line.flatten()));
+                            return;
+                        }
+                        event = events.recv() => event,
                     };
                     let Some(Some(event)) = event else {
                         return;

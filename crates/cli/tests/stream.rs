@@ -10,6 +10,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use std::time::Duration;
+use support::people::{add_member, create_user, remove_member, token_of};
 use support::*;
 use testkit::ServerProcess;
 
@@ -319,4 +320,133 @@ async fn a_stream_needs_the_api_token_and_a_well_formed_last_event_id() {
         .await
         .unwrap();
     assert_eq!(missing.status(), 404);
+}
+
+/// A stream read as text, as a browser's `EventSource` would receive it.
+struct SseText {
+    response: reqwest::Response,
+    text: String,
+}
+
+impl SseText {
+    async fn open(world: &World, path: &str, token: &str) -> SseText {
+        let response = reqwest::Client::new()
+            .get(format!("{}{path}", world.server.url()))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "GET {path}");
+        SseText {
+            response,
+            text: String::new(),
+        }
+    }
+
+    /// Reads until `done` holds for the text received after `from`; `false` when the server
+    /// ended the stream first. Fails after a deadline.
+    async fn read_until(&mut self, from: usize, done: impl Fn(&str) -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !done(&self.text[from..]) {
+            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
+                .await
+                .unwrap_or_else(|_| panic!("the stream said nothing awaited: {}", self.text))
+                .unwrap();
+            match chunk {
+                Some(chunk) => self.text.push_str(std::str::from_utf8(&chunk).unwrap()),
+                None => return false,
+            }
+        }
+        true
+    }
+
+    /// Reads until the server ends the stream; fails after a deadline.
+    async fn read_to_end(&mut self) {
+        let ended = self.read_until(self.text.len(), |_| false).await;
+        assert!(!ended, "unreachable: the condition never holds");
+    }
+}
+
+/// Access is checked again when it changes, not only when a stream opens: a member removed
+/// from a project gets a `projects` message and then nothing more of its tasks (not even of a
+/// task the stream had already shown), their stream of one of its tasks ends, and the streams of
+/// a revoked token and of a disabled account end.
+#[tokio::test]
+async fn a_member_removed_from_a_project_stops_seeing_it_on_open_streams() {
+    let world = World::start(&full_pipeline(), &[]).await;
+    let other = world.add_repo("other");
+    world.add_project(&other, "other", json!({})).await;
+    create_user(&world, "bob", true).await;
+    add_member(&world, &world.project, "bob", "member").await;
+    add_member(&world, "other", "bob", "member").await;
+    let token = token_of(&world, "bob", "stream").await;
+    let mut all = SseText::open(&world, "/api/stream", &token).await;
+    let work = world.new_task("App work", true).await;
+    let mut one = SseText::open(&world, &format!("/api/tasks/{work}/stream"), &token).await;
+    let of = |task: i64| format!("\"task\":{task},");
+    assert!(all.read_until(0, |t| t.contains(&of(work))).await);
+    world.wait_state(work, "plan_gate").await;
+
+    remove_member(&world, &world.project, "bob").await;
+    assert!(
+        all.read_until(0, |t| t.contains("event: projects\ndata: {}\n\n"))
+            .await
+    );
+    one.read_to_end().await;
+    let from = all.text.len();
+    let (status, body) = world.action(work, "approve", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let elsewhere = world.new_task_in("other", "Other work", true, 0).await;
+    assert!(
+        all.read_until(from, |t| t.contains(&of(elsewhere))).await,
+        "bob still sees the project he belongs to"
+    );
+    assert!(
+        !all.text[from..].contains(&of(work)),
+        "nothing of the project bob left after he left: {}",
+        &all.text[from..]
+    );
+
+    // A token revoked ends the streams it opened.
+    let second = token_of(&world, "bob", "second").await;
+    let mut revoked = SseText::open(&world, "/api/stream", &second).await;
+    assert!(revoked.read_until(0, |t| t.contains("event: ready")).await);
+    let http = reqwest::Client::new();
+    let tokens: Value = http
+        .get(format!("{}/api/tokens", world.server.url()))
+        .bearer_auth(&second)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = tokens
+        .as_array()
+        .and_then(|all| all.iter().find(|t| t["name"] == "second"))
+        .map(|t| t["id"].clone())
+        .unwrap_or_else(|| panic!("bob's token `second`: {tokens}"));
+    let status = http
+        .delete(format!("{}/api/tokens/{id}", world.server.url()))
+        .bearer_auth(&second)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert!(status.is_success(), "revoking: {status}");
+    revoked.read_to_end().await;
+
+    // A disabled account's streams end.
+    let (status, body) = world
+        .server
+        .client()
+        .request(
+            reqwest::Method::PUT,
+            "/api/users/bob",
+            Some(&json!({"disabled": true})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    all.read_to_end().await;
 }

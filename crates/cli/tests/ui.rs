@@ -19,7 +19,7 @@ use browser::Browser;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::path::Path;
-use support::people::{add_member, create_user, password_of, sign_in};
+use support::people::{add_member, create_user, password_of, remove_member, sign_in};
 use support::*;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -936,6 +936,26 @@ async fn a_non_member_sees_nothing_of_a_project() {
         )
         .await;
     assert_eq!(names, json!(["other"]), "bob's projects");
+    // Made a member of `app` while the page is open, bob sees it appear without a reload, and
+    // disappear when he is removed (the stream's `projects` message).
+    mark_document(&b).await;
+    let names_are = |want: Value| {
+        let b = &b;
+        async move {
+            b.wait_js(
+                &format!("bob's projects to be {want}"),
+                "const names = [...document.querySelectorAll('ul#projects li a')].map(a => a.textContent.trim()); \
+                 return JSON.stringify(names) === arguments[0] ? true : null",
+                vec![json!(want.to_string())],
+            )
+            .await;
+        }
+    };
+    add_member(&world, "app", "bob", "member").await;
+    names_are(json!(["app", "other"])).await;
+    remove_member(&world, "app", "bob").await;
+    names_are(json!(["other"])).await;
+    assert_same_document(&b, "the projects page").await;
     b.goto("/projects/other").await;
     b.wait_for(&format!("article.card[data-task=\"{own}\"]"))
         .await;

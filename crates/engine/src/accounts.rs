@@ -315,6 +315,7 @@ impl Engine {
                 tx.audit(&who.login, "session", "session.logout", &who.login, None)?;
                 Ok::<_, EngineError>(())
             })?;
+            self.inner.streams.access_changed();
         }
         Ok(())
     }
@@ -459,6 +460,7 @@ impl Engine {
             )?;
             tx.user(user.id)?.ok_or_else(not_found_user)
         })?;
+        self.inner.streams.access_changed();
         Ok(user_view(&row))
     }
 
@@ -512,7 +514,7 @@ impl Engine {
     }
 
     /// Revokes one of the caller's tokens (an administrator: anyone's). Takes effect on the
-    /// next request.
+    /// next request, and ends the streams it opened.
     pub fn revoke_token(&self, id: i64) -> Result<()> {
         let who = self.identity()?;
         self.inner.store.write(|tx| {
@@ -522,8 +524,10 @@ impl Engine {
                 .ok_or_else(|| EngineError::NotFound(format!("no token {id}")))?;
             tx.revoke_token(id)?;
             self.audit_in(tx, "token.revoke", &token.name, None)?;
-            Ok(())
-        })
+            Ok::<_, EngineError>(())
+        })?;
+        self.inner.streams.access_changed();
+        Ok(())
     }
 
     /// Adds `login` to a project as `owner` or `member` (administrators and the project's
@@ -545,8 +549,10 @@ impl Engine {
                 &project.name,
                 Some(&format!("{login} is {role}")),
             )?;
-            Ok(())
-        })
+            Ok::<_, EngineError>(())
+        })?;
+        self.inner.streams.access_changed();
+        Ok(())
     }
 
     /// Removes `login` from a project (administrators and the project's owners); "not found"
@@ -563,8 +569,10 @@ impl Engine {
                 )));
             }
             self.audit_in(tx, "project.member.remove", &project.name, Some(login))?;
-            Ok(())
-        })
+            Ok::<_, EngineError>(())
+        })?;
+        self.inner.streams.access_changed();
+        Ok(())
     }
 
     /// The members of a project the caller may see, with their roles.

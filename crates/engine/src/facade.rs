@@ -410,6 +410,7 @@ impl Engine {
             self.audit_in(tx, "project.add", name, Some(&path_text))?;
             Ok(row)
         })?;
+        self.inner.streams.access_changed();
         views::project(row)
     }
 
@@ -441,6 +442,7 @@ impl Engine {
             })
         })?;
         tracing::info!(project = %row.name, "project settings changed");
+        self.inner.streams.access_changed();
         views::project(row)
     }
 
@@ -1115,11 +1117,9 @@ impl Engine {
         if let Some(id) = task {
             self.inner.store.read(|tx| self.check_task(tx, id))?;
         }
-        // A member's stream of everything shows the tasks of their projects only.
-        let visible = match task {
-            None => self.member_filter().map(crate::stream::Visible::of),
-            Some(_) => None,
-        };
+        // A member's stream shows the tasks of their projects only; a user's streams check
+        // their access again when projects, memberships or accounts change.
+        let visible = self.acting_user().map(crate::stream::Visible::of);
         crate::stream::sse(Arc::clone(&self.inner), task, after, visible)
     }
 

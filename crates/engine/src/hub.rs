@@ -112,6 +112,9 @@ pub(crate) struct Live {
 pub(crate) struct Streams {
     global: broadcast::Sender<Arc<Live>>,
     tasks: Mutex<HashMap<TaskId, broadcast::Sender<Arc<Live>>>>,
+    /// Who may see what changed: a project added or its settings changed, a membership, an
+    /// account's flags. Followers check their access again; nothing is stored.
+    access: broadcast::Sender<()>,
 }
 
 impl Default for Streams {
@@ -119,11 +122,22 @@ impl Default for Streams {
         Streams {
             global: broadcast::channel(CAPACITY).0,
             tasks: Mutex::default(),
+            access: broadcast::channel(16).0,
         }
     }
 }
 
 impl Streams {
+    /// Tells every follower that projects, memberships or accounts changed (after the commit).
+    pub fn access_changed(&self) {
+        let _ = self.access.send(());
+    }
+
+    /// Hears of [`Streams::access_changed`].
+    pub fn subscribe_access(&self) -> broadcast::Receiver<()> {
+        self.access.subscribe()
+    }
+
     /// Follows everything (`None`) or one task; under the lock, as [`Hub::subscribe`].
     pub fn subscribe(&self, task: Option<TaskId>) -> broadcast::Receiver<Arc<Live>> {
         let Some(task) = task else {

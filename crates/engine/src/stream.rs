@@ -10,7 +10,15 @@
 //! (nobody was following when it was written), or a lag of the channel, sends the follower back
 //! to the store from its key. Items are encoded once, by the first follower that needs them, and
 //! shared by all.
+//!
+//! Access is checked again whenever projects, memberships, accounts, tokens or sessions change
+//! ([`crate::hub::Streams::access_changed`]), and at every keep-alive: a follower removed from a
+//! project stops receiving its tasks' items (a task's own stream ends), the streams of a
+//! disabled account or of a revoked or expired token or session end, and the stream of
+//! everything sends a `projects` message (no id, nothing stored: a page refreshes what it shows
+//! of projects).
 
+use crate::accounts::{Identity, Via};
 use crate::api::StreamCursor;
 use crate::error::{EngineError, Result};
 use crate::hub::Live;
@@ -112,6 +120,7 @@ pub(crate) fn sse(
         })?;
     }
     let live = inner.streams.subscribe(task);
+    let access = inner.streams.subscribe_access();
     let (start, ready) = match (after, task) {
         (Some(after), _) => (after, false),
         (None, Some(_)) => (StreamCursor::START, false),
@@ -134,7 +143,8 @@ pub(crate) fn sse(
         }
         let cursor = (start.activity, start.seq);
         let mut visible = visible;
-        if let Err(err) = pump(&inner, task, cursor, live, &out, &mut visible).await {
+        let follower = Follower { task, live, access };
+        if let Err(err) = pump(&inner, follower, cursor, &out, &mut visible).await {
             tracing::debug!(?task, error = %err, "stream follower ended");
         }
     });
@@ -143,14 +153,26 @@ pub(crate) fn sse(
     })))
 }
 
+/// What one follower listens to.
+struct Follower {
+    /// The task followed, or `None` for everything.
+    task: Option<TaskId>,
+    live: broadcast::Receiver<Arc<Live>>,
+    access: broadcast::Receiver<()>,
+}
+
 async fn pump(
     inner: &Inner,
-    task: Option<TaskId>,
+    follower: Follower,
     mut cursor: (i64, i64),
-    mut live: broadcast::Receiver<Arc<Live>>,
     out: &mpsc::Sender<Bytes>,
     visible: &mut Option<Visible>,
 ) -> Result<()> {
+    let Follower {
+        task,
+        mut live,
+        mut access,
+    } = follower;
     let start = tokio::time::Instant::now() + KEEP_ALIVE;
     let mut keep_alive = tokio::time::interval_at(start, KEEP_ALIVE);
     keep_alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -166,6 +188,12 @@ async fn pump(
             tokio::select! {
                 () = out.closed() => return Ok(()),
                 _ = keep_alive.tick() => {
+                    // A credential that expired meanwhile ends the stream within a tick.
+                    if let Some(visible) = visible.as_mut()
+                        && !visible.recheck(inner)?
+                    {
+                        return Ok(());
+                    }
                     send(out, Bytes::from_static(b": keep-alive\n\n")).await?;
                 }
                 item = live.recv() => match item {
@@ -193,6 +221,26 @@ async fn pump(
                     Err(broadcast::error::RecvError::Lagged(_)) => break,
                     Err(broadcast::error::RecvError::Closed) => return Ok(()),
                 },
+                changed = access.recv() => {
+                    if let Err(broadcast::error::RecvError::Closed) = changed {
+                        return Ok(());
+                    }
+                    if let Some(visible) = visible.as_mut() {
+                        let allowed = visible.recheck(inner)?
+                            && match task {
+                                Some(task) => visible.sees(inner, task)?,
+                                None => true,
+                            };
+                        if !allowed {
+                            // No longer allowed: the stream ends here.
+                            return Ok(());
+                        }
+                    }
+                    if task.is_none() {
+                        send(out, Bytes::from_static(b"event: projects\ndata: {}\n\n")).await?;
+                        keep_alive.reset();
+                    }
+                }
             }
         }
     }
@@ -235,22 +283,54 @@ async fn backlog(
     }
 }
 
-/// What a member's stream of everything shows: the items of tasks in projects they belong to
-/// (looked up once per task; a task deleted meanwhile is not shown).
+/// What a user's stream shows: everything for an administrator, else the items of tasks in
+/// projects they belong to (looked up once per task; a task deleted meanwhile is not shown),
+/// until access changes ([`Visible::recheck`]).
 pub(crate) struct Visible {
     user: store::UserId,
+    /// The token or session the stream was opened with.
+    via: Via,
+    admin: bool,
     tasks: std::collections::HashMap<TaskId, bool>,
 }
 
 impl Visible {
-    pub(crate) fn of(user: store::UserId) -> Visible {
+    pub(crate) fn of(who: &Identity) -> Visible {
         Visible {
-            user,
+            user: who.user,
+            via: who.via.clone(),
+            admin: who.admin,
             tasks: std::collections::HashMap::new(),
         }
     }
 
+    /// Reads the account and the credential again and forgets what was looked up; false when
+    /// the account is gone or disabled, or the token or session was revoked or expired.
+    fn recheck(&mut self, inner: &Inner) -> Result<bool> {
+        self.tasks.clear();
+        let now = store::now_ms();
+        let (user, live) = inner.store.read(|tx| {
+            let live = match &self.via {
+                Via::Token { id, .. } => tx.token(*id)?.is_some_and(|t| {
+                    t.revoked_at.is_none() && t.expires_at.is_none_or(|at| at > now)
+                }),
+                Via::Session { id, .. } => tx.session_is_live(*id, now)?,
+            };
+            Ok::<_, store::StoreError>((tx.user(self.user)?, live))
+        })?;
+        match user {
+            Some(user) if live && !user.disabled => {
+                self.admin = user.admin;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     fn sees(&mut self, inner: &Inner, task: TaskId) -> Result<bool> {
+        if self.admin {
+            return Ok(true);
+        }
         if let Some(seen) = self.tasks.get(&task) {
             return Ok(*seen);
         }

@@ -266,6 +266,19 @@ impl Tx<'_> {
             .optional()?)
     }
 
+    /// Whether session `id` is live at `now` (not revoked, not expired).
+    pub fn session_is_live(&self, id: i64, now: i64) -> Result<bool> {
+        Ok(self
+            .tx
+            .query_row(
+                "SELECT 1 FROM sessions WHERE id = ?1 AND revoked_at IS NULL AND expires_at > ?2",
+                params![id, now],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
     pub fn revoke_session(&self, id: i64) -> Result<()> {
         self.tx.execute(
             "UPDATE sessions SET revoked_at = ?2 WHERE id = ?1",

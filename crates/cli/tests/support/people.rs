@@ -39,6 +39,21 @@ pub async fn add_member(world: &World, project: &str, login: &str, role: &str) {
     assert_eq!(status, 200, "{body}");
 }
 
+/// Removes `login` from `project`, as the administrator.
+pub async fn remove_member(world: &World, project: &str, login: &str) {
+    let (status, body) = world
+        .server
+        .client()
+        .request(
+            Method::DELETE,
+            &format!("/api/projects/{project}/members/{login}"),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!((200..300).contains(&status), "{status}: {body}");
+}
+
 /// Signs `login` in: the session cookie (`name=value`) and the CSRF token.
 pub async fn sign_in(world: &World, login: &str) -> (String, String) {
     let http = reqwest::Client::builder().no_proxy().build().unwrap();

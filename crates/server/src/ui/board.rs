@@ -87,18 +87,26 @@ pub(crate) fn is_live(state: &TaskState) -> bool {
 }
 
 pub(crate) async fn projects<B: Backend>(viewer: Viewer<B>) -> Response {
+    // Read before the data: the page's stream resumes from here (a project added or a
+    // membership changed is a `projects` message).
+    let stream = match super::stream_after_now(&viewer.backend, "/api/stream") {
+        Ok(stream) => stream,
+        Err(err) => return error_page(&viewer, err),
+    };
     let projects = match all_projects(&viewer.backend).await {
         Ok(projects) => projects,
         Err(err) => return error_page(&viewer, err),
     };
     let body = html! {
         h1 { "Projects" }
-        @if projects.is_empty() {
-            p.empty { "No projects yet." @if viewer.who.admin { " Add the first one below." } @else { " An administrator adds projects and makes you a member." } }
-        } @else {
-            ul #projects .cards-list {
-                @for p in &projects {
-                    li { a href={ "/projects/" (p.name) } { (p.name) } " " span.muted { (p.path) } }
+        div #project-list data-region="1" {
+            @if projects.is_empty() {
+                p.empty { "No projects yet." @if viewer.who.admin { " Add the first one below." } @else { " An administrator adds projects and makes you a member." } }
+            } @else {
+                ul #projects .cards-list {
+                    @for p in &projects {
+                        li { a href={ "/projects/" (p.name) } { (p.name) } " " span.muted { (p.path) } }
+                    }
                 }
             }
         }
@@ -118,7 +126,7 @@ pub(crate) async fn projects<B: Backend>(viewer: Viewer<B>) -> Response {
     };
     let page_info = Page {
         title: "Projects",
-        stream: None,
+        stream: Some(stream),
         section: Section::Projects,
     };
     shell(Some(&viewer), page_info, body).into_response()

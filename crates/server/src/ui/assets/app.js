@@ -303,6 +303,8 @@
     // A run that ends settles its tool calls still shown as running.
     source.addEventListener("run", () => { onChange(); appendTranscript(); });
     source.addEventListener("pull_request", onChange);
+    // Projects, memberships or accounts changed: what this page shows of them may have.
+    source.addEventListener("projects", onChange);
     source.addEventListener("transcript", () => { appendTranscript(); });
     source.addEventListener("caught-up", () => { showStatus("", false); });
     source.onopen = () => showStatus("", false);

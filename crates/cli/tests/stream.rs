@@ -10,7 +10,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use std::time::Duration;
-use support::people::{add_member, create_user, remove_member, token_of};
+use support::people::{add_member, create_user, remove_member, sign_in, token_of, update_user};
 use support::*;
 use testkit::ServerProcess;
 
@@ -322,6 +322,9 @@ async fn a_stream_needs_the_api_token_and_a_well_formed_last_event_id() {
     assert_eq!(missing.status(), 404);
 }
 
+/// The message a user's stream of everything gets when what they see of projects changed.
+const PROJECTS_CHANGED: &str = "event: projects\ndata: {}\n\n";
+
 /// A stream read as text, as a browser's `EventSource` would receive it.
 struct SseText {
     response: reqwest::Response,
@@ -369,8 +372,9 @@ impl SseText {
 
 /// Access is checked again when it changes, not only when a stream opens: a member removed
 /// from a project gets a `projects` message and then nothing more of its tasks (not even of a
-/// task the stream had already shown), their stream of one of its tasks ends, and the streams of
-/// a revoked token and of a disabled account end.
+/// task the stream had already shown), their stream of one of its tasks ends while a deleted
+/// task they still see is announced; a promotion shows every project and a demotion hides them
+/// again; the streams of a logout, a revoked token and a disabled account end.
 #[tokio::test]
 async fn a_member_removed_from_a_project_stops_seeing_it_on_open_streams() {
     let world = World::start(&full_pipeline(), &[]).await;
@@ -386,14 +390,35 @@ async fn a_member_removed_from_a_project_stops_seeing_it_on_open_streams() {
     let of = |task: i64| format!("\"task\":{task},");
     assert!(all.read_until(0, |t| t.contains(&of(work))).await);
     world.wait_state(work, "plan_gate").await;
+    // A task of the other project bob follows, to be deleted after the access change below.
+    let doomed = world.new_task_in("other", "Doomed", true, 0).await;
+    let mut gone = SseText::open(&world, &format!("/api/tasks/{doomed}/stream"), &token).await;
+    assert!(gone.read_until(0, |t| t.contains("event: caught-up")).await);
+    world.wait_state(doomed, "plan_gate").await;
 
     remove_member(&world, &world.project, "bob").await;
-    assert!(
-        all.read_until(0, |t| t.contains("event: projects\ndata: {}\n\n"))
-            .await
-    );
+    assert!(all.read_until(0, |t| t.contains(PROJECTS_CHANGED)).await);
     one.read_to_end().await;
-    let from = all.text.len();
+    // The task bob still sees is deleted: his stream of it says so.
+    let (status, body) = world
+        .server
+        .client()
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/api/tasks/{doomed}"),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!((200..300).contains(&status), "{status}: {body}");
+    assert!(
+        gone.read_until(0, |t| t.contains("\"change\":\"deleted\""))
+            .await,
+        "the deletion reaches the stream of the task: {}",
+        gone.text
+    );
+    // Everything after the `projects` message was sent after the removal was heard.
+    let from = all.text.find(PROJECTS_CHANGED).unwrap() + PROJECTS_CHANGED.len();
     let (status, body) = world.action(work, "approve", json!({})).await;
     assert_eq!(status, 200, "{body}");
     let elsewhere = world.new_task_in("other", "Other work", true, 0).await;
@@ -407,11 +432,49 @@ async fn a_member_removed_from_a_project_stops_seeing_it_on_open_streams() {
         &all.text[from..]
     );
 
+    // Made an administrator, bob sees every project at once; and no longer when demoted.
+    let from = all.text.len();
+    update_user(&world, "bob", json!({"admin": true})).await;
+    assert!(all.read_until(from, |t| t.contains(PROJECTS_CHANGED)).await);
+    let seen = world.new_task("Seen by an administrator", true).await;
+    assert!(all.read_until(from, |t| t.contains(&of(seen))).await);
+    let mut seen_stream = SseText::open(&world, &format!("/api/tasks/{seen}/stream"), &token).await;
+    let from = all.text.len();
+    update_user(&world, "bob", json!({"admin": false})).await;
+    seen_stream.read_to_end().await;
+    assert!(all.read_until(from, |t| t.contains(PROJECTS_CHANGED)).await);
+
+    // A logout ends the streams its session opened (the stream of the web UI).
+    let (cookie, csrf) = sign_in(&world, "bob").await;
+    let http = reqwest::Client::new();
+    let mut session = http
+        .get(format!("{}/api/stream", world.server.url()))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(session.status(), 200);
+    let first = session.chunk().await.unwrap().unwrap_or_default();
+    assert!(String::from_utf8_lossy(&first).contains("event: ready"));
+    let status = http
+        .post(format!("{}/api/logout", world.server.url()))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert!(status.is_success(), "logout: {status}");
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        while session.chunk().await.unwrap().is_some() {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the session's stream ended at the logout");
+
     // A token revoked ends the streams it opened.
     let second = token_of(&world, "bob", "second").await;
     let mut revoked = SseText::open(&world, "/api/stream", &second).await;
     assert!(revoked.read_until(0, |t| t.contains("event: ready")).await);
-    let http = reqwest::Client::new();
     let tokens: Value = http
         .get(format!("{}/api/tokens", world.server.url()))
         .bearer_auth(&second)
@@ -437,16 +500,6 @@ async fn a_member_removed_from_a_project_stops_seeing_it_on_open_streams() {
     revoked.read_to_end().await;
 
     // A disabled account's streams end.
-    let (status, body) = world
-        .server
-        .client()
-        .request(
-            reqwest::Method::PUT,
-            "/api/users/bob",
-            Some(&json!({"disabled": true})),
-        )
-        .await
-        .unwrap();
-    assert_eq!(status, 200, "{body}");
+    update_user(&world, "bob", json!({"disabled": true})).await;
     all.read_to_end().await;
 }

@@ -315,7 +315,9 @@ impl Engine {
                 tx.audit(&who.login, "session", "session.logout", &who.login, None)?;
                 Ok::<_, EngineError>(())
             })?;
-            self.inner.streams.access_changed();
+            self.inner
+                .streams
+                .access_changed(crate::stream_access::AccessChange::Credential);
         }
         Ok(())
     }
@@ -460,7 +462,9 @@ impl Engine {
             )?;
             tx.user(user.id)?.ok_or_else(not_found_user)
         })?;
-        self.inner.streams.access_changed();
+        self.inner
+            .streams
+            .access_changed(crate::stream_access::AccessChange::People);
         Ok(user_view(&row))
     }
 
@@ -526,7 +530,9 @@ impl Engine {
             self.audit_in(tx, "token.revoke", &token.name, None)?;
             Ok::<_, EngineError>(())
         })?;
-        self.inner.streams.access_changed();
+        self.inner
+            .streams
+            .access_changed(crate::stream_access::AccessChange::Credential);
         Ok(())
     }
 
@@ -551,7 +557,9 @@ impl Engine {
             )?;
             Ok::<_, EngineError>(())
         })?;
-        self.inner.streams.access_changed();
+        self.inner
+            .streams
+            .access_changed(crate::stream_access::AccessChange::People);
         Ok(())
     }
 
@@ -571,7 +579,9 @@ impl Engine {
             self.audit_in(tx, "project.member.remove", &project.name, Some(login))?;
             Ok::<_, EngineError>(())
         })?;
-        self.inner.streams.access_changed();
+        self.inner
+            .streams
+            .access_changed(crate::stream_access::AccessChange::People);
         Ok(())
     }
 

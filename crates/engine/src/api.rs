@@ -325,8 +325,9 @@ pub struct TaskView {
     /// The address of the task's pull request once one is published.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull_request_url: Option<String>,
-    /// Its checks (CI) together, for its head: `pending`, `passed` or `failed` (`pending` too
-    /// while a new head's checks are not read yet); absent without a pull request.
+    /// Its checks (CI) together, for its head: `pending`, `passed`, `failed` or `none` (nothing
+    /// reported, nothing required); `pending` too while a new head's checks are not read yet.
+    /// Absent without a pull request, or before its checks were first read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checks: Option<String>,
 }
@@ -368,7 +369,7 @@ pub struct PullRequestView {
     pub merged: bool,
     pub created_at: i64,
     /// The checks (CI) the last follow-up read; absent until one has.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checks: Option<ChecksView>,
 }
 
@@ -378,7 +379,9 @@ pub struct ChecksView {
     /// The commit they were read on: when it is not the pull request's head, they are an
     /// earlier push's and the new head's are not read yet.
     pub head_sha: String,
-    /// `pending`, `passed` or `failed`: the checks that count, together (none is `passed`).
+    /// `pending`, `passed` or `failed`: the checks that count, together; `pending` also while
+    /// the first checks of a push are awaited; `none` when nothing reported and nothing is
+    /// required (which counts as passed).
     pub overall: String,
     pub checks: Vec<CheckView>,
     /// When they were last read (ms since the epoch).

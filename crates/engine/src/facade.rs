@@ -410,7 +410,9 @@ impl Engine {
             self.audit_in(tx, "project.add", name, Some(&path_text))?;
             Ok(row)
         })?;
-        self.inner.streams.access_changed();
+        self.inner
+            .streams
+            .access_changed(crate::stream_access::AccessChange::Project(row.id));
         views::project(row)
     }
 
@@ -442,7 +444,9 @@ impl Engine {
             })
         })?;
         tracing::info!(project = %row.name, "project settings changed");
-        self.inner.streams.access_changed();
+        self.inner
+            .streams
+            .access_changed(crate::stream_access::AccessChange::Project(row.id));
         views::project(row)
     }
 
@@ -1119,7 +1123,7 @@ impl Engine {
         }
         // A member's stream shows the tasks of their projects only; a user's streams check
         // their access again when projects, memberships or accounts change.
-        let visible = self.acting_user().map(crate::stream::Visible::of);
+        let visible = self.acting_user().map(crate::stream_access::Visible::of);
         crate::stream::sse(Arc::clone(&self.inner), task, after, visible)
     }
 

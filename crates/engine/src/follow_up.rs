@@ -252,10 +252,12 @@ async fn sync_once(inner: &Arc<Inner>, id: TaskId) -> Result<()> {
             .checks(&followed.repo, &followed.pr, &followed.pr.head_sha),
     )
     .await?;
-    record_checks(inner, id, &followed.pr.head_sha, &checks)?;
-    match checks.overall() {
-        CheckState::Passed
-            if awaits_first_checks(inner, id, &checks, followed.github.as_ref())? => {}
+    let overall = checks.overall();
+    let awaiting_first = overall == CheckState::Passed
+        && awaits_first_checks(inner, id, &checks, followed.github.as_ref())?;
+    record_checks(inner, id, &followed.pr.head_sha, &checks, awaiting_first)?;
+    match overall {
+        CheckState::Passed if awaiting_first => {}
         CheckState::Passed => {
             apply(inner, id, Event::ChecksPassed)?;
         }
@@ -284,9 +286,30 @@ async fn sync_once(inner: &Arc<Inner>, id: TaskId) -> Result<()> {
 
 /// Keeps the checks just read for the task page and the board (a change reaches the live
 /// stream).
-fn record_checks(inner: &Inner, id: TaskId, head_sha: &str, checks: &forge::Checks) -> Result<()> {
+fn record_checks(
+    inner: &Inner,
+    id: TaskId,
+    head_sha: &str,
+    checks: &forge::Checks,
+    awaiting_first: bool,
+) -> Result<()> {
+    let (rows, overall) = shown_checks(checks, awaiting_first);
+    inner
+        .store
+        .write(|tx| tx.record_pr_checks(id, head_sha, overall, &rows))?;
+    Ok(())
+}
+
+/// The checks as people are shown them: each check, and a required one that has not reported
+/// yet as pending; overall `pending` while the first checks of a push are awaited, `none` when
+/// nothing reported and nothing is required (which counts as passed), else the counted checks
+/// together.
+fn shown_checks(
+    checks: &forge::Checks,
+    awaiting_first: bool,
+) -> (Vec<store::CheckRow>, &'static str) {
     let counted = checks.counted();
-    let rows: Vec<store::CheckRow> = checks
+    let mut rows: Vec<store::CheckRow> = checks
         .checks
         .iter()
         .map(|check| store::CheckRow {
@@ -296,11 +319,22 @@ fn record_checks(inner: &Inner, id: TaskId, head_sha: &str, checks: &forge::Chec
             counted: counted.iter().any(|c| std::ptr::eq(*c, check)),
         })
         .collect();
-    let overall = check_state(checks.overall());
-    inner
-        .store
-        .write(|tx| tx.record_pr_checks(id, head_sha, overall, &rows))?;
-    Ok(())
+    for name in checks.required.iter().flatten() {
+        if !checks.checks.iter().any(|c| &c.name == name) {
+            rows.push(store::CheckRow {
+                name: name.clone(),
+                state: "pending".into(),
+                url: None,
+                counted: true,
+            });
+        }
+    }
+    let overall = match checks.overall() {
+        _ if awaiting_first => "pending",
+        CheckState::Passed if rows.is_empty() => "none",
+        state => check_state(state),
+    };
+    (rows, overall)
 }
 
 /// A check state as the API and the store say it.
@@ -715,6 +749,60 @@ pub(crate) async fn poll(inner: Arc<Inner>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn check(name: &str, state: CheckState) -> forge::Check {
+        forge::Check {
+            name: name.into(),
+            kind: forge::CheckKind::CheckRun,
+            state,
+            id: Some(1),
+            url: Some(format!("https://ci.example/{name}")),
+        }
+    }
+
+    #[test]
+    fn checks_are_shown_as_the_engine_judges_them() {
+        let shown = |checks: &forge::Checks, awaiting_first| {
+            let (rows, overall) = shown_checks(checks, awaiting_first);
+            let rows: Vec<(String, String, bool)> = rows
+                .into_iter()
+                .map(|r| (r.name, r.state, r.counted))
+                .collect();
+            (rows, overall)
+        };
+        let row = |name: &str, state: &str, counted| (name.to_string(), state.to_string(), counted);
+        // Nothing reported, nothing required: no CI (counted as passed), unless the first
+        // checks of a push are still awaited.
+        let none = forge::Checks::default();
+        assert_eq!(shown(&none, false), (vec![], "none"));
+        assert_eq!(shown(&none, true), (vec![], "pending"));
+        // A required check that has not reported is shown pending; one not required does not
+        // count.
+        let some = forge::Checks {
+            head_sha: "abc".into(),
+            checks: vec![
+                check("lint", CheckState::Failed),
+                check("build", CheckState::Passed),
+            ],
+            required: Some(vec!["build".into(), "test".into()]),
+        };
+        assert_eq!(
+            shown(&some, false),
+            (
+                vec![
+                    row("lint", "failed", false),
+                    row("build", "passed", true),
+                    row("test", "pending", true)
+                ],
+                "pending"
+            )
+        );
+        let failing = forge::Checks {
+            required: None,
+            ..some
+        };
+        assert_eq!(shown(&failing, false).1, "failed");
+    }
 
     #[test]
     fn a_round_asked_for_during_a_sync_is_run_by_its_owner_then_the_task_is_free() {

@@ -6,6 +6,7 @@
 //! ingest writer (`ingest`) after each commit, one item per stored batch, and the live stream's ([`Streams`]: one global channel plus one
 //! per followed task), fed by the store itself with each committed activity row, in commit order.
 
+use crate::stream_access::AccessChange;
 use bytes::Bytes;
 use domain::{RunId, TaskId};
 use std::collections::HashMap;
@@ -113,8 +114,9 @@ pub(crate) struct Streams {
     global: broadcast::Sender<Arc<Live>>,
     tasks: Mutex<HashMap<TaskId, broadcast::Sender<Arc<Live>>>>,
     /// Who may see what changed: a project added or its settings changed, a membership, an
-    /// account's flags. Followers check their access again; nothing is stored.
-    access: broadcast::Sender<()>,
+    /// account's flags, a token revoked, a session ended. Followers check their access again;
+    /// nothing is stored.
+    access: broadcast::Sender<AccessChange>,
 }
 
 impl Default for Streams {
@@ -128,13 +130,13 @@ impl Default for Streams {
 }
 
 impl Streams {
-    /// Tells every follower that projects, memberships or accounts changed (after the commit).
-    pub fn access_changed(&self) {
-        let _ = self.access.send(());
+    /// Tells every follower what changed of who may see what (after the commit).
+    pub fn access_changed(&self, change: AccessChange) {
+        let _ = self.access.send(change);
     }
 
     /// Hears of [`Streams::access_changed`].
-    pub fn subscribe_access(&self) -> broadcast::Receiver<()> {
+    pub fn subscribe_access(&self) -> broadcast::Receiver<AccessChange> {
         self.access.subscribe()
     }
 

@@ -35,6 +35,7 @@ mod secrets;
 mod session;
 mod settings;
 mod stream;
+mod stream_access;
 mod supervisor;
 mod task_pipeline;
 mod tokens;

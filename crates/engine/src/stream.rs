@@ -3,7 +3,7 @@
 //!
 //! Every message carries an `id:` (a [`StreamCursor`]), an `event:` (`task`, `run`,
 //! `pull_request`, `transcript`; `ready` for the position a fresh global stream starts at) and a
-//! one-line JSON `data:`. A follower subscribes to the live channel *before* it reads the
+//! one-line JSON `data:`; `caught-up` and `projects` carry no id. A follower subscribes to the live channel *before* it reads the
 //! backlog and keeps the key of the last message it sent; live items at or below it were in the
 //! backlog and are dropped. The store hands committed rows to the channels in commit order (ids
 //! only grow), so live items arrive in key order. A live transcript batch whose text was not kept
@@ -11,18 +11,19 @@
 //! to the store from its key. Items are encoded once, by the first follower that needs them, and
 //! shared by all.
 //!
-//! Access is checked again whenever projects, memberships, accounts, tokens or sessions change
-//! ([`crate::hub::Streams::access_changed`]), and at every keep-alive: a follower removed from a
-//! project stops receiving its tasks' items (a task's own stream ends), the streams of a
-//! disabled account or of a revoked or expired token or session end, and the stream of
-//! everything sends a `projects` message (no id, nothing stored: a page refreshes what it shows
-//! of projects).
+//! A user's follower checks its access when it starts, whenever projects, memberships,
+//! accounts, tokens or sessions change ([`crate::hub::Streams::access_changed`]) and every
+//! [`RECHECK`] (see [`crate::stream_access`]): a follower removed from a project stops receiving
+//! its tasks' items (a task's own stream ends), the streams of a disabled account or of a
+//! revoked or expired token or session end, and when what a follower sees of projects changed
+//! its stream of everything sends a `projects` message (no id, nothing stored: a page refreshes
+//! what it shows of projects).
 
-use crate::accounts::{Identity, Via};
 use crate::api::StreamCursor;
 use crate::error::{EngineError, Result};
 use crate::hub::Live;
 use crate::inner::Inner;
+use crate::stream_access::{AccessChange, Checked, RECHECK, Visible};
 use bytes::Bytes;
 use domain::TaskId;
 use futures::stream::BoxStream;
@@ -158,7 +159,20 @@ struct Follower {
     /// The task followed, or `None` for everything.
     task: Option<TaskId>,
     live: broadcast::Receiver<Arc<Live>>,
-    access: broadcast::Receiver<()>,
+    access: broadcast::Receiver<AccessChange>,
+}
+
+/// Why a follower reads its access again.
+#[derive(Debug, Clone, Copy)]
+enum Recheck {
+    /// When it starts (nothing to announce: it has shown nothing yet).
+    Start,
+    /// Every [`RECHECK`].
+    Routine,
+    /// The engine said what changed.
+    Told(AccessChange),
+    /// Changes were missed (the channel lagged).
+    Missed,
 }
 
 async fn pump(
@@ -173,9 +187,16 @@ async fn pump(
         mut live,
         mut access,
     } = follower;
+    // Access changes committed after the request was authenticated count too.
+    if !access_again(inner, task, visible, Recheck::Start, out).await? {
+        return Ok(());
+    }
     let start = tokio::time::Instant::now() + KEEP_ALIVE;
     let mut keep_alive = tokio::time::interval_at(start, KEEP_ALIVE);
     keep_alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Never reset (unlike the keep-alive): a busy stream is checked as often as a quiet one.
+    let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + RECHECK, RECHECK);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut caught_up = false;
     loop {
         backlog(inner, task, &mut cursor, out, visible).await?;
@@ -185,15 +206,26 @@ async fn pump(
             caught_up = true;
         }
         loop {
+            // Access first: no item goes out after a change that hides it was heard.
             tokio::select! {
+                biased;
                 () = out.closed() => return Ok(()),
-                _ = keep_alive.tick() => {
-                    // A credential that expired meanwhile ends the stream within a tick.
-                    if let Some(visible) = visible.as_mut()
-                        && !visible.recheck(inner)?
-                    {
+                changed = access.recv() => {
+                    let why = match changed {
+                        Ok(change) => Recheck::Told(change),
+                        Err(broadcast::error::RecvError::Lagged(_)) => Recheck::Missed,
+                        Err(broadcast::error::RecvError::Closed) => return Ok(()),
+                    };
+                    if !access_again(inner, task, visible, why, out).await? {
                         return Ok(());
                     }
+                }
+                _ = recheck.tick() => {
+                    if !access_again(inner, task, visible, Recheck::Routine, out).await? {
+                        return Ok(());
+                    }
+                }
+                _ = keep_alive.tick() => {
                     send(out, Bytes::from_static(b": keep-alive\n\n")).await?;
                 }
                 item = live.recv() => match item {
@@ -221,29 +253,53 @@ async fn pump(
                     Err(broadcast::error::RecvError::Lagged(_)) => break,
                     Err(broadcast::error::RecvError::Closed) => return Ok(()),
                 },
-                changed = access.recv() => {
-                    if let Err(broadcast::error::RecvError::Closed) = changed {
-                        return Ok(());
-                    }
-                    if let Some(visible) = visible.as_mut() {
-                        let allowed = visible.recheck(inner)?
-                            && match task {
-                                Some(task) => visible.sees(inner, task)?,
-                                None => true,
-                            };
-                        if !allowed {
-                            // No longer allowed: the stream ends here.
-                            return Ok(());
-                        }
-                    }
-                    if task.is_none() {
-                        send(out, Bytes::from_static(b"event: projects\ndata: {}\n\n")).await?;
-                        keep_alive.reset();
-                    }
-                }
             }
         }
     }
+}
+
+/// Reads a user's access again; false when the stream must end (the account or credential is
+/// no longer good, or the followed task is no longer visible). The stream of everything is sent
+/// a `projects` message when what it sees of projects changed (or may have).
+async fn access_again(
+    inner: &Inner,
+    task: Option<TaskId>,
+    visible: &mut Option<Visible>,
+    why: Recheck,
+    out: &mpsc::Sender<Bytes>,
+) -> Result<bool> {
+    let announce = match visible.as_mut() {
+        // The server's own token sees everything, always.
+        None => matches!(
+            why,
+            Recheck::Told(AccessChange::Project(_)) | Recheck::Missed
+        ),
+        Some(visible) => {
+            let checked = visible.recheck(inner)?;
+            if checked == Checked::Gone {
+                return Ok(false);
+            }
+            if let Some(task) = task
+                && !visible.sees(inner, task)?
+            {
+                return Ok(false);
+            }
+            let changed = checked == Checked::Changed;
+            match why {
+                Recheck::Start => false,
+                Recheck::Routine
+                | Recheck::Told(AccessChange::Credential | AccessChange::People) => changed,
+                Recheck::Told(AccessChange::Project(project)) => {
+                    changed || visible.sees_project(project)
+                }
+                Recheck::Missed => true,
+            }
+        }
+    };
+    if announce && task.is_none() {
+        send(out, Bytes::from_static(b"event: projects\ndata: {}\n\n")).await?;
+    }
+    Ok(true)
 }
 
 /// Sends what the store holds after `cursor`, page by page, moving the cursor.
@@ -280,68 +336,5 @@ async fn backlog(
         if count < PAGE as usize {
             return Ok(());
         }
-    }
-}
-
-/// What a user's stream shows: everything for an administrator, else the items of tasks in
-/// projects they belong to (looked up once per task; a task deleted meanwhile is not shown),
-/// until access changes ([`Visible::recheck`]).
-pub(crate) struct Visible {
-    user: store::UserId,
-    /// The token or session the stream was opened with.
-    via: Via,
-    admin: bool,
-    tasks: std::collections::HashMap<TaskId, bool>,
-}
-
-impl Visible {
-    pub(crate) fn of(who: &Identity) -> Visible {
-        Visible {
-            user: who.user,
-            via: who.via.clone(),
-            admin: who.admin,
-            tasks: std::collections::HashMap::new(),
-        }
-    }
-
-    /// Reads the account and the credential again and forgets what was looked up; false when
-    /// the account is gone or disabled, or the token or session was revoked or expired.
-    fn recheck(&mut self, inner: &Inner) -> Result<bool> {
-        self.tasks.clear();
-        let now = store::now_ms();
-        let (user, live) = inner.store.read(|tx| {
-            let live = match &self.via {
-                Via::Token { id, .. } => tx.token(*id)?.is_some_and(|t| {
-                    t.revoked_at.is_none() && t.expires_at.is_none_or(|at| at > now)
-                }),
-                Via::Session { id, .. } => tx.session_is_live(*id, now)?,
-            };
-            Ok::<_, store::StoreError>((tx.user(self.user)?, live))
-        })?;
-        match user {
-            Some(user) if live && !user.disabled => {
-                self.admin = user.admin;
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
-    }
-
-    fn sees(&mut self, inner: &Inner, task: TaskId) -> Result<bool> {
-        if self.admin {
-            return Ok(true);
-        }
-        if let Some(seen) = self.tasks.get(&task) {
-            return Ok(*seen);
-        }
-        let user = self.user;
-        let seen = inner.store.read(|tx| {
-            Ok::<_, EngineError>(match tx.task(task)? {
-                Some(row) => tx.membership(row.project_id, user)?.is_some(),
-                None => false,
-            })
-        })?;
-        self.tasks.insert(task, seen);
-        Ok(seen)
     }
 }

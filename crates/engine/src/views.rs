@@ -4,7 +4,7 @@ use crate::api::*;
 use crate::error::{EngineError, Result};
 use crate::settings;
 use domain::pipeline_def::StageSignal;
-use domain::{Pipeline, ProjectId, QaResult, RunStatus, Signal, Stage, TaskId, Verdict};
+use domain::{Pipeline, ProjectId, QaResult, RunStatus, Signal, Stage, TaskId, TaskState, Verdict};
 use store::{PrChecksRow, ProjectRow, PullRequestRow, RunRow, TaskRow, Tx};
 
 /// Shown instead of the values of roles' `env` (they hold credentials).
@@ -49,11 +49,14 @@ pub(crate) fn no_project(name_or_id: &str) -> EngineError {
 pub(crate) fn task_in(tx: &Tx<'_>, row: TaskRow, project: String) -> Result<TaskView> {
     let pr = tx.pull_request(row.id)?;
     let checks = match &pr {
-        Some(pr) => Some(match tx.pr_checks(row.id)? {
-            Some(checks) if checks.head_sha == pr.head_sha => checks.overall,
-            // Not read yet for this head.
-            _ => "pending".to_string(),
-        }),
+        Some(pr) => match tx.pr_checks(row.id)? {
+            Some(checks) if checks.head_sha == pr.head_sha => Some(checks.overall),
+            // A new head whose checks are not read yet, on a pull request still followed.
+            Some(_) if !pr.merged && !row.state.is_done() && row.state != TaskState::Closed => {
+                Some("pending".to_string())
+            }
+            _ => None,
+        },
         None => None,
     };
     let mut view = task(row, project);

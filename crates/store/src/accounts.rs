@@ -325,6 +325,15 @@ impl Tx<'_> {
             .optional()?)
     }
 
+    /// The projects `user` is a member (or owner) of.
+    pub fn projects_of_member(&self, user: UserId) -> Result<Vec<ProjectId>> {
+        let mut stmt = self
+            .tx
+            .prepare_cached("SELECT project_id FROM memberships WHERE user_id = ?1")?;
+        let rows = stmt.query_map([user.0], |r| Ok(ProjectId(r.get(0)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// `(user, login, role)` of the project's members.
     pub fn members(&self, project: ProjectId) -> Result<Vec<(UserId, String, String)>> {
         let mut stmt = self.tx.prepare(
@@ -390,5 +399,42 @@ impl Tx<'_> {
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Store;
+    use crate::tasks::tests::project;
+
+    #[test]
+    fn a_session_is_live_until_revoked_or_expired_and_memberships_list_projects() {
+        let store = Store::open_memory().unwrap();
+        let project = project(&store);
+        let (user, session, expiring) = store
+            .write(|tx| {
+                let user = tx.insert_user("bob", None, false, true)?;
+                let session = tx.insert_session(user, "h1", "c1", 2_000)?;
+                let expiring = tx.insert_session(user, "h2", "c2", 1_000)?;
+                Ok::<_, crate::StoreError>((user, session, expiring))
+            })
+            .unwrap();
+        let live = |id: i64, now: i64| store.read(|tx| tx.session_is_live(id, now)).unwrap();
+        assert!(live(session, 1_500));
+        assert!(!live(expiring, 1_500), "expired");
+        store.write(|tx| tx.revoke_session(session)).unwrap();
+        assert!(!live(session, 1_500), "revoked");
+        assert!(!live(999, 0), "unknown");
+
+        let of = || store.read(|tx| tx.projects_of_member(user)).unwrap();
+        assert!(of().is_empty());
+        store
+            .write(|tx| tx.set_membership(project, user, "member"))
+            .unwrap();
+        assert_eq!(of(), [project]);
+        store
+            .write(|tx| tx.remove_membership(project, user).map(|_| ()))
+            .unwrap();
+        assert!(of().is_empty());
     }
 }

@@ -29,7 +29,7 @@ pub struct PrChecksRow {
     pub task_id: TaskId,
     /// The commit they were read on.
     pub head_sha: String,
-    /// `pending`, `passed` or `failed`: the counted checks together (none is `passed`).
+    /// `pending`, `passed`, `failed` or `none` (nothing reported, nothing required).
     pub overall: String,
     pub checks: Vec<CheckRow>,
     /// When they were last read (ms since the epoch), changed or not.

@@ -54,6 +54,17 @@ pub async fn remove_member(world: &World, project: &str, login: &str) {
     assert!((200..300).contains(&status), "{status}: {body}");
 }
 
+/// Changes `login`'s account flags (`{"admin": …, "disabled": …}`), as the administrator.
+pub async fn update_user(world: &World, login: &str, flags: Value) {
+    let (status, body) = world
+        .server
+        .client()
+        .request(Method::PUT, &format!("/api/users/{login}"), Some(&flags))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+}
+
 /// Signs `login` in: the session cookie (`name=value`) and the CSRF token.
 pub async fn sign_in(world: &World, login: &str) -> (String, String) {
     let http = reqwest::Client::builder().no_proxy().build().unwrap();

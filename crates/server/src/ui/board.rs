@@ -99,7 +99,7 @@ pub(crate) async fn projects<B: Backend>(viewer: Viewer<B>) -> Response {
     };
     let body = html! {
         h1 { "Projects" }
-        div #project-list data-region="1" {
+        div #project-list data-region="1" data-refresh-on="projects" {
             @if projects.is_empty() {
                 p.empty { "No projects yet." @if viewer.who.admin { " Add the first one below." } @else { " An administrator adds projects and makes you a member." } }
             } @else {

@@ -120,11 +120,12 @@ pub(crate) fn state_badge(state: &TaskState) -> Markup {
     html! { span.badge data-state=(state.name()) { (state_label(state)) } }
 }
 
-/// The badge of a pull request's checks (CI): `pending`, `passed` or `failed`.
+/// The badge of a pull request's checks (CI): `pending`, `passed`, `failed` or `none`.
 pub(crate) fn checks_badge(overall: &str) -> Markup {
     let label = match overall {
         "passed" => "CI passed",
         "failed" => "CI failed",
+        "none" => "no CI",
         _ => "CI pending",
     };
     html! { span.badge data-checks=(overall) { (label) } }

@@ -203,6 +203,8 @@
       do {
         again = false;
         const response = await fetch(location.href, { headers: { "X-Atelier-Partial": "1" }, credentials: "same-origin" });
+        // Gone for this viewer (deleted, or no longer a member): show the page as it is now.
+        if (response.status === 404) { location.reload(); return; }
         if (!response.ok) break;
         const doc = new DOMParser().parseFromString(await response.text(), "text/html");
         for (const region of document.querySelectorAll("[data-region]")) {
@@ -299,12 +301,16 @@
       pendingRefresh = true;
       queueMicrotask(() => { pendingRefresh = false; refresh(false); });
     };
-    source.addEventListener("task", onChange);
+    // A page that shows only some kinds of change says which (`data-refresh-on`).
+    const holder = document.querySelector("[data-refresh-on]");
+    const only = holder ? holder.dataset.refreshOn.split(" ") : null;
+    const changed = (name) => () => { if (!only || only.includes(name)) onChange(); };
+    source.addEventListener("task", changed("task"));
     // A run that ends settles its tool calls still shown as running.
-    source.addEventListener("run", () => { onChange(); appendTranscript(); });
-    source.addEventListener("pull_request", onChange);
-    // Projects, memberships or accounts changed: what this page shows of them may have.
-    source.addEventListener("projects", onChange);
+    source.addEventListener("run", () => { changed("run")(); appendTranscript(); });
+    source.addEventListener("pull_request", changed("pull_request"));
+    // What the viewer sees of projects changed (added, settings, memberships, their account).
+    source.addEventListener("projects", changed("projects"));
     source.addEventListener("transcript", () => { appendTranscript(); });
     source.addEventListener("caught-up", () => { showStatus("", false); });
     source.onopen = () => showStatus("", false);

@@ -332,13 +332,24 @@ struct SseText {
 }
 
 impl SseText {
+    /// Opens `path` with an API token.
     async fn open(world: &World, path: &str, token: &str) -> SseText {
-        let response = reqwest::Client::new()
+        let request = reqwest::Client::new()
             .get(format!("{}{path}", world.server.url()))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
+            .bearer_auth(token);
+        SseText::send(request, path).await
+    }
+
+    /// Opens `path` with a browser session's cookie (`name=value`).
+    async fn open_in_session(world: &World, path: &str, cookie: &str) -> SseText {
+        let request = reqwest::Client::new()
+            .get(format!("{}{path}", world.server.url()))
+            .header("cookie", cookie);
+        SseText::send(request, path).await
+    }
+
+    async fn send(request: reqwest::RequestBuilder, path: &str) -> SseText {
+        let response = request.send().await.unwrap();
         assert_eq!(response.status(), 200, "GET {path}");
         SseText {
             response,
@@ -447,15 +458,8 @@ async fn a_member_removed_from_a_project_stops_seeing_it_on_open_streams() {
     // A logout ends the streams its session opened (the stream of the web UI).
     let (cookie, csrf) = sign_in(&world, "bob").await;
     let http = reqwest::Client::new();
-    let mut session = http
-        .get(format!("{}/api/stream", world.server.url()))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(session.status(), 200);
-    let first = session.chunk().await.unwrap().unwrap_or_default();
-    assert!(String::from_utf8_lossy(&first).contains("event: ready"));
+    let mut session = SseText::open_in_session(&world, "/api/stream", &cookie).await;
+    assert!(session.read_until(0, |t| t.contains("event: ready")).await);
     let status = http
         .post(format!("{}/api/logout", world.server.url()))
         .header("cookie", &cookie)
@@ -465,11 +469,7 @@ async fn a_member_removed_from_a_project_stops_seeing_it_on_open_streams() {
         .unwrap()
         .status();
     assert!(status.is_success(), "logout: {status}");
-    let ended = tokio::time::timeout(Duration::from_secs(30), async {
-        while session.chunk().await.unwrap().is_some() {}
-    })
-    .await;
-    assert!(ended.is_ok(), "the session's stream ended at the logout");
+    session.read_to_end().await;
 
     // A token revoked ends the streams it opened.
     let second = token_of(&world, "bob", "second").await;

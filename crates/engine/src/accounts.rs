@@ -16,6 +16,7 @@ use crate::api::{
 };
 use crate::error::{EngineError, Result};
 use crate::facade::Engine;
+use crate::stream_access::AccessChange;
 use crate::tokens::{hash_token, random_hex};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use domain::{ProjectId, TaskId};
@@ -315,9 +316,7 @@ impl Engine {
                 tx.audit(&who.login, "session", "session.logout", &who.login, None)?;
                 Ok::<_, EngineError>(())
             })?;
-            self.inner
-                .streams
-                .access_changed(crate::stream_access::AccessChange::Credential);
+            self.inner.streams.access_changed(AccessChange::Credential);
         }
         Ok(())
     }
@@ -462,9 +461,7 @@ impl Engine {
             )?;
             tx.user(user.id)?.ok_or_else(not_found_user)
         })?;
-        self.inner
-            .streams
-            .access_changed(crate::stream_access::AccessChange::People);
+        self.inner.streams.access_changed(AccessChange::People);
         Ok(user_view(&row))
     }
 
@@ -530,9 +527,7 @@ impl Engine {
             self.audit_in(tx, "token.revoke", &token.name, None)?;
             Ok::<_, EngineError>(())
         })?;
-        self.inner
-            .streams
-            .access_changed(crate::stream_access::AccessChange::Credential);
+        self.inner.streams.access_changed(AccessChange::Credential);
         Ok(())
     }
 
@@ -557,9 +552,7 @@ impl Engine {
             )?;
             Ok::<_, EngineError>(())
         })?;
-        self.inner
-            .streams
-            .access_changed(crate::stream_access::AccessChange::People);
+        self.inner.streams.access_changed(AccessChange::People);
         Ok(())
     }
 
@@ -579,9 +572,7 @@ impl Engine {
             self.audit_in(tx, "project.member.remove", &project.name, Some(login))?;
             Ok::<_, EngineError>(())
         })?;
-        self.inner
-            .streams
-            .access_changed(crate::stream_access::AccessChange::People);
+        self.inner.streams.access_changed(AccessChange::People);
         Ok(())
     }
 

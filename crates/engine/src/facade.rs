@@ -5,6 +5,7 @@ use crate::error::{EngineError, Result};
 use crate::inner::{Busy, Inner, Parts, StopCause};
 use crate::outbox::MergeOutcome;
 use crate::secrets::SecretBox;
+use crate::stream_access::AccessChange;
 use crate::transition::{after_commit, apply_event, apply_in, decide_in, not_found};
 use crate::{
     background, confine, dispatch, guards, logs, outbox, settings, tokens, views, workspace,
@@ -412,7 +413,7 @@ impl Engine {
         })?;
         self.inner
             .streams
-            .access_changed(crate::stream_access::AccessChange::Project(row.id));
+            .access_changed(AccessChange::Project(row.id));
         views::project(row)
     }
 
@@ -446,7 +447,7 @@ impl Engine {
         tracing::info!(project = %row.name, "project settings changed");
         self.inner
             .streams
-            .access_changed(crate::stream_access::AccessChange::Project(row.id));
+            .access_changed(AccessChange::Project(row.id));
         views::project(row)
     }
 

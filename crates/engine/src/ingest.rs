@@ -340,50 +340,15 @@ fn window() -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::insight::testing::rows_in;
     use domain::TaskState;
-    use store::{ActivityBody, NewProjectRow, NewRunRow, NewTaskRow, Store, StoreError};
+    use store::{ActivityBody, Store};
 
     fn store_with_two_runs() -> (Store, TaskId, RunId, RunId) {
         let store = Store::open_memory().unwrap();
-        let (task, a, b) = store
-            .write(|tx| {
-                let project = tx.insert_project(&NewProjectRow {
-                    name: "p",
-                    path: "/p",
-                    default_branch: "main",
-                    settings_json: "{}",
-                })?;
-                let task = tx.allocate_task_id()?;
-                tx.insert_task(&NewTaskRow {
-                    pipeline_prompts: None,
-                    pipeline_def: None,
-                    id: task,
-                    project_id: project.id,
-                    title: "t",
-                    body: "b",
-                    key: "1-t",
-                    branch: "atelier/t",
-                    base: "main",
-                    state: &TaskState::PlanGate,
-                    priority: 0,
-                    technical: false,
-                    worktree: "/w",
-                    doc_path: "/d",
-                    port: 20000,
-                    pipeline: "standard",
-                })?;
-                let run = |mark| {
-                    tx.insert_run(&NewRunRow {
-                        task_id: task,
-                        stage: Stage::Plan,
-                        iteration: 0,
-                        mark,
-                    })
-                };
-                Ok::<_, StoreError>((task, run("a")?, run("b")?))
-            })
-            .unwrap();
-        (store, task, a, b)
+        let stages = [Stage::Plan, Stage::Plan];
+        let (task, runs) = rows_in(&store, "p", "/p", "/w", &TaskState::PlanGate, &stages);
+        (store, task, runs[0], runs[1])
     }
 
     fn burst(run: RunId, seqs: std::ops::Range<i64>, with_lines: bool) -> Burst {

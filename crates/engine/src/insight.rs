@@ -274,9 +274,19 @@ pub(crate) mod testing {
         state: &TaskState,
         stages: &[Stage],
     ) -> (TaskId, Vec<RunId>) {
-        engine
-            .inner
-            .store
+        rows_in(&engine.inner.store, name, path, worktree, state, stages)
+    }
+
+    /// [`task_in`] written straight into `store` (for tests of a part without an engine).
+    pub fn rows_in(
+        store: &store::Store,
+        name: &str,
+        path: &str,
+        worktree: &str,
+        state: &TaskState,
+        stages: &[Stage],
+    ) -> (TaskId, Vec<RunId>) {
+        store
             .write(|tx| {
                 let project = match tx.project_by_name(name)? {
                     Some(project) => project,

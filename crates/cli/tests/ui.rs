@@ -1076,18 +1076,25 @@ fn inbox_item(kind: &str, id: i64) -> String {
     format!("section#needs-you li.inbox-item[data-task=\"{id}\"][data-kind=\"{kind}\"]")
 }
 
-/// Waits until the text of `css` is no longer `before` (a clock that ticks); returns it.
-async fn wait_text_changes(b: &Browser, css: &str, before: &str) -> String {
-    b.wait_js(
-        &format!("`{css}` to change from {before:?}"),
-        "const e = document.querySelector(arguments[0]);
-         return e !== null && e.textContent !== arguments[1] ? e.textContent : null",
-        vec![json!(css), json!(before)],
-    )
-    .await
-    .as_str()
-    .unwrap()
-    .to_string()
+/// Waits until the elapsed time shown by `css` (`N s` or `N min N s`) has ticked: read once
+/// as a time, then shown as another; returns the later one.
+async fn wait_ticking(b: &Browser, css: &str) -> String {
+    let mut seen = String::new();
+    for _ in 0..2 {
+        seen = b
+            .wait_js(
+                &format!("`{css}` to show an elapsed time other than {seen:?}"),
+                "const e = document.querySelector(arguments[0]);
+                 const t = e === null ? '' : e.textContent;
+                 return /^(\\d+ min )?\\d+ s$/.test(t) && t !== arguments[1] ? t : null",
+                vec![json!(css), json!(seen)],
+            )
+            .await
+            .as_str()
+            .unwrap()
+            .to_string();
+    }
+    seen
 }
 
 /// The board and the inbox, open and never reloaded, follow a task as it moves: its card appears
@@ -1191,14 +1198,9 @@ async fn the_board_and_inbox_follow_a_task_live_without_a_reload() {
         );
     }
     let elapsed = format!("{} span.elapsed", cell(4));
-    let first = b.text(&elapsed).await;
-    let later = wait_text_changes(&b, &elapsed, &first).await;
-    assert!(later.ends_with(" s"), "elapsed time: {later:?}");
-    assert!(
-        b.exists(&format!("{} time[data-ms]", cell(5))).await,
-        "the last activity is a time: {}",
-        b.text(&cell(5)).await
-    );
+    wait_ticking(&b, &elapsed).await;
+    // The last activity follows the agent's transcript (here its echo of the feedback).
+    b.wait_for(&format!("{} time[data-ms]", cell(5))).await;
     // Usage today: every run of the test is today's.
     let tokens_in: u64 = runs
         .iter()
@@ -1246,7 +1248,16 @@ async fn the_board_and_inbox_follow_a_task_live_without_a_reload() {
     b.wait_for(&format!("{} .card-meta", card_in("awaiting-merge", id)))
         .await;
     assert!(!b.exists(&card_in("building", id)).await);
-    b.wait_text(&card_in("awaiting-merge", id), "round").await;
+    b.wait_text(&card_in("awaiting-merge", id), "runs").await;
+    assert!(
+        b.exists(&format!(
+            "{} .card-pr, {} .card-meta span.muted",
+            card_in("awaiting-merge", id),
+            card_in("awaiting-merge", id)
+        ))
+        .await,
+        "the card names its pull request"
+    );
     let (status, body) = world.action(id, "merge", json!({})).await;
     assert_eq!(status, 200, "{body}");
     b.wait_for(&format!("{}[data-state=\"done\"]", card_in("done", id)))
@@ -1399,17 +1410,14 @@ async fn the_task_page_folds_ticks_revises_and_reruns() {
     b.click("dialog#new-task-dialog details summary").await;
     let preview = "#task-body-preview";
     b.wait_text(&format!("{preview} strong"), "bold move").await;
-    assert_eq!(
-        b.count(&format!("{preview} input[type=checkbox]")).await,
-        2,
-        "the task list's two items"
-    );
-    assert_eq!(
-        b.count(&format!("{preview} input[type=checkbox][checked]"))
-            .await,
-        1,
-        "one done"
-    );
+    // Task-list items read as ☐/☑ text (markdown.rs), not as unlabelled checkboxes.
+    let items = b
+        .js(
+            "return [...document.querySelectorAll(arguments[0] + ' li')].map(li => li.textContent.trim())",
+            vec![json!(preview)],
+        )
+        .await;
+    assert_eq!(items, json!(["☐ greet", "☑ wave"]), "the task list");
     assert_eq!(b.count(&format!("{preview} script")).await, 0);
     assert_eq!(
         b.count(&format!("{preview} a[href^=\"javascript:\" i]"))
@@ -1435,12 +1443,7 @@ async fn the_task_page_folds_ticks_revises_and_reruns() {
     let running = "#transcript li.ev.tool.running span.elapsed";
     b.wait_for(running).await;
     mark_document(&b).await;
-    let first = b.text(running).await;
-    let later = wait_text_changes(&b, running, &first).await;
-    assert!(
-        later.ends_with(" s"),
-        "a running tool's elapsed time: {later:?}"
-    );
+    wait_ticking(&b, running).await;
     wait_task_state(&b, "running").await;
     assert!(
         !b.exists("form#rerun").await,
@@ -1464,7 +1467,7 @@ async fn the_task_page_folds_ticks_revises_and_reruns() {
         assert_eq!(
             b.js(
                 "const d = document.querySelector(arguments[0]);
-                 return [d.open, d.querySelector('pre.out').getClientRects().length > 0]",
+                 return [d.open, d.querySelector('pre.out').checkVisibility()]",
                 vec![json!(css)]
             )
             .await,
@@ -1475,8 +1478,15 @@ async fn the_task_page_folds_ticks_revises_and_reruns() {
     b.screen("02-task-tool-running").await;
     b.click(&format!("{thinking} summary")).await;
     b.click(&format!("{tool} summary")).await;
-    b.wait_for(&format!("{thinking}[open]")).await;
-    b.wait_for(&format!("{tool}[open]")).await;
+    for css in [thinking, tool] {
+        b.wait_js(
+            &format!("{css} to unfold"),
+            "const d = document.querySelector(arguments[0]);
+             return d.open && d.querySelector('pre.out').checkVisibility()",
+            vec![json!(css)],
+        )
+        .await;
+    }
     b.wait_text(
         &format!("{thinking} pre.out"),
         "Weighing the request carefully.",

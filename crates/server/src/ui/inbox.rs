@@ -62,7 +62,7 @@ pub(crate) async fn page<B: Backend>(viewer: Viewer<B>) -> Response {
             }
         }
         div.dash {
-            section #running .panel aria-labelledby="running-h" data-region="1" { (running(&dashboard.running)) }
+            section #running .panel aria-labelledby="running-h" data-region="1" data-live-activity="1" { (running(&dashboard.running)) }
             section #usage .panel aria-labelledby="usage-h" data-region="1" { (usage(&dashboard.usage_today)) }
         }
         section #activity .panel aria-labelledby="activity-h" data-region="1" { (activity(&dashboard.recent)) }

@@ -216,6 +216,7 @@
           region.replaceWith(document.importNode(fresh, true));
         }
         localTimes(document);
+        tick();
         document.dispatchEvent(new CustomEvent("atelier:refreshed"));
       } while (again);
     } catch (e) {
@@ -311,7 +312,14 @@
     source.addEventListener("pull_request", changed("pull_request"));
     // What the viewer sees of projects changed (added, settings, memberships, their account).
     source.addEventListener("projects", changed("projects"));
-    source.addEventListener("transcript", () => { appendTranscript(); });
+    // A page showing agents' last activity (the inbox's dashboard) refreshes on their
+    // transcripts too, at most once a second.
+    const activity = document.querySelector("[data-live-activity]");
+    let activityDue = null;
+    source.addEventListener("transcript", () => {
+      appendTranscript();
+      if (activity && !activityDue) activityDue = setTimeout(() => { activityDue = null; onChange(); }, 1000);
+    });
     source.addEventListener("caught-up", () => { showStatus("", false); });
     source.onopen = () => showStatus("", false);
     source.onerror = () => showStatus("Live updates interrupted: reconnecting…", true);

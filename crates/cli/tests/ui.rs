@@ -1224,6 +1224,17 @@ async fn the_board_and_inbox_follow_a_task_live_without_a_reload() {
         "tokens in today: {usage}"
     );
     b.wait_text("section#activity", "Live greeting").await;
+    // On a phone the dashboard fits the screen (its table scrolls inside its panel).
+    b.set_size(390, 844).await;
+    let overflowing = b
+        .js(
+            "return [...document.querySelectorAll('main section.panel')]
+               .filter(p => p.getBoundingClientRect().right > window.innerWidth)
+               .map(p => p.id)",
+            vec![],
+        )
+        .await;
+    assert_eq!(overflowing, json!([]), "panels wider than a phone's screen");
     b.screen("03-inbox-agent-at-work").await;
 
     // The revised plan waits again: the item comes back, the agent leaves the dashboard.

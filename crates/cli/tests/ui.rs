@@ -825,13 +825,7 @@ async fn a_foreign_origin_cannot_act_for_a_signed_in_user() {
     // The same session acts through Atelier's own page.
     b.goto(&format!("/tasks/{id}")).await;
     b.click("form#approve [type=submit]").await;
-    b.wait_js(
-        "the page to leave the plan gate",
-        "const s = document.querySelector('#task-state');
-         return s !== null && s.dataset.state !== 'plan_gate'",
-        vec![],
-    )
-    .await;
+    wait_task_state_left(&b, "plan_gate").await;
     let detail = world.detail(id).await;
     assert_ne!(detail["task"]["state"]["state"], "plan_gate", "{detail:#}");
     b.assert_no_console_errors("approving on the page").await;
@@ -1076,6 +1070,28 @@ fn inbox_item(kind: &str, id: i64) -> String {
     format!("section#needs-you li.inbox-item[data-task=\"{id}\"][data-kind=\"{kind}\"]")
 }
 
+/// A world playing `scenarios` (server flags `args`) whose user `ada`, an owner of `app`, is
+/// signed in to a browser photographing into the artifacts of `test`.
+async fn ada_signed_in(test: &str, scenarios: Scenarios<'_>, args: &[&str]) -> (World, Browser) {
+    let world = World::start(scenarios, args).await;
+    create_user(&world, "ada", true).await;
+    add_member(&world, "app", "ada", "owner").await;
+    let b = Browser::start(test, world.server.url()).await;
+    log_in(&b, "ada").await;
+    (world, b)
+}
+
+/// Waits until the task page shows a state other than `state`.
+async fn wait_task_state_left(b: &Browser, state: &str) {
+    b.wait_js(
+        &format!("the page to leave {state}"),
+        "const s = document.querySelector('#task-state');
+         return s !== null && s.dataset.state !== arguments[0]",
+        vec![json!(state)],
+    )
+    .await;
+}
+
 /// Waits until the elapsed time shown by `css` (`N s` or `N min N s`) has ticked: read once
 /// as a time, then shown as another; returns the later one.
 async fn wait_ticking(b: &Browser, css: &str) -> String {
@@ -1135,15 +1151,12 @@ async fn the_board_and_inbox_follow_a_task_live_without_a_reload() {
         ("review", review),
         ("pr", pr_scenario()),
     ];
-    let world = World::start(&scenarios, &["--merge-poll-ms", "200"]).await;
-    create_user(&world, "ada", true).await;
-    add_member(&world, "app", "ada", "owner").await;
-    let b = Browser::start(
+    let (world, b) = ada_signed_in(
         "the_board_and_inbox_follow_a_task_live_without_a_reload",
-        world.server.url(),
+        &scenarios,
+        &["--merge-poll-ms", "200"],
     )
     .await;
-    log_in(&b, "ada").await;
 
     // The board is open before the task exists.
     b.goto("/projects/app").await;
@@ -1296,9 +1309,12 @@ async fn a_blocked_task_shows_why_and_the_one_action_that_unblocks_it() {
         {"do": "message", "text": "Starting."},
         {"do": "crash", "code": 3, "stderr": "the agent fell over"}
     ]]});
-    let world = World::start(&[("plan", crash)], &[]).await;
-    create_user(&world, "ada", true).await;
-    add_member(&world, "app", "ada", "owner").await;
+    let (world, b) = ada_signed_in(
+        "a_blocked_task_shows_why_and_the_one_action_that_unblocks_it",
+        &[("plan", crash)],
+        &[],
+    )
+    .await;
     let id = world.new_task("Falls over", true).await;
     let detail = world.wait_state(id, "blocked").await;
     assert_eq!(detail["task"]["state"]["reason"]["code"], "run_failed");
@@ -1310,13 +1326,8 @@ async fn a_blocked_task_shows_why_and_the_one_action_that_unblocks_it() {
         "{detail:#}"
     );
 
-    let b = Browser::start(
-        "a_blocked_task_shows_why_and_the_one_action_that_unblocks_it",
-        world.server.url(),
-    )
-    .await;
-    log_in(&b, "ada").await;
     let item = inbox_item("blocked", id);
+    b.goto("/").await;
     b.wait_for(&item).await;
     let reason = b.text(&format!("{item} .reason")).await;
     assert!(
@@ -1396,15 +1407,12 @@ async fn the_task_page_folds_ticks_revises_and_reruns() {
         ]},
         {"turns": [again, again, again]}
     ]});
-    let world = World::start(&[("plan", plan)], &[]).await;
-    create_user(&world, "ada", true).await;
-    add_member(&world, "app", "ada", "owner").await;
-    let b = Browser::start(
+    let (world, b) = ada_signed_in(
         "the_task_page_folds_ticks_revises_and_reruns",
-        world.server.url(),
+        &[("plan", plan)],
+        &[],
     )
     .await;
-    log_in(&b, "ada").await;
 
     // The new-task dialog's preview: rendered and sanitized.
     b.goto("/projects/app").await;
@@ -1576,17 +1584,14 @@ async fn the_task_page_folds_ticks_revises_and_reruns() {
 )]
 async fn the_keyboard_navigates_opens_the_dialog_and_approves() {
     use fantoccini::key::Key;
-    let world = World::start(&[("plan", plan_scenario())], &[]).await;
-    create_user(&world, "ada", true).await;
-    add_member(&world, "app", "ada", "owner").await;
-    let id = world.new_task("Keyboard", true).await;
-    world.wait_state(id, "plan_gate").await;
-    let b = Browser::start(
+    let (world, b) = ada_signed_in(
         "the_keyboard_navigates_opens_the_dialog_and_approves",
-        world.server.url(),
+        &[("plan", plan_scenario())],
+        &[],
     )
     .await;
-    log_in(&b, "ada").await;
+    let id = world.new_task("Keyboard", true).await;
+    world.wait_state(id, "plan_gate").await;
     let focused = |css: &'static str| {
         let b = &b;
         async move {
@@ -1650,13 +1655,7 @@ async fn the_keyboard_navigates_opens_the_dialog_and_approves() {
         b.press(&[Key::Tab.into()]).await;
     }
     b.press(&[Key::Enter.into()]).await;
-    b.wait_js(
-        "the page to leave the plan gate",
-        "const s = document.querySelector('#task-state');
-         return s !== null && s.dataset.state !== 'plan_gate'",
-        vec![],
-    )
-    .await;
+    wait_task_state_left(&b, "plan_gate").await;
     assert_ne!(
         world.detail(id).await["task"]["state"]["state"],
         "plan_gate"

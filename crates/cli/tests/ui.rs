@@ -1214,28 +1214,37 @@ async fn the_board_and_inbox_follow_a_task_live_without_a_reload() {
     wait_ticking(&b, &elapsed).await;
     // The last activity follows the agent's transcript (here its echo of the feedback).
     b.wait_for(&format!("{} time[data-ms]", cell(5))).await;
-    // Usage today: every run of the test is today's.
-    let tokens_in: u64 = runs
-        .iter()
-        .map(|r| r["input_tokens"].as_u64().unwrap())
-        .sum();
-    let usage = b
-        .js(
-            "const dd = [...document.querySelectorAll('section#usage dd')];
-             return dd.map(d => d.textContent.trim())",
-            vec![],
-        )
-        .await;
-    assert_eq!(
-        usage[0],
-        json!(runs.len().to_string()),
-        "runs today: {usage}"
-    );
-    assert_eq!(
-        usage[1],
-        json!(tokens_in.to_string()),
-        "tokens in today: {usage}"
-    );
+    // Usage today, as the engine's runs say (every run of the test is today's): the page and the
+    // API are read again until they agree (a run's usage may be recorded between the two reads).
+    let agreed = testkit::wait_until(
+        "the usage shown to match the runs' usage",
+        browser::UI_DEADLINE,
+        || {
+            let (b, world) = (&b, &world);
+            async move {
+                let detail = world.detail(id).await;
+                let runs = detail["runs"].as_array()?;
+                let sum = |field: &str| -> u64 {
+                    runs.iter().map(|r| r[field].as_u64().unwrap_or(0)).sum()
+                };
+                let want = json!([
+                    runs.len().to_string(),
+                    sum("input_tokens").to_string(),
+                    sum("output_tokens").to_string()
+                ]);
+                let shown = b
+                    .js(
+                        "return [...document.querySelectorAll('section#usage dd')]
+                           .slice(0, 3).map(d => d.textContent.trim())",
+                        vec![],
+                    )
+                    .await;
+                (shown == want).then_some(shown)
+            }
+        },
+    )
+    .await;
+    assert!(agreed.is_ok(), "{agreed:?}");
     b.wait_text("section#activity", "Live greeting").await;
     // On a phone the dashboard fits the screen (its table scrolls inside its panel).
     b.set_size(390, 844).await;

@@ -3,6 +3,10 @@
 //! first-run setup to Done, XSS payloads everywhere user or agent text is shown, a cross-origin
 //! forgery attempt, and what a non-member sees.
 //!
+//! Then the finer points: the board and the inbox following a task without a reload (and the
+//! dashboard while an agent works), a blocked task's reason and unblocking action, the task
+//! page's folding, clocks, plan revision and re-run, the keyboard, and `atelier demo --ui`.
+//!
 //! Every step is photographed at a phone's and a laptop's size into
 //! `target/ui-artifacts/<test>/`, fails on any browser console error, and every screen is audited
 //! with axe-core (no `serious` or `critical` violation). Without chromedriver and axe-core

@@ -36,6 +36,19 @@ fn task_id_of(path: &str) -> Option<i64> {
         .ok()
 }
 
+/// Submits the new-task dialog and waits for the new task's page; returns its id.
+async fn create_from_dialog(b: &Browser) -> i64 {
+    b.click("form#new-task button[type=submit]").await;
+    let path = b
+        .wait_js(
+            "the new task's page",
+            "return /^\\/tasks\\/\\d+$/.test(location.pathname) ? location.pathname : null",
+            vec![],
+        )
+        .await;
+    task_id_of(path.as_str().unwrap()).unwrap()
+}
+
 /// Signs `login` in through the login page; lands on the inbox.
 async fn log_in(b: &Browser, login: &str) {
     log_in_with(b, login, &password_of(login)).await;
@@ -299,15 +312,7 @@ async fn a_task_from_first_run_setup_to_done() {
     );
     b.snap("08-new-task-dialog").await;
     b.axe("new-task-dialog").await;
-    b.click("form#new-task button[type=submit]").await;
-    let path = b
-        .wait_js(
-            "the new task's page",
-            "return /^\\/tasks\\/\\d+$/.test(location.pathname) ? location.pathname : null",
-            vec![],
-        )
-        .await;
-    let id = task_id_of(path.as_str().unwrap()).unwrap();
+    let id = create_from_dialog(&b).await;
     let detail = world.task_detail(id).await;
     assert_eq!(detail.task.title, "Add greeting & farewell");
     assert_eq!(
@@ -1461,15 +1466,7 @@ async fn the_task_page_folds_ticks_revises_and_reruns() {
         json!(true)
     );
     b.screen("01-new-task-preview").await;
-    b.click("form#new-task button[type=submit]").await;
-    let path = b
-        .wait_js(
-            "the new task's page",
-            "return /^\\/tasks\\/\\d+$/.test(location.pathname) ? location.pathname : null",
-            vec![],
-        )
-        .await;
-    let id = task_id_of(path.as_str().unwrap()).unwrap();
+    let id = create_from_dialog(&b).await;
 
     // A running tool: its own elapsed time ticks. Nothing may be re-run while an agent works.
     let running = "#transcript li.ev.tool.running span.elapsed";

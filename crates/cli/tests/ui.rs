@@ -1137,6 +1137,7 @@ async fn wait_ticking(b: &Browser, css: &str) -> String {
 async fn the_board_and_inbox_follow_a_task_live_without_a_reload() {
     let go_plan = release_file("live-plan");
     let go_revise = release_file("live-revise");
+    let go_think = release_file("live-think");
     let go_build = release_file("live-build");
     let todo =
         json!({"do": "doc_section", "heading": "To-Do List", "body": "- [ ] Add greeting.txt\n"});
@@ -1144,7 +1145,8 @@ async fn the_board_and_inbox_follow_a_task_live_without_a_reload() {
         [{"do": "thinking", "text": "Reading the request."}, wait_for_file(&go_plan), todo, {"do": "signal", "args": ["plan-ready"]}],
         {"turns": [
             [{"do": "fail", "error": "the revision continues the session"}],
-            [{"do": "echo_input"}, wait_for_file(&go_revise), todo, {"do": "signal", "args": ["plan-ready"]}]
+            [{"do": "echo_input"}, wait_for_file(&go_think), {"do": "thinking", "text": "Greeting first, then."},
+             wait_for_file(&go_revise), todo, {"do": "signal", "args": ["plan-ready"]}]
         ]}
     ]});
     let implement = json!({"runs": [[
@@ -1221,8 +1223,28 @@ async fn the_board_and_inbox_follow_a_task_live_without_a_reload() {
     }
     let elapsed = format!("{} span.elapsed", cell(4));
     wait_ticking(&b, &elapsed).await;
-    // The last activity follows the agent's transcript (here its echo of the feedback).
-    b.wait_for(&format!("{} time[data-ms]", cell(5))).await;
+    // The last activity follows the agent's transcript: its echo of the feedback, then (with
+    // no other change to the task) a later thought.
+    let last_activity = format!("{} time[data-ms]", cell(5));
+    b.wait_for(&last_activity).await;
+    // Read in the page (the region may be swapped by a refresh between finding and reading).
+    let shown_ms = || async {
+        b.js(
+            "const t = document.querySelector(arguments[0]); return t ? Number(t.dataset.ms) : null",
+            vec![json!(last_activity)],
+        )
+        .await
+        .as_u64()
+    };
+    let echoed = shown_ms().await.expect("the last activity has a time");
+    std::fs::write(&go_think, "go").unwrap();
+    let later = testkit::wait_until(
+        "the last activity to move to the agent's thought",
+        browser::UI_DEADLINE,
+        || async { shown_ms().await.filter(|ms| *ms > echoed) },
+    )
+    .await;
+    assert!(later.is_ok(), "{later:?}");
     // Usage today, as the engine's runs say (every run of the test is today's): the page and the
     // API are read again until they agree (a run's usage may be recorded between the two reads).
     let agreed = testkit::wait_until(
@@ -1748,7 +1770,10 @@ async fn the_demo_ui_serves_the_demo_task_and_prints_how_to_sign_in() {
         .await
         .expect("the demo ended within the deadline after Ctrl-C")
         .unwrap();
-    let rest = reader.await.unwrap();
+    let rest = tokio::time::timeout(DEADLINE, reader)
+        .await
+        .expect("the demo's output ended within the deadline after its exit")
+        .unwrap();
     assert!(
         exit.success(),
         "{exit}; its output after the address: {rest:#?}"

@@ -708,6 +708,32 @@ impl Engine {
         Ok(detail)
     }
 
+    /// Each task's state and what a user may do to it now, read together in one transaction —
+    /// for pages that list many tasks (the inbox's unblocking actions) without reading each
+    /// task whole. Tasks that are gone or not visible to the caller are left out.
+    pub fn states_and_actions(
+        &self,
+        ids: &[TaskId],
+    ) -> Result<Vec<(TaskId, TaskState, Vec<TaskAction>)>> {
+        self.inner.store.read(|tx| {
+            let mut found = Vec::with_capacity(ids.len());
+            for &id in ids {
+                match self.check_task(tx, id) {
+                    Ok(()) => {}
+                    Err(EngineError::NotFound(_)) => continue,
+                    Err(err) => return Err(err),
+                }
+                let Some(row) = tx.task(id)? else { continue };
+                let Some(project) = tx.project(row.project_id)? else {
+                    continue;
+                };
+                let actions = views::actions(tx, &row, &project)?;
+                found.push((id, row.state, actions));
+            }
+            Ok(found)
+        })
+    }
+
     async fn act(&self, id: TaskId, event: Event) -> Result<TaskView> {
         self.inner.store.read(|tx| self.check_task(tx, id))?;
         let action = match &event {

@@ -341,6 +341,16 @@ impl Backend for Fake {
             actions: vec![],
         })
     }
+    fn states_and_actions(
+        &self,
+        ids: &[TaskId],
+    ) -> Result<Vec<(TaskId, TaskState, Vec<engine::api::TaskAction>)>> {
+        Ok(ids
+            .iter()
+            .filter_map(|&id| self.task_result("states_and_actions", id).ok())
+            .map(|task| (task.id, task.state, vec![]))
+            .collect())
+    }
     async fn approve(&self, id: TaskId) -> Result<TaskView> {
         self.task_result("approve", id)
     }

@@ -9,9 +9,10 @@ use super::layout::{Page, Section, shell, state_label, time};
 use super::viewer::Viewer;
 use crate::backend::Backend;
 use axum::response::{IntoResponse, Response};
-use domain::{BlockReason, RunStatus, TaskState};
+use domain::{BlockReason, RunStatus, TaskId, TaskState};
 use engine::api::{RecentActivity, RunningAgent, TaskAction, TaskView, Usage};
 use maud::{Markup, html};
+use std::collections::HashMap;
 
 pub(crate) async fn page<B: Backend>(viewer: Viewer<B>) -> Response {
     // Read before the data: the page's stream resumes from here, so no change is missed.
@@ -36,18 +37,25 @@ pub(crate) async fn page<B: Backend>(viewer: Viewer<B>) -> Response {
         .filter_map(|t| kind(&t.state).map(|k| (t, k)))
         .collect();
     needs.sort_by_key(|(t, k)| (rank(k), std::cmp::Reverse(t.updated_at)));
-    // A blocked task's one action comes from what the state machine accepts for it now (read
-    // per blocked task: they are few); a task that vanished meanwhile is only linked.
-    let mut allowed = std::collections::HashMap::new();
-    for (task, kind) in &needs {
-        if *kind == "blocked" {
-            let actions = match viewer.backend.task(task.id).await {
-                Ok(detail) => detail.actions,
-                Err(_) => Vec::new(),
-            };
-            allowed.insert(task.id, actions);
-        }
-    }
+    // A blocked task's one action comes from what the state machine accepts for it now, read
+    // with the state it is judged in (one read for all of them); a task that vanished
+    // meanwhile is only linked.
+    let blocked: Vec<TaskId> = needs
+        .iter()
+        .filter(|(_, kind)| *kind == "blocked")
+        .map(|(task, _)| task.id)
+        .collect();
+    let allowed: HashMap<TaskId, (TaskState, Vec<TaskAction>)> =
+        match viewer.backend.states_and_actions(&blocked) {
+            Ok(found) => found
+                .into_iter()
+                .map(|(id, state, actions)| (id, (state, actions)))
+                .collect(),
+            Err(err) => {
+                tracing::warn!(error = %err, "the inbox's unblocking actions are not shown");
+                HashMap::new()
+            }
+        };
     let body = html! {
         h1.visually-hidden { "Inbox" }
         section #needs-you .panel aria-labelledby="needs-h" data-region="1" {
@@ -58,7 +66,7 @@ pub(crate) async fn page<B: Backend>(viewer: Viewer<B>) -> Response {
                 p.empty { "Nothing needs you right now." }
             }
             ul.inbox {
-                @for (task, kind) in &needs { (item(task, kind, allowed.get(&task.id).map_or(&[][..], Vec::as_slice))) }
+                @for (task, kind) in &needs { (item(task, kind, allowed.get(&task.id))) }
             }
         }
         div.dash {
@@ -109,15 +117,18 @@ pub(crate) enum Unblock {
 }
 
 pub(crate) fn unblock(state: &TaskState, actions: &[TaskAction]) -> Unblock {
+    // The reviewer says a human must decide: resuming alone runs the same review again.
+    if let TaskState::Blocked {
+        reason: BlockReason::Agent { .. },
+        ..
+    } = state
+    {
+        return Unblock::Open("Read the findings");
+    }
     if !actions.contains(&TaskAction::Resume) {
         return Unblock::Open("Open the task");
     }
     Unblock::Resume(match state {
-        // The reviewer says a human must decide: resuming alone runs the same review again.
-        TaskState::Blocked {
-            reason: BlockReason::Agent { .. },
-            ..
-        } => return Unblock::Open("Read the findings"),
         TaskState::Blocked { reason, stage } => match reason {
             BlockReason::MaxIterations { .. } => {
                 format!("Resume {stage} with a fresh budget")
@@ -133,8 +144,18 @@ pub(crate) fn unblock(state: &TaskState, actions: &[TaskAction]) -> Unblock {
     })
 }
 
-fn unblock_control(task: &TaskView, actions: &[TaskAction], href: &str) -> Markup {
-    match unblock(&task.state, actions) {
+/// The unblocking control of `task`, judged on the state its actions were read in (`now`);
+/// without that read (the task vanished meanwhile) only a link to the task.
+fn unblock_control(
+    task: &TaskView,
+    now: Option<&(TaskState, Vec<TaskAction>)>,
+    href: &str,
+) -> Markup {
+    let choice = match now {
+        Some((state, actions)) => unblock(state, actions),
+        None => Unblock::Open("Open the task"),
+    };
+    match choice {
         Unblock::Resume(label) => html! {
             button.unblock type="button" data-action={ "/api/tasks/" (task.id) "/resume" } { (label) }
         },
@@ -142,7 +163,7 @@ fn unblock_control(task: &TaskView, actions: &[TaskAction], href: &str) -> Marku
     }
 }
 
-fn item(task: &TaskView, kind: &str, actions: &[TaskAction]) -> Markup {
+fn item(task: &TaskView, kind: &str, now: Option<&(TaskState, Vec<TaskAction>)>) -> Markup {
     let href = format!("/tasks/{}", task.id);
     html! {
         li.inbox-item data-task=(task.id) data-kind=(kind) {
@@ -156,11 +177,11 @@ fn item(task: &TaskView, kind: &str, actions: &[TaskAction]) -> Markup {
                     TaskState::NeedsInput { question, .. } => { span.question-text { (clip(question, 200)) } a.button href=(href) { "Answer" } }
                     TaskState::Blocked { reason, .. } => {
                         span.reason { (reason.code()) ": " (clip(reason.detail(), 200)) }
-                        (unblock_control(task, actions, &href))
+                        (unblock_control(task, now, &href))
                     }
                     TaskState::Stopped { .. } | TaskState::Closed => {
                         span { (state_label(&task.state)) }
-                        (unblock_control(task, actions, &href))
+                        (unblock_control(task, now, &href))
                     }
                     _ => { span { "Pull request ready to merge" } a.button href=(href) { "Review PR" } }
                 }

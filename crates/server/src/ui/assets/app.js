@@ -323,7 +323,7 @@
     source.addEventListener("caught-up", () => { showStatus("", false); });
     source.onopen = () => showStatus("", false);
     source.onerror = () => showStatus("Live updates interrupted: reconnecting…", true);
-    window.addEventListener("pagehide", () => source.close());
+    window.addEventListener("pagehide", () => { clearTimeout(activityDue); source.close(); });
   }
 
   // ---- small things --------------------------------------------------------------------

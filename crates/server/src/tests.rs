@@ -302,6 +302,7 @@ impl Backend for Fake {
         // `javascript:` address, and one real web address.
         let pull_request = hostile.then(|| engine::api::PullRequestView {
             url: "javascript:window.__pwned=1".into(),
+            title: HOSTILE.into(),
             branch: "atelier/666-x".into(),
             base: "main".into(),
             head_sha: "0123456789abcdef".into(),

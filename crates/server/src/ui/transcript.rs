@@ -90,12 +90,78 @@ pub(crate) fn section(
         section #transcript-panel .panel aria-labelledby="transcript-h" {
             h2 #transcript-h { "Transcript" }
             @if earlier {
-                button #transcript-earlier .link type="button" data-task=(task) { "Show earlier events" }
+                // A link to the paged transcript without script; the script loads them here.
+                a #transcript-earlier href=(earlier_href(task, entries)) data-task=(task) { "Show earlier events" }
             }
             @if entries.is_empty() { p.empty #transcript-empty { "No agent has run yet." } }
             ol #transcript .transcript data-task=(task) aria-live="off" { (lines(entries, live)) }
         }
     }
+}
+
+/// The page of the events before the first of `entries`.
+fn earlier_href(task: TaskId, entries: &[TranscriptEntry]) -> String {
+    match entries.first() {
+        Some(first) => format!("/tasks/{task}/events?before={}", key(first.run, first.seq)),
+        None => format!("/tasks/{task}/events"),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Before {
+    before: Option<String>,
+}
+
+/// `GET /tasks/{id}/events?before=<run>-<seq>`: a page of the transcript's events before that
+/// one (the last ones without it), linking to the page before — what "Show earlier events"
+/// opens without script. Not followed live: the task page is.
+pub(crate) async fn page<B: Backend>(
+    viewer: Viewer<B>,
+    Path(id): Path<i64>,
+    Query(cursor): Query<Before>,
+) -> Response {
+    let id = TaskId(id);
+    let query = match cursor.before.as_deref() {
+        Some(before) => match parse_key(before) {
+            Some((run, seq)) => TranscriptQuery::Before {
+                cursor: TranscriptCursor { run, seq },
+                limit: PAGE,
+            },
+            None => return bad_key(before),
+        },
+        None => TranscriptQuery::Last { limit: PAGE },
+    };
+    let detail = match viewer.backend.task(id).await {
+        Ok(detail) => detail,
+        Err(err) => return super::error_page(&viewer, err),
+    };
+    let page = match viewer.backend.transcript(id, query).await {
+        Ok(page) => page,
+        Err(err) => return super::error_page(&viewer, err),
+    };
+    let task = &detail.task;
+    let body = html! {
+        div.page-head {
+            div {
+                p.crumbs { a href={ "/projects/" (task.project) } { (task.project) } " / " a href={ "/tasks/" (id) } { (task.key) } }
+                h1 { "Transcript: earlier events" }
+            }
+        }
+        section.panel aria-label="Transcript" {
+            @if page.earlier && !page.entries.is_empty() {
+                p { a #events-earlier href=(earlier_href(id, &page.entries)) { "Show earlier events" } }
+            }
+            @if page.entries.is_empty() { p.empty { "No events here." } }
+            ol #transcript-page .transcript { (lines(&page.entries, &page.live_runs)) }
+            p { a href={ "/tasks/" (id) } { "Back to the task and its latest events" } }
+        }
+    };
+    let info = super::layout::Page {
+        title: &task.title,
+        stream: None,
+        section: super::layout::Section::Projects,
+    };
+    super::layout::shell(Some(&viewer), info, body).into_response()
 }
 
 fn earlier_marker(entries: &[TranscriptEntry]) -> Markup {

@@ -1416,9 +1416,10 @@ async fn a_task_page_and_the_board_read_with_javascript_off() {
 }
 
 /// The task doc's edit form is offered exactly to those the API lets edit it (the engine's one
-/// rule: the task's owner, the project's owners, administrators; no agent at work): the owner
-/// edits the doc on the page and the change shows; a member who does not own the task sees no
-/// edit form, and the API refuses them the same.
+/// rule: the task's owner, the project's owners, administrators; no agent at work): while the
+/// planner works the owner sees none (the API answers 409) and it appears live when it is done;
+/// a member who does not own the task sees none (the API answers 403); the owner edits the doc
+/// on the page and the page shows the change.
 #[tokio::test]
 #[cfg_attr(
     browser_missing,
@@ -1426,7 +1427,15 @@ async fn a_task_page_and_the_board_read_with_javascript_off() {
               sets ATELIER_CHROMEDRIVER and ATELIER_AXE_JS)"
 )]
 async fn the_doc_is_editable_by_its_owner_and_by_no_other_member() {
-    let world = World::start(&[("plan", plan_scenario())], &[]).await;
+    let go = release_file("doc-edit-go");
+    let plan = json!({"runs": [[
+        {"do": "message", "text": "Planning."},
+        wait_for_file(&go),
+        {"do": "doc_section", "heading": "Overview", "body": "Add greeting and farewell files."},
+        {"do": "doc_section", "heading": "To-Do List", "body": "- [ ] Add greeting.txt\n"},
+        {"do": "signal", "args": ["plan-ready"]}
+    ]]});
+    let world = World::start(&[("plan", plan)], &[]).await;
     create_user(&world, "ada", true).await;
     create_user(&world, "bob", true).await;
     add_member(&world, "app", "ada", "member").await;
@@ -1446,13 +1455,43 @@ async fn the_doc_is_editable_by_its_owner_and_by_no_other_member() {
         .await
         .unwrap();
     let id = created["id"].as_i64().unwrap();
-    world.wait_state(id, "plan_gate").await;
+    let put_doc = |cookie: String, csrf: String| {
+        let http = &http;
+        let url = format!("{}/api/tasks/{id}/doc", world.server.url());
+        async move {
+            http.put(url)
+                .header("cookie", cookie)
+                .header("x-csrf-token", csrf)
+                .json(&json!({"doc": "# edited"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
 
     let b = Browser::start(
         "the_doc_is_editable_by_its_owner_and_by_no_other_member",
         world.server.url(),
     )
     .await;
+    // While the planner works (it writes the doc), not even the owner is offered the form, and
+    // the API refuses the edit the same; the form appears, live, once the agent is done.
+    log_in(&b, "ada").await;
+    b.goto(&format!("/tasks/{id}")).await;
+    b.wait_text("#transcript", "Planning.").await;
+    assert!(
+        !b.exists("#doc-edit").await,
+        "no edit form while an agent works"
+    );
+    assert_eq!(put_doc(ada_cookie.clone(), ada_csrf.clone()).await, 409);
+    mark_document(&b).await;
+    std::fs::write(&go, "go").unwrap();
+    wait_task_state(&b, "plan_gate").await;
+    b.wait_for("#doc-edit form#edit-doc").await;
+    assert_same_document(&b, "the edit form appearing").await;
+    log_out(&b).await;
+
     log_in(&b, "bob").await;
     b.goto(&format!("/tasks/{id}")).await;
     b.wait_text("#doc", "Add greeting.txt").await;
@@ -1462,16 +1501,11 @@ async fn the_doc_is_editable_by_its_owner_and_by_no_other_member() {
     );
     b.snap("01-other-member").await;
     let (bob_cookie, bob_csrf) = sign_in(&world, "bob").await;
-    let refused = http
-        .put(format!("{}/api/tasks/{id}/doc", world.server.url()))
-        .header("cookie", &bob_cookie)
-        .header("x-csrf-token", &bob_csrf)
-        .json(&json!({"doc": "# bob was here"}))
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(refused, 403, "the API refuses the same member");
+    assert_eq!(
+        put_doc(bob_cookie, bob_csrf).await,
+        403,
+        "the API refuses the same member"
+    );
     log_out(&b).await;
 
     log_in(&b, "ada").await;

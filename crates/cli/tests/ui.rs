@@ -19,7 +19,7 @@ use browser::Browser;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::path::Path;
-use support::people::{add_member, create_user, password_of, remove_member, sign_in};
+use support::people::{add_member, create_user, password_of, remove_member, sign_in, with_session};
 use support::*;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -49,6 +49,24 @@ async fn log_out(b: &Browser) {
     b.click("nav#nav button#logout").await;
     b.wait_path("/login").await;
     b.wait_for("form#login").await;
+}
+
+/// A browser (Chromium started with `switches` besides the usual ones) signed in as `login`, on
+/// the inbox; its artifacts go under `test`.
+async fn signed_in(test: &str, world: &World, login: &str, switches: &[&str]) -> Browser {
+    let b = Browser::start_with(test, world.server.url(), switches).await;
+    log_in(&b, login).await;
+    b
+}
+
+/// A `yolo` task of the world's project (its implementer publishes, see
+/// `publishing_implement_scenario`), once it awaits its merge; returns its id.
+async fn published_task(world: &World, title: &str, body: &str) -> i64 {
+    let (status, created) = world.create_in_pipeline(title, body, "yolo").await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_i64().unwrap();
+    world.wait_state(id, "awaiting_merge").await;
+    id
 }
 
 /// Gives `project` the world's scripted roles and the gated sandbox (as `World::add_project`
@@ -749,24 +767,20 @@ async fn xss_payloads_in_a_pull_request_title_are_shown_as_text_and_never_run() 
         PR_TITLE_PAYLOAD.chars().count() <= 200,
         "a valid task title"
     );
-    let (status, body) = world
-        .create_in_pipeline(PR_TITLE_PAYLOAD, "Add a greeting.", "yolo")
-        .await;
-    assert_eq!(status, 201, "{body}");
-    let id = body["id"].as_i64().unwrap();
-    world.wait_state(id, "awaiting_merge").await;
+    let id = published_task(&world, PR_TITLE_PAYLOAD, "Add a greeting.").await;
     let pr = world.wait_until_pr(id).await;
     assert_eq!(
         pr["title"], PR_TITLE_PAYLOAD,
         "the pull request was opened with the task's title: {pr}"
     );
 
-    let b = Browser::start(
+    let b = signed_in(
         "xss_payloads_in_a_pull_request_title_are_shown_as_text_and_never_run",
-        world.server.url(),
+        &world,
+        "ada",
+        &[],
     )
     .await;
-    log_in(&b, "ada").await;
 
     b.goto(&format!("/tasks/{id}")).await;
     b.wait_text("#pr-title", "XSS-pr").await;
@@ -1228,20 +1242,16 @@ async fn every_screen_passes_axe_in_light_and_dark_mode() {
     create_user(&world, "ada", true).await;
     add_member(&world, "app", "ada", "owner").await;
     let blocked = world.new_task("Crashes while planning", true).await;
-    let (status, body) = world
-        .create_in_pipeline("Add a greeting", "Add a greeting.", "yolo")
-        .await;
-    assert_eq!(status, 201, "{body}");
-    let merge = body["id"].as_i64().unwrap();
+    let merge = published_task(&world, "Add a greeting", "Add a greeting.").await;
     world.wait_state(blocked, "blocked").await;
-    world.wait_state(merge, "awaiting_merge").await;
 
-    let b = Browser::start(
+    let b = signed_in(
         "every_screen_passes_axe_in_light_and_dark_mode",
-        world.server.url(),
+        &world,
+        "ada",
+        &[],
     )
     .await;
-    log_in(&b, "ada").await;
     let screens: [(&str, String, String); 8] = [
         (
             "inbox",
@@ -1333,20 +1343,15 @@ async fn a_task_page_and_the_board_read_with_javascript_off() {
     let world = World::start(&[("plan", plan_scenario()), ("implement", implement)], &[]).await;
     create_user(&world, "ada", true).await;
     add_member(&world, "app", "ada", "owner").await;
-    let (status, body) = world
-        .create_in_pipeline("Add a greeting", "Please add a greeting.", "yolo")
-        .await;
-    assert_eq!(status, 201, "{body}");
-    let id = body["id"].as_i64().unwrap();
-    world.wait_state(id, "awaiting_merge").await;
+    let id = published_task(&world, "Add a greeting", "Please add a greeting.").await;
 
-    let b = Browser::start_with(
+    let b = signed_in(
         "a_task_page_and_the_board_read_with_javascript_off",
-        world.server.url(),
+        &world,
+        "ada",
         &["--blink-settings=scriptEnabled=false"],
     )
     .await;
-    log_in(&b, "ada").await;
     // (axe is not run here: its audit needs the page's script engine; the screens are audited
     // with script on in `every_screen_passes_axe_in_light_and_dark_mode`.)
     b.goto(&format!("/tasks/{id}")).await;
@@ -1397,12 +1402,13 @@ async fn a_task_page_and_the_board_read_with_javascript_off() {
     drop(b);
 
     // With script, the same link loads the earlier events in place (the enhancement is kept).
-    let b = Browser::start(
+    let b = signed_in(
         "a_task_page_and_the_board_read_with_javascript_off-script-on",
-        world.server.url(),
+        &world,
+        "ada",
+        &[],
     )
     .await;
-    log_in(&b, "ada").await;
     b.goto(&format!("/tasks/{id}")).await;
     b.wait_text("#transcript", "pr-done").await;
     mark_document(&b).await;
@@ -1441,50 +1447,37 @@ async fn the_doc_is_editable_by_its_owner_and_by_no_other_member() {
     add_member(&world, "app", "ada", "member").await;
     add_member(&world, "app", "bob", "member").await;
     // ada's task, created with ada's own session.
-    let (ada_cookie, ada_csrf) = sign_in(&world, "ada").await;
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    let created: Value = http
-        .post(format!("{}/api/tasks", world.server.url()))
-        .header("cookie", &ada_cookie)
-        .header("x-csrf-token", &ada_csrf)
-        .json(&json!({"project": "app", "title": "Ada's task", "body": "Please add a greeting.", "technical": true}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = created["id"].as_i64().unwrap();
-    let put_doc = |cookie: String, csrf: String| {
-        let http = &http;
-        let url = format!("{}/api/tasks/{id}/doc", world.server.url());
-        async move {
-            http.put(url)
-                .header("cookie", cookie)
-                .header("x-csrf-token", csrf)
-                .json(&json!({"doc": "# edited"}))
-                .send()
-                .await
-                .unwrap()
-                .status()
-        }
-    };
-
-    let b = Browser::start(
-        "the_doc_is_editable_by_its_owner_and_by_no_other_member",
-        world.server.url(),
+    let ada = sign_in(&world, "ada").await;
+    let (status, created) = with_session(
+        &world,
+        &ada,
+        Method::POST,
+        "/api/tasks",
+        &json!({"project": "app", "title": "Ada's task", "body": "Please add a greeting.", "technical": true}),
     )
     .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_i64().unwrap();
+    let doc_path = format!("/api/tasks/{id}/doc");
+    let edit = json!({"doc": "# edited"});
+
     // While the planner works (it writes the doc), not even the owner is offered the form, and
     // the API refuses the edit the same; the form appears, live, once the agent is done.
-    log_in(&b, "ada").await;
+    let b = signed_in(
+        "the_doc_is_editable_by_its_owner_and_by_no_other_member",
+        &world,
+        "ada",
+        &[],
+    )
+    .await;
     b.goto(&format!("/tasks/{id}")).await;
     b.wait_text("#transcript", "Planning.").await;
     assert!(
         !b.exists("#doc-edit").await,
         "no edit form while an agent works"
     );
-    assert_eq!(put_doc(ada_cookie.clone(), ada_csrf.clone()).await, 409);
+    let (status, _) = with_session(&world, &ada, Method::PUT, &doc_path, &edit).await;
+    assert_eq!(status, 409, "the API refuses an edit while an agent works");
     mark_document(&b).await;
     std::fs::write(&go, "go").unwrap();
     wait_task_state(&b, "plan_gate").await;
@@ -1500,12 +1493,9 @@ async fn the_doc_is_editable_by_its_owner_and_by_no_other_member() {
         "a member who does not own the task is offered no edit form"
     );
     b.snap("01-other-member").await;
-    let (bob_cookie, bob_csrf) = sign_in(&world, "bob").await;
-    assert_eq!(
-        put_doc(bob_cookie, bob_csrf).await,
-        403,
-        "the API refuses the same member"
-    );
+    let bob = sign_in(&world, "bob").await;
+    let (status, _) = with_session(&world, &bob, Method::PUT, &doc_path, &edit).await;
+    assert_eq!(status, 403, "the API refuses the same member");
     log_out(&b).await;
 
     log_in(&b, "ada").await;

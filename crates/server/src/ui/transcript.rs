@@ -44,11 +44,8 @@ pub(crate) async fn fragment<B: Backend>(
             },
             None => return bad_key(from),
         },
-        (None, Some(before)) => match parse_key(before) {
-            Some((run, seq)) => TranscriptQuery::Before {
-                cursor: TranscriptCursor { run, seq },
-                limit: PAGE,
-            },
+        (None, Some(before)) => match page_before(before) {
+            Some(query) => query,
             None => return bad_key(before),
         },
         _ => TranscriptQuery::Last { limit: PAGE },
@@ -64,6 +61,15 @@ pub(crate) async fn fragment<B: Backend>(
         }
         Err(err) => super::failure(err).into_response(),
     }
+}
+
+/// The page of events before `<run>-<seq>` (`None` for a malformed key).
+fn page_before(key: &str) -> Option<TranscriptQuery> {
+    let (run, seq) = parse_key(key)?;
+    Some(TranscriptQuery::Before {
+        cursor: TranscriptCursor { run, seq },
+        limit: PAGE,
+    })
 }
 
 fn bad_key(key: &str) -> Response {
@@ -107,26 +113,19 @@ fn earlier_href(task: TaskId, entries: &[TranscriptEntry]) -> String {
     }
 }
 
-#[derive(Deserialize)]
-pub(crate) struct Before {
-    before: Option<String>,
-}
-
 /// `GET /tasks/{id}/events?before=<run>-<seq>`: a page of the transcript's events before that
 /// one (the last ones without it), linking to the page before — what "Show earlier events"
 /// opens without script. Not followed live: the task page is.
 pub(crate) async fn page<B: Backend>(
     viewer: Viewer<B>,
     Path(id): Path<i64>,
-    Query(cursor): Query<Before>,
+    // `from` is the script's, for lines newer than the page: not taken here.
+    Query(cursor): Query<Cursor>,
 ) -> Response {
     let id = TaskId(id);
     let query = match cursor.before.as_deref() {
-        Some(before) => match parse_key(before) {
-            Some((run, seq)) => TranscriptQuery::Before {
-                cursor: TranscriptCursor { run, seq },
-                limit: PAGE,
-            },
+        Some(before) => match page_before(before) {
+            Some(query) => query,
             None => return bad_key(before),
         },
         None => TranscriptQuery::Last { limit: PAGE },

@@ -2,7 +2,8 @@
 //! summary — the command, the file, the exit code — and the output folded away), messages as
 //! sanitized markdown, thinking folded, failures marked, ANSI escapes stripped. Served whole in
 //! the task page (the last events only, with "earlier" paging) and as fragments the page's
-//! script appends as the agent works (`GET /tasks/{id}/transcript?after=` or `?before=`).
+//! script appends as the agent works (`GET /tasks/{id}/transcript?from=` or `?before=`), and as
+//! pages of earlier events for a reader without script (`GET /tasks/{id}/events?before=`).
 
 use super::layout::time;
 use super::markdown;

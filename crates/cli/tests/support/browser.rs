@@ -448,6 +448,22 @@ impl Browser {
         assert_eq!(value, text, "the value of `{css}` after typing");
     }
 
+    /// Presses each of `keys` in turn (down, then up) wherever the focus is, as a person at the
+    /// keyboard; a special key is a [`fantoccini::key::Key`] turned into a `char`.
+    pub async fn press(&self, keys: &[char]) {
+        use fantoccini::actions::{InputSource as _, KeyAction, KeyActions};
+        let mut typing = KeyActions::new("keyboard".to_string());
+        for &value in keys {
+            typing = typing
+                .then(KeyAction::Down { value })
+                .then(KeyAction::Up { value });
+        }
+        self.client
+            .perform_actions(typing)
+            .await
+            .unwrap_or_else(|e| panic!("pressing {keys:?}: {e}"));
+    }
+
     /// Checks or unchecks the checkbox matching `css`.
     pub async fn set_checked(&self, css: &str, checked: bool) {
         let element = self.wait_for(css).await;

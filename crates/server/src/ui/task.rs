@@ -244,7 +244,7 @@ fn timeline(runs: &[RunView]) -> Markup {
             @for run in runs {
                 @let signal = signal_name(run.signal.as_ref());
                 @let needs_work = matches!(run.signal, Some(Signal::Verdict { verdict: Verdict::NeedsWork, .. }));
-                li class={ "run status-" (run.status.as_str()) @if needs_work { " needs-work" } }
+                li id={ "run-" (run.id.0) } class={ "run status-" (run.status.as_str()) @if needs_work { " needs-work" } }
                     data-stage=(run.stage.as_str()) data-signal=(signal) data-status=(run.status.as_str()) {
                     div.run-head {
                         strong { (run.stage) } " " span.muted { "round " (run.iteration + 1) }
@@ -289,15 +289,32 @@ fn pull_request(detail: &TaskDetail) -> Markup {
                 h3 { "Comments" }
                 ul.comments {
                     @for c in &detail.comments {
-                        li { strong { (c.author) } " · " (c.kind) " · " (c.status)
+                        li data-comment=(c.id) data-comment-status=(c.status) {
+                            strong { (c.author) } " (" (c.association) ") · "
+                            @match c.url.as_deref().filter(|url| is_web_address(url)) {
+                                Some(url) => a href=(url) rel="noopener noreferrer" { (comment_kind(&c.kind)) },
+                                None => (comment_kind(&c.kind)),
+                            }
+                            " · " (c.status)
                             @if let Some(reason) = &c.reason { " (" (reason) ")" }
-                            @if let Some(run) = c.run { " → run " (run.0) } }
+                            @if let Some(run) = c.run { " → " a href={ "#run-" (run.0) } { "run " (run.0) } }
+                        }
                     }
                 }
             }
         } @else {
             p.muted { "None yet: the pr stage opens it." }
         }
+    }
+}
+
+/// A pull request comment's kind, in words.
+fn comment_kind(kind: &str) -> &str {
+    match kind {
+        "issue" => "comment",
+        "review" => "review",
+        "review_comment" => "comment on the code",
+        other => other,
     }
 }
 

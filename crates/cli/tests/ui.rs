@@ -1,7 +1,9 @@
 //! The web UI in a real browser (headless Chromium through chromedriver, see
 //! `support/browser.rs`) against the real `atelier serve` with scripted agents: a whole task from
-//! first-run setup to Done, XSS payloads everywhere user or agent text is shown, a cross-origin
-//! forgery attempt, and what a non-member sees.
+//! first-run setup to Done, XSS payloads everywhere user or agent text is shown (a pull request's
+//! title included), a cross-origin forgery attempt, what a non-member sees (every UI route that
+//! names a project or task is a 404), every screen audited in the light and the dark scheme, the
+//! pages with JavaScript off, and the doc's edit form for those who may edit it only.
 //!
 //! Then the finer points: the board and the inbox following a task without a reload (and the
 //! dashboard while an agent works), a blocked task's reason and unblocking action, the task
@@ -23,7 +25,7 @@ use browser::Browser;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::path::Path;
-use support::people::{add_member, create_user, password_of, remove_member, sign_in};
+use support::people::{add_member, create_user, password_of, remove_member, sign_in, with_session};
 use support::*;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -70,6 +72,24 @@ async fn log_out(b: &Browser) {
     b.click("nav#nav button#logout").await;
     b.wait_path("/login").await;
     b.wait_for("form#login").await;
+}
+
+/// A browser (Chromium started with `switches` besides the usual ones) signed in as `login`, on
+/// the inbox; its artifacts go under `test`.
+async fn signed_in(test: &str, world: &World, login: &str, switches: &[&str]) -> Browser {
+    let b = Browser::start_with(test, world.server.url(), switches).await;
+    log_in(&b, login).await;
+    b
+}
+
+/// A `yolo` task of the world's project (its implementer publishes, see
+/// `publishing_implement_scenario`), once it awaits its merge; returns its id.
+async fn published_task(world: &World, title: &str, body: &str) -> i64 {
+    let (status, created) = world.create_in_pipeline(title, body, "yolo").await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_i64().unwrap();
+    world.wait_state(id, "awaiting_merge").await;
+    id
 }
 
 /// Gives `project` the world's scripted roles and the gated sandbox (as `World::add_project`
@@ -717,6 +737,107 @@ async fn xss_payloads_are_shown_as_text_and_never_run() {
     b.snap("04-board").await;
 }
 
+/// A payload in every executable shape that fits a task title (at most 200 characters): a script
+/// element, an image's error handler, a `javascript:` link, an iframe and an `onclick` attribute.
+const PR_TITLE_PAYLOAD: &str = "XSS-pr <script>__pwned=1</script><img src=x onerror=\"__pwned=1\">\
+     <a href=\"javascript:__pwned=1\">click me</a><iframe src=\"javascript:parent.__pwned=1\">\
+     </iframe><b onclick=\"__pwned=1\">bold</b>";
+
+/// A yolo implementer that commits a change and signals `pr-done`: its task goes straight to an
+/// open pull request (on the local forge) and awaits its merge.
+fn publishing_implement_scenario() -> Value {
+    json!({"runs": [[
+        {"do": "message", "text": "Writing the greeting."},
+        {"do": "write", "path": "greeting.txt", "content": "hello\n"},
+        {"do": "run", "command": "git add -A && git commit -qm 'Add greeting'"},
+        {"do": "signal", "args": ["pr-done"]}
+    ]]})
+}
+
+/// XSS payloads in a pull request's title, taken through to an open pull request. Atelier opens a
+/// pull request with its task's title (the engine's outbox; an agent has no say in it: the pr
+/// stage only signals `pr-done`), so the payload is planted in the task's title — the pull
+/// request's title and the task's are the same string here. The task page's pull-request panel
+/// shows the pull request's own title as the forge record keeps it (`#pr-title`, exactly the
+/// text), the board card and the inbox's awaiting-merge item show it; nothing runs, no markup of
+/// it reaches the DOM, and the console stays clean.
+#[tokio::test]
+#[cfg_attr(
+    browser_missing,
+    ignore = "needs chromium, chromedriver and axe-core: run scripts/test (it installs them and \
+              sets ATELIER_CHROMEDRIVER and ATELIER_AXE_JS)"
+)]
+async fn xss_payloads_in_a_pull_request_title_are_shown_as_text_and_never_run() {
+    let world = World::start(
+        &[
+            ("plan", plan_scenario()),
+            ("implement", publishing_implement_scenario()),
+        ],
+        &[],
+    )
+    .await;
+    create_user(&world, "ada", true).await;
+    add_member(&world, "app", "ada", "owner").await;
+    assert!(
+        PR_TITLE_PAYLOAD.chars().count() <= 200,
+        "a valid task title"
+    );
+    let id = published_task(&world, PR_TITLE_PAYLOAD, "Add a greeting.").await;
+    let pr = world.wait_until_pr(id).await;
+    assert_eq!(
+        pr["title"], PR_TITLE_PAYLOAD,
+        "the pull request was opened with the task's title: {pr}"
+    );
+
+    let b = signed_in(
+        "xss_payloads_in_a_pull_request_title_are_shown_as_text_and_never_run",
+        &world,
+        "ada",
+        &[],
+    )
+    .await;
+
+    b.goto(&format!("/tasks/{id}")).await;
+    b.wait_text("#pr-title", "XSS-pr").await;
+    assert_eq!(
+        b.js(
+            "return document.querySelector('#pr-title').textContent",
+            vec![]
+        )
+        .await,
+        json!(PR_TITLE_PAYLOAD),
+        "the pull request's title is shown as text, whole"
+    );
+    assert_eq!(
+        b.count("#pr script, #pr img, #pr iframe, #pr b, #pr a:not(.pr-link)")
+            .await,
+        0,
+        "no element of the payload in the pull-request panel"
+    );
+    assert_nothing_executed(&b, "the task page's pull request").await;
+    b.snap("01-task-pr").await;
+
+    b.goto("/projects/app").await;
+    let card = format!("article.card[data-task=\"{id}\"] a.card-title");
+    b.wait_text(&card, "XSS-pr").await;
+    assert_eq!(
+        b.js(
+            "return document.querySelector(arguments[0]).textContent",
+            vec![json!(card)]
+        )
+        .await,
+        json!(PR_TITLE_PAYLOAD)
+    );
+    assert_nothing_executed(&b, "the board").await;
+    b.snap("02-board").await;
+
+    b.goto("/").await;
+    let item = format!("li.inbox-item[data-task=\"{id}\"][data-kind=\"merge\"]");
+    b.wait_text(&item, "XSS-pr").await;
+    assert_nothing_executed(&b, "the inbox's awaiting-merge item").await;
+    b.snap("03-inbox-merge").await;
+}
+
 /// A tiny web server on another loopback port — another origin, though the same site as the
 /// Atelier server, so the browser sends its `SameSite=Lax` session cookie along — that serves
 /// `html` for every request. Returns its base URL; the server task ends with the test.
@@ -978,6 +1099,432 @@ async fn a_non_member_sees_nothing_of_a_project() {
     b.wait_for("#task-state[data-state=\"plan_gate\"]").await;
     b.wait_text("body", "Secret app work").await;
     b.snap("06-member-task").await;
+}
+
+/// The UI's routes that name a project or a task (`{project}`, `{id}`), as templates: each is
+/// checked for a non-member. Kept in step with the router by
+/// [`a_non_member_gets_404_from_every_ui_route_of_a_project`].
+const SCOPED_UI_ROUTES: [&str; 7] = [
+    "/projects/{project}",
+    "/projects/{project}/settings",
+    "/tasks/{id}",
+    "/tasks/{id}/transcript",
+    "/tasks/{id}/events",
+    "/tasks/{id}/diff",
+    "/tasks/{id}/changes",
+];
+
+/// Every UI route that takes a project or a task — pages and the fragments the pages' script
+/// fetches (`/tasks/{id}/transcript?before=…`, `?from=…`, `/tasks/{id}/diff`) — answers a
+/// non-member's session 404, exactly as for a project or task that does not exist, and shows
+/// nothing of it; a member gets 200 from each (the 404 is not a broken route). The list is the
+/// router's: a UI route with `{project}` or `{id}` missing from it fails this test.
+#[tokio::test]
+async fn a_non_member_gets_404_from_every_ui_route_of_a_project() {
+    let router = include_str!("../../server/src/ui/mod.rs");
+    let routed: Vec<&str> = router
+        .split(".route(\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .filter(|path| path.contains('{') && !path.starts_with("/assets"))
+        .collect();
+    let mut listed = SCOPED_UI_ROUTES.to_vec();
+    listed.sort_unstable();
+    let mut routed_sorted = routed.clone();
+    routed_sorted.sort_unstable();
+    assert_eq!(
+        routed_sorted, listed,
+        "the UI routes that take a project or a task"
+    );
+
+    let world = World::start(&[("plan", plan_scenario())], &[]).await;
+    let secret = world.new_task_in("app", "Secret app work", true, 0).await;
+    world.wait_state(secret, "plan_gate").await;
+    let run = world.detail(secret).await["runs"][0]["id"]
+        .as_i64()
+        .unwrap();
+    create_user(&world, "bob", true).await;
+    create_user(&world, "ann", true).await;
+    add_member(&world, "app", "ann", "member").await;
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let get = |path: String, cookie: String| {
+        let http = &http;
+        let url = format!("{}{path}", world.server.url());
+        async move {
+            let response = http.get(url).header("cookie", cookie).send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap())
+        }
+    };
+    // Each route with the task or project filled in, and with its queries.
+    let uses = |project: &str, task: i64| -> Vec<String> {
+        SCOPED_UI_ROUTES
+            .iter()
+            .flat_map(|template| {
+                let path = template
+                    .replace("{project}", project)
+                    .replace("{id}", &task.to_string());
+                let mut paths = vec![path.clone()];
+                if template.ends_with("/transcript") {
+                    paths.push(format!("{path}?before={run}-2"));
+                    paths.push(format!("{path}?from={run}-1"));
+                }
+                if template.ends_with("/events") {
+                    paths.push(format!("{path}?before={run}-2"));
+                }
+                paths
+            })
+            .collect()
+    };
+    let (bob, _) = sign_in(&world, "bob").await;
+    let (ann, _) = sign_in(&world, "ann").await;
+    let mut checked = 0;
+    for (hidden, missing) in uses("app", secret).into_iter().zip(uses("nope", 999_999)) {
+        let (status, body) = get(hidden.clone(), bob.clone()).await;
+        assert_eq!(status, 404, "GET {hidden} as a non-member: {body}");
+        assert!(!body.contains("Secret app work"), "{hidden}: {body}");
+        let (missing_status, _) = get(missing.clone(), bob.clone()).await;
+        assert_eq!(missing_status, 404, "GET {missing} (nothing there)");
+        let (member, body) = get(hidden.clone(), ann.clone()).await;
+        assert_eq!(member, 200, "GET {hidden} as a member: {body}");
+        checked += 1;
+    }
+    assert_eq!(checked, SCOPED_UI_ROUTES.len() + 3, "every route and query");
+}
+
+/// Whether the page's `body` background is dark (`true`) or light, from its computed colour:
+/// fails on a colour that is neither.
+async fn body_is_dark(b: &Browser) -> bool {
+    let colour = b
+        .js(
+            "return getComputedStyle(document.body).backgroundColor",
+            vec![],
+        )
+        .await;
+    let colour = colour.as_str().unwrap().to_string();
+    let channels: Vec<f64> = colour
+        .trim_start_matches("rgba(")
+        .trim_start_matches("rgb(")
+        .trim_end_matches(')')
+        .split(',')
+        .take(3)
+        .map(|c| c.trim().parse().unwrap())
+        .collect();
+    assert_eq!(channels.len(), 3, "{colour}");
+    let lightness = channels.iter().sum::<f64>() / 3.0;
+    assert!(
+        !(80.0..=180.0).contains(&lightness),
+        "the body's background {colour} is neither dark nor light"
+    );
+    lightness < 80.0
+}
+
+/// Every screen through axe-core (no serious or critical violation), in the light scheme and
+/// with a dark system scheme emulated (`prefers-color-scheme: dark`): the inbox with items in it
+/// (a blocked task, a pull request to merge), the projects list with a project, the board, a
+/// blocked task's page, a task with its pull request and diff, the project settings, the user's
+/// page and the "not found" page. Each is photographed in both schemes, and the body's computed
+/// background is light in one and dark in the other, so a broken dark mode fails.
+#[tokio::test]
+#[cfg_attr(
+    browser_missing,
+    ignore = "needs chromium, chromedriver and axe-core: run scripts/test (it installs them and \
+              sets ATELIER_CHROMEDRIVER and ATELIER_AXE_JS)"
+)]
+async fn every_screen_passes_axe_in_light_and_dark_mode() {
+    let crash = json!({"runs": [[
+        {"do": "message", "text": "about to crash"},
+        {"do": "crash", "code": 3, "stderr": "segfault in the agent"}
+    ]]});
+    let world = World::start(
+        &[
+            ("plan", crash),
+            ("implement", publishing_implement_scenario()),
+        ],
+        &[],
+    )
+    .await;
+    create_user(&world, "ada", true).await;
+    add_member(&world, "app", "ada", "owner").await;
+    let blocked = world.new_task("Crashes while planning", true).await;
+    let merge = published_task(&world, "Add a greeting", "Add a greeting.").await;
+    world.wait_state(blocked, "blocked").await;
+
+    let b = signed_in(
+        "every_screen_passes_axe_in_light_and_dark_mode",
+        &world,
+        "ada",
+        &[],
+    )
+    .await;
+    let screens: [(&str, String, String); 8] = [
+        (
+            "inbox",
+            "/".into(),
+            format!("li.inbox-item[data-task=\"{blocked}\"]"),
+        ),
+        ("projects", "/projects".into(), "ul#projects li a".into()),
+        (
+            "board",
+            "/projects/app".into(),
+            format!("article.card[data-task=\"{merge}\"]"),
+        ),
+        (
+            "task-blocked",
+            format!("/tasks/{blocked}"),
+            "section#blocked".into(),
+        ),
+        ("task-pr", format!("/tasks/{merge}"), "#pr .pr-link".into()),
+        (
+            "settings",
+            "/projects/app/settings".into(),
+            "form#settings".into(),
+        ),
+        ("me", "/me".into(), "main".into()),
+        ("not-found", "/tasks/999999".into(), "p.error".into()),
+    ];
+    for scheme in ["light", "dark"] {
+        b.emulate_color_scheme(scheme).await;
+        for (name, path, ready) in &screens {
+            b.goto(path).await;
+            b.wait_for(ready).await;
+            if *name == "inbox" {
+                b.wait_for(&format!("li.inbox-item[data-task=\"{merge}\"]"))
+                    .await;
+            }
+            if *name == "task-pr" {
+                // The diff opened, so its colours are audited too.
+                b.js(
+                    "document.querySelector('#diff-details').open = true",
+                    vec![],
+                )
+                .await;
+                b.wait_text("#diff", "greeting.txt").await;
+            }
+            assert_eq!(
+                body_is_dark(&b).await,
+                scheme == "dark",
+                "{name}: the body's background in the {scheme} scheme"
+            );
+            let step = format!("{scheme}-{name}");
+            if *name == "not-found" {
+                // The browser notes the 404 answer itself in the console: that one is expected.
+                b.snap_without_checks(&step).await;
+                let errors: Vec<_> = b
+                    .take_console()
+                    .await
+                    .into_iter()
+                    .filter(|e| e.level == "SEVERE" && !e.message.contains("status of 404"))
+                    .collect();
+                assert!(errors.is_empty(), "{step}: {errors:#?}");
+                b.axe(&step).await;
+            } else {
+                b.screen(&step).await;
+            }
+        }
+    }
+}
+
+/// With JavaScript off (Chromium started with `--blink-settings=scriptEnabled=false`), a task's
+/// page reads whole: its doc, its transcript (with a link to the earlier events, which open as a
+/// page of their own), its pull request and its diff (the panel's link opens it as a page), and
+/// the board shows the task. The page's script never ran (the diff panel did not load in place).
+#[tokio::test]
+#[cfg_attr(
+    browser_missing,
+    ignore = "needs chromium, chromedriver and axe-core: run scripts/test (it installs them and \
+              sets ATELIER_CHROMEDRIVER and ATELIER_AXE_JS)"
+)]
+async fn a_task_page_and_the_board_read_with_javascript_off() {
+    // More events than the page shows at first (300), so the earlier ones are a link away.
+    let implement = json!({"runs": [[
+        {"do": "message", "text": "First of all: the greeting."},
+        {"do": "burst", "count": 320},
+        {"do": "doc_section", "heading": "Notes", "body": "Greeting written in **greeting.txt**."},
+        {"do": "write", "path": "greeting.txt", "content": "hello\n"},
+        {"do": "run", "command": "git add -A && git commit -qm 'Add greeting'"},
+        {"do": "signal", "args": ["pr-done"]}
+    ]]});
+    let world = World::start(&[("plan", plan_scenario()), ("implement", implement)], &[]).await;
+    create_user(&world, "ada", true).await;
+    add_member(&world, "app", "ada", "owner").await;
+    let id = published_task(&world, "Add a greeting", "Please add a greeting.").await;
+
+    let b = signed_in(
+        "a_task_page_and_the_board_read_with_javascript_off",
+        &world,
+        "ada",
+        &["--blink-settings=scriptEnabled=false"],
+    )
+    .await;
+    // (axe is not run here: its audit needs the page's script engine; the screens are audited
+    // with script on in `every_screen_passes_axe_in_light_and_dark_mode`.)
+    b.goto(&format!("/tasks/{id}")).await;
+    b.wait_for("#task-state[data-state=\"awaiting_merge\"]")
+        .await;
+    b.wait_text("#doc", "Greeting written in").await;
+    b.wait_text("#doc", "Please add a greeting.").await;
+    b.wait_for("#transcript li.ev[data-key]").await;
+    b.wait_text("#pr", "Pull request").await;
+    b.wait_for("#pr .pr-link").await;
+    b.snap("01-task").await;
+
+    // The diff: the panel opens without script and links to the diff's page.
+    b.click("#diff-details summary").await;
+    b.wait_for("#diff-details[open]").await;
+    let link = b.attr("#diff a", "href").await.unwrap();
+    assert_eq!(link, format!("/tasks/{id}/changes"));
+    assert!(
+        b.attr("#diff-details", "data-loaded").await.is_none(),
+        "the page's script did not run (it would load the diff in place)"
+    );
+    b.click("#diff a").await;
+    b.wait_path(&format!("/tasks/{id}/changes")).await;
+    b.wait_text("#diff", "greeting.txt").await;
+    b.wait_text("#diff pre.diff", "+hello").await;
+    b.snap("02-diff-page").await;
+
+    // The earlier events: a link to a page of them, which links on to the task.
+    b.goto(&format!("/tasks/{id}")).await;
+    b.wait_text("#transcript", "pr-done").await;
+    assert!(
+        !b.text("#transcript").await.contains("First of all"),
+        "the first events are not on the task page"
+    );
+    b.click("a#transcript-earlier").await;
+    b.wait_path(&format!("/tasks/{id}/events")).await;
+    b.wait_text("#transcript-page", "First of all: the greeting.")
+        .await;
+    b.snap("03-earlier-events").await;
+    b.click(&format!("main a[href=\"/tasks/{id}\"]")).await;
+    b.wait_path(&format!("/tasks/{id}")).await;
+
+    b.goto("/projects/app").await;
+    let card =
+        format!("section.column[data-column=\"awaiting-merge\"] article.card[data-task=\"{id}\"]");
+    b.wait_text(&card, "Add a greeting").await;
+    b.snap("04-board").await;
+    drop(b);
+
+    // With script, the same link loads the earlier events in place (the enhancement is kept).
+    let b = signed_in(
+        "a_task_page_and_the_board_read_with_javascript_off-script-on",
+        &world,
+        "ada",
+        &[],
+    )
+    .await;
+    b.goto(&format!("/tasks/{id}")).await;
+    b.wait_text("#transcript", "pr-done").await;
+    mark_document(&b).await;
+    b.click("a#transcript-earlier").await;
+    b.wait_text("#transcript", "First of all: the greeting.")
+        .await;
+    b.wait_gone("a#transcript-earlier").await;
+    assert_same_document(&b, "the earlier events").await;
+    assert_eq!(b.path().await, format!("/tasks/{id}"));
+    b.snap("05-earlier-in-place").await;
+}
+
+/// The task doc's edit form is offered exactly to those the API lets edit it (the engine's one
+/// rule: the task's owner, the project's owners, administrators; no agent at work): while the
+/// planner works the owner sees none (the API answers 409) and it appears live when it is done;
+/// a member who does not own the task sees none (the API answers 403); the owner edits the doc
+/// on the page and the page shows the change.
+#[tokio::test]
+#[cfg_attr(
+    browser_missing,
+    ignore = "needs chromium, chromedriver and axe-core: run scripts/test (it installs them and \
+              sets ATELIER_CHROMEDRIVER and ATELIER_AXE_JS)"
+)]
+async fn the_doc_is_editable_by_its_owner_and_by_no_other_member() {
+    let go = release_file("doc-edit-go");
+    let plan = json!({"runs": [[
+        {"do": "message", "text": "Planning."},
+        wait_for_file(&go),
+        {"do": "doc_section", "heading": "Overview", "body": "Add greeting and farewell files."},
+        {"do": "doc_section", "heading": "To-Do List", "body": "- [ ] Add greeting.txt\n"},
+        {"do": "signal", "args": ["plan-ready"]}
+    ]]});
+    let world = World::start(&[("plan", plan)], &[]).await;
+    create_user(&world, "ada", true).await;
+    create_user(&world, "bob", true).await;
+    add_member(&world, "app", "ada", "member").await;
+    add_member(&world, "app", "bob", "member").await;
+    // ada's task, created with ada's own session.
+    let ada = sign_in(&world, "ada").await;
+    let (status, created) = with_session(
+        &world,
+        &ada,
+        Method::POST,
+        "/api/tasks",
+        &json!({"project": "app", "title": "Ada's task", "body": "Please add a greeting.", "technical": true}),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_i64().unwrap();
+    let doc_path = format!("/api/tasks/{id}/doc");
+    let edit = json!({"doc": "# edited"});
+
+    // While the planner works (it writes the doc), not even the owner is offered the form, and
+    // the API refuses the edit the same; the form appears, live, once the agent is done.
+    let b = signed_in(
+        "the_doc_is_editable_by_its_owner_and_by_no_other_member",
+        &world,
+        "ada",
+        &[],
+    )
+    .await;
+    b.goto(&format!("/tasks/{id}")).await;
+    b.wait_text("#transcript", "Planning.").await;
+    assert!(
+        !b.exists("#doc-edit").await,
+        "no edit form while an agent works"
+    );
+    let (status, _) = with_session(&world, &ada, Method::PUT, &doc_path, &edit).await;
+    assert_eq!(status, 409, "the API refuses an edit while an agent works");
+    mark_document(&b).await;
+    std::fs::write(&go, "go").unwrap();
+    wait_task_state(&b, "plan_gate").await;
+    b.wait_for("#doc-edit form#edit-doc").await;
+    assert_same_document(&b, "the edit form appearing").await;
+    log_out(&b).await;
+
+    log_in(&b, "bob").await;
+    b.goto(&format!("/tasks/{id}")).await;
+    b.wait_text("#doc", "Add greeting.txt").await;
+    assert!(
+        !b.exists("#doc-edit, form#edit-doc").await,
+        "a member who does not own the task is offered no edit form"
+    );
+    b.snap("01-other-member").await;
+    let bob = sign_in(&world, "bob").await;
+    let (status, _) = with_session(&world, &bob, Method::PUT, &doc_path, &edit).await;
+    assert_eq!(status, 403, "the API refuses the same member");
+    log_out(&b).await;
+
+    log_in(&b, "ada").await;
+    b.goto(&format!("/tasks/{id}")).await;
+    b.wait_text("#doc", "Add greeting.txt").await;
+    b.click("#doc-edit summary").await;
+    let doc = world.detail(id).await["doc"].as_str().unwrap().to_string();
+    let edited = format!("{doc}\n## Owner's note\n\nKeep it **short**.\n");
+    b.fill("form#edit-doc textarea[name=doc]", &edited).await;
+    b.click("form#edit-doc button[type=submit]").await;
+    // The page shows the saved doc, rendered, without a reload by hand.
+    b.wait_js(
+        "the owner's note in the doc",
+        "return [...document.querySelectorAll('#doc h2')].some(h => h.textContent === \"Owner's note\") &&
+                [...document.querySelectorAll('#doc strong')].some(s => s.textContent === 'short')",
+        vec![],
+    )
+    .await;
+    assert_eq!(world.detail(id).await["doc"], json!(edited));
+    b.screen("02-owner-edited").await;
 }
 
 /// The width and height of a PNG file, from its header.

@@ -703,7 +703,14 @@ impl Engine {
     pub async fn task(&self, id: TaskId) -> Result<TaskDetail> {
         let detail = self.inner.store.read(|tx| {
             self.check_task(tx, id)?;
-            views::detail(tx, id)
+            let mut detail = views::detail(tx, id)?;
+            let row = tx
+                .task(id)?
+                .ok_or_else(|| crate::transition::not_found(id))?;
+            if self.may_edit_doc(tx, &row).is_ok() {
+                detail.actions.push(TaskAction::EditDoc);
+            }
+            Ok::<_, EngineError>(detail)
         })?;
         Ok(detail)
     }

@@ -302,6 +302,8 @@ impl Backend for Fake {
         // `javascript:` address, and one real web address.
         let pull_request = hostile.then(|| engine::api::PullRequestView {
             url: "javascript:window.__pwned=1".into(),
+            // Told apart from the task's title: the page shows the pull request's own.
+            title: format!("The PR: {HOSTILE}"),
             branch: "atelier/666-x".into(),
             base: "main".into(),
             head_sha: "0123456789abcdef".into(),

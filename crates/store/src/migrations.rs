@@ -288,6 +288,12 @@ CREATE TABLE pr_checks (
     read_at INTEGER NOT NULL
 );
 "#,
+    // 16: the title a pull request was opened with (what the forge shows); earlier ones were
+    // opened with their task's title.
+    r#"
+ALTER TABLE pull_requests ADD COLUMN title TEXT NOT NULL DEFAULT '';
+UPDATE pull_requests SET title = (SELECT t.title FROM tasks t WHERE t.id = pull_requests.task_id);
+"#,
 ];
 
 pub(crate) fn apply(conn: &mut Connection, path: &Path) -> Result<()> {

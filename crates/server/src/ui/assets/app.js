@@ -179,7 +179,8 @@
       location.assign("/login");
       return;
     }
-    if (target.id === "transcript-earlier") { loadEarlier(target); }
+    // The link opens the paged transcript without script; with it, the events load here.
+    if (target.id === "transcript-earlier") { event.preventDefault(); loadEarlier(target); }
   });
 
   // ---- live state ----------------------------------------------------------------------
@@ -283,6 +284,8 @@
     const more = holder.querySelector("li.earlier");
     if (more) more.remove(); else button.remove();
     list.prepend(...Array.from(holder.children));
+    const now = list.querySelector("li[data-key]");
+    if (more && now) button.href = "/tasks/" + list.dataset.task + "/events?before=" + now.dataset.key;
     localTimes(list);
   }
 

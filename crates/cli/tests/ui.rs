@@ -2,8 +2,8 @@
 //! `support/browser.rs`) against the real `atelier serve` with scripted agents: a whole task from
 //! first-run setup to Done, XSS payloads everywhere user or agent text is shown (a pull request's
 //! title included), a cross-origin forgery attempt, what a non-member sees (every UI route that
-//! names a project or task is a 404), every screen audited in the light and the dark scheme, the
-//! pages with JavaScript off, and the doc's edit form for those who may edit it only.
+//! names a project or task is a 404), every screen audited in the light and the dark scheme (sign-in
+//! and setup in the light one), the pages with JavaScript off, and the doc's edit form for those who may edit it only.
 //!
 //! Then the finer points: the board and the inbox following a task without a reload (and the
 //! dashboard while an agent works), a blocked task's reason and unblocking action, the task
@@ -1121,11 +1121,43 @@ const SCOPED_UI_ROUTES: [&str; 7] = [
 /// router's: a UI route with `{project}` or `{id}` missing from it fails this test.
 #[tokio::test]
 async fn a_non_member_gets_404_from_every_ui_route_of_a_project() {
+    // Every `.route(` call's path, however rustfmt breaks the call over lines; the whole list is
+    // checked first, so a route the parse missed fails here rather than going unchecked.
     let router = include_str!("../../server/src/ui/mod.rs");
-    let routed: Vec<&str> = router
-        .split(".route(\"")
+    let all: Vec<&str> = router
+        .split(".route(")
         .skip(1)
-        .filter_map(|rest| rest.split('"').next())
+        .map(|rest| {
+            let rest = rest.trim_start().strip_prefix('"').expect("a route's path");
+            rest.split('"').next().unwrap()
+        })
+        .collect();
+    assert_eq!(
+        all.len(),
+        router.matches(".route(").count(),
+        "every route's path is read"
+    );
+    let unscoped = [
+        "/",
+        "/login",
+        "/setup",
+        "/projects",
+        "/preview",
+        "/admin",
+        "/me",
+        "/assets/{name}",
+        "/favicon.ico",
+    ];
+    for path in &all {
+        assert!(
+            unscoped.contains(path) || SCOPED_UI_ROUTES.contains(path),
+            "the UI route {path} is neither checked for non-members nor known to take no project \
+             or task: add it to SCOPED_UI_ROUTES (or to this test's unscoped list)"
+        );
+    }
+    let routed: Vec<&str> = all
+        .iter()
+        .copied()
         .filter(|path| path.contains('{') && !path.starts_with("/assets"))
         .collect();
     let mut listed = SCOPED_UI_ROUTES.to_vec();
@@ -1226,8 +1258,10 @@ async fn body_is_dark(b: &Browser) -> bool {
 /// Every screen through axe-core (no serious or critical violation), in the light scheme and
 /// with a dark system scheme emulated (`prefers-color-scheme: dark`): the inbox with items in it
 /// (a blocked task, a pull request to merge), the projects list with a project, the board, a
-/// blocked task's page, a task with its pull request and diff, the project settings, the user's
-/// page and the "not found" page. Each is photographed in both schemes, and the body's computed
+/// blocked task's page, a task with its pull request and diff, the pages that work without
+/// script (the changes and the earlier events), the project settings, the user's page, the
+/// admin page and the "not found" page (sign-in and setup are audited in the light scheme by the
+/// flow test). Each is photographed in both schemes, and the body's computed
 /// background is light in one and dark in the other, so a broken dark mode fails.
 #[tokio::test]
 #[cfg_attr(
@@ -1250,6 +1284,8 @@ async fn every_screen_passes_axe_in_light_and_dark_mode() {
     .await;
     create_user(&world, "ada", true).await;
     add_member(&world, "app", "ada", "owner").await;
+    // An administrator, so the admin page is audited too.
+    support::people::update_user(&world, "ada", json!({"admin": true})).await;
     let blocked = world.new_task("Crashes while planning", true).await;
     let merge = published_task(&world, "Add a greeting", "Add a greeting.").await;
     world.wait_state(blocked, "blocked").await;
@@ -1261,7 +1297,7 @@ async fn every_screen_passes_axe_in_light_and_dark_mode() {
         &[],
     )
     .await;
-    let screens: [(&str, String, String); 8] = [
+    let screens: [(&str, String, String); 11] = [
         (
             "inbox",
             "/".into(),
@@ -1284,7 +1320,18 @@ async fn every_screen_passes_axe_in_light_and_dark_mode() {
             "/projects/app/settings".into(),
             "form#settings".into(),
         ),
+        (
+            "changes",
+            format!("/tasks/{merge}/changes"),
+            "main table".into(),
+        ),
+        (
+            "events",
+            format!("/tasks/{blocked}/events"),
+            "main ol".into(),
+        ),
         ("me", "/me".into(), "main".into()),
+        ("admin", "/admin".into(), "main table".into()),
         ("not-found", "/tasks/999999".into(), "p.error".into()),
     ];
     for scheme in ["light", "dark"] {
@@ -1379,8 +1426,8 @@ async fn a_task_page_and_the_board_read_with_javascript_off() {
     let link = b.attr("#diff a", "href").await.unwrap();
     assert_eq!(link, format!("/tasks/{id}/changes"));
     assert!(
-        b.attr("#diff-details", "data-loaded").await.is_none(),
-        "the page's script did not run (it would load the diff in place)"
+        b.attr("html", "data-script").await.is_none(),
+        "the page's script did not run (it marks the page as soon as it starts)"
     );
     b.click("#diff a").await;
     b.wait_path(&format!("/tasks/{id}/changes")).await;
@@ -1420,6 +1467,7 @@ async fn a_task_page_and_the_board_read_with_javascript_off() {
     .await;
     b.goto(&format!("/tasks/{id}")).await;
     b.wait_text("#transcript", "pr-done").await;
+    b.wait_for("html[data-script=\"on\"]").await;
     mark_document(&b).await;
     b.click("a#transcript-earlier").await;
     b.wait_text("#transcript", "First of all: the greeting.")

@@ -22,16 +22,18 @@ impl Engine {
                 text.len()
             )));
         }
-        let doc_path = self.inner.store.read(|tx| {
+        // Checked and written under the store's write lock: no run of the task can be queued
+        // or started between the check that none is at work and the write (both need that lock).
+        self.inner.store.write(|tx| {
             self.check_task(tx, id)?;
             let task = tx
                 .task(id)?
                 .ok_or_else(|| crate::transition::not_found(id))?;
             self.may_edit_doc(tx, &task)?;
-            Ok::<_, EngineError>(task.doc_path)
+            crate::findings::replace_file(Path::new(&task.doc_path), text.as_bytes()).map_err(|e| {
+                EngineError::Internal(format!("cannot write the doc {}: {e}", task.doc_path))
+            })
         })?;
-        crate::findings::replace_file(Path::new(&doc_path), text.as_bytes())
-            .map_err(|e| EngineError::Internal(format!("cannot write the doc {doc_path}: {e}")))?;
         self.audit("task.edit_doc", &format!("task {id}"), None);
         Ok(())
     }

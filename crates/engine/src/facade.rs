@@ -707,8 +707,11 @@ impl Engine {
             let row = tx
                 .task(id)?
                 .ok_or_else(|| crate::transition::not_found(id))?;
-            if self.may_edit_doc(tx, &row).is_ok() {
-                detail.actions.push(TaskAction::EditDoc);
+            match self.may_edit_doc(tx, &row) {
+                Ok(()) => detail.actions.push(TaskAction::EditDoc),
+                // Not this caller, or not now: the doc is shown without its editor.
+                Err(EngineError::Forbidden(_) | EngineError::Conflict(_)) => {}
+                Err(err) => return Err(err),
             }
             Ok::<_, EngineError>(detail)
         })?;

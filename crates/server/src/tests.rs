@@ -365,9 +365,44 @@ impl Backend for Fake {
         query: engine::api::TranscriptQuery,
     ) -> Result<engine::api::TranscriptPage> {
         self.task_result(&format!("transcript {query:?}"), id)?;
+        // The hostile task's agent wrote markup everywhere it could: its messages, thoughts,
+        // tool calls and their output.
+        let hostile = [
+            TranscriptEvent::Message {
+                text: HOSTILE.into(),
+            },
+            TranscriptEvent::Thinking {
+                text: HOSTILE.into(),
+            },
+            TranscriptEvent::ToolCall {
+                id: Some("t1".into()),
+                name: HOSTILE.into(),
+                input: serde_json::json!({"command": HOSTILE, "file_path": HOSTILE}),
+            },
+            TranscriptEvent::ToolResult {
+                id: Some("t1".into()),
+                output: HOSTILE.into(),
+                is_error: true,
+            },
+        ];
+        let entries = if id.0 == 666 {
+            hostile
+                .into_iter()
+                .zip(1..)
+                .map(|(event, seq)| engine::api::TranscriptEntry {
+                    run: RunId(1),
+                    stage: Stage::Plan,
+                    seq,
+                    event,
+                    at_ms: 1,
+                })
+                .collect()
+        } else {
+            vec![]
+        };
         Ok(engine::api::TranscriptPage {
-            entries: vec![],
-            earlier: false,
+            entries,
+            earlier: id.0 == 666,
             live_runs: vec![],
         })
     }
@@ -381,7 +416,26 @@ impl Backend for Fake {
     }
     async fn task_diff(&self, id: TaskId) -> Result<engine::api::TaskDiff> {
         self.task_result("task_diff", id)?;
-        Ok(engine::api::TaskDiff::default())
+        if id.0 != 666 {
+            return Ok(engine::api::TaskDiff::default());
+        }
+        // An agent names its files and writes their lines: markup in both.
+        Ok(engine::api::TaskDiff {
+            base: "0123456789abcdef".into(),
+            files: vec![engine::api::DiffFile {
+                path: HOSTILE.into(),
+                old_path: Some(HOSTILE.into()),
+                status: engine::api::DiffStatus::Renamed,
+                additions: 1,
+                deletions: 1,
+                binary: false,
+            }],
+            patch: format!(
+                "diff --git a/x b/x\n--- a/x\n+++ b/x\n@@ -1 +1 @@\n-{HOSTILE}\n+{HOSTILE}\n"
+            ),
+            truncated: false,
+            note: None,
+        })
     }
     fn setup_needed(&self) -> bool {
         false

@@ -17,7 +17,8 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use domain::{Signal, TaskId, TaskState, Verdict};
 use engine::api::{
-    AttachmentView, ChecksView, RunView, TaskAction, TaskDetail, TaskDiff, TranscriptQuery,
+    AttachmentView, ChecksView, RunView, TaskAction, TaskDetail, TaskDiff, TaskView,
+    TranscriptQuery,
 };
 use maud::{Markup, html};
 
@@ -281,7 +282,7 @@ fn pull_request(detail: &TaskDetail) -> Markup {
             } @else {
                 p { span.pr-link { (pr.url) } " (on the local forge: the branch, merged here)" }
             }
-            // The title it was opened with on the forge (agent-influenced text: escaped).
+            // The title it was opened with on the forge (the task's title, untrusted user text: escaped).
             @if !pr.title.is_empty() { p #pr-title .pr-title { (pr.title) } }
             p.muted { (pr.branch) " → " (pr.base) @if pr.merged { " · merged" } }
             @if let Some(checks) = &pr.checks { (pr_checks(checks, &pr.head_sha)) }
@@ -415,21 +416,38 @@ pub(crate) async fn changes<B: Backend>(viewer: Viewer<B>, Path(id): Path<i64>) 
         Err(err) => return error_page(&viewer, err),
     };
     let task = &detail.task;
+    subpage(
+        &viewer,
+        task,
+        html! { "Changes against " (task.branch) "'s base" },
+        html! { section #diff-panel .panel aria-label="Diff" { div #diff { (diff_markup(&diff)) } } },
+    )
+}
+
+/// A page of its own about one part of a task (its changes, its earlier events — what the task
+/// page links to without script): the project and the task as crumbs, `heading`, then
+/// `content`. Not followed live: the task page is.
+pub(crate) fn subpage<B: Backend>(
+    viewer: &Viewer<B>,
+    task: &TaskView,
+    heading: Markup,
+    content: Markup,
+) -> Response {
     let body = html! {
         div.page-head {
             div {
-                p.crumbs { a href={ "/projects/" (task.project) } { (task.project) } " / " a href={ "/tasks/" (id) } { (task.key) } }
-                h1 { "Changes against " (task.branch) "'s base" }
+                p.crumbs { a href={ "/projects/" (task.project) } { (task.project) } " / " a href={ "/tasks/" (task.id) } { (task.key) } }
+                h1 { (heading) }
             }
         }
-        section #diff-panel .panel aria-label="Diff" { div #diff { (diff_markup(&diff)) } }
+        (content)
     };
     let page = Page {
         title: &task.title,
         stream: None,
         section: Section::Projects,
     };
-    shell(Some(&viewer), page, body).into_response()
+    shell(Some(viewer), page, body).into_response()
 }
 
 /// The files with their counts, then the unified diff with added, removed and hunk lines marked.

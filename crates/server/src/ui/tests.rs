@@ -169,12 +169,9 @@ async fn assets_are_served_under_their_content_hash_and_cached_for_good() {
     assert_eq!(favicon.headers[header::CONTENT_TYPE], "image/svg+xml");
 }
 
-#[tokio::test]
-async fn hostile_titles_docs_and_questions_are_escaped_or_sanitized() {
-    let answer = page("/tasks/666").await;
-    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
-    let html = answer.body.to_ascii_lowercase();
-    // Escaped text cannot contain `<`, so every `<…>` left is a real tag.
+/// Fails if a tag an attacker planted reached `html` (lower-cased) as markup. Escaped text
+/// cannot contain `<`, so every `<…>` left is a real tag.
+fn assert_no_hostile_tag(html: &str, path: &str) {
     let tags: Vec<&str> = html
         .split('<')
         .skip(1)
@@ -186,8 +183,38 @@ async fn hostile_titles_docs_and_questions_are_escaped_or_sanitized() {
             || tag.contains(" onerror")
             || tag.contains(" onclick")
             || tag.contains("javascript:");
-        assert!(!bad, "a hostile tag reached the page: <{tag}>");
+        assert!(!bad, "a hostile tag reached {path}: <{tag}>");
     }
+}
+
+/// The hostile task's diff (file names and lines) and transcript (message, thought, tool call
+/// and output) on the pages and fragments that show them: text, never markup.
+#[tokio::test]
+async fn hostile_diffs_and_transcripts_are_escaped_on_every_page_showing_them() {
+    for path in [
+        "/tasks/666/changes",
+        "/tasks/666/diff",
+        "/tasks/666/events",
+        "/tasks/666/events?before=1-3",
+        "/tasks/666/transcript?before=1-3",
+    ] {
+        let answer = page(path).await;
+        assert_eq!(answer.status, StatusCode::OK, "{path}: {}", answer.body);
+        let html = answer.body.to_ascii_lowercase();
+        assert_no_hostile_tag(&html, path);
+        assert!(
+            html.contains("&lt;script&gt;"),
+            "{path} shows the hostile text as text: {html}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn hostile_titles_docs_and_questions_are_escaped_or_sanitized() {
+    let answer = page("/tasks/666").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let html = answer.body.to_ascii_lowercase();
+    assert_no_hostile_tag(&html, "/tasks/666");
     assert!(
         html.contains("&lt;script&gt;"),
         "the title is shown as text: {html}"

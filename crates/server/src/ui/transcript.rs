@@ -139,14 +139,7 @@ pub(crate) async fn page<B: Backend>(
         Ok(page) => page,
         Err(err) => return super::error_page(&viewer, err),
     };
-    let task = &detail.task;
-    let body = html! {
-        div.page-head {
-            div {
-                p.crumbs { a href={ "/projects/" (task.project) } { (task.project) } " / " a href={ "/tasks/" (id) } { (task.key) } }
-                h1 { "Transcript: earlier events" }
-            }
-        }
+    let content = html! {
         section.panel aria-label="Transcript" {
             @if page.earlier && !page.entries.is_empty() {
                 p { a #events-earlier href=(earlier_href(id, &page.entries)) { "Show earlier events" } }
@@ -156,12 +149,12 @@ pub(crate) async fn page<B: Backend>(
             p { a href={ "/tasks/" (id) } { "Back to the task and its latest events" } }
         }
     };
-    let info = super::layout::Page {
-        title: &task.title,
-        stream: None,
-        section: super::layout::Section::Projects,
-    };
-    super::layout::shell(Some(&viewer), info, body).into_response()
+    super::task::subpage(
+        &viewer,
+        &detail.task,
+        html! { "Transcript: earlier events" },
+        content,
+    )
 }
 
 fn earlier_marker(entries: &[TranscriptEntry]) -> Markup {

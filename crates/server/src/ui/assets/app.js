@@ -401,6 +401,8 @@
   });
 
   document.addEventListener("DOMContentLoaded", () => {
+    // Marks that the script runs (what a test of the pages without script checks is absent).
+    document.documentElement.dataset.script = "on";
     localTimes(document);
     tick();
     setInterval(tick, 1000);

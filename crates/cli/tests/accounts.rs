@@ -681,3 +681,207 @@ async fn a_disabled_account_is_locked_out_at_once_and_back_when_enabled() {
         .unwrap();
     assert_eq!(status, 400, "{body}");
 }
+
+/// An administrator's page lists every account's tokens (never a secret) and revokes anyone's,
+/// effective at once: the token is refused on its next request and the stream it opened ends.
+/// The audit trail on the same page says who revoked which token of whom, and when. Nobody
+/// else may list everyone's tokens.
+#[tokio::test]
+async fn an_administrator_lists_every_token_and_revokes_anyones_at_once() {
+    let world = World::start(&full_pipeline(), &[]).await;
+    let ann = user_with_token(&world, "ann").await;
+    let secret = support::people::token_of(&world, "ann", "stream").await;
+    let mut stream = support::sse::SseText::open(&world, "/api/stream", &secret).await;
+    assert!(stream.read_until(0, |t| t.contains("event: ready")).await);
+    let (status, body) = ann
+        .request(Method::GET, "/api/tokens/all", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        status, 403,
+        "a member may not list everyone's tokens: {body}"
+    );
+
+    // A second administrator, signed in as the web UI is.
+    support::people::create_user(&world, "root", true).await;
+    support::people::update_user(&world, "root", json!({"admin": true})).await;
+    let root = Session::login(&world, "root", &support::people::password_of("root")).await;
+    let (status, all) = root
+        .send(Method::GET, "/api/tokens/all", None, false, None)
+        .await;
+    assert_eq!(status, 200, "{all}");
+    let listed = all.as_array().unwrap();
+    let of = |owner: &str, name: &str| {
+        listed
+            .iter()
+            .find(|t| t["owner"] == owner && t["name"] == name)
+            .unwrap_or_else(|| panic!("{owner}'s token {name}: {all}"))
+            .clone()
+    };
+    of("admin", "server api-token");
+    of("ann", "laptop");
+    let target = of("ann", "stream");
+    assert!(
+        !all.to_string().contains(&secret) && listed.iter().all(|t| t.get("token").is_none()),
+        "no secret is listed: {all}"
+    );
+    let id = target["id"].as_i64().unwrap();
+    let (_, page) = root.send(Method::GET, "/admin", None, false, None).await;
+    let page = page.as_str().unwrap();
+    let row = page
+        .split("<tr")
+        .find(|row| row.contains(&format!(r#"data-token="{id}""#)))
+        .and_then(|row| row.split("</tr>").next())
+        .unwrap_or_else(|| panic!("the token's row on the admin page: {page}"));
+    assert!(
+        row.contains("<td>stream</td><td>ann</td>")
+            && row.contains(&format!(r#"data-action="/api/tokens/{id}""#))
+            && row.contains(">Revoke</button>"),
+        "{row}"
+    );
+    assert!(!page.contains(&secret), "no secret on the page");
+
+    // Revoked the way the page's button does it: the session with its CSRF token.
+    let (status, body) = root
+        .send(
+            Method::DELETE,
+            &format!("/api/tokens/{id}"),
+            None,
+            true,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    stream.read_to_end().await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let refused = http
+        .get(format!("{}/api/me", world.server.url()))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        refused.status(),
+        401,
+        "the revoked token is refused at once"
+    );
+    assert_eq!(
+        ann.get("/api/me").await.unwrap()["login"],
+        "ann",
+        "ann's other token still works"
+    );
+
+    // The audit trail on the page: when, who, how, what, on what — with whose token it was.
+    let (_, page) = root.send(Method::GET, "/admin", None, false, None).await;
+    let page = page.as_str().unwrap();
+    let audit = &page[page.find(r#"<table id="audit">"#).unwrap()..];
+    let line = audit
+        .split("<tr>")
+        .find(|row| row.contains("token.revoke"))
+        .unwrap_or_else(|| panic!("the revocation in the audit trail: {audit}"));
+    assert!(
+        line.contains("<td>root</td><td>session</td>")
+            && line.contains(r#"<span class="muted">of ann</span>"#)
+            && line.contains("<td>stream</td>"),
+        "{line}"
+    );
+    let when = line
+        .split(r#"data-ms=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .and_then(|ms| ms.parse::<i64>().ok())
+        .unwrap_or_else(|| panic!("a time on the line: {line}"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    assert!((now - 60_000..=now).contains(&when), "{when} vs {now}");
+    let (status, revoked) = root
+        .send(Method::GET, "/api/tokens/all", None, false, None)
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        revoked
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["id"] == id && t["revoked"] == true),
+        "{revoked}"
+    );
+}
+
+/// Administrators are made and unmade on the admin page; nobody demotes or disables
+/// themselves, so the administrator acting always remains — the last one cannot be removed.
+#[tokio::test]
+async fn the_last_administrator_cannot_be_demoted_or_disabled() {
+    let world = World::start(&full_pipeline(), &[]).await;
+    support::people::create_user(&world, "root", true).await;
+    let (status, body) = world
+        .server
+        .client()
+        .request(
+            Method::PUT,
+            "/api/users/root",
+            Some(&json!({"admin": true})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["admin"], true);
+    let root = Session::login(&world, "root", &support::people::password_of("root")).await;
+    let (_, page) = root.send(Method::GET, "/admin", None, false, None).await;
+    let page = page.as_str().unwrap();
+    let row = |login: &str| {
+        page.split("<tr")
+            .find(|row| row.contains(&format!(r#"data-user="{login}""#)))
+            .and_then(|row| row.split("</tr>").next())
+            .unwrap_or_else(|| panic!("{login}'s row: {page}"))
+            .to_string()
+    };
+    assert!(
+        row("admin").contains(r#"name="admin" value="false""#)
+            && row("admin").contains("Remove administrator"),
+        "another administrator can be demoted: {}",
+        row("admin")
+    );
+    assert!(
+        !row("root").contains("<form"),
+        "no button changes one's own role or access: {}",
+        row("root")
+    );
+    // root demotes the bootstrap administrator: root is now the only one.
+    let (status, body) = root
+        .send(
+            Method::PUT,
+            "/api/users/admin",
+            Some(json!({"admin": false})),
+            true,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    for change in [json!({"admin": false}), json!({"disabled": true})] {
+        let (status, body) = root
+            .send(Method::PUT, "/api/users/root", Some(change), true, None)
+            .await;
+        assert_eq!(status, 400, "{body}");
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("cannot disable or demote yourself"),
+            "{body}"
+        );
+    }
+    let (_, users) = root
+        .send(Method::GET, "/api/users", None, false, None)
+        .await;
+    let admins: Vec<&str> = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["admin"] == true && u["disabled"] == false)
+        .map(|u| u["login"].as_str().unwrap())
+        .collect();
+    assert_eq!(admins, ["root"], "{users}");
+}

@@ -154,6 +154,19 @@ fn check_password(password: &str) -> Result<()> {
     Ok(())
 }
 
+/// A token as listed: never its secret.
+fn token_view(t: store::TokenRow, owner: String) -> TokenView {
+    TokenView {
+        id: t.id,
+        name: t.name,
+        owner,
+        created_at: t.created_at,
+        last_used_at: t.last_used_at,
+        expires_at: t.expires_at,
+        revoked: t.revoked_at.is_some(),
+    }
+}
+
 fn user_view(row: &UserRow) -> UserView {
     UserView {
         id: row.id.0,
@@ -503,19 +516,23 @@ impl Engine {
         let rows = self.inner.store.read(|tx| tx.tokens_of(who.user))?;
         Ok(rows
             .into_iter()
-            .map(|t| TokenView {
-                id: t.id,
-                name: t.name,
-                created_at: t.created_at,
-                last_used_at: t.last_used_at,
-                expires_at: t.expires_at,
-                revoked: t.revoked_at.is_some(),
-            })
+            .map(|t| token_view(t, who.login.clone()))
+            .collect())
+    }
+
+    /// Every account's tokens, with their owners (administrators only; never the secrets).
+    pub fn list_all_tokens(&self) -> Result<Vec<TokenView>> {
+        self.require_admin("list everyone's tokens")?;
+        let rows = self.inner.store.read(|tx| tx.all_tokens())?;
+        Ok(rows
+            .into_iter()
+            .map(|(t, owner)| token_view(t, owner))
             .collect())
     }
 
     /// Revokes one of the caller's tokens (an administrator: anyone's). Takes effect on the
-    /// next request, and ends the streams it opened.
+    /// next request, and ends the streams it opened. Audited as `token.revoke` of the token's
+    /// name, with its owner's login when it was someone else's.
     pub fn revoke_token(&self, id: i64) -> Result<()> {
         let who = self.identity()?;
         self.inner.store.write(|tx| {
@@ -524,7 +541,11 @@ impl Engine {
                 .filter(|t| who.admin || t.user_id == who.user)
                 .ok_or_else(|| EngineError::NotFound(format!("no token {id}")))?;
             tx.revoke_token(id)?;
-            self.audit_in(tx, "token.revoke", &token.name, None)?;
+            let owner = match token.user_id == who.user {
+                true => None,
+                false => tx.user(token.user_id)?.map(|u| format!("of {}", u.login)),
+            };
+            self.audit_in(tx, "token.revoke", &token.name, owner.as_deref())?;
             Ok::<_, EngineError>(())
         })?;
         self.inner.streams.access_changed(AccessChange::Credential);

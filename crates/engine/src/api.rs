@@ -793,6 +793,8 @@ pub struct NewTokenView {
 pub struct TokenView {
     pub id: i64,
     pub name: String,
+    /// The login of the account the token acts for.
+    pub owner: String,
     pub created_at: i64,
     pub last_used_at: Option<i64>,
     pub expires_at: Option<i64>,

@@ -96,6 +96,8 @@ pub(crate) trait Backend: Clone + Send + Sync + 'static {
     fn create_user(&self, req: NewUser) -> impl Future<Output = Result<UserView>> + Send;
     fn create_token(&self, name: String, expires_in_days: Option<u32>) -> Result<NewTokenView>;
     fn list_tokens(&self) -> Result<Vec<TokenView>>;
+    /// Every account's tokens (administrators).
+    fn list_all_tokens(&self) -> Result<Vec<TokenView>>;
     fn revoke_token(&self, id: i64) -> Result<()>;
     fn set_member(&self, project: String, login: String, role: String) -> Result<()>;
     fn remove_member(&self, project: String, login: String) -> Result<()>;
@@ -183,6 +185,9 @@ impl Backend for Engine {
     }
     fn list_tokens(&self) -> Result<Vec<TokenView>> {
         Engine::list_tokens(self)
+    }
+    fn list_all_tokens(&self) -> Result<Vec<TokenView>> {
+        Engine::list_all_tokens(self)
     }
     fn revoke_token(&self, id: i64) -> Result<()> {
         Engine::revoke_token(self, id)

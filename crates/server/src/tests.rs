@@ -192,6 +192,9 @@ impl Backend for Fake {
     fn list_tokens(&self) -> Result<Vec<engine::api::TokenView>> {
         Ok(vec![])
     }
+    fn list_all_tokens(&self) -> Result<Vec<engine::api::TokenView>> {
+        Ok(vec![])
+    }
     fn revoke_token(&self, id: i64) -> Result<()> {
         self.record(format!("revoke_token {id}"));
         Ok(())

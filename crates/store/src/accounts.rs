@@ -211,6 +211,22 @@ impl Tx<'_> {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Every user's tokens with their owner's login, in creation order (the administrators'
+    /// list).
+    pub fn all_tokens(&self) -> Result<Vec<(TokenRow, String)>> {
+        let columns = TOKEN_COLUMNS
+            .split(", ")
+            .map(|c| format!("t.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut stmt = self.tx.prepare(&format!(
+            "SELECT {columns}, u.login FROM api_tokens t JOIN users u ON u.id = t.user_id
+             ORDER BY t.id"
+        ))?;
+        let rows = stmt.query_map([], |r| Ok((token(r)?, r.get(7)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     pub fn token(&self, id: i64) -> Result<Option<TokenRow>> {
         Ok(self
             .tx

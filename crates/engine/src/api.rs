@@ -118,6 +118,12 @@ pub struct ProjectSettings {
     /// repository's `.atelier/` folder on the base branch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pipelines: Option<String>,
+    /// The project's own prompt texts, replacing the server's (and the built-in ones) for this
+    /// project's tasks: keyed `plan`, `implement`, `review`, `qa`, `refine`, `pr` or
+    /// `plan-template`, each checked when the settings are saved (an unknown `{{variable}}` is
+    /// refused naming its line). A task keeps the texts it was created with.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub prompts: BTreeMap<String, String>,
 }
 
 /// Where a project's pull requests live.
@@ -233,6 +239,7 @@ impl Default for ProjectSettings {
             max_repeated_tool_calls: 5,
             default_pipeline: domain::Pipeline::default().name().into(),
             pipelines: None,
+            prompts: BTreeMap::new(),
         }
     }
 }

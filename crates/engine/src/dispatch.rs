@@ -230,7 +230,7 @@ async fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<bool, String> {
         prompt: match &run.pending_input {
             Some(input) => input.clone(),
             None => {
-                let prompts = inner.prompts();
+                let prompts = crate::prompt::for_task(&inner.prompts(), &task)?;
                 match &own_prompt {
                     Some((name, text)) => {
                         prompts.render_custom(name, text, run.stage, &vars, brief.as_deref())

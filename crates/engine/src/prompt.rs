@@ -216,6 +216,59 @@ pub fn check_stage_prompt(name: &str, text: &str) -> Result<(), PromptError> {
     validate(&template, true)
 }
 
+/// The file a project's prompt override `key` replaces (`review` → `review.md`,
+/// `plan-template` → `plan-template.md`): the keys of a project's `prompts` setting are the
+/// [`OVERRIDABLE`] files without `.md`.
+pub fn project_prompt_file(key: &str) -> Option<&'static str> {
+    OVERRIDABLE
+        .iter()
+        .copied()
+        .find(|file| file.strip_suffix(".md") == Some(key))
+}
+
+/// Checks a project's prompt override `key` (named `prompts.<key>` in errors) as the server's
+/// override of the same file is checked: a known key, no unknown variable, no unclosed `{{`, no
+/// metadata line, not empty — naming the line.
+pub fn check_project_prompt(key: &str, text: &str) -> Result<(), String> {
+    let Some(file) = project_prompt_file(key) else {
+        let keys: Vec<&str> = OVERRIDABLE
+            .iter()
+            .filter_map(|f| f.strip_suffix(".md"))
+            .collect();
+        return Err(format!(
+            "prompts.{key}: no such prompt (use one of {})",
+            keys.join(", ")
+        ));
+    };
+    let template = Template {
+        name: format!("prompts.{key}"),
+        text: Cow::Owned(text.to_string()),
+    };
+    validate(&template, file != PLAN_TEMPLATE_FILE).map_err(|e| e.to_string())
+}
+
+/// The prompts a task's run is given: the server's (`server`: its overrides over the built-in
+/// texts) with the project's overrides the task recorded when it was created replacing them.
+pub fn for_task(
+    server: &std::sync::Arc<Prompts>,
+    task: &TaskRow,
+) -> Result<std::sync::Arc<Prompts>, String> {
+    let Some(json) = &task.project_prompts else {
+        return Ok(std::sync::Arc::clone(server));
+    };
+    let overrides: std::collections::BTreeMap<String, String> = serde_json::from_str(json)
+        .map_err(|e| {
+            format!(
+                "task {}: its project's prompts are unreadable: {e}",
+                task.id
+            )
+        })?;
+    server
+        .with_project(&overrides)
+        .map(std::sync::Arc::new)
+        .map_err(|e| format!("task {}: {e}", task.id))
+}
+
 /// The built-in text of an overridable `file`.
 pub fn builtin_text(file: &str) -> Option<&'static str> {
     Some(match file {
@@ -316,6 +369,36 @@ impl Prompts {
                 text: Cow::Owned(text),
             };
             validate(&template, name != PLAN_TEMPLATE_FILE)?;
+            *slot = template;
+        }
+        Ok(prompts)
+    }
+
+    /// These prompts with a project's overrides (`prompts` of its settings, keyed as
+    /// [`project_prompt_file`] says) replacing theirs: a project's text wins over the server's,
+    /// which wins over the built-in one. Each override is checked as when it was saved.
+    pub fn with_project(
+        &self,
+        overrides: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Prompts, PromptError> {
+        let mut prompts = self.clone();
+        for (key, text) in overrides {
+            let unknown = || PromptError::UnknownFile {
+                path: PathBuf::from(format!("prompts.{key}")),
+            };
+            let file = project_prompt_file(key).ok_or_else(unknown)?;
+            let template = Template {
+                name: format!("the project's prompts.{key}"),
+                text: Cow::Owned(text.clone()),
+            };
+            validate(&template, file != PLAN_TEMPLATE_FILE)?;
+            let slot = match file {
+                PLAN_TEMPLATE_FILE => &mut prompts.plan_template,
+                _ => match file.trim_end_matches(".md").parse::<Stage>() {
+                    Ok(stage) => prompts.slot_mut(stage),
+                    Err(_) => return Err(unknown()),
+                },
+            };
             *slot = template;
         }
         Ok(prompts)

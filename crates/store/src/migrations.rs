@@ -288,6 +288,9 @@ CREATE TABLE pr_checks (
     read_at INTEGER NOT NULL
 );
 "#,
+    // 16: the project's own prompt texts (JSON object: key → text) as the task was created with
+    // them, so a change of the project's settings does not reach a task underway.
+    "ALTER TABLE tasks ADD COLUMN project_prompts TEXT;",
 ];
 
 pub(crate) fn apply(conn: &mut Connection, path: &Path) -> Result<()> {

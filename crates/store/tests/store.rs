@@ -90,6 +90,7 @@ fn add_task(store: &Store, project: ProjectId, state: &TaskState, port: u16) -> 
             let branch = format!("atelier/{key}");
             tx.insert_task(&NewTaskRow {
                 pipeline_prompts: None,
+                project_prompts: None,
                 pipeline_def: None,
                 id,
                 project_id: project,
@@ -302,6 +303,7 @@ fn a_version_1_database_upgrades_keeping_its_data() {
             qa_rounds: 0,
             pipeline_def: None,
             pipeline_prompts: None,
+            project_prompts: None,
         }
     );
     assert_eq!(
@@ -586,6 +588,7 @@ fn task_ids_only_grow_even_after_a_delete_and_a_reopen() {
         .write(|tx| {
             tx.insert_task(&NewTaskRow {
                 pipeline_prompts: None,
+                project_prompts: None,
                 pipeline_def: None,
                 id: TaskId(10),
                 project_id: project,
@@ -635,6 +638,7 @@ fn a_task_round_trips_as_a_whole_row_and_lists_newest_first() {
             let id = tx.allocate_task_id()?;
             tx.insert_task(&NewTaskRow {
                 pipeline_prompts: None,
+                project_prompts: None,
                 pipeline_def: None,
                 id,
                 project_id: p,
@@ -660,6 +664,7 @@ fn a_task_round_trips_as_a_whole_row_and_lists_newest_first() {
         TaskRow {
             qa_rounds: 0,
             pipeline_prompts: None,
+            project_prompts: None,
             pipeline_def: None,
             id,
             project_id: p,

@@ -1061,3 +1061,60 @@ async fn the_browser_helpers_see_errors_and_accessibility_violations() {
     b.wait_text("h1", "Fine").await;
     b.screen("good").await;
 }
+
+/// A project's own prompt on its settings page, as its owner sees it: an unknown variable is
+/// refused beside its field, naming the prompt, its line and the variable; a good text is saved
+/// into the project's settings and shown as the project's own.
+#[tokio::test]
+#[cfg_attr(
+    browser_missing,
+    ignore = "needs chromium, chromedriver and axe-core: run scripts/test (it installs them and \
+              sets ATELIER_CHROMEDRIVER and ATELIER_AXE_JS)"
+)]
+async fn a_project_prompt_with_an_unknown_variable_is_refused_beside_its_field() {
+    let world = World::start(&[("plan", plan_scenario())], &[]).await;
+    create_user(&world, "olive", true).await;
+    add_member(&world, "app", "olive", "owner").await;
+    let b = Browser::start(
+        "a_project_prompt_with_an_unknown_variable_is_refused_beside_its_field",
+        world.server.url(),
+    )
+    .await;
+    log_in(&b, "olive").await;
+    b.goto("/projects/app/settings").await;
+    b.wait_for("form#project-prompt-review").await;
+    b.js(
+        "document.querySelector('#project-prompt-review').closest('details').open = true;",
+        vec![],
+    )
+    .await;
+    b.screen("01-project-prompts").await;
+    b.fill(
+        "#project-prompt-text-review",
+        "Review with care.\nThen {{titel}}.",
+    )
+    .await;
+    b.click("form#project-prompt-review button[type=submit]")
+        .await;
+    b.wait_text("form#project-prompt-review .form-error", "unknown variable")
+        .await;
+    let error = b.text("form#project-prompt-review .form-error").await;
+    assert!(
+        error.contains("prompts.review, line 2") && error.contains("{{titel}}"),
+        "{error}"
+    );
+    b.expect_failed_load("/api/projects/app/settings", "400")
+        .await;
+    b.snap("02-refused-inline").await;
+    b.fill("#project-prompt-text-review", "Review {{title}} with care.")
+        .await;
+    b.click("form#project-prompt-review button[type=submit]")
+        .await;
+    b.wait_text("#prompts", "this project's").await;
+    let settings = world.server.get("/api/projects").await.unwrap()[0]["settings"].clone();
+    assert_eq!(
+        settings["prompts"],
+        json!({"review": "Review {{title}} with care."})
+    );
+    b.screen("03-saved").await;
+}

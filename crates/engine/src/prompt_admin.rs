@@ -2,7 +2,9 @@
 //! UI's prompt editor): each override is checked as it would be at load — an unknown variable
 //! names its line and the known ones — before it is written to `<data_dir>/prompts/<file>`
 //! (atomically), and the prompts in force are replaced at once; runs already rendered keep
-//! theirs. Removing an override puts the built-in text back.
+//! theirs. Removing an override puts the built-in text back. A project's members read the
+//! prompts in force for it (its own `prompts` setting over the server's), which its settings
+//! page shows beside its overrides.
 
 use crate::Engine;
 use crate::error::{EngineError, Result};
@@ -18,7 +20,8 @@ pub struct PromptView {
     pub file: String,
     /// The text in force.
     pub text: String,
-    /// Whether the instance overrides the built-in text.
+    /// Whether the instance overrides the built-in text (for a project's prompts: whether the
+    /// project has its own).
     pub overridden: bool,
     /// The variables a template may use (`{{name}}`).
     pub variables: Vec<String>,
@@ -75,6 +78,28 @@ impl Engine {
         };
         self.audit(action, file, None);
         Ok(view)
+    }
+
+    /// Every overridable prompt with the text in force for `project`'s new tasks: its own
+    /// (`overridden`), else the server's (members of the project).
+    pub fn project_prompts(&self, project: &str) -> Result<Vec<PromptView>> {
+        let row = self
+            .inner
+            .store
+            .read(|tx| self.visible_project(tx, project))?;
+        let own = crate::settings::parse(&row.settings_json)?.prompts;
+        let prompts = self
+            .inner
+            .prompts()
+            .with_project(&own)
+            .map_err(|e| EngineError::Internal(format!("project {}: {e}", row.name)))?;
+        Ok(OVERRIDABLE
+            .iter()
+            .map(|file| PromptView {
+                overridden: own.contains_key(file.trim_end_matches(".md")),
+                ..self.prompt_view(&prompts, file)
+            })
+            .collect())
     }
 
     fn prompt_view(&self, prompts: &Prompts, file: &str) -> PromptView {

@@ -42,6 +42,8 @@ pub(crate) trait Backend: Clone + Send + Sync + 'static {
     fn answer(&self, id: TaskId, text: String) -> impl Future<Output = Result<TaskView>> + Send;
     /// The instance's prompts (administrators).
     fn prompts(&self) -> Result<Vec<engine::api::PromptView>>;
+    /// The prompts in force for a project's new tasks (its members).
+    fn project_prompts(&self, project: String) -> Result<Vec<engine::api::PromptView>>;
     /// Overrides a prompt, or resets it to the built-in text (`None`).
     fn set_prompt(&self, file: String, text: Option<String>) -> Result<engine::api::PromptView>;
     /// The task's attachments.
@@ -265,6 +267,9 @@ impl Backend for Engine {
     }
     fn set_prompt(&self, file: String, text: Option<String>) -> Result<engine::api::PromptView> {
         Engine::set_prompt(self, &file, text)
+    }
+    fn project_prompts(&self, project: String) -> Result<Vec<engine::api::PromptView>> {
+        Engine::project_prompts(self, &project)
     }
     fn attachment(&self, id: TaskId, name: String) -> Result<Vec<u8>> {
         Engine::attachment(self, id, &name)

@@ -397,6 +397,10 @@ impl Backend for Fake {
         self.record("prompts".into());
         Ok(vec![])
     }
+    fn project_prompts(&self, project: String) -> Result<Vec<engine::api::PromptView>> {
+        self.record(format!("project_prompts {project}"));
+        Ok(vec![])
+    }
     fn set_prompt(&self, file: String, text: Option<String>) -> Result<engine::api::PromptView> {
         self.record(format!("set_prompt {file} {text:?}"));
         Ok(engine::api::PromptView {

@@ -105,7 +105,8 @@ pub(crate) async fn page<B: Backend>(viewer: Viewer<B>) -> Response {
         }
         section #prompts .panel aria-labelledby="prompts-h" {
             h2 #prompts-h { "Prompts" }
-            p.hint { "What each stage's agent is told, for every project of this server, and the plan template the planner fills in. "
+            p.hint { "What each stage's agent is told, for every project of this server, and the plan template the planner fills in "
+                "(a project's owners may replace them for their project's new tasks on its settings page). "
                 "A change is checked before it is saved — an unknown " code { "{{variable}}" } " is refused with its line — and used by the runs that start after it." }
             @if let Some(first) = prompts.first() {
                 p.hint { "Variables: " @for (i, v) in first.variables.iter().enumerate() { @if i > 0 { ", " } code { "{{" (v) "}}" } } }

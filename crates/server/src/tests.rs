@@ -567,7 +567,7 @@ fn error_of(body: &str) -> String {
         .to_string()
 }
 
-const ADMIN_ROUTES: [(&str, &str); 41] = [
+const ADMIN_ROUTES: [(&str, &str); 42] = [
     ("GET", "/api/projects"),
     ("POST", "/api/projects"),
     ("PUT", "/api/projects/web/settings"),
@@ -597,6 +597,7 @@ const ADMIN_ROUTES: [(&str, &str); 41] = [
     ("GET", "/api/users"),
     ("POST", "/api/users"),
     ("GET", "/api/tokens"),
+    ("GET", "/api/tokens/all"),
     ("POST", "/api/tokens"),
     ("DELETE", "/api/tokens/1"),
     ("PUT", "/api/projects/web/members/bob"),

@@ -20,7 +20,7 @@ use store::{
 use tempfile::TempDir;
 
 /// The schema version this build migrates to (the number of migrations).
-const LATEST: i64 = 15;
+const LATEST: i64 = 16;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers

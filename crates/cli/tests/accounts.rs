@@ -816,18 +816,7 @@ async fn an_administrator_lists_every_token_and_revokes_anyones_at_once() {
 async fn the_last_administrator_cannot_be_demoted_or_disabled() {
     let world = World::start(&full_pipeline(), &[]).await;
     support::people::create_user(&world, "root", true).await;
-    let (status, body) = world
-        .server
-        .client()
-        .request(
-            Method::PUT,
-            "/api/users/root",
-            Some(&json!({"admin": true})),
-        )
-        .await
-        .unwrap();
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["admin"], true);
+    support::people::update_user(&world, "root", json!({"admin": true})).await;
     let root = Session::login(&world, "root", &support::people::password_of("root")).await;
     let (_, page) = root.send(Method::GET, "/admin", None, false, None).await;
     let page = page.as_str().unwrap();

@@ -58,6 +58,13 @@ impl Owner {
             .unwrap();
         (response.status().as_u16(), response.json().await.unwrap())
     }
+
+    /// Saves the project's plan prompt and `implement` as its implement prompt.
+    async fn save_implement(&self, settings: &Value, implement: &str) {
+        let prompts = json!({"plan": "PROJECT-PLAN for {{title}}.", "implement": implement});
+        let (status, body) = self.save_prompts(settings, prompts).await;
+        assert_eq!(status, 200, "{body}");
+    }
 }
 
 /// The transcript of a task as one text (the agents' echoes of their prompts are in it).
@@ -139,13 +146,9 @@ async fn a_projects_prompt_reaches_its_runs_while_another_project_keeps_the_serv
         ),
         "{error}"
     );
-    let (status, body) = owner
-        .save_prompts(
-            &settings,
-            json!({"plan": "PROJECT-PLAN for {{title}}.", "implement": "IMPLEMENT-FIRST for {{title}}."}),
-        )
+    owner
+        .save_implement(&settings, "IMPLEMENT-FIRST for {{title}}.")
         .await;
-    assert_eq!(status, 200, "{body}");
     let page = owner.page("/projects/app/settings").await;
     assert!(
         page.contains(">PROJECT-PLAN for {{title}}.</textarea>"),
@@ -167,13 +170,9 @@ async fn a_projects_prompt_reaches_its_runs_while_another_project_keeps_the_serv
     assert!(!told.contains("PROJECT-PLAN"), "{told}");
 
     // The settings change while Alpha waits at the gate: Alpha keeps the texts it began with.
-    let (status, body) = owner
-        .save_prompts(
-            &settings,
-            json!({"plan": "PROJECT-PLAN for {{title}}.", "implement": "IMPLEMENT-CHANGED for {{title}}."}),
-        )
+    owner
+        .save_implement(&settings, "IMPLEMENT-CHANGED for {{title}}.")
         .await;
-    assert_eq!(status, 200, "{body}");
     let (status, body) = world.action(alpha, "approve", json!({})).await;
     assert_eq!(status, 200, "{body}");
     world.wait_run(alpha, "implement", "completed").await;

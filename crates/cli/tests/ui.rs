@@ -485,38 +485,7 @@ async fn a_task_from_first_run_setup_to_done() {
     );
     // The refusal is the API's 400, which the browser logs as a failed load (a moment after the
     // page shows it): that one is expected, anything else is not.
-    let logged = std::sync::Mutex::new(Vec::new());
-    testkit::wait_until(
-        "the browser's log of the refused save",
-        std::time::Duration::from_secs(10),
-        || {
-            let logged = &logged;
-            let b = &b;
-            async move {
-                let mut seen = logged.lock().unwrap().clone();
-                seen.extend(
-                    b.take_console()
-                        .await
-                        .into_iter()
-                        .filter(|e| e.level == "SEVERE"),
-                );
-                let found = seen
-                    .iter()
-                    .any(|e| e.message.contains("/api/prompts/review.md"));
-                *logged.lock().unwrap() = seen;
-                found.then_some(())
-            }
-        },
-    )
-    .await
-    .unwrap();
-    let logged = logged.into_inner().unwrap();
-    assert!(
-        logged
-            .iter()
-            .all(|e| e.message.contains("/api/prompts/review.md") && e.message.contains("400")),
-        "{logged:?}"
-    );
+    b.expect_failed_load("/api/prompts/review.md", "400").await;
     b.fill("#prompt-text-review", "Review {{title}} closely.")
         .await;
     b.click("form#prompt-review button[type=submit]").await;

@@ -108,9 +108,7 @@ pub(crate) async fn page<B: Backend>(viewer: Viewer<B>) -> Response {
             p.hint { "What each stage's agent is told, for every project of this server, and the plan template the planner fills in "
                 "(a project's owners may replace them for their project's new tasks on its settings page). "
                 "A change is checked before it is saved — an unknown " code { "{{variable}}" } " is refused with its line — and used by the runs that start after it." }
-            @if let Some(first) = prompts.first() {
-                p.hint { "Variables: " @for (i, v) in first.variables.iter().enumerate() { @if i > 0 { ", " } code { "{{" (v) "}}" } } }
-            }
+            (super::settings::prompt_variables(&prompts))
             @for p in &prompts {
                 @let stem = p.file.trim_end_matches(".md");
                 details.prompt {

@@ -228,9 +228,7 @@ fn project_prompts(project: &ProjectView, prompts: &[PromptView], base: &str, ap
             p.hint { "What each stage's agent of this project is told, and the plan template. A text here replaces the server's "
                 "for this project's new tasks (a task keeps the texts it started with); leave it empty to use the server's. "
                 "It is checked as you save it: an unknown " code { "{{variable}}" } " is refused with its line." }
-            @if let Some(first) = prompts.first() {
-                p.hint { "Variables: " @for (i, v) in first.variables.iter().enumerate() { @if i > 0 { ", " } code { "{{" (v) "}}" } } }
-            }
+            (prompt_variables(prompts))
             @for p in prompts {
                 @let key = p.file.trim_end_matches(".md");
                 @let own = project.settings.prompts.get(key);
@@ -250,6 +248,15 @@ fn project_prompts(project: &ProjectView, prompts: &[PromptView], base: &str, ap
                     }
                 }
             }
+        }
+    }
+}
+
+/// The variables a prompt may use, as a hint above prompt editors (the server's and a project's).
+pub(crate) fn prompt_variables(prompts: &[PromptView]) -> Markup {
+    html! {
+        @if let Some(first) = prompts.first() {
+            p.hint { "Variables: " @for (i, v) in first.variables.iter().enumerate() { @if i > 0 { ", " } code { "{{" (v) "}}" } } }
         }
     }
 }

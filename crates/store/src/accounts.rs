@@ -142,6 +142,15 @@ impl Tx<'_> {
             .query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?)
     }
 
+    /// How many accounts are administrators and not disabled.
+    pub fn enabled_admin_count(&self) -> Result<u32> {
+        Ok(self.tx.query_row(
+            "SELECT COUNT(*) FROM users WHERE admin AND NOT disabled",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
     pub fn set_user_password(&self, id: UserId, password_hash: &str) -> Result<()> {
         self.tx.execute(
             "UPDATE users SET password_hash = ?2 WHERE id = ?1",

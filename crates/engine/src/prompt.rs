@@ -193,16 +193,25 @@ pub const OVERRIDABLE: [&str; 7] = [
 /// Checks `text` as the override `file` would be checked when loaded (unknown variable,
 /// unclosed `{{`, metadata line, empty), naming the line.
 pub fn check_override(file: &str, text: &str) -> Result<(), PromptError> {
+    checked_override(file, file, text).map(drop)
+}
+
+/// The override `text` of the overridable `file` (named `name` in errors) as a template, checked
+/// as it is when loaded: an unknown file, unknown variable, unclosed `{{`, metadata line (but in
+/// the plan template), empty — naming the line. The one check of the server's files and a
+/// project's `prompts`.
+fn checked_override(file: &str, name: &str, text: &str) -> Result<Template, PromptError> {
     if !OVERRIDABLE.contains(&file) {
         return Err(PromptError::UnknownFile {
-            path: PathBuf::from(file),
+            path: PathBuf::from(name),
         });
     }
     let template = Template {
-        name: file.to_string(),
+        name: name.to_string(),
         text: Cow::Owned(text.to_string()),
     };
-    validate(&template, file != PLAN_TEMPLATE_FILE)
+    validate(&template, file != PLAN_TEMPLATE_FILE)?;
+    Ok(template)
 }
 
 /// Checks the text of a stage prompt that is not one of the overridable files (a pipeline
@@ -240,11 +249,9 @@ pub fn check_project_prompt(key: &str, text: &str) -> Result<(), String> {
             keys.join(", ")
         ));
     };
-    let template = Template {
-        name: format!("prompts.{key}"),
-        text: Cow::Owned(text.to_string()),
-    };
-    validate(&template, file != PLAN_TEMPLATE_FILE).map_err(|e| e.to_string())
+    checked_override(file, &format!("prompts.{key}"), text)
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// The prompts a task's run is given: the server's (`server`: its overrides over the built-in
@@ -266,7 +273,13 @@ pub fn for_task(
     server
         .with_project(&overrides)
         .map(std::sync::Arc::new)
-        .map_err(|e| format!("task {}: {e}", task.id))
+        .map_err(|e| {
+            format!(
+                "task {}: its project's prompts, recorded when it was created, no longer pass the \
+                 checks ({e}); start a new task with corrected prompts in the project's settings",
+                task.id
+            )
+        })
 }
 
 /// The built-in text of an overridable `file`.
@@ -343,33 +356,20 @@ impl Prompts {
             let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
                 continue;
             };
-            let Some(stem) = name.strip_suffix(".md") else {
-                continue;
-            };
-            if name.starts_with('.') {
+            if !name.ends_with(".md") || name.starts_with('.') {
                 continue;
             }
-            let slot = if name == PLAN_TEMPLATE_FILE {
-                &mut prompts.plan_template
-            } else {
-                match stem.parse::<Stage>() {
-                    // The second reviewer's prompt is the review prompt.
-                    Ok(Stage::SecondReview) | Err(_) => {
-                        return Err(PromptError::UnknownFile { path });
-                    }
-                    Ok(stage) => prompts.slot_mut(stage),
-                }
-            };
+            if !OVERRIDABLE.contains(&name) {
+                return Err(PromptError::UnknownFile { path });
+            }
             let text = std::fs::read_to_string(&path).map_err(|err| PromptError::Read {
                 path: path.clone(),
                 detail: err.to_string(),
             })?;
-            let template = Template {
-                name: path.display().to_string(),
-                text: Cow::Owned(text),
-            };
-            validate(&template, name != PLAN_TEMPLATE_FILE)?;
-            *slot = template;
+            prompts.set_file(
+                name,
+                checked_override(name, &path.display().to_string(), &text)?,
+            );
         }
         Ok(prompts)
     }
@@ -383,23 +383,9 @@ impl Prompts {
     ) -> Result<Prompts, PromptError> {
         let mut prompts = self.clone();
         for (key, text) in overrides {
-            let unknown = || PromptError::UnknownFile {
-                path: PathBuf::from(format!("prompts.{key}")),
-            };
-            let file = project_prompt_file(key).ok_or_else(unknown)?;
-            let template = Template {
-                name: format!("the project's prompts.{key}"),
-                text: Cow::Owned(text.clone()),
-            };
-            validate(&template, file != PLAN_TEMPLATE_FILE)?;
-            let slot = match file {
-                PLAN_TEMPLATE_FILE => &mut prompts.plan_template,
-                _ => match file.trim_end_matches(".md").parse::<Stage>() {
-                    Ok(stage) => prompts.slot_mut(stage),
-                    Err(_) => return Err(unknown()),
-                },
-            };
-            *slot = template;
+            let name = format!("the project's prompts.{key}");
+            let file = project_prompt_file(key).unwrap_or_default();
+            prompts.set_file(file, checked_override(file, &name, text)?);
         }
         Ok(prompts)
     }
@@ -505,6 +491,20 @@ impl Prompts {
             Stage::Refine => &self.refine,
             Stage::Pr => &self.pr,
         }
+    }
+
+    /// Puts `template` in the place of the overridable `file` (one of [`OVERRIDABLE`], checked
+    /// by the caller; any other name changes nothing).
+    fn set_file(&mut self, file: &str, template: Template) {
+        let slot = match file {
+            PLAN_TEMPLATE_FILE => &mut self.plan_template,
+            _ => match file.trim_end_matches(".md").parse::<Stage>() {
+                // The second reviewer's prompt is the review prompt: not a file of its own.
+                Ok(Stage::SecondReview) | Err(_) => return,
+                Ok(stage) => self.slot_mut(stage),
+            },
+        };
+        *slot = template;
     }
 
     fn slot_mut(&mut self, stage: Stage) -> &mut Template {

@@ -25,6 +25,10 @@ pub struct PromptView {
     pub overridden: bool,
     /// The variables a template may use (`{{name}}`).
     pub variables: Vec<String>,
+    /// Why a project's stored text no longer passes the checks (e.g. a variable since removed):
+    /// `text` is that stored text, and the project's new tasks cannot start a run with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl Engine {
@@ -88,16 +92,36 @@ impl Engine {
             .store
             .read(|tx| self.visible_project(tx, project))?;
         let own = crate::settings::parse(&row.settings_json)?.prompts;
+        // A stored text that no longer passes the checks is shown with its reason, not applied.
+        let mut good = own.clone();
+        let mut errors = std::collections::BTreeMap::new();
+        for (key, text) in &own {
+            if let Err(err) = prompt::check_project_prompt(key, text) {
+                good.remove(key);
+                errors.insert(key.as_str(), err);
+            }
+        }
         let prompts = self
             .inner
             .prompts()
-            .with_project(&own)
+            .with_project(&good)
             .map_err(|e| EngineError::Internal(format!("project {}: {e}", row.name)))?;
         Ok(OVERRIDABLE
             .iter()
-            .map(|file| PromptView {
-                overridden: own.contains_key(file.trim_end_matches(".md")),
-                ..self.prompt_view(&prompts, file)
+            .map(|file| {
+                let key = file.trim_end_matches(".md");
+                let view = PromptView {
+                    overridden: own.contains_key(key),
+                    ..self.prompt_view(&prompts, file)
+                };
+                match (errors.remove(key), own.get(key)) {
+                    (Some(error), Some(text)) => PromptView {
+                        text: text.clone(),
+                        error: Some(error),
+                        ..view
+                    },
+                    _ => view,
+                }
             })
             .collect())
     }
@@ -112,6 +136,7 @@ impl Engine {
                 .split(',')
                 .map(|v| v.trim().to_string())
                 .collect(),
+            error: None,
         }
     }
 }
@@ -163,5 +188,61 @@ mod tests {
         assert!(!reset.overridden);
         assert!(!file.exists());
         assert!(engine.set_prompt("other.md", Some("x".into())).is_err());
+    }
+
+    /// A stored text that no longer passes the checks (written before a variable was removed,
+    /// say): the settings page still opens with it and its reason, and a run of a task that
+    /// recorded it fails naming the reason — not an internal error.
+    #[tokio::test]
+    async fn a_stored_project_prompt_that_fails_the_checks_is_shown_with_its_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = testing::engine(dir.path()).await;
+        let (task, _) = testing::task_with_runs(
+            &engine,
+            "p",
+            "/p",
+            &domain::TaskState::Running {
+                stage: domain::Stage::Review,
+            },
+            &[],
+        );
+        let bad = r#"{"review":"Review {{titel}} now.","qa":"Check {{title}}."}"#;
+        let row = engine
+            .inner
+            .store
+            .write(|tx| {
+                let project = tx.project_by_name("p")?.unwrap();
+                tx.set_project_settings(project.id, &format!(r#"{{"prompts":{bad}}}"#))?;
+                tx.task(task)
+            })
+            .unwrap()
+            .unwrap();
+
+        let views = engine.project_prompts("p").unwrap();
+        let review = views.iter().find(|v| v.file == "review.md").unwrap();
+        assert_eq!(review.text, "Review {{titel}} now.");
+        let error = review.error.as_deref().unwrap_or_default();
+        assert!(
+            error.contains("titel") && error.contains("line 1"),
+            "{error}"
+        );
+        let qa = views.iter().find(|v| v.file == "qa.md").unwrap();
+        assert_eq!(
+            (qa.text.as_str(), qa.error.as_ref()),
+            ("Check {{title}}.", None)
+        );
+        assert!(views.iter().filter(|v| v.error.is_some()).count() == 1);
+
+        let recorded = store::TaskRow {
+            project_prompts: Some(bad.to_string()),
+            ..row
+        };
+        let reason = crate::prompt::for_task(&engine.inner.prompts(), &recorded)
+            .err()
+            .unwrap_or_default();
+        assert!(
+            reason.contains("no longer pass the checks") && reason.contains("titel"),
+            "{reason}"
+        );
     }
 }

@@ -408,6 +408,7 @@ impl Backend for Fake {
             text: text.unwrap_or_default(),
             overridden: true,
             variables: vec![],
+            error: None,
         })
     }
     fn attachments(&self, id: TaskId) -> Result<Vec<engine::api::AttachmentView>> {

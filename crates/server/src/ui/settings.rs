@@ -237,7 +237,8 @@ fn project_prompts(project: &ProjectView, prompts: &[PromptView], base: &str, ap
                     form id={ "project-prompt-" (key) } data-api=(api) data-method="PUT" data-base=(base) data-then="reload" {
                         label for={ "project-prompt-text-" (key) } { "This project's " (p.file) " (empty: the server's)" }
                         textarea id={ "project-prompt-text-" (key) } name={ "prompts." (key) } data-optional="1" rows="10" spellcheck="false" { (own.map_or("", String::as_str)) }
-                        p.form-error role="alert" {}
+                        // A stored text that no longer passes the checks: its reason, from the start.
+                        p.form-error role="alert" { @if let Some(error) = &p.error { (error) } }
                         button type="submit" { "Save " (p.file) }
                     }
                     @if own.is_none() {

@@ -10,6 +10,7 @@ mod support;
 
 use reqwest::Method;
 use serde_json::{Value, json};
+use support::people::Session;
 use support::*;
 use testkit::ApiClient;
 
@@ -40,81 +41,6 @@ async fn user_with_token(world: &World, login: &str) -> ApiClient {
         .await;
     assert_eq!(status, 201, "{token}");
     admin.with_token(token["token"].as_str().unwrap())
-}
-
-/// A browser-like client: the session cookie and the CSRF token the login answered.
-struct Session {
-    http: reqwest::Client,
-    base: String,
-    cookie: String,
-    csrf: String,
-}
-
-impl Session {
-    async fn login(world: &World, login: &str, password: &str) -> Session {
-        let http = reqwest::Client::builder().no_proxy().build().unwrap();
-        let base = world.server.url().to_string();
-        let response = http
-            .post(format!("{base}/api/login"))
-            .json(&json!({"login": login, "password": password}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        let set_cookie = response
-            .headers()
-            .get("set-cookie")
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .to_string();
-        for attribute in ["HttpOnly", "SameSite=Lax", "Path=/"] {
-            assert!(set_cookie.contains(attribute), "{set_cookie}");
-        }
-        let cookie = set_cookie.split(';').next().unwrap().to_string();
-        let body: Value = response.json().await.unwrap();
-        assert!(
-            body.get("session").is_none(),
-            "the session secret is only in the cookie: {body}"
-        );
-        Session {
-            http,
-            base,
-            cookie,
-            csrf: body["csrf"].as_str().unwrap().to_string(),
-        }
-    }
-
-    /// Sends a request with the cookie; `csrf` adds the CSRF header, `origin` an Origin header.
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-        csrf: bool,
-        origin: Option<&str>,
-    ) -> (u16, Value) {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .header("cookie", &self.cookie);
-        if csrf {
-            request = request.header("x-csrf-token", &self.csrf);
-        }
-        if let Some(origin) = origin {
-            request = request.header("origin", origin);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
 }
 
 #[tokio::test]
@@ -705,7 +631,7 @@ async fn an_administrator_lists_every_token_and_revokes_anyones_at_once() {
     // A second administrator, signed in as the web UI is.
     support::people::create_user(&world, "root", true).await;
     support::people::update_user(&world, "root", json!({"admin": true})).await;
-    let root = Session::login(&world, "root", &support::people::password_of("root")).await;
+    let root = Session::of(&world, "root").await;
     let (status, all) = root
         .send(Method::GET, "/api/tokens/all", None, false, None)
         .await;
@@ -808,6 +734,45 @@ async fn an_administrator_lists_every_token_and_revokes_anyones_at_once() {
             .any(|t| t["id"] == id && t["revoked"] == true),
         "{revoked}"
     );
+
+    // Ann's account disabled: her tokens are refused, and listed (API and page) as such.
+    support::people::update_user(&world, "ann", json!({"disabled": true})).await;
+    let (_, all) = root
+        .send(Method::GET, "/api/tokens/all", None, false, None)
+        .await;
+    let laptop = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["owner"] == "ann" && t["name"] == "laptop")
+        .unwrap_or_else(|| panic!("ann's laptop token: {all}"));
+    assert_eq!(
+        (
+            &laptop["owner_disabled"],
+            &laptop["expired"],
+            &laptop["revoked"]
+        ),
+        (&json!(true), &json!(false), &json!(false)),
+        "{laptop}"
+    );
+    let laptop_id = laptop["id"].as_i64().unwrap();
+    let page = root.page("/admin").await;
+    let row = page
+        .split("<tr")
+        .find(|row| row.contains(&format!(r#"data-token="{laptop_id}""#)))
+        .and_then(|row| row.split("</tr>").next())
+        .unwrap_or_else(|| panic!("the laptop token's row: {page}"));
+    assert!(
+        row.contains(r#"<span class="muted">owner disabled</span>"#) && !row.contains(">live<"),
+        "{row}"
+    );
+    let root_token = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["owner"] == "admin")
+        .unwrap();
+    assert_eq!(root_token["owner_disabled"], false, "{root_token}");
 }
 
 /// Administrators are made and unmade on the admin page; nobody demotes or disables
@@ -817,7 +782,7 @@ async fn the_last_administrator_cannot_be_demoted_or_disabled() {
     let world = World::start(&full_pipeline(), &[]).await;
     support::people::create_user(&world, "root", true).await;
     support::people::update_user(&world, "root", json!({"admin": true})).await;
-    let root = Session::login(&world, "root", &support::people::password_of("root")).await;
+    let root = Session::of(&world, "root").await;
     let (_, page) = root.send(Method::GET, "/admin", None, false, None).await;
     let page = page.as_str().unwrap();
     let row = |login: &str| {

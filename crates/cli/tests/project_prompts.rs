@@ -10,7 +10,7 @@ mod support;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::people::{add_member, create_user, sign_in};
+use support::people::{Session, add_member, create_user};
 use support::*;
 
 /// A scenario whose first run starts by echoing its prompt into the transcript.
@@ -22,49 +22,26 @@ fn echoing(mut scenario: Value) -> Value {
     scenario
 }
 
-/// A signed-in browser of the project's owner: its cookie and CSRF token.
-struct Owner {
-    http: reqwest::Client,
-    base: String,
-    cookie: String,
-    csrf: String,
+/// Saves `app`'s settings with `prompts` laid over them, as a prompt's form does.
+async fn save_prompts(owner: &Session, settings: &Value, prompts: Value) -> (u16, Value) {
+    let mut body = settings.clone();
+    body["prompts"] = prompts;
+    owner
+        .send(
+            Method::PUT,
+            "/api/projects/app/settings",
+            Some(body),
+            true,
+            None,
+        )
+        .await
 }
 
-impl Owner {
-    async fn page(&self, path: &str) -> String {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .header("cookie", &self.cookie)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200, "GET {path}");
-        response.text().await.unwrap()
-    }
-
-    /// Saves the settings with `prompts` laid over them, as a prompt's form does.
-    async fn save_prompts(&self, settings: &Value, prompts: Value) -> (u16, Value) {
-        let mut body = settings.clone();
-        body["prompts"] = prompts;
-        let response = self
-            .http
-            .put(format!("{}/api/projects/app/settings", self.base))
-            .header("cookie", &self.cookie)
-            .header("x-csrf-token", &self.csrf)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        (response.status().as_u16(), response.json().await.unwrap())
-    }
-
-    /// Saves the project's plan prompt and `implement` as its implement prompt.
-    async fn save_implement(&self, settings: &Value, implement: &str) {
-        let prompts = json!({"plan": "PROJECT-PLAN for {{title}}.", "implement": implement});
-        let (status, body) = self.save_prompts(settings, prompts).await;
-        assert_eq!(status, 200, "{body}");
-    }
+/// Saves `app`'s plan prompt and `implement` as its implement prompt.
+async fn save_implement(owner: &Session, settings: &Value, implement: &str) {
+    let prompts = json!({"plan": "PROJECT-PLAN for {{title}}.", "implement": implement});
+    let (status, body) = save_prompts(owner, settings, prompts).await;
+    assert_eq!(status, 200, "{body}");
 }
 
 /// The transcript of a task as one text (the agents' echoes of their prompts are in it).
@@ -100,13 +77,7 @@ async fn a_projects_prompt_reaches_its_runs_while_another_project_keeps_the_serv
     assert_eq!(status, 200, "{body}");
     create_user(&world, "olive", true).await;
     add_member(&world, "app", "olive", "owner").await;
-    let (cookie, csrf) = sign_in(&world, "olive").await;
-    let owner = Owner {
-        http: reqwest::Client::builder().no_proxy().build().unwrap(),
-        base: world.server.url().trim_end_matches('/').to_string(),
-        cookie,
-        csrf,
-    };
+    let owner = Session::of(&world, "olive").await;
 
     // The settings page: a field per prompt, the server's text beside it, a place for its error.
     let page = owner.page("/projects/app/settings").await;
@@ -131,12 +102,12 @@ async fn a_projects_prompt_reaches_its_runs_while_another_project_keeps_the_serv
 
     // A text with an unknown variable is refused, naming the prompt, its line and the variable.
     let settings = admin.get("/api/projects").await.unwrap()[0]["settings"].clone();
-    let (status, body) = owner
-        .save_prompts(
-            &settings,
-            json!({"review": "Review with care.\nThen {{titel}}."}),
-        )
-        .await;
+    let (status, body) = save_prompts(
+        &owner,
+        &settings,
+        json!({"review": "Review with care.\nThen {{titel}}."}),
+    )
+    .await;
     assert_eq!(status, 400, "{body}");
     let error = body["error"].as_str().unwrap();
     assert!(
@@ -146,9 +117,7 @@ async fn a_projects_prompt_reaches_its_runs_while_another_project_keeps_the_serv
         ),
         "{error}"
     );
-    owner
-        .save_implement(&settings, "IMPLEMENT-FIRST for {{title}}.")
-        .await;
+    save_implement(&owner, &settings, "IMPLEMENT-FIRST for {{title}}.").await;
     let page = owner.page("/projects/app/settings").await;
     assert!(
         page.contains(">PROJECT-PLAN for {{title}}.</textarea>"),
@@ -170,9 +139,7 @@ async fn a_projects_prompt_reaches_its_runs_while_another_project_keeps_the_serv
     assert!(!told.contains("PROJECT-PLAN"), "{told}");
 
     // The settings change while Alpha waits at the gate: Alpha keeps the texts it began with.
-    owner
-        .save_implement(&settings, "IMPLEMENT-CHANGED for {{title}}.")
-        .await;
+    save_implement(&owner, &settings, "IMPLEMENT-CHANGED for {{title}}.").await;
     let (status, body) = world.action(alpha, "approve", json!({})).await;
     assert_eq!(status, 200, "{body}");
     world.wait_run(alpha, "implement", "completed").await;

@@ -155,15 +155,18 @@ fn check_password(password: &str) -> Result<()> {
 }
 
 /// A token as listed: never its secret.
-fn token_view(t: store::TokenRow, owner: String) -> TokenView {
+/// A token as listed; `now` judges whether it has expired.
+fn token_view(t: store::TokenRow, owner: String, owner_disabled: bool, now: i64) -> TokenView {
     TokenView {
         id: t.id,
         name: t.name,
         owner,
         created_at: t.created_at,
         last_used_at: t.last_used_at,
+        expired: t.expires_at.is_some_and(|at| at <= now),
         expires_at: t.expires_at,
         revoked: t.revoked_at.is_some(),
+        owner_disabled,
     }
 }
 
@@ -527,9 +530,11 @@ impl Engine {
     pub fn list_tokens(&self) -> Result<Vec<TokenView>> {
         let who = self.identity()?;
         let rows = self.inner.store.read(|tx| tx.tokens_of(who.user))?;
+        let now = store::now_ms();
+        // The caller is signed in, so their account is not disabled.
         Ok(rows
             .into_iter()
-            .map(|t| token_view(t, who.login.clone()))
+            .map(|t| token_view(t, who.login.clone(), false, now))
             .collect())
     }
 
@@ -537,9 +542,10 @@ impl Engine {
     pub fn list_all_tokens(&self) -> Result<Vec<TokenView>> {
         self.require_admin("list everyone's tokens")?;
         let rows = self.inner.store.read(|tx| tx.all_tokens())?;
+        let now = store::now_ms();
         Ok(rows
             .into_iter()
-            .map(|(t, owner)| token_view(t, owner))
+            .map(|(t, owner, disabled)| token_view(t, owner, disabled, now))
             .collect())
     }
 

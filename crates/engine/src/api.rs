@@ -805,7 +805,11 @@ pub struct TokenView {
     pub created_at: i64,
     pub last_used_at: Option<i64>,
     pub expires_at: Option<i64>,
+    /// Whether `expires_at` has passed (the token is refused).
+    pub expired: bool,
     pub revoked: bool,
+    /// Whether the owner's account is disabled (its tokens are refused while it stays so).
+    pub owner_disabled: bool,
 }
 
 /// The body of `PUT /api/me/credentials/{harness}`: the caller's credentials for one harness,

@@ -615,7 +615,9 @@ impl Engine {
         crate::crash::point("after-worktree");
         let worktree = ws.worktree.display().to_string();
         let doc_path = ws.doc_path.display().to_string();
-        // The project's prompt overrides as they are now: the task keeps them.
+        // The project's prompt overrides as read with its settings when this request began
+        // (before the workspace and setup hook, which may take minutes; a change saved meanwhile
+        // reaches the next task): the task keeps them.
         let project_prompts = match settings.prompts.is_empty() {
             true => None,
             false => Some(

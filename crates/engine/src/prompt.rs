@@ -282,6 +282,26 @@ pub fn for_task(
         })
 }
 
+/// The prompt a run of `stage` of `task` is given (docs/pipelines.md, "Which text a stage's
+/// agent gets"): the stage's own prompt file of the task's pipeline (`own`: its name and text)
+/// when it has one, else the project's text the task recorded, else the server's, else the
+/// built-in one.
+pub fn for_run(
+    server: &std::sync::Arc<Prompts>,
+    task: &TaskRow,
+    own: Option<&(String, String)>,
+    stage: Stage,
+    vars: &PromptVars,
+    brief: Option<&str>,
+) -> Result<String, String> {
+    let prompts = for_task(server, task)?;
+    match own {
+        Some((name, text)) => prompts.render_custom(name, text, stage, vars, brief),
+        None => prompts.render_with_brief(stage, vars, brief),
+    }
+    .map_err(|e| e.to_string())
+}
+
 /// The built-in text of an overridable `file`.
 pub fn builtin_text(file: &str) -> Option<&'static str> {
     Some(match file {

@@ -245,4 +245,41 @@ mod tests {
             "{reason}"
         );
     }
+
+    /// Rule 1 of docs/pipelines.md: a pipeline's own prompt file beats the project's text, which
+    /// beats the server's.
+    #[tokio::test]
+    async fn a_pipelines_own_prompt_beats_the_projects_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = testing::engine(dir.path()).await;
+        let stage = domain::Stage::Review;
+        let (task, _) = testing::task_with_runs(
+            &engine,
+            "p",
+            "/p",
+            &domain::TaskState::Running { stage },
+            &[],
+        );
+        let row = engine
+            .inner
+            .store
+            .read(|tx| tx.task(task))
+            .unwrap()
+            .unwrap();
+        let row = store::TaskRow {
+            project_prompts: Some(r#"{"review":"PROJECT review of {{title}}."}"#.into()),
+            ..row
+        };
+        let vars = crate::prompt::PromptVars::for_task(&row, 0, 10);
+        let own = (
+            "prompts/review.md".to_string(),
+            "PIPELINE review of {{title}}.".to_string(),
+        );
+        let server = engine.inner.prompts();
+        let told = crate::prompt::for_run(&server, &row, Some(&own), stage, &vars, None).unwrap();
+        assert!(told.starts_with("PIPELINE review of task of p."), "{told}");
+        assert!(!told.contains("PROJECT"), "{told}");
+        let told = crate::prompt::for_run(&server, &row, None, stage, &vars, None).unwrap();
+        assert!(told.starts_with("PROJECT review of task of p."), "{told}");
+    }
 }

@@ -220,19 +220,19 @@ impl Tx<'_> {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Every user's tokens with their owner's login, in creation order (the administrators'
-    /// list).
-    pub fn all_tokens(&self) -> Result<Vec<(TokenRow, String)>> {
+    /// Every user's tokens with their owner's login and whether the owner is disabled, in
+    /// creation order (the administrators' list).
+    pub fn all_tokens(&self) -> Result<Vec<(TokenRow, String, bool)>> {
         let columns = TOKEN_COLUMNS
             .split(", ")
             .map(|c| format!("t.{c}"))
             .collect::<Vec<_>>()
             .join(", ");
         let mut stmt = self.tx.prepare(&format!(
-            "SELECT {columns}, u.login FROM api_tokens t JOIN users u ON u.id = t.user_id
-             ORDER BY t.id"
+            "SELECT {columns}, u.login, u.disabled FROM api_tokens t
+             JOIN users u ON u.id = t.user_id ORDER BY t.id"
         ))?;
-        let rows = stmt.query_map([], |r| Ok((token(r)?, r.get(7)?)))?;
+        let rows = stmt.query_map([], |r| Ok((token(r)?, r.get(7)?, r.get(8)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 

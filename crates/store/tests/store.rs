@@ -637,8 +637,9 @@ fn a_task_round_trips_as_a_whole_row_and_lists_newest_first() {
         .write(|tx| {
             let id = tx.allocate_task_id()?;
             tx.insert_task(&NewTaskRow {
-                pipeline_prompts: None,
-                project_prompts: None,
+                // Distinct texts in the last columns: a misnumbered placeholder swaps them.
+                pipeline_prompts: Some(r#"{"prompts/plan.md":"Pipeline plan."}"#),
+                project_prompts: Some(r#"{"review":"Project review of {{title}}."}"#),
                 pipeline_def: None,
                 id,
                 project_id: p,
@@ -663,8 +664,8 @@ fn a_task_round_trips_as_a_whole_row_and_lists_newest_first() {
         row,
         TaskRow {
             qa_rounds: 0,
-            pipeline_prompts: None,
-            project_prompts: None,
+            pipeline_prompts: Some(r#"{"prompts/plan.md":"Pipeline plan."}"#.into()),
+            project_prompts: Some(r#"{"review":"Project review of {{title}}."}"#.into()),
             pipeline_def: None,
             id,
             project_id: p,

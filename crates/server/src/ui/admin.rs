@@ -34,7 +34,6 @@ pub(crate) async fn page<B: Backend>(viewer: Viewer<B>) -> Response {
         Ok(projects) => projects,
         Err(err) => return error_page(&viewer, err),
     };
-    let now = store_now();
     let body = html! {
         h1 { "Administration" }
         div.settings-grid {
@@ -93,7 +92,7 @@ pub(crate) async fn page<B: Backend>(viewer: Viewer<B>) -> Response {
                         tr data-token=(t.id) {
                             td { (t.name) } td { (t.owner) } td { (time(t.created_at)) }
                             td { @if let Some(used) = t.last_used_at { (time(used)) } @else { span.muted { "never" } } }
-                            td { @if t.revoked { span.muted { "revoked" } } @else if t.expires_at.is_some_and(|at| at <= now) { span.muted { "expired" } } @else { "live" } }
+                            td { @if t.revoked { span.muted { "revoked" } } @else if t.expired { span.muted { "expired" } } @else if t.owner_disabled { span.muted { "owner disabled" } } @else { "live" } }
                             td { @if !t.revoked {
                                 button.secondary type="button" data-method="DELETE" data-action={ "/api/tokens/" (t.id) }
                                     data-then="reload" data-confirm={ "Revoke " (t.owner) "'s token " (t.name) "?" } { "Revoke" }
@@ -157,11 +156,4 @@ fn flag_form(login: &str, flag: &str, value: bool, label: &str) -> Markup {
             button.secondary type="submit" { (label) }
         }
     }
-}
-
-/// Milliseconds since the epoch (tokens' expiry is compared with it).
-fn store_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

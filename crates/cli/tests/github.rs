@@ -310,6 +310,33 @@ fn comment_view(detail: &Value, id: u64) -> Option<Value> {
         .cloned()
 }
 
+/// The HTML of the web page at `path` as `login` sees it (signed in).
+async fn page_as(world: &World, login: &str, path: &str) -> String {
+    let (cookie, _) = people::sign_in(world, login).await;
+    let response = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!("{}{path}", world.server.url()))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{path}");
+    response.text().await.unwrap()
+}
+
+/// The task page's list item of comment `id`.
+fn comment_item(page: &str, id: u64) -> &str {
+    let start = page
+        .find(&format!("data-comment=\"{id}\""))
+        .unwrap_or_else(|| panic!("comment {id} is not on the page"));
+    let end = page[start..]
+        .find("</li>")
+        .map_or(page.len(), |e| start + e);
+    &page[start..end]
+}
+
 /// Atelier's replies to comment `id` (its replies carry a marker naming the comment).
 fn replies_to(gh: &Gh, pr: u64, id: u64) -> usize {
     let marker = format!("-{id} -->");
@@ -468,6 +495,38 @@ async fn pull_request_comments_are_triaged_batched_and_answered_once() {
         [(fakehub::PAT_LOGIN.to_string(), "eyes".to_string())]
     );
     assert_eq!(gh.hub.reactions("issue", third).len(), 1);
+
+    // The task page shows each comment: who, its link on GitHub, what became of it and the run
+    // it started (linked to that run on the timeline).
+    people::create_user(world, "ops", false).await;
+    people::update_user(world, "ops", json!({"admin": true})).await;
+    let page = page_as(world, "ops", &format!("/tasks/{id}")).await;
+    for (comment, author, run) in [
+        (first, "alice", Some(batch_run)),
+        (second, "bob", Some(batch_run)),
+        (third, "carol", Some(next_run)),
+        (stranger, "mallory", None),
+    ] {
+        let item = comment_item(&page, comment);
+        assert!(
+            item.contains(&format!("<strong>{author}</strong>")),
+            "{item}"
+        );
+        assert!(
+            item.contains("href=\"http://127.0.0.1"),
+            "linked to GitHub: {item}"
+        );
+        match run {
+            Some(run) => {
+                assert!(item.contains(&format!("href=\"#run-{run}\"")), "{item}");
+                assert!(
+                    page.contains(&format!("id=\"run-{run}\"")),
+                    "the run is on the timeline"
+                );
+            }
+            None => assert!(item.contains("is not a trusted author"), "{item}"),
+        }
+    }
     assert!(gh.hub.reactions("issue", stranger).is_empty());
     assert_eq!(replies_to(&gh, pr, stranger), 0);
     let thread_reply = gh

@@ -762,7 +762,8 @@ pub(crate) fn set_flags_keeping_an_admin(
 ) -> Result<()> {
     let was_enabled_admin = user.admin && !user.disabled;
     tx.set_user_flags(user.id, admin, technical, disabled)?;
-    if was_enabled_admin && !(admin && !disabled) && tx.enabled_admin_count()? == 0 {
+    let stays_enabled_admin = admin && !disabled;
+    if was_enabled_admin && !stays_enabled_admin && tx.enabled_admin_count()? == 0 {
         return Err(EngineError::InvalidInput(format!(
             "`{}` is the last enabled administrator: make someone else an administrator first",
             user.login

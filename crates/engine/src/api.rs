@@ -370,6 +370,9 @@ pub struct RunView {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PullRequestView {
     pub url: String,
+    /// The title it was opened with on the forge (Atelier opens it with the task's title).
+    #[serde(default)]
+    pub title: String,
     pub branch: String,
     pub base: String,
     pub head_sha: String,
@@ -449,6 +452,9 @@ pub enum TaskAction {
     Merge,
     /// `DELETE /api/tasks/{id}`.
     Delete,
+    /// `PUT /api/tasks/{id}/doc`: the caller may edit the task doc now (the task's owner, the
+    /// project's owners and administrators, while no agent of the task is at work).
+    EditDoc,
 }
 
 impl From<domain::Action> for TaskAction {

@@ -714,9 +714,42 @@ impl Engine {
     pub async fn task(&self, id: TaskId) -> Result<TaskDetail> {
         let detail = self.inner.store.read(|tx| {
             self.check_task(tx, id)?;
-            views::detail(tx, id)
+            let mut detail = views::detail(tx, id)?;
+            let row = tx
+                .task(id)?
+                .ok_or_else(|| crate::transition::not_found(id))?;
+            if self.may_edit_doc(tx, &row).is_ok() {
+                detail.actions.push(TaskAction::EditDoc);
+            }
+            Ok::<_, EngineError>(detail)
         })?;
         Ok(detail)
+    }
+
+    /// Each task's state and what a user may do to it now, read together in one transaction —
+    /// for pages that list many tasks (the inbox's unblocking actions) without reading each
+    /// task whole. Tasks that are gone or not visible to the caller are left out.
+    pub fn states_and_actions(
+        &self,
+        ids: &[TaskId],
+    ) -> Result<Vec<(TaskId, TaskState, Vec<TaskAction>)>> {
+        self.inner.store.read(|tx| {
+            let mut found = Vec::with_capacity(ids.len());
+            for &id in ids {
+                match self.check_task(tx, id) {
+                    Ok(()) => {}
+                    Err(EngineError::NotFound(_)) => continue,
+                    Err(err) => return Err(err),
+                }
+                let Some(row) = tx.task(id)? else { continue };
+                let Some(project) = tx.project(row.project_id)? else {
+                    continue;
+                };
+                let actions = views::actions(tx, &row, &project)?;
+                found.push((id, row.state, actions));
+            }
+            Ok(found)
+        })
     }
 
     async fn act(&self, id: TaskId, event: Event) -> Result<TaskView> {

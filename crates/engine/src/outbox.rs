@@ -188,6 +188,7 @@ async fn open_pull_request(inner: &Arc<Inner>, intent: &Intent) -> Result<()> {
             let row = PullRequestRow {
                 task_id: task.id,
                 url: pr.url.clone(),
+                title: request.title.clone(),
                 number: pr.number,
                 branch: pr.branch,
                 base: pr.base,

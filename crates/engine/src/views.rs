@@ -115,6 +115,7 @@ pub(crate) fn run(row: RunRow) -> RunView {
 fn pull_request(row: PullRequestRow, checks: Option<PrChecksRow>) -> PullRequestView {
     PullRequestView {
         url: row.url,
+        title: row.title,
         branch: row.branch,
         base: row.base,
         head_sha: row.head_sha,

@@ -3,7 +3,7 @@
 //! while the real engine runs elsewhere; production code only ever uses `Engine` (see `app`).
 
 use bytes::Bytes;
-use domain::{Signal, Stage, TaskId};
+use domain::{Signal, Stage, TaskId, TaskState};
 use engine::Result;
 use engine::api::{
     AuditEntryView, CredentialView, CredentialsRequest, NewSessionView, NewTokenView, NewUser,
@@ -12,7 +12,7 @@ use engine::api::{
 use engine::api::{Dashboard, TaskDiff, TranscriptPage, TranscriptQuery};
 use engine::api::{
     NewProject, NewTask, Page, PageRequest, ProjectSettings, ProjectView, ServerStatus,
-    StreamCursor, TaskDetail, TaskView,
+    StreamCursor, TaskAction, TaskDetail, TaskView,
 };
 use engine::{Engine, Identity, WebhookDelivery, WebhookOutcome};
 use futures::stream::BoxStream;
@@ -38,6 +38,11 @@ pub(crate) trait Backend: Clone + Send + Sync + 'static {
         page: PageRequest,
     ) -> impl Future<Output = Result<Page<TaskView>>> + Send;
     fn task(&self, id: TaskId) -> impl Future<Output = Result<TaskDetail>> + Send;
+    /// Each visible task's state and allowed actions, in one read (missing ones left out).
+    fn states_and_actions(
+        &self,
+        ids: &[TaskId],
+    ) -> Result<Vec<(TaskId, TaskState, Vec<TaskAction>)>>;
     fn approve(&self, id: TaskId) -> impl Future<Output = Result<TaskView>> + Send;
     fn answer(&self, id: TaskId, text: String) -> impl Future<Output = Result<TaskView>> + Send;
     /// The instance's prompts (administrators).
@@ -249,6 +254,12 @@ impl Backend for Engine {
     }
     fn task(&self, id: TaskId) -> impl Future<Output = Result<TaskDetail>> + Send {
         Engine::task(self, id)
+    }
+    fn states_and_actions(
+        &self,
+        ids: &[TaskId],
+    ) -> Result<Vec<(TaskId, TaskState, Vec<TaskAction>)>> {
+        Engine::states_and_actions(self, ids)
     }
     fn approve(&self, id: TaskId) -> impl Future<Output = Result<TaskView>> + Send {
         Engine::approve(self, id)

@@ -305,6 +305,8 @@ impl Backend for Fake {
         // `javascript:` address, and one real web address.
         let pull_request = hostile.then(|| engine::api::PullRequestView {
             url: "javascript:window.__pwned=1".into(),
+            // Told apart from the task's title: the page shows the pull request's own.
+            title: format!("The PR: {HOSTILE}"),
             branch: "atelier/666-x".into(),
             base: "main".into(),
             head_sha: "0123456789abcdef".into(),
@@ -343,6 +345,16 @@ impl Backend for Fake {
             in_motion: false,
             actions: vec![],
         })
+    }
+    fn states_and_actions(
+        &self,
+        ids: &[TaskId],
+    ) -> Result<Vec<(TaskId, TaskState, Vec<engine::api::TaskAction>)>> {
+        Ok(ids
+            .iter()
+            .filter_map(|&id| self.task_result("states_and_actions", id).ok())
+            .map(|task| (task.id, task.state, vec![]))
+            .collect())
     }
     async fn approve(&self, id: TaskId) -> Result<TaskView> {
         self.task_result("approve", id)

@@ -451,6 +451,7 @@ mod tests {
                 tx.upsert_pull_request(&PullRequestRow {
                     task_id: task,
                     url: "u".into(),
+                    title: "t".into(),
                     number: Some(3),
                     branch: "b".into(),
                     base: "main".into(),

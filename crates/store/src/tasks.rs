@@ -64,6 +64,8 @@ pub struct NewTaskRow<'a> {
 pub struct PullRequestRow {
     pub task_id: TaskId,
     pub url: String,
+    /// The title it was opened with on the forge.
+    pub title: String,
     /// The forge's number for it (GitHub's PR number); `None` on the local forge.
     pub number: Option<u64>,
     pub branch: String,
@@ -334,9 +336,9 @@ impl Tx<'_> {
 
     pub fn upsert_pull_request(&self, pr: &PullRequestRow) -> Result<()> {
         self.tx.execute(
-            "INSERT INTO pull_requests (task_id, url, branch, base, remote, head_sha, merged, created_at, number)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-             ON CONFLICT(task_id) DO UPDATE SET url = ?2, head_sha = ?6, merged = ?7, number = ?9",
+            "INSERT INTO pull_requests (task_id, url, branch, base, remote, head_sha, merged, created_at, number, title)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             ON CONFLICT(task_id) DO UPDATE SET url = ?2, head_sha = ?6, merged = ?7, number = ?9, title = ?10",
             params![
                 pr.task_id.0,
                 pr.url,
@@ -346,7 +348,8 @@ impl Tx<'_> {
                 pr.head_sha,
                 pr.merged,
                 pr.created_at,
-                pr.number.map(|n| n as i64)
+                pr.number.map(|n| n as i64),
+                pr.title
             ],
         )?;
         self.record_activity(
@@ -367,7 +370,7 @@ impl Tx<'_> {
         Ok(self
             .tx
             .query_row(
-                "SELECT task_id, url, branch, base, remote, head_sha, merged, created_at, number
+                "SELECT task_id, url, branch, base, remote, head_sha, merged, created_at, number, title
                  FROM pull_requests WHERE task_id = ?1",
                 [task.0],
                 |r| {
@@ -381,6 +384,7 @@ impl Tx<'_> {
                         merged: r.get(6)?,
                         created_at: r.get(7)?,
                         number: r.get::<_, Option<i64>>(8)?.map(|n| n as u64),
+                        title: r.get(9)?,
                     })
                 },
             )

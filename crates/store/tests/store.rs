@@ -20,7 +20,7 @@ use store::{
 use tempfile::TempDir;
 
 /// The schema version this build migrates to (the number of migrations).
-const LATEST: i64 = 16;
+const LATEST: i64 = 17;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -136,6 +136,7 @@ fn pr_row(task: TaskId, number: Option<u64>, head_sha: &str, created_at: i64) ->
     PullRequestRow {
         task_id: task,
         url: format!("https://forge.example/pr/{task}"),
+        title: format!("Task {task}"),
         number,
         branch: format!("atelier/{task}-task"),
         base: "main".into(),
@@ -357,6 +358,8 @@ fn a_version_1_database_upgrades_keeping_its_data() {
         Some(PullRequestRow {
             task_id: TaskId(41),
             url: "file:///prs/41".into(),
+            // Opened before migration 16: with its task's title.
+            title: "Old task".into(),
             number: None,
             branch: "atelier/41-old-task".into(),
             base: "main".into(),

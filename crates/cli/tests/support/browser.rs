@@ -96,6 +96,12 @@ impl Browser {
     /// Starts chromedriver and a headless Chromium session whose relative URLs are under `base`;
     /// screenshots and logs go to `target/ui-artifacts/<test>/` (emptied first).
     pub async fn start(test: &str, base: &str) -> Browser {
+        Browser::start_with(test, base, &[]).await
+    }
+
+    /// [`Browser::start`] with more Chromium command-line switches (e.g.
+    /// `--blink-settings=scriptEnabled=false` for a browser that runs no page script).
+    pub async fn start_with(test: &str, base: &str, switches: &[&str]) -> Browser {
         let chromedriver = tool("ATELIER_CHROMEDRIVER");
         let axe_js = std::fs::read_to_string(tool("ATELIER_AXE_JS")).unwrap();
         let artifacts = artifacts_dir(test);
@@ -150,6 +156,7 @@ impl Browser {
         ];
         // Loopback only: no proxy of the environment is ever used.
         args.push("--no-proxy-server".to_string());
+        args.extend(switches.iter().map(|s| s.to_string()));
         let mut chrome_options = json!({"args": args});
         if let Some(binary) = std::env::var_os("ATELIER_CHROMIUM") {
             chrome_options["binary"] = json!(binary.to_string_lossy());
@@ -441,6 +448,22 @@ impl Browser {
         assert_eq!(value, text, "the value of `{css}` after typing");
     }
 
+    /// Presses each of `keys` in turn (down, then up) wherever the focus is, as a person at the
+    /// keyboard; a special key is a [`fantoccini::key::Key`] turned into a `char`.
+    pub async fn press(&self, keys: &[char]) {
+        use fantoccini::actions::{InputSource as _, KeyAction, KeyActions};
+        let mut typing = KeyActions::new("keyboard".to_string());
+        for &value in keys {
+            typing = typing
+                .then(KeyAction::Down { value })
+                .then(KeyAction::Up { value });
+        }
+        self.client
+            .perform_actions(typing)
+            .await
+            .unwrap_or_else(|e| panic!("pressing {keys:?}: {e}"));
+    }
+
     /// Checks or unchecks the checkbox matching `css`.
     pub async fn set_checked(&self, css: &str, checked: bool) {
         let element = self.wait_for(css).await;
@@ -688,6 +711,44 @@ impl Browser {
     pub async fn screen(&self, step: &str) {
         self.snap(step).await;
         self.axe(step).await;
+    }
+
+    /// Sends a Chrome DevTools Protocol command to the page through chromedriver
+    /// (`POST /session/{id}/goog/cdp/execute`); returns its result.
+    pub async fn cdp(&self, cmd: &str, params: Value) -> Value {
+        let response = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .post(format!(
+                "{}/session/{}/goog/cdp/execute",
+                self.driver_url, self.session
+            ))
+            .json(&json!({"cmd": cmd, "params": params}))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert!(status.is_success(), "CDP {cmd}: {status} {body}");
+        body["value"].clone()
+    }
+
+    /// Emulates the system's colour scheme (`"dark"` or `"light"`) for the page's
+    /// `prefers-color-scheme`, for every page opened after, until changed again.
+    pub async fn emulate_color_scheme(&self, scheme: &str) {
+        self.cdp(
+            "Emulation.setEmulatedMedia",
+            json!({"features": [{"name": "prefers-color-scheme", "value": scheme}]}),
+        )
+        .await;
+        let matches = self
+            .js(
+                "return matchMedia('(prefers-color-scheme: ' + arguments[0] + ')').matches",
+                vec![json!(scheme)],
+            )
+            .await;
+        assert_eq!(matches, json!(true), "the page prefers the {scheme} scheme");
     }
 
     /// Every console entry read so far.

@@ -107,6 +107,30 @@ pub async fn token_of(world: &World, login: &str, name: &str) -> String {
     token["token"].as_str().unwrap().to_string()
 }
 
+/// `method path` with a JSON `body` through a browser session from [`sign_in`] (its cookie and
+/// CSRF token); the status and the JSON answer (`Null` when it is not JSON).
+pub async fn with_session(
+    world: &World,
+    (cookie, csrf): &(String, String),
+    method: reqwest::Method,
+    path: &str,
+    body: &Value,
+) -> (u16, Value) {
+    let response = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .request(method, format!("{}{path}", world.server.url()))
+        .header("cookie", cookie)
+        .header("x-csrf-token", csrf)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
 /// A browser-like client: the session cookie and the CSRF token the login answered.
 pub struct Session {
     pub http: reqwest::Client,

@@ -7,7 +7,8 @@
 //!
 //! Pages: `/setup` and `/login` (`login`), `/` the inbox (`inbox`), `/projects` and a project's
 //! board (`board`), its settings (`settings`), a task (`task`, with its transcript in
-//! `transcript`), `/admin` (`admin`) and `/me` (`me`).
+//! `transcript`; `/tasks/{id}/events` pages through earlier events and `/tasks/{id}/changes`
+//! shows the diff, for readers without script), `/admin` (`admin`) and `/me` (`me`).
 
 mod admin;
 pub(crate) mod assets;
@@ -53,7 +54,9 @@ pub(crate) fn router<B: Backend>() -> Router<B> {
         .route("/preview", axum::routing::post(preview::<B>))
         .route("/tasks/{id}", get(task::page::<B>))
         .route("/tasks/{id}/transcript", get(transcript::fragment::<B>))
+        .route("/tasks/{id}/events", get(transcript::page::<B>))
         .route("/tasks/{id}/diff", get(task::diff::<B>))
+        .route("/tasks/{id}/changes", get(task::changes::<B>))
         .route("/admin", get(admin::page::<B>))
         .route("/me", get(me::page::<B>))
         .route("/assets/{name}", get(assets::serve))

@@ -16,7 +16,9 @@ use axum::extract::Path;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use domain::{Signal, TaskId, TaskState, Verdict};
-use engine::api::{AttachmentView, ChecksView, RunView, TaskAction, TaskDetail, TranscriptQuery};
+use engine::api::{
+    AttachmentView, ChecksView, RunView, TaskAction, TaskDetail, TaskDiff, TranscriptQuery,
+};
 use maud::{Markup, html};
 
 /// The header the page's script sends when it only wants the live regions again.
@@ -77,7 +79,8 @@ pub(crate) async fn page<B: Backend>(
                 section #doc-panel .panel aria-labelledby="doc-h" data-region="1" {
                     h2 #doc-h { "Task doc" }
                     div #doc .doc { (markdown::render(&detail.doc)) }
-                    @if !detail.in_motion {
+                    // Offered to those the API lets edit it now (the engine's one rule).
+                    @if actions.contains(&TaskAction::EditDoc) {
                         details #doc-edit {
                             summary { "Edit the doc" }
                             form #edit-doc data-api={ "/api/tasks/" (id) "/doc" } data-method="PUT" data-then="reload" {
@@ -105,7 +108,9 @@ pub(crate) async fn page<B: Backend>(
         section #diff-panel .panel aria-labelledby="diff-h" {
             details #diff-details data-src={ "/tasks/" (id) "/diff" } {
                 summary { h2 #diff-h .inline { "Changes against " (task.branch) "'s base" } }
-                div #diff { p.muted { "Open to load the diff." } }
+                // Without script the link opens the diff as a page; with it, opening the panel
+                // loads the diff here.
+                div #diff { p { a href={ "/tasks/" (id) "/changes" } { "Show the diff" } } }
             }
         }
     };
@@ -239,7 +244,7 @@ fn timeline(runs: &[RunView]) -> Markup {
             @for run in runs {
                 @let signal = signal_name(run.signal.as_ref());
                 @let needs_work = matches!(run.signal, Some(Signal::Verdict { verdict: Verdict::NeedsWork, .. }));
-                li class={ "run status-" (run.status.as_str()) @if needs_work { " needs-work" } }
+                li id={ "run-" (run.id.0) } class={ "run status-" (run.status.as_str()) @if needs_work { " needs-work" } }
                     data-stage=(run.stage.as_str()) data-signal=(signal) data-status=(run.status.as_str()) {
                     div.run-head {
                         strong { (run.stage) } " " span.muted { "round " (run.iteration + 1) }
@@ -276,21 +281,40 @@ fn pull_request(detail: &TaskDetail) -> Markup {
             } @else {
                 p { span.pr-link { (pr.url) } " (on the local forge: the branch, merged here)" }
             }
+            // The title it was opened with on the forge (agent-influenced text: escaped).
+            @if !pr.title.is_empty() { p #pr-title .pr-title { (pr.title) } }
             p.muted { (pr.branch) " → " (pr.base) @if pr.merged { " · merged" } }
             @if let Some(checks) = &pr.checks { (pr_checks(checks, &pr.head_sha)) }
             @if !detail.comments.is_empty() {
                 h3 { "Comments" }
                 ul.comments {
                     @for c in &detail.comments {
-                        li { strong { (c.author) } " · " (c.kind) " · " (c.status)
+                        li data-comment=(c.id) data-comment-status=(c.status) {
+                            strong { (c.author) } " (" (c.association) ") · "
+                            @match c.url.as_deref().filter(|url| is_web_address(url)) {
+                                Some(url) => a href=(url) rel="noopener noreferrer" { (comment_kind(&c.kind)) },
+                                None => (comment_kind(&c.kind)),
+                            }
+                            " · " (c.status)
                             @if let Some(reason) = &c.reason { " (" (reason) ")" }
-                            @if let Some(run) = c.run { " → run " (run.0) } }
+                            @if let Some(run) = c.run { " → " a href={ "#run-" (run.0) } { "run " (run.0) } }
+                        }
                     }
                 }
             }
         } @else {
             p.muted { "None yet: the pr stage opens it." }
         }
+    }
+}
+
+/// A pull request comment's kind, in words.
+fn comment_kind(kind: &str) -> &str {
+    match kind {
+        "issue" => "comment",
+        "review" => "review",
+        "review_comment" => "comment on the code",
+        other => other,
     }
 }
 
@@ -371,13 +395,45 @@ fn size(bytes: u64) -> String {
     }
 }
 
-/// `GET /tasks/{id}/diff`: the diff fragment the page loads when it is opened — the files with
-/// their counts, then the unified diff with added, removed and hunk lines marked.
+/// `GET /tasks/{id}/diff`: the diff fragment the page's script loads when its panel is opened.
 pub(crate) async fn diff<B: Backend>(viewer: Viewer<B>, Path(id): Path<i64>) -> Response {
-    let diff = match viewer.backend.task_diff(TaskId(id)).await {
-        Ok(diff) => diff,
-        Err(err) => return super::failure(err).into_response(),
+    match viewer.backend.task_diff(TaskId(id)).await {
+        Ok(diff) => diff_markup(&diff).into_response(),
+        Err(err) => super::failure(err).into_response(),
+    }
+}
+
+/// `GET /tasks/{id}/changes`: the diff as a page of its own, where the task page's diff panel
+/// links without script.
+pub(crate) async fn changes<B: Backend>(viewer: Viewer<B>, Path(id): Path<i64>) -> Response {
+    let id = TaskId(id);
+    let (detail, diff) = match viewer.backend.task(id).await {
+        Ok(detail) => match viewer.backend.task_diff(id).await {
+            Ok(diff) => (detail, diff),
+            Err(err) => return error_page(&viewer, err),
+        },
+        Err(err) => return error_page(&viewer, err),
     };
+    let task = &detail.task;
+    let body = html! {
+        div.page-head {
+            div {
+                p.crumbs { a href={ "/projects/" (task.project) } { (task.project) } " / " a href={ "/tasks/" (id) } { (task.key) } }
+                h1 { "Changes against " (task.branch) "'s base" }
+            }
+        }
+        section #diff-panel .panel aria-label="Diff" { div #diff { (diff_markup(&diff)) } }
+    };
+    let page = Page {
+        title: &task.title,
+        stream: None,
+        section: Section::Projects,
+    };
+    shell(Some(&viewer), page, body).into_response()
+}
+
+/// The files with their counts, then the unified diff with added, removed and hunk lines marked.
+fn diff_markup(diff: &TaskDiff) -> Markup {
     html! {
         @if let Some(note) = &diff.note { p.muted { (note) } }
         @else if diff.files.is_empty() { p.muted { "No changes against the base yet." } }
@@ -399,7 +455,6 @@ pub(crate) async fn diff<B: Backend>(viewer: Viewer<B>, Path(id): Path<i64>) -> 
             @if diff.truncated { p.muted { "The diff is cut here; see the branch for the rest." } }
         }
     }
-    .into_response()
 }
 
 fn diff_line(line: &str) -> Markup {

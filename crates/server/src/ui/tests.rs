@@ -193,6 +193,11 @@ async fn hostile_titles_docs_and_questions_are_escaped_or_sanitized() {
         "the title is shown as text: {html}"
     );
     assert!(HOSTILE.contains("<script>"));
+    // The pull request's own title (not the task's), as text.
+    assert!(
+        html.contains(r#"<p class="pr-title" id="pr-title">the pr: &lt;script&gt;"#),
+        "the pull request's title is shown as text: {html}"
+    );
     // The pull request's checks: each with its state, a web address linked, nothing else.
     assert!(
         html.contains(r#"<a href="https://ci.example/runs/7" rel="noopener noreferrer">lint</a>"#),

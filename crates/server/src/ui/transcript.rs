@@ -2,7 +2,8 @@
 //! summary — the command, the file, the exit code — and the output folded away), messages as
 //! sanitized markdown, thinking folded, failures marked, ANSI escapes stripped. Served whole in
 //! the task page (the last events only, with "earlier" paging) and as fragments the page's
-//! script appends as the agent works (`GET /tasks/{id}/transcript?after=` or `?before=`).
+//! script appends as the agent works (`GET /tasks/{id}/transcript?from=` or `?before=`), and as
+//! pages of earlier events for a reader without script (`GET /tasks/{id}/events?before=`).
 
 use super::layout::time;
 use super::markdown;
@@ -44,11 +45,8 @@ pub(crate) async fn fragment<B: Backend>(
             },
             None => return bad_key(from),
         },
-        (None, Some(before)) => match parse_key(before) {
-            Some((run, seq)) => TranscriptQuery::Before {
-                cursor: TranscriptCursor { run, seq },
-                limit: PAGE,
-            },
+        (None, Some(before)) => match page_before(before) {
+            Some(query) => query,
             None => return bad_key(before),
         },
         _ => TranscriptQuery::Last { limit: PAGE },
@@ -64,6 +62,15 @@ pub(crate) async fn fragment<B: Backend>(
         }
         Err(err) => super::failure(err).into_response(),
     }
+}
+
+/// The page of events before `<run>-<seq>` (`None` for a malformed key).
+fn page_before(key: &str) -> Option<TranscriptQuery> {
+    let (run, seq) = parse_key(key)?;
+    Some(TranscriptQuery::Before {
+        cursor: TranscriptCursor { run, seq },
+        limit: PAGE,
+    })
 }
 
 fn bad_key(key: &str) -> Response {
@@ -90,12 +97,71 @@ pub(crate) fn section(
         section #transcript-panel .panel aria-labelledby="transcript-h" {
             h2 #transcript-h { "Transcript" }
             @if earlier {
-                button #transcript-earlier .link type="button" data-task=(task) { "Show earlier events" }
+                // A link to the paged transcript without script; the script loads them here.
+                a #transcript-earlier href=(earlier_href(task, entries)) data-task=(task) { "Show earlier events" }
             }
             @if entries.is_empty() { p.empty #transcript-empty { "No agent has run yet." } }
             ol #transcript .transcript data-task=(task) aria-live="off" { (lines(entries, live)) }
         }
     }
+}
+
+/// The page of the events before the first of `entries`.
+fn earlier_href(task: TaskId, entries: &[TranscriptEntry]) -> String {
+    match entries.first() {
+        Some(first) => format!("/tasks/{task}/events?before={}", key(first.run, first.seq)),
+        None => format!("/tasks/{task}/events"),
+    }
+}
+
+/// `GET /tasks/{id}/events?before=<run>-<seq>`: a page of the transcript's events before that
+/// one (the last ones without it), linking to the page before — what "Show earlier events"
+/// opens without script. Not followed live: the task page is.
+pub(crate) async fn page<B: Backend>(
+    viewer: Viewer<B>,
+    Path(id): Path<i64>,
+    // `from` is the script's, for lines newer than the page: not taken here.
+    Query(cursor): Query<Cursor>,
+) -> Response {
+    let id = TaskId(id);
+    let query = match cursor.before.as_deref() {
+        Some(before) => match page_before(before) {
+            Some(query) => query,
+            None => return bad_key(before),
+        },
+        None => TranscriptQuery::Last { limit: PAGE },
+    };
+    let detail = match viewer.backend.task(id).await {
+        Ok(detail) => detail,
+        Err(err) => return super::error_page(&viewer, err),
+    };
+    let page = match viewer.backend.transcript(id, query).await {
+        Ok(page) => page,
+        Err(err) => return super::error_page(&viewer, err),
+    };
+    let task = &detail.task;
+    let body = html! {
+        div.page-head {
+            div {
+                p.crumbs { a href={ "/projects/" (task.project) } { (task.project) } " / " a href={ "/tasks/" (id) } { (task.key) } }
+                h1 { "Transcript: earlier events" }
+            }
+        }
+        section.panel aria-label="Transcript" {
+            @if page.earlier && !page.entries.is_empty() {
+                p { a #events-earlier href=(earlier_href(id, &page.entries)) { "Show earlier events" } }
+            }
+            @if page.entries.is_empty() { p.empty { "No events here." } }
+            ol #transcript-page .transcript { (lines(&page.entries, &page.live_runs)) }
+            p { a href={ "/tasks/" (id) } { "Back to the task and its latest events" } }
+        }
+    };
+    let info = super::layout::Page {
+        title: &task.title,
+        stream: None,
+        section: super::layout::Section::Projects,
+    };
+    super::layout::shell(Some(&viewer), info, body).into_response()
 }
 
 fn earlier_marker(entries: &[TranscriptEntry]) -> Markup {

@@ -179,7 +179,8 @@
       location.assign("/login");
       return;
     }
-    if (target.id === "transcript-earlier") { loadEarlier(target); }
+    // The link opens the paged transcript without script; with it, the events load here.
+    if (target.id === "transcript-earlier") { event.preventDefault(); loadEarlier(target); }
   });
 
   // ---- live state ----------------------------------------------------------------------
@@ -216,6 +217,7 @@
           region.replaceWith(document.importNode(fresh, true));
         }
         localTimes(document);
+        tick();
         document.dispatchEvent(new CustomEvent("atelier:refreshed"));
       } while (again);
     } catch (e) {
@@ -282,6 +284,8 @@
     const more = holder.querySelector("li.earlier");
     if (more) more.remove(); else button.remove();
     list.prepend(...Array.from(holder.children));
+    const now = list.querySelector("li[data-key]");
+    if (more && now) button.href = "/tasks/" + list.dataset.task + "/events?before=" + now.dataset.key;
     localTimes(list);
   }
 
@@ -311,11 +315,18 @@
     source.addEventListener("pull_request", changed("pull_request"));
     // What the viewer sees of projects changed (added, settings, memberships, their account).
     source.addEventListener("projects", changed("projects"));
-    source.addEventListener("transcript", () => { appendTranscript(); });
+    // A page showing agents' last activity (the inbox's dashboard) refreshes on their
+    // transcripts too, at most once a second.
+    const activity = document.querySelector("[data-live-activity]");
+    let activityDue = null;
+    source.addEventListener("transcript", () => {
+      appendTranscript();
+      if (activity && !activityDue) activityDue = setTimeout(() => { activityDue = null; onChange(); }, 1000);
+    });
     source.addEventListener("caught-up", () => { showStatus("", false); });
     source.onopen = () => showStatus("", false);
     source.onerror = () => showStatus("Live updates interrupted: reconnecting…", true);
-    window.addEventListener("pagehide", () => source.close());
+    window.addEventListener("pagehide", () => { clearTimeout(activityDue); source.close(); });
   }
 
   // ---- small things --------------------------------------------------------------------
@@ -365,7 +376,18 @@
   }
 
   // Keyboard: "g i" inbox, "g p" projects, "n" new task (on a board), "/" focuses the first
-  // text field of the page's main form.
+  // text field the page shows in its main content (the answer box of a question, the feedback
+  // at the plan gate, the path of a new project): fields in closed dialogs or folded details
+  // are not shown, so not chosen.
+  function firstTextField() {
+    const fields = document.querySelectorAll(
+      'main textarea, main input:not([type]), main input[type="text"], main input[type="search"]');
+    for (const field of fields) {
+      if (!field.disabled && !field.readOnly && field.getClientRects().length > 0) return field;
+    }
+    return null;
+  }
+
   let lastKey = "";
   document.addEventListener("keydown", (event) => {
     const el = event.target;
@@ -374,6 +396,7 @@
     if (lastKey === "g" && event.key === "i") location.assign("/");
     else if (lastKey === "g" && event.key === "p") location.assign("/projects");
     else if (event.key === "n") { const b = document.getElementById("new-task"); if (b) { event.preventDefault(); b.click(); } }
+    else if (event.key === "/") { const f = firstTextField(); if (f) { event.preventDefault(); f.focus(); } }
     lastKey = event.key;
   });
 

@@ -612,6 +612,14 @@ async fn a_disabled_account_is_locked_out_at_once_and_back_when_enabled() {
 /// effective at once: the token is refused on its next request and the stream it opened ends.
 /// The audit trail on the same page says who revoked which token of whom, and when. Nobody
 /// else may list everyone's tokens.
+/// The row of token `id` in the admin page's token table.
+fn token_row(page: &str, id: i64) -> &str {
+    page.split("<tr")
+        .find(|row| row.contains(&format!(r#"data-token="{id}""#)))
+        .and_then(|row| row.split("</tr>").next())
+        .unwrap_or_else(|| panic!("token {id}'s row on the admin page: {page}"))
+}
+
 #[tokio::test]
 async fn an_administrator_lists_every_token_and_revokes_anyones_at_once() {
     let world = World::start(&full_pipeline(), &[]).await;
@@ -652,13 +660,8 @@ async fn an_administrator_lists_every_token_and_revokes_anyones_at_once() {
         "no secret is listed: {all}"
     );
     let id = target["id"].as_i64().unwrap();
-    let (_, page) = root.send(Method::GET, "/admin", None, false, None).await;
-    let page = page.as_str().unwrap();
-    let row = page
-        .split("<tr")
-        .find(|row| row.contains(&format!(r#"data-token="{id}""#)))
-        .and_then(|row| row.split("</tr>").next())
-        .unwrap_or_else(|| panic!("the token's row on the admin page: {page}"));
+    let page = root.page("/admin").await;
+    let row = token_row(&page, id);
     assert!(
         row.contains("<td>stream</td><td>ann</td>")
             && row.contains(&format!(r#"data-action="/api/tokens/{id}""#))
@@ -757,11 +760,7 @@ async fn an_administrator_lists_every_token_and_revokes_anyones_at_once() {
     );
     let laptop_id = laptop["id"].as_i64().unwrap();
     let page = root.page("/admin").await;
-    let row = page
-        .split("<tr")
-        .find(|row| row.contains(&format!(r#"data-token="{laptop_id}""#)))
-        .and_then(|row| row.split("</tr>").next())
-        .unwrap_or_else(|| panic!("the laptop token's row: {page}"));
+    let row = token_row(&page, laptop_id);
     assert!(
         row.contains(r#"<span class="muted">owner disabled</span>"#) && !row.contains(">live<"),
         "{row}"

@@ -10,6 +10,7 @@ mod support;
 
 use reqwest::Method;
 use serde_json::{Value, json};
+use support::people::Session;
 use support::*;
 use testkit::ApiClient;
 
@@ -40,81 +41,6 @@ async fn user_with_token(world: &World, login: &str) -> ApiClient {
         .await;
     assert_eq!(status, 201, "{token}");
     admin.with_token(token["token"].as_str().unwrap())
-}
-
-/// A browser-like client: the session cookie and the CSRF token the login answered.
-struct Session {
-    http: reqwest::Client,
-    base: String,
-    cookie: String,
-    csrf: String,
-}
-
-impl Session {
-    async fn login(world: &World, login: &str, password: &str) -> Session {
-        let http = reqwest::Client::builder().no_proxy().build().unwrap();
-        let base = world.server.url().to_string();
-        let response = http
-            .post(format!("{base}/api/login"))
-            .json(&json!({"login": login, "password": password}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        let set_cookie = response
-            .headers()
-            .get("set-cookie")
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .to_string();
-        for attribute in ["HttpOnly", "SameSite=Lax", "Path=/"] {
-            assert!(set_cookie.contains(attribute), "{set_cookie}");
-        }
-        let cookie = set_cookie.split(';').next().unwrap().to_string();
-        let body: Value = response.json().await.unwrap();
-        assert!(
-            body.get("session").is_none(),
-            "the session secret is only in the cookie: {body}"
-        );
-        Session {
-            http,
-            base,
-            cookie,
-            csrf: body["csrf"].as_str().unwrap().to_string(),
-        }
-    }
-
-    /// Sends a request with the cookie; `csrf` adds the CSRF header, `origin` an Origin header.
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-        csrf: bool,
-        origin: Option<&str>,
-    ) -> (u16, Value) {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .header("cookie", &self.cookie);
-        if csrf {
-            request = request.header("x-csrf-token", &self.csrf);
-        }
-        if let Some(origin) = origin {
-            request = request.header("origin", origin);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
 }
 
 #[tokio::test]
@@ -680,4 +606,235 @@ async fn a_disabled_account_is_locked_out_at_once_and_back_when_enabled() {
         .await
         .unwrap();
     assert_eq!(status, 400, "{body}");
+}
+
+/// An administrator's page lists every account's tokens (never a secret) and revokes anyone's,
+/// effective at once: the token is refused on its next request and the stream it opened ends.
+/// The audit trail on the same page says who revoked which token of whom, and when. Nobody
+/// else may list everyone's tokens.
+/// The row of token `id` in the admin page's token table.
+fn token_row(page: &str, id: i64) -> &str {
+    page.split("<tr")
+        .find(|row| row.contains(&format!(r#"data-token="{id}""#)))
+        .and_then(|row| row.split("</tr>").next())
+        .unwrap_or_else(|| panic!("token {id}'s row on the admin page: {page}"))
+}
+
+#[tokio::test]
+async fn an_administrator_lists_every_token_and_revokes_anyones_at_once() {
+    let world = World::start(&full_pipeline(), &[]).await;
+    let ann = user_with_token(&world, "ann").await;
+    let secret = support::people::token_of(&world, "ann", "stream").await;
+    let mut stream = support::sse::SseText::open(&world, "/api/stream", &secret).await;
+    assert!(stream.read_until(0, |t| t.contains("event: ready")).await);
+    let (status, body) = ann
+        .request(Method::GET, "/api/tokens/all", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        status, 403,
+        "a member may not list everyone's tokens: {body}"
+    );
+
+    // A second administrator, signed in as the web UI is.
+    support::people::create_user(&world, "root", true).await;
+    support::people::update_user(&world, "root", json!({"admin": true})).await;
+    let root = Session::of(&world, "root").await;
+    let (status, all) = root
+        .send(Method::GET, "/api/tokens/all", None, false, None)
+        .await;
+    assert_eq!(status, 200, "{all}");
+    let listed = all.as_array().unwrap();
+    let of = |owner: &str, name: &str| {
+        listed
+            .iter()
+            .find(|t| t["owner"] == owner && t["name"] == name)
+            .unwrap_or_else(|| panic!("{owner}'s token {name}: {all}"))
+            .clone()
+    };
+    of("admin", "server api-token");
+    of("ann", "laptop");
+    let target = of("ann", "stream");
+    assert!(
+        !all.to_string().contains(&secret) && listed.iter().all(|t| t.get("token").is_none()),
+        "no secret is listed: {all}"
+    );
+    let id = target["id"].as_i64().unwrap();
+    let page = root.page("/admin").await;
+    let row = token_row(&page, id);
+    assert!(
+        row.contains("<td>stream</td><td>ann</td>")
+            && row.contains(&format!(r#"data-action="/api/tokens/{id}""#))
+            && row.contains(">Revoke</button>"),
+        "{row}"
+    );
+    assert!(!page.contains(&secret), "no secret on the page");
+
+    // Revoked the way the page's button does it: the session with its CSRF token.
+    let (status, body) = root
+        .send(
+            Method::DELETE,
+            &format!("/api/tokens/{id}"),
+            None,
+            true,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    stream.read_to_end().await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let refused = http
+        .get(format!("{}/api/me", world.server.url()))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        refused.status(),
+        401,
+        "the revoked token is refused at once"
+    );
+    assert_eq!(
+        ann.get("/api/me").await.unwrap()["login"],
+        "ann",
+        "ann's other token still works"
+    );
+
+    // The audit trail on the page: when, who, how, what, on what — with whose token it was.
+    let (_, page) = root.send(Method::GET, "/admin", None, false, None).await;
+    let page = page.as_str().unwrap();
+    let audit = &page[page.find(r#"<table id="audit">"#).unwrap()..];
+    let line = audit
+        .split("<tr>")
+        .find(|row| row.contains("token.revoke"))
+        .unwrap_or_else(|| panic!("the revocation in the audit trail: {audit}"));
+    assert!(
+        line.contains("<td>root</td><td>session</td>")
+            && line.contains(r#"<span class="muted">of ann</span>"#)
+            && line.contains("<td>stream</td>"),
+        "{line}"
+    );
+    let when = line
+        .split(r#"data-ms=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .and_then(|ms| ms.parse::<i64>().ok())
+        .unwrap_or_else(|| panic!("a time on the line: {line}"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    assert!((now - 60_000..=now).contains(&when), "{when} vs {now}");
+    let (status, revoked) = root
+        .send(Method::GET, "/api/tokens/all", None, false, None)
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        revoked
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["id"] == id && t["revoked"] == true),
+        "{revoked}"
+    );
+
+    // Ann's account disabled: her tokens are refused, and listed (API and page) as such.
+    support::people::update_user(&world, "ann", json!({"disabled": true})).await;
+    let (_, all) = root
+        .send(Method::GET, "/api/tokens/all", None, false, None)
+        .await;
+    let laptop = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["owner"] == "ann" && t["name"] == "laptop")
+        .unwrap_or_else(|| panic!("ann's laptop token: {all}"));
+    assert_eq!(
+        (
+            &laptop["owner_disabled"],
+            &laptop["expired"],
+            &laptop["revoked"]
+        ),
+        (&json!(true), &json!(false), &json!(false)),
+        "{laptop}"
+    );
+    let laptop_id = laptop["id"].as_i64().unwrap();
+    let page = root.page("/admin").await;
+    let row = token_row(&page, laptop_id);
+    assert!(
+        row.contains(r#"<span class="muted">owner disabled</span>"#) && !row.contains(">live<"),
+        "{row}"
+    );
+    let root_token = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["owner"] == "admin")
+        .unwrap();
+    assert_eq!(root_token["owner_disabled"], false, "{root_token}");
+}
+
+/// Administrators are made and unmade on the admin page; nobody demotes or disables
+/// themselves, so the administrator acting always remains — the last one cannot be removed.
+#[tokio::test]
+async fn the_last_administrator_cannot_be_demoted_or_disabled() {
+    let world = World::start(&full_pipeline(), &[]).await;
+    support::people::create_user(&world, "root", true).await;
+    support::people::update_user(&world, "root", json!({"admin": true})).await;
+    let root = Session::of(&world, "root").await;
+    let (_, page) = root.send(Method::GET, "/admin", None, false, None).await;
+    let page = page.as_str().unwrap();
+    let row = |login: &str| {
+        page.split("<tr")
+            .find(|row| row.contains(&format!(r#"data-user="{login}""#)))
+            .and_then(|row| row.split("</tr>").next())
+            .unwrap_or_else(|| panic!("{login}'s row: {page}"))
+            .to_string()
+    };
+    assert!(
+        row("admin").contains(r#"name="admin" value="false""#)
+            && row("admin").contains("Remove administrator"),
+        "another administrator can be demoted: {}",
+        row("admin")
+    );
+    assert!(
+        !row("root").contains("<form"),
+        "no button changes one's own role or access: {}",
+        row("root")
+    );
+    // root demotes the bootstrap administrator: root is now the only one.
+    let (status, body) = root
+        .send(
+            Method::PUT,
+            "/api/users/admin",
+            Some(json!({"admin": false})),
+            true,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    for change in [json!({"admin": false}), json!({"disabled": true})] {
+        let (status, body) = root
+            .send(Method::PUT, "/api/users/root", Some(change), true, None)
+            .await;
+        assert_eq!(status, 400, "{body}");
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("cannot disable or demote yourself"),
+            "{body}"
+        );
+    }
+    let (_, users) = root
+        .send(Method::GET, "/api/users", None, false, None)
+        .await;
+    let admins: Vec<&str> = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["admin"] == true && u["disabled"] == false)
+        .map(|u| u["login"].as_str().unwrap())
+        .collect();
+    assert_eq!(admins, ["root"], "{users}");
 }

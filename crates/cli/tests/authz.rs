@@ -43,7 +43,7 @@ fn rule(operation: &str) -> Option<Rule> {
         // The tasks of the matrix belong to the administrator: to a member, someone else's.
         "updateProjectSettings" | "setMember" | "removeMember" | "editTaskDoc" => Rule::Owner,
         "addProject" | "listUsers" | "createUser" | "updateUser" | "audit" | "listPrompts"
-        | "setPrompt" | "resetPrompt" => Rule::Admin,
+        | "setPrompt" | "resetPrompt" | "listAllTokens" => Rule::Admin,
         _ => return None,
     })
 }

@@ -518,38 +518,7 @@ async fn a_task_from_first_run_setup_to_done() {
     );
     // The refusal is the API's 400, which the browser logs as a failed load (a moment after the
     // page shows it): that one is expected, anything else is not.
-    let logged = std::sync::Mutex::new(Vec::new());
-    testkit::wait_until(
-        "the browser's log of the refused save",
-        std::time::Duration::from_secs(10),
-        || {
-            let logged = &logged;
-            let b = &b;
-            async move {
-                let mut seen = logged.lock().unwrap().clone();
-                seen.extend(
-                    b.take_console()
-                        .await
-                        .into_iter()
-                        .filter(|e| e.level == "SEVERE"),
-                );
-                let found = seen
-                    .iter()
-                    .any(|e| e.message.contains("/api/prompts/review.md"));
-                *logged.lock().unwrap() = seen;
-                found.then_some(())
-            }
-        },
-    )
-    .await
-    .unwrap();
-    let logged = logged.into_inner().unwrap();
-    assert!(
-        logged
-            .iter()
-            .all(|e| e.message.contains("/api/prompts/review.md") && e.message.contains("400")),
-        "{logged:?}"
-    );
+    b.expect_failed_load("/api/prompts/review.md", "400").await;
     b.fill("#prompt-text-review", "Review {{title}} closely.")
         .await;
     b.click("form#prompt-review button[type=submit]").await;
@@ -2378,4 +2347,61 @@ async fn the_demo_ui_serves_the_demo_task_and_prints_how_to_sign_in() {
         0,
         "the demo left files behind"
     );
+}
+
+/// A project's own prompt on its settings page, as its owner sees it: an unknown variable is
+/// refused beside its field, naming the prompt, its line and the variable; a good text is saved
+/// into the project's settings and shown as the project's own.
+#[tokio::test]
+#[cfg_attr(
+    browser_missing,
+    ignore = "needs chromium, chromedriver and axe-core: run scripts/test (it installs them and \
+              sets ATELIER_CHROMEDRIVER and ATELIER_AXE_JS)"
+)]
+async fn a_project_prompt_with_an_unknown_variable_is_refused_beside_its_field() {
+    let world = World::start(&[("plan", plan_scenario())], &[]).await;
+    create_user(&world, "olive", true).await;
+    add_member(&world, "app", "olive", "owner").await;
+    let b = Browser::start(
+        "a_project_prompt_with_an_unknown_variable_is_refused_beside_its_field",
+        world.server.url(),
+    )
+    .await;
+    log_in(&b, "olive").await;
+    b.goto("/projects/app/settings").await;
+    b.wait_for("form#project-prompt-review").await;
+    b.js(
+        "document.querySelector('#project-prompt-review').closest('details').open = true;",
+        vec![],
+    )
+    .await;
+    b.screen("01-project-prompts").await;
+    b.fill(
+        "#project-prompt-text-review",
+        "Review with care.\nThen {{titel}}.",
+    )
+    .await;
+    b.click("form#project-prompt-review button[type=submit]")
+        .await;
+    b.wait_text("form#project-prompt-review .form-error", "unknown variable")
+        .await;
+    let error = b.text("form#project-prompt-review .form-error").await;
+    assert!(
+        error.contains("prompts.review, line 2") && error.contains("{{titel}}"),
+        "{error}"
+    );
+    b.expect_failed_load("/api/projects/app/settings", "400")
+        .await;
+    b.snap("02-refused-inline").await;
+    b.fill("#project-prompt-text-review", "Review {{title}} with care.")
+        .await;
+    b.click("form#project-prompt-review button[type=submit]")
+        .await;
+    b.wait_text("#prompts", "this project's").await;
+    let settings = world.server.get("/api/projects").await.unwrap()[0]["settings"].clone();
+    assert_eq!(
+        settings["prompts"],
+        json!({"review": "Review {{title}} with care."})
+    );
+    b.screen("03-saved").await;
 }

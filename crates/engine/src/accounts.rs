@@ -154,6 +154,22 @@ fn check_password(password: &str) -> Result<()> {
     Ok(())
 }
 
+/// A token as listed: never its secret.
+/// A token as listed; `now` judges whether it has expired.
+fn token_view(t: store::TokenRow, owner: String, owner_disabled: bool, now: i64) -> TokenView {
+    TokenView {
+        id: t.id,
+        name: t.name,
+        owner,
+        created_at: t.created_at,
+        last_used_at: t.last_used_at,
+        expired: t.expires_at.is_some_and(|at| at <= now),
+        expires_at: t.expires_at,
+        revoked: t.revoked_at.is_some(),
+        owner_disabled,
+    }
+}
+
 fn user_view(row: &UserRow) -> UserView {
     UserView {
         id: row.id.0,
@@ -431,7 +447,8 @@ impl Engine {
 
     /// Changes an account's flags (administrators only). Disabling one ends its sessions; its
     /// tokens are refused while it stays disabled. An administrator cannot disable or demote
-    /// themselves (someone must remain able to undo it).
+    /// themselves, and no change may leave no enabled administrator (both checked in the writing
+    /// transaction, so two administrators demoting each other at once leave one).
     pub fn update_user(&self, login: &str, update: UserUpdate) -> Result<UserView> {
         self.require_admin("change accounts")?;
         let row = self.inner.store.write(|tx| {
@@ -444,10 +461,22 @@ impl Engine {
                     "you cannot disable or demote yourself: ask another administrator".into(),
                 ));
             }
+            // The caller's own flags read again in this transaction: an administrator demoted or
+            // disabled by a request that committed first no longer changes accounts.
+            if let Acting::User(who) = &self.acting {
+                match tx.user(who.user)? {
+                    Some(me) if me.admin && !me.disabled => {}
+                    _ => {
+                        return Err(EngineError::Forbidden(
+                            "only an administrator may change accounts".into(),
+                        ));
+                    }
+                }
+            }
             let admin = update.admin.unwrap_or(user.admin);
             let technical = update.technical.unwrap_or(user.technical);
             let disabled = update.disabled.unwrap_or(user.disabled);
-            tx.set_user_flags(user.id, admin, technical, disabled)?;
+            set_flags_keeping_an_admin(tx, &user, admin, technical, disabled)?;
             if disabled {
                 tx.revoke_sessions_of(user.id)?;
             }
@@ -501,21 +530,28 @@ impl Engine {
     pub fn list_tokens(&self) -> Result<Vec<TokenView>> {
         let who = self.identity()?;
         let rows = self.inner.store.read(|tx| tx.tokens_of(who.user))?;
+        let now = store::now_ms();
+        // The caller is signed in, so their account is not disabled.
         Ok(rows
             .into_iter()
-            .map(|t| TokenView {
-                id: t.id,
-                name: t.name,
-                created_at: t.created_at,
-                last_used_at: t.last_used_at,
-                expires_at: t.expires_at,
-                revoked: t.revoked_at.is_some(),
-            })
+            .map(|t| token_view(t, who.login.clone(), false, now))
+            .collect())
+    }
+
+    /// Every account's tokens, with their owners (administrators only; never the secrets).
+    pub fn list_all_tokens(&self) -> Result<Vec<TokenView>> {
+        self.require_admin("list everyone's tokens")?;
+        let rows = self.inner.store.read(|tx| tx.all_tokens())?;
+        let now = store::now_ms();
+        Ok(rows
+            .into_iter()
+            .map(|(t, owner, disabled)| token_view(t, owner, disabled, now))
             .collect())
     }
 
     /// Revokes one of the caller's tokens (an administrator: anyone's). Takes effect on the
-    /// next request, and ends the streams it opened.
+    /// next request, and ends the streams it opened. Audited as `token.revoke` of the token's
+    /// name, with its owner's login when it was someone else's.
     pub fn revoke_token(&self, id: i64) -> Result<()> {
         let who = self.identity()?;
         self.inner.store.write(|tx| {
@@ -524,7 +560,11 @@ impl Engine {
                 .filter(|t| who.admin || t.user_id == who.user)
                 .ok_or_else(|| EngineError::NotFound(format!("no token {id}")))?;
             tx.revoke_token(id)?;
-            self.audit_in(tx, "token.revoke", &token.name, None)?;
+            let owner = match token.user_id == who.user {
+                true => None,
+                false => tx.user(token.user_id)?.map(|u| format!("of {}", u.login)),
+            };
+            self.audit_in(tx, "token.revoke", &token.name, owner.as_deref())?;
             Ok::<_, EngineError>(())
         })?;
         self.inner.streams.access_changed(AccessChange::Credential);
@@ -711,9 +751,103 @@ impl Engine {
     }
 }
 
+/// Sets an account's flags unless that would leave no enabled administrator — counted in the
+/// same transaction, so concurrent changes cannot each see another administrator remaining.
+pub(crate) fn set_flags_keeping_an_admin(
+    tx: &Tx<'_>,
+    user: &UserRow,
+    admin: bool,
+    technical: bool,
+    disabled: bool,
+) -> Result<()> {
+    let was_enabled_admin = user.admin && !user.disabled;
+    tx.set_user_flags(user.id, admin, technical, disabled)?;
+    let stays_enabled_admin = admin && !disabled;
+    if was_enabled_admin && !stays_enabled_admin && tx.enabled_admin_count()? == 0 {
+        return Err(EngineError::InvalidInput(format!(
+            "`{}` is the last enabled administrator: make someone else an administrator first",
+            user.login
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Demotes `login` in its own transaction, as `update_user` does.
+    fn demote(store: &store::Store, login: &str) -> Result<()> {
+        store.write(|tx| {
+            let user = tx.user_by_login(login)?.ok_or_else(not_found_user)?;
+            set_flags_keeping_an_admin(tx, &user, false, user.technical, user.disabled)
+        })
+    }
+
+    fn enabled_admins(store: &store::Store) -> u32 {
+        store.read(|tx| tx.enabled_admin_count()).unwrap()
+    }
+
+    #[test]
+    fn a_change_that_would_leave_no_enabled_administrator_is_refused() {
+        let store = store::Store::open_memory().unwrap();
+        store
+            .write(|tx| {
+                tx.insert_user("ann", None, true, false)?;
+                tx.insert_user("bob", None, true, false)?;
+                tx.insert_user("cid", None, false, false)
+            })
+            .unwrap();
+        demote(&store, "ann").unwrap();
+        assert_eq!(enabled_admins(&store), 1);
+        let refused = demote(&store, "bob").unwrap_err();
+        assert!(
+            matches!(&refused, EngineError::InvalidInput(m) if m.contains("last enabled administrator")),
+            "{refused:?}"
+        );
+        let bob = store.read(|tx| tx.user_by_login("bob")).unwrap().unwrap();
+        assert!(bob.admin, "the refused change was rolled back");
+        let disabled =
+            store.write(|tx| set_flags_keeping_an_admin(tx, &bob, true, bob.technical, true));
+        assert!(disabled.is_err(), "disabling the last one is refused too");
+        assert_eq!(enabled_admins(&store), 1);
+        // A change to someone who is not an administrator is not held up.
+        let cid = store.read(|tx| tx.user_by_login("cid")).unwrap().unwrap();
+        store
+            .write(|tx| set_flags_keeping_an_admin(tx, &cid, false, true, true))
+            .unwrap();
+    }
+
+    #[test]
+    fn two_administrators_demoting_each_other_at_once_leave_one() {
+        for _ in 0..20 {
+            let store = std::sync::Arc::new(store::Store::open_memory().unwrap());
+            store
+                .write(|tx| {
+                    tx.insert_user("ann", None, true, false)?;
+                    tx.insert_user("bob", None, true, false)
+                })
+                .unwrap();
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+            let racers: Vec<_> = ["ann", "bob"]
+                .into_iter()
+                .map(|login| {
+                    let (store, barrier) = (store.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        demote(&store, login).is_ok()
+                    })
+                })
+                .collect();
+            let done: Vec<bool> = racers.into_iter().map(|r| r.join().unwrap()).collect();
+            assert_eq!(
+                done.iter().filter(|ok| **ok).count(),
+                1,
+                "one demotion goes through, the other is refused: {done:?}"
+            );
+            assert_eq!(enabled_admins(&store), 1);
+        }
+    }
 
     #[test]
     fn passwords_are_hashed_with_argon2id_and_verified() {

@@ -118,6 +118,12 @@ pub struct ProjectSettings {
     /// repository's `.atelier/` folder on the base branch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pipelines: Option<String>,
+    /// The project's own prompt texts, replacing the server's (and the built-in ones) for this
+    /// project's tasks: keyed `plan`, `implement`, `review`, `qa`, `refine`, `pr` or
+    /// `plan-template`, each checked when the settings are saved (an unknown `{{variable}}` is
+    /// refused naming its line). A task keeps the texts it was created with.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub prompts: BTreeMap<String, String>,
 }
 
 /// Where a project's pull requests live.
@@ -233,6 +239,7 @@ impl Default for ProjectSettings {
             max_repeated_tool_calls: 5,
             default_pipeline: domain::Pipeline::default().name().into(),
             pipelines: None,
+            prompts: BTreeMap::new(),
         }
     }
 }
@@ -799,10 +806,16 @@ pub struct NewTokenView {
 pub struct TokenView {
     pub id: i64,
     pub name: String,
+    /// The login of the account the token acts for.
+    pub owner: String,
     pub created_at: i64,
     pub last_used_at: Option<i64>,
     pub expires_at: Option<i64>,
+    /// Whether `expires_at` has passed (the token is refused).
+    pub expired: bool,
     pub revoked: bool,
+    /// Whether the owner's account is disabled (its tokens are refused while it stays so).
+    pub owner_disabled: bool,
 }
 
 /// The body of `PUT /api/me/credentials/{harness}`: the caller's credentials for one harness,

@@ -229,16 +229,14 @@ async fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<bool, String> {
         turn: run.turns,
         prompt: match &run.pending_input {
             Some(input) => input.clone(),
-            None => {
-                let prompts = inner.prompts();
-                match &own_prompt {
-                    Some((name, text)) => {
-                        prompts.render_custom(name, text, run.stage, &vars, brief.as_deref())
-                    }
-                    None => prompts.render_with_brief(run.stage, &vars, brief.as_deref()),
-                }
-                .map_err(|e| e.to_string())?
-            }
+            None => crate::prompt::for_run(
+                &inner.prompts(),
+                &task,
+                own_prompt.as_ref(),
+                run.stage,
+                &vars,
+                brief.as_deref(),
+            )?,
         },
         workdir: worktree.into(),
         env,

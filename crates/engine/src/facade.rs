@@ -615,6 +615,16 @@ impl Engine {
         crate::crash::point("after-worktree");
         let worktree = ws.worktree.display().to_string();
         let doc_path = ws.doc_path.display().to_string();
+        // The project's prompt overrides as read with its settings when this request began
+        // (before the workspace and setup hook, which may take minutes; a change saved meanwhile
+        // reaches the next task): the task keeps them.
+        let project_prompts = match settings.prompts.is_empty() {
+            true => None,
+            false => Some(
+                serde_json::to_string(&settings.prompts)
+                    .map_err(|e| EngineError::Internal(e.to_string()))?,
+            ),
+        };
         let inserted = self.record_new_task(&NewTaskRow {
             id,
             project_id: project.id,
@@ -636,6 +646,7 @@ impl Engine {
                 .recorded
                 .as_ref()
                 .map(|(_, prompts)| prompts.as_str()),
+            project_prompts: project_prompts.as_deref(),
         });
         match inserted {
             Ok((row, applied)) => {

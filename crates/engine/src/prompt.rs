@@ -193,16 +193,25 @@ pub const OVERRIDABLE: [&str; 7] = [
 /// Checks `text` as the override `file` would be checked when loaded (unknown variable,
 /// unclosed `{{`, metadata line, empty), naming the line.
 pub fn check_override(file: &str, text: &str) -> Result<(), PromptError> {
+    checked_override(file, file, text).map(drop)
+}
+
+/// The override `text` of the overridable `file` (named `name` in errors) as a template, checked
+/// as it is when loaded: an unknown file, unknown variable, unclosed `{{`, metadata line (but in
+/// the plan template), empty — naming the line. The one check of the server's files and a
+/// project's `prompts`.
+fn checked_override(file: &str, name: &str, text: &str) -> Result<Template, PromptError> {
     if !OVERRIDABLE.contains(&file) {
         return Err(PromptError::UnknownFile {
-            path: PathBuf::from(file),
+            path: PathBuf::from(name),
         });
     }
     let template = Template {
-        name: file.to_string(),
+        name: name.to_string(),
         text: Cow::Owned(text.to_string()),
     };
-    validate(&template, file != PLAN_TEMPLATE_FILE)
+    validate(&template, file != PLAN_TEMPLATE_FILE)?;
+    Ok(template)
 }
 
 /// Checks the text of a stage prompt that is not one of the overridable files (a pipeline
@@ -214,6 +223,83 @@ pub fn check_stage_prompt(name: &str, text: &str) -> Result<(), PromptError> {
         text: Cow::Owned(text.to_string()),
     };
     validate(&template, true)
+}
+
+/// The file a project's prompt override `key` replaces (`review` → `review.md`,
+/// `plan-template` → `plan-template.md`): the keys of a project's `prompts` setting are the
+/// [`OVERRIDABLE`] files without `.md`.
+pub fn project_prompt_file(key: &str) -> Option<&'static str> {
+    OVERRIDABLE
+        .iter()
+        .copied()
+        .find(|file| file.strip_suffix(".md") == Some(key))
+}
+
+/// Checks a project's prompt override `key` (named `prompts.<key>` in errors) as the server's
+/// override of the same file is checked: a known key, no unknown variable, no unclosed `{{`, no
+/// metadata line, not empty — naming the line.
+pub fn check_project_prompt(key: &str, text: &str) -> Result<(), String> {
+    let Some(file) = project_prompt_file(key) else {
+        let keys: Vec<&str> = OVERRIDABLE
+            .iter()
+            .filter_map(|f| f.strip_suffix(".md"))
+            .collect();
+        return Err(format!(
+            "prompts.{key}: no such prompt (use one of {})",
+            keys.join(", ")
+        ));
+    };
+    checked_override(file, &format!("prompts.{key}"), text)
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// The prompts a task's run is given: the server's (`server`: its overrides over the built-in
+/// texts) with the project's overrides the task recorded when it was created replacing them.
+pub fn for_task(
+    server: &std::sync::Arc<Prompts>,
+    task: &TaskRow,
+) -> Result<std::sync::Arc<Prompts>, String> {
+    let Some(json) = &task.project_prompts else {
+        return Ok(std::sync::Arc::clone(server));
+    };
+    let overrides: std::collections::BTreeMap<String, String> = serde_json::from_str(json)
+        .map_err(|e| {
+            format!(
+                "task {}: its project's prompts are unreadable: {e}",
+                task.id
+            )
+        })?;
+    server
+        .with_project(&overrides)
+        .map(std::sync::Arc::new)
+        .map_err(|e| {
+            format!(
+                "task {}: its project's prompts, recorded when it was created, no longer pass the \
+                 checks ({e}); start a new task with corrected prompts in the project's settings",
+                task.id
+            )
+        })
+}
+
+/// The prompt a run of `stage` of `task` is given (docs/pipelines.md, "Which text a stage's
+/// agent gets"): the stage's own prompt file of the task's pipeline (`own`: its name and text)
+/// when it has one, else the project's text the task recorded, else the server's, else the
+/// built-in one.
+pub fn for_run(
+    server: &std::sync::Arc<Prompts>,
+    task: &TaskRow,
+    own: Option<&(String, String)>,
+    stage: Stage,
+    vars: &PromptVars,
+    brief: Option<&str>,
+) -> Result<String, String> {
+    let prompts = for_task(server, task)?;
+    match own {
+        Some((name, text)) => prompts.render_custom(name, text, stage, vars, brief),
+        None => prompts.render_with_brief(stage, vars, brief),
+    }
+    .map_err(|e| e.to_string())
 }
 
 /// The built-in text of an overridable `file`.
@@ -290,33 +376,36 @@ impl Prompts {
             let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
                 continue;
             };
-            let Some(stem) = name.strip_suffix(".md") else {
-                continue;
-            };
-            if name.starts_with('.') {
+            if !name.ends_with(".md") || name.starts_with('.') {
                 continue;
             }
-            let slot = if name == PLAN_TEMPLATE_FILE {
-                &mut prompts.plan_template
-            } else {
-                match stem.parse::<Stage>() {
-                    // The second reviewer's prompt is the review prompt.
-                    Ok(Stage::SecondReview) | Err(_) => {
-                        return Err(PromptError::UnknownFile { path });
-                    }
-                    Ok(stage) => prompts.slot_mut(stage),
-                }
-            };
+            if !OVERRIDABLE.contains(&name) {
+                return Err(PromptError::UnknownFile { path });
+            }
             let text = std::fs::read_to_string(&path).map_err(|err| PromptError::Read {
                 path: path.clone(),
                 detail: err.to_string(),
             })?;
-            let template = Template {
-                name: path.display().to_string(),
-                text: Cow::Owned(text),
-            };
-            validate(&template, name != PLAN_TEMPLATE_FILE)?;
-            *slot = template;
+            prompts.set_file(
+                name,
+                checked_override(name, &path.display().to_string(), &text)?,
+            );
+        }
+        Ok(prompts)
+    }
+
+    /// These prompts with a project's overrides (`prompts` of its settings, keyed as
+    /// [`project_prompt_file`] says) replacing theirs: a project's text wins over the server's,
+    /// which wins over the built-in one. Each override is checked as when it was saved.
+    pub fn with_project(
+        &self,
+        overrides: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Prompts, PromptError> {
+        let mut prompts = self.clone();
+        for (key, text) in overrides {
+            let name = format!("the project's prompts.{key}");
+            let file = project_prompt_file(key).unwrap_or_default();
+            prompts.set_file(file, checked_override(file, &name, text)?);
         }
         Ok(prompts)
     }
@@ -422,6 +511,20 @@ impl Prompts {
             Stage::Refine => &self.refine,
             Stage::Pr => &self.pr,
         }
+    }
+
+    /// Puts `template` in the place of the overridable `file` (one of [`OVERRIDABLE`], checked
+    /// by the caller; any other name changes nothing).
+    fn set_file(&mut self, file: &str, template: Template) {
+        let slot = match file {
+            PLAN_TEMPLATE_FILE => &mut self.plan_template,
+            _ => match file.trim_end_matches(".md").parse::<Stage>() {
+                // The second reviewer's prompt is the review prompt: not a file of its own.
+                Ok(Stage::SecondReview) | Err(_) => return,
+                Ok(stage) => self.slot_mut(stage),
+            },
+        };
+        *slot = template;
     }
 
     fn slot_mut(&mut self, stage: Stage) -> &mut Template {

@@ -2,7 +2,9 @@
 //! UI's prompt editor): each override is checked as it would be at load — an unknown variable
 //! names its line and the known ones — before it is written to `<data_dir>/prompts/<file>`
 //! (atomically), and the prompts in force are replaced at once; runs already rendered keep
-//! theirs. Removing an override puts the built-in text back.
+//! theirs. Removing an override puts the built-in text back. A project's members read the
+//! prompts in force for it (its own `prompts` setting over the server's), which its settings
+//! page shows beside its overrides.
 
 use crate::Engine;
 use crate::error::{EngineError, Result};
@@ -18,10 +20,15 @@ pub struct PromptView {
     pub file: String,
     /// The text in force.
     pub text: String,
-    /// Whether the instance overrides the built-in text.
+    /// Whether the instance overrides the built-in text (for a project's prompts: whether the
+    /// project has its own).
     pub overridden: bool,
     /// The variables a template may use (`{{name}}`).
     pub variables: Vec<String>,
+    /// Why a project's stored text no longer passes the checks (e.g. a variable since removed):
+    /// `text` is that stored text, and the project's new tasks cannot start a run with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl Engine {
@@ -77,6 +84,48 @@ impl Engine {
         Ok(view)
     }
 
+    /// Every overridable prompt with the text in force for `project`'s new tasks: its own
+    /// (`overridden`), else the server's (members of the project).
+    pub fn project_prompts(&self, project: &str) -> Result<Vec<PromptView>> {
+        let row = self
+            .inner
+            .store
+            .read(|tx| self.visible_project(tx, project))?;
+        let own = crate::settings::parse(&row.settings_json)?.prompts;
+        // A stored text that no longer passes the checks is shown with its reason, not applied.
+        let mut good = own.clone();
+        let mut errors = std::collections::BTreeMap::new();
+        for (key, text) in &own {
+            if let Err(err) = prompt::check_project_prompt(key, text) {
+                good.remove(key);
+                errors.insert(key.as_str(), err);
+            }
+        }
+        let prompts = self
+            .inner
+            .prompts()
+            .with_project(&good)
+            .map_err(|e| EngineError::Internal(format!("project {}: {e}", row.name)))?;
+        Ok(OVERRIDABLE
+            .iter()
+            .map(|file| {
+                let key = file.trim_end_matches(".md");
+                let view = PromptView {
+                    overridden: own.contains_key(key),
+                    ..self.prompt_view(&prompts, file)
+                };
+                match (errors.remove(key), own.get(key)) {
+                    (Some(error), Some(text)) => PromptView {
+                        text: text.clone(),
+                        error: Some(error),
+                        ..view
+                    },
+                    _ => view,
+                }
+            })
+            .collect())
+    }
+
     fn prompt_view(&self, prompts: &Prompts, file: &str) -> PromptView {
         let text = prompts.text_of(file).unwrap_or_default().to_string();
         PromptView {
@@ -87,6 +136,7 @@ impl Engine {
                 .split(',')
                 .map(|v| v.trim().to_string())
                 .collect(),
+            error: None,
         }
     }
 }
@@ -138,5 +188,98 @@ mod tests {
         assert!(!reset.overridden);
         assert!(!file.exists());
         assert!(engine.set_prompt("other.md", Some("x".into())).is_err());
+    }
+
+    /// A stored text that no longer passes the checks (written before a variable was removed,
+    /// say): the settings page still opens with it and its reason, and a run of a task that
+    /// recorded it fails naming the reason — not an internal error.
+    #[tokio::test]
+    async fn a_stored_project_prompt_that_fails_the_checks_is_shown_with_its_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = testing::engine(dir.path()).await;
+        let (task, _) = testing::task_with_runs(
+            &engine,
+            "p",
+            "/p",
+            &domain::TaskState::Running {
+                stage: domain::Stage::Review,
+            },
+            &[],
+        );
+        let bad = r#"{"review":"Review {{titel}} now.","qa":"Check {{title}}."}"#;
+        let row = engine
+            .inner
+            .store
+            .write(|tx| {
+                let project = tx.project_by_name("p")?.unwrap();
+                tx.set_project_settings(project.id, &format!(r#"{{"prompts":{bad}}}"#))?;
+                tx.task(task)
+            })
+            .unwrap()
+            .unwrap();
+
+        let views = engine.project_prompts("p").unwrap();
+        let review = views.iter().find(|v| v.file == "review.md").unwrap();
+        assert_eq!(review.text, "Review {{titel}} now.");
+        let error = review.error.as_deref().unwrap_or_default();
+        assert!(
+            error.contains("titel") && error.contains("line 1"),
+            "{error}"
+        );
+        let qa = views.iter().find(|v| v.file == "qa.md").unwrap();
+        assert_eq!(
+            (qa.text.as_str(), qa.error.as_ref()),
+            ("Check {{title}}.", None)
+        );
+        assert!(views.iter().filter(|v| v.error.is_some()).count() == 1);
+
+        let recorded = store::TaskRow {
+            project_prompts: Some(bad.to_string()),
+            ..row
+        };
+        let reason = crate::prompt::for_task(&engine.inner.prompts(), &recorded)
+            .err()
+            .unwrap_or_default();
+        assert!(
+            reason.contains("no longer pass the checks") && reason.contains("titel"),
+            "{reason}"
+        );
+    }
+
+    /// Rule 1 of docs/pipelines.md: a pipeline's own prompt file beats the project's text, which
+    /// beats the server's.
+    #[tokio::test]
+    async fn a_pipelines_own_prompt_beats_the_projects_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = testing::engine(dir.path()).await;
+        let stage = domain::Stage::Review;
+        let (task, _) = testing::task_with_runs(
+            &engine,
+            "p",
+            "/p",
+            &domain::TaskState::Running { stage },
+            &[],
+        );
+        let row = engine
+            .inner
+            .store
+            .read(|tx| tx.task(task))
+            .unwrap()
+            .unwrap();
+        let row = store::TaskRow {
+            project_prompts: Some(r#"{"review":"PROJECT review of {{title}}."}"#.into()),
+            ..row
+        };
+        let vars = crate::prompt::PromptVars::for_task(&row, 0, 10);
+        let own = (
+            "prompts/review.md".to_string(),
+            "PIPELINE review of {{title}}.".to_string(),
+        );
+        let server = engine.inner.prompts();
+        let told = crate::prompt::for_run(&server, &row, Some(&own), stage, &vars, None).unwrap();
+        assert!(told.starts_with("PIPELINE review of task of p."), "{told}");
+        assert!(!told.contains("PROJECT"), "{told}");
+        let told = crate::prompt::for_run(&server, &row, None, stage, &vars, None).unwrap();
+        assert!(told.starts_with("PROJECT review of task of p."), "{told}");
     }
 }

@@ -132,6 +132,9 @@ pub(crate) fn validate(
             settings.max_repeated_tool_calls
         ));
     }
+    for (key, text) in &settings.prompts {
+        crate::prompt::check_project_prompt(key, text).or_else(bad)?;
+    }
     if let Err(err) = crate::task_pipeline::check_settings(settings) {
         return bad(err);
     }

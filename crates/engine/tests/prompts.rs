@@ -300,3 +300,67 @@ fn malformed_overrides_are_rejected_at_load() {
         assert!(message.contains(expected), "{name}: {message}");
     }
 }
+
+#[test]
+fn a_projects_prompt_wins_over_the_servers_which_wins_over_the_builtin() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "review.md", "Server review of {{title}}.\n");
+    write(
+        dir.path(),
+        "implement.md",
+        "Server implement of {{title}}.\n",
+    );
+    let server = Prompts::with_overrides(dir.path()).unwrap();
+    let project: std::collections::BTreeMap<String, String> = [
+        ("review", "Project review of {{title}}."),
+        ("plan-template", "# {{title}}\n\n## Project Section\n"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let prompts = server.with_project(&project).unwrap();
+    let render = |stage| prompts.render(stage, &vars(0)).unwrap();
+    assert!(
+        render(Stage::Review).starts_with("Project review of Export the board as CSV."),
+        "the project's text wins over the server's: {}",
+        render(Stage::Review)
+    );
+    assert!(
+        render(Stage::Implement).starts_with("Server implement of Export the board as CSV."),
+        "without the project's own, the server's: {}",
+        render(Stage::Implement)
+    );
+    assert!(
+        render(Stage::Plan).contains("# Export the board as CSV\n\n## Project Section"),
+        "the project's plan template reaches the planner"
+    );
+    assert_eq!(
+        render(Stage::Pr),
+        Prompts::builtin().render(Stage::Pr, &vars(0)).unwrap(),
+        "overridden by neither: the built-in"
+    );
+    assert_eq!(
+        server.with_project(&Default::default()).unwrap(),
+        server,
+        "no project overrides: the server's prompts as they are"
+    );
+
+    // A project's text is checked as the server's is: an unknown variable names its line.
+    let bad: std::collections::BTreeMap<String, String> =
+        [("review".to_string(), "Fine.\nReview {{titel}}.".to_string())].into();
+    let err = server.with_project(&bad).unwrap_err().to_string();
+    assert!(
+        err.contains("prompts.review, line 2: unknown variable `{{titel}}`"),
+        "{err}"
+    );
+    let checked = engine::prompt::check_project_prompt("review", "Review {{titel}}.").unwrap_err();
+    assert!(
+        checked.starts_with("prompt template prompts.review, line 1: unknown variable `{{titel}}`"),
+        "{checked}"
+    );
+    let unknown = engine::prompt::check_project_prompt("reviews", "x").unwrap_err();
+    assert!(
+        unknown.contains("prompts.reviews: no such prompt (use one of plan, implement, review"),
+        "{unknown}"
+    );
+}

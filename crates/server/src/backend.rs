@@ -47,6 +47,8 @@ pub(crate) trait Backend: Clone + Send + Sync + 'static {
     fn answer(&self, id: TaskId, text: String) -> impl Future<Output = Result<TaskView>> + Send;
     /// The instance's prompts (administrators).
     fn prompts(&self) -> Result<Vec<engine::api::PromptView>>;
+    /// The prompts in force for a project's new tasks (its members).
+    fn project_prompts(&self, project: String) -> Result<Vec<engine::api::PromptView>>;
     /// Overrides a prompt, or resets it to the built-in text (`None`).
     fn set_prompt(&self, file: String, text: Option<String>) -> Result<engine::api::PromptView>;
     /// The task's attachments.
@@ -101,6 +103,8 @@ pub(crate) trait Backend: Clone + Send + Sync + 'static {
     fn create_user(&self, req: NewUser) -> impl Future<Output = Result<UserView>> + Send;
     fn create_token(&self, name: String, expires_in_days: Option<u32>) -> Result<NewTokenView>;
     fn list_tokens(&self) -> Result<Vec<TokenView>>;
+    /// Every account's tokens (administrators).
+    fn list_all_tokens(&self) -> Result<Vec<TokenView>>;
     fn revoke_token(&self, id: i64) -> Result<()>;
     fn set_member(&self, project: String, login: String, role: String) -> Result<()>;
     fn remove_member(&self, project: String, login: String) -> Result<()>;
@@ -189,6 +193,9 @@ impl Backend for Engine {
     fn list_tokens(&self) -> Result<Vec<TokenView>> {
         Engine::list_tokens(self)
     }
+    fn list_all_tokens(&self) -> Result<Vec<TokenView>> {
+        Engine::list_all_tokens(self)
+    }
     fn revoke_token(&self, id: i64) -> Result<()> {
         Engine::revoke_token(self, id)
     }
@@ -271,6 +278,9 @@ impl Backend for Engine {
     }
     fn set_prompt(&self, file: String, text: Option<String>) -> Result<engine::api::PromptView> {
         Engine::set_prompt(self, &file, text)
+    }
+    fn project_prompts(&self, project: String) -> Result<Vec<engine::api::PromptView>> {
+        Engine::project_prompts(self, &project)
     }
     fn attachment(&self, id: TaskId, name: String) -> Result<Vec<u8>> {
         Engine::attachment(self, id, &name)

@@ -514,6 +514,21 @@ pub(crate) fn routes<B: Backend>() -> Vec<Route<B>> {
         ),
         route(
             Operation::new(
+                Method::GET,
+                "/api/tokens/all",
+                "listAllTokens",
+                "Every account's API tokens, with their owners (administrators)",
+            )
+            .ok(
+                200,
+                "The tokens (never their secrets).",
+                json_of::<Vec<TokenView>>(),
+            )
+            .errors(&[403]),
+            get(list_all_tokens::<B>),
+        ),
+        route(
+            Operation::new(
                 Method::POST,
                 "/api/tokens",
                 "createToken",
@@ -1224,6 +1239,12 @@ async fn update_user<B: Backend>(
 
 async fn list_tokens<B: Backend>(Acting(b): Acting<B>) -> ApiResult<axum::Json<Vec<TokenView>>> {
     Ok(axum::Json(b.list_tokens()?))
+}
+
+async fn list_all_tokens<B: Backend>(
+    Acting(b): Acting<B>,
+) -> ApiResult<axum::Json<Vec<TokenView>>> {
+    Ok(axum::Json(b.list_all_tokens()?))
 }
 
 async fn create_token<B: Backend>(

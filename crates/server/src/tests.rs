@@ -192,6 +192,9 @@ impl Backend for Fake {
     fn list_tokens(&self) -> Result<Vec<engine::api::TokenView>> {
         Ok(vec![])
     }
+    fn list_all_tokens(&self) -> Result<Vec<engine::api::TokenView>> {
+        Ok(vec![])
+    }
     fn revoke_token(&self, id: i64) -> Result<()> {
         self.record(format!("revoke_token {id}"));
         Ok(())
@@ -460,6 +463,10 @@ impl Backend for Fake {
         self.record("prompts".into());
         Ok(vec![])
     }
+    fn project_prompts(&self, project: String) -> Result<Vec<engine::api::PromptView>> {
+        self.record(format!("project_prompts {project}"));
+        Ok(vec![])
+    }
     fn set_prompt(&self, file: String, text: Option<String>) -> Result<engine::api::PromptView> {
         self.record(format!("set_prompt {file} {text:?}"));
         Ok(engine::api::PromptView {
@@ -467,6 +474,7 @@ impl Backend for Fake {
             text: text.unwrap_or_default(),
             overridden: true,
             variables: vec![],
+            error: None,
         })
     }
     fn attachments(&self, id: TaskId) -> Result<Vec<engine::api::AttachmentView>> {
@@ -626,7 +634,7 @@ fn error_of(body: &str) -> String {
         .to_string()
 }
 
-const ADMIN_ROUTES: [(&str, &str); 41] = [
+const ADMIN_ROUTES: [(&str, &str); 42] = [
     ("GET", "/api/projects"),
     ("POST", "/api/projects"),
     ("PUT", "/api/projects/web/settings"),
@@ -656,6 +664,7 @@ const ADMIN_ROUTES: [(&str, &str); 41] = [
     ("GET", "/api/users"),
     ("POST", "/api/users"),
     ("GET", "/api/tokens"),
+    ("GET", "/api/tokens/all"),
     ("POST", "/api/tokens"),
     ("DELETE", "/api/tokens/1"),
     ("PUT", "/api/projects/web/members/bob"),

@@ -142,6 +142,15 @@ impl Tx<'_> {
             .query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?)
     }
 
+    /// How many accounts are administrators and not disabled.
+    pub fn enabled_admin_count(&self) -> Result<u32> {
+        Ok(self.tx.query_row(
+            "SELECT COUNT(*) FROM users WHERE admin AND NOT disabled",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
     pub fn set_user_password(&self, id: UserId, password_hash: &str) -> Result<()> {
         self.tx.execute(
             "UPDATE users SET password_hash = ?2 WHERE id = ?1",
@@ -208,6 +217,22 @@ impl Tx<'_> {
             "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE user_id = ?1 ORDER BY id"
         ))?;
         let rows = stmt.query_map([user.0], token)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Every user's tokens with their owner's login and whether the owner is disabled, in
+    /// creation order (the administrators' list).
+    pub fn all_tokens(&self) -> Result<Vec<(TokenRow, String, bool)>> {
+        let columns = TOKEN_COLUMNS
+            .split(", ")
+            .map(|c| format!("t.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut stmt = self.tx.prepare(&format!(
+            "SELECT {columns}, u.login, u.disabled FROM api_tokens t
+             JOIN users u ON u.id = t.user_id ORDER BY t.id"
+        ))?;
+        let rows = stmt.query_map([], |r| Ok((token(r)?, r.get(7)?, r.get(8)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 

@@ -220,6 +220,7 @@ mod tests {
                 let task = tx.allocate_task_id()?;
                 tx.insert_task(&NewTaskRow {
                     pipeline_prompts: None,
+                    project_prompts: None,
                     pipeline_def: None,
                     id: task,
                     project_id: project.id,

@@ -294,6 +294,9 @@ CREATE TABLE pr_checks (
 ALTER TABLE pull_requests ADD COLUMN title TEXT NOT NULL DEFAULT '';
 UPDATE pull_requests SET title = (SELECT t.title FROM tasks t WHERE t.id = pull_requests.task_id);
 "#,
+    // 17: the project's own prompt texts (JSON object: key → text) as the task was created with
+    // them, so a change of the project's settings does not reach a task underway.
+    "ALTER TABLE tasks ADD COLUMN project_prompts TEXT;",
 ];
 
 pub(crate) fn apply(conn: &mut Connection, path: &Path) -> Result<()> {

@@ -177,6 +177,7 @@ mod tests {
                 let id = tx.allocate_task_id()?;
                 tx.insert_task(&NewTaskRow {
                     pipeline_prompts: None,
+                    project_prompts: None,
                     pipeline_def: None,
                     id,
                     project_id: project.id,

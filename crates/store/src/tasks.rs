@@ -31,6 +31,9 @@ pub struct TaskRow {
     pub pipeline_def: Option<String>,
     /// The texts of that definition's prompt files (JSON object: path → text).
     pub pipeline_prompts: Option<String>,
+    /// The project's prompt overrides when the task was created (JSON object: key → text, as
+    /// in the project's `prompts` setting); `None` when it had none.
+    pub project_prompts: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -53,6 +56,8 @@ pub struct NewTaskRow<'a> {
     /// A pipeline that is not built in: its definition and prompt texts (see [`TaskRow`]).
     pub pipeline_def: Option<&'a str>,
     pub pipeline_prompts: Option<&'a str>,
+    /// The project's prompt overrides to keep for the task (see [`TaskRow`]).
+    pub project_prompts: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,7 +77,8 @@ pub struct PullRequestRow {
 }
 
 const COLUMNS: &str = "id, project_id, title, body, key, branch, base, state, priority, technical, \
-     worktree, doc_path, port, review_rounds, runs_started, created_at, updated_at, pipeline, qa_rounds, pipeline_def, pipeline_prompts";
+     worktree, doc_path, port, review_rounds, runs_started, created_at, updated_at, pipeline, qa_rounds, pipeline_def, pipeline_prompts, \
+     project_prompts";
 
 fn task(row: &Row<'_>) -> rusqlite::Result<(TaskRow, String)> {
     let state_json: String = row.get(7)?;
@@ -99,6 +105,7 @@ fn task(row: &Row<'_>) -> rusqlite::Result<(TaskRow, String)> {
             qa_rounds: row.get(18)?,
             pipeline_def: row.get(19)?,
             pipeline_prompts: row.get(20)?,
+            project_prompts: row.get(21)?,
         },
         state_json,
     ))
@@ -141,7 +148,7 @@ impl Tx<'_> {
         self.tx.execute(
             &format!(
                 "INSERT INTO tasks ({COLUMNS}, state_name) VALUES \
-                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 0, 0, ?14, ?14, ?16, 0, ?17, ?18, ?15)"
+                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 0, 0, ?14, ?14, ?16, 0, ?17, ?18, ?19, ?15)"
             ),
             params![
                 new.id.0,
@@ -162,6 +169,7 @@ impl Tx<'_> {
                 new.pipeline,
                 new.pipeline_def,
                 new.pipeline_prompts,
+                new.project_prompts,
             ],
         )?;
         self.record_activity(
@@ -419,6 +427,7 @@ pub(crate) mod tests {
             .write(|tx| {
                 tx.insert_task(&NewTaskRow {
                     pipeline_prompts: None,
+                    project_prompts: None,
                     pipeline_def: None,
                     id,
                     project_id: project,

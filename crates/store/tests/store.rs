@@ -20,7 +20,7 @@ use store::{
 use tempfile::TempDir;
 
 /// The schema version this build migrates to (the number of migrations).
-const LATEST: i64 = 16;
+const LATEST: i64 = 17;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -90,6 +90,7 @@ fn add_task(store: &Store, project: ProjectId, state: &TaskState, port: u16) -> 
             let branch = format!("atelier/{key}");
             tx.insert_task(&NewTaskRow {
                 pipeline_prompts: None,
+                project_prompts: None,
                 pipeline_def: None,
                 id,
                 project_id: project,
@@ -303,6 +304,7 @@ fn a_version_1_database_upgrades_keeping_its_data() {
             qa_rounds: 0,
             pipeline_def: None,
             pipeline_prompts: None,
+            project_prompts: None,
         }
     );
     assert_eq!(
@@ -589,6 +591,7 @@ fn task_ids_only_grow_even_after_a_delete_and_a_reopen() {
         .write(|tx| {
             tx.insert_task(&NewTaskRow {
                 pipeline_prompts: None,
+                project_prompts: None,
                 pipeline_def: None,
                 id: TaskId(10),
                 project_id: project,
@@ -637,7 +640,9 @@ fn a_task_round_trips_as_a_whole_row_and_lists_newest_first() {
         .write(|tx| {
             let id = tx.allocate_task_id()?;
             tx.insert_task(&NewTaskRow {
-                pipeline_prompts: None,
+                // Distinct texts in the last columns: a misnumbered placeholder swaps them.
+                pipeline_prompts: Some(r#"{"prompts/plan.md":"Pipeline plan."}"#),
+                project_prompts: Some(r#"{"review":"Project review of {{title}}."}"#),
                 pipeline_def: None,
                 id,
                 project_id: p,
@@ -662,7 +667,8 @@ fn a_task_round_trips_as_a_whole_row_and_lists_newest_first() {
         row,
         TaskRow {
             qa_rounds: 0,
-            pipeline_prompts: None,
+            pipeline_prompts: Some(r#"{"prompts/plan.md":"Pipeline plan."}"#.into()),
+            project_prompts: Some(r#"{"review":"Project review of {{title}}."}"#.into()),
             pipeline_def: None,
             id,
             project_id: p,

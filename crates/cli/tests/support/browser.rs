@@ -568,6 +568,41 @@ impl Browser {
         std::mem::take(&mut *self.unchecked.lock().unwrap())
     }
 
+    /// Waits (with a deadline) until the browser logged the failed load of a URL containing
+    /// `url_part` — the refusal a form just showed, which Chromium logs a moment after — and
+    /// fails if any other `SEVERE` entry was logged meanwhile or the failure was not `status`.
+    pub async fn expect_failed_load(&self, url_part: &str, status: &str) {
+        let logged = std::sync::Mutex::new(Vec::new());
+        testkit::wait_until(
+            &format!("the browser's log of the refused {url_part}"),
+            std::time::Duration::from_secs(10),
+            || {
+                let logged = &logged;
+                async move {
+                    let mut seen = logged.lock().unwrap().clone();
+                    seen.extend(
+                        self.take_console()
+                            .await
+                            .into_iter()
+                            .filter(|e| e.level == "SEVERE"),
+                    );
+                    let found = seen.iter().any(|e| e.message.contains(url_part));
+                    *logged.lock().unwrap() = seen;
+                    found.then_some(())
+                }
+            },
+        )
+        .await
+        .unwrap();
+        let logged = logged.into_inner().unwrap();
+        assert!(
+            logged
+                .iter()
+                .all(|e| e.message.contains(url_part) && e.message.contains(status)),
+            "{logged:?}"
+        );
+    }
+
     /// Fails, listing them, if the browser logged any `SEVERE` console entry since the last
     /// check: uncaught JavaScript errors, `console.error`, CSP violations, failed loads.
     pub async fn assert_no_console_errors(&self, step: &str) {

@@ -130,3 +130,91 @@ pub async fn with_session(
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
 }
+
+/// A browser-like client: the session cookie and the CSRF token the login answered.
+pub struct Session {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub cookie: String,
+    pub csrf: String,
+}
+
+impl Session {
+    /// Signs `login` in with [`password_of`].
+    pub async fn of(world: &World, login: &str) -> Session {
+        Session::login(world, login, &password_of(login)).await
+    }
+
+    /// Signs `login` in with `password`, checking the cookie's attributes.
+    pub async fn login(world: &World, login: &str, password: &str) -> Session {
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let base = world.server.url().to_string();
+        let response = http
+            .post(format!("{base}/api/login"))
+            .json(&json!({"login": login, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let set_cookie = response
+            .headers()
+            .get("set-cookie")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        for attribute in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+            assert!(set_cookie.contains(attribute), "{set_cookie}");
+        }
+        let cookie = set_cookie.split(';').next().unwrap().to_string();
+        let body: Value = response.json().await.unwrap();
+        assert!(
+            body.get("session").is_none(),
+            "the session secret is only in the cookie: {body}"
+        );
+        Session {
+            http,
+            base,
+            cookie,
+            csrf: body["csrf"].as_str().unwrap().to_string(),
+        }
+    }
+
+    /// The page at `path` (its HTML), which must answer 200.
+    pub async fn page(&self, path: &str) -> String {
+        let (status, body) = self.send(Method::GET, path, None, false, None).await;
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body.as_str().unwrap_or_default().to_string()
+    }
+
+    /// Sends a request with the cookie; `csrf` adds the CSRF header, `origin` an Origin header.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        csrf: bool,
+        origin: Option<&str>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("cookie", &self.cookie);
+        if csrf {
+            request = request.header("x-csrf-token", &self.csrf);
+        }
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+}

@@ -1,5 +1,6 @@
-//! The administrators' page: people (create, enable/disable, roles), every project with a link
-//! to its members, and the audit trail. Anyone else gets a 404, like the API's admin routes.
+//! The administrators' page: people (create, enable/disable, make or remove administrators),
+//! every project with a link to its members, every account's API tokens (revocable), the
+//! server's prompts and the audit trail. Anyone else gets a 404, like the API's admin routes.
 
 use super::error_page;
 use super::layout::{Page, Section, shell, time};
@@ -7,7 +8,7 @@ use super::viewer::Viewer;
 use crate::backend::Backend;
 use axum::response::{IntoResponse, Response};
 use engine::EngineError;
-use maud::html;
+use maud::{Markup, html};
 
 pub(crate) async fn page<B: Backend>(viewer: Viewer<B>) -> Response {
     if !viewer.who.admin {
@@ -19,6 +20,10 @@ pub(crate) async fn page<B: Backend>(viewer: Viewer<B>) -> Response {
     };
     let audit = match viewer.backend.audit_log(None, 100) {
         Ok(audit) => audit,
+        Err(err) => return error_page(&viewer, err),
+    };
+    let tokens = match viewer.backend.list_all_tokens() {
+        Ok(tokens) => tokens,
         Err(err) => return error_page(&viewer, err),
     };
     let prompts = match viewer.backend.prompts() {
@@ -43,18 +48,11 @@ pub(crate) async fn page<B: Backend>(viewer: Viewer<B>) -> Response {
                                 td { @if u.admin { "admin" } @else { "user" } @if !u.technical { " · non-technical" } }
                                 td { @if u.disabled { span.error { "disabled" } } @else if u.has_password { "password" } @else { "tokens only" } }
                                 td {
+                                    // Nobody changes their own role or access: one administrator
+                                    // (the one acting) always remains, as the API enforces.
                                     @if u.login != viewer.who.login {
-                                        @if u.disabled {
-                                            form.inline data-api={ "/api/users/" (u.login) } data-method="PUT" data-then="reload" {
-                                                input type="hidden" name="disabled" value="false" data-type="json";
-                                                button.secondary type="submit" { "Enable" }
-                                            }
-                                        } @else {
-                                            form.inline data-api={ "/api/users/" (u.login) } data-method="PUT" data-then="reload" {
-                                                input type="hidden" name="disabled" value="true" data-type="json";
-                                                button.secondary type="submit" { "Disable" }
-                                            }
-                                        }
+                                        (flag_form(&u.login, "admin", !u.admin, if u.admin { "Remove administrator" } else { "Make administrator" }))
+                                        (flag_form(&u.login, "disabled", !u.disabled, if u.disabled { "Enable" } else { "Disable" }))
                                     }
                                 }
                             }
@@ -81,16 +79,35 @@ pub(crate) async fn page<B: Backend>(viewer: Viewer<B>) -> Response {
                         li { a href={ "/projects/" (p.name) "/settings" } { (p.name) } " — settings and members" }
                     }
                 }
-                p.hint { "API tokens are personal: each person makes theirs on " a href="/me" { "their page" } " or with " code { "atelier token create" } "." }
             }
+        }
+        section #tokens .panel aria-labelledby="tokens-h" {
+            h2 #tokens-h { "API tokens" }
+            p.hint { "Every account's tokens (their secrets are never stored). Each person makes theirs on "
+                a href="/me" { "their page" } " or with " code { "atelier token create" } "; a revoked token is refused at once and its live streams end." }
+            div.table-wrap { table #all-tokens {
+                thead { tr { th scope="col" { "Name" } th scope="col" { "Owner" } th scope="col" { "Made" } th scope="col" { "Last used" } th scope="col" { "State" } th scope="col" { span.visually-hidden { "Actions" } } } }
+                tbody {
+                    @for t in &tokens {
+                        tr data-token=(t.id) {
+                            td { (t.name) } td { (t.owner) } td { (time(t.created_at)) }
+                            td { @if let Some(used) = t.last_used_at { (time(used)) } @else { span.muted { "never" } } }
+                            td { @if t.revoked { span.muted { "revoked" } } @else if t.expired { span.muted { "expired" } } @else if t.owner_disabled { span.muted { "owner disabled" } } @else { "live" } }
+                            td { @if !t.revoked {
+                                button.secondary type="button" data-method="DELETE" data-action={ "/api/tokens/" (t.id) }
+                                    data-then="reload" data-confirm={ "Revoke " (t.owner) "'s token " (t.name) "?" } { "Revoke" }
+                            } }
+                        }
+                    }
+                }
+            } }
         }
         section #prompts .panel aria-labelledby="prompts-h" {
             h2 #prompts-h { "Prompts" }
-            p.hint { "What each stage's agent is told, for every project of this server, and the plan template the planner fills in. "
+            p.hint { "What each stage's agent is told, for every project of this server, and the plan template the planner fills in "
+                "(a project's owners may replace them for their project's new tasks on its settings page). "
                 "A change is checked before it is saved — an unknown " code { "{{variable}}" } " is refused with its line — and used by the runs that start after it." }
-            @if let Some(first) = prompts.first() {
-                p.hint { "Variables: " @for (i, v) in first.variables.iter().enumerate() { @if i > 0 { ", " } code { "{{" (v) "}}" } } }
-            }
+            (super::settings::prompt_variables(&prompts))
             @for p in &prompts {
                 @let stem = p.file.trim_end_matches(".md");
                 details.prompt {
@@ -128,4 +145,15 @@ pub(crate) async fn page<B: Backend>(viewer: Viewer<B>) -> Response {
         section: Section::Admin,
     };
     shell(Some(&viewer), page_info, body).into_response()
+}
+
+/// A one-button form setting one flag of an account (`PUT /api/users/{login}`).
+fn flag_form(login: &str, flag: &str, value: bool, label: &str) -> Markup {
+    html! {
+        form.inline data-api={ "/api/users/" (login) } data-method="PUT" data-then="reload" {
+            input type="hidden" name=(flag) value=(value) data-type="json";
+            p.form-error role="alert" {}
+            button.secondary type="submit" { (label) }
+        }
+    }
 }

@@ -66,6 +66,7 @@ pub(crate) async fn page<B: Backend>(viewer: Viewer<B>) -> Response {
                         @for t in tokens.iter().filter(|t| !t.revoked) {
                             li { strong { (t.name) } " · made " (time(t.created_at))
                                 @if let Some(used) = t.last_used_at { " · used " (time(used)) }
+                                @if t.expired { " · " span.muted { "expired" } }
                                 " " button.secondary type="button" data-method="DELETE" data-action={ "/api/tokens/" (t.id) }
                                     data-then="reload" data-confirm={ "Revoke the token " (t.name) "?" } { "Revoke" } }
                         }

@@ -1,5 +1,5 @@
 //! A project's settings page: roles per stage (harness, model, effort), caps, setup hook and env
-//! files, the forge, and the members. Owners and administrators change them (the API refuses
+//! files, the forge, the members and the project's own prompts. Owners and administrators change them (the API refuses
 //! anyone else); secrets show as `(redacted)` and are kept when sent back as such.
 
 use super::error_page;
@@ -8,7 +8,7 @@ use super::viewer::Viewer;
 use crate::backend::Backend;
 use axum::extract::Path;
 use axum::response::{IntoResponse, Response};
-use engine::api::{ForgeSettings, ProjectView};
+use engine::api::{ForgeSettings, ProjectView, PromptView};
 use maud::{Markup, html};
 
 /// The harnesses a role may name.
@@ -27,6 +27,10 @@ pub(crate) async fn page<B: Backend>(viewer: Viewer<B>, Path(name): Path<String>
     };
     let members = match viewer.backend.members(name.clone()) {
         Ok(members) => members,
+        Err(err) => return error_page(&viewer, err),
+    };
+    let prompts = match viewer.backend.project_prompts(name.clone()) {
+        Ok(prompts) => prompts,
         Err(err) => return error_page(&viewer, err),
     };
     let can_edit = viewer.who.admin
@@ -84,8 +88,6 @@ pub(crate) async fn page<B: Backend>(viewer: Viewer<B>, Path(name): Path<String>
                 }
                 section.panel aria-labelledby="json-h" {
                     h2 #json-h { "All settings (JSON)" }
-                    p.hint { "The prompts each stage's agent gets are the server's: administrators edit them on "
-                        a href="/admin#prompts" { "Admin → Prompts" } "." }
                     p.hint { "Everything above and more (sandbox paths, GitHub trust lists, timeouts). Secrets show as "
                         code { "(redacted)" } " and are kept when left so." }
                     form #settings-json data-api=(api) data-method="PUT" data-then="reload" {
@@ -99,6 +101,7 @@ pub(crate) async fn page<B: Backend>(viewer: Viewer<B>, Path(name): Path<String>
                 }
             }
         }
+        (project_prompts(&project, &prompts, &base, &api))
         }
     };
     let page_info = Page {
@@ -213,5 +216,48 @@ fn forge(project: &ProjectView) -> Markup {
                 dt { "Comment trigger" } dd { code { (github.trigger) } }
             }
         },
+    }
+}
+
+/// The project's own prompts: one form per prompt, each saving the settings with its text laid
+/// over them (an empty text goes back to the server's), its error shown beside its field.
+fn project_prompts(project: &ProjectView, prompts: &[PromptView], base: &str, api: &str) -> Markup {
+    html! {
+        section #prompts .panel aria-labelledby="prompts-h" {
+            h2 #prompts-h { "Prompts" }
+            p.hint { "What each stage's agent of this project is told, and the plan template. A text here replaces the server's "
+                "for this project's new tasks (a task keeps the texts it started with); leave it empty to use the server's. "
+                "It is checked as you save it: an unknown " code { "{{variable}}" } " is refused with its line." }
+            (prompt_variables(prompts))
+            @for p in prompts {
+                @let key = p.file.trim_end_matches(".md");
+                @let own = project.settings.prompts.get(key);
+                details.prompt open[own.is_some()] {
+                    summary { strong { (p.file) } " " @if own.is_some() { span.badge { "this project's" } } @else { span.muted { "the server's" } } }
+                    form id={ "project-prompt-" (key) } data-api=(api) data-method="PUT" data-base=(base) data-then="reload" {
+                        label for={ "project-prompt-text-" (key) } { "This project's " (p.file) " (empty: the server's)" }
+                        textarea id={ "project-prompt-text-" (key) } name={ "prompts." (key) } data-optional="1" rows="10" spellcheck="false" { (own.map_or("", String::as_str)) }
+                        // A stored text that no longer passes the checks: its reason, from the start.
+                        p.form-error role="alert" { @if let Some(error) = &p.error { (error) } }
+                        button type="submit" { "Save " (p.file) }
+                    }
+                    @if own.is_none() {
+                        details.server-text {
+                            summary { "The server's text, in force now" }
+                            pre tabindex="0" { (p.text) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The variables a prompt may use, as a hint above prompt editors (the server's and a project's).
+pub(crate) fn prompt_variables(prompts: &[PromptView]) -> Markup {
+    html! {
+        @if let Some(first) = prompts.first() {
+            p.hint { "Variables: " @for (i, v) in first.variables.iter().enumerate() { @if i > 0 { ", " } code { "{{" (v) "}}" } } }
+        }
     }
 }

@@ -2,9 +2,10 @@
 //! sandbox mounts of every agent process — the runs of every harness and the project's setup
 //! hook alike.
 //!
-//! An agent sees its task's worktree, the repository's git directory (to commit), its own home
-//! (`<homes_dir>/<task key>`, mode 0700, outside the data directory) and its task's doc folder,
-//! writable; the `atelier` binary, the operator's git identity, the project's linked env files
+//! An agent sees its task's worktree, the repository's git directory (to commit; what would
+//! configure the server's git or tell it where a repository is, read-only: [`git_mounts`]), its
+//! own home (`<homes_dir>/<task key>`, mode 0700, outside the data directory) and its task's doc
+//! folder, writable; the `atelier` binary, the operator's git identity, the project's linked env files
 //! and the paths the project's `sandbox` settings name, read-only. Nothing of the data directory
 //! but its own doc folder is ever mounted, and a project setting that would show more is refused.
 

@@ -216,6 +216,25 @@ impl Repo {
         Ok(remotes.lines().any(|line| line.trim() == remote))
     }
 
+    /// The URL `remote` is configured with (`git remote get-url`).
+    pub async fn remote_url(&self, remote: &str) -> Result<String, GitError> {
+        check_name("remote", remote)?;
+        Ok(self
+            .git_ok(["remote", "get-url", remote])
+            .await?
+            .trim()
+            .to_string())
+    }
+
+    /// The commits `to` has that `from` has not, newest first, one line each: the short id and
+    /// the subject (`git log --format='%h %s' from..to`).
+    pub async fn commit_lines(&self, from: &str, to: &str) -> Result<String, GitError> {
+        check_name("revision", from)?;
+        check_name("revision", to)?;
+        let range = format!("{from}..{to}");
+        self.git_ok(["log", "--format=%h %s", range.as_str()]).await
+    }
+
     /// `git fetch --prune <remote>`, under the network deadline.
     pub async fn fetch(&self, remote: &str) -> Result<(), GitError> {
         check_name("remote", remote)?;
@@ -335,7 +354,8 @@ impl Repo {
         self.task_worktree(dir)?.reset_hard().await
     }
 
-    /// Removes the linked worktree at `dir` even with local changes (`--force`), then prunes
+    /// Removes the linked worktree at `dir` even with local changes or a lock (`--force
+    /// --force`), then prunes
     /// stale worktree records. Succeeds when `dir` is already gone.
     pub async fn remove_worktree(&self, dir: &Path) -> Result<(), GitError> {
         let exists = tokio::fs::symlink_metadata(dir).await.is_ok();
@@ -343,6 +363,8 @@ impl Repo {
             self.git_ok([
                 "worktree".as_ref(),
                 "remove".as_ref(),
+                // Twice: also when its entry is locked (which its agent can do).
+                "--force".as_ref(),
                 "--force".as_ref(),
                 dir.as_os_str(),
             ])

@@ -243,6 +243,8 @@ async fn worktree_add_and_remove_are_clean_and_idempotent() {
     assert!(matches!(err, GitError::BranchCheckedOut { .. }), "{err:?}");
     let config = std::fs::metadata(fx.work.join(".git/config")).expect("config");
     std::fs::write(dir.join("untracked.txt"), "x").expect("write");
+    // Locked (as an agent can do to its own entry): removed all the same.
+    std::fs::write(fx.work.join(".git/worktrees/1-task/locked"), "mine").expect("lock");
     repo.remove_worktree(&dir).await.expect("remove");
     assert!(!dir.exists());
     repo.remove_worktree(&dir).await.expect("remove again");

@@ -525,7 +525,7 @@ pub(crate) async fn git_status(repo: &Path, worktree: &Path) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::successor;
+    use super::{git_status, successor};
     use domain::{Pipeline, Stage};
 
     /// The standard pipeline's likely successors: plan → implement only when the plan gate
@@ -550,11 +550,6 @@ mod tests {
             assert_eq!(successor(&standard, Stage::Pr, technical), None);
         }
     }
-}
-
-#[cfg(test)]
-mod git_status_tests {
-    use super::git_status;
 
     /// The hand-off's git status runs the server's git on a worktree an agent wrote: a `.git`
     /// pointer or a `commondir` it rewrote to a git folder whose config names an fsmonitor

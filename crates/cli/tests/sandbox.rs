@@ -61,6 +61,13 @@ struct Targets {
     victim_worktree: PathBuf,
     victim_repo: PathBuf,
     own_repo: PathBuf,
+    /// Another worktree of the attacker's repository (another task's, for git: its entry in
+    /// `.git/worktrees/` sits beside the attacker's own).
+    neighbour: String,
+    /// The server's real `HOME` (holding `.gitconfig`, which agents see, and a secret).
+    server_home: PathBuf,
+    /// Files that a command planted in git's files would create if the server's git ran it.
+    markers: Vec<PathBuf>,
     /// Unique part of the escapee's process name.
     uniq: String,
 }
@@ -135,6 +142,45 @@ impl Targets {
                 ),
             ),
             (
+                // The server's git runs in this worktree (the diff it shows, the hand-off's
+                // status): a `.git` pointer to a git folder whose config names an fsmonitor
+                // would make it run that as the server.
+                "git-pointer".into(),
+                format!(
+                    "cd \"$ATELIER_WORKTREE\" && git init -q .evil && git -C .evil config core.fsmonitor \"touch {}\" && printf 'gitdir: %s/.evil/.git\\n' \"$PWD\" > .git",
+                    self.markers[0].display()
+                ),
+            ),
+            (
+                // The same through the worktree entry's `commondir`.
+                "git-commondir".into(),
+                format!(
+                    "cd \"$ATELIER_WORKTREE\" && git init -q --bare .evil-common && git -C .evil-common config core.fsmonitor \"touch {}\" && echo \"$PWD/.evil-common\" > \"$(git rev-parse --git-dir)/commondir\"",
+                    self.markers[1].display()
+                ),
+            ),
+            (
+                // Another task's entry: its `gitdir` tells git (and the server) where it is.
+                "other-worktree-entry".into(),
+                format!(
+                    "echo /tmp > {}/.git/worktrees/{}/gitdir",
+                    self.own_repo.display(),
+                    self.neighbour
+                ),
+            ),
+            (
+                "server-home".into(),
+                format!("cat {}/secret.txt", self.server_home.display()),
+            ),
+            (
+                // Only the operator's git identity is shown of the server's home.
+                "server-home-listing".into(),
+                format!(
+                    "test -n \"$(ls -A {} | grep -vx .gitconfig)\"",
+                    self.server_home.display()
+                ),
+            ),
+            (
                 // Root's capabilities inside would open every way out (mount, open_by_handle_at).
                 "capabilities".into(),
                 "! grep -q '^CapEff:[[:space:]]*0*$' /proc/self/status".into(),
@@ -206,6 +252,15 @@ impl Targets {
              if found; then echo {started}; else echo not found; cat escapee.log; fi",
             started = say("ESCAPEE-STARTED"),
         )}));
+        // What an agent does with git in its worktree still works with the git folder shown
+        // as it is: commit, branch and delete it, stash and pop, rebase.
+        steps.push(json!({"do": "run", "command": format!(
+            "cd \"$ATELIER_WORKTREE\" && echo one > work.txt && git add work.txt && git commit -qm one \
+             && git checkout -q -b scratch && git checkout -q - && git branch -q -D scratch \
+             && echo two >> work.txt && git stash -q && git stash pop -q && git commit -qam two \
+             && git rebase -q HEAD~1 --exec true && echo {}",
+            say("GIT-WORKFLOW-OK")
+        )}));
         steps.extend([
             json!({"do": "doc_section", "heading": "To-Do List", "body": "- [ ] Nothing\n"}),
             json!({"do": "signal", "args": ["plan-ready"]}),
@@ -241,8 +296,21 @@ async fn attack_on(harness: &str) {
         server_args.extend([flag.to_string(), path.display().to_string()]);
     }
     let args: Vec<&str> = server_args.iter().map(String::as_str).collect();
+    // The server's own home: the operator's git identity (shown to agents) and a secret.
+    let server_home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        server_home.path().join(".gitconfig"),
+        "[user]\n\tname = Operator\n\temail = operator@atelier.invalid\n",
+    )
+    .unwrap();
+    std::fs::write(
+        server_home.path().join("secret.txt"),
+        "server home secret\n",
+    )
+    .unwrap();
+    let home = server_home.path().to_str().unwrap();
     // The victim: a scripted task of another project, waiting at its plan gate.
-    let world = World::start(&[("plan", plan_scenario())], &args).await;
+    let world = World::start_with_env(&[("plan", plan_scenario())], &args, &[("HOME", home)]).await;
     let victim = world.new_task("Victim", true).await;
     let victim_detail = world.wait_state(victim, "plan_gate").await;
     let victim_worktree = world.worktree(&victim_detail);
@@ -251,6 +319,25 @@ async fn attack_on(harness: &str) {
     let victim_doc_before = std::fs::read_to_string(&victim_doc).unwrap();
 
     let own_repo = world.add_repo("attacker");
+    let neighbour = "neighbour";
+    testkit::git(
+        &own_repo,
+        &[
+            "worktree",
+            "add",
+            "--quiet",
+            "-b",
+            "neighbour",
+            world.dir.path().join(neighbour).to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    let neighbour_gitdir = own_repo.join(".git/worktrees/neighbour/gitdir");
+    let neighbour_before = std::fs::read_to_string(&neighbour_gitdir).unwrap();
+    let markers: Vec<PathBuf> = ["pointer", "commondir"]
+        .iter()
+        .map(|name| world.dir.path().join(format!("fsmonitor-ran-{name}")))
+        .collect();
     let targets = Targets {
         data: world.data.clone(),
         homes: world.homes(),
@@ -260,6 +347,9 @@ async fn attack_on(harness: &str) {
         victim_worktree: victim_worktree.clone(),
         victim_repo: world.repo.path.clone(),
         own_repo: own_repo.clone(),
+        neighbour: neighbour.to_string(),
+        server_home: server_home.path().to_path_buf(),
+        markers: markers.clone(),
         uniq: format!("{}-{harness}", std::process::id()),
     };
     let attack_dir = world.dir.path().join("attack-scenarios");
@@ -342,6 +432,7 @@ async fn attack_on(harness: &str) {
         );
     }
     assert!(text.contains("ESCAPEE-STARTED"), "{}", report());
+    assert!(text.contains("GIT-WORKFLOW-OK"), "{}", report());
     assert!(
         !text.contains(world.server.token()),
         "the API token reached the agent"
@@ -371,6 +462,37 @@ async fn attack_on(harness: &str) {
         std::fs::read_to_string(&victim_doc).unwrap(),
         victim_doc_before
     );
+    assert_eq!(
+        std::fs::read_to_string(&neighbour_gitdir).unwrap(),
+        neighbour_before
+    );
+    assert!(
+        !text.contains("server home secret"),
+        "the server's home was read"
+    );
+
+    // The server's git runs in the attacked worktree (the diff a member looks at) and runs
+    // nothing planted there: the page shows the worktree's own changes.
+    people::create_user(&world, "watcher", true).await;
+    people::add_member(&world, "attacker", "watcher", "member").await;
+    let (cookie, _) = people::sign_in(&world, "watcher").await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let response = http
+        .get(format!("{}/tasks/{attacker}/diff", world.server.url()))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let page = response.text().await.unwrap();
+    assert!(page.contains("escapee.log"), "{page}");
+    for marker in &markers {
+        assert!(
+            !marker.exists(),
+            "{} was run by the server",
+            marker.display()
+        );
+    }
 
     // The detached escapee ended with the run, before it woke: it never approves anything.
     let name = targets.escapee();
@@ -572,4 +694,68 @@ async fn the_data_dir_and_agent_homes_are_private_to_the_server_user() {
     assert_eq!(shared_entries(&data), Vec::<(PathBuf, u32)>::new());
     assert_eq!(mode(&world.homes()), 0o700);
     assert_eq!(mode(&world.homes().join(key)), 0o700);
+}
+
+/// The project's setup hook runs in the task's sandbox too: it cannot read the server's
+/// `api-token` nor write outside the worktree, and its log says so.
+#[tokio::test]
+async fn the_setup_hook_is_confined_too() {
+    let world = World::start(&[("plan", plan_scenario())], &[]).await;
+    // In the data directory and the project's main work tree (neither exists inside), and
+    // beside them (the test's folder, under `/tmp`: inside, that path leads into the
+    // sandbox's private `/tmp`, so the write "succeeds" there and nothing changes outside).
+    let outside = [
+        world.data.join("hook-escape.txt"),
+        world.repo.path.join("hook-escape.txt"),
+        world.dir.path().join("hook-escape.txt"),
+    ];
+    let attempt = |what: &str, command: String| {
+        format!(
+            "if {command}; then echo {}:{what}; else echo {}:{what}; fi;",
+            say("LEAKED"),
+            say("DENIED")
+        )
+    };
+    let mut hook = attempt(
+        "hook-token",
+        format!("cat {}/api-token", world.data.display()),
+    );
+    for (i, path) in outside.iter().take(2).enumerate() {
+        hook.push_str(&attempt(
+            &format!("hook-write-{i}"),
+            format!("echo escaped > {}", path.display()),
+        ));
+    }
+    hook.push_str(&format!(
+        " echo escaped > {} 2>/dev/null;",
+        outside[2].display()
+    ));
+    hook.push_str(" echo confined > hook-ran.txt; exit 0");
+    let repo = world.add_repo("hooked");
+    let settings = json!({"roles": world.roles(&world.scenarios), "setup_hook": hook});
+    let (status, body) = world
+        .server
+        .post(
+            "/api/projects",
+            &json!({"path": repo, "name": "hooked", "settings": settings}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{body}");
+    let id = world.new_task_in("hooked", "Hooked", true, 0).await;
+    let detail = world.wait_state(id, "plan_gate").await;
+    assert!(world.worktree(&detail).join("hook-ran.txt").is_file());
+    let doc = PathBuf::from(detail["task"]["doc_path"].as_str().unwrap());
+    let log = std::fs::read_to_string(doc.with_file_name("setup.log")).unwrap();
+    assert!(!log.contains("LEAKED"), "{log}");
+    for what in ["hook-token", "hook-write-0", "hook-write-1"] {
+        assert!(log.contains(&format!("DENIED:{what}")), "{what}: {log}");
+    }
+    assert!(
+        !log.contains(world.server.token()),
+        "the hook read the api-token"
+    );
+    for path in &outside {
+        assert!(!path.exists(), "{} was written", path.display());
+    }
 }

@@ -2,9 +2,10 @@
 //! sandbox mounts of every agent process — the runs of every harness and the project's setup
 //! hook alike.
 //!
-//! An agent sees its task's worktree, the repository's git directory (to commit), its own home
-//! (`<homes_dir>/<task key>`, mode 0700, outside the data directory) and its task's doc folder,
-//! writable; the `atelier` binary, the operator's git identity, the project's linked env files
+//! An agent sees its task's worktree, the repository's git directory (to commit; what would
+//! configure the server's git or tell it where a repository is, read-only: [`git_mounts`]), its
+//! own home (`<homes_dir>/<task key>`, mode 0700, outside the data directory) and its task's doc
+//! folder, writable; the `atelier` binary, the operator's git identity, the project's linked env files
 //! and the paths the project's `sandbox` settings name, read-only. Nothing of the data directory
 //! but its own doc folder is ever mounted, and a project setting that would show more is refused.
 
@@ -186,27 +187,13 @@ pub(crate) fn mounts(
     settings: &ProjectSettings,
 ) -> Result<Mounts, String> {
     check_sandbox_paths(config, &settings.sandbox)?;
-    let mut writable = vec![
-        paths.worktree.to_path_buf(),
-        paths.repo.join(".git"),
-        paths.home.to_path_buf(),
-    ];
+    let git = git_mounts(paths.repo, paths.worktree)?;
+    let mut writable = vec![paths.worktree.to_path_buf(), paths.home.to_path_buf()];
+    writable.extend(git.writable);
     writable.extend(paths.doc_dir.map(Path::to_path_buf));
     writable.extend(settings.sandbox.writable.iter().cloned());
-    // The server's own git runs outside the sandbox on this repository, running its hooks and
-    // honouring its config: both are shown read-only over the writable `.git` (a missing hooks
-    // folder is made first, or an agent could create it).
-    let hooks = paths.repo.join(".git/hooks");
-    if paths.repo.join(".git").is_dir()
-        && let Err(err) = std::fs::create_dir_all(&hooks)
-    {
-        return Err(format!("cannot create {}: {err}", hooks.display()));
-    }
-    let mut read_only = vec![
-        config.atelier_bin.clone(),
-        hooks,
-        paths.repo.join(".git/config"),
-    ];
+    let mut read_only = vec![config.atelier_bin.clone()];
+    read_only.extend(git.read_only);
     // A long-lived OpenCode session's agent is the `atelier` bridge, which starts `opencode
     // serve` itself: the sandbox shows that program too (a one-shot agent's own program is
     // mounted by the sandbox).
@@ -228,6 +215,61 @@ pub(crate) fn mounts(
         read_only,
         writable,
     })
+}
+
+/// What of the repository's git folder `C` (`<repo>/.git`) an agent sees, so that it can commit
+/// in its worktree and change nothing the server's own git (which runs outside, as the server)
+/// would take as configuration or as a repository's location:
+/// - writable: `C` itself (every ref deletion takes `C/packed-refs.lock` and renames it over
+///   `C/packed-refs`, so the folder cannot be read-only), and the worktree's own entry
+///   `C/worktrees/<name>` (its index, `HEAD`, rebase state);
+/// - read-only over them: `C/config` and `C/config.worktree` (made empty when missing), `C/hooks`
+///   (made when missing), `C/worktrees` (every other task's entry), the entry's `commondir`,
+///   `gitdir` and `config.worktree` (made empty when missing), and the worktree's own `.git`
+///   pointer file.
+///
+/// The server's git never follows a pointer or a `commondir` anyway (`git::TaskWorktree`,
+/// `git::Repo`); these mounts keep the files it reads as they were made.
+fn git_mounts(repo: &Path, worktree: &Path) -> Result<Mounts, String> {
+    let common = repo.join(".git");
+    let entry = worktree
+        .file_name()
+        .map(|name| common.join("worktrees").join(name));
+    let mut mounts = Mounts {
+        writable: vec![common.clone()],
+        read_only: vec![
+            common.join("config"),
+            common.join("config.worktree"),
+            common.join("hooks"),
+            common.join("worktrees"),
+            worktree.join(".git"),
+        ],
+    };
+    // Files and folders that must exist to be shown read-only: missing, an agent could create
+    // them (a missing one is skipped by the sandbox).
+    if common.is_dir() {
+        let hooks = common.join("hooks");
+        std::fs::create_dir_all(&hooks)
+            .map_err(|err| format!("cannot create {}: {err}", hooks.display()))?;
+        git::seal_worktree_config(&common)
+            .map_err(|err| format!("cannot create {}/config.worktree: {err}", common.display()))?;
+    }
+    if let Some(entry) = entry {
+        // A new task's entry does not exist yet when its setup hook's mounts are chosen; git
+        // makes it (and its `config.worktree`) before the hook starts.
+        if entry.is_dir() {
+            git::seal_worktree_config(&entry).map_err(|err| {
+                format!("cannot create {}/config.worktree: {err}", entry.display())
+            })?;
+        }
+        mounts.read_only.extend(
+            ["commondir", "gitdir", "config.worktree"]
+                .iter()
+                .map(|file| entry.join(file)),
+        );
+        mounts.writable.push(entry);
+    }
+    Ok(mounts)
 }
 
 /// Refuses project sandbox paths that are relative, the root, inside (or around) the data

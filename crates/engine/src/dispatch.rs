@@ -162,7 +162,11 @@ async fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<bool, String> {
         .worktree
         .clone()
         .ok_or_else(|| "the task's worktree has been removed; create a new task".to_string())?;
-    crate::workspace::clear_stale_index_lock(std::path::Path::new(&worktree)).await;
+    crate::workspace::clear_stale_index_lock(
+        std::path::Path::new(&project.path),
+        std::path::Path::new(&worktree),
+    )
+    .await;
     if run.stage == domain::Stage::Implement && run.start_checked.is_none() {
         // What the implementer starts from, to tell at its end whether it made progress.
         let (head, checked) = guards::work_state(inner, &task).await;
@@ -278,7 +282,17 @@ async fn start(inner: &Arc<Inner>, run: &RunRow) -> Result<bool, String> {
         owner: owner.clone(),
     };
     let handed = match warm {
-        Some(warm) => crate::warm::hand_off(inner, task.id, warm, harness.as_ref(), &request).await,
+        Some(warm) => {
+            crate::warm::hand_off(
+                inner,
+                task.id,
+                std::path::Path::new(&project.path),
+                warm,
+                harness.as_ref(),
+                &request,
+            )
+            .await
+        }
         None => None,
     };
     if let Some(process) = handed {

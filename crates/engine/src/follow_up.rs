@@ -598,16 +598,13 @@ async fn reply_body(inner: &Inner, run: domain::RunId, repo: &Path, pr: &PullReq
                 .find_map(|l| l.strip_prefix(HEAD_LINE).map(|s| s.trim().to_string()))
         });
     let commits = match before {
-        Some(before) if before != pr.head_sha => git::run(
-            repo,
-            [
-                "log",
-                "--format=%h %s",
-                &format!("{before}..{}", pr.head_sha),
-            ],
-        )
-        .await
-        .unwrap_or_default(),
+        Some(before) if before != pr.head_sha => match git::Repo::open(repo).await {
+            Ok(repo) => repo
+                .commit_lines(&before, &pr.head_sha)
+                .await
+                .unwrap_or_default(),
+            Err(_) => String::new(),
+        },
         _ => String::new(),
     };
     if commits.trim().is_empty() {

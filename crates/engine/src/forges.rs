@@ -148,14 +148,12 @@ pub(crate) async fn github_from_remote(
     settings: &crate::api::ProjectSettings,
     setup: &crate::api::GitHubSetup,
 ) -> Result<ForgeSettings> {
-    let url = git::run(repo.path(), ["remote", "get-url", settings.remote.as_str()])
-        .await
-        .map_err(|e| {
-            EngineError::InvalidInput(format!(
-                "--forge github needs the remote `{}`: {e}",
-                settings.remote
-            ))
-        })?;
+    let url = repo.remote_url(&settings.remote).await.map_err(|e| {
+        EngineError::InvalidInput(format!(
+            "--forge github needs the remote `{}`: {e}",
+            settings.remote
+        ))
+    })?;
     let url = url.trim();
     let auth = forge::GitHubAuth::Token(String::new());
     let config =

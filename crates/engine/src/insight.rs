@@ -115,11 +115,13 @@ impl Engine {
             Ok(Some(_)) => on_remote,
             _ => project.default_branch.clone(),
         };
-        let diff = git::work_tree_diff(worktree, &base_rev, MAX_DIFF_PATCH_BYTES)
+        let cannot = |e: git::GitError| {
+            EngineError::Internal(format!("cannot read the changes of task {id}: {e}"))
+        };
+        let worktree = repo.task_worktree(worktree).map_err(cannot)?;
+        let diff = git::work_tree_diff(&worktree, &base_rev, MAX_DIFF_PATCH_BYTES)
             .await
-            .map_err(|e| {
-                EngineError::Internal(format!("cannot read the changes of task {id}: {e}"))
-            })?;
+            .map_err(cannot)?;
         Ok(TaskDiff {
             base: diff.base,
             files: diff

@@ -454,6 +454,7 @@ pub(crate) async fn take(inner: &Inner, run: &RunRow) -> Option<Warm> {
 pub(crate) async fn hand_off(
     inner: &Inner,
     task: TaskId,
+    repo: &Path,
     warm: Warm,
     harness: &dyn Harness,
     request: &TurnRequest,
@@ -463,7 +464,7 @@ pub(crate) async fn hand_off(
         waste(inner, task, warm, "the run is started differently").await;
         return None;
     }
-    let status = git_status(&request.workdir).await;
+    let status = git_status(repo, &request.workdir).await;
     let prompt = format!("{status}\n\n{}", request.prompt);
     let input = harness.next_turn(&prompt)?;
     if let Err(err) = warm.process.write_input(input) {
@@ -489,29 +490,28 @@ pub(crate) async fn hand_off(
 }
 
 /// The worktree's git status now, in the words Claude Code uses for its boot-time snapshot.
-pub(crate) async fn git_status(worktree: &Path) -> String {
-    async fn git(worktree: &Path, args: &[&str]) -> String {
-        match tokio::process::Command::new("git")
-            .arg("-C")
-            .arg(worktree)
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .await
-        {
-            Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().into(),
-            _ => "(unavailable)".into(),
-        }
-    }
+/// Through the git crate's recipe for a task's worktree (`git::TaskWorktree`): the worktree is
+/// located from the repository at `repo`, never through its `.git` pointer, which its agent can
+/// rewrite.
+pub(crate) async fn git_status(repo: &Path, worktree: &Path) -> String {
+    let unavailable = || "(unavailable)".to_string();
+    let located = git::TaskWorktree::find(repo, worktree).ok();
     // At once, not one after the other: the hand-off waits for all three.
-    let (branch, status, log) = tokio::join!(
-        git(worktree, &["rev-parse", "--abbrev-ref", "HEAD"]),
-        git(worktree, &["--no-optional-locks", "status", "--short"]),
-        git(
-            worktree,
-            &["--no-optional-locks", "log", "--oneline", "-n", "5"],
-        ),
-    );
+    let (branch, status, log) = match &located {
+        Some(worktree) => {
+            let (branch, status, log) = tokio::join!(
+                worktree.branch(),
+                worktree.short_status(),
+                worktree.recent_commits(5),
+            );
+            (
+                branch.unwrap_or_else(|_| unavailable()),
+                status.unwrap_or_else(|_| unavailable()),
+                log.unwrap_or_else(|_| unavailable()),
+            )
+        }
+        None => (unavailable(), unavailable(), unavailable()),
+    };
     format!(
         "This is the git status at the start of this run (taken now, not when your process \
          started):\nCurrent branch: {branch}\n\nStatus:\n{}\n\nRecent commits:\n{log}",
@@ -525,7 +525,7 @@ pub(crate) async fn git_status(worktree: &Path) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::successor;
+    use super::{git_status, successor};
     use domain::{Pipeline, Stage};
 
     /// The standard pipeline's likely successors: plan → implement only when the plan gate
@@ -549,5 +549,50 @@ mod tests {
             );
             assert_eq!(successor(&standard, Stage::Pr, technical), None);
         }
+    }
+
+    /// The hand-off's git status runs the server's git on a worktree an agent wrote: a `.git`
+    /// pointer or a `commondir` it rewrote to a git folder whose config names an fsmonitor
+    /// command, or a submodule with a filter, must not make that git run the command.
+    #[tokio::test]
+    async fn the_hand_off_status_runs_nothing_an_agent_planted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = testkit::sample_repo(dir.path()).expect("sample repo");
+        let worktree = dir.path().join("app-worktrees/1-task");
+        testkit::git(
+            &repo.path,
+            &[
+                "worktree",
+                "add",
+                "--quiet",
+                "-b",
+                "atelier/1-task",
+                worktree.to_str().expect("utf-8"),
+            ],
+        )
+        .expect("worktree");
+        let markers: Vec<_> = ["pointer", "commondir", "submodule"]
+            .iter()
+            .map(|name| dir.path().join(format!("ran-{name}")))
+            .collect();
+        testkit::hostile::plant_submodule(&worktree, &markers[2]).expect("submodule");
+        testkit::hostile::plant_commondir(&worktree, &markers[1]).expect("commondir");
+        testkit::hostile::plant_pointer(&worktree, &markers[0]).expect("pointer");
+        let status = git_status(&repo.path, &worktree).await;
+        for marker in &markers {
+            assert!(!marker.exists(), "{} was run:\n{status}", marker.display());
+        }
+        // The planted commondir makes the worktree unknown to the server, not followed.
+        assert!(status.contains("Current branch: (unavailable)"), "{status}");
+        std::fs::write(worktree.join(".git"), "gitdir: /nowhere\n").expect("pointer");
+        let entry = repo.path.join(".git/worktrees/1-task");
+        std::fs::write(entry.join("commondir"), "../..\n").expect("commondir");
+        let status = git_status(&repo.path, &worktree).await;
+        assert!(
+            status.contains("Current branch: atelier/1-task"),
+            "{status}"
+        );
+        assert!(status.contains("?? .evil/"), "{status}");
+        assert!(!markers.iter().any(|m| m.exists()), "{status}");
     }
 }

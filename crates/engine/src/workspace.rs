@@ -387,10 +387,12 @@ pub async fn remove_leftover_folders(parents: &[PathBuf], owned: &Owned) -> Vec<
 /// every later git command in the worktree fails on it. One agent runs per task at a time, so at
 /// run start the only possible writer is a process working in the worktree; the lock is removed
 /// only when there is none (the `/proc` scan runs only when a lock exists). Never fails: a
-/// problem is logged and the run goes on.
-pub async fn clear_stale_index_lock(worktree: &Path) {
-    let lock = match git::git_path(worktree, "index.lock").await {
-        Ok(lock) => lock,
+/// problem is logged and the run goes on. The lock's path is found from the repository's
+/// records (`git::TaskWorktree`), never through the worktree's `.git` pointer, which its agent
+/// could point at any file named `index.lock` for the server to remove.
+pub async fn clear_stale_index_lock(repo: &Path, worktree: &Path) {
+    let lock = match git::TaskWorktree::find(repo, worktree) {
+        Ok(located) => located.index_lock(),
         Err(err) => {
             tracing::warn!(worktree = %worktree.display(), error = %err, "cannot find the worktree's index.lock path");
             return;
@@ -1333,7 +1335,7 @@ mod tests {
         let ws = create(spec(&fx, "1-lock", "atelier/1-lock")).await.unwrap();
         let lock = fx.work.join(".git/worktrees/1-lock/index.lock");
         // No lock: nothing to do.
-        clear_stale_index_lock(&ws.worktree).await;
+        clear_stale_index_lock(fx.repo.path(), &ws.worktree).await;
         assert!(!lock.exists());
 
         std::fs::write(&lock, "").unwrap();
@@ -1353,7 +1355,7 @@ mod tests {
         )
         .await;
         alive.unwrap();
-        clear_stale_index_lock(&ws.worktree).await;
+        clear_stale_index_lock(fx.repo.path(), &ws.worktree).await;
         assert!(
             lock.exists(),
             "a live process in the worktree may own the lock"
@@ -1361,7 +1363,22 @@ mod tests {
 
         writer.kill().unwrap();
         writer.wait().unwrap();
-        clear_stale_index_lock(&ws.worktree).await;
+        clear_stale_index_lock(fx.repo.path(), &ws.worktree).await;
         assert!(!lock.exists(), "the writer is gone: the lock is stale");
+
+        // A `.git` pointer the agent rewrote to a folder with an `index.lock` of its choosing
+        // is not followed: the server removes only the worktree's own lock.
+        let decoy = fx.work.parent().unwrap().join("decoy");
+        std::fs::create_dir_all(&decoy).unwrap();
+        std::fs::write(decoy.join("index.lock"), "not a lock").unwrap();
+        std::fs::write(
+            ws.worktree.join(".git"),
+            format!("gitdir: {}\n", decoy.display()),
+        )
+        .unwrap();
+        std::fs::write(&lock, "").unwrap();
+        clear_stale_index_lock(fx.repo.path(), &ws.worktree).await;
+        assert!(!lock.exists(), "the worktree's own stale lock is removed");
+        assert!(decoy.join("index.lock").exists(), "the decoy was removed");
     }
 }

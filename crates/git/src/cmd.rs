@@ -1,14 +1,16 @@
 //! The one recipe for running git: `git -C <dir> <args…>` with arguments (never a shell), stdin
 //! closed, no terminal prompts, and the `GIT_*` variables that would redirect git to another
 //! repository removed (Atelier may itself run inside a git hook). Failures carry the command
-//! line and git's stderr.
+//! line and git's stderr. A repository's commands ([`crate::Repo`], [`crate::TaskWorktree`])
+//! then name their repository outright ([`explicit_repo`]), so no file an agent can write
+//! chooses which one git works on.
 //!
-//! Commands that talk to a remote run under a deadline ([`run_network_ok`], or
-//! [`CommandOptions::timeout`]): in their own process group, so a timeout kills git and the
-//! transport helpers it started (`git-remote-http`, `ssh`), and the error says the remote may be
-//! unreachable. Local commands have no deadline. A network command may also be given environment
-//! variables for that one process only (set after the scrub, never shown in the command line an
-//! error carries), such as the header carrying a forge token.
+//! Commands that talk to a remote run under a deadline ([`CommandOptions::timeout`]): in their
+//! own process group, so a timeout kills git and the transport helpers it started
+//! (`git-remote-http`, `ssh`), and the error says the remote may be unreachable. Local commands
+//! have no deadline. A network command may also be given environment variables for that one
+//! process only (set after the scrub, never shown in the command line an error carries), such
+//! as the header carrying a forge token.
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
@@ -31,6 +33,25 @@ const SCRUBBED_ENV: &[&str] = &[
     "GIT_PREFIX",
     "GIT_QUARANTINE_PATH",
 ];
+
+/// The variables that name a repository to git outright — its git folder, common folder and
+/// work tree — for [`CommandOptions::env`] (set after the scrub). With them git reads no `.git`
+/// pointer file and no `commondir` file to find its configuration, so a folder an agent can
+/// write cannot choose which configuration (and so which commands) the server's git runs.
+pub(crate) fn explicit_repo(
+    git_dir: &Path,
+    common_dir: &Path,
+    work_tree: &Path,
+) -> Vec<(String, String)> {
+    [
+        ("GIT_DIR", git_dir),
+        ("GIT_COMMON_DIR", common_dir),
+        ("GIT_WORK_TREE", work_tree),
+    ]
+    .into_iter()
+    .map(|(name, path)| (name.to_string(), path.to_string_lossy().into_owned()))
+    .collect()
+}
 
 /// What one git invocation produced.
 #[derive(Debug)]
@@ -92,24 +113,6 @@ where
     S: AsRef<OsStr>,
 {
     run_with(dir, args, &CommandOptions::default()).await
-}
-
-/// [`run_ok`] for a command that talks to a remote: killed, with everything it started, when it
-/// takes longer than `limit` ([`GitError::TimedOut`]).
-pub(crate) async fn run_network_ok<I, S>(
-    dir: &Path,
-    args: I,
-    limit: Duration,
-) -> Result<String, GitError>
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    let options = CommandOptions {
-        env: Vec::new(),
-        timeout: Some(limit),
-    };
-    run_with(dir, args, &options).await?.ok()
 }
 
 /// [`run`] with extra variables for this process and a deadline (past it, git and everything it

@@ -2,8 +2,8 @@
 //! or not) and the patch, committed and uncommitted changes together, untracked files as added.
 
 use crate::GitError;
-use crate::cmd::{self, check_name};
-use std::path::Path;
+use crate::TaskWorktree;
+use crate::cmd::check_name;
 
 /// Untracked files reported at most (each costs one git call).
 const MAX_UNTRACKED: usize = 200;
@@ -40,21 +40,35 @@ pub struct WorkTreeDiff {
     pub truncated: bool,
 }
 
-/// The changes in the work tree at `dir` — commits since the merge base of `HEAD` and
-/// `base_rev`, staged and unstaged edits, and untracked (not ignored) files as added — with the
-/// patch capped at `max_patch_bytes`.
+/// The changes in the task's worktree — commits since the merge base of `HEAD` and `base_rev`,
+/// staged and unstaged edits, and untracked (not ignored) files as added — with the patch capped
+/// at `max_patch_bytes`. Through the worktree's recipe ([`TaskWorktree`]): submodules are not
+/// looked into, and no external diff program or text conversion runs.
 pub async fn work_tree_diff(
-    dir: &Path,
+    worktree: &TaskWorktree,
     base_rev: &str,
     max_patch_bytes: usize,
 ) -> Result<WorkTreeDiff, GitError> {
     check_name("revision", base_rev)?;
-    let base = cmd::run_ok(dir, ["merge-base", "HEAD", base_rev])
+    let base = worktree
+        .git_ok(["merge-base", "HEAD", base_rev])
         .await?
         .trim()
         .to_string();
-    let statuses = cmd::run_ok(dir, ["diff", "--name-status", "-z", "-M", &base, "--"]).await?;
-    let numstat = cmd::run_ok(dir, ["diff", "--numstat", "-z", "-M", &base, "--"]).await?;
+    let diff = |extra: &[&'static str]| {
+        let mut args: Vec<&str> = vec![
+            "diff",
+            "--no-ext-diff",
+            "--no-textconv",
+            "--ignore-submodules=all",
+            "-M",
+        ];
+        args.extend_from_slice(extra);
+        args.extend([base.as_str(), "--"]);
+        args
+    };
+    let statuses = worktree.git_ok(diff(&["--name-status", "-z"])).await?;
+    let numstat = worktree.git_ok(diff(&["--numstat", "-z"])).await?;
     let mut files = parse_name_status(&statuses);
     for (path, additions, deletions) in parse_numstat(&numstat) {
         if let Some(file) = files.iter_mut().find(|f| f.path == path) {
@@ -63,14 +77,16 @@ pub async fn work_tree_diff(
             file.binary = additions.is_none();
         }
     }
-    let mut patch = cmd::run_ok(dir, ["diff", "-M", &base, "--"]).await?;
-    let untracked = cmd::run_ok(dir, ["ls-files", "--others", "--exclude-standard", "-z"]).await?;
+    let mut patch = worktree.git_ok(diff(&[])).await?;
+    let untracked = worktree
+        .git_ok(["ls-files", "--others", "--exclude-standard", "-z"])
+        .await?;
     for path in untracked
         .split('\0')
         .filter(|p| !p.is_empty())
         .take(MAX_UNTRACKED)
     {
-        let numstat = no_index(dir, &["--numstat", "-z"], path).await?;
+        let numstat = no_index(worktree, &["--numstat", "-z"], path).await?;
         let (additions, binary) = match parse_numstat(&numstat).first() {
             Some((_, additions, _)) => (additions.unwrap_or(0), additions.is_none()),
             None => (0, false),
@@ -84,7 +100,7 @@ pub async fn work_tree_diff(
             binary,
         });
         if patch.len() <= max_patch_bytes {
-            patch.push_str(&no_index(dir, &[], path).await?);
+            patch.push_str(&no_index(worktree, &[], path).await?);
         }
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
@@ -109,11 +125,11 @@ pub async fn work_tree_diff(
 
 /// `git diff --no-index <extra…> -- /dev/null <path>`: an untracked file as an addition (git
 /// exits 1 when there is a difference).
-async fn no_index(dir: &Path, extra: &[&str], path: &str) -> Result<String, GitError> {
-    let mut args = vec!["diff", "--no-index"];
+async fn no_index(worktree: &TaskWorktree, extra: &[&str], path: &str) -> Result<String, GitError> {
+    let mut args = vec!["diff", "--no-index", "--no-ext-diff", "--no-textconv"];
     args.extend_from_slice(extra);
     args.extend(["--", "/dev/null", path]);
-    let out = cmd::run(dir, args).await?;
+    let out = worktree.git(args).await?;
     match out.code {
         Some(0 | 1) => Ok(out.stdout),
         _ => Err(out.into_error()),

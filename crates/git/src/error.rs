@@ -14,6 +14,20 @@ pub enum GitError {
     )]
     NotARepository { path: PathBuf, reason: String },
 
+    /// A task's worktree whose record in the repository's git folder is missing or does not
+    /// lead back to it (its `gitdir` names another folder, its `commondir` another repository).
+    #[error(
+        "{} is not a linked worktree of {} that git has on record ({reason}); remove the task's \
+         workspace and create the task again",
+        worktree.display(),
+        repo.display()
+    )]
+    NotATaskWorktree {
+        worktree: PathBuf,
+        repo: PathBuf,
+        reason: String,
+    },
+
     /// Neither `<remote>/HEAD` nor a `main`/`master` branch exists.
     #[error(
         "cannot tell the default branch of {}: `{remote}/HEAD` is not set and there is no `main` or \

@@ -10,6 +10,7 @@ mod error;
 mod hook;
 mod refs;
 mod repo;
+mod worktree;
 
 pub use cmd::CommandOptions;
 pub use diff::{DiffFile, DiffStatus, WorkTreeDiff, work_tree_diff};
@@ -17,20 +18,10 @@ pub use error::GitError;
 pub use hook::{HookOutput, run_hook, run_hook_in};
 pub use refs::branch_head;
 pub use repo::Repo;
+pub use worktree::{TaskWorktree, seal_worktree_config, worktree_entry};
 
 use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
-
-/// Where git keeps `name` for the work tree at `dir` (`git rev-parse --git-path <name>`), as an
-/// absolute path: for a linked worktree, `index.lock` is `<repo>/.git/worktrees/<id>/index.lock`.
-/// The file need not exist.
-pub async fn git_path(dir: &Path, name: &str) -> Result<PathBuf, GitError> {
-    cmd::check_name("git path", name)?;
-    let out = cmd::run_ok(dir, ["rev-parse", "--git-path", name]).await?;
-    let path = Path::new(out.trim_end_matches(['\n', '\r']));
-    // git answers relative to `dir` unless the path is elsewhere.
-    Ok(dir.join(path))
-}
+use std::path::Path;
 
 /// Runs `git -C <dir> <args…>` through the same recipe as every other call and returns its
 /// stdout, or the failure (command line and git's stderr). For scaffolding that needs commands

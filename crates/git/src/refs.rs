@@ -5,8 +5,9 @@
 //! plain — every folder on the way a real folder, the ref a regular file of at most 4 KiB (and
 //! `packed-refs` at most 16 MiB), its content an object id. A symbolic link, a linked folder or
 //! a special file on the way is taken for no branch at all (git would follow it, or block on a
-//! pipe); what is merely unusual (a reftable repository, an oversized file, a work tree whose
-//! `.git` is a pointer file) is left to one `git rev-parse`.
+//! pipe); what is merely unusual (a reftable repository, an oversized file) is left to one
+//! `git rev-parse`, with the repository's `.git` folder named outright (a `dir` whose `.git` is
+//! a pointer file is no repository here).
 
 use crate::cmd;
 use crate::error::GitError;
@@ -41,7 +42,12 @@ pub async fn branch_head(dir: &Path, branch: &str) -> Result<Option<String>, Git
         }
     }
     let rev = format!("refs/heads/{branch}");
-    let out = cmd::run(dir, ["rev-parse", "--verify", "--quiet", &rev]).await?;
+    let common = dir.join(".git");
+    let options = cmd::CommandOptions {
+        env: cmd::explicit_repo(&common, &common, dir),
+        timeout: None,
+    };
+    let out = cmd::run_with(dir, ["rev-parse", "--verify", "--quiet", &rev], &options).await?;
     if out.success {
         return Ok(Some(out.stdout.trim().to_string()));
     }
@@ -140,7 +146,7 @@ fn real_dir(path: &Path) -> bool {
 
 /// The text of the regular file at `path`, opened without following a final symbolic link (and
 /// without blocking on a pipe put there meanwhile), if it is UTF-8 and at most `cap` bytes.
-fn read_capped(path: &Path, cap: u64) -> Option<String> {
+pub(crate) fn read_capped(path: &Path, cap: u64) -> Option<String> {
     use std::io::Read as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let file = std::fs::OpenOptions::new()

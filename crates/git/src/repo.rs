@@ -7,6 +7,7 @@
 //! ([`Repo::with_network_timeout`], [`Repo::DEFAULT_NETWORK_TIMEOUT`] unless set); a command
 //! past it is killed and fails with [`GitError::TimedOut`]. Local commands have no deadline.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -18,6 +19,8 @@ use crate::cmd::{self, CommandOptions, check_name};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Repo {
     path: PathBuf,
+    /// `<path>/.git`, a folder: the git folder every command names outright.
+    git_dir: PathBuf,
     network_timeout: Duration,
 }
 
@@ -39,8 +42,16 @@ impl Repo {
     }
 
     /// Opens the repository containing `path` (the work tree root, a sub-folder, or a linked
-    /// worktree) and resolves it to its main work tree. A missing path, a file, a folder outside
-    /// any repository and a bare repository are all [`GitError::NotARepository`].
+    /// worktree) and resolves it to its main work tree, whose `.git` must be a folder. A
+    /// missing path, a file, a folder outside any repository and a bare repository are all
+    /// [`GitError::NotARepository`].
+    ///
+    /// A main work tree's root (what the engine stores for a project) is opened without asking
+    /// git to find its repository: its `.git` folder is named outright, as in every later
+    /// command. A `.git` folder holding a `commondir` file — which only a linked worktree's git
+    /// folder has, and which would lead git to another repository's refs — is refused. Any
+    /// other path is resolved by git's own discovery, which follows `.git` pointer files: give
+    /// it only paths no agent can write.
     pub async fn open(path: &Path) -> Result<Repo, GitError> {
         let not_repo = |reason: String| GitError::NotARepository {
             path: path.to_path_buf(),
@@ -56,30 +67,10 @@ impl Repo {
         if !meta.is_dir() {
             return Err(not_repo("it is not a folder".to_string()));
         }
-        let inside = cmd::run(path, ["rev-parse", "--is-inside-work-tree"]).await?;
-        if !inside.success {
-            let said = inside.stderr.trim();
-            return Err(not_repo(if said.is_empty() {
-                "git finds no repository there".to_string()
-            } else {
-                format!("git says: {said}")
-            }));
-        }
-        if inside.stdout.trim() != "true" {
-            let bare = cmd::run_ok(path, ["rev-parse", "--is-bare-repository"]).await?;
-            return Err(not_repo(if bare.trim() == "true" {
-                "it is a bare repository, which has no work tree".to_string()
-            } else {
-                "it is inside a repository's .git folder".to_string()
-            }));
-        }
-        let main = match main_worktree(path).await? {
-            Some(main) => main,
-            None => PathBuf::from(
-                cmd::run_ok(path, ["rev-parse", "--show-toplevel"])
-                    .await?
-                    .trim_end_matches('\n'),
-            ),
+        let main = if real_dir(&path.join(".git")).await {
+            path.to_path_buf()
+        } else {
+            discover_main(path).await?
         };
         let canonical = tokio::fs::canonicalize(&main).await.map_err(|err| {
             not_repo(format!(
@@ -87,10 +78,94 @@ impl Repo {
                 main.display()
             ))
         })?;
-        Ok(Repo {
+        let git_dir = canonical.join(".git");
+        if !real_dir(&git_dir).await {
+            return Err(not_repo(format!(
+                "the .git of its main work tree {} is not a folder (a separate git folder is \
+                 not supported)",
+                canonical.display()
+            )));
+        }
+        if tokio::fs::symlink_metadata(git_dir.join("commondir"))
+            .await
+            .is_ok()
+        {
+            return Err(not_repo(format!(
+                "{} has a `commondir` file, which only a linked worktree's git folder has; \
+                 remove it",
+                git_dir.display()
+            )));
+        }
+        let repo = Repo {
             path: canonical,
+            git_dir,
             network_timeout: Self::DEFAULT_NETWORK_TIMEOUT,
-        })
+        };
+        let checked = repo.git(["rev-parse", "--git-dir"]).await?;
+        if !checked.success {
+            return Err(not_repo(format!("git says: {}", checked.stderr.trim())));
+        }
+        Ok(repo)
+    }
+
+    /// This repository named to git outright ([`cmd::explicit_repo`]), with `extra`'s deadline
+    /// and variables (which cannot replace the repository's).
+    fn options(&self, extra: &CommandOptions) -> CommandOptions {
+        let mut env = extra.env.clone();
+        env.extend(cmd::explicit_repo(&self.git_dir, &self.git_dir, &self.path));
+        CommandOptions {
+            env,
+            timeout: extra.timeout,
+        }
+    }
+
+    /// `git <args…>` on this repository, whatever the exit status.
+    async fn git<I, S>(&self, args: I) -> Result<cmd::Output, GitError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.git_with(args, &CommandOptions::default()).await
+    }
+
+    /// [`Repo::git`]'s stdout when git succeeded, the failure otherwise.
+    async fn git_ok<I, S>(&self, args: I) -> Result<String, GitError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.git(args).await?.ok()
+    }
+
+    /// [`Repo::git`] with `options`' variables and deadline.
+    async fn git_with<I, S>(
+        &self,
+        args: I,
+        options: &CommandOptions,
+    ) -> Result<cmd::Output, GitError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        cmd::run_with(&self.path, args, &self.options(options)).await
+    }
+
+    /// [`Repo::git_ok`] for a command that talks to a remote, killed past `limit`.
+    async fn git_network_ok<I, S>(&self, args: I, limit: Duration) -> Result<String, GitError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let options = CommandOptions {
+            env: Vec::new(),
+            timeout: Some(limit),
+        };
+        self.git_with(args, &options).await?.ok()
+    }
+
+    /// The repository's git folder (`<path>/.git`), shared by its linked worktrees.
+    pub fn git_dir(&self) -> &Path {
+        &self.git_dir
     }
 
     /// The canonical path of the main work tree.
@@ -104,7 +179,9 @@ impl Repo {
     pub async fn default_branch(&self, remote: &str) -> Result<String, GitError> {
         check_name("remote", remote)?;
         let head_ref = format!("refs/remotes/{remote}/HEAD");
-        let out = cmd::run(&self.path, ["symbolic-ref", "--quiet", head_ref.as_str()]).await?;
+        let out = self
+            .git(["symbolic-ref", "--quiet", head_ref.as_str()])
+            .await?;
         if out.success {
             let prefix = format!("refs/remotes/{remote}/");
             if let Some(branch) = out.stdout.trim().strip_prefix(&prefix)
@@ -135,16 +212,40 @@ impl Repo {
     /// Whether a remote of that name is configured.
     pub async fn has_remote(&self, remote: &str) -> Result<bool, GitError> {
         check_name("remote", remote)?;
-        let remotes = cmd::run_ok(&self.path, ["remote"]).await?;
+        let remotes = self.git_ok(["remote"]).await?;
         Ok(remotes.lines().any(|line| line.trim() == remote))
+    }
+
+    /// The URL `remote` is configured with (`git remote get-url`).
+    pub async fn remote_url(&self, remote: &str) -> Result<String, GitError> {
+        check_name("remote", remote)?;
+        Ok(self
+            .git_ok(["remote", "get-url", remote])
+            .await?
+            .trim()
+            .to_string())
+    }
+
+    /// The commits `to` has that `from` has not, newest first, one line each: the short id and
+    /// the subject (`git log --format='%h %s' from..to`).
+    pub async fn commit_lines(&self, from: &str, to: &str) -> Result<String, GitError> {
+        check_name("revision", from)?;
+        check_name("revision", to)?;
+        let range = format!("{from}..{to}");
+        self.git_ok(["log", "--format=%h %s", range.as_str()]).await
     }
 
     /// `git fetch --prune <remote>`, under the network deadline.
     pub async fn fetch(&self, remote: &str) -> Result<(), GitError> {
         check_name("remote", remote)?;
-        cmd::run_network_ok(
-            &self.path,
-            ["fetch", "--quiet", "--prune", remote],
+        self.git_network_ok(
+            [
+                "fetch",
+                "--quiet",
+                "--prune",
+                "--no-recurse-submodules",
+                remote,
+            ],
             self.network_timeout,
         )
         .await?;
@@ -154,7 +255,7 @@ impl Repo {
     /// The object id `rev` names, or `None` when it does not resolve.
     pub async fn rev_parse(&self, rev: &str) -> Result<Option<String>, GitError> {
         check_name("revision", rev)?;
-        let out = cmd::run(&self.path, ["rev-parse", "--verify", "--quiet", rev]).await?;
+        let out = self.git(["rev-parse", "--verify", "--quiet", rev]).await?;
         if out.success {
             return Ok(Some(out.stdout.trim().to_string()));
         }
@@ -175,7 +276,7 @@ impl Repo {
             });
         }
         let spec = format!("{rev}:{path}");
-        let out = cmd::run(&self.path, ["cat-file", "blob", spec.as_str()]).await?;
+        let out = self.git(["cat-file", "blob", spec.as_str()]).await?;
         Ok(out.success.then_some(out.stdout))
     }
 
@@ -183,11 +284,9 @@ impl Repo {
     /// repository's root; empty when there is no such folder or `rev` does not resolve).
     pub async fn files_at(&self, rev: &str, dir: &str) -> Result<Vec<String>, GitError> {
         check_name("revision", rev)?;
-        let out = cmd::run(
-            &self.path,
-            ["ls-tree", "-r", "--name-only", "-z", rev, "--", dir],
-        )
-        .await?;
+        let out = self
+            .git(["ls-tree", "-r", "--name-only", "-z", rev, "--", dir])
+            .await?;
         if !out.success {
             return Ok(Vec::new());
         }
@@ -203,24 +302,8 @@ impl Repo {
     /// checked out in `dir` (give an absolute path; missing parent folders are created). Fails if
     /// the branch exists or `dir` is a non-empty folder.
     pub async fn add_worktree(&self, dir: &Path, branch: &str, base: &str) -> Result<(), GitError> {
-        check_name("branch", branch)?;
-        check_name("base revision", base)?;
-        let dir = dir.as_os_str();
-        cmd::run_ok(
-            &self.path,
-            [
-                "worktree".as_ref(),
-                "add".as_ref(),
-                "--quiet".as_ref(),
-                "--no-track".as_ref(),
-                "-b".as_ref(),
-                branch.as_ref(),
-                dir,
-                base.as_ref(),
-            ],
-        )
-        .await?;
-        Ok(())
+        self.register_worktree(dir, branch, base).await?;
+        self.populate_worktree(dir).await
     }
 
     /// The first half of [`Repo::add_worktree`]: records the worktree and its new branch
@@ -237,56 +320,66 @@ impl Repo {
     ) -> Result<(), GitError> {
         check_name("branch", branch)?;
         check_name("base revision", base)?;
-        cmd::run_ok(
-            &self.path,
-            [
-                "worktree".as_ref(),
-                "add".as_ref(),
-                "--quiet".as_ref(),
-                "--no-checkout".as_ref(),
-                "--no-track".as_ref(),
-                "-b".as_ref(),
-                branch.as_ref(),
-                dir.as_os_str(),
-                base.as_ref(),
-            ],
-        )
+        self.git_ok([
+            "worktree".as_ref(),
+            "add".as_ref(),
+            "--quiet".as_ref(),
+            "--no-checkout".as_ref(),
+            "--no-track".as_ref(),
+            "-b".as_ref(),
+            branch.as_ref(),
+            dir.as_os_str(),
+            base.as_ref(),
+        ])
         .await?;
+        // The entry's configuration file exists from the start, so that a sandbox can show it
+        // read-only (an agent creating it would configure the server's git).
+        if let Ok(work_tree) = std::fs::canonicalize(dir)
+            && let Some(entry) = crate::worktree_entry(&self.git_dir, &work_tree)
+        {
+            crate::seal_worktree_config(&entry).map_err(|err| GitError::NotATaskWorktree {
+                worktree: dir.to_path_buf(),
+                repo: self.path.clone(),
+                reason: format!("cannot create its entry's config.worktree: {err}"),
+            })?;
+        }
         Ok(())
     }
 
     /// The second half of [`Repo::add_worktree`]: checks out the files of the worktree
     /// [`Repo::register_worktree`] recorded at `dir` (`git reset --hard` in it: its index and
-    /// files from its branch). Touches only that worktree's own state.
+    /// files from its branch). Touches only that worktree's own state; runs through the
+    /// worktree's own recipe ([`Repo::task_worktree`]).
     pub async fn populate_worktree(&self, dir: &Path) -> Result<(), GitError> {
-        cmd::run_ok(dir, ["reset", "--hard", "--quiet"]).await?;
-        Ok(())
+        self.task_worktree(dir)?.reset_hard().await
     }
 
-    /// Removes the linked worktree at `dir` even with local changes (`--force`), then prunes
+    /// Removes the linked worktree at `dir` even with local changes or a lock (`--force
+    /// --force`), then prunes
     /// stale worktree records. Succeeds when `dir` is already gone.
     pub async fn remove_worktree(&self, dir: &Path) -> Result<(), GitError> {
         let exists = tokio::fs::symlink_metadata(dir).await.is_ok();
         if exists {
-            cmd::run_ok(
-                &self.path,
-                [
-                    "worktree".as_ref(),
-                    "remove".as_ref(),
-                    "--force".as_ref(),
-                    dir.as_os_str(),
-                ],
-            )
+            self.git_ok([
+                "worktree".as_ref(),
+                "remove".as_ref(),
+                // Twice: also when its entry is locked (which its agent can do).
+                "--force".as_ref(),
+                "--force".as_ref(),
+                dir.as_os_str(),
+            ])
             .await?;
         }
-        cmd::run_ok(&self.path, ["worktree", "prune"]).await?;
+        self.git_ok(["worktree", "prune"]).await?;
         Ok(())
     }
 
     /// The linked worktrees git has on record (the main work tree excluded), as recorded by
     /// `git worktree list`; a recorded worktree whose folder is gone is listed too.
     pub async fn linked_worktrees(&self) -> Result<Vec<PathBuf>, GitError> {
-        let list = cmd::run_ok(&self.path, ["worktree", "list", "--porcelain", "-z"]).await?;
+        let list = self
+            .git_ok(["worktree", "list", "--porcelain", "-z"])
+            .await?;
         let mut dirs: Vec<PathBuf> = list
             .split('\0')
             .filter_map(|field| field.strip_prefix("worktree "))
@@ -303,16 +396,14 @@ impl Repo {
     pub async fn branches_with_prefix(&self, prefix: &str) -> Result<Vec<String>, GitError> {
         check_name("branch prefix", prefix)?;
         let pattern = format!("refs/heads/{prefix}");
-        let out = cmd::run_ok(
-            &self.path,
-            [
+        let out = self
+            .git_ok([
                 "for-each-ref",
                 "--format=%(refname)",
                 "--sort=refname",
                 pattern.as_str(),
-            ],
-        )
-        .await?;
+            ])
+            .await?;
         Ok(out
             .lines()
             .filter_map(|line| line.strip_prefix("refs/heads/"))
@@ -332,14 +423,17 @@ impl Repo {
         if self.rev_parse(&reference).await?.is_none() {
             return Ok(());
         }
-        let list = cmd::run_ok(&self.path, ["worktree", "list", "--porcelain", "-z"]).await?;
+        let list = self
+            .git_ok(["worktree", "list", "--porcelain", "-z"])
+            .await?;
         let checked_out = format!("branch {reference}");
         if list.split('\0').any(|field| field == checked_out) {
             return Err(GitError::BranchCheckedOut {
                 branch: branch.to_string(),
             });
         }
-        cmd::run_ok(&self.path, ["update-ref", "-d", reference.as_str()]).await?;
+        self.git_ok(["update-ref", "-d", reference.as_str()])
+            .await?;
         Ok(())
     }
 
@@ -375,12 +469,12 @@ impl Repo {
         let sha = self.local_branch(branch).await?;
         let lease = format!("--force-with-lease=refs/heads/{branch}:{expected}");
         let refspec = format!("{sha}:refs/heads/{branch}");
-        let out = cmd::run_with(
-            &self.path,
-            ["push", "--porcelain", lease.as_str(), url, refspec.as_str()],
-            options,
-        )
-        .await?;
+        let out = self
+            .git_with(
+                ["push", "--porcelain", lease.as_str(), url, refspec.as_str()],
+                options,
+            )
+            .await?;
         if out.success {
             return Ok(sha);
         }
@@ -407,13 +501,10 @@ impl Repo {
         check_name("url", url)?;
         check_name("branch", branch)?;
         let refname = format!("refs/heads/{branch}");
-        let out = cmd::run_with(
-            &self.path,
-            ["ls-remote", "--heads", url, refname.as_str()],
-            options,
-        )
-        .await?
-        .ok()?;
+        let out = self
+            .git_with(["ls-remote", "--heads", url, refname.as_str()], options)
+            .await?
+            .ok()?;
         Ok(out.lines().find_map(|line| {
             let mut fields = line.split_whitespace();
             let sha = fields.next()?;
@@ -432,8 +523,7 @@ impl Repo {
         check_name("url", url)?;
         check_name("branch", branch)?;
         let refname = format!("refs/heads/{branch}");
-        cmd::run_with(
-            &self.path,
+        self.git_with(
             ["push", "--quiet", url, "--delete", refname.as_str()],
             options,
         )
@@ -455,9 +545,15 @@ impl Repo {
         check_name("branch", branch)?;
         check_name("ref", into)?;
         let refspec = format!("+refs/heads/{branch}:{into}");
-        cmd::run_with(
-            &self.path,
-            ["fetch", "--quiet", "--no-tags", url, refspec.as_str()],
+        self.git_with(
+            [
+                "fetch",
+                "--quiet",
+                "--no-tags",
+                "--no-recurse-submodules",
+                url,
+                refspec.as_str(),
+            ],
             options,
         )
         .await?
@@ -477,12 +573,12 @@ impl Repo {
         check_name("remote", remote)?;
         check_name("branch", branch)?;
         let refname = format!("refs/heads/{branch}");
-        let out = cmd::run_network_ok(
-            &self.path,
-            ["ls-remote", "--heads", remote, refname.as_str()],
-            self.network_timeout,
-        )
-        .await?;
+        let out = self
+            .git_network_ok(
+                ["ls-remote", "--heads", remote, refname.as_str()],
+                self.network_timeout,
+            )
+            .await?;
         Ok(out
             .lines()
             .any(|line| line.split_whitespace().nth(1) == Some(refname.as_str())))
@@ -496,12 +592,12 @@ impl Repo {
             return Ok(false);
         }
         let refname = format!("refs/heads/{branch}");
-        let pushed = cmd::run_network_ok(
-            &self.path,
-            ["push", "--quiet", remote, "--delete", refname.as_str()],
-            self.network_timeout,
-        )
-        .await;
+        let pushed = self
+            .git_network_ok(
+                ["push", "--quiet", remote, "--delete", refname.as_str()],
+                self.network_timeout,
+            )
+            .await;
         match pushed {
             Ok(_) => Ok(true),
             // Someone else deleted it in between: the outcome is the one asked for.
@@ -516,11 +612,9 @@ impl Repo {
     pub async fn is_ancestor(&self, ancestor: &str, descendant: &str) -> Result<bool, GitError> {
         check_name("revision", ancestor)?;
         check_name("revision", descendant)?;
-        let out = cmd::run(
-            &self.path,
-            ["merge-base", "--is-ancestor", ancestor, descendant],
-        )
-        .await?;
+        let out = self
+            .git(["merge-base", "--is-ancestor", ancestor, descendant])
+            .await?;
         match out.code {
             Some(0) => Ok(true),
             Some(1) => Ok(false),
@@ -534,7 +628,7 @@ impl Repo {
         check_name("revision", head)?;
         let range = format!("{base}..{head}");
         let command = format!("git -C {} rev-list --count {range}", self.path.display());
-        let out = cmd::run_ok(&self.path, ["rev-list", "--count", range.as_str()]).await?;
+        let out = self.git_ok(["rev-list", "--count", range.as_str()]).await?;
         out.trim().parse().map_err(|_| GitError::UnexpectedOutput {
             command,
             output: out.clone(),
@@ -580,19 +674,16 @@ impl Repo {
             let tree = self
                 .merge_tree(remote, head, target, &target_sha, &head_sha)
                 .await?;
-            cmd::run_ok(
-                &self.path,
-                [
-                    "commit-tree",
-                    tree.as_str(),
-                    "-p",
-                    target_sha.as_str(),
-                    "-p",
-                    head_sha.as_str(),
-                    "-m",
-                    message,
-                ],
-            )
+            self.git_ok([
+                "commit-tree",
+                tree.as_str(),
+                "-p",
+                target_sha.as_str(),
+                "-p",
+                head_sha.as_str(),
+                "-m",
+                message,
+            ])
             .await?
             .trim()
             .to_string()
@@ -604,12 +695,8 @@ impl Repo {
 
     /// `git push --quiet <remote> <refspec>` under the network deadline.
     async fn push_refspec(&self, remote: &str, refspec: &str) -> Result<(), GitError> {
-        cmd::run_network_ok(
-            &self.path,
-            ["push", "--quiet", remote, refspec],
-            self.network_timeout,
-        )
-        .await?;
+        self.git_network_ok(["push", "--quiet", remote, refspec], self.network_timeout)
+            .await?;
         Ok(())
     }
 
@@ -622,18 +709,16 @@ impl Repo {
         target_sha: &str,
         head_sha: &str,
     ) -> Result<String, GitError> {
-        let out = cmd::run(
-            &self.path,
-            [
+        let out = self
+            .git([
                 "merge-tree",
                 "--write-tree",
                 "--name-only",
                 "--no-messages",
                 target_sha,
                 head_sha,
-            ],
-        )
-        .await?;
+            ])
+            .await?;
         match out.code {
             Some(0) => {
                 let tree = out.stdout.lines().next().unwrap_or_default().trim();
@@ -692,6 +777,47 @@ impl Repo {
                 hint: "it is neither a local branch nor a commit; check the name".to_string(),
             })
     }
+}
+
+/// Whether `path` is a folder itself, not a link to one.
+async fn real_dir(path: &Path) -> bool {
+    tokio::fs::symlink_metadata(path)
+        .await
+        .is_ok_and(|meta| meta.is_dir())
+}
+
+/// The main work tree of the repository containing `path`, by git's own discovery: `path` is a
+/// sub-folder or a linked worktree (whose `.git` pointer git follows).
+async fn discover_main(path: &Path) -> Result<PathBuf, GitError> {
+    let not_repo = |reason: String| GitError::NotARepository {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let inside = cmd::run(path, ["rev-parse", "--is-inside-work-tree"]).await?;
+    if !inside.success {
+        let said = inside.stderr.trim();
+        return Err(not_repo(if said.is_empty() {
+            "git finds no repository there".to_string()
+        } else {
+            format!("git says: {said}")
+        }));
+    }
+    if inside.stdout.trim() != "true" {
+        let bare = cmd::run_ok(path, ["rev-parse", "--is-bare-repository"]).await?;
+        return Err(not_repo(if bare.trim() == "true" {
+            "it is a bare repository, which has no work tree".to_string()
+        } else {
+            "it is inside a repository's .git folder".to_string()
+        }));
+    }
+    Ok(match main_worktree(path).await? {
+        Some(main) => main,
+        None => PathBuf::from(
+            cmd::run_ok(path, ["rev-parse", "--show-toplevel"])
+                .await?
+                .trim_end_matches('\n'),
+        ),
+    })
 }
 
 /// How often `git worktree list` is tried while a linked worktree is being removed under it.

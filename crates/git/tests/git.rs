@@ -243,6 +243,8 @@ async fn worktree_add_and_remove_are_clean_and_idempotent() {
     assert!(matches!(err, GitError::BranchCheckedOut { .. }), "{err:?}");
     let config = std::fs::metadata(fx.work.join(".git/config")).expect("config");
     std::fs::write(dir.join("untracked.txt"), "x").expect("write");
+    // Locked (as an agent can do to its own entry): removed all the same.
+    std::fs::write(fx.work.join(".git/worktrees/1-task/locked"), "mine").expect("lock");
     repo.remove_worktree(&dir).await.expect("remove");
     assert!(!dir.exists());
     repo.remove_worktree(&dir).await.expect("remove again");
@@ -266,7 +268,7 @@ async fn worktree_add_and_remove_are_clean_and_idempotent() {
 }
 
 #[tokio::test]
-async fn git_path_finds_a_linked_worktrees_own_index_lock() {
+async fn a_task_worktree_is_found_from_the_repositorys_records_only() {
     let fx = fixture();
     let repo = Repo::open(&fx.work).await.expect("open");
     let dir = fx.root.join("work-worktrees/7-task");
@@ -274,23 +276,103 @@ async fn git_path_finds_a_linked_worktrees_own_index_lock() {
         .await
         .expect("add");
     // A linked worktree keeps its index (and its lock) in the main repository's git folder.
-    assert_eq!(
-        git::git_path(&dir, "index.lock").await.expect("git path"),
-        fx.work.join(".git/worktrees/7-task/index.lock")
-    );
-    // The main work tree's is in its own `.git`; a relative answer is made absolute.
-    assert_eq!(
-        git::git_path(&fx.work, "index.lock")
-            .await
-            .expect("git path"),
-        fx.work.join(".git/index.lock")
-    );
-    let err = git::git_path(&dir, "-x").await.expect_err("an option");
-    assert!(matches!(err, GitError::InvalidName { .. }), "{err:?}");
-    let err = git::git_path(&fx.root, "index.lock")
+    let worktree = repo.task_worktree(&dir).expect("task worktree");
+    let entry = fx.work.join(".git/worktrees/7-task");
+    assert_eq!(worktree.git_dir(), entry.as_path());
+    assert_eq!(worktree.index_lock(), entry.join("index.lock"));
+    // Its configuration file exists from the start (a sandbox shows it read-only).
+    assert_eq!(std::fs::read(entry.join("config.worktree")).unwrap(), b"");
+    assert_eq!(worktree.branch().await.expect("branch"), "atelier/7-task");
+    // Neither the main work tree nor a folder git has no entry for is a task worktree.
+    for other in [fx.work.clone(), fx.root.clone()] {
+        let err = repo.task_worktree(&other).expect_err("not a task worktree");
+        assert!(matches!(err, GitError::NotATaskWorktree { .. }), "{err:?}");
+    }
+    // An entry whose `commondir` leads elsewhere is refused, not followed.
+    let commondir = entry.join("commondir");
+    let kept = std::fs::read_to_string(&commondir).unwrap();
+    std::fs::write(&commondir, format!("{}\n", fx.remote.display())).unwrap();
+    let err = repo.task_worktree(&dir).expect_err("commondir elsewhere");
+    assert!(err.to_string().contains("commondir"), "{err}");
+    std::fs::write(&commondir, kept).unwrap();
+    // An entry whose `gitdir` names another folder does not lead back to this one.
+    std::fs::write(entry.join("gitdir"), "/elsewhere/.git\n").unwrap();
+    let err = repo.task_worktree(&dir).expect_err("gitdir elsewhere");
+    assert!(matches!(err, GitError::NotATaskWorktree { .. }), "{err:?}");
+}
+
+/// What an agent can write in its worktree and its entry cannot make the server's git run a
+/// command: a `.git` pointer to a git folder whose config names an fsmonitor, a submodule whose
+/// filter `git status` would run, a `commondir` leading to a hostile configuration.
+#[tokio::test]
+async fn git_on_a_task_worktree_runs_nothing_an_agent_planted() {
+    let fx = fixture();
+    let repo = Repo::open(&fx.work).await.expect("open");
+    let dir = fx.root.join("work-worktrees/8-task");
+    repo.add_worktree(&dir, "atelier/8-task", "origin/main")
         .await
-        .expect_err("not a repository");
-    assert!(matches!(err, GitError::Command { .. }), "{err:?}");
+        .expect("add");
+    commit(&dir, "new.txt", "new\n", "an agent's commit");
+    std::fs::write(dir.join("untracked.txt"), "untracked\n").unwrap();
+    let markers: Vec<PathBuf> = ["pointer", "submodule", "commondir"]
+        .iter()
+        .map(|name| fx.root.join(format!("ran-{name}")))
+        .collect();
+    testkit::hostile::plant_submodule(&dir, &markers[1]).unwrap();
+    testkit::hostile::plant_pointer(&dir, &markers[0]).unwrap();
+
+    let worktree = repo.task_worktree(&dir).expect("task worktree");
+    assert_eq!(worktree.branch().await.expect("branch"), "atelier/8-task");
+    let status = worktree.short_status().await.expect("status");
+    assert!(status.contains("?? untracked.txt"), "{status}");
+    let log = worktree.recent_commits(5).await.expect("log");
+    assert!(log.contains("an agent's commit"), "{log}");
+    let diff = git::work_tree_diff(&worktree, "origin/main", 1 << 20)
+        .await
+        .expect("diff");
+    let paths: Vec<&str> = diff.files.iter().map(|f| f.path.as_str()).collect();
+    assert!(
+        paths.contains(&"new.txt") && paths.contains(&"untracked.txt"),
+        "{paths:?}"
+    );
+    for marker in &markers {
+        assert!(!marker.exists(), "{} was run", marker.display());
+    }
+
+    // The entry's `commondir` rewritten: the worktree is refused before git runs at all.
+    let entry = worktree.git_dir().to_path_buf();
+    std::fs::write(dir.join(".git"), format!("gitdir: {}\n", entry.display())).unwrap();
+    testkit::hostile::plant_commondir(&dir, &markers[2]).unwrap();
+    let err = repo.task_worktree(&dir).expect_err("commondir planted");
+    assert!(matches!(err, GitError::NotATaskWorktree { .. }), "{err:?}");
+    let status = worktree.short_status().await.expect("status");
+    assert!(status.contains("untracked.txt"), "{status}");
+    assert!(
+        !markers[2].exists(),
+        "the planted commondir's fsmonitor ran"
+    );
+}
+
+/// A `commondir` file written into the repository's own `.git` (which agents can write, for
+/// `packed-refs`) would lead git to a configuration with hooks of the agent's choosing: the
+/// server's git never follows it, and opening the repository refuses it.
+#[tokio::test]
+async fn a_commondir_planted_in_the_repositorys_git_folder_is_never_followed() {
+    let fx = fixture();
+    let repo = Repo::open(&fx.work).await.expect("open");
+    let marker = fx.root.join("ran-main-commondir");
+    testkit::hostile::plant_main_commondir(&fx.work, &fx.root.join("evil.git"), &marker).unwrap();
+    // Ref updates: a new worktree's branch, a fetch, a branch deletion.
+    let dir = fx.root.join("work-worktrees/9-task");
+    repo.add_worktree(&dir, "atelier/9-task", "main")
+        .await
+        .expect("add");
+    repo.fetch("origin").await.expect("fetch");
+    repo.remove_worktree(&dir).await.expect("remove");
+    repo.delete_branch("atelier/9-task").await.expect("delete");
+    assert!(!marker.exists(), "the planted configuration's hook ran");
+    let err = Repo::open(&fx.work).await.expect_err("commondir planted");
+    assert!(err.to_string().contains("commondir"), "{err}");
 }
 
 #[tokio::test]
@@ -757,7 +839,7 @@ async fn network_commands_to_a_remote_that_never_answers_time_out_and_are_killed
     assert!(matches!(err, GitError::TimedOut { .. }), "{err:?}");
     let message = err.to_string();
     assert!(
-        message.contains("fetch --quiet --prune hung")
+        message.contains("fetch --quiet --prune --no-recurse-submodules hung")
             && message.contains("timed out after 1.5 s")
             && message.contains("the remote may be unreachable"),
         "{message}"
@@ -812,7 +894,7 @@ async fn the_default_network_timeout_is_a_minute() {
 /// A branch's head, read from the repository's ref files (loose, then packed), is what `git
 /// rev-parse` says; a missing branch is `None`; a ref that is a symbolic link, sits in a linked
 /// folder or is a named pipe (what an agent could plant to make the server read elsewhere, or
-/// hang) is no head at all; a worktree (whose `.git` is a pointer file) is left to git.
+/// hang) is no head at all; a worktree (whose `.git` is a pointer file) is not a repository.
 #[tokio::test]
 async fn branch_head_reads_loose_and_packed_refs_like_git() {
     let fx = fixture();
@@ -822,31 +904,29 @@ async fn branch_head_reads_loose_and_packed_refs_like_git() {
         .await
         .expect("add");
     let first = commit(&dir, "a.txt", "a\n", "first on the task branch");
-    let loose = git::branch_head(&dir, "atelier/2-task").await.unwrap();
+    let loose = git::branch_head(&fx.work, "atelier/2-task").await.unwrap();
     assert_eq!(loose.as_deref(), Some(first.as_str()));
+    // A worktree's `.git` pointer (the agent's to rewrite) is not followed.
+    assert!(git::branch_head(&dir, "atelier/2-task").await.is_err());
     assert_eq!(
-        git::branch_head(&fx.work, "atelier/2-task").await.unwrap(),
-        loose
-    );
-    assert_eq!(
-        git::branch_head(&dir, "no-such-branch").await.unwrap(),
+        git::branch_head(&fx.work, "no-such-branch").await.unwrap(),
         None
     );
     git_in(&fx.work, &["pack-refs", "--all"]);
     let common = fx.work.join(".git");
     assert!(!common.join("refs/heads/atelier/2-task").exists(), "packed");
     assert_eq!(
-        git::branch_head(&dir, "atelier/2-task").await.unwrap(),
+        git::branch_head(&fx.work, "atelier/2-task").await.unwrap(),
         Some(first.clone())
     );
     assert_eq!(
-        git::branch_head(&dir, "no-such-branch").await.unwrap(),
+        git::branch_head(&fx.work, "no-such-branch").await.unwrap(),
         None
     );
     // A loose ref newer than the packed one wins, as in git.
     let second = commit(&dir, "b.txt", "b\n", "second");
     assert_eq!(
-        git::branch_head(&dir, "atelier/2-task").await.unwrap(),
+        git::branch_head(&fx.work, "atelier/2-task").await.unwrap(),
         Some(second.clone())
     );
     // A symbolic link in place of a ref file: not followed.
@@ -871,7 +951,7 @@ async fn branch_head_reads_loose_and_packed_refs_like_git() {
     assert_eq!(answered.unwrap(), None);
     assert_ne!(main_head, "");
     assert!(matches!(
-        git::branch_head(&dir, "-x").await,
+        git::branch_head(&fx.work, "-x").await,
         Err(GitError::InvalidName { .. })
     ));
 }

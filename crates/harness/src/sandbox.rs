@@ -13,7 +13,8 @@
 //!   a private `/tmp` and `/var/tmp`;
 //! - then the run's own [`Mounts`], parents before children: the worktree, the repository's git
 //!   directory, the task's agent home and doc folder writable; the agent CLI's install, the
-//!   `atelier` binary and whatever the project names read-only.
+//!   `atelier` binary, whatever the project names and the git files the server's own git would
+//!   honour (chosen by the engine's `confine`) read-only, a child mounted over its parent.
 //!
 //! Everything else — the data directory, other tasks' worktrees and homes, other projects, the
 //! server user's home — does not exist inside. The network is shared (agents reach their model

@@ -5,12 +5,15 @@
 //! - [`wait_until`]: wait for a condition with a deadline (tests never sleep a fixed time).
 //! - [`ServerProcess`]: the real `atelier serve` as a child process, plus a small JSON client.
 //! - [`HungRemote`]: a loopback git remote that accepts connections and never answers.
+//! - [`hostile`]: what a hostile agent plants in git's files to make the server's git run a
+//!   command.
 //!
 //! Like the product, these helpers use real git and real processes; they only construct
 //! processes because they are test code (production process creation lives in `harness` and
 //! `git`).
 
 mod client;
+pub mod hostile;
 mod hung;
 mod repo;
 mod server;

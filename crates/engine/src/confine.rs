@@ -37,6 +37,10 @@ pub(crate) const RESERVED_ENV: [&str; 14] = [
     MARK_VAR,
 ];
 
+/// Names the project's `sandbox.env` may not use: Atelier gives every agent and setup hook its
+/// own `ATELIER_*` context (the hook's `ATELIER_REPO`, `ATELIER_BRANCH`… included).
+const ATELIER_PREFIX: &str = "ATELIER_";
+
 /// The system's programs, after the folder of the `atelier` binary (agents call `atelier signal`).
 const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -267,9 +271,11 @@ pub(crate) fn check_sandbox_paths(
         if !valid {
             return Err(format!("sandbox.env: `{name}` is not a variable name"));
         }
-        if RESERVED_ENV.contains(&name.as_str()) {
+        if RESERVED_ENV.contains(&name.as_str()) || name.starts_with(ATELIER_PREFIX) {
             return Err(format!(
-                "sandbox.env: `{name}` is set by Atelier for every agent and cannot be overridden"
+                "sandbox.env: `{name}` is Atelier's (it sets `PATH`, `HOME`, `LANG`, \
+                 `GIT_CONFIG_GLOBAL` and the `{ATELIER_PREFIX}*` variables of every agent and \
+                 setup hook) and cannot be overridden"
             ));
         }
     }

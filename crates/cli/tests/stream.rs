@@ -11,6 +11,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use std::time::Duration;
 use support::people::{add_member, create_user, remove_member, sign_in, token_of, update_user};
+use support::sse::SseText;
 use support::*;
 use testkit::ServerProcess;
 
@@ -324,62 +325,6 @@ async fn a_stream_needs_the_api_token_and_a_well_formed_last_event_id() {
 
 /// The message a user's stream of everything gets when what they see of projects changed.
 const PROJECTS_CHANGED: &str = "event: projects\ndata: {}\n\n";
-
-/// A stream read as text, as a browser's `EventSource` would receive it.
-struct SseText {
-    response: reqwest::Response,
-    text: String,
-}
-
-impl SseText {
-    /// Opens `path` with an API token.
-    async fn open(world: &World, path: &str, token: &str) -> SseText {
-        let request = reqwest::Client::new()
-            .get(format!("{}{path}", world.server.url()))
-            .bearer_auth(token);
-        SseText::send(request, path).await
-    }
-
-    /// Opens `path` with a browser session's cookie (`name=value`).
-    async fn open_in_session(world: &World, path: &str, cookie: &str) -> SseText {
-        let request = reqwest::Client::new()
-            .get(format!("{}{path}", world.server.url()))
-            .header("cookie", cookie);
-        SseText::send(request, path).await
-    }
-
-    async fn send(request: reqwest::RequestBuilder, path: &str) -> SseText {
-        let response = request.send().await.unwrap();
-        assert_eq!(response.status(), 200, "GET {path}");
-        SseText {
-            response,
-            text: String::new(),
-        }
-    }
-
-    /// Reads until `done` holds for the text received after `from`; `false` when the server
-    /// ended the stream first. Fails after a deadline.
-    async fn read_until(&mut self, from: usize, done: impl Fn(&str) -> bool) -> bool {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while !done(&self.text[from..]) {
-            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
-                .await
-                .unwrap_or_else(|_| panic!("the stream said nothing awaited: {}", self.text))
-                .unwrap();
-            match chunk {
-                Some(chunk) => self.text.push_str(std::str::from_utf8(&chunk).unwrap()),
-                None => return false,
-            }
-        }
-        true
-    }
-
-    /// Reads until the server ends the stream; fails after a deadline.
-    async fn read_to_end(&mut self) {
-        let ended = self.read_until(self.text.len(), |_| false).await;
-        assert!(!ended, "unreachable: the condition never holds");
-    }
-}
 
 /// Access is checked again when it changes, not only when a stream opens: a member removed
 /// from a project gets a `projects` message and then nothing more of its tasks (not even of a

@@ -158,6 +158,21 @@ impl BlockReason {
             | BlockReason::Looping { detail } => detail,
         }
     }
+
+    /// The detail, to change in place (e.g. to hide server paths from a member).
+    pub fn detail_mut(&mut self) -> &mut String {
+        match self {
+            BlockReason::MaxIterations { detail }
+            | BlockReason::Agent { detail }
+            | BlockReason::RunFailed { detail }
+            | BlockReason::MissingSignal { detail }
+            | BlockReason::Forge { detail }
+            | BlockReason::CiFailing { detail }
+            | BlockReason::Conflicts { detail }
+            | BlockReason::NoProgress { detail }
+            | BlockReason::Looping { detail } => detail,
+        }
+    }
 }
 
 impl fmt::Display for BlockReason {

@@ -97,6 +97,11 @@ impl Visible {
     }
 
     /// Whether the follower sees `task`'s items.
+    /// Whether the follower is an administrator (as last checked).
+    pub(crate) fn is_admin(&self) -> bool {
+        self.admin
+    }
+
     pub(crate) fn sees(&mut self, inner: &Inner, task: TaskId) -> Result<bool> {
         if self.admin {
             return Ok(true);

@@ -5,6 +5,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod people;
+pub mod sse;
 
 use engine::api::{TaskDetail, TaskView};
 use serde_json::{Value, json};

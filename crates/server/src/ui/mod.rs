@@ -104,7 +104,7 @@ pub(crate) fn failure(err: EngineError) -> (StatusCode, String) {
             "something went wrong on the server; the log has the details".into(),
         );
     }
-    (status, crate::redact::redact(&error.to_string()))
+    (status, engine::redact::redact(&error.to_string()))
 }
 
 /// An error page (404 for what the viewer may not see, exactly like what does not exist).

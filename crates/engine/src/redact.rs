@@ -1,6 +1,8 @@
-//! Redaction of error messages for callers that are not administrators: absolute server paths
+//! Redaction of server details for callers that are not administrators: absolute server paths
 //! and the command lines the server ran (git, setup hooks) are replaced by `<path>` and
-//! `<command>`. The full message goes to the server log instead (see `routes::redact_errors`).
+//! `<command>`. Used for the server's error messages (the full message goes to the server log,
+//! see the server's `routes::redact_errors`) and for the reasons and paths of the views the
+//! engine answers a member with (`shown`).
 //!
 //! Paths of the HTTP API itself (`/api/…`, `/healthz`) are kept: they are routes, not files.
 
@@ -29,7 +31,7 @@ const GIT_WORDS: [&str; 20] = [
 ];
 
 /// `message` with absolute paths and command lines replaced.
-pub(crate) fn redact(message: &str) -> String {
+pub fn redact(message: &str) -> String {
     redact_paths(&redact_bare_commands(&redact_quoted_commands(message)))
 }
 

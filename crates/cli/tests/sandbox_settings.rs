@@ -111,13 +111,7 @@ async fn sandbox_settings_that_would_show_the_data_directory_or_replace_atelier_
     ];
     for (list, path, why) in &refused_paths {
         let (status, body) = add(&world, &other, "other", json!({*list: [path]})).await;
-        let error = body["error"].as_str().unwrap_or_default();
-        assert_eq!(status, 400, "{list} {}: {body}", path.display());
-        assert!(
-            error.contains(&format!("sandbox.{list}")) && error.contains(why),
-            "{list} {}: {error}",
-            path.display()
-        );
+        assert_refused(status, &body, &[&format!("sandbox.{list}"), why]);
     }
     // Variables Atelier sets itself, and names that are no variable names.
     for name in [
@@ -130,9 +124,7 @@ async fn sandbox_settings_that_would_show_the_data_directory_or_replace_atelier_
         "A-B",
     ] {
         let (status, body) = add(&world, &other, "other", json!({"env": {name: "x"}})).await;
-        let error = body["error"].as_str().unwrap_or_default();
-        assert_eq!(status, 400, "{name}: {body}");
-        assert!(error.contains(&format!("sandbox.env: `{name}`")), "{error}");
+        assert_refused(status, &body, &[&format!("sandbox.env: `{name}`")]);
     }
     // Nothing was added by the refused requests.
     let projects = world.server.get("/api/projects").await.unwrap();
@@ -146,11 +138,7 @@ async fn sandbox_settings_that_would_show_the_data_directory_or_replace_atelier_
         json!({"writable": [data.join("x")]}),
     )
     .await;
-    assert_eq!(status, 400);
-    assert!(
-        body["error"].as_str().unwrap().contains(&data_text),
-        "{body}"
-    );
+    assert_refused(status, &body, &[&data_text]);
 
     // Settings updates are checked the same way, for the administrator and for an owner who is
     // not one — who learns why, but not where the server keeps its data or homes.
@@ -171,12 +159,7 @@ async fn sandbox_settings_that_would_show_the_data_directory_or_replace_atelier_
                 .request(Method::PUT, "/api/projects/app/settings", Some(&settings))
                 .await
                 .unwrap();
-            let error = body["error"].as_str().unwrap_or_default();
-            assert_eq!(status, 400, "{who}: {body}");
-            assert!(
-                error.contains(&format!("sandbox.{list}")) && error.contains(why),
-                "{who}: {error}"
-            );
+            let error = assert_refused(status, &body, &[&format!("sandbox.{list}"), why]);
             let shows_server_paths = error.contains(&data_text) || error.contains(&homes_text);
             assert_eq!(shows_server_paths, who == "admin", "{who}: {error}");
         }
@@ -192,13 +175,7 @@ async fn sandbox_settings_that_would_show_the_data_directory_or_replace_atelier_
         )
         .await
         .unwrap();
-    assert_eq!(status, 400, "{body}");
-    assert!(
-        body["error"]
-            .as_str()
-            .unwrap()
-            .contains("sandbox.env: `HOME`")
-    );
+    assert_refused(status, &body, &["sandbox.env: `HOME`"]);
     // The settings are unchanged.
     let projects = admin.get("/api/projects").await.unwrap();
     assert_eq!(

@@ -970,7 +970,8 @@ impl Engine {
 
     /// How this server runs agents, and the checks `atelier doctor` prints (see
     /// `crate::checks`): every agent CLI, the sandbox, the data directory, git and the remote of
-    /// each project the caller sees.
+    /// each project the caller sees. A caller who is not an administrator sees them without
+    /// the server's paths (`crate::shown`).
     pub async fn status(&self) -> ServerStatus {
         let config = &self.inner.config;
         let (ready, problem) = match &self.inner.sandbox {
@@ -1020,12 +1021,12 @@ impl Engine {
             )
         });
         checks.extend(futures::future::join_all(forges).await);
-        ServerStatus {
+        self.shown(ServerStatus {
             version: env!("CARGO_PKG_VERSION").to_string(),
             sandbox,
             checks,
             warm: self.inner.warm.status(config),
-        }
+        })
     }
 
     /// Stage-transition latencies (agent exit → next agent spawned) in microseconds.

@@ -11,11 +11,12 @@
 //! and [`FollowItem`]'s end), so the API and the web UI show the same.
 
 use crate::api::{
-    CommentView, Dashboard, FollowItem, Page, ProjectView, RunView, TaskDetail, TaskView,
+    CommentView, Dashboard, FollowItem, Page, ProjectView, RunView, ServerStatus, TaskDetail,
+    TaskView,
 };
 use crate::facade::Engine;
 use crate::redact::redact;
-use domain::TaskState;
+use domain::{BlockReason, TaskState};
 
 /// A view that can hide the server's details.
 pub(crate) trait Shown {
@@ -30,7 +31,10 @@ fn hide(text: &mut String) {
 impl Shown for TaskState {
     fn hide_server_details(&mut self) {
         match self {
-            TaskState::Blocked { reason, .. } => hide(reason.detail_mut()),
+            // The reviewer agent's own verdict is agent-written text, shown as written.
+            TaskState::Blocked { reason, .. } if !matches!(reason, BlockReason::Agent { .. }) => {
+                hide(reason.detail_mut())
+            }
             TaskState::Waiting { reason, .. } => hide(reason),
             TaskState::AwaitingMerge {
                 merge_error: Some(error),
@@ -96,6 +100,17 @@ impl Shown for Dashboard {
     }
 }
 
+impl Shown for ServerStatus {
+    fn hide_server_details(&mut self) {
+        if let Some(problem) = &mut self.sandbox.problem {
+            hide(problem);
+        }
+        for check in &mut self.checks {
+            hide(&mut check.detail);
+        }
+    }
+}
+
 impl Shown for FollowItem {
     fn hide_server_details(&mut self) {
         if let FollowItem::End { state } = self {
@@ -121,28 +136,53 @@ impl Engine {
 }
 
 /// A stream's task or run change (`{"state": …, "reason": …}` as the store records it) without
-/// the server's details; `None` when there are none to hide.
+/// the server's details; `None` when there are none to hide. Fails closed: a payload that is not
+/// JSON, or a `state` that does not parse as one, is redacted as a whole string.
 pub(crate) fn payload(json: &str) -> Option<String> {
-    let mut value: serde_json::Value = serde_json::from_str(json).ok()?;
+    let Ok(mut value) = serde_json::from_str::<serde_json::Value>(json) else {
+        return changed_text(json);
+    };
     let mut changed = false;
-    if let Some(reason) = value.get_mut("reason")
-        && let Some(text) = reason.as_str()
-    {
-        let hidden = redact(text);
-        changed |= hidden != text;
-        *reason = hidden.into();
+    if let Some(reason) = value.get_mut("reason") {
+        changed |= hide_value(reason);
     }
-    if let Some(state) = value.get_mut("state")
-        && let Ok(mut parsed) = serde_json::from_value::<TaskState>(state.clone())
-    {
-        let before = parsed.clone();
-        parsed.hide_server_details();
-        if parsed != before {
-            *state = serde_json::to_value(&parsed).ok()?;
-            changed = true;
+    if let Some(state) = value.get_mut("state") {
+        match serde_json::from_value::<TaskState>(state.clone()) {
+            Ok(mut parsed) => {
+                let before = parsed.clone();
+                parsed.hide_server_details();
+                if parsed != before {
+                    *state = serde_json::to_value(&parsed).unwrap_or_else(|_| "<hidden>".into());
+                    changed = true;
+                }
+            }
+            Err(_) => changed |= hide_value(state),
         }
     }
     changed.then(|| value.to_string())
+}
+
+/// `text` redacted, or `None` when there was nothing to hide.
+fn changed_text(text: &str) -> Option<String> {
+    let hidden = redact(text);
+    (hidden != text).then_some(hidden)
+}
+
+/// Redacts a JSON value: a string as text, anything else through its JSON text (replaced by
+/// that redacted text when it names a server detail). Whether it changed.
+fn hide_value(value: &mut serde_json::Value) -> bool {
+    let hidden = match &*value {
+        serde_json::Value::Null => return false,
+        serde_json::Value::String(text) => changed_text(text),
+        other => changed_text(&other.to_string()),
+    };
+    match hidden {
+        Some(text) => {
+            *value = text.into();
+            true
+        }
+        None => false,
+    }
 }
 
 #[cfg(test)]
@@ -166,5 +206,49 @@ mod tests {
             None
         );
         assert_eq!(payload(r#"{"change":"finished","reason":null}"#), None);
+    }
+
+    #[test]
+    fn stream_payloads_that_do_not_parse_are_redacted_whole() {
+        assert_eq!(
+            payload("not json: cannot start /srv/bwrap").as_deref(),
+            Some("not json: cannot start <path>")
+        );
+        let odd =
+            r#"{"change":"state","state":{"state":"from_the_future","why":"in /srv/wt/3-x"}}"#;
+        let shown: serde_json::Value = serde_json::from_str(&payload(odd).unwrap()).unwrap();
+        let state = shown["state"].as_str().unwrap();
+        assert!(!state.contains("/srv"), "{state}");
+        assert!(state.contains("<path>"), "{state}");
+        let odd_reason = r#"{"change":"finished","reason":{"text":"/srv/x failed"}}"#;
+        let shown = payload(odd_reason).unwrap();
+        assert!(!shown.contains("/srv"), "{shown}");
+    }
+
+    #[test]
+    fn the_reviewer_agents_verdict_is_shown_as_written() {
+        use super::Shown;
+        use domain::{BlockReason, TaskState};
+        let verdict = "the change breaks /srv/app/main.rs";
+        let state = |reason| TaskState::Blocked {
+            stage: domain::Stage::Review,
+            reason,
+        };
+        let mut agent = state(BlockReason::Agent {
+            detail: verdict.into(),
+        });
+        agent.hide_server_details();
+        let TaskState::Blocked { reason, .. } = &agent else {
+            unreachable!()
+        };
+        assert_eq!(reason.detail(), verdict);
+        let mut failed = state(BlockReason::RunFailed {
+            detail: verdict.into(),
+        });
+        failed.hide_server_details();
+        let TaskState::Blocked { reason, .. } = &failed else {
+            unreachable!()
+        };
+        assert_eq!(reason.detail(), "the change breaks <path>");
     }
 }

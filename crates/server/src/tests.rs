@@ -24,6 +24,8 @@ const MEMBER_TOKEN: &str = "atk_member-token-of-mo";
 /// The one browser session the fake knows (a member, `ann`), and its CSRF token.
 pub(crate) const SESSION: &str = "ats_fake_session";
 pub(crate) const SESSION_CSRF: &str = "csrf-of-the-fake-session";
+/// An administrator's browser session (`ada`).
+pub(crate) const ADMIN_SESSION: &str = "ats_fake_admin_session";
 /// Task 666 is full of hostile text: its title, doc and question carry markup and script.
 pub(crate) const HOSTILE: &str = "<script>window.__pwned=1</script><img src=x onerror=\"window.__pwned=1\"><iframe src=\"https://evil.example\"></iframe>[x](javascript:window.__pwned=1)<a href=\"#\" onclick=\"window.__pwned=1\">y</a>";
 
@@ -150,13 +152,14 @@ impl Backend for Fake {
         })
     }
     fn authenticate_session(&self, secret: &str) -> Result<engine::Identity> {
-        if secret != SESSION {
+        let admin = secret == ADMIN_SESSION;
+        if secret != SESSION && !admin {
             return Err(EngineError::Unauthorized("no such session".into()));
         }
         Ok(engine::Identity {
-            user: store_user(2),
-            login: "ann".into(),
-            admin: false,
+            user: store_user(if admin { 1 } else { 2 }),
+            login: if admin { "ada" } else { "ann" }.into(),
+            admin,
             technical: true,
             via: engine::Via::Session {
                 id: 1,

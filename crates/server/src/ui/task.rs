@@ -376,7 +376,7 @@ fn size(bytes: u64) -> String {
 pub(crate) async fn diff<B: Backend>(viewer: Viewer<B>, Path(id): Path<i64>) -> Response {
     let diff = match viewer.backend.task_diff(TaskId(id)).await {
         Ok(diff) => diff,
-        Err(err) => return super::failure(err).into_response(),
+        Err(err) => return super::failure(err, viewer.who.admin).into_response(),
     };
     html! {
         @if let Some(note) = &diff.note { p.muted { (note) } }

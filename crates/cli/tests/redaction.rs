@@ -2,7 +2,9 @@
 //! reason naming a server path (a missing `bwrap` at `/nonexistent/bwrap`) shows it as `<path>`
 //! to the member — in the task's view and list, its runs, its transcript's end, the live stream,
 //! the task page and the inbox of the web UI — and whole to an administrator; the member sees no
-//! worktree, doc or project path either.
+//! worktree, doc or project path either. The member's live stream, open before the run fails,
+//! carries the failure without the path, and `/api/status` shows the member the sandbox problem
+//! and the checks without the server's paths.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
 
@@ -54,7 +56,15 @@ async fn a_members_views_of_a_blocked_task_hide_server_paths_the_admins_show_the
     let mo = token_of(&world, "mo", "views").await;
     create_user(&world, "ada", true).await;
     update_user(&world, "ada", json!({"admin": true})).await;
+    // The member follows every task live from before the run fails.
+    let mut live = SseText::open(&world, "/api/stream", &mo).await;
+    assert!(
+        live.read_until(0, |text| text.contains("event: ready"))
+            .await
+    );
     let id = world.new_task("No bwrap", true).await;
+    let failed = |text: &str| text.contains(r#""status":"failed""#) && text.contains("run_failed");
+    assert!(live.read_until(0, failed).await, "{}", live.text);
     let admin_detail = world.wait_state(id, "blocked").await;
     let server_paths = [
         BWRAP.to_string(),
@@ -125,6 +135,18 @@ async fn a_members_views_of_a_blocked_task_hide_server_paths_the_admins_show_the
     assert_eq!(tasks[0]["worktree"], "<path>");
 
     // Nowhere in the member's answers, streams or pages.
+    assert!(live.text.contains("<path>"), "{}", live.text);
+
+    // The server's status: the member learns that the sandbox is not ready, not where it is.
+    let status = text_of(&world, "/api/status", &member).await;
+    let status: Value = serde_json::from_str(&status).unwrap();
+    let problem = status["sandbox"]["problem"].as_str().unwrap();
+    assert!(problem.contains("<path>"), "{problem}");
+    let admin_status = text_of(&world, "/api/status", &admin).await;
+    assert!(admin_status.contains(BWRAP), "{admin_status}");
+    let data_dir = world.dir.path().display().to_string();
+    assert!(admin_status.contains(&data_dir), "{admin_status}");
+
     let (cookie, _) = sign_in(&world, "mo").await;
     let (admin_cookie, _) = sign_in(&world, "ada").await;
     let task_page = format!("/tasks/{id}");
@@ -136,6 +158,8 @@ async fn a_members_views_of_a_blocked_task_hide_server_paths_the_admins_show_the
             text_of(&world, &format!("/api/tasks/{id}/logs"), &member).await,
         ),
         ("stream", stream_of(&world, id, &mo).await),
+        ("live stream", live.text.clone()),
+        ("status", serde_json::to_string(&status).unwrap()),
         (
             "task page",
             text_of(&world, &task_page, &As::Session(&cookie)).await,
@@ -151,7 +175,7 @@ async fn a_members_views_of_a_blocked_task_hide_server_paths_the_admins_show_the
     assert!(logs.contains("run_failed"), "{logs}");
     let (_, stream) = &seen[3];
     assert!(stream.contains("run_failed"), "{stream}");
-    let (_, page) = &seen[4];
+    let (_, page) = &seen[6];
     assert!(page.contains("apt-get install bubblewrap"), "{page}");
     // An administrator's page shows it whole.
     let admin_page = text_of(&world, &task_page, &As::Session(&admin_cookie)).await;

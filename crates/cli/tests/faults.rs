@@ -419,12 +419,108 @@ async fn signals_need_the_live_runs_own_token_and_agents_get_no_server_secret() 
 /// pull request instead of blocking on "no commits ahead".
 #[tokio::test]
 async fn a_stale_index_lock_is_removed_before_the_next_run() {
+    let (world, id, worktree, lock) = at_the_plan_gate(
+        "Stale lock",
+        "git add -A && git commit -qm 'Greeting and farewell'",
+    )
+    .await;
+    std::fs::write(&lock, "").unwrap();
+
+    let (status, body) = world.action(id, "approve", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    the_next_run_removed_the_lock_and_committed(&world, id, &worktree, &lock).await;
+}
+
+/// The same with a real `git commit` killed by SIGKILL while it holds the lock: git holds
+/// `index.lock` until the commit message's editor returns, and this editor never does; the test
+/// kills that git, the task is stopped and resumed, and the next run removes the lock and commits.
+#[tokio::test]
+async fn a_git_commit_killed_while_holding_the_index_lock_does_not_block_the_next_run() {
+    let release = release_file("killed-commit-never");
+    // The first run's commit is killed (the test kills it) and the run then waits until it
+    // is stopped; a later run, whichever script it plays, commits normally. `commit -a` holds
+    // `index.lock` until the commit is written (a plain commit releases it before the editor).
+    // git appends the message file to the editor's command line: `tail -f` on it blocks (its
+    // output closed, so nothing holds the step's pipes once git is gone).
+    let killed_once = "\"$HOME/killed-once\"";
+    let commit = format!(
+        "if [ -e {killed_once} ]; then git add -A && git commit -qm 'Greeting and farewell'; \
+         else touch {killed_once}; git add -A && GIT_EDITOR='exec >/dev/null 2>&1 </dev/null; exec tail -f' git commit -a -q; \
+         while [ ! -e '{}' ]; do sleep 0.02; done; fi",
+        release.display()
+    );
+    let (world, id, worktree, lock) = at_the_plan_gate("Killed commit", &commit).await;
+    let (status, body) = world.action(id, "approve", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+
+    // The editor's parent is the `git commit` holding the lock: kill it as `kill -9` would.
+    let message_file = format!(
+        "{}/COMMIT_EDITMSG",
+        worktree.file_name().unwrap().to_str().unwrap()
+    );
+    let git = testkit::wait_until("git commit to wait for its editor", DEADLINE, || {
+        let message_file = message_file.clone();
+        let lock = lock.clone();
+        async move {
+            let editor = processes().into_iter().find(|(_, cmdline)| {
+                cmdline.len() == 3
+                    && cmdline[..2] == ["tail", "-f"]
+                    && cmdline[2].ends_with(&message_file)
+            })?;
+            let git = parent_of(editor.0)?;
+            let cmdline = cmdline_of(git)?;
+            (cmdline.first().is_some_and(|p| p == "git")
+                && cmdline.iter().any(|a| a == "commit")
+                && lock.exists())
+            .then_some(git)
+        }
+    })
+    .await;
+    let git = match git {
+        Ok(git) => git,
+        Err(err) => panic!(
+            "{err}\ntranscript: {:#}\nprocesses: {:?}",
+            json!(world.logs(id).await),
+            processes()
+                .into_iter()
+                .filter(|(_, c)| c.first().is_some_and(|p| p == "git" || p == "tail"))
+                .collect::<Vec<_>>()
+        ),
+    };
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &git.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    // Gone, or a zombie (no command line) until its shell reaps it.
+    testkit::wait_until("the killed git to be gone", DEADLINE, || async move {
+        cmdline_of(git).is_none_or(|c| c.is_empty()).then_some(())
+    })
+    .await
+    .unwrap();
+    assert!(lock.exists(), "the killed commit left its lock behind");
+
+    let (status, body) = world.action(id, "stop", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    world.wait_state(id, "stopped").await;
+    world.wait_run(id, "implement", "stopped").await;
+    let (status, body) = world.action(id, "resume", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    the_next_run_removed_the_lock_and_committed(&world, id, &worktree, &lock).await;
+}
+
+/// A task titled `title` at its plan gate, whose implementer writes and checks off the plan's
+/// two files and commits them with `commit`; with its worktree and that worktree's `index.lock`.
+async fn at_the_plan_gate(
+    title: &str,
+    commit: &str,
+) -> (World, i64, std::path::PathBuf, std::path::PathBuf) {
     let implement = json!({"runs": [[
         {"do": "write", "path": "greeting.txt", "content": "hello\n"},
         {"do": "write", "path": "farewell.txt", "content": "goodbye\n"},
         {"do": "check", "item": "Add greeting.txt"},
         {"do": "check", "item": "Add farewell.txt"},
-        {"do": "run", "command": "git add -A && git commit -qm 'Greeting and farewell'"}
+        {"do": "run", "command": commit}
     ]]});
     let review = json!({"runs": [[{"do": "signal", "args": ["verdict", "ready"]}]]});
     let world = World::start(
@@ -437,11 +533,17 @@ async fn a_stale_index_lock_is_removed_before_the_next_run() {
         &[],
     )
     .await;
-    let id = world.new_task("Stale lock", true).await;
+    let id = world.new_task(title, true).await;
     let detail = world.wait_state(id, "plan_gate").await;
     let worktree = world.worktree(&detail);
+    let lock = index_lock_of(&world, &worktree);
+    (world, id, worktree, lock)
+}
+
+/// The worktree's `index.lock`, in the repository's `.git/worktrees/<name>` folder.
+fn index_lock_of(world: &World, worktree: &std::path::Path) -> std::path::PathBuf {
     let lock = testkit::git(
-        &worktree,
+        worktree,
         &[
             "rev-parse",
             "--path-format=absolute",
@@ -460,10 +562,17 @@ async fn a_stale_index_lock_is_removed_before_the_next_run() {
             .join(worktree.file_name().unwrap())
             .join("index.lock")
     );
-    std::fs::write(&lock, "").unwrap();
+    lock
+}
 
-    let (status, body) = world.action(id, "approve", json!({})).await;
-    assert_eq!(status, 200, "{body}");
+/// Waits for the task to reach its pull request (or block): it must have, with the lock gone,
+/// the implementer's commit on the branch and the removal logged.
+async fn the_next_run_removed_the_lock_and_committed(
+    world: &World,
+    id: i64,
+    worktree: &std::path::Path,
+    lock: &std::path::Path,
+) {
     let server = &world.server;
     let state = testkit::wait_until(
         "the task to reach its pull request or block",
@@ -476,8 +585,15 @@ async fn a_stale_index_lock_is_removed_before_the_next_run() {
                 .then_some(detail["task"]["state"].clone())
         },
     )
-    .await
-    .unwrap();
+    .await;
+    let state = match state {
+        Ok(state) => state,
+        Err(err) => panic!(
+            "{err}\ndetail: {:#}\nserver logs:\n{}",
+            world.detail(id).await,
+            server.logs()
+        ),
+    };
     assert_eq!(
         state,
         json!({"state": "awaiting_merge"}),
@@ -485,13 +601,43 @@ async fn a_stale_index_lock_is_removed_before_the_next_run() {
         server.logs()
     );
     assert!(!lock.exists(), "the stale lock is gone");
-    let subject = testkit::git(&worktree, &["log", "-1", "--format=%s"]).unwrap();
+    let subject = testkit::git(worktree, &["log", "-1", "--format=%s"]).unwrap();
     assert_eq!(subject.trim(), "Greeting and farewell");
     let logs = server.logs();
     assert!(
         logs.contains("removed a stale index.lock whose writer is gone"),
         "the removal is logged:\n{logs}"
     );
+}
+
+/// Every process's pid and command line (arguments split).
+fn processes() -> Vec<(u32, Vec<String>)> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| Some((pid, cmdline_of(pid)?)))
+        .collect()
+}
+
+fn cmdline_of(pid: u32) -> Option<Vec<String>> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(
+        raw.split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect(),
+    )
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// A bidirectional override character (U+202E) would make a title display in another order

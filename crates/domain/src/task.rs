@@ -105,6 +105,23 @@ impl fmt::Display for TaskState {
     }
 }
 
+/// The `detail` of every [`BlockReason`], borrowed as `reason` is.
+macro_rules! detail_of {
+    ($reason:expr) => {
+        match $reason {
+            BlockReason::MaxIterations { detail }
+            | BlockReason::Agent { detail }
+            | BlockReason::RunFailed { detail }
+            | BlockReason::MissingSignal { detail }
+            | BlockReason::Forge { detail }
+            | BlockReason::CiFailing { detail }
+            | BlockReason::Conflicts { detail }
+            | BlockReason::NoProgress { detail }
+            | BlockReason::Looping { detail } => detail,
+        }
+    };
+}
+
 /// Why a task is blocked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "code", rename_all = "snake_case")]
@@ -146,17 +163,12 @@ impl BlockReason {
     }
 
     pub fn detail(&self) -> &str {
-        match self {
-            BlockReason::MaxIterations { detail }
-            | BlockReason::Agent { detail }
-            | BlockReason::RunFailed { detail }
-            | BlockReason::MissingSignal { detail }
-            | BlockReason::Forge { detail }
-            | BlockReason::CiFailing { detail }
-            | BlockReason::Conflicts { detail }
-            | BlockReason::NoProgress { detail }
-            | BlockReason::Looping { detail } => detail,
-        }
+        detail_of!(self)
+    }
+
+    /// The detail, to change in place (e.g. to hide server paths from a member).
+    pub fn detail_mut(&mut self) -> &mut String {
+        detail_of!(self)
     }
 }
 

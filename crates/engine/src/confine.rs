@@ -38,6 +38,10 @@ pub(crate) const RESERVED_ENV: [&str; 14] = [
     MARK_VAR,
 ];
 
+/// Names the project's `sandbox.env` may not use: Atelier gives every agent and setup hook its
+/// own `ATELIER_*` context (the hook's `ATELIER_REPO`, `ATELIER_BRANCH`… included).
+const ATELIER_PREFIX: &str = "ATELIER_";
+
 /// The system's programs, after the folder of the `atelier` binary (agents call `atelier signal`).
 const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -110,7 +114,9 @@ fn git_identity() -> Option<PathBuf> {
 }
 
 /// The variables every agent process starts with: `PATH`, `HOME`, `LANG`, the git identity,
-/// the task's port block, then the project's `sandbox.env`. The whole environment of the
+/// the task's port block, then the project's `sandbox.env` without any `ATELIER_*` name (a
+/// project stored before such names were refused cannot replace Atelier's own values, which the
+/// settings check refuses today). The whole environment of the
 /// project's setup hook (`ATELIER_TASK_KEY`, `ATELIER_BRANCH`, `ATELIER_WORKTREE` and
 /// `ATELIER_REPO` are added by the workspace); a run's adds its own context ([`run_env`]).
 pub(crate) fn hook_env(
@@ -142,6 +148,7 @@ pub(crate) fn hook_env(
             .sandbox
             .env
             .iter()
+            .filter(|(name, _)| !name.starts_with("ATELIER_"))
             .map(|(k, v)| (k.clone(), v.clone())),
     );
     env
@@ -309,11 +316,46 @@ pub(crate) fn check_sandbox_paths(
         if !valid {
             return Err(format!("sandbox.env: `{name}` is not a variable name"));
         }
-        if RESERVED_ENV.contains(&name.as_str()) {
+        if RESERVED_ENV.contains(&name.as_str()) || name.starts_with(ATELIER_PREFIX) {
             return Err(format!(
-                "sandbox.env: `{name}` is set by Atelier for every agent and cannot be overridden"
+                "sandbox.env: `{name}` is Atelier's (it sets `PATH`, `HOME`, `LANG`, \
+                 `GIT_CONFIG_GLOBAL` and the `{ATELIER_PREFIX}*` variables of every agent and \
+                 setup hook) and cannot be overridden"
             ));
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
+
+    use super::hook_env;
+    use crate::api::ProjectSettings;
+    use crate::facade::EngineConfig;
+    use std::path::{Path, PathBuf};
+
+    #[test]
+    fn a_stored_sandbox_env_cannot_replace_atelier_s_own_variables() {
+        let config = EngineConfig::new(
+            PathBuf::from("/data"),
+            PathBuf::from("/bin/atelier"),
+            "http://127.0.0.1:1".into(),
+        );
+        let mut settings = ProjectSettings::default();
+        for name in [
+            "ATELIER_PORT",
+            "ATELIER_REPO",
+            "ATELIER_BRANCH",
+            "ATELIER_TASK_KEY",
+        ] {
+            settings.sandbox.env.insert(name.into(), "forged".into());
+        }
+        settings.sandbox.env.insert("MY_FLAG".into(), "1".into());
+        let env = hook_env(&config, Path::new("/homes/3"), 3, 4100, &settings);
+        assert!(env.iter().all(|(_, value)| value != "forged"), "{env:?}");
+        assert!(env.contains(&("ATELIER_PORT".into(), "4100".into())));
+        assert!(env.contains(&("MY_FLAG".into(), "1".into())));
+    }
 }

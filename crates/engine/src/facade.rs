@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use store::{IntentKind, NewProjectRow, NewTaskRow, Store};
+use store::{IntentKind, NewProjectRow, Store};
 
 /// Server-wide settings of the engine.
 #[derive(Debug, Clone)]
@@ -261,15 +261,6 @@ fn seal_stored_credentials(store: &Store, secrets: &SecretBox) -> Result<()> {
     Ok(())
 }
 
-/// Removes a task's agent home that no task will own (a creation that failed).
-fn remove_home(home: &Path) {
-    if let Err(err) = std::fs::remove_dir_all(home)
-        && err.kind() != std::io::ErrorKind::NotFound
-    {
-        tracing::warn!(home = %home.display(), error = %err, "cannot remove an agent home");
-    }
-}
-
 /// Prefixes the message of a refusal with what was refused (`cannot merge task 3: …`).
 fn in_context(what: &str, err: EngineError) -> EngineError {
     match err {
@@ -286,10 +277,6 @@ pub struct Engine {
     /// Whom this handle acts for (see `accounts`): the server itself unless `acting_as`.
     pub(crate) acting: crate::accounts::Acting,
 }
-
-/// First port handed to tasks; blocks are laid out every 100 ports from here.
-const PORT_BASE: u32 = 20_000;
-const PORT_STRIDE: u32 = 100;
 
 impl Engine {
     /// Opens the store in `config.data_dir`, recovers runs that were live when the server died,
@@ -448,7 +435,7 @@ impl Engine {
         self.inner
             .streams
             .access_changed(AccessChange::Project(row.id));
-        views::project(row)
+        views::project(row).map(|view| self.shown(view))
     }
 
     /// One page of projects in ascending id order.
@@ -476,210 +463,23 @@ impl Engine {
             .store
             .read(|tx| tx.projects_page(after, limit + 1, self.member_filter()))?;
         let (rows, next) = cut_page(rows, limit, |row| row.id.0);
-        Ok(Page {
+        Ok(self.shown(Page {
             items: rows
                 .into_iter()
                 .map(views::project)
                 .collect::<Result<_>>()?,
             next,
-        })
+        }))
     }
 
     pub async fn create_task(&self, req: NewTask) -> Result<TaskView> {
         // Creation runs to its end (or its rollback) even when the caller goes away: an HTTP
         // client that disconnects mid-way must not leave a half-made worktree behind.
         let engine = self.clone();
-        tokio::spawn(async move { engine.create_task_to_the_end(req).await })
+        let view = tokio::spawn(async move { engine.create_task_to_the_end(req).await })
             .await
-            .map_err(|e| EngineError::Internal(format!("task creation panicked: {e}")))?
-    }
-
-    /// Creates a task: validates the request, takes a new id (never reused) and a free port
-    /// block, builds the workspace, then writes the task's row. Safe to repeat after a crash at
-    /// any point: a half-made workspace never shares its id with a later task, and startup
-    /// recovery removes workspaces no task owns.
-    async fn create_task_to_the_end(&self, req: NewTask) -> Result<TaskView> {
-        let title = domain::TaskTitle::parse(&req.title)
-            .map_err(|e| EngineError::InvalidInput(e.to_string()))?;
-        if req.body.trim().is_empty() {
-            return Err(EngineError::InvalidInput(
-                "the request is empty: describe the change (--body-file FILE or stdin)".into(),
-            ));
-        }
-        let project = self
-            .inner
-            .store
-            .read(|tx| self.visible_project(tx, &req.project))?;
-        let settings = settings::parse(&project.settings_json)?;
-        let pipeline = req
-            .pipeline
-            .as_deref()
-            .unwrap_or(&settings.default_pipeline);
-        let repo = git::Repo::open(Path::new(&project.path))
-            .await
-            .map_err(|e| EngineError::InvalidInput(e.to_string()))?
-            .with_network_timeout(self.inner.config.forge_timeout);
-        let remote_base = format!("{}/{}", settings.remote, project.default_branch);
-        let base_rev = match repo.rev_parse(&remote_base).await {
-            Ok(Some(_)) => remote_base,
-            _ => project.default_branch.clone(),
-        };
-        let chosen = crate::task_pipeline::choose(&repo, &base_rev, &settings, pipeline)
-            .await
-            .map_err(|e| match e {
-                EngineError::InvalidInput(msg) => {
-                    EngineError::InvalidInput(format!("cannot create the task: {msg}"))
-                }
-                other => other,
-            })?;
-        // A hosted forge's remote needs its credentials: the forge fetches the base (best
-        // effort, as the workspace's own fetch is) with the token given only to git.
-        if matches!(settings.forge, crate::api::ForgeSettings::Github(_)) {
-            let forge = self.inner.forge_for(&project)?;
-            let fetched = forge.fetch_base(repo.path(), &settings.remote, &project.default_branch);
-            match tokio::time::timeout(background::FORGE_CALL_LIMIT, fetched).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(err)) => {
-                    tracing::warn!(error = %err, "cannot fetch the base branch from GitHub")
-                }
-                Err(_) => tracing::warn!("fetching the base branch from GitHub timed out"),
-            }
-        }
-        // Creations run in parallel: only git's own steps are serialized, per repository
-        // (`repo_lock`). The id is committed before anything carries it on disk (see
-        // `allocate_task_id`); the port block is reserved in memory until the row holding it
-        // is written, so two creations in flight never choose the same one.
-        let (id, port) = self.inner.store.write(|tx| {
-            let mut used = tx.ports_in_use()?;
-            let mut reserved = self
-                .inner
-                .reserved_ports
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            used.extend(reserved.iter().copied());
-            let port = free_port_block(&used)?;
-            let id = tx.allocate_task_id()?;
-            reserved.insert(port);
-            Ok::<_, EngineError>((id, port))
-        })?;
-        let _reserved = PortReservation {
-            inner: &self.inner,
-            port,
-        };
-        let repo_lock = self.inner.repo_locks.of(repo.path());
-        let title = title.as_str();
-        let key = domain::slug::task_key(id, title);
-        let branch = domain::slug::branch_name(id, title);
-        let home = confine::ensure_home(&self.inner.config, &key).map_err(EngineError::Internal)?;
-        let hook_env = confine::hook_env(&self.inner.config, &home, id, port, &settings);
-        let hook_sandbox = match (&self.inner.sandbox, &settings.setup_hook) {
-            (_, None) | (Ok(None), _) => None,
-            (Ok(Some(sandbox)), Some(_)) => {
-                let worktree = workspace::worktree_dir(repo.path(), &key);
-                let paths = confine::TaskPaths {
-                    repo: repo.path(),
-                    worktree: &worktree,
-                    home: &home,
-                    doc_dir: None,
-                };
-                let mounts = confine::mounts(&self.inner.config, &paths, &settings)
-                    .map_err(EngineError::InvalidInput)?;
-                Some((sandbox.clone(), mounts))
-            }
-            (Err(err), Some(_)) => {
-                return Err(EngineError::InvalidState(format!(
-                    "cannot run the project's setup hook: {err}"
-                )));
-            }
-        };
-        let ws = workspace::create(workspace::WorkspaceSpec {
-            repo: &repo,
-            lock: &repo_lock,
-            remote: &settings.remote,
-            data_dir: &self.inner.config.data_dir,
-            key: &key,
-            branch: &branch,
-            title,
-            body: &req.body,
-            env_files: &settings.env_files,
-            setup_hook: settings.setup_hook.as_deref(),
-            setup_timeout: Duration::from_secs(settings.setup_timeout_secs),
-            hook_env,
-            hook_sandbox,
-        })
-        .await
-        .map_err(|e| {
-            remove_home(&home);
-            EngineError::InvalidInput(format!("cannot prepare the task's workspace: {e}"))
-        })?;
-        crate::crash::point("after-worktree");
-        let worktree = ws.worktree.display().to_string();
-        let doc_path = ws.doc_path.display().to_string();
-        // The project's prompt overrides as read with its settings when this request began
-        // (before the workspace and setup hook, which may take minutes; a change saved meanwhile
-        // reaches the next task): the task keeps them.
-        let project_prompts = match settings.prompts.is_empty() {
-            true => None,
-            false => Some(
-                serde_json::to_string(&settings.prompts)
-                    .map_err(|e| EngineError::Internal(e.to_string()))?,
-            ),
-        };
-        let inserted = self.record_new_task(&NewTaskRow {
-            id,
-            project_id: project.id,
-            title,
-            body: &req.body,
-            key: &key,
-            branch: &branch,
-            base: &ws.base,
-            state: &TaskState::Stopped { stage: Stage::Plan },
-            priority: req.priority,
-            // A non-technical owner's task skips the plan gate, whatever the request says.
-            technical: req.technical && self.acting_user().is_none_or(|who| who.technical),
-            worktree: &worktree,
-            doc_path: &doc_path,
-            port,
-            pipeline: chosen.pipeline.name(),
-            pipeline_def: chosen.recorded.as_ref().map(|(def, _)| def.as_str()),
-            pipeline_prompts: chosen
-                .recorded
-                .as_ref()
-                .map(|(_, prompts)| prompts.as_str()),
-            project_prompts: project_prompts.as_deref(),
-        });
-        match inserted {
-            Ok((row, applied)) => {
-                after_commit(&self.inner, applied);
-                Ok(views::task(row, project.name))
-            }
-            Err(err) => {
-                // Nothing half-created: the workspace goes with the failed insert.
-                workspace::discard(&repo, &repo_lock, &ws).await;
-                remove_home(&home);
-                Err(err)
-            }
-        }
-    }
-
-    /// Writes a new task's row (in a provisional state) and applies `Created` to it, in one
-    /// transaction: the task appears in the state `Created` leads to, or not at all.
-    fn record_new_task(
-        &self,
-        new: &NewTaskRow<'_>,
-    ) -> Result<(store::TaskRow, crate::transition::Applied)> {
-        let id = new.id;
-        self.inner.store.write(|tx| {
-            tx.insert_task(new)?;
-            if let Some(owner) = self.acting_user() {
-                tx.set_task_owner(id, owner.user)?;
-            }
-            self.audit_in(tx, "task.create", &format!("task {id}"), Some(new.title))?;
-            let row = tx.task(id)?.ok_or_else(|| not_found(id))?;
-            let (_, applied) = apply_in(tx, &row, &Event::Created)?;
-            let row = tx.task(id)?.ok_or_else(|| not_found(id))?;
-            Ok::<_, EngineError>((row, applied))
-        })
+            .map_err(|e| EngineError::Internal(format!("task creation panicked: {e}")))??;
+        Ok(self.shown(view))
     }
 
     /// One page of tasks in ascending id order, optionally of one project (name or id).
@@ -698,7 +498,7 @@ impl Engine {
             let rows =
                 tx.tasks_page(filter.map(|p| p.id), after, limit + 1, self.member_filter())?;
             let (rows, next) = cut_page(rows, limit, |row| row.id.0);
-            Ok(Page {
+            Ok(self.shown(Page {
                 items: rows
                     .into_iter()
                     .map(|row| {
@@ -707,7 +507,7 @@ impl Engine {
                     })
                     .collect::<Result<_>>()?,
                 next,
-            })
+            }))
         })
     }
 
@@ -726,7 +526,7 @@ impl Engine {
             }
             Ok::<_, EngineError>(detail)
         })?;
-        Ok(detail)
+        Ok(self.shown(detail))
     }
 
     /// Each task's state and what a user may do to it now, read together in one transaction —
@@ -789,7 +589,7 @@ impl Engine {
                 .project(row.project_id)?
                 .map(|p| p.name)
                 .unwrap_or_default();
-            views::task_in(tx, row, name)
+            views::task_in(tx, row, name).map(|view| self.shown(view))
         })
     }
 
@@ -1007,7 +807,7 @@ impl Engine {
             }
         }
         inner.hub.changed(id);
-        Ok(views::task(task, project.name))
+        Ok(self.shown(views::task(task, project.name)))
     }
 
     /// An agent's signal; `run_token` is the bearer token of the run.
@@ -1070,7 +870,12 @@ impl Engine {
     /// with `FollowItem::End` once no agent of the task is queued or running.
     pub async fn logs(&self, id: TaskId, follow: bool) -> Result<BoxStream<'static, FollowItem>> {
         self.inner.store.read(|tx| self.check_task(tx, id))?;
-        logs::typed(Arc::clone(&self.inner), id, follow)
+        logs::typed(
+            Arc::clone(&self.inner),
+            id,
+            follow,
+            self.hides_server_details(),
+        )
     }
 
     /// A page of the task's transcript (see [`TranscriptQuery`]), oldest first, each event
@@ -1156,7 +961,12 @@ impl Engine {
         follow: bool,
     ) -> Result<BoxStream<'static, bytes::Bytes>> {
         self.inner.store.read(|tx| self.check_task(tx, id))?;
-        logs::ndjson(Arc::clone(&self.inner), id, follow)
+        logs::ndjson(
+            Arc::clone(&self.inner),
+            id,
+            follow,
+            self.hides_server_details(),
+        )
     }
 
     /// The live stream as Server-Sent Events text: everything (`task` = `None`) or one task,
@@ -1196,7 +1006,8 @@ impl Engine {
 
     /// How this server runs agents, and the checks `atelier doctor` prints (see
     /// `crate::checks`): every agent CLI, the sandbox, the data directory, git and the remote of
-    /// each project the caller sees.
+    /// each project the caller sees. A caller who is not an administrator sees them without
+    /// the server's paths (`crate::shown`).
     pub async fn status(&self) -> ServerStatus {
         let config = &self.inner.config;
         let (ready, problem) = match &self.inner.sandbox {
@@ -1246,50 +1057,18 @@ impl Engine {
             )
         });
         checks.extend(futures::future::join_all(forges).await);
-        ServerStatus {
+        self.shown(ServerStatus {
             version: env!("CARGO_PKG_VERSION").to_string(),
             sandbox,
             checks,
             warm: self.inner.warm.status(config),
-        }
+        })
     }
 
     /// Stage-transition latencies (agent exit → next agent spawned) in microseconds.
     pub fn transition_latencies_us(&self) -> Result<Vec<i64>> {
         Ok(self.inner.store.read(|tx| tx.transition_latencies_us())?)
     }
-}
-
-/// The first free block of ports for a new task: blocks start at `PORT_BASE`, every
-/// `PORT_STRIDE` ports, and must fit below 65536.
-/// A port block chosen for a task whose row is not written yet; released when the creation
-/// ends (the row then holds the block, or the creation failed).
-struct PortReservation<'a> {
-    inner: &'a Inner,
-    port: u16,
-}
-
-impl Drop for PortReservation<'_> {
-    fn drop(&mut self) {
-        self.inner
-            .reserved_ports
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.port);
-    }
-}
-
-fn free_port_block(used: &[u16]) -> Result<u16> {
-    (0u32..)
-        .map(|k| PORT_BASE + k * PORT_STRIDE)
-        .take_while(|p| *p + PORT_STRIDE <= u32::from(u16::MAX))
-        .filter_map(|p| u16::try_from(p).ok())
-        .find(|p| !used.contains(p))
-        .ok_or_else(|| {
-            EngineError::Conflict(
-                "no free port block is left: delete finished tasks to free their ports".into(),
-            )
-        })
 }
 
 /// The limit of a page request, refused outside 1 to [`MAX_PAGE_LIMIT`].
@@ -1313,23 +1092,5 @@ fn cut_page<T>(mut rows: Vec<T>, limit: u32, id: impl Fn(&T) -> i64) -> (Vec<T>,
         (rows, next)
     } else {
         (rows, None)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn port_blocks_take_the_first_free_one() {
-        assert_eq!(free_port_block(&[]).unwrap(), 20_000);
-        assert_eq!(free_port_block(&[20_000, 20_200]).unwrap(), 20_100);
-        let all: Vec<u16> = (0..455).map(|k| 20_000 + k * 100).collect();
-        assert_eq!(*all.last().unwrap(), 65_400);
-        assert!(matches!(
-            free_port_block(&all),
-            Err(EngineError::Conflict(_))
-        ));
-        assert_eq!(free_port_block(&all[..454]).unwrap(), 65_400);
     }
 }

@@ -40,7 +40,7 @@ impl Engine {
                 tx.recent_activity(DASHBOARD_RECENT, member)?,
             ))
         })?;
-        Ok(Dashboard {
+        Ok(self.shown(Dashboard {
             running: live
                 .into_iter()
                 .map(|row| RunningAgent {
@@ -73,7 +73,7 @@ impl Engine {
                     at_ms: row.at_us / 1000,
                 })
                 .collect(),
-        })
+        }))
     }
 }
 

@@ -9,6 +9,7 @@ use crate::api::{FollowItem, LogEntry};
 use crate::error::{EngineError, Result};
 use crate::hub::HubItem;
 use crate::inner::Inner;
+use crate::shown::Shown;
 use bytes::Bytes;
 use domain::{RunId, TaskId};
 use futures::StreamExt;
@@ -23,6 +24,7 @@ pub(crate) fn ndjson(
     inner: Arc<Inner>,
     task: TaskId,
     follow: bool,
+    hide_server_details: bool,
 ) -> Result<BoxStream<'static, Bytes>> {
     inner.store.read(|tx| {
         tx.task(task)?
@@ -32,7 +34,7 @@ pub(crate) fn ndjson(
     let live = inner.hub.subscribe(task);
     let (out, rx) = mpsc::channel(256);
     tokio::spawn(async move {
-        if let Err(err) = pump(&inner, task, follow, live, &out).await {
+        if let Err(err) = pump(&inner, task, follow, hide_server_details, live, &out).await {
             tracing::debug!(%task, error = %err, "log follower ended");
         }
     });
@@ -46,8 +48,9 @@ pub(crate) fn typed(
     inner: Arc<Inner>,
     task: TaskId,
     follow: bool,
+    hide_server_details: bool,
 ) -> Result<BoxStream<'static, FollowItem>> {
-    let lines = ndjson(inner, task, follow)?;
+    let lines = ndjson(inner, task, follow, hide_server_details)?;
     Ok(lines
         .flat_map(|chunk| {
             let items: Vec<FollowItem> = chunk
@@ -76,6 +79,7 @@ async fn pump(
     inner: &Inner,
     task: TaskId,
     follow: bool,
+    hide_server_details: bool,
     mut live: broadcast::Receiver<HubItem>,
     out: &mpsc::Sender<Bytes>,
 ) -> Result<()> {
@@ -92,8 +96,12 @@ async fn pump(
         if !follow || idle {
             // Events are persisted before a run is recorded as finished: one more read has all.
             backlog(inner, task, &mut cursor, out).await?;
-            let mut end = serde_json::to_vec(&FollowItem::End { state })
-                .map_err(|e| EngineError::Internal(e.to_string()))?;
+            let mut end = FollowItem::End { state };
+            if hide_server_details {
+                end.hide_server_details();
+            }
+            let mut end =
+                serde_json::to_vec(&end).map_err(|e| EngineError::Internal(e.to_string()))?;
             end.push(b'\n');
             send(out, Bytes::from(end)).await?;
             return Ok(());

@@ -46,10 +46,11 @@ pub(crate) struct Encoded {
 }
 
 impl Encoded {
-    fn of(item: &Activity) -> Encoded {
+    /// The messages of `item`, without the server's details when `hide` (for a member).
+    fn of(item: &Activity, hide: bool) -> Encoded {
         let mut text = String::new();
         let mut starts = Vec::new();
-        encode(item, &mut text, &mut starts);
+        encode(item, hide, &mut text, &mut starts);
         Encoded {
             text: Bytes::from(text),
             starts,
@@ -63,12 +64,15 @@ impl Encoded {
     }
 }
 
-/// Appends the messages of `item` to `out`, noting where each starts.
-fn encode(item: &Activity, out: &mut String, starts: &mut Vec<((i64, i64), usize)>) {
+/// Appends the messages of `item` to `out`, noting where each starts; a task's or run's
+/// change without the server's details when `hide` (see `shown`).
+fn encode(item: &Activity, hide: bool, out: &mut String, starts: &mut Vec<((i64, i64), usize)>) {
     let (id, task, at) = (item.id, item.task, item.at_us);
     match &item.body {
         ActivityBody::Change(payload) => {
             starts.push(((id, store::WHOLE), out.len()));
+            let shown = hide.then(|| crate::shown::payload(payload)).flatten();
+            let payload = shown.as_deref().unwrap_or(payload);
             let rest = payload.strip_prefix('{').unwrap_or("}");
             let sep = if rest.starts_with('}') { "" } else { "," };
             let _ = write!(
@@ -89,6 +93,11 @@ fn encode(item: &Activity, out: &mut String, starts: &mut Vec<((i64, i64), usize
         }
         ActivityBody::Unloaded { .. } => {}
     }
+}
+
+/// Whether the follower is a user who is not an administrator (see `shown`).
+fn hides_server_details(visible: &Option<Visible>) -> bool {
+    visible.as_ref().is_some_and(|v| !v.is_admin())
 }
 
 struct Closed;
@@ -243,7 +252,16 @@ async fn pump(
                             cursor = last;
                             continue;
                         }
-                        let encoded = live.sse.get_or_init(|| Encoded::of(&live.item));
+                        // A member's copy of a change is encoded for them; the rest is shared.
+                        let hide = hides_server_details(visible)
+                            && matches!(live.item.body, ActivityBody::Change(_));
+                        let own;
+                        let encoded = if hide {
+                            own = Encoded::of(&live.item, true);
+                            &own
+                        } else {
+                            live.sse.get_or_init(|| Encoded::of(&live.item, false))
+                        };
                         if let Some(chunk) = encoded.after(cursor) {
                             send(out, chunk).await?;
                             keep_alive.reset();
@@ -328,7 +346,7 @@ async fn backlog(
             {
                 continue;
             }
-            encode(item, &mut text, &mut starts);
+            encode(item, hides_server_details(visible), &mut text, &mut starts);
         }
         if !text.is_empty() {
             send(out, Bytes::from(text)).await?;

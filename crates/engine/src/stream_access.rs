@@ -96,6 +96,11 @@ impl Visible {
         self.admin || self.member_of.contains(&project)
     }
 
+    /// Whether the follower is an administrator (as last checked).
+    pub(crate) fn is_admin(&self) -> bool {
+        self.admin
+    }
+
     /// Whether the follower sees `task`'s items.
     pub(crate) fn sees(&mut self, inner: &Inner, task: TaskId) -> Result<bool> {
         if self.admin {

@@ -41,7 +41,7 @@ pub struct WorkspaceSpec<'a> {
     pub setup_hook: Option<&'a str>,
     pub setup_timeout: Duration,
     /// The hook's whole environment (give `PATH`); `ATELIER_TASK_KEY`, `ATELIER_BRANCH`,
-    /// `ATELIER_WORKTREE` and `ATELIER_REPO` are added unless already present.
+    /// `ATELIER_WORKTREE` and `ATELIER_REPO` are set by the workspace (replacing any given).
     pub hook_env: Vec<(String, String)>,
     /// The sandbox the hook runs in and what it may see (the worktree is its working directory);
     /// `None` runs it unconfined.
@@ -716,7 +716,8 @@ async fn link_env_file(
     Ok(())
 }
 
-/// The hook's environment: the caller's, plus the workspace's own variables it did not set.
+/// The hook's environment: the caller's, with the workspace's own variables set whatever the
+/// caller gave for them.
 fn hook_env(spec: &WorkspaceSpec<'_>, worktree: &Path) -> Vec<(String, String)> {
     let mut env = spec.hook_env.clone();
     let extra = [
@@ -725,11 +726,8 @@ fn hook_env(spec: &WorkspaceSpec<'_>, worktree: &Path) -> Vec<(String, String)> 
         ("ATELIER_WORKTREE", worktree.display().to_string()),
         ("ATELIER_REPO", spec.repo.path().display().to_string()),
     ];
-    for (name, value) in extra {
-        if !env.iter().any(|(key, _)| key == name) {
-            env.push((name.to_string(), value));
-        }
-    }
+    env.retain(|(key, _)| !extra.iter().any(|(name, _)| key == name));
+    env.extend(extra.map(|(name, value)| (name.to_string(), value)));
     env
 }
 
@@ -926,6 +924,29 @@ mod tests {
             "doc folder left behind"
         );
         assert!(!git_in(&fx.work, &["worktree", "list"]).contains(key));
+    }
+
+    #[tokio::test]
+    async fn the_hook_gets_the_workspace_s_own_variables_whatever_it_was_given() {
+        let fx = fixture().await;
+        let mut spec = spec(&fx, "1-add-login", "atelier/1-add-login");
+        for name in ["ATELIER_TASK_KEY", "ATELIER_BRANCH", "ATELIER_REPO"] {
+            spec.hook_env.push((name.to_string(), "forged".to_string()));
+        }
+        let env = hook_env(&spec, Path::new("/wt/1-add-login"));
+        let value = |name: &str| {
+            let values: Vec<&str> = env
+                .iter()
+                .filter(|(key, _)| key == name)
+                .map(|(_, value)| value.as_str())
+                .collect();
+            assert_eq!(values.len(), 1, "{name}: {env:?}");
+            values[0].to_string()
+        };
+        assert_eq!(value("ATELIER_TASK_KEY"), "1-add-login");
+        assert_eq!(value("ATELIER_BRANCH"), "atelier/1-add-login");
+        assert_eq!(value("ATELIER_REPO"), fx.work.display().to_string());
+        assert_eq!(value("ATELIER_PORT"), "4100");
     }
 
     #[tokio::test]

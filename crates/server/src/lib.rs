@@ -9,7 +9,6 @@ mod backend;
 mod error;
 mod extract;
 mod openapi;
-mod redact;
 mod routes;
 #[cfg(test)]
 mod tests;

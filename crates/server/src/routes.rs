@@ -709,7 +709,7 @@ async fn redact_errors(req: Request, next: Next) -> Response {
     if response.extensions().get::<AdminCaller>().is_some() {
         return response;
     }
-    let redacted = crate::redact::redact(&message);
+    let redacted = engine::redact::redact(&message);
     if redacted == message {
         return response;
     }

@@ -19,9 +19,13 @@ use tower::ServiceExt;
 
 const API_TOKEN: &str = "api-token-0123456789";
 const RUN_TOKEN: &str = "run-token-abcdef";
+/// The API token of `mo`, a project member who is not an administrator.
+const MEMBER_TOKEN: &str = "atk_member-token-of-mo";
 /// The one browser session the fake knows (a member, `ann`), and its CSRF token.
 pub(crate) const SESSION: &str = "ats_fake_session";
 pub(crate) const SESSION_CSRF: &str = "csrf-of-the-fake-session";
+/// An administrator's browser session (`ada`).
+pub(crate) const ADMIN_SESSION: &str = "ats_fake_admin_session";
 /// Task 666 is full of hostile text: its title, doc and question carry markup and script.
 pub(crate) const HOSTILE: &str = "<script>window.__pwned=1</script><img src=x onerror=\"window.__pwned=1\"><iframe src=\"https://evil.example\"></iframe>[x](javascript:window.__pwned=1)<a href=\"#\" onclick=\"window.__pwned=1\">y</a>";
 
@@ -121,6 +125,18 @@ impl Backend for Fake {
         self.clone()
     }
     fn authenticate_token(&self, token: &str) -> Result<engine::Identity> {
+        if token == MEMBER_TOKEN {
+            return Ok(engine::Identity {
+                user: store_user(3),
+                login: "mo".into(),
+                admin: false,
+                technical: true,
+                via: engine::Via::Token {
+                    id: 3,
+                    name: "mo's token".into(),
+                },
+            });
+        }
         if token != API_TOKEN {
             return Err(EngineError::Unauthorized("invalid API token".into()));
         }
@@ -136,13 +152,14 @@ impl Backend for Fake {
         })
     }
     fn authenticate_session(&self, secret: &str) -> Result<engine::Identity> {
-        if secret != SESSION {
+        let admin = secret == ADMIN_SESSION;
+        if secret != SESSION && !admin {
             return Err(EngineError::Unauthorized("no such session".into()));
         }
         Ok(engine::Identity {
-            user: store_user(2),
-            login: "ann".into(),
-            admin: false,
+            user: store_user(if admin { 1 } else { 2 }),
+            login: if admin { "ada" } else { "ann" }.into(),
+            admin,
             technical: true,
             via: engine::Via::Session {
                 id: 1,
@@ -1030,7 +1047,7 @@ async fn the_body_limit_is_a_setting_and_covers_optional_bodies() {
 }
 
 #[tokio::test]
-async fn error_details_are_redacted_for_run_tokens_and_kept_for_the_admin() {
+async fn error_details_are_redacted_for_members_and_run_tokens_and_kept_for_the_admin() {
     let fake = Fake::default();
     let (status, _, body) = send(
         app(&fake),
@@ -1043,23 +1060,32 @@ async fn error_details_are_redacted_for_run_tokens_and_kept_for_the_admin() {
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(error_of(&body), DETAILED_ERROR, "the admin sees everything");
 
+    let redacted =
+        "cannot merge task 422: `<command>` failed (exit code 1): fatal: cannot lock <path>: busy";
     let signal = r#"{"task": 422, "signal": {"kind": "plan-ready"}}"#;
-    let (status, _, body) = send(
-        app(&fake),
-        Method::POST,
-        "/api/signal",
-        Some(RUN_TOKEN),
-        Some(signal),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CONFLICT);
-    let shown = error_of(&body);
-    assert_eq!(
-        shown,
-        "cannot merge task 422: `<command>` failed (exit code 1): fatal: cannot lock <path>: busy"
-    );
-    for secret in ["/srv", "atelier.db", "git push", "--force"] {
-        assert!(!shown.contains(secret), "{secret} leaked: {shown}");
+    for (who, method, uri, token, body) in [
+        (
+            "a member",
+            Method::POST,
+            "/api/tasks/422/merge",
+            MEMBER_TOKEN,
+            None,
+        ),
+        (
+            "a run token",
+            Method::POST,
+            "/api/signal",
+            RUN_TOKEN,
+            Some(signal),
+        ),
+    ] {
+        let (status, _, body) = send(app(&fake), method, uri, Some(token), body).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{who}");
+        let shown = error_of(&body);
+        assert_eq!(shown, redacted, "{who}");
+        for secret in ["/srv", "atelier.db", "git push", "--force"] {
+            assert!(!shown.contains(secret), "{secret} leaked to {who}: {shown}");
+        }
     }
 }
 

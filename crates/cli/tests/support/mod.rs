@@ -305,6 +305,17 @@ pub fn release_file(name: &str) -> PathBuf {
     gates().join(name)
 }
 
+/// Asserts that an API answer is a 400 whose error message contains every one of `needles`;
+/// returns the message.
+pub fn assert_refused<'a>(status: u16, body: &'a Value, needles: &[&str]) -> &'a str {
+    let error = body["error"].as_str().unwrap_or_default();
+    assert_eq!(status, 400, "{body}");
+    for needle in needles {
+        assert!(error.contains(needle), "`{needle}` missing from: {error}");
+    }
+    error
+}
+
 /// Project settings that show the test's release files to its agents.
 pub fn gated_sandbox() -> Value {
     json!({"read_only": [gates()]})

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 /// A stream read as text, as a browser's `EventSource` would receive it.
 pub struct SseText {
-    response: reqwest::Response,
+    pub response: reqwest::Response,
     pub text: String,
 }
 
@@ -27,7 +27,7 @@ impl SseText {
         SseText::send(request, path).await
     }
 
-    async fn send(request: reqwest::RequestBuilder, path: &str) -> SseText {
+    pub async fn send(request: reqwest::RequestBuilder, path: &str) -> SseText {
         let response = request.send().await.unwrap();
         assert_eq!(response.status(), 200, "GET {path}");
         SseText {

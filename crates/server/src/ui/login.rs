@@ -57,7 +57,7 @@ pub(crate) async fn login<B: Backend>(
     match b.login(form.login.clone(), form.password, peer.ip()).await {
         Ok(session) => signed_in(&session.session, &headers, &next),
         Err(err) => {
-            let (status, message) = super::failure(err);
+            let (status, message) = super::failure(err, false);
             (status, login_form(Some(&next), Some(&message), &form.login)).into_response()
         }
     }
@@ -91,7 +91,7 @@ pub(crate) async fn setup<B: Backend>(
         )
         .await;
     if let Err(err) = created {
-        let (status, message) = super::failure(err);
+        let (status, message) = super::failure(err, false);
         return (status, setup_form(Some(&message), &form.login)).into_response();
     }
     match b.login(form.login, form.password, peer.ip()).await {

@@ -96,8 +96,9 @@ pub(crate) fn stream_after_now<B: Backend>(backend: &B, stream: &str) -> engine:
     Ok(format!("{stream}?after={}", backend.stream_head()?))
 }
 
-/// An engine error as a page's status and message: internal details are logged, not shown.
-pub(crate) fn failure(err: EngineError) -> (StatusCode, String) {
+/// An engine error as a page's status and message: internal details are logged, not shown, and
+/// server paths and command lines are shown whole only to an administrator (`admin`).
+pub(crate) fn failure(err: EngineError, admin: bool) -> (StatusCode, String) {
     let error = crate::error::ApiError::Engine(err);
     let status = error.status();
     if status == StatusCode::INTERNAL_SERVER_ERROR {
@@ -107,12 +108,16 @@ pub(crate) fn failure(err: EngineError) -> (StatusCode, String) {
             "something went wrong on the server; the log has the details".into(),
         );
     }
-    (status, crate::redact::redact(&error.to_string()))
+    let message = error.to_string();
+    if admin {
+        return (status, message);
+    }
+    (status, engine::redact::redact(&message))
 }
 
 /// An error page (404 for what the viewer may not see, exactly like what does not exist).
 pub(crate) fn error_page<B>(viewer: &viewer::Viewer<B>, err: EngineError) -> Response {
-    let (status, message) = failure(err);
+    let (status, message) = failure(err, viewer.who.admin);
     let title = if status == StatusCode::NOT_FOUND {
         "Not found"
     } else {

@@ -400,7 +400,7 @@ fn size(bytes: u64) -> String {
 pub(crate) async fn diff<B: Backend>(viewer: Viewer<B>, Path(id): Path<i64>) -> Response {
     match viewer.backend.task_diff(TaskId(id)).await {
         Ok(diff) => diff_markup(&diff).into_response(),
-        Err(err) => super::failure(err).into_response(),
+        Err(err) => super::failure(err, viewer.who.admin).into_response(),
     }
 }
 

@@ -2,7 +2,7 @@
 //! the security headers, assets are served under their hashed names, hostile text is escaped or
 //! sanitized, sign-in refuses other sites, and the preview needs the CSRF token.
 
-use crate::tests::{Fake, HOSTILE, SESSION, SESSION_CSRF, app};
+use crate::tests::{ADMIN_SESSION, Fake, HOSTILE, SESSION, SESSION_CSRF, app};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use tower::ServiceExt;
@@ -42,6 +42,31 @@ fn session() -> String {
 
 async fn page(uri: &str) -> Answer {
     call(Method::GET, uri, &[("cookie", &session())], "").await
+}
+
+#[tokio::test]
+async fn page_errors_show_server_paths_to_an_administrator_only() {
+    // A page (HTML, escaped) and two fragments (text).
+    for uri in ["/tasks/422", "/tasks/422/diff", "/tasks/422/transcript"] {
+        let member = page(uri).await;
+        assert_eq!(member.status, StatusCode::CONFLICT, "{uri}");
+        assert!(member.body.contains("command&gt;`") || member.body.contains("`<command>`"));
+        assert!(!member.body.contains("/srv"), "{uri}: {}", member.body);
+        let admin_cookie = format!("atelier_session={ADMIN_SESSION}");
+        let admin = call(Method::GET, uri, &[("cookie", &admin_cookie)], "").await;
+        assert_eq!(admin.status, StatusCode::CONFLICT, "{uri}");
+        assert!(
+            admin
+                .body
+                .contains("fatal: cannot lock /srv/data/atelier.db"),
+            "{uri}"
+        );
+        assert!(
+            admin.body.contains("git push --force"),
+            "{uri}: {}",
+            admin.body
+        );
+    }
 }
 
 #[tokio::test]

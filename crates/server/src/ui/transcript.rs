@@ -60,7 +60,7 @@ pub(crate) async fn fragment<B: Backend>(
             }
             .into_response()
         }
-        Err(err) => super::failure(err).into_response(),
+        Err(err) => super::failure(err, viewer.who.admin).into_response(),
     }
 }
 

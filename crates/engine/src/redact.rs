@@ -1,6 +1,8 @@
-//! Redaction of error messages for callers that are not administrators: absolute server paths
+//! Redaction of server details for callers that are not administrators: absolute server paths
 //! and the command lines the server ran (git, setup hooks) are replaced by `<path>` and
-//! `<command>`. The full message goes to the server log instead (see `routes::redact_errors`).
+//! `<command>`. Used for the server's error messages (the full message goes to the server log,
+//! see the server's `routes::redact_errors`) and for the reasons and paths of the views the
+//! engine answers a member with (`shown`).
 //!
 //! Paths of the HTTP API itself (`/api/…`, `/healthz`) are kept: they are routes, not files.
 
@@ -29,7 +31,7 @@ const GIT_WORDS: [&str; 20] = [
 ];
 
 /// `message` with absolute paths and command lines replaced.
-pub(crate) fn redact(message: &str) -> String {
+pub fn redact(message: &str) -> String {
     redact_paths(&redact_bare_commands(&redact_quoted_commands(message)))
 }
 
@@ -108,15 +110,19 @@ fn clause_end(text: &str) -> usize {
     text.len()
 }
 
-/// Characters that may come right before an absolute path.
+/// Characters that may come right before an absolute path (`:` for the next path of a list such
+/// as `PATH=/a:/b`, or a remote's `host:/path`).
 fn starts_path_after(c: char) -> bool {
-    c.is_whitespace() || "'\"`([{=,".contains(c)
+    c.is_whitespace() || "'\"`([{=,:".contains(c)
 }
 
 /// Characters that end a path.
 fn ends_path(c: char) -> bool {
-    c.is_whitespace() || "'\"`,;)]}>".contains(c)
+    c.is_whitespace() || "'\"`,;:)]}>".contains(c)
 }
+
+/// A URL scheme whose path is a server path: `file:///srv/remote.git`.
+const FILE_URL: &str = "file://";
 
 fn redact_paths(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
@@ -133,6 +139,13 @@ fn redact_paths(message: &str) -> String {
                 .next()
                 .is_some_and(|n| n != '/' && !ends_path(n))
         };
+        if rest.starts_with(FILE_URL) && prev.is_none_or(starts_path_after) {
+            // The path that follows starts as if after a space.
+            out.push_str(FILE_URL);
+            i += FILE_URL.len();
+            prev = None;
+            continue;
+        }
         if c == '/' && prev.is_none_or(starts_path_after) && next_is_path() {
             let len = rest.find(ends_path).unwrap_or(rest.len());
             let path = rest[..len].trim_end_matches(['.', ':']);
@@ -179,6 +192,16 @@ mod tests {
                 "scenario (/tmp/a b) and path=/var/lib/x, done",
                 "scenario (<path> b) and path=<path>, done",
             ),
+            (
+                "cannot fetch file:///srv/remote.git: gone",
+                "cannot fetch file://<path>: gone",
+            ),
+            (
+                "PATH=/usr/bin:/srv/tools/bin HOME=/srv/homes/3 x",
+                "PATH=<path>:<path> HOME=<path> x",
+            ),
+            ("LD_PATH=lib:/srv/lib", "LD_PATH=lib:<path>"),
+            ("fatal: git@host:/srv/app.git", "fatal: git@host:<path>"),
         ];
         for (message, want) in cases {
             assert_eq!(redact(message), want, "{message}");

@@ -8,7 +8,7 @@
 //! Commands that talk to a remote run under a deadline ([`CommandOptions::timeout`]): in their
 //! own process group, so a timeout kills git and the transport helpers it started
 //! (`git-remote-http`, `ssh`), and the error says the remote may be unreachable. Local commands
-//! have no deadline. A network command may also be given environment variables for that one
+//! run under [`LOCAL_LIMIT`] the same way: an agent can plant a named pipe where git reads. A network command may also be given environment variables for that one
 //! process only (set after the scrub, never shown in the command line an error carries), such
 //! as the header carrying a forge token.
 
@@ -52,6 +52,10 @@ pub(crate) fn explicit_repo(
     .map(|(name, path)| (name.to_string(), path.to_string_lossy().into_owned()))
     .collect()
 }
+
+/// The deadline of a command that does not talk to a remote (and was given none): far above
+/// what any local step takes, so only a blocked git reaches it.
+pub const LOCAL_LIMIT: Duration = Duration::from_secs(300);
 
 /// What one git invocation produced.
 #[derive(Debug)]
@@ -148,27 +152,25 @@ where
         command: command.clone(),
         source,
     };
-    let out = match options.timeout {
-        None => cmd.output().await.map_err(spawn_error)?,
-        Some(limit) => {
-            // Its own group, so the transport helpers git starts die with it.
-            cmd.process_group(0);
-            let child = cmd.spawn().map_err(spawn_error)?;
-            // With `process_group(0)` the group id is git's pid. The guard kills the group if
-            // this future is dropped (a caller's own deadline, a shutdown) before git ends.
-            let mut group = GroupGuard::new(child.id());
-            match tokio::time::timeout(limit, child.wait_with_output()).await {
-                Ok(out) => {
-                    group.disarm();
-                    out.map_err(spawn_error)?
-                }
-                Err(_) => {
-                    // Dropping the wait killed git (`kill_on_drop`); now its helpers.
-                    group.kill().await;
-                    group.disarm();
-                    return Err(GitError::TimedOut { command, limit });
-                }
-            }
+    // Every command has a deadline: a local one too, since an agent can plant a named pipe
+    // where git reads (its worktree entry's `HEAD` or `index`) and block it for good.
+    let limit = options.timeout.unwrap_or(LOCAL_LIMIT);
+    // Its own group, so the transport helpers git starts die with it.
+    cmd.process_group(0);
+    let child = cmd.spawn().map_err(spawn_error)?;
+    // With `process_group(0)` the group id is git's pid. The guard kills the group if this
+    // future is dropped (a caller's own deadline, a shutdown) before git ends.
+    let mut group = GroupGuard::new(child.id());
+    let out = match tokio::time::timeout(limit, child.wait_with_output()).await {
+        Ok(out) => {
+            group.disarm();
+            out.map_err(spawn_error)?
+        }
+        Err(_) => {
+            // Dropping the wait killed git (`kill_on_drop`); now its helpers.
+            group.kill().await;
+            group.disarm();
+            return Err(GitError::TimedOut { command, limit });
         }
     };
     Ok(Output {
@@ -207,4 +209,44 @@ pub(crate) fn check_name(what: &'static str, value: &str) -> Result<(), GitError
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A named pipe where git reads (here the repository's `HEAD`, as an agent could plant in
+    /// its worktree entry) blocks git; the deadline kills it and says what may be wrong.
+    #[tokio::test]
+    async fn a_git_blocked_on_a_named_pipe_is_killed_at_its_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let init = run(dir.path(), ["init", "--quiet"]).await.unwrap();
+        assert!(init.success, "{}", init.stderr);
+        let head = dir.path().join(".git/HEAD");
+        std::fs::remove_file(&head).unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(&head)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let options = CommandOptions {
+            env: Vec::new(),
+            timeout: Some(Duration::from_millis(500)),
+        };
+        let started = std::time::Instant::now();
+        let err = run_with(dir.path(), ["status"], &options)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, GitError::TimedOut { .. }),
+            "the blocked git was killed: {err}"
+        );
+        assert!(err.to_string().contains("named pipe"), "{err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "killed at its deadline, not later"
+        );
+        // Every command has one, the local ones included.
+        assert!(LOCAL_LIMIT >= Duration::from_secs(60));
+    }
 }

@@ -66,10 +66,12 @@ pub enum GitError {
         stderr: String,
     },
 
-    /// A command that talks to a remote ran past its deadline and was killed.
+    /// A command ran past its deadline and was killed (one that talks to a remote: the remote
+    /// may be unreachable; a local one: something in the repository blocked git's reads).
     #[error(
-        "`{command}` timed out after {} and was killed: the remote may be unreachable; check \
-         its URL and the network",
+        "`{command}` timed out after {} and was killed: the remote may be unreachable (check \
+         its URL and the network), or a file in the repository blocks git (a named pipe where \
+         a file should be)",
         seconds_label(*limit)
     )]
     TimedOut { command: String, limit: Duration },

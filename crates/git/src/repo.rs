@@ -244,6 +244,9 @@ impl Repo {
                 "--quiet",
                 "--prune",
                 "--no-recurse-submodules",
+                // `FETCH_HEAD` sits in the `.git` folder agents can write: never opened for
+                // writing (a symlink planted there would be written through).
+                "--no-write-fetch-head",
                 remote,
             ],
             self.network_timeout,
@@ -551,6 +554,7 @@ impl Repo {
                 "--quiet",
                 "--no-tags",
                 "--no-recurse-submodules",
+                "--no-write-fetch-head",
                 url,
                 refspec.as_str(),
             ],

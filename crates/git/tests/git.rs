@@ -356,6 +356,25 @@ async fn git_on_a_task_worktree_runs_nothing_an_agent_planted() {
 /// A `commondir` file written into the repository's own `.git` (which agents can write, for
 /// `packed-refs`) would lead git to a configuration with hooks of the agent's choosing: the
 /// server's git never follows it, and opening the repository refuses it.
+/// `FETCH_HEAD` sits in the `.git` folder agents can write: a symlink planted there (to a
+/// server file) is never written through by the server's fetches.
+#[tokio::test]
+async fn a_fetch_never_writes_through_a_planted_fetch_head() {
+    let fx = fixture();
+    let secret = fx.root.join("api-token");
+    std::fs::write(&secret, "the server's token\n").unwrap();
+    let fetch_head = fx.work.join(".git/FETCH_HEAD");
+    let _ = std::fs::remove_file(&fetch_head);
+    std::os::unix::fs::symlink(&secret, &fetch_head).unwrap();
+    let repo = Repo::open(&fx.work).await.expect("open");
+    repo.fetch("origin").await.expect("fetch");
+    assert_eq!(
+        std::fs::read_to_string(&secret).unwrap(),
+        "the server's token\n",
+        "the fetch wrote through the planted FETCH_HEAD"
+    );
+}
+
 #[tokio::test]
 async fn a_commondir_planted_in_the_repositorys_git_folder_is_never_followed() {
     let fx = fixture();
@@ -839,7 +858,8 @@ async fn network_commands_to_a_remote_that_never_answers_time_out_and_are_killed
     assert!(matches!(err, GitError::TimedOut { .. }), "{err:?}");
     let message = err.to_string();
     assert!(
-        message.contains("fetch --quiet --prune --no-recurse-submodules hung")
+        message
+            .contains("fetch --quiet --prune --no-recurse-submodules --no-write-fetch-head hung")
             && message.contains("timed out after 1.5 s")
             && message.contains("the remote may be unreachable"),
         "{message}"

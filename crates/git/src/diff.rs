@@ -8,6 +8,9 @@ use crate::cmd::check_name;
 /// Untracked files reported at most (each costs one git call).
 const MAX_UNTRACKED: usize = 200;
 
+/// Files listed at most (the diff is then marked cut): a page shows every one.
+pub const MAX_FILES: usize = 2_000;
+
 /// How a file changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DiffStatus {
@@ -37,6 +40,7 @@ pub struct WorkTreeDiff {
     pub files: Vec<DiffFile>,
     /// The unified diff, cut at `max_patch_bytes` (on a line boundary when it can be).
     pub patch: String,
+    /// Whether the patch was cut, or the file list (at [`MAX_FILES`]).
     pub truncated: bool,
 }
 
@@ -70,8 +74,14 @@ pub async fn work_tree_diff(
     let statuses = worktree.git_ok(diff(&["--name-status", "-z"])).await?;
     let numstat = worktree.git_ok(diff(&["--numstat", "-z"])).await?;
     let mut files = parse_name_status(&statuses);
-    for (path, additions, deletions) in parse_numstat(&numstat) {
-        if let Some(file) = files.iter_mut().find(|f| f.path == path) {
+    // By path, not a search per file: an agent decides how many files there are.
+    let counts: std::collections::HashMap<String, (Option<u32>, Option<u32>)> =
+        parse_numstat(&numstat)
+            .into_iter()
+            .map(|(path, additions, deletions)| (path, (additions, deletions)))
+            .collect();
+    for file in &mut files {
+        if let Some((additions, deletions)) = counts.get(&file.path) {
             file.additions = additions.unwrap_or(0);
             file.deletions = deletions.unwrap_or(0);
             file.binary = additions.is_none();
@@ -86,6 +96,20 @@ pub async fn work_tree_diff(
         .filter(|p| !p.is_empty())
         .take(MAX_UNTRACKED)
     {
+        // Only a file or a link is read: a named pipe (or a device) would block git.
+        let readable = std::fs::symlink_metadata(worktree.path().join(path))
+            .is_ok_and(|meta| meta.is_file() || meta.is_symlink());
+        if !readable {
+            files.push(DiffFile {
+                path: path.to_string(),
+                old_path: None,
+                status: DiffStatus::Added,
+                additions: 0,
+                deletions: 0,
+                binary: true,
+            });
+            continue;
+        }
         let numstat = no_index(worktree, &["--numstat", "-z"], path).await?;
         let (additions, binary) = match parse_numstat(&numstat).first() {
             Some((_, additions, _)) => (additions.unwrap_or(0), additions.is_none()),
@@ -104,8 +128,10 @@ pub async fn work_tree_diff(
         }
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
-    let truncated = patch.len() > max_patch_bytes;
-    if truncated {
+    let cut_files = files.len() > MAX_FILES;
+    files.truncate(MAX_FILES);
+    let cut_patch = patch.len() > max_patch_bytes;
+    if cut_patch {
         let mut cut = max_patch_bytes;
         while !patch.is_char_boundary(cut) {
             cut -= 1;
@@ -119,7 +145,7 @@ pub async fn work_tree_diff(
         base,
         files,
         patch,
-        truncated,
+        truncated: cut_patch || cut_files,
     })
 }
 

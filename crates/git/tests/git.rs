@@ -353,9 +353,36 @@ async fn git_on_a_task_worktree_runs_nothing_an_agent_planted() {
     );
 }
 
-/// A `commondir` file written into the repository's own `.git` (which agents can write, for
-/// `packed-refs`) would lead git to a configuration with hooks of the agent's choosing: the
-/// server's git never follows it, and opening the repository refuses it.
+/// An untracked named pipe in a worktree is never read (git would block on it), so the diff a
+/// member opens answers at once (git does not list it; were one swapped in after the listing,
+/// it would be listed unread).
+#[tokio::test]
+async fn the_diff_lists_an_untracked_named_pipe_without_reading_it() {
+    let fx = fixture();
+    let repo = Repo::open(&fx.work).await.expect("open");
+    let dir = fx.root.join("work-worktrees/9-pipe");
+    repo.add_worktree(&dir, "atelier/9-pipe", "origin/main")
+        .await
+        .expect("add");
+    std::fs::write(dir.join("plain.txt"), "plain\n").unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(dir.join("pipe"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let worktree = repo.task_worktree(&dir).expect("task worktree");
+    let diff = tokio::time::timeout(
+        Duration::from_secs(60),
+        git::work_tree_diff(&worktree, "origin/main", 1 << 20),
+    )
+    .await
+    .expect("the diff answered without blocking on the pipe")
+    .expect("diff");
+    let paths: Vec<&str> = diff.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, ["plain.txt"]);
+    assert!(diff.patch.contains("+plain"), "{}", diff.patch);
+}
+
 /// `FETCH_HEAD` sits in the `.git` folder agents can write: a symlink planted there (to a
 /// server file) is never written through by the server's fetches.
 #[tokio::test]
@@ -375,6 +402,9 @@ async fn a_fetch_never_writes_through_a_planted_fetch_head() {
     );
 }
 
+/// A `commondir` file written into the repository's own `.git` (which agents can write, for
+/// `packed-refs`) would lead git to a configuration with hooks of the agent's choosing: the
+/// server's git never follows it, and opening the repository refuses it.
 #[tokio::test]
 async fn a_commondir_planted_in_the_repositorys_git_folder_is_never_followed() {
     let fx = fixture();

@@ -5,7 +5,9 @@
 //! Every command that talks to a remote (fetch, push, ls-remote, deleting a remote branch, the
 //! push of a merge) runs under the repository's network deadline
 //! ([`Repo::with_network_timeout`], [`Repo::DEFAULT_NETWORK_TIMEOUT`] unless set); a command
-//! past it is killed and fails with [`GitError::TimedOut`]. Local commands have no deadline.
+//! past it is killed and fails with [`GitError::TimedOut`]. Local commands run under
+//! a deadline too (5 minutes, `cmd::LOCAL_LIMIT`: an agent can plant a named pipe where git
+//! reads).
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};

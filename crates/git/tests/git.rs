@@ -928,7 +928,7 @@ async fn network_commands_to_a_remote_that_never_answers_time_out_and_are_killed
     .await
     .expect("no git process left behind");
 
-    // Local commands have no deadline; the reachable remote still works under the short one.
+    // The reachable remote still works under the short deadline.
     repo.fetch("origin").await.expect("fetch origin");
     assert!(repo.rev_parse("main").await.expect("rev").is_some());
 }

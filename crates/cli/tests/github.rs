@@ -310,22 +310,6 @@ fn comment_view(detail: &Value, id: u64) -> Option<Value> {
         .cloned()
 }
 
-/// The HTML of the web page at `path` as `login` sees it (signed in).
-async fn page_as(world: &World, login: &str, path: &str) -> String {
-    let (cookie, _) = people::sign_in(world, login).await;
-    let response = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
-        .get(format!("{}{path}", world.server.url()))
-        .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200, "{path}");
-    response.text().await.unwrap()
-}
-
 /// The task page's list item of comment `id`.
 fn comment_item(page: &str, id: u64) -> &str {
     let start = page
@@ -500,7 +484,10 @@ async fn pull_request_comments_are_triaged_batched_and_answered_once() {
     // it started (linked to that run on the timeline).
     people::create_user(world, "ops", false).await;
     people::update_user(world, "ops", json!({"admin": true})).await;
-    let page = page_as(world, "ops", &format!("/tasks/{id}")).await;
+    let page = people::Session::of(world, "ops")
+        .await
+        .page(&format!("/tasks/{id}"))
+        .await;
     for (comment, author, run) in [
         (first, "alice", Some(batch_run)),
         (second, "bob", Some(batch_run)),

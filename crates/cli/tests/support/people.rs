@@ -67,26 +67,8 @@ pub async fn update_user(world: &World, login: &str, flags: Value) {
 
 /// Signs `login` in: the session cookie (`name=value`) and the CSRF token.
 pub async fn sign_in(world: &World, login: &str) -> (String, String) {
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    let response = http
-        .post(format!("{}/api/login", world.server.url()))
-        .json(&json!({"login": login, "password": password_of(login)}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let cookie = response.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let csrf = response.json::<Value>().await.unwrap()["csrf"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    (cookie, csrf)
+    let session = Session::of(world, login).await;
+    (session.cookie, session.csrf)
 }
 
 /// An API token `login` makes for themselves through their session (named `name`).

@@ -226,9 +226,10 @@ async fn kill9_between_review_ready_and_the_pr_stage_keeps_the_queued_run() {
 /// still exactly one pull-request record exists.
 #[tokio::test]
 async fn kill9_during_the_push_replays_the_intent_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let release = dir.path().join("release-push");
     let mut world = World::start(&full_pipeline(), &[]).await;
+    // In the remote's folder: the hook runs in the server's confined git, which sees the remote
+    // it pushes to and the system, nothing else.
+    let release = world.repo.remote.join("release-push");
     let hook = world.repo.remote.join("hooks/pre-receive");
     std::fs::write(
         &hook,

@@ -37,7 +37,9 @@ fn quick_pipeline() -> Vec<(&'static str, Value)> {
 }
 
 /// Makes every push to the bare `remote` wait until `release` exists (a `pre-receive` hook),
-/// so a merge stays in flight for as long as the test needs.
+/// so a merge stays in flight for as long as the test needs. `release` must lie in the remote's
+/// folder: the hook runs in the server's confined git, which sees the remote it pushes to and the
+/// system, nothing else.
 fn hold_pushes(remote: &Path, release: &Path) {
     use std::os::unix::fs::PermissionsExt;
     let hook = remote.join("hooks").join("pre-receive");
@@ -105,7 +107,7 @@ fn landed(world: &World) -> usize {
 async fn concurrent_merges_and_a_delete_merge_exactly_once() {
     let world = World::start(&quick_pipeline(), &[]).await;
     let id = task_awaiting_merge(&world, &world.project, "Add a greeting").await;
-    let release = release_file("release-merge");
+    let release = world.repo.remote.join("release-merge");
     hold_pushes(&world.repo.remote, &release);
 
     // The first merge is committed as `merging` before the forge is touched, and is held there
@@ -156,7 +158,7 @@ async fn concurrent_merges_and_a_delete_merge_exactly_once() {
 async fn a_crash_while_merging_is_finished_after_the_restart() {
     let mut world = World::start(&quick_pipeline(), &[]).await;
     let id = task_awaiting_merge(&world, &world.project, "Add a greeting").await;
-    let release = release_file("release-merge");
+    let release = world.repo.remote.join("release-merge");
     hold_pushes(&world.repo.remote, &release);
 
     let client = world.server.client().clone();

@@ -14,7 +14,7 @@ mod support;
 
 use serde_json::{Value, json};
 use simulator::Simulator;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use support::*;
@@ -757,5 +757,133 @@ async fn the_setup_hook_is_confined_too() {
     );
     for path in &outside {
         assert!(!path.exists(), "{} was written", path.display());
+    }
+}
+
+/// The server's own git runs confined too (`git::confine`). A planner links its repository's
+/// `origin/main` reflog to the data directory's `api-token`; the server then fetches the moved
+/// `main` for the next task's workspace, which, unconfined, appends a line to the token. That
+/// task's planner links `packed-refs` to the token too; the next fetch, unconfined, quotes the
+/// token in git's error, which lands in the new task's `setup.log` — a file its agent reads.
+/// Confined, the token is untouched and quoted nowhere, and every task still starts.
+#[tokio::test]
+async fn the_servers_git_writes_and_quotes_nothing_through_links_a_planner_planted() {
+    let world = World::start(&[("plan", plan_scenario())], &[]).await;
+    let repo = world.add_repo("planted");
+    let token = world.data.join("api-token");
+    let git_dir = repo.join(".git");
+    let reflog = git_dir.join("logs/refs/remotes/origin/main");
+    let packed_refs = git_dir.join("packed-refs");
+    // The second planner finds this file (shown to agents read-only) and plants the second link.
+    let second_link = release_file("plant-packed-refs");
+    let plant = |link: &Path, only_if: Option<&Path>| {
+        let command = format!(
+            "mkdir -p {dir} && ln -sfn {token} {link} && echo {planted}",
+            dir = link.parent().unwrap().display(),
+            token = token.display(),
+            link = link.display(),
+            planted = say("PLANTED"),
+        );
+        let command = match only_if {
+            Some(file) => format!("if [ -e {} ]; then {command}; fi", file.display()),
+            None => command,
+        };
+        json!({"do": "run", "command": command})
+    };
+    let mut steps = vec![
+        plant(&reflog, None),
+        plant(&packed_refs, Some(&second_link)),
+    ];
+    steps.extend(
+        plan_scenario()["runs"][0]
+            .as_array()
+            .unwrap()
+            .iter()
+            .cloned(),
+    );
+    let scenarios = world.dir.path().join("planting-scenarios");
+    write_scenarios(&scenarios, &[("plan", json!({ "runs": [steps] }))]);
+    let settings = json!({"roles": world.roles(&scenarios), "sandbox": gated_sandbox()});
+    let (status, body) = world
+        .server
+        .post(
+            "/api/projects",
+            &json!({"path": repo, "name": "planted", "settings": settings}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{body}");
+    let meta = std::fs::metadata(&token).unwrap();
+    let before = (meta.ino(), std::fs::read(&token).unwrap());
+    let untouched = |when: &str| {
+        let meta = std::fs::metadata(&token).unwrap();
+        assert_eq!(
+            (meta.ino(), std::fs::read(&token).unwrap()),
+            before,
+            "{when}: the server's git wrote the api-token through a planted link"
+        );
+    };
+    // `main` moves on the remote: the next task's workspace fetches it.
+    let remote = world.dir.path().join("planted/remote.git");
+    let advance = |n: u32| {
+        let other = world.dir.path().join(format!("planted-other-{n}"));
+        testkit::git(
+            world.dir.path(),
+            &[
+                "clone",
+                "--quiet",
+                remote.to_str().unwrap(),
+                other.to_str().unwrap(),
+            ],
+        )
+        .unwrap();
+        testkit::set_identity(&other).unwrap();
+        testkit::commit_file(&other, &format!("more-{n}.txt"), "more\n", "More").unwrap();
+        testkit::git(&other, &["push", "--quiet", "origin", "main"]).unwrap();
+    };
+
+    let first = world
+        .new_task_in("planted", "Plant a reflog link", true, 0)
+        .await;
+    world.wait_state(first, "plan_gate").await;
+    assert!(std::fs::symlink_metadata(&reflog).unwrap().is_symlink());
+    advance(1);
+    std::fs::write(&second_link, "").unwrap();
+    let second = world
+        .new_task_in("planted", "Plant packed-refs", true, 0)
+        .await;
+    world.wait_state(second, "plan_gate").await;
+    untouched("after the fetch through the reflog link");
+    assert!(
+        std::fs::symlink_metadata(&packed_refs)
+            .unwrap()
+            .is_symlink()
+    );
+    advance(2);
+    let third = world
+        .new_task_in("planted", "After the links", true, 0)
+        .await;
+    let detail = world.wait_state(third, "plan_gate").await;
+    untouched("after the fetch through both links");
+
+    let secret = world.server.token();
+    let setup_log =
+        PathBuf::from(detail["task"]["doc_path"].as_str().unwrap()).with_file_name("setup.log");
+    let setup_log = std::fs::read_to_string(setup_log).unwrap_or_default();
+    assert!(
+        !setup_log.contains(secret),
+        "its setup.log quotes the api-token: {setup_log}"
+    );
+    assert!(
+        !world.server.logs().contains(secret),
+        "the server's log quotes the api-token"
+    );
+    for task in [first, second, third] {
+        let seen = format!(
+            "{}{}",
+            world.detail(task).await,
+            serde_json::to_string(&world.logs(task).await).unwrap()
+        );
+        assert!(!seen.contains(secret), "task {task} shows the api-token");
     }
 }

@@ -225,8 +225,8 @@ pub(crate) fn mounts(
 }
 
 /// What of the repository's git folder `C` (`<repo>/.git`) an agent sees, so that it can commit
-/// in its worktree and change nothing the server's own git (which runs outside, as the server)
-/// would take as configuration or as a repository's location:
+/// in its worktree and change nothing the server's own git (run as the server, seeing the whole
+/// `.git`) would take as configuration or as a repository's location:
 /// - writable: `C` itself (every ref deletion takes `C/packed-refs.lock` and renames it over
 ///   `C/packed-refs`, so the folder cannot be read-only), and the worktree's own entry
 ///   `C/worktrees/<name>` (its index, `HEAD`, rebase state);

@@ -215,12 +215,15 @@ fn private_data_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The sandbox agents will start in, found once at start; the outcome is logged either way.
+/// The sandbox agents will start in, found once at start (and from then on the server's own git
+/// on project repositories: `git::confine_server_git`); the outcome is logged either way.
 fn open_sandbox(mode: &SandboxMode) -> std::result::Result<Option<Sandbox>, SandboxError> {
     match mode {
         SandboxMode::Bubblewrap { bwrap } => match Sandbox::probe(bwrap) {
             Ok(sandbox) => {
                 tracing::info!(bwrap = %sandbox.program().display(), "agents run in a bubblewrap sandbox");
+                // Its own git on project repositories too: agents can plant links in `.git`.
+                git::confine_server_git(sandbox.clone());
                 Ok(Some(sandbox))
             }
             Err(err) => {

@@ -19,6 +19,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use crate::GitError;
+use crate::confine::{self, View};
 use crate::hook::GroupGuard;
 
 /// Variables that point git at a different repository, index or object store than `-C` says.
@@ -130,9 +131,36 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
+    run_in(dir, args, options, None).await
+}
+
+/// [`run_with`] for a command on a repository: when the server's git is confined
+/// ([`crate::confine`]), git starts inside the sandbox seeing only `view` besides the system.
+/// The command line an error shows is git's own either way.
+pub(crate) async fn run_in<I, S>(
+    dir: &Path,
+    args: I,
+    options: &CommandOptions,
+    view: Option<&View>,
+) -> Result<Output, GitError>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
     let args: Vec<OsString> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
     let command = describe(dir, &args);
-    let mut cmd = tokio::process::Command::new("git");
+    let wrapper = view.and_then(|view| confine::wrapper(view, dir));
+    let mut cmd = match wrapper.as_deref() {
+        Some([program, sandbox_args @ ..]) => {
+            let mut cmd = tokio::process::Command::new(program);
+            // The sandbox shows no other worktree: an automatic `gc` must not take them for
+            // deleted and prune their entries (by default it does so after three months).
+            cmd.args(sandbox_args)
+                .args(["git", "-c", "gc.worktreePruneExpire=never"]);
+            cmd
+        }
+        _ => tokio::process::Command::new("git"),
+    };
     cmd.arg("-C")
         .arg(dir)
         .args(&args)

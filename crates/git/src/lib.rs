@@ -2,9 +2,11 @@
 //! shell hooks. This crate (with the harness supervisor) is one of the only places that spawns
 //! processes: every git call goes through one recipe (arguments only, never a shell; no terminal
 //! prompts; stdin closed; a scrubbed `GIT_*` environment) and every failure names the command
-//! and carries git's own stderr.
+//! and carries git's own stderr. Once the engine has a working sandbox, every command on a
+//! project's repository runs inside it, seeing only what it works on (`confine`).
 
 mod cmd;
+mod confine;
 mod diff;
 mod error;
 mod hook;
@@ -13,6 +15,7 @@ mod repo;
 mod worktree;
 
 pub use cmd::CommandOptions;
+pub use confine::{confine_server_git, server_git_confined};
 pub use diff::{DiffFile, DiffStatus, WorkTreeDiff, work_tree_diff};
 pub use error::GitError;
 pub use hook::{HookOutput, run_hook, run_hook_in};

@@ -47,7 +47,14 @@ pub async fn branch_head(dir: &Path, branch: &str) -> Result<Option<String>, Git
         env: cmd::explicit_repo(&common, &common, dir),
         timeout: None,
     };
-    let out = cmd::run_with(dir, ["rev-parse", "--verify", "--quiet", &rev], &options).await?;
+    let view = crate::confine::View::repository(dir, &common);
+    let out = cmd::run_in(
+        dir,
+        ["rev-parse", "--verify", "--quiet", &rev],
+        &options,
+        Some(&view),
+    )
+    .await?;
     if out.success {
         return Ok(Some(out.stdout.trim().to_string()));
     }

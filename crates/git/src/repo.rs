@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use crate::GitError;
 use crate::cmd::{self, CommandOptions, check_name};
+use crate::confine::View;
 
 /// A git repository, identified by the canonical path of its main work tree, with the deadline
 /// of its network commands.
@@ -149,11 +150,83 @@ impl Repo {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        cmd::run_with(&self.path, args, &self.options(options)).await
+        self.git_seeing(args, options, &self.view()).await
     }
 
-    /// [`Repo::git_ok`] for a command that talks to a remote, killed past `limit`.
-    async fn git_network_ok<I, S>(&self, args: I, limit: Duration) -> Result<String, GitError>
+    /// [`Repo::git_with`] seeing `view` when the server's git is confined ([`crate::confine`]).
+    async fn git_seeing<I, S>(
+        &self,
+        args: I,
+        options: &CommandOptions,
+        view: &View,
+    ) -> Result<cmd::Output, GitError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        cmd::run_in(&self.path, args, &self.options(options), Some(view)).await
+    }
+
+    /// What a command on this repository sees when confined: its `.git` folder writable, its
+    /// work tree read-only.
+    fn view(&self) -> View {
+        View::repository(&self.path, &self.git_dir)
+    }
+
+    /// [`Repo::view`] plus `remote` (a configured remote's name or a URL) when it is a folder on
+    /// this machine: writable for a push, read-only otherwise. A remote's URL (its `pushurl`
+    /// for a push) is read from the repository's configuration, which no agent can write.
+    async fn remote_view(&self, remote: &str, push: bool) -> Result<View, GitError> {
+        let view = self.view();
+        if !crate::confine::server_git_confined() {
+            return Ok(view);
+        }
+        let mut url = None;
+        let keys = if push {
+            &["pushurl", "url"][..]
+        } else {
+            &["url"][..]
+        };
+        for key in keys {
+            let key = format!("remote.{remote}.{key}");
+            let out = self.git(["config", "--get", key.as_str()]).await?;
+            if out.success {
+                url = Some(out.stdout.trim().to_string());
+                break;
+            }
+        }
+        let url = url.unwrap_or_else(|| remote.to_string());
+        Ok(match crate::confine::local_remote(&url, &self.path) {
+            Some(folder) => view.with(&folder, push),
+            None => view,
+        })
+    }
+
+    /// [`Repo::git_with`] for a command that talks to `remote` (a name or a URL), seeing it
+    /// when it is a local folder ([`Repo::remote_view`]).
+    async fn git_remote<I, S>(
+        &self,
+        args: I,
+        remote: &str,
+        push: bool,
+        options: &CommandOptions,
+    ) -> Result<cmd::Output, GitError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let view = self.remote_view(remote, push).await?;
+        self.git_seeing(args, options, &view).await
+    }
+
+    /// [`Repo::git_remote`]'s stdout when git succeeded, killed past `limit`.
+    async fn git_network_ok<I, S>(
+        &self,
+        args: I,
+        remote: &str,
+        push: bool,
+        limit: Duration,
+    ) -> Result<String, GitError>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
@@ -162,7 +235,7 @@ impl Repo {
             env: Vec::new(),
             timeout: Some(limit),
         };
-        self.git_with(args, &options).await?.ok()
+        self.git_remote(args, remote, push, &options).await?.ok()
     }
 
     /// The repository's git folder (`<path>/.git`), shared by its linked worktrees.
@@ -251,6 +324,8 @@ impl Repo {
                 "--no-write-fetch-head",
                 remote,
             ],
+            remote,
+            false,
             self.network_timeout,
         )
         .await?;
@@ -325,18 +400,33 @@ impl Repo {
     ) -> Result<(), GitError> {
         check_name("branch", branch)?;
         check_name("base revision", base)?;
-        self.git_ok([
-            "worktree".as_ref(),
-            "add".as_ref(),
-            "--quiet".as_ref(),
-            "--no-checkout".as_ref(),
-            "--no-track".as_ref(),
-            "-b".as_ref(),
-            branch.as_ref(),
-            dir.as_os_str(),
-            base.as_ref(),
-        ])
-        .await?;
+        // Made here (empty, which git accepts), so that a confined git is shown this one folder
+        // writable rather than the folder holding every task's worktree.
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|err| GitError::NotATaskWorktree {
+                worktree: dir.to_path_buf(),
+                repo: self.path.clone(),
+                reason: format!("cannot create its folder: {err}"),
+            })?;
+        let view = self.view().with(dir, true);
+        self.git_seeing(
+            [
+                "worktree".as_ref(),
+                "add".as_ref(),
+                "--quiet".as_ref(),
+                "--no-checkout".as_ref(),
+                "--no-track".as_ref(),
+                "-b".as_ref(),
+                branch.as_ref(),
+                dir.as_os_str(),
+                base.as_ref(),
+            ],
+            &CommandOptions::default(),
+            &view,
+        )
+        .await?
+        .ok()?;
         // The entry's configuration file exists from the start, so that a sandbox can show it
         // read-only (an agent creating it would configure the server's git).
         if let Ok(work_tree) = std::fs::canonicalize(dir)
@@ -365,17 +455,34 @@ impl Repo {
     pub async fn remove_worktree(&self, dir: &Path) -> Result<(), GitError> {
         let exists = tokio::fs::symlink_metadata(dir).await.is_ok();
         if exists {
-            self.git_ok([
-                "worktree".as_ref(),
-                "remove".as_ref(),
-                // Twice: also when its entry is locked (which its agent can do).
-                "--force".as_ref(),
-                "--force".as_ref(),
-                dir.as_os_str(),
-            ])
-            .await?;
+            // The folder holding it is shown writable: git removes the worktree's own folder.
+            let mut view = self.view();
+            if let Some(parent) = dir.parent() {
+                view = view.with(parent, true);
+            }
+            self.git_seeing(
+                [
+                    "worktree".as_ref(),
+                    "remove".as_ref(),
+                    // Twice: also when its entry is locked (which its agent can do).
+                    "--force".as_ref(),
+                    "--force".as_ref(),
+                    dir.as_os_str(),
+                ],
+                &CommandOptions::default(),
+                &view,
+            )
+            .await?
+            .ok()?;
         }
-        self.git_ok(["worktree", "prune"]).await?;
+        // Shown every worktree still there: a confined prune would drop the others' entries.
+        let mut view = self.view();
+        for worktree in crate::worktree::recorded_worktree_dirs(&self.git_dir) {
+            view = view.with(&worktree, false);
+        }
+        self.git_seeing(["worktree", "prune"], &CommandOptions::default(), &view)
+            .await?
+            .ok()?;
         Ok(())
     }
 
@@ -475,8 +582,10 @@ impl Repo {
         let lease = format!("--force-with-lease=refs/heads/{branch}:{expected}");
         let refspec = format!("{sha}:refs/heads/{branch}");
         let out = self
-            .git_with(
+            .git_remote(
                 ["push", "--porcelain", lease.as_str(), url, refspec.as_str()],
+                url,
+                true,
                 options,
             )
             .await?;
@@ -507,7 +616,12 @@ impl Repo {
         check_name("branch", branch)?;
         let refname = format!("refs/heads/{branch}");
         let out = self
-            .git_with(["ls-remote", "--heads", url, refname.as_str()], options)
+            .git_remote(
+                ["ls-remote", "--heads", url, refname.as_str()],
+                url,
+                false,
+                options,
+            )
             .await?
             .ok()?;
         Ok(out.lines().find_map(|line| {
@@ -528,8 +642,10 @@ impl Repo {
         check_name("url", url)?;
         check_name("branch", branch)?;
         let refname = format!("refs/heads/{branch}");
-        self.git_with(
+        self.git_remote(
             ["push", "--quiet", url, "--delete", refname.as_str()],
+            url,
+            true,
             options,
         )
         .await?
@@ -550,7 +666,7 @@ impl Repo {
         check_name("branch", branch)?;
         check_name("ref", into)?;
         let refspec = format!("+refs/heads/{branch}:{into}");
-        self.git_with(
+        self.git_remote(
             [
                 "fetch",
                 "--quiet",
@@ -560,6 +676,8 @@ impl Repo {
                 url,
                 refspec.as_str(),
             ],
+            url,
+            false,
             options,
         )
         .await?
@@ -582,6 +700,8 @@ impl Repo {
         let out = self
             .git_network_ok(
                 ["ls-remote", "--heads", remote, refname.as_str()],
+                remote,
+                false,
                 self.network_timeout,
             )
             .await?;
@@ -601,6 +721,8 @@ impl Repo {
         let pushed = self
             .git_network_ok(
                 ["push", "--quiet", remote, "--delete", refname.as_str()],
+                remote,
+                true,
                 self.network_timeout,
             )
             .await;
@@ -701,8 +823,13 @@ impl Repo {
 
     /// `git push --quiet <remote> <refspec>` under the network deadline.
     async fn push_refspec(&self, remote: &str, refspec: &str) -> Result<(), GitError> {
-        self.git_network_ok(["push", "--quiet", remote, refspec], self.network_timeout)
-            .await?;
+        self.git_network_ok(
+            ["push", "--quiet", remote, refspec],
+            remote,
+            true,
+            self.network_timeout,
+        )
+        .await?;
         Ok(())
     }
 

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 use crate::GitError;
 use crate::cmd::{self, CommandOptions};
+use crate::confine::View;
 use crate::repo::Repo;
 
 /// Settings every command on a task's worktree runs with, whatever the configuration says.
@@ -92,6 +93,27 @@ impl TaskWorktree {
             common_dir,
         })
     }
+}
+
+/// The folders of the linked worktrees the repository whose git folder is `common` has on record
+/// (each entry's `gitdir`, a regular file of at most 4 KiB, names `<folder>/.git`), whether they
+/// still exist or not. A confined `git worktree prune` is shown those that exist: it prunes every
+/// entry whose worktree it cannot see.
+pub(crate) fn recorded_worktree_dirs(common: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(common.join("worktrees")) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            crate::refs::read_capped(&entry.path().join("gitdir"), MAX_RECORD_BYTES)
+        })
+        .filter_map(|gitdir| {
+            Path::new(gitdir.trim_end_matches('\n'))
+                .parent()
+                .map(Path::to_path_buf)
+        })
+        .collect()
 }
 
 /// The entry of the worktree at `work_tree` (a canonical path) in the repository whose git
@@ -164,7 +186,12 @@ impl TaskWorktree {
             env.push((format!("GIT_CONFIG_VALUE_{i}"), (*value).to_string()));
         }
         let options = CommandOptions { env, timeout: None };
-        cmd::run_with(&self.work_tree, args, &options).await
+        // Confined, it sees the worktree and the repository's `.git` (its entry is inside).
+        let view = View {
+            writable: vec![self.work_tree.clone(), self.common_dir.clone()],
+            read_only: Vec::new(),
+        };
+        cmd::run_in(&self.work_tree, args, &options, Some(&view)).await
     }
 
     /// [`TaskWorktree::git`]'s stdout when git succeeded, the failure otherwise.

@@ -12,9 +12,12 @@ pub mod codex;
 pub mod opencode;
 pub mod process;
 mod role_settings;
-pub mod sandbox;
 pub mod scenario;
 pub mod scripted;
+
+/// The sandbox command lines, from the `sandbox` crate (the git crate confines the server's own
+/// git with the same).
+pub use sandbox;
 
 use domain::{SessionMode, Stage, TranscriptEvent};
 use std::path::PathBuf;

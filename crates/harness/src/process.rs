@@ -190,7 +190,7 @@ impl AgentProcess {
         sandbox: &Sandbox,
         mounts: &Mounts,
     ) -> io::Result<AgentProcess> {
-        AgentProcess::start(&sandbox.wrap(spec, mounts), Confinement::Sandbox).map_err(|e| {
+        AgentProcess::start(&wrap(sandbox, spec, mounts), Confinement::Sandbox).map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!(
@@ -828,3 +828,25 @@ pub mod output;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod sandboxed_tests;
+
+/// `spec` started inside `sandbox`: bubblewrap is the program, the original program and its
+/// arguments follow the sandbox's own (and the program's folder is mounted read-only).
+/// Environment, stdin and working directory stay.
+fn wrap(sandbox: &Sandbox, spec: &ProcessSpec, mounts: &Mounts) -> ProcessSpec {
+    let mut mounts = mounts.clone();
+    mounts.add_program(&spec.program);
+    let mut args = sandbox.args(&mounts, &spec.cwd);
+    args.push(spec.program.clone().into());
+    args.extend(spec.args.iter().cloned());
+    ProcessSpec {
+        program: sandbox.program().to_path_buf(),
+        args,
+        cwd: spec.cwd.clone(),
+        env: spec.env.clone(),
+        stdin: spec.stdin.clone(),
+        stdin_open: spec.stdin_open,
+    }
+}

@@ -180,6 +180,9 @@ impl Server {
 
 async fn bridge(args: BridgeArgs) -> i32 {
     let out = Out;
+    // Before OpenCode starts reading it: a change made while it boots and warms up (the
+    // previous stage's agent still working) is then seen at the first turn.
+    let stamp = config_stamp(&std::env::current_dir().unwrap_or_default());
     let warmup = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
         Ok(listener) => listener.local_addr().ok().map(|addr| {
             tokio::spawn(refuse_all(listener));
@@ -194,7 +197,7 @@ async fn bridge(args: BridgeArgs) -> i32 {
             return 1;
         }
     };
-    let code = match serve(&args, &server, warmup.is_some(), &out).await {
+    let code = match serve(&args, &server, warmup.is_some(), stamp, &out).await {
         Ok(code) => code,
         Err(err) => {
             out.error(&err, false);
@@ -369,10 +372,13 @@ impl Input {
 }
 
 /// Runs the session: boot, warm-up, turns, until stdin closes or a stop. Returns the exit code.
+/// `stamp` is the worktree's OpenCode configuration as it was before the server started: a
+/// turn finding it changed has OpenCode read it again first.
 async fn serve(
     args: &BridgeArgs,
     server: &Server,
     can_warm: bool,
+    mut stamp: ConfigStamp,
     out: &Out,
 ) -> Result<i32, String> {
     // Subscribed before the session exists: none of its events can be missed.
@@ -431,7 +437,6 @@ async fn serve(
         pending = cut.or_else(|| stdin.try_recv().ok().map(Input::from_line));
     }
     let workdir = std::env::current_dir().unwrap_or_default();
-    let mut stamp = config_stamp(&workdir);
     let mut child_exit = Box::pin(wait_exit(server.pid));
     loop {
         let input = match pending.take() {
@@ -509,10 +514,13 @@ async fn reload(server: &Server) -> Result<mpsc::UnboundedReceiver<Option<Value>
     subscribed(server).await
 }
 
+/// What of OpenCode's configuration lives in a worktree, file by file: (path, length, modified).
+type ConfigStamp = Vec<(PathBuf, u64, Option<std::time::SystemTime>)>;
+
 /// What of OpenCode's configuration lives in the worktree `dir` (`opencode.json`,
 /// `opencode.jsonc`, the `.opencode` folder but its `node_modules`), as (path, length, modified)
 /// of each file, in order. Bounded: a huge folder is compared by its first files.
-fn config_stamp(dir: &Path) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
+fn config_stamp(dir: &Path) -> ConfigStamp {
     const MOST: usize = 2000;
     let mut out = Vec::new();
     // A stack: the first to look at last.

@@ -20,10 +20,14 @@
 //! server user's home — does not exist inside. The network is shared (agents reach their model
 //! API, and `atelier signal` reaches the server over loopback with the run's own token).
 //!
-//! This module only builds command lines; processes are started by [`crate::process`] (agents)
-//! and by the `git` crate's hook runner (the setup hook), each with the sandbox's argv in front.
+//! The same sandbox, with other mounts, confines the server's own git commands on a project's
+//! repository (the `git` crate's `confine`): an agent can plant symbolic links in the shared
+//! `.git`, and git run as the server would follow them to the server's files.
+//!
+//! This crate only builds command lines (and probes once that bubblewrap works); processes are
+//! started by the `harness` crate's process primitives (agents) and by the `git` crate (its
+//! commands and the setup hook), each with the sandbox's argv in front.
 
-use crate::process::ProcessSpec;
 use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
 
@@ -168,24 +172,6 @@ impl Sandbox {
         }
         args.extend(["--chdir".into(), cwd.into(), "--".into()]);
         args
-    }
-
-    /// `spec` started inside the sandbox: bubblewrap is the program, the original program and
-    /// its arguments follow the sandbox's own. Environment, stdin and working directory stay.
-    pub fn wrap(&self, spec: &ProcessSpec, mounts: &Mounts) -> ProcessSpec {
-        let mut mounts = mounts.clone();
-        mounts.add_program(&spec.program);
-        let mut args = self.args(&mounts, &spec.cwd);
-        args.push(spec.program.clone().into());
-        args.extend(spec.args.iter().cloned());
-        ProcessSpec {
-            program: self.bwrap.clone(),
-            args,
-            cwd: spec.cwd.clone(),
-            env: spec.env.clone(),
-            stdin: spec.stdin.clone(),
-            stdin_open: spec.stdin_open,
-        }
     }
 }
 

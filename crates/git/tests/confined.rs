@@ -1,0 +1,345 @@
+//! The server's own git, confined (`git::confine_server_git`), against the links an agent can
+//! plant in the repository's shared `.git` folder. Each attack is first shown to work on this
+//! machine's git run unconfined (the control), then shown to leave the server's file untouched,
+//! and its secret out of every error, when the same operation runs through the `git` crate
+//! confined. Needs a working bubblewrap (`scripts/test` installs it); every test in this binary
+//! runs confined.
+
+// Helpers outside `#[test]` functions panic on setup failures too.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use git::Repo;
+
+const SECRET: &str = "SECRET-api-token-0123456789";
+
+fn confine() {
+    let sandbox = sandbox::Sandbox::probe(Path::new("bwrap"))
+        .unwrap_or_else(|e| panic!("these tests need a working bubblewrap: {e}"));
+    git::confine_server_git(sandbox);
+    assert!(git::server_git_confined());
+}
+
+/// A project (`app`, pushed to the bare `remote.git`) and, beside it, a stand-in for the
+/// server's data directory holding an `api-token`: what no agent may reach, even through the
+/// server's own git.
+struct Scene {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    app: PathBuf,
+    remote: PathBuf,
+    token: PathBuf,
+}
+
+fn scene() -> Scene {
+    confine();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let sample = testkit::sample_repo(&root).unwrap();
+    let data = root.join("data");
+    std::fs::create_dir(&data).unwrap();
+    let token = data.join("api-token");
+    std::fs::write(&token, format!("{SECRET}\n")).unwrap();
+    Scene {
+        _tmp: tmp,
+        root,
+        app: sample.path,
+        remote: sample.remote,
+        token,
+    }
+}
+
+/// What tells a file was not written: its inode (a rename over it changes it), size, modified
+/// time and bytes.
+#[derive(Debug, PartialEq, Eq)]
+struct Untouched {
+    inode: u64,
+    len: u64,
+    modified: i64,
+    modified_ns: i64,
+    bytes: Vec<u8>,
+}
+
+fn snapshot(path: &Path) -> Untouched {
+    let meta = std::fs::metadata(path).unwrap();
+    Untouched {
+        inode: meta.ino(),
+        len: meta.len(),
+        modified: meta.mtime(),
+        modified_ns: meta.mtime_nsec(),
+        bytes: std::fs::read(path).unwrap(),
+    }
+}
+
+/// Replaces `link` (a file in the `.git` folder) with a symbolic link to `target`, as an agent
+/// with that folder writable can.
+fn plant(link: &Path, target: &Path) {
+    std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+    let _ = std::fs::remove_file(link);
+    std::os::unix::fs::symlink(target, link).unwrap();
+}
+
+/// A new commit on the remote's `main`, pushed from another clone: the next fetch moves
+/// `origin/main` and appends to its reflog.
+fn advance_remote_main(scene: &Scene, file: &str) {
+    let other = scene.root.join(format!("other-{file}"));
+    testkit::git(
+        &scene.root,
+        &[
+            "clone",
+            "--quiet",
+            scene.remote.to_str().unwrap(),
+            other.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    testkit::set_identity(&other).unwrap();
+    testkit::commit_file(&other, file, "more\n", "More").unwrap();
+    testkit::git(&other, &["push", "--quiet", "origin", "main"]).unwrap();
+}
+
+/// A fetch appends to `origin/main`'s reflog. Planted as a link to the api-token, the server's
+/// fetch would append a line to it; confined, the token is untouched.
+#[tokio::test]
+async fn a_fetch_does_not_append_through_a_planted_reflog_link() {
+    let scene = scene();
+    let reflog = scene.app.join(".git/logs/refs/remotes/origin/main");
+    plant(&reflog, &scene.token);
+    let before = snapshot(&scene.token);
+
+    advance_remote_main(&scene, "one.txt");
+    let repo = Repo::open(&scene.app).await.unwrap();
+    if let Err(err) = repo.fetch("origin").await {
+        assert!(!err.to_string().contains(SECRET), "{err}");
+    }
+    assert_eq!(snapshot(&scene.token), before, "the token was written");
+
+    // The control: this git, unconfined, appends through the link.
+    advance_remote_main(&scene, "two.txt");
+    testkit::git(&scene.app, &["fetch", "--quiet", "origin"]).unwrap();
+    let after = std::fs::read_to_string(&scene.token).unwrap();
+    assert!(
+        after.starts_with(SECRET) && after.lines().count() > 1,
+        "unconfined git appends through the link (the attack is real here): {after:?}"
+    );
+}
+
+/// Deleting a packed branch rewrites `packed-refs`. Planted as a link to a server file that
+/// reads as packed refs (one the server's git wrote through the same link earlier), the deletion
+/// would replace that file; confined, it is untouched.
+#[tokio::test]
+async fn a_branch_deletion_does_not_replace_a_file_through_a_planted_packed_refs_link() {
+    let scene = scene();
+    let git_dir = scene.app.join(".git");
+    for branch in ["atelier/t1", "atelier/t2"] {
+        testkit::git(&scene.app, &["branch", branch]).unwrap();
+    }
+    testkit::git(&scene.app, &["pack-refs", "--all"]).unwrap();
+    let target = scene.token.with_file_name("server-file");
+    std::fs::copy(git_dir.join("packed-refs"), &target).unwrap();
+    plant(&git_dir.join("packed-refs"), &target);
+    let before = snapshot(&target);
+
+    let repo = Repo::open(&scene.app).await.unwrap();
+    repo.delete_branch("atelier/t1").await.unwrap();
+    assert_eq!(snapshot(&target), before, "the server file was replaced");
+
+    // The control: unconfined, the deletion rewrites the file the link names.
+    testkit::git(&scene.app, &["update-ref", "-d", "refs/heads/atelier/t2"]).unwrap();
+    assert_ne!(
+        snapshot(&target),
+        before,
+        "unconfined git writes through the link"
+    );
+    assert!(
+        !std::fs::read_to_string(&target)
+            .unwrap()
+            .contains("refs/heads/atelier/t2")
+    );
+}
+
+/// `packed-refs` linked to the api-token makes git read the token as refs, and its error quotes
+/// the line: a secret in a message. Confined, the token is not there to read.
+#[tokio::test]
+async fn no_error_quotes_a_secret_read_through_a_planted_link() {
+    let scene = scene();
+    plant(&scene.app.join(".git/packed-refs"), &scene.token);
+
+    let repo = Repo::open(&scene.app).await.unwrap();
+    let results = [
+        repo.rev_parse("refs/heads/nope").await.map(|_| ()),
+        repo.branches_with_prefix("atelier/").await.map(|_| ()),
+        repo.delete_branch("atelier/nope").await,
+        repo.fetch("origin").await,
+        git::branch_head(&scene.app, "main").await.map(|_| ()),
+    ];
+    for result in results {
+        if let Err(err) = result {
+            assert!(!err.to_string().contains(SECRET), "{err}");
+        }
+    }
+
+    // The control: unconfined, git quotes the token.
+    let out = std::process::Command::new("git")
+        .args(["-C", scene.app.to_str().unwrap(), "for-each-ref"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(SECRET),
+        "unconfined git quotes what it read through the link: {out:?}"
+    );
+}
+
+/// A new task's branch gets a reflog; planted ahead as a link to the api-token (task keys are
+/// predictable), creating the worktree would append to it; confined, the token is untouched.
+#[tokio::test]
+async fn a_new_worktree_does_not_append_through_a_planted_branch_reflog() {
+    let scene = scene();
+    let logs = scene.app.join(".git/logs/refs/heads/atelier");
+    plant(&logs.join("t7"), &scene.token);
+    plant(&logs.join("t8"), &scene.token);
+    let before = snapshot(&scene.token);
+
+    let repo = Repo::open(&scene.app).await.unwrap();
+    let worktrees = scene.root.join("worktrees");
+    if let Err(err) = repo
+        .add_worktree(&worktrees.join("t7"), "atelier/t7", "main")
+        .await
+    {
+        assert!(!err.to_string().contains(SECRET), "{err}");
+    }
+    assert_eq!(snapshot(&scene.token), before, "the token was written");
+
+    // The control.
+    testkit::git(
+        &scene.app,
+        &[
+            "worktree",
+            "add",
+            "--quiet",
+            "-b",
+            "atelier/t8",
+            worktrees.join("t8").to_str().unwrap(),
+            "main",
+        ],
+    )
+    .unwrap();
+    assert_ne!(
+        snapshot(&scene.token),
+        before,
+        "unconfined git appends through the link"
+    );
+}
+
+/// A worktree's entry (`.git/worktrees/<name>`) is its agent's to write; its `index` linked to a
+/// server file would be replaced by the server's `reset --hard` there. Confined, it is untouched.
+#[tokio::test]
+async fn a_reset_in_a_worktree_does_not_replace_a_file_through_its_index_link() {
+    let scene = scene();
+    let repo = Repo::open(&scene.app).await.unwrap();
+    let worktree = scene.root.join("worktrees/t1");
+    repo.add_worktree(&worktree, "atelier/t1", "main")
+        .await
+        .unwrap();
+    let entry = git::worktree_entry(repo.git_dir(), &worktree.canonicalize().unwrap()).unwrap();
+    let target = scene.token.with_file_name("server-index");
+    std::fs::copy(entry.join("index"), &target).unwrap();
+    plant(&entry.join("index"), &target);
+    let before = snapshot(&target);
+
+    if let Err(err) = repo.populate_worktree(&worktree).await {
+        assert!(!err.to_string().contains(SECRET), "{err}");
+    }
+    assert_eq!(snapshot(&target), before, "the server file was replaced");
+
+    // The control.
+    std::fs::write(worktree.join("README.md"), "changed\n").unwrap();
+    testkit::git(&worktree, &["reset", "--hard", "--quiet"]).unwrap();
+    assert_ne!(
+        snapshot(&target),
+        before,
+        "unconfined git writes through the link"
+    );
+}
+
+/// Confined, the server's git still does all of a task's work: a worktree, a commit there (as
+/// its agent would), pushing to a remote that is a folder on this machine, merging into it,
+/// fetching, and removing the worktree and its branch.
+#[tokio::test]
+async fn a_task_s_whole_git_life_works_confined() {
+    let scene = scene();
+    let repo = Repo::open(&scene.app).await.unwrap();
+    let worktree = scene.root.join("worktrees/t1");
+    repo.add_worktree(&worktree, "atelier/t1", "main")
+        .await
+        .unwrap();
+    let task = repo.task_worktree(&worktree).unwrap();
+    assert_eq!(task.branch().await.unwrap(), "atelier/t1");
+    testkit::commit_file(&worktree, "feature.txt", "new\n", "Add a feature").unwrap();
+    assert_eq!(repo.commits_ahead("main", "atelier/t1").await.unwrap(), 1);
+    assert!(task.short_status().await.unwrap().is_empty());
+    let diff = git::work_tree_diff(&task, "main", 1 << 20).await.unwrap();
+    assert_eq!(diff.files.len(), 1, "{diff:?}");
+
+    let pushed = repo.push("origin", "atelier/t1").await.unwrap();
+    assert!(
+        repo.remote_has_branch("origin", "atelier/t1")
+            .await
+            .unwrap()
+    );
+    advance_remote_main(&scene, "other.txt");
+    let merged = repo
+        .merge_to_remote("origin", "atelier/t1", "main", "Merge t1")
+        .await
+        .unwrap();
+    assert!(repo.is_ancestor(&pushed, &merged).await.unwrap());
+    let remote = Repo::open(&scene.remote).await.err();
+    assert!(remote.is_some(), "a bare remote is no work tree");
+    let url = format!("file://{}", scene.remote.display());
+    let options = git::CommandOptions::default();
+    assert_eq!(
+        repo.remote_branch_at_url(&url, "main", &options)
+            .await
+            .unwrap(),
+        Some(merged.clone())
+    );
+
+    assert!(
+        repo.delete_remote_branch("origin", "atelier/t1")
+            .await
+            .unwrap()
+    );
+    repo.remove_worktree(&worktree).await.unwrap();
+    assert!(!worktree.exists());
+    repo.delete_branch("atelier/t1").await.unwrap();
+    assert_eq!(repo.rev_parse("refs/heads/atelier/t1").await.unwrap(), None);
+    repo.fetch("origin").await.unwrap();
+    assert_eq!(
+        repo.rev_parse("refs/remotes/origin/main").await.unwrap(),
+        Some(merged)
+    );
+}
+
+/// A confined git sees no worktree but the one a command is about; removing one task's worktree
+/// (which prunes stale records) keeps every other task's record.
+#[tokio::test]
+async fn removing_one_worktree_confined_keeps_the_others() {
+    let scene = scene();
+    let repo = Repo::open(&scene.app).await.unwrap();
+    let worktrees = scene.root.join("worktrees");
+    for key in ["t1", "t2", "t3"] {
+        repo.add_worktree(&worktrees.join(key), &format!("atelier/{key}"), "main")
+            .await
+            .unwrap();
+    }
+    repo.remove_worktree(&worktrees.join("t2")).await.unwrap();
+    // Gone by hand, as after a crash: its record is stale and pruned.
+    std::fs::remove_dir_all(worktrees.join("t3")).unwrap();
+    repo.remove_worktree(&worktrees.join("t3")).await.unwrap();
+    let listed = repo.linked_worktrees().await.unwrap();
+    assert_eq!(listed, vec![worktrees.join("t1")]);
+    let task = repo.task_worktree(&worktrees.join("t1")).unwrap();
+    assert_eq!(task.branch().await.unwrap(), "atelier/t1");
+}

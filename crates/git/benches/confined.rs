@@ -1,9 +1,10 @@
-//! Benchmark of what confining the server's own git adds to one git command on a project's
+//! Benchmark of what confining the server's own git adds to a git command on a project's
 //! repository, recorded in `docs/performance.md`: the same `git rev-parse --verify HEAD` run
 //! through the crate's recipe unconfined (`git::run`, the reference) and confined (`Repo`'s
 //! command inside the bubblewrap sandbox, seeing the repository), interleaved in one run; each
-//! sample is spawn → output read. Also a task's diff as the web UI asks for it (five git
-//! commands), confined, against the same five unconfined.
+//! sample is spawn → output read. Also a task's diff as the web UI asks for it: confined
+//! (`git::work_tree_diff`: the merge base, then its four other commands at once) against the old
+//! way as the reference (the same five commands unconfined, one after the other).
 //!
 //! Run: `cargo bench -p git --bench confined` (options after `--`: `--runs N`, default 100, at
 //! least 50).
@@ -43,7 +44,7 @@ async fn timed<F: std::future::Future>(work: F) -> Duration {
 }
 
 /// The commands of a task's diff (`git::work_tree_diff` on a worktree with one commit and no
-/// untracked file), run unconfined through `git::run`.
+/// untracked file), run unconfined through `git::run`, one after the other.
 async fn diff_unconfined(worktree: &Path) {
     let base = git::run(worktree, ["merge-base", "HEAD", "main"])
         .await
@@ -107,8 +108,8 @@ fn main() {
     let bare_median = summary("unconfined `git rev-parse`", &mut bare);
     let boxed_median = summary("confined `git rev-parse`", &mut boxed);
     println!("a task's diff, five git commands ({runs} of each, interleaved):");
-    let bare_diff_median = summary("unconfined diff", &mut bare_diff);
-    let boxed_diff_median = summary("confined diff", &mut boxed_diff);
+    let bare_diff_median = summary("unconfined, one after the other", &mut bare_diff);
+    let boxed_diff_median = summary("confined, four at once", &mut boxed_diff);
     let added = |a: Duration, b: Duration| (b.as_secs_f64() - a.as_secs_f64()) * 1000.0;
     println!(
         "added by confinement (median): {:.2} ms per command, {:.2} ms per diff",

@@ -5,7 +5,7 @@ use crate::GitError;
 use crate::TaskWorktree;
 use crate::cmd::check_name;
 
-/// Untracked files reported at most (each costs one git call).
+/// Untracked files reported at most (each costs one git command).
 const MAX_UNTRACKED: usize = 200;
 
 /// Files listed at most (the diff is then marked cut): a page shows every one.
@@ -71,8 +71,13 @@ pub async fn work_tree_diff(
         args.extend([base.as_str(), "--"]);
         args
     };
-    let statuses = worktree.git_ok(diff(&["--name-status", "-z"])).await?;
-    let numstat = worktree.git_ok(diff(&["--numstat", "-z"])).await?;
+    // At once: each git command costs a process start (and, confined, a sandbox's).
+    let (statuses, numstat, mut patch, untracked) = tokio::try_join!(
+        worktree.git_ok(diff(&["--name-status", "-z"])),
+        worktree.git_ok(diff(&["--numstat", "-z"])),
+        worktree.git_ok(diff(&[])),
+        worktree.git_ok(["ls-files", "--others", "--exclude-standard", "-z"]),
+    )?;
     let mut files = parse_name_status(&statuses);
     // By path, not a search per file: an agent decides how many files there are.
     let counts: std::collections::HashMap<String, (Option<u32>, Option<u32>)> =
@@ -87,10 +92,6 @@ pub async fn work_tree_diff(
             file.binary = additions.is_none();
         }
     }
-    let mut patch = worktree.git_ok(diff(&[])).await?;
-    let untracked = worktree
-        .git_ok(["ls-files", "--others", "--exclude-standard", "-z"])
-        .await?;
     for path in untracked
         .split('\0')
         .filter(|p| !p.is_empty())
@@ -110,22 +111,32 @@ pub async fn work_tree_diff(
             });
             continue;
         }
-        let numstat = no_index(worktree, &["--numstat", "-z"], path).await?;
-        let (additions, binary) = match parse_numstat(&numstat).first() {
-            Some((_, additions, _)) => (additions.unwrap_or(0), additions.is_none()),
-            None => (0, false),
+        // Its counts and (while the patch has room) its patch from one git command.
+        let with_patch = patch.len() <= max_patch_bytes;
+        let extra: &[&str] = if with_patch {
+            &["--numstat", "-z", "--patch"]
+        } else {
+            &["--numstat", "-z"]
         };
+        let out = no_index(worktree, extra, path).await?;
+        // `-z --numstat`: `<added>\t<deleted>\t\0/dev/null\0<path>\0`, then with the patch a
+        // `\0` and the patch.
+        let mut parts = out.splitn(4, '\0');
+        let counts: Vec<&str> = parts.next().unwrap_or_default().split('\t').collect();
+        let additions = counts.first().and_then(|n| n.parse::<u32>().ok());
+        let binary = counts.first().is_some_and(|n| *n == "-");
+        if with_patch {
+            let rest = parts.nth(2).unwrap_or_default();
+            patch.push_str(rest.strip_prefix('\0').unwrap_or(rest));
+        }
         files.push(DiffFile {
             path: path.to_string(),
             old_path: None,
             status: DiffStatus::Added,
-            additions,
+            additions: additions.unwrap_or(0),
             deletions: 0,
             binary,
         });
-        if patch.len() <= max_patch_bytes {
-            patch.push_str(&no_index(worktree, &[], path).await?);
-        }
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
     let cut_files = files.len() > MAX_FILES;

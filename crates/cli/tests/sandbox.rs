@@ -160,6 +160,24 @@ impl Targets {
                 ),
             ),
             (
+                // Lists the server's git reads line by line and quotes in its errors: linked to
+                // a file, they would print it whole.
+                "git-alternates".into(),
+                format!(
+                    "ln -sfn {}/api-token {}/.git/objects/info/alternates",
+                    self.data.display(),
+                    self.own_repo.display()
+                ),
+            ),
+            (
+                "git-grafts".into(),
+                format!(
+                    "ln -sfn {}/api-token {}/.git/info/grafts",
+                    self.data.display(),
+                    self.own_repo.display()
+                ),
+            ),
+            (
                 // Another task's entry: its `gitdir` tells git (and the server) where it is.
                 "other-worktree-entry".into(),
                 format!(

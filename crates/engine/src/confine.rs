@@ -233,7 +233,10 @@ pub(crate) fn mounts(
 /// - read-only over them: `C/config` and `C/config.worktree` (made empty when missing), `C/hooks`
 ///   (made when missing), `C/worktrees` (every other task's entry), the entry's `commondir`,
 ///   `gitdir` and `config.worktree` (made empty when missing), and the worktree's own `.git`
-///   pointer file.
+///   pointer file; `C/info` and `C/objects/info` (made when missing; refused when something
+///   else is there), whose lists git reads line by line and quotes in its errors
+///   (`objects/info/alternates` linked to a file would have the server's git print every line
+///   of it), and which no commit, stash or rebase writes.
 ///
 /// The server's git never follows a pointer or a `commondir` anyway (`git::TaskWorktree`,
 /// `git::Repo`); these mounts keep the files it reads as they were made.
@@ -249,15 +252,28 @@ fn git_mounts(repo: &Path, worktree: &Path) -> Result<Mounts, String> {
             common.join("config.worktree"),
             common.join("hooks"),
             common.join("worktrees"),
+            common.join("info"),
+            common.join("objects/info"),
             worktree.join(".git"),
         ],
     };
     // Files and folders that must exist to be shown read-only: missing, an agent could create
     // them (a missing one is skipped by the sandbox).
     if common.is_dir() {
-        let hooks = common.join("hooks");
-        std::fs::create_dir_all(&hooks)
-            .map_err(|err| format!("cannot create {}: {err}", hooks.display()))?;
+        for dir in ["hooks", "info", "objects/info"] {
+            let dir = common.join(dir);
+            match std::fs::symlink_metadata(&dir) {
+                Ok(meta) if meta.is_dir() => {}
+                Ok(_) => {
+                    return Err(format!(
+                        "{} is not a folder (a link or a file put there in its place); remove it",
+                        dir.display()
+                    ));
+                }
+                Err(_) => std::fs::create_dir_all(&dir)
+                    .map_err(|err| format!("cannot create {}: {err}", dir.display()))?,
+            }
+        }
         git::seal_worktree_config(&common)
             .map_err(|err| format!("cannot create {}/config.worktree: {err}", common.display()))?;
     }

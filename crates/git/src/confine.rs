@@ -45,19 +45,33 @@ pub fn server_git_confined() -> bool {
 }
 
 /// What one confined git command sees besides the system: paths shown at the same place as
-/// outside, writable or read-only.
+/// outside, writable or read-only, and whether it talks to a remote over the network (then it
+/// sees the server user's ssh folder and agent too).
+///
+/// Whatever a confined git can read, an agent may learn: a link it plants where git reads a
+/// list (`packed-refs`, a loose ref) makes git quote the first line of the file it leads to in
+/// an error, and errors reach the task's `setup.log`, which its agent reads. So a view holds only
+/// what the agent of the task sees anyway — the repository's `.git`, the task's worktree, the
+/// server user's git configuration — plus what a command cannot work without: a local remote it
+/// talks to, and the ssh folder for a remote over ssh (whose private keys start with a line that
+/// says only what they are; the lists git quotes line by line, `objects/info/alternates` and
+/// `info/grafts`, are read-only to agents).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct View {
     pub writable: Vec<PathBuf>,
     pub read_only: Vec<PathBuf>,
+    pub network: bool,
 }
 
 impl View {
-    /// A repository's commands: its `.git` folder writable, its work tree read-only.
-    pub fn repository(work_tree: &Path, git_dir: &Path) -> View {
+    /// A repository's commands: its `.git` folder writable, nothing of its work tree (no command
+    /// on the repository reads it, and it may be an operator's checkout with files no agent
+    /// sees).
+    pub fn repository(git_dir: &Path) -> View {
         View {
             writable: vec![git_dir.to_path_buf()],
-            read_only: vec![work_tree.to_path_buf()],
+            read_only: Vec::new(),
+            network: false,
         }
     }
 
@@ -84,33 +98,41 @@ pub(crate) fn wrapper(view: &View, cwd: &Path) -> Option<Vec<OsString>> {
         writable: view.writable.clone(),
         read_only: view.read_only.clone(),
     };
-    add_git_own_files(&mut mounts);
+    add_git_own_files(&mut mounts, view.network);
     let mut argv = vec![sandbox.program().as_os_str().to_owned()];
     argv.extend(sandbox.args(&mounts, cwd));
     Some(argv)
 }
 
-/// What git itself reads from the server user's home, read-only: its global configuration
-/// (identity, settings the operator chose) and the ssh folder and agent socket a remote over ssh
-/// needs. Nothing else of that home is shown.
-fn add_git_own_files(mounts: &mut Mounts) {
+/// What git itself reads from the server user's home, read-only: its global configuration files
+/// (identity, settings the operator chose; not the folder they sit in, which may hold
+/// `credentials`), and for a command over the network the ssh folder and agent socket a remote
+/// over ssh needs. Nothing else of that home is shown.
+fn add_git_own_files(mounts: &mut Mounts, network: bool) {
     let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
-    if let Some(home) = var("HOME").map(PathBuf::from) {
+    let home = var("HOME").map(PathBuf::from);
+    let xdg = var("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| home.as_ref().map(|home| home.join(".config")));
+    if let Some(home) = &home {
         mounts.read_only.push(home.join(".gitconfig"));
-        mounts.read_only.push(home.join(".ssh"));
-        if var("XDG_CONFIG_HOME").is_none() {
-            mounts.read_only.push(home.join(".config/git"));
-        }
     }
-    if let Some(config) = var("XDG_CONFIG_HOME") {
-        mounts.read_only.push(Path::new(&config).join("git"));
+    if let Some(xdg) = xdg {
+        for file in ["config", "attributes", "ignore"] {
+            mounts.read_only.push(xdg.join("git").join(file));
+        }
     }
     if let Some(global) = var("GIT_CONFIG_GLOBAL") {
         mounts.read_only.push(PathBuf::from(global));
     }
-    // A socket is connected to, which needs it writable.
-    if let Some(socket) = var("SSH_AUTH_SOCK") {
-        mounts.writable.push(PathBuf::from(socket));
+    if network {
+        if let Some(home) = &home {
+            mounts.read_only.push(home.join(".ssh"));
+        }
+        // A socket is connected to, which needs it writable.
+        if let Some(socket) = var("SSH_AUTH_SOCK") {
+            mounts.writable.push(PathBuf::from(socket));
+        }
     }
 }
 

@@ -167,10 +167,9 @@ impl Repo {
         cmd::run_in(&self.path, args, &self.options(options), Some(view)).await
     }
 
-    /// What a command on this repository sees when confined: its `.git` folder writable, its
-    /// work tree read-only.
+    /// What a command on this repository sees when confined: its `.git` folder, writable.
     fn view(&self) -> View {
-        View::repository(&self.path, &self.git_dir)
+        View::repository(&self.git_dir)
     }
 
     /// [`Repo::view`] plus `remote` (a configured remote's name or a URL) when it is a folder on
@@ -198,7 +197,10 @@ impl Repo {
         let url = url.unwrap_or_else(|| remote.to_string());
         Ok(match crate::confine::local_remote(&url, &self.path) {
             Some(folder) => view.with(&folder, push),
-            None => view,
+            None => View {
+                network: true,
+                ..view
+            },
         })
     }
 
@@ -449,36 +451,37 @@ impl Repo {
         self.task_worktree(dir)?.reset_hard().await
     }
 
-    /// Removes the linked worktree at `dir` even with local changes or a lock (`--force
-    /// --force`), then prunes
-    /// stale worktree records. Succeeds when `dir` is already gone.
+    /// Removes the linked worktree at `dir` even with local changes or a lock, then prunes
+    /// stale worktree records (its own included). Succeeds when `dir` is already gone; a `dir`
+    /// that is no worktree of this repository is refused ([`GitError::NotATaskWorktree`]).
+    ///
+    /// The server deletes the folder itself (never following a link inside it) rather than
+    /// `git worktree remove`, which a confined git could only do shown the folder holding every
+    /// task's worktree; the entry's lock (its agent can lock it) goes first, so the prune takes
+    /// the entry.
     pub async fn remove_worktree(&self, dir: &Path) -> Result<(), GitError> {
-        let exists = tokio::fs::symlink_metadata(dir).await.is_ok();
-        if exists {
-            // The folder holding it is shown writable: git removes the worktree's own folder.
-            let mut view = self.view();
-            if let Some(parent) = dir.parent() {
-                view = view.with(parent, true);
+        if tokio::fs::symlink_metadata(dir).await.is_ok() {
+            let worktree = self.task_worktree(dir)?;
+            let failed = |what: &str, err: std::io::Error| GitError::NotATaskWorktree {
+                worktree: dir.to_path_buf(),
+                repo: self.path.clone(),
+                reason: format!("cannot {what}: {err}"),
+            };
+            match tokio::fs::remove_file(worktree.git_dir().join("locked")).await {
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(failed("unlock its entry", err));
+                }
+                _ => {}
             }
-            self.git_seeing(
-                [
-                    "worktree".as_ref(),
-                    "remove".as_ref(),
-                    // Twice: also when its entry is locked (which its agent can do).
-                    "--force".as_ref(),
-                    "--force".as_ref(),
-                    dir.as_os_str(),
-                ],
-                &CommandOptions::default(),
-                &view,
-            )
-            .await?
-            .ok()?;
+            tokio::fs::remove_dir_all(dir)
+                .await
+                .map_err(|err| failed("delete its folder", err))?;
         }
-        // Shown every worktree still there: a confined prune would drop the others' entries.
+        // Shown every other worktree's `.git` pointer, which is all a prune looks at: a
+        // confined prune would otherwise take every other entry for stale.
         let mut view = self.view();
-        for worktree in crate::worktree::recorded_worktree_dirs(&self.git_dir) {
-            view = view.with(&worktree, false);
+        for pointer in crate::worktree::recorded_worktree_pointers(&self.git_dir) {
+            view = view.with(&pointer, false);
         }
         self.git_seeing(["worktree", "prune"], &CommandOptions::default(), &view)
             .await?

@@ -95,11 +95,11 @@ impl TaskWorktree {
     }
 }
 
-/// The folders of the linked worktrees the repository whose git folder is `common` has on record
-/// (each entry's `gitdir`, a regular file of at most 4 KiB, names `<folder>/.git`), whether they
-/// still exist or not. A confined `git worktree prune` is shown those that exist: it prunes every
-/// entry whose worktree it cannot see.
-pub(crate) fn recorded_worktree_dirs(common: &Path) -> Vec<PathBuf> {
+/// The `.git` pointer files of the linked worktrees the repository whose git folder is `common`
+/// has on record (what each entry's `gitdir`, a regular file of at most 4 KiB, names), whether
+/// they still exist or not. A confined `git worktree prune` is shown those that exist: it prunes
+/// every entry whose pointer it cannot see.
+pub(crate) fn recorded_worktree_pointers(common: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(common.join("worktrees")) else {
         return Vec::new();
     };
@@ -108,11 +108,7 @@ pub(crate) fn recorded_worktree_dirs(common: &Path) -> Vec<PathBuf> {
         .filter_map(|entry| {
             crate::refs::read_capped(&entry.path().join("gitdir"), MAX_RECORD_BYTES)
         })
-        .filter_map(|gitdir| {
-            Path::new(gitdir.trim_end_matches('\n'))
-                .parent()
-                .map(Path::to_path_buf)
-        })
+        .map(|gitdir| PathBuf::from(gitdir.trim_end_matches('\n')))
         .collect()
 }
 
@@ -190,6 +186,7 @@ impl TaskWorktree {
         let view = View {
             writable: vec![self.work_tree.clone(), self.common_dir.clone()],
             read_only: Vec::new(),
+            network: false,
         };
         cmd::run_in(&self.work_tree, args, &options, Some(&view)).await
     }

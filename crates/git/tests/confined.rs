@@ -161,11 +161,23 @@ async fn a_branch_deletion_does_not_replace_a_file_through_a_planted_packed_refs
 }
 
 /// `packed-refs` linked to the api-token makes git read the token as refs, and its error quotes
-/// the line: a secret in a message. Confined, the token is not there to read.
+/// the line: a secret in a message. `objects/info/alternates` linked to a file makes git quote
+/// every line of it — here a secret in the project's own checkout (its main work tree), which no
+/// agent sees. Confined, neither is there to read.
 #[tokio::test]
 async fn no_error_quotes_a_secret_read_through_a_planted_link() {
     let scene = scene();
     plant(&scene.app.join(".git/packed-refs"), &scene.token);
+    let checkout_secret = scene.app.join(".env");
+    std::fs::write(
+        &checkout_secret,
+        format!("KEY=1\n{SECRET}-in-the-checkout\n"),
+    )
+    .unwrap();
+    plant(
+        &scene.app.join(".git/objects/info/alternates"),
+        &checkout_secret,
+    );
 
     let repo = Repo::open(&scene.app).await.unwrap();
     let results = [
@@ -173,6 +185,7 @@ async fn no_error_quotes_a_secret_read_through_a_planted_link() {
         repo.branches_with_prefix("atelier/").await.map(|_| ()),
         repo.delete_branch("atelier/nope").await,
         repo.fetch("origin").await,
+        repo.file_at("HEAD", "README.md").await.map(|_| ()),
         git::branch_head(&scene.app, "main").await.map(|_| ()),
     ];
     for result in results {
@@ -181,7 +194,7 @@ async fn no_error_quotes_a_secret_read_through_a_planted_link() {
         }
     }
 
-    // The control: unconfined, git quotes the token.
+    // The controls: unconfined, git quotes the token, and the checkout's secret.
     let out = std::process::Command::new("git")
         .args(["-C", scene.app.to_str().unwrap(), "for-each-ref"])
         .output()
@@ -189,6 +202,15 @@ async fn no_error_quotes_a_secret_read_through_a_planted_link() {
     assert!(
         String::from_utf8_lossy(&out.stderr).contains(SECRET),
         "unconfined git quotes what it read through the link: {out:?}"
+    );
+    std::fs::remove_file(scene.app.join(".git/packed-refs")).unwrap();
+    let out = std::process::Command::new("git")
+        .args(["-C", scene.app.to_str().unwrap(), "cat-file", "-t", "HEAD"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("{SECRET}-in-the-checkout")),
+        "unconfined git quotes every line of the alternates' file: {out:?}"
     );
 }
 

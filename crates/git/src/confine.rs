@@ -8,13 +8,13 @@
 //! So once the engine has a working sandbox ([`confine_server_git`]), every git command on a
 //! project's repository — a [`crate::Repo`]'s, a [`crate::TaskWorktree`]'s, the branch-head
 //! fallback — starts inside the same bubblewrap sandbox as an agent, seeing the system read-only
-//! and only what that command works on ([`View`]): the repository's `.git` writable and its work
-//! tree read-only; a task's worktree when the command is about it; a remote that is a local
-//! folder when the command talks to it; the server user's git configuration and ssh folder
+//! and only what that command works on ([`View`]): the repository's `.git` writable; a task's
+//! worktree when the command is about it; a remote that is a local folder when the command talks
+//! to it; the server user's git configuration files, and over the network its ssh folder,
 //! read-only. A link planted by an agent then leads either into nothing (the data directory,
-//! the homes and every other path do not exist inside) or to a file that agent could write
-//! itself. Commands that name no repository (`git --version`, a path's discovery) stay as they
-//! are.
+//! the homes and every other path do not exist inside) or to a file that agent could read or
+//! write itself. Commands that name no repository (`git --version`, a path's discovery) stay as
+//! they are.
 //!
 //! Process-wide, because a server has one sandbox: the engine sets it once at start, when
 //! bubblewrap works; without it (`--sandbox=none`, or before any engine started) the server's

@@ -469,8 +469,13 @@ async fn build(
         repo.path().display()
     )))?;
     if has_remote && let Err(err) = spec.lock.fetch(repo, spec.remote).await {
+        // Git's own message stays in the server's log: the notes go to `setup.log`, which the
+        // task's agent reads, and git can be made (through a link an agent planted in `.git`)
+        // to quote in it a line of a file the agent may not see.
+        tracing::warn!(remote = spec.remote, error = %err, "fetching for a new task's workspace failed");
         notes.push(format!(
-            "fetching `{}` failed, the branch is cut from what was fetched before: {err}",
+            "fetching `{}` failed, the branch is cut from what was fetched before (git's message \
+             is in the server's log)",
             spec.remote
         ));
     }

@@ -153,10 +153,18 @@ where
     let mut cmd = match wrapper.as_deref() {
         Some([program, sandbox_args @ ..]) => {
             let mut cmd = tokio::process::Command::new(program);
-            // The sandbox shows no other worktree: an automatic `gc` must not take them for
-            // deleted and prune their entries (by default it does so after three months).
-            cmd.args(sandbox_args)
-                .args(["git", "-c", "gc.worktreePruneExpire=never"]);
+            // No automatic gc: it detaches, and the sandbox's end would kill it halfway, leaving
+            // its locks (`packed-refs.lock`) behind; and the sandbox shows no other worktree,
+            // which a gc would take for deleted and prune.
+            cmd.args(sandbox_args).args([
+                "git",
+                "-c",
+                "gc.auto=0",
+                "-c",
+                "maintenance.auto=false",
+                "-c",
+                "gc.worktreePruneExpire=never",
+            ]);
             cmd
         }
         _ => tokio::process::Command::new("git"),

@@ -48,14 +48,14 @@ pub fn server_git_confined() -> bool {
 /// outside, writable or read-only, and whether it talks to a remote over the network (then it
 /// sees the server user's ssh folder and agent too).
 ///
-/// Whatever a confined git can read, an agent may learn: a link it plants where git reads a
-/// list (`packed-refs`, a loose ref) makes git quote the first line of the file it leads to in
-/// an error, and errors reach the task's `setup.log`, which its agent reads. So a view holds only
-/// what the agent of the task sees anyway — the repository's `.git`, the task's worktree, the
-/// server user's git configuration — plus what a command cannot work without: a local remote it
-/// talks to, and the ssh folder for a remote over ssh (whose private keys start with a line that
-/// says only what they are; the lists git quotes line by line, `objects/info/alternates` and
-/// `info/grafts`, are read-only to agents).
+/// Whatever a confined git can read, an agent may try to learn: a link it plants where git
+/// reads a list (`packed-refs`, `shallow`) makes git quote a line of the file it leads to in an
+/// error (the lists git quotes line by line, `objects/info/alternates` and `info/grafts`, are
+/// read-only to agents). So a view holds what the agent of the task sees anyway — the
+/// repository's `.git`, the task's worktree, the server user's git configuration files — plus
+/// only what a command cannot work without: a local remote it talks to, and the ssh folder for a
+/// remote over the network; the errors of those commands stay out of what agents read (the
+/// engine logs them).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct View {
     pub writable: Vec<PathBuf>,

@@ -9,13 +9,16 @@
 //! a deadline too (5 minutes, `cmd::LOCAL_LIMIT`: an agent can plant a named pipe where git
 //! reads).
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::GitError;
 use crate::cmd::{self, CommandOptions, check_name};
 use crate::confine::View;
+
+/// Where a remote goes in the arguments of [`Repo::git_remote`].
+const REMOTE: &str = "{remote}";
 
 /// A git repository, identified by the canonical path of its main work tree, with the deadline
 /// of its network commands.
@@ -172,67 +175,88 @@ impl Repo {
         View::repository(&self.git_dir)
     }
 
-    /// [`Repo::view`] plus `remote` (a configured remote's name or a URL) when it is a folder on
-    /// this machine: writable for a push, read-only otherwise. A remote's URL (its `pushurl`
-    /// for a push) is read from the repository's configuration, which no agent can write.
-    async fn remote_view(&self, remote: &str, push: bool) -> Result<View, GitError> {
+    /// Where a command that talks to `remote` (a configured remote's name, or a URL) goes, and
+    /// what it sees when confined. The remote's URLs are git's own answer (`git remote get-url
+    /// --all`, `--push` for a push: `insteadOf` rewrites applied), from the repository's
+    /// configuration, which no agent can write. A remote over the network: the repository's view
+    /// and the ssh folder. A folder on this machine is shown too: read-only to fetch from; to
+    /// push to, writable — and then, when it is the remote's one URL, the push goes to the folder
+    /// by its path with the repository's `.git` read-only, so git writes nothing on this side
+    /// (a remote-tracking ref and its reflog, which an agent could have linked into the remote's
+    /// files); the next fetch brings the tracking ref up to date.
+    async fn remote_target(&self, remote: &str, push: bool) -> Result<(OsString, View), GitError> {
         let view = self.view();
         if !crate::confine::server_git_confined() {
-            return Ok(view);
+            return Ok((remote.into(), view));
         }
-        let mut url = None;
-        let keys = if push {
-            &["pushurl", "url"][..]
+        let mut args = vec!["remote", "get-url", "--all"];
+        if push {
+            args.push("--push");
+        }
+        args.extend(["--", remote]);
+        let out = self.git(args).await?;
+        let urls: Vec<String> = if out.success {
+            out.stdout.lines().map(str::to_string).collect()
         } else {
-            &["url"][..]
+            // Not a configured remote: a URL.
+            vec![remote.to_string()]
         };
-        for key in keys {
-            let key = format!("remote.{remote}.{key}");
-            let out = self.git(["config", "--get", key.as_str()]).await?;
-            if out.success {
-                url = Some(out.stdout.trim().to_string());
-                break;
-            }
+        let folders: Vec<PathBuf> = urls
+            .iter()
+            .filter_map(|url| crate::confine::local_remote(url, &self.path))
+            .map(|folder| std::fs::canonicalize(&folder).unwrap_or(folder))
+            .collect();
+        let network = folders.len() < urls.len();
+        if push
+            && let [folder] = folders.as_slice()
+            && urls.len() == 1
+        {
+            let view = View {
+                writable: vec![folder.clone()],
+                read_only: vec![self.git_dir.clone()],
+                network: false,
+            };
+            return Ok((folder.clone().into_os_string(), view));
         }
-        let url = url.unwrap_or_else(|| remote.to_string());
-        Ok(match crate::confine::local_remote(&url, &self.path) {
-            Some(folder) => view.with(&folder, push),
-            None => View {
-                network: true,
-                ..view
-            },
-        })
+        let mut view = View { network, ..view };
+        for folder in &folders {
+            view = view.with(folder, push);
+        }
+        Ok((remote.into(), view))
     }
 
-    /// [`Repo::git_with`] for a command that talks to `remote` (a name or a URL), seeing it
-    /// when it is a local folder ([`Repo::remote_view`]).
-    async fn git_remote<I, S>(
+    /// [`Repo::git_with`] for a command that talks to `remote` (a name or a URL), whose place
+    /// in `args` is `{remote}` ([`REMOTE`]): it becomes where [`Repo::remote_target`] says,
+    /// seen as it says.
+    async fn git_remote(
         &self,
-        args: I,
+        args: &[&OsStr],
         remote: &str,
         push: bool,
         options: &CommandOptions,
-    ) -> Result<cmd::Output, GitError>
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<OsStr>,
-    {
-        let view = self.remote_view(remote, push).await?;
+    ) -> Result<cmd::Output, GitError> {
+        let (target, view) = self.remote_target(remote, push).await?;
+        let args: Vec<&OsStr> = args
+            .iter()
+            .map(|arg| {
+                if *arg == OsStr::new(REMOTE) {
+                    target.as_os_str()
+                } else {
+                    arg
+                }
+            })
+            .collect();
         self.git_seeing(args, options, &view).await
     }
 
     /// [`Repo::git_remote`]'s stdout when git succeeded, killed past `limit`.
-    async fn git_network_ok<I, S>(
+    async fn git_network_ok(
         &self,
-        args: I,
+        args: &[&OsStr],
         remote: &str,
         push: bool,
         limit: Duration,
-    ) -> Result<String, GitError>
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<OsStr>,
-    {
+    ) -> Result<String, GitError> {
         let options = CommandOptions {
             env: Vec::new(),
             timeout: Some(limit),
@@ -316,7 +340,7 @@ impl Repo {
     pub async fn fetch(&self, remote: &str) -> Result<(), GitError> {
         check_name("remote", remote)?;
         self.git_network_ok(
-            [
+            &[
                 "fetch",
                 "--quiet",
                 "--prune",
@@ -324,8 +348,9 @@ impl Repo {
                 // `FETCH_HEAD` sits in the `.git` folder agents can write: never opened for
                 // writing (a symlink planted there would be written through).
                 "--no-write-fetch-head",
-                remote,
-            ],
+                REMOTE,
+            ]
+            .map(OsStr::new),
             remote,
             false,
             self.network_timeout,
@@ -403,37 +428,50 @@ impl Repo {
         check_name("branch", branch)?;
         check_name("base revision", base)?;
         // Made here (empty, which git accepts), so that a confined git is shown this one folder
-        // writable rather than the folder holding every task's worktree.
+        // writable rather than the folder holding every task's worktree; named to git by its
+        // canonical path (as git records a path it resolves itself), and removed again when git
+        // fails.
+        let made = tokio::fs::symlink_metadata(dir).await.is_err();
+        let cannot = |what: &str, err: std::io::Error| GitError::NotATaskWorktree {
+            worktree: dir.to_path_buf(),
+            repo: self.path.clone(),
+            reason: format!("cannot {what} its folder: {err}"),
+        };
         tokio::fs::create_dir_all(dir)
             .await
-            .map_err(|err| GitError::NotATaskWorktree {
-                worktree: dir.to_path_buf(),
-                repo: self.path.clone(),
-                reason: format!("cannot create its folder: {err}"),
-            })?;
-        let view = self.view().with(dir, true);
-        self.git_seeing(
-            [
-                "worktree".as_ref(),
-                "add".as_ref(),
-                "--quiet".as_ref(),
-                "--no-checkout".as_ref(),
-                "--no-track".as_ref(),
-                "-b".as_ref(),
-                branch.as_ref(),
-                dir.as_os_str(),
-                base.as_ref(),
-            ],
-            &CommandOptions::default(),
-            &view,
-        )
-        .await?
-        .ok()?;
+            .map_err(|err| cannot("create", err))?;
+        let canonical = tokio::fs::canonicalize(dir)
+            .await
+            .map_err(|err| cannot("resolve", err))?;
+        let view = self.view().with(&canonical, true);
+        let added = self
+            .git_seeing(
+                [
+                    "worktree".as_ref(),
+                    "add".as_ref(),
+                    "--quiet".as_ref(),
+                    "--no-checkout".as_ref(),
+                    "--no-track".as_ref(),
+                    "-b".as_ref(),
+                    branch.as_ref(),
+                    canonical.as_os_str(),
+                    base.as_ref(),
+                ],
+                &CommandOptions::default(),
+                &view,
+            )
+            .await
+            .and_then(cmd::Output::ok);
+        if let Err(err) = added {
+            if made {
+                // Only if still empty: never what someone else put there.
+                let _ = tokio::fs::remove_dir(&canonical).await;
+            }
+            return Err(err);
+        }
         // The entry's configuration file exists from the start, so that a sandbox can show it
         // read-only (an agent creating it would configure the server's git).
-        if let Ok(work_tree) = std::fs::canonicalize(dir)
-            && let Some(entry) = crate::worktree_entry(&self.git_dir, &work_tree)
-        {
+        if let Some(entry) = crate::worktree_entry(&self.git_dir, &canonical) {
             crate::seal_worktree_config(&entry).map_err(|err| GitError::NotATaskWorktree {
                 worktree: dir.to_path_buf(),
                 repo: self.path.clone(),
@@ -586,7 +624,14 @@ impl Repo {
         let refspec = format!("{sha}:refs/heads/{branch}");
         let out = self
             .git_remote(
-                ["push", "--porcelain", lease.as_str(), url, refspec.as_str()],
+                &[
+                    "push",
+                    "--porcelain",
+                    lease.as_str(),
+                    REMOTE,
+                    refspec.as_str(),
+                ]
+                .map(OsStr::new),
                 url,
                 true,
                 options,
@@ -620,7 +665,7 @@ impl Repo {
         let refname = format!("refs/heads/{branch}");
         let out = self
             .git_remote(
-                ["ls-remote", "--heads", url, refname.as_str()],
+                &["ls-remote", "--heads", REMOTE, refname.as_str()].map(OsStr::new),
                 url,
                 false,
                 options,
@@ -646,7 +691,7 @@ impl Repo {
         check_name("branch", branch)?;
         let refname = format!("refs/heads/{branch}");
         self.git_remote(
-            ["push", "--quiet", url, "--delete", refname.as_str()],
+            &["push", "--quiet", REMOTE, "--delete", refname.as_str()].map(OsStr::new),
             url,
             true,
             options,
@@ -670,15 +715,16 @@ impl Repo {
         check_name("ref", into)?;
         let refspec = format!("+refs/heads/{branch}:{into}");
         self.git_remote(
-            [
+            &[
                 "fetch",
                 "--quiet",
                 "--no-tags",
                 "--no-recurse-submodules",
                 "--no-write-fetch-head",
-                url,
+                REMOTE,
                 refspec.as_str(),
-            ],
+            ]
+            .map(OsStr::new),
             url,
             false,
             options,
@@ -702,7 +748,7 @@ impl Repo {
         let refname = format!("refs/heads/{branch}");
         let out = self
             .git_network_ok(
-                ["ls-remote", "--heads", remote, refname.as_str()],
+                &["ls-remote", "--heads", REMOTE, refname.as_str()].map(OsStr::new),
                 remote,
                 false,
                 self.network_timeout,
@@ -723,7 +769,7 @@ impl Repo {
         let refname = format!("refs/heads/{branch}");
         let pushed = self
             .git_network_ok(
-                ["push", "--quiet", remote, "--delete", refname.as_str()],
+                &["push", "--quiet", REMOTE, "--delete", refname.as_str()].map(OsStr::new),
                 remote,
                 true,
                 self.network_timeout,
@@ -827,7 +873,7 @@ impl Repo {
     /// `git push --quiet <remote> <refspec>` under the network deadline.
     async fn push_refspec(&self, remote: &str, refspec: &str) -> Result<(), GitError> {
         self.git_network_ok(
-            ["push", "--quiet", remote, refspec],
+            &["push", "--quiet", REMOTE, refspec].map(OsStr::new),
             remote,
             true,
             self.network_timeout,

@@ -106,9 +106,10 @@ pub(crate) fn recorded_worktree_pointers(common: &Path) -> Vec<PathBuf> {
     entries
         .flatten()
         .filter_map(|entry| {
-            crate::refs::read_capped(&entry.path().join("gitdir"), MAX_RECORD_BYTES)
+            let gitdir = crate::refs::read_capped(&entry.path().join("gitdir"), MAX_RECORD_BYTES)?;
+            // A relative record (`worktree.useRelativePaths`) is relative to the entry.
+            Some(entry.path().join(gitdir.trim_end_matches('\n')))
         })
-        .map(|gitdir| PathBuf::from(gitdir.trim_end_matches('\n')))
         .collect()
 }
 

@@ -365,3 +365,80 @@ async fn removing_one_worktree_confined_keeps_the_others() {
     let task = repo.task_worktree(&worktrees.join("t1")).unwrap();
     assert_eq!(task.branch().await.unwrap(), "atelier/t1");
 }
+
+/// A push to a remote that is a folder here shows that folder writable; a remote-tracking ref's
+/// reflog linked into it (its `config`) would be appended to by the push. The push goes to the
+/// folder by its path with the repository's `.git` read-only: nothing is written on this side.
+#[tokio::test]
+async fn a_push_to_a_local_remote_writes_nothing_through_a_planted_reflog() {
+    let scene = scene();
+    for branch in ["atelier/t1", "atelier/t2"] {
+        testkit::git(&scene.app, &["branch", branch]).unwrap();
+    }
+    let remote_config = scene.remote.join("config");
+    let logs = scene.app.join(".git/logs/refs/remotes/origin/atelier");
+    plant(&logs.join("t1"), &remote_config);
+    plant(&logs.join("t2"), &remote_config);
+    let before = snapshot(&remote_config);
+
+    let repo = Repo::open(&scene.app).await.unwrap();
+    let pushed = repo.push("origin", "atelier/t1").await.unwrap();
+    assert_eq!(
+        snapshot(&remote_config),
+        before,
+        "the remote's config was written"
+    );
+    assert!(
+        repo.remote_has_branch("origin", "atelier/t1")
+            .await
+            .unwrap()
+    );
+    repo.fetch("origin").await.ok();
+    assert!(
+        repo.delete_remote_branch("origin", "atelier/t1")
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        snapshot(&remote_config),
+        before,
+        "the remote's config was written"
+    );
+    assert!(!pushed.is_empty());
+
+    // The control: unconfined, the push by the remote's name appends to the remote's config.
+    testkit::git(&scene.app, &["push", "--quiet", "origin", "atelier/t2"]).unwrap();
+    assert_ne!(
+        snapshot(&remote_config),
+        before,
+        "unconfined git appends through the link"
+    );
+}
+
+/// The folder of worktrees may be reached through a symbolic link (a data disk): the worktree is
+/// recorded at its real path, as unconfined git records it, and found again. A worktree git
+/// could not add leaves no folder behind.
+#[tokio::test]
+async fn worktrees_through_a_linked_folder_and_failed_ones_leave_nothing() {
+    let scene = scene();
+    let repo = Repo::open(&scene.app).await.unwrap();
+    let real = scene.root.join("disk/worktrees");
+    std::fs::create_dir_all(&real).unwrap();
+    let linked = scene.root.join("worktrees");
+    std::os::unix::fs::symlink(&real, &linked).unwrap();
+    repo.add_worktree(&linked.join("t1"), "atelier/t1", "main")
+        .await
+        .unwrap();
+    let task = repo.task_worktree(&linked.join("t1")).unwrap();
+    assert_eq!(task.path(), real.join("t1"));
+    assert!(real.join("t1/README.md").is_file());
+
+    let err = repo
+        .add_worktree(&linked.join("t2"), "atelier/t2", "no-such-base")
+        .await
+        .unwrap_err();
+    assert!(!real.join("t2").exists(), "left behind after: {err}");
+    repo.remove_worktree(&linked.join("t1")).await.unwrap();
+    assert!(!real.join("t1").exists());
+    assert!(repo.linked_worktrees().await.unwrap().is_empty());
+}

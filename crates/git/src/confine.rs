@@ -21,6 +21,7 @@
 //! git runs unconfined, like its agents.
 
 use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::sync::{PoisonError, RwLock};
 
@@ -63,16 +64,36 @@ pub(crate) struct View {
     pub network: bool,
 }
 
+/// What of a repository's `.git` no agent can write (its sandbox shows them read-only), and so
+/// no confined server git either: a link an agent planted cannot lead git to write there (a
+/// reflog line appended to `config` would break every later command). `worktrees` is writable
+/// only to the commands that add and prune records ([`View::with_worktree_records`]).
+const PROTECTED: [&str; 6] = [
+    "config",
+    "config.worktree",
+    "hooks",
+    "info",
+    "objects/info",
+    "worktrees",
+];
+
 impl View {
-    /// A repository's commands: its `.git` folder writable, nothing of its work tree (no command
-    /// on the repository reads it, and it may be an operator's checkout with files no agent
-    /// sees).
+    /// A repository's commands: its `.git` folder writable but for [`PROTECTED`], nothing of its
+    /// work tree (no command on the repository reads it, and it may be an operator's checkout
+    /// with files no agent sees).
     pub fn repository(git_dir: &Path) -> View {
         View {
             writable: vec![git_dir.to_path_buf()],
-            read_only: Vec::new(),
+            read_only: PROTECTED.iter().map(|p| git_dir.join(p)).collect(),
             network: false,
         }
+    }
+
+    /// The same with the repository's `worktrees` folder writable: `git worktree add` and
+    /// `prune` write records there.
+    #[must_use]
+    pub fn with_worktree_records(self, git_dir: &Path) -> View {
+        self.with(&git_dir.join("worktrees"), true)
     }
 
     /// `path` added, writable or not.
@@ -141,7 +162,9 @@ fn add_git_own_files(mounts: &mut Mounts, network: bool) {
 /// (`https://…`, `ssh://…`, `git@host:path`).
 pub(crate) fn local_remote(url: &str, base: &Path) -> Option<PathBuf> {
     let path = if let Some(rest) = url.strip_prefix("file://") {
-        PathBuf::from(rest)
+        // As git reads it: an optional `localhost` host, then the path, percent-decoded.
+        let rest = rest.strip_prefix("localhost").unwrap_or(rest);
+        PathBuf::from(std::ffi::OsString::from_vec(percent_decoded(rest)))
     } else if url.contains("://") {
         return None;
     } else if url
@@ -154,6 +177,30 @@ pub(crate) fn local_remote(url: &str, base: &Path) -> Option<PathBuf> {
         base.join(url)
     };
     Some(path)
+}
+
+/// `text` with each `%XX` replaced by the byte it stands for.
+fn percent_decoded(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]

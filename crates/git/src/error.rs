@@ -28,6 +28,10 @@ pub enum GitError {
         reason: String,
     },
 
+    /// A remote the confined server git cannot talk to safely.
+    #[error("cannot use the remote `{remote}`: {reason}")]
+    UnsupportedRemote { remote: String, reason: String },
+
     /// Neither `<remote>/HEAD` nor a `main`/`master` branch exists.
     #[error(
         "cannot tell the default branch of {}: `{remote}/HEAD` is not set and there is no `main` or \

@@ -20,6 +20,9 @@ use crate::confine::View;
 /// Where a remote goes in the arguments of [`Repo::git_remote`].
 const REMOTE: &str = "{remote}";
 
+/// The remote's side of a confined push to a folder on this machine: no automatic gc.
+const LOCAL_RECEIVE_PACK: &str = "--receive-pack=git -c receive.autogc=false receive-pack";
+
 /// A git repository, identified by the canonical path of its main work tree, with the deadline
 /// of its network commands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,19 +178,24 @@ impl Repo {
         View::repository(&self.git_dir)
     }
 
-    /// Where a command that talks to `remote` (a configured remote's name, or a URL) goes, and
-    /// what it sees when confined. The remote's URLs are git's own answer (`git remote get-url
-    /// --all`, `--push` for a push: `insteadOf` rewrites applied), from the repository's
-    /// configuration, which no agent can write. A remote over the network: the repository's view
-    /// and the ssh folder. A folder on this machine is shown too: read-only to fetch from; to
-    /// push to, writable — and then, when it is the remote's one URL, the push goes to the folder
-    /// by its path with the repository's `.git` read-only, so git writes nothing on this side
-    /// (a remote-tracking ref and its reflog, which an agent could have linked into the remote's
-    /// files); the next fetch brings the tracking ref up to date.
-    async fn remote_target(&self, remote: &str, push: bool) -> Result<(OsString, View), GitError> {
+    /// Where a command that talks to `remote` (a configured remote's name, or a URL) goes, what
+    /// it sees when confined, and whether it is a push to a folder on this machine. The URLs are
+    /// git's own answer, from the repository's configuration, which no agent can write: a
+    /// remote's (`git remote get-url --all`, `--push` for a push), or a URL's after `insteadOf`
+    /// (`git ls-remote --get-url`). A remote over the network: the repository's view and the ssh
+    /// folder. A folder on this machine is shown too, read-only to fetch from; a push goes to it
+    /// by its path with the repository's `.git` read-only, so git writes nothing on this side (a
+    /// remote-tracking ref and its reflog, which an agent could have linked into the remote's
+    /// files; the next fetch brings the tracking ref up to date). A push to a remote with several
+    /// URLs, one of them a folder, is refused.
+    async fn remote_target(
+        &self,
+        remote: &str,
+        push: bool,
+    ) -> Result<(OsString, View, bool), GitError> {
         let view = self.view();
         if !crate::confine::server_git_confined() {
-            return Ok((remote.into(), view));
+            return Ok((remote.into(), view, false));
         }
         let mut args = vec!["remote", "get-url", "--all"];
         if push {
@@ -197,32 +205,44 @@ impl Repo {
         let out = self.git(args).await?;
         let urls: Vec<String> = if out.success {
             out.stdout.lines().map(str::to_string).collect()
-        } else {
+        } else if out.code == Some(2) {
             // Not a configured remote: a URL.
-            vec![remote.to_string()]
+            let url = self
+                .git_ok(["ls-remote", "--get-url", "--", remote])
+                .await?;
+            vec![url.trim().to_string()]
+        } else {
+            return Err(out.into_error());
         };
         let folders: Vec<PathBuf> = urls
             .iter()
             .filter_map(|url| crate::confine::local_remote(url, &self.path))
             .map(|folder| std::fs::canonicalize(&folder).unwrap_or(folder))
             .collect();
-        let network = folders.len() < urls.len();
-        if push
-            && let [folder] = folders.as_slice()
-            && urls.len() == 1
-        {
+        if push && !folders.is_empty() {
+            let ([folder], [_]) = (folders.as_slice(), urls.as_slice()) else {
+                return Err(GitError::UnsupportedRemote {
+                    remote: remote.to_string(),
+                    reason: "it has several push URLs, one of them a folder on this machine; \
+                             confined, Atelier pushes to such a remote only when it has one URL"
+                        .to_string(),
+                });
+            };
             let view = View {
                 writable: vec![folder.clone()],
                 read_only: vec![self.git_dir.clone()],
                 network: false,
             };
-            return Ok((folder.clone().into_os_string(), view));
+            return Ok((folder.clone().into_os_string(), view, true));
         }
-        let mut view = View { network, ..view };
+        let mut view = View {
+            network: folders.len() < urls.len(),
+            ..view
+        };
         for folder in &folders {
-            view = view.with(folder, push);
+            view = view.with(folder, false);
         }
-        Ok((remote.into(), view))
+        Ok((remote.into(), view, false))
     }
 
     /// [`Repo::git_with`] for a command that talks to `remote` (a name or a URL), whose place
@@ -235,8 +255,8 @@ impl Repo {
         push: bool,
         options: &CommandOptions,
     ) -> Result<cmd::Output, GitError> {
-        let (target, view) = self.remote_target(remote, push).await?;
-        let args: Vec<&OsStr> = args
+        let (target, view, local_push) = self.remote_target(remote, push).await?;
+        let mut args: Vec<&OsStr> = args
             .iter()
             .map(|arg| {
                 if *arg == OsStr::new(REMOTE) {
@@ -246,6 +266,11 @@ impl Repo {
                 }
             })
             .collect();
+        if local_push && args.first() == Some(&OsStr::new("push")) {
+            // The remote's side runs in this sandbox too, and git does not pass it this side's
+            // `-c gc.auto=0`: its detached gc would die with the sandbox, leaving its locks.
+            args.insert(1, OsStr::new(LOCAL_RECEIVE_PACK));
+        }
         self.git_seeing(args, options, &view).await
     }
 
@@ -443,7 +468,10 @@ impl Repo {
         let canonical = tokio::fs::canonicalize(dir)
             .await
             .map_err(|err| cannot("resolve", err))?;
-        let view = self.view().with(&canonical, true);
+        let view = self
+            .view()
+            .with_worktree_records(&self.git_dir)
+            .with(&canonical, true);
         let added = self
             .git_seeing(
                 [
@@ -471,13 +499,18 @@ impl Repo {
         }
         // The entry's configuration file exists from the start, so that a sandbox can show it
         // read-only (an agent creating it would configure the server's git).
-        if let Some(entry) = crate::worktree_entry(&self.git_dir, &canonical) {
-            crate::seal_worktree_config(&entry).map_err(|err| GitError::NotATaskWorktree {
+        let entry = crate::worktree_entry(&self.git_dir, &canonical).ok_or_else(|| {
+            GitError::NotATaskWorktree {
                 worktree: dir.to_path_buf(),
                 repo: self.path.clone(),
-                reason: format!("cannot create its entry's config.worktree: {err}"),
-            })?;
-        }
+                reason: "git recorded no entry leading back to it".to_string(),
+            }
+        })?;
+        crate::seal_worktree_config(&entry).map_err(|err| GitError::NotATaskWorktree {
+            worktree: dir.to_path_buf(),
+            repo: self.path.clone(),
+            reason: format!("cannot create its entry's config.worktree: {err}"),
+        })?;
         Ok(())
     }
 
@@ -517,7 +550,7 @@ impl Repo {
         }
         // Shown every other worktree's `.git` pointer, which is all a prune looks at: a
         // confined prune would otherwise take every other entry for stale.
-        let mut view = self.view();
+        let mut view = self.view().with_worktree_records(&self.git_dir);
         for pointer in crate::worktree::recorded_worktree_pointers(&self.git_dir) {
             view = view.with(&pointer, false);
         }

@@ -38,6 +38,10 @@ const OVERRIDES: [(&str, &str); 4] = [
 /// Largest `gitdir`/`commondir` file read (each is one path).
 const MAX_RECORD_BYTES: u64 = 4096;
 
+/// The files of a worktree's entry that say where it is and how git is configured there:
+/// read-only to its agent, and so to the server's confined git working in it.
+const ENTRY_RECORDS: [&str; 3] = ["commondir", "gitdir", "config.worktree"];
+
 /// A task's linked worktree and its entry in the repository's git folder, located without
 /// reading anything inside the worktree.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,12 +109,26 @@ pub(crate) fn recorded_worktree_pointers(common: &Path) -> Vec<PathBuf> {
     };
     entries
         .flatten()
-        .filter_map(|entry| {
-            let gitdir = crate::refs::read_capped(&entry.path().join("gitdir"), MAX_RECORD_BYTES)?;
-            // A relative record (`worktree.useRelativePaths`) is relative to the entry.
-            Some(entry.path().join(gitdir.trim_end_matches('\n')))
-        })
+        .filter_map(|entry| recorded_pointer(&entry.path()))
         .collect()
+}
+
+/// The `.git` pointer an entry's `gitdir` record names (a regular file of at most 4 KiB): a
+/// relative record (`worktree.useRelativePaths`) resolved against the entry, `.` and `..`
+/// resolved without touching the disk.
+fn recorded_pointer(entry: &Path) -> Option<PathBuf> {
+    let text = crate::refs::read_capped(&entry.join("gitdir"), MAX_RECORD_BYTES)?;
+    let mut path = PathBuf::new();
+    for part in entry.join(text.trim_end_matches('\n')).components() {
+        match part {
+            std::path::Component::ParentDir => {
+                path.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => path.push(other),
+        }
+    }
+    Some(path)
 }
 
 /// The entry of the worktree at `work_tree` (a canonical path) in the repository whose git
@@ -119,10 +137,8 @@ pub(crate) fn recorded_worktree_pointers(common: &Path) -> Vec<PathBuf> {
 /// files (regular files, not links, at most 4 KiB).
 pub fn worktree_entry(common: &Path, work_tree: &Path) -> Option<PathBuf> {
     let wanted = work_tree.join(".git");
-    let leads_back = |entry: &Path| {
-        crate::refs::read_capped(&entry.join("gitdir"), MAX_RECORD_BYTES)
-            .is_some_and(|text| Path::new(text.trim_end_matches('\n')) == wanted)
-    };
+    let leads_back =
+        |entry: &Path| recorded_pointer(entry).is_some_and(|pointer| pointer == wanted);
     let entries = common.join("worktrees");
     if let Some(name) = work_tree.file_name() {
         let named = entries.join(name);
@@ -183,12 +199,14 @@ impl TaskWorktree {
             env.push((format!("GIT_CONFIG_VALUE_{i}"), (*value).to_string()));
         }
         let options = CommandOptions { env, timeout: None };
-        // Confined, it sees the worktree and the repository's `.git` (its entry is inside).
-        let view = View {
-            writable: vec![self.work_tree.clone(), self.common_dir.clone()],
-            read_only: Vec::new(),
-            network: false,
-        };
+        // Confined, it sees the worktree, the repository's `.git` and its own entry there, with
+        // what its agent cannot write read-only to it too.
+        let mut view = View::repository(&self.common_dir)
+            .with(&self.work_tree, true)
+            .with(&self.git_dir, true);
+        for file in ENTRY_RECORDS {
+            view = view.with(&self.git_dir.join(file), false);
+        }
         cmd::run_in(&self.work_tree, args, &options, Some(&view)).await
     }
 

@@ -442,3 +442,88 @@ async fn worktrees_through_a_linked_folder_and_failed_ones_leave_nothing() {
     assert!(!real.join("t1").exists());
     assert!(repo.linked_worktrees().await.unwrap().is_empty());
 }
+
+/// What agents cannot write in `.git` (its `config`, a worktree entry's `gitdir`), the server's
+/// confined git cannot write either: a link planted to it is not written through (a reflog line
+/// appended to `config` would break every later command of the project).
+#[tokio::test]
+async fn a_planted_link_cannot_lead_the_server_s_git_into_what_agents_cannot_write() {
+    let scene = scene();
+    let repo = Repo::open(&scene.app).await.unwrap();
+    let worktree = scene.root.join("worktrees/t1");
+    repo.add_worktree(&worktree, "atelier/t1", "main")
+        .await
+        .unwrap();
+    let entry = git::worktree_entry(repo.git_dir(), &worktree.canonicalize().unwrap()).unwrap();
+    let config = scene.app.join(".git/config");
+    plant(
+        &scene.app.join(".git/logs/refs/remotes/origin/main"),
+        &config,
+    );
+    plant(&entry.join("logs/HEAD"), &entry.join("gitdir"));
+    let (config_before, gitdir_before) = (snapshot(&config), snapshot(&entry.join("gitdir")));
+
+    advance_remote_main(&scene, "one.txt");
+    let _ = repo.fetch("origin").await;
+    let _ = repo.populate_worktree(&worktree).await;
+    assert_eq!(snapshot(&config), config_before, "the config was written");
+    assert_eq!(
+        snapshot(&entry.join("gitdir")),
+        gitdir_before,
+        "the entry's gitdir was written"
+    );
+    assert!(
+        repo.rev_parse("HEAD").await.unwrap().is_some(),
+        "still a repository"
+    );
+
+    // The control.
+    advance_remote_main(&scene, "two.txt");
+    let _ = testkit::git(&scene.app, &["fetch", "--quiet", "origin"]);
+    assert_ne!(
+        snapshot(&config),
+        config_before,
+        "unconfined git appends to config"
+    );
+}
+
+/// A push to a remote with several push URLs, one of them a folder here, cannot go to the
+/// folder by its path alone: it is refused, saying why, and nothing is pushed.
+#[tokio::test]
+async fn a_push_to_several_urls_one_of_them_a_folder_is_refused() {
+    let scene = scene();
+    let second = scene.root.join("second.git");
+    testkit::git(
+        &scene.root,
+        &["init", "--quiet", "--bare", second.to_str().unwrap()],
+    )
+    .unwrap();
+    for url in [&scene.remote, &second] {
+        testkit::git(
+            &scene.app,
+            &[
+                "remote",
+                "set-url",
+                "--add",
+                "--push",
+                "origin",
+                url.to_str().unwrap(),
+            ],
+        )
+        .unwrap();
+    }
+    testkit::git(&scene.app, &["branch", "atelier/t1"]).unwrap();
+    let repo = Repo::open(&scene.app).await.unwrap();
+    let err = repo.push("origin", "atelier/t1").await.unwrap_err();
+    assert!(
+        matches!(err, git::GitError::UnsupportedRemote { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("several push URLs"), "{err}");
+    assert!(
+        !repo
+            .remote_has_branch("origin", "atelier/t1")
+            .await
+            .unwrap()
+    );
+}

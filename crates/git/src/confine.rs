@@ -8,7 +8,8 @@
 //! So once the engine has a working sandbox ([`confine_server_git`]), every git command on a
 //! project's repository — a [`crate::Repo`]'s, a [`crate::TaskWorktree`]'s, the branch-head
 //! fallback — starts inside the same bubblewrap sandbox as an agent, seeing the system read-only
-//! and only what that command works on ([`View`]): the repository's `.git` writable; a task's
+//! and only what that command works on ([`View`]): the repository's `.git`, writable but for
+//! what agents cannot write either; a task's
 //! worktree when the command is about it; a remote that is a local folder when the command talks
 //! to it; the server user's git configuration files, and over the network its ssh folder,
 //! read-only. A link planted by an agent then leads either into nothing (the data directory,

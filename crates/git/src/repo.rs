@@ -173,7 +173,8 @@ impl Repo {
         cmd::run_in(&self.path, args, &self.options(options), Some(view)).await
     }
 
-    /// What a command on this repository sees when confined: its `.git` folder, writable.
+    /// What a command on this repository sees when confined: its `.git` folder, writable but for
+    /// what agents cannot write either.
     fn view(&self) -> View {
         View::repository(&self.git_dir)
     }

@@ -51,6 +51,18 @@ fn scene() -> Scene {
     }
 }
 
+/// The scene's repository opened, with a task's worktree `worktrees/t1` on `atelier/t1` (made
+/// confined) and its entry in `.git/worktrees`.
+async fn with_worktree(scene: &Scene) -> (Repo, PathBuf, PathBuf) {
+    let repo = Repo::open(&scene.app).await.unwrap();
+    let worktree = scene.root.join("worktrees/t1");
+    repo.add_worktree(&worktree, "atelier/t1", "main")
+        .await
+        .unwrap();
+    let entry = git::worktree_entry(repo.git_dir(), &worktree.canonicalize().unwrap()).unwrap();
+    (repo, worktree, entry)
+}
+
 /// What tells a file was not written: its inode (a rename over it changes it), size, modified
 /// time and bytes.
 #[derive(Debug, PartialEq, Eq)]
@@ -260,12 +272,7 @@ async fn a_new_worktree_does_not_append_through_a_planted_branch_reflog() {
 #[tokio::test]
 async fn a_reset_in_a_worktree_does_not_replace_a_file_through_its_index_link() {
     let scene = scene();
-    let repo = Repo::open(&scene.app).await.unwrap();
-    let worktree = scene.root.join("worktrees/t1");
-    repo.add_worktree(&worktree, "atelier/t1", "main")
-        .await
-        .unwrap();
-    let entry = git::worktree_entry(repo.git_dir(), &worktree.canonicalize().unwrap()).unwrap();
+    let (repo, worktree, entry) = with_worktree(&scene).await;
     let target = scene.token.with_file_name("server-index");
     std::fs::copy(entry.join("index"), &target).unwrap();
     plant(&entry.join("index"), &target);
@@ -292,11 +299,7 @@ async fn a_reset_in_a_worktree_does_not_replace_a_file_through_its_index_link() 
 #[tokio::test]
 async fn a_task_s_whole_git_life_works_confined() {
     let scene = scene();
-    let repo = Repo::open(&scene.app).await.unwrap();
-    let worktree = scene.root.join("worktrees/t1");
-    repo.add_worktree(&worktree, "atelier/t1", "main")
-        .await
-        .unwrap();
+    let (repo, worktree, _) = with_worktree(&scene).await;
     let task = repo.task_worktree(&worktree).unwrap();
     assert_eq!(task.branch().await.unwrap(), "atelier/t1");
     testkit::commit_file(&worktree, "feature.txt", "new\n", "Add a feature").unwrap();
@@ -449,12 +452,7 @@ async fn worktrees_through_a_linked_folder_and_failed_ones_leave_nothing() {
 #[tokio::test]
 async fn a_planted_link_cannot_lead_the_server_s_git_into_what_agents_cannot_write() {
     let scene = scene();
-    let repo = Repo::open(&scene.app).await.unwrap();
-    let worktree = scene.root.join("worktrees/t1");
-    repo.add_worktree(&worktree, "atelier/t1", "main")
-        .await
-        .unwrap();
-    let entry = git::worktree_entry(repo.git_dir(), &worktree.canonicalize().unwrap()).unwrap();
+    let (repo, worktree, entry) = with_worktree(&scene).await;
     let config = scene.app.join(".git/config");
     plant(
         &scene.app.join(".git/logs/refs/remotes/origin/main"),

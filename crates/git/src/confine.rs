@@ -79,10 +79,20 @@ const PROTECTED: [&str; 6] = [
 ];
 
 impl View {
-    /// A repository's commands: its `.git` folder writable but for [`PROTECTED`], nothing of its
-    /// work tree (no command on the repository reads it, and it may be an operator's checkout
-    /// with files no agent sees).
-    pub fn repository(git_dir: &Path) -> View {
+    /// A repository's commands that only read: its `.git` folder read-only, nothing of its work
+    /// tree (no command on the repository reads it, and it may be an operator's checkout with
+    /// files no agent sees).
+    pub fn reading(git_dir: &Path) -> View {
+        View {
+            writable: Vec::new(),
+            read_only: vec![git_dir.to_path_buf()],
+            network: false,
+        }
+    }
+
+    /// A repository's commands that write (refs, objects): its `.git` folder writable but for
+    /// [`PROTECTED`], nothing of its work tree.
+    pub fn writing(git_dir: &Path) -> View {
         View {
             writable: vec![git_dir.to_path_buf()],
             read_only: PROTECTED.iter().map(|p| git_dir.join(p)).collect(),

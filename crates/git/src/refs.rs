@@ -47,7 +47,7 @@ pub async fn branch_head(dir: &Path, branch: &str) -> Result<Option<String>, Git
         env: cmd::explicit_repo(&common, &common, dir),
         timeout: None,
     };
-    let view = crate::confine::View::repository(&common);
+    let view = crate::confine::View::reading(&common);
     let out = cmd::run_in(
         dir,
         ["rev-parse", "--verify", "--quiet", &rev],

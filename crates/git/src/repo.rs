@@ -17,6 +17,18 @@ use crate::GitError;
 use crate::cmd::{self, CommandOptions, check_name};
 use crate::confine::View;
 
+/// What a command that talks to a remote does with it, which decides what it sees confined
+/// ([`Repo::remote_target`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// Asks it (`ls-remote`): the repository read-only.
+    Read,
+    /// Fetches from it: the repository's refs and objects written.
+    Fetch,
+    /// Pushes to it.
+    Push,
+}
+
 /// Where a remote goes in the arguments of [`Repo::git_remote`].
 const REMOTE: &str = "{remote}";
 
@@ -173,10 +185,27 @@ impl Repo {
         cmd::run_in(&self.path, args, &self.options(options), Some(view)).await
     }
 
-    /// What a command on this repository sees when confined: its `.git` folder, writable but for
-    /// what agents cannot write either.
+    /// What a command on this repository that only reads sees when confined: its `.git`
+    /// folder, read-only.
     fn view(&self) -> View {
-        View::repository(&self.git_dir)
+        View::reading(&self.git_dir)
+    }
+
+    /// What a command that writes refs or objects sees when confined: its `.git` folder,
+    /// writable but for what agents cannot write either.
+    fn write_view(&self) -> View {
+        View::writing(&self.git_dir)
+    }
+
+    /// [`Repo::git_ok`] for a command that writes refs or objects ([`Repo::write_view`]).
+    async fn git_writing_ok<I, S>(&self, args: I) -> Result<String, GitError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.git_seeing(args, &CommandOptions::default(), &self.write_view())
+            .await?
+            .ok()
     }
 
     /// Where a command that talks to `remote` (a configured remote's name, or a URL) goes, what
@@ -192,9 +221,13 @@ impl Repo {
     async fn remote_target(
         &self,
         remote: &str,
-        push: bool,
+        purpose: Purpose,
     ) -> Result<(OsString, View, bool), GitError> {
-        let view = self.view();
+        let push = purpose == Purpose::Push;
+        let view = match purpose {
+            Purpose::Read => self.view(),
+            Purpose::Fetch | Purpose::Push => self.write_view(),
+        };
         if !crate::confine::server_git_confined() {
             return Ok((remote.into(), view, false));
         }
@@ -253,10 +286,10 @@ impl Repo {
         &self,
         args: &[&OsStr],
         remote: &str,
-        push: bool,
+        purpose: Purpose,
         options: &CommandOptions,
     ) -> Result<cmd::Output, GitError> {
-        let (target, view, local_push) = self.remote_target(remote, push).await?;
+        let (target, view, local_push) = self.remote_target(remote, purpose).await?;
         let mut args: Vec<&OsStr> = args
             .iter()
             .map(|arg| {
@@ -280,14 +313,14 @@ impl Repo {
         &self,
         args: &[&OsStr],
         remote: &str,
-        push: bool,
+        purpose: Purpose,
         limit: Duration,
     ) -> Result<String, GitError> {
         let options = CommandOptions {
             env: Vec::new(),
             timeout: Some(limit),
         };
-        self.git_remote(args, remote, push, &options).await?.ok()
+        self.git_remote(args, remote, purpose, &options).await?.ok()
     }
 
     /// The repository's git folder (`<path>/.git`), shared by its linked worktrees.
@@ -378,7 +411,7 @@ impl Repo {
             ]
             .map(OsStr::new),
             remote,
-            false,
+            Purpose::Fetch,
             self.network_timeout,
         )
         .await?;
@@ -470,7 +503,7 @@ impl Repo {
             .await
             .map_err(|err| cannot("resolve", err))?;
         let view = self
-            .view()
+            .write_view()
             .with_worktree_records(&self.git_dir)
             .with(&canonical, true);
         let added = self
@@ -551,7 +584,7 @@ impl Repo {
         }
         // Shown every other worktree's `.git` pointer, which is all a prune looks at: a
         // confined prune would otherwise take every other entry for stale.
-        let mut view = self.view().with_worktree_records(&self.git_dir);
+        let mut view = self.write_view().with_worktree_records(&self.git_dir);
         for pointer in crate::worktree::recorded_worktree_pointers(&self.git_dir) {
             view = view.with(&pointer, false);
         }
@@ -619,7 +652,7 @@ impl Repo {
                 branch: branch.to_string(),
             });
         }
-        self.git_ok(["update-ref", "-d", reference.as_str()])
+        self.git_writing_ok(["update-ref", "-d", reference.as_str()])
             .await?;
         Ok(())
     }
@@ -667,7 +700,7 @@ impl Repo {
                 ]
                 .map(OsStr::new),
                 url,
-                true,
+                Purpose::Push,
                 options,
             )
             .await?;
@@ -701,7 +734,7 @@ impl Repo {
             .git_remote(
                 &["ls-remote", "--heads", REMOTE, refname.as_str()].map(OsStr::new),
                 url,
-                false,
+                Purpose::Read,
                 options,
             )
             .await?
@@ -727,7 +760,7 @@ impl Repo {
         self.git_remote(
             &["push", "--quiet", REMOTE, "--delete", refname.as_str()].map(OsStr::new),
             url,
-            true,
+            Purpose::Push,
             options,
         )
         .await?
@@ -760,7 +793,7 @@ impl Repo {
             ]
             .map(OsStr::new),
             url,
-            false,
+            Purpose::Fetch,
             options,
         )
         .await?
@@ -784,7 +817,7 @@ impl Repo {
             .git_network_ok(
                 &["ls-remote", "--heads", REMOTE, refname.as_str()].map(OsStr::new),
                 remote,
-                false,
+                Purpose::Read,
                 self.network_timeout,
             )
             .await?;
@@ -805,7 +838,7 @@ impl Repo {
             .git_network_ok(
                 &["push", "--quiet", REMOTE, "--delete", refname.as_str()].map(OsStr::new),
                 remote,
-                true,
+                Purpose::Push,
                 self.network_timeout,
             )
             .await;
@@ -885,7 +918,7 @@ impl Repo {
             let tree = self
                 .merge_tree(remote, head, target, &target_sha, &head_sha)
                 .await?;
-            self.git_ok([
+            self.git_writing_ok([
                 "commit-tree",
                 tree.as_str(),
                 "-p",
@@ -909,7 +942,7 @@ impl Repo {
         self.git_network_ok(
             &["push", "--quiet", REMOTE, refspec].map(OsStr::new),
             remote,
-            true,
+            Purpose::Push,
             self.network_timeout,
         )
         .await?;
@@ -926,14 +959,19 @@ impl Repo {
         head_sha: &str,
     ) -> Result<String, GitError> {
         let out = self
-            .git([
-                "merge-tree",
-                "--write-tree",
-                "--name-only",
-                "--no-messages",
-                target_sha,
-                head_sha,
-            ])
+            .git_seeing(
+                [
+                    "merge-tree",
+                    "--write-tree",
+                    "--name-only",
+                    "--no-messages",
+                    target_sha,
+                    head_sha,
+                ],
+                &CommandOptions::default(),
+                // It writes the merged tree's objects.
+                &self.write_view(),
+            )
             .await?;
         match out.code {
             Some(0) => {

@@ -192,6 +192,19 @@ impl TaskWorktree {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
+        // Confined, it sees the worktree and the repository's `.git` (its entry is inside),
+        // read-only: every command but `reset_hard` only reads.
+        let view = View::reading(&self.common_dir).with(&self.work_tree, false);
+        self.run(args, &view).await
+    }
+
+    /// `args` on this worktree, named outright and with [`OVERRIDES`], seeing `view` when
+    /// confined.
+    async fn run<I, S>(&self, args: I, view: &View) -> Result<cmd::Output, GitError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
         let mut env = cmd::explicit_repo(&self.git_dir, &self.common_dir, &self.work_tree);
         env.push(("GIT_CONFIG_COUNT".into(), OVERRIDES.len().to_string()));
         for (i, (key, value)) in OVERRIDES.iter().enumerate() {
@@ -199,15 +212,7 @@ impl TaskWorktree {
             env.push((format!("GIT_CONFIG_VALUE_{i}"), (*value).to_string()));
         }
         let options = CommandOptions { env, timeout: None };
-        // Confined, it sees the worktree, the repository's `.git` and its own entry there, with
-        // what its agent cannot write read-only to it too.
-        let mut view = View::repository(&self.common_dir)
-            .with(&self.work_tree, true)
-            .with(&self.git_dir, true);
-        for file in ENTRY_RECORDS {
-            view = view.with(&self.git_dir.join(file), false);
-        }
-        cmd::run_in(&self.work_tree, args, &options, Some(&view)).await
+        cmd::run_in(&self.work_tree, args, &options, Some(view)).await
     }
 
     /// [`TaskWorktree::git`]'s stdout when git succeeded, the failure otherwise.
@@ -261,8 +266,20 @@ impl TaskWorktree {
     /// Checks out the worktree's files and index from its branch (`git reset --hard`), right
     /// after [`Repo::register_worktree`].
     pub async fn reset_hard(&self) -> Result<(), GitError> {
-        self.git_ok(["reset", "--hard", "--quiet", "--no-recurse-submodules"])
-            .await?;
+        // Confined, it writes the worktree and its own entry; the rest of `.git` as a writing
+        // repository command sees it, and the entry's records read-only, as its agent sees them.
+        let mut view = View::writing(&self.common_dir)
+            .with(&self.work_tree, true)
+            .with(&self.git_dir, true);
+        for file in ENTRY_RECORDS {
+            view = view.with(&self.git_dir.join(file), false);
+        }
+        self.run(
+            ["reset", "--hard", "--quiet", "--no-recurse-submodules"],
+            &view,
+        )
+        .await?
+        .ok()?;
         Ok(())
     }
 }

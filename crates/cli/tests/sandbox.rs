@@ -821,16 +821,10 @@ async fn the_servers_git_writes_and_quotes_nothing_through_links_a_planner_plant
     );
     let scenarios = world.dir.path().join("planting-scenarios");
     write_scenarios(&scenarios, &[("plan", json!({ "runs": [steps] }))]);
-    let settings = json!({"roles": world.roles(&scenarios), "sandbox": gated_sandbox()});
-    let (status, body) = world
-        .server
-        .post(
-            "/api/projects",
-            &json!({"path": repo, "name": "planted", "settings": settings}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(status, 201, "{body}");
+    // The release files shown read-only to agents (`gated_sandbox`), the planting roles.
+    world
+        .add_project(&repo, "planted", json!({"roles": world.roles(&scenarios)}))
+        .await;
     let meta = std::fs::metadata(&token).unwrap();
     let before = (meta.ino(), std::fs::read(&token).unwrap());
     let untouched = |when: &str| {

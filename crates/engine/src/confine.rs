@@ -352,6 +352,29 @@ mod tests {
     use crate::facade::EngineConfig;
     use std::path::{Path, PathBuf};
 
+    /// `.git/info` and `.git/objects/info` are shown read-only to agents: made when missing, and
+    /// a link put in their place (git would follow it) stops the run, naming what to remove.
+    #[test]
+    fn the_lists_git_quotes_are_made_read_only_and_a_link_in_their_place_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("app");
+        let worktree = dir.path().join("worktrees/1-task");
+        std::fs::create_dir_all(repo.join(".git/objects")).unwrap();
+        let mounts = super::git_mounts(&repo, &worktree).unwrap();
+        for dir in ["info", "objects/info"] {
+            let path = repo.join(".git").join(dir);
+            assert!(path.is_dir(), "{dir} made");
+            assert!(mounts.read_only.contains(&path), "{dir} read-only");
+        }
+        std::fs::remove_dir(repo.join(".git/info")).unwrap();
+        std::os::unix::fs::symlink(dir.path(), repo.join(".git/info")).unwrap();
+        let err = super::git_mounts(&repo, &worktree).unwrap_err();
+        assert!(
+            err.contains("is not a folder") && err.contains("remove it"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn a_stored_sandbox_env_cannot_replace_atelier_s_own_variables() {
         let config = EngineConfig::new(

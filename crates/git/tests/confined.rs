@@ -320,8 +320,6 @@ async fn a_task_s_whole_git_life_works_confined() {
         .await
         .unwrap();
     assert!(repo.is_ancestor(&pushed, &merged).await.unwrap());
-    let remote = Repo::open(&scene.remote).await.err();
-    assert!(remote.is_some(), "a bare remote is no work tree");
     let url = format!("file://{}", scene.remote.display());
     let options = git::CommandOptions::default();
     assert_eq!(
@@ -391,12 +389,11 @@ async fn a_push_to_a_local_remote_writes_nothing_through_a_planted_reflog() {
         before,
         "the remote's config was written"
     );
-    assert!(
-        repo.remote_has_branch("origin", "atelier/t1")
-            .await
-            .unwrap()
-    );
-    repo.fetch("origin").await.ok();
+    let on_remote = testkit::git(&scene.remote, &["rev-parse", "refs/heads/atelier/t1"]).unwrap();
+    assert_eq!(on_remote.trim(), pushed, "the branch was pushed");
+    // A fetch writes the tracking ref's reflog; the link leads into the remote, read-only to it
+    // (the fetch fails on it, which is all it can do).
+    let _ = repo.fetch("origin").await;
     assert!(
         repo.delete_remote_branch("origin", "atelier/t1")
             .await
@@ -407,7 +404,6 @@ async fn a_push_to_a_local_remote_writes_nothing_through_a_planted_reflog() {
         before,
         "the remote's config was written"
     );
-    assert!(!pushed.is_empty());
 
     // The control: unconfined, the push by the remote's name appends to the remote's config.
     testkit::git(&scene.app, &["push", "--quiet", "origin", "atelier/t2"]).unwrap();

@@ -31,12 +31,15 @@ struct Request {
     body: Value,
 }
 
-/// The fake `opencode serve`: its script and the requests its server logged.
+/// The fake `opencode serve`: its script and the requests its server logged. Its folder is the
+/// bridge's working directory (the worktree whose OpenCode configuration the bridge watches).
 struct Fake {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     script: PathBuf,
     port: u16,
     log: Arc<Mutex<Vec<Request>>>,
+    /// Events for every open event stream.
+    events: tokio::sync::broadcast::Sender<Value>,
 }
 
 impl Fake {
@@ -50,17 +53,25 @@ impl Fake {
         let port = listener.local_addr().unwrap().port();
         let log = Arc::new(Mutex::new(Vec::new()));
         let served = Arc::clone(&log);
+        let (events, _) = tokio::sync::broadcast::channel(16);
+        let streams = events.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(serve(stream, Arc::clone(&served)));
+                tokio::spawn(serve(stream, Arc::clone(&served), streams.subscribe()));
             }
         });
         Fake {
-            _dir: dir,
+            dir,
             script,
             port,
             log,
+            events,
         }
+    }
+
+    /// Sends `event` on every open event stream.
+    fn emit(&self, event: Value) {
+        self.events.send(event).unwrap();
     }
 
     fn requests(&self) -> Vec<Request> {
@@ -91,6 +102,7 @@ impl Fake {
                 "atelier/sim-model",
             ])
             .env("FAKE_PORT", self.port.to_string())
+            .current_dir(self.dir.path())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -103,8 +115,13 @@ impl Fake {
 }
 
 /// Serves one connection: one request, one answer. The event stream stays open (its first
-/// event says the server is connected); the warm-up session's prompt is taken and never ends.
-async fn serve(mut stream: TcpStream, log: Arc<Mutex<Vec<Request>>>) {
+/// event says the server is connected; then what the test emits); the warm-up session's prompt
+/// is taken and never ends unless the test says so.
+async fn serve(
+    mut stream: TcpStream,
+    log: Arc<Mutex<Vec<Request>>>,
+    mut events: tokio::sync::broadcast::Receiver<Value>,
+) {
     let mut seen = Vec::new();
     let mut buf = [0u8; 8192];
     let (head, body) = loop {
@@ -148,8 +165,18 @@ async fn serve(mut stream: TcpStream, log: Arc<Mutex<Vec<Request>>>) {
             )
             .await;
         // Open until the bridge goes.
-        let _ = stream.read(&mut buf).await;
-        return;
+        loop {
+            tokio::select! {
+                _ = stream.read(&mut buf) => return,
+                event = events.recv() => {
+                    let Ok(event) = event else { return };
+                    let frame = format!("data: {event}\n\n");
+                    if stream.write_all(frame.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
     }
     let answer = match (method.as_str(), path.as_str()) {
         ("POST", "/session") if body["title"] == "Atelier warm-up" => json!({"id": "ses_warm"}),
@@ -260,5 +287,50 @@ async fn a_stop_during_the_warm_up_ends_the_bridge_at_once() {
             .any(|r| r.path == "/session/ses_run/prompt_async"),
         "{:#?}",
         fake.requests()
+    );
+}
+
+/// The worktree's OpenCode configuration changed since the bridge booted (the previous stage
+/// edited it), and the turn comes while the warm-up still runs: disposing of OpenCode's
+/// instance then would drop the turn's prompt (the real OpenCode ends it at once, unanswered).
+/// The bridge waits for the warm-up's end, forwarding the run's events meanwhile, then has
+/// OpenCode read its configuration again, and only then sends the prompt.
+#[tokio::test]
+async fn a_turn_that_needs_the_configuration_read_again_waits_for_the_warm_up_to_end() {
+    let fake = Fake::start().await;
+    let mut bridge = fake.bridge();
+    warming_up(&fake, &mut bridge).await;
+    std::fs::write(
+        fake.dir.path().join("opencode.json"),
+        r#"{"instructions": ["NOTES.md"]}"#,
+    )
+    .unwrap();
+    bridge.turn("Do it.").await;
+    // An event of the run's session, forwarded while the bridge waits: nothing was disposed of.
+    let retry = json!({"type": "session.status", "properties": {"sessionID": "ses_run",
+        "status": {"type": "retry", "attempt": 1, "message": "busy", "next": 1}}});
+    fake.emit(retry.clone());
+    assert_eq!(bridge.line().await, retry);
+    let before = fake.requests();
+    assert!(
+        !before
+            .iter()
+            .any(|r| r.path == "/instance/dispose" || r.path == "/session/ses_run/prompt_async"),
+        "{before:#?}"
+    );
+    // The warm-up ends: the configuration is read again, then the turn goes.
+    fake.emit(json!({"type": "session.idle", "properties": {"sessionID": "ses_warm"}}));
+    fake.wait_for("POST", "/session/ses_run/prompt_async").await;
+    let paths: Vec<String> = fake.requests().into_iter().map(|r| r.path).collect();
+    let at = |path: &str| paths.iter().rposition(|p| p == path).unwrap();
+    assert!(
+        at("/instance/dispose") < at("/event")
+            && at("/event") < at("/session/ses_run/prompt_async"),
+        "{paths:#?}"
+    );
+    assert_eq!(
+        paths.iter().filter(|p| *p == "/event").count(),
+        2,
+        "{paths:#?}"
     );
 }

@@ -450,6 +450,68 @@ fn decodes_a_long_lived_sessions_events() {
     );
 }
 
+/// A turn OpenCode ends without running it (its prompt recorded, the session busy then idle,
+/// no assistant message: seen when the prompt came while its instance was being disposed of)
+/// fails, retryable, instead of passing as a turn that did nothing; the next turn that answers
+/// ends well again.
+#[test]
+fn a_turn_that_went_idle_without_an_answer_failed_and_is_retried() {
+    let user = |id: &str| {
+        serve(
+            "message.updated",
+            json!({"sessionID": "ses_1", "info": {"id": id, "role": "user"}}),
+        )
+    };
+    let busy = serve(
+        "session.status",
+        json!({"sessionID": "ses_1", "status": {"type": "busy"}}),
+    );
+    let idle = serve("session.idle", json!({"sessionID": "ses_1"}));
+    let lines = [
+        json!({"type": "bridge.session", "sessionID": "ses_1"}).to_string(),
+        user("msg_u1"),
+        serve(
+            "message.part.updated",
+            json!({"sessionID": "ses_1", "part": {"id": "prt_u", "messageID": "msg_u1", "type": "text", "text": "Do it."}}),
+        ),
+        busy.clone(),
+        idle.clone(),
+        user("msg_u2"),
+        busy,
+        serve(
+            "message.updated",
+            json!({"sessionID": "ses_1", "info": {"id": "msg_a", "role": "assistant"}}),
+        ),
+        idle,
+    ];
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let got = decode_all(&lines);
+    let ends: Vec<&TranscriptEvent> = got
+        .events
+        .iter()
+        .filter(|e| matches!(e, TranscriptEvent::TurnEnd { .. }))
+        .collect();
+    assert_eq!(
+        ends,
+        [
+            &TranscriptEvent::TurnEnd {
+                ok: false,
+                error: Some(
+                    "OpenCode ended the turn without answering it (no assistant message; the \
+                     stderr tail may say why)"
+                        .into()
+                ),
+                retryable: true,
+            },
+            &TranscriptEvent::TurnEnd {
+                ok: true,
+                error: None,
+                retryable: false,
+            },
+        ]
+    );
+}
+
 #[test]
 fn counts_unreadable_lines() {
     let long = "y".repeat(300);

@@ -252,8 +252,15 @@ impl World {
             Ok(detail) => detail,
             Err(err) => {
                 let detail = self.detail(id).await;
+                // The transcript's end says what the last run did (or why it ended).
+                let logs = self.logs(id).await;
+                let tail: Vec<String> = logs[logs.len().saturating_sub(40)..]
+                    .iter()
+                    .map(Value::to_string)
+                    .collect();
                 panic!(
-                    "{err}\nlast detail: {detail:#}\nserver logs:\n{}",
+                    "{err}\nlast detail: {detail:#}\ntranscript's end:\n{}\nserver logs:\n{}",
+                    tail.join("\n"),
                     self.server.logs()
                 )
             }

@@ -15,7 +15,10 @@
 //!   the role's model; the session is deleted when stdin closes. A warm process has then paid the
 //!   cold start. A turn that comes during the warm-up is sent at once (OpenCode builds its
 //!   machinery once, for whichever prompt asks first; the turn does not wait for the warm-up's
-//!   failure and end of step), and so are the end of stdin and a stop.
+//!   failure and end of step), and so are the end of stdin and a stop. The one exception is a
+//!   turn that must have OpenCode read its configuration again (below): disposing of an
+//!   instance the warm-up is still building makes OpenCode end the next prompt at once,
+//!   unanswered ("All fibers interrupted" in its log), so that turn waits for the warm-up's end.
 //! - **Turns.** Each stdin line (`{"text": "…"}`, [`turn_line`]) becomes
 //!   `POST /session/<id>/prompt_async` with the role's model and variant. OpenCode reads its
 //!   configuration once per instance, so when the worktree's own (`opencode.json`,
@@ -24,7 +27,8 @@
 //!   (`POST /instance/dispose`) and subscribes again: the turn then sees the new configuration. Every event of the
 //!   session (`message.*`, `session.status|idle|error`, `permission.asked`, `question.asked`)
 //!   is written to stdout as one JSON line, as the server sent it (a user message's file
-//!   summary left out); the decoder ends a turn at `session.idle`. A permission or question
+//!   summary left out); the decoder ends a turn at `session.idle` (a turn that went idle with
+//!   no assistant message failed, retryable: OpenCode dropped its prompt). A permission or question
 //!   OpenCode would wait for is refused at once (nobody answers an unattended agent).
 //! - **End.** Closing stdin ends the session: the server and everything it started are killed,
 //!   and the bridge exits 0. SIGTERM or SIGINT (the engine's graceful stop) first aborts the
@@ -429,10 +433,15 @@ async fn serve(
     tokio::task::yield_now().await;
     let mut pending = stdin.try_recv().ok().map(Input::from_line);
     let mut warm_session = None;
+    // The warm-up's session while its prompt is still in flight (a turn cut it short).
+    let mut warming = None;
     if pending.is_none() && can_warm {
         let (session, cut) = session_state
             .warm_up(&mut events, &mut stdin, &mut stops)
             .await;
+        if cut.is_some() {
+            warming.clone_from(&session);
+        }
         warm_session = session;
         pending = cut.or_else(|| stdin.try_recv().ok().map(Input::from_line));
     }
@@ -461,12 +470,27 @@ async fn serve(
             Input::Turn(line) => {
                 let now = config_stamp(&workdir);
                 if now != stamp {
+                    // Disposed of while the warm-up still builds it, OpenCode ends the next
+                    // prompt at once without running it ("All fibers interrupted"): the
+                    // warm-up ends first.
+                    if let Some(id) = warming.take()
+                        && session_state
+                            .until_idle(&id, &mut events, &mut stops, None)
+                            .await
+                            == Some(Input::Stop)
+                    {
+                        session_state.abort(&mut events).await;
+                        return Ok(0);
+                    }
                     stamp = now;
                     events = reload(server).await?;
                 }
                 session_state.turn(&line).await;
             }
             Input::Event(event) => {
+                if warming.as_deref().is_some_and(|id| is_idle(&event, id)) {
+                    warming = None;
+                }
                 if !session_state.event(event).await {
                     return Ok(1);
                 }
@@ -708,35 +732,49 @@ impl Session<'_> {
                 Some(&body),
             )
             .await;
-        let mut cut = None;
-        if sent.is_ok() {
-            let _ = tokio::time::timeout(WARMUP_LIMIT, async {
-                loop {
-                    // A stop goes first: it aborts, where the end of stdin only ends.
-                    let event = tokio::select! {
-                        biased;
-                        () = stops.next() => {
-                            cut = Some(Input::Stop);
-                            return;
-                        }
-                        line = stdin.recv() => {
-                            cut = Some(Input::from_line(line.flatten()));
-                            return;
-                        }
-                        event = events.recv() => event,
-                    };
-                    let Some(Some(event)) = event else {
-                        return;
-                    };
-                    if is_idle(&event, &id) {
-                        return;
-                    }
-                    self.event(event).await;
-                }
-            })
-            .await;
-        }
+        let cut = match sent {
+            Ok(_) => self.until_idle(&id, events, stops, Some(stdin)).await,
+            Err(_) => None,
+        };
         (Some(id), cut)
+    }
+
+    /// Forwards the run's events until session `id` goes idle ([`WARMUP_LIMIT`] at most,
+    /// or until the event stream ends). A stop, or a line of `stdin` when given, that comes
+    /// first is returned instead, for the caller to take at once.
+    async fn until_idle(
+        &self,
+        id: &str,
+        events: &mut mpsc::UnboundedReceiver<Option<Value>>,
+        stops: &mut Stops,
+        mut stdin: Option<&mut mpsc::UnboundedReceiver<Option<String>>>,
+    ) -> Option<Input> {
+        let waited = tokio::time::timeout(WARMUP_LIMIT, async {
+            loop {
+                let next_line = async {
+                    match stdin.as_mut() {
+                        Some(stdin) => stdin.recv().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                // A stop goes first: it aborts, where the end of stdin only ends.
+                let event = tokio::select! {
+                    biased;
+                    () = stops.next() => return Some(Input::Stop),
+                    line = next_line => return Some(Input::from_line(line.flatten())),
+                    event = events.recv() => event,
+                };
+                let Some(Some(event)) = event else {
+                    return None;
+                };
+                if is_idle(&event, id) {
+                    return None;
+                }
+                self.event(event).await;
+            }
+        })
+        .await;
+        waited.ok().flatten()
     }
 
     /// A stop: aborts the turn in flight and forwards its last events for a moment.

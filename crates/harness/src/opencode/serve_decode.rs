@@ -12,7 +12,7 @@
 //! | `message.part.updated`: a tool part `completed` or `error` | as `run`'s `tool_use` |
 //! | `message.part.updated`: a `step-finish` part | `Usage` (an early stop: `Error`) |
 //! | `session.error` | remembered for the turn's end |
-//! | `session.idle` | `TurnEnd` (failed with the remembered error, if any) |
+//! | `session.idle` | `TurnEnd` (failed with the remembered error, if any; failed and retryable when the turn started no assistant message: OpenCode dropped the prompt) |
 //! | `session.status` `retry` | `Status` (OpenCode retries a model request) |
 //! | `permission.asked` / `question.asked` | `Error` (the bridge refused it: nobody answers) |
 //!
@@ -25,6 +25,12 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::collections::HashSet;
 
+/// Why a turn that went idle without an answer failed. OpenCode does so when the prompt never
+/// ran (seen: a prompt sent while its instance was being disposed of ended at once, its log
+/// saying "All fibers interrupted"): retried like an unreachable endpoint.
+const UNANSWERED: &str = "OpenCode ended the turn without answering it (no assistant message; \
+                          the stderr tail may say why)";
+
 /// What the serve events of one process need remembered.
 #[derive(Debug, Default)]
 pub(super) struct ServeState {
@@ -36,6 +42,8 @@ pub(super) struct ServeState {
     text_parts: HashSet<String>,
     /// The error of the current turn (`session.error`), told at its end.
     error: Option<(String, bool)>,
+    /// Whether the current turn started an answer (an assistant message or a part of one).
+    answered: bool,
 }
 
 impl ServeState {
@@ -54,8 +62,12 @@ impl ServeState {
         let out = match kind {
             "message.updated" => {
                 let info = props.get("info")?;
-                if str_at(info, &["role"]) == Some("user") {
-                    self.user_messages.insert(str_at(info, &["id"])?.to_owned());
+                match str_at(info, &["role"]) {
+                    Some("user") => {
+                        self.user_messages.insert(str_at(info, &["id"])?.to_owned());
+                    }
+                    Some("assistant") => self.answered = true,
+                    _ => {}
                 }
                 Vec::new()
             }
@@ -81,7 +93,11 @@ impl ServeState {
             }
             "session.idle" => {
                 self.text_parts.clear();
-                let error = self.error.take();
+                let answered = std::mem::take(&mut self.answered);
+                let error = self
+                    .error
+                    .take()
+                    .or_else(|| (!answered).then(|| (UNANSWERED.to_string(), true)));
                 vec![TranscriptEvent::TurnEnd {
                     ok: error.is_none(),
                     retryable: error.as_ref().is_some_and(|(_, r)| *r),
@@ -149,6 +165,7 @@ impl ServeState {
         if self.user_messages.contains(message) {
             return Some(Vec::new());
         }
+        self.answered = true;
         let id = str_at(part, &["id"])?;
         let ended = part.pointer("/time/end").is_some_and(|t| !t.is_null());
         let synthetic = part.get("synthetic").and_then(Value::as_bool) == Some(true);

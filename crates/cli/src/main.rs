@@ -11,8 +11,8 @@ mod output;
 
 use clap::{Args, Parser, Subcommand};
 use commands::{
-    account, codex_bridge, demo, doctor, me, opencode_bridge, pipeline, project, serve, signal,
-    simulator, task,
+    account, codex_bridge, demo, doctor, me, opencode_bridge, pipeline, project, prompt, serve,
+    signal, simulator, task,
 };
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -93,6 +93,8 @@ enum Command {
     Login(account::LoginArgs),
     #[command(subcommand)]
     Token(account::TokenCommand),
+    #[command(subcommand)]
+    Prompt(prompt::PromptCommand),
     #[command(subcommand)]
     Admin(account::AdminCommand),
     Audit(account::AuditArgs),
@@ -178,6 +180,7 @@ async fn dispatch(command: Command, global: GlobalArgs) -> anyhow::Result<()> {
         Command::Signal(cmd) => signal::run(cmd, &global).await,
         Command::Login(args) => account::login(args, &global).await,
         Command::Token(cmd) => account::token(cmd, &global).await,
+        Command::Prompt(cmd) => prompt::run(cmd, &global).await,
         Command::Admin(cmd) => account::admin(cmd, &global).await,
         Command::Audit(args) => account::audit(args, &global).await,
         Command::Me(cmd) => me::run(cmd, &global).await,

@@ -838,3 +838,99 @@ async fn the_last_administrator_cannot_be_demoted_or_disabled() {
         .collect();
     assert_eq!(admins, ["root"], "{users}");
 }
+
+/// An administrator reads and changes the instance's prompts from the command line: a text with
+/// an unknown variable is refused with the server's reason (its line), a good one is in force
+/// until reset; a name that is not a prompt is refused before any request; a member may not.
+/// `atelier token list --all` shows every account's tokens with their owners.
+#[tokio::test]
+async fn an_administrator_edits_the_prompts_and_lists_every_token_from_the_cli() {
+    let world = World::start(&full_pipeline(), &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let admin = [("ATELIER_DATA_DIR", world.data.as_path())];
+    let run = |args: &[&str]| {
+        let out = atelier(args, &admin);
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.success(), text(&out.stdout), text(&out.stderr))
+    };
+    let row = |listing: &str, file: &str| {
+        listing
+            .lines()
+            .find(|l| l.starts_with(&format!("{file} ")))
+            .unwrap_or_else(|| panic!("no row for {file}: {listing}"))
+            .to_string()
+    };
+
+    let (ok, listing, err) = run(&["prompt", "list"]);
+    assert!(ok, "{err}");
+    let plan = row(&listing, "plan.md");
+    assert!(
+        plan.contains("built-in") && plan.contains("{{title}}"),
+        "{plan}"
+    );
+    let (_, builtin, _) = run(&["prompt", "show", "plan.md"]);
+
+    let bad = dir.path().join("bad.md");
+    std::fs::write(&bad, "Plan it.\nThen {{nonsense}}.\n").unwrap();
+    let (ok, _, err) = run(&["prompt", "set", "plan.md", "--from", bad.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        err.contains("line 2") && err.contains("{{nonsense}}"),
+        "{err}"
+    );
+
+    let good = dir.path().join("good.md");
+    std::fs::write(&good, "Plan {{title}} with care.\n").unwrap();
+    let (ok, out, err) = run(&["prompt", "set", "plan.md", "--from", good.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert_eq!(out, "prompt plan.md: overridden\n");
+    let (_, listing, _) = run(&["prompt", "list"]);
+    assert!(row(&listing, "plan.md").contains("overridden"), "{listing}");
+    let (_, shown, _) = run(&["prompt", "show", "plan.md"]);
+    assert_eq!(shown, "Plan {{title}} with care.\n");
+    let (_, json, _) = run(&["--json", "prompt", "show", "plan.md"]);
+    let json: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["overridden"], true, "{json}");
+
+    let (ok, out, err) = run(&["prompt", "reset", "plan.md"]);
+    assert!(ok, "{err}");
+    assert_eq!(out, "prompt plan.md: back to its built-in text\n");
+    assert_eq!(run(&["prompt", "show", "plan.md"]).1, builtin);
+
+    for name in ["nope.md", "../tokens"] {
+        let (ok, _, err) = run(&["prompt", "show", name]);
+        assert!(!ok && err.contains("there is no prompt"), "{name}: {err}");
+    }
+    let (ok, _, err) = run(&["prompt", "reset", "../tokens"]);
+    assert!(!ok && err.contains("there is no prompt"), "{err}");
+
+    // A member may neither read nor change them.
+    let member = user_with_token(&world, "mia").await;
+    let url = world.server.url().to_string();
+    let as_member = |args: &[&str]| {
+        let mut all = vec!["--url", url.as_str(), "--token", member.token()];
+        all.extend_from_slice(args);
+        atelier(&all, &[])
+    };
+    let refused = as_member(&["prompt", "list"]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("administrator"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let refused = as_member(&["token", "list", "--all"]);
+    assert!(!refused.status.success());
+
+    // Every account's tokens, with their owners.
+    let (ok, out, err) = run(&["token", "list", "--all"]);
+    assert!(ok, "{err}");
+    let laptop = out
+        .lines()
+        .find(|l| l.contains("laptop"))
+        .unwrap_or_else(|| panic!("mia's token: {out}"));
+    assert!(
+        laptop.contains("mia") && laptop.ends_with("live"),
+        "{laptop}"
+    );
+}

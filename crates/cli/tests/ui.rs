@@ -1801,6 +1801,14 @@ async fn the_board_and_inbox_follow_a_task_live_without_a_reload() {
         .as_u64()
     };
     let echoed = shown_ms().await.expect("the last activity has a time");
+    // A keyboard user on the row's task link keeps their place while the panel follows the
+    // agent (the region's content is swapped, the focus moves to the same link in it).
+    let link = format!("{} a[href=\"/tasks/{id}\"]", cell(1));
+    b.js(
+        "document.querySelector(arguments[0]).focus()",
+        vec![json!(link)],
+    )
+    .await;
     std::fs::write(&go_think, "go").unwrap();
     let later = testkit::wait_until(
         "the last activity to move to the agent's thought",
@@ -1809,6 +1817,18 @@ async fn the_board_and_inbox_follow_a_task_live_without_a_reload() {
     )
     .await;
     assert!(later.is_ok(), "{later:?}");
+    let focus = b
+        .js(
+            "const a = document.activeElement;
+             return [a === document.querySelector(arguments[0]), a.getAttribute('href')]",
+            vec![json!(link)],
+        )
+        .await;
+    assert_eq!(
+        focus,
+        json!([true, format!("/tasks/{id}")]),
+        "the focus after the swap"
+    );
     // Usage today, as the engine's runs say (every run of the test is today's): the page and the
     // API are read again until they agree (a run's usage may be recorded between the two reads).
     let agreed = testkit::wait_until(

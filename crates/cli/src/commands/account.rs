@@ -39,7 +39,7 @@ pub struct LoginArgs {
 /// Your API tokens
 #[derive(Subcommand, Debug)]
 #[command(
-    after_help = "Example:\n  atelier token create ci --expires-in-days 30\n  atelier token list\n  atelier token revoke 3"
+    after_help = "Example:\n  atelier token create ci --expires-in-days 30\n  atelier token list\n  atelier token list --all   (administrators: every account's)\n  atelier token revoke 3"
 )]
 pub enum TokenCommand {
     /// Create a token (its secret is printed once)
@@ -51,10 +51,15 @@ pub enum TokenCommand {
         expires_in_days: Option<u32>,
     },
     /// List your tokens (never their secrets)
-    List,
+    List {
+        /// Every account's tokens, with their owners (administrators)
+        #[arg(long)]
+        all: bool,
+    },
     /// Revoke a token (takes effect on its next request)
     Revoke {
-        /// The token's id (`atelier token list`)
+        /// The token's id (`atelier token list`; an administrator may revoke anyone's, listed by
+        /// `--all`)
         id: i64,
     },
 }
@@ -219,18 +224,23 @@ pub async fn token(command: TokenCommand, global: &GlobalArgs) -> Result<()> {
                 token.id, token.name, token.token
             );
         }
-        TokenCommand::List => {
-            let tokens: Vec<TokenView> = client.get("/api/tokens").await?;
+        TokenCommand::List { all } => {
+            let path = if all {
+                "/api/tokens/all"
+            } else {
+                "/api/tokens"
+            };
+            let tokens: Vec<TokenView> = client.get(path).await?;
             if global.json {
                 return output::print_json(&tokens);
             }
             for t in tokens {
-                println!(
-                    "{:>4}  {:<24} {}",
-                    t.id,
-                    t.name,
-                    if t.revoked { "revoked" } else { "live" }
-                );
+                let owner = if all {
+                    format!("{:<16} ", t.owner)
+                } else {
+                    String::new()
+                };
+                println!("{:>4}  {owner}{:<24} {}", t.id, t.name, token_state(&t));
             }
         }
         TokenCommand::Revoke { id } => {
@@ -239,6 +249,19 @@ pub async fn token(command: TokenCommand, global: &GlobalArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether a token works, and if not why.
+fn token_state(token: &TokenView) -> &'static str {
+    if token.revoked {
+        "revoked"
+    } else if token.expired {
+        "expired"
+    } else if token.owner_disabled {
+        "owner disabled"
+    } else {
+        "live"
+    }
 }
 
 pub async fn admin(command: AdminCommand, global: &GlobalArgs) -> Result<()> {

@@ -8,6 +8,7 @@ pub mod me;
 pub mod opencode_bridge;
 pub mod pipeline;
 pub mod project;
+pub mod prompt;
 pub mod scratch;
 pub mod serve;
 pub mod signal;

@@ -194,7 +194,8 @@
   }
 
   // Fetches this page again and swaps every live region (`[data-region]`, by id) whose content
-  // changed — except one the person is typing in.
+  // changed — except one the person is typing in. Focus inside a swapped region moves to the
+  // same control in its new content, so a keyboard user is not thrown back to the page's top.
   let refreshing = false;
   let again = false;
   async function refresh(force) {
@@ -214,7 +215,10 @@
           const active = document.activeElement;
           const typing = active && region.contains(active) && (active.value || "") !== "" && !force;
           if (typing) continue;
-          region.replaceWith(document.importNode(fresh, true));
+          const replacement = document.importNode(fresh, true);
+          region.replaceWith(replacement);
+          const focused = active && region.contains(active) && counterpart(region, replacement, active);
+          if (focused) focused.focus({ preventScroll: true });
         }
         localTimes(document);
         tick();
@@ -225,6 +229,26 @@
     } finally {
       refreshing = false;
     }
+  }
+
+  // The element of `fresh` (a region's new content) that stands for `old` (inside `region`, the
+  // content it replaced): the same id, else the same tag with the same link, action or name, else
+  // the element at the same place with the same tag.
+  function counterpart(region, fresh, old) {
+    if (old.id) return fresh.querySelector("#" + CSS.escape(old.id));
+    for (const name of ["href", "data-action", "name"]) {
+      const value = old.getAttribute(name);
+      if (value === null) continue;
+      const same = fresh.querySelector(old.localName + "[" + name + '="' + CSS.escape(value) + '"]');
+      if (same) return same;
+    }
+    const path = [];
+    for (let node = old; node !== region; node = node.parentElement) {
+      path.unshift(Array.prototype.indexOf.call(node.parentElement.children, node));
+    }
+    let node = fresh;
+    for (const index of path) node = node && node.children[index];
+    return node && node.localName === old.localName ? node : null;
   }
 
   // Appends transcript lines newer than what the page shows (a running tool call is fetched

@@ -354,6 +354,18 @@ fn judge(
         },
         (None, Ok(status)) => {
             use std::os::unix::process::ExitStatusExt;
+            if let Some((line, transient)) = sandbox_failure(stderr) {
+                let reason = format!("the sandbox could not start the agent: {line}");
+                return if transient {
+                    RunOutcome::InfraFailed {
+                        reason,
+                        retry_at: 0,
+                        attempt: 0,
+                    }
+                } else {
+                    RunOutcome::Failed { reason }
+                };
+            }
             let how = match (status.code(), status.signal()) {
                 (Some(0), _) => "exited without ending its turn".to_string(),
                 (Some(code), _) => format!("crashed (exit code {code}) before ending its turn"),
@@ -374,6 +386,25 @@ fn judge(
             RunOutcome::Failed { reason }
         }
     }
+}
+
+/// Bubblewrap's own error when the sandbox could not be set up (the agent never ran: its whole
+/// stderr is that one `bwrap: …` line), and whether it is transient: the kernel refusing a new
+/// namespace or process for want of resources (`user.max_user_namespaces` reached, a full PID
+/// table, memory) passes, so the run is retried; anything else (a mount source gone, a
+/// permission) stays until someone changes it, so the run fails, saying so.
+fn sandbox_failure(stderr: &str) -> Option<(&str, bool)> {
+    let line = stderr.trim();
+    if !line.starts_with("bwrap: ") || line.contains('\n') {
+        return None;
+    }
+    const TRANSIENT: [&str; 4] = [
+        "No space left on device",
+        "Resource temporarily unavailable",
+        "Cannot allocate memory",
+        "Too many open files",
+    ];
+    Some((line, TRANSIENT.iter().any(|t| line.contains(t))))
 }
 
 pub(crate) fn describe(outcome: &RunOutcome) -> String {
@@ -525,5 +556,52 @@ mod tests {
         );
         let other = judge(&None, crashed(), 0, "Error: out of memory");
         assert!(matches!(other, RunOutcome::Failed { .. }), "{other:?}");
+    }
+
+    /// Bubblewrap failing to set the sandbox up: retried when the kernel was short of
+    /// namespaces or processes, a plain failure naming the sandbox otherwise; a line that only
+    /// looks like one among the agent's own output is the agent's crash.
+    #[test]
+    fn a_sandbox_that_could_not_start_is_told_and_retried_when_transient() {
+        let crashed = || Ok(std::process::ExitStatus::from_raw(1 << 8));
+        let full = judge(
+            &None,
+            crashed(),
+            0,
+            "bwrap: Creating new namespace failed: No space left on device\n",
+        );
+        assert!(
+            matches!(&full, RunOutcome::InfraFailed { reason, .. }
+                if reason == "the sandbox could not start the agent: bwrap: Creating new namespace failed: No space left on device"),
+            "{full:?}"
+        );
+        let again = judge(
+            &None,
+            crashed(),
+            0,
+            "bwrap: clone3: Resource temporarily unavailable",
+        );
+        assert!(matches!(again, RunOutcome::InfraFailed { .. }), "{again:?}");
+        let gone = judge(
+            &None,
+            crashed(),
+            0,
+            "bwrap: Can't find source path /srv/cache: No such file or directory",
+        );
+        assert!(
+            matches!(&gone, RunOutcome::Failed { reason }
+                if reason == "the sandbox could not start the agent: bwrap: Can't find source path /srv/cache: No such file or directory"),
+            "{gone:?}"
+        );
+        let agent = judge(
+            &None,
+            crashed(),
+            0,
+            "starting\nbwrap: Creating new namespace failed: No space left on device",
+        );
+        assert!(
+            matches!(&agent, RunOutcome::Failed { reason } if reason.starts_with("the agent crashed")),
+            "{agent:?}"
+        );
     }
 }

@@ -69,8 +69,14 @@ impl Fake {
         }
     }
 
-    /// Sends `event` on every open event stream.
+    /// Sends `event` on every open event stream, noted in the request log (as `EMIT <type>`) so
+    /// that a test can tell what the bridge did before and after it.
     fn emit(&self, event: Value) {
+        self.log.lock().unwrap().push(Request {
+            method: "EMIT".into(),
+            path: event["type"].as_str().unwrap_or_default().into(),
+            body: event.clone(),
+        });
         self.events.send(event).unwrap();
     }
 
@@ -105,12 +111,26 @@ impl Fake {
             .current_dir(self.dir.path())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .unwrap();
         let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        Bridge { child, lines }
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut errors = BufReader::new(child.stderr.take().unwrap()).lines();
+        let written = Arc::clone(&stderr);
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = errors.next_line().await {
+                let mut text = written.lock().unwrap();
+                text.push_str(&line);
+                text.push('\n');
+            }
+        });
+        Bridge {
+            child,
+            lines,
+            stderr,
+        }
     }
 }
 
@@ -199,6 +219,8 @@ async fn serve(
 struct Bridge {
     child: Child,
     lines: Lines<BufReader<ChildStdout>>,
+    /// What it wrote to stderr so far.
+    stderr: Arc<Mutex<String>>,
 }
 
 impl Bridge {
@@ -306,7 +328,22 @@ async fn a_turn_that_needs_the_configuration_read_again_waits_for_the_warm_up_to
     )
     .unwrap();
     bridge.turn("Do it.").await;
-    // An event of the run's session, forwarded while the bridge waits: nothing was disposed of.
+    // The bridge took the turn and waits (it says so on stderr): nothing was disposed of.
+    let waiting = testkit::wait_until(
+        "the bridge to wait for the warm-up",
+        Duration::from_secs(10),
+        || {
+            let said = bridge
+                .stderr
+                .lock()
+                .unwrap()
+                .contains("once the warm-up has ended");
+            async move { said.then_some(()) }
+        },
+    )
+    .await;
+    assert!(waiting.is_ok(), "{waiting:?}: {:#?}", fake.requests());
+    // An event of the run's session is forwarded meanwhile.
     let retry = json!({"type": "session.status", "properties": {"sessionID": "ses_run",
         "status": {"type": "retry", "attempt": 1, "message": "busy", "next": 1}}});
     fake.emit(retry.clone());
@@ -324,7 +361,8 @@ async fn a_turn_that_needs_the_configuration_read_again_waits_for_the_warm_up_to
     let paths: Vec<String> = fake.requests().into_iter().map(|r| r.path).collect();
     let at = |path: &str| paths.iter().rposition(|p| p == path).unwrap();
     assert!(
-        at("/instance/dispose") < at("/event")
+        at("session.idle") < at("/instance/dispose")
+            && at("/instance/dispose") < at("/event")
             && at("/event") < at("/session/ses_run/prompt_async"),
         "{paths:#?}"
     );

@@ -448,3 +448,72 @@ async fn a_member_removed_from_a_project_stops_seeing_it_on_open_streams() {
     update_user(&world, "bob", json!({"disabled": true})).await;
     all.read_to_end().await;
 }
+
+/// The ids of a stream's messages read so far (messages without an id left out).
+fn ids_in(text: &str) -> Vec<String> {
+    let mut buffer = text.to_string();
+    take_messages(&mut buffer)
+        .into_iter()
+        .map(|m| m.id)
+        .collect()
+}
+
+/// A stream of everything without transcripts (what a board follows) gets every change of the
+/// task and its runs, live and from the backlog, in order, and none of the agent's output; the
+/// same stream with transcripts, opened at the same moment, gets that output too.
+#[tokio::test]
+async fn a_stream_without_transcripts_gets_every_change_and_no_agent_output() {
+    let mut scenarios = full_pipeline();
+    scenarios[0] = ("plan", chatty_plan(300));
+    let world = World::start(&scenarios, &[]).await;
+    let token = world.server.token().to_string();
+    let mut changes = SseText::open(&world, "/api/stream?transcript=false", &token).await;
+    let mut everything = SseText::open(&world, "/api/stream", &token).await;
+    for stream in [&mut changes, &mut everything] {
+        stream.read_until(0, |t| t.contains("event: ready")).await;
+    }
+    let ready = |stream: &SseText| -> i64 {
+        let mut buffer = stream.text.clone();
+        take_messages(&mut buffer)
+            .into_iter()
+            .find(|m| m.event == "ready")
+            .unwrap()
+            .id
+            .parse()
+            .unwrap()
+    };
+    let after = ready(&changes);
+    assert_eq!(after, ready(&everything));
+
+    let id = world.new_task("Greeting", true).await;
+    world.wait_state(id, "plan_gate").await;
+    let all = expected_ids(&world, None, after);
+    let without: Vec<String> = all.iter().filter(|id| !id.contains('-')).cloned().collect();
+    assert!(without.len() < all.len(), "the planner wrote a transcript");
+    let (last_change, last) = (without.last().unwrap().clone(), all.last().unwrap().clone());
+    let has = |id: String| move |t: &str| t.contains(&format!("id: {id}\n"));
+    changes.read_until(0, has(last_change)).await;
+    everything.read_until(0, has(last)).await;
+    assert!(
+        !changes.text.contains("event: transcript"),
+        "{}",
+        changes.text
+    );
+    let live: Vec<String> = ids_in(&changes.text).into_iter().skip(1).collect();
+    assert_eq!(live, without, "the changes, live");
+    let full: Vec<String> = ids_in(&everything.text).into_iter().skip(1).collect();
+    assert_eq!(full, all, "everything, live");
+
+    // From the backlog, resumed at the same point.
+    let path = format!("/api/stream?transcript=false&after={after}");
+    let mut resumed = SseText::open(&world, &path, &token).await;
+    resumed
+        .read_until(0, |t| t.contains("event: caught-up"))
+        .await;
+    assert!(!resumed.text.contains("event: transcript"));
+    assert_eq!(
+        ids_in(&resumed.text),
+        without,
+        "the changes, from the backlog"
+    );
+}

@@ -973,11 +973,13 @@ impl Engine {
     }
 
     /// The live stream as Server-Sent Events text: everything (`task` = `None`) or one task,
-    /// strictly after `after` (see `stream`), endless, with keep-alive comments.
+    /// strictly after `after` (see `stream`), endless, with keep-alive comments; without the
+    /// agents' transcripts when `transcripts` is false.
     pub async fn stream(
         &self,
         task: Option<TaskId>,
         after: Option<crate::api::StreamCursor>,
+        transcripts: bool,
     ) -> Result<BoxStream<'static, bytes::Bytes>> {
         if let Some(id) = task {
             self.inner.store.read(|tx| self.check_task(tx, id))?;
@@ -985,7 +987,7 @@ impl Engine {
         // A member's stream shows the tasks of their projects only; a user's streams check
         // their access again when projects, memberships or accounts change.
         let visible = self.acting_user().map(crate::stream_access::Visible::of);
-        crate::stream::sse(Arc::clone(&self.inner), task, after, visible)
+        crate::stream::sse(Arc::clone(&self.inner), task, after, visible, transcripts)
     }
 
     /// Stops every live run's processes (graceful shutdown). The runs stay recorded as running,

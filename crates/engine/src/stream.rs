@@ -3,7 +3,9 @@
 //!
 //! Every message carries an `id:` (a [`StreamCursor`]), an `event:` (`task`, `run`,
 //! `pull_request`, `transcript`; `ready` for the position a fresh global stream starts at) and a
-//! one-line JSON `data:`; `caught-up` and `projects` carry no id. A follower subscribes to the live channel *before* it reads the
+//! one-line JSON `data:`; `caught-up` and `projects` carry no id. A stream may leave the
+//! `transcript` messages out (a board shows no agent output): they are skipped unencoded, the
+//! follower's key moving past them all the same. A follower subscribes to the live channel *before* it reads the
 //! backlog and keeps the key of the last message it sent; live items at or below it were in the
 //! backlog and are dropped. The store hands committed rows to the channels in commit order (ids
 //! only grow), so live items arrive in key order. A live transcript batch whose text was not kept
@@ -115,12 +117,14 @@ async fn send(out: &mpsc::Sender<Bytes>, chunk: Bytes) -> Result<(), Closed> {
 /// The stream of everything (`task` = `None`) or of one task, strictly after `after`. Without
 /// `after`, a task's stream starts at the task's beginning and the global stream at the present,
 /// announced by a `ready` message whose id resumes from there. Once the stored backlog is sent, a
-/// `caught-up` message (without an id) says that what follows is live.
+/// `caught-up` message (without an id) says that what follows is live. Without `transcripts`,
+/// no `transcript` message is sent.
 pub(crate) fn sse(
     inner: Arc<Inner>,
     task: Option<TaskId>,
     after: Option<StreamCursor>,
     visible: Option<Visible>,
+    transcripts: bool,
 ) -> Result<BoxStream<'static, Bytes>> {
     if let Some(task) = task {
         inner.store.read(|tx| {
@@ -153,7 +157,12 @@ pub(crate) fn sse(
         }
         let cursor = (start.activity, start.seq);
         let mut visible = visible;
-        let follower = Follower { task, live, access };
+        let follower = Follower {
+            task,
+            transcripts,
+            live,
+            access,
+        };
         if let Err(err) = pump(&inner, follower, cursor, &out, &mut visible).await {
             tracing::debug!(?task, error = %err, "stream follower ended");
         }
@@ -167,6 +176,8 @@ pub(crate) fn sse(
 struct Follower {
     /// The task followed, or `None` for everything.
     task: Option<TaskId>,
+    /// Whether it gets the agents' transcripts.
+    transcripts: bool,
     live: broadcast::Receiver<Arc<Live>>,
     access: broadcast::Receiver<AccessChange>,
 }
@@ -193,6 +204,7 @@ async fn pump(
 ) -> Result<()> {
     let Follower {
         task,
+        transcripts,
         mut live,
         mut access,
     } = follower;
@@ -208,7 +220,7 @@ async fn pump(
     recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut caught_up = false;
     loop {
-        backlog(inner, task, &mut cursor, out, visible).await?;
+        backlog(inner, task, transcripts, &mut cursor, out, visible).await?;
         if !caught_up {
             // Without an id, so resuming is unaffected: what follows is live.
             send(out, Bytes::from_static(b"event: caught-up\ndata: {}\n\n")).await?;
@@ -241,6 +253,10 @@ async fn pump(
                     Ok(live) => {
                         let last = live.item.last_key();
                         if last <= cursor {
+                            continue;
+                        }
+                        if !transcripts && !matches!(live.item.body, ActivityBody::Change(_)) {
+                            cursor = last;
                             continue;
                         }
                         if matches!(live.item.body, ActivityBody::Unloaded { .. }) {
@@ -320,10 +336,12 @@ async fn access_again(
     Ok(true)
 }
 
-/// Sends what the store holds after `cursor`, page by page, moving the cursor.
+/// Sends what the store holds after `cursor`, page by page, moving the cursor (past transcript
+/// items too, which are sent only with `transcripts`).
 async fn backlog(
     inner: &Inner,
     task: Option<TaskId>,
+    transcripts: bool,
     cursor: &mut (i64, i64),
     out: &mpsc::Sender<Bytes>,
     visible: &mut Option<Visible>,
@@ -341,6 +359,9 @@ async fn backlog(
                 _ => 1,
             };
             *cursor = item.last_key();
+            if !transcripts && !matches!(item.body, ActivityBody::Change(_)) {
+                continue;
+            }
             if let Some(visible) = visible.as_mut()
                 && !visible.sees(inner, item.task)?
             {

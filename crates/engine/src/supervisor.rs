@@ -398,11 +398,10 @@ fn sandbox_failure(stderr: &str) -> Option<(&str, bool)> {
     if !line.starts_with("bwrap: ") || line.contains('\n') {
         return None;
     }
-    const TRANSIENT: [&str; 4] = [
+    const TRANSIENT: [&str; 3] = [
         "No space left on device",
         "Resource temporarily unavailable",
         "Cannot allocate memory",
-        "Too many open files",
     ];
     Some((line, TRANSIENT.iter().any(|t| line.contains(t))))
 }

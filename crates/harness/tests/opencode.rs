@@ -482,6 +482,9 @@ fn a_turn_that_went_idle_without_an_answer_failed_and_is_retried() {
             "message.updated",
             json!({"sessionID": "ses_1", "info": {"id": "msg_a", "role": "assistant"}}),
         ),
+        idle.clone(),
+        // An idle with no prompt since (OpenCode's abort of a session that is not busy) ends a
+        // turn as before, not as a dropped prompt.
         idle,
     ];
     let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
@@ -497,11 +500,16 @@ fn a_turn_that_went_idle_without_an_answer_failed_and_is_retried() {
             &TranscriptEvent::TurnEnd {
                 ok: false,
                 error: Some(
-                    "OpenCode ended the turn without answering it (no assistant message; the \
-                     stderr tail may say why)"
+                    "OpenCode ended the turn without answering it: it dropped the prompt (no \
+                     assistant message)"
                         .into()
                 ),
                 retryable: true,
+            },
+            &TranscriptEvent::TurnEnd {
+                ok: true,
+                error: None,
+                retryable: false,
             },
             &TranscriptEvent::TurnEnd {
                 ok: true,

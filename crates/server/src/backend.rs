@@ -145,11 +145,13 @@ pub(crate) trait Backend: Clone + Send + Sync + 'static {
         login: String,
         password: String,
     ) -> impl Future<Output = Result<UserView>> + Send;
-    /// Server-Sent Events text of everything (`task` = `None`) or one task, after `after`.
+    /// Server-Sent Events text of everything (`task` = `None`) or one task, after `after`;
+    /// without transcript events when `transcripts` is false.
     fn stream(
         &self,
         task: Option<TaskId>,
         after: Option<StreamCursor>,
+        transcripts: bool,
     ) -> impl Future<Output = Result<BoxStream<'static, Bytes>>> + Send;
 }
 
@@ -333,8 +335,9 @@ impl Backend for Engine {
         &self,
         task: Option<TaskId>,
         after: Option<StreamCursor>,
+        transcripts: bool,
     ) -> impl Future<Output = Result<BoxStream<'static, Bytes>>> + Send {
-        Engine::stream(self, task, after)
+        Engine::stream(self, task, after, transcripts)
     }
     fn transcript(
         &self,

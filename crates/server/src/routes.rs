@@ -365,6 +365,12 @@ pub(crate) fn routes<B: Backend>() -> Vec<Route<B>> {
                 "Resume strictly after this event id.",
                 schema::<String>,
             )
+            .query(
+                "transcript",
+                "`false`: no `transcript` events (the agents' output), only the changes of tasks, \
+                 runs, pull requests and projects (a board).",
+                schema::<bool>,
+            )
             .ok(200, "The live stream.", Content::EventStream)
             .errors(&[400]),
             get(stream::<B>),
@@ -1117,6 +1123,8 @@ async fn github_webhook<B: Backend>(
 struct StreamQuery {
     /// Where to resume, for clients that cannot set `Last-Event-ID`.
     after: Option<String>,
+    /// `false`: without the agents' transcripts (the stream of everything only).
+    transcript: Option<bool>,
 }
 
 /// Where a stream resumes: the `Last-Event-ID` header, else `?after=`; a malformed one is a 400.
@@ -1152,7 +1160,8 @@ async fn stream<B: Backend>(
     Query(query): Query<StreamQuery>,
 ) -> ApiResult<Response> {
     let after = resume_point(&headers, &query)?;
-    Ok(event_stream(b.stream(None, after).await?))
+    let transcripts = query.transcript.unwrap_or(true);
+    Ok(event_stream(b.stream(None, after, transcripts).await?))
 }
 
 /// Server-Sent Events of one task.
@@ -1163,7 +1172,7 @@ async fn task_stream<B: Backend>(
     Query(query): Query<StreamQuery>,
 ) -> ApiResult<Response> {
     let after = resume_point(&headers, &query)?;
-    Ok(event_stream(b.stream(Some(id), after).await?))
+    Ok(event_stream(b.stream(Some(id), after, true).await?))
 }
 
 fn event_stream(chunks: futures::stream::BoxStream<'static, Bytes>) -> Response {

@@ -573,8 +573,12 @@ impl Backend for Fake {
         &self,
         task: Option<TaskId>,
         after: Option<engine::api::StreamCursor>,
+        transcripts: bool,
     ) -> Result<BoxStream<'static, Bytes>> {
-        let after = after.map_or_else(|| "none".to_string(), |c| c.to_string());
+        let mut after = after.map_or_else(|| "none".to_string(), |c| c.to_string());
+        if !transcripts {
+            after.push_str(" without transcripts");
+        }
         match task {
             Some(id) => {
                 self.task_result(&format!("stream after={after}"), id)?;
@@ -1135,6 +1139,10 @@ async fn streams_are_server_sent_events_resuming_after_the_last_event_id() {
     // The header wins over the query; an empty header is no resume point.
     get_with(app(&fake), "/api/stream?after=5", &[("last-event-id", "6")]).await;
     get_with(app(&fake), "/api/stream", &[("last-event-id", "")]).await;
+    get_with(app(&fake), "/api/stream?after=8&transcript=false", &[]).await;
+    get_with(app(&fake), "/api/stream?transcript=true", &[]).await;
+    let (status, _, body) = get_with(app(&fake), "/api/stream?transcript=no", &[]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     let (status, _, _) = get_with(app(&fake), "/api/tasks/404/stream", &[]).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(
@@ -1144,6 +1152,8 @@ async fn streams_are_server_sent_events_resuming_after_the_last_event_id() {
             "stream after=7-2 3",
             "stream after=41 3",
             "stream all after=6",
+            "stream all after=none",
+            "stream all after=8 without transcripts",
             "stream all after=none",
             "stream after=none 404",
         ]

@@ -11,7 +11,7 @@ use clap::Subcommand;
 use engine::api::PromptView;
 use serde_json::json;
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The instance's prompts (administrators)
 #[derive(Subcommand, Debug)]
@@ -22,7 +22,7 @@ Examples:
   atelier prompt set plan.md --from plan.md
   atelier prompt reset plan.md
 
-A project's own prompts are part of its settings (`prompts`, see `atelier project --help`).")]
+A project's own prompts are its settings' `prompts` (`atelier project set --help`).")]
 pub enum PromptCommand {
     /// List the prompts: whether each is overridden, and the variables it may use
     List,
@@ -119,7 +119,7 @@ fn prompt_path(name: &str) -> Result<String> {
 }
 
 /// The text of `from` (`-`: stdin), which must not be empty.
-fn read_text(from: &PathBuf) -> Result<String> {
+fn read_text(from: &Path) -> Result<String> {
     let text = if from.as_os_str() == "-" {
         let mut text = String::new();
         std::io::stdin()

@@ -433,14 +433,16 @@ async fn serve(
     tokio::task::yield_now().await;
     let mut pending = stdin.try_recv().ok().map(Input::from_line);
     let mut warm_session = None;
-    // The warm-up's session while its prompt is still in flight (a turn cut it short).
+    // The warm-up's session while its prompt is still in flight (a turn cut it short), with
+    // the warm-up's deadline.
     let mut warming = None;
     if pending.is_none() && can_warm {
+        let deadline = tokio::time::Instant::now() + WARMUP_LIMIT;
         let (session, cut) = session_state
-            .warm_up(&mut events, &mut stdin, &mut stops)
+            .warm_up(deadline, &mut events, &mut stdin, &mut stops)
             .await;
         if cut.is_some() {
-            warming.clone_from(&session);
+            warming = session.clone().map(|id| (id, deadline));
         }
         warm_session = session;
         pending = cut.or_else(|| stdin.try_recv().ok().map(Input::from_line));
@@ -473,14 +475,18 @@ async fn serve(
                     // Disposed of while the warm-up still builds it, OpenCode ends the next
                     // prompt at once without running it ("All fibers interrupted"): the
                     // warm-up ends first.
-                    if let Some(id) = warming.take()
-                        && session_state
-                            .until_idle(&id, &mut events, &mut stops, None)
-                            .await
-                            == Some(Input::Stop)
-                    {
-                        session_state.abort(&mut events).await;
-                        return Ok(0);
+                    if let Some((id, deadline)) = warming.take() {
+                        eprintln!(
+                            "opencode bridge: the worktree's OpenCode configuration changed; \
+                             reloading it once the warm-up has ended"
+                        );
+                        let cut = session_state
+                            .until_idle(&id, deadline, &mut events, &mut stops, None)
+                            .await;
+                        if cut == Some(Input::Stop) {
+                            session_state.abort(&mut events).await;
+                            return Ok(0);
+                        }
                     }
                     stamp = now;
                     events = reload(server).await?;
@@ -488,7 +494,7 @@ async fn serve(
                 session_state.turn(&line).await;
             }
             Input::Event(event) => {
-                if warming.as_deref().is_some_and(|id| is_idle(&event, id)) {
+                if warming.as_ref().is_some_and(|(id, _)| is_idle(&event, id)) {
                     warming = None;
                 }
                 if !session_state.event(event).await {
@@ -702,6 +708,7 @@ impl Session<'_> {
     /// (deleted at the end).
     async fn warm_up(
         &self,
+        deadline: tokio::time::Instant,
         events: &mut mpsc::UnboundedReceiver<Option<Value>>,
         stdin: &mut mpsc::UnboundedReceiver<Option<String>>,
         stops: &mut Stops,
@@ -733,23 +740,27 @@ impl Session<'_> {
             )
             .await;
         let cut = match sent {
-            Ok(_) => self.until_idle(&id, events, stops, Some(stdin)).await,
+            Ok(_) => {
+                self.until_idle(&id, deadline, events, stops, Some(stdin))
+                    .await
+            }
             Err(_) => None,
         };
         (Some(id), cut)
     }
 
-    /// Forwards the run's events until session `id` goes idle ([`WARMUP_LIMIT`] at most,
-    /// or until the event stream ends). A stop, or a line of `stdin` when given, that comes
-    /// first is returned instead, for the caller to take at once.
+    /// Forwards the run's events until session `id` goes idle (until `deadline` at most, or
+    /// the end of the event stream). A stop, or a line of `stdin` when given, that comes first
+    /// is returned instead, for the caller to take at once.
     async fn until_idle(
         &self,
         id: &str,
+        deadline: tokio::time::Instant,
         events: &mut mpsc::UnboundedReceiver<Option<Value>>,
         stops: &mut Stops,
         mut stdin: Option<&mut mpsc::UnboundedReceiver<Option<String>>>,
     ) -> Option<Input> {
-        let waited = tokio::time::timeout(WARMUP_LIMIT, async {
+        let waited = tokio::time::timeout_at(deadline, async {
             loop {
                 let next_line = async {
                     match stdin.as_mut() {

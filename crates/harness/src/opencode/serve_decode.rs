@@ -12,7 +12,7 @@
 //! | `message.part.updated`: a tool part `completed` or `error` | as `run`'s `tool_use` |
 //! | `message.part.updated`: a `step-finish` part | `Usage` (an early stop: `Error`) |
 //! | `session.error` | remembered for the turn's end |
-//! | `session.idle` | `TurnEnd` (failed with the remembered error, if any; failed and retryable when the turn started no assistant message: OpenCode dropped the prompt) |
+//! | `session.idle` | `TurnEnd` (failed with the remembered error, if any; failed and retryable when a prompt since the last idle got no assistant message: OpenCode dropped it) |
 //! | `session.status` `retry` | `Status` (OpenCode retries a model request) |
 //! | `permission.asked` / `question.asked` | `Error` (the bridge refused it: nobody answers) |
 //!
@@ -28,8 +28,8 @@ use std::collections::HashSet;
 /// Why a turn that went idle without an answer failed. OpenCode does so when the prompt never
 /// ran (seen: a prompt sent while its instance was being disposed of ended at once, its log
 /// saying "All fibers interrupted"): retried like an unreachable endpoint.
-const UNANSWERED: &str = "OpenCode ended the turn without answering it (no assistant message; \
-                          the stderr tail may say why)";
+const UNANSWERED: &str =
+    "OpenCode ended the turn without answering it: it dropped the prompt (no assistant message)";
 
 /// What the serve events of one process need remembered.
 #[derive(Debug, Default)]
@@ -42,7 +42,9 @@ pub(super) struct ServeState {
     text_parts: HashSet<String>,
     /// The error of the current turn (`session.error`), told at its end.
     error: Option<(String, bool)>,
-    /// Whether the current turn started an answer (an assistant message or a part of one).
+    /// Whether a prompt came since the last turn's end (a user message), and whether an answer
+    /// to it started since (an assistant message or a part of one).
+    prompted: bool,
     answered: bool,
 }
 
@@ -62,12 +64,16 @@ impl ServeState {
         let out = match kind {
             "message.updated" => {
                 let info = props.get("info")?;
-                match str_at(info, &["role"]) {
-                    Some("user") => {
-                        self.user_messages.insert(str_at(info, &["id"])?.to_owned());
+                let role = str_at(info, &["role"]);
+                if role == Some("user") {
+                    let id = str_at(info, &["id"])?.to_owned();
+                    if self.user_messages.insert(id) {
+                        // A new prompt: what the previous turn wrote late is not its answer.
+                        self.prompted = true;
+                        self.answered = false;
                     }
-                    Some("assistant") => self.answered = true,
-                    _ => {}
+                } else if role == Some("assistant") {
+                    self.answered = true;
                 }
                 Vec::new()
             }
@@ -93,11 +99,14 @@ impl ServeState {
             }
             "session.idle" => {
                 self.text_parts.clear();
-                let answered = std::mem::take(&mut self.answered);
+                // A prompt that went idle unanswered was dropped; an idle with no prompt since
+                // the last (OpenCode's abort of a session that is not busy) ends a turn as before.
+                let dropped = std::mem::take(&mut self.prompted) && !self.answered;
+                self.answered = false;
                 let error = self
                     .error
                     .take()
-                    .or_else(|| (!answered).then(|| (UNANSWERED.to_string(), true)));
+                    .or_else(|| dropped.then(|| (UNANSWERED.to_string(), true)));
                 vec![TranscriptEvent::TurnEnd {
                     ok: error.is_none(),
                     retryable: error.as_ref().is_some_and(|(_, r)| *r),

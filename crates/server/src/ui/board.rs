@@ -89,7 +89,7 @@ pub(crate) fn is_live(state: &TaskState) -> bool {
 pub(crate) async fn projects<B: Backend>(viewer: Viewer<B>) -> Response {
     // Read before the data: the page's stream resumes from here (a project added or a
     // membership changed is a `projects` message).
-    let stream = match super::stream_after_now(&viewer.backend, "/api/stream") {
+    let stream = match super::stream_after_now(&viewer.backend, super::CHANGES_STREAM) {
         Ok(stream) => stream,
         Err(err) => return error_page(&viewer, err),
     };
@@ -134,7 +134,7 @@ pub(crate) async fn projects<B: Backend>(viewer: Viewer<B>) -> Response {
 
 pub(crate) async fn board<B: Backend>(viewer: Viewer<B>, Path(project): Path<String>) -> Response {
     // Read before the data: the page's stream resumes from here, so no change is missed.
-    let stream = match super::stream_after_now(&viewer.backend, "/api/stream") {
+    let stream = match super::stream_after_now(&viewer.backend, super::CHANGES_STREAM) {
         Ok(stream) => stream,
         Err(err) => return error_page(&viewer, err),
     };

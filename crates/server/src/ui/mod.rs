@@ -93,8 +93,13 @@ pub(crate) async fn security_headers(req: Request, next: Next) -> Response {
 /// `stream` (an SSE route) resuming after the newest activity now: read before a page's data,
 /// so whatever changes after the read reaches the page.
 pub(crate) fn stream_after_now<B: Backend>(backend: &B, stream: &str) -> engine::Result<String> {
-    Ok(format!("{stream}?after={}", backend.stream_head()?))
+    let join = if stream.contains('?') { '&' } else { '?' };
+    Ok(format!("{stream}{join}after={}", backend.stream_head()?))
 }
+
+/// The stream of everything without the agents' transcripts: what a board follows (its cards
+/// change with tasks, runs and pull requests, never with an agent's output).
+pub(crate) const CHANGES_STREAM: &str = "/api/stream?transcript=false";
 
 /// An engine error as a page's status and message: internal details are logged, not shown, and
 /// server paths and command lines are shown whole only to an administrator (`admin`).

@@ -232,15 +232,15 @@
   }
 
   // The element of `fresh` (a region's new content) that stands for `old` (inside `region`, the
-  // content it replaced): the same id, else the same tag with the same link, action or name, else
-  // the element at the same place with the same tag.
+  // content it replaced): the one with the same id, or the same tag and link, action or name —
+  // none when it is gone (never another task's button that took its place) —, else, for an
+  // element named by none of those, the one at the same place with the same tag.
   function counterpart(region, fresh, old) {
     if (old.id) return fresh.querySelector("#" + CSS.escape(old.id));
-    for (const name of ["href", "data-action", "name"]) {
-      const value = old.getAttribute(name);
-      if (value === null) continue;
-      const same = fresh.querySelector(old.localName + "[" + name + '="' + CSS.escape(value) + '"]');
-      if (same) return same;
+    const names = ["href", "data-action", "name"].filter((name) => old.hasAttribute(name));
+    if (names.length) {
+      const attributes = names.map((name) => "[" + name + '="' + CSS.escape(old.getAttribute(name)) + '"]');
+      return fresh.querySelector(old.localName + attributes.join(""));
     }
     const path = [];
     for (let node = old; node !== region; node = node.parentElement) {

@@ -98,6 +98,12 @@ fn encode(item: &Activity, hide: bool, out: &mut String, starts: &mut Vec<((i64,
 }
 
 /// Whether the follower is a user who is not an administrator (see `shown`).
+/// Whether a follower wants `body`: a change always, a transcript batch (kept or not) only with
+/// `transcripts`.
+fn wanted(transcripts: bool, body: &ActivityBody) -> bool {
+    transcripts || matches!(body, ActivityBody::Change(_))
+}
+
 fn hides_server_details(visible: &Option<Visible>) -> bool {
     visible.as_ref().is_some_and(|v| !v.is_admin())
 }
@@ -255,7 +261,7 @@ async fn pump(
                         if last <= cursor {
                             continue;
                         }
-                        if !transcripts && !matches!(live.item.body, ActivityBody::Change(_)) {
+                        if !wanted(transcripts, &live.item.body) {
                             cursor = last;
                             continue;
                         }
@@ -359,7 +365,7 @@ async fn backlog(
                 _ => 1,
             };
             *cursor = item.last_key();
-            if !transcripts && !matches!(item.body, ActivityBody::Change(_)) {
+            if !wanted(transcripts, &item.body) {
                 continue;
             }
             if let Some(visible) = visible.as_mut()

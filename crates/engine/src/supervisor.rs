@@ -539,10 +539,14 @@ mod tests {
     use domain::RunOutcome;
     use std::os::unix::process::ExitStatusExt;
 
+    /// An agent that exited with code 1 without ending its turn.
+    fn crashed() -> Result<std::process::ExitStatus, String> {
+        Ok(std::process::ExitStatus::from_raw(1 << 8))
+    }
+
     /// A crash is a failure, except one on the CLI's own busy state store, which is retried.
     #[test]
     fn a_crash_on_a_locked_database_is_retried_other_crashes_fail() {
-        let crashed = || Ok(std::process::ExitStatus::from_raw(1 << 8));
         let locked = judge(
             &None,
             crashed(),
@@ -562,7 +566,6 @@ mod tests {
     /// looks like one among the agent's own output is the agent's crash.
     #[test]
     fn a_sandbox_that_could_not_start_is_told_and_retried_when_transient() {
-        let crashed = || Ok(std::process::ExitStatus::from_raw(1 << 8));
         let full = judge(
             &None,
             crashed(),

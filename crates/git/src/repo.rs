@@ -300,7 +300,7 @@ impl Repo {
                 }
             })
             .collect();
-        if local_push && args.first() == Some(&OsStr::new("push")) {
+        if local_push {
             // The remote's side runs in this sandbox too, and git does not pass it this side's
             // `-c gc.auto=0`: its detached gc would die with the sandbox, leaving its locks.
             args.insert(1, OsStr::new(LOCAL_RECEIVE_PACK));

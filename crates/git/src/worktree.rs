@@ -118,17 +118,7 @@ pub(crate) fn recorded_worktree_pointers(common: &Path) -> Vec<PathBuf> {
 /// resolved without touching the disk.
 fn recorded_pointer(entry: &Path) -> Option<PathBuf> {
     let text = crate::refs::read_capped(&entry.join("gitdir"), MAX_RECORD_BYTES)?;
-    let mut path = PathBuf::new();
-    for part in entry.join(text.trim_end_matches('\n')).components() {
-        match part {
-            std::path::Component::ParentDir => {
-                path.pop();
-            }
-            std::path::Component::CurDir => {}
-            other => path.push(other),
-        }
-    }
-    Some(path)
+    Some(sandbox::lexical(&entry.join(text.trim_end_matches('\n'))))
 }
 
 /// The entry of the worktree at `work_tree` (a canonical path) in the repository whose git

@@ -231,7 +231,7 @@ pub fn is_within(path: &Path, dir: &Path) -> bool {
 }
 
 /// `path` with `.` and `..` resolved without touching the disk.
-fn lexical(path: &Path) -> PathBuf {
+pub fn lexical(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for part in path.components() {
         match part {

@@ -48,7 +48,7 @@ pub enum PromptCommand {
 
 pub async fn run(command: PromptCommand, global: &GlobalArgs) -> Result<()> {
     let client = Client::new(config::resolve_target(global)?)?;
-    let shown = match command {
+    let (prompt, what) = match command {
         PromptCommand::List => {
             let prompts: Vec<PromptView> = client.get("/api/prompts").await?;
             if global.json {
@@ -96,7 +96,6 @@ pub async fn run(command: PromptCommand, global: &GlobalArgs) -> Result<()> {
             (prompt, "back to its built-in text")
         }
     };
-    let (prompt, what) = shown;
     if global.json {
         return output::print_json(&prompt);
     }
